@@ -1,0 +1,51 @@
+"""Reading and writing OME-Zarr plates, images and label images.
+
+Sources are opened read-only; label images are created up front, filled region by
+region by tasks, and get their NGFF metadata last.
+"""
+
+from ._importer import import_folder
+from ._labels import (
+    LABEL_DTYPE,
+    LabelExistsError,
+    LabelImage,
+    completed_timepoints,
+    create_labels,
+    finalize_labels,
+    label_record,
+    mark_done,
+    open_labels,
+    write_label_region,
+    write_labels,
+)
+from ._ngff import SUPPORTED_VERSIONS
+from ._plate import AXIS_ORDER, ImageInfo, Level, MetadataError, Plate, check_name, open_plate
+from ._plate import read_image_info
+from ._writer import PlateWriter, create_image, create_plate
+
+__all__ = [
+    "AXIS_ORDER",
+    "LABEL_DTYPE",
+    "SUPPORTED_VERSIONS",
+    "ImageInfo",
+    "LabelExistsError",
+    "LabelImage",
+    "Level",
+    "MetadataError",
+    "Plate",
+    "PlateWriter",
+    "check_name",
+    "completed_timepoints",
+    "create_image",
+    "create_labels",
+    "create_plate",
+    "finalize_labels",
+    "import_folder",
+    "label_record",
+    "mark_done",
+    "open_labels",
+    "open_plate",
+    "read_image_info",
+    "write_label_region",
+    "write_labels",
+]

@@ -1,0 +1,428 @@
+"""NGFF label images: created up front, filled region by region, metadata written last.
+
+A label image lives at ``<image>/labels/<name>``. It has the same number of levels
+as its image, the image's axes with ``c`` of size 1, the same transforms, and an
+``image-label`` block. Arrays are created first; tasks then fill disjoint,
+chunk-aligned regions; the NGFF metadata is written once the data is there
+(:func:`finalize_labels`). Completion of (label image, timepoint) is recorded in the
+label group's ``structfree_dask`` attribute by the driver only, never by workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ._ngff import array_kwargs, format_for, read_ome, write_ome
+from ._plate import ImageInfo, check_name
+
+__all__ = [
+    "LABEL_DTYPE",
+    "RECORD_KEY",
+    "LabelExistsError",
+    "LabelImage",
+    "create_labels",
+    "open_labels",
+    "write_label_region",
+    "finalize_labels",
+    "write_labels",
+    "mark_done",
+    "completed_timepoints",
+    "label_shape",
+    "downsample_labels",
+    "label_record",
+]
+
+logger = logging.getLogger(__name__)
+
+#: dtype of every label image this package writes.
+LABEL_DTYPE = np.dtype("uint32")
+#: attribute key holding this package's run and completion records.
+RECORD_KEY = "structfree_dask"
+
+
+class LabelExistsError(FileExistsError):
+    """Raised when a label image exists and overwriting was not asked for."""
+
+
+@dataclass(frozen=True)
+class LabelImage:
+    """A label image of one field.
+
+    Attributes
+    ----------
+    image : ImageInfo
+        The image it labels.
+    name : str
+    level_paths : tuple of str
+    shapes : tuple of tuple of int
+        Shape of each level (the image's, with ``c`` = 1).
+    chunks : tuple of tuple of int
+    """
+
+    image: ImageInfo
+    name: str
+    level_paths: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    chunks: tuple[tuple[int, ...], ...]
+
+    @property
+    def path(self) -> str:
+        """Group path of the label image inside the store."""
+        prefix = f"{self.image.path}/" if self.image.path else ""
+        return f"{prefix}labels/{self.name}"
+
+    def open_array(self, level: int = 0, mode: str = "r+") -> zarr.Array:
+        """Open the zarr array of a level."""
+        return zarr.open_array(
+            store=self.image.store, path=f"{self.path}/{self.level_paths[level]}", mode=mode
+        )
+
+    def read(self, level: int = 0) -> np.ndarray:
+        """Read a whole level into memory (small images only)."""
+        return np.asarray(self.open_array(level, mode="r")[...])
+
+
+def label_shape(image_shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
+    """Return the label shape for an image shape: the same, with ``c`` set to 1.
+
+    Examples
+    --------
+    >>> label_shape((3, 4, 512, 512), ("t", "c", "y", "x"))
+    (3, 1, 512, 512)
+    """
+    return tuple(1 if ax == "c" else n for ax, n in zip(axes, image_shape, strict=True))
+
+
+def _label_chunks(shape: tuple[int, ...], axes: tuple[str, ...], chunk_yx: int) -> tuple:
+    return tuple(
+        min(n, chunk_yx) if ax in ("y", "x") else 1 for ax, n in zip(axes, shape, strict=True)
+    )
+
+
+def _image_group(image: ImageInfo, mode: str) -> zarr.Group:
+    return zarr.open_group(store=image.store, path=image.path, mode=mode)  # type: ignore[arg-type]
+
+
+def _record(group: zarr.Group) -> dict[str, Any]:
+    rec = dict(group.attrs).get(RECORD_KEY, {})
+    return dict(rec) if isinstance(rec, dict) else {}
+
+
+def open_labels(image: ImageInfo, name: str) -> LabelImage:
+    """Open an existing label image of a field.
+
+    Raises
+    ------
+    KeyError
+        If the field has no label image of that name.
+    """
+    check_name(name, "label name")
+    try:
+        group = zarr.open_group(
+            store=image.store, path=f"{image.path + '/' if image.path else ''}labels/{name}",
+            mode="r",
+        )
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        raise KeyError(
+            f"field {image.url} has no label image {name!r}; it has: "
+            f"{', '.join(image.labels) or 'none'}"
+        ) from None
+    rec = _record(group)
+    meta = read_ome(group).get("multiscales")
+    if isinstance(meta, list) and meta:
+        paths = tuple(str(d["path"]) for d in meta[0]["datasets"])
+    else:
+        paths = tuple(rec.get("level_paths", ()))
+    if not paths:
+        raise KeyError(f"label image {name!r} of {image.url} has no multiscales metadata")
+    arrays = [group[p] for p in paths]
+    return LabelImage(
+        image=image,
+        name=name,
+        level_paths=paths,
+        shapes=tuple(tuple(int(s) for s in a.shape) for a in arrays),
+        chunks=tuple(tuple(int(c) for c in a.chunks) for a in arrays),
+    )
+
+
+def create_labels(
+    image: ImageInfo,
+    name: str,
+    *,
+    chunk_yx: int = 512,
+    overwrite: bool = False,
+    record: dict[str, Any] | None = None,
+) -> LabelImage:
+    """Create the (empty) arrays of a label image under ``<image>/labels/<name>``.
+
+    Parameters
+    ----------
+    image : ImageInfo
+        The field to label. Its arrays are never opened for writing.
+    name : str
+        Label image name (one path component).
+    chunk_yx : int
+        Chunk size along y and x; tasks write whole chunks.
+    overwrite : bool
+        Replace an existing label image of that name.
+    record : dict, optional
+        Run parameters stored in the ``structfree_dask`` attribute.
+
+    Returns
+    -------
+    LabelImage
+
+    Raises
+    ------
+    LabelExistsError
+        If the label image exists and ``overwrite`` is False.
+    PermissionError
+        If the store cannot be written.
+    """
+    check_name(name, "label name")
+    if chunk_yx < 16:
+        raise ValueError(f"chunk_yx must be >= 16; got {chunk_yx}")
+    version = image.ngff_version
+    group = _image_group(image, "r+")
+    labels_group = group.require_group("labels")
+    if name in labels_group:
+        if not overwrite:
+            raise LabelExistsError(
+                f"label image {name!r} already exists in {image.url}; "
+                "pass overwrite=True (--overwrite) to replace it"
+            )
+        _delete_group(image, name)
+        labels_group = group.require_group("labels")
+        _remove_from_list(labels_group, name, image.ngff_version)
+    lgroup = labels_group.create_group(name)
+    paths, shapes, chunks = [], [], []
+    for lvl in image.levels:
+        shape = label_shape(lvl.shape, image.axes)
+        chunk = _label_chunks(shape, image.axes, chunk_yx)
+        kwargs = array_kwargs(version, image.axes)
+        lgroup.create_array(
+            lvl.path, shape=shape, chunks=chunk, dtype=LABEL_DTYPE, fill_value=0, **kwargs
+        )
+        paths.append(lvl.path)
+        shapes.append(shape)
+        chunks.append(chunk)
+    rec = {"level_paths": paths, "done": [], **(record or {})}
+    lgroup.attrs[RECORD_KEY] = rec
+    return LabelImage(image, name, tuple(paths), tuple(shapes), tuple(chunks))
+
+
+def _delete_group(image: ImageInfo, name: str) -> None:
+    root = Path(image.store)
+    target = root.joinpath(*(image.path.split("/") if image.path else []), "labels", name)
+    if target.exists():
+        shutil.rmtree(target)
+
+
+def _remove_from_list(labels_group: zarr.Group, name: str, version: str) -> None:
+    listed = [n for n in read_ome(labels_group).get("labels", []) or [] if n != name]
+    write_ome(labels_group, {"labels": listed}, version=version)
+
+
+def write_label_region(
+    label: LabelImage, region: dict[str, slice], data: np.ndarray, *, level: int = 0
+) -> None:
+    """Write one chunk-aligned region of a label image level.
+
+    Parameters
+    ----------
+    label : LabelImage
+    region : dict
+        A slice per axis name (absent axes: the whole axis; ``c`` is always 0).
+    data : numpy.ndarray
+        Data of the region, with all the label's axes (size-1 axes may be omitted
+        when ``data`` has exactly the y and x axes).
+    level : int
+
+    Raises
+    ------
+    ValueError
+        If the region is not aligned to chunks (two tasks could then share a chunk)
+        or the data does not have the region's shape.
+    """
+    axes = label.image.axes
+    shape = label.shapes[level]
+    chunks = label.chunks[level]
+    index = []
+    for ax, n, ch in zip(axes, shape, chunks, strict=True):
+        sl = region.get(ax, slice(0, n)) if ax != "c" else slice(0, 1)
+        start, stop, _ = sl.indices(n)
+        if start % ch or (stop % ch and stop != n):
+            raise ValueError(
+                f"region {ax}={start}:{stop} of {label.path} is not aligned to chunks of {ch}"
+            )
+        index.append(slice(start, stop))
+    target = tuple(s.stop - s.start for s in index)
+    if data.shape != target:
+        if int(np.prod(data.shape)) != int(np.prod(target)):
+            raise ValueError(
+                f"data of shape {data.shape} does not fit region {target} of {label.path}"
+            )
+        data = data.reshape(target)
+    arr = label.open_array(level)
+    arr[tuple(index)] = np.asarray(data, dtype=LABEL_DTYPE)
+
+
+def downsample_labels(labels: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """Downsample a label array by taking every ``factor``-th pixel (nearest neighbour).
+
+    Examples
+    --------
+    >>> downsample_labels(np.arange(16).reshape(4, 4), (2, 2))
+    array([[ 0,  2],
+           [ 8, 10]])
+    """
+    return labels[tuple(slice(None, None, f) for f in factors)]
+
+
+def finalize_labels(label: LabelImage, *, properties: dict[str, Any] | None = None) -> None:
+    """Write the NGFF metadata of a label image, after its data.
+
+    Writes ``multiscales`` (same transforms as the image), ``image-label`` (with
+    ``source``) and adds the name to ``labels/`` once (re-running never duplicates it).
+
+    Parameters
+    ----------
+    label : LabelImage
+    properties : dict, optional
+        Extra keys for the ``image-label`` block.
+    """
+    image = label.image
+    version = image.ngff_version
+    fmt = format_for(version)
+    group = _image_group(image, "r+")
+    labels_group = group["labels"]
+    lgroup = labels_group[label.name]
+    datasets = []
+    for lvl in image.levels:
+        transforms: list[dict[str, Any]] = [{"type": "scale", "scale": list(lvl.scale)}]
+        if lvl.translation is not None:
+            transforms.append({"type": "translation", "translation": list(lvl.translation)})
+        datasets.append({"path": lvl.path, "coordinateTransformations": transforms})
+    axes_meta = []
+    for ax in image.axes:
+        kind = {"t": "time", "c": "channel"}.get(ax, "space")
+        entry: dict[str, Any] = {"name": ax, "type": kind}
+        if ax in image.units:
+            entry["unit"] = image.units[ax]
+        axes_meta.append(entry)
+    multiscale: dict[str, Any] = {"name": label.name, "axes": axes_meta, "datasets": datasets}
+    if fmt.zarr_format == 2:
+        multiscale["version"] = version
+    image_label: dict[str, Any] = {"source": {"image": "../../"}, **(properties or {})}
+    if fmt.zarr_format == 2:
+        image_label["version"] = version
+    write_ome(lgroup, {"multiscales": [multiscale], "image-label": image_label}, version=version)
+    listed = list(read_ome(labels_group).get("labels", []) or [])
+    if label.name not in listed:
+        listed.append(label.name)
+    write_ome(labels_group, {"labels": listed}, version=version)
+
+
+def write_labels(
+    image: ImageInfo,
+    name: str,
+    data: np.ndarray,
+    *,
+    overwrite: bool = False,
+    chunk_yx: int = 512,
+) -> LabelImage:
+    """Write a whole in-memory label image (all levels) with its metadata.
+
+    Parameters
+    ----------
+    image : ImageInfo
+    name : str
+    data : numpy.ndarray
+        Integer labels with the image's axes, ``c`` of size 1 or absent.
+    overwrite : bool
+    chunk_yx : int
+
+    Returns
+    -------
+    LabelImage
+
+    Raises
+    ------
+    ValueError
+        If the shape does not match the image's (message names both shapes).
+    TypeError
+        If the data is not of an integer dtype.
+    """
+    if not np.issubdtype(np.asarray(data).dtype, np.integer):
+        raise TypeError(f"labels must have an integer dtype; got {np.asarray(data).dtype}")
+    expected = label_shape(image.shape, image.axes)
+    no_c = tuple(n for ax, n in zip(image.axes, expected, strict=True) if ax != "c")
+    if data.shape == no_c:
+        data = data.reshape(expected)
+    if data.shape != expected:
+        raise ValueError(
+            f"label image {name!r} for {image.url} must have shape {expected} "
+            f"(axes {''.join(image.axes)}, c=1) or {no_c}; got {data.shape}"
+        )
+    if data.min(initial=0) < 0:
+        raise ValueError(f"labels must be >= 0; got minimum {data.min()}")
+    label = create_labels(image, name, chunk_yx=chunk_yx, overwrite=overwrite)
+    base = image.levels[0].shape
+    for k, lvl in enumerate(image.levels):
+        factors = tuple(
+            max(1, round(b / s)) if ax in ("y", "x", "z") else 1
+            for ax, b, s in zip(image.axes, base, lvl.shape, strict=True)
+        )
+        small = downsample_labels(data, factors)
+        small = _fit(small, label.shapes[k])
+        label.open_array(k)[...] = small.astype(LABEL_DTYPE)
+    finalize_labels(label)
+    return label
+
+
+def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Crop or zero-pad ``arr`` to ``shape``."""
+    arr = arr[tuple(slice(0, n) for n in shape)]
+    pad = [(0, n - s) for n, s in zip(shape, arr.shape, strict=True)]
+    return np.pad(arr, pad) if any(p[1] for p in pad) else arr
+
+
+def _labels_group_of(label: LabelImage, mode: str) -> zarr.Group:
+    return zarr.open_group(store=label.image.store, path=label.path, mode=mode)  # type: ignore
+
+
+def mark_done(label: LabelImage, timepoints: list[int], **info: Any) -> None:
+    """Record that timepoints of a label image are complete (driver only).
+
+    Parameters
+    ----------
+    label : LabelImage
+    timepoints : list of int
+    **info
+        Extra keys merged into the record (e.g. run parameters, timings).
+    """
+    group = _labels_group_of(label, "r+")
+    rec = _record(group)
+    done = sorted(set(int(t) for t in rec.get("done", [])) | {int(t) for t in timepoints})
+    rec.update(info)
+    rec["done"] = done
+    group.attrs[RECORD_KEY] = rec
+
+
+def completed_timepoints(label: LabelImage) -> set[int]:
+    """Return the timepoints recorded as complete for a label image."""
+    return {int(t) for t in _record(_labels_group_of(label, "r")).get("done", [])}
+
+
+def label_record(label: LabelImage) -> dict[str, Any]:
+    """Return this package's record of a label image (run parameters, completion)."""
+    return _record(_labels_group_of(label, "r"))
+
+
