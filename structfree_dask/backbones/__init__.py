@@ -1,0 +1,21 @@
+"""Segmentation backbones. Each predicts (dY, dX, cell probability) maps of tiles."""
+
+from .cellpose import (
+    DEFAULT_MODEL,
+    ModelSpec,
+    default_model_path,
+    load_model,
+    pick_device,
+    predict_tiles,
+    resolve_model,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelSpec",
+    "default_model_path",
+    "load_model",
+    "pick_device",
+    "predict_tiles",
+    "resolve_model",
+]

@@ -1,0 +1,237 @@
+"""Cellpose backbone: resolve a model, load it once per process, predict flows of tiles.
+
+Torch and cellpose are imported lazily, so the client and the scheduler stay light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelSpec",
+    "resolve_model",
+    "load_model",
+    "predict_tiles",
+    "default_model_path",
+    "pick_device",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the shipped generalist model (works offline).
+DEFAULT_MODEL = "generalist"
+_DEFAULT_FILE = "cellpose_cyto_generalist.pth"
+FLOW_DTYPE = np.float32
+
+
+def default_model_path() -> Path:
+    """Path of the generalist Cellpose cyto model shipped with the package."""
+    return Path(str(resources.files("structfree_dask") / "_data" / _DEFAULT_FILE))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model: where its weights are and what it expects.
+
+    Attributes
+    ----------
+    name : str
+        What the user asked for (``"generalist"``, a cellpose name, or a path).
+    path : str
+        Weights file.
+    diam_mean : float
+        Cell diameter (px) the model was trained at.
+    sha256 : str
+        Checksum of the weights (first 16 hex digits), for run records.
+    """
+
+    name: str
+    path: str
+    diam_mean: float
+    sha256: str
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _diam_mean(path: Path) -> float:
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "diam_mean" in state:
+        return float(np.asarray(state["diam_mean"].cpu()).ravel()[0])
+    return 30.0
+
+
+def resolve_model(model: str | Path | None) -> ModelSpec:
+    """Resolve a model given as ``None`` (shipped generalist), a path, or a cellpose name.
+
+    Built-in cellpose names (``cyto3``, ``nuclei``, ...) are downloaded by cellpose
+    into its model folder the first time (this needs the network).
+
+    Parameters
+    ----------
+    model : str, Path or None
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``model`` is neither an existing file nor a cellpose name, or a built-in
+        model cannot be downloaded.
+
+    Examples
+    --------
+    >>> spec = resolve_model(None)
+    >>> spec.name, spec.diam_mean
+    ('generalist', 30.0)
+    """
+    if model is None or str(model) == DEFAULT_MODEL:
+        path = default_model_path()
+        name = DEFAULT_MODEL
+    elif Path(model).is_file():
+        path = Path(model)
+        name = str(model)
+    else:
+        from cellpose import models as cp_models
+
+        if str(model) not in cp_models.MODEL_NAMES:
+            raise FileNotFoundError(
+                f"model {str(model)!r} is not a file and not a cellpose built-in name "
+                f"(expected a weights path, '{DEFAULT_MODEL}', or one of "
+                f"{', '.join(cp_models.MODEL_NAMES[:6])}, ...)"
+            )
+        try:
+            path = Path(cp_models.model_path(str(model)))
+        except Exception as err:  # network errors come in many types
+            raise FileNotFoundError(
+                f"cellpose built-in model {model!r} is not in the local cellpose model "
+                f"folder and could not be downloaded ({type(err).__name__}: {err}); "
+                f"use '{DEFAULT_MODEL}' (shipped) or a weights file"
+            ) from err
+        name = str(model)
+    return ModelSpec(name=name, path=str(path), diam_mean=_diam_mean(path), sha256=_sha(path))
+
+
+def pick_device(prefer_gpu: bool = True) -> torch.device:
+    """Return ``cuda`` when available (and wanted), else ``cpu``."""
+    import torch
+
+    if prefer_gpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+_CACHE: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def _nbase_from_state(state: dict[str, Any]) -> list[int]:
+    # CPnet: downsample.down.res_down_{k}.conv.conv_0.2.weight has shape (nbase[k+1], nbase[k], 3, 3)
+    nbase = []
+    k = 0
+    while f"downsample.down.res_down_{k}.conv.conv_0.2.weight" in state:
+        w = state[f"downsample.down.res_down_{k}.conv.conv_0.2.weight"]
+        if k == 0:
+            nbase.append(int(w.shape[1]))
+        nbase.append(int(w.shape[0]))
+        k += 1
+    if not nbase:
+        raise ValueError("weights do not look like a Cellpose CPnet (no downsample layers)")
+    return nbase
+
+
+def load_model(spec: ModelSpec, device: torch.device | None = None) -> Any:
+    """Load a CPnet once per process and device, and return it (cached).
+
+    The network layout (``nbase``) is read from the weights, so small CPnets load
+    as well as the full-size ones.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    device : torch.device, optional
+
+    Returns
+    -------
+    cellpose.resnet_torch.CPnet
+        In eval mode, on ``device``.
+    """
+    import torch
+    from cellpose.resnet_torch import CPnet
+
+    device = device or pick_device()
+    key = (spec.path, str(device))
+    with _LOCK:
+        net = _CACHE.get(key)
+        if net is None:
+            state = torch.load(spec.path, map_location="cpu", weights_only=True)
+            nbase = _nbase_from_state(state)
+            net = CPnet(nbase, 3, sz=3, mkldnn=False, max_pool=True,
+                        diam_mean=spec.diam_mean)
+            net.load_state_dict(state)
+            net.to(device)
+            net.eval()
+            _CACHE[key] = net
+            logger.info("loaded model %s on %s (nbase %s)", spec.name, device, nbase)
+    return net
+
+
+def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int = 8) -> np.ndarray:
+    """Run the network on single-channel tiles.
+
+    Parameters
+    ----------
+    net : CPnet
+    tiles : numpy.ndarray
+        ``(n, ly, lx)`` normalized grayscale tiles (each channel of a field is fed on
+        its own: the network's second input channel is zero).
+    batch_size : int
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 3, ly, lx)`` float32: dY, dX, cell probability (logit).
+    """
+    import torch
+
+    if tiles.ndim != 3:
+        raise ValueError(f"tiles must be (n, ly, lx); got shape {tiles.shape}")
+    n, ly, lx = tiles.shape
+    nin = int(net.nbase[0]) if hasattr(net, "nbase") else 2
+    out = np.empty((n, 3, ly, lx), dtype=FLOW_DTYPE)
+    device = next(net.parameters()).device
+    half = device.type == "cuda"
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            chunk = tiles[i : i + batch_size]
+            x = np.zeros((len(chunk), nin, ly, lx), dtype=np.float32)
+            x[:, 0] = chunk
+            xt = torch.from_numpy(x).to(device)
+            if half:
+                with torch.autocast("cuda", dtype=torch.float16):
+                    y = net(xt)[0]
+            else:
+                y = net(xt)[0]
+            out[i : i + len(chunk)] = y.float().cpu().numpy()
+    return out

@@ -1,0 +1,93 @@
+"""Clusters: the embedded local default, dask-cuda, or an existing scheduler.
+
+Deployment beyond one machine uses Dask's own tools (``dask scheduler`` /
+``dask worker``, dask-jobqueue, the dask-kubernetes operator); this module only
+connects to them. Everything started here binds to loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+__all__ = ["local_client", "cuda_client", "connect", "make_client"]
+
+logger = logging.getLogger(__name__)
+
+
+def local_client(n_workers: int | None = None, threads_per_worker: int = 1,
+                 memory_limit: str | float = "auto") -> Any:
+    """Start a multi-process ``LocalCluster`` on loopback and return a Client.
+
+    Parameters
+    ----------
+    n_workers : int, optional
+        Worker processes (default: one per CPU core).
+    threads_per_worker : int
+        Threads per worker; torch in each worker uses this many threads.
+    memory_limit : str or float
+        Per-worker memory limit.
+
+    Returns
+    -------
+    distributed.Client
+    """
+    from distributed import Client, LocalCluster
+
+    n = n_workers or max(1, os.cpu_count() or 1)
+    if n < 1:
+        raise ValueError(f"n_workers must be >= 1; got {n}")
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+        host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
+    )
+    client = Client(cluster)
+    logger.info("local cluster: %d worker(s); dashboard %s", n, client.dashboard_link)
+    return client
+
+
+def cuda_client(n_workers: int | None = None) -> Any:
+    """Start a dask-cuda ``LocalCUDACluster`` (one worker per GPU) on loopback.
+
+    Raises
+    ------
+    RuntimeError
+        If dask-cuda is not installed or no CUDA GPU is visible.
+    """
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        raise RuntimeError(
+            "--cluster cuda needs dask-cuda (pip install 'structfree-dask[cuda]') "
+            "on a machine with NVIDIA GPUs"
+        ) from None
+    import torch
+    from distributed import Client
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("--cluster cuda: no CUDA GPU is visible to torch on this machine")
+    kwargs: dict[str, Any] = {"ip": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+    if n_workers:
+        kwargs["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n_workers))
+    cluster = LocalCUDACluster(**kwargs)
+    return Client(cluster)
+
+
+def connect(address: str, security: Any = None) -> Any:
+    """Connect to a running scheduler (``tcp://host:port`` or ``tls://host:port``)."""
+    from distributed import Client
+
+    return Client(address, security=security, timeout="30s")
+
+
+def make_client(*, scheduler: str | None = None, cluster: str = "local",
+                workers: int | None = None, security: Any = None) -> Any:
+    """Return a Client for the CLI's ``--scheduler`` / ``--cluster`` / ``--workers``."""
+    if scheduler:
+        return connect(scheduler, security)
+    if cluster == "local":
+        return local_client(workers)
+    if cluster == "cuda":
+        return cuda_client(workers)
+    raise ValueError(f"cluster must be 'local' or 'cuda'; got {cluster!r}")

@@ -1,0 +1,672 @@
+"""The segmentation engine: builds the Dask graph of a plate and runs it on a Client.
+
+Per (field, timepoint), for each z plane::
+
+    stats (whole field, per channel) ──► flows of each region's lattice tiles, every
+    channel alone, accumulated (Flow Averaging) ──► integration of region + halo,
+    cells owned by centroid ──► ID offsets (cell counts) ──► chunk-aligned block
+    writes ──► pyramid levels ──► done (recorded by the driver)
+
+The engine knows nothing of the CLI; it takes a ``distributed.Client``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .backbones import ModelSpec, resolve_model
+from .flows import assemble_flows, region_contribution, resample_to_original
+from .integrate import cut_cells, integrate_flows, owned_cells
+from .io import (
+    ImageInfo,
+    LabelExistsError,
+    LabelImage,
+    create_labels,
+    finalize_labels,
+    label_record,
+    mark_done,
+    open_labels,
+    open_plate,
+    write_label_region,
+)
+from .io._labels import completed_timepoints
+from .normalize import normalize, percentile_bounds, sample_stride
+from .stitching import OwnedPatch, encode_patch, paste_block, region_offsets
+from .tiling import FieldGeometry, halo_depth
+
+__all__ = [
+    "SegmentationConfig",
+    "RunResult",
+    "segment",
+    "segment_field_block",
+    "segment_array",
+]
+
+logger = logging.getLogger(__name__)
+
+ORGANELLES = ("cyto", "nuclei")
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """What to segment and how.
+
+    Parameters
+    ----------
+    organelle : str
+        ``"cyto"`` or ``"nuclei"``.
+    channels : tuple of int or str
+        Channels fed to the model one at a time, then flow-averaged.
+    model : str, optional
+        ``None`` (shipped generalist), a cellpose built-in name or a weights path.
+    name : str, optional
+        Label image name (default: the organelle).
+    diameter : float, optional
+        Cell diameter in pixels (default: the model's, i.e. no rescaling).
+    tile_size : int
+        Task region side in pixels; also the label chunk size.
+    halo : int, optional
+        Halo in pixels (default: 2 diameters + 8).
+    batch_size : int
+        Network tiles per forward pass.
+    cellprob_threshold, flow_threshold : float
+    min_size : int
+    overwrite : bool
+    """
+
+    organelle: str = "cyto"
+    channels: tuple[int | str, ...] = (0,)
+    model: str | None = None
+    name: str | None = None
+    diameter: float | None = None
+    tile_size: int = 1024
+    halo: int | None = None
+    batch_size: int = 8
+    cellprob_threshold: float = 0.0
+    flow_threshold: float = 0.4
+    min_size: int = 15
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.organelle not in ORGANELLES:
+            raise ValueError(f"organelle must be one of {', '.join(ORGANELLES)}; "
+                             f"got {self.organelle!r}")
+        if not self.channels:
+            raise ValueError("channels must name at least one channel")
+        if self.diameter is not None and not self.diameter > 0:
+            raise ValueError(f"diameter must be > 0; got {self.diameter}")
+        if self.tile_size < 64:
+            raise ValueError(f"tile_size must be >= 64; got {self.tile_size}")
+        if self.halo is not None and self.halo < 0:
+            raise ValueError(f"halo must be >= 0; got {self.halo}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+
+    @property
+    def label_name(self) -> str:
+        """Name of the label image written."""
+        return self.name or self.organelle
+
+
+@dataclass
+class RunResult:
+    """What a run did."""
+
+    done: list[tuple[str, int]] = field(default_factory=list)
+    skipped: list[tuple[str, int]] = field(default_factory=list)
+    failed: list[tuple[str, int, str]] = field(default_factory=list)
+    cells: dict[str, int] = field(default_factory=dict)
+    cut_cells: int = 0
+    seconds: float = 0.0
+    megapixel_channels: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.failed
+
+
+# ----------------------------------------------------------------------------- worker side
+
+_TORCH_READY: dict[str, Any] = {}
+
+
+def _torch_device() -> Any:
+    """Configure torch once per worker process: threads = the worker's thread budget."""
+    if "device" not in _TORCH_READY:
+        import torch
+
+        from .backbones import pick_device
+
+        threads = None
+        try:
+            from distributed import get_worker
+
+            threads = get_worker().state.nthreads
+        except (ImportError, ValueError, AttributeError):
+            threads = None
+        torch.set_num_threads(max(1, int(threads or os.cpu_count() or 1)))
+        _TORCH_READY["device"] = pick_device()
+    return _TORCH_READY["device"]
+
+
+def _plane_index(info: ImageInfo, t: int, z: int, channel: int | None) -> tuple:
+    idx: list[Any] = []
+    for ax in info.axes:
+        if ax == "t":
+            idx.append(t)
+        elif ax == "c":
+            idx.append(channel if channel is not None else slice(None))
+        elif ax == "z":
+            idx.append(z)
+        else:
+            idx.append(slice(None))
+    return tuple(idx)
+
+
+def _read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
+                 window: tuple[int, int, int, int]) -> np.ndarray:
+    arr = info.open_array(0)
+    y0, y1, x0, x1 = window
+    planes = []
+    for c in channels:
+        idx = list(_plane_index(info, t, z, c))
+        idx[info.axes.index("y")] = slice(y0, y1)
+        idx[info.axes.index("x")] = slice(x0, x1)
+        planes.append(np.asarray(arr[tuple(idx)]))
+    return np.stack(planes)
+
+
+def _stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray:
+    """Percentile bounds per z plane and channel over the whole field: (nz, c, 2)."""
+    arr = info.open_array(0)
+    nz = info.sizes["z"]
+    s = sample_stride((info.sizes["y"], info.sizes["x"]))
+    out = np.zeros((nz, len(channels), 2), dtype=np.float64)
+    for z in range(nz):
+        for k, c in enumerate(channels):
+            idx = list(_plane_index(info, t, z, c))
+            idx[info.axes.index("y")] = slice(None, None, s)
+            idx[info.axes.index("x")] = slice(None, None, s)
+            try:
+                out[z, k] = percentile_bounds(np.asarray(arr[tuple(idx)]))
+            except ValueError as err:
+                raise ValueError(f"field {info.url} t={t} z={z} channel {c}: {err}") from None
+    return out
+
+
+def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
+                geometry: FieldGeometry, region: tuple[int, int], spec: ModelSpec,
+                batch_size: int) -> Any:
+    from .backbones import load_model, predict_tiles
+
+    box = geometry.tiles_box(region)
+    if box is None:
+        return None
+    window = geometry.source_window(box)
+    raw = _read_window(info, t, z, channels, window)
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        raise ValueError(f"field {info.url} t={t} z={z}: NaN or infinite pixel values "
+                         f"in rows {window[0]}:{window[1]}, columns {window[2]}:{window[3]}")
+    img = np.stack([normalize(raw[k], *stats[z, k]) for k in range(len(channels))])
+    net = load_model(spec, _torch_device())
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        return predict_tiles(net, tiles, batch_size=batch_size)
+
+    return region_contribution(img, (window[0], window[2]), geometry, region, predict)
+
+
+@dataclass(frozen=True)
+class _Dynamics:
+    niter: int
+    cellprob_threshold: float
+    flow_threshold: float
+    min_size: int
+    max_size_px: float
+
+
+def _integrate_task(geometry: FieldGeometry, region: tuple[int, int],
+                    contributions: list[Any], dyn: _Dynamics) -> OwnedPatch:
+    window = geometry.window(region)
+    rbox = geometry.rescaled_window(window)
+    flows = assemble_flows(contributions, rbox)
+    flows = resample_to_original(flows, rbox, window, geometry)
+    labels = integrate_flows(
+        flows[:2], flows[2], niter=dyn.niter, cellprob_threshold=dyn.cellprob_threshold,
+        flow_threshold=dyn.flow_threshold, min_size=dyn.min_size, max_size_px=dyn.max_size_px,
+        device=_torch_device(),
+    )
+    kept, n = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))
+    n_cut = cut_cells(kept, (window[0], window[2]), geometry.shape)
+    return encode_patch(kept, window, n, n_cut)
+
+
+def _count(patch: OwnedPatch) -> tuple[int, int]:
+    return patch.n, patch.n_cut
+
+
+def _offsets(counts: list[tuple[int, int]]) -> list[int]:
+    return region_offsets([c[0] for c in counts])
+
+
+def _write_task(label: LabelImage, t: int, z: int, block: tuple[int, int, int, int],
+                patches: list[tuple[OwnedPatch, int]], offsets: list[int]) -> int:
+    pieces = [(p, offsets[i]) for p, i in patches]
+    data = paste_block(block, pieces)
+    region = {"t": slice(t, t + 1), "z": slice(z, z + 1), "y": slice(block[0], block[1]),
+              "x": slice(block[2], block[3])}
+    write_label_region(label, region, data)
+    return int(data.max(initial=0))
+
+
+def _pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, int, int],
+                  *_deps: Any) -> None:
+    axes = label.image.axes
+    src_shape, dst_shape = label.shapes[level - 1], label.shapes[level]
+    factors = {ax: max(1, round(a / b))
+               for ax, a, b in zip(axes, src_shape, dst_shape, strict=True)}
+    fy, fx = factors["y"], factors["x"]
+    y0, y1, x0, x1 = block
+    idx = []
+    for ax in axes:
+        if ax == "t":
+            idx.append(slice(t, t + 1))
+        elif ax == "y":
+            idx.append(slice(y0 * fy, y1 * fy, fy))
+        elif ax == "x":
+            idx.append(slice(x0 * fx, x1 * fx, fx))
+        elif ax == "z":
+            idx.append(slice(None, None, factors["z"]))
+        else:
+            idx.append(slice(None))
+    src = np.asarray(label.open_array(level - 1, mode="r")[tuple(idx)])
+    out_shape = [1 if ax == "t" else n for ax, n in zip(axes, dst_shape, strict=True)]
+    out_shape[axes.index("y")] = y1 - y0
+    out_shape[axes.index("x")] = x1 - x0
+    out = np.zeros(out_shape, dtype=src.dtype)
+    out[tuple(slice(0, min(a, b)) for a, b in zip(out_shape, src.shape, strict=True))] = src[
+        tuple(slice(0, min(a, b)) for a, b in zip(out_shape, src.shape, strict=True))]
+    region = {"t": slice(t, t + 1), "y": slice(y0, y1), "x": slice(x0, x1)}
+    write_label_region(label, region, out, level=level)
+
+
+def _unit_done(key: tuple[str, int], writes: list[int], *_deps: Any) -> tuple[str, int]:
+    return key
+
+
+# ----------------------------------------------------------------------------- graph
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One (field, timepoint) to segment."""
+
+    info: ImageInfo
+    label: LabelImage
+    t: int
+
+
+def _geometry(info: ImageInfo, cfg: SegmentationConfig, spec: ModelSpec) -> FieldGeometry:
+    diameter = cfg.diameter or spec.diam_mean
+    halo = cfg.halo if cfg.halo is not None else halo_depth(diameter)
+    return FieldGeometry((info.sizes["y"], info.sizes["x"]), tile_size=cfg.tile_size,
+                         halo=halo, rescale=spec.diam_mean / diameter)
+
+
+def _blocks(shape_yx: tuple[int, int], chunk: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    return [(y, min(y + chunk[0], shape_yx[0]), x, min(x + chunk[1], shape_yx[1]))
+            for y in range(0, shape_yx[0], chunk[0]) for x in range(0, shape_yx[1], chunk[1])]
+
+
+def _unit_graph(unit: _Unit, cfg: SegmentationConfig, spec: ModelSpec, channels: tuple[int, ...],
+                token: str) -> Any:
+    from dask import delayed
+
+    info, label, t = unit.info, unit.label, unit.t
+    geometry = _geometry(info, cfg, spec)
+    tag = f"{info.path or 'image'}-t{t}-{token}".replace("/", "_")
+    stats = delayed(_stats_task, pure=True)(info, t, channels, dask_key_name=f"stats-{tag}")
+    dyn = _Dynamics(
+        niter=int(round(200 / geometry.rescale)), cellprob_threshold=cfg.cellprob_threshold,
+        flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
+        max_size_px=0.4 * geometry.shape[0] * geometry.shape[1],
+    )
+    regions = geometry.regions()
+    order = {r: i for i, r in enumerate(regions)}
+    owned: dict[tuple[int, tuple[int, int]], Any] = {}
+    counts = []
+    for z in range(info.sizes["z"]):
+        contrib = {
+            r: delayed(_flows_task, pure=True)(
+                info, t, z, channels, stats, geometry, r, spec, cfg.batch_size,
+                dask_key_name=f"flows-{tag}-z{z}-{r[0]}_{r[1]}")
+            for r in regions
+        }
+        for r in regions:
+            owned[(z, r)] = delayed(_integrate_task, pure=True)(
+                geometry, r, [contrib[o] for o in geometry.contributors(r)], dyn,
+                dask_key_name=f"integrate-{tag}-z{z}-{r[0]}_{r[1]}")
+            counts.append(delayed(_count, pure=True)(owned[(z, r)],
+                                                     dask_key_name=f"count-{tag}-z{z}-{r[0]}_{r[1]}"))
+    offsets = delayed(_offsets, pure=True)(counts, dask_key_name=f"offsets-{tag}")
+    nreg = len(regions)
+    writes = []
+    for z in range(info.sizes["z"]):
+        for r in regions:
+            block = geometry.region_bounds(r)
+            patches = [(owned[(z, o)], z * nreg + order[o]) for o in geometry.neighbours(r)]
+            writes.append(delayed(_write_task, pure=True)(
+                label, t, z, block, patches, offsets,
+                dask_key_name=f"write-{tag}-z{z}-{r[0]}_{r[1]}"))
+    deps: list[Any] = list(writes)
+    for level in range(1, len(label.shapes)):
+        shape = label.shapes[level]
+        yx = (shape[info.axes.index("y")], shape[info.axes.index("x")])
+        chunk = label.chunks[level]
+        cyx = (chunk[info.axes.index("y")], chunk[info.axes.index("x")])
+        deps = [delayed(_pyramid_task, pure=True)(label, t, level, b, *deps,
+                                                  dask_key_name=f"pyramid-{tag}-l{level}-{i}")
+                for i, b in enumerate(_blocks(yx, cyx))]
+    return delayed(_unit_done, pure=True)((info.path, t), writes, *deps,
+                                          dask_key_name=f"done-{tag}"), counts
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _select_timepoints(n: int, timepoints: slice | Sequence[int] | None) -> list[int]:
+    if timepoints is None:
+        return list(range(n))
+    if isinstance(timepoints, slice):
+        return list(range(n))[timepoints]
+    bad = [t for t in timepoints if not 0 <= int(t) < n]
+    if bad:
+        raise ValueError(f"timepoint(s) {bad} do not exist; the data has {n} (0..{n - 1})")
+    return sorted({int(t) for t in timepoints})
+
+
+def _run_record(cfg: SegmentationConfig, spec: ModelSpec, channels: tuple[int, ...],
+                names: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "kind": "segmentation",
+        "organelle": cfg.organelle,
+        "model": spec.name,
+        "model_sha256": spec.sha256,
+        "channels": list(channels),
+        "channel_names": list(names),
+        "diameter": cfg.diameter or spec.diam_mean,
+        "fusion": "flow_averaging",
+        "cellprob_threshold": cfg.cellprob_threshold,
+        "flow_threshold": cfg.flow_threshold,
+        "min_size": cfg.min_size,
+        "software": {"structfree_dask": __version__},
+    }
+
+
+_RESUME_KEYS = ("kind", "organelle", "model_sha256", "channels", "diameter", "fusion",
+                "cellprob_threshold", "flow_threshold", "min_size")
+
+
+def _prepare_label(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, Any]) -> LabelImage:
+    name = cfg.label_name
+    exists = name in info.labels or _label_group_exists(info, name)
+    if exists and not cfg.overwrite:
+        label = open_labels(info, name)
+        old = label_record(label)
+        if old.get("kind") != "segmentation":
+            raise LabelExistsError(
+                f"label image {name!r} already exists in {info.url} and was not written by a "
+                "segmentation run; choose another --name or pass --overwrite")
+        diffs = [k for k in _RESUME_KEYS if old.get(k) != record.get(k)]
+        if diffs:
+            raise LabelExistsError(
+                f"label image {name!r} in {info.url} was made with other settings "
+                f"({', '.join(f'{k}: {old.get(k)!r} vs {record.get(k)!r}' for k in diffs)}); "
+                "pass --overwrite to redo it")
+        return label
+    tile = cfg.tile_size
+    return create_labels(info, name, chunk_yx=tile, overwrite=cfg.overwrite, record=record)
+
+
+def _label_group_exists(info: ImageInfo, name: str) -> bool:
+    import zarr
+
+    try:
+        group = zarr.open_group(store=info.store, path=info.path, mode="r")
+        return "labels" in group and name in group["labels"]  # type: ignore[operator]
+    except (FileNotFoundError, KeyError):
+        return False
+
+
+def segment(
+    plate: str,
+    config: SegmentationConfig,
+    *,
+    client: Any = None,
+    wells: Sequence[str] | None = None,
+    timepoints: slice | Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Segment a plate (or a standalone image) and write ``labels/<name>`` into it.
+
+    Parameters
+    ----------
+    plate : str
+        OME-Zarr plate or multiscale image.
+    config : SegmentationConfig
+    client : distributed.Client, optional
+        Where to run. Default: a local cluster made for this call (loopback only).
+    wells : sequence of str, optional
+        Wells such as ``["A/1", "B/3"]`` (default all).
+    timepoints : slice or sequence of int, optional
+        Default all.
+    progress : callable, optional
+        Called as ``progress(done, total)`` each time a (field, timepoint) finishes.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    KeyError
+        Unknown well or channel.
+    FileNotFoundError
+        Unknown model.
+    LabelExistsError
+        The label image exists (from something else, or other settings) and
+        ``overwrite`` is False.
+    """
+    from distributed import as_completed
+
+    started = time.perf_counter()
+    spec = resolve_model(config.model)
+    pl = open_plate(plate)
+    infos = list(pl.fields(list(wells) if wells is not None else None))
+    if not infos:
+        raise ValueError(f"no fields selected in {plate}")
+    result = RunResult()
+    units: list[_Unit] = []
+    labels: dict[str, LabelImage] = {}
+    plans = []
+    for info in infos:  # validate everything before writing anything
+        channels = tuple(info.channel_index(c) for c in config.channels)
+        tps = _select_timepoints(info.n_timepoints, timepoints)
+        _geometry(info, config, spec)
+        plans.append((info, channels, tps))
+    for info, channels, tps in plans:
+        record = _run_record(config, spec, channels,
+                             tuple(info.channel_names[c] for c in channels))
+        label = _prepare_label(info, config, record)
+        labels[info.path] = label
+        done = completed_timepoints(label)
+        for t in tps:
+            if t in done:
+                result.skipped.append((info.path, t))
+            else:
+                units.append(_Unit(info, label, t))
+    channels_of = {info.path: ch for info, ch, _ in plans}
+    if units:
+        own_client = client is None
+        if own_client:
+            from .cluster import local_client
+
+            client = local_client()
+        try:
+            from dask.base import tokenize
+
+            token = tokenize(asdict(config), spec.sha256, time.time_ns())[:8]
+            graphs = {}
+            for u in units:
+                final, counts = _unit_graph(u, config, spec, channels_of[u.info.path], token)
+                graphs[(u.info.path, u.t)] = (final, counts)
+            finals = [g[0] for g in graphs.values()]
+            futures = client.compute(finals)
+            key_of = {f.key: k for f, k in zip(futures, graphs, strict=True)}
+            total = len(futures)
+            for n_done, fut in enumerate(as_completed(futures, raise_errors=False), start=1):
+                unit_key = key_of[fut.key]
+                if fut.status == "error":
+                    err = fut.exception()
+                    result.failed.append((unit_key[0], unit_key[1], str(err)))
+                    logger.error("failed %s t=%d: %s", unit_key[0], unit_key[1], err)
+                else:
+                    mark_done(labels[unit_key[0]], [unit_key[1]])
+                    result.done.append(unit_key)
+                if progress is not None:
+                    progress(n_done, total)
+            # cell counts (small ints) of the units that completed
+            done_keys = set(result.done)
+            count_futs = client.compute([graphs[k][1] for k in done_keys])
+            for k, cnts in zip(done_keys, client.gather(count_futs), strict=True):
+                result.cells[f"{k[0]}@t{k[1]}"] = int(sum(c[0] for c in cnts))
+                result.cut_cells += int(sum(c[1] for c in cnts))
+        finally:
+            if own_client:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    for info, _, _ in plans:
+        label = labels[info.path]
+        if completed_timepoints(label):
+            finalize_labels(label)
+    result.seconds = time.perf_counter() - started
+    for u in units:
+        if (u.info.path, u.t) in set(result.done):
+            sizes = u.info.sizes
+            result.megapixel_channels += (sizes["y"] * sizes["x"] * sizes["z"]
+                                          * len(config.channels)) / 1e6
+    if result.cut_cells:
+        logger.warning("%d cell(s) touched a task window edge; raise --halo to keep them whole",
+                       result.cut_cells)
+    return result
+
+
+def segment_array(
+    image: np.ndarray,
+    *,
+    model: str | None = None,
+    diameter: float | None = None,
+    tile_size: int | None = None,
+    halo: int | None = None,
+    batch_size: int = 8,
+    cellprob_threshold: float = 0.0,
+    flow_threshold: float = 0.4,
+    min_size: int = 15,
+) -> np.ndarray:
+    """Segment an in-memory ``(c, y, x)`` image in this process (no Dask), with FA.
+
+    Runs exactly the engine's per-region steps in a loop; with ``tile_size`` None the
+    whole field is one region (the untiled reference).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(c, y, x)`` channels to average (``(y, x)`` for one channel).
+    model, diameter, tile_size, halo, batch_size : see SegmentationConfig
+    cellprob_threshold, flow_threshold, min_size : see SegmentationConfig
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(y, x)`` uint32 labels, consecutive IDs.
+    """
+    from .backbones import load_model, predict_tiles
+
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[None]
+    if img.ndim != 3:
+        raise ValueError(f"image must be (c, y, x) or (y, x); got shape {image.shape}")
+    spec = resolve_model(model)
+    d = diameter or spec.diam_mean
+    shape = (int(img.shape[1]), int(img.shape[2]))
+    geometry = FieldGeometry(shape, tile_size=tile_size or max(shape), halo=halo if halo
+                             is not None else halo_depth(d), rescale=spec.diam_mean / d)
+    norm = np.stack([normalize(img[k], *percentile_bounds(img[k])) for k in range(len(img))])
+    net = load_model(spec, _torch_device())
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        return predict_tiles(net, tiles, batch_size=batch_size)
+
+    contrib = {r: region_contribution(norm, (0, 0), geometry, r, predict)
+               for r in geometry.regions()}
+    dyn = _Dynamics(int(round(200 / geometry.rescale)), cellprob_threshold, flow_threshold,
+                    min_size, 0.4 * shape[0] * shape[1])
+    regions = geometry.regions()
+    patches = {r: _integrate_task(geometry, r, [contrib[o] for o in geometry.contributors(r)],
+                                  dyn) for r in regions}
+    offsets = region_offsets([patches[r].n for r in regions])
+    out = np.zeros(shape, dtype=np.uint32)
+    for i, r in enumerate(regions):
+        del i
+        block = geometry.region_bounds(r)
+        pieces = [(patches[o], offsets[regions.index(o)]) for o in geometry.neighbours(r)]
+        out[block[0]:block[1], block[2]:block[3]] = paste_block(block, pieces)
+    return out
+
+
+def segment_field_block(
+    plate: str, field_path: str, *, t: int = 0, z: int = 0, region: tuple[int, int] = (0, 0),
+    config: SegmentationConfig | None = None,
+) -> dict[str, Any]:
+    """Run one region of one field in this process and return every intermediate (debugging).
+
+    Returns
+    -------
+    dict
+        ``geometry``, ``stats``, ``flows`` (3, h, w) over the region's window,
+        ``labels`` of the window (before ownership) and ``owned`` (after).
+    """
+    cfg = config or SegmentationConfig()
+    spec = resolve_model(cfg.model)
+    info = open_plate(plate).field(field_path)
+    channels = tuple(info.channel_index(c) for c in cfg.channels)
+    geometry = _geometry(info, cfg, spec)
+    if region not in geometry.regions():
+        raise KeyError(f"region {region} not in the field's grid {geometry.n_regions}")
+    stats = _stats_task(info, t, channels)
+    contribs = [_flows_task(info, t, z, channels, stats, geometry, o, spec, cfg.batch_size)
+                for o in geometry.contributors(region)]
+    window = geometry.window(region)
+    rbox = geometry.rescaled_window(window)
+    flows = resample_to_original(assemble_flows(contribs, rbox), rbox, window, geometry)
+    labels = integrate_flows(flows[:2], flows[2], niter=int(round(200 / geometry.rescale)),
+                             cellprob_threshold=cfg.cellprob_threshold,
+                             flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
+                             max_size_px=0.4 * geometry.shape[0] * geometry.shape[1])
+    owned, _ = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))
+    return {"geometry": geometry, "stats": stats, "window": window, "flows": flows,
+            "labels": labels, "owned": owned}
+
+

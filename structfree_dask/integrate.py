@@ -1,0 +1,134 @@
+"""Cellpose flow integration on one window, and the cells a task region owns."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LABEL_DTYPE", "integrate_flows", "owned_cells", "cut_cells"]
+
+logger = logging.getLogger(__name__)
+
+LABEL_DTYPE = np.dtype("uint32")
+
+
+def integrate_flows(
+    dP: np.ndarray,
+    cellprob: np.ndarray,
+    *,
+    niter: int = 200,
+    cellprob_threshold: float = 0.0,
+    flow_threshold: float = 0.4,
+    min_size: int = 15,
+    max_size_px: float | None = None,
+    device: Any = None,
+) -> np.ndarray:
+    """Turn (dY, dX) flows and cell probability into instances with cellpose's dynamics.
+
+    Parameters
+    ----------
+    dP : numpy.ndarray
+        ``(2, h, w)`` flows.
+    cellprob : numpy.ndarray
+        ``(h, w)`` cell probability logits.
+    niter : int
+        Flow-following iterations (cellpose: ``200 / rescale``).
+    cellprob_threshold, flow_threshold : float
+        As in cellpose.
+    min_size : int
+        Masks smaller than this are removed (holes are filled).
+    max_size_px : float, optional
+        Masks larger than this many pixels are removed (cellpose removes masks over
+        40 % of the *whole field*; pass that, not a fraction of the window).
+    device : torch.device, optional
+        Where to run the dynamics (GPU when available).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(h, w)`` uint32 labels, consecutive from 1.
+    """
+    import torch
+    from cellpose import dynamics, utils
+
+    if dP.shape[0] != 2 or dP.shape[1:] != cellprob.shape:
+        raise ValueError(f"dP must be (2, h, w) and cellprob (h, w); got {dP.shape}, "
+                         f"{cellprob.shape}")
+    device = device or torch.device("cpu")
+    area = float(cellprob.size)
+    frac = 0.4 if max_size_px is None else min(1.0, max_size_px / area)
+    masks = dynamics.compute_masks(
+        dP, cellprob, niter=int(niter), cellprob_threshold=cellprob_threshold,
+        flow_threshold=flow_threshold, max_size_fraction=frac, device=device,
+    )
+    masks = utils.fill_holes_and_remove_small_masks(masks, min_size=min_size)
+    return masks.astype(LABEL_DTYPE, copy=False)
+
+
+def owned_cells(
+    labels: np.ndarray, origin: tuple[int, int], bounds: tuple[int, int, int, int]
+) -> tuple[np.ndarray, int]:
+    """Keep the cells whose centroid lies in a region; renumber them 1..n.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(h, w)`` labels of a window.
+    origin : (int, int)
+        Field coordinates of ``labels[0, 0]``.
+    bounds : (int, int, int, int)
+        Owned area ``(y0, y1, x0, x1)`` in field coordinates.
+
+    Returns
+    -------
+    kept : numpy.ndarray
+        uint32 labels holding only the owned cells, numbered in order of first pixel.
+    n : int
+        Number of owned cells.
+
+    Examples
+    --------
+    >>> lab = np.zeros((6, 6), "uint32"); lab[0:2, 0:2] = 5; lab[4:6, 4:6] = 7
+    >>> kept, n = owned_cells(lab, (0, 0), (0, 3, 0, 3))
+    >>> n, int(kept.max()), int(kept[5, 5])
+    (1, 1, 0)
+    """
+    flat = labels.ravel()
+    nmax = int(flat.max(initial=0))
+    if nmax == 0:
+        return np.zeros_like(labels, dtype=LABEL_DTYPE), 0
+    yy, xx = np.divmod(np.arange(flat.size), labels.shape[1])
+    counts = np.bincount(flat, minlength=nmax + 1).astype(np.float64)
+    cy = np.bincount(flat, weights=yy, minlength=nmax + 1)
+    cx = np.bincount(flat, weights=xx, minlength=nmax + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy = cy / counts + origin[0]
+        cx = cx / counts + origin[1]
+    y0, y1, x0, x1 = bounds
+    keep = (counts > 0) & (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)
+    keep[0] = False
+    ids = np.flatnonzero(keep)
+    lut = np.zeros(nmax + 1, dtype=LABEL_DTYPE)
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=LABEL_DTYPE)
+    kept = lut[labels]
+    return kept, int(len(ids))
+
+
+def cut_cells(kept: np.ndarray, origin: tuple[int, int], field_shape: tuple[int, int]) -> int:
+    """Count kept cells touching a window edge that is not a field edge."""
+    h, w = kept.shape
+    edges = []
+    if origin[0] > 0:
+        edges.append(kept[0])
+    if origin[0] + h < field_shape[0]:
+        edges.append(kept[-1])
+    if origin[1] > 0:
+        edges.append(kept[:, 0])
+    if origin[1] + w < field_shape[1]:
+        edges.append(kept[:, -1])
+    if not edges:
+        return 0
+    ids = np.unique(np.concatenate(edges))
+    return int((ids > 0).sum())
