@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -71,7 +72,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
               f"channels {', '.join(f'{i}={n}' for i, n in enumerate(f['channels']))}")
         for lab in f["labels"]:
             done = lab.get("done")
-            state = f"{done}/{f['sizes']['t']} timepoints done" if done is not None else ""
+            n_t = f["sizes"].get("t", 1)
+            state = f"{done}/{n_t} timepoint(s) done" if done is not None else ""
             print(f"    labels/{lab['name']} {state}".rstrip())
     return 0
 
@@ -97,6 +99,70 @@ def _cmd_import(args: argparse.Namespace) -> int:
         pixel_size_um=args.pixel_size,
     )
     print(f"wrote {out}")
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from tqdm import tqdm
+
+    from .cluster import make_client
+    from .engine import SegmentationConfig, segment
+
+    if args.scheduler and args.workers:
+        raise UsageError("--workers applies to a cluster started here, not to --scheduler")
+    channels = tuple(int(c) if c.lstrip("-").isdigit() else c for c in args.channels)
+    config = SegmentationConfig(
+        organelle=args.organelle, channels=channels, model=args.model, name=args.name,
+        diameter=args.diameter, tile_size=args.tile_size, halo=args.halo,
+        batch_size=args.batch_size, overwrite=args.overwrite,
+    )
+    # validate input before starting a cluster
+    from .engine import validate
+
+    validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
+    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers)
+    print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
+    bar = tqdm(total=0, unit="field-timepoint", disable=args.no_progress, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        if args.performance_report:
+            from distributed import performance_report
+
+            report = performance_report(filename=args.performance_report)
+        else:
+            report = nullcontext()
+        with report:
+            result = segment(args.plate, config, client=client, wells=args.wells,
+                             timepoints=args.timepoints, progress=progress)
+    finally:
+        bar.close()
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and not args.scheduler:
+            cluster.close()
+    rate = result.megapixel_channels / result.seconds if result.seconds else 0.0
+    print(f"labels/{config.label_name}: {len(result.done)} done, {len(result.skipped)} "
+          f"skipped (already done), {len(result.failed)} failed; "
+          f"{sum(result.cells.values())} cells; {result.seconds:.1f} s "
+          f"({rate:.3f} Mpx-channels/s)")
+    for path, t, err in result.failed:
+        print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_plate, format_table, write_scores
+
+    result = evaluate_plate(args.plate, pred=args.pred, gt=args.gt, wells=args.wells)
+    print(format_table(result))
+    write_scores(result, json_path=args.json, csv_path=args.csv)
     return 0
 
 
@@ -156,6 +222,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_output(p)
     p.set_defaults(func=_cmd_import)
 
+    p = sub.add_parser("segment", help="segment a plate with Flow Averaging on Dask",
+                       description="Run the model on each listed channel alone, average the "
+                                   "flows over channels (Flow Averaging), integrate, stitch, "
+                                   "and write labels/NAME into the plate.")
+    p.add_argument("plate", help="OME-Zarr plate or multiscale image")
+    p.add_argument("--organelle", choices=("cyto", "nuclei"), default="cyto",
+                   help="what to segment (default cyto); also the default label name")
+    p.add_argument("--model", default=None,
+                   help="shipped 'generalist' (default), a cellpose built-in name, or a path")
+    p.add_argument("--channels", type=_str_list, required=True,
+                   help="channels by index or name, e.g. 0,2 or mito,ER")
+    p.add_argument("--name", default=None, help="label image name (default: the organelle)")
+    p.add_argument("--diameter", type=float, default=None,
+                   help="cell diameter in px (default: the model's, no rescaling)")
+    p.add_argument("--tile-size", type=int, default=1024,
+                   help="task region and label chunk size in px (default 1024)")
+    p.add_argument("--halo", type=int, default=None,
+                   help="halo in px around each region (default 2 diameters + 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="network tiles per batch")
+    p.add_argument("--wells", type=_str_list, default=None, help="wells, e.g. A/1,B/3")
+    p.add_argument("--timepoints", type=_timepoints, default=None,
+                   help="timepoints: 3, 0:5 (stop excluded), 2: or 0,4,8 (default all)")
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running Dask scheduler (tcp://... or tls://...)")
+    p.add_argument("--cluster", choices=("local", "cuda"), default="local",
+                   help="cluster to start when no --scheduler: local (default) or cuda")
+    p.add_argument("--workers", type=int, default=None,
+                   help="workers of the started cluster (default: one per core / GPU)")
+    p.add_argument("--overwrite", action="store_true", help="redo existing labels")
+    p.add_argument("--performance-report", default=None, metavar="FILE.html",
+                   help="write Dask's performance report")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("evaluate", help="score predicted labels against ground truth",
+                       description="Precision, recall and F1 at IoU 0.5, aggregated Jaccard, "
+                                   "mean matched Jaccard and AP@0.5:0.95 per field/timepoint "
+                                   "and overall.")
+    p.add_argument("plate", help="OME-Zarr plate or multiscale image")
+    p.add_argument("--pred", required=True, help="predicted label image name, e.g. cyto")
+    p.add_argument("--gt", required=True, help="ground-truth label image name, e.g. gt_cyto")
+    p.add_argument("--wells", type=_str_list, default=None, help="wells, e.g. A/1,B/3")
+    p.add_argument("--json", default=None, metavar="FILE", help="write all scores as JSON")
+    p.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -174,8 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose < 2:  # read by distributed when it is imported
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if args.verbose < 2
+                                          else logging.DEBUG)
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, FileExistsError, KeyError, ValueError, TypeError,

@@ -47,6 +47,7 @@ __all__ = [
     "RunResult",
     "segment",
     "segment_field_block",
+    "validate",
     "segment_array",
 ]
 
@@ -447,6 +448,41 @@ def _label_group_exists(info: ImageInfo, name: str) -> bool:
         return False
 
 
+def validate(plate: str, config: SegmentationConfig, *, wells: Sequence[str] | None = None,
+             timepoints: slice | Sequence[int] | None = None) -> list[tuple[ImageInfo, tuple, list]]:
+    """Check a run's input without writing anything; return its plan.
+
+    Raises
+    ------
+    KeyError, ValueError, FileNotFoundError, LabelExistsError
+        Unknown well, channel or timepoint; unknown model; field smaller than
+        one cell; a label name that exists and ``overwrite`` is False.
+    """
+    spec = resolve_model(config.model)
+    pl = open_plate(plate)
+    infos = list(pl.fields(list(wells) if wells is not None else None))
+    if not infos:
+        raise ValueError(f"no fields selected in {plate}")
+    plans = []
+    for info in infos:
+        channels = tuple(info.channel_index(c) for c in config.channels)
+        tps = _select_timepoints(info.n_timepoints, timepoints)
+        geometry = _geometry(info, config, spec)
+        diameter = config.diameter or spec.diam_mean
+        if min(geometry.shape) < diameter:
+            raise ValueError(f"field {info.url} is {geometry.shape[0]}x{geometry.shape[1]} px, "
+                             f"smaller than one cell diameter ({diameter:g} px)")
+        name = config.label_name
+        if not config.overwrite and (name in info.labels or _label_group_exists(info, name)):
+            old = label_record(open_labels(info, name))
+            if old.get("kind") != "segmentation":
+                raise LabelExistsError(
+                    f"label image {name!r} already exists in {info.url} and was not written "
+                    "by a segmentation run; choose another --name or pass --overwrite")
+        plans.append((info, channels, tps))
+    return plans
+
+
 def segment(
     plate: str,
     config: SegmentationConfig,
@@ -490,19 +526,10 @@ def segment(
 
     started = time.perf_counter()
     spec = resolve_model(config.model)
-    pl = open_plate(plate)
-    infos = list(pl.fields(list(wells) if wells is not None else None))
-    if not infos:
-        raise ValueError(f"no fields selected in {plate}")
+    plans = validate(plate, config, wells=wells, timepoints=timepoints)
     result = RunResult()
     units: list[_Unit] = []
     labels: dict[str, LabelImage] = {}
-    plans = []
-    for info in infos:  # validate everything before writing anything
-        channels = tuple(info.channel_index(c) for c in config.channels)
-        tps = _select_timepoints(info.n_timepoints, timepoints)
-        _geometry(info, config, spec)
-        plans.append((info, channels, tps))
     for info, channels, tps in plans:
         record = _run_record(config, spec, channels,
                              tuple(info.channel_names[c] for c in channels))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -59,10 +60,12 @@ def integrate_flows(
     device = device or torch.device("cpu")
     area = float(cellprob.size)
     frac = 0.4 if max_size_px is None else min(1.0, max_size_px / area)
-    masks = dynamics.compute_masks(
-        dP, cellprob, niter=int(niter), cellprob_threshold=cellprob_threshold,
-        flow_threshold=flow_threshold, max_size_fraction=frac, device=device,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse invariant checks")
+        masks = dynamics.compute_masks(
+            dP, cellprob, niter=int(niter), cellprob_threshold=cellprob_threshold,
+            flow_threshold=flow_threshold, max_size_fraction=frac, device=device,
+        )
     masks = utils.fill_holes_and_remove_small_masks(masks, min_size=min_size)
     return masks.astype(LABEL_DTYPE, copy=False)
 

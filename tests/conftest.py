@@ -1,0 +1,89 @@
+"""Shared fixtures: real images from ../shared, plates on disk, a real LocalCluster."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+warnings.filterwarnings("ignore", message="Sparse invariant checks")
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DEV = ROOT.parent / "shared" / "data" / "real_dev"
+
+
+def real_images(cell_type: str = "Kc167") -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image (2, y, x) [cyto, nuclear], masks) pairs of the real development images."""
+    import imageio.v3 as iio
+
+    folder = REAL_DEV / cell_type
+    if not folder.is_dir():
+        pytest.skip(f"real development images not found at {folder}")
+    out = []
+    for img_path in sorted(folder.glob("*_img.png")):
+        rgb = iio.imread(img_path)
+        masks = iio.imread(str(img_path).replace("_img.png", "_masks.png"))
+        out.append((np.stack([rgb[..., 1], rgb[..., 0]]).astype(np.uint16), masks))
+    return out
+
+
+def mosaic(size: int, seed: int = 0) -> np.ndarray:
+    """A (2, size, size) field tiled from the real images with random flips."""
+    rng = np.random.default_rng(seed)
+    imgs = [im for im, _ in real_images()]
+    out = np.zeros((2, size, size), dtype=np.uint16)
+    tile = imgs[0].shape[1]
+    for y in range(0, size, tile):
+        for x in range(0, size, tile):
+            im = imgs[int(rng.integers(len(imgs)))]
+            if rng.random() < 0.5:
+                im = im[:, ::-1]
+            if rng.random() < 0.5:
+                im = im[:, :, ::-1]
+            h, w = min(tile, size - y), min(tile, size - x)
+            out[:, y : y + h, x : x + w] = im[:, :h, :w]
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_dev() -> Path:
+    """Folder of the real development images (skips when absent)."""
+    if not (REAL_DEV / "Kc167").is_dir():
+        pytest.skip(f"real development images not found at {REAL_DEV}")
+    return REAL_DEV
+
+
+@pytest.fixture(scope="session")
+def make_mosaic():
+    """Factory of real-image mosaics: ``make_mosaic(size, seed) -> (2, size, size)``."""
+    return mosaic
+
+
+@pytest.fixture(scope="session")
+def permutation_equal():
+    """``permutation_equal(a, b)``: label images equal up to renumbering."""
+    return same_up_to_permutation
+
+
+@pytest.fixture(scope="session")
+def cluster_client():
+    """A real multi-process LocalCluster with two single-threaded workers."""
+    from structfree_dask.cluster import local_client
+
+    client = local_client(n_workers=2, threads_per_worker=1, memory_limit="6GiB")
+    yield client
+    cluster = client.cluster
+    client.close()
+    cluster.close()
+
+
+def same_up_to_permutation(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two label images are equal up to a renumbering of their IDs."""
+    if a.shape != b.shape or not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))

@@ -1,0 +1,247 @@
+"""OME-Zarr plate I/O on real files, for NGFF 0.4 and 0.5."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from structfree_dask.io import (
+    LabelExistsError,
+    MetadataError,
+    create_image,
+    create_labels,
+    create_plate,
+    finalize_labels,
+    import_folder,
+    open_labels,
+    open_plate,
+    write_label_region,
+    write_labels,
+)
+
+VERSIONS = ["0.4", "0.5"]
+
+
+def _plate(path: Path, version: str, *, t: int = 2, c: int = 3, size: int = 128) -> Path:
+    rng = np.random.default_rng(0)
+    with create_plate(path, rows=["A", "B"], columns=["1", "2"], ngff_version=version,
+                      name="test") as plate:
+        for row, col in [("A", "1"), ("A", "2"), ("B", "2")]:
+            for f in range(2):
+                img = rng.integers(0, 4000, (t, c, size, size)).astype("uint16")
+                lab = np.zeros((t, size, size), "uint32")
+                lab[:, 10:40, 20:50] = 3
+                plate.write_field(row, col, f, img, channel_names=["mito", "ER", "memb"][:c],
+                                  pixel_size_um=(0.5, 0.5), time_interval_h=3.0,
+                                  labels={"gt_cyto": lab})
+    return path
+
+
+def _validate(path: Path) -> None:
+    import ome_zarr_models
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    group = zarr.open_group(str(path), mode="r")
+    ome_zarr_models.open_ome_zarr(group)  # raises when invalid
+    nodes = list(Reader(parse_url(str(path)))())
+    assert nodes and nodes[0].data
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_plate_roundtrip_and_validation(tmp_path, version):
+    path = _plate(tmp_path / "p.zarr", version)
+    plate = open_plate(path)
+    assert plate.kind == "plate" and plate.ngff_version == version
+    assert plate.wells == ("A/1", "A/2", "B/2")
+    assert plate.field_paths == ("A/1/0", "A/1/1", "A/2/0", "A/2/1", "B/2/0", "B/2/1")
+    info = plate.field("B/2/1")
+    assert info.axes == ("t", "c", "y", "x")
+    assert info.channel_names == ("mito", "ER", "memb")
+    assert info.pixel_size["y"] == 0.5 and info.pixel_size["t"] == 3.0
+    assert info.n_timepoints == 2 and info.labels == ("gt_cyto",)
+    xa = info.to_xarray()
+    assert xa.dims == ("t", "c", "y", "x") and list(xa.c.values) == ["mito", "ER", "memb"]
+    assert float(xa.y[1] - xa.y[0]) == 0.5
+    assert xa.sel(c="ER").isel(t=1).shape == (128, 128)
+    lab = open_labels(info, "gt_cyto")
+    assert lab.shapes[0] == (2, 1, 128, 128) and len(lab.shapes) == len(info.levels)
+    assert lab.read()[1, 0, 20, 30] == 3
+    _validate(path)
+    label_group = zarr.open_group(str(path), path="B/2/1/labels/gt_cyto", mode="r")
+    import ome_zarr_models
+
+    ome_zarr_models.open_ome_zarr(label_group)
+    assert plate.select(["A/2"]) == ["A/2/0", "A/2/1"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_any_axes_and_level_paths_from_metadata(tmp_path, version):
+    data = np.arange(2 * 3 * 64 * 80, dtype="uint16").reshape(2, 3, 64, 80)
+    info = create_image(tmp_path / "img.zarr", data, axes="czyx", ngff_version=version)
+    assert info.axes == ("c", "z", "y", "x") and info.sizes["z"] == 3 and info.sizes["t"] == 1
+    np.testing.assert_array_equal(info.to_dask().compute(), data)
+    # rename the level so that nothing may assume the path is "0"
+    root = zarr.open_group(str(tmp_path / "img.zarr"), mode="r+")
+    meta = dict(root.attrs)
+    store_meta = meta["ome"] if version == "0.5" else meta
+    store_meta["multiscales"][0]["datasets"][0]["path"] = "0"
+    plate = open_plate(tmp_path / "img.zarr")
+    assert plate.kind == "image" and plate.field_paths == ("",)
+    yx = create_image(tmp_path / "yx.zarr", data[0, 0], axes="yx", ngff_version=version)
+    assert yx.axes == ("y", "x") and yx.channel_names == ("0",)
+    _validate(tmp_path / "img.zarr")
+
+
+def test_level_path_not_zero(tmp_path):
+    path = tmp_path / "s.zarr"
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.create_array("s0", shape=(2, 32, 32), chunks=(1, 32, 32), dtype="uint8")
+    root.create_array("s1", shape=(2, 16, 16), chunks=(1, 16, 16), dtype="uint8")
+    root.attrs["multiscales"] = [{
+        "version": "0.4", "axes": [{"name": "c", "type": "channel"},
+                                   {"name": "y", "type": "space"},
+                                   {"name": "x", "type": "space"}],
+        "datasets": [{"path": p, "coordinateTransformations": [{"type": "scale",
+                                                                "scale": [1, s, s]}]}
+                     for p, s in (("s0", 1.0), ("s1", 2.0))]}]
+    info = open_plate(path).field("")
+    assert [lvl.path for lvl in info.levels] == ["s0", "s1"]
+    assert info.levels[1].scale == (1.0, 2.0, 2.0)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_labels_region_by_region_and_rerun(tmp_path, version):
+    path = _plate(tmp_path / "p.zarr", version, t=3, size=256)
+    info = open_plate(path).field("A/1/0")
+    lab = create_labels(info, "cyto", chunk_yx=128, record={"kind": "segmentation"})
+    block = np.full((128, 128), 7, "uint32")
+    write_label_region(lab, {"t": slice(1, 2), "y": slice(128, 256), "x": slice(0, 128)}, block)
+    with pytest.raises(ValueError, match="not aligned"):
+        write_label_region(lab, {"t": slice(0, 1), "y": slice(64, 192), "x": slice(0, 128)},
+                           block)
+    finalize_labels(lab)
+    finalize_labels(lab)  # re-running never duplicates the name
+    info = open_plate(path).field("A/1/0")
+    assert info.labels.count("cyto") == 1
+    data = open_labels(info, "cyto").read()
+    assert data[1, 0, 200, 10] == 7 and data[0].max() == 0
+    with pytest.raises(LabelExistsError, match="already exists"):
+        create_labels(info, "cyto")
+    create_labels(info, "cyto", overwrite=True)
+    _validate(path)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_import_folder_real_images(tmp_path, version, real_dev):
+    REAL_DEV = real_dev
+    out = import_folder(REAL_DEV / "Kc167", tmp_path / "kc.zarr", channels=[1, 0],
+                        channel_names=["cyto", "nuclear"], ngff_version=version)
+    plate = open_plate(out)
+    assert len(plate.field_paths) == 5
+    info = plate.field(plate.field_paths[0])
+    assert info.channel_names == ("cyto", "nuclear") and info.labels == ("gt_cyto",)
+    import imageio.v3 as iio
+
+    masks = iio.imread(sorted((REAL_DEV / "Kc167").glob("*_masks.png"))[0])
+    np.testing.assert_array_equal(open_labels(info, "gt_cyto").read()[0], masks)
+    _validate(out)
+
+
+def test_import_named_wells_tiff(tmp_path):
+    import tifffile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("B03_f1", "B03_f0", "C1_f0"):
+        tifffile.imwrite(src / f"{name}.tif", np.ones((3, 64, 64), "uint16"))
+    tifffile.imwrite(src / "C1_f0_masks.tif", np.ones((64, 64), "uint16"))
+    plate = open_plate(import_folder(src, tmp_path / "o.zarr"))
+    assert plate.field_paths == ("B/3/0", "B/3/1", "C/1/0")
+    assert plate.field("C/1/0").labels == ("gt_cyto",)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="path not found"):
+        open_plate(tmp_path / "missing.zarr")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="found no zarr group"):
+        open_plate(tmp_path / "empty")
+    zarr.open_group(str(tmp_path / "bare.zarr"), mode="w")
+    with pytest.raises(MetadataError, match="expected 'plate' or 'multiscales'"):
+        open_plate(tmp_path / "bare.zarr")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_malformed_metadata(tmp_path, version):
+    path = _plate(tmp_path / "p.zarr", version)
+    group = zarr.open_group(str(path), path="A/1/0", mode="r+")
+    attrs = dict(group.attrs)
+    ome = attrs["ome"] if version == "0.5" else attrs
+    del ome["multiscales"][0]["axes"]
+    if version == "0.5":
+        group.attrs["ome"] = ome
+    else:
+        group.attrs.put(ome)
+    with pytest.raises(MetadataError, match="no 'axes'"):
+        open_plate(path).field("A/1/0")
+
+
+@pytest.mark.parametrize("what", ["well", "field"])
+def test_missing_wells_and_fields(tmp_path, what):
+    import shutil
+
+    path = _plate(tmp_path / "p.zarr", "0.4")
+    shutil.rmtree(path / ("A/2" if what == "well" else "A/2/1"))
+    with pytest.raises(MetadataError, match=f"lists {what}"):
+        open_plate(path)
+
+
+def test_unknown_channel_and_well(tmp_path):
+    info = open_plate(_plate(tmp_path / "p.zarr", "0.4")).field("A/1/0")
+    assert info.channel_index("ER") == 1 and info.channel_index("2") == 2
+    with pytest.raises(KeyError, match="0=mito, 1=ER, 2=memb"):
+        info.channel_index("DAPI")
+    with pytest.raises(KeyError, match="it has 3 channel"):
+        info.channel_index(3)
+    with pytest.raises(KeyError, match="not in plate"):
+        open_plate(tmp_path / "p.zarr").select(["H/12"])
+
+
+def test_mismatched_label_shape_and_unwritable_output(tmp_path):
+    info = open_plate(_plate(tmp_path / "p.zarr", "0.4")).field("A/1/0")
+    with pytest.raises(ValueError, match=r"must have shape \(2, 1, 128, 128\)"):
+        write_labels(info, "bad", np.zeros((2, 64, 64), "uint32"))
+    with pytest.raises(TypeError, match="integer dtype"):
+        write_labels(info, "bad", np.zeros((2, 128, 128), "float32"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises((PermissionError, NotADirectoryError, FileExistsError, OSError)):
+        with create_plate(blocker / "p.zarr", rows=["A"], columns=["1"]) as plate:
+            plate.write_field("A", "1", 0, np.zeros((1, 1, 32, 32), "uint16"))
+    with pytest.raises(FileExistsError, match="already exists"):
+        create_plate(tmp_path / "p.zarr", rows=["A"], columns=["1"])
+    with pytest.raises(ValueError, match="one path component"):
+        write_labels(info, "../evil", np.zeros((2, 128, 128), "uint32"))
+
+
+def test_source_untouched_by_label_writes(tmp_path):
+    path = _plate(tmp_path / "p.zarr", "0.5")
+
+    def snapshot() -> dict[str, bytes]:
+        return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*")
+                if p.is_file() and "labels" not in p.parts}
+
+    before = snapshot()
+    info = open_plate(path).field("A/1/0")
+    write_labels(info, "cyto", np.ones((2, 128, 128), "uint32"))
+    after = snapshot()
+    assert before == after
+    json.dumps(after.keys().__len__())

@@ -1,0 +1,374 @@
+"""Tests of the synthetic HCS simulator (structfree_dask.simulate)."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+
+import numpy as np
+import pytest
+import skimage.measure
+import zarr
+from scipy import ndimage as ndi
+
+from structfree_dask.simulate import (
+    IMAGING_MODES,
+    PRESETS,
+    TIME_INTERVAL_H,
+    CellLinePreset,
+    ChannelSpec,
+    Localization,
+    SimulatedField,
+    simulate_field,
+    simulate_plate,
+)
+
+_CONSTANT_STRUCTURAL = {Localization.NUCLEI, Localization.CYTOPLASM, Localization.NUCLEI_CYTOPLASM}
+
+
+@pytest.fixture(scope="module")
+def cl1_series() -> SimulatedField:
+    """A small CL1 field over the full 72 h (25 timepoints)."""
+    return simulate_field("CL1", size=128, timepoints=25, seed=0)
+
+
+def _cell_ids(lab: np.ndarray) -> set[int]:
+    return {int(i) for i in np.unique(lab) if i}
+
+
+def _background(img: np.ndarray, cyto: np.ndarray) -> float:
+    return float(np.median(img[cyto == 0]))
+
+
+# ------------------------------------------------------------------ determinism
+
+
+def test_same_seed_is_bitwise_identical() -> None:
+    a = simulate_field("CL2", size=96, timepoints=3, seed=7)
+    b = simulate_field("CL2", size=96, timepoints=3, seed=7)
+    for name in ("image", "nuclei", "cyto"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_seed_sequence_is_not_consumed() -> None:
+    ss = np.random.SeedSequence(1234)
+    a = simulate_field("CL5", size=64, timepoints=2, seed=ss)
+    b = simulate_field("CL5", size=64, timepoints=2, seed=ss)
+    assert np.array_equal(a.image, b.image)
+    assert ss.n_children_spawned == 0
+
+
+def test_different_seeds_differ() -> None:
+    a = simulate_field("CL1", size=96, timepoints=1, seed=1)
+    b = simulate_field("CL1", size=96, timepoints=1, seed=2)
+    assert not np.array_equal(a.image, b.image)
+    assert not np.array_equal(a.cyto, b.cyto)
+
+
+def test_prefix_of_longer_run_matches_shorter_run() -> None:
+    short = simulate_field("CL3", size=64, timepoints=2, seed=5)
+    long = simulate_field("CL3", size=64, timepoints=4, seed=5)
+    assert np.array_equal(short.image, long.image[:2])
+    assert np.array_equal(short.cyto, long.cyto[:2])
+
+
+# ------------------------------------------------------------------ shapes and metadata
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_shapes_dtypes_and_metadata(name: str) -> None:
+    f = simulate_field(name, size=(64, 80), timepoints=2, seed=0)
+    n_c = len(PRESETS[name].channels)
+    assert f.image.shape == (2, n_c, 64, 80)
+    assert f.image.dtype == np.uint16
+    assert f.nuclei.shape == f.cyto.shape == (2, 64, 80)
+    assert f.nuclei.dtype == f.cyto.dtype == np.uint32
+    assert f.channel_names == PRESETS[name].channel_names
+    assert len(f.localizations) == n_c
+    assert f.pixel_size_um == pytest.approx(1.24)
+    assert f.time_interval_h == TIME_INTERVAL_H == 3.0
+    assert f.times_h.tolist() == [0.0, 3.0]
+    assert f.cell_line == name and f.mode == "confocal"
+    # camera offset present, no saturation, real signal above background
+    assert f.image.min() > 50
+    assert f.image.max() < 65535
+    assert f.image.max() > 2 * f.image.min()
+
+
+def test_preset_object_accepted() -> None:
+    preset = CellLinePreset(
+        name="custom",
+        description="one membrane channel",
+        channels=(ChannelSpec("membrane", "membrane"),),
+    )
+    f = simulate_field(preset, size=64, timepoints=1, seed=0)
+    assert f.image.shape == (1, 1, 64, 64)
+    assert f.channel_names == ("membrane",)
+
+
+# ------------------------------------------------------------------ ground truth
+
+
+@pytest.mark.parametrize("mode", IMAGING_MODES)
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_nucleus_inside_its_cell_with_same_id(name: str, mode: str) -> None:
+    size = 128 if mode == "confocal" else 256
+    f = simulate_field(name, size=size, timepoints=2, seed=3, mode=mode)
+    for t in range(2):
+        nuc, cyto = f.nuclei[t], f.cyto[t]
+        assert np.all((nuc == 0) | (nuc == cyto))
+        assert _cell_ids(nuc) <= _cell_ids(cyto)
+        assert len(_cell_ids(nuc)) > 0
+        # cells without a visible nucleus are only those cut by the field border
+        border = np.concatenate([cyto[0], cyto[-1], cyto[:, 0], cyto[:, -1]])
+        assert _cell_ids(cyto) - _cell_ids(nuc) <= _cell_ids(border)
+        # every label is one 4-connected piece and is smaller than its cell
+        for lab in (cyto, nuc):
+            pieces = skimage.measure.label(lab, background=0, connectivity=1)
+            assert pieces.max() == len(_cell_ids(lab))
+        areas_c = np.bincount(cyto.ravel())
+        areas_n = np.bincount(nuc.ravel(), minlength=len(areas_c))
+        ids = np.array(sorted(_cell_ids(nuc)))
+        assert np.all(areas_n[ids] < areas_c[ids])
+
+
+def test_touching_cells_share_boundaries() -> None:
+    f = simulate_field("CL1", size=192, timepoints=1, seed=0)
+    lab = f.cyto[0]
+    a, b = lab[:, :-1], lab[:, 1:]
+    touching = (a != b) & (a > 0) & (b > 0)
+    left, right = a[touching].tolist(), b[touching].tolist()
+    pairs = {tuple(sorted(p)) for p in zip(left, right, strict=True)}
+    assert len(pairs) >= 10
+
+
+def test_cells_are_irregular() -> None:
+    f = simulate_field("CL4", size=192, timepoints=1, seed=0)
+    props = skimage.measure.regionprops(f.cyto[0])
+    solidity = np.array([p.solidity for p in props if p.area > 100])
+    eccentricity = np.array([p.eccentricity for p in props if p.area > 100])
+    assert np.median(solidity) < 0.97
+    assert np.median(eccentricity) > 0.3
+
+
+def test_confocal_cell_size_is_realistic() -> None:
+    for name in PRESETS:
+        f = simulate_field(name, size=256, timepoints=1, seed=0)
+        areas = np.bincount(f.cyto[0].ravel())[1:]
+        diam = 2 * np.sqrt(areas[areas > 0] / np.pi)
+        assert 14 <= np.median(diam) <= 35, name
+
+
+# ------------------------------------------------------------------ presets
+
+
+def test_presets_have_three_or_four_nonstructural_channels() -> None:
+    assert sorted(PRESETS) == ["CL1", "CL2", "CL3", "CL4", "CL5"]
+    for key, preset in PRESETS.items():
+        assert preset.name == key
+        assert 3 <= len(preset.channels) <= 4
+        assert len(set(preset.channel_names)) == len(preset.channels)
+        assert any(loc.is_dynamic for loc in preset.localizations)
+    assert not _CONSTANT_STRUCTURAL & set(PRESETS["CL5"].localizations)
+    for loc in Localization:
+        assert any(loc in p.localizations for p in PRESETS.values()), loc
+
+
+# ------------------------------------------------------------------ intensities
+
+
+def test_dark_cells_exist() -> None:
+    f = simulate_field("CL1", size=256, timepoints=1, seed=0)
+    cyto = f.cyto[0]
+    ids = np.array(sorted(_cell_ids(cyto)))
+    areas = np.bincount(cyto.ravel())[ids]
+    big = ids[areas >= 80]
+    found = []
+    for c in range(f.image.shape[1]):
+        img = f.image[0, c].astype(np.float64)
+        bg = _background(img, cyto)
+        means = np.asarray(ndi.mean(img, cyto, big)) - bg
+        dark = means < 0.05 * np.median(means)
+        found.append(dark.mean())
+    assert max(found) > 0.05
+    assert all(frac < 0.5 for frac in found)
+
+
+def _nc_ratio(f: SimulatedField, t: int, channel: str) -> float:
+    c = f.channel_names.index(channel)
+    img = f.image[t, c].astype(np.float64)
+    img -= _background(img, f.cyto[t])
+    nuc = f.nuclei[t]
+    cyt_only = np.where(nuc == 0, f.cyto[t], 0)
+    ids = np.array(sorted(_cell_ids(nuc) & _cell_ids(cyt_only)))
+    n = np.asarray(ndi.mean(img, nuc, ids))
+    cy = np.asarray(ndi.mean(img, cyt_only, ids))
+    ok = (n + cy) > 50  # skip dark cells
+    return float(np.median(n[ok] / np.maximum(cy[ok], 1.0)))
+
+
+def test_translocation_changes_nuclear_cytoplasmic_ratio(cl1_series: SimulatedField) -> None:
+    first = _nc_ratio(cl1_series, 0, "translocation-reporter")
+    last = _nc_ratio(cl1_series, 24, "translocation-reporter")
+    assert first < 1.0 < last
+    assert last / first > 2.0
+
+
+def test_nuclear_export_reporter_decreases_ratio() -> None:
+    f = simulate_field("CL2", size=128, timepoints=25, seed=0)
+    first = _nc_ratio(f, 0, "translocation-reporter")
+    last = _nc_ratio(f, 24, "translocation-reporter")
+    assert last < first / 1.5
+
+
+def test_constant_channel_ratio_is_stable(cl1_series: SimulatedField) -> None:
+    # the constant cytoplasmic reporter keeps dim nuclei over time
+    assert _nc_ratio(cl1_series, 0, "cyto-reporter") < 0.5
+    assert _nc_ratio(cl1_series, 24, "cyto-reporter") < 0.5
+
+
+# ------------------------------------------------------------------ dynamics
+
+
+def test_division_and_death_change_cell_count(cl1_series: SimulatedField) -> None:
+    counts = [len(_cell_ids(lab)) for lab in cl1_series.cyto]
+    assert len(set(counts)) > 1
+    first, last = _cell_ids(cl1_series.cyto[0]), _cell_ids(cl1_series.cyto[-1])
+    assert last - first, "no new (daughter) IDs appeared"
+    assert first - last, "no cell disappeared"
+    assert max(last) > max(first)
+
+
+def test_ids_persist_and_cells_move_slowly(cl1_series: SimulatedField) -> None:
+    for t in range(3):
+        a, b = cl1_series.cyto[t], cl1_series.cyto[t + 1]
+        shared = np.array(sorted(_cell_ids(a) & _cell_ids(b)))
+        assert len(shared) >= 0.6 * len(_cell_ids(a))
+        ca = np.array(ndi.center_of_mass(np.ones_like(a), a, shared))
+        cb = np.array(ndi.center_of_mass(np.ones_like(b), b, shared))
+        shift = np.linalg.norm(ca - cb, axis=1)
+        assert np.median(shift) < 5.0  # pixels per 3 h; cells are ~20 px across
+
+
+# ------------------------------------------------------------------ imaging modes
+
+
+def _snr(f: SimulatedField) -> float:
+    values = []
+    for c in range(f.image.shape[1]):
+        img = f.image[0, c].astype(np.float64)
+        bg = img[f.cyto[0] == 0]
+        values.append((np.median(img[f.cyto[0] > 0]) - np.median(bg)) / bg.std())
+    return float(np.median(values))
+
+
+def test_widefield_has_larger_cells_and_lower_snr() -> None:
+    conf = simulate_field("CL1", size=256, timepoints=1, seed=4)
+    wide = simulate_field("CL1", size=384, timepoints=1, seed=4, mode="widefield")
+    assert wide.pixel_size_um == pytest.approx(0.32)
+
+    def median_area(f: SimulatedField) -> float:
+        areas = np.bincount(f.cyto[0].ravel())[1:]
+        return float(np.median(areas[areas > 0]))
+
+    ratio = np.sqrt(median_area(wide) / median_area(conf))
+    assert 2.5 < ratio < 6.0
+    assert _snr(wide) < 0.7 * _snr(conf)
+
+
+# ------------------------------------------------------------------ argument checking
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"preset": "CL9"}, ValueError, r"unknown cell line 'CL9'.*'CL1'.*'CL5'"),
+        ({"preset": 3}, TypeError, r"CellLinePreset"),
+        ({"size": 32}, ValueError, r"size must be >= 64, got 32"),
+        ({"size": (64, 10)}, ValueError, r"size\[1\] must be >= 64, got 10"),
+        ({"size": (64, 64, 64)}, ValueError, r"\(y, x\) pair, got 3"),
+        ({"size": 64.0}, TypeError, r"size must be an int"),
+        ({"timepoints": 0}, ValueError, r"timepoints must be >= 1, got 0"),
+        ({"seed": -1}, ValueError, r"non-negative"),
+        ({"seed": "x"}, TypeError, r"seed must be"),
+        ({"mode": "spinning"}, ValueError, r"unknown mode 'spinning'.*'confocal'.*'widefield'"),
+    ],
+)
+def test_bad_arguments_raise_helpful_errors(
+    kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    args: dict[str, object] = {"preset": "CL1", "size": 64, "timepoints": 1, "seed": 0}
+    args.update(kwargs)
+    preset = args.pop("preset")
+    with pytest.raises(error, match=match):
+        simulate_field(preset, **args)  # type: ignore[arg-type]
+
+
+def test_bad_specs_raise_helpful_errors() -> None:
+    with pytest.raises(ValueError, match=r"localization must be one of .*'membrane'"):
+        ChannelSpec("x", "golgi")
+    with pytest.raises(ValueError, match=r"dark_fraction"):
+        ChannelSpec("x", "er", dark_fraction=1.5)
+    with pytest.raises(ValueError, match=r"at least one channel"):
+        CellLinePreset(name="empty", description="", channels=())
+    with pytest.raises(ValueError, match=r"repeat"):
+        CellLinePreset(
+            name="dup", description="", channels=(ChannelSpec("a", "er"), ChannelSpec("a", "er"))
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rows": 0}, r"rows must be >= 1, got 0"),
+        ({"fields": 0}, r"fields must be >= 1"),
+        ({"cell_line": "CLX"}, r"unknown cell line"),
+        ({"mode": "tirf"}, r"unknown mode"),
+    ],
+)
+def test_simulate_plate_validates_before_writing(
+    tmp_path: pathlib.Path, kwargs: dict[str, object], match: str
+) -> None:
+    out = tmp_path / "bad.zarr"
+    with pytest.raises(ValueError, match=match):
+        simulate_plate(out, size=64, **kwargs)  # type: ignore[arg-type]
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ plate writer
+
+
+@pytest.mark.parametrize("ngff_version", ["0.4", "0.5"])
+def test_simulate_plate_writes_valid_ome_zarr(
+    tmp_path: pathlib.Path, ngff_version: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ome_zarr_models import open_ome_zarr
+
+    path = tmp_path / "plate.zarr"
+    with caplog.at_level(logging.INFO, logger="structfree_dask.simulate"):
+        out = simulate_plate(
+            path, cell_line="CL5", rows=2, cols=2, fields=2, timepoints=2, size=64, seed=3,
+            ngff_version=ngff_version,
+        )
+    assert out == path and path.is_dir()
+    model = open_ome_zarr(zarr.open_group(str(path), mode="r"))
+    assert type(model).__name__ == "HCS"
+
+    messages = [r.getMessage() for r in caplog.records if r.name == "structfree_dask.simulate"]
+    assert len(messages) == 2 * 2 * 2
+
+    root = zarr.open_group(str(path), mode="r")
+    image_a = np.asarray(root["A/1/0/0"])
+    assert image_a.shape == (2, 4, 64, 64) and image_a.dtype == np.uint16
+    labels = np.asarray(root["A/1/0/labels/gt_nuclei/0"])
+    cyto = np.asarray(root["A/1/0/labels/gt_cyto/0"])
+    assert labels.shape[0] == 2 and labels.shape[-2:] == (64, 64)
+    assert np.all((labels == 0) | (labels == cyto))
+    # per-field seeds: fields differ, and each equals a direct simulation with its derived seed
+    image_b = np.asarray(root["B/2/1/0"])
+    assert not np.array_equal(image_a, image_b)
+    direct = simulate_field(
+        "CL5", size=64, timepoints=2,
+        seed=np.random.SeedSequence(entropy=3, spawn_key=(1, 1, 1)),
+    )
+    assert np.array_equal(image_b, direct.image)
