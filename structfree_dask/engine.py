@@ -448,8 +448,10 @@ def _label_group_exists(info: ImageInfo, name: str) -> bool:
         return False
 
 
-def validate(plate: str, config: SegmentationConfig, *, wells: Sequence[str] | None = None,
-             timepoints: slice | Sequence[int] | None = None) -> list[tuple[ImageInfo, tuple, list]]:
+def validate(
+    plate: str, config: SegmentationConfig, *, wells: Sequence[str] | None = None,
+    timepoints: slice | Sequence[int] | None = None,
+) -> list[tuple[ImageInfo, tuple, list]]:
     """Check a run's input without writing anything; return its plan.
 
     Raises
@@ -560,17 +562,21 @@ def segment(
             futures = client.compute(finals)
             key_of = {f.key: k for f, k in zip(futures, graphs, strict=True)}
             total = len(futures)
-            for n_done, fut in enumerate(as_completed(futures, raise_errors=False), start=1):
-                unit_key = key_of[fut.key]
-                if fut.status == "error":
-                    err = fut.exception()
-                    result.failed.append((unit_key[0], unit_key[1], str(err)))
-                    logger.error("failed %s t=%d: %s", unit_key[0], unit_key[1], err)
-                else:
-                    mark_done(labels[unit_key[0]], [unit_key[1]])
-                    result.done.append(unit_key)
-                if progress is not None:
-                    progress(n_done, total)
+            try:
+                for n_done, fut in enumerate(as_completed(futures, raise_errors=False), 1):
+                    unit_key = key_of[fut.key]
+                    if fut.status == "error":
+                        err = fut.exception()
+                        result.failed.append((unit_key[0], unit_key[1], str(err)))
+                        logger.error("failed %s t=%d: %s", unit_key[0], unit_key[1], err)
+                    else:
+                        mark_done(labels[unit_key[0]], [unit_key[1]])
+                        result.done.append(unit_key)
+                    if progress is not None:
+                        progress(n_done, total)
+            except BaseException:
+                client.cancel(futures)  # interrupted: stop the rest, keep what is recorded
+                raise
             # cell counts (small ints) of the units that completed
             done_keys = set(result.done)
             count_futs = client.compute([graphs[k][1] for k in done_keys])

@@ -176,7 +176,8 @@ class FieldGeometry:
     @cached_property
     def n_regions(self) -> tuple[int, int]:
         """Number of task regions along y and x."""
-        return (math.ceil(self.shape[0] / self.tile_size), math.ceil(self.shape[1] / self.tile_size))
+        t = self.tile_size
+        return (math.ceil(self.shape[0] / t), math.ceil(self.shape[1] / t))
 
     def regions(self) -> list[tuple[int, int]]:
         """All region indices in row-major order."""

@@ -147,7 +147,7 @@ _LOCK = threading.Lock()
 
 
 def _nbase_from_state(state: dict[str, Any]) -> list[int]:
-    # CPnet: downsample.down.res_down_{k}.conv.conv_0.2.weight has shape (nbase[k+1], nbase[k], 3, 3)
+    # CPnet: downsample.down.res_down_{k}.conv.conv_0.2.weight is (nbase[k+1], nbase[k], 3, 3)
     nbase = []
     k = 0
     while f"downsample.down.res_down_{k}.conv.conv_0.2.weight" in state:

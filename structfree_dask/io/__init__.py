@@ -19,8 +19,16 @@ from ._labels import (
     write_labels,
 )
 from ._ngff import SUPPORTED_VERSIONS
-from ._plate import AXIS_ORDER, ImageInfo, Level, MetadataError, Plate, check_name, open_plate
-from ._plate import read_image_info
+from ._plate import (
+    AXIS_ORDER,
+    ImageInfo,
+    Level,
+    MetadataError,
+    Plate,
+    check_name,
+    open_plate,
+    read_image_info,
+)
 from ._writer import PlateWriter, create_image, create_plate
 
 __all__ = [

@@ -19,7 +19,10 @@ __all__ = ["import_folder", "scan_folder", "FieldFile"]
 logger = logging.getLogger(__name__)
 
 _EXTENSIONS = (".tif", ".tiff", ".png")
-_WELL_RE = re.compile(r"^(?P<row>[A-Za-z]{1,2})[-_]?(?P<col>\d{1,3})(?:[-_](?:f|s|field)?(?P<field>\d+))?(?:[-_].*)?$")
+_WELL_RE = re.compile(
+    r"^(?P<row>[A-Za-z]{1,2})[-_]?(?P<col>\d{1,3})"
+    r"(?:[-_](?:f|s|field)?(?P<field>\d+))?(?:[-_].*)?$"
+)
 
 
 @dataclass(frozen=True)

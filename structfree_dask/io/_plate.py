@@ -42,7 +42,7 @@ class MetadataError(ValueError):
 
 
 def check_name(name: str, what: str) -> str:
-    """Check that a name can be used as one path component inside a store.
+    r"""Check that a name can be used as one path component inside a store.
 
     Parameters
     ----------
@@ -68,7 +68,7 @@ def check_name(name: str, what: str) -> str:
     >>> check_name("../x", "label name")
     Traceback (most recent call last):
     ...
-    ValueError: label name must be one path component without '/', '\\' or '..'; got '../x'
+    ValueError: label name must be one path component without '/', '\' or '..'; got '../x'
     """
     if (
         not isinstance(name, str)

@@ -1,0 +1,115 @@
+"""The command line, end to end on real stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from structfree_dask.cli import main
+from structfree_dask.io import open_labels, open_plate
+
+COMMANDS = ["info", "simulate", "import", "segment", "evaluate"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_on_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: structfree-dask " + command in capsys.readouterr().out
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "structfree_dask.cli", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "simulate" in out.stdout and "segment" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def sim_plate(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "plate.zarr"
+    assert main(["simulate", str(path), "--cell-line", "CL5", "--rows", "1", "--cols", "2",
+                 "--timepoints", "2", "--size", "128", "--seed", "3",
+                 "--ngff-version", "0.5"]) == 0
+    return path
+
+
+def test_simulate_and_info(sim_plate, capsys):
+    assert main(["info", str(sim_plate)]) == 0
+    out = capsys.readouterr().out
+    assert "NGFF 0.5" in out and "A/1, A/2" in out and "t=2" in out
+    assert "labels/gt_nuclei" in out and "labels/gt_cyto" in out
+    assert main(["info", str(sim_plate), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fields"][0]["channels"] == ["mito", "ER", "membrane",
+                                                "translocation-reporter"]
+
+
+def test_segment_evaluate_and_resume(sim_plate, cluster_client, tmp_path, capsys):
+    address = cluster_client.scheduler.address
+    report = tmp_path / "report.html"
+    args = ["segment", str(sim_plate), "--organelle", "nuclei", "--channels", "mito,ER",
+            "--diameter", "12", "--tile-size", "64", "--scheduler", address, "--no-progress",
+            "--performance-report", str(report)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "labels/nuclei: 4 done, 0 skipped" in out
+    assert report.read_text().lower().count("<html") >= 1
+    info = open_plate(sim_plate).field("A/2/0")
+    assert "nuclei" in info.labels and open_labels(info, "nuclei").shapes[0] == (2, 1, 128, 128)
+    assert main(args[:-2]) == 0
+    assert "0 done, 4 skipped" in capsys.readouterr().out
+    csv = tmp_path / "s.csv"
+    js = tmp_path / "s.json"
+    assert main(["evaluate", str(sim_plate), "--pred", "nuclei", "--gt", "gt_nuclei",
+                 "--csv", str(csv), "--json", str(js)]) == 0
+    table = capsys.readouterr().out
+    assert "overall" in table and "f1" in table
+    scores = json.loads(js.read_text())
+    assert len(scores["rows"]) == 4 and 0.0 <= scores["overall"]["f1"] <= 1.0
+    assert csv.read_text().count("\n") == 6
+    assert main(["info", str(sim_plate)]) == 0
+    assert "labels/nuclei 2/2 timepoint(s) done" in capsys.readouterr().out
+
+
+def test_import_real_images(real_dev, tmp_path, capsys):
+    out = tmp_path / "kc.zarr"
+    assert main(["import", str(real_dev / "Kc167"), str(out), "--channels", "1,0",
+                 "--channel-names", "cyto-stain,nuclear-stain"]) == 0
+    assert len(open_plate(out).field_paths) == 5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["info", "{tmp}/nothing.zarr"], "path not found"),
+        (["segment", "{plate}", "--channels", "DAPI"], "channel 'DAPI' does not exist"),
+        (["segment", "{plate}", "--channels", "0", "--model", "{tmp}/w.pth"],
+         "not a file and not a cellpose"),
+        (["segment", "{plate}", "--channels", "0", "--name", "gt_cyto"], "already exists"),
+        (["segment", "{plate}", "--channels", "0", "--wells", "H/9"], "not in plate"),
+        (["segment", "{plate}", "--channels", "0", "--scheduler", "tcp://x:1",
+          "--workers", "2"], "--workers applies"),
+        (["evaluate", "{plate}", "--pred", "nope", "--gt", "gt_cyto"], "no label image 'nope'"),
+        (["simulate", "{tmp}/s.zarr", "--cell-line", "CL9"], "CL1"),
+        (["simulate", "{plate}"], "exists"),
+        (["import", "{tmp}/no-folder", "{tmp}/o.zarr"], "expected a folder"),
+        (["simulate", "{tmp}/a-file/s.zarr", "--size", "64"], ""),
+    ],
+)
+def test_bad_input_one_line_error(argv, message, sim_plate, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    argv = [a.format(tmp=tmp_path, plate=sim_plate) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ") and message in err[-1]
+
+
+def test_bad_option_values(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["segment", "p.zarr", "--channels", "0", "--timepoints", "a:b"])
+    assert exc.value.code == 2
+    assert "expected timepoints like" in capsys.readouterr().err

@@ -1,0 +1,259 @@
+"""The engine on real OME-Zarr plates with a real multi-process LocalCluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from structfree_dask.engine import SegmentationConfig, segment, segment_array
+from structfree_dask.io import LabelExistsError, create_plate, open_labels, open_plate
+from structfree_dask.metrics import matched_f1
+
+
+def _write(path, fields, *, t=1, version="0.4", names=("cyto-stain", "nuc-stain")):
+    """fields: list of (2, y, x) arrays (or (t, 2, y, x)); one well per field."""
+    with create_plate(path, rows=["A"], columns=[str(i + 1) for i in range(len(fields))],
+                      ngff_version=version) as plate:
+        for i, img in enumerate(fields):
+            data = img if img.ndim == 4 else np.stack([img] * t)
+            plate.write_field("A", str(i + 1), 0, data, channel_names=list(names))
+    return path
+
+
+def _labels(path, name="cyto"):
+    plate = open_plate(path)
+    return {f: open_labels(plate.field(f), name).read() for f in plate.field_paths}
+
+
+def _plane(arr, t=0):
+    return arr[t, 0]
+
+
+#: settings of the determinism tests: 4 regions per field, FA over both channels
+SMALL = SegmentationConfig(channels=(0, 1), tile_size=160, halo=48)
+
+
+@pytest.fixture(scope="module")
+def plate_small(tmp_path_factory, make_mosaic):
+    """Two fields of 320 px, two timepoints: four units of work."""
+    fields = [make_mosaic(320, seed=s) for s in range(2)]
+    path = tmp_path_factory.mktemp("small") / "p.zarr"
+    return _write(path, fields, t=2), fields
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, plate_small, cluster_client):
+    """A clean run's labels (2 workers)."""
+    import shutil
+
+    src, _ = plate_small
+    path = tmp_path_factory.mktemp("ref") / "p.zarr"
+    shutil.copytree(src, path)
+    result = segment(str(path), SMALL, client=cluster_client)
+    assert result.ok and len(result.done) == 4
+    return _labels(path)
+
+
+def _copy(src, tmp_path):
+    import shutil
+
+    dst = tmp_path / "p.zarr"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_tiled_equals_untiled_on_1024_field(tmp_path, make_mosaic, cluster_client,
+                                           permutation_equal):
+    field = make_mosaic(1024, seed=7)[:1]  # one channel: FA is tested below
+    path = _write(tmp_path / "p.zarr", [field], names=("cyto-stain",))
+    result = segment(str(path), SegmentationConfig(channels=(0,), tile_size=256),
+                     client=cluster_client)
+    assert result.ok and result.cut_cells == 0
+    tiled = _plane(_labels(path)["A/1/0"]).astype(np.int64)
+    untiled = segment_array(field).astype(np.int64)
+    assert untiled.max() > 200
+    assert matched_f1(untiled, tiled) >= 0.99
+    # IDs unique and consecutive; in fact the same cells as untiled, pixel for pixel
+    ids = np.unique(tiled[tiled > 0])
+    assert ids.tolist() == list(range(1, len(ids) + 1))
+    assert permutation_equal(untiled, tiled)
+    # zero cells cut at seams: every untiled cell crossing a seam has one tiled ID
+    cut = 0
+    n_crossing = 0
+    for seam in (256, 512, 768):
+        for line in (untiled[seam - 1 : seam + 1], untiled[:, seam - 1 : seam + 1].T):
+            crossing = np.intersect1d(line[0], line[1])
+            for cell in crossing[crossing > 0]:
+                n_crossing += 1
+                cut += len(np.unique(tiled[untiled == cell])) > 1
+    assert n_crossing > 20 and cut == 0
+
+
+def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
+    from structfree_dask.cluster import local_client
+
+    path = _copy(plate_small[0], tmp_path)
+    client = local_client(n_workers=1, threads_per_worker=1)
+    try:
+        result = segment(str(path), SMALL, client=client)
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert result.ok
+    got = _labels(path)
+    for f, ref in reference.items():
+        assert np.array_equal(got[f], ref), f  # bitwise identical
+
+
+def test_killed_worker_gives_clean_labels(tmp_path, plate_small, reference):
+    from structfree_dask.cluster import local_client
+
+    path = _copy(plate_small[0], tmp_path)
+    client = local_client(n_workers=2, threads_per_worker=1)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def progress(done, total):
+        if not killed:  # kill one worker as soon as the first unit finishes
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    try:
+        result = segment(str(path), SMALL, client=client, progress=progress)
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert killed and result.ok and len(result.done) == 4
+    got = _labels(path)
+    for f, ref in reference.items():
+        assert np.array_equal(got[f], ref), f
+
+
+def test_interrupted_run_resumes(tmp_path, plate_small, reference, cluster_client):
+    path = _copy(plate_small[0], tmp_path)
+    cfg = SMALL
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(done, total):
+        raise Stop
+
+    with pytest.raises(Stop):
+        segment(str(path), cfg, client=cluster_client, progress=stop_after_one)
+    second = segment(str(path), cfg, client=cluster_client)
+    assert len(second.skipped) == 1 and len(second.done) == 3
+    got = _labels(path)
+    for f, ref in reference.items():
+        assert np.array_equal(got[f], ref), f
+    third = segment(str(path), cfg, client=cluster_client)
+    assert third.done == [] and len(third.skipped) == 4
+
+
+def test_flow_averaging_equals_cellpose_by_hand(tmp_path, make_mosaic, cluster_client,
+                                                permutation_equal):
+    from cellpose import dynamics, models, utils
+
+    from structfree_dask.backbones import default_model_path
+
+    field = make_mosaic(300, seed=3)
+    path = _write(tmp_path / "p.zarr", [field])
+    segment(str(path), SegmentationConfig(channels=(0, 1)), client=cluster_client)
+    ours = _plane(_labels(path)["A/1/0"])
+    model = models.CellposeModel(gpu=False, pretrained_model=str(default_model_path()))
+    dps, probs = [], []
+    for k in range(2):
+        _, flows, _ = model.eval(field[k], channels=[0, 0], diameter=30, compute_masks=False)
+        dps.append(flows[1])
+        probs.append(flows[2])
+    dP, prob = np.mean(dps, axis=0), np.mean(probs, axis=0)
+    masks = dynamics.compute_masks(dP, prob, niter=200, cellprob_threshold=0.0,
+                                   flow_threshold=0.4)
+    masks = utils.fill_holes_and_remove_small_masks(masks, min_size=15)
+    assert masks.max() > 20
+    assert matched_f1(masks.astype(np.int64), ours.astype(np.int64)) >= 0.99
+    assert permutation_equal(masks.astype(np.int64), ours.astype(np.int64))
+
+
+def test_bad_input(tmp_path, make_mosaic, cluster_client):
+    field = make_mosaic(256, seed=1)
+    path = _write(tmp_path / "p.zarr", [field])
+    with pytest.raises(KeyError, match="channel 'DAPI' does not exist"):
+        segment(str(path), SegmentationConfig(channels=("DAPI",)), client=cluster_client)
+    with pytest.raises(FileNotFoundError, match="not a file and not a cellpose"):
+        segment(str(path), SegmentationConfig(channels=(0,), model=str(tmp_path / "nope.pth")),
+                client=cluster_client)
+    with pytest.raises(KeyError, match="well"):
+        segment(str(path), SegmentationConfig(channels=(0,)), client=cluster_client,
+                wells=["Z/9"])
+    with pytest.raises(ValueError, match="timepoint"):
+        segment(str(path), SegmentationConfig(channels=(0,)), client=cluster_client,
+                timepoints=[3])
+    # a label name that exists (ground truth) is not overwritten without overwrite
+    info = open_plate(path).field("A/1/0")
+    from structfree_dask.io import write_labels
+
+    write_labels(info, "gt_cyto", np.ones((1, 256, 256), "uint32"))
+    with pytest.raises(LabelExistsError, match="already exists"):
+        segment(str(path), SegmentationConfig(channels=(0,), name="gt_cyto"),
+                client=cluster_client)
+    assert open_labels(open_plate(path).field("A/1/0"), "gt_cyto").read().min() == 1
+    # other settings on an existing segmentation need overwrite
+    segment(str(path), SegmentationConfig(channels=(0,)), client=cluster_client)
+    with pytest.raises(LabelExistsError, match="other settings"):
+        segment(str(path), SegmentationConfig(channels=(0, 1)), client=cluster_client)
+    redo = segment(str(path), SegmentationConfig(channels=(0, 1), overwrite=True),
+                   client=cluster_client)
+    assert redo.done == [("A/1/0", 0)]
+    with pytest.raises(ValueError, match="organelle"):
+        SegmentationConfig(organelle="mito")
+
+
+def test_small_zero_and_nan_fields(tmp_path, make_mosaic, cluster_client):
+    small = make_mosaic(100, seed=2)  # smaller than a tile and than a network tile
+    zero = np.zeros((2, 200, 200), "uint16")
+    path = _write(tmp_path / "p.zarr", [small, zero])
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    result = segment(str(path), SegmentationConfig(channels=(0, 1)), client=cluster_client)
+    assert result.ok
+    labels = _labels(path)
+    assert _plane(labels["A/1/0"]).max() > 3
+    assert _plane(labels["A/2/0"]).max() == 0
+    after = {p: p.read_bytes() for p in before}
+    assert before == after  # the source image is never written
+    nan = np.full((1, 2, 128, 128), 100.0, "float32")
+    nan[0, 1, 5, 5] = np.nan
+    with create_plate(tmp_path / "nan.zarr", rows=["A"], columns=["1"]) as plate:
+        plate.write_field("A", "1", 0, nan)
+    result = segment(str(tmp_path / "nan.zarr"), SegmentationConfig(channels=(0, 1)),
+                     client=cluster_client)
+    assert not result.ok and "NaN" in result.failed[0][2]
+    info = open_plate(tmp_path / "nan.zarr").field("A/1/0")
+    assert "cyto" not in info.labels or not open_labels(info, "cyto").read().any()
+
+
+def test_time_lapse_image_and_rescaling(tmp_path, make_mosaic, cluster_client):
+    from structfree_dask.io import create_image
+
+    frames = np.stack([make_mosaic(320, seed=s) for s in range(2)])
+    path = tmp_path / "tl.zarr"
+    create_image(path, frames, axes="tcyx", ngff_version="0.5")
+    cfg = SegmentationConfig(channels=(0,), diameter=24, tile_size=128)
+    result = segment(str(path), cfg, client=cluster_client, timepoints=slice(1, 2))
+    assert result.ok and result.done == [("", 1)]
+    lab = open_labels(open_plate(path).field(""), "cyto")
+    data = lab.read()
+    assert data[0].max() == 0 and data[1].max() > 10
+    untiled = segment_array(frames[1, :1], diameter=24)
+    assert matched_f1(untiled.astype(np.int64), data[1, 0].astype(np.int64)) >= 0.99
+    assert len(lab.shapes) == len(open_plate(path).field("").levels)
+    import ome_zarr_models
+    import zarr
+
+    ome_zarr_models.open_ome_zarr(zarr.open_group(str(path), path="labels/cyto", mode="r"))
