@@ -300,8 +300,9 @@ def _pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, 
     write_label_region(label, region, out, level=level)
 
 
-def _unit_done(key: tuple[str, int], writes: list[int], *_deps: Any) -> tuple[str, int]:
-    return key
+def _unit_done(counts: list[tuple[int, int]], writes: list[int], *_deps: Any) -> tuple[int, int]:
+    """Cells and cut cells of a finished (field, timepoint)."""
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
 
 # ----------------------------------------------------------------------------- graph
@@ -377,8 +378,7 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, spec: ModelSpec, channels:
         deps = [delayed(_pyramid_task, pure=True)(label, t, level, b, *deps,
                                                   dask_key_name=f"pyramid-{tag}-l{level}-{i}")
                 for i, b in enumerate(_blocks(yx, cyx))]
-    return delayed(_unit_done, pure=True)((info.path, t), writes, *deps,
-                                          dask_key_name=f"done-{tag}"), counts
+    return delayed(_unit_done, pure=True)(counts, writes, *deps, dask_key_name=f"done-{tag}")
 
 
 # ----------------------------------------------------------------------------- driver
@@ -554,12 +554,9 @@ def segment(
             from dask.base import tokenize
 
             token = tokenize(asdict(config), spec.sha256, time.time_ns())[:8]
-            graphs = {}
-            for u in units:
-                final, counts = _unit_graph(u, config, spec, channels_of[u.info.path], token)
-                graphs[(u.info.path, u.t)] = (final, counts)
-            finals = [g[0] for g in graphs.values()]
-            futures = client.compute(finals)
+            graphs = {(u.info.path, u.t): _unit_graph(u, config, spec, channels_of[u.info.path],
+                                                      token) for u in units}
+            futures = client.compute(list(graphs.values()))
             key_of = {f.key: k for f, k in zip(futures, graphs, strict=True)}
             total = len(futures)
             try:
@@ -572,17 +569,14 @@ def segment(
                     else:
                         mark_done(labels[unit_key[0]], [unit_key[1]])
                         result.done.append(unit_key)
+                        n_cells, n_cut = fut.result()
+                        result.cells[f"{unit_key[0]}@t{unit_key[1]}"] = int(n_cells)
+                        result.cut_cells += int(n_cut)
                     if progress is not None:
                         progress(n_done, total)
             except BaseException:
                 client.cancel(futures)  # interrupted: stop the rest, keep what is recorded
                 raise
-            # cell counts (small ints) of the units that completed
-            done_keys = set(result.done)
-            count_futs = client.compute([graphs[k][1] for k in done_keys])
-            for k, cnts in zip(done_keys, client.gather(count_futs), strict=True):
-                result.cells[f"{k[0]}@t{k[1]}"] = int(sum(c[0] for c in cnts))
-                result.cut_cells += int(sum(c[1] for c in cnts))
         finally:
             if own_client:
                 cluster = client.cluster
@@ -661,8 +655,7 @@ def segment_array(
                                   dyn) for r in regions}
     offsets = region_offsets([patches[r].n for r in regions])
     out = np.zeros(shape, dtype=np.uint32)
-    for i, r in enumerate(regions):
-        del i
+    for r in regions:
         block = geometry.region_bounds(r)
         pieces = [(patches[o], offsets[regions.index(o)]) for o in geometry.neighbours(r)]
         out[block[0]:block[1], block[2]:block[3]] = paste_block(block, pieces)
