@@ -1,0 +1,783 @@
+"""Benchmark of the segmentation engine against plain cellpose (not a test).
+
+On one plate of realistic fields (mosaics of the real Kc167 images in
+``<repo>/../shared/data/real_dev/Kc167``: green = cytoplasm stain, red = nuclear stain) and
+the shipped generalist model, it measures
+
+(a) a plain loop: ``CellposeModel.eval(..., compute_masks=False)`` per field and channel,
+    dP and cellprob averaged over channels by hand, then
+    ``cellpose.dynamics.resize_and_compute_masks`` once (cellpose defaults);
+(b) ``structfree_dask.engine.segment`` on ``local_client(n_workers=1, threads_per_worker=2)``;
+(c) the same on ``local_client(n_workers=2, threads_per_worker=1)``;
+(d) cellpose's ``cellpose.contrib.distributed_segmentation.distributed_eval`` on ONE channel,
+    in a separate environment (``benchmarks/.venv-cp-distributed``, built on demand: it needs
+    zarr < 3) through ``_cp_distributed_driver.py``; it only runs on 3D volumes, so each
+    field is given as a (2, Y, X) stack and both planes are processed;
+
+with wall seconds, megapixel-channels per second, speed relative to (a) and the matched F1
+(IoU 0.5) of (b) and (c) against (a). It also prints the network's forward-pass-only
+throughput (the ceiling), and then the peak RSS of a single worker
+(``n_workers=1, threads_per_worker=2``, default tile size) segmenting single-field,
+1-channel plates of growing size (fresh cluster per size, started from a fresh process that
+has not imported torch: a worker inherits the ``ru_maxrss`` of the process that forks it).
+Both ``ru_maxrss`` and Linux's ``VmHWM`` of the worker are printed. Target: the peak at
+8192 px within 1.25x of the peak at 1024 px.
+
+Every run also prints the share of the CPU that other processes used meanwhile ("other
+CPU %"): on a shared machine the timings are only comparable with each other, not with an
+idle machine.
+
+Usage::
+
+    python benchmarks/bench_engine.py                      # see the timings below
+    python benchmarks/bench_engine.py --quick              # ~5-10 min on 2 busy cores
+    python benchmarks/bench_engine.py --sizes 1024,2048,4096   # ~18 min on 2 busy cores
+    python benchmarks/bench_engine.py --sizes 1024,4096,8192 --channels 2 --fields 2
+
+On 2 CPU cores shared with other work (a third to a half of the CPU taken) the throughput
+part (2 fields of 1024 px x 2 channels, parts a-d, incl. the forward pass) took ~9 min and
+the engine ran at ~0.03-0.05 Mpx/s on one worker, so the 8192 px memory run (67 Mpx) alone
+needs ~25-40 min and the default run ~40-55 min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA_DIR = REPO.parent / "shared" / "data" / "real_dev" / "Kc167"
+CP_VENV = HERE / ".venv-cp-distributed"
+CP_DRIVER = HERE / "_cp_distributed_driver.py"
+# torch first and alone (a pinned CPU wheel lies on disk; an unpinned torch would download GBs)
+CP_TORCH = "torch==2.13.0"
+CP_PACKAGES = ["cellpose==3.1.1.3", "zarr<3", "dask-image", "distributed",
+               # imported at module level by cellpose.contrib.distributed_segmentation
+               "dask-jobqueue", "imagecodecs", "pyyaml"]
+CHANNEL_NAMES = ("green", "red")  # cytoplasm stain, nuclear stain (RGB indices 1, 0)
+RGB_INDEX = {"green": 1, "red": 0}
+DIAMETER = 30.0
+
+T0 = time.perf_counter()
+
+
+def _load() -> str:
+    try:
+        return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return ""
+
+
+def log(msg: str) -> None:
+    """Progress line with elapsed time and load average (flushed)."""
+    print(f"[{time.perf_counter() - T0:7.1f} s | {_load()}] {msg}", flush=True)
+
+
+class CpuWatch:
+    """CPU time used on this machine by processes other than this one and its (waited-for)
+    descendants, as a fraction of all cores over the wall time between start and stop.
+
+    Other work on the machine slows every run here down; the fraction says by how much the
+    machine was shared (Linux only: /proc/stat; None elsewhere). Child processes count as
+    ours only once they have been waited for, so stop() after the cluster is closed.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._snap()
+
+    @staticmethod
+    def _snap() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as fh:
+                vals = [int(v) for v in fh.readline().split()[1:]]
+        except OSError:
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = (sum(vals[:8]) - vals[3] - vals[4]) / hz  # all but idle and iowait
+        own = sum(getattr(resource.getrusage(w), a) for w in
+                  (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                  for a in ("ru_utime", "ru_stime"))
+        return time.perf_counter(), busy, own
+
+    def stop(self) -> float | None:
+        end = self._snap()
+        if self._start is None or end is None or end[0] <= self._start[0]:
+            return None
+        wall = end[0] - self._start[0]
+        other = (end[1] - self._start[1]) - (end[2] - self._start[2])
+        return max(0.0, other / (wall * (os.cpu_count() or 1)))
+
+
+# ----------------------------------------------------------------------------- test data
+
+
+def load_sources() -> list[np.ndarray]:
+    """The real Kc167 images as (2, h, w) uint8 (green, red); 400 or 450 px square."""
+    files = sorted(glob.glob(str(DATA_DIR / "*_img.png")))
+    if not files:
+        raise FileNotFoundError(f"no *_img.png images in {DATA_DIR}")
+    from skimage import io as skio
+
+    out = []
+    for f in files:
+        rgb = skio.imread(f)
+        out.append(np.stack([rgb[..., RGB_INDEX[c]] for c in CHANNEL_NAMES]))
+    return out
+
+
+def mosaic(sources: list[np.ndarray], size: int, n_channels: int, seed: int) -> np.ndarray:
+    """A (c, size, size) field tiled from randomly chosen, flipped and rotated real images."""
+    rng = np.random.default_rng(seed)
+    tile = min(min(s.shape[-2:]) for s in sources)  # random tile-sized crops of each
+    n = -(-size // tile)
+    out = np.empty((n_channels, n * tile, n * tile), dtype=np.uint8)
+    for i in range(n):
+        for j in range(n):
+            src = sources[int(rng.integers(len(sources)))][:n_channels]
+            y0 = int(rng.integers(src.shape[1] - tile + 1))
+            x0 = int(rng.integers(src.shape[2] - tile + 1))
+            img = src[:, y0:y0 + tile, x0:x0 + tile]
+            img = np.rot90(img, k=int(rng.integers(4)), axes=(1, 2))
+            if rng.integers(2):
+                img = img[:, ::-1]
+            if rng.integers(2):
+                img = img[:, :, ::-1]
+            out[:, i * tile:(i + 1) * tile, j * tile:(j + 1) * tile] = img
+    return np.ascontiguousarray(out[:, :size, :size])
+
+
+def write_plate(path: Path, fields: list[np.ndarray]) -> list[str]:
+    """Write fields into wells A/1, A/2, ... of an NGFF 0.4 plate; return the field paths."""
+    from structfree_dask.io import create_plate
+
+    cols = [str(k + 1) for k in range(len(fields))]
+    with create_plate(str(path), rows=["A"], columns=cols, ngff_version="0.4",
+                      overwrite=True) as plate:
+        for col, img in zip(cols, fields, strict=True):
+            plate.write_field("A", col, 0, img[None], axes="tcyx",
+                              channel_names=list(CHANNEL_NAMES[:img.shape[0]]))
+    return [f"A/{c}/0" for c in cols]
+
+
+def read_labels(plate: str, field_path: str, name: str) -> np.ndarray:
+    from structfree_dask.io import open_labels, open_plate
+
+    info = open_plate(plate).field(field_path)
+    lab = np.asarray(open_labels(info, name).open_array(0, mode="r")[...])
+    return lab.reshape(lab.shape[-2:])
+
+
+def n_cells(lab: np.ndarray) -> int:
+    u = np.unique(lab)
+    return int(len(u) - (1 if u[0] == 0 else 0))
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    name: str
+    seconds: float | None = None
+    mpx_channels: float = 0.0
+    cells: int | None = None
+    f1: str = ""
+    note: str = ""
+    other_cpu: float | None = None  # CPU share used by other processes meanwhile
+
+    @property
+    def rate(self) -> float | None:
+        return self.mpx_channels / self.seconds if self.seconds else None
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    sys.stdout.flush()
+
+
+def fmt(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+# ----------------------------------------------------------------------------- forward pass
+
+
+def forward_pass(fields: list[np.ndarray], n_tiles: int, batch_size: int, device: Any,
+                 field_size: int) -> dict[str, float]:
+    """Network forward pass only on 224 px tiles of a real field (predict_tiles)."""
+    import torch
+
+    from structfree_dask.backbones import load_model, predict_tiles, resolve_model
+    from structfree_dask.normalize import normalize, percentile_bounds
+    from structfree_dask.tiling import NET_TILE, FieldGeometry
+
+    img = fields[0][0]
+    norm = normalize(img, *percentile_bounds(img)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    ys = rng.integers(0, max(1, img.shape[0] - NET_TILE), n_tiles)
+    xs = rng.integers(0, max(1, img.shape[1] - NET_TILE), n_tiles)
+    tiles = np.stack([norm[y:y + NET_TILE, x:x + NET_TILE] for y, x in zip(ys, xs, strict=True)])
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    net = load_model(resolve_model(None), device)
+    predict_tiles(net, tiles[:batch_size], batch_size=batch_size)  # warm-up
+    t0 = time.perf_counter()
+    predict_tiles(net, tiles, batch_size=batch_size)
+    sec = time.perf_counter() - t0
+    g = FieldGeometry((field_size, field_size), tile_size=field_size, halo=0)
+    per_field = len(g.lattice[0]) * len(g.lattice[1])
+    tiles_s = n_tiles / sec
+    return {"tiles": n_tiles, "seconds": sec, "tiles_per_s": tiles_s,
+            "tile_mpx_s": tiles_s * NET_TILE * NET_TILE / 1e6,
+            "field_mpx_ch_s": tiles_s * field_size * field_size / per_field / 1e6,
+            "tiles_per_field": per_field}
+
+
+# ----------------------------------------------------------------------------- (a) plain loop
+
+
+def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool
+              ) -> tuple[Row, list[np.ndarray], list[np.ndarray]]:
+    """Plain cellpose loop with Flow Averaging by hand. Returns the row, the FA labels and
+    (untimed) labels from channel 0 alone, the reference of (d)."""
+    import torch
+    from cellpose import dynamics, models
+
+    from structfree_dask.backbones import default_model_path
+    from structfree_dask.io import open_plate
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    row = Row("(a) plain cellpose loop + FA by hand")
+    labels, single = [], []
+    seconds = 0.0
+    t0 = time.perf_counter()
+    model = models.CellposeModel(gpu=use_gpu, pretrained_model=str(default_model_path()))
+    seconds += time.perf_counter() - t0
+    pl = open_plate(plate)
+    for k, p in enumerate(paths):
+        t0 = time.perf_counter()
+        arr = pl.field(p).open_array(0)
+        dps, cps = [], []
+        for c in range(n_channels):
+            img = np.asarray(arr[0, c])
+            _, flows, _ = model.eval(img, channels=[0, 0], diameter=DIAMETER,
+                                     compute_masks=False)
+            dps.append(np.asarray(flows[1], dtype=np.float32))
+            cps.append(np.asarray(flows[2], dtype=np.float32))
+        dP = np.mean(dps, axis=0)
+        cellprob = np.mean(cps, axis=0)
+        masks = dynamics.resize_and_compute_masks(
+            dP, cellprob, niter=200, cellprob_threshold=0.0, flow_threshold=0.4, interp=True,
+            do_3D=False, min_size=15, max_size_fraction=0.4, resize=None, device=model.device)
+        sec = time.perf_counter() - t0
+        seconds += sec
+        labels.append(np.asarray(masks))
+        row.mpx_channels += img.size * n_channels / 1e6
+        log(f"(a) field {k + 1}/{len(paths)}: {sec:.1f} s, {n_cells(masks)} cells")
+        # untimed: channel 0 alone, the reference for (d)
+        single.append(np.asarray(dynamics.resize_and_compute_masks(
+            dps[0], cps[0], niter=200, cellprob_threshold=0.0, flow_threshold=0.4,
+            interp=True, do_3D=False, min_size=15, max_size_fraction=0.4, resize=None,
+            device=model.device)))
+    row.seconds = seconds
+    row.cells = sum(n_cells(m) for m in labels)
+    row.note = "incl. model load; 1 process, torch threads = cores"
+    return row, labels, single
+
+
+# ----------------------------------------------------------------------------- (b), (c) engine
+
+
+def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: int,
+               n_workers: int, threads: int) -> tuple[Row, list[np.ndarray] | None]:
+    from structfree_dask.cluster import local_client
+    from structfree_dask.engine import SegmentationConfig, segment
+
+    row = Row(title)
+    name = f"bench_{tag}"
+    cfg = SegmentationConfig(organelle="cyto", channels=tuple(range(n_channels)), name=name,
+                             overwrite=True)
+    log(f"{tag}: starting local_client(n_workers={n_workers}, threads_per_worker={threads})")
+    client = local_client(n_workers=n_workers, threads_per_worker=threads)
+    t_start = time.perf_counter()
+
+    done_at: list[float] = []
+
+    def progress(done: int, total: int) -> None:
+        done_at.append(time.perf_counter() - t_start)
+        log(f"{tag}: {done}/{total} field(s) done")
+
+    try:
+        res = segment(plate, cfg, client=client, progress=progress)
+        wall = time.perf_counter() - t_start
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    if res.failed:
+        row.note = f"FAILED: {res.failed[0][2][:200]}"
+        return row, None
+    row.seconds = wall
+    row.mpx_channels = res.megapixel_channels
+    labels = [read_labels(plate, p, name) for p in paths]
+    row.cells = sum(n_cells(m) for m in labels)
+    row.note = (f"engine's own RunResult.seconds {res.seconds:.1f}; cluster start/close "
+                f"excluded; last field written at {done_at[-1]:.1f} s "
+                f"({row.mpx_channels / done_at[-1]:.3f} Mpx-ch/s), segment() returned at "
+                f"{wall:.1f} s")
+    return row, labels
+
+
+# ----------------------------------------------------------------------------- (d) cellpose
+
+
+def _pip(py: Path, args: list[str], logf: Path) -> None:
+    with open(logf, "a") as fh:
+        fh.write(f"\n$ {py} -m pip install {' '.join(args)}\n")
+        fh.flush()
+        r = subprocess.run([str(py), "-m", "pip", "install", *args], stdout=fh,
+                           stderr=subprocess.STDOUT, timeout=3600)
+    if r.returncode:
+        tail = logf.read_text().strip().splitlines()[-3:]
+        raise RuntimeError(f"pip install {' '.join(args)} failed (rc {r.returncode}): "
+                           + " | ".join(tail))
+
+
+def _cp_env(workdir: Path, threads: int) -> dict[str, str]:
+    """Environment of the (d) subprocesses: thread caps, and a private dask config folder
+    (dask-jobqueue writes a default jobqueue.yaml into the dask config folder on import)."""
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[k] = str(threads)
+    env["DASK_CONFIG"] = str(workdir / "dask-config")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def ensure_cp_venv(logf: Path) -> Path:
+    """Build benchmarks/.venv-cp-distributed once; return its python."""
+    py = CP_VENV / "bin" / "python"
+    ready = CP_VENV / ".bench-ready"
+    spec = json.dumps([CP_TORCH, *CP_PACKAGES])
+    if ready.is_file() and ready.read_text() == spec and py.exists():
+        return py
+    log(f"(d) building {CP_VENV.relative_to(REPO)} (log {logf}) ...")
+    if CP_VENV.exists():
+        shutil.rmtree(CP_VENV)
+    base = getattr(sys, "_base_executable", sys.executable)
+    r = subprocess.run([base, "-m", "venv", str(CP_VENV)], capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"python -m venv failed: {r.stderr.strip()[-300:]}")
+    _pip(py, [CP_TORCH], logf)  # first and alone
+    _pip(py, [*CP_PACKAGES, CP_TORCH], logf)
+    r = subprocess.run([str(py), "-c", "import cellpose.contrib.distributed_segmentation"],
+                       capture_output=True, text=True, env=_cp_env(logf.parent, 1))
+    if r.returncode:
+        raise RuntimeError("cellpose.contrib.distributed_segmentation does not import: "
+                           + r.stderr.strip().splitlines()[-1])
+    ready.write_text(spec)
+    log("(d) environment ready")
+    return py
+
+
+def run_cp_distributed(workdir: Path, fields: list[np.ndarray], single_ref: list[np.ndarray],
+                       use_gpu: bool, blocksize: int, workers: int, threads: int,
+                       timeout: int) -> Row:
+    from structfree_dask.metrics import matched_f1
+
+    row = Row(f"(d) cellpose distributed_eval, 1 ch, {workers} workers x {threads} thread")
+    logf = workdir / "cp_distributed.log"
+    try:
+        py = ensure_cp_venv(logf)
+    except Exception as err:  # report, do not stop the benchmark
+        row.note = f"environment not built: {err}"[:400]
+        return row
+    ddir = workdir / "cp_distributed"
+    ddir.mkdir(exist_ok=True)
+    files = []
+    for k, f in enumerate(fields):
+        p = ddir / f"field{k}.npy"
+        np.save(p, f[0])
+        files.append(p)
+    from structfree_dask.backbones import default_model_path
+
+    out = ddir / "result.json"
+    cmd = [str(py), str(CP_DRIVER), "--model", str(default_model_path()), "--out", str(out),
+           "--workdir", str(ddir), "--blocksize", str(blocksize), "--workers", str(workers),
+           "--threads", str(threads), "--diameter", str(DIAMETER),
+           *(["--gpu"] if use_gpu else []), *map(str, files)]
+    env = _cp_env(workdir, threads)
+    log(f"(d) running distributed_eval on {len(files)} field(s) (subprocess, log {logf})")
+    t0 = time.perf_counter()
+    try:
+        with open(logf, "a") as fh:
+            fh.write("\n$ " + " ".join(cmd) + "\n")
+            fh.flush()
+            r = subprocess.run(cmd, cwd=ddir, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                               timeout=timeout)
+    except subprocess.TimeoutExpired:
+        row.note = f"timed out after {timeout} s"
+        return row
+    total = time.perf_counter() - t0
+    if not out.is_file():
+        row.note = f"driver exited {r.returncode} without a result (see {logf})"
+        return row
+    res = json.loads(out.read_text())
+    if not res.get("ok"):
+        row.note = f"distributed_eval failed: {res.get('error', '?')}"[:400]
+        return row
+    row.seconds = sum(f["seconds"] for f in res["fields"])
+    row.mpx_channels = sum(f[0].size for f in fields) / 1e6
+    labs = [np.load(p.with_suffix(".labels.npy")) for p in files]
+    row.cells = sum(n_cells(m) for m in labs)
+    f1s = [matched_f1(a, b) for a, b in zip(labs, single_ref, strict=True)]
+    row.f1 = f"({min(f1s):.3f})"
+    row.note = (f"blocks (2, {blocksize}, {blocksize}); "
+                f"processes 2 planes/field (2x the pixels counted); F1 in () vs (a)'s "
+                f"channel-0-only masks; cluster start + imports excluded (subprocess "
+                f"{total:.0f} s in all)")
+    return row
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _worker_memory() -> dict[str, int]:
+    """In a worker: ru_maxrss (KiB) and, on Linux, VmHWM / VmRSS (KiB) of the process."""
+    out = {"ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(("VmHWM:", "VmRSS:")):
+                    out[line.split(":")[0]] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+def memory_child(plate: str) -> int:
+    """Body of the memory run, in a fresh, light process (``--mem-child``).
+
+    A worker process inherits the RSS high-water mark of the process that starts it
+    (Linux keeps ``ru_maxrss`` across fork + exec): started from the benchmark's main
+    process (torch, the model and the fields loaded: ~1.4 GB) every worker would report at
+    least that much whatever it did. Started from this process, which has imported no
+    torch, the floor is this process's own RSS (about 100-200 MiB), reported as "start".
+    """
+    from structfree_dask.cluster import local_client
+    from structfree_dask.engine import SegmentationConfig, segment
+
+    cfg = SegmentationConfig(organelle="cyto", channels=(0,), name="bench_mem", overwrite=True)
+    client = local_client(n_workers=1, threads_per_worker=2)
+    done_at: list[float] = []
+    try:
+        before = list(client.run(_worker_memory).values())[0]
+        t0 = time.perf_counter()
+        res = segment(plate, cfg, client=client,
+                      progress=lambda d, n: done_at.append(time.perf_counter() - t0))
+        sec = time.perf_counter() - t0
+        after = list(client.run(_worker_memory).values())[0]
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    print("MEMCHILD " + json.dumps({"seconds": sec, "done_s": done_at[-1] if done_at else None,
+                                    "before": before, "after": after,
+                                    "cells": sum(res.cells.values()),
+                                    "failed": [list(f) for f in res.failed]}), flush=True)
+    return 0
+
+
+def run_memory(workdir: Path, sources: list[np.ndarray], size: int) -> dict[str, Any]:
+    plate = workdir / f"mem_{size}.zarr"
+    img = mosaic(sources, size, 1, seed=1000 + size)
+    write_plate(plate, [img])
+    del img
+    try:
+        r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--mem-child",
+                            str(plate)], stdout=subprocess.PIPE, text=True)
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMCHILD ")]
+        if r.returncode or not lines:
+            raise RuntimeError(f"memory child exited {r.returncode}: {r.stdout[-300:]}")
+        m = json.loads(lines[-1][len("MEMCHILD "):])
+    finally:
+        shutil.rmtree(plate, ignore_errors=True)
+    before, after = m["before"], m["after"]
+    return {"size": size, "seconds": m["seconds"], "done_s": m.get("done_s"),
+            "mpx": size * size / 1e6,
+            "maxrss_mib": after["ru_maxrss"] / 1024,
+            "start_mib": before["ru_maxrss"] / 1024,
+            "hwm_mib": after["VmHWM"] / 1024 if "VmHWM" in after else None,
+            "cells": m["cells"], "failed": m["failed"]}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _git_state() -> str:
+    """Commit of the repository and whether the package has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "structfree_dask"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "git state unknown"
+    return f"commit {head or '?'}" + (" + uncommitted changes in structfree_dask/"
+                                      if dirty else " (structfree_dask/ clean)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Benchmark the structfree_dask engine (not a test).")
+    ap.add_argument("--sizes", default=None,
+                    help="field sizes (px) of the memory part, comma separated "
+                         "(default 1024,4096,8192; --quick: 512,1024,2048)")
+    ap.add_argument("--channels", type=int, default=None, choices=(1, 2),
+                    help="channels of the throughput part (default 2; --quick: 1)")
+    ap.add_argument("--fields", type=int, default=2, help="fields in the throughput part")
+    ap.add_argument("--field-size", type=int, default=None,
+                    help="field side of the throughput part (default 1024; --quick: 512)")
+    ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: "
+                    "fwd,a,b,c,d,mem")
+    ap.add_argument("--fwd-tiles", type=int, default=None,
+                    help="tiles in the forward-pass measurement (default 48 CPU, 1024 GPU)")
+    ap.add_argument("--cp-blocksize", type=int, default=512,
+                    help="blocksize (y, x) of distributed_eval (at most half the field side: "
+                         "a single block fails in its merge step)")
+    ap.add_argument("--cp-timeout", type=int, default=3600)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="scratch folder (default: a new temporary folder, removed at the end)")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--mem-child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.mem_child:
+        return memory_child(args.mem_child)
+
+    sizes = [int(s) for s in (args.sizes or ("512,1024,2048" if args.quick
+                                             else "1024,4096,8192")).split(",") if s]
+    n_ch = args.channels or (1 if args.quick else 2)
+    fsize = args.field_size or (512 if args.quick else 1024)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+
+    import cellpose
+    import dask
+    import distributed
+    import torch
+    import zarr
+
+    import structfree_dask
+
+    use_gpu = torch.cuda.is_available()
+    device = torch.device("cuda" if use_gpu else "cpu")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_engine_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print("structfree_dask engine benchmark (not a test)")
+    print(f"  command : {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"  machine : {platform.platform()}, {os.cpu_count()} CPU cores, device {device}"
+          + (f" ({torch.cuda.get_device_name(0)})" if use_gpu else ""))
+    print(f"  versions: structfree_dask {structfree_dask.__version__}, cellpose "
+          f"{getattr(cellpose, 'version', '?')}, torch {torch.__version__}, dask "
+          f"{dask.__version__}, distributed {distributed.__version__}, zarr {zarr.__version__}")
+    print(f"  package : {_git_state()}")
+    print(f"  data    : mosaics of {DATA_DIR.relative_to(REPO.parent)}/*_img.png "
+          f"(channels {', '.join(CHANNEL_NAMES[:n_ch])}); scratch {workdir}")
+    print(f"  throughput: {args.fields} field(s) of {fsize}x{fsize} px x {n_ch} channel(s); "
+          f"memory: sizes {sizes} x 1 channel", flush=True)
+
+    status = 0
+    try:
+        sources = load_sources()
+        fields = [mosaic(sources, fsize, n_ch, seed=k) for k in range(args.fields)]
+        plate = str(workdir / "throughput.zarr")
+        paths = write_plate(Path(plate), fields)
+        log(f"wrote {plate} ({len(paths)} fields)")
+
+        # ---- forward pass only
+        if "fwd" not in skip:
+            n_tiles = args.fwd_tiles or (1024 if use_gpu else (16 if args.quick else 48))
+            watch = CpuWatch()
+            fp = forward_pass(fields, n_tiles, 8, device, fsize)
+            other = watch.stop()
+            print()
+            print(f"Network forward pass only ({device}, predict_tiles, batch 8, "
+                  f"{fp['tiles']} tiles of 224 px, torch threads "
+                  f"{torch.get_num_threads() if not use_gpu else '-'}):")
+            print(f"  {fp['tiles_per_s']:.2f} tiles/s = {fp['tile_mpx_s']:.3f} Mpx/s of tiles"
+                  f" = {fp['field_mpx_ch_s']:.3f} Mpx-channels/s of field "
+                  f"({fp['tiles_per_field']} lattice tiles per {fsize}x{fsize} field-channel)"
+                  " -- the ceiling" + (f"; other processes used {other:.0%} of the CPU "
+                                        "meanwhile" if other is not None else ""), flush=True)
+
+        rows: list[Row] = []
+        ref = single = None
+        if "a" not in skip:
+            log("(a) plain cellpose loop")
+            watch = CpuWatch()
+            row_a, ref, single = run_plain(plate, paths, n_ch, use_gpu)
+            row_a.other_cpu = watch.stop()
+            rows.append(row_a)
+        engine_labels = {}
+        for tag, title, nw, nt in (("b", "(b) engine, 1 worker x 2 threads", 1, 2),
+                                   ("c", "(c) engine, 2 workers x 1 thread", 2, 1)):
+            if tag in skip:
+                continue
+            watch = CpuWatch()
+            try:
+                row, labs = run_engine(tag, title, plate, paths, n_ch, nw, nt)
+            except Exception as err:
+                traceback.print_exc()
+                row, labs = Row(title, note=f"ERROR {type(err).__name__}: {err}"[:300]), None
+                status = 1
+            row.other_cpu = watch.stop()
+            if labs is not None and ref is not None:
+                from structfree_dask.metrics import matched_f1
+
+                f1s = [matched_f1(a, b) for a, b in zip(labs, ref, strict=True)]
+                row.f1 = f"{min(f1s):.3f}" + (f" (mean {np.mean(f1s):.3f})"
+                                              if len(f1s) > 1 else "")
+            if labs is not None:
+                engine_labels[tag] = labs
+            rows.append(row)
+        if "d" not in skip:
+            if single is None:
+                rows.append(Row("(d) cellpose distributed_eval", note="skipped: needs (a)"))
+            else:
+                watch = CpuWatch()
+                # one block per field fails in its merge step (no faces to concatenate)
+                cp_bs = min(args.cp_blocksize, max(64, fsize // 2))
+                row = run_cp_distributed(workdir, fields, single, use_gpu, cp_bs, 2, 1,
+                                         args.cp_timeout)
+                row.other_cpu = watch.stop()
+                rows.append(row)
+
+        print()
+        print(f"Throughput: {args.fields} field(s) of {fsize}x{fsize} px, {n_ch} channel(s) "
+              f"(FA), shipped generalist model, diameter {DIAMETER:g}, device {device}")
+        base = rows[0].rate if rows and rows[0].name.startswith("(a)") else None
+        table = []
+        for r in rows:
+            rate = r.rate
+            table.append([r.name, fmt(r.seconds), fmt(r.mpx_channels, ".2f"),
+                          fmt(rate, ".3f"),
+                          fmt(rate / base if (rate and base) else None, ".2f"),
+                          "-" if r.cells is None else str(r.cells), r.f1 or "-",
+                          fmt(None if r.other_cpu is None else 100 * r.other_cpu, ".0f")])
+        print_table(["run", "wall s", "Mpx-ch", "Mpx-ch/s", "x (a)", "cells",
+                     "F1@0.5 vs (a) (min)", "other CPU %"], table)
+        for r in rows:
+            if r.note:
+                print(f"  {r.name.split(')')[0]}): {r.note}")
+        if "b" in engine_labels and "c" in engine_labels:
+            same = all(np.array_equal(x, y) for x, y in zip(engine_labels["b"],
+                                                            engine_labels["c"], strict=True))
+            print(f"  (b) and (c) labels bitwise identical: {same}")
+        if use_gpu:
+            gpu_rows = [r for r in rows if r.name.startswith(("(b)", "(c)")) and r.rate]
+            for r in gpu_rows:
+                print(f"  GPU engine throughput {r.name}: {r.rate:.3f} Mpx-channels/s")
+        print("  x (a) = throughput relative to (a) (= (a) seconds per Mpx-ch / this one's).")
+        print("  (d) Mpx-ch counts field pixels x 1 channel although it processes 2 planes.")
+        print("  other CPU % = share of all cores used by processes outside this benchmark "
+              "during the run (0 = machine to itself).", flush=True)
+        if any(r.seconds is None for r in rows):
+            status = 1
+
+        # ---- memory
+        if "mem" not in skip:
+            print()
+            log(f"peak worker memory: sizes {sizes}, 1 channel, 1 worker x 2 threads, "
+                "default tile size")
+            mem = []
+            for s in sizes:
+                log(f"memory run {s}x{s} ...")
+                watch = CpuWatch()
+                try:
+                    m = run_memory(workdir, sources, s)
+                except Exception as err:
+                    traceback.print_exc()
+                    m = {"size": s, "error": f"{type(err).__name__}: {err}"}
+                    status = 1
+                m["other_cpu"] = watch.stop()
+                mem.append(m)
+                if "error" in m:
+                    log(f"memory run {s}: ERROR {m['error']}")
+                else:
+                    log(f"memory run {s}: {m['seconds']:.1f} s (field written at "
+                        f"{fmt(m['done_s'])} s), ru_maxrss "
+                        f"{m['maxrss_mib']:.0f} MiB, VmHWM {fmt(m['hwm_mib'], '.0f')} MiB, "
+                        f"{m['cells']} cells" + (f", FAILED {m['failed']}" if m["failed"] else ""))
+            ok = [m for m in mem if "error" not in m and not m["failed"]]
+            print()
+            print("Peak worker memory (fresh cluster per size, started from a fresh light "
+                  "process; 1 channel; n_workers=1, threads_per_worker=2, tile_size 1024):")
+            print("  ru_maxrss = resource.getrusage(RUSAGE_SELF).ru_maxrss in the worker right "
+                  "after the run (floor: the starting process's RSS, column 'start');")
+            print("  VmHWM = the worker process's own RSS high-water mark since exec "
+                  "(/proc/self/status; no inherited floor).")
+            s0 = ok[0] if ok else None
+            table = []
+            for m in mem:
+                if m not in ok:
+                    why = m.get("error") or f"run failed: {m['failed']}"
+                    table.append([f"{m['size']}"] + ["-"] * 9 + [why[:80]])
+                    continue
+                table.append([
+                    f"{m['size']}", f"{m['mpx']:.1f}", f"{m['seconds']:.1f}", fmt(m["done_s"]),
+                    f"{m['mpx'] / m['seconds']:.3f}", f"{m['start_mib']:.0f}",
+                    f"{m['maxrss_mib']:.0f}", f"{m['maxrss_mib'] / s0['maxrss_mib']:.2f}",
+                    fmt(m["hwm_mib"], ".0f"),
+                    fmt(m["hwm_mib"] / s0["hwm_mib"] if m["hwm_mib"] and s0["hwm_mib"]
+                        else None, ".2f"),
+                    fmt(None if m["other_cpu"] is None else 100 * m["other_cpu"], ".0f")])
+            ref_px = s0["size"] if s0 else "?"
+            print_table(["field px", "Mpx", "wall s", "written s", "Mpx/s", "start MiB",
+                         "ru_maxrss MiB",
+                         f"x {ref_px} px", "VmHWM MiB", f"x {ref_px} px", "other CPU %"], table)
+            by = {m["size"]: m for m in ok}
+            lo, hi = (1024, 8192) if {1024, 8192} <= set(by) else (
+                (min(by), max(by)) if by else (None, None))
+            if lo is not None and lo != hi:
+                for key, what in (("maxrss_mib", "ru_maxrss"), ("hwm_mib", "VmHWM")):
+                    if not by[hi][key] or not by[lo][key]:
+                        continue
+                    ratio = by[hi][key] / by[lo][key]
+                    verdict = "MET" if ratio <= 1.25 else "NOT MET"
+                    print(f"  target: peak ({what}) at {hi} px within 1.25x of {lo} px -> "
+                          f"{ratio:.2f}x ({verdict})" + (
+                              "" if (lo, hi) == (1024, 8192)
+                              else "  [sizes differ from the 1024/8192 target]"))
+            sys.stdout.flush()
+    finally:
+        if args.keep or args.workdir is not None:
+            print(f"\nscratch kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    log(f"total wall time {time.perf_counter() - T0:.0f} s")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
