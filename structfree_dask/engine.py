@@ -331,6 +331,7 @@ def _blocks(shape_yx: tuple[int, int], chunk: tuple[int, int]) -> list[tuple[int
 
 def _unit_graph(unit: _Unit, cfg: SegmentationConfig, spec: ModelSpec, channels: tuple[int, ...],
                 token: str) -> Any:
+    import dask
     from dask import delayed
 
     info, label, t = unit.info, unit.label, unit.t
@@ -347,16 +348,19 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, spec: ModelSpec, channels:
     owned: dict[tuple[int, tuple[int, int]], Any] = {}
     counts = []
     for z in range(info.sizes["z"]):
-        contrib = {
-            r: delayed(_flows_task, pure=True)(
-                info, t, z, channels, stats, geometry, r, spec, cfg.batch_size,
-                dask_key_name=f"flows-{tag}-z{z}-{r[0]}_{r[1]}")
-            for r in regions
-        }
+        # Regions in row-major order; integration as soon as its contributors exist, so
+        # only about two rows of flow sums wait in memory, whatever the field's height.
+        contrib = {}
         for r in regions:
-            owned[(z, r)] = delayed(_integrate_task, pure=True)(
-                geometry, r, [contrib[o] for o in geometry.contributors(r)], dyn,
-                dask_key_name=f"integrate-{tag}-z{z}-{r[0]}_{r[1]}")
+            with dask.annotate(priority=-order[r]):
+                contrib[r] = delayed(_flows_task, pure=True)(
+                    info, t, z, channels, stats, geometry, r, spec, cfg.batch_size,
+                    dask_key_name=f"flows-{tag}-z{z}-{r[0]}_{r[1]}")
+        for r in regions:
+            with dask.annotate(priority=1_000_000 - order[r]):
+                owned[(z, r)] = delayed(_integrate_task, pure=True)(
+                    geometry, r, [contrib[o] for o in geometry.contributors(r)], dyn,
+                    dask_key_name=f"integrate-{tag}-z{z}-{r[0]}_{r[1]}")
             counts.append(delayed(_count, pure=True)(owned[(z, r)],
                                                      dask_key_name=f"count-{tag}-z{z}-{r[0]}_{r[1]}"))
     offsets = delayed(_offsets, pure=True)(counts, dask_key_name=f"offsets-{tag}")

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 FLOW_DTYPE = np.dtype("float32")
+#: dtype in which a region's weighted sums wait for their consumers: half the memory
+#: and transfer of float32; sums are formed in float32 and rounded once.
+STORE_DTYPE = np.dtype("float16")
 Box = tuple[int, int, int, int]
 
 
@@ -46,17 +49,18 @@ class FlowContribution:
     Attributes
     ----------
     box : (int, int, int, int)
-        Rescaled ``(y0, y1, x0, x1)`` covered by ``acc`` and ``weight``.
+        Rescaled ``(y0, y1, x0, x1)`` covered by ``acc``.
     acc : numpy.ndarray
-        ``(3, h, w)`` sum over channels and tiles of ``taper x (dY, dX, prob)``.
-    weight : numpy.ndarray
-        ``(h, w)`` sum over tiles of the taper (counted once, not per channel).
+        ``(3, h, w)`` float16 sum over channels and tiles of ``taper x (dY, dX, prob)``.
+    tiles : tuple of (int, int)
+        Starts of the lattice tiles summed (their taper weights are recomputed when
+        the flows are assembled, so they need not be stored).
     n_channels : int
     """
 
     box: Box
     acc: np.ndarray
-    weight: np.ndarray
+    tiles: tuple[tuple[int, int], ...]
     n_channels: int
 
 
@@ -143,14 +147,13 @@ def region_contribution(
     y = predict(batch)  # type: ignore[operator]
     mask = taper_mask()
     acc = np.zeros((3, box[1] - box[0], box[3] - box[2]), dtype=FLOW_DTYPE)
-    weight = np.zeros(acc.shape[1:], dtype=FLOW_DTYPE)
     for i, (ys, xs) in enumerate(tiles):
         ly, lx = ys - box[0], xs - box[2]
         sl = (slice(ly, ly + NET_TILE), slice(lx, lx + NET_TILE))
         for k in range(c):  # fixed order: bitwise-reproducible sums
             acc[(slice(None), *sl)] += y[i * c + k] * mask
-        weight[sl] += mask
-    return FlowContribution(box=box, acc=acc, weight=weight, n_channels=c)
+    return FlowContribution(box=box, acc=acc.astype(STORE_DTYPE), tiles=tuple(tiles),
+                            n_channels=c)
 
 
 def assemble_flows(contributions: Sequence[FlowContribution | None], box: Box) -> np.ndarray:
@@ -171,6 +174,7 @@ def assemble_flows(contributions: Sequence[FlowContribution | None], box: Box) -
     y0, y1, x0, x1 = box
     acc = np.zeros((3, y1 - y0, x1 - x0), dtype=FLOW_DTYPE)
     weight = np.zeros((y1 - y0, x1 - x0), dtype=FLOW_DTYPE)
+    mask = taper_mask()
     n_channels = 0
     for con in contributions:
         if con is None:
@@ -183,7 +187,12 @@ def assemble_flows(contributions: Sequence[FlowContribution | None], box: Box) -
         dst = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
         src = (slice(iy0 - cy0, iy1 - cy0), slice(ix0 - cx0, ix1 - cx0))
         acc[(slice(None), *dst)] += con.acc[(slice(None), *src)]
-        weight[dst] += con.weight[src]
+        for ty, tx in con.tiles:  # the taper weights of this contribution's tiles
+            ty0, ty1 = max(y0, ty), min(y1, ty + NET_TILE)
+            tx0, tx1 = max(x0, tx), min(x1, tx + NET_TILE)
+            if ty1 > ty0 and tx1 > tx0:
+                weight[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] += mask[
+                    ty0 - ty : ty1 - ty, tx0 - tx : tx1 - tx]
     if n_channels == 0 or (weight <= 0).any():
         raise RuntimeError(f"flows of box {box} are not covered by the network tiles")
     acc /= weight * n_channels
