@@ -113,3 +113,15 @@ def test_bad_option_values(capsys):
         main(["segment", "p.zarr", "--channels", "0", "--timepoints", "a:b"])
     assert exc.value.code == 2
     assert "expected timepoints like" in capsys.readouterr().err
+
+
+def test_cuda_cluster_on_cpu_machine_fails_clearly(sim_plate, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code = main(["segment", str(sim_plate), "--channels", "0", "--cluster", "cuda",
+                 "--name", "cuda_try", "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --cluster cuda") and ("dask-cuda" in err or "GPU" in err)
