@@ -235,17 +235,31 @@ class _Dynamics:
     max_size_px: float
 
 
-def _integrate_task(geometry: FieldGeometry, region: tuple[int, int],
-                    contributions: list[Any], dyn: _Dynamics) -> OwnedPatch:
+def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributions: list[Any],
+                   dyn: _Dynamics) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """Averaged flows of a region's window and their integration: (window, flows, labels)."""
     window = geometry.window(region)
     rbox = geometry.rescaled_window(window)
-    flows = assemble_flows(contributions, rbox)
-    flows = resample_to_original(flows, rbox, window, geometry)
+    flows = resample_to_original(assemble_flows(contributions, rbox), rbox, window, geometry)
     labels = integrate_flows(
         flows[:2], flows[2], niter=dyn.niter, cellprob_threshold=dyn.cellprob_threshold,
         flow_threshold=dyn.flow_threshold, min_size=dyn.min_size, max_size_px=dyn.max_size_px,
         device=_torch_device(),
     )
+    return window, flows, labels
+
+
+def _dynamics(geometry: FieldGeometry, cfg: SegmentationConfig) -> _Dynamics:
+    return _Dynamics(
+        niter=int(round(200 / geometry.rescale)), cellprob_threshold=cfg.cellprob_threshold,
+        flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
+        max_size_px=0.4 * geometry.shape[0] * geometry.shape[1],
+    )
+
+
+def _integrate_task(geometry: FieldGeometry, region: tuple[int, int],
+                    contributions: list[Any], dyn: _Dynamics) -> OwnedPatch:
+    window, _, labels = _window_labels(geometry, region, contributions, dyn)
     kept, n = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))
     n_cut = cut_cells(kept, (window[0], window[2]), geometry.shape)
     return encode_patch(kept, window, n, n_cut)
@@ -338,11 +352,7 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, spec: ModelSpec, channels:
     geometry = _geometry(info, cfg, spec)
     tag = f"{info.path or 'image'}-t{t}-{token}".replace("/", "_")
     stats = delayed(_stats_task, pure=True)(info, t, channels, dask_key_name=f"stats-{tag}")
-    dyn = _Dynamics(
-        niter=int(round(200 / geometry.rescale)), cellprob_threshold=cfg.cellprob_threshold,
-        flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
-        max_size_px=0.4 * geometry.shape[0] * geometry.shape[1],
-    )
+    dyn = _dynamics(geometry, cfg)
     regions = geometry.regions()
     order = {r: i for i, r in enumerate(regions)}
     owned: dict[tuple[int, tuple[int, int]], Any] = {}
@@ -464,7 +474,12 @@ def validate(
         Unknown well, channel or timepoint; unknown model; field smaller than
         one cell; a label name that exists and ``overwrite`` is False.
     """
-    spec = resolve_model(config.model)
+    return _plan(plate, config, resolve_model(config.model), wells, timepoints)
+
+
+def _plan(plate: str, config: SegmentationConfig, spec: ModelSpec,
+          wells: Sequence[str] | None, timepoints: slice | Sequence[int] | None,
+          ) -> list[tuple[ImageInfo, tuple, list]]:
     pl = open_plate(plate)
     infos = list(pl.fields(list(wells) if wells is not None else None))
     if not infos:
@@ -532,7 +547,7 @@ def segment(
 
     started = time.perf_counter()
     spec = resolve_model(config.model)
-    plans = validate(plate, config, wells=wells, timepoints=timepoints)
+    plans = _plan(plate, config, spec, wells, timepoints)
     result = RunResult()
     units: list[_Unit] = []
     labels: dict[str, LabelImage] = {}
@@ -688,13 +703,7 @@ def segment_field_block(
     stats = _stats_task(info, t, channels)
     contribs = [_flows_task(info, t, z, channels, stats, geometry, o, spec, cfg.batch_size)
                 for o in geometry.contributors(region)]
-    window = geometry.window(region)
-    rbox = geometry.rescaled_window(window)
-    flows = resample_to_original(assemble_flows(contribs, rbox), rbox, window, geometry)
-    labels = integrate_flows(flows[:2], flows[2], niter=int(round(200 / geometry.rescale)),
-                             cellprob_threshold=cfg.cellprob_threshold,
-                             flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
-                             max_size_px=0.4 * geometry.shape[0] * geometry.shape[1])
+    window, flows, labels = _window_labels(geometry, region, contribs, _dynamics(geometry, cfg))
     owned, _ = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))
     return {"geometry": geometry, "stats": stats, "window": window, "flows": flows,
             "labels": labels, "owned": owned}

@@ -25,6 +25,7 @@ __all__ = [
     "load_model",
     "predict_tiles",
     "default_model_path",
+    "file_sha256",
     "pick_device",
 ]
 
@@ -63,7 +64,8 @@ class ModelSpec:
     sha256: str
 
 
-def _sha(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Return the first 16 hex digits of a file's SHA-256 (read in 1 MiB blocks)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -130,7 +132,8 @@ def resolve_model(model: str | Path | None) -> ModelSpec:
                 f"use '{DEFAULT_MODEL}' (shipped) or a weights file"
             ) from err
         name = str(model)
-    return ModelSpec(name=name, path=str(path), diam_mean=_diam_mean(path), sha256=_sha(path))
+    return ModelSpec(name=name, path=str(path), diam_mean=_diam_mean(path),
+                     sha256=file_sha256(path))
 
 
 def pick_device(prefer_gpu: bool = True) -> torch.device:

@@ -13,7 +13,6 @@ several workers can add different models to the same zoo at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -25,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..backbones import file_sha256
 from ..io import check_name
 from .card import ORGANELLES, STRATEGIES, CardError, ModelCard, _clean
 
@@ -34,14 +34,6 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "weights.pth"
 CARD_FILE = "card.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 class Zoo:
@@ -141,7 +133,7 @@ class Zoo:
         tmp.mkdir()
         try:
             shutil.copyfile(src, tmp / WEIGHTS_FILE)
-            stored = replace(card, weights_sha256=_sha256(tmp / WEIGHTS_FILE))
+            stored = replace(card, weights_sha256=file_sha256(tmp / WEIGHTS_FILE))
             (tmp / CARD_FILE).write_text(stored.to_json())
             if target.exists():
                 old = target.with_name(f".old-{card.model_id}-{uuid.uuid4().hex[:8]}")
