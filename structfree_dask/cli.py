@@ -112,12 +112,28 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     if args.scheduler and args.workers:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")
-    channels = tuple(int(c) if c.lstrip("-").isdigit() else c for c in args.channels)
-    config = SegmentationConfig(
-        organelle=args.organelle, channels=channels, model=args.model, name=args.name,
-        diameter=args.diameter, tile_size=args.tile_size, halo=args.halo,
-        batch_size=args.batch_size, overwrite=args.overwrite,
-    )
+    channels = tuple(int(c) if c.lstrip("-").isdigit() else c for c in args.channels or ())
+    common = dict(name=args.name, diameter=args.diameter, tile_size=args.tile_size,
+                  halo=args.halo, batch_size=args.batch_size, overwrite=args.overwrite,
+                  fusion=args.fusion)
+    if args.zoo:
+        from .zoo.use import config_from_zoo
+
+        if args.model:
+            raise UsageError("give either --model or --zoo, not both")
+        if not args.cell_line:
+            raise UsageError("--zoo needs --cell-line (the zoo's models are per cell line)")
+        config = config_from_zoo(args.zoo, args.cell_line, args.organelle, args.plate,
+                                 channels=channels or None, **common)
+        print(f"zoo {args.zoo}: {args.cell_line}/{args.organelle} on channels "
+              f"{', '.join(map(str, config.channels))}", file=sys.stderr)
+    else:
+        if args.cell_line:
+            raise UsageError("--cell-line is only used with --zoo")
+        if not channels:
+            raise UsageError("--channels is required (unless --zoo gives them)")
+        config = SegmentationConfig(organelle=args.organelle, channels=channels,
+                                    model=args.model, **common)
     # validate input before starting a cluster
     from .engine import validate
 
@@ -155,6 +171,26 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     for path, t, err in result.failed:
         print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .job import JobError, load_job
+    from .runner import run_job
+
+    try:
+        job = load_job(args.job)
+    except JobError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    record = run_job(job)
+    print(f"{record['status']}: {record['done']} done, {record['skipped']} skipped, "
+          f"{record['failed']} failed in {record['seconds']:.1f} s; record {record['record']}")
+    if record.get("workers_lost"):
+        print(f"workers lost during the run: {len(record['workers_lost'])} (their tasks "
+              "were recomputed)", file=sys.stderr)
+    for problem in record["problems"]:
+        print(f"failed: {problem}", file=sys.stderr)
+    return 0 if record["status"] == "ok" else 1
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -231,8 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to segment (default cyto); also the default label name")
     p.add_argument("--model", default=None,
                    help="shipped 'generalist' (default), a cellpose built-in name, or a path")
-    p.add_argument("--channels", type=_str_list, required=True,
-                   help="channels by index or name, e.g. 0,2 or mito,ER")
+    p.add_argument("--channels", type=_str_list, default=None,
+                   help="channels by index or name, e.g. 0,2 or mito,ER (required unless --zoo)")
+    p.add_argument("--zoo", default=None,
+                   help="model zoo folder: use the models and channels selected for "
+                        "--cell-line and --organelle")
+    p.add_argument("--cell-line", default=None, help="cell line of the zoo's selection")
+    p.add_argument("--fusion", choices=("fa", "voting", "majority", "staple", "simple"),
+                   default="fa", help="fa: Flow Averaging (default); or a mask-fusion "
+                                      "baseline: each channel segmented alone, masks fused")
     p.add_argument("--name", default=None, help="label image name (default: the organelle)")
     p.add_argument("--diameter", type=float, default=None,
                    help="cell diameter in px (default: the model's, no rescaling)")
@@ -256,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_segment)
 
+    p = sub.add_parser("run", help="run a job file (nightly jobs): segment what is not done",
+                       description="Segment every plate, organelle and timepoint of a job "
+                                   "file that is not done yet, and write a run record (JSON) "
+                                   "and Dask's performance report. Safe to run again at any "
+                                   "time. Exit status: 0 all done, 1 something failed, 2 bad "
+                                   "job file.")
+    p.add_argument("job", help="job file (YAML)")
+    p.set_defaults(func=_cmd_run)
+
     p = sub.add_parser("evaluate", help="score predicted labels against ground truth",
                        description="Precision, recall and F1 at IoU 0.5, aggregated Jaccard, "
                                    "mean matched Jaccard and AP@0.5:0.95 per field/timepoint "
@@ -267,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="write all scores as JSON")
     p.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
     p.set_defaults(func=_cmd_evaluate)
+
+    from .zoo.cli import add_zoo_parser
+
+    add_zoo_parser(sub)
     return parser
 
 

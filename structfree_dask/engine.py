@@ -23,13 +23,16 @@ import numpy as np
 
 from . import __version__
 from .backbones import ModelSpec, resolve_model
+from .compute_thread import release_free_memory
 from .flows import assemble_flows, region_contribution, resample_to_original
+from .fusion import FUSION_METHODS, fuse_masks
 from .integrate import cut_cells, integrate_flows, owned_cells
 from .io import (
     ImageInfo,
     LabelExistsError,
     LabelImage,
     create_labels,
+    extend_timepoints,
     finalize_labels,
     label_record,
     mark_done,
@@ -49,11 +52,15 @@ __all__ = [
     "segment_field_block",
     "validate",
     "segment_array",
+    "resolve_models",
+    "FUSIONS",
 ]
 
 logger = logging.getLogger(__name__)
 
 ORGANELLES = ("cyto", "nuclei")
+#: "fa" (Flow Averaging) and the mask-fusion baselines.
+FUSIONS = ("fa", *FUSION_METHODS)
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,13 @@ class SegmentationConfig:
     cellprob_threshold, flow_threshold : float
     min_size : int
     overwrite : bool
+    fusion : str
+        ``"fa"`` (Flow Averaging, the method) or a mask-fusion baseline: ``"voting"``,
+        ``"majority"``, ``"staple"``, ``"simple"`` (each channel integrated alone, then
+        the masks fused; see :mod:`structfree_dask.fusion`).
+    channel_models : tuple of str, optional
+        One model per channel (weights paths or names), e.g. a zoo's channel-wise
+        models; exclusive with ``model``.
     """
 
     organelle: str = "cyto"
@@ -95,6 +109,8 @@ class SegmentationConfig:
     flow_threshold: float = 0.4
     min_size: int = 15
     overwrite: bool = False
+    fusion: str = "fa"
+    channel_models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.organelle not in ORGANELLES:
@@ -110,6 +126,20 @@ class SegmentationConfig:
             raise ValueError(f"halo must be >= 0; got {self.halo}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
+        if self.channel_models is not None:
+            if self.model is not None:
+                raise ValueError("give either model or channel_models, not both")
+            if len(self.channel_models) != len(self.channels):
+                raise ValueError(f"channel_models names {len(self.channel_models)} model(s) "
+                                 f"for {len(self.channels)} channel(s); expected one per channel")
+
+    def model_names(self) -> list[str | None]:
+        """Return the model of each channel (None: the shipped generalist)."""
+        if self.channel_models is not None:
+            return list(self.channel_models)
+        return [self.model] * len(self.channels)
 
     @property
     def label_name(self) -> str:
@@ -128,6 +158,7 @@ class RunResult:
     cut_cells: int = 0
     seconds: float = 0.0
     megapixel_channels: float = 0.0
+    model_sha256: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -204,11 +235,30 @@ def _stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarra
     return out
 
 
-def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
-                geometry: FieldGeometry, region: tuple[int, int], spec: ModelSpec,
-                batch_size: int) -> Any:
+def _predictor(specs: tuple[ModelSpec, ...], batch_size: int) -> Callable[[np.ndarray],
+                                                                          np.ndarray]:
+    """``predict(tiles)`` for tiles interleaved by channel (tile ``i * c + k``: channel k)."""
     from .backbones import load_model, predict_tiles
 
+    device = _torch_device()
+    if len(set(specs)) == 1:
+        net = load_model(specs[0], device)
+        return lambda tiles: predict_tiles(net, tiles, batch_size=batch_size)
+    nets = [load_model(sp, device) for sp in specs]
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        c = len(nets)
+        out = np.empty((len(tiles), 3, *tiles.shape[1:]), dtype=np.float32)
+        for k, net in enumerate(nets):
+            out[k::c] = predict_tiles(net, tiles[k::c], batch_size=batch_size)
+        return out
+
+    return predict
+
+
+def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
+                geometry: FieldGeometry, region: tuple[int, int],
+                specs: tuple[ModelSpec, ...], batch_size: int, separate: bool = False) -> Any:
     box = geometry.tiles_box(region)
     if box is None:
         return None
@@ -218,12 +268,8 @@ def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stat
         raise ValueError(f"field {info.url} t={t} z={z}: NaN or infinite pixel values "
                          f"in rows {window[0]}:{window[1]}, columns {window[2]}:{window[3]}")
     img = np.stack([normalize(raw[k], *stats[z, k]) for k in range(len(channels))])
-    net = load_model(spec, _torch_device())
-
-    def predict(tiles: np.ndarray) -> np.ndarray:
-        return predict_tiles(net, tiles, batch_size=batch_size)
-
-    return region_contribution(img, (window[0], window[2]), geometry, region, predict)
+    return region_contribution(img, (window[0], window[2]), geometry, region,
+                               _predictor(specs, batch_size), separate=separate)
 
 
 @dataclass(frozen=True)
@@ -233,19 +279,33 @@ class _Dynamics:
     flow_threshold: float
     min_size: int
     max_size_px: float
+    fusion: str = "fa"
+
+    def labels(self, flows: np.ndarray) -> np.ndarray:
+        """Integrate ``(3, h, w)`` flows; ``(c, 3, h, w)``: each channel, then fuse masks."""
+        if flows.ndim == 4:
+            per_channel = [self.labels(f) for f in flows]
+            return fuse_masks(per_channel, method=self.fusion, min_size=self.min_size)
+        return integrate_flows(
+            flows[:2], flows[2], niter=self.niter, cellprob_threshold=self.cellprob_threshold,
+            flow_threshold=self.flow_threshold, min_size=self.min_size,
+            max_size_px=self.max_size_px, device=_torch_device())
 
 
 def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributions: list[Any],
                    dyn: _Dynamics) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
-    """Averaged flows of a region's window and their integration: (window, flows, labels)."""
+    """Averaged flows of a region's window and their integration: (window, flows, labels).
+
+    The heap's free pages are given back afterwards (see :mod:`.compute_thread`):
+    integration's large temporaries would otherwise stay with the worker.
+    """
     window = geometry.window(region)
     rbox = geometry.rescaled_window(window)
     flows = resample_to_original(assemble_flows(contributions, rbox), rbox, window, geometry)
-    labels = integrate_flows(
-        flows[:2], flows[2], niter=dyn.niter, cellprob_threshold=dyn.cellprob_threshold,
-        flow_threshold=dyn.flow_threshold, min_size=dyn.min_size, max_size_px=dyn.max_size_px,
-        device=_torch_device(),
-    )
+    try:
+        labels = dyn.labels(flows)
+    finally:
+        release_free_memory()
     return window, flows, labels
 
 
@@ -253,7 +313,7 @@ def _dynamics(geometry: FieldGeometry, cfg: SegmentationConfig) -> _Dynamics:
     return _Dynamics(
         niter=int(round(200 / geometry.rescale)), cellprob_threshold=cfg.cellprob_threshold,
         flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
-        max_size_px=0.4 * geometry.shape[0] * geometry.shape[1],
+        max_size_px=0.4 * geometry.shape[0] * geometry.shape[1], fusion=cfg.fusion,
     )
 
 
@@ -331,6 +391,33 @@ class _Unit:
     t: int
 
 
+def resolve_models(config: SegmentationConfig) -> tuple[ModelSpec, ...]:
+    """Resolve the model of each channel of a configuration.
+
+    Raises
+    ------
+    FileNotFoundError
+        Unknown model.
+    ValueError
+        Per-channel models trained at different diameters (``diam_mean``).
+    """
+    cache: dict[str | None, ModelSpec] = {}
+    specs = []
+    for m in config.model_names():
+        if m not in cache:
+            cache[m] = resolve_model(m)
+        specs.append(cache[m])
+    diams = sorted({sp.diam_mean for sp in specs})
+    if len(diams) > 1:
+        raise ValueError(f"the channels' models have different diam_mean {diams}; Flow "
+                         "Averaging needs one scale")
+    return tuple(specs)
+
+
+def _one(values: list[Any]) -> Any:
+    return values[0] if len(set(values)) == 1 else values
+
+
 def _geometry(info: ImageInfo, cfg: SegmentationConfig, spec: ModelSpec) -> FieldGeometry:
     diameter = cfg.diameter or spec.diam_mean
     halo = cfg.halo if cfg.halo is not None else halo_depth(diameter)
@@ -343,13 +430,14 @@ def _blocks(shape_yx: tuple[int, int], chunk: tuple[int, int]) -> list[tuple[int
             for y in range(0, shape_yx[0], chunk[0]) for x in range(0, shape_yx[1], chunk[1])]
 
 
-def _unit_graph(unit: _Unit, cfg: SegmentationConfig, spec: ModelSpec, channels: tuple[int, ...],
+def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...],
+                channels: tuple[int, ...],
                 token: str) -> Any:
     import dask
     from dask import delayed
 
     info, label, t = unit.info, unit.label, unit.t
-    geometry = _geometry(info, cfg, spec)
+    geometry = _geometry(info, cfg, specs[0])
     tag = f"{info.path or 'image'}-t{t}-{token}".replace("/", "_")
     stats = delayed(_stats_task, pure=True)(info, t, channels, dask_key_name=f"stats-{tag}")
     dyn = _dynamics(geometry, cfg)
@@ -364,7 +452,8 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, spec: ModelSpec, channels:
         for r in regions:
             with dask.annotate(priority=-order[r]):
                 contrib[r] = delayed(_flows_task, pure=True)(
-                    info, t, z, channels, stats, geometry, r, spec, cfg.batch_size,
+                    info, t, z, channels, stats, geometry, r, specs, cfg.batch_size,
+                    cfg.fusion != "fa",
                     dask_key_name=f"flows-{tag}-z{z}-{r[0]}_{r[1]}")
         for r in regions:
             with dask.annotate(priority=1_000_000 - order[r]):
@@ -409,17 +498,17 @@ def _select_timepoints(n: int, timepoints: slice | Sequence[int] | None) -> list
     return sorted({int(t) for t in timepoints})
 
 
-def _run_record(cfg: SegmentationConfig, spec: ModelSpec, channels: tuple[int, ...],
+def _run_record(cfg: SegmentationConfig, specs: tuple[ModelSpec, ...], channels: tuple[int, ...],
                 names: tuple[str, ...]) -> dict[str, Any]:
     return {
         "kind": "segmentation",
         "organelle": cfg.organelle,
-        "model": spec.name,
-        "model_sha256": spec.sha256,
+        "model": _one([sp.name for sp in specs]),
+        "model_sha256": _one([sp.sha256 for sp in specs]),
         "channels": list(channels),
         "channel_names": list(names),
-        "diameter": cfg.diameter or spec.diam_mean,
-        "fusion": "flow_averaging",
+        "diameter": cfg.diameter or specs[0].diam_mean,
+        "fusion": "flow_averaging" if cfg.fusion == "fa" else cfg.fusion,
         "cellprob_threshold": cfg.cellprob_threshold,
         "flow_threshold": cfg.flow_threshold,
         "min_size": cfg.min_size,
@@ -447,7 +536,7 @@ def _prepare_label(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, A
                 f"label image {name!r} in {info.url} was made with other settings "
                 f"({', '.join(f'{k}: {old.get(k)!r} vs {record.get(k)!r}' for k in diffs)}); "
                 "pass --overwrite to redo it")
-        return label
+        return extend_timepoints(label)  # a growing time-lapse: new timepoints appended
     tile = cfg.tile_size
     return create_labels(info, name, chunk_yx=tile, overwrite=cfg.overwrite, record=record)
 
@@ -474,7 +563,7 @@ def validate(
         Unknown well, channel or timepoint; unknown model; field smaller than
         one cell; a label name that exists and ``overwrite`` is False.
     """
-    return _plan(plate, config, resolve_model(config.model), wells, timepoints)
+    return _plan(plate, config, resolve_models(config)[0], wells, timepoints)
 
 
 def _plan(plate: str, config: SegmentationConfig, spec: ModelSpec,
@@ -546,13 +635,13 @@ def segment(
     from distributed import as_completed
 
     started = time.perf_counter()
-    spec = resolve_model(config.model)
-    plans = _plan(plate, config, spec, wells, timepoints)
+    specs = resolve_models(config)
+    plans = _plan(plate, config, specs[0], wells, timepoints)
     result = RunResult()
     units: list[_Unit] = []
     labels: dict[str, LabelImage] = {}
     for info, channels, tps in plans:
-        record = _run_record(config, spec, channels,
+        record = _run_record(config, specs, channels,
                              tuple(info.channel_names[c] for c in channels))
         label = _prepare_label(info, config, record)
         labels[info.path] = label
@@ -572,8 +661,8 @@ def segment(
         try:
             from dask.base import tokenize
 
-            token = tokenize(asdict(config), spec.sha256, time.time_ns())[:8]
-            graphs = {(u.info.path, u.t): _unit_graph(u, config, spec, channels_of[u.info.path],
+            token = tokenize(asdict(config), [sp.sha256 for sp in specs], time.time_ns())[:8]
+            graphs = {(u.info.path, u.t): _unit_graph(u, config, specs, channels_of[u.info.path],
                                                       token) for u in units}
             futures = client.compute(list(graphs.values()))
             key_of = {f.key: k for f, k in zip(futures, graphs, strict=True)}
@@ -607,6 +696,7 @@ def segment(
         if completed_timepoints(label):
             finalize_labels(label)
     result.seconds = time.perf_counter() - started
+    result.model_sha256 = [sp.sha256 for sp in specs]
     for u in units:
         if (u.info.path, u.t) in set(result.done):
             sizes = u.info.sizes
@@ -629,6 +719,7 @@ def segment_array(
     cellprob_threshold: float = 0.0,
     flow_threshold: float = 0.4,
     min_size: int = 15,
+    fusion: str = "fa",
 ) -> np.ndarray:
     """Segment an in-memory ``(c, y, x)`` image in this process (no Dask), with FA.
 
@@ -640,15 +731,15 @@ def segment_array(
     image : numpy.ndarray
         ``(c, y, x)`` channels to average (``(y, x)`` for one channel).
     model, diameter, tile_size, halo, batch_size : see SegmentationConfig
-    cellprob_threshold, flow_threshold, min_size : see SegmentationConfig
+    cellprob_threshold, flow_threshold, min_size, fusion : see SegmentationConfig
 
     Returns
     -------
     numpy.ndarray
         ``(y, x)`` uint32 labels, consecutive IDs.
     """
-    from .backbones import load_model, predict_tiles
-
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
     img = np.asarray(image)
     if img.ndim == 2:
         img = img[None]
@@ -660,15 +751,11 @@ def segment_array(
     geometry = FieldGeometry(shape, tile_size=tile_size or max(shape), halo=halo if halo
                              is not None else halo_depth(d), rescale=spec.diam_mean / d)
     norm = np.stack([normalize(img[k], *percentile_bounds(img[k])) for k in range(len(img))])
-    net = load_model(spec, _torch_device())
-
-    def predict(tiles: np.ndarray) -> np.ndarray:
-        return predict_tiles(net, tiles, batch_size=batch_size)
-
-    contrib = {r: region_contribution(norm, (0, 0), geometry, r, predict)
-               for r in geometry.regions()}
+    predict = _predictor((spec,), batch_size)
+    contrib = {r: region_contribution(norm, (0, 0), geometry, r, predict,
+                                      separate=fusion != "fa") for r in geometry.regions()}
     dyn = _Dynamics(int(round(200 / geometry.rescale)), cellprob_threshold, flow_threshold,
-                    min_size, 0.4 * shape[0] * shape[1])
+                    min_size, 0.4 * shape[0] * shape[1], fusion)
     regions = geometry.regions()
     patches = {r: _integrate_task(geometry, r, [contrib[o] for o in geometry.contributors(r)],
                                   dyn) for r in regions}
@@ -694,14 +781,15 @@ def segment_field_block(
         ``labels`` of the window (before ownership) and ``owned`` (after).
     """
     cfg = config or SegmentationConfig()
-    spec = resolve_model(cfg.model)
+    specs = resolve_models(cfg)
     info = open_plate(plate).field(field_path)
     channels = tuple(info.channel_index(c) for c in cfg.channels)
-    geometry = _geometry(info, cfg, spec)
+    geometry = _geometry(info, cfg, specs[0])
     if region not in geometry.regions():
         raise KeyError(f"region {region} not in the field's grid {geometry.n_regions}")
     stats = _stats_task(info, t, channels)
-    contribs = [_flows_task(info, t, z, channels, stats, geometry, o, spec, cfg.batch_size)
+    contribs = [_flows_task(info, t, z, channels, stats, geometry, o, specs, cfg.batch_size,
+                            cfg.fusion != "fa")
                 for o in geometry.contributors(region)]
     window, flows, labels = _window_labels(geometry, region, contribs, _dynamics(geometry, cfg))
     owned, _ = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))

@@ -51,7 +51,9 @@ class FlowContribution:
     box : (int, int, int, int)
         Rescaled ``(y0, y1, x0, x1)`` covered by ``acc``.
     acc : numpy.ndarray
-        ``(3, h, w)`` float16 sum over channels and tiles of ``taper x (dY, dX, prob)``.
+        ``(3, h, w)`` float16 sum over channels and tiles of ``taper x (dY, dX, prob)``;
+        ``(c, 3, h, w)`` (a sum per channel) when the channels are kept apart for a
+        mask-fusion baseline.
     tiles : tuple of (int, int)
         Starts of the lattice tiles summed (their taper weights are recomputed when
         the flows are assembled, so they need not be stored).
@@ -62,6 +64,11 @@ class FlowContribution:
     acc: np.ndarray
     tiles: tuple[tuple[int, int], ...]
     n_channels: int
+
+    @property
+    def separate(self) -> bool:
+        """True when each channel's sum is kept apart (``acc`` is ``(c, 3, h, w)``)."""
+        return self.acc.ndim == 4
 
 
 def render_rescaled(
@@ -114,6 +121,7 @@ def region_contribution(
     geometry: FieldGeometry,
     region: tuple[int, int],
     predict: object,
+    separate: bool = False,
 ) -> FlowContribution | None:
     """Run the network on the lattice tiles a region owns, each channel alone.
 
@@ -127,7 +135,10 @@ def region_contribution(
     geometry : FieldGeometry
     region : (int, int)
     predict : callable
-        ``predict(tiles (n, 224, 224)) -> (n, 3, 224, 224)``.
+        ``predict(tiles (n, 224, 224)) -> (n, 3, 224, 224)``; tile ``i * c + k`` is
+        lattice tile ``i`` of channel ``k``.
+    separate : bool
+        Keep one sum per channel (for mask fusion) instead of their sum (FA).
 
     Returns
     -------
@@ -146,12 +157,14 @@ def region_contribution(
         batch[i * c : (i + 1) * c] = rendered[:, ly : ly + NET_TILE, lx : lx + NET_TILE]
     y = predict(batch)  # type: ignore[operator]
     mask = taper_mask()
-    acc = np.zeros((3, box[1] - box[0], box[3] - box[2]), dtype=FLOW_DTYPE)
+    shape = (3, box[1] - box[0], box[3] - box[2])
+    acc = np.zeros((c, *shape) if separate else shape, dtype=FLOW_DTYPE)
     for i, (ys, xs) in enumerate(tiles):
         ly, lx = ys - box[0], xs - box[2]
         sl = (slice(ly, ly + NET_TILE), slice(lx, lx + NET_TILE))
         for k in range(c):  # fixed order: bitwise-reproducible sums
-            acc[(slice(None), *sl)] += y[i * c + k] * mask
+            dst = acc[k] if separate else acc
+            dst[(slice(None), *sl)] += y[i * c + k] * mask
     return FlowContribution(box=box, acc=acc.astype(STORE_DTYPE), tiles=tuple(tiles),
                             n_channels=c)
 
@@ -169,10 +182,13 @@ def assemble_flows(contributions: Sequence[FlowContribution | None], box: Box) -
     Returns
     -------
     numpy.ndarray
-        ``(3, h, w)`` float32 flows averaged over tiles and channels.
+        ``(3, h, w)`` float32 flows averaged over tiles and channels; ``(c, 3, h, w)``
+        averaged over tiles only when the contributions keep channels apart.
     """
     y0, y1, x0, x1 = box
-    acc = np.zeros((3, y1 - y0, x1 - x0), dtype=FLOW_DTYPE)
+    first = next((con for con in contributions if con is not None), None)
+    lead = first.acc.shape[:-2] if first is not None else (3,)
+    acc = np.zeros((*lead, y1 - y0, x1 - x0), dtype=FLOW_DTYPE)
     weight = np.zeros((y1 - y0, x1 - x0), dtype=FLOW_DTYPE)
     mask = taper_mask()
     n_channels = 0
@@ -186,7 +202,7 @@ def assemble_flows(contributions: Sequence[FlowContribution | None], box: Box) -
             continue
         dst = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
         src = (slice(iy0 - cy0, iy1 - cy0), slice(ix0 - cx0, ix1 - cx0))
-        acc[(slice(None), *dst)] += con.acc[(slice(None), *src)]
+        acc[(..., *dst)] += con.acc[(..., *src)]
         for ty, tx in con.tiles:  # the taper weights of this contribution's tiles
             ty0, ty1 = max(y0, ty), min(y1, ty + NET_TILE)
             tx0, tx1 = max(x0, tx), min(x1, tx + NET_TILE)
@@ -195,7 +211,7 @@ def assemble_flows(contributions: Sequence[FlowContribution | None], box: Box) -
                     ty0 - ty : ty1 - ty, tx0 - tx : tx1 - tx]
     if n_channels == 0 or (weight <= 0).any():
         raise RuntimeError(f"flows of box {box} are not covered by the network tiles")
-    acc /= weight * n_channels
+    acc /= weight if acc.ndim == 4 else weight * n_channels
     return acc
 
 
@@ -207,11 +223,13 @@ def resample_to_original(
     Returns
     -------
     numpy.ndarray
-        ``(3, wy1 - wy0, wx1 - wx0)`` float32.
+        ``(3, wy1 - wy0, wx1 - wx0)`` float32 (``(c, 3, ...)`` for per-channel flows).
     """
     if geometry.is_identity:
         y0, y1, x0, x1 = window
-        return flows[:, y0 - rbox[0] : y1 - rbox[0], x0 - rbox[2] : x1 - rbox[2]]
+        return flows[..., y0 - rbox[0] : y1 - rbox[0], x0 - rbox[2] : x1 - rbox[2]]
+    if flows.ndim == 4:
+        return np.stack([resample_to_original(f, rbox, window, geometry) for f in flows])
     sy, sx = geometry.scale
     ry, rx = geometry.rescaled_shape
     gy = np.clip(to_rescaled(np.arange(window[0], window[1]), sy), 0, ry - 1) - rbox[0]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..compute_thread import run_heavy
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -147,12 +149,6 @@ def pick_device(prefer_gpu: bool = True) -> torch.device:
 
 _CACHE: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
-#: One forward pass at a time per process: the network already uses every torch thread,
-#: and concurrent passes from several task threads would only multiply activation memory
-#: (about 90 MB per 224 px tile for the full-size CPnet on CPU).
-_FORWARD_LOCK = threading.Lock()
-
-
 def _nbase_from_state(state: dict[str, Any]) -> list[int]:
     # CPnet: downsample.down.res_down_{k}.conv.conv_0.2.weight is (nbase[k+1], nbase[k], 3, 3)
     nbase = []
@@ -229,12 +225,12 @@ def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int = 8) -> np.nda
     out = np.empty((n, 3, ly, lx), dtype=FLOW_DTYPE)
     device = next(net.parameters()).device
     half = device.type == "cuda"
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            chunk = tiles[i : i + batch_size]
-            x = np.zeros((len(chunk), nin, ly, lx), dtype=np.float32)
-            x[:, 0] = chunk
-            with _FORWARD_LOCK:
+    def run() -> None:
+        with torch.no_grad():
+            for i in range(0, n, batch_size):
+                chunk = tiles[i : i + batch_size]
+                x = np.zeros((len(chunk), nin, ly, lx), dtype=np.float32)
+                x[:, 0] = chunk
                 xt = torch.from_numpy(x).to(device)
                 if half:
                     with torch.autocast("cuda", dtype=torch.float16):
@@ -243,4 +239,6 @@ def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int = 8) -> np.nda
                     y = net(xt)[0]
                 out[i : i + len(chunk)] = y.float().cpu().numpy()
                 del xt, y
+
+    run_heavy(run)  # one compute thread per process: see compute_thread
     return out

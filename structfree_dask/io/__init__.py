@@ -11,6 +11,7 @@ from ._labels import (
     LabelImage,
     completed_timepoints,
     create_labels,
+    extend_timepoints,
     finalize_labels,
     label_record,
     mark_done,
@@ -29,10 +30,11 @@ from ._plate import (
     open_plate,
     read_image_info,
 )
-from ._writer import PlateWriter, create_image, create_plate
+from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
     "AXIS_ORDER",
+    "append_timepoints",
     "LABEL_DTYPE",
     "SUPPORTED_VERSIONS",
     "ImageInfo",
@@ -46,6 +48,7 @@ __all__ = [
     "completed_timepoints",
     "create_image",
     "create_labels",
+    "extend_timepoints",
     "create_plate",
     "finalize_labels",
     "import_folder",

@@ -37,6 +37,7 @@ __all__ = [
     "label_shape",
     "downsample_labels",
     "label_record",
+    "extend_timepoints",
 ]
 
 logger = logging.getLogger(__name__)
@@ -216,6 +217,45 @@ def create_labels(
     rec = {"level_paths": paths, "done": [], **(record or {})}
     lgroup.attrs[RECORD_KEY] = rec
     return LabelImage(image, name, tuple(paths), tuple(shapes), tuple(chunks))
+
+
+def extend_timepoints(label: LabelImage) -> LabelImage:
+    """Grow a label image along ``t`` to its image's current number of timepoints.
+
+    A growing time-lapse gets new timepoints appended to its image; the label image
+    made earlier is resized (existing data kept, new timepoints empty and not done).
+
+    Returns
+    -------
+    LabelImage
+        The label image with its new shapes (the same object when nothing grew).
+
+    Raises
+    ------
+    ValueError
+        If the image now has fewer timepoints than the label image.
+    """
+    axes = label.image.axes
+    if "t" not in axes:
+        return label
+    ti = axes.index("t")
+    n_t = label.image.sizes["t"]
+    have = label.shapes[0][ti]
+    if have == n_t:
+        return label
+    if have > n_t:
+        raise ValueError(f"label image {label.name!r} of {label.image.url} has {have} "
+                         f"timepoints but its image only {n_t}")
+    shapes = []
+    for level in range(len(label.level_paths)):
+        arr = label.open_array(level, mode="r+")
+        new = list(arr.shape)
+        new[ti] = n_t
+        arr.resize(tuple(new))
+        shapes.append(tuple(new))
+    logger.info("label image %s of %s grown from %d to %d timepoints", label.name,
+                label.image.url, have, n_t)
+    return LabelImage(label.image, label.name, label.level_paths, tuple(shapes), label.chunks)
 
 
 def _delete_group(image: ImageInfo, name: str) -> None:

@@ -16,7 +16,8 @@ from ._labels import write_labels
 from ._ngff import array_kwargs, format_for, write_ome
 from ._plate import AXIS_ORDER, ImageInfo, check_name, read_image_info
 
-__all__ = ["PlateWriter", "create_plate", "create_image", "write_image_group"]
+__all__ = ["PlateWriter", "create_plate", "create_image", "write_image_group",
+           "append_timepoints"]
 
 logger = logging.getLogger(__name__)
 
@@ -311,3 +312,56 @@ def create_image(path: str | Path, data: np.ndarray, *, axes: str | Sequence[str
     for lname, ldata in (labels or {}).items():
         write_labels(info, lname, np.asarray(ldata), chunk_yx=chunk_yx)
     return read_image_info(path, "")
+
+
+def append_timepoints(image: ImageInfo, data: np.ndarray) -> int:
+    """Append timepoints to a time-lapse image (what an acquisition does as it goes).
+
+    Every level grows along ``t``; the new timepoints are downsampled like the
+    existing ones (nearest neighbour, the levels' own factors).
+
+    Parameters
+    ----------
+    image : ImageInfo
+        A field with a ``t`` axis (``open_plate(path).field(...)``).
+    data : numpy.ndarray
+        New timepoints with the image's axes, e.g. ``(k, c, y, x)`` for ``tcyx``.
+
+    Returns
+    -------
+    int
+        The image's number of timepoints afterwards.
+
+    Raises
+    ------
+    ValueError
+        The image has no ``t`` axis, or ``data`` does not match its other axes.
+    """
+    axes = image.axes
+    if "t" not in axes:
+        raise ValueError(f"{image.url} has no t axis (axes {''.join(axes)}); cannot append")
+    ti = axes.index("t")
+    group = zarr.open_group(store=image.store, path=image.path, mode="r+")
+    base = group[image.levels[0].path]
+    want = tuple(n for i, n in enumerate(base.shape) if i != ti)
+    got = tuple(n for i, n in enumerate(data.shape) if i != ti)
+    if data.ndim != len(axes) or want != got:
+        raise ValueError(f"new timepoints must have shape (k, {', '.join(map(str, want))}) "
+                         f"in axes {''.join(axes)}; got {data.shape}")
+    n0 = base.shape[ti]
+    for level in image.levels:
+        arr = group[level.path]
+        step = [max(1, round(b / a)) if ax in ("y", "x") else 1
+                for ax, a, b in zip(axes, arr.shape, base.shape, strict=True)]
+        small = data[tuple(slice(None, None, f) for f in step)]
+        small = small[tuple(slice(0, n) if i != ti else slice(None)
+                            for i, n in enumerate(arr.shape))]
+        new_shape = list(arr.shape)
+        new_shape[ti] = n0 + data.shape[ti]
+        arr.resize(tuple(new_shape))
+        index = [slice(None)] * len(axes)
+        index[ti] = slice(n0, new_shape[ti])
+        arr[tuple(index)] = small.astype(arr.dtype, copy=False)
+    logger.info("appended %d timepoint(s) to %s (now %d)", data.shape[ti], image.url,
+                n0 + data.shape[ti])
+    return n0 + data.shape[ti]

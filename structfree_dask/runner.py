@@ -1,0 +1,195 @@
+"""Run a job file: segment everything not yet done, write a run record.
+
+``run_job`` is safe to run again at any time: finished (field, timepoint) units are
+skipped, timepoints appended to a growing time-lapse since the last run are done.
+Every run writes ``<records>/run-<UTC time>.json`` (what was done, skipped and failed;
+time spent per stage; workers lost; software and model versions) and, unless the job
+turns it off, Dask's performance report beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .job import ClusterSpec, Job, SegmentTask
+
+__all__ = ["run_job", "client_for", "task_config", "STAGES"]
+
+logger = logging.getLogger(__name__)
+
+#: Task-name prefixes of the engine's graph, in pipeline order.
+STAGES = ("stats", "flows", "integrate", "count", "offsets", "write", "pyramid", "done")
+
+
+def client_for(spec: ClusterSpec) -> Any:
+    """Start or connect the job's cluster and return a ``distributed.Client``."""
+    from .cluster import connect, cuda_client, local_client
+
+    if spec.kind == "scheduler":
+        return connect(str(spec.address), spec.security())
+    if spec.kind == "cuda":
+        return cuda_client(spec.workers)
+    return local_client(spec.workers, threads_per_worker=spec.threads_per_worker)
+
+
+def task_config(task: SegmentTask, plate: str) -> Any:
+    """Return the :class:`~structfree_dask.engine.SegmentationConfig` of a job entry."""
+    from .engine import SegmentationConfig
+    from .zoo.use import config_from_zoo
+
+    common = dict(name=task.name, diameter=task.diameter, tile_size=task.tile_size,
+                  halo=task.halo, batch_size=task.batch_size, overwrite=task.overwrite,
+                  fusion=task.fusion)
+    if task.zoo:
+        return config_from_zoo(task.zoo, str(task.cell_line), task.organelle, plate,
+                               channels=task.channels or None, **common)
+    return SegmentationConfig(organelle=task.organelle, channels=task.channels,
+                              model=task.model, **common)
+
+
+def _stage_times(stream: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = defaultdict(lambda: {"tasks": 0, "seconds": 0.0})
+    for rec in stream:
+        key = rec.get("key")
+        name = key[0] if isinstance(key, tuple) else str(key)
+        stage = name.split("-", 1)[0]
+        for ss in rec.get("startstops", ()):
+            if ss.get("action") == "compute":
+                out[stage]["seconds"] += float(ss["stop"] - ss["start"])
+        out[stage]["tasks"] += 1
+    order = {s: i for i, s in enumerate(STAGES)}
+    return {k: {"tasks": int(v["tasks"]), "seconds": round(v["seconds"], 3)}
+            for k, v in sorted(out.items(), key=lambda kv: order.get(kv[0], 99))}
+
+
+def _workers_lost(client: Any, since: float) -> list[dict[str, Any]]:
+    lost = []
+    try:
+        events = client.get_events("all")
+    except Exception:  # noqa: BLE001 - an old scheduler without events: nothing to report
+        return lost
+    for ts, msg in events:
+        if ts >= since and isinstance(msg, dict) and msg.get("action") == "remove-worker" \
+                and not msg.get("expected", False):
+            lost.append({"worker": msg.get("worker"), "at": _iso(ts),
+                         "tasks_rescheduled": len(msg.get("processing-tasks", ()))})
+    return lost
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _entry(plate: str, task: SegmentTask) -> dict[str, Any]:
+    return {"plate": plate, "label": task.label_name, "organelle": task.organelle,
+            "fusion": task.fusion, "done": [], "skipped": [], "failed": [], "cells": 0,
+            "seconds": 0.0, "error": None}
+
+
+def _run_entry(entry: dict[str, Any], task: SegmentTask, plate: str, client: Any) -> None:
+    from .engine import segment
+
+    try:
+        config = task_config(task, plate)
+        entry["model"] = config.model_names()
+        result = segment(plate, config, client=client,
+                         wells=list(task.wells) if task.wells else None,
+                         timepoints=task.timepoints)
+    except Exception as err:  # noqa: BLE001 - recorded; the other entries still run
+        entry["error"] = f"{type(err).__name__}: {err}"
+        logger.error("%s labels/%s: %s", plate, task.label_name, err)
+        return
+    entry["done"] = [[p, t] for p, t in result.done]
+    entry["skipped"] = [[p, t] for p, t in result.skipped]
+    entry["failed"] = [[p, t, e] for p, t, e in result.failed]
+    entry["cells"] = int(sum(result.cells.values()))
+    entry["cut_cells"] = int(result.cut_cells)
+    entry["seconds"] = round(result.seconds, 3)
+    entry["model_sha256"] = result.model_sha256
+    logger.info("%s labels/%s: %d done, %d skipped, %d failed", plate, task.label_name,
+                len(result.done), len(result.skipped), len(result.failed))
+
+
+def run_job(job: Job, client: Any = None) -> dict[str, Any]:
+    """Segment everything of a job that is not done yet; write and return the run record.
+
+    Parameters
+    ----------
+    job : Job
+        From :func:`structfree_dask.job.load_job`.
+    client : distributed.Client, optional
+        Default: the job's cluster (started here, closed at the end).
+
+    Returns
+    -------
+    dict
+        The run record; ``status`` is ``"ok"`` when nothing failed.
+    """
+    from distributed import get_task_stream, performance_report
+
+    from .zoo.card import software_versions
+
+    records = Path(job.records)
+    records.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    record_path = records / f"run-{stamp}.json"
+    report_path = records / f"run-{stamp}.html" if job.performance_report else None
+    plates = job.plate_paths()
+    record: dict[str, Any] = {
+        "job": job.source, "started": _iso(started), "plates": plates, "entries": [],
+        "software": software_versions(), "record": str(record_path),
+        "performance_report": str(report_path) if report_path else None,
+        "cluster": {"kind": job.cluster.kind, "address": job.cluster.address},
+    }
+    problems = []
+    if not plates:
+        problems.append(f"no plate matches {list(job.plates)}")
+    own = client is None and plates
+    try:
+        if own:
+            client = client_for(job.cluster)
+        if client is not None:
+            info = client.scheduler_info()
+            record["cluster"].update({"scheduler": info.get("address"),
+                                      "workers": len(info.get("workers", {})),
+                                      "dashboard": client.dashboard_link})
+        report = (performance_report(filename=str(report_path))
+                  if report_path and client is not None else nullcontext())
+        stream = get_task_stream(client) if client is not None else nullcontext()
+        with report, stream as ts:
+            for plate in plates:
+                for task in job.tasks:
+                    entry = _entry(plate, task)
+                    record["entries"].append(entry)
+                    _run_entry(entry, task, plate, client)
+        if client is not None:
+            record["stages"] = _stage_times(ts.data if ts is not None else [])
+            record["workers_lost"] = _workers_lost(client, started)
+    finally:
+        if own and client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    failed = problems + [f"{e['plate']} labels/{e['label']}: {e['error']}"
+                         for e in record["entries"] if e["error"]]
+    failed += [f"{e['plate']} {f[0] or '(image)'} t={f[1]} labels/{e['label']}: {f[2]}"
+               for e in record["entries"] for f in e["failed"]]
+    record.update({
+        "finished": _iso(time.time()), "seconds": round(time.time() - started, 3),
+        "status": "failed" if failed else "ok", "problems": failed,
+        "done": sum(len(e["done"]) for e in record["entries"]),
+        "skipped": sum(len(e["skipped"]) for e in record["entries"]),
+        "failed": sum(len(e["failed"]) + bool(e["error"]) for e in record["entries"]),
+    })
+    record_path.write_text(json.dumps(record, indent=2, default=str))
+    logger.info("run record %s", record_path)
+    return record
