@@ -272,3 +272,20 @@ def test_tls_scheduler_refuses_clients_without_the_certificate(tmp_path):
             assert client.submit(sum, [1, 2]).result() == 3
         record = run_job(job)  # the job file names the certificates
     assert record["status"] == "ok" and record["done"] == 1
+
+
+def test_names_from_plate_metadata_cannot_escape_the_plate(tmp_path):
+    import zarr
+
+    (plate,) = _plates(tmp_path / "plates", timepoints=1, size=128)
+    group = zarr.open_group(str(plate), mode="r+")
+    meta = dict(group.attrs["plate"])
+    meta["wells"] = [dict(meta["wells"][0], path="A/../../evil")]
+    group.attrs["plate"] = meta
+    with pytest.raises(ValueError, match="path component"):
+        list(open_plate(plate).fields())
+    job = _job(tmp_path, {"kind": "local", "workers": 1})
+    assert main(["run", str(job)]) == 1  # the plate is refused, nothing is written
+    record = _last_record(tmp_path)
+    assert record["status"] == "failed" and "path component" in record["problems"][0]
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "plates" / "evil").exists()

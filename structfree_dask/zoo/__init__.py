@@ -8,59 +8,105 @@ evaluation subset) pair of best validation F1 is selected per cell line and orga
 Modules: :mod:`.splits` (train/val/test and k-fold splits), :mod:`.augment`
 (training augmentations), :mod:`.train` (fine-tuning), :mod:`.card` and
 :mod:`.registry` (the zoo on disk), :mod:`.select` (candidate pairs, best pair),
-:mod:`.evaluate` (FA with one model per channel) and :mod:`.build` (jobs, one
-training job per task, scoring and selection).
+:mod:`.evaluate` (FA with one model per channel), :mod:`.build` (jobs, one
+training job per task, scoring with the Vanilla baseline, selection, :func:`build_zoo`
+on a Dask cluster) and :mod:`.report` (F1 tables, heatmaps, fusion comparison,
+overlays). The ``structfree-dask zoo`` command line is in :mod:`.cli`.
 """
 
 from .augment import AUGMENTATIONS, augment, augment_with_record
 from .build import (
+    SELECTION_RULE,
+    VANILLA,
+    BuildResult,
     Plane,
     TrainingJob,
+    TrainSettings,
+    build_zoo,
     load_planes,
     load_samples,
+    model_log_path,
     run_training_job,
     score_candidates,
     score_planes,
+    score_split,
+    score_vanilla,
+    select_from_scores,
     select_models,
+    summarize_scores,
+    task_resources,
+    train_model,
     training_jobs,
 )
 from .card import CardError, ModelCard, check_compatible
 from .evaluate import channel_flows, fa_segment, flows_to_labels
 from .registry import Zoo
+from .report import (
+    FAModels,
+    candidates_table,
+    f1_heatmap,
+    f1_table,
+    fusion_table,
+    list_selections,
+    overlay_figure,
+    write_overlays,
+    write_report,
+)
 from .select import Candidate, candidate_pairs, nonempty_subsets, select_best
 from .splits import Split, kfold, split_fields
 from .train import EarlyStopping, TrainResult, finetune, flow_targets, validation_loss
 
 __all__ = [
     "AUGMENTATIONS",
+    "SELECTION_RULE",
+    "VANILLA",
+    "BuildResult",
     "Candidate",
     "CardError",
     "EarlyStopping",
+    "FAModels",
     "ModelCard",
     "Plane",
     "Split",
     "TrainResult",
+    "TrainSettings",
     "TrainingJob",
     "Zoo",
     "augment",
     "augment_with_record",
+    "build_zoo",
     "candidate_pairs",
+    "candidates_table",
     "channel_flows",
     "check_compatible",
+    "f1_heatmap",
+    "f1_table",
     "fa_segment",
     "finetune",
     "flow_targets",
     "flows_to_labels",
+    "fusion_table",
     "kfold",
+    "list_selections",
     "load_planes",
     "load_samples",
+    "model_log_path",
     "nonempty_subsets",
+    "overlay_figure",
     "run_training_job",
     "score_candidates",
     "score_planes",
+    "score_split",
+    "score_vanilla",
     "select_best",
+    "select_from_scores",
     "select_models",
     "split_fields",
+    "summarize_scores",
+    "task_resources",
+    "train_model",
     "training_jobs",
     "validation_loss",
+    "write_overlays",
+    "write_report",
 ]

@@ -1,0 +1,290 @@
+"""``structfree-dask zoo``: build, list and report a per-cell-line model zoo.
+
+``zoo build`` trains the models on a Dask cluster (one task per model) and writes the
+selection, ``zoo list`` prints the zoo's models and marks the selected ones, ``zoo
+report`` writes the comparison tables and figures. Errors follow the main command
+line: bad input ends with ``error: ...`` and exit status 2, a failed run with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..cli import UsageError, _str_list
+from .card import ORGANELLES, STRATEGIES
+
+__all__ = ["add_zoo_parser", "parse_subsets"]
+
+#: Columns printed by ``zoo list``.
+LIST_COLUMNS = ("model_id", "cell_line", "organelle", "strategy", "channels", "fold", "seed",
+                "epochs", "best_epoch", "val_f1", "test_f1", "selected")
+
+
+def parse_subsets(text: str) -> list[list[int | str]] | None:
+    """Parse ``--subsets``: ``all``, or subsets separated by ``;``, channels by ``,``.
+
+    Channels are indices or names. A single channel gives a CW model, two or more an
+    MC model.
+
+    Examples
+    --------
+    >>> parse_subsets("all") is None
+    True
+    >>> parse_subsets("0;1;0,2")
+    [[0], [1], [0, 2]]
+    >>> parse_subsets("ER,mito")
+    [['ER', 'mito']]
+    """
+    if text.strip().lower() == "all":
+        return None
+    out: list[list[int | str]] = []
+    for part in text.split(";"):
+        items = [int(v) if v.isdigit() else v for v in _str_list(part)]
+        if items:
+            out.append(items)
+    if not out:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or channel subsets such as 0,1 or '0,2;1,3'; got {text!r}")
+    return out
+
+
+def _strategies(text: str) -> list[str]:
+    values = [v.lower() for v in _str_list(text)]
+    bad = [v for v in values if v not in STRATEGIES]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(
+            f"expected strategies among {','.join(STRATEGIES)} (e.g. cw,mc); got {text!r}")
+    return values
+
+
+def _zoo(path: str) -> Any:
+    from .registry import Zoo
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"zoo folder {path} not found")
+    return Zoo(path)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _close(client: Any, keep_cluster: bool) -> None:
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None and not keep_cluster:
+        cluster.close()
+
+
+def _print_build(result: Any) -> None:
+    from .report import F1_COLUMNS, _cell, f1_table, format_table
+
+    trained = len(result.cards) - len([c for c in result.cards if c.model_id in result.reused])
+    print(f"zoo {result.zoo}: {len(result.cards)} model(s) ({trained} trained, "
+          f"{len(result.cards) - trained} already there), {len(result.failed)} failed in "
+          f"{result.seconds:.1f} s; logs in {result.zoo / 'logs'}")
+    for model_id, err in result.failed.items():
+        print(f"failed: {model_id}: {err}", file=sys.stderr)
+    sel = result.selection
+    if sel is None:
+        return
+    print(f"selection {sel['cell_line']}/{sel['organelle']}: {sel['strategy'].upper()} on "
+          f"{'+'.join(sel['eval_channel_names'])} (trained on "
+          f"{'+'.join(sel['train_channel_names'])}), val F1 {_cell(sel['val_f1'])}, "
+          f"test F1 {_cell(sel['test_f1'])}")
+    print("F1 per evaluation subset (test fields):")
+    print(format_table(f1_table(sel), F1_COLUMNS))
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..backbones import resolve_model
+    from ..cluster import make_client
+    from .build import TrainSettings, build_zoo, training_jobs
+    from .registry import Zoo
+
+    if args.scheduler and args.workers:
+        raise UsageError("--workers applies to a cluster started here, not to --scheduler")
+    settings = TrainSettings(max_epochs=args.max_epochs, patience=args.patience, lr=args.lr,
+                             batch_size=args.batch_size, tile_size=args.tile_size,
+                             diameter=args.diameter, overwrite=args.overwrite)
+    resolve_model(args.base_model)  # a missing base model is bad input: fail before starting
+    jobs = training_jobs(args.plate, args.gt, args.organelle, args.cell_line,
+                         strategies=args.strategies, subsets=args.subsets, folds=args.folds,
+                         seed=args.seed, wells=args.wells)
+    zoo = Zoo(args.zoo)
+    print(f"{len(jobs)} model(s) to train for {args.cell_line}/{args.organelle} into "
+          f"{zoo.path}", file=sys.stderr)
+    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers)
+    print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
+    bar = tqdm(total=0, unit="task", desc="zoo build", disable=args.no_progress,
+               file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = build_zoo(jobs, zoo.path, client=client, base=args.base_model,
+                           settings=settings, progress=progress)
+    finally:
+        bar.close()
+        _close(client, keep_cluster=bool(args.scheduler))
+    _print_build(result)
+    return 0 if result.ok else 1
+
+
+# --------------------------------------------------------------------------- list
+
+
+def _selected_ids(zoo: Any, cell_line: str | None, organelle: str | None) -> dict[str, str]:
+    from .report import list_selections
+
+    out: dict[str, str] = {}
+    for cl, org in list_selections(zoo, cell_line, organelle):
+        ids = zoo.selection(cl, org)["model_ids"]
+        for model_id in ids.values() if isinstance(ids, dict) else [ids]:
+            out[str(model_id)] = f"{cl}/{org}"
+    return out
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .report import _cell, format_table, list_selections
+
+    zoo = _zoo(args.zoo)
+    rows = zoo.table(args.cell_line, args.organelle)
+    selected = _selected_ids(zoo, args.cell_line, args.organelle)
+    for row in rows:
+        row["selected"] = "*" if row["model_id"] in selected else ""
+    if not rows:
+        which = " ".join(x for x in (args.cell_line, args.organelle) if x)
+        print(f"no {which + ' ' if which else ''}models in the zoo {zoo.path}")
+        return 0
+    print(format_table(rows, LIST_COLUMNS))
+    for cl, org in list_selections(zoo, args.cell_line, args.organelle):
+        sel = zoo.selection(cl, org)
+        names = "+".join(sel.get("eval_channel_names") or map(str, sel["eval_channels"]))
+        print(f"* selected for {cl}/{org}: {sel['strategy'].upper()} on {names}, "
+              f"val F1 {_cell(sel['val_f1'])}")
+    return 0
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    if not Path(args.zoo).is_dir():
+        raise FileNotFoundError(f"zoo folder {args.zoo} not found")
+    files = write_report(args.zoo, args.plate, args.out, cell_line=args.cell_line,
+                         organelle=args.organelle, gt=args.gt, n_overlays=args.overlays,
+                         batch_size=args.batch_size)
+    for kind, paths in files.items():
+        for path in paths:
+            print(f"{kind}: {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _add_build(zsub: Any) -> None:
+    p = zsub.add_parser(
+        "build", help="fine-tune the CW/MC models of a cell line on Dask and select the best",
+        description="Split the annotated fields 80/10/10 (or k folds), fine-tune one model "
+                    "per channel (CW) and per channel subset (MC), one Dask task per model, "
+                    "score every (training subset, evaluation subset) pair and the Vanilla "
+                    "base model with Flow Averaging, and write the selection.")
+    p.add_argument("plate", help="OME-Zarr plate with the images and the ground truth")
+    p.add_argument("--gt", required=True, help="ground-truth label image, e.g. gt_cyto")
+    p.add_argument("--organelle", required=True, choices=ORGANELLES, help="what the gt holds")
+    p.add_argument("--cell-line", required=True, help="cell line name, e.g. CL5")
+    p.add_argument("--zoo", required=True, help="zoo folder (created when missing)")
+    p.add_argument("--base-model", default=None,
+                   help="model to fine-tune and Vanilla baseline: 'generalist' (default), a "
+                        "cellpose built-in name, or a weights file")
+    p.add_argument("--strategies", type=_strategies, default=list(STRATEGIES),
+                   help="cw, mc or cw,mc (default)")
+    p.add_argument("--subsets", type=parse_subsets, default=None,
+                   help="training subsets: all (default: every channel and every subset of "
+                        "2+ channels), or e.g. '0;1;0,2' (';' between subsets, ',' between "
+                        "channels; indices or names)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="k-fold cross-validation with k folds (default: one 80/10/10 split)")
+    p.add_argument("--max-epochs", type=int, default=500, help="at most N epochs (default 500)")
+    p.add_argument("--patience", type=int, default=50,
+                   help="stop after N epochs without a lower validation loss (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and training")
+    p.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per step (default 8)")
+    p.add_argument("--tile-size", type=int, default=224, help="training tile side (default 224)")
+    p.add_argument("--diameter", type=float, default=None,
+                   help="cell diameter in px (default: measured on the training labels)")
+    p.add_argument("--wells", type=_str_list, default=None, help="only these wells, e.g. A/1,B/3")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain models already in the zoo (default: reuse them)")
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running Dask scheduler (tcp://... or tls://...)")
+    p.add_argument("--cluster", choices=("local", "cuda"), default="local",
+                   help="cluster to start when no --scheduler: local (default) or cuda")
+    p.add_argument("--workers", type=int, default=None,
+                   help="workers of the started cluster (default: one per core / GPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_build)
+
+
+def _add_list(zsub: Any) -> None:
+    p = zsub.add_parser("list", help="print the zoo's models; * marks the selected ones",
+                        description="Print the models of a zoo as a table; the selected "
+                                    "models are marked with *.")
+    p.add_argument("zoo", help="zoo folder")
+    p.add_argument("--cell-line", default=None, help="only this cell line")
+    p.add_argument("--organelle", default=None, choices=ORGANELLES, help="only this organelle")
+    p.set_defaults(func=_cmd_list)
+
+
+def _add_report(zsub: Any) -> None:
+    p = zsub.add_parser(
+        "report", help="F1 tables and heatmaps, fusion comparison, overlays",
+        description="Write, per selection: F1 per evaluation subset for Vanilla, CW and MC "
+                    "(CSV + heatmap PNG), all candidates (CSV), FA against SIMPLE, STAPLE, "
+                    "Voting and Majority Voting on the test fields (CSV), and overlays of "
+                    "ground truth and predictions on a few test fields (PNG).")
+    p.add_argument("zoo", help="zoo folder with a selection (see zoo build)")
+    p.add_argument("--plate", required=True, help="plate with the test fields and ground truth")
+    p.add_argument("--out", default=None, help="output folder (default ZOO/report)")
+    p.add_argument("--cell-line", default=None, help="only this cell line")
+    p.add_argument("--organelle", default=None, choices=ORGANELLES, help="only this organelle")
+    p.add_argument("--gt", default=None,
+                   help="ground-truth label image (default: the one used to build)")
+    p.add_argument("--overlays", type=int, default=3,
+                   help="number of test fields to draw (default 3)")
+    p.add_argument("--batch-size", type=int, default=8, help="network tiles per batch")
+    p.set_defaults(func=_cmd_report)
+
+
+def add_zoo_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``zoo`` (with ``build``, ``list`` and ``report``) on the CLI's subparsers.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The top-level subparsers of ``structfree-dask``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``zoo`` parser.
+    """
+    p = sub.add_parser("zoo", help="per-cell-line model zoo: build, list, report",
+                       description="Fine-tune, select and compare per-cell-line models.")
+    zsub = p.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
+    _add_build(zsub)
+    _add_list(zsub)
+    _add_report(zsub)
+    return p

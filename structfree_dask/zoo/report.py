@@ -1,0 +1,689 @@
+"""Tables and figures that compare a zoo's models with the Vanilla generalist and with mask fusion.
+
+One set of files per selection (cell line and organelle), ``TAG`` being
+``<cell_line>_<organelle>``:
+
+``f1_TAG.csv`` and ``f1_TAG.png``
+    F1 at IoU 0.5 per evaluation subset (rows) for Vanilla, CW and MC (columns), from
+    the scores stored with the selection (:func:`f1_table`): the test fields of the
+    split (the mean over folds with k-fold CV, ``*_std`` the population std). For MC,
+    an evaluation subset is served by several models (every training subset that
+    contains it); the one of best validation F1 is reported.
+``candidates_TAG.csv``
+    Every candidate pair and Vanilla row, validation and test F1 (mean and std over
+    folds), the selected pair marked (:func:`candidates_table`).
+``fusion_TAG.csv``
+    FA against the mask-fusion baselines SIMPLE, STAPLE, Voting and Majority Voting on
+    the test fields (:func:`fusion_table`): each channel is segmented alone by its
+    model, the per-channel masks are fused with
+    :func:`structfree_dask.fusion.fuse_masks`, and FA averages the same models' flows.
+``overlay_TAG_<field>_t<t>.png``
+    Ground truth, the Vanilla prediction and the selected models' prediction, as
+    contours on the image, for a few test fields (:func:`overlay_figure`).
+
+Figures use matplotlib's Agg canvas (no display, no global backend change). The
+table functions are pure; :func:`write_report` does the I/O.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backbones import ModelSpec, resolve_model
+from ..fusion import FUSION_METHODS, fuse_masks
+from ..io import Plate, open_plate
+from ..metrics import combine, evaluate
+from ..normalize import normalize, percentile_bounds
+from .build import SCORE_KEYS, VANILLA, Plane, load_planes, summarize_scores
+from .card import ModelCard
+from .evaluate import average_flows, channel_flows, flows_to_labels
+from .registry import Zoo
+from .select import rank_key
+
+__all__ = [
+    "FUSION_LABELS",
+    "F1_COLUMNS",
+    "FAModels",
+    "list_selections",
+    "f1_table",
+    "candidates_table",
+    "format_table",
+    "write_csv",
+    "f1_heatmap",
+    "selected_models",
+    "fusion_models",
+    "vanilla_models",
+    "fusion_table",
+    "overlay_figure",
+    "write_overlays",
+    "write_report",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Display names of the fusion rows, FA first.
+FUSION_LABELS: dict[str, str] = {"fa": "FA", "simple": "SIMPLE", "staple": "STAPLE",
+                                 "voting": "Voting", "majority": "Majority Voting"}
+#: Columns of :func:`f1_table`.
+F1_COLUMNS: tuple[str, ...] = ("eval_subset", "vanilla", "cw", "mc", "vanilla_std", "cw_std",
+                               "mc_std", "mc_training_subset", "n_folds", "selected")
+_STRATEGY_COLUMNS = (VANILLA, "cw", "mc")
+
+
+# ----------------------------------------------------------------------------- tables (pure)
+
+
+def list_selections(zoo: Zoo, cell_line: str | None = None,
+                    organelle: str | None = None) -> list[tuple[str, str]]:
+    """List the (cell line, organelle) pairs that have a selection in the zoo, sorted."""
+    found = sorted((p.parent.name, p.stem) for p in (zoo.path / "selections").glob("*/*.json"))
+    return [(c, o) for c, o in found
+            if (cell_line is None or c == cell_line) and (organelle is None or o == organelle)]
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    return (str(row["strategy"]), tuple(int(c) for c in row.get("train_channels", [])),
+            tuple(int(c) for c in row["eval_channels"]))
+
+
+def _selected_key(selection: Mapping[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    train = selection.get("train_channels")
+    if train is None:  # selections written by select_models: CW trains on its eval channels
+        train = selection["eval_channels"]
+    return (str(selection["strategy"]), tuple(int(c) for c in train),
+            tuple(int(c) for c in selection["eval_channels"]))
+
+
+def _metric(selection: Mapping[str, Any]) -> str:
+    rows = selection.get("candidates") or []
+    return "test_f1" if any(r.get("test_f1") is not None for r in rows) else "val_f1"
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Row of best mean validation F1 (ties as the selection); None when there is none."""
+    if not rows:
+        return None
+    finite = [r for r in rows if math.isfinite(_num(r.get("val_f1")))]
+    return min(finite, key=rank_key) if finite else rows[0]
+
+
+def _summary(selection: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = selection.get("candidates") or []
+    if not rows:
+        raise ValueError("the selection has no candidate table (candidates); rebuild it with "
+                         "`structfree-dask zoo build`")
+    return summarize_scores(rows)
+
+
+def f1_table(selection: Mapping[str, Any], metric: str | None = None) -> list[dict[str, Any]]:
+    """F1 per evaluation subset (rows) for Vanilla, CW and MC (columns).
+
+    Parameters
+    ----------
+    selection : mapping
+        A stored selection with its ``candidates`` (see
+        :func:`~structfree_dask.zoo.build.select_from_scores`).
+    metric : str, optional
+        ``"test_f1"`` (default when the candidates have test scores) or ``"val_f1"``.
+
+    Returns
+    -------
+    list of dict
+        Keys :data:`F1_COLUMNS`; NaN where a strategy has no model for the subset.
+        ``mc_training_subset`` names the MC model reported (best validation F1);
+        ``selected`` is the selected strategy on the selected subset's row.
+
+    Examples
+    --------
+    >>> rows = [{"strategy": s, "train_channels": t, "eval_channels": [0],
+    ...          "eval_channel_names": ["ER"], "train_channel_names": n,
+    ...          "val_f1": v, "test_f1": v - 0.1}
+    ...         for s, t, n, v in [("vanilla", [], [], 0.5), ("cw", [0], ["ER"], 0.7),
+    ...                            ("mc", [0, 1], ["ER", "mito"], 0.8)]]
+    >>> sel = {"strategy": "mc", "train_channels": [0, 1], "eval_channels": [0],
+    ...        "candidates": rows}
+    >>> [t] = f1_table(sel)
+    >>> t["eval_subset"], round(t["cw"], 2), t["mc_training_subset"], t["selected"]
+    ('ER', 0.6, 'ER+mito', 'mc')
+    """
+    metric = metric or _metric(selection)
+    summary = _summary(selection)
+    chosen = _selected_key(selection)
+    subsets = sorted({tuple(r["eval_channels"]) for r in summary}, key=lambda s: (len(s), s))
+    out = []
+    for subset in subsets:
+        rows = [r for r in summary if tuple(r["eval_channels"]) == subset]
+        row: dict[str, Any] = {"eval_subset": "+".join(rows[0]["eval_channel_names"])}
+        for strategy in _STRATEGY_COLUMNS:
+            best = _best([r for r in rows if r["strategy"] == strategy])
+            row[strategy] = math.nan if best is None else best[metric]
+            row[f"{strategy}_std"] = math.nan if best is None else best[f"{metric}_std"]
+            if strategy == "mc":
+                row["mc_training_subset"] = "" if best is None else "+".join(
+                    best["train_channel_names"])
+        row["n_folds"] = max(r["n_folds"] for r in rows)
+        row["selected"] = chosen[0] if chosen[2] == subset else ""
+        out.append({c: row[c] for c in F1_COLUMNS})
+    return out
+
+
+def _ids_text(ids: Any) -> str:
+    if isinstance(ids, Mapping):
+        return ";".join(f"{k}:{v}" for k, v in ids.items())
+    return str(ids)
+
+
+def candidates_table(selection: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every candidate pair (and Vanilla row) of a selection, pooled over folds.
+
+    Returns
+    -------
+    list of dict
+        ``strategy``, ``training_subset``, ``eval_subset``, ``val_f1``, ``val_f1_std``,
+        ``test_f1``, ``test_f1_std`` (means and population std over folds),
+        ``n_folds``, ``model_ids`` (of the first fold) and ``selected``.
+    """
+    chosen = _selected_key(selection)
+    return [{
+        "strategy": r["strategy"], "training_subset": "+".join(r["train_channel_names"]),
+        "eval_subset": "+".join(r["eval_channel_names"]), "val_f1": r["val_f1"],
+        "val_f1_std": r["val_f1_std"], "test_f1": r["test_f1"],
+        "test_f1_std": r["test_f1_std"], "n_folds": r["n_folds"],
+        "model_ids": _ids_text(r["model_ids"]), "selected": _key(r) == chosen,
+    } for r in _summary(selection)]
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """Rows as a plain text table with aligned columns (NaN and None as ``-``).
+
+    Examples
+    --------
+    >>> print(format_table([{"a": "x", "b": 0.5}, {"a": "yy", "b": None}], ["a", "b"]))
+    a   b
+    x   0.500
+    yy  -
+    """
+    cells = [list(columns)] + [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path,
+              columns: Sequence[str] | None = None) -> Path:
+    """Write rows as CSV (floats to 4 decimals, NaN and None empty); return the path."""
+    path = Path(path)
+    columns = list(columns or (rows[0].keys() if rows else []))
+
+    def text(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return ""
+        return round(value, 4) if isinstance(value, float) else value
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows([[text(r.get(c)) for c in columns] for r in rows])
+    return path
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def f1_heatmap(table: Sequence[Mapping[str, Any]], title: str = "F1") -> Any:
+    """Heatmap of :func:`f1_table`: subsets (rows) x Vanilla, CW, MC (columns).
+
+    Cells show the F1 (and ``± std`` over folds); the selected cell is outlined.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not table:
+        raise ValueError("the F1 table is empty: nothing to plot")
+    values = np.array([[_num(r[s]) for s in _STRATEGY_COLUMNS] for r in table])
+    fig = _figure(4.8, 1.4 + 0.38 * len(table))
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0.0, vmax=1.0,
+                      aspect="auto")
+    ax.set_facecolor("0.85")
+    ax.set_xticks(range(3), ["Vanilla", "CW", "MC"])
+    ax.set_yticks(range(len(table)), [str(r["eval_subset"]) for r in table])
+    ax.set_xlabel("strategy")
+    ax.set_ylabel("evaluation subset")
+    ax.set_title(title, fontsize=10)
+    for i, row in enumerate(table):
+        for j, strategy in enumerate(_STRATEGY_COLUMNS):
+            v, sd = values[i, j], _num(row[f"{strategy}_std"])
+            text = "n/a" if not math.isfinite(v) else f"{v:.2f}" + (
+                f"\n±{sd:.2f}" if math.isfinite(sd) else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if math.isfinite(v) and v < 0.6 else "black")
+            if row["selected"] == strategy:
+                ax.add_patch(_rectangle(j, i))
+    fig.colorbar(image, ax=ax, label="F1 (IoU 0.5)")
+    return fig
+
+
+def _rectangle(x: float, y: float) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
+
+
+def _display_image(image: np.ndarray) -> np.ndarray:
+    """Mean of the percentile-normalized channels, clipped to [0, 1]."""
+    chans = [normalize(c, *percentile_bounds(c)) for c in np.asarray(image, dtype=np.float32)]
+    return np.clip(np.mean(chans, axis=0), 0.0, 1.0)
+
+
+def overlay_figure(image: np.ndarray, panels: Sequence[tuple[str, np.ndarray]],
+                   title: str = "") -> Any:
+    """Contours of label images over a field, one panel per label image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(c, y, x)`` raw channels (shown as the mean of the normalized channels).
+    panels : sequence of (str, numpy.ndarray)
+        Panel titles and ``(y, x)`` label images (e.g. ground truth, predictions).
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from skimage.segmentation import find_boundaries
+
+    if not panels:
+        raise ValueError("no label image to overlay")
+    gray = _display_image(image)
+    fig = _figure(3.2 * len(panels), 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    colors = [(0.1, 1.0, 0.2), (1.0, 0.2, 1.0), (1.0, 0.8, 0.1), (0.2, 0.8, 1.0)]
+    for k, (ax, (name, labels)) in enumerate(zip(axes, panels, strict=True)):
+        rgb = np.repeat(gray[..., None], 3, axis=-1)
+        rgb[find_boundaries(np.asarray(labels), mode="inner")] = colors[k % len(colors)]
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class FAModels:
+    """Models for Flow Averaging: one model per channel (the same one for MC/Vanilla).
+
+    Attributes
+    ----------
+    label : str
+        Name for tables and figure titles.
+    channels : tuple of str
+        Channel names, matched to a plate by name.
+    models : tuple of ModelSpec
+        One per channel.
+    diameter : float
+        Cell diameter in px to segment at.
+    """
+
+    label: str
+    channels: tuple[str, ...]
+    models: tuple[ModelSpec, ...]
+    diameter: float
+
+    def __post_init__(self) -> None:
+        if not self.channels or len(self.channels) != len(self.models):
+            raise ValueError(f"{self.label}: need one model per channel; got "
+                             f"{len(self.models)} model(s) for channels {list(self.channels)}")
+        if len({m.diam_mean for m in self.models}) > 1:
+            raise ValueError(f"{self.label}: models to average must share diam_mean")
+
+
+def _spec(zoo: Zoo, card: ModelCard) -> ModelSpec:
+    return resolve_model(zoo.weights_path(card.model_id))
+
+
+def _reference_card(zoo: Zoo, selection: Mapping[str, Any]) -> ModelCard:
+    ids = selection["model_ids"]
+    first = next(iter(ids.values())) if isinstance(ids, Mapping) else ids
+    return zoo.get(str(first))
+
+
+def selected_models(zoo: Zoo, selection: Mapping[str, Any]) -> FAModels:
+    """Return the selected pair: its model(s) on its evaluation channels."""
+    ids = selection["model_ids"]
+    if selection["strategy"] == "cw":
+        cards = [zoo.get(ids[c]) for c in sorted(ids)]
+        names = tuple(card.channel_names[0] for card in cards)
+        specs = tuple(_spec(zoo, card) for card in cards)
+    else:
+        card = zoo.get(ids)
+        cards = [card]
+        lookup = dict(zip(card.channels, card.channel_names, strict=True))
+        names = tuple(lookup[int(c)] for c in selection["eval_channels"])
+        specs = (_spec(zoo, card),) * len(names)
+    diameter = float(np.mean([c.diameter for c in cards]))
+    return FAModels(f"selected {selection['strategy'].upper()} {'+'.join(names)}", names,
+                    specs, diameter)
+
+
+def fusion_models(zoo: Zoo, selection: Mapping[str, Any]) -> FAModels:
+    """Per-channel models for the fusion comparison.
+
+    The CW models (of the selection's cell line, organelle, fold and seed) on every
+    channel that has one, when there are at least two or the selection is CW; otherwise
+    the selected MC model on every channel of its training subset.
+    """
+    ref = _reference_card(zoo, selection)
+    cw = sorted((c for c in zoo.cards(ref.cell_line, ref.organelle, strategy="cw")
+                 if c.fold == ref.fold and c.seed == ref.seed), key=lambda c: c.channels)
+    if len(cw) >= 2 or (cw and selection["strategy"] == "cw"):
+        return FAModels("CW models", tuple(c.channel_names[0] for c in cw),
+                        tuple(_spec(zoo, c) for c in cw),
+                        float(np.mean([c.diameter for c in cw])))
+    mc = zoo.get(selection["model_ids"])
+    return FAModels(f"MC model {mc.model_id}", mc.channel_names,
+                    (_spec(zoo, mc),) * len(mc.channel_names), mc.diameter)
+
+
+def vanilla_models(selection: Mapping[str, Any], channels: Sequence[str],
+                   diameter: float, fallback: str | None = None) -> FAModels:
+    """Return the Vanilla baseline (the base model of the build) on some channels.
+
+    Parameters
+    ----------
+    selection : mapping
+        A selection; its ``baseline`` names the base model (path, name, checksum).
+    channels : sequence of str
+    diameter : float
+    fallback : str, optional
+        Base model to use when the selection records none (e.g. a card's
+        ``base_model``); None: the shipped generalist.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the base model recorded with the selection cannot be found.
+    """
+    baseline = selection.get("baseline") or {}
+    model = baseline.get("path")
+    if not model or not Path(model).is_file():
+        model = baseline.get("model", fallback)
+    spec = resolve_model(model)
+    if baseline.get("sha256") and spec.sha256 != baseline["sha256"]:
+        logger.warning("the base model %s has checksum %s; the zoo was built from %s",
+                       spec.name, spec.sha256, baseline["sha256"])
+    return FAModels("Vanilla", tuple(channels), (spec,) * len(channels), diameter)
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+class _Flows:
+    """Flows of one plane, computed once per (model, channel, diameter)."""
+
+    def __init__(self, plane: Plane, channels: Sequence[str], batch_size: int) -> None:
+        self.plane = plane
+        self.index = {name: k for k, name in enumerate(channels)}
+        self.batch_size = batch_size
+        self._cache: dict[tuple[str, str, float], np.ndarray] = {}
+
+    def get(self, spec: ModelSpec, channel: str, diameter: float) -> np.ndarray:
+        key = (spec.path, channel, diameter)
+        if key not in self._cache:
+            self._cache[key] = channel_flows(self.plane.image[self.index[channel]], spec,
+                                             diameter=diameter, batch_size=self.batch_size)
+        return self._cache[key]
+
+
+def _rescale(models: FAModels) -> float:
+    return models.models[0].diam_mean / models.diameter
+
+
+def _fa_labels(models: FAModels, flows: _Flows) -> np.ndarray:
+    """Flow Averaging over the models' channels, integrated once."""
+    stack = np.stack([flows.get(m, c, models.diameter)
+                      for m, c in zip(models.models, models.channels, strict=True)])
+    return flows_to_labels(average_flows(stack), rescale=_rescale(models))
+
+
+def _channel_labels(models: FAModels, flows: _Flows) -> list[np.ndarray]:
+    return [flows_to_labels(flows.get(m, c, models.diameter), rescale=_rescale(models))
+            for m, c in zip(models.models, models.channels, strict=True)]
+
+
+def _test_planes(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate,
+                 channels: Sequence[str], gt: str | None,
+                 fields: Sequence[str] | None) -> list[Plane]:
+    pl = plate if isinstance(plate, Plate) else open_plate(str(plate))
+    ref = _reference_card(zoo, selection)
+    fields = list(fields or ref.split.test)
+    gt = gt or selection.get("gt") or ref.source.get("gt")
+    if not gt:
+        raise KeyError("no ground-truth label name recorded with the selection; pass gt=")
+    info = pl.field(fields[0])
+    return load_planes(pl, fields, [info.channel_index(c) for c in channels], gt)
+
+
+def _score(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    pooled = combine(rows)
+    return {k: pooled[k] for k in SCORE_KEYS}
+
+
+def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate, *,
+                 gt: str | None = None, fields: Sequence[str] | None = None,
+                 batch_size: int = 8) -> list[dict[str, Any]]:
+    """FA against SIMPLE, STAPLE, Voting and Majority Voting on the test fields.
+
+    Parameters
+    ----------
+    zoo : Zoo
+    selection : mapping
+    plate : str, Path or Plate
+        Plate with the test fields and ground truth (channels matched by name).
+    gt : str, optional
+        Ground-truth label image (default: the one recorded at build time).
+    fields : sequence of str, optional
+        Default: the test fields of the selection's split.
+    batch_size : int
+
+    Returns
+    -------
+    list of dict
+        One row per method (:data:`FUSION_LABELS` order): ``method``, ``models``,
+        ``channels`` and the scores of :data:`~structfree_dask.zoo.build.SCORE_KEYS`.
+    """
+    models = fusion_models(zoo, selection)
+    planes = _test_planes(zoo, selection, plate, models.channels, gt, fields)
+    scores: dict[str, list[dict[str, Any]]] = {m: [] for m in FUSION_LABELS}
+    logger.info("fusion comparison: %s on %d test plane(s)", models.label, len(planes))
+    for plane in planes:
+        flows = _Flows(plane, models.channels, batch_size)
+        per_channel = _channel_labels(models, flows)
+        preds = {"fa": _fa_labels(models, flows)}
+        preds.update({m: fuse_masks(per_channel, method=m) for m in FUSION_METHODS})
+        truth = plane.labels.astype(np.int64)
+        for method, labels in preds.items():
+            scores[method].append(evaluate(truth, labels.astype(np.int64)))
+    return [{"method": FUSION_LABELS[m], "models": models.label,
+             "channels": "+".join(models.channels), **_score(rows)}
+            for m, rows in scores.items()]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"
+
+
+def write_overlays(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate,
+                   out_dir: str | Path, tag: str, *, n: int = 3, gt: str | None = None,
+                   batch_size: int = 8) -> list[Path]:
+    """Overlay PNGs (ground truth, Vanilla, selected) of the first ``n`` test planes.
+
+    The Vanilla panel is left out, with a warning, when the base model recorded with
+    the selection cannot be found.
+
+    Returns
+    -------
+    list of Path
+    """
+    if n < 1:
+        return []
+    chosen = selected_models(zoo, selection)
+    sets = [chosen]
+    ref = _reference_card(zoo, selection)
+    try:
+        sets.insert(0, vanilla_models(selection, chosen.channels, chosen.diameter,
+                                      fallback=ref.base_model))
+    except FileNotFoundError as err:
+        logger.warning("no Vanilla panel in the overlays: %s", err)
+    planes = _test_planes(zoo, selection, plate, chosen.channels, gt, ref.split.test[:n])[:n]
+    out = []
+    for plane in planes:
+        flows = _Flows(plane, chosen.channels, batch_size)
+        panels = [("ground truth", plane.labels)]
+        for models in sets:
+            labels = _fa_labels(models, flows)
+            f1 = evaluate(plane.labels.astype(np.int64), labels.astype(np.int64))["f1"]
+            panels.append((f"{models.label} (F1 {f1:.2f})", labels))
+        fig = overlay_figure(plane.image, panels, f"{tag}: {plane.field} t={plane.t}")
+        z = f"_z{plane.z}" if plane.z else ""
+        path = Path(out_dir) / f"overlay_{tag}_{_slug(plane.field)}_t{plane.t}{z}.png"
+        fig.savefig(path, dpi=100)
+        out.append(path)
+    return out
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _f1_title(selection: Mapping[str, Any], tag: str, table: list[dict[str, Any]]) -> str:
+    what = "test" if _metric(selection) == "test_f1" else "validation"
+    folds = max((int(r["n_folds"]) for r in table), default=1)
+    cv = f", mean over {folds} folds" if folds > 1 else ""
+    return f"{tag}: {what} F1 (IoU 0.5{cv})"
+
+
+@dataclass(frozen=True)
+class _Options:
+    gt: str | None = None
+    n_overlays: int = 3
+    batch_size: int = 8
+
+
+def _report_one(zoo: Zoo, cell_line: str, organelle: str, plate: str | Path | Plate,
+                out: Path, opts: _Options) -> dict[str, list[Path]]:
+    selection = zoo.selection(cell_line, organelle)
+    tag = f"{_slug(cell_line)}_{organelle}"
+    table = f1_table(selection)
+    files: dict[str, list[Path]] = {}
+    files["f1 table"] = [write_csv(table, out / f"f1_{tag}.csv", F1_COLUMNS)]
+    path = out / f"f1_{tag}.png"
+    f1_heatmap(table, _f1_title(selection, tag, table)).savefig(path, dpi=120)
+    files["f1 heatmap"] = [path]
+    files["candidates"] = [write_csv(candidates_table(selection), out / f"candidates_{tag}.csv")]
+    fusion = fusion_table(zoo, selection, plate, gt=opts.gt, batch_size=opts.batch_size)
+    files["fusion table"] = [write_csv(fusion, out / f"fusion_{tag}.csv")]
+    files["overlays"] = write_overlays(zoo, selection, plate, out, tag, n=opts.n_overlays,
+                                      gt=opts.gt, batch_size=opts.batch_size)
+    return files
+
+
+def write_report(
+    zoo_dir: str | Path | Zoo,
+    plate: str | Path | Plate,
+    out_dir: str | Path | None = None,
+    *,
+    cell_line: str | None = None,
+    organelle: str | None = None,
+    gt: str | None = None,
+    n_overlays: int = 3,
+    batch_size: int = 8,
+) -> dict[str, list[Path]]:
+    """Write the report of every selection of a zoo (see the module docstring).
+
+    Parameters
+    ----------
+    zoo_dir : str, Path or Zoo
+        An existing zoo with at least one selection.
+    plate : str, Path or Plate
+        Plate with the test fields and their ground truth.
+    out_dir : str or Path, optional
+        Default ``<zoo>/report``.
+    cell_line, organelle : str, optional
+        Only these selections.
+    gt : str, optional
+        Ground-truth label image (default: the one recorded at build time).
+    n_overlays : int
+        Number of test planes to draw.
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        ``{kind: [paths]}`` with kinds ``f1 table``, ``f1 heatmap``, ``candidates``,
+        ``fusion table`` and ``overlays``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the zoo folder does not exist.
+    KeyError
+        If the zoo has no (matching) selection, or the plate lacks a test field,
+        channel or the ground truth.
+    """
+    if not isinstance(zoo_dir, Zoo) and not Path(zoo_dir).is_dir():
+        raise FileNotFoundError(f"zoo folder {zoo_dir} not found")
+    zoo = zoo_dir if isinstance(zoo_dir, Zoo) else Zoo(zoo_dir)
+    pairs = list_selections(zoo, cell_line, organelle)
+    if not pairs:
+        which = "/".join(x for x in (cell_line, organelle) if x) or "any cell line"
+        found = [f"{c}/{o}" for c, o in list_selections(zoo)]
+        raise KeyError(f"no selection for {which} in the zoo {zoo.path} (selections: "
+                       f"{', '.join(found) or 'none'}; {len(zoo.ids())} model(s)); run "
+                       "`structfree-dask zoo build` first")
+    out = Path(out_dir) if out_dir is not None else zoo.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[Path]] = {}
+    if isinstance(n_overlays, bool) or not isinstance(n_overlays, int) or n_overlays < 0:
+        raise ValueError(f"n_overlays must be an integer >= 0; got {n_overlays!r}")
+    opts = _Options(gt, n_overlays, batch_size)
+    for cl, org in pairs:
+        for kind, paths in _report_one(zoo, cl, org, plate, out, opts).items():
+            files.setdefault(kind, []).extend(paths)
+    return files
+
