@@ -311,3 +311,37 @@ def test_cards_of_selection_are_json(built):
     data = json.loads(text)
     assert data["rule"] and data["candidates"] and "NaN" not in text
     ModelCard.from_json((zoo_dir / "models" / Zoo(zoo_dir).ids()[0] / "card.json").read_text())
+
+
+def test_segment_with_the_zoo_selection(built, plate, cluster_client, tmp_path):
+    """segment --zoo: the selected models and channels, matched by name, on the cluster."""
+    import shutil
+
+    from structfree_dask.io import label_record, open_labels, open_plate
+    from structfree_dask.zoo import Zoo
+
+    zoo, _ = built
+    target = tmp_path / "target.zarr"
+    shutil.copytree(plate, target)
+    sel = Zoo(zoo).selection("CL5", "cyto")
+    code, out, err = run_cli("segment", target, "--zoo", zoo, "--cell-line", "CL5",
+                             "--organelle", "cyto", "--name", "cyto_zoo", "--tile-size", "64",
+                             "--scheduler", cluster_client.scheduler.address, "--no-progress")
+    assert code == 0, err
+    assert "5 done" in out
+    info = open_plate(target).field(open_plate(target).field_paths[0])
+    record = label_record(open_labels(info, "cyto_zoo"))
+    assert record["channel_names"] == list(sel["eval_channel_names"])
+    ids = sel["model_ids"]
+    weights = [Zoo(zoo).weights_path(ids[c] if isinstance(ids, dict) else ids)
+               for c in sel["eval_channels"]]
+    from structfree_dask.backbones import file_sha256
+
+    want = [file_sha256(w) for w in weights]
+    got = record["model_sha256"]
+    assert (got if isinstance(got, list) else [got] * len(want)) == want
+    for argv, message in [((), "--zoo needs --cell-line"),
+                          (("--cell-line", "CL5", "--model", "generalist"), "not both"),
+                          (("--cell-line", "CL9"), "no selection for CL9/cyto")]:
+        code, _, err = run_cli("segment", target, "--zoo", zoo, "--organelle", "cyto", *argv)
+        assert code == 2 and message in err, err

@@ -1,0 +1,175 @@
+"""Benchmark the model zoo (not a test): fine-tuned FA vs Vanilla vs mask fusion.
+
+Two simulated plates, both imaged in widefield mode with dense, irregular cells:
+
+* **A: CL5-like** — structurally weak reporters only (mitochondria, ER, membrane, a weak
+  translocation reporter);
+* **B: one strong reporter left out at evaluation** — the same weak reporters plus a strong
+  nucleus+cytoplasm reporter that the multi-channel (MC) model is trained with, but that is
+  never used at evaluation (only subsets of the weak reporters are scored and selected).
+
+For each plate and organelle (nuclei, cytoplasm) the zoo is built on a local Dask cluster
+(one task per model): one channel-wise (CW) model per weak reporter and one MC model on all
+channels, fine-tuned from the shipped generalist with the method's augmentations and early
+stopping, split 80/10/10 by field. Every (training subset, evaluation subset) pair and the
+Vanilla generalist are scored with Flow Averaging on the validation fields; for each of
+Vanilla, CW and MC the pair of best validation F1 is kept and its **test** F1 (IoU 0.5) is
+reported. Then FA is compared with the four mask-fusion baselines (pixel voting, majority
+voting, STAPLE, SIMPLE) on all weak reporters with the CW models, on the test fields.
+
+Usage::
+
+    python benchmarks/bench_zoo.py                # default sizes (about an hour on 2 cores)
+    python benchmarks/bench_zoo.py --quick        # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+logger = logging.getLogger("bench_zoo")
+
+
+def presets() -> dict[str, Any]:
+    """The two simulated cell lines (weak reporters; weak + one strong)."""
+    from structfree_dask.simulate import PRESETS, ChannelSpec
+
+    weak = dataclasses.replace(PRESETS["CL5"], name="CL5w", confluence=0.8, irregularity=0.35,
+                               diameter_cv=0.3, cell_diameter_um=18.0)
+    strong = ChannelSpec("strong-reporter", "nuclei+cytoplasm", brightness=1500.0,
+                         contrast=1.0, dark_fraction=0.02, heterogeneity=0.2)
+    plus = dataclasses.replace(weak, name="CL5s", channels=(*weak.channels, strong))
+    return {"A": weak, "B": plus}
+
+
+def _best(rows: list[dict[str, Any]], strategy: str, allowed: set[int]) -> dict[str, Any] | None:
+    pick = [r for r in rows if r["strategy"] == strategy
+            and set(int(c) for c in r["eval_channels"]) <= allowed
+            and math.isfinite(float(r.get("val_f1", math.nan)))]
+    if not pick:
+        return None
+    return max(pick, key=lambda r: (float(r["val_f1"]), -len(r["eval_channels"])))
+
+
+def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
+                 client: Any) -> list[dict[str, Any]]:
+    from structfree_dask.simulate import simulate_plate
+    from structfree_dask.zoo import TrainSettings, Zoo, build_zoo, training_jobs
+    from structfree_dask.zoo.report import fusion_table
+
+    plate = simulate_plate(work / f"{tag}.zarr", cell_line=preset, rows=args.rows,
+                           cols=args.cols, fields=1, timepoints=1, size=args.size,
+                           seed=args.seed, mode="widefield")
+    names = [c.name for c in preset.channels]
+    weak = [i for i, n in enumerate(names) if n != "strong-reporter"]
+    subsets = [(c,) for c in weak] + [tuple(range(len(names)))]
+    out = []
+    for organelle in ("nuclei", "cyto"):
+        t0 = time.perf_counter()
+        zoo_dir = work / f"zoo_{tag}"
+        jobs = training_jobs(plate, f"gt_{organelle}", organelle, preset.name,
+                             subsets=subsets, seed=args.seed)
+        res = build_zoo(jobs, zoo_dir, client=client,
+                        settings=TrainSettings(max_epochs=args.epochs, patience=args.patience))
+        if not res.ok:
+            raise RuntimeError(f"{tag}/{organelle}: build failed: {res.failed}")
+        rows = res.scores
+        row = {"plate": tag, "organelle": organelle, "train_s": round(res.seconds, 1)}
+        for strategy in ("vanilla", "cw", "mc"):
+            b = _best(rows, strategy, set(weak))
+            row[strategy] = b and {"test_f1": float(b["test_f1"]), "val_f1": float(b["val_f1"]),
+                                   "eval": "+".join(b["eval_channel_names"]),
+                                   "train": "+".join(str(n) for n in b.get(
+                                       "train_channel_names", []) or [])}
+        zoo = Zoo(zoo_dir)
+        selection = zoo.selection(preset.name, organelle)
+        fusion = fusion_table(zoo, selection, plate)
+        row["fusion"] = {f["method"]: float(f["f1"]) for f in fusion}
+        row["fusion_channels"] = fusion[0]["channels"]
+        row["epochs"] = {c.model_id: c.epochs_run for c in res.cards}
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        logger.info("%s", json.dumps(row))
+        out.append(row)
+    return out
+
+
+def _f(x: dict[str, Any] | None) -> str:
+    return "-" if x is None else f"{x['test_f1']:.3f}"
+
+
+def print_tables(rows: list[dict[str, Any]]) -> None:
+    print("\nTest F1 at IoU 0.5 (pair of best validation F1 per column; FA throughout)")
+    print("| plate | organelle | Vanilla | best CW | best MC | best CW pair | best MC pair |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        cw, mc = r["cw"], r["mc"]
+        print(f"| {r['plate']} | {r['organelle']} | {_f(r['vanilla'])} | {_f(cw)} | {_f(mc)} | "
+              f"{cw and cw['eval']} | {mc and (mc['train'] + ' -> ' + mc['eval'])} |")
+    print("\nFA vs mask fusion, CW models on all weak reporters, test fields (F1 at IoU 0.5)")
+    methods = list(rows[0]["fusion"]) if rows else []
+    print("| plate | organelle | " + " | ".join(methods) + " |")
+    print("|---|---|" + "---|" * len(methods))
+    for r in rows:
+        print(f"| {r['plate']} | {r['organelle']} | "
+              + " | ".join(f"{r['fusion'][m]:.3f}" for m in methods) + " |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run (tiny plate, 2 epochs)")
+    ap.add_argument("--rows", type=int, default=4)
+    ap.add_argument("--cols", type=int, default=5)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--patience", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--plates", default="A,B", help="which plates: A, B or A,B")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the plates and zoos here")
+    args = ap.parse_args()
+    if args.quick:
+        args.rows, args.cols, args.size, args.epochs = 2, 5, 160, 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from structfree_dask.cluster import local_client
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench_zoo_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"structfree_dask zoo benchmark: {args.rows * args.cols} fields of {args.size} px "
+          f"per plate (widefield), split 80/10/10, at most {args.epochs} epochs "
+          f"(patience {args.patience}), {args.workers} workers x 1 thread")
+    client = local_client(n_workers=args.workers, threads_per_worker=1)
+    rows: list[dict[str, Any]] = []
+    try:
+        for tag, preset in presets().items():
+            if tag in args.plates.split(","):
+                rows += run_scenario(tag, preset, work, args, client)
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print_tables(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
