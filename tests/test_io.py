@@ -248,3 +248,28 @@ def test_source_untouched_by_label_writes(tmp_path):
     after = snapshot()
     assert before == after
     json.dumps(after.keys().__len__())
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_append_timepoints_grows_image_and_labels(tmp_path, version):
+    from structfree_dask.io import append_timepoints, extend_timepoints
+
+    path = _plate(tmp_path / "p.zarr", version, t=2, c=2, size=256)
+    info = open_plate(path).field("A/1/0")
+    label = create_labels(info, "cyto", chunk_yx=128)
+    write_label_region(label, {"t": slice(0, 1)}, np.full((1, 1, 256, 256), 7, "uint32"))
+    new = np.asarray(info.open_array(0)[1:2])[..., ::-1]
+    assert append_timepoints(info, new) == 3
+    grown = open_plate(path).field("A/1/0")
+    assert grown.sizes["t"] == 3
+    assert np.array_equal(np.asarray(grown.open_array(0)[2:3]), new)
+    for k in range(1, len(grown.levels)):  # the pyramid grows too, downsampled alike
+        lvl = np.asarray(grown.open_array(k)[2:3])
+        f = 2 ** k
+        assert np.array_equal(lvl, new[..., ::f, ::f][..., : lvl.shape[-2], : lvl.shape[-1]])
+    label = extend_timepoints(open_labels(grown, "cyto"))
+    assert all(s[0] == 3 for s in label.shapes)
+    data = label.read()
+    assert (data[0] == 7).all() and not data[1:].any()
+    with pytest.raises(ValueError, match="new timepoints must have shape"):
+        append_timepoints(grown, new[..., :100])
