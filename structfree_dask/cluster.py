@@ -11,7 +11,8 @@ import logging
 import os
 from typing import Any
 
-__all__ = ["WORKER_ENVIRON", "local_client", "cuda_client", "connect", "make_client"]
+__all__ = ["WORKER_ENVIRON", "GPU", "local_client", "cuda_client", "connect", "make_client",
+           "gpu_resources"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,28 @@ WORKER_ENVIRON: dict[str, Any] = {
 }
 
 
+#: The resource GPU workers advertise and GPU tasks ask for (``dask worker --resources GPU=1``).
+GPU = "GPU"
+
+
+def gpu_resources(client: Any) -> dict[str, float] | None:
+    """Return ``{"GPU": 1}`` when a worker advertises a ``GPU`` resource, else None.
+
+    Tasks that need a GPU declare it this way; annotating them with a resource no
+    worker has would leave them waiting forever, so CPU clusters get no annotation.
+    """
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # older distributed
+        info = client.scheduler_info()
+    workers = info.get("workers", {}) or {}
+    if any(GPU in (w.get("resources") or {}) for w in workers.values()):
+        return {GPU: 1}
+    return None
+
+
 def local_client(n_workers: int | None = None, threads_per_worker: int = 1,
-                 memory_limit: str | float = "auto") -> Any:
+                 memory_limit: str | float = "auto", **kwargs: Any) -> Any:
     """Start a multi-process ``LocalCluster`` on loopback and return a Client.
 
     Parameters
@@ -36,6 +57,8 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1,
         Threads per worker; torch in each worker uses this many threads.
     memory_limit : str or float
         Per-worker memory limit.
+    **kwargs
+        More ``LocalCluster`` arguments (e.g. ``resources``).
 
     Returns
     -------
@@ -51,6 +74,7 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1,
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=threads_per_worker, processes=True,
             host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
+            **kwargs,
         )
     client = Client(cluster)
     logger.info("local cluster: %d worker(s); dashboard %s", n, client.dashboard_link)
@@ -79,7 +103,8 @@ def cuda_client(n_workers: int | None = None) -> Any:
         raise RuntimeError("--cluster cuda: no CUDA GPU is visible to torch on this machine")
     import dask
 
-    kwargs: dict[str, Any] = {"ip": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+    kwargs: dict[str, Any] = {"ip": "127.0.0.1", "dashboard_address": "127.0.0.1:0",
+                              "resources": {GPU: 1}}  # one worker per GPU
     if n_workers:
         kwargs["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n_workers))
     with dask.config.set(WORKER_ENVIRON):

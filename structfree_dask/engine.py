@@ -23,6 +23,7 @@ import numpy as np
 
 from . import __version__
 from .backbones import ModelSpec, resolve_model
+from .cluster import gpu_resources
 from .compute_thread import run_heavy
 from .flows import assemble_flows, region_contribution, resample_to_original
 from .fusion import FUSION_METHODS, fuse_masks
@@ -427,9 +428,13 @@ def _blocks(shape_yx: tuple[int, int], chunk: tuple[int, int]) -> list[tuple[int
             for y in range(0, shape_yx[0], chunk[0]) for x in range(0, shape_yx[1], chunk[1])]
 
 
+def _needs(resources: dict[str, float] | None) -> dict[str, Any]:
+    return {"resources": resources} if resources else {}
+
+
 def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...],
-                channels: tuple[int, ...],
-                token: str) -> Any:
+                channels: tuple[int, ...], token: str,
+                resources: dict[str, float] | None = None) -> Any:
     import dask
     from dask import delayed
 
@@ -447,13 +452,13 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ..
         # only about two rows of flow sums wait in memory, whatever the field's height.
         contrib = {}
         for r in regions:
-            with dask.annotate(priority=-order[r]):
+            with dask.annotate(priority=-order[r], **_needs(resources)):
                 contrib[r] = delayed(_flows_task, pure=True)(
                     info, t, z, channels, stats, geometry, r, specs, cfg.batch_size,
                     cfg.fusion != "fa",
                     dask_key_name=f"flows-{tag}-z{z}-{r[0]}_{r[1]}")
         for r in regions:
-            with dask.annotate(priority=1_000_000 - order[r]):
+            with dask.annotate(priority=1_000_000 - order[r], **_needs(resources)):
                 owned[(z, r)] = delayed(_integrate_task, pure=True)(
                     geometry, r, [contrib[o] for o in geometry.contributors(r)], dyn,
                     dask_key_name=f"integrate-{tag}-z{z}-{r[0]}_{r[1]}")
@@ -659,8 +664,10 @@ def segment(
             from dask.base import tokenize
 
             token = tokenize(asdict(config), [sp.sha256 for sp in specs], time.time_ns())[:8]
+            # network and integration ask for a GPU where workers have one (dask-cuda)
+            resources = gpu_resources(client)
             graphs = {(u.info.path, u.t): _unit_graph(u, config, specs, channels_of[u.info.path],
-                                                      token) for u in units}
+                                                      token, resources) for u in units}
             futures = client.compute(list(graphs.values()))
             key_of = {f.key: k for f, k in zip(futures, graphs, strict=True)}
             total = len(futures)

@@ -300,3 +300,41 @@ def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, clu
         SegmentationConfig(channels=(0, 1), channel_models=(str(copy),))
     with pytest.raises(ValueError, match="not both"):
         SegmentationConfig(channels=(0,), model="x", channel_models=(str(copy),))
+
+
+def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
+    """Network and integration tasks ask for the GPU resource where workers advertise one
+    (dask-cuda workers here are started with it); CPU clusters get no annotation."""
+    from structfree_dask import engine
+    from structfree_dask.cluster import gpu_resources, local_client
+
+    path = _write(tmp_path / "p.zarr", [make_mosaic(160, seed=7)])
+    client = local_client(n_workers=1, threads_per_worker=1, resources={"GPU": 1})
+    try:
+        assert gpu_resources(client) == {"GPU": 1}
+        result = segment(str(path), SegmentationConfig(channels=(0,), tile_size=96),
+                         client=client)
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert result.ok and result.done == [("A/1/0", 0)]
+    cfg = SegmentationConfig(channels=(0,), tile_size=96, name="g")
+    info = open_plate(path).field("A/1/0")
+    specs = engine.resolve_models(cfg)
+    label = engine._prepare_label(info, cfg, engine._run_record(cfg, specs, (0,), ("c",)))
+    unit = engine._Unit(info, label, 0)
+    for resources, want in (({"GPU": 1}, {"GPU": 1}), (None, None)):
+        graph = engine._unit_graph(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()
+        seen = set()
+        for layer in graph.layers.values():
+            res = (layer.annotations or {}).get("resources")
+            for key in layer:
+                got = res(key) if callable(res) else res
+                stage = str(key).split("-")[0]
+                seen.add(stage)
+                if stage in ("flows", "integrate"):
+                    assert got == want, key
+                elif stage in ("write", "pyramid", "offsets", "done"):
+                    assert not isinstance(got, dict), key
+        assert {"flows", "integrate", "write"} <= seen

@@ -1151,14 +1151,9 @@ def task_resources(client: Any) -> dict[str, float] | None:
     dict or None
         The ``resources=`` of :meth:`distributed.Client.submit`.
     """
-    try:
-        info = client.scheduler_info(n_workers=-1)
-    except TypeError:  # older distributed
-        info = client.scheduler_info()
-    workers = info.get("workers", {}) or {}
-    if any("GPU" in (w.get("resources") or {}) for w in workers.values()):
-        return {"GPU": 1}
-    return None
+    from ..cluster import gpu_resources
+
+    return gpu_resources(client)
 
 
 @dataclass
