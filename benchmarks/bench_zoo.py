@@ -82,8 +82,9 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
         zoo_dir = work / f"zoo_{tag}"
         jobs = training_jobs(plate, f"gt_{organelle}", organelle, preset.name,
                              subsets=subsets, seed=args.seed)
-        res = build_zoo(jobs, zoo_dir, client=client,
-                        settings=TrainSettings(max_epochs=args.epochs, patience=args.patience))
+        settings = TrainSettings(max_epochs=args.epochs, patience=args.patience,
+                                 tile_size=args.tile_size)
+        res = build_zoo(jobs, zoo_dir, client=client, settings=settings)
         if not res.ok:
             raise RuntimeError(f"{tag}/{organelle}: build failed: {res.failed}")
         rows = res.scores
@@ -135,6 +136,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--patience", type=int, default=50)
+    ap.add_argument("--tile-size", type=int, default=224, help="training tile side")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--plates", default="A,B", help="which plates: A, B or A,B")
@@ -152,7 +154,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     print(f"structfree_dask zoo benchmark: {args.rows * args.cols} fields of {args.size} px "
           f"per plate (widefield), split 80/10/10, at most {args.epochs} epochs "
-          f"(patience {args.patience}), {args.workers} workers x 1 thread")
+          f"(patience {args.patience}), training tiles {args.tile_size} px, "
+          f"{args.workers} workers x 1 thread")
     client = local_client(n_workers=args.workers, threads_per_worker=1)
     rows: list[dict[str, Any]] = []
     try:

@@ -340,6 +340,17 @@ def test_segment_with_the_zoo_selection(built, plate, cluster_client, tmp_path):
     want = [file_sha256(w) for w in weights]
     got = record["model_sha256"]
     assert (got if isinstance(got, list) else [got] * len(want)) == want
+    import numpy as np
+
+    from structfree_dask.io import create_plate
+
+    other = tmp_path / "other.zarr"
+    with create_plate(other, rows=["A"], columns=["1"]) as writer:
+        writer.write_field("A", "1", 0, np.ones((1, 2, 64, 64), "uint16"),
+                           channel_names=["DAPI", "actin"])
+    code, _, err = run_cli("segment", other, "--zoo", zoo, "--cell-line", "CL5",
+                           "--organelle", "cyto")
+    assert code == 2 and "was trained on channel(s)" in err, err  # card vs plate channels
     for argv, message in [((), "--zoo needs --cell-line"),
                           (("--cell-line", "CL5", "--model", "generalist"), "not both"),
                           (("--cell-line", "CL9"), "no selection for CL9/cyto")]:
