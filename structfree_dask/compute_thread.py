@@ -1,15 +1,13 @@
-"""One long-lived compute thread per process for the network's forward passes.
+"""One long-lived compute thread per process for the heavy steps (network, integration).
 
-A Dask worker runs tasks on several threads. A forward pass already uses every torch
-thread, so running two at once gains nothing; and glibc gives each calling thread its
-own heap arena, which keeps its peak after the pass. Passes run from whichever task
-thread is free would leave one such peak per thread (measured: about +150 MiB per extra
-thread for a pass of 16 tiles). Running them all on one thread, one at a time, keeps the
-network's share of a worker's memory at one pass's peak whatever the number of task
-threads, while reading, normalizing, integrating, encoding and writing overlap with it.
-The compute thread's arena is reused pass after pass, so it is not trimmed (that would
-only add page faults); :func:`release_free_memory` gives the other threads' free heap
-pages back after each integration.
+A Dask worker runs tasks on several threads. The heavy steps (the network's forward
+pass and flow integration) already use every torch thread, so running two of them at
+once gains little; and glibc gives each calling thread its own heap arena, which keeps
+its peak after the step is done. Steps run from whichever task thread is free would
+leave one such peak per thread (measured: about +150 MiB per extra thread for a forward
+pass of 16 tiles). Running them all on one thread, one at a time, keeps a worker's
+memory at one step's peak whatever the number of task threads, while reading,
+normalizing, encoding and writing still overlap with it.
 """
 
 from __future__ import annotations
@@ -55,6 +53,13 @@ def _find_trim() -> list:
 _TRIM = _find_trim()
 
 
+def _heavy(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        release_free_memory()
+
+
 def run_heavy(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
     """Run ``fn(*args, **kwargs)`` on this process's compute thread and return its result.
 
@@ -68,4 +73,4 @@ def run_heavy(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
     """
     if threading.current_thread().name.startswith(_NAME):
         return fn(*args, **kwargs)
-    return _executor().submit(fn, *args, **kwargs).result()
+    return _executor().submit(_heavy, fn, args, kwargs).result()
