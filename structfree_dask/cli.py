@@ -107,7 +107,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .cluster import make_client
+    from .cluster import close_client, make_client
     from .engine import SegmentationConfig, segment
 
     if args.scheduler and args.workers:
@@ -159,10 +159,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                              timepoints=args.timepoints, progress=progress)
     finally:
         bar.close()
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and not args.scheduler:
-            cluster.close()
+        close_client(client)
     rate = result.megapixel_channels / result.seconds if result.seconds else 0.0
     print(f"labels/{config.label_name}: {len(result.done)} done, {len(result.skipped)} "
           f"skipped (already done), {len(result.failed)} failed; "
@@ -209,6 +206,17 @@ def _add_common_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ngff-version", choices=("0.4", "0.5"), default="0.4",
                    help="NGFF version of the new store: 0.4 (zarr v2, widest viewer support) "
                         "or 0.5 (zarr v3)")
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--scheduler``, ``--cluster``, ``--workers`` and ``--no-progress`` to a command."""
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running Dask scheduler (tcp://... or tls://...)")
+    p.add_argument("--cluster", choices=("local", "cuda"), default="local",
+                   help="cluster to start when no --scheduler: local (default) or cuda")
+    p.add_argument("--workers", type=int, default=None,
+                   help="workers of the started cluster (default: one per core / GPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,16 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wells", type=_str_list, default=None, help="wells, e.g. A/1,B/3")
     p.add_argument("--timepoints", type=_timepoints, default=None,
                    help="timepoints: 3, 0:5 (stop excluded), 2: or 0,4,8 (default all)")
-    p.add_argument("--scheduler", default=None,
-                   help="address of a running Dask scheduler (tcp://... or tls://...)")
-    p.add_argument("--cluster", choices=("local", "cuda"), default="local",
-                   help="cluster to start when no --scheduler: local (default) or cuda")
-    p.add_argument("--workers", type=int, default=None,
-                   help="workers of the started cluster (default: one per core / GPU)")
+    add_cluster_options(p)
     p.add_argument("--overwrite", action="store_true", help="redo existing labels")
     p.add_argument("--performance-report", default=None, metavar="FILE.html",
                    help="write Dask's performance report")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("run", help="run a job file (nightly jobs): segment what is not done",

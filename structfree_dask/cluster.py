@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 __all__ = ["WORKER_ENVIRON", "GPU", "local_client", "cuda_client", "connect", "make_client",
-           "gpu_resources"]
+           "gpu_resources", "close_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +120,21 @@ def connect(address: str, security: Any = None) -> Any:
 
 
 def make_client(*, scheduler: str | None = None, cluster: str = "local",
-                workers: int | None = None, security: Any = None) -> Any:
+                workers: int | None = None, security: Any = None,
+                threads_per_worker: int = 1) -> Any:
     """Return a Client for the CLI's ``--scheduler`` / ``--cluster`` / ``--workers``."""
     if scheduler:
         return connect(scheduler, security)
     if cluster == "local":
-        return local_client(workers)
+        return local_client(workers, threads_per_worker=threads_per_worker)
     if cluster == "cuda":
         return cuda_client(workers)
     raise ValueError(f"cluster must be 'local' or 'cuda'; got {cluster!r}")
+
+
+def close_client(client: Any) -> None:
+    """Close a client, and the cluster it started (a scheduler it connected to stays up)."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()

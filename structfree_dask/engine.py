@@ -696,10 +696,9 @@ def segment(
                 raise
         finally:
             if own_client:
-                cluster = client.cluster
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+                from .cluster import close_client
+
+                close_client(client)
     for info, _, _ in plans:
         label = labels[info.path]
         if completed_timepoints(label):

@@ -30,13 +30,12 @@ STAGES = ("stats", "flows", "integrate", "count", "offsets", "write", "pyramid",
 
 def client_for(spec: ClusterSpec) -> Any:
     """Start or connect the job's cluster and return a ``distributed.Client``."""
-    from .cluster import connect, cuda_client, local_client
+    from .cluster import make_client
 
     if spec.kind == "scheduler":
-        return connect(str(spec.address), spec.security())
-    if spec.kind == "cuda":
-        return cuda_client(spec.workers)
-    return local_client(spec.workers, threads_per_worker=spec.threads_per_worker)
+        return make_client(scheduler=spec.address, security=spec.security())
+    return make_client(cluster=spec.kind, workers=spec.workers,
+                       threads_per_worker=spec.threads_per_worker)
 
 
 def task_config(task: SegmentTask, plate: str) -> Any:
@@ -175,10 +174,9 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
             record["workers_lost"] = _workers_lost(client, started)
     finally:
         if own and client is not None:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            from .cluster import close_client
+
+            close_client(client)
     failed = problems + [f"{e['plate']} labels/{e['label']}: {e['error']}"
                          for e in record["entries"] if e["error"]]
     failed += [f"{e['plate']} {f[0] or '(image)'} t={f[1]} labels/{e['label']}: {f[2]}"

@@ -70,6 +70,19 @@ def permutation_equal():
 
 
 @pytest.fixture(scope="session")
+def small_cpnet_path(tmp_path_factory) -> Path:
+    """Weights of a small, randomly initialised CPnet (seed 0): fast zoo tests."""
+    import torch
+    from cellpose.resnet_torch import CPnet
+
+    torch.manual_seed(0)
+    net = CPnet([2, 8, 16, 32, 64], 3, sz=3, diam_mean=30.0)
+    path = tmp_path_factory.mktemp("base") / "small.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def cluster_client():
     """A real multi-process LocalCluster with two single-threaded workers."""
     from structfree_dask.cluster import local_client

@@ -53,15 +53,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def small_base(tmp_path_factory):
+def small_base(small_cpnet_path):
     """A small, randomly initialised CPnet saved as a weights file."""
-    from cellpose.resnet_torch import CPnet
-
-    torch.manual_seed(0)
-    net = CPnet([2, 8, 16, 32, 64], 3, sz=3, diam_mean=30.0)
-    path = tmp_path_factory.mktemp("base") / "small.pth"
-    torch.save(net.state_dict(), path)
-    return resolve_model(path)
+    return resolve_model(small_cpnet_path)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import UsageError, _str_list
+from ..cli import UsageError, _str_list, add_cluster_options
 from .card import ORGANELLES, STRATEGIES
 
 __all__ = ["add_zoo_parser", "parse_subsets"]
@@ -71,13 +71,6 @@ def _zoo(path: str) -> Any:
 # --------------------------------------------------------------------------- build
 
 
-def _close(client: Any, keep_cluster: bool) -> None:
-    cluster = getattr(client, "cluster", None)
-    client.close()
-    if cluster is not None and not keep_cluster:
-        cluster.close()
-
-
 def _print_build(result: Any) -> None:
     from .report import F1_COLUMNS, _cell, f1_table, format_table
 
@@ -102,7 +95,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..backbones import resolve_model
-    from ..cluster import make_client
+    from ..cluster import close_client, make_client
     from .build import TrainSettings, build_zoo, training_jobs
     from .registry import Zoo
 
@@ -133,7 +126,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                            settings=settings, progress=progress)
     finally:
         bar.close()
-        _close(client, keep_cluster=bool(args.scheduler))
+        close_client(client)
     _print_build(result)
     return 0 if result.ok else 1
 
@@ -228,13 +221,7 @@ def _add_build(zsub: Any) -> None:
     p.add_argument("--wells", type=_str_list, default=None, help="only these wells, e.g. A/1,B/3")
     p.add_argument("--overwrite", action="store_true",
                    help="retrain models already in the zoo (default: reuse them)")
-    p.add_argument("--scheduler", default=None,
-                   help="address of a running Dask scheduler (tcp://... or tls://...)")
-    p.add_argument("--cluster", choices=("local", "cuda"), default="local",
-                   help="cluster to start when no --scheduler: local (default) or cuda")
-    p.add_argument("--workers", type=int, default=None,
-                   help="workers of the started cluster (default: one per core / GPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_cluster_options(p)
     p.set_defaults(func=_cmd_build)
 
 
