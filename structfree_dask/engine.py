@@ -527,16 +527,30 @@ _RESUME_KEYS = ("kind", "organelle", "model_sha256", "channels", "diameter", "fu
                 "cellprob_threshold", "flow_threshold", "min_size")
 
 
+def _existing_segmentation(info: ImageInfo, cfg: SegmentationConfig) -> LabelImage | None:
+    """Return the label image a rerun resumes; None when there is none (or ``overwrite``).
+
+    Raises
+    ------
+    LabelExistsError
+        The name is taken by a label image that no segmentation run wrote.
+    """
+    name = cfg.label_name
+    if cfg.overwrite or not (name in info.labels or _label_group_exists(info, name)):
+        return None
+    label = open_labels(info, name)
+    if label_record(label).get("kind") != "segmentation":
+        raise LabelExistsError(
+            f"label image {name!r} already exists in {info.url} and was not written by a "
+            "segmentation run; choose another --name or pass --overwrite")
+    return label
+
+
 def _prepare_label(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, Any]) -> LabelImage:
     name = cfg.label_name
-    exists = name in info.labels or _label_group_exists(info, name)
-    if exists and not cfg.overwrite:
-        label = open_labels(info, name)
+    label = _existing_segmentation(info, cfg)
+    if label is not None:
         old = label_record(label)
-        if old.get("kind") != "segmentation":
-            raise LabelExistsError(
-                f"label image {name!r} already exists in {info.url} and was not written by a "
-                "segmentation run; choose another --name or pass --overwrite")
         diffs = [k for k in _RESUME_KEYS if old.get(k) != record.get(k)]
         if diffs:
             raise LabelExistsError(
@@ -589,13 +603,7 @@ def _plan(plate: str, config: SegmentationConfig, spec: ModelSpec,
         if min(geometry.shape) < diameter:
             raise ValueError(f"field {info.url} is {geometry.shape[0]}x{geometry.shape[1]} px, "
                              f"smaller than one cell diameter ({diameter:g} px)")
-        name = config.label_name
-        if not config.overwrite and (name in info.labels or _label_group_exists(info, name)):
-            old = label_record(open_labels(info, name))
-            if old.get("kind") != "segmentation":
-                raise LabelExistsError(
-                    f"label image {name!r} already exists in {info.url} and was not written "
-                    "by a segmentation run; choose another --name or pass --overwrite")
+        _existing_segmentation(info, config)
         plans.append((info, channels, tps))
     return plans
 
