@@ -257,10 +257,12 @@ def forward_pass(fields: list[np.ndarray], n_tiles: int, batch_size: int, device
 # ----------------------------------------------------------------------------- (a) plain loop
 
 
-def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool
+def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool,
+              batch_size: int = 8, name: str = "(a) plain cellpose loop + FA by hand",
               ) -> tuple[Row, list[np.ndarray], list[np.ndarray]]:
     """Plain cellpose loop with Flow Averaging by hand. Returns the row, the FA labels and
-    (untimed) labels from channel 0 alone, the reference of (d)."""
+    (untimed) labels from channel 0 alone, the reference of (d). ``batch_size`` is
+    ``CellposeModel.eval``'s (cellpose's default: 8)."""
     import torch
     from cellpose import dynamics, models
 
@@ -268,7 +270,7 @@ def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool
     from structfree_dask.io import open_plate
 
     torch.set_num_threads(os.cpu_count() or 1)
-    row = Row("(a) plain cellpose loop + FA by hand")
+    row = Row(name)
     labels, single = [], []
     seconds = 0.0
     t0 = time.perf_counter()
@@ -282,7 +284,7 @@ def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool
         for c in range(n_channels):
             img = np.asarray(arr[0, c])
             _, flows, _ = model.eval(img, channels=[0, 0], diameter=DIAMETER,
-                                     compute_masks=False)
+                                     compute_masks=False, batch_size=batch_size)
             dps.append(np.asarray(flows[1], dtype=np.float32))
             cps.append(np.asarray(flows[2], dtype=np.float32))
         dP = np.mean(dps, axis=0)
@@ -561,7 +563,7 @@ def main() -> int:
                     help="field side of the throughput part (default 1024; --quick: 512)")
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: "
-                    "fwd,a,b,c,d,mem")
+                    "fwd,a,a2,b,c,d,mem")
     ap.add_argument("--fwd-tiles", type=int, default=None,
                     help="tiles in the forward-pass measurement (default 48 CPU, 1024 GPU)")
     ap.add_argument("--cp-blocksize", type=int, default=512,
@@ -619,10 +621,13 @@ def main() -> int:
         if "fwd" not in skip:
             n_tiles = args.fwd_tiles or (1024 if use_gpu else (16 if args.quick else 48))
             watch = CpuWatch()
-            fp = forward_pass(fields, n_tiles, 8, device, fsize)
+            from structfree_dask.backbones import default_batch_size
+
+            fbs = default_batch_size(device)
+            fp = forward_pass(fields, n_tiles, fbs, device, fsize)
             other = watch.stop()
             print()
-            print(f"Network forward pass only ({device}, predict_tiles, batch 8, "
+            print(f"Network forward pass only ({device}, predict_tiles, batch {fbs}, "
                   f"{fp['tiles']} tiles of 224 px, torch threads "
                   f"{torch.get_num_threads() if not use_gpu else '-'}):")
             print(f"  {fp['tiles_per_s']:.2f} tiles/s = {fp['tile_mpx_s']:.3f} Mpx/s of tiles"
@@ -639,6 +644,17 @@ def main() -> int:
             row_a, ref, single = run_plain(plate, paths, n_ch, use_gpu)
             row_a.other_cpu = watch.stop()
             rows.append(row_a)
+        if "a2" not in skip and not use_gpu:
+            # the engine's CPU default batch, so that (b)/(a) is not only a batch-size effect
+            from structfree_dask.backbones import default_batch_size
+
+            bs = default_batch_size("cpu")
+            log(f"(a') plain cellpose loop, batch_size={bs}")
+            watch = CpuWatch()
+            row_a2 = run_plain(plate, paths, n_ch, use_gpu, batch_size=bs,
+                               name=f"(a') the same loop, batch_size={bs}")[0]
+            row_a2.other_cpu = watch.stop()
+            rows.append(row_a2)
         engine_labels = {}
         for tag, title, nw, nt in (("b", "(b) engine, 1 worker x 2 threads", 1, 2),
                                    ("c", "(c) engine, 2 workers x 1 thread", 2, 1)):

@@ -11,11 +11,15 @@ Two simulated plates, both imaged in widefield mode with dense, irregular cells:
 For each plate and organelle (nuclei, cytoplasm) the zoo is built on a local Dask cluster
 (one task per model): one channel-wise (CW) model per weak reporter and one MC model on all
 channels, fine-tuned from the shipped generalist with the method's augmentations and early
-stopping, split 80/10/10 by field. Every (training subset, evaluation subset) pair and the
-Vanilla generalist are scored with Flow Averaging on the validation fields; for each of
-Vanilla, CW and MC the pair of best validation F1 is kept and its **test** F1 (IoU 0.5) is
-reported. Then FA is compared with the four mask-fusion baselines (pixel voting, majority
-voting, STAPLE, SIMPLE) on all weak reporters with the CW models, on the test fields.
+stopping, split 80/10/10 by field over the first ``--rows`` rows of wells. Every (training
+subset, evaluation subset) pair and the Vanilla generalist are scored with Flow Averaging on
+the validation fields; for each of Vanilla, CW and MC the pair of best validation F1 is kept
+and its **test** F1 (IoU 0.5) is reported, on the split's test fields plus ``--heldout-rows``
+further rows of wells that take no part in training, validation or selection (the split
+alone leaves only a few test fields). Then FA is compared with the four mask-fusion
+baselines (pixel voting, majority voting, STAPLE, SIMPLE) with the CW models on the same
+test fields: once on all weak reporters, and once with each method on its own subset of two
+or more weak reporters, the one of best validation F1 (as FA's subset is chosen).
 
 Usage::
 
@@ -68,11 +72,14 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
                  client: Any) -> list[dict[str, Any]]:
     from structfree_dask.simulate import simulate_plate
     from structfree_dask.zoo import TrainSettings, Zoo, build_zoo, training_jobs
-    from structfree_dask.zoo.report import fusion_table
 
-    plate = simulate_plate(work / f"{tag}.zarr", cell_line=preset, rows=args.rows,
+    rows_total = args.rows + args.heldout_rows
+    plate = simulate_plate(work / f"{tag}.zarr", cell_line=preset, rows=rows_total,
                            cols=args.cols, fields=1, timepoints=1, size=args.size,
                            seed=args.seed, mode="widefield")
+    letters = [chr(ord("A") + i) for i in range(rows_total)]
+    wells = [f"{r}/{c + 1}" for r in letters[:args.rows] for c in range(args.cols)]
+    heldout = [f"{r}/{c + 1}/0" for r in letters[args.rows:] for c in range(args.cols)]
     names = [c.name for c in preset.channels]
     weak = [i for i, n in enumerate(names) if n != "strong-reporter"]
     subsets = [(c,) for c in weak] + [tuple(range(len(names)))]
@@ -81,29 +88,59 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
         t0 = time.perf_counter()
         zoo_dir = work / f"zoo_{tag}"
         jobs = training_jobs(plate, f"gt_{organelle}", organelle, preset.name,
-                             subsets=subsets, seed=args.seed)
+                             subsets=subsets, seed=args.seed, wells=wells)
         settings = TrainSettings(max_epochs=args.epochs, patience=args.patience,
                                  tile_size=args.tile_size)
         res = build_zoo(jobs, zoo_dir, client=client, settings=settings)
         if not res.ok:
             raise RuntimeError(f"{tag}/{organelle}: build failed: {res.failed}")
-        rows = res.scores
-        row = {"plate": tag, "organelle": organelle, "train_s": round(res.seconds, 1)}
-        for strategy in ("vanilla", "cw", "mc"):
-            b = _best(rows, strategy, set(weak))
-            row[strategy] = b and {"test_f1": float(b["test_f1"]), "val_f1": float(b["val_f1"]),
-                                   "eval": "+".join(b["eval_channel_names"]),
-                                   "train": "+".join(str(n) for n in b.get(
-                                       "train_channel_names", []) or [])}
         zoo = Zoo(zoo_dir)
         selection = zoo.selection(preset.name, organelle)
-        fusion = fusion_table(zoo, selection, plate)
-        row["fusion"] = {f["method"]: float(f["f1"]) for f in fusion}
-        row["fusion_channels"] = fusion[0]["channels"]
-        row["epochs"] = {c.model_id: c.epochs_run for c in res.cards}
+        row = {"plate": tag, "organelle": organelle, "train_s": round(res.seconds, 1),
+               "epochs": {c.model_id: c.epochs_run for c in res.cards}}
+        row.update(compare(zoo, selection, plate, set(weak), heldout))
         row["seconds"] = round(time.perf_counter() - t0, 1)
         logger.info("%s", json.dumps(row))
         out.append(row)
+    return out
+
+
+def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
+            heldout: list[str]) -> dict[str, Any]:
+    """Best Vanilla/CW/MC pairs by validation F1, and FA vs mask fusion, on the test fields.
+
+    The test fields are the split's test fields plus the held-out wells (never used to
+    train, validate or select).
+    """
+    from structfree_dask.zoo.report import fusion_table, pair_scores
+
+    ids = selection["model_ids"]
+    ref = zoo.get(next(iter(ids.values())) if isinstance(ids, dict) else ids)
+    test = [*ref.split.test, *heldout]
+    row: dict[str, Any] = {"n_test_fields": len(test)}
+    best = {s: _best(selection["candidates"], s, allowed) for s in ("vanilla", "cw", "mc")}
+    chosen = [b for b in best.values() if b is not None]
+    scores = iter(pair_scores(zoo, selection, plate, chosen, fields=test))
+    for strategy, b in best.items():
+        row[strategy] = b and {
+            "test_f1": float(next(scores)["f1"]), "split_test_f1": float(b["test_f1"]),
+            "val_f1": float(b["val_f1"]), "eval": "+".join(b["eval_channel_names"]),
+            "train": "+".join(str(n) for n in b.get("train_channel_names", []) or [])}
+    row.update(fusion_rows(fusion_table(zoo, selection, plate, fields=test)))
+    return row
+
+
+def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:
+    """FA and mask-fusion test F1 on all channels and on each method's chosen subset."""
+    out: dict[str, Any] = {"fusion": {}, "fusion_chosen": {}}
+    for f in fusion:
+        if f["subset"] == "all":
+            out["fusion"][f["method"]] = float(f["f1"])
+            out["fusion_channels"] = f["channels"]
+        else:
+            out["fusion_chosen"][f["method"]] = {"f1": float(f["f1"]),
+                                                 "val_f1": float(f["val_f1"]),
+                                                 "channels": f["channels"]}
     return out
 
 
@@ -112,7 +149,9 @@ def _f(x: dict[str, Any] | None) -> str:
 
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
-    print("\nTest F1 at IoU 0.5 (pair of best validation F1 per column; FA throughout)")
+    n = rows[0]["n_test_fields"] if rows else 0
+    print(f"\nTest F1 at IoU 0.5 on {n} test fields (pair of best validation F1 per column; "
+          "FA throughout)")
     print("| plate | organelle | Vanilla | best CW | best MC | best CW pair | best MC pair |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -126,12 +165,25 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         print(f"| {r['plate']} | {r['organelle']} | "
               + " | ".join(f"{r['fusion'][m]:.3f}" for m in methods) + " |")
+    chosen = [r for r in rows if r.get("fusion_chosen")]
+    if not chosen:
+        return
+    print("\nFA vs mask fusion, CW models, each method on its own subset of >= 2 weak "
+          "reporters chosen by validation F1; test fields (F1 at IoU 0.5)")
+    print("| plate | organelle | " + " | ".join(methods) + " |")
+    print("|---|---|" + "---|" * len(methods))
+    for r in chosen:
+        print(f"| {r['plate']} | {r['organelle']} | " + " | ".join(
+            f"{r['fusion_chosen'][m]['f1']:.3f} ({r['fusion_chosen'][m]['channels']})"
+            for m in methods) + " |")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run (tiny plate, 2 epochs)")
-    ap.add_argument("--rows", type=int, default=4)
+    ap.add_argument("--rows", type=int, default=4, help="rows of wells split 80/10/10")
+    ap.add_argument("--heldout-rows", type=int, default=3,
+                    help="further rows of wells, used only as test fields")
     ap.add_argument("--cols", type=int, default=5)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=40)
@@ -144,7 +196,7 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, default=None, help="keep the plates and zoos here")
     args = ap.parse_args()
     if args.quick:
-        args.rows, args.cols, args.size, args.epochs = 2, 5, 160, 2
+        args.rows, args.cols, args.size, args.epochs, args.heldout_rows = 2, 5, 160, 2, 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("distributed", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -153,7 +205,8 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_zoo_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"structfree_dask zoo benchmark: {args.rows * args.cols} fields of {args.size} px "
-          f"per plate (widefield), split 80/10/10, at most {args.epochs} epochs "
+          f"per plate (widefield), split 80/10/10, plus {args.heldout_rows * args.cols} "
+          f"held-out test fields, at most {args.epochs} epochs "
           f"(patience {args.patience}), training tiles {args.tile_size} px, "
           f"{args.workers} workers x 1 thread")
     client = local_client(n_workers=args.workers, threads_per_worker=1)

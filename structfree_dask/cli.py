@@ -138,7 +138,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .engine import validate
 
     validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
-    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers)
+    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers,
+                         profile=bool(args.performance_report))
     print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
     bar = tqdm(total=0, unit="field-timepoint", disable=args.no_progress, file=sys.stderr)
 
@@ -291,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task region and label chunk size in px (default 1024)")
     p.add_argument("--halo", type=int, default=None,
                    help="halo in px around each region (default 2 diameters + 8)")
-    p.add_argument("--batch-size", type=int, default=8, help="network tiles per batch")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="network tiles per forward pass (default: 8 on a GPU, 2 on a CPU)")
     p.add_argument("--wells", type=_str_list, default=None, help="wells, e.g. A/1,B/3")
     p.add_argument("--timepoints", type=_timepoints, default=None,
                    help="timepoints: 3, 0:5 (stop excluded), 2: or 0,4,8 (default all)")

@@ -84,8 +84,10 @@ class SegmentationConfig:
         Task region side in pixels; also the label chunk size.
     halo : int, optional
         Halo in pixels (default: 2 diameters + 8).
-    batch_size : int
-        Network tiles per forward pass.
+    batch_size : int, optional
+        Network tiles per forward pass (default: 8 on a GPU, 2 on a CPU, where small
+        passes are faster and lighter; see
+        :func:`~structfree_dask.backbones.default_batch_size`).
     cellprob_threshold, flow_threshold : float
     min_size : int
     overwrite : bool
@@ -105,7 +107,7 @@ class SegmentationConfig:
     diameter: float | None = None
     tile_size: int = 1024
     halo: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = None
     cellprob_threshold: float = 0.0
     flow_threshold: float = 0.4
     min_size: int = 15
@@ -125,7 +127,7 @@ class SegmentationConfig:
             raise ValueError(f"tile_size must be >= 64; got {self.tile_size}")
         if self.halo is not None and self.halo < 0:
             raise ValueError(f"halo must be >= 0; got {self.halo}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
@@ -236,7 +238,7 @@ def _stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarra
     return out
 
 
-def _predictor(specs: tuple[ModelSpec, ...], batch_size: int) -> Callable[[np.ndarray],
+def _predictor(specs: tuple[ModelSpec, ...], batch_size: int | None) -> Callable[[np.ndarray],
                                                                           np.ndarray]:
     """``predict(tiles)`` for tiles interleaved by channel (tile ``i * c + k``: channel k)."""
     from .backbones import load_model, predict_tiles
@@ -259,7 +261,8 @@ def _predictor(specs: tuple[ModelSpec, ...], batch_size: int) -> Callable[[np.nd
 
 def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
                 geometry: FieldGeometry, region: tuple[int, int],
-                specs: tuple[ModelSpec, ...], batch_size: int, separate: bool = False) -> Any:
+                specs: tuple[ModelSpec, ...], batch_size: int | None,
+                separate: bool = False) -> Any:
     box = geometry.tiles_box(region)
     if box is None:
         return None
@@ -731,7 +734,7 @@ def segment_array(
     diameter: float | None = None,
     tile_size: int | None = None,
     halo: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     cellprob_threshold: float = 0.0,
     flow_threshold: float = 0.4,
     min_size: int = 15,

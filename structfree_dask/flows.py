@@ -32,6 +32,8 @@ FLOW_DTYPE = np.dtype("float32")
 #: dtype in which a region's weighted sums wait for their consumers: half the memory
 #: and transfer of float32; sums are formed in float32 and rounded once.
 STORE_DTYPE = np.dtype("float16")
+#: Lattice tiles sent to the network per call (times the number of channels).
+PREDICT_CHUNK = 8
 Box = tuple[int, int, int, int]
 
 
@@ -151,20 +153,24 @@ def region_contribution(
     tiles = geometry.owned_tiles(region)
     rendered = render_rescaled(image, origin, box, geometry)
     c = rendered.shape[0]
-    batch = np.empty((len(tiles) * c, NET_TILE, NET_TILE), dtype=FLOW_DTYPE)
-    for i, (ys, xs) in enumerate(tiles):
-        ly, lx = ys - box[0], xs - box[2]
-        batch[i * c : (i + 1) * c] = rendered[:, ly : ly + NET_TILE, lx : lx + NET_TILE]
-    y = predict(batch)  # type: ignore[operator]
     mask = taper_mask()
     shape = (3, box[1] - box[0], box[3] - box[2])
     acc = np.zeros((c, *shape) if separate else shape, dtype=FLOW_DTYPE)
-    for i, (ys, xs) in enumerate(tiles):
-        ly, lx = ys - box[0], xs - box[2]
-        sl = (slice(ly, ly + NET_TILE), slice(lx, lx + NET_TILE))
-        for k in range(c):  # fixed order: bitwise-reproducible sums
-            dst = acc[k] if separate else acc
-            dst[(slice(None), *sl)] += y[i * c + k] * mask
+    # a few tiles per call: the network's outputs never pile up for the whole region
+    for start in range(0, len(tiles), PREDICT_CHUNK):
+        chunk = tiles[start : start + PREDICT_CHUNK]
+        batch = np.empty((len(chunk) * c, NET_TILE, NET_TILE), dtype=FLOW_DTYPE)
+        for i, (ys, xs) in enumerate(chunk):
+            ly, lx = ys - box[0], xs - box[2]
+            batch[i * c : (i + 1) * c] = rendered[:, ly : ly + NET_TILE, lx : lx + NET_TILE]
+        y = predict(batch)  # type: ignore[operator]
+        for i, (ys, xs) in enumerate(chunk):
+            ly, lx = ys - box[0], xs - box[2]
+            sl = (slice(ly, ly + NET_TILE), slice(lx, lx + NET_TILE))
+            for k in range(c):  # fixed order: bitwise-reproducible sums
+                dst = acc[k] if separate else acc
+                dst[(slice(None), *sl)] += y[i * c + k] * mask
+        del batch, y
     return FlowContribution(box=box, acc=acc.astype(STORE_DTYPE), tiles=tuple(tiles),
                             n_channels=c)
 

@@ -77,7 +77,7 @@ class SegmentTask:
     diameter: float | None = None
     tile_size: int = 1024
     halo: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = None
     wells: tuple[str, ...] | None = None
     timepoints: slice | tuple[int, ...] | None = None
     fusion: str = "fa"
@@ -275,7 +275,7 @@ def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None
         diameter = None
     tile = ck.integer(data, "tile_size", where, minimum=64, default=1024)
     halo = ck.integer(data, "halo", where, minimum=0, default=None)
-    batch = ck.integer(data, "batch_size", where, minimum=1, default=8)
+    batch = ck.integer(data, "batch_size", where, minimum=1, default=None)
     fusion = ck.string(data, "fusion", where, FUSIONS) or "fa"
     overwrite = data.get("overwrite", False)
     if not isinstance(overwrite, bool):
@@ -289,7 +289,7 @@ def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None
         organelle=organelle, channels=channels, model=model,
         zoo=_resolve(base, zoo) if zoo else None, cell_line=cell_line, name=name,
         diameter=float(diameter) if diameter is not None else None, tile_size=tile or 1024,
-        halo=halo, batch_size=batch or 8, wells=_wells(data.get("wells"), f"{where}.wells", ck),
+        halo=halo, batch_size=batch, wells=_wells(data.get("wells"), f"{where}.wells", ck),
         timepoints=_timepoints(data.get("timepoints"), f"{where}.timepoints", ck),
         fusion=fusion, overwrite=overwrite)
 

@@ -28,14 +28,18 @@ logger = logging.getLogger(__name__)
 STAGES = ("stats", "flows", "integrate", "count", "offsets", "write", "pyramid", "done")
 
 
-def client_for(spec: ClusterSpec) -> Any:
-    """Start or connect the job's cluster and return a ``distributed.Client``."""
+def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
+    """Start or connect the job's cluster and return a ``distributed.Client``.
+
+    ``profile``: run the workers' profiler in a cluster started here (for the
+    performance report).
+    """
     from .cluster import make_client
 
     if spec.kind == "scheduler":
         return make_client(scheduler=spec.address, security=spec.security())
     return make_client(cluster=spec.kind, workers=spec.workers,
-                       threads_per_worker=spec.threads_per_worker)
+                       threads_per_worker=spec.threads_per_worker, profile=profile)
 
 
 def task_config(task: SegmentTask, plate: str) -> Any:
@@ -154,7 +158,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     own = client is None and plates
     try:
         if own:
-            client = client_for(job.cluster)
+            client = client_for(job.cluster, profile=job.performance_report)
         if client is not None:
             info = client.scheduler_info()
             record["cluster"].update({"scheduler": info.get("address"),

@@ -98,12 +98,19 @@ def test_tiled_equals_untiled_on_1024_field(tmp_path, make_mosaic, cluster_clien
     assert n_crossing > 20 and cut == 0
 
 
+def _profiling() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
 def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
     from structfree_dask.cluster import local_client
 
     path = _copy(plate_small[0], tmp_path)
     client = local_client(n_workers=1, threads_per_worker=1)
-    try:
+    try:  # the workers' statistical profiler is off unless asked for
+        assert list(client.run(_profiling).values()) == [False]
         result = segment(str(path), SMALL, client=client)
     finally:
         cluster = client.cluster
@@ -309,9 +316,11 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     from structfree_dask.cluster import gpu_resources, local_client
 
     path = _write(tmp_path / "p.zarr", [make_mosaic(160, seed=7)])
-    client = local_client(n_workers=1, threads_per_worker=1, resources={"GPU": 1})
+    client = local_client(n_workers=1, threads_per_worker=1, resources={"GPU": 1},
+                          profile=True)
     try:
         assert gpu_resources(client) == {"GPU": 1}
+        assert list(client.run(_profiling).values()) == [True]
         result = segment(str(path), SegmentationConfig(channels=(0,), tile_size=96),
                          client=client)
     finally:

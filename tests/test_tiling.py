@@ -63,3 +63,34 @@ def test_halo_and_validation():
         FieldGeometry((10, 10), tile_size=4, halo=0)
     with pytest.raises(ValueError, match="rescale"):
         FieldGeometry((10, 10), tile_size=64, halo=0, rescale=0)
+
+
+def test_region_contribution_same_in_any_number_of_network_calls(monkeypatch):
+    """Tiles go to the network a few at a time; the sums do not depend on how many."""
+    from structfree_dask import flows
+
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 700, 640), dtype=np.float32)
+    geometry = FieldGeometry((700, 640), tile_size=512, halo=40)
+    calls = []
+
+    def predict(tiles):  # a deterministic stand-in for the network
+        calls.append(len(tiles))
+        return np.stack([tiles * 0.5, tiles - 0.25, np.sin(tiles)], axis=1)
+
+    def run(chunk, separate):
+        monkeypatch.setattr(flows, "PREDICT_CHUNK", chunk)
+        calls.clear()
+        out = flows.region_contribution(image, (0, 0), geometry, (0, 0), predict,
+                                        separate=separate)
+        return out, list(calls)
+
+    n_tiles = len(geometry.owned_tiles((0, 0)))
+    assert n_tiles > 3
+    for separate in (False, True):
+        whole, one_call = run(10_000, separate)
+        parts, many_calls = run(3, separate)
+        assert one_call == [2 * n_tiles] and len(many_calls) == -(-n_tiles // 3)
+        assert max(many_calls) == 6 and sum(many_calls) == 2 * n_tiles
+        assert parts.box == whole.box and parts.tiles == whole.tiles
+        assert np.array_equal(parts.acc, whole.acc)  # bitwise

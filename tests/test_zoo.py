@@ -550,3 +550,61 @@ def test_run_jobs_and_select(small_base, tiny_plate, tmp_path):
     # the MC model on its own channels scores as the engine scored it in the card
     mc_row = table[-1]
     assert mc_row["val_f1"] == pytest.approx(cards[1].val_f1, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- fusion comparison
+
+
+def test_fusion_table_each_method_chooses_its_own_subset(tmp_path):
+    """All channels for every method, then each method on its best validation subset."""
+    from itertools import combinations
+
+    from structfree_dask.fusion import fuse_masks
+    from structfree_dask.metrics import evaluate
+    from structfree_dask.zoo.evaluate import average_flows, channel_flows, flows_to_labels
+    from structfree_dask.zoo.report import FUSION_LABELS, fusion_table
+
+    plate = simulate_plate(tmp_path / "p.zarr", cell_line="CL5", rows=1, cols=3, fields=1,
+                           size=128, seed=3)
+    names = ("mito", "ER", "membrane")
+    split = Split(("A/1/0",), ("A/2/0",), ("A/3/0",), seed=0)
+    generalist = resolve_model(None)
+    zoo = Zoo(tmp_path / "zoo")
+    for k, name in enumerate(names):  # three "CW models": the generalist on each channel
+        zoo.add(ModelCard.example(model_id=f"cw{k}", cell_line="CL5", channels=(k,),
+                                  channel_names=(name,), split=split, diameter=30.0),
+                generalist.path)
+    selection = zoo.set_selection("CL5", "cyto", {
+        "model_ids": {0: "cw0", 1: "cw1"}, "eval_channels": [0, 1], "strategy": "cw",
+        "val_f1": 0.5, "gt": "gt_cyto"})
+    rows = fusion_table(zoo, selection, plate)
+    labels = list(FUSION_LABELS.values())
+    assert [(r["method"], r["subset"]) for r in rows] == (
+        [(m, "all") for m in labels] + [(m, "validation") for m in labels])
+
+    def scores(field):  # by hand: every method on every subset of >= 2 channels
+        planes = load_planes(plate, [field], [0, 1, 2], "gt_cyto")
+        img, truth = planes[0].image, planes[0].labels.astype(np.int64)
+        flows = [channel_flows(img[k], generalist, diameter=30.0) for k in range(3)]
+        masks = [flows_to_labels(f) for f in flows]
+        out = {}
+        for sub in (c for n in (2, 3) for c in combinations(range(3), n)):
+            preds = {"FA": flows_to_labels(average_flows(np.stack([flows[k] for k in sub])))}
+            for method in ("simple", "staple", "voting", "majority"):
+                preds[FUSION_LABELS[method]] = fuse_masks([masks[k] for k in sub],
+                                                          method=method)
+            for m, p in preds.items():
+                out[(m, "+".join(names[k] for k in sub))] = evaluate(truth, p.astype(np.int64))
+        return out
+
+    val, test = scores("A/2/0"), scores("A/3/0")
+    assert any(v["f1"] > 0 for v in val.values())  # the generalist finds cells here
+    for r in rows:
+        assert r["models"] == "CW models"
+        if r["subset"] == "all":
+            assert r["channels"] == "mito+ER+membrane" and math.isnan(r["val_f1"])
+        else:
+            mine = {ch: s["f1"] for (m, ch), s in val.items() if m == r["method"]}
+            assert r["val_f1"] == pytest.approx(max(mine.values()))
+            assert mine[r["channels"]] == pytest.approx(max(mine.values()))
+        assert r["f1"] == pytest.approx(test[(r["method"], r["channels"])]["f1"])

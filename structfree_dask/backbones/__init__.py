@@ -1,8 +1,10 @@
 """Segmentation backbones. Each predicts (dY, dX, cell probability) maps of tiles."""
 
 from .cellpose import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_MODEL,
     ModelSpec,
+    default_batch_size,
     default_model_path,
     file_sha256,
     load_model,
@@ -12,8 +14,10 @@ from .cellpose import (
 )
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_MODEL",
     "ModelSpec",
+    "default_batch_size",
     "default_model_path",
     "file_sha256",
     "load_model",

@@ -200,7 +200,26 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> Any:
     return net
 
 
-def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int = 8) -> np.ndarray:
+#: Tiles per forward pass when none is given, per device type. On a CPU, passes of two
+#: 224 px tiles ran faster per tile than passes of eight (5.1 vs 3.9 tiles/s with two
+#: torch threads) and need a quarter of the memory (+235 vs +767 MiB): large batches
+#: only pay off on a GPU.
+DEFAULT_BATCH_SIZE: dict[str, int] = {"cpu": 2, "cuda": 8, "mps": 8}
+
+
+def default_batch_size(device: Any) -> int:
+    """Tiles per forward pass on ``device`` (a torch device or its type name).
+
+    Examples
+    --------
+    >>> default_batch_size("cpu"), default_batch_size("cuda")
+    (2, 8)
+    """
+    kind = getattr(device, "type", str(device))
+    return DEFAULT_BATCH_SIZE.get(kind, 8)
+
+
+def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
     """Run the network on single-channel tiles.
 
     Parameters
@@ -209,7 +228,8 @@ def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int = 8) -> np.nda
     tiles : numpy.ndarray
         ``(n, ly, lx)`` normalized grayscale tiles (each channel of a field is fed on
         its own: the network's second input channel is zero).
-    batch_size : int
+    batch_size : int, optional
+        Tiles per forward pass (default: :func:`default_batch_size` of the net's device).
 
     Returns
     -------
@@ -225,6 +245,7 @@ def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int = 8) -> np.nda
     out = np.empty((n, 3, ly, lx), dtype=FLOW_DTYPE)
     device = next(net.parameters()).device
     half = device.type == "cuda"
+    batch_size = batch_size or default_batch_size(device)
     def run() -> None:
         with torch.no_grad():
             for i in range(0, n, batch_size):

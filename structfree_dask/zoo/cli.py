@@ -251,7 +251,8 @@ def _add_report(zsub: Any) -> None:
                    help="ground-truth label image (default: the one used to build)")
     p.add_argument("--overlays", type=int, default=3,
                    help="number of test fields to draw (default 3)")
-    p.add_argument("--batch-size", type=int, default=8, help="network tiles per batch")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="network tiles per forward pass (default: 8 on a GPU, 2 on a CPU)")
     p.set_defaults(func=_cmd_report)
 
 

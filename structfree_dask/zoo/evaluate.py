@@ -55,7 +55,7 @@ def channel_flows(
     model: ModelLike,
     *,
     diameter: float | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     device: Any = None,
 ) -> np.ndarray:
     """Flows of one channel with one model, at the original pixels.
@@ -67,7 +67,7 @@ def channel_flows(
     model : ModelSpec, str, Path or None
     diameter : float, optional
         Cell diameter in px (default: the model's ``diam_mean``, no rescaling).
-    batch_size : int
+    batch_size : int, optional
     device : torch.device, optional
 
     Returns
@@ -133,7 +133,7 @@ def fa_segment(
     models: ModelLike | Sequence[ModelLike],
     *,
     diameter: float | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     cellprob_threshold: float = 0.0,
     flow_threshold: float = 0.4,
     min_size: int = 15,

@@ -28,6 +28,7 @@ table functions are pure; :func:`write_report` does the I/O.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
 import re
@@ -63,6 +64,7 @@ __all__ = [
     "fusion_models",
     "vanilla_models",
     "fusion_table",
+    "pair_scores",
     "overlay_figure",
     "write_overlays",
     "write_report",
@@ -457,7 +459,7 @@ def vanilla_models(selection: Mapping[str, Any], channels: Sequence[str],
 class _Flows:
     """Flows of one plane, computed once per (model, channel, diameter)."""
 
-    def __init__(self, plane: Plane, channels: Sequence[str], batch_size: int) -> None:
+    def __init__(self, plane: Plane, channels: Sequence[str], batch_size: int | None) -> None:
         self.plane = plane
         self.index = {name: k for k, name in enumerate(channels)}
         self.batch_size = batch_size
@@ -507,8 +509,19 @@ def _score(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate, *,
                  gt: str | None = None, fields: Sequence[str] | None = None,
-                 batch_size: int = 8) -> list[dict[str, Any]]:
+                 batch_size: int | None = None, choose_subsets: bool = True,
+                 ) -> list[dict[str, Any]]:
     """FA against SIMPLE, STAPLE, Voting and Majority Voting on the test fields.
+
+    Every method fuses the same per-channel predictions of :func:`fusion_models`. Two
+    sets of rows:
+
+    * ``subset="all"``: every method on all the models' channels;
+    * ``subset="validation"`` (with ``choose_subsets``, when there are 3 channels or
+      more): each method on *its own* best channel subset of two or more channels, the
+      one of highest F1 on the validation fields of the split (ties: fewer channels),
+      as the method selects FA's subset. No method is scored on a subset chosen for
+      another.
 
     Parameters
     ----------
@@ -520,29 +533,118 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
         Ground-truth label image (default: the one recorded at build time).
     fields : sequence of str, optional
         Default: the test fields of the selection's split.
-    batch_size : int
+    batch_size : int, optional
+    choose_subsets : bool
+        Also score each method on its validation-chosen subset.
 
     Returns
     -------
     list of dict
-        One row per method (:data:`FUSION_LABELS` order): ``method``, ``models``,
-        ``channels`` and the scores of :data:`~structfree_dask.zoo.build.SCORE_KEYS`.
+        One row per method (:data:`FUSION_LABELS` order) and subset kind: ``method``,
+        ``subset``, ``models``, ``channels``, ``val_f1`` (validation rows) and the scores
+        of :data:`~structfree_dask.zoo.build.SCORE_KEYS`.
     """
     models = fusion_models(zoo, selection)
+    everything = tuple(range(len(models.channels)))
+    chosen: dict[str, tuple[tuple[int, ...], float]] = {}
+    if choose_subsets and len(everything) >= 3:
+        ref = _reference_card(zoo, selection)
+        val = _test_planes(zoo, selection, plate, models.channels, gt, ref.split.val)
+        subsets = [c for k in range(2, len(everything) + 1)
+                   for c in itertools.combinations(everything, k)]
+        logger.info("fusion comparison: choosing each method's subset among %d on %d "
+                    "validation plane(s)", len(subsets), len(val))
+        val_scores = _fusion_scores(models, val, subsets, batch_size)
+        for method in FUSION_LABELS:
+            best = max(subsets, key=lambda c: (val_scores[(method, c)]["f1"], -len(c)))
+            chosen[method] = (best, float(val_scores[(method, best)]["f1"]))
     planes = _test_planes(zoo, selection, plate, models.channels, gt, fields)
-    scores: dict[str, list[dict[str, Any]]] = {m: [] for m in FUSION_LABELS}
     logger.info("fusion comparison: %s on %d test plane(s)", models.label, len(planes))
+    wanted = {everything, *(c for c, _ in chosen.values())}
+    test = _fusion_scores(models, planes, sorted(wanted), batch_size)
+    rows = []
+    for kind in ("all", "validation"):
+        for method, label in FUSION_LABELS.items():
+            if kind == "all":
+                subset, val_f1 = everything, math.nan
+            elif method in chosen:
+                subset, val_f1 = chosen[method]
+            else:
+                continue
+            rows.append({"method": label, "subset": kind, "models": models.label,
+                         "channels": "+".join(models.channels[k] for k in subset),
+                         "val_f1": val_f1, **test[(method, subset)]})
+    return rows
+
+
+def pair_scores(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate,
+                pairs: Sequence[Mapping[str, Any]], *, fields: Sequence[str] | None = None,
+                gt: str | None = None, batch_size: int | None = None) -> list[dict[str, Any]]:
+    """Score candidate pairs (rows of ``selection["candidates"]``) with FA on some fields.
+
+    For re-scoring chosen pairs on fields the build did not see, e.g. held-out wells.
+    A Vanilla row is the base model on its evaluation channels.
+
+    Parameters
+    ----------
+    zoo : Zoo
+    selection : mapping
+    plate : str, Path or Plate
+    pairs : sequence of mapping
+        Rows with ``strategy``, ``eval_channel_names`` and (CW/MC) ``model_ids`` and
+        ``eval_channels``.
+    fields : sequence of str, optional
+        Default: the test fields of the selection's split.
+    gt : str, optional
+    batch_size : int, optional
+
+    Returns
+    -------
+    list of dict
+        The pooled scores of :data:`~structfree_dask.zoo.build.SCORE_KEYS` per pair.
+    """
+    ref = _reference_card(zoo, selection)
+    sets = []
+    for row in pairs:
+        if row["strategy"] == VANILLA:
+            sets.append(vanilla_models(selection, tuple(row["eval_channel_names"]),
+                                       ref.diameter, fallback=ref.base_model))
+        else:
+            sets.append(selected_models(zoo, row))
+    names = sorted({c for m in sets for c in m.channels})
+    planes = _test_planes(zoo, selection, plate, names, gt, fields)
+    rows: list[list[dict[str, Any]]] = [[] for _ in sets]
+    for plane in planes:
+        flows = _Flows(plane, names, batch_size)
+        truth = plane.labels.astype(np.int64)
+        for k, models in enumerate(sets):
+            rows[k].append(evaluate(truth, _fa_labels(models, flows).astype(np.int64)))
+    return [_score(r) for r in rows]
+
+
+def _fusion_scores(models: FAModels, planes: Sequence[Plane],
+                   subsets: Sequence[tuple[int, ...]], batch_size: int | None,
+                   ) -> dict[tuple[str, tuple[int, ...]], dict[str, Any]]:
+    """Pooled scores of FA and every mask fusion on each channel subset of ``models``."""
+    rows: dict[tuple[str, tuple[int, ...]], list[dict[str, Any]]] = {
+        (m, c): [] for m in FUSION_LABELS for c in subsets}
     for plane in planes:
         flows = _Flows(plane, models.channels, batch_size)
         per_channel = _channel_labels(models, flows)
-        preds = {"fa": _fa_labels(models, flows)}
-        preds.update({m: fuse_masks(per_channel, method=m) for m in FUSION_METHODS})
         truth = plane.labels.astype(np.int64)
-        for method, labels in preds.items():
-            scores[method].append(evaluate(truth, labels.astype(np.int64)))
-    return [{"method": FUSION_LABELS[m], "models": models.label,
-             "channels": "+".join(models.channels), **_score(rows)}
-            for m, rows in scores.items()]
+        for subset in subsets:
+            part = _subset(models, subset)
+            preds = {"fa": _fa_labels(part, flows)}
+            preds.update({m: fuse_masks([per_channel[k] for k in subset], method=m)
+                          for m in FUSION_METHODS})
+            for method, labels in preds.items():
+                rows[(method, subset)].append(evaluate(truth, labels.astype(np.int64)))
+    return {key: _score(r) for key, r in rows.items()}
+
+
+def _subset(models: FAModels, subset: tuple[int, ...]) -> FAModels:
+    return FAModels(models.label, tuple(models.channels[k] for k in subset),
+                    tuple(models.models[k] for k in subset), models.diameter)
 
 
 def _slug(text: str) -> str:
@@ -551,7 +653,7 @@ def _slug(text: str) -> str:
 
 def write_overlays(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate,
                    out_dir: str | Path, tag: str, *, n: int = 3, gt: str | None = None,
-                   batch_size: int = 8) -> list[Path]:
+                   batch_size: int | None = None) -> list[Path]:
     """Overlay PNGs (ground truth, Vanilla, selected) of the first ``n`` test planes.
 
     The Vanilla panel is left out, with a warning, when the base model recorded with
@@ -602,7 +704,7 @@ def _f1_title(selection: Mapping[str, Any], tag: str, table: list[dict[str, Any]
 class _Options:
     gt: str | None = None
     n_overlays: int = 3
-    batch_size: int = 8
+    batch_size: int | None = None
 
 
 def _report_one(zoo: Zoo, cell_line: str, organelle: str, plate: str | Path | Plate,
@@ -632,7 +734,7 @@ def write_report(
     organelle: str | None = None,
     gt: str | None = None,
     n_overlays: int = 3,
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> dict[str, list[Path]]:
     """Write the report of every selection of a zoo (see the module docstring).
 
@@ -650,7 +752,7 @@ def write_report(
         Ground-truth label image (default: the one recorded at build time).
     n_overlays : int
         Number of test planes to draw.
-    batch_size : int
+    batch_size : int, optional
 
     Returns
     -------
