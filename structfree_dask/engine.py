@@ -739,6 +739,7 @@ def segment_array(
     flow_threshold: float = 0.4,
     min_size: int = 15,
     fusion: str = "fa",
+    channel_models: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Segment an in-memory ``(c, y, x)`` image in this process (no Dask), with FA.
 
@@ -751,6 +752,8 @@ def segment_array(
         ``(c, y, x)`` channels to average (``(y, x)`` for one channel).
     model, diameter, tile_size, halo, batch_size : see SegmentationConfig
     cellprob_threshold, flow_threshold, min_size, fusion : see SegmentationConfig
+    channel_models : sequence of str, optional
+        One model per channel (e.g. a zoo's CW models); exclusive with ``model``.
 
     Returns
     -------
@@ -764,13 +767,22 @@ def segment_array(
         img = img[None]
     if img.ndim != 3:
         raise ValueError(f"image must be (c, y, x) or (y, x); got shape {image.shape}")
-    spec = resolve_model(model)
+    if channel_models is not None:
+        if model is not None:
+            raise ValueError("give either model or channel_models, not both")
+        if len(channel_models) != len(img):
+            raise ValueError(f"channel_models names {len(channel_models)} model(s) for "
+                             f"{len(img)} channel(s); expected one per channel")
+    specs = resolve_models(SegmentationConfig(
+        channels=tuple(range(len(img))), model=model,
+        channel_models=tuple(channel_models) if channel_models is not None else None))
+    spec = specs[0]
     d = diameter or spec.diam_mean
     shape = (int(img.shape[1]), int(img.shape[2]))
     geometry = FieldGeometry(shape, tile_size=tile_size or max(shape), halo=halo if halo
                              is not None else halo_depth(d), rescale=spec.diam_mean / d)
     norm = np.stack([normalize(img[k], *percentile_bounds(img[k])) for k in range(len(img))])
-    predict = _predictor((spec,), batch_size)
+    predict = _predictor(specs, batch_size)
     contrib = {r: region_contribution(norm, (0, 0), geometry, r, predict,
                                       separate=fusion != "fa") for r in geometry.regions()}
     dyn = _Dynamics(int(round(200 / geometry.rescale)), cellprob_threshold, flow_threshold,

@@ -347,3 +347,23 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
                 elif stage in ("write", "pyramid", "offsets", "done"):
                     assert not isinstance(got, dict), key
         assert {"flows", "integrate", "write"} <= seen
+
+
+def test_segment_array_with_one_model_per_channel(tmp_path, make_mosaic):
+    """``channel_models`` naming the same weights twice gives the one-model result."""
+    import shutil
+
+    from structfree_dask.backbones import default_model_path
+
+    field = make_mosaic(192, seed=11)
+    copy = tmp_path / "copy.pth"
+    shutil.copy(default_model_path(), copy)
+    one = segment_array(field)
+    two = segment_array(field, channel_models=[str(default_model_path()), str(copy)])
+    assert one.max() > 5 and np.array_equal(one, two)
+    with pytest.raises(ValueError, match="one per channel"):
+        segment_array(field, channel_models=[str(copy)])
+    with pytest.raises(ValueError, match="not both"):
+        segment_array(field, model=str(copy), channel_models=[str(copy), str(copy)])
+    with pytest.raises(FileNotFoundError):
+        segment_array(field, channel_models=[str(copy), str(tmp_path / "nope.pth")])
