@@ -110,24 +110,39 @@ def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
     """Best Vanilla/CW/MC pairs by validation F1, and FA vs mask fusion, on the test fields.
 
     The test fields are the split's test fields plus the held-out wells (never used to
-    train, validate or select).
+    train, validate or select). The chosen pairs are re-scored there with the zoo's own
+    scoring (``score_candidates``, ``score_vanilla``: their ``val_*`` columns then hold
+    the scores on the fields given).
     """
-    from structfree_dask.zoo.report import fusion_table, pair_scores
+    from structfree_dask.zoo import score_candidates, score_vanilla
+    from structfree_dask.zoo.report import fusion_table
 
     ids = selection["model_ids"]
     ref = zoo.get(next(iter(ids.values())) if isinstance(ids, dict) else ids)
     test = [*ref.split.test, *heldout]
+    gt = selection["gt"]
     row: dict[str, Any] = {"n_test_fields": len(test)}
     best = {s: _best(selection["candidates"], s, allowed) for s in ("vanilla", "cw", "mc")}
-    chosen = [b for b in best.values() if b is not None]
-    scores = iter(pair_scores(zoo, selection, plate, chosen, fields=test))
+    rescored = {_pair(r): r for r in score_candidates(
+        zoo, plate, gt, ref.cell_line, ref.organelle, fields=test)}
+    if best["vanilla"] is not None:
+        base = (selection.get("baseline") or {}).get("path")
+        for r in score_vanilla(plate, gt, test, [best["vanilla"]["eval_channels"]], base,
+                               diameter=ref.diameter):
+            rescored[_pair(r)] = r
     for strategy, b in best.items():
         row[strategy] = b and {
-            "test_f1": float(next(scores)["f1"]), "split_test_f1": float(b["test_f1"]),
-            "val_f1": float(b["val_f1"]), "eval": "+".join(b["eval_channel_names"]),
+            "test_f1": float(rescored[_pair(b)]["val_f1"]),
+            "split_test_f1": float(b["test_f1"]), "val_f1": float(b["val_f1"]),
+            "eval": "+".join(b["eval_channel_names"]),
             "train": "+".join(str(n) for n in b.get("train_channel_names", []) or [])}
     row.update(fusion_rows(fusion_table(zoo, selection, plate, fields=test)))
     return row
+
+
+def _pair(row: dict[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    return (row["strategy"], tuple(int(c) for c in row.get("train_channels") or ()),
+            tuple(int(c) for c in row["eval_channels"]))
 
 
 def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:

@@ -767,13 +767,7 @@ def segment_array(
         img = img[None]
     if img.ndim != 3:
         raise ValueError(f"image must be (c, y, x) or (y, x); got shape {image.shape}")
-    if channel_models is not None:
-        if model is not None:
-            raise ValueError("give either model or channel_models, not both")
-        if len(channel_models) != len(img):
-            raise ValueError(f"channel_models names {len(channel_models)} model(s) for "
-                             f"{len(img)} channel(s); expected one per channel")
-    specs = resolve_models(SegmentationConfig(
+    specs = resolve_models(SegmentationConfig(  # checks model vs channel_models
         channels=tuple(range(len(img))), model=model,
         channel_models=tuple(channel_models) if channel_models is not None else None))
     spec = specs[0]

@@ -64,7 +64,6 @@ __all__ = [
     "fusion_models",
     "vanilla_models",
     "fusion_table",
-    "pair_scores",
     "overlay_figure",
     "write_overlays",
     "write_report",
@@ -575,51 +574,6 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
                          "channels": "+".join(models.channels[k] for k in subset),
                          "val_f1": val_f1, **test[(method, subset)]})
     return rows
-
-
-def pair_scores(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate,
-                pairs: Sequence[Mapping[str, Any]], *, fields: Sequence[str] | None = None,
-                gt: str | None = None, batch_size: int | None = None) -> list[dict[str, Any]]:
-    """Score candidate pairs (rows of ``selection["candidates"]``) with FA on some fields.
-
-    For re-scoring chosen pairs on fields the build did not see, e.g. held-out wells.
-    A Vanilla row is the base model on its evaluation channels.
-
-    Parameters
-    ----------
-    zoo : Zoo
-    selection : mapping
-    plate : str, Path or Plate
-    pairs : sequence of mapping
-        Rows with ``strategy``, ``eval_channel_names`` and (CW/MC) ``model_ids`` and
-        ``eval_channels``.
-    fields : sequence of str, optional
-        Default: the test fields of the selection's split.
-    gt : str, optional
-    batch_size : int, optional
-
-    Returns
-    -------
-    list of dict
-        The pooled scores of :data:`~structfree_dask.zoo.build.SCORE_KEYS` per pair.
-    """
-    ref = _reference_card(zoo, selection)
-    sets = []
-    for row in pairs:
-        if row["strategy"] == VANILLA:
-            sets.append(vanilla_models(selection, tuple(row["eval_channel_names"]),
-                                       ref.diameter, fallback=ref.base_model))
-        else:
-            sets.append(selected_models(zoo, row))
-    names = sorted({c for m in sets for c in m.channels})
-    planes = _test_planes(zoo, selection, plate, names, gt, fields)
-    rows: list[list[dict[str, Any]]] = [[] for _ in sets]
-    for plane in planes:
-        flows = _Flows(plane, names, batch_size)
-        truth = plane.labels.astype(np.int64)
-        for k, models in enumerate(sets):
-            rows[k].append(evaluate(truth, _fa_labels(models, flows).astype(np.int64)))
-    return [_score(r) for r in rows]
 
 
 def _fusion_scores(models: FAModels, planes: Sequence[Plane],
