@@ -17,7 +17,7 @@ the shipped generalist model, it measures
 with wall seconds, megapixel-channels per second, speed relative to (a) and the matched F1
 (IoU 0.5) of (b) and (c) against (a). It also prints the network's forward-pass-only
 throughput (the ceiling), and then the peak RSS of a single worker
-(``n_workers=1, threads_per_worker=2``, default tile size) segmenting single-field,
+(``n_workers=1, threads_per_worker=2``, ``--tile-size``) segmenting single-field,
 1-channel plates of growing size (fresh cluster per size, started from a fresh process that
 has not imported torch: a worker inherits the ``ru_maxrss`` of the process that forks it).
 Both ``ru_maxrss`` and Linux's ``VmHWM`` of the worker are printed. Target: the peak at
@@ -59,6 +59,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from structfree_dask.tiling import DEFAULT_TILE_SIZE
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -312,14 +314,15 @@ def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool,
 
 
 def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: int,
-               n_workers: int, threads: int) -> tuple[Row, list[np.ndarray] | None]:
+               n_workers: int, threads: int, tile_size: int,
+               ) -> tuple[Row, list[np.ndarray] | None]:
     from structfree_dask.cluster import local_client
     from structfree_dask.engine import SegmentationConfig, segment
 
     row = Row(title)
     name = f"bench_{tag}"
     cfg = SegmentationConfig(organelle="cyto", channels=tuple(range(n_channels)), name=name,
-                             overwrite=True)
+                             overwrite=True, tile_size=tile_size)
     log(f"{tag}: starting local_client(n_workers={n_workers}, threads_per_worker={threads})")
     client = local_client(n_workers=n_workers, threads_per_worker=threads)
     t_start = time.perf_counter()
@@ -478,7 +481,7 @@ def _worker_memory() -> dict[str, int]:
     return out
 
 
-def memory_child(plate: str) -> int:
+def memory_child(plate: str, tile_size: int) -> int:
     """Body of the memory run, in a fresh, light process (``--mem-child``).
 
     A worker process inherits the RSS high-water mark of the process that starts it
@@ -490,7 +493,8 @@ def memory_child(plate: str) -> int:
     from structfree_dask.cluster import local_client
     from structfree_dask.engine import SegmentationConfig, segment
 
-    cfg = SegmentationConfig(organelle="cyto", channels=(0,), name="bench_mem", overwrite=True)
+    cfg = SegmentationConfig(organelle="cyto", channels=(0,), name="bench_mem", overwrite=True,
+                             tile_size=tile_size)
     client = local_client(n_workers=1, threads_per_worker=2)
     done_at: list[float] = []
     try:
@@ -511,14 +515,15 @@ def memory_child(plate: str) -> int:
     return 0
 
 
-def run_memory(workdir: Path, sources: list[np.ndarray], size: int) -> dict[str, Any]:
+def run_memory(workdir: Path, sources: list[np.ndarray], size: int,
+               tile_size: int) -> dict[str, Any]:
     plate = workdir / f"mem_{size}.zarr"
     img = mosaic(sources, size, 1, seed=1000 + size)
     write_plate(plate, [img])
     del img
     try:
         r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--mem-child",
-                            str(plate)], stdout=subprocess.PIPE, text=True)
+                            str(plate), "--tile-size", str(tile_size)], stdout=subprocess.PIPE, text=True)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMCHILD ")]
         if r.returncode or not lines:
             raise RuntimeError(f"memory child exited {r.returncode}: {r.stdout[-300:]}")
@@ -573,10 +578,13 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="scratch folder (default: a new temporary folder, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                    help=f"engine task region side in px (default {DEFAULT_TILE_SIZE}, the "
+                         "engine's)")
     ap.add_argument("--mem-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mem_child:
-        return memory_child(args.mem_child)
+        return memory_child(args.mem_child, args.tile_size)
 
     sizes = [int(s) for s in (args.sizes or ("512,1024,2048" if args.quick
                                              else "1024,4096,8192")).split(",") if s]
@@ -606,6 +614,7 @@ def main() -> int:
     print(f"  package : {_git_state()}")
     print(f"  data    : mosaics of {DATA_DIR.relative_to(REPO.parent)}/*_img.png "
           f"(channels {', '.join(CHANNEL_NAMES[:n_ch])}); scratch {workdir}")
+    print(f"  engine tile size {args.tile_size} px")
     print(f"  throughput: {args.fields} field(s) of {fsize}x{fsize} px x {n_ch} channel(s); "
           f"memory: sizes {sizes} x 1 channel", flush=True)
 
@@ -662,7 +671,7 @@ def main() -> int:
                 continue
             watch = CpuWatch()
             try:
-                row, labs = run_engine(tag, title, plate, paths, n_ch, nw, nt)
+                row, labs = run_engine(tag, title, plate, paths, n_ch, nw, nt, args.tile_size)
             except Exception as err:
                 traceback.print_exc()
                 row, labs = Row(title, note=f"ERROR {type(err).__name__}: {err}"[:300]), None
@@ -725,13 +734,13 @@ def main() -> int:
         if "mem" not in skip:
             print()
             log(f"peak worker memory: sizes {sizes}, 1 channel, 1 worker x 2 threads, "
-                "default tile size")
+                f"tile size {args.tile_size}")
             mem = []
             for s in sizes:
                 log(f"memory run {s}x{s} ...")
                 watch = CpuWatch()
                 try:
-                    m = run_memory(workdir, sources, s)
+                    m = run_memory(workdir, sources, s, args.tile_size)
                 except Exception as err:
                     traceback.print_exc()
                     m = {"size": s, "error": f"{type(err).__name__}: {err}"}
@@ -748,7 +757,8 @@ def main() -> int:
             ok = [m for m in mem if "error" not in m and not m["failed"]]
             print()
             print("Peak worker memory (fresh cluster per size, started from a fresh light "
-                  "process; 1 channel; n_workers=1, threads_per_worker=2, tile_size 1024):")
+                  f"process; 1 channel; n_workers=1, threads_per_worker=2, tile_size "
+                  f"{args.tile_size}):")
             print("  ru_maxrss = resource.getrusage(RUSAGE_SELF).ru_maxrss in the worker right "
                   "after the run (floor: the starting process's RSS, column 'start');")
             print("  VmHWM = the worker process's own RSS high-water mark since exec "

@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .tiling import DEFAULT_TILE_SIZE
+
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger("structfree_dask")
@@ -288,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="label image name (default: the organelle)")
     p.add_argument("--diameter", type=float, default=None,
                    help="cell diameter in px (default: the model's, no rescaling)")
-    p.add_argument("--tile-size", type=int, default=1024,
-                   help="task region and label chunk size in px (default 1024)")
+    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                   help=f"task region and label chunk size in px (default {DEFAULT_TILE_SIZE})")
     p.add_argument("--halo", type=int, default=None,
                    help="halo in px around each region (default 2 diameters + 8)")
     p.add_argument("--batch-size", type=int, default=None,

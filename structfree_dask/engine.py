@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,8 +43,9 @@ from .io import (
 )
 from .io._labels import completed_timepoints
 from .normalize import normalize, percentile_bounds, sample_stride
+from .scratch import DiskArray
 from .stitching import OwnedPatch, encode_patch, paste_block, region_offsets
-from .tiling import FieldGeometry, halo_depth
+from .tiling import DEFAULT_TILE_SIZE, FieldGeometry, halo_depth
 
 __all__ = [
     "SegmentationConfig",
@@ -105,7 +106,7 @@ class SegmentationConfig:
     model: str | None = None
     name: str | None = None
     diameter: float | None = None
-    tile_size: int = 1024
+    tile_size: int = DEFAULT_TILE_SIZE
     halo: int | None = None
     batch_size: int | None = None
     cellprob_threshold: float = 0.0
@@ -272,8 +273,13 @@ def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stat
         raise ValueError(f"field {info.url} t={t} z={z}: NaN or infinite pixel values "
                          f"in rows {window[0]}:{window[1]}, columns {window[2]}:{window[3]}")
     img = np.stack([normalize(raw[k], *stats[z, k]) for k in range(len(channels))])
-    return region_contribution(img, (window[0], window[2]), geometry, region,
-                               _predictor(specs, batch_size), separate=separate)
+    del raw
+    con = region_contribution(img, (window[0], window[2]), geometry, region,
+                              _predictor(specs, batch_size), separate=separate)
+    if con is None:
+        return None
+    # the sums wait for the next row's integration on local disk, not in memory
+    return replace(con, acc=DiskArray(con.acc))
 
 
 @dataclass(frozen=True)
@@ -457,7 +463,8 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ..
     counts = []
     for z in range(info.sizes["z"]):
         # Regions in row-major order; integration as soon as its contributors exist, so
-        # only about two rows of flow sums wait in memory, whatever the field's height.
+        # only about three rows of flow sums wait (on local disk: .scratch), whatever
+        # the field's height.
         contrib = {}
         for r in regions:
             with dask.annotate(priority=-order[r], **_needs(resources)):

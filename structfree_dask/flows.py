@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -52,10 +53,12 @@ class FlowContribution:
     ----------
     box : (int, int, int, int)
         Rescaled ``(y0, y1, x0, x1)`` covered by ``acc``.
-    acc : numpy.ndarray
+    acc : numpy.ndarray or DiskArray
         ``(3, h, w)`` float16 sum over channels and tiles of ``taper x (dY, dX, prob)``;
         ``(c, 3, h, w)`` (a sum per channel) when the channels are kept apart for a
-        mask-fusion baseline.
+        mask-fusion baseline. The engine keeps it on the worker's local disk
+        (:class:`~structfree_dask.scratch.DiskArray`) until every window that needs
+        it is integrated; only the slices each window needs are read back.
     tiles : tuple of (int, int)
         Starts of the lattice tiles summed (their taper weights are recomputed when
         the flows are assembled, so they need not be stored).
@@ -63,7 +66,7 @@ class FlowContribution:
     """
 
     box: Box
-    acc: np.ndarray
+    acc: Any  # numpy.ndarray or DiskArray
     tiles: tuple[tuple[int, int], ...]
     n_channels: int
 

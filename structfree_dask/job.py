@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import check_name
+from .tiling import DEFAULT_TILE_SIZE
 
 __all__ = ["JobError", "Job", "SegmentTask", "ClusterSpec", "load_job", "parse_job",
            "FUSIONS", "JOB_VERSION"]
@@ -75,7 +76,7 @@ class SegmentTask:
     cell_line: str | None = None
     name: str | None = None
     diameter: float | None = None
-    tile_size: int = 1024
+    tile_size: int = DEFAULT_TILE_SIZE
     halo: int | None = None
     batch_size: int | None = None
     wells: tuple[str, ...] | None = None
@@ -273,7 +274,7 @@ def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None
                                  or not isinstance(diameter, int | float) or diameter <= 0):
         ck.bad(f"{where}.diameter", f"expected a number > 0 (pixels); got {diameter!r}")
         diameter = None
-    tile = ck.integer(data, "tile_size", where, minimum=64, default=1024)
+    tile = ck.integer(data, "tile_size", where, minimum=64, default=DEFAULT_TILE_SIZE)
     halo = ck.integer(data, "halo", where, minimum=0, default=None)
     batch = ck.integer(data, "batch_size", where, minimum=1, default=None)
     fusion = ck.string(data, "fusion", where, FUSIONS) or "fa"
@@ -288,7 +289,7 @@ def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None
     return SegmentTask(
         organelle=organelle, channels=channels, model=model,
         zoo=_resolve(base, zoo) if zoo else None, cell_line=cell_line, name=name,
-        diameter=float(diameter) if diameter is not None else None, tile_size=tile or 1024,
+        diameter=float(diameter) if diameter is not None else None, tile_size=tile or DEFAULT_TILE_SIZE,
         halo=halo, batch_size=batch, wells=_wells(data.get("wells"), f"{where}.wells", ck),
         timepoints=_timepoints(data.get("timepoints"), f"{where}.timepoints", ck),
         fusion=fusion, overwrite=overwrite)

@@ -94,3 +94,41 @@ def test_region_contribution_same_in_any_number_of_network_calls(monkeypatch):
         assert max(many_calls) == 6 and sum(many_calls) == 2 * n_tiles
         assert parts.box == whole.box and parts.tiles == whole.tiles
         assert np.array_equal(parts.acc, whole.acc)  # bitwise
+
+
+def test_flow_sums_kept_on_disk_assemble_bitwise_the_same(tmp_path):
+    """The engine keeps waiting flow sums in DiskArray files: same flows, files removed."""
+    import gc
+    import pickle
+    from dataclasses import replace
+
+    from structfree_dask.flows import assemble_flows, region_contribution
+    from structfree_dask.scratch import DiskArray
+
+    rng = np.random.default_rng(1)
+    image = rng.random((2, 600, 500), dtype=np.float32)
+    geometry = FieldGeometry((600, 500), tile_size=256, halo=40)
+
+    def predict(tiles):
+        return np.stack([tiles * 0.5, tiles - 0.25, np.cos(tiles)], axis=1)
+
+    cons = {r: region_contribution(image, (0, 0), geometry, r, predict)
+            for r in geometry.regions()}
+    on_disk = {r: c if c is None else replace(c, acc=DiskArray(c.acc, str(tmp_path)))
+               for r, c in cons.items()}
+    assert sum(c is None for c in cons.values()) < len(cons)
+    n_files = sum(c is not None for c in cons.values())
+    assert len(list(tmp_path.glob("structfree-*.npy"))) == n_files
+    for r in geometry.regions():
+        box = geometry.rescaled_window(geometry.window(r))
+        ref = assemble_flows([cons[o] for o in geometry.contributors(r)], box)
+        got = assemble_flows([on_disk[o] for o in geometry.contributors(r)], box)
+        assert np.array_equal(ref, got)  # bitwise
+    # sent to another process it is the plain array
+    moved = pickle.loads(pickle.dumps(on_disk[(0, 0)].acc))
+    assert isinstance(moved, np.ndarray) and np.array_equal(moved, cons[(0, 0)].acc)
+    assert moved.dtype == np.float16
+    # released (as Dask releases a result no task needs any more): the file goes
+    del on_disk, moved
+    gc.collect()
+    assert list(tmp_path.glob("structfree-*.npy")) == []
