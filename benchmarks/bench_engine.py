@@ -523,7 +523,8 @@ def run_memory(workdir: Path, sources: list[np.ndarray], size: int,
     del img
     try:
         r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--mem-child",
-                            str(plate), "--tile-size", str(tile_size)], stdout=subprocess.PIPE, text=True)
+                            str(plate), "--tile-size", str(tile_size)],
+                           stdout=subprocess.PIPE, text=True)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMCHILD ")]
         if r.returncode or not lines:
             raise RuntimeError(f"memory child exited {r.returncode}: {r.stdout[-300:]}")

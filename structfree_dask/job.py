@@ -289,7 +289,8 @@ def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None
     return SegmentTask(
         organelle=organelle, channels=channels, model=model,
         zoo=_resolve(base, zoo) if zoo else None, cell_line=cell_line, name=name,
-        diameter=float(diameter) if diameter is not None else None, tile_size=tile or DEFAULT_TILE_SIZE,
+        diameter=float(diameter) if diameter is not None else None,
+        tile_size=tile or DEFAULT_TILE_SIZE,
         halo=halo, batch_size=batch, wells=_wells(data.get("wells"), f"{where}.wells", ck),
         timepoints=_timepoints(data.get("timepoints"), f"{where}.timepoints", ck),
         fusion=fusion, overwrite=overwrite)

@@ -26,7 +26,7 @@ __all__ = ["DiskArray", "scratch_directory"]
 
 
 def scratch_directory() -> str:
-    """The Dask worker's local directory, or the system's temporary directory."""
+    """Return the Dask worker's local directory, or the system's temporary directory."""
     try:
         from distributed import get_worker
 
