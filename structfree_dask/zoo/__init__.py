@@ -8,38 +8,28 @@ evaluation subset) pair of best validation F1 is selected per cell line and orga
 Modules: :mod:`.splits` (train/val/test and k-fold splits), :mod:`.augment`
 (training augmentations), :mod:`.train` (fine-tuning), :mod:`.card` and
 :mod:`.registry` (the zoo on disk), :mod:`.select` (candidate pairs, best pair),
-:mod:`.evaluate` (FA with one model per channel), :mod:`.build` (jobs, one
-training job per task, scoring with the Vanilla baseline, selection, :func:`build_zoo`
-on a Dask cluster) and :mod:`.report` (F1 tables, heatmaps, fusion comparison,
-overlays). The ``structfree-dask zoo`` command line is in :mod:`.cli`.
+:mod:`.evaluate` (FA with one model per channel), :mod:`.jobs` (the training jobs to
+run), :mod:`.data` (annotated planes: loading, training samples, pooled scores),
+:mod:`.scoring` (candidate pairs and the Vanilla baseline scored per split, selection
+from the scores), :mod:`.build` (one training job per task, :func:`build_zoo` on a
+Dask cluster) and :mod:`.report` (F1 tables, heatmaps, fusion comparison, overlays).
+The ``structfree-dask zoo`` command line is in :mod:`.cli`.
 """
 
 from .augment import AUGMENTATIONS, augment, augment_with_record
 from .build import (
-    SELECTION_RULE,
-    VANILLA,
     BuildResult,
-    Plane,
-    TrainingJob,
     TrainSettings,
     build_zoo,
-    load_planes,
-    load_samples,
     model_log_path,
     run_training_job,
-    score_candidates,
-    score_planes,
-    score_split,
-    score_vanilla,
-    select_from_scores,
-    select_models,
-    summarize_scores,
     task_resources,
     train_model,
-    training_jobs,
 )
 from .card import CardError, ModelCard, check_compatible
+from .data import Plane, load_planes, load_samples, score_planes
 from .evaluate import channel_flows, fa_segment, flows_to_labels
+from .jobs import TrainingJob, training_jobs
 from .registry import Zoo
 from .report import (
     FAModels,
@@ -51,6 +41,16 @@ from .report import (
     overlay_figure,
     write_overlays,
     write_report,
+)
+from .scoring import (
+    SELECTION_RULE,
+    VANILLA,
+    score_candidates,
+    score_split,
+    score_vanilla,
+    select_from_scores,
+    select_models,
+    summarize_scores,
 )
 from .select import Candidate, candidate_pairs, nonempty_subsets, select_best
 from .splits import Split, kfold, split_fields

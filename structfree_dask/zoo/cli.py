@@ -96,7 +96,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     from ..backbones import resolve_model
     from ..cluster import close_client, make_client
-    from .build import TrainSettings, build_zoo, training_jobs
+    from .build import TrainSettings, build_zoo
+    from .jobs import training_jobs
     from .registry import Zoo
 
     if args.scheduler and args.workers:

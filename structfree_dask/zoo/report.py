@@ -42,12 +42,13 @@ import numpy as np
 from ..backbones import ModelSpec, resolve_model
 from ..fusion import FUSION_METHODS, fuse_masks
 from ..io import Plate, open_plate
-from ..metrics import combine, evaluate
+from ..metrics import evaluate
 from ..normalize import normalize, percentile_bounds
-from .build import SCORE_KEYS, VANILLA, Plane, load_planes, summarize_scores
 from .card import ModelCard
+from .data import Plane, load_planes, pool_scores
 from .evaluate import average_flows, channel_flows, flows_to_labels
 from .registry import Zoo
+from .scoring import VANILLA, summarize_scores
 from .select import rank_key
 
 __all__ = [
@@ -136,7 +137,7 @@ def f1_table(selection: Mapping[str, Any], metric: str | None = None) -> list[di
     ----------
     selection : mapping
         A stored selection with its ``candidates`` (see
-        :func:`~structfree_dask.zoo.build.select_from_scores`).
+        :func:`~structfree_dask.zoo.scoring.select_from_scores`).
     metric : str, optional
         ``"test_f1"`` (default when the candidates have test scores) or ``"val_f1"``.
 
@@ -501,11 +502,6 @@ def _test_planes(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     return load_planes(pl, fields, [info.channel_index(c) for c in channels], gt)
 
 
-def _score(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    pooled = combine(rows)
-    return {k: pooled[k] for k in SCORE_KEYS}
-
-
 def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate, *,
                  gt: str | None = None, fields: Sequence[str] | None = None,
                  batch_size: int | None = None, choose_subsets: bool = True,
@@ -541,7 +537,7 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     list of dict
         One row per method (:data:`FUSION_LABELS` order) and subset kind: ``method``,
         ``subset``, ``models``, ``channels``, ``val_f1`` (validation rows) and the scores
-        of :data:`~structfree_dask.zoo.build.SCORE_KEYS`.
+        of :data:`~structfree_dask.zoo.data.SCORE_KEYS`.
     """
     models = fusion_models(zoo, selection)
     everything = tuple(range(len(models.channels)))
@@ -593,7 +589,7 @@ def _fusion_scores(models: FAModels, planes: Sequence[Plane],
                           for m in FUSION_METHODS})
             for method, labels in preds.items():
                 rows[(method, subset)].append(evaluate(truth, labels.astype(np.int64)))
-    return {key: _score(r) for key, r in rows.items()}
+    return {key: pool_scores(r) for key, r in rows.items()}
 
 
 def _subset(models: FAModels, subset: tuple[int, ...]) -> FAModels:
