@@ -96,6 +96,16 @@ def test_tiled_equals_untiled_on_1024_field(tmp_path, make_mosaic, cluster_clien
                     sides.add(bool(np.median(coord) >= seam))
                 cut += len(big) > 1 and len(sides) > 1
     assert n_crossing > 20 and cut == 0
+    # the flow sums waited on the workers' local disks; nothing is left there
+    left = cluster_client.run(_scratch_files)
+    assert left and all(files == [] for files in left.values())
+
+
+def _scratch_files(dask_worker) -> list[str]:
+    import glob
+    import os
+
+    return glob.glob(os.path.join(dask_worker.local_directory, "structfree-*.npy"))
 
 
 def _profiling() -> bool:
