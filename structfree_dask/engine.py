@@ -12,6 +12,7 @@ The engine knows nothing of the CLI; it takes a ``distributed.Client``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import time
@@ -24,7 +25,7 @@ import numpy as np
 from . import __version__
 from .backbones import ModelSpec, resolve_model
 from .cluster import gpu_resources
-from .compute_thread import release_free_memory
+from .compute_thread import release_free_memory, run_heavy
 from .flows import assemble_flows, region_contribution, resample_to_original
 from .fusion import FUSION_METHODS, fuse_masks
 from .integrate import cut_cells, integrate_flows, owned_cells
@@ -190,6 +191,10 @@ def _torch_device() -> Any:
         except (ImportError, ValueError, AttributeError):
             threads = None
         torch.set_num_threads(max(1, int(threads or os.cpu_count() or 1)))
+        # cellpose.dynamics compiles numba kernels when imported, and numba keeps a traceback
+        # of that import's stack: imported inside a task it pinned the task's inputs (flows,
+        # flow-sum files) for the worker's lifetime. The compute thread's stack holds none.
+        run_heavy(importlib.import_module, "cellpose.dynamics")
         _TORCH_READY["device"] = pick_device()
     return _TORCH_READY["device"]
 
