@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -25,7 +27,7 @@ import numpy as np
 from . import __version__
 from .backbones import ModelSpec, resolve_model
 from .cluster import gpu_resources
-from .compute_thread import release_free_memory, run_heavy
+from .compute_thread import release_free_memory
 from .flows import assemble_flows, region_contribution, resample_to_original
 from .fusion import FUSION_METHODS, fuse_masks
 from .integrate import cut_cells, integrate_flows, owned_cells
@@ -191,10 +193,6 @@ def _torch_device() -> Any:
         except (ImportError, ValueError, AttributeError):
             threads = None
         torch.set_num_threads(max(1, int(threads or os.cpu_count() or 1)))
-        # cellpose.dynamics compiles numba kernels when imported, and numba keeps a traceback
-        # of that import's stack: imported inside a task it pinned the task's inputs (flows,
-        # flow-sum files) for the worker's lifetime. The compute thread's stack holds none.
-        run_heavy(importlib.import_module, "cellpose.dynamics")
         _TORCH_READY["device"] = pick_device()
     return _TORCH_READY["device"]
 
@@ -316,6 +314,8 @@ def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributio
     runs on the task's own thread, beside the compute thread's forward passes (running
     it there too lowered peak memory by a few percent but cost 25 % of throughput).
     """
+    if "cellpose.dynamics" not in sys.modules:
+        _import_on_clean_stack("cellpose.dynamics")
     window = geometry.window(region)
     rbox = geometry.rescaled_window(window)
     flows = resample_to_original(assemble_flows(contributions, rbox), rbox, window, geometry)
@@ -324,6 +324,20 @@ def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributio
     finally:
         release_free_memory()
     return window, flows, labels
+
+
+def _import_on_clean_stack(module: str) -> None:
+    """Import a module on a new thread and wait for it.
+
+    cellpose.dynamics compiles numba kernels when first imported, and numba keeps a
+    traceback of that import's stack: imported from an integration task it pinned the
+    task's inputs (flows, flow-sum files) for the worker's lifetime. A fresh thread's
+    stack holds nothing; a failed import is raised again by the caller's own import.
+    """
+    thread = threading.Thread(target=importlib.import_module, args=(module,),
+                              name="structfree-import", daemon=True)
+    thread.start()
+    thread.join()
 
 
 def _dynamics(geometry: FieldGeometry, cfg: SegmentationConfig) -> _Dynamics:
