@@ -12,11 +12,8 @@ The engine knows nothing of the CLI; it takes a ``distributed.Client``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -197,27 +194,13 @@ def _torch_device() -> Any:
     return _TORCH_READY["device"]
 
 
-def _plane_index(info: ImageInfo, t: int, z: int, channel: int | None) -> tuple:
-    idx: list[Any] = []
-    for ax in info.axes:
-        if ax == "t":
-            idx.append(t)
-        elif ax == "c":
-            idx.append(channel if channel is not None else slice(None))
-        elif ax == "z":
-            idx.append(z)
-        else:
-            idx.append(slice(None))
-    return tuple(idx)
-
-
 def _read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
                  window: tuple[int, int, int, int]) -> np.ndarray:
     arr = info.open_array(0)
     y0, y1, x0, x1 = window
     planes = []
     for c in channels:
-        idx = list(_plane_index(info, t, z, c))
+        idx = list(info.plane_index(t, z, c))
         idx[info.axes.index("y")] = slice(y0, y1)
         idx[info.axes.index("x")] = slice(x0, x1)
         planes.append(np.asarray(arr[tuple(idx)]))
@@ -232,7 +215,7 @@ def _stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarra
     out = np.zeros((nz, len(channels), 2), dtype=np.float64)
     for z in range(nz):
         for k, c in enumerate(channels):
-            idx = list(_plane_index(info, t, z, c))
+            idx = list(info.plane_index(t, z, c))
             idx[info.axes.index("y")] = slice(None, None, s)
             idx[info.axes.index("x")] = slice(None, None, s)
             try:
@@ -314,8 +297,6 @@ def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributio
     runs on the task's own thread, beside the compute thread's forward passes (running
     it there too lowered peak memory by a few percent but cost 25 % of throughput).
     """
-    if "cellpose.dynamics" not in sys.modules:
-        _import_on_clean_stack("cellpose.dynamics")
     window = geometry.window(region)
     rbox = geometry.rescaled_window(window)
     flows = resample_to_original(assemble_flows(contributions, rbox), rbox, window, geometry)
@@ -324,20 +305,6 @@ def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributio
     finally:
         release_free_memory()
     return window, flows, labels
-
-
-def _import_on_clean_stack(module: str) -> None:
-    """Import a module on a new thread and wait for it.
-
-    cellpose.dynamics compiles numba kernels when first imported, and numba keeps a
-    traceback of that import's stack: imported from an integration task it pinned the
-    task's inputs (flows, flow-sum files) for the worker's lifetime. A fresh thread's
-    stack holds nothing; a failed import is raised again by the caller's own import.
-    """
-    thread = threading.Thread(target=importlib.import_module, args=(module,),
-                              name="structfree-import", daemon=True)
-    thread.start()
-    thread.join()
 
 
 def _dynamics(geometry: FieldGeometry, cfg: SegmentationConfig) -> _Dynamics:

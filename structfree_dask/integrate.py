@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
+import threading
 import warnings
 from typing import Any
 
@@ -52,6 +55,9 @@ def integrate_flows(
         ``(h, w)`` uint32 labels, consecutive from 1.
     """
     import torch
+
+    if "cellpose.dynamics" not in sys.modules:
+        _import_on_clean_stack("cellpose.dynamics")
     from cellpose import dynamics, utils
 
     if dP.shape[0] != 2 or dP.shape[1:] != cellprob.shape:
@@ -68,6 +74,20 @@ def integrate_flows(
         )
     masks = utils.fill_holes_and_remove_small_masks(masks, min_size=min_size)
     return masks.astype(LABEL_DTYPE, copy=False)
+
+
+def _import_on_clean_stack(module: str) -> None:
+    """Import a module on a new thread and wait for it.
+
+    cellpose.dynamics compiles numba kernels when first imported, and numba keeps a
+    traceback of that import's stack: imported from inside a Dask task it pinned the
+    task's inputs (flows, flow-sum files) for the worker's lifetime. A fresh thread's
+    stack holds nothing; a failed import is raised again by the caller's own import.
+    """
+    thread = threading.Thread(target=importlib.import_module, args=(module,),
+                              name="structfree-import", daemon=True)
+    thread.start()
+    thread.join()
 
 
 def owned_cells(

@@ -168,6 +168,15 @@ class ImageInfo:
         """Store path and group path joined."""
         return f"{self.store}/{self.path}" if self.path else self.store
 
+    def plane_index(self, t: int, z: int, channel: int | None = None) -> tuple:
+        """Return the index of one (y, x) plane of an array with this image's axes.
+
+        ``channel`` None picks channel 0 (label images keep a ``c`` axis of size 1);
+        ``y`` and ``x`` are whole.
+        """
+        index = {"t": t, "z": z, "c": 0 if channel is None else channel}
+        return tuple(index.get(ax, slice(None)) for ax in self.axes)
+
     def channel_index(self, channel: int | str) -> int:
         """Return the index of a channel given by index or by name.
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import ImageInfo, Plate, open_labels
+from ..io import Plate, open_labels
 from ..metrics import combine, evaluate
 from .jobs import _open
 
@@ -49,20 +49,6 @@ class Plane:
     labels: np.ndarray
 
 
-def _index(info: ImageInfo, t: int, z: int, c: int | None) -> tuple:
-    out: list[Any] = []
-    for ax in info.axes:
-        if ax == "t":
-            out.append(t)
-        elif ax == "z":
-            out.append(z)
-        elif ax == "c":
-            out.append(0 if c is None else c)
-        else:
-            out.append(slice(None))
-    return tuple(out)
-
-
 def load_planes(plate: str | Path | Plate, fields: Sequence[str], channels: Sequence[int | str],
                 gt: str) -> list[Plane]:
     """Read the planes (every timepoint and z) of some fields, with their ground truth.
@@ -88,8 +74,8 @@ def load_planes(plate: str | Path | Plate, fields: Sequence[str], channels: Sequ
         lab_arr = labels.open_array(0, mode="r")
         for t in range(info.sizes["t"]):
             for z in range(info.sizes["z"]):
-                image = np.stack([np.asarray(arr[_index(info, t, z, c)]) for c in idx])
-                lab = np.asarray(lab_arr[_index(info, t, z, None)])
+                image = np.stack([np.asarray(arr[info.plane_index(t, z, c)]) for c in idx])
+                lab = np.asarray(lab_arr[info.plane_index(t, z)])
                 out.append(Plane(path, t, z, image, lab))
     return out
 
