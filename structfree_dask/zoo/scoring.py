@@ -23,9 +23,9 @@ import numpy as np
 
 from ..backbones import ModelSpec, resolve_model
 from ..io import ImageInfo, Plate
-from ..metrics import combine, evaluate
+from ..metrics import evaluate
 from .card import STRATEGIES, ModelCard, check_compatible, utc_now
-from .data import SCORE_KEYS, _forget_model, load_planes
+from .data import _forget_model, load_planes, pool_scores
 from .evaluate import average_flows, channel_flows, flows_to_labels
 from .jobs import _open
 from .registry import Zoo
@@ -173,14 +173,14 @@ def score_candidates(
             _forget_model(specs[card.model_id].path)
     rows = []
     for i, pair in enumerate(pairs):
-        pooled = combine(scores[i])
+        pooled = pool_scores(scores[i])
         if pair.strategy == "cw":
             ids: Any = {c: models[(c,)].model_id for c in pair.eval_channels}
         else:
             ids = models[pair.train_channels].model_id
         row = {**pair.to_dict(), "eval_channel_names": [names[c] for c in pair.eval_channels],
                "model_ids": ids}
-        row.update({f"val_{k}": pooled[k] for k in SCORE_KEYS})
+        row.update({f"val_{k}": v for k, v in pooled.items()})
         rows.append(row)
     return rows
 
@@ -314,11 +314,11 @@ def score_vanilla(
                                           labels.astype(np.int64)))
     rows = []
     for s in subs:
-        pooled = combine(per_subset[s])
+        pooled = pool_scores(per_subset[s])
         rows.append({"strategy": VANILLA, "train_channels": [], "eval_channels": list(s),
                      "eval_channel_names": [first.channel_names[c] for c in s],
                      "model_ids": spec.name,
-                     **{f"{prefix}{k}": pooled[k] for k in SCORE_KEYS}})
+                     **{f"{prefix}{k}": v for k, v in pooled.items()}})
     return rows
 
 
