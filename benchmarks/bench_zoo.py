@@ -82,9 +82,11 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
     heldout = [f"{r}/{c + 1}/0" for r in letters[args.rows:] for c in range(args.cols)]
     names = [c.name for c in preset.channels]
     weak = [i for i, n in enumerate(names) if n != "strong-reporter"]
-    subsets = [(c,) for c in weak] + [tuple(range(len(names)))]
+    subsets = [(c,) for c in weak]
+    if "mc" in args.strategies.split(","):
+        subsets.append(tuple(range(len(names))))
     out = []
-    for organelle in ("nuclei", "cyto"):
+    for organelle in args.organelles.split(","):
         t0 = time.perf_counter()
         zoo_dir = work / f"zoo_{tag}"
         jobs = training_jobs(plate, f"gt_{organelle}", organelle, preset.name,
@@ -114,7 +116,7 @@ def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
     scoring (``score_candidates``, ``score_vanilla``: their ``val_*`` columns then hold
     the scores on the fields given).
     """
-    from structfree_dask.zoo import score_candidates, score_vanilla
+    from structfree_dask.zoo import pair_key, score_candidates, score_vanilla
     from structfree_dask.zoo.report import fusion_table
 
     ids = selection["model_ids"]
@@ -123,26 +125,21 @@ def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
     gt = selection["gt"]
     row: dict[str, Any] = {"n_test_fields": len(test)}
     best = {s: _best(selection["candidates"], s, allowed) for s in ("vanilla", "cw", "mc")}
-    rescored = {_pair(r): r for r in score_candidates(
+    rescored = {pair_key(r): r for r in score_candidates(
         zoo, plate, gt, ref.cell_line, ref.organelle, fields=test)}
     if best["vanilla"] is not None:
         base = (selection.get("baseline") or {}).get("path")
         for r in score_vanilla(plate, gt, test, [best["vanilla"]["eval_channels"]], base,
                                diameter=ref.diameter):
-            rescored[_pair(r)] = r
+            rescored[pair_key(r)] = r
     for strategy, b in best.items():
         row[strategy] = b and {
-            "test_f1": float(rescored[_pair(b)]["val_f1"]),
+            "test_f1": float(rescored[pair_key(b)]["val_f1"]),
             "split_test_f1": float(b["test_f1"]), "val_f1": float(b["val_f1"]),
             "eval": "+".join(b["eval_channel_names"]),
             "train": "+".join(str(n) for n in b.get("train_channel_names", []) or [])}
     row.update(fusion_rows(fusion_table(zoo, selection, plate, fields=test)))
     return row
-
-
-def _pair(row: dict[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    return (row["strategy"], tuple(int(c) for c in row.get("train_channels") or ()),
-            tuple(int(c) for c in row["eval_channels"]))
 
 
 def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:
@@ -172,7 +169,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         cw, mc = r["cw"], r["mc"]
         print(f"| {r['plate']} | {r['organelle']} | {_f(r['vanilla'])} | {_f(cw)} | {_f(mc)} | "
-              f"{cw and cw['eval']} | {mc and (mc['train'] + ' -> ' + mc['eval'])} |")
+              f"{cw and cw['eval']} | {(mc['train'] + ' -> ' + mc['eval']) if mc else '-'} |")
     print("\nFA vs mask fusion, CW models on all weak reporters, test fields (F1 at IoU 0.5)")
     methods = list(rows[0]["fusion"]) if rows else []
     print("| plate | organelle | " + " | ".join(methods) + " |")
@@ -207,9 +204,20 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--plates", default="A,B", help="which plates: A, B or A,B")
+    ap.add_argument("--organelles", default="nuclei,cyto", help="nuclei, cyto or nuclei,cyto")
+    ap.add_argument("--strategies", default="cw,mc",
+                    help="cw,mc (default) or cw: leave out the MC model (the fusion "
+                         "comparison uses the CW models only)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--keep", type=Path, default=None, help="keep the plates and zoos here")
     args = ap.parse_args()
+    for name, value, allowed in (("--organelles", args.organelles, {"nuclei", "cyto"}),
+                                 ("--strategies", args.strategies, {"cw", "mc"}),
+                                 ("--plates", args.plates, {"A", "B"})):
+        bad = set(value.split(",")) - allowed
+        if bad:
+            ap.error(f"{name}: expected a comma-separated subset of {sorted(allowed)}; "
+                     f"got {sorted(bad)}")
     if args.quick:
         args.rows, args.cols, args.size, args.epochs, args.heldout_rows = 2, 5, 160, 2, 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

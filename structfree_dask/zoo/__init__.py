@@ -45,6 +45,7 @@ from .report import (
 from .scoring import (
     SELECTION_RULE,
     VANILLA,
+    pair_key,
     score_candidates,
     score_split,
     score_vanilla,
@@ -93,6 +94,7 @@ __all__ = [
     "model_log_path",
     "nonempty_subsets",
     "overlay_figure",
+    "pair_key",
     "run_training_job",
     "score_candidates",
     "score_planes",

@@ -48,7 +48,7 @@ from .card import ModelCard
 from .data import Plane, load_planes, pool_scores
 from .evaluate import average_flows, channel_flows, flows_to_labels
 from .registry import Zoo
-from .scoring import VANILLA, summarize_scores
+from .scoring import VANILLA, pair_key, summarize_scores
 from .select import rank_key
 
 __all__ = [
@@ -96,17 +96,11 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _key(row: Mapping[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    return (str(row["strategy"]), tuple(int(c) for c in row.get("train_channels", [])),
-            tuple(int(c) for c in row["eval_channels"]))
-
-
 def _selected_key(selection: Mapping[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
     train = selection.get("train_channels")
     if train is None:  # selections written by select_models: CW trains on its eval channels
         train = selection["eval_channels"]
-    return (str(selection["strategy"]), tuple(int(c) for c in train),
-            tuple(int(c) for c in selection["eval_channels"]))
+    return pair_key({**selection, "train_channels": train})
 
 
 def _metric(selection: Mapping[str, Any]) -> str:
@@ -204,7 +198,7 @@ def candidates_table(selection: Mapping[str, Any]) -> list[dict[str, Any]]:
         "eval_subset": "+".join(r["eval_channel_names"]), "val_f1": r["val_f1"],
         "val_f1_std": r["val_f1_std"], "test_f1": r["test_f1"],
         "test_f1_std": r["test_f1_std"], "n_folds": r["n_folds"],
-        "model_ids": _ids_text(r["model_ids"]), "selected": _key(r) == chosen,
+        "model_ids": _ids_text(r["model_ids"]), "selected": pair_key(r) == chosen,
     } for r in _summary(selection)]
 
 

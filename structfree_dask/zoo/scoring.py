@@ -35,6 +35,7 @@ from .splits import Split
 __all__ = [
     "VANILLA",
     "SELECTION_RULE",
+    "pair_key",
     "score_candidates",
     "select_models",
     "score_vanilla",
@@ -325,8 +326,19 @@ def score_vanilla(
 # ----------------------------------------------------------------------------- split scores
 
 
-def _row_key(row: Mapping[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    return (str(row["strategy"]), tuple(int(c) for c in row["train_channels"]),
+def pair_key(row: Mapping[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Key a candidate row by (strategy, training channels, evaluation channels).
+
+    Rows without training channels (Vanilla) get an empty tuple there.
+
+    Examples
+    --------
+    >>> pair_key({"strategy": "mc", "train_channels": [0, 1, 2], "eval_channels": [0, 1]})
+    ('mc', (0, 1, 2), (0, 1))
+    >>> pair_key({"strategy": "vanilla", "train_channels": None, "eval_channels": [2]})
+    ('vanilla', (), (2,))
+    """
+    return (str(row["strategy"]), tuple(int(c) for c in row.get("train_channels") or ()),
             tuple(int(c) for c in row["eval_channels"]))
 
 
@@ -342,9 +354,9 @@ def _shared_split(cards: Iterable[ModelCard]) -> Split:
 
 def _add_test_scores(rows: list[dict[str, Any]], test_rows: list[dict[str, Any]]) -> None:
     """Copy the ``val_*`` scores of ``test_rows`` into ``rows`` as ``test_*``."""
-    by_key = {_row_key(r): r for r in test_rows}
+    by_key = {pair_key(r): r for r in test_rows}
     for row in rows:
-        test = by_key[_row_key(row)]
+        test = by_key[pair_key(row)]
         row.update({"test_" + k[4:]: v for k, v in test.items() if k.startswith("val_")})
 
 
@@ -407,7 +419,7 @@ def score_split(
     names = {c: n for card in models.values()
              for c, n in zip(card.channels, card.channel_names, strict=True)}
     by_name = {n: c for c, n in names.items()}
-    subsets = [[names[c] for c in key[2]] for key in dict.fromkeys(_row_key(r) for r in rows)]
+    subsets = [[names[c] for c in key[2]] for key in dict.fromkeys(pair_key(r) for r in rows)]
     subsets = [list(s) for s in dict.fromkeys(tuple(s) for s in subsets)]
     d = diameter or float(np.mean([card.diameter for card in models.values()]))
     vanilla = score_vanilla(plate, gt, split.val, subsets, base, diameter=d,
@@ -482,7 +494,7 @@ def summarize_scores(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(_row_key(row), []).append(row)
+        groups.setdefault(pair_key(row), []).append(row)
     order = {VANILLA: 0, **{s: i + 1 for i, s in enumerate(STRATEGIES)}}
     out = []
     for key, members in groups.items():
