@@ -100,7 +100,7 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
         selection = zoo.selection(preset.name, organelle)
         row = {"plate": tag, "organelle": organelle, "train_s": round(res.seconds, 1),
                "epochs": {c.model_id: c.epochs_run for c in res.cards}}
-        row.update(compare(zoo, selection, plate, set(weak), heldout))
+        row.update(compare(zoo, selection, plate, set(weak), heldout, args.flow_thresholds))
         row["seconds"] = round(time.perf_counter() - t0, 1)
         logger.info("%s", json.dumps(row))
         out.append(row)
@@ -108,7 +108,7 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
 
 
 def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
-            heldout: list[str]) -> dict[str, Any]:
+            heldout: list[str], flow_thresholds: tuple[float, ...] = (0.4,)) -> dict[str, Any]:
     """Best Vanilla/CW/MC pairs by validation F1, and FA vs mask fusion, on the test fields.
 
     The test fields are the split's test fields plus the held-out wells (never used to
@@ -138,21 +138,24 @@ def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
             "split_test_f1": float(b["test_f1"]), "val_f1": float(b["val_f1"]),
             "eval": "+".join(b["eval_channel_names"]),
             "train": "+".join(str(n) for n in b.get("train_channel_names", []) or [])}
-    row.update(fusion_rows(fusion_table(zoo, selection, plate, fields=test)))
+    row.update(fusion_rows(fusion_table(zoo, selection, plate, fields=test,
+                                        flow_thresholds=flow_thresholds)))
     return row
 
 
 def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:
     """FA and mask-fusion test F1 on all channels and on each method's chosen subset."""
-    out: dict[str, Any] = {"fusion": {}, "fusion_chosen": {}}
+    out: dict[str, Any] = {"fusion": {}, "fusion_threshold": {}, "fusion_chosen": {}}
     for f in fusion:
         if f["subset"] == "all":
             out["fusion"][f["method"]] = float(f["f1"])
+            out["fusion_threshold"][f["method"]] = float(f["flow_threshold"])
             out["fusion_channels"] = f["channels"]
         else:
             out["fusion_chosen"][f["method"]] = {"f1": float(f["f1"]),
                                                  "val_f1": float(f["val_f1"]),
-                                                 "channels": f["channels"]}
+                                                 "channels": f["channels"],
+                                                 "flow_threshold": float(f["flow_threshold"])}
     return out
 
 
@@ -170,13 +173,14 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
         cw, mc = r["cw"], r["mc"]
         print(f"| {r['plate']} | {r['organelle']} | {_f(r['vanilla'])} | {_f(cw)} | {_f(mc)} | "
               f"{cw and cw['eval']} | {(mc['train'] + ' -> ' + mc['eval']) if mc else '-'} |")
-    print("\nFA vs mask fusion, CW models on all weak reporters, test fields (F1 at IoU 0.5)")
+    print("\nFA vs mask fusion, CW models on all weak reporters, test fields (F1 at IoU 0.5; "
+          "flow threshold in brackets)")
     methods = list(rows[0]["fusion"]) if rows else []
     print("| plate | organelle | " + " | ".join(methods) + " |")
     print("|---|---|" + "---|" * len(methods))
     for r in rows:
-        print(f"| {r['plate']} | {r['organelle']} | "
-              + " | ".join(f"{r['fusion'][m]:.3f}" for m in methods) + " |")
+        print(f"| {r['plate']} | {r['organelle']} | " + " | ".join(
+            f"{r['fusion'][m]:.3f} [{r['fusion_threshold'][m]:g}]" for m in methods) + " |")
     chosen = [r for r in rows if r.get("fusion_chosen")]
     if not chosen:
         return
@@ -186,8 +190,8 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     print("|---|---|" + "---|" * len(methods))
     for r in chosen:
         print(f"| {r['plate']} | {r['organelle']} | " + " | ".join(
-            f"{r['fusion_chosen'][m]['f1']:.3f} ({r['fusion_chosen'][m]['channels']})"
-            for m in methods) + " |")
+            f"{r['fusion_chosen'][m]['f1']:.3f} ({r['fusion_chosen'][m]['channels']}) "
+            f"[{r['fusion_chosen'][m]['flow_threshold']:g}]" for m in methods) + " |")
 
 
 def main() -> int:
@@ -208,6 +212,9 @@ def main() -> int:
     ap.add_argument("--strategies", default="cw,mc",
                     help="cw,mc (default) or cw: leave out the MC model (the fusion "
                          "comparison uses the CW models only)")
+    ap.add_argument("--flow-thresholds", default="0.4",
+                    help="flow-error thresholds each fusion method (FA included) chooses from "
+                         "on the validation fields, e.g. 0.4,0.6,0.8 (default: cellpose's 0.4)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--keep", type=Path, default=None, help="keep the plates and zoos here")
     args = ap.parse_args()
@@ -218,6 +225,10 @@ def main() -> int:
         if bad:
             ap.error(f"{name}: expected a comma-separated subset of {sorted(allowed)}; "
                      f"got {sorted(bad)}")
+    try:
+        args.flow_thresholds = tuple(float(v) for v in args.flow_thresholds.split(","))
+    except ValueError:
+        ap.error(f"--flow-thresholds: expected numbers like 0.4,0.6; got {args.flow_thresholds!r}")
     if args.quick:
         args.rows, args.cols, args.size, args.epochs, args.heldout_rows = 2, 5, 160, 2, 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

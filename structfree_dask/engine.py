@@ -13,6 +13,7 @@ The engine knows nothing of the CLI; it takes a ``distributed.Client``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -132,6 +133,12 @@ class SegmentationConfig:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
+        if not self.flow_threshold >= 0:
+            raise ValueError(f"flow_threshold must be >= 0 (0: no flow check); "
+                             f"got {self.flow_threshold}")
+        if not math.isfinite(self.cellprob_threshold):
+            raise ValueError(f"cellprob_threshold must be a finite number; "
+                             f"got {self.cellprob_threshold}")
         if self.channel_models is not None:
             if self.model is not None:
                 raise ValueError("give either model or channel_models, not both")

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from structfree_dask.cli import main
-from structfree_dask.io import open_labels, open_plate
+from structfree_dask.io import label_record, open_labels, open_plate
 
 COMMANDS = ["info", "simulate", "import", "segment", "evaluate"]
 
@@ -52,14 +52,16 @@ def test_segment_evaluate_and_resume(sim_plate, cluster_client, tmp_path, capsys
     address = cluster_client.scheduler.address
     report = tmp_path / "report.html"
     args = ["segment", str(sim_plate), "--organelle", "nuclei", "--channels", "mito,ER",
-            "--diameter", "12", "--tile-size", "64", "--scheduler", address, "--no-progress",
-            "--performance-report", str(report)]
+            "--diameter", "12", "--tile-size", "64", "--flow-threshold", "0.6",
+            "--scheduler", address, "--no-progress", "--performance-report", str(report)]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "labels/nuclei: 4 done, 0 skipped" in out
     assert report.read_text().lower().count("<html") >= 1
     info = open_plate(sim_plate).field("A/2/0")
     assert "nuclei" in info.labels and open_labels(info, "nuclei").shapes[0] == (2, 1, 128, 128)
+    record = label_record(open_labels(info, "nuclei"))
+    assert (record["flow_threshold"], record["cellprob_threshold"]) == (0.6, 0.0)
     assert main(args[:-2]) == 0
     assert "0 done, 4 skipped" in capsys.readouterr().out
     csv = tmp_path / "s.csv"
@@ -91,6 +93,8 @@ def test_import_real_images(real_dev, tmp_path, capsys):
          "not a file and not a cellpose"),
         (["segment", "{plate}", "--channels", "0", "--name", "gt_cyto"], "already exists"),
         (["segment", "{plate}", "--channels", "0", "--wells", "H/9"], "not in plate"),
+        (["segment", "{plate}", "--channels", "0", "--flow-threshold", "-1"],
+         "flow_threshold must be >= 0"),
         (["segment", "{plate}", "--channels", "0", "--scheduler", "tcp://x:1",
           "--workers", "2"], "--workers applies"),
         (["evaluate", "{plate}", "--pred", "nope", "--gt", "gt_cyto"], "no label image 'nope'"),

@@ -555,8 +555,12 @@ def test_run_jobs_and_select(small_base, tiny_plate, tmp_path):
 # ----------------------------------------------------------------------------- fusion comparison
 
 
-def test_fusion_table_each_method_chooses_its_own_subset(tmp_path):
-    """All channels for every method, then each method on its best validation subset."""
+@pytest.mark.parametrize("thresholds", [(0.4,), (0.4, 0.8)])
+def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
+    """All channels for every method, then each method on its best validation subset.
+
+    With several flow thresholds, each method also picks its threshold on validation.
+    """
     from itertools import combinations
 
     from structfree_dask.fusion import fuse_masks
@@ -577,7 +581,7 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path):
     selection = zoo.set_selection("CL5", "cyto", {
         "model_ids": {0: "cw0", 1: "cw1"}, "eval_channels": [0, 1], "strategy": "cw",
         "val_f1": 0.5, "gt": "gt_cyto"})
-    rows = fusion_table(zoo, selection, plate)
+    rows = fusion_table(zoo, selection, plate, flow_thresholds=thresholds)
     labels = list(FUSION_LABELS.values())
     assert [(r["method"], r["subset"]) for r in rows] == (
         [(m, "all") for m in labels] + [(m, "validation") for m in labels])
@@ -586,25 +590,31 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path):
         planes = load_planes(plate, [field], [0, 1, 2], "gt_cyto")
         img, truth = planes[0].image, planes[0].labels.astype(np.int64)
         flows = [channel_flows(img[k], generalist, diameter=30.0) for k in range(3)]
-        masks = [flows_to_labels(f) for f in flows]
         out = {}
-        for sub in (c for n in (2, 3) for c in combinations(range(3), n)):
-            preds = {"FA": flows_to_labels(average_flows(np.stack([flows[k] for k in sub])))}
-            for method in ("simple", "staple", "voting", "majority"):
-                preds[FUSION_LABELS[method]] = fuse_masks([masks[k] for k in sub],
-                                                          method=method)
-            for m, p in preds.items():
-                out[(m, "+".join(names[k] for k in sub))] = evaluate(truth, p.astype(np.int64))
+        for t in thresholds:
+            masks = [flows_to_labels(f, flow_threshold=t) for f in flows]
+            for sub in (c for n in (2, 3) for c in combinations(range(3), n)):
+                average = average_flows(np.stack([flows[k] for k in sub]))
+                preds = {"FA": flows_to_labels(average, flow_threshold=t)}
+                for method in ("simple", "staple", "voting", "majority"):
+                    preds[FUSION_LABELS[method]] = fuse_masks([masks[k] for k in sub],
+                                                              method=method)
+                for m, p in preds.items():
+                    key = (m, "+".join(names[k] for k in sub), t)
+                    out[key] = evaluate(truth, p.astype(np.int64))
         return out
 
     val, test = scores("A/2/0"), scores("A/3/0")
     assert any(v["f1"] > 0 for v in val.values())  # the generalist finds cells here
     for r in rows:
-        assert r["models"] == "CW models"
+        assert r["models"] == "CW models" and r["flow_threshold"] in thresholds
+        mine = {(ch, t): s["f1"] for (m, ch, t), s in val.items() if m == r["method"]
+                and (r["subset"] == "validation" or ch == "mito+ER+membrane")}
         if r["subset"] == "all":
-            assert r["channels"] == "mito+ER+membrane" and math.isnan(r["val_f1"])
-        else:
-            mine = {ch: s["f1"] for (m, ch), s in val.items() if m == r["method"]}
-            assert r["val_f1"] == pytest.approx(max(mine.values()))
-            assert mine[r["channels"]] == pytest.approx(max(mine.values()))
-        assert r["f1"] == pytest.approx(test[(r["method"], r["channels"])]["f1"])
+            assert r["channels"] == "mito+ER+membrane"
+        assert r["val_f1"] == pytest.approx(max(mine.values()))
+        assert mine[(r["channels"], r["flow_threshold"])] == pytest.approx(max(mine.values()))
+        key = (r["method"], r["channels"], r["flow_threshold"])
+        assert r["f1"] == pytest.approx(test[key]["f1"])
+    with pytest.raises(ValueError, match="flow_thresholds"):
+        fusion_table(zoo, selection, plate, flow_thresholds=())

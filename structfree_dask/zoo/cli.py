@@ -60,6 +60,17 @@ def _strategies(text: str) -> list[str]:
     return values
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in _str_list(text)]
+    except ValueError:
+        values = []
+    if not values or any(not v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected numbers >= 0 separated by commas (e.g. 0.4,0.6,0.8); got {text!r}")
+    return values
+
+
 def _zoo(path: str) -> Any:
     from .registry import Zoo
 
@@ -177,7 +188,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"zoo folder {args.zoo} not found")
     files = write_report(args.zoo, args.plate, args.out, cell_line=args.cell_line,
                          organelle=args.organelle, gt=args.gt, n_overlays=args.overlays,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, flow_thresholds=args.flow_thresholds)
     for kind, paths in files.items():
         for path in paths:
             print(f"{kind}: {path}")
@@ -254,6 +265,10 @@ def _add_report(zsub: Any) -> None:
                    help="number of test fields to draw (default 3)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="network tiles per forward pass (default: 8 on a GPU, 2 on a CPU)")
+    p.add_argument("--flow-thresholds", type=_float_list, default=[0.4],
+                   help="flow-error thresholds each method of the fusion comparison "
+                        "chooses from on the validation fields, e.g. 0.4,0.6,0.8 "
+                        "(default: cellpose's 0.4)")
     p.set_defaults(func=_cmd_report)
 
 

@@ -75,6 +75,8 @@ logger = logging.getLogger(__name__)
 #: Display names of the fusion rows, FA first.
 FUSION_LABELS: dict[str, str] = {"fa": "FA", "simple": "SIMPLE", "staple": "STAPLE",
                                  "voting": "Voting", "majority": "Majority Voting"}
+#: Cellpose's flow-error threshold (masks whose flows disagree more are removed).
+DEFAULT_FLOW_THRESHOLD = 0.4
 #: Columns of :func:`f1_table`.
 F1_COLUMNS: tuple[str, ...] = ("eval_subset", "vanilla", "cw", "mc", "vanilla_std", "cw_std",
                                "mc_std", "mc_training_subset", "n_folds", "selected")
@@ -471,15 +473,19 @@ def _rescale(models: FAModels) -> float:
     return models.models[0].diam_mean / models.diameter
 
 
-def _fa_labels(models: FAModels, flows: _Flows) -> np.ndarray:
+def _fa_labels(models: FAModels, flows: _Flows,
+               flow_threshold: float = DEFAULT_FLOW_THRESHOLD) -> np.ndarray:
     """Flow Averaging over the models' channels, integrated once."""
     stack = np.stack([flows.get(m, c, models.diameter)
                       for m, c in zip(models.models, models.channels, strict=True)])
-    return flows_to_labels(average_flows(stack), rescale=_rescale(models))
+    return flows_to_labels(average_flows(stack), rescale=_rescale(models),
+                           flow_threshold=flow_threshold)
 
 
-def _channel_labels(models: FAModels, flows: _Flows) -> list[np.ndarray]:
-    return [flows_to_labels(flows.get(m, c, models.diameter), rescale=_rescale(models))
+def _channel_labels(models: FAModels, flows: _Flows,
+                    flow_threshold: float = DEFAULT_FLOW_THRESHOLD) -> list[np.ndarray]:
+    return [flows_to_labels(flows.get(m, c, models.diameter), rescale=_rescale(models),
+                            flow_threshold=flow_threshold)
             for m, c in zip(models.models, models.channels, strict=True)]
 
 
@@ -499,6 +505,7 @@ def _test_planes(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
 def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate, *,
                  gt: str | None = None, fields: Sequence[str] | None = None,
                  batch_size: int | None = None, choose_subsets: bool = True,
+                 flow_thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
                  ) -> list[dict[str, Any]]:
     """FA against SIMPLE, STAPLE, Voting and Majority Voting on the test fields.
 
@@ -511,6 +518,14 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
       one of highest F1 on the validation fields of the split (ties: fewer channels),
       as the method selects FA's subset. No method is scored on a subset chosen for
       another.
+
+    With several ``flow_thresholds`` (and ``choose_subsets``), each method also picks
+    cellpose's flow-error threshold on the validation fields, for the whole channel set
+    and for its own subset (ties: the threshold nearest cellpose's 0.4). It applies to
+    every integration the method runs: FA's one on the averaged maps, or each channel's
+    before a mask fusion. Averaged maps are shorter where the channels disagree, so
+    cellpose's check, which compares them with the flows of the finished masks, removes
+    more of FA's masks than of a single channel's.
 
     Parameters
     ----------
@@ -525,64 +540,94 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     batch_size : int, optional
     choose_subsets : bool
         Also score each method on its validation-chosen subset.
+    flow_thresholds : sequence of float
+        Flow-error thresholds each method chooses from on the validation fields
+        (default: cellpose's 0.4 only; without ``choose_subsets``, the first is used).
 
     Returns
     -------
     list of dict
         One row per method (:data:`FUSION_LABELS` order) and subset kind: ``method``,
-        ``subset``, ``models``, ``channels``, ``val_f1`` (validation rows) and the scores
-        of :data:`~structfree_dask.zoo.data.SCORE_KEYS`.
+        ``subset``, ``models``, ``channels``, ``flow_threshold``, ``val_f1``
+        (NaN where nothing was chosen on validation) and the scores of
+        :data:`~structfree_dask.zoo.data.SCORE_KEYS`.
+
+    Raises
+    ------
+    ValueError
+        ``flow_thresholds`` is empty or holds a negative value.
     """
+    grid = _check_flow_thresholds(flow_thresholds)
     models = fusion_models(zoo, selection)
     everything = tuple(range(len(models.channels)))
-    chosen: dict[str, tuple[tuple[int, ...], float]] = {}
-    if choose_subsets and len(everything) >= 3:
+    picks = {"all": [everything]}
+    if len(everything) >= 3:
+        picks["validation"] = [c for k in range(2, len(everything) + 1)
+                               for c in itertools.combinations(everything, k)]
+    chosen: dict[tuple[str, str], tuple[tuple[int, ...], float, float]] = {
+        ("all", m): (everything, grid[0], math.nan) for m in FUSION_LABELS}
+    if choose_subsets and (len(grid) > 1 or "validation" in picks):
         ref = _reference_card(zoo, selection)
         val = _test_planes(zoo, selection, plate, models.channels, gt, ref.split.val)
-        subsets = [c for k in range(2, len(everything) + 1)
-                   for c in itertools.combinations(everything, k)]
-        logger.info("fusion comparison: choosing each method's subset among %d on %d "
-                    "validation plane(s)", len(subsets), len(val))
-        val_scores = _fusion_scores(models, val, subsets, batch_size)
-        for method in FUSION_LABELS:
-            best = max(subsets, key=lambda c: (val_scores[(method, c)]["f1"], -len(c)))
-            chosen[method] = (best, float(val_scores[(method, best)]["f1"]))
+        candidates = sorted({c for cs in picks.values() for c in cs})
+        logger.info("fusion comparison: choosing each method's subset and flow threshold "
+                    "among %d x %d on %d validation plane(s)", len(candidates), len(grid),
+                    len(val))
+        val_scores = _fusion_scores(models, val, candidates, batch_size, grid)
+        for kind, subsets in picks.items():
+            for method in FUSION_LABELS:
+                best = max(((c, t) for c in subsets for t in grid), key=lambda ct: (
+                    val_scores[(method, *ct)]["f1"], -len(ct[0]),
+                    -abs(ct[1] - DEFAULT_FLOW_THRESHOLD)))
+                chosen[(kind, method)] = (*best, float(val_scores[(method, *best)]["f1"]))
     planes = _test_planes(zoo, selection, plate, models.channels, gt, fields)
     logger.info("fusion comparison: %s on %d test plane(s)", models.label, len(planes))
-    wanted = {everything, *(c for c, _ in chosen.values())}
-    test = _fusion_scores(models, planes, sorted(wanted), batch_size)
+    wanted = sorted({c for c, _, _ in chosen.values()})
+    test = _fusion_scores(models, planes, wanted, batch_size,
+                          sorted({t for _, t, _ in chosen.values()}))
     rows = []
     for kind in ("all", "validation"):
         for method, label in FUSION_LABELS.items():
-            if kind == "all":
-                subset, val_f1 = everything, math.nan
-            elif method in chosen:
-                subset, val_f1 = chosen[method]
-            else:
+            if (kind, method) not in chosen:
                 continue
+            subset, threshold, val_f1 = chosen[(kind, method)]
             rows.append({"method": label, "subset": kind, "models": models.label,
                          "channels": "+".join(models.channels[k] for k in subset),
-                         "val_f1": val_f1, **test[(method, subset)]})
+                         "flow_threshold": threshold, "val_f1": val_f1,
+                         **test[(method, subset, threshold)]})
     return rows
+
+
+def _check_flow_thresholds(values: Sequence[float]) -> list[float]:
+    grid = list(dict.fromkeys(float(v) for v in values))
+    if not grid or any(not v >= 0 for v in grid):
+        raise ValueError(f"flow_thresholds must be one or more numbers >= 0; got {values!r}")
+    return grid
 
 
 def _fusion_scores(models: FAModels, planes: Sequence[Plane],
                    subsets: Sequence[tuple[int, ...]], batch_size: int | None,
-                   ) -> dict[tuple[str, tuple[int, ...]], dict[str, Any]]:
-    """Pooled scores of FA and every mask fusion on each channel subset of ``models``."""
-    rows: dict[tuple[str, tuple[int, ...]], list[dict[str, Any]]] = {
-        (m, c): [] for m in FUSION_LABELS for c in subsets}
+                   thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
+                   ) -> dict[tuple[str, tuple[int, ...], float], dict[str, Any]]:
+    """Pooled scores of FA and every mask fusion per channel subset and flow threshold.
+
+    Each plane's flows are computed once and reused for every subset and threshold.
+    """
+    rows: dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]] = {
+        (m, c, t): [] for m in FUSION_LABELS for c in subsets for t in thresholds}
     for plane in planes:
         flows = _Flows(plane, models.channels, batch_size)
-        per_channel = _channel_labels(models, flows)
         truth = plane.labels.astype(np.int64)
-        for subset in subsets:
-            part = _subset(models, subset)
-            preds = {"fa": _fa_labels(part, flows)}
-            preds.update({m: fuse_masks([per_channel[k] for k in subset], method=m)
-                          for m in FUSION_METHODS})
-            for method, labels in preds.items():
-                rows[(method, subset)].append(evaluate(truth, labels.astype(np.int64)))
+        for threshold in thresholds:
+            per_channel = _channel_labels(models, flows, threshold)
+            for subset in subsets:
+                part = _subset(models, subset)
+                preds = {"fa": _fa_labels(part, flows, threshold)}
+                preds.update({m: fuse_masks([per_channel[k] for k in subset], method=m)
+                              for m in FUSION_METHODS})
+                for method, labels in preds.items():
+                    rows[(method, subset, threshold)].append(
+                        evaluate(truth, labels.astype(np.int64)))
     return {key: pool_scores(r) for key, r in rows.items()}
 
 
@@ -649,6 +694,7 @@ class _Options:
     gt: str | None = None
     n_overlays: int = 3
     batch_size: int | None = None
+    flow_thresholds: tuple[float, ...] = (DEFAULT_FLOW_THRESHOLD,)
 
 
 def _report_one(zoo: Zoo, cell_line: str, organelle: str, plate: str | Path | Plate,
@@ -662,7 +708,8 @@ def _report_one(zoo: Zoo, cell_line: str, organelle: str, plate: str | Path | Pl
     f1_heatmap(table, _f1_title(selection, tag, table)).savefig(path, dpi=120)
     files["f1 heatmap"] = [path]
     files["candidates"] = [write_csv(candidates_table(selection), out / f"candidates_{tag}.csv")]
-    fusion = fusion_table(zoo, selection, plate, gt=opts.gt, batch_size=opts.batch_size)
+    fusion = fusion_table(zoo, selection, plate, gt=opts.gt, batch_size=opts.batch_size,
+                          flow_thresholds=opts.flow_thresholds)
     files["fusion table"] = [write_csv(fusion, out / f"fusion_{tag}.csv")]
     files["overlays"] = write_overlays(zoo, selection, plate, out, tag, n=opts.n_overlays,
                                       gt=opts.gt, batch_size=opts.batch_size)
@@ -679,6 +726,7 @@ def write_report(
     gt: str | None = None,
     n_overlays: int = 3,
     batch_size: int | None = None,
+    flow_thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
 ) -> dict[str, list[Path]]:
     """Write the report of every selection of a zoo (see the module docstring).
 
@@ -697,6 +745,9 @@ def write_report(
     n_overlays : int
         Number of test planes to draw.
     batch_size : int, optional
+    flow_thresholds : sequence of float
+        Flow-error thresholds each method of the fusion comparison chooses from on
+        the validation fields (see :func:`fusion_table`).
 
     Returns
     -------
@@ -711,6 +762,8 @@ def write_report(
     KeyError
         If the zoo has no (matching) selection, or the plate lacks a test field,
         channel or the ground truth.
+    ValueError
+        ``n_overlays`` or ``flow_thresholds`` is invalid.
     """
     if not isinstance(zoo_dir, Zoo) and not Path(zoo_dir).is_dir():
         raise FileNotFoundError(f"zoo folder {zoo_dir} not found")
@@ -727,7 +780,7 @@ def write_report(
     files: dict[str, list[Path]] = {}
     if isinstance(n_overlays, bool) or not isinstance(n_overlays, int) or n_overlays < 0:
         raise ValueError(f"n_overlays must be an integer >= 0; got {n_overlays!r}")
-    opts = _Options(gt, n_overlays, batch_size)
+    opts = _Options(gt, n_overlays, batch_size, tuple(_check_flow_thresholds(flow_thresholds)))
     for cl, org in pairs:
         for kind, paths in _report_one(zoo, cl, org, plate, out, opts).items():
             files.setdefault(kind, []).extend(paths)
