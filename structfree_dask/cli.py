@@ -117,8 +117,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     channels = tuple(int(c) if c.lstrip("-").isdigit() else c for c in args.channels or ())
     common = dict(name=args.name, diameter=args.diameter, tile_size=args.tile_size,
                   halo=args.halo, batch_size=args.batch_size, overwrite=args.overwrite,
-                  fusion=args.fusion, flow_threshold=args.flow_threshold,
-                  cellprob_threshold=args.cellprob_threshold)
+                  fusion=args.fusion, cellprob_threshold=args.cellprob_threshold)
+    if args.flow_threshold is not None:
+        common["flow_threshold"] = args.flow_threshold
     if args.zoo:
         from .zoo.use import config_from_zoo
 
@@ -288,9 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", choices=("fa", "voting", "majority", "staple", "simple"),
                    default="fa", help="fa: Flow Averaging (default); or a mask-fusion "
                                       "baseline: each channel segmented alone, masks fused")
-    p.add_argument("--flow-threshold", type=float, default=0.4,
+    p.add_argument("--flow-threshold", type=float, default=None,
                    help="cellpose's flow-error threshold: masks whose flows disagree more "
-                        "with the network's are removed; 0 keeps all (default 0.4)")
+                        "with the network's are removed; 0 keeps all (default 0.4, or the "
+                        "one chosen with a zoo's selection)")
     p.add_argument("--cellprob-threshold", type=float, default=0.0,
                    help="cell probability threshold, in logits (default 0.0)")
     p.add_argument("--name", default=None, help="label image name (default: the organelle)")

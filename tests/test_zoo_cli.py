@@ -122,6 +122,16 @@ def test_build_writes_models_logs_and_selection(built, plate, small_base):
     assert {tuple(r["eval_channel_names"]) for r in vanilla} == {("mito",), ("ER",),
                                                                  ("mito", "ER")}
     assert "selection CL5/cyto:" in out and "mito+ER" in out
+    # the flow threshold: chosen for the selected pair on the validation fields
+    from structfree_dask.zoo import FLOW_THRESHOLDS, flow_threshold_scores
+    from structfree_dask.zoo.threshold import best_flow_threshold
+
+    assert sel["flow_threshold"] in FLOW_THRESHOLDS
+    assert f"flow threshold {sel['flow_threshold']:g}" in out
+    again = flow_threshold_scores(zoo, sel, plate)
+    assert sel["flow_threshold_val_f1"] == {f"{t:g}": pytest.approx(s["f1"])
+                                            for t, s in again.items()}
+    assert sel["flow_threshold"] == best_flow_threshold({t: s["f1"] for t, s in again.items()})
 
 
 def test_build_again_reuses_models(built, plate, small_base, cluster_client, tmp_path):
@@ -135,7 +145,8 @@ def test_build_again_reuses_models(built, plate, small_base, cluster_client, tmp
                        settings=TrainSettings(max_epochs=1, patience=1, tile_size=64),
                        progress=lambda done, total: seen.append((done, total)))
     assert result.reused == [jobs[0].model_id] and not result.failed and result.ok
-    assert seen[0] == (0, 2) and seen[-1] == (2, 2)  # 1 training + 1 scoring task
+    # 1 training + 1 scoring + 1 flow threshold task
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)
     assert {m: Zoo(zoo_dir).get(m).created for m in Zoo(zoo_dir).ids()} == before
     assert "not retrained" in model_log_path(zoo_dir, jobs[0].model_id).read_text()
     # the selection is rewritten from this build's strategies (CW only here)
@@ -326,6 +337,11 @@ def test_segment_with_the_zoo_selection(built, plate, cluster_client, tmp_path):
     info = open_plate(target).field(open_plate(target).field_paths[0])
     record = label_record(open_labels(info, "cyto_zoo"))
     assert record["channel_names"] == list(sel["eval_channel_names"])
+    assert record["flow_threshold"] == sel["flow_threshold"]  # the selection's, by default
+    from structfree_dask.zoo.use import config_from_zoo
+
+    assert config_from_zoo(zoo, "CL5", "cyto", str(target), flow_threshold=0.55
+                           ).flow_threshold == 0.55
     ids = sel["model_ids"]
     weights = [Zoo(zoo).weights_path(ids[c] if isinstance(ids, dict) else ids)
                for c in sel["eval_channels"]]

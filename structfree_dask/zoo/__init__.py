@@ -55,10 +55,12 @@ from .scoring import (
 )
 from .select import Candidate, candidate_pairs, nonempty_subsets, select_best
 from .splits import Split, kfold, split_fields
+from .threshold import FLOW_THRESHOLDS, choose_flow_threshold, flow_threshold_scores
 from .train import EarlyStopping, TrainResult, finetune, flow_targets, validation_loss
 
 __all__ = [
     "AUGMENTATIONS",
+    "FLOW_THRESHOLDS",
     "SELECTION_RULE",
     "VANILLA",
     "BuildResult",
@@ -80,11 +82,13 @@ __all__ = [
     "candidates_table",
     "channel_flows",
     "check_compatible",
+    "choose_flow_threshold",
     "f1_heatmap",
     "f1_table",
     "fa_segment",
     "finetune",
     "flow_targets",
+    "flow_threshold_scores",
     "flows_to_labels",
     "fusion_table",
     "kfold",

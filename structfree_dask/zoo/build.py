@@ -34,6 +34,7 @@ from .data import _forget_model, load_planes, load_samples, score_planes
 from .jobs import TrainingJob
 from .registry import Zoo
 from .scoring import _fold_order, score_split, select_from_scores
+from .threshold import FLOW_THRESHOLDS, check_flow_thresholds, choose_flow_threshold
 from .train import Progress, _check_tile, finetune
 
 __all__ = [
@@ -417,6 +418,7 @@ def build_zoo(
     base: ModelSpec | str | Path | None = None,
     settings: TrainSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
+    flow_thresholds: Sequence[float] = FLOW_THRESHOLDS,
 ) -> BuildResult:
     """Train a zoo on a Dask cluster, score every pair, and write the selection.
 
@@ -424,8 +426,10 @@ def build_zoo(
     when the workers advertise GPUs, see :func:`task_resources`), so the models train in
     parallel; each keeps a log in ``<zoo>/logs/``. Then one task per split (fold) runs
     :func:`~structfree_dask.zoo.scoring.score_split` on the models that trained, and
-    :func:`~structfree_dask.zoo.scoring.select_from_scores` writes the selection. The
-    plate and the zoo must be reachable by the workers at the same paths.
+    :func:`~structfree_dask.zoo.scoring.select_from_scores` writes the selection. A last
+    task chooses the selected pair's flow threshold on the validation fields
+    (:func:`~structfree_dask.zoo.threshold.choose_flow_threshold`). The plate and the zoo
+    must be reachable by the workers at the same paths.
 
     Parameters
     ----------
@@ -440,7 +444,11 @@ def build_zoo(
         record it with the selection) and again on each worker.
     settings : TrainSettings, optional
     progress : callable, optional
-        Called as ``progress(done, total)`` with the finished tasks (training + scoring).
+        Called as ``progress(done, total)`` with the finished tasks (training, scoring,
+        flow threshold).
+    flow_thresholds : sequence of float
+        Cellpose flow thresholds the selection chooses from (one value: that one, no
+        scoring).
 
     Returns
     -------
@@ -459,6 +467,7 @@ def build_zoo(
     """
     first = _common(list(jobs))
     settings = settings or TrainSettings()
+    thresholds = check_flow_thresholds(flow_thresholds)
     spec = base if isinstance(base, ModelSpec) else resolve_model(base)  # fail early
     zoo = Zoo(zoo_dir)
     started = time.perf_counter()
@@ -466,7 +475,7 @@ def build_zoo(
     folds = sorted({j.split.fold for j in jobs}, key=lambda f: -1 if f is None else f)
     result = BuildResult(zoo=zoo.path, reused=[j.model_id for j in jobs if j.model_id in existing])
     resources = task_resources(client)
-    total, done = len(jobs) + len(folds), [0]
+    total, done = len(jobs) + len(folds) + 1, [0]
 
     def step() -> None:
         done[0] += 1
@@ -513,5 +522,22 @@ def build_zoo(
         zoo, first.cell_line, first.organelle, result.scores, gt=first.gt, plate=first.plate,
         seed=first.split.seed,
         baseline={"model": spec.name, "path": spec.path, "sha256": spec.sha256})
+    result.selection = _flow_threshold(client, zoo, first, thresholds, settings, resources)
+    step()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _flow_threshold(client: Any, zoo: Zoo, first: TrainingJob, thresholds: list[float],
+                    settings: TrainSettings, resources: dict[str, float] | None,
+                    ) -> dict[str, Any]:
+    """Store the selection's flow threshold, chosen on validation by one task when several."""
+    if len(thresholds) == 1:
+        selection = zoo.selection(first.cell_line, first.organelle)
+        selection["flow_threshold"] = thresholds[0]
+        return zoo.set_selection(first.cell_line, first.organelle, selection)
+    future = client.submit(choose_flow_threshold, str(zoo.path), first.cell_line,
+                           first.organelle, thresholds, plate=first.plate, gt=first.gt,
+                           batch_size=settings.batch_size, pure=False, resources=resources,
+                           key=f"zoo-flow-threshold-{uuid.uuid4().hex[:8]}")
+    return future.result()

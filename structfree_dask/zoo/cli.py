@@ -15,6 +15,7 @@ from typing import Any
 
 from ..cli import UsageError, _str_list, add_cluster_options
 from .card import ORGANELLES, STRATEGIES
+from .threshold import FLOW_THRESHOLDS
 
 __all__ = ["add_zoo_parser", "parse_subsets"]
 
@@ -97,7 +98,7 @@ def _print_build(result: Any) -> None:
     print(f"selection {sel['cell_line']}/{sel['organelle']}: {sel['strategy'].upper()} on "
           f"{'+'.join(sel['eval_channel_names'])} (trained on "
           f"{'+'.join(sel['train_channel_names'])}), val F1 {_cell(sel['val_f1'])}, "
-          f"test F1 {_cell(sel['test_f1'])}")
+          f"test F1 {_cell(sel['test_f1'])}, flow threshold {sel.get('flow_threshold', 0.4):g}")
     print("F1 per evaluation subset (test fields):")
     print(format_table(f1_table(sel), F1_COLUMNS))
 
@@ -135,7 +136,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     try:
         result = build_zoo(jobs, zoo.path, client=client, base=args.base_model,
-                           settings=settings, progress=progress)
+                           settings=settings, progress=progress,
+                           flow_thresholds=args.flow_thresholds)
     finally:
         bar.close()
         close_client(client)
@@ -233,6 +235,10 @@ def _add_build(zsub: Any) -> None:
     p.add_argument("--wells", type=_str_list, default=None, help="only these wells, e.g. A/1,B/3")
     p.add_argument("--overwrite", action="store_true",
                    help="retrain models already in the zoo (default: reuse them)")
+    p.add_argument("--flow-thresholds", type=_float_list, default=list(FLOW_THRESHOLDS),
+                   help="cellpose flow thresholds the selected pair chooses from on the "
+                        "validation fields (default 0.4,0.6,0.8; 0.4 alone: cellpose's, "
+                        "no choice)")
     add_cluster_options(p)
     p.set_defaults(func=_cmd_build)
 

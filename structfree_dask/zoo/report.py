@@ -50,6 +50,7 @@ from .evaluate import average_flows, channel_flows, flows_to_labels
 from .registry import Zoo
 from .scoring import VANILLA, pair_key, summarize_scores
 from .select import rank_key
+from .threshold import DEFAULT_FLOW_THRESHOLD, check_flow_thresholds
 
 __all__ = [
     "FUSION_LABELS",
@@ -75,8 +76,6 @@ logger = logging.getLogger(__name__)
 #: Display names of the fusion rows, FA first.
 FUSION_LABELS: dict[str, str] = {"fa": "FA", "simple": "SIMPLE", "staple": "STAPLE",
                                  "voting": "Voting", "majority": "Majority Voting"}
-#: Cellpose's flow-error threshold (masks whose flows disagree more are removed).
-DEFAULT_FLOW_THRESHOLD = 0.4
 #: Columns of :func:`f1_table`.
 F1_COLUMNS: tuple[str, ...] = ("eval_subset", "vanilla", "cw", "mc", "vanilla_std", "cw_std",
                                "mc_std", "mc_training_subset", "n_folds", "selected")
@@ -557,7 +556,7 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     ValueError
         ``flow_thresholds`` is empty or holds a negative value.
     """
-    grid = _check_flow_thresholds(flow_thresholds)
+    grid = check_flow_thresholds(flow_thresholds)
     models = fusion_models(zoo, selection)
     everything = tuple(range(len(models.channels)))
     picks = {"all": [everything]}
@@ -596,13 +595,6 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
                          "flow_threshold": threshold, "val_f1": val_f1,
                          **test[(method, subset, threshold)]})
     return rows
-
-
-def _check_flow_thresholds(values: Sequence[float]) -> list[float]:
-    grid = list(dict.fromkeys(float(v) for v in values))
-    if not grid or any(not v >= 0 for v in grid):
-        raise ValueError(f"flow_thresholds must be one or more numbers >= 0; got {values!r}")
-    return grid
 
 
 def _fusion_scores(models: FAModels, planes: Sequence[Plane],
@@ -780,7 +772,7 @@ def write_report(
     files: dict[str, list[Path]] = {}
     if isinstance(n_overlays, bool) or not isinstance(n_overlays, int) or n_overlays < 0:
         raise ValueError(f"n_overlays must be an integer >= 0; got {n_overlays!r}")
-    opts = _Options(gt, n_overlays, batch_size, tuple(_check_flow_thresholds(flow_thresholds)))
+    opts = _Options(gt, n_overlays, batch_size, tuple(check_flow_thresholds(flow_thresholds)))
     for cl, org in pairs:
         for kind, paths in _report_one(zoo, cl, org, plate, out, opts).items():
             files.setdefault(kind, []).extend(paths)

@@ -8,6 +8,7 @@ from typing import Any
 from ..io import open_plate
 from .card import check_compatible
 from .registry import Zoo
+from .threshold import DEFAULT_FLOW_THRESHOLD
 
 __all__ = ["config_from_zoo"]
 
@@ -19,7 +20,8 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
     The selection names the evaluation channels and their model(s): one channel-wise
     model per channel (CW) or one multi-channel model for all (MC). Channels are
     matched to the plate **by name**; the diameter defaults to the models' training
-    diameter.
+    diameter, and the flow threshold to the one chosen with the selection (Cellpose's
+    0.4 for selections that chose none).
 
     Parameters
     ----------
@@ -72,5 +74,7 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
     options.setdefault("diameter", None)
     if options["diameter"] is None:
         options["diameter"] = float(sum(diameters) / len(diameters))
+    if options.get("flow_threshold") is None:
+        options["flow_threshold"] = float(sel.get("flow_threshold", DEFAULT_FLOW_THRESHOLD))
     return SegmentationConfig(organelle=organelle, channels=tuple(names),
                               channel_models=weights, **options)
