@@ -11,7 +11,8 @@ Modules: :mod:`.splits` (train/val/test and k-fold splits), :mod:`.augment`
 :mod:`.evaluate` (FA with one model per channel), :mod:`.jobs` (the training jobs to
 run), :mod:`.data` (annotated planes: loading, training samples, pooled scores),
 :mod:`.scoring` (candidate pairs and the Vanilla baseline scored per split, selection
-from the scores), :mod:`.build` (one training job per task, :func:`build_zoo` on a
+from the scores), :mod:`.threshold` (the selection's flow threshold, chosen on validation),
+:mod:`.build` (one training job per task, :func:`build_zoo` on a
 Dask cluster) and :mod:`.report` (F1 tables, heatmaps, fusion comparison, overlays).
 The ``structfree-dask zoo`` command line is in :mod:`.cli`.
 """
