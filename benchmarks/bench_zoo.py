@@ -142,14 +142,25 @@ def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
             "eval": "+".join(b["eval_channel_names"]),
             "train": "+".join(str(n) for n in b.get("train_channel_names", []) or [])}
     row.update(fusion_rows(fusion_table(zoo, selection, plate, fields=test,
-                                        flow_thresholds=flow_thresholds)))
+                                        flow_thresholds=flow_thresholds, per_field=True)))
     return row
 
 
 def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:
-    """FA and mask-fusion test F1 on all channels and on each method's chosen subset."""
-    out: dict[str, Any] = {"fusion": {}, "fusion_threshold": {}, "fusion_chosen": {}}
+    """FA and mask-fusion test F1 on all channels and on each method's chosen subset.
+
+    ``fusion_vs_fa[kind][method]`` is FA - method of pooled F1 with its 95 % interval
+    (paired bootstrap over the test fields); ``fusion_rows`` needs ``per_field`` rows.
+    """
+    from structfree_dask.metrics import paired_bootstrap_f1
+
+    out: dict[str, Any] = {"fusion": {}, "fusion_threshold": {}, "fusion_chosen": {},
+                           "fusion_vs_fa": {}}
+    fa = {f["subset"]: f["per_field"] for f in fusion if f["method"] == "FA"}
     for f in fusion:
+        if f["method"] != "FA":
+            out["fusion_vs_fa"].setdefault(f["subset"], {})[f["method"]] = paired_bootstrap_f1(
+                fa[f["subset"]], f["per_field"])
         if f["subset"] == "all":
             out["fusion"][f["method"]] = float(f["f1"])
             out["fusion_threshold"][f["method"]] = float(f["flow_threshold"])
@@ -160,6 +171,11 @@ def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:
                                                  "channels": f["channels"],
                                                  "flow_threshold": float(f["flow_threshold"])}
     return out
+
+
+def _versus(r: dict[str, Any], kind: str, method: str) -> str:
+    d = r["fusion_vs_fa"].get(kind, {}).get(method)
+    return "" if d is None else f" (FA {d[0]:+.3f}, {d[1]:+.3f}..{d[2]:+.3f})"
 
 
 def _f(x: dict[str, Any] | None) -> str:
@@ -174,16 +190,18 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         cw, mc = r["cw"], r["mc"]
+        mc_pair = f"{mc['train']} -> {mc['eval']}" if mc else "-"
         print(f"| {r['plate']} | {r['organelle']} | {_f(r['vanilla'])} | {_f(cw)} | {_f(mc)} | "
-              f"{cw and cw['eval']} | {(mc['train'] + ' -> ' + mc['eval']) if mc else '-'} |")
+              f"{cw['eval'] if cw else '-'} | {mc_pair} |")
     print("\nFA vs mask fusion, CW models on all weak reporters, test fields (F1 at IoU 0.5; "
-          "flow threshold in brackets)")
+          "flow threshold in brackets; FA - method with its 95 % paired-bootstrap interval)")
     methods = list(rows[0]["fusion"]) if rows else []
     print("| plate | organelle | " + " | ".join(methods) + " |")
     print("|---|---|" + "---|" * len(methods))
     for r in rows:
         print(f"| {r['plate']} | {r['organelle']} | " + " | ".join(
-            f"{r['fusion'][m]:.3f} [{r['fusion_threshold'][m]:g}]" for m in methods) + " |")
+            f"{r['fusion'][m]:.3f} [{r['fusion_threshold'][m]:g}]{_versus(r, 'all', m)}"
+            for m in methods) + " |")
     chosen = [r for r in rows if r.get("fusion_chosen")]
     if not chosen:
         return
@@ -194,7 +212,8 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     for r in chosen:
         print(f"| {r['plate']} | {r['organelle']} | " + " | ".join(
             f"{r['fusion_chosen'][m]['f1']:.3f} ({r['fusion_chosen'][m]['channels']}) "
-            f"[{r['fusion_chosen'][m]['flow_threshold']:g}]" for m in methods) + " |")
+            f"[{r['fusion_chosen'][m]['flow_threshold']:g}]{_versus(r, 'validation', m)}"
+            for m in methods) + " |")
 
 
 def main() -> int:

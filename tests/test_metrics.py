@@ -17,6 +17,7 @@ from structfree_dask.metrics import (
     evaluate,
     match_scores,
     matched_f1,
+    paired_bootstrap_f1,
 )
 
 
@@ -252,3 +253,23 @@ def test_bad_inputs():
         combine([])
     with pytest.raises(ValueError, match="lacks keys"):
         combine([{"tp": 1}])
+
+
+def test_paired_bootstrap_f1():
+    """Pooled F1 difference on the same images: sign, symmetry and clear errors."""
+    rng = np.random.default_rng(1)
+    b = rng.integers(5, 20, size=(25, 3))
+    a = b + np.array([2, -1, -1])  # a finds more cells on every image (b >= 5)
+    d, lo, hi = paired_bootstrap_f1(a, b, n_resamples=500, seed=3)
+    pooled = [2 * x[0] / (2 * x[0] + x[1] + x[2]) for x in (a.sum(0), b.sum(0))]
+    assert d == pytest.approx(pooled[0] - pooled[1]) and 0 < lo <= d <= hi
+    back = paired_bootstrap_f1(b, a, n_resamples=500, seed=3)  # same draws, mirrored
+    assert back == pytest.approx((-d, -hi, -lo))
+    assert paired_bootstrap_f1(a, a) == (0.0, 0.0, 0.0)
+    wide = paired_bootstrap_f1(a, b, n_resamples=500, seed=3, confidence=0.99)
+    assert wide[1] <= lo and wide[2] >= hi
+    for kwargs, message in [({"counts_b": b[:3]}, "shapes"), ({"n_resamples": 0}, "n_resamples"),
+                            ({"confidence": 1.0}, "confidence")]:
+        args = {"counts_a": a, "counts_b": b, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            paired_bootstrap_f1(args.pop("counts_a"), args.pop("counts_b"), **args)

@@ -581,7 +581,7 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
     selection = zoo.set_selection("CL5", "cyto", {
         "model_ids": {0: "cw0", 1: "cw1"}, "eval_channels": [0, 1], "strategy": "cw",
         "val_f1": 0.5, "gt": "gt_cyto"})
-    rows = fusion_table(zoo, selection, plate, flow_thresholds=thresholds)
+    rows = fusion_table(zoo, selection, plate, flow_thresholds=thresholds, per_field=True)
     labels = list(FUSION_LABELS.values())
     assert [(r["method"], r["subset"]) for r in rows] == (
         [(m, "all") for m in labels] + [(m, "validation") for m in labels])
@@ -616,5 +616,6 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
         assert mine[(r["channels"], r["flow_threshold"])] == pytest.approx(max(mine.values()))
         key = (r["method"], r["channels"], r["flow_threshold"])
         assert r["f1"] == pytest.approx(test[key]["f1"])
+        assert r["per_field"] == [[test[key]["tp"], test[key]["fp"], test[key]["fn"]]]
     with pytest.raises(ValueError, match="flow_thresholds"):
         fusion_table(zoo, selection, plate, flow_thresholds=())

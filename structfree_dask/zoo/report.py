@@ -505,7 +505,7 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
                  gt: str | None = None, fields: Sequence[str] | None = None,
                  batch_size: int | None = None, choose_subsets: bool = True,
                  flow_thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
-                 ) -> list[dict[str, Any]]:
+                 per_field: bool = False) -> list[dict[str, Any]]:
     """FA against SIMPLE, STAPLE, Voting and Majority Voting on the test fields.
 
     Every method fuses the same per-channel predictions of :func:`fusion_models`. Two
@@ -542,6 +542,10 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     flow_thresholds : sequence of float
         Flow-error thresholds each method chooses from on the validation fields
         (default: cellpose's 0.4 only; without ``choose_subsets``, the first is used).
+    per_field : bool
+        Also give each row's per-field ``(tp, fp, fn)`` under ``per_field`` (fields in
+        the order of ``fields``), e.g. for
+        :func:`~structfree_dask.metrics.paired_bootstrap_f1`.
 
     Returns
     -------
@@ -572,7 +576,8 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
         logger.info("fusion comparison: choosing each method's subset and flow threshold "
                     "among %d x %d on %d validation plane(s)", len(candidates), len(grid),
                     len(val))
-        val_scores = _fusion_scores(models, val, candidates, batch_size, grid)
+        val_scores = {k: pool_scores(v) for k, v in
+                      _fusion_scores(models, val, candidates, batch_size, grid).items()}
         for kind, subsets in picks.items():
             for method in FUSION_LABELS:
                 best = max(((c, t) for c in subsets for t in grid), key=lambda ct: (
@@ -590,18 +595,21 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
             if (kind, method) not in chosen:
                 continue
             subset, threshold, val_f1 = chosen[(kind, method)]
-            rows.append({"method": label, "subset": kind, "models": models.label,
-                         "channels": "+".join(models.channels[k] for k in subset),
-                         "flow_threshold": threshold, "val_f1": val_f1,
-                         **test[(method, subset, threshold)]})
+            scores = test[(method, subset, threshold)]
+            row = {"method": label, "subset": kind, "models": models.label,
+                   "channels": "+".join(models.channels[k] for k in subset),
+                   "flow_threshold": threshold, "val_f1": val_f1, **pool_scores(scores)}
+            if per_field:
+                row["per_field"] = [[int(r[k]) for k in ("tp", "fp", "fn")] for r in scores]
+            rows.append(row)
     return rows
 
 
 def _fusion_scores(models: FAModels, planes: Sequence[Plane],
                    subsets: Sequence[tuple[int, ...]], batch_size: int | None,
                    thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
-                   ) -> dict[tuple[str, tuple[int, ...], float], dict[str, Any]]:
-    """Pooled scores of FA and every mask fusion per channel subset and flow threshold.
+                   ) -> dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]]:
+    """Per-plane scores of FA and every mask fusion per channel subset and flow threshold.
 
     Each plane's flows are computed once and reused for every subset and threshold.
     """
@@ -620,7 +628,7 @@ def _fusion_scores(models: FAModels, planes: Sequence[Plane],
                 for method, labels in preds.items():
                     rows[(method, subset, threshold)].append(
                         evaluate(truth, labels.astype(np.int64)))
-    return {key: pool_scores(r) for key, r in rows.items()}
+    return rows
 
 
 def _subset(models: FAModels, subset: tuple[int, ...]) -> FAModels:
