@@ -28,7 +28,7 @@ from .cluster import gpu_resources
 from .compute_thread import release_free_memory
 from .flows import assemble_flows, region_contribution, resample_to_original
 from .fusion import FUSION_METHODS, fuse_masks
-from .integrate import cut_cells, integrate_flows, owned_cells
+from .integrate import DEFAULT_FLOW_THRESHOLD, cut_cells, integrate_flows, owned_cells
 from .io import (
     ImageInfo,
     LabelExistsError,
@@ -111,7 +111,7 @@ class SegmentationConfig:
     halo: int | None = None
     batch_size: int | None = None
     cellprob_threshold: float = 0.0
-    flow_threshold: float = 0.4
+    flow_threshold: float = DEFAULT_FLOW_THRESHOLD
     min_size: int = 15
     overwrite: bool = False
     fusion: str = "fa"
@@ -736,7 +736,7 @@ def segment_array(
     halo: int | None = None,
     batch_size: int | None = None,
     cellprob_threshold: float = 0.0,
-    flow_threshold: float = 0.4,
+    flow_threshold: float = DEFAULT_FLOW_THRESHOLD,
     min_size: int = 15,
     fusion: str = "fa",
     channel_models: Sequence[str] | None = None,

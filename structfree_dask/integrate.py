@@ -18,13 +18,18 @@ logger = logging.getLogger(__name__)
 LABEL_DTYPE = np.dtype("uint32")
 
 
+#: Cellpose's flow-error threshold: masks whose flows differ from the network's by more
+#: (mean squared error) are removed.
+DEFAULT_FLOW_THRESHOLD = 0.4
+
+
 def integrate_flows(
     dP: np.ndarray,
     cellprob: np.ndarray,
     *,
     niter: int = 200,
     cellprob_threshold: float = 0.0,
-    flow_threshold: float = 0.4,
+    flow_threshold: float = DEFAULT_FLOW_THRESHOLD,
     min_size: int = 15,
     max_size_px: float | None = None,
     device: Any = None,

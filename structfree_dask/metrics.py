@@ -47,7 +47,6 @@ from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import relabel_sequential
 
 __all__ = [
-    "paired_bootstrap_f1",
     "AP_THRESHOLDS",
     "MatchScores",
     "match_scores",
@@ -57,6 +56,7 @@ __all__ = [
     "evaluate",
     "combine",
     "matched_f1",
+    "paired_bootstrap_f1",
 ]
 
 logger = logging.getLogger(__name__)
@@ -639,4 +639,3 @@ def paired_bootstrap_f1(counts_a: ArrayLike, counts_b: ArrayLike, *, n_resamples
     tail = 100 * (1 - confidence) / 2
     lo, hi = np.percentile(diffs, [tail, 100 - tail])
     return float(f1(a.sum(axis=0)) - f1(b.sum(axis=0))), float(lo), float(hi)
-

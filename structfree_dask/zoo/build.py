@@ -520,24 +520,14 @@ def build_zoo(
     result.scores.sort(key=_fold_order)
     result.selection = select_from_scores(
         zoo, first.cell_line, first.organelle, result.scores, gt=first.gt, plate=first.plate,
-        seed=first.split.seed,
+        seed=first.split.seed, flow_threshold=thresholds[0],
         baseline={"model": spec.name, "path": spec.path, "sha256": spec.sha256})
-    result.selection = _flow_threshold(client, zoo, first, thresholds, settings, resources)
+    if len(thresholds) > 1:
+        result.selection = client.submit(
+            choose_flow_threshold, str(zoo.path), first.cell_line, first.organelle, thresholds,
+            plate=first.plate, gt=first.gt, batch_size=settings.batch_size, pure=False,
+            resources=resources, key=f"zoo-flow-threshold-{uuid.uuid4().hex[:8]}").result()
     step()
     result.seconds = time.perf_counter() - started
     return result
 
-
-def _flow_threshold(client: Any, zoo: Zoo, first: TrainingJob, thresholds: list[float],
-                    settings: TrainSettings, resources: dict[str, float] | None,
-                    ) -> dict[str, Any]:
-    """Store the selection's flow threshold, chosen on validation by one task when several."""
-    if len(thresholds) == 1:
-        selection = zoo.selection(first.cell_line, first.organelle)
-        selection["flow_threshold"] = thresholds[0]
-        return zoo.set_selection(first.cell_line, first.organelle, selection)
-    future = client.submit(choose_flow_threshold, str(zoo.path), first.cell_line,
-                           first.organelle, thresholds, plate=first.plate, gt=first.gt,
-                           batch_size=settings.batch_size, pure=False, resources=resources,
-                           key=f"zoo-flow-threshold-{uuid.uuid4().hex[:8]}")
-    return future.result()

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..cli import UsageError, _str_list, add_cluster_options
 from .card import ORGANELLES, STRATEGIES
-from .threshold import FLOW_THRESHOLDS
+from .threshold import DEFAULT_FLOW_THRESHOLD, FLOW_THRESHOLDS, check_flow_thresholds
 
 __all__ = ["add_zoo_parser", "parse_subsets"]
 
@@ -61,15 +61,13 @@ def _strategies(text: str) -> list[str]:
     return values
 
 
-def _float_list(text: str) -> list[float]:
+def _flow_thresholds(text: str) -> list[float]:
     try:
-        values = [float(v) for v in _str_list(text)]
+        return check_flow_thresholds(_str_list(text))
     except ValueError:
-        values = []
-    if not values or any(not v >= 0 for v in values):
         raise argparse.ArgumentTypeError(
-            f"expected numbers >= 0 separated by commas (e.g. 0.4,0.6,0.8); got {text!r}")
-    return values
+            f"expected numbers >= 0 separated by commas (e.g. 0.4,0.6,0.8); got {text!r}"
+        ) from None
 
 
 def _zoo(path: str) -> Any:
@@ -95,10 +93,11 @@ def _print_build(result: Any) -> None:
     sel = result.selection
     if sel is None:
         return
+    threshold = sel.get("flow_threshold", DEFAULT_FLOW_THRESHOLD)
     print(f"selection {sel['cell_line']}/{sel['organelle']}: {sel['strategy'].upper()} on "
           f"{'+'.join(sel['eval_channel_names'])} (trained on "
           f"{'+'.join(sel['train_channel_names'])}), val F1 {_cell(sel['val_f1'])}, "
-          f"test F1 {_cell(sel['test_f1'])}, flow threshold {sel.get('flow_threshold', 0.4):g}")
+          f"test F1 {_cell(sel['test_f1'])}, flow threshold {threshold:g}")
     print("F1 per evaluation subset (test fields):")
     print(format_table(f1_table(sel), F1_COLUMNS))
 
@@ -235,7 +234,7 @@ def _add_build(zsub: Any) -> None:
     p.add_argument("--wells", type=_str_list, default=None, help="only these wells, e.g. A/1,B/3")
     p.add_argument("--overwrite", action="store_true",
                    help="retrain models already in the zoo (default: reuse them)")
-    p.add_argument("--flow-thresholds", type=_float_list, default=list(FLOW_THRESHOLDS),
+    p.add_argument("--flow-thresholds", type=_flow_thresholds, default=list(FLOW_THRESHOLDS),
                    help="cellpose flow thresholds the selected pair chooses from on the "
                         "validation fields (default 0.4,0.6,0.8; 0.4 alone: cellpose's, "
                         "no choice)")
@@ -271,7 +270,7 @@ def _add_report(zsub: Any) -> None:
                    help="number of test fields to draw (default 3)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="network tiles per forward pass (default: 8 on a GPU, 2 on a CPU)")
-    p.add_argument("--flow-thresholds", type=_float_list, default=[0.4],
+    p.add_argument("--flow-thresholds", type=_flow_thresholds, default=[DEFAULT_FLOW_THRESHOLD],
                    help="flow-error thresholds each method of the fusion comparison "
                         "chooses from on the validation fields, e.g. 0.4,0.6,0.8 "
                         "(default: cellpose's 0.4)")

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backbones import ModelSpec, load_model, pick_device, predict_tiles, resolve_model
 from ..flows import assemble_flows, average_flows, region_contribution, resample_to_original
-from ..integrate import integrate_flows
+from ..integrate import DEFAULT_FLOW_THRESHOLD, integrate_flows
 from ..normalize import normalize, percentile_bounds
 from ..tiling import FieldGeometry, halo_depth
 
@@ -99,7 +99,7 @@ def flows_to_labels(
     *,
     rescale: float = 1.0,
     cellprob_threshold: float = 0.0,
-    flow_threshold: float = 0.4,
+    flow_threshold: float = DEFAULT_FLOW_THRESHOLD,
     min_size: int = 15,
 ) -> np.ndarray:
     """Integrate averaged flows into labels, with ``segment_array``'s settings.
@@ -135,7 +135,7 @@ def fa_segment(
     diameter: float | None = None,
     batch_size: int | None = None,
     cellprob_threshold: float = 0.0,
-    flow_threshold: float = 0.4,
+    flow_threshold: float = DEFAULT_FLOW_THRESHOLD,
     min_size: int = 15,
 ) -> np.ndarray:
     """Segment a ``(c, y, x)`` image with Flow Averaging, one model per channel.

@@ -608,23 +608,27 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
 def _fusion_scores(models: FAModels, planes: Sequence[Plane],
                    subsets: Sequence[tuple[int, ...]], batch_size: int | None,
                    thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
+                   methods: Sequence[str] = tuple(FUSION_LABELS),
                    ) -> dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]]:
-    """Per-plane scores of FA and every mask fusion per channel subset and flow threshold.
+    """Per-plane scores of FA and the mask fusions per channel subset and flow threshold.
 
-    Each plane's flows are computed once and reused for every subset and threshold.
+    Each plane's flows are computed once and reused for every subset and threshold;
+    the channels are integrated alone only when a mask fusion is among ``methods``.
     """
     rows: dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]] = {
-        (m, c, t): [] for m in FUSION_LABELS for c in subsets for t in thresholds}
+        (m, c, t): [] for m in methods for c in subsets for t in thresholds}
+    fusions = [m for m in FUSION_METHODS if m in methods]
     for plane in planes:
         flows = _Flows(plane, models.channels, batch_size)
         truth = plane.labels.astype(np.int64)
         for threshold in thresholds:
-            per_channel = _channel_labels(models, flows, threshold)
+            per_channel = _channel_labels(models, flows, threshold) if fusions else []
             for subset in subsets:
-                part = _subset(models, subset)
-                preds = {"fa": _fa_labels(part, flows, threshold)}
+                preds = {}
+                if "fa" in methods:
+                    preds["fa"] = _fa_labels(_subset(models, subset), flows, threshold)
                 preds.update({m: fuse_masks([per_channel[k] for k in subset], method=m)
-                              for m in FUSION_METHODS})
+                              for m in fusions})
                 for method, labels in preds.items():
                     rows[(method, subset, threshold)].append(
                         evaluate(truth, labels.astype(np.int64)))

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..integrate import DEFAULT_FLOW_THRESHOLD
+
 __all__ = [
     "DEFAULT_FLOW_THRESHOLD",
     "FLOW_THRESHOLDS",
@@ -30,8 +32,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Cellpose's flow-error threshold.
-DEFAULT_FLOW_THRESHOLD = 0.4
 #: Thresholds a selection chooses from by default.
 FLOW_THRESHOLDS: tuple[float, ...] = (0.4, 0.6, 0.8)
 
@@ -84,21 +84,16 @@ def flow_threshold_scores(zoo: Any, selection: Mapping[str, Any], plate: Any,
     dict
         ``{threshold: pooled scores}`` (see :data:`~structfree_dask.zoo.data.SCORE_KEYS`).
     """
-    from ..metrics import evaluate
     from .data import pool_scores
-    from .report import _fa_labels, _Flows, _reference_card, _test_planes, selected_models
+    from .report import _fusion_scores, _reference_card, _test_planes, selected_models
 
     grid = check_flow_thresholds(thresholds)
     models = selected_models(zoo, selection)
     val = _reference_card(zoo, selection).split.val
     planes = _test_planes(zoo, selection, plate, models.channels, gt, val)
-    rows: dict[float, list[dict[str, Any]]] = {t: [] for t in grid}
-    for plane in planes:
-        flows = _Flows(plane, models.channels, batch_size)
-        truth = plane.labels.astype(np.int64)
-        for t in grid:
-            rows[t].append(evaluate(truth, _fa_labels(models, flows, t).astype(np.int64)))
-    return {t: pool_scores(r) for t, r in rows.items()}
+    every = tuple(range(len(models.channels)))
+    rows = _fusion_scores(models, planes, [every], batch_size, grid, methods=("fa",))
+    return {t: pool_scores(rows[("fa", every, t)]) for t in grid}
 
 
 def choose_flow_threshold(zoo_dir: str | Path | Any, cell_line: str, organelle: str,
