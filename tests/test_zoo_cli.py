@@ -70,12 +70,22 @@ def run_cli(*argv):
 def built(plate, small_base, cluster_client, tmp_path_factory):
     """A zoo built through the CLI on the real 2-worker cluster: 2 CW + 1 MC models."""
     zoo = tmp_path_factory.mktemp("zoo") / "zoo"
+    before = _tree_digest(plate)
     code, out, err = run_cli(
         "zoo", "build", plate, "--gt", "gt_cyto", "--organelle", "cyto", "--cell-line", "CL5",
         "--zoo", zoo, "--base-model", small_base, "--subsets", "0;1;0,1", *FAST,
         "--scheduler", cluster_client.scheduler.address, "--no-progress")
     assert code == 0, err
+    assert _tree_digest(plate) == before  # the plate (images, ground truth) is only read
     return zoo, out
+
+
+def _tree_digest(root):
+    import hashlib
+    from pathlib import Path
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
 
 
 def _read_csv(path):
@@ -273,6 +283,19 @@ def test_build_bad_input_exit_2(plate, tmp_path, extra, message):
                              "--zoo", tmp_path / "zoo", *extra, "--no-progress")
     assert code == 2 and err.startswith("error: ") and re.search(message, err), err
     assert not (tmp_path / "zoo").exists()  # nothing written, no cluster started
+
+
+@pytest.mark.parametrize("command", ["build", "report"])
+def test_bad_flow_thresholds_exit_2(plate, tmp_path, command, capsys):
+    argv = (["zoo", "build", str(plate), "--gt", "gt_cyto", "--organelle", "cyto",
+             "--cell-line", "CL5", "--zoo", str(tmp_path / "zoo")] if command == "build"
+            else ["zoo", "report", str(tmp_path / "zoo"), "--plate", str(plate)])
+    for bad in ("-1", "0.4,x", ""):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--flow-thresholds", bad])
+        assert exc.value.code == 2
+        assert "expected numbers >= 0 separated by commas" in capsys.readouterr().err
+    assert not (tmp_path / "zoo").exists()
 
 
 def test_list_report_bad_input_exit_2(plate, tmp_path):
