@@ -619,3 +619,14 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
         assert r["per_field"] == [[test[key]["tp"], test[key]["fp"], test[key]["fn"]]]
     with pytest.raises(ValueError, match="flow_thresholds"):
         fusion_table(zoo, selection, plate, flow_thresholds=())
+
+
+def test_method_scores_rejects_unknown_methods():
+    from structfree_dask.backbones import resolve_model
+    from structfree_dask.zoo.predict import METHODS, FAModels, method_scores
+
+    models = FAModels("one", ("a",), (resolve_model(None),), 30.0)
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['mean'\]"):
+        method_scores(models, [], [(0,)], None, methods=("fa", "mean"))
+    assert method_scores(models, [], [(0,)], None, methods=METHODS) == {
+        (m, (0,), 0.4): [] for m in METHODS}

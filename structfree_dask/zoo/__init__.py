@@ -13,7 +13,8 @@ run), :mod:`.data` (annotated planes: loading, training samples, pooled scores),
 :mod:`.scoring` (candidate pairs and the Vanilla baseline scored per split, selection
 from the scores), :mod:`.threshold` (the selection's flow threshold, chosen on validation),
 :mod:`.build` (one training job per task, :func:`build_zoo` on a
-Dask cluster) and :mod:`.report` (F1 tables, heatmaps, fusion comparison, overlays).
+Dask cluster), :mod:`.predict` (model sets, cached flows, FA and mask-fusion scores on
+annotated planes) and :mod:`.report` (F1 tables, heatmaps, fusion comparison, overlays).
 The ``structfree-dask zoo`` command line is in :mod:`.cli`.
 """
 
@@ -31,9 +32,9 @@ from .card import CardError, ModelCard, check_compatible
 from .data import Plane, load_planes, load_samples, score_planes
 from .evaluate import channel_flows, fa_segment, flows_to_labels
 from .jobs import TrainingJob, training_jobs
+from .predict import FAModels, fusion_models, selected_models, vanilla_models
 from .registry import Zoo
 from .report import (
-    FAModels,
     candidates_table,
     f1_heatmap,
     f1_table,
@@ -91,6 +92,7 @@ __all__ = [
     "flow_targets",
     "flow_threshold_scores",
     "flows_to_labels",
+    "fusion_models",
     "fusion_table",
     "kfold",
     "list_selections",
@@ -108,12 +110,14 @@ __all__ = [
     "select_best",
     "select_from_scores",
     "select_models",
+    "selected_models",
     "split_fields",
     "summarize_scores",
     "task_resources",
     "train_model",
     "training_jobs",
     "validation_loss",
+    "vanilla_models",
     "write_overlays",
     "write_report",
 ]

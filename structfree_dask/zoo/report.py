@@ -39,14 +39,21 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones import ModelSpec, resolve_model
-from ..fusion import FUSION_METHODS, fuse_masks
-from ..io import Plate, open_plate
+from ..io import Plate
 from ..metrics import evaluate
 from ..normalize import normalize, percentile_bounds
-from .card import ModelCard
-from .data import Plane, load_planes, pool_scores
-from .evaluate import average_flows, channel_flows, flows_to_labels
+from .data import pool_scores
+from .predict import (
+    METHODS,
+    PlaneFlows,
+    fa_labels,
+    fusion_models,
+    load_eval_planes,
+    method_scores,
+    reference_card,
+    selected_models,
+    vanilla_models,
+)
 from .registry import Zoo
 from .scoring import VANILLA, pair_key, summarize_scores
 from .select import rank_key
@@ -55,16 +62,12 @@ from .threshold import DEFAULT_FLOW_THRESHOLD, check_flow_thresholds
 __all__ = [
     "FUSION_LABELS",
     "F1_COLUMNS",
-    "FAModels",
     "list_selections",
     "f1_table",
     "candidates_table",
     "format_table",
     "write_csv",
     "f1_heatmap",
-    "selected_models",
-    "fusion_models",
-    "vanilla_models",
     "fusion_table",
     "overlay_figure",
     "write_overlays",
@@ -74,8 +77,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Display names of the fusion rows, FA first.
-FUSION_LABELS: dict[str, str] = {"fa": "FA", "simple": "SIMPLE", "staple": "STAPLE",
-                                 "voting": "Voting", "majority": "Majority Voting"}
+FUSION_LABELS: dict[str, str] = dict(zip(METHODS, ("FA", "SIMPLE", "STAPLE", "Voting",
+                                                    "Majority Voting"), strict=True))
 #: Columns of :func:`f1_table`.
 F1_COLUMNS: tuple[str, ...] = ("eval_subset", "vanilla", "cw", "mc", "vanilla_std", "cw_std",
                                "mc_std", "mc_training_subset", "n_folds", "selected")
@@ -339,168 +342,6 @@ def overlay_figure(image: np.ndarray, panels: Sequence[tuple[str, np.ndarray]],
     return fig
 
 
-# ----------------------------------------------------------------------------- models
-
-
-@dataclass(frozen=True)
-class FAModels:
-    """Models for Flow Averaging: one model per channel (the same one for MC/Vanilla).
-
-    Attributes
-    ----------
-    label : str
-        Name for tables and figure titles.
-    channels : tuple of str
-        Channel names, matched to a plate by name.
-    models : tuple of ModelSpec
-        One per channel.
-    diameter : float
-        Cell diameter in px to segment at.
-    """
-
-    label: str
-    channels: tuple[str, ...]
-    models: tuple[ModelSpec, ...]
-    diameter: float
-
-    def __post_init__(self) -> None:
-        if not self.channels or len(self.channels) != len(self.models):
-            raise ValueError(f"{self.label}: need one model per channel; got "
-                             f"{len(self.models)} model(s) for channels {list(self.channels)}")
-        if len({m.diam_mean for m in self.models}) > 1:
-            raise ValueError(f"{self.label}: models to average must share diam_mean")
-
-
-def _spec(zoo: Zoo, card: ModelCard) -> ModelSpec:
-    return resolve_model(zoo.weights_path(card.model_id))
-
-
-def _reference_card(zoo: Zoo, selection: Mapping[str, Any]) -> ModelCard:
-    ids = selection["model_ids"]
-    first = next(iter(ids.values())) if isinstance(ids, Mapping) else ids
-    return zoo.get(str(first))
-
-
-def selected_models(zoo: Zoo, selection: Mapping[str, Any]) -> FAModels:
-    """Return the selected pair: its model(s) on its evaluation channels."""
-    ids = selection["model_ids"]
-    if selection["strategy"] == "cw":
-        cards = [zoo.get(ids[c]) for c in sorted(ids)]
-        names = tuple(card.channel_names[0] for card in cards)
-        specs = tuple(_spec(zoo, card) for card in cards)
-    else:
-        card = zoo.get(ids)
-        cards = [card]
-        lookup = dict(zip(card.channels, card.channel_names, strict=True))
-        names = tuple(lookup[int(c)] for c in selection["eval_channels"])
-        specs = (_spec(zoo, card),) * len(names)
-    diameter = float(np.mean([c.diameter for c in cards]))
-    return FAModels(f"selected {selection['strategy'].upper()} {'+'.join(names)}", names,
-                    specs, diameter)
-
-
-def fusion_models(zoo: Zoo, selection: Mapping[str, Any]) -> FAModels:
-    """Per-channel models for the fusion comparison.
-
-    The CW models (of the selection's cell line, organelle, fold and seed) on every
-    channel that has one, when there are at least two or the selection is CW; otherwise
-    the selected MC model on every channel of its training subset.
-    """
-    ref = _reference_card(zoo, selection)
-    cw = sorted((c for c in zoo.cards(ref.cell_line, ref.organelle, strategy="cw")
-                 if c.fold == ref.fold and c.seed == ref.seed), key=lambda c: c.channels)
-    if len(cw) >= 2 or (cw and selection["strategy"] == "cw"):
-        return FAModels("CW models", tuple(c.channel_names[0] for c in cw),
-                        tuple(_spec(zoo, c) for c in cw),
-                        float(np.mean([c.diameter for c in cw])))
-    mc = zoo.get(selection["model_ids"])
-    return FAModels(f"MC model {mc.model_id}", mc.channel_names,
-                    (_spec(zoo, mc),) * len(mc.channel_names), mc.diameter)
-
-
-def vanilla_models(selection: Mapping[str, Any], channels: Sequence[str],
-                   diameter: float, fallback: str | None = None) -> FAModels:
-    """Return the Vanilla baseline (the base model of the build) on some channels.
-
-    Parameters
-    ----------
-    selection : mapping
-        A selection; its ``baseline`` names the base model (path, name, checksum).
-    channels : sequence of str
-    diameter : float
-    fallback : str, optional
-        Base model to use when the selection records none (e.g. a card's
-        ``base_model``); None: the shipped generalist.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the base model recorded with the selection cannot be found.
-    """
-    baseline = selection.get("baseline") or {}
-    model = baseline.get("path")
-    if not model or not Path(model).is_file():
-        model = baseline.get("model", fallback)
-    spec = resolve_model(model)
-    if baseline.get("sha256") and spec.sha256 != baseline["sha256"]:
-        logger.warning("the base model %s has checksum %s; the zoo was built from %s",
-                       spec.name, spec.sha256, baseline["sha256"])
-    return FAModels("Vanilla", tuple(channels), (spec,) * len(channels), diameter)
-
-
-# ----------------------------------------------------------------------------- predictions
-
-
-class _Flows:
-    """Flows of one plane, computed once per (model, channel, diameter)."""
-
-    def __init__(self, plane: Plane, channels: Sequence[str], batch_size: int | None) -> None:
-        self.plane = plane
-        self.index = {name: k for k, name in enumerate(channels)}
-        self.batch_size = batch_size
-        self._cache: dict[tuple[str, str, float], np.ndarray] = {}
-
-    def get(self, spec: ModelSpec, channel: str, diameter: float) -> np.ndarray:
-        key = (spec.path, channel, diameter)
-        if key not in self._cache:
-            self._cache[key] = channel_flows(self.plane.image[self.index[channel]], spec,
-                                             diameter=diameter, batch_size=self.batch_size)
-        return self._cache[key]
-
-
-def _rescale(models: FAModels) -> float:
-    return models.models[0].diam_mean / models.diameter
-
-
-def _fa_labels(models: FAModels, flows: _Flows,
-               flow_threshold: float = DEFAULT_FLOW_THRESHOLD) -> np.ndarray:
-    """Flow Averaging over the models' channels, integrated once."""
-    stack = np.stack([flows.get(m, c, models.diameter)
-                      for m, c in zip(models.models, models.channels, strict=True)])
-    return flows_to_labels(average_flows(stack), rescale=_rescale(models),
-                           flow_threshold=flow_threshold)
-
-
-def _channel_labels(models: FAModels, flows: _Flows,
-                    flow_threshold: float = DEFAULT_FLOW_THRESHOLD) -> list[np.ndarray]:
-    return [flows_to_labels(flows.get(m, c, models.diameter), rescale=_rescale(models),
-                            flow_threshold=flow_threshold)
-            for m, c in zip(models.models, models.channels, strict=True)]
-
-
-def _test_planes(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate,
-                 channels: Sequence[str], gt: str | None,
-                 fields: Sequence[str] | None) -> list[Plane]:
-    pl = plate if isinstance(plate, Plate) else open_plate(str(plate))
-    ref = _reference_card(zoo, selection)
-    fields = list(fields or ref.split.test)
-    gt = gt or selection.get("gt") or ref.source.get("gt")
-    if not gt:
-        raise KeyError("no ground-truth label name recorded with the selection; pass gt=")
-    info = pl.field(fields[0])
-    return load_planes(pl, fields, [info.channel_index(c) for c in channels], gt)
-
-
 def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate, *,
                  gt: str | None = None, fields: Sequence[str] | None = None,
                  batch_size: int | None = None, choose_subsets: bool = True,
@@ -570,24 +411,24 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     chosen: dict[tuple[str, str], tuple[tuple[int, ...], float, float]] = {
         ("all", m): (everything, grid[0], math.nan) for m in FUSION_LABELS}
     if choose_subsets and (len(grid) > 1 or "validation" in picks):
-        ref = _reference_card(zoo, selection)
-        val = _test_planes(zoo, selection, plate, models.channels, gt, ref.split.val)
+        ref = reference_card(zoo, selection)
+        val = load_eval_planes(zoo, selection, plate, models.channels, gt, ref.split.val)
         candidates = sorted({c for cs in picks.values() for c in cs})
         logger.info("fusion comparison: choosing each method's subset and flow threshold "
                     "among %d x %d on %d validation plane(s)", len(candidates), len(grid),
                     len(val))
         val_scores = {k: pool_scores(v) for k, v in
-                      _fusion_scores(models, val, candidates, batch_size, grid).items()}
+                      method_scores(models, val, candidates, batch_size, grid).items()}
         for kind, subsets in picks.items():
             for method in FUSION_LABELS:
                 best = max(((c, t) for c in subsets for t in grid), key=lambda ct: (
                     val_scores[(method, *ct)]["f1"], -len(ct[0]),
                     -abs(ct[1] - DEFAULT_FLOW_THRESHOLD)))
                 chosen[(kind, method)] = (*best, float(val_scores[(method, *best)]["f1"]))
-    planes = _test_planes(zoo, selection, plate, models.channels, gt, fields)
+    planes = load_eval_planes(zoo, selection, plate, models.channels, gt, fields)
     logger.info("fusion comparison: %s on %d test plane(s)", models.label, len(planes))
     wanted = sorted({c for c, _, _ in chosen.values()})
-    test = _fusion_scores(models, planes, wanted, batch_size,
+    test = method_scores(models, planes, wanted, batch_size,
                           sorted({t for _, t, _ in chosen.values()}))
     rows = []
     for kind in ("all", "validation"):
@@ -603,41 +444,6 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
                 row["per_field"] = [[int(r[k]) for k in ("tp", "fp", "fn")] for r in scores]
             rows.append(row)
     return rows
-
-
-def _fusion_scores(models: FAModels, planes: Sequence[Plane],
-                   subsets: Sequence[tuple[int, ...]], batch_size: int | None,
-                   thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
-                   methods: Sequence[str] = tuple(FUSION_LABELS),
-                   ) -> dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]]:
-    """Per-plane scores of FA and the mask fusions per channel subset and flow threshold.
-
-    Each plane's flows are computed once and reused for every subset and threshold;
-    the channels are integrated alone only when a mask fusion is among ``methods``.
-    """
-    rows: dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]] = {
-        (m, c, t): [] for m in methods for c in subsets for t in thresholds}
-    fusions = [m for m in FUSION_METHODS if m in methods]
-    for plane in planes:
-        flows = _Flows(plane, models.channels, batch_size)
-        truth = plane.labels.astype(np.int64)
-        for threshold in thresholds:
-            per_channel = _channel_labels(models, flows, threshold) if fusions else []
-            for subset in subsets:
-                preds = {}
-                if "fa" in methods:
-                    preds["fa"] = _fa_labels(_subset(models, subset), flows, threshold)
-                preds.update({m: fuse_masks([per_channel[k] for k in subset], method=m)
-                              for m in fusions})
-                for method, labels in preds.items():
-                    rows[(method, subset, threshold)].append(
-                        evaluate(truth, labels.astype(np.int64)))
-    return rows
-
-
-def _subset(models: FAModels, subset: tuple[int, ...]) -> FAModels:
-    return FAModels(models.label, tuple(models.channels[k] for k in subset),
-                    tuple(models.models[k] for k in subset), models.diameter)
 
 
 def _slug(text: str) -> str:
@@ -660,19 +466,19 @@ def write_overlays(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | P
         return []
     chosen = selected_models(zoo, selection)
     sets = [chosen]
-    ref = _reference_card(zoo, selection)
+    ref = reference_card(zoo, selection)
     try:
         sets.insert(0, vanilla_models(selection, chosen.channels, chosen.diameter,
                                       fallback=ref.base_model))
     except FileNotFoundError as err:
         logger.warning("no Vanilla panel in the overlays: %s", err)
-    planes = _test_planes(zoo, selection, plate, chosen.channels, gt, ref.split.test[:n])[:n]
+    planes = load_eval_planes(zoo, selection, plate, chosen.channels, gt, ref.split.test[:n])[:n]
     out = []
     for plane in planes:
-        flows = _Flows(plane, chosen.channels, batch_size)
+        flows = PlaneFlows(plane, chosen.channels, batch_size)
         panels = [("ground truth", plane.labels)]
         for models in sets:
-            labels = _fa_labels(models, flows)
+            labels = fa_labels(models, flows)
             f1 = evaluate(plane.labels.astype(np.int64), labels.astype(np.int64))["f1"]
             panels.append((f"{models.label} (F1 {f1:.2f})", labels))
         fig = overlay_figure(plane.image, panels, f"{tag}: {plane.field} t={plane.t}")

@@ -85,14 +85,14 @@ def flow_threshold_scores(zoo: Any, selection: Mapping[str, Any], plate: Any,
         ``{threshold: pooled scores}`` (see :data:`~structfree_dask.zoo.data.SCORE_KEYS`).
     """
     from .data import pool_scores
-    from .report import _fusion_scores, _reference_card, _test_planes, selected_models
+    from .predict import load_eval_planes, method_scores, reference_card, selected_models
 
     grid = check_flow_thresholds(thresholds)
     models = selected_models(zoo, selection)
-    val = _reference_card(zoo, selection).split.val
-    planes = _test_planes(zoo, selection, plate, models.channels, gt, val)
+    val = reference_card(zoo, selection).split.val
+    planes = load_eval_planes(zoo, selection, plate, models.channels, gt, val)
     every = tuple(range(len(models.channels)))
-    rows = _fusion_scores(models, planes, [every], batch_size, grid, methods=("fa",))
+    rows = method_scores(models, planes, [every], batch_size, grid, methods=("fa",))
     return {t: pool_scores(rows[("fa", every, t)]) for t in grid}
 
 
