@@ -23,10 +23,17 @@ or more weak reporters, the one of best validation F1 (as FA's subset is chosen)
 ``--flow-thresholds`` (default 0.4,0.6,0.8), each method also picks Cellpose's flow-error
 threshold on the validation fields; the Vanilla/CW/MC table is at Cellpose's 0.4.
 
+The split leaves two validation fields, so one split's choice of subset is one draw of a
+noisy choice. ``--selection-draws N`` repeats it: each method picks its subset and flow
+threshold on ``N`` random draws of test fields (as many as the split validates on, then half
+of them) and is scored on the other test fields. ``--keep DIR --reuse`` reruns the
+comparisons on the plates and zoos kept in ``DIR``, without training.
+
 Usage::
 
     python benchmarks/bench_zoo.py                # default sizes (about an hour on 2 cores)
     python benchmarks/bench_zoo.py --quick        # smoke run
+    python benchmarks/bench_zoo.py --keep DIR --reuse --selection-draws 400   # kept zoos
 """
 
 from __future__ import annotations
@@ -76,9 +83,11 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
     from structfree_dask.zoo import TrainSettings, Zoo, build_zoo, training_jobs
 
     rows_total = args.rows + args.heldout_rows
-    plate = simulate_plate(work / f"{tag}.zarr", cell_line=preset, rows=rows_total,
-                           cols=args.cols, fields=1, timepoints=1, size=args.size,
-                           seed=args.seed, mode="widefield")
+    plate: Any = work / f"{tag}.zarr"
+    if not (args.reuse and plate.exists()):
+        plate = simulate_plate(plate, cell_line=preset, rows=rows_total, cols=args.cols,
+                               fields=1, timepoints=1, size=args.size, seed=args.seed,
+                               mode="widefield")
     letters = [chr(ord("A") + i) for i in range(rows_total)]
     wells = [f"{r}/{c + 1}" for r in letters[:args.rows] for c in range(args.cols)]
     heldout = [f"{r}/{c + 1}/0" for r in letters[args.rows:] for c in range(args.cols)]
@@ -91,22 +100,117 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
     for organelle in args.organelles.split(","):
         t0 = time.perf_counter()
         zoo_dir = work / f"zoo_{tag}"
-        jobs = training_jobs(plate, f"gt_{organelle}", organelle, preset.name,
-                             subsets=subsets, seed=args.seed, wells=wells)
-        settings = TrainSettings(max_epochs=args.epochs, patience=args.patience,
-                                 tile_size=args.tile_size)
-        res = build_zoo(jobs, zoo_dir, client=client, settings=settings,
-                        flow_thresholds=args.flow_thresholds)
-        if not res.ok:
-            raise RuntimeError(f"{tag}/{organelle}: build failed: {res.failed}")
+        train_s = None
+        if not (args.reuse and _has_selection(zoo_dir, preset.name, organelle)):
+            jobs = training_jobs(plate, f"gt_{organelle}", organelle, preset.name,
+                                 subsets=subsets, seed=args.seed, wells=wells)
+            settings = TrainSettings(max_epochs=args.epochs, patience=args.patience,
+                                     tile_size=args.tile_size)
+            res = build_zoo(jobs, zoo_dir, client=client, settings=settings,
+                            flow_thresholds=args.flow_thresholds)
+            if not res.ok:
+                raise RuntimeError(f"{tag}/{organelle}: build failed: {res.failed}")
+            train_s = round(res.seconds, 1)
+        else:
+            logger.info("%s/%s: reusing the zoo kept in %s", tag, organelle, zoo_dir)
         zoo = Zoo(zoo_dir)
         selection = zoo.selection(preset.name, organelle)
-        row = {"plate": tag, "organelle": organelle, "train_s": round(res.seconds, 1),
-               "epochs": {c.model_id: c.epochs_run for c in res.cards}}
+        row = {"plate": tag, "organelle": organelle, "train_s": train_s,
+               "epochs": {c.model_id: c.epochs_run
+                          for c in zoo.cards(preset.name, organelle)}}
         row.update(compare(zoo, selection, plate, set(weak), heldout, args.flow_thresholds))
+        if args.selection_draws:
+            row["selection_draws"] = selection_draws(zoo, selection, plate, heldout,
+                                                     args.flow_thresholds,
+                                                     args.selection_draws, args.seed)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         logger.info("%s", json.dumps(row))
         out.append(row)
+    return out
+
+
+def _has_selection(zoo_dir: Path, cell_line: str, organelle: str) -> bool:
+    from structfree_dask.zoo import Zoo
+
+    if not zoo_dir.is_dir():
+        return False
+    try:
+        Zoo(zoo_dir).selection(cell_line, organelle)
+    except (KeyError, FileNotFoundError):
+        return False
+    return True
+
+
+def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: list[str],
+                    flow_thresholds: tuple[float, ...], n_draws: int,
+                    seed: int) -> list[dict[str, Any]]:
+    """Each method's subset and threshold chosen on random test fields, scored on the rest.
+
+    The split leaves only a few validation fields, so one split's choice of subset is one
+    draw of a noisy choice. Here every method (FA and the mask fusions, the CW models)
+    is scored per field on every subset of two or more channels and every flow
+    threshold, once; then ``n_draws`` times, ``k`` of the test fields are drawn at
+    random, each method takes its (subset, threshold) of best pooled F1 there (ties:
+    fewer channels, then the threshold nearest 0.4, as in ``fusion_table``) and is
+    scored on the other test fields. ``k`` is the size of the split's validation set,
+    then half of the test fields.
+
+    Returns
+    -------
+    list of dict
+        Per ``k``: ``k``, ``n_scored``, ``mean_f1`` per method, and per baseline
+        ``fa_minus`` (mean over draws of FA - method) and ``fa_ahead`` (share of draws
+        with FA >= method).
+    """
+    import itertools
+
+    import numpy as np
+
+    from structfree_dask.zoo.predict import (
+        METHODS,
+        fusion_models,
+        load_eval_planes,
+        method_scores,
+        reference_card,
+    )
+
+    ref = reference_card(zoo, selection)
+    fields = [*ref.split.test, *heldout]
+    models = fusion_models(zoo, selection)
+    n = len(models.channels)
+    subsets = [c for k in range(2, n + 1) for c in itertools.combinations(range(n), k)]
+    planes = load_eval_planes(zoo, selection, plate, models.channels, None, fields)
+    logger.info("selection draws: %d method(s) x %d subset(s) x %d threshold(s) on %d "
+                "test plane(s)", len(METHODS), len(subsets), len(flow_thresholds),
+                len(planes))
+    scores = method_scores(models, planes, subsets, None, flow_thresholds)
+    keys = list(scores)
+    counts = np.array([[[r[k] for k in ("tp", "fp", "fn")] for r in scores[key]]
+                       for key in keys], dtype=float)            # (key, plane, 3)
+    order = np.array([(-len(c), -abs(t - 0.4)) for _, c, t in keys])
+
+    def f1(idx: np.ndarray) -> np.ndarray:
+        tp, fp, fn = counts[:, idx].sum(axis=1).T
+        return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+
+    rng = np.random.default_rng(seed)
+    per_method = {m: [i for i, key in enumerate(keys) if key[0] == m] for m in METHODS}
+    out = []
+    for k in sorted({len(ref.split.val), len(planes) // 2}):
+        got: dict[str, list[float]] = {m: [] for m in METHODS}
+        for _ in range(n_draws):
+            perm = rng.permutation(len(planes))
+            choose, score = f1(perm[:k]), f1(perm[k:])
+            for m, mine in per_method.items():
+                best = max(mine, key=lambda i: (choose[i], *order[i]))
+                got[m].append(float(score[best]))
+        fa = np.array(got["fa"])
+        out.append({"k": k, "n_scored": len(planes) - k,
+                    "mean_f1": {m: float(np.mean(v)) for m, v in got.items()},
+                    "fa_minus": {m: float(np.mean(fa - np.array(v)))
+                                 for m, v in got.items() if m != "fa"},
+                    "fa_ahead": {m: float(np.mean(fa >= np.array(v)))
+                                 for m, v in got.items() if m != "fa"}})
     return out
 
 
@@ -216,6 +320,26 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
             for m in methods) + " |")
 
 
+def print_draws(rows: list[dict[str, Any]]) -> None:
+    drawn = [r for r in rows if r.get("selection_draws")]
+    if not drawn:
+        return
+    from structfree_dask.zoo.report import FUSION_LABELS
+
+    print("\nEach method's subset (>= 2 weak reporters) and flow threshold chosen on k random "
+          "test fields, scored on the others: mean F1 over the draws; FA - method and the "
+          "share of draws with FA >= method")
+    others = [m for m in FUSION_LABELS if m != "fa"]
+    print("| plate | organelle | k | FA | " + " | ".join(FUSION_LABELS[m] for m in others)
+          + " |")
+    print("|---|---|---|---|" + "---|" * len(others))
+    for r in drawn:
+        for d in r["selection_draws"]:
+            print(f"| {r['plate']} | {r['organelle']} | {d['k']} | {d['mean_f1']['fa']:.3f} | "
+                  + " | ".join(f"{d['mean_f1'][m]:.3f} ({d['fa_minus'][m]:+.3f}, "
+                               f"{d['fa_ahead'][m]:.0%})" for m in others) + " |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run (tiny plate, 2 epochs)")
@@ -237,6 +361,11 @@ def main() -> int:
     ap.add_argument("--flow-thresholds", default="0.4,0.6,0.8",
                     help="flow-error thresholds each fusion method (FA included) chooses from "
                          "on the validation fields (default 0.4,0.6,0.8; 0.4: cellpose's only)")
+    ap.add_argument("--selection-draws", type=int, default=0, metavar="N",
+                    help="also choose each method's subset and threshold on N random draws "
+                         "of test fields, scoring on the rest (default 0: off)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --keep: reuse the plates and zoos kept there (no training)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--keep", type=Path, default=None, help="keep the plates and zoos here")
     args = ap.parse_args()
@@ -251,6 +380,10 @@ def main() -> int:
         args.flow_thresholds = tuple(float(v) for v in args.flow_thresholds.split(","))
     except ValueError:
         ap.error(f"--flow-thresholds: expected numbers like 0.4,0.6; got {args.flow_thresholds!r}")
+    if args.reuse and args.keep is None:
+        ap.error("--reuse needs --keep DIR (the folder with the kept plates and zoos)")
+    if args.selection_draws < 0:
+        ap.error(f"--selection-draws: expected N >= 0; got {args.selection_draws}")
     if args.quick:
         args.rows, args.cols, args.size, args.epochs, args.heldout_rows = 2, 5, 160, 2, 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -278,6 +411,7 @@ def main() -> int:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     print_tables(rows)
+    print_draws(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
