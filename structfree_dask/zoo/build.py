@@ -530,4 +530,3 @@ def build_zoo(
     step()
     result.seconds = time.perf_counter() - started
     return result
-

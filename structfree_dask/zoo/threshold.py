@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..integrate import DEFAULT_FLOW_THRESHOLD
+from .data import pool_scores
+from .predict import load_eval_planes, method_scores, reference_card, selected_models
 
 __all__ = [
     "DEFAULT_FLOW_THRESHOLD",
@@ -84,9 +86,6 @@ def flow_threshold_scores(zoo: Any, selection: Mapping[str, Any], plate: Any,
     dict
         ``{threshold: pooled scores}`` (see :data:`~structfree_dask.zoo.data.SCORE_KEYS`).
     """
-    from .data import pool_scores
-    from .predict import load_eval_planes, method_scores, reference_card, selected_models
-
     grid = check_flow_thresholds(thresholds)
     models = selected_models(zoo, selection)
     val = reference_card(zoo, selection).split.val
