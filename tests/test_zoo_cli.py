@@ -251,6 +251,11 @@ def test_kfold_build_and_report_api(plate, small_base, cluster_client, tmp_path)
     assert len(files["overlays"]) == 1
     csv_rows = _read_csv(files["f1 table"][0])
     assert csv_rows[0]["mc"] == "" and csv_rows[0]["cw_std"] != ""
+    for bad, message in (({"n_overlays": -1}, "n_overlays"),
+                         ({"flow_thresholds": [-0.1]}, "flow_thresholds")):
+        with pytest.raises(ValueError, match=message):
+            write_report(tmp_path / "zoo", plate, tmp_path / "rep_bad", **bad)
+    assert not (tmp_path / "rep_bad").exists()  # checked before anything is written
 
 
 def test_failed_job_is_reported_not_raised(plate, small_base, cluster_client, tmp_path):

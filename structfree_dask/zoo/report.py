@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import Plate
+from ..io import Plate, open_plate
 from ..metrics import evaluate
 from ..normalize import normalize, percentile_bounds
 from .data import pool_scores
@@ -585,12 +585,13 @@ def write_report(
         raise KeyError(f"no selection for {which} in the zoo {zoo.path} (selections: "
                        f"{', '.join(found) or 'none'}; {len(zoo.ids())} model(s)); run "
                        "`structfree-dask zoo build` first")
-    out = Path(out_dir) if out_dir is not None else zoo.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, list[Path]] = {}
     if isinstance(n_overlays, bool) or not isinstance(n_overlays, int) or n_overlays < 0:
         raise ValueError(f"n_overlays must be an integer >= 0; got {n_overlays!r}")
     opts = _Options(gt, n_overlays, batch_size, tuple(check_flow_thresholds(flow_thresholds)))
+    plate = plate if isinstance(plate, Plate) else open_plate(str(plate))
+    out = Path(out_dir) if out_dir is not None else zoo.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[Path]] = {}
     for cl, org in pairs:
         for kind, paths in _report_one(zoo, cl, org, plate, out, opts).items():
             files.setdefault(kind, []).extend(paths)
