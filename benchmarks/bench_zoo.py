@@ -166,6 +166,7 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
 
     import numpy as np
 
+    from structfree_dask.metrics import pooled_f1
     from structfree_dask.zoo.predict import (
         METHODS,
         fusion_models,
@@ -190,8 +191,7 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
     order = np.array([(-len(c), -abs(t - 0.4)) for _, c, t in keys])
 
     def f1(idx: np.ndarray) -> np.ndarray:
-        tp, fp, fn = counts[:, idx].sum(axis=1).T
-        return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        return pooled_f1(counts[:, idx].sum(axis=1))
 
     rng = np.random.default_rng(seed)
     per_method = {m: [i for i, key in enumerate(keys) if key[0] == m] for m in METHODS}

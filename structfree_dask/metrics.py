@@ -57,6 +57,7 @@ __all__ = [
     "combine",
     "matched_f1",
     "paired_bootstrap_f1",
+    "pooled_f1",
 ]
 
 logger = logging.getLogger(__name__)
@@ -629,13 +630,24 @@ def paired_bootstrap_f1(counts_a: ArrayLike, counts_b: ArrayLike, *, n_resamples
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence}")
 
-    def f1(counts: np.ndarray) -> np.ndarray:
-        tp, fp, fn = np.moveaxis(counts, -1, 0)
-        den = 2 * tp + fp + fn
-        return np.divide(2 * tp, den, out=np.ones_like(den), where=den > 0)
-
     draw = np.random.default_rng(seed).integers(0, len(a), size=(n_resamples, len(a)))
-    diffs = f1(a[draw].sum(axis=1)) - f1(b[draw].sum(axis=1))
+    diffs = pooled_f1(a[draw].sum(axis=1)) - pooled_f1(b[draw].sum(axis=1))
     tail = 100 * (1 - confidence) / 2
     lo, hi = np.percentile(diffs, [tail, 100 - tail])
-    return float(f1(a.sum(axis=0)) - f1(b.sum(axis=0))), float(lo), float(hi)
+    return float(pooled_f1(a.sum(axis=0)) - pooled_f1(b.sum(axis=0))), float(lo), float(hi)
+
+
+def pooled_f1(counts: ArrayLike) -> np.ndarray:
+    """F1 of ``(tp, fp, fn)`` counts along the last axis, vectorized.
+
+    As everywhere in this module, F1 is 1.0 where there is nothing to find and nothing
+    was found.
+
+    Examples
+    --------
+    >>> pooled_f1([[9, 1, 1], [0, 0, 0], [0, 2, 0]]).tolist()
+    [0.9, 1.0, 0.0]
+    """
+    tp, fp, fn = np.moveaxis(np.asarray(counts, dtype=np.float64), -1, 0)
+    den = 2 * tp + fp + fn
+    return np.divide(2 * tp, den, out=np.ones_like(den), where=den > 0)
