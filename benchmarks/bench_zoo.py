@@ -150,8 +150,8 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
     draw of a noisy choice. Here every method (FA and the mask fusions, the CW models)
     is scored per field on every subset of two or more channels and every flow
     threshold, once; then ``n_draws`` times, ``k`` of the test fields are drawn at
-    random, each method takes its (subset, threshold) of best pooled F1 there (ties:
-    fewer channels, then the threshold nearest 0.4, as in ``fusion_table``) and is
+    random, each method takes its (subset, threshold) of best pooled F1 there (ties as
+    in ``fusion_table``: ``choice_key``) and is
     scored on the other test fields. ``k`` is the size of the split's validation set,
     then half of the test fields.
 
@@ -174,6 +174,7 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
         method_scores,
         reference_card,
     )
+    from structfree_dask.zoo.threshold import choice_key
 
     ref = reference_card(zoo, selection)
     fields = [*ref.split.test, *heldout]
@@ -188,7 +189,6 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
     keys = list(scores)
     counts = np.array([[[r[k] for k in ("tp", "fp", "fn")] for r in scores[key]]
                        for key in keys], dtype=float)            # (key, plane, 3)
-    order = np.array([(-len(c), -abs(t - 0.4)) for _, c, t in keys])
 
     def f1(idx: np.ndarray) -> np.ndarray:
         return pooled_f1(counts[:, idx].sum(axis=1))
@@ -202,7 +202,8 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
             perm = rng.permutation(len(planes))
             choose, score = f1(perm[:k]), f1(perm[k:])
             for m, mine in per_method.items():
-                best = max(mine, key=lambda i: (choose[i], *order[i]))
+                best = max(mine, key=lambda i: choice_key(choose[i], len(keys[i][1]),
+                                                          keys[i][2]))
                 got[m].append(float(score[best]))
         fa = np.array(got["fa"])
         out.append({"k": k, "n_scored": len(planes) - k,

@@ -57,7 +57,7 @@ from .predict import (
 from .registry import Zoo
 from .scoring import VANILLA, pair_key, summarize_scores
 from .select import rank_key
-from .threshold import DEFAULT_FLOW_THRESHOLD, check_flow_thresholds
+from .threshold import DEFAULT_FLOW_THRESHOLD, check_flow_thresholds, choice_key
 
 __all__ = [
     "FUSION_LABELS",
@@ -421,9 +421,8 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
                       method_scores(models, val, candidates, batch_size, grid).items()}
         for kind, subsets in picks.items():
             for method in FUSION_LABELS:
-                best = max(((c, t) for c in subsets for t in grid), key=lambda ct: (
-                    val_scores[(method, *ct)]["f1"], -len(ct[0]),
-                    -abs(ct[1] - DEFAULT_FLOW_THRESHOLD)))
+                best = max(((c, t) for c in subsets for t in grid), key=lambda ct: choice_key(
+                    val_scores[(method, *ct)]["f1"], len(ct[0]), ct[1]))
                 chosen[(kind, method)] = (*best, float(val_scores[(method, *best)]["f1"]))
     planes = load_eval_planes(zoo, selection, plate, models.channels, gt, fields)
     logger.info("fusion comparison: %s on %d test plane(s)", models.label, len(planes))

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_FLOW_THRESHOLD",
     "FLOW_THRESHOLDS",
     "best_flow_threshold",
+    "choice_key",
     "check_flow_thresholds",
     "choose_flow_threshold",
     "flow_threshold_scores",
@@ -56,6 +57,21 @@ def check_flow_thresholds(values: Sequence[float]) -> list[float]:
     return grid
 
 
+def choice_key(f1: float, n_channels: int, threshold: float) -> tuple[float, int, float]:
+    """Sort key of a (channel subset, flow threshold) choice; the largest key wins.
+
+    Higher F1 (NaN lowest) first; on ties fewer channels, then the threshold nearest
+    Cellpose's 0.4.
+
+    Examples
+    --------
+    >>> max([(0.9, 3, 0.6), (0.9, 2, 0.8), (0.9, 2, 0.4)], key=lambda c: choice_key(*c))
+    (0.9, 2, 0.4)
+    """
+    return (float(np.nan_to_num(float(f1), nan=-1.0)), -int(n_channels),
+            -abs(float(threshold) - DEFAULT_FLOW_THRESHOLD))
+
+
 def best_flow_threshold(f1_by_threshold: Mapping[float, float]) -> float:
     """Return the threshold of highest F1; ties go to the one nearest Cellpose's 0.4.
 
@@ -68,9 +84,7 @@ def best_flow_threshold(f1_by_threshold: Mapping[float, float]) -> float:
     """
     if not f1_by_threshold:
         raise ValueError("no flow threshold was scored")
-    return float(max(f1_by_threshold, key=lambda t: (
-        np.nan_to_num(float(f1_by_threshold[t]), nan=-1.0),
-        -abs(float(t) - DEFAULT_FLOW_THRESHOLD))))
+    return float(max(f1_by_threshold, key=lambda t: choice_key(f1_by_threshold[t], 0, t)))
 
 
 def flow_threshold_scores(zoo: Any, selection: Mapping[str, Any], plate: Any,
