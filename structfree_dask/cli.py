@@ -1,7 +1,10 @@
 """Command line interface: a thin layer over the Python API.
 
-Every command has ``--help``. Bad input ends with a one-line ``error: ...`` message
-on stderr and exit status 2; a failed run ends with status 1.
+Every command has ``--help``. Exit status: 0 done; 1 some (field, timepoint) failed
+or the run broke down; 2 bad input (a one-line ``error: ...`` on stderr that names the
+file, option or key, what was expected and what was found; nothing is written);
+130 interrupted (Ctrl-C: what finished is kept and a rerun resumes); 141 the reader
+of the output went away (``| head``). ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -12,16 +15,47 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from . import limits
 from .tiling import DEFAULT_TILE_SIZE
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
+           "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE"]
 
 logger = logging.getLogger("structfree_dask")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 
 class UsageError(Exception):
     """Bad input detected by the CLI itself."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, with a line that says what was kept."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``error: ...`` line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print one line naming the command and the problem, then exit with status 2."""
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _bounded_int(bounds: tuple[float, float], unit: str = "") -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = text  # type: ignore[assignment]
+        problem = limits.number_problem(value, bounds, integer=True, unit=unit)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return int(value)
+
+    return parse
 
 
 def _int_list(text: str) -> list[int]:
@@ -110,10 +144,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cluster import close_client, make_client
-    from .engine import SegmentationConfig, segment
+    from .engine import SegmentationConfig, segment, validate
+    from .io import check_output_file
 
     if args.scheduler and args.workers:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")
+    if args.performance_report:
+        check_output_file(args.performance_report, "--performance-report")
     channels = tuple(int(c) if c.lstrip("-").isdigit() else c for c in args.channels or ())
     common = dict(name=args.name, diameter=args.diameter, tile_size=args.tile_size,
                   halo=args.halo, batch_size=args.batch_size, overwrite=args.overwrite,
@@ -138,16 +175,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             raise UsageError("--channels is required (unless --zoo gives them)")
         config = SegmentationConfig(organelle=args.organelle, channels=channels,
                                     model=args.model, **common)
-    # validate input before starting a cluster
-    from .engine import validate
-
+    # every check (selection, model, label image, plate writable) before a cluster starts
     validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
     client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers,
-                         profile=bool(args.performance_report))
+                         profile=bool(args.performance_report),
+                         timeout=args.scheduler_timeout)
     print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
     bar = tqdm(total=0, unit="field-timepoint", disable=args.no_progress, file=sys.stderr)
+    seen = {"done": 0, "total": 0}
 
     def progress(done: int, total: int) -> None:
+        seen.update(done=done, total=total)
         bar.total = total
         bar.n = done
         bar.refresh()
@@ -162,6 +200,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         with report:
             result = segment(args.plate, config, client=client, wells=args.wells,
                              timepoints=args.timepoints, progress=progress)
+    except KeyboardInterrupt:
+        finished = (f"{seen['done']} of {seen['total']} (field, timepoint) unit(s) of this "
+                    "run finished" if seen["total"] else "no unit of this run finished yet")
+        raise Interrupted(
+            f"interrupted: {finished}; finished units are recorded in "
+            f"labels/{config.label_name} and kept. Rerun the same command to resume") from None
     finally:
         bar.close()
         close_client(client)
@@ -172,7 +216,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
           f"({rate:.3f} Mpx-channels/s)")
     for path, t, err in result.failed:
         print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
-    return 0 if result.ok else 1
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -183,8 +227,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         job = load_job(args.job)
     except JobError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    record = run_job(job)
+        return EXIT_USAGE
+    try:
+        record = run_job(job)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: units that finished are recorded in their label "
+                          "images and kept; run the job again to resume") from None
     print(f"{record['status']}: {record['done']} done, {record['skipped']} skipped, "
           f"{record['failed']} failed in {record['seconds']:.1f} s; record {record['record']}")
     if record.get("workers_lost"):
@@ -197,7 +245,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_plate, format_table, write_scores
+    from .io import check_output_file
 
+    for path, option in ((args.json, "--json"), (args.csv, "--csv")):
+        if path:
+            check_output_file(path, option)
     result = evaluate_plate(args.plate, pred=args.pred, gt=args.gt, wells=args.wells)
     print(format_table(result))
     write_scores(result, json_path=args.json, csv_path=args.csv)
@@ -219,19 +271,23 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
                    help="address of a running Dask scheduler (tcp://... or tls://...)")
     p.add_argument("--cluster", choices=("local", "cuda"), default="local",
                    help="cluster to start when no --scheduler: local (default) or cuda")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=_bounded_int(limits.WORKERS), default=None,
                    help="workers of the started cluster (default: one per core / GPU)")
+    p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds to wait for --scheduler to answer (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``structfree-dask``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="structfree-dask",
         description="Segment nuclei and cytoplasm without structural stains, on Dask.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log output (-v info, -vv debug)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks of errors (for developers)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("info", help="wells, fields, timepoints, channels, labels, completion",
@@ -298,11 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="label image name (default: the organelle)")
     p.add_argument("--diameter", type=float, default=None,
                    help="cell diameter in px (default: the model's, no rescaling)")
-    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+    p.add_argument("--tile-size", type=_bounded_int(limits.TILE_SIZE, "px"),
+                   default=DEFAULT_TILE_SIZE,
                    help=f"task region and label chunk size in px (default {DEFAULT_TILE_SIZE})")
-    p.add_argument("--halo", type=int, default=None,
+    p.add_argument("--halo", type=_bounded_int(limits.HALO, "px"), default=None,
                    help="halo in px around each region (default 2 diameters + 8)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=_bounded_int(limits.BATCH_SIZE), default=None,
                    help="network tiles per forward pass (default: 8 on a GPU, 2 on a CPU)")
     p.add_argument("--wells", type=_str_list, default=None, help="wells, e.g. A/1,B/3")
     p.add_argument("--timepoints", type=_timepoints, default=None,
@@ -340,6 +397,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exceptions that mean bad input: exit status 2, nothing written.
+_BAD_INPUT = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+              PermissionError, KeyError, ValueError, TypeError, UsageError, ConnectionError)
+
+
+def _stdout_to_devnull() -> None:
+    """After a broken pipe, send what is still buffered nowhere (no error at exit)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. under pytest)
+        pass
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return str(err) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
@@ -351,29 +428,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 when a run failed, 2 for bad input.
+        0 on success, 1 when a run failed, 2 for bad input, 130 when interrupted,
+        141 when the output's reader went away.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose < 2:  # read by distributed when it is imported
+        import dask
+
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        # workers log each task cancelled by Ctrl-C as a warning: not news to the user
+        dask.config.set({"logging": {"distributed": "warning",
+                                     "distributed.worker.state_machine": "error"}})
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("distributed", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if args.verbose < 2
                                           else logging.DEBUG)
+    tracebacks = args.debug or args.verbose > 0
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, TypeError,
-            PermissionError, NotADirectoryError, UsageError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"error: {msg}", file=sys.stderr)
-        if args.verbose:
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return EXIT_BROKEN_PIPE
+    except (Interrupted, KeyboardInterrupt) as err:
+        text = str(err) if isinstance(err, Interrupted) else (
+            "interrupted: what finished is kept; rerun the same command to resume")
+        print(text, file=sys.stderr)
+        if tracebacks:
             raise
-        return 2
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_INTERRUPTED
+    except _BAD_INPUT as err:
+        print(f"error: {_message(err)}", file=sys.stderr)
+        if tracebacks:
+            raise
+        return EXIT_USAGE
+    except Exception as err:  # noqa: BLE001 - never a traceback unless --debug
+        expected = isinstance(err, RuntimeError | OSError)  # a run that broke down
+        print(f"error: {'' if expected else type(err).__name__ + ': '}{_message(err)}"
+              + ("" if expected or tracebacks else " (--debug shows the traceback)"),
+              file=sys.stderr)
+        if tracebacks:
+            raise
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "local_client", "cuda_client", "connect",
+from .limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
+
+__all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
+           "SchedulerUnreachableError", "local_client", "cuda_client", "connect",
            "make_client", "gpu_resources", "close_client"]
 
 logger = logging.getLogger(__name__)
@@ -81,10 +86,10 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1,
     import dask
     from distributed import Client, LocalCluster
 
-    n = n_workers or max(1, os.cpu_count() or 1)
-    if n < 1:
-        raise ValueError(f"n_workers must be >= 1; got {n}")
-    with dask.config.set(_worker_config(profile)):
+    n = n_workers if n_workers is not None else max(1, os.cpu_count() or 1)
+    check_number("workers", n, WORKERS, integer=True)
+    check_number("threads_per_worker", threads_per_worker, THREADS, integer=True)
+    with dask.config.set(_worker_config(profile)), _workers_ignore_ctrl_c():
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=threads_per_worker, processes=True,
             host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
@@ -123,28 +128,66 @@ def cuda_client(n_workers: int | None = None, *, profile: bool = False) -> Any:
                               "resources": {GPU: 1}}  # one worker per GPU
     if n_workers:
         kwargs["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n_workers))
-    with dask.config.set(_worker_config(profile)):
+    with dask.config.set(_worker_config(profile)), _workers_ignore_ctrl_c():
         cluster = LocalCUDACluster(**kwargs)
     return Client(cluster)
 
 
-def connect(address: str, security: Any = None) -> Any:
-    """Connect to a running scheduler (``tcp://host:port`` or ``tls://host:port``)."""
+#: Seconds to wait for a running scheduler to answer (``--scheduler-timeout``).
+DEFAULT_SCHEDULER_TIMEOUT = 10.0
+
+
+class SchedulerUnreachableError(ConnectionError):
+    """No Dask scheduler answered at the given address in time."""
+
+
+def connect(address: str, security: Any = None,
+            timeout: float = DEFAULT_SCHEDULER_TIMEOUT) -> Any:
+    """Connect to a running scheduler (``tcp://host:port`` or ``tls://host:port``).
+
+    Parameters
+    ----------
+    address : str
+    security : distributed.security.Security, optional
+    timeout : float
+        Seconds to wait for the scheduler to answer.
+
+    Raises
+    ------
+    SchedulerUnreachableError
+        If no scheduler answers within ``timeout`` (a ``ConnectionError``).
+    ValueError
+        If the address is not a ``tcp://`` or ``tls://`` address.
+    """
     from distributed import Client
 
-    return Client(address, security=security, timeout="30s")
+    check_number("scheduler timeout", timeout, SCHEDULER_TIMEOUT, unit="s")
+    if not isinstance(address, str) or not address.startswith(("tcp://", "tls://")) \
+            or ":" not in address.split("://", 1)[1]:
+        raise ValueError(f"scheduler address: expected tcp://HOST:PORT or tls://HOST:PORT; "
+                         f"got {address!r}")
+    try:
+        return Client(address, security=security, timeout=f"{timeout}s")
+    except (OSError, TimeoutError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SchedulerUnreachableError(
+            f"no Dask scheduler answered at {address} within {timeout:g} s ({reason}); check "
+            "the address and that the scheduler runs (dask scheduler), or raise "
+            "--scheduler-timeout") from None
 
 
 def make_client(*, scheduler: str | None = None, cluster: str = "local",
                 workers: int | None = None, security: Any = None,
-                threads_per_worker: int = 1, profile: bool = False) -> Any:
+                threads_per_worker: int = 1, profile: bool = False,
+                timeout: float = DEFAULT_SCHEDULER_TIMEOUT) -> Any:
     """Return a Client for the CLI's ``--scheduler`` / ``--cluster`` / ``--workers``.
 
     ``profile`` turns on the workers' profiler in a cluster started here (see
     :func:`local_client`); a running scheduler's workers keep their own settings.
+    ``timeout``: seconds to wait for ``scheduler`` to answer.
     """
     if scheduler:
-        return connect(scheduler, security)
+        return connect(scheduler, security, timeout)
     if cluster == "local":
         return local_client(workers, threads_per_worker=threads_per_worker, profile=profile)
     if cluster == "cuda":
@@ -152,9 +195,58 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
     raise ValueError(f"cluster must be 'local' or 'cuda'; got {cluster!r}")
 
 
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored: Ctrl-C is the driver's to handle.
+
+    A terminal sends Ctrl-C to every process of the foreground group, workers too;
+    each would print a traceback while the driver stops the run cleanly. A process
+    started while SIGINT is ignored keeps it ignored (Python installs its handler
+    only where the parent left the default).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@contextmanager
+def _quiet_shutdown() -> Iterator[None]:
+    """Silence distributed's logs of connections closing while a cluster shuts down."""
+    names = ("distributed", "tornado", "asyncio")
+    loggers = [logging.getLogger(n) for n in names]
+    before = [lg.level for lg in loggers]
+    debugging = logging.getLogger("structfree_dask").isEnabledFor(logging.DEBUG)
+    if not debugging:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, before, strict=True):
+            lg.setLevel(level)
+
+
 def close_client(client: Any) -> None:
-    """Close a client, and the cluster it started (a scheduler it connected to stays up)."""
+    """Close a client, and the cluster it started (a scheduler it connected to stays up).
+
+    Errors of connections that close during shutdown (``CommClosedError``) are logged
+    at debug level, not raised: the work was done before.
+    """
     cluster = getattr(client, "cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    with _quiet_shutdown():
+        for closing in (client, cluster):
+            if closing is None:
+                continue
+            try:
+                closing.close()
+            except Exception as err:  # noqa: BLE001 - shutdown noise; see docstring
+                logger.debug("while closing %s: %s: %s", type(closing).__name__,
+                             type(err).__name__, err)

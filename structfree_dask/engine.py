@@ -13,7 +13,6 @@ The engine knows nothing of the CLI; it takes a ``distributed.Client``.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, limits
 from .backbones import ModelSpec, resolve_model
 from .cluster import gpu_resources
 from .compute_thread import release_free_memory
@@ -33,6 +32,8 @@ from .io import (
     ImageInfo,
     LabelExistsError,
     LabelImage,
+    check_label_target,
+    check_name,
     create_labels,
     extend_timepoints,
     finalize_labels,
@@ -40,9 +41,12 @@ from .io import (
     mark_done,
     open_labels,
     open_plate,
+    unmark_done,
     write_label_region,
 )
 from .io._labels import completed_timepoints
+from .io._ngff import metadata_errors
+from .io._safepath import check_writable
 from .normalize import normalize, percentile_bounds, sample_stride
 from .scratch import DiskArray
 from .stitching import OwnedPatch, encode_patch, paste_block, region_offsets
@@ -123,22 +127,28 @@ class SegmentationConfig:
                              f"got {self.organelle!r}")
         if not self.channels:
             raise ValueError("channels must name at least one channel")
-        if self.diameter is not None and not self.diameter > 0:
-            raise ValueError(f"diameter must be > 0; got {self.diameter}")
-        if self.tile_size < 64:
-            raise ValueError(f"tile_size must be >= 64; got {self.tile_size}")
-        if self.halo is not None and self.halo < 0:
-            raise ValueError(f"halo must be >= 0; got {self.halo}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        repeated = sorted({str(c) for c in self.channels if list(self.channels).count(c) > 1})
+        if repeated:
+            raise ValueError(f"channels: {', '.join(repeated)} listed more than once in "
+                             f"{list(self.channels)}; each channel is averaged once")
+        if self.name is not None:
+            check_name(self.name, "label name")
+        if self.diameter is not None:
+            limits.check_number("diameter", self.diameter, (1e-3, 1e5), unit="px")
+        limits.check_number("tile_size", self.tile_size, limits.TILE_SIZE, integer=True,
+                            unit="px")
+        if self.halo is not None:
+            limits.check_number("halo", self.halo, limits.HALO, integer=True, unit="px")
+        if self.batch_size is not None:
+            limits.check_number("batch_size", self.batch_size, limits.BATCH_SIZE,
+                                integer=True)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
-        if not self.flow_threshold >= 0:
-            raise ValueError(f"flow_threshold must be >= 0 (0: no flow check); "
-                             f"got {self.flow_threshold}")
-        if not math.isfinite(self.cellprob_threshold):
-            raise ValueError(f"cellprob_threshold must be a finite number; "
-                             f"got {self.cellprob_threshold}")
+        limits.check_number("flow_threshold", self.flow_threshold, limits.FLOW_THRESHOLD)
+        limits.check_number("cellprob_threshold", self.cellprob_threshold,
+                            limits.CELLPROB_THRESHOLD)
+        limits.check_number("min_size", self.min_size, limits.MIN_SIZE, integer=True,
+                            unit="px")
         if self.channel_models is not None:
             if self.model is not None:
                 raise ValueError("give either model or channel_models, not both")
@@ -530,47 +540,120 @@ _RESUME_KEYS = ("kind", "organelle", "model_sha256", "channels", "diameter", "fu
                 "cellprob_threshold", "flow_threshold", "min_size")
 
 
-def _existing_segmentation(info: ImageInfo, cfg: SegmentationConfig) -> LabelImage | None:
-    """Return the label image a rerun resumes; None when there is none (or ``overwrite``).
+@dataclass(frozen=True)
+class _FieldPlan:
+    """What a run does with one field, decided before anything is written.
+
+    ``action`` is ``"create"`` (new label image), ``"recreate"`` (``overwrite`` of
+    every timepoint it holds) or ``"resume"`` (keep it; ``redo`` lists the done
+    timepoints that ``overwrite`` redoes).
+    """
+
+    info: ImageInfo
+    channels: tuple[int, ...]
+    timepoints: tuple[int, ...]
+    record: dict[str, Any]
+    action: str
+    redo: tuple[int, ...] = ()
+
+
+def _settings_diffs(old: dict[str, Any], record: dict[str, Any]) -> str:
+    diffs = [k for k in _RESUME_KEYS if old.get(k) != record.get(k)]
+    return ", ".join(f"{k}: {old.get(k)!r} vs {record.get(k)!r}" for k in diffs)
+
+
+def _check_chunks(label: LabelImage, cfg: SegmentationConfig) -> None:
+    axes, info = label.image.axes, label.image
+    have = tuple(label.chunks[0][axes.index(a)] for a in ("y", "x"))
+    want = tuple(min(info.sizes[a], cfg.tile_size) for a in ("y", "x"))
+    if have != want:
+        raise LabelExistsError(
+            f"label image {label.name!r} in {info.url} is stored in {have[0]}x{have[1]} px "
+            f"chunks, made with tile_size {have[0]}; tile_size {cfg.tile_size} would write "
+            f"across its chunks. Rerun with tile_size {have[0]} (--tile-size {have[0]}), or "
+            "redo every timepoint with overwrite")
+
+
+def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, Any],
+                  tps: list[int]) -> tuple[str, tuple[int, ...]]:
+    """Decide what happens to ``labels/<name>`` of a field, without writing anything.
+
+    ``overwrite`` works per (field, timepoint): the selected timepoints are redone and
+    the others keep their labels and completion records. Settings that differ from
+    those of the timepoints kept cannot be applied to part of a label image.
 
     Raises
     ------
+    UnsafePathError
+        A symbolic link on the way to, or inside, the label image.
+    PermissionError
+        The plate cannot be written.
     LabelExistsError
-        The name is taken by a label image that no segmentation run wrote.
+        The label image exists and cannot be resumed or partly redone as asked.
     """
     name = cfg.label_name
-    if cfg.overwrite or not (name in info.labels or _label_group_exists(info, name)):
-        return None
+    folder = check_label_target(info, name)
+    if folder is not None:
+        check_writable(folder)
+    if not (name in info.labels or _label_group_exists(info, name)):
+        return "create", ()
     label = open_labels(info, name)
-    if label_record(label).get("kind") != "segmentation":
+    old = label_record(label)
+    segmentation = old.get("kind") == "segmentation"
+    have_t = label.shapes[0][info.axes.index("t")] if "t" in info.axes else 1
+    if have_t > info.n_timepoints:
+        raise ValueError(f"label image {name!r} of {info.url} has {have_t} timepoints but "
+                         f"its image only {info.n_timepoints}")
+    done = completed_timepoints(label) if segmentation else set(range(have_t))
+    kept = sorted(done - set(tps))
+    diffs = _settings_diffs(old, record) if segmentation else ""
+    if cfg.overwrite and not kept:
+        return "recreate", ()
+    if not segmentation:
+        if cfg.overwrite:
+            raise LabelExistsError(
+                f"label image {name!r} in {info.url} was not written by a segmentation run; "
+                f"overwriting timepoint(s) {tps} alone would discard its other timepoints "
+                f"{kept}. Select all its timepoints, or choose another --name")
         raise LabelExistsError(
             f"label image {name!r} already exists in {info.url} and was not written by a "
             "segmentation run; choose another --name or pass --overwrite")
-    return label
-
-
-def _prepare_label(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, Any]) -> LabelImage:
-    name = cfg.label_name
-    label = _existing_segmentation(info, cfg)
-    if label is not None:
-        old = label_record(label)
-        diffs = [k for k in _RESUME_KEYS if old.get(k) != record.get(k)]
-        if diffs:
+    if diffs:
+        if cfg.overwrite:
             raise LabelExistsError(
-                f"label image {name!r} in {info.url} was made with other settings "
-                f"({', '.join(f'{k}: {old.get(k)!r} vs {record.get(k)!r}' for k in diffs)}); "
-                "pass --overwrite to redo it")
-        return extend_timepoints(label)  # a growing time-lapse: new timepoints appended
-    tile = cfg.tile_size
-    return create_labels(info, name, chunk_yx=tile, overwrite=cfg.overwrite, record=record)
+                f"label image {name!r} in {info.url} keeps timepoint(s) {kept} made with other "
+                f"settings ({diffs}); overwrite redoes only the selected timepoints, and one "
+                "label image cannot mix settings. Select all its timepoints to redo it "
+                "whole, or choose another --name")
+        raise LabelExistsError(
+            f"label image {name!r} in {info.url} was made with other settings ({diffs}); "
+            "pass --overwrite to redo it")
+    _check_chunks(label, cfg)
+    redo = tuple(sorted(done & set(tps))) if cfg.overwrite else ()
+    return "resume", redo
+
+
+def _apply_label_plan(fp: _FieldPlan, cfg: SegmentationConfig) -> LabelImage:
+    """Create, recreate or reopen a field's label image as planned."""
+    name = cfg.label_name
+    if fp.action in ("create", "recreate"):
+        return create_labels(fp.info, name, chunk_yx=cfg.tile_size,
+                             overwrite=fp.action == "recreate", record=fp.record)
+    label = extend_timepoints(open_labels(fp.info, name))  # a growing time-lapse
+    if fp.redo:
+        unmark_done(label, list(fp.redo))
+        logger.info("labels/%s of %s: redoing timepoint(s) %s", name, fp.info.url,
+                    list(fp.redo))
+    return label
 
 
 def _label_group_exists(info: ImageInfo, name: str) -> bool:
     import zarr
 
     try:
-        group = zarr.open_group(store=info.store, path=info.path, mode="r")
-        return "labels" in group and name in group["labels"]  # type: ignore[operator]
+        with metadata_errors(info.store, f"{info.path}/labels" if info.path else "labels"):
+            group = zarr.open_group(store=info.store, path=info.path, mode="r")
+            return "labels" in group and name in group["labels"]  # type: ignore[operator]
     except (FileNotFoundError, KeyError):
         return False
 
@@ -578,21 +661,52 @@ def _label_group_exists(info: ImageInfo, name: str) -> bool:
 def validate(
     plate: str, config: SegmentationConfig, *, wells: Sequence[str] | None = None,
     timepoints: slice | Sequence[int] | None = None,
-) -> list[tuple[ImageInfo, tuple, list]]:
+) -> list[_FieldPlan]:
     """Check a run's input without writing anything; return its plan.
+
+    Everything that can be known before work starts is checked here, for every
+    selected field, so that a bad input stops the run before anything is created.
 
     Raises
     ------
     KeyError, ValueError, FileNotFoundError, LabelExistsError
-        Unknown well, channel or timepoint; unknown model; field smaller than
-        one cell; a label name that exists and ``overwrite`` is False.
+        Unknown well, channel or timepoint; an empty selection; a channel given
+        twice; a model file that is not Cellpose weights; a diameter that would
+        rescale fields beyond :data:`~structfree_dask.limits.RESCALE`; a field
+        smaller than one cell; a label image that cannot be resumed or redone as
+        asked.
+    PermissionError
+        A read-only plate, or a symbolic link on the way to the label image
+        (:class:`~structfree_dask.io.UnsafePathError`).
     """
-    return _plan(plate, config, resolve_models(config)[0], wells, timepoints)
+    return _plan(plate, config, resolve_models(config), wells, timepoints)
 
 
-def _plan(plate: str, config: SegmentationConfig, spec: ModelSpec,
+def _describe_selection(timepoints: slice | Sequence[int] | None) -> str:
+    if isinstance(timepoints, slice):
+        start = "" if timepoints.start is None else timepoints.start
+        stop = "" if timepoints.stop is None else timepoints.stop
+        return f"{start}:{stop}"
+    return str(list(timepoints or []))
+
+
+def _check_rescale(config: SegmentationConfig, spec: ModelSpec) -> None:
+    if config.diameter is None:
+        return
+    lo, hi = limits.RESCALE
+    factor = spec.diam_mean / config.diameter
+    if not lo <= factor <= hi:
+        raise ValueError(
+            f"diameter {config.diameter:g} px: the model was trained on cells of "
+            f"{spec.diam_mean:g} px, so fields would be rescaled {factor:g}x; expected a "
+            f"diameter between {spec.diam_mean / hi:g} and {spec.diam_mean / lo:g} px")
+
+
+def _plan(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
           wells: Sequence[str] | None, timepoints: slice | Sequence[int] | None,
-          ) -> list[tuple[ImageInfo, tuple, list]]:
+          ) -> list[_FieldPlan]:
+    spec = specs[0]
+    _check_rescale(config, spec)
     pl = open_plate(plate)
     infos = list(pl.fields(list(wells) if wells is not None else None))
     if not infos:
@@ -600,14 +714,25 @@ def _plan(plate: str, config: SegmentationConfig, spec: ModelSpec,
     plans = []
     for info in infos:
         channels = tuple(info.channel_index(c) for c in config.channels)
+        if len(set(channels)) != len(channels):
+            raise ValueError(
+                f"channels {list(config.channels)} name the same channel of {info.url} more "
+                f"than once ({', '.join(f'{i}={n}' for i, n in enumerate(info.channel_names))}"
+                "); each channel is averaged once")
         tps = _select_timepoints(info.n_timepoints, timepoints)
+        if not tps:
+            raise ValueError(
+                f"timepoints {_describe_selection(timepoints)} select none of the "
+                f"{info.n_timepoints} timepoint(s) of {info.url} (0..{info.n_timepoints - 1})")
         geometry = _geometry(info, config, spec)
         diameter = config.diameter or spec.diam_mean
         if min(geometry.shape) < diameter:
             raise ValueError(f"field {info.url} is {geometry.shape[0]}x{geometry.shape[1]} px, "
                              f"smaller than one cell diameter ({diameter:g} px)")
-        _existing_segmentation(info, config)
-        plans.append((info, channels, tps))
+        record = _run_record(config, specs, channels,
+                             tuple(info.channel_names[c] for c in channels))
+        action, redo = _label_action(info, config, record, tps)
+        plans.append(_FieldPlan(info, channels, tuple(tps), record, action, redo))
     return plans
 
 
@@ -654,22 +779,20 @@ def segment(
 
     started = time.perf_counter()
     specs = resolve_models(config)
-    plans = _plan(plate, config, specs[0], wells, timepoints)
+    plans = _plan(plate, config, specs, wells, timepoints)  # every check before any write
     result = RunResult()
     units: list[_Unit] = []
     labels: dict[str, LabelImage] = {}
-    for info, channels, tps in plans:
-        record = _run_record(config, specs, channels,
-                             tuple(info.channel_names[c] for c in channels))
-        label = _prepare_label(info, config, record)
-        labels[info.path] = label
+    for fp in plans:
+        label = _apply_label_plan(fp, config)
+        labels[fp.info.path] = label
         done = completed_timepoints(label)
-        for t in tps:
+        for t in fp.timepoints:
             if t in done:
-                result.skipped.append((info.path, t))
+                result.skipped.append((fp.info.path, t))
             else:
-                units.append(_Unit(info, label, t))
-    channels_of = {info.path: ch for info, ch, _ in plans}
+                units.append(_Unit(fp.info, label, t))
+    channels_of = {fp.info.path: fp.channels for fp in plans}
     if units:
         own_client = client is None
         if own_client:
@@ -710,14 +833,15 @@ def segment(
                 from .cluster import close_client
 
                 close_client(client)
-    for info, _, _ in plans:
-        label = labels[info.path]
+    for fp in plans:
+        label = labels[fp.info.path]
         if completed_timepoints(label):
             finalize_labels(label)
     result.seconds = time.perf_counter() - started
     result.model_sha256 = [sp.sha256 for sp in specs]
+    finished = set(result.done)
     for u in units:
-        if (u.info.path, u.t) in set(result.done):
+        if (u.info.path, u.t) in finished:
             sizes = u.info.sizes
             result.megapixel_channels += (sizes["y"] * sizes["x"] * sizes["z"]
                                           * len(config.channels)) / 1e6
@@ -767,10 +891,15 @@ def segment_array(
         img = img[None]
     if img.ndim != 3:
         raise ValueError(f"image must be (c, y, x) or (y, x); got shape {image.shape}")
-    specs = resolve_models(SegmentationConfig(  # checks model vs channel_models
-        channels=tuple(range(len(img))), model=model,
-        channel_models=tuple(channel_models) if channel_models is not None else None))
+    cfg = SegmentationConfig(  # the same checks as a plate's run
+        channels=tuple(range(len(img))), model=model, diameter=diameter, halo=halo,
+        batch_size=batch_size, cellprob_threshold=cellprob_threshold,
+        flow_threshold=flow_threshold, min_size=min_size, fusion=fusion,
+        channel_models=tuple(channel_models) if channel_models is not None else None,
+        **({"tile_size": tile_size} if tile_size is not None else {}))
+    specs = resolve_models(cfg)
     spec = specs[0]
+    _check_rescale(cfg, spec)
     d = diameter or spec.diam_mean
     shape = (int(img.shape[1]), int(img.shape[2]))
     geometry = FieldGeometry(shape, tile_size=tile_size or max(shape), halo=halo if halo

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import ImageInfo, open_labels, open_plate
+from .io import ImageInfo, check_output_file, open_labels, open_plate
 from .metrics import combine, evaluate
 
 __all__ = ["evaluate_plate", "write_scores", "format_table"]
@@ -87,7 +87,17 @@ def format_table(result: dict[str, Any]) -> str:
 
 def write_scores(result: dict[str, Any], *, json_path: str | None = None,
                  csv_path: str | None = None) -> None:
-    """Write scores as JSON (everything) and/or CSV (one row per field/timepoint)."""
+    """Write scores as JSON (everything) and/or CSV (one row per field/timepoint).
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        A path whose folder does not exist, that is a folder, or that cannot be
+        written (checked for both files before either is written).
+    """
+    for path, what in ((json_path, "json_path"), (csv_path, "csv_path")):
+        if path:
+            check_output_file(path, what)
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
     if csv_path:

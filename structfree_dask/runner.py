@@ -37,7 +37,8 @@ def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
     from .cluster import make_client
 
     if spec.kind == "scheduler":
-        return make_client(scheduler=spec.address, security=spec.security())
+        return make_client(scheduler=spec.address, security=spec.security(),
+                           timeout=spec.timeout)
     return make_client(cluster=spec.kind, workers=spec.workers,
                        threads_per_worker=spec.threads_per_worker, profile=profile)
 
@@ -140,7 +141,6 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     from .zoo.card import software_versions
 
     records = Path(job.records)
-    records.mkdir(parents=True, exist_ok=True)
     started = time.time()
     stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%S%fZ")
     record_path = records / f"run-{stamp}.json"
@@ -156,9 +156,10 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     if not plates:
         problems.append(f"no plate matches {list(job.plates)}")
     own = client is None and plates
+    if own:  # an unreachable scheduler stops the run before anything is written
+        client = client_for(job.cluster, profile=job.performance_report)
     try:
-        if own:
-            client = client_for(job.cluster, profile=job.performance_report)
+        records.mkdir(parents=True, exist_ok=True)
         if client is not None:
             info = client.scheduler_info()
             record["cluster"].update({"scheduler": info.get("address"),

@@ -94,7 +94,7 @@ def test_import_real_images(real_dev, tmp_path, capsys):
         (["segment", "{plate}", "--channels", "0", "--name", "gt_cyto"], "already exists"),
         (["segment", "{plate}", "--channels", "0", "--wells", "H/9"], "not in plate"),
         (["segment", "{plate}", "--channels", "0", "--flow-threshold", "-1"],
-         "flow_threshold must be >= 0"),
+         "flow_threshold: expected a finite number between 0 and 100; got -1"),
         (["segment", "{plate}", "--channels", "0", "--scheduler", "tcp://x:1",
           "--workers", "2"], "--workers applies"),
         (["evaluate", "{plate}", "--pred", "nope", "--gt", "gt_cyto"], "no label image 'nope'"),

@@ -341,7 +341,9 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     cfg = SegmentationConfig(channels=(0,), tile_size=96, name="g")
     info = open_plate(path).field("A/1/0")
     specs = engine.resolve_models(cfg)
-    label = engine._prepare_label(info, cfg, engine._run_record(cfg, specs, (0,), ("c",)))
+    plan = engine._FieldPlan(info, (0,), (0,), engine._run_record(cfg, specs, (0,), ("c",)),
+                             "create")
+    label = engine._apply_label_plan(plan, cfg)
     unit = engine._Unit(info, label, 0)
     for resources, want in (({"GPU": 1}, {"GPU": 1}), (None, None)):
         graph = engine._unit_graph(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,172 @@ def test_append_timepoints_grows_image_and_labels(tmp_path, version):
     assert (data[0] == 7).all() and not data[1:].any()
     with pytest.raises(ValueError, match="new timepoints must have shape"):
         append_timepoints(grown, new[..., :100])
+
+
+# ----------------------------------------------------------------------------- malformed JSON
+
+BROKEN_JSON = '{"plate": {"name": }'  # json: Expecting value: line 1 column 20
+
+
+def _simulated(tmp_path: Path, version: str) -> Path:
+    from structfree_dask.simulate import simulate_plate
+
+    return Path(simulate_plate(tmp_path / "p.zarr", size=64, ngff_version=version))
+
+
+@pytest.mark.parametrize(("version", "rel"), [
+    ("0.4", ".zattrs"),                # plate root
+    ("0.4", ".zgroup"),
+    ("0.4", "A/1/.zattrs"),            # well
+    ("0.4", "A/1/0/.zattrs"),          # field
+    ("0.4", "A/1/0/0/.zarray"),        # array
+    ("0.4", "A/1/0/labels/.zattrs"),   # label group of a field
+    ("0.5", "zarr.json"),
+    ("0.5", "A/1/0/zarr.json"),
+    ("0.5", "A/1/0/0/zarr.json"),
+    ("0.5", "A/1/0/labels/zarr.json"),
+])
+def test_malformed_json_names_the_file(tmp_path, version, rel):
+    path = _simulated(tmp_path, version)
+    bad = path / rel
+    assert bad.is_file()
+    bad.write_text(BROKEN_JSON)
+    expected = re.escape(f"{bad}: not valid JSON (Expecting value: line 1 column 20)")
+    with pytest.raises(MetadataError, match=f"^{expected}$"):
+        list(open_plate(path).fields())
+
+
+def test_malformed_json_in_cli_info(tmp_path, capsys):
+    from structfree_dask.cli import main
+
+    path = _simulated(tmp_path, "0.4")
+    bad = path / "A/1/0/.zattrs"
+    bad.write_text(BROKEN_JSON)
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {bad}: not valid JSON (Expecting value: line 1 column 20)"]
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("", "the file is empty"),
+    ("[1, 2]", "expected a JSON object; found an array"),
+    ('"x"', "expected a JSON object; found a string"),
+])
+def test_metadata_that_is_not_an_object(tmp_path, text, found):
+    path = _simulated(tmp_path, "0.4")
+    (path / "A/1/0/0/.zarray").write_text(text)
+    with pytest.raises(MetadataError) as info:
+        open_plate(path).field("A/1/0")
+    assert str(info.value).startswith(f"{path}/A/1/0/0/.zarray: not valid ")
+    assert found in str(info.value)
+
+
+def test_metadata_errors_helper(tmp_path):
+    from structfree_dask.io._ngff import metadata_errors
+    from structfree_dask.io._plate import MetadataError as Reexported
+
+    assert Reexported is MetadataError and issubclass(MetadataError, ValueError)
+    path = _simulated(tmp_path, "0.5")
+    with pytest.raises(KeyError, match="unrelated"):  # other errors pass unchanged
+        with metadata_errors(path, "A/1/0"):
+            raise KeyError("unrelated")
+    with pytest.raises(TypeError, match="unrelated"):  # metadata fine: not ours
+        with metadata_errors(path, "A/1/0"):
+            raise TypeError("unrelated")
+    (path / "A/1/0/labels/zarr.json").write_text("{,}")
+    with pytest.raises(MetadataError, match=r"A/1/0/labels/zarr\.json: not valid JSON"):
+        with metadata_errors(path, "A/1/0/labels"):
+            zarr.open_group(str(path), path="A/1/0/labels", mode="r")
+    (path / "A/1/0/labels/zarr.json").write_text("{}")
+    with pytest.raises(MetadataError, match="zarr metadata is not valid JSON"):
+        with metadata_errors(path, "A/1/0/labels"):  # the file is fixed since: name the folder
+            json.loads("{,}")
+
+
+# ----------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("", "label name must not be empty; got ''"),
+    (".zattrs", "label name must not start with '.' (hidden files and zarr metadata such as "
+                ".zattrs are reserved); got '.zattrs'"),
+    (".hidden", "must not start with '.'"),
+    ("a/b", "label name must be one path component, without '/' or '\\'; got 'a/b'"),
+    ("a\\b", "without '/' or '\\'"),
+    ("/abs", "without '/' or '\\'"),
+    ("..", "label name must not contain '..'; got '..'"),
+    ("a..b", "must not contain '..'"),
+    ("a\nb", "label name must not contain control characters; got 'a\\nb'"),
+    ("tab\there", "control characters"),
+    ("x" * 256, "label name must be at most 255 characters long; got 256 characters"),
+    (5, "label name must be a string; got int 5"),
+    (None, "must be a string; got NoneType None"),
+])
+def test_check_name_says_the_problem(name, message):
+    from structfree_dask.io import check_name
+
+    with pytest.raises(ValueError) as info:
+        check_name(name, "label name")
+    assert message in str(info.value)
+    if name not in ("a/b", "a\\b", "/abs"):
+        assert "'/'" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["nuclei", "A", "12", "gt_cyto-2", "a.b", "x" * 255, "é"])
+def test_check_name_accepts_plain_names(name):
+    from structfree_dask.io import check_name
+
+    assert check_name(name, "label name") == name
+
+
+def _set_plate_wells(path: Path, version: str, wells: list) -> None:
+    root = zarr.open_group(str(path), mode="r+")
+    if version == "0.5":
+        ome = dict(root.attrs["ome"])
+        ome["plate"] = dict(ome["plate"], wells=wells)
+        root.attrs["ome"] = ome
+    else:
+        root.attrs["plate"] = dict(root.attrs["plate"], wells=wells)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(("well", "found"), [
+    ("/A/1", "found an absolute path"),
+    ("A", "found 1 path component(s)"),
+    ("A/1/0", "found 3 path component(s)"),
+    ("A/", "column name must not be empty"),
+    ("A/..", "column name must not contain '..'"),
+    ("A/.zattrs", "column name must not start with '.'"),
+    (7, "found int 7"),
+])
+def test_bad_well_path_in_plate_metadata(tmp_path, version, well, found):
+    path = _simulated(tmp_path, version)
+    _set_plate_wells(path, version, [{"path": well, "rowIndex": 0, "columnIndex": 0}])
+    with pytest.raises(MetadataError) as info:
+        open_plate(path)
+    msg = str(info.value)
+    assert msg.startswith(f"plate metadata of {path} lists well {well!r}; expected ROW/COLUMN "
+                          "such as 'B/3'")
+    assert found in msg
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("entry", ["../../../../outside/gt", "../../x", ".zattrs", "", 5])
+def test_bad_entry_in_labels_list(tmp_path, version, entry):
+    from structfree_dask.cli import main
+
+    path = _simulated(tmp_path, version)
+    group = zarr.open_group(str(path), path="A/1/0/labels", mode="r+")
+    if version == "0.5":
+        ome = dict(group.attrs["ome"])
+        ome["labels"] = [*ome["labels"], entry]
+        group.attrs["ome"] = ome
+    else:
+        group.attrs["labels"] = [*group.attrs["labels"], entry]
+    with pytest.raises(MetadataError) as info:
+        open_plate(path).field("A/1/0")
+    msg = str(info.value)
+    assert msg.startswith(f"labels list of {path}/A/1/0/labels has an invalid entry {entry!r}: "
+                          "label name must ")
+    assert main(["info", str(path)]) == 2
+    assert not (tmp_path / "outside").exists()

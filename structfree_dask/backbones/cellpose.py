@@ -75,13 +75,118 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _diam_mean(path: Path) -> float:
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def _diam_mean(state: dict[str, Any]) -> float:
     if "diam_mean" in state:
         return float(np.asarray(state["diam_mean"].cpu()).ravel()[0])
     return 30.0
+
+
+#: Weights already checked in this process: (resolved path, size, mtime_ns) ->
+#: (diam_mean, sha256).
+_VALIDATED: dict[tuple[str, int, int], tuple[float, str]] = {}
+_EXPECTED_WEIGHTS = "expected weights saved by cellpose or by 'structfree-dask zoo build'"
+
+
+class _NotCPnet(Exception):
+    """Why a weights file is not a CPnet state dict (short, for the message)."""
+
+
+def _short(err: BaseException, limit: int = 160) -> str:
+    """Return the gist of an exception: its type and first meaningful line, shortened."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:  # torch's weights_only message: the reason comes after a long preamble
+        text = text.split(marker, 1)[1]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    line = lines[0] if lines else ""
+    if ". " in line and line.index(". ") > 20:  # keep the first sentence
+        line = line[: line.index(". ")]
+    if len(line) > limit:
+        line = line[: limit - 3] + "..."
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__
+
+
+def _key_list(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(repr(k) for k in keys[:n])
+    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def _check_cpnet_state(state: Any) -> float:
+    """Check that a loaded object is a CPnet state dict; return its ``diam_mean``."""
+    import torch
+    from cellpose.resnet_torch import CPnet
+
+    if not isinstance(state, dict):
+        raise _NotCPnet(f"it holds a {type(state).__name__}, not a state dict")
+    if not state:
+        raise _NotCPnet("it holds an empty state dict")
+    not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise _NotCPnet(f"entries that are not tensors: {_key_list(not_tensors)}")
+    try:
+        nbase = _nbase_from_state(state)
+    except ValueError:
+        raise _NotCPnet(
+            f"no CPnet layers 'downsample.down.res_down_*'; found {_key_list(list(state))}"
+        ) from None
+    diam_mean = _diam_mean(state)
+    try:
+        net = CPnet(nbase, 3, sz=3, mkldnn=False, max_pool=True, diam_mean=diam_mean)
+    except Exception as err:  # an odd nbase can fail in many ways
+        raise _NotCPnet(f"cannot build a CPnet with nbase {nbase}: {_short(err)}") from err
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} instead of {tuple(v.shape)}"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {_key_list(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_key_list(unexpected)}")
+    if wrong:
+        problems.append(f"shape of {_key_list(wrong, 2)}")
+    if problems:
+        raise _NotCPnet(f"layers do not match a CPnet with nbase {nbase}: "
+                        + "; ".join(problems))
+    try:
+        net.load_state_dict(state, strict=True)
+    except Exception as err:
+        raise _NotCPnet(f"loading into a CPnet with nbase {nbase} failed: {_short(err)}"
+                        ) from err
+    return diam_mean
+
+
+def _validate_weights(path: Path) -> tuple[float, str]:
+    """Check that ``path`` holds CPnet weights, once per file version; return (diam_mean, sha256).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a Cellpose CPnet weights file.
+    """
+    import torch
+
+    st = path.stat()
+    key = (str(path.resolve()), int(st.st_size), int(st.st_mtime_ns))
+    cached = _VALIDATED.get(key)
+    if cached is not None:
+        return cached
+    sha = file_sha256(path)  # reads the file: an unreadable one fails here, as such
+    try:
+        if st.st_size == 0:
+            raise _NotCPnet("the file is empty")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises EOFError, UnpicklingError, RuntimeError...
+            raise _NotCPnet(f"torch.load failed: {_short(err)}") from err
+        diam_mean = _check_cpnet_state(state)
+    except _NotCPnet as err:
+        raise ValueError(
+            f"model {path}: not a Cellpose CPnet weights file ({err}); {_EXPECTED_WEIGHTS}"
+        ) from err.__cause__
+    _VALIDATED[key] = (diam_mean, sha)
+    return diam_mean, sha
 
 
 def resolve_model(model: str | Path | None) -> ModelSpec:
@@ -89,6 +194,10 @@ def resolve_model(model: str | Path | None) -> ModelSpec:
 
     Built-in cellpose names (``cyto3``, ``nuclei``, ...) are downloaded by cellpose
     into its model folder the first time (this needs the network).
+
+    The weights are checked here, on the calling process: they must load with
+    ``torch.load(weights_only=True)`` and fit a Cellpose CPnet exactly. The check is
+    done once per file version (path, size, modification time) and process.
 
     Parameters
     ----------
@@ -103,6 +212,8 @@ def resolve_model(model: str | Path | None) -> ModelSpec:
     FileNotFoundError
         If ``model`` is neither an existing file nor a cellpose name, or a built-in
         model cannot be downloaded.
+    ValueError
+        If ``model`` is a directory, or its file is not Cellpose CPnet weights.
 
     Examples
     --------
@@ -119,6 +230,12 @@ def resolve_model(model: str | Path | None) -> ModelSpec:
     else:
         from cellpose import models as cp_models
 
+        if str(model) not in cp_models.MODEL_NAMES and Path(model).is_dir():
+            raise ValueError(
+                f"model {model}: is a directory; expected a Cellpose CPnet weights file "
+                "(saved by cellpose or by 'structfree-dask zoo build'; a model zoo folder "
+                "is given with --zoo)"
+            )
         if str(model) not in cp_models.MODEL_NAMES:
             raise FileNotFoundError(
                 f"model {str(model)!r} is not a file and not a cellpose built-in name "
@@ -134,8 +251,8 @@ def resolve_model(model: str | Path | None) -> ModelSpec:
                 f"use '{DEFAULT_MODEL}' (shipped) or a weights file"
             ) from err
         name = str(model)
-    return ModelSpec(name=name, path=str(path), diam_mean=_diam_mean(path),
-                     sha256=file_sha256(path))
+    diam_mean, sha256 = _validate_weights(path)
+    return ModelSpec(name=name, path=str(path), diam_mean=diam_mean, sha256=sha256)
 
 
 def pick_device(prefer_gpu: bool = True) -> torch.device:
@@ -149,6 +266,8 @@ def pick_device(prefer_gpu: bool = True) -> torch.device:
 
 _CACHE: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
+
+
 def _nbase_from_state(state: dict[str, Any]) -> list[int]:
     # CPnet: downsample.down.res_down_{k}.conv.conv_0.2.weight is (nbase[k+1], nbase[k], 3, 3)
     nbase = []

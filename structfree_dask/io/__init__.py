@@ -9,6 +9,7 @@ from ._labels import (
     LABEL_DTYPE,
     LabelExistsError,
     LabelImage,
+    check_label_target,
     completed_timepoints,
     create_labels,
     extend_timepoints,
@@ -16,10 +17,12 @@ from ._labels import (
     label_record,
     mark_done,
     open_labels,
+    unmark_done,
     write_label_region,
     write_labels,
 )
 from ._ngff import SUPPORTED_VERSIONS
+from ._outputs import check_output_file
 from ._plate import (
     AXIS_ORDER,
     ImageInfo,
@@ -30,6 +33,7 @@ from ._plate import (
     open_plate,
     read_image_info,
 )
+from ._safepath import UnsafePathError
 from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
@@ -44,7 +48,10 @@ __all__ = [
     "MetadataError",
     "Plate",
     "PlateWriter",
+    "UnsafePathError",
+    "check_label_target",
     "check_name",
+    "check_output_file",
     "completed_timepoints",
     "create_image",
     "create_labels",
@@ -56,6 +63,7 @@ __all__ = [
     "mark_done",
     "open_labels",
     "open_plate",
+    "unmark_done",
     "read_image_info",
     "write_label_region",
     "write_labels",

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ._ngff import array_kwargs, format_for, read_ome, write_ome
+from ._ngff import MetadataError, array_kwargs, format_for, metadata_errors, read_ome, write_ome
 from ._plate import ImageInfo, check_name
+from ._safepath import check_no_links, checked_path, is_local
 
 __all__ = [
     "LABEL_DTYPE",
@@ -33,7 +34,9 @@ __all__ = [
     "finalize_labels",
     "write_labels",
     "mark_done",
+    "unmark_done",
     "completed_timepoints",
+    "check_label_target",
     "label_shape",
     "downsample_labels",
     "label_record",
@@ -108,12 +111,49 @@ def _label_chunks(shape: tuple[int, ...], axes: tuple[str, ...], chunk_yx: int) 
 
 
 def _image_group(image: ImageInfo, mode: str) -> zarr.Group:
-    return zarr.open_group(store=image.store, path=image.path, mode=mode)  # type: ignore[arg-type]
+    with metadata_errors(image.store, image.path):
+        return zarr.open_group(store=image.store, path=image.path, mode=mode)  # type: ignore
 
 
 def _record(group: zarr.Group) -> dict[str, Any]:
     rec = dict(group.attrs).get(RECORD_KEY, {})
     return dict(rec) if isinstance(rec, dict) else {}
+
+
+def _label_path(image: ImageInfo, name: str) -> str:
+    return f"{image.path + '/' if image.path else ''}labels/{name}"
+
+
+def check_label_target(image: ImageInfo, name: str) -> Path | None:
+    """Check that ``<image>/labels/<name>`` can be written without leaving the plate.
+
+    Every folder from the store's root down to the label image must be a real folder
+    (no symbolic link), and an existing label image must hold no symbolic link
+    anywhere. Stores that are not local paths are not checked here.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The label image's folder (None for a store that is not a local path).
+
+    Raises
+    ------
+    UnsafePathError
+        A symbolic link on the way or inside (a ``PermissionError``).
+    ValueError
+        An invalid label name.
+    """
+    check_name(name, "label name")
+    if not is_local(image.store):
+        return None
+    folder = checked_path(image.store, _label_path(image, name))
+    check_no_links(folder)
+    return folder
+
+
+def _checked_write(label: LabelImage, sub: str = "") -> None:
+    if is_local(label.image.store):
+        checked_path(label.image.store, f"{label.path}/{sub}" if sub else label.path)
 
 
 def open_labels(image: ImageInfo, name: str) -> LabelImage:
@@ -125,11 +165,10 @@ def open_labels(image: ImageInfo, name: str) -> LabelImage:
         If the field has no label image of that name.
     """
     check_name(name, "label name")
+    where = _label_path(image, name)
     try:
-        group = zarr.open_group(
-            store=image.store, path=f"{image.path + '/' if image.path else ''}labels/{name}",
-            mode="r",
-        )
+        with metadata_errors(image.store, where):
+            group = zarr.open_group(store=image.store, path=where, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise KeyError(
             f"field {image.url} has no label image {name!r}; it has: "
@@ -137,13 +176,21 @@ def open_labels(image: ImageInfo, name: str) -> LabelImage:
         ) from None
     rec = _record(group)
     meta = read_ome(group).get("multiscales")
-    if isinstance(meta, list) and meta:
-        paths = tuple(str(d["path"]) for d in meta[0]["datasets"])
-    else:
-        paths = tuple(rec.get("level_paths", ()))
+    try:
+        if isinstance(meta, list) and meta:
+            paths = tuple(str(d["path"]) for d in meta[0]["datasets"])
+        else:
+            paths = tuple(str(p) for p in rec.get("level_paths", ()))
+    except (KeyError, TypeError, IndexError):
+        raise MetadataError(f"label image {name!r} of {image.url}: multiscales datasets need "
+                            f"a 'path' each; found {meta!r}") from None
     if not paths:
         raise KeyError(f"label image {name!r} of {image.url} has no multiscales metadata")
-    arrays = [group[p] for p in paths]
+    for p in paths:
+        for part in p.split("/"):
+            check_name(part, f"dataset path of label image {name!r} of {image.url}")
+    with metadata_errors(image.store, where):
+        arrays = [group[p] for p in paths]
     return LabelImage(
         image=image,
         name=name,
@@ -187,7 +234,7 @@ def create_labels(
     PermissionError
         If the store cannot be written.
     """
-    check_name(name, "label name")
+    check_label_target(image, name)
     if chunk_yx < 16:
         raise ValueError(f"chunk_yx must be >= 16; got {chunk_yx}")
     version = image.ngff_version
@@ -259,9 +306,8 @@ def extend_timepoints(label: LabelImage) -> LabelImage:
 
 
 def _delete_group(image: ImageInfo, name: str) -> None:
-    root = Path(image.store)
-    target = root.joinpath(*(image.path.split("/") if image.path else []), "labels", name)
-    if target.exists():
+    target = check_label_target(image, name)
+    if target is not None and target.exists():
         shutil.rmtree(target)
 
 
@@ -310,6 +356,7 @@ def write_label_region(
                 f"data of shape {data.shape} does not fit region {target} of {label.path}"
             )
         data = data.reshape(target)
+    _checked_write(label, label.level_paths[level])
     arr = label.open_array(level)
     arr[tuple(index)] = np.asarray(data, dtype=LABEL_DTYPE)
 
@@ -341,6 +388,7 @@ def finalize_labels(label: LabelImage, *, properties: dict[str, Any] | None = No
     image = label.image
     version = image.ngff_version
     fmt = format_for(version)
+    _checked_write(label)
     group = _image_group(image, "r+")
     labels_group = group["labels"]
     lgroup = labels_group[label.name]
@@ -435,7 +483,8 @@ def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _labels_group_of(label: LabelImage, mode: str) -> zarr.Group:
-    return zarr.open_group(store=label.image.store, path=label.path, mode=mode)  # type: ignore
+    with metadata_errors(label.image.store, label.path):
+        return zarr.open_group(store=label.image.store, path=label.path, mode=mode)  # type: ignore
 
 
 def mark_done(label: LabelImage, timepoints: list[int], **info: Any) -> None:
@@ -448,9 +497,25 @@ def mark_done(label: LabelImage, timepoints: list[int], **info: Any) -> None:
     **info
         Extra keys merged into the record (e.g. run parameters, timings).
     """
+    _set_done(label, lambda done: done | {int(t) for t in timepoints}, info)
+
+
+def unmark_done(label: LabelImage, timepoints: list[int]) -> None:
+    """Forget that timepoints of a label image are complete, before they are redone.
+
+    Parameters
+    ----------
+    label : LabelImage
+    timepoints : list of int
+    """
+    _set_done(label, lambda done: done - {int(t) for t in timepoints}, {})
+
+
+def _set_done(label: LabelImage, change: Any, info: dict[str, Any]) -> None:
+    _checked_write(label)
     group = _labels_group_of(label, "r+")
     rec = _record(group)
-    done = sorted(set(int(t) for t in rec.get("done", [])) | {int(t) for t in timepoints})
+    done = sorted(change(set(int(t) for t in rec.get("done", []))))
     rec.update(info)
     rec["done"] = done
     group.attrs[RECORD_KEY] = rec

@@ -8,7 +8,12 @@ OME group. Every other module reads and writes OME metadata through
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import zarr
@@ -16,6 +21,9 @@ from ome_zarr.format import Format, FormatV04, FormatV05, detect_format
 
 __all__ = [
     "SUPPORTED_VERSIONS",
+    "METADATA_FILES",
+    "MetadataError",
+    "metadata_errors",
     "format_for",
     "detect_version",
     "read_ome",
@@ -28,6 +36,113 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.4", "0.5")
 _FORMATS: dict[str, Format] = {"0.4": FormatV04(), "0.5": FormatV05()}
+
+#: The zarr metadata files a group or array folder may hold (v3, then v2).
+METADATA_FILES: tuple[str, ...] = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+
+
+class MetadataError(ValueError):
+    """Raised when NGFF metadata is missing, malformed or inconsistent with the data."""
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _file_problem(file: Path) -> str | None:
+    """Say what is wrong with one metadata file; None if nothing (or it cannot be read)."""
+    try:
+        raw = file.read_bytes()
+    except OSError:  # absent, a folder or unreadable: zarr reports those itself
+        return None
+    if not raw.strip():
+        return "not valid JSON (the file is empty)"
+    try:
+        doc = json.loads(raw)
+    except UnicodeDecodeError as err:
+        return f"not valid JSON (not UTF-8 text: {err.reason} at byte {err.start})"
+    except json.JSONDecodeError as err:
+        return f"not valid JSON ({err.msg}: line {err.lineno} column {err.colno})"
+    if not isinstance(doc, dict):
+        return f"not valid zarr metadata (expected a JSON object; found {_json_kind(doc)})"
+    attributes = doc.get("attributes", {}) if file.name == "zarr.json" else {}
+    if not isinstance(attributes, dict):
+        return ("not valid zarr metadata (expected 'attributes' to be a JSON object; "
+                f"found {_json_kind(attributes)})")
+    return None
+
+
+def _find_metadata_problem(store: str | os.PathLike, path: str) -> tuple[Path, str] | None:
+    """Find the first broken metadata file of ``store/path``, else of its parents."""
+    root = Path(store)
+    folder = root / path if path else root
+    folders = [folder]
+    if path:
+        folders += [p for p in folder.parents if p == root or root in p.parents]
+    for where in folders:
+        for name in METADATA_FILES:
+            problem = _file_problem(where / name)
+            if problem is not None:
+                return where / name, problem
+    return None
+
+
+@contextmanager
+def metadata_errors(store: str | os.PathLike, path: str = "") -> Iterator[None]:
+    """Turn unparsable zarr metadata met in the block into a :class:`MetadataError`.
+
+    Wrap the code that opens a group or array (or tests membership, which opens
+    it) at ``path`` inside ``store``. A ``json.JSONDecodeError`` (or a zarr
+    metadata error, or the ``TypeError`` zarr raises on a metadata file that is
+    JSON but not an object) becomes a :class:`MetadataError` naming the file:
+    each candidate file of :data:`METADATA_FILES` in that folder, then in its
+    parents up to the store root, is parsed to find the one that fails. Other
+    exceptions pass through unchanged.
+
+    Parameters
+    ----------
+    store : str or path-like
+        Root of the store.
+    path : str
+        Path of the group or array inside the store (``""`` for the root).
+
+    Raises
+    ------
+    MetadataError
+        ``<file>: not valid JSON (Expecting value: line 1 column 19)`` and the like.
+
+    Examples
+    --------
+    >>> import tempfile, zarr
+    >>> from pathlib import Path
+    >>> root = Path(tempfile.mkdtemp()) / "s.zarr"
+    >>> _ = zarr.open_group(str(root), path="A", mode="w", zarr_format=2)
+    >>> _ = (root / "A" / ".zattrs").write_text('{"x": }')
+    >>> try:
+    ...     with metadata_errors(root, "A"):
+    ...         zarr.open_group(str(root), path="A", mode="r")
+    ... except MetadataError as err:
+    ...     print(str(err).replace(str(root), "<store>"))
+    <store>/A/.zattrs: not valid JSON (Expecting value: line 1 column 7)
+    """
+    try:
+        yield
+    except MetadataError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError,
+            zarr.errors.MetadataValidationError) as err:
+        found = _find_metadata_problem(store, path)
+        if found is not None:
+            file, problem = found
+            raise MetadataError(f"{file}: {problem}") from err
+        if isinstance(err, TypeError):
+            raise
+        where = f"{store}/{path}" if path else str(store)
+        if isinstance(err, zarr.errors.MetadataValidationError):
+            raise MetadataError(f"{where}: not valid zarr metadata ({err})") from err
+        raise MetadataError(f"{where}: zarr metadata is not valid JSON ({err})") from err
 
 
 def format_for(version: str) -> Format:
@@ -152,12 +267,15 @@ def open_group_readonly(path: str, group_path: str = "") -> zarr.Group:
     ------
     FileNotFoundError
         If there is no zarr group there.
+    MetadataError
+        If a metadata file of the group is not valid JSON (see :func:`metadata_errors`).
     """
-    try:
-        return zarr.open_group(store=str(path), path=group_path, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as err:
-        where = f"{path}/{group_path}" if group_path else str(path)
-        raise FileNotFoundError(f"expected a zarr group at {where}; found none") from err
+    with metadata_errors(path, group_path):
+        try:
+            return zarr.open_group(store=str(path), path=group_path, mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as err:
+            where = f"{path}/{group_path}" if group_path else str(path)
+            raise FileNotFoundError(f"expected a zarr group at {where}; found none") from err
 
 
 def array_kwargs(version: str, axes: tuple[str, ...]) -> dict[str, Any]:

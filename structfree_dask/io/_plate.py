@@ -18,7 +18,13 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from ._ngff import detect_version, open_group_readonly, read_ome
+from ._ngff import (
+    MetadataError,
+    detect_version,
+    metadata_errors,
+    open_group_readonly,
+    read_ome,
+)
 
 __all__ = [
     "AXIS_ORDER",
@@ -36,9 +42,8 @@ logger = logging.getLogger(__name__)
 #: Valid axis names, in the order NGFF requires them.
 AXIS_ORDER: tuple[str, ...] = ("t", "c", "z", "y", "x")
 
-
-class MetadataError(ValueError):
-    """Raised when NGFF metadata is missing, malformed or inconsistent with the data."""
+#: Longest name accepted as one path component (the usual file-name limit).
+MAX_NAME_LENGTH = 255
 
 
 def check_name(name: str, what: str) -> str:
@@ -59,7 +64,10 @@ def check_name(name: str, what: str) -> str:
     Raises
     ------
     ValueError
-        If the name is empty, contains a path separator, or is ``.``/``..``.
+        If the name is not a string, is empty, contains ``/`` or ``\``, contains
+        ``..``, starts with a dot (hidden files and zarr metadata such as ``.zattrs``
+        are reserved), contains control characters, or is longer than 255
+        characters. The message says which.
 
     Examples
     --------
@@ -68,21 +76,36 @@ def check_name(name: str, what: str) -> str:
     >>> check_name("../x", "label name")
     Traceback (most recent call last):
     ...
-    ValueError: label name must be one path component without '/', '\' or '..'; got '../x'
+    ValueError: label name must be one path component, without '/' or '\'; got '../x'
+    >>> check_name(".zattrs", "label name")
+    Traceback (most recent call last):
+    ...
+    ValueError: label name must not start with '.' (hidden files and zarr metadata
+    such as .zattrs are reserved); got '.zattrs'
+    >>> check_name("", "well path component")
+    Traceback (most recent call last):
+    ...
+    ValueError: well path component must not be empty; got ''
     """
-    if (
-        not isinstance(name, str)
-        or not name
-        or "/" in name
-        or "\\" in name
-        or name in (".", "..")
-        or ".." in name
-        or name.startswith(".")
-    ):
-        raise ValueError(
-            f"{what} must be one path component without '/', '\\' or '..'; got {name!r}"
-        )
-    return name
+    if not isinstance(name, str):
+        problem = f"must be a string; got {type(name).__name__} {name!r}"
+    elif not name:
+        problem = "must not be empty; got ''"
+    elif "/" in name or "\\" in name:
+        problem = f"must be one path component, without '/' or '\\'; got {name!r}"
+    elif ".." in name:
+        problem = f"must not contain '..'; got {name!r}"
+    elif name.startswith("."):
+        problem = ("must not start with '.' (hidden files and zarr metadata such as "
+                   f".zattrs are reserved); got {name!r}")
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        problem = f"must not contain control characters; got {name!r}"
+    elif len(name) > MAX_NAME_LENGTH:
+        problem = (f"must be at most {MAX_NAME_LENGTH} characters long; got "
+                   f"{len(name)} characters ({name[:40]!r}...)")
+    else:
+        return name
+    raise ValueError(f"{what} {problem}")
 
 
 @dataclass(frozen=True)
@@ -209,7 +232,9 @@ class ImageInfo:
     def open_array(self, level: int = 0) -> zarr.Array:
         """Open the zarr array of a level, read-only."""
         group = open_group_readonly(self.store, self.path)
-        return group[self.levels[level].path]  # type: ignore[return-value]
+        lpath = self.levels[level].path
+        with metadata_errors(self.store, _join(self.path, lpath)):
+            return group[lpath]  # type: ignore[return-value]
 
     def to_dask(self, level: int = 0) -> da.Array:
         """Return a level as a lazy dask array, chunked like the zarr array.
@@ -250,6 +275,10 @@ class ImageInfo:
         )
 
 
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
+
+
 def _transforms(datasets_entry: dict[str, Any], ndim: int) -> tuple[tuple, tuple | None]:
     scale: tuple[float, ...] = (1.0,) * ndim
     translation = None
@@ -284,8 +313,9 @@ def read_image_info(store: str, path: str = "") -> ImageInfo:
     FileNotFoundError
         If there is no zarr group there.
     MetadataError
-        If the multiscales metadata is missing or malformed, or does not match the
-        arrays on disk.
+        If the multiscales metadata is missing or malformed, does not match the
+        arrays on disk, or lists an invalid label name; or if a metadata file is not
+        valid JSON.
     """
     group = open_group_readonly(store, path)
     where = f"{store}/{path}" if path else str(store)
@@ -321,7 +351,8 @@ def read_image_info(store: str, path: str = "") -> ImageInfo:
         if not isinstance(entry, dict) or "path" not in entry:
             raise MetadataError(f"dataset entry without 'path' at {where}: {entry!r}")
         try:
-            arr = group[str(entry["path"])]
+            with metadata_errors(store, _join(path, str(entry["path"]))):
+                arr = group[str(entry["path"])]
         except KeyError:
             raise MetadataError(
                 f"multiscales at {where} lists dataset {entry['path']!r} but no such array exists"
@@ -352,9 +383,10 @@ def read_image_info(store: str, path: str = "") -> ImageInfo:
         if len(labels_) == n_channels:
             names = [str(lab) if lab else str(i) for i, lab in enumerate(labels_)]
     label_names: tuple[str, ...] = ()
-    if "labels" in group:
-        label_meta = read_ome(group["labels"])  # type: ignore[arg-type]
-        label_names = tuple(str(n) for n in label_meta.get("labels", []) or [])
+    with metadata_errors(store, _join(path, "labels")):
+        label_group = group["labels"] if "labels" in group else None
+    if label_group is not None:
+        label_names = _label_list(read_ome(label_group), f"{where}/labels")  # type: ignore[arg-type]
     return ImageInfo(
         store=str(store),
         path=path,
@@ -366,6 +398,49 @@ def read_image_info(store: str, path: str = "") -> ImageInfo:
         ngff_version=detect_version(group),
         labels=label_names,
     )
+
+
+def _label_list(meta: dict[str, Any], where: str) -> tuple[str, ...]:
+    """Return the names listed by ``labels/`` metadata, each checked with check_name."""
+    listed = meta.get("labels", [])
+    if listed is None:
+        return ()
+    if not isinstance(listed, list):
+        raise MetadataError(
+            f"labels list of {where} must be a list of label names; found {listed!r}"
+        )
+    for entry in listed:
+        try:
+            check_name(entry, "label name")
+        except ValueError as err:
+            raise MetadataError(
+                f"labels list of {where} has an invalid entry {entry!r}: {err}"
+            ) from None
+    return tuple(listed)
+
+
+def _check_well_path(well: Any, store: str) -> str:
+    """Check a well path of plate metadata: ROW/COLUMN, two plain names."""
+    problem = None
+    if not isinstance(well, str):
+        problem = f"found {type(well).__name__} {well!r}"
+    elif well.startswith("/"):
+        problem = "found an absolute path"
+    elif len(well.split("/")) != 2:
+        problem = f"found {len(well.split('/'))} path component(s)"
+    else:
+        for part, what in zip(well.split("/"), ("row name", "column name"), strict=True):
+            try:
+                check_name(part, what)
+            except ValueError as err:
+                problem = str(err)
+                break
+    if problem is not None:
+        raise MetadataError(
+            f"plate metadata of {store} lists well {well!r}; expected ROW/COLUMN such as "
+            f"'B/3', two path components that are plain names ({problem})"
+        )
+    return well
 
 
 @dataclass(frozen=True)
@@ -450,8 +525,9 @@ def open_plate(path: str | Path) -> Plate:
     FileNotFoundError
         If the path does not exist or is not a zarr store.
     MetadataError
-        If the root is neither a plate nor a multiscale image, or the plate lists
-        wells or fields that are missing from the store.
+        If the root is neither a plate nor a multiscale image, the plate lists
+        wells or fields that are missing from the store or whose paths are not
+        ROW/COLUMN and plain field names, or a metadata file is not valid JSON.
 
     Examples
     --------
@@ -486,16 +562,15 @@ def open_plate(path: str | Path) -> Plate:
         rows = tuple(str(r["name"]) for r in plate["rows"])
         columns = tuple(str(c["name"]) for c in plate["columns"])
         well_entries = plate["wells"]
-        wells = tuple(str(w["path"]) for w in well_entries)
+        well_paths = [w["path"] for w in well_entries]
     except (KeyError, TypeError) as err:
         raise MetadataError(
             f"plate metadata at {store} needs rows, columns and wells with names/paths; "
             f"missing {err}"
         ) from None
+    wells = tuple(_check_well_path(w, store) for w in well_paths)
     field_paths: list[str] = []
     for well in wells:
-        for part in well.split("/"):
-            check_name(part, "well path component")
         try:
             wgroup = open_group_readonly(store, well)
         except FileNotFoundError:
@@ -506,10 +581,21 @@ def open_plate(path: str | Path) -> Plate:
         if not isinstance(wmeta, dict) or not isinstance(wmeta.get("images"), list):
             raise MetadataError(f"well {well!r} in {store} has no 'well.images' metadata")
         for image in wmeta["images"]:
-            fpath = f"{well}/{check_name(str(image.get('path')), 'field path')}"
-            if fpath.split("/")[-1] not in wgroup:
+            name = image.get("path") if isinstance(image, dict) else None
+            if isinstance(name, int) and not isinstance(name, bool):
+                name = str(name)
+            try:
+                check_name(name, "field path")
+            except ValueError as err:
                 raise MetadataError(
-                    f"well {well!r} in {store} lists field {image.get('path')!r} "
+                    f"well metadata of {store}/{well} lists image {image!r}; {err}"
+                ) from None
+            fpath = f"{well}/{name}"
+            with metadata_errors(store, fpath):
+                present = name in wgroup
+            if not present:
+                raise MetadataError(
+                    f"well {well!r} in {store} lists field {name!r} "
                     "but the store has no image there"
                 )
             field_paths.append(fpath)

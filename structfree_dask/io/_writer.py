@@ -15,6 +15,7 @@ from ome_zarr.writer import write_plate_metadata, write_well_metadata
 from ._labels import write_labels
 from ._ngff import array_kwargs, format_for, write_ome
 from ._plate import AXIS_ORDER, ImageInfo, check_name, read_image_info
+from ._safepath import check_no_links, checked_path, is_local
 
 __all__ = ["PlateWriter", "create_plate", "create_image", "write_image_group",
            "append_timepoints"]
@@ -341,6 +342,9 @@ def append_timepoints(image: ImageInfo, data: np.ndarray) -> int:
     if "t" not in axes:
         raise ValueError(f"{image.url} has no t axis (axes {''.join(axes)}); cannot append")
     ti = axes.index("t")
+    if is_local(image.store):  # writes stay inside the plate: no link on the way or inside
+        for level in image.levels:
+            check_no_links(checked_path(image.store, f"{image.path}/{level.path}"))
     group = zarr.open_group(store=image.store, path=image.path, mode="r+")
     base = group[image.levels[0].path]
     want = tuple(n for i, n in enumerate(base.shape) if i != ti)

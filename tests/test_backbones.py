@@ -1,0 +1,151 @@
+"""Model resolution: weights are checked on the calling process, with clear messages."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from structfree_dask.backbones import DEFAULT_MODEL, file_sha256, resolve_model
+from structfree_dask.backbones import cellpose as cp_backbone
+
+EXPECTED = "expected weights saved by cellpose or by 'structfree-dask zoo build'"
+
+
+def _zero_byte(tmp_path: Path, small: Path) -> Path:
+    path = tmp_path / "empty.pth"
+    path.write_bytes(b"")
+    return path
+
+
+def _random_bytes(tmp_path: Path, small: Path) -> Path:
+    path = tmp_path / "random.pth"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return path
+
+
+def _truncated(tmp_path: Path, small: Path) -> Path:
+    path = tmp_path / "truncated.pth"
+    data = small.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _other_architecture(tmp_path: Path, small: Path) -> Path:
+    import torch
+
+    path = tmp_path / "linear.pth"
+    torch.save(torch.nn.Linear(3, 3).state_dict(), path)
+    return path
+
+
+def _cpnet_with_extra_layer(tmp_path: Path, small: Path) -> Path:
+    import torch
+
+    state = torch.load(small, weights_only=True)
+    state["extra.weight"] = torch.zeros(2)
+    path = tmp_path / "extra.pth"
+    torch.save(state, path)
+    return path
+
+
+BAD_FILES = {
+    "zero-byte": (_zero_byte, "the file is empty"),
+    "random bytes": (_random_bytes, "torch.load failed: UnpicklingError"),
+    "truncated": (_truncated, "torch.load failed: RuntimeError: PytorchStreamReader"),
+    "other architecture": (_other_architecture,
+                           "no CPnet layers 'downsample.down.res_down_*'; found 'weight', "
+                           "'bias'"),
+    "extra layer": (_cpnet_with_extra_layer, "layers do not match a CPnet with nbase "
+                                             "[2, 8, 16, 32, 64]: unexpected 'extra.weight'"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_weights_file_is_refused_on_the_driver(tmp_path, small_cpnet_path, kind):
+    make, reason = BAD_FILES[kind]
+    path = make(tmp_path, small_cpnet_path)
+    with pytest.raises(ValueError) as info:
+        resolve_model(path)
+    msg = str(info.value)
+    assert msg.startswith(f"model {path}: not a Cellpose CPnet weights file (")
+    assert msg.endswith(f"); {EXPECTED}")
+    assert reason in msg
+    assert "\n" not in msg and len(msg) < 400  # short: no torch essay
+    assert not [k for k in cp_backbone._VALIDATED if k[0] == str(path.resolve())]
+
+
+def test_directory_as_model(tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=re.escape(f"model {folder}: is a directory; expected "
+                                                   "a Cellpose CPnet weights file")):
+        resolve_model(folder)
+
+
+def test_unknown_name_is_file_not_found():
+    with pytest.raises(FileNotFoundError, match="not a file and not a cellpose built-in name"):
+        resolve_model("no-such-model-here")
+
+
+def test_good_small_cpnet_is_validated_once(tmp_path, small_cpnet_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    path = tmp_path / "small.pth"
+    shutil.copy(small_cpnet_path, path)
+    spec = resolve_model(path)
+    assert spec.name == str(path) and spec.path == str(path)
+    assert spec.diam_mean == 30.0 and spec.sha256 == file_sha256(path)
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("torch.load called again")
+
+    with monkeypatch.context() as m:  # cached per (path, size, mtime): no reload
+        m.setattr(torch, "load", no_load)
+        assert resolve_model(str(path)) == spec
+    path.write_bytes(b"")  # a new version of the file is checked again
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(ValueError, match="the file is empty"):
+        resolve_model(path)
+
+
+@pytest.mark.parametrize("model", [None, DEFAULT_MODEL])
+def test_shipped_generalist(model):
+    spec = resolve_model(model)
+    assert spec.name == DEFAULT_MODEL and Path(spec.path).is_file()
+    assert spec.diam_mean == 30.0 and len(spec.sha256) == 16
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _plate_without_labels(path: Path) -> Path:
+    from structfree_dask.io import create_plate
+
+    rng = np.random.default_rng(0)
+    with create_plate(path, rows=["A"], columns=["1"]) as plate:
+        plate.write_field("A", "1", 0, rng.integers(0, 4000, (1, 2, 64, 64)).astype("uint16"))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["zero-byte", "other architecture", "directory"])
+def test_cli_segment_with_bad_model(tmp_path, small_cpnet_path, capsys, kind):
+    from structfree_dask.cli import main
+
+    plate = _plate_without_labels(tmp_path / "p.zarr")
+    before = sorted(p.relative_to(plate) for p in plate.rglob("*"))
+    if kind == "directory":
+        bad = tmp_path / "weights"
+        bad.mkdir()
+    else:
+        bad = BAD_FILES[kind][0](tmp_path, small_cpnet_path)
+    assert main(["segment", str(plate), "--channels", "0", "--model", str(bad)]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: model {bad}: ")
+    assert not (plate / "A" / "1" / "0" / "labels").exists()
+    assert sorted(p.relative_to(plate) for p in plate.rglob("*")) == before
