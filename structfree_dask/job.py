@@ -24,20 +24,48 @@ Optional keys of a ``segment`` entry: ``name``, ``diameter``, ``tile_size``, ``h
 ``batch_size``, ``wells``, ``timepoints`` (``"0:5"``, ``"2:"`` or a list),
 ``fusion`` (``fa``, ``voting``, ``majority``, ``staple``, ``simple``), ``overwrite``.
 Optional keys of ``cluster``: ``workers``, ``threads_per_worker`` (local),
-``address`` (scheduler: ``tcp://`` or ``tls://``), ``tls`` (``ca``, ``cert``, ``key``).
+``address`` (scheduler: ``tcp://`` or ``tls://``), ``tls`` (``ca``, ``cert``, ``key``),
+``timeout`` (seconds to wait for a ``scheduler`` to answer, default 10).
 Top level: ``records`` (default ``<job file name>-runs`` beside the job file) and
 ``performance_report`` (default true).
+
+Numbers are checked against the bounds of :mod:`structfree_dask.limits` (inclusive).
+NaN, infinity and booleans are never numbers; whole numbers may be written ``512``
+or ``512.0``:
+
+- ``segment[i].diameter``: 0.001 to 100000 px (the rescale bound, which depends on
+  the model's own diameter, is checked later by the engine)
+- ``segment[i].tile_size``: a whole number, 64 to 16384 px (``limits.TILE_SIZE``)
+- ``segment[i].halo``: a whole number, 0 to 4096 px (``limits.HALO``)
+- ``segment[i].batch_size``: a whole number, 1 to 4096 (``limits.BATCH_SIZE``)
+- ``cluster.workers``: a whole number, 1 to 4096 (``limits.WORKERS``)
+- ``cluster.threads_per_worker``: a whole number, 1 to 1024 (``limits.THREADS``)
+- ``cluster.timeout``: 0.1 to 3600 s (``limits.SCHEDULER_TIMEOUT``)
+
+Selections must select something: ``wells`` is a non-empty list without repeats,
+``timepoints`` a range whose stop is after its start (``"5:2"`` is refused) or a
+list without repeats. A label ``name`` is one path component (not empty, no ``/``
+or backslash, no leading ``.``).
+
+The YAML is read safely (no Python tags), and a document whose anchors and aliases
+expand to more than 100 000 items (an "alias bomb") is refused before it is
+expanded.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from . import limits
 from .io import check_name
 from .tiling import DEFAULT_TILE_SIZE
 
@@ -50,9 +78,18 @@ _ORGANELLES = ("cyto", "nuclei")
 _TOP = {"version", "plates", "segment", "cluster", "records", "performance_report"}
 _TASK = {"organelle", "channels", "model", "zoo", "cell_line", "name", "diameter",
          "tile_size", "halo", "batch_size", "wells", "timepoints", "fusion", "overwrite"}
-_CLUSTER = {"kind", "workers", "threads_per_worker", "address", "tls"}
+_CLUSTER = {"kind", "workers", "threads_per_worker", "address", "tls", "timeout"}
 _TLS = {"ca", "cert", "key"}
 _WELL = re.compile(r"^[A-Za-z0-9_-]+/[A-Za-z0-9_-]+$")
+#: (minimum, maximum) cell diameter in pixels: wide, against unit slips and non-numbers;
+#: the rescale bound (``limits.RESCALE``), which needs the model's diameter, is the engine's.
+_DIAMETER = (1e-3, 1e5)
+#: Default seconds to wait for a scheduler to answer (``cluster.timeout``).
+_SCHEDULER_TIMEOUT = 10.0
+#: Most items that anchors and aliases may add to a document when it is expanded.
+_MAX_ALIAS_ITEMS = 100_000
+#: Wrong entries of a long list (plates) reported one by one; the rest are counted.
+_MAX_LISTED = 5
 
 
 class JobError(ValueError):
@@ -101,6 +138,8 @@ class ClusterSpec:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: Seconds to wait for a ``scheduler`` to answer (within ``limits.SCHEDULER_TIMEOUT``).
+    timeout: float = _SCHEDULER_TIMEOUT
 
     def security(self) -> Any:
         """Return a ``distributed.security.Security`` for the TLS files, or None."""
@@ -124,17 +163,154 @@ class Job:
     performance_report: bool = True
 
     def plate_paths(self) -> list[str]:
-        """Return the plates the patterns match now (sorted, each once)."""
+        """Return the plates the patterns match now, each once.
+
+        In the order of the patterns; the matches of one glob pattern are sorted. A path
+        without glob characters is returned as it is, whether or not it exists.
+
+        Examples
+        --------
+        >>> Job("job", ("/d/b.zarr", "/d/a.zarr", "/d/b.zarr"), ()).plate_paths()
+        ['/d/b.zarr', '/d/a.zarr']
+        """
+        seen: set[str] = set()
         out: list[str] = []
         for pattern in self.plates:
-            hits = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            if glob.has_magic(pattern):
+                hits: Any = sorted(glob.glob(pattern))
+            elif pattern in seen:
+                continue
+            else:
+                hits = (pattern,)
             for h in hits:
-                if h not in out:
+                if h not in seen:
+                    seen.add(h)
                     out.append(h)
         return out
 
 
+# ------------------------------------------------------------------------------- YAML
+
+
+class _AliasBomb(yaml.YAMLError):
+    """Anchors and aliases that expand to too much, or into themselves."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_aliases(root: yaml.Node, limit: int) -> None:
+    """Raise `_AliasBomb` when aliases add more than ``limit`` items to ``root``'s document.
+
+    The composed document is a graph in which an alias is the anchored node itself. The
+    expanded size of each sequence or mapping is computed once (memoized, iteratively),
+    so a bomb costs no more than its text; what the aliases add is the expanded size of
+    the document less its distinct sequences and mappings and their own items.
+    """
+    if not isinstance(root, yaml.CollectionNode):
+        return
+    size: dict[int, int] = {}  # id(collection node) -> items once expanded, itself included
+    distinct = 0  # distinct collections and the scalars they hold themselves
+    open_: set[int] = set()  # collections whose children are being sized
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    cap = 1 << 62  # sizes saturate instead of growing without end
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if children_done:
+            open_.discard(key)
+            nested = [size[id(c)] for c in kids if id(c) in size]  # scalars are not in size
+            scalars = len(kids) - len(nested)
+            size[key] = min(cap, 1 + scalars + sum(nested))
+            distinct += 1 + scalars
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise _AliasBomb("an anchor is used inside itself (a recursive structure); "
+                             "write the job without recursive aliases")
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in kids
+                     if isinstance(c, yaml.CollectionNode) and id(c) not in size)
+    if size[id(root)] - distinct > limit:
+        raise _AliasBomb(f"the YAML expands to more than {limit} items through "
+                         "anchors/aliases (an alias bomb?); write the job without deep "
+                         "aliases")
+
+
+class _BoundedAliases:
+    """Compose the whole document, check what its aliases expand to, then construct it."""
+
+    max_alias_items = _MAX_ALIAS_ITEMS
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()  # type: ignore[attr-defined]
+        if node is None:
+            return None
+        _check_aliases(node, self.max_alias_items)
+        return self.construct_document(node)  # type: ignore[attr-defined]
+
+
+class _SafeLoader(_BoundedAliases, yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain YAML, no Python tags) that refuses alias bombs."""
+
+
+_LOADERS: tuple[type, ...] = (_SafeLoader,)
+if getattr(yaml, "__with_libyaml__", False):
+    class _CSafeLoader(_BoundedAliases, yaml.CSafeLoader):
+        """The same with libyaml's parser (about 5 times faster on long job files)."""
+
+    _LOADERS = (_CSafeLoader, _SafeLoader)
+
+
+def _read_yaml(text: bytes | str, source: str, loader: type | None = None) -> Any:
+    """Parse one YAML document safely, with every failure as a `JobError`."""
+    ld = None
+    try:
+        ld = (loader or _LOADERS[0])(text)  # the pure-Python reader decodes here
+        return ld.get_single_data()
+    except _AliasBomb as err:
+        raise JobError(source, [str(err)]) from None
+    except yaml.YAMLError as err:
+        raise JobError(source, [f"not valid YAML: {err}"]) from None
+    except RecursionError:
+        raise JobError(source, ["not valid YAML: nested too deeply"]) from None
+    except (ValueError, TypeError) as err:  # e.g. an integer of more than 4300 digits
+        raise JobError(source, [f"not valid YAML: {err}"]) from None
+    finally:
+        if ld is not None:
+            ld.dispose()
+
+
 # ----------------------------------------------------------------------------- parsing
+
+
+def _short(v: Any, limit: int = 100) -> str:
+    """``repr(v)``, cut after ``limit`` characters (a value can be a whole document)."""
+    r = repr(v)
+    if len(r) <= limit:
+        return r
+    what = (f"a {type(v).__name__} of {len(v)} items" if isinstance(v, list | dict)
+            else f"{len(r)} characters")
+    return f"{r[:limit]}... ({what})"
+
+
+def _number_problem(value: Any, bounds: tuple[float, float], *, integer: bool = False,
+                    unit: str = "") -> str | None:
+    """`limits.number_problem`, also for integers too large to be floats."""
+    try:
+        return limits.number_problem(value, bounds, integer=integer, unit=unit)
+    except OverflowError:
+        expected = limits.number_problem(None, bounds, integer=integer, unit=unit)
+        assert expected is not None
+        return f"{expected.rsplit('; got ', 1)[0]}; got a number of {len(str(value))} digits"
 
 
 class _Checker:
@@ -145,25 +321,27 @@ class _Checker:
         self.problems.append(f"{where}: {msg}")
 
     def keys(self, data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        choices = sorted(allowed)
         for k in data:
             if k not in allowed:
-                near = sorted(allowed, key=lambda a: _distance(str(k), a))[0]
-                self.bad(f"{where}.{k}" if where else str(k),
+                key = str(k)[:60]
+                near = min(choices, key=lambda a: _distance(key, a))
+                self.bad(f"{where}.{key}" if where else key,
                          f"unknown key (did you mean {near!r}? allowed: "
-                         f"{', '.join(sorted(allowed))})")
+                         f"{', '.join(choices)})")
 
-    def integer(self, data: Mapping[str, Any], key: str, where: str, *, minimum: int,
-                default: int | None) -> int | None:
-        v = data.get(key, default)
+    def number(self, data: Mapping[str, Any], key: str, where: str,
+               bounds: tuple[float, float], *, integer: bool = False, unit: str = "",
+               default: Any = None) -> Any:
+        """Return the number at ``key`` (int when ``integer``); ``default`` if absent/wrong."""
+        v = data.get(key)
         if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            self.bad(f"{where}.{key}", f"expected an integer >= {minimum}; got {v!r}")
             return default
-        if v < minimum:
-            self.bad(f"{where}.{key}", f"expected an integer >= {minimum}; got {v}")
+        problem = _number_problem(v, bounds, integer=integer, unit=unit)
+        if problem is not None:
+            self.bad(f"{where}.{key}", problem)
             return default
-        return v
+        return int(v) if integer else float(v)
 
     def string(self, data: Mapping[str, Any], key: str, where: str,
                choices: tuple[str, ...] | None = None) -> str | None:
@@ -171,10 +349,11 @@ class _Checker:
         if v is None:
             return None
         if not isinstance(v, str) or not v:
-            self.bad(f"{where}.{key}", f"expected a non-empty string; got {v!r}")
+            self.bad(f"{where}.{key}", f"expected a non-empty string; got {_short(v)}")
             return None
         if choices is not None and v not in choices:
-            self.bad(f"{where}.{key}", f"expected one of {', '.join(choices)}; got {v!r}")
+            self.bad(f"{where}.{key}",
+                     f"expected one of {', '.join(choices)}; got {_short(v)}")
             return None
         return v
 
@@ -189,24 +368,61 @@ def _distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def _resolve(base: Path, value: str) -> str:
-    p = Path(value).expanduser()
+#: A POSIX path that ``Path`` would leave as it is: no ``~`` first, no empty or ``.`` part.
+_PLAIN_PATH = re.compile(r"/?(?!\.(?:/|$))[^/]+(?:/(?!\.(?:/|$))[^/]+)*")
+
+
+def _resolve(base: Path, value: str, ck: _Checker, where: str) -> str:
+    p = Path(value)
+    try:
+        p = p.expanduser()
+    except RuntimeError:  # ~user of no user, or no home folder
+        ck.bad(where, f"cannot expand {value.split('/', 1)[0]!r} (no such user or no home "
+                      f"folder); got {_short(value)}")
     return str(p if p.is_absolute() else base / p)
+
+
+def _resolve_all(base: Path, values: list[str], ck: _Checker, where: str) -> list[str]:
+    """``_resolve`` of each value, without a ``Path`` per value that needs none."""
+    if os.sep != "/" or os.altsep:
+        return [_resolve(base, v, ck, f"{where}[{i}]") for i, v in enumerate(values)]
+    prefix = str(base / "x")[:-1]  # "" for ".", "/" for "/", "/d/" for "/d"
+    plain = _PLAIN_PATH.fullmatch
+    return [(v if v[0] == "/" else prefix + v) if v[0] != "~" and plain(v)
+            else _resolve(base, v, ck, f"{where}[{i}]") for i, v in enumerate(values)]
+
+
+def _is_index(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _repeated(items: list[Any]) -> list[Any]:
+    return [v for v, n in Counter(items).items() if n > 1]
 
 
 def _timepoints(v: Any, where: str, ck: _Checker) -> slice | tuple[int, ...] | None:
     if v is None:
         return None
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+    if _is_index(v):
         return (v,)
-    if isinstance(v, list) and v and all(isinstance(t, int) and not isinstance(t, bool)
-                                         and t >= 0 for t in v):
+    if isinstance(v, list) and v and all(_is_index(t) for t in v):
+        twice = _repeated(v)
+        if twice:
+            ck.bad(where, "expected each timepoint once; listed more than once: "
+                          f"{_short(twice)}")
+            return None
         return tuple(v)
-    if isinstance(v, str) and re.fullmatch(r"\d*:\d*", v.strip()):
-        a, _, b = v.strip().partition(":")
-        return slice(int(a) if a else 0, int(b) if b else None)
+    m = re.fullmatch(r"\s*([0-9]{0,18}):([0-9]{0,18})\s*", v) if isinstance(v, str) else None
+    if m:
+        start = int(m[1]) if m[1] else 0
+        stop = int(m[2]) if m[2] else None
+        if stop is not None and stop <= start:
+            ck.bad(where, f"expected a range whose stop is after its start, like '0:5' or "
+                          f"'2:'; got {v!r}, which selects no timepoint")
+            return None
+        return slice(start, stop)
     ck.bad(where, f"expected a timepoint, a list of them, or a range like '0:5' or '2:'; "
-                  f"got {v!r}")
+                  f"got {_short(v)}")
     return None
 
 
@@ -218,11 +434,11 @@ def _channels(v: Any, where: str, ck: _Checker) -> tuple[int | str, ...]:
     for c in items:
         if isinstance(c, bool) or not isinstance(c, int | str) or c == "" or (
                 isinstance(c, int) and c < 0):
-            ck.bad(where, f"expected channel indices (>= 0) or names; got {c!r}")
+            ck.bad(where, f"expected channel indices (>= 0) or names; got {_short(c)}")
             continue
         out.append(c)
-    if len(set(out)) != len(out):
-        ck.bad(where, f"a channel is listed twice: {items}")
+    if _repeated(out):
+        ck.bad(where, f"a channel is listed twice: {_short(items)}")
     return tuple(out)
 
 
@@ -230,21 +446,24 @@ def _wells(v: Any, where: str, ck: _Checker) -> tuple[str, ...] | None:
     if v is None:
         return None
     if not isinstance(v, list) or not v:
-        ck.bad(where, f"expected a list of wells like ['A/1', 'B/3']; got {v!r}")
+        ck.bad(where, f"expected a list of wells like ['A/1', 'B/3']; got {_short(v)}")
         return None
     out = []
     for w in v:
-        if not isinstance(w, str) or not _WELL.match(w):
+        if not isinstance(w, str) or not _WELL.fullmatch(w):
             ck.bad(where, f"expected wells as ROW/COLUMN (letters, digits, _ or -), "
-                          f"e.g. 'B/3'; got {w!r}")
+                          f"e.g. 'B/3'; got {_short(w)}")
         else:
             out.append(w)
+    twice = _repeated(out)
+    if twice:
+        ck.bad(where, f"expected each well once; listed more than once: {_short(twice)}")
     return tuple(out)
 
 
 def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None:
     if not isinstance(data, Mapping):
-        ck.bad(where, f"expected a mapping with at least 'organelle'; got {data!r}")
+        ck.bad(where, f"expected a mapping with at least 'organelle'; got {_short(data)}")
         return None
     ck.keys(data, _TASK, where)
     organelle = ck.string(data, "organelle", where, _ORGANELLES)
@@ -262,72 +481,75 @@ def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None
         ck.bad(f"{where}.cell_line", "only used with 'zoo'")
     if not zoo and not channels:
         ck.bad(f"{where}.channels", "missing: name the channels to segment (or use a zoo)")
-    name = ck.string(data, "name", where)
+    name = data.get("name")
     if name is not None:
         try:
             check_name(name, "label name")
-        except ValueError as err:
-            ck.bad(f"{where}.name", str(err))
+        except ValueError:
+            ck.bad(f"{where}.name", "expected a label name that is one path component (not "
+                                    "empty, no '/', '\\' or '..', not starting with '.'); "
+                                    f"got {_short(name)}")
             name = None
-    diameter = data.get("diameter")
-    if diameter is not None and (isinstance(diameter, bool)
-                                 or not isinstance(diameter, int | float) or diameter <= 0):
-        ck.bad(f"{where}.diameter", f"expected a number > 0 (pixels); got {diameter!r}")
-        diameter = None
-    tile = ck.integer(data, "tile_size", where, minimum=64, default=DEFAULT_TILE_SIZE)
-    halo = ck.integer(data, "halo", where, minimum=0, default=None)
-    batch = ck.integer(data, "batch_size", where, minimum=1, default=None)
+    diameter = ck.number(data, "diameter", where, _DIAMETER, unit="px")
+    tile = ck.number(data, "tile_size", where, limits.TILE_SIZE, integer=True, unit="px",
+                     default=DEFAULT_TILE_SIZE)
+    halo = ck.number(data, "halo", where, limits.HALO, integer=True, unit="px")
+    batch = ck.number(data, "batch_size", where, limits.BATCH_SIZE, integer=True)
     fusion = ck.string(data, "fusion", where, FUSIONS) or "fa"
     overwrite = data.get("overwrite", False)
     if not isinstance(overwrite, bool):
-        ck.bad(f"{where}.overwrite", f"expected true or false; got {overwrite!r}")
+        ck.bad(f"{where}.overwrite", f"expected true or false; got {_short(overwrite)}")
         overwrite = False
+    wells = _wells(data.get("wells"), f"{where}.wells", ck)
+    timepoints = _timepoints(data.get("timepoints"), f"{where}.timepoints", ck)
+    zoo = _resolve(base, zoo, ck, f"{where}.zoo") if zoo else None
+    if model and ("/" in model or model.endswith(".pth") or model.startswith(".")):
+        model = _resolve(base, model, ck, f"{where}.model")
     if organelle is None:
         return None
-    if model and ("/" in model or model.endswith(".pth") or model.startswith(".")):
-        model = _resolve(base, model)
     return SegmentTask(
         organelle=organelle, channels=channels, model=model,
-        zoo=_resolve(base, zoo) if zoo else None, cell_line=cell_line, name=name,
-        diameter=float(diameter) if diameter is not None else None,
-        tile_size=tile or DEFAULT_TILE_SIZE,
-        halo=halo, batch_size=batch, wells=_wells(data.get("wells"), f"{where}.wells", ck),
-        timepoints=_timepoints(data.get("timepoints"), f"{where}.timepoints", ck),
-        fusion=fusion, overwrite=overwrite)
+        zoo=zoo, cell_line=cell_line, name=name,
+        diameter=diameter, tile_size=tile, halo=halo, batch_size=batch, wells=wells,
+        timepoints=timepoints, fusion=fusion, overwrite=overwrite)
 
 
 def _cluster(data: Any, base: Path, ck: _Checker, check_files: bool) -> ClusterSpec:
     if data is None:
         return ClusterSpec()
     if not isinstance(data, Mapping):
-        ck.bad("cluster", f"expected a mapping with 'kind'; got {data!r}")
+        ck.bad("cluster", f"expected a mapping with 'kind'; got {_short(data)}")
         return ClusterSpec()
     ck.keys(data, _CLUSTER, "cluster")
     kind = ck.string(data, "kind", "cluster", ("local", "cuda", "scheduler")) or "local"
-    workers = ck.integer(data, "workers", "cluster", minimum=1, default=None)
-    threads = ck.integer(data, "threads_per_worker", "cluster", minimum=1, default=1)
+    workers = ck.number(data, "workers", "cluster", limits.WORKERS, integer=True)
+    threads = ck.number(data, "threads_per_worker", "cluster", limits.THREADS, integer=True,
+                        default=1)
+    timeout = ck.number(data, "timeout", "cluster", limits.SCHEDULER_TIMEOUT, unit="s",
+                        default=_SCHEDULER_TIMEOUT)
     address = ck.string(data, "address", "cluster")
     if kind == "scheduler" and not address:
         ck.bad("cluster.address", "missing: kind 'scheduler' needs the scheduler's address")
     if address and kind != "scheduler":
         ck.bad("cluster.address", f"only used with kind 'scheduler' (kind is {kind!r})")
     if address and not re.match(r"^(tcp|tls)://[^/\s]+:\d+$", address):
-        ck.bad("cluster.address", f"expected tcp://HOST:PORT or tls://HOST:PORT; got {address!r}")
+        ck.bad("cluster.address",
+               f"expected tcp://HOST:PORT or tls://HOST:PORT; got {_short(address)}")
     if kind == "scheduler" and workers is not None:
         ck.bad("cluster.workers", "only used for clusters started by the job (local, cuda)")
     tls = data.get("tls")
     files: dict[str, str | None] = {"ca": None, "cert": None, "key": None}
     if tls is not None:
         if not isinstance(tls, Mapping):
-            ck.bad("cluster.tls", f"expected a mapping with ca, cert, key; got {tls!r}")
+            ck.bad("cluster.tls", f"expected a mapping with ca, cert, key; got {_short(tls)}")
         else:
             ck.keys(tls, _TLS, "cluster.tls")
-            for k in _TLS:
+            for k in sorted(_TLS):
                 v = ck.string(tls, k, "cluster.tls")
                 if v is None:
                     ck.bad(f"cluster.tls.{k}", "missing (a PEM file)")
                     continue
-                path = _resolve(base, v)
+                path = _resolve(base, v, ck, f"cluster.tls.{k}")
                 if check_files and not Path(path).is_file():
                     ck.bad(f"cluster.tls.{k}", f"file not found: {path}")
                 files[k] = path
@@ -335,9 +557,35 @@ def _cluster(data: Any, base: Path, ck: _Checker, check_files: bool) -> ClusterS
             ck.bad("cluster.tls", "only used with kind 'scheduler'")
     if address and address.startswith("tls://") and tls is None:
         ck.bad("cluster.tls", "missing: a tls:// scheduler needs ca, cert and key")
-    return ClusterSpec(kind=kind, workers=workers, threads_per_worker=threads or 1,
+    return ClusterSpec(kind=kind, workers=workers, threads_per_worker=threads,
                        address=address, tls_ca=files["ca"], tls_cert=files["cert"],
-                       tls_key=files["key"])
+                       tls_key=files["key"], timeout=timeout)
+
+
+def _plates(plates: Any, base: Path, ck: _Checker) -> list[str]:
+    if plates is None:
+        ck.bad("plates", "missing: list the plates (paths or glob patterns)")
+        return []
+    if not isinstance(plates, list) or not plates:
+        ck.bad("plates",
+               f"expected a list of plate paths or glob patterns; got {_short(plates)}")
+        return []
+    wrong = [i for i, p in enumerate(plates) if not isinstance(p, str) or not p]
+    for i in wrong[:_MAX_LISTED]:
+        ck.bad(f"plates[{i}]",
+               f"expected a plate path or glob pattern; got {_short(plates[i])}")
+    if len(wrong) > _MAX_LISTED:
+        ck.bad("plates", f"{len(wrong) - _MAX_LISTED} more entries are not plate paths "
+                         "or glob patterns")
+    if wrong:
+        return []
+    before = len(ck.problems)
+    out = _resolve_all(base, plates, ck, "plates")
+    more = len(ck.problems) - before - _MAX_LISTED
+    if more > 0:
+        del ck.problems[before + _MAX_LISTED:]
+        ck.bad("plates", f"{more} more entries cannot be expanded")
+    return out
 
 
 def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
@@ -379,6 +627,14 @@ def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
       - segment[0].organele: unknown key (did you mean 'organelle'? ...)
       - segment[0].organelle: missing (cyto or nuclei)
       - segment[0].channels: missing: name the channels to segment (or use a zoo)
+    >>> parse_job({"version": 1, "plates": ["p.zarr"], "segment": [
+    ...     {"organelle": "cyto", "channels": [0], "diameter": float("nan"),
+    ...      "timepoints": "5:2"}]})
+    Traceback (most recent call last):
+    ...
+    structfree_dask.job.JobError: job: 2 problem(s):
+      - segment[0].diameter: expected a finite number between 0.001 and 100000 px; got nan
+      - segment[0].timepoints: expected a range whose stop is after its start, ...
     """
     ck = _Checker()
     base = Path(base)
@@ -388,50 +644,45 @@ def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
     version = data.get("version")
     if version is None:
         ck.bad("version", f"missing (this program reads version {JOB_VERSION})")
-    elif version != JOB_VERSION:
-        ck.bad("version", f"this program reads version {JOB_VERSION}; got {version!r}")
-    plates = data.get("plates")
-    pats: list[str] = []
-    if plates is None:
-        ck.bad("plates", "missing: list the plates (paths or glob patterns)")
-    elif not isinstance(plates, list) or not plates or not all(
-            isinstance(p, str) and p for p in plates):
-        ck.bad("plates", f"expected a list of plate paths or glob patterns; got {plates!r}")
-    else:
-        pats = [_resolve(base, p) for p in plates]
+    elif isinstance(version, bool) or version != JOB_VERSION:
+        ck.bad("version", f"this program reads version {JOB_VERSION}; got {_short(version)}")
+    pats = _plates(data.get("plates"), base, ck)
     seg = data.get("segment")
     tasks: list[SegmentTask] = []
     if seg is None:
         ck.bad("segment", "missing: list what to segment (organelle, channels, model)")
     elif not isinstance(seg, list) or not seg:
-        ck.bad("segment", f"expected a list of segmentations; got {seg!r}")
+        ck.bad("segment", f"expected a list of segmentations; got {_short(seg)}")
     else:
         for i, item in enumerate(seg):
             t = _task(item, f"segment[{i}]", base, ck)
             if t is not None:
                 tasks.append(t)
-        names = [t.label_name for t in tasks]
-        for n in sorted({n for n in names if names.count(n) > 1}):
+        for n in sorted(_repeated([t.label_name for t in tasks])):
             ck.bad("segment", f"two entries write the same label image {n!r}; give one a "
                               "'name'")
     cluster = _cluster(data.get("cluster"), base, ck, check_files)
     records = data.get("records")
     if records is not None and (not isinstance(records, str) or not records):
-        ck.bad("records", f"expected a folder path; got {records!r}")
+        ck.bad("records", f"expected a folder path; got {_short(records)}")
         records = None
     perf = data.get("performance_report", True)
     if not isinstance(perf, bool):
-        ck.bad("performance_report", f"expected true or false; got {perf!r}")
+        ck.bad("performance_report", f"expected true or false; got {_short(perf)}")
         perf = True
+    stem = Path(source).stem if source != "job" else "job"
+    records = _resolve(base, records or f"{stem}-runs", ck, "records")
     if ck.problems:
         raise JobError(source, ck.problems)
-    stem = Path(source).stem if source != "job" else "job"
     return Job(source=source, plates=tuple(pats), tasks=tuple(tasks), cluster=cluster,
-               records=_resolve(base, records or f"{stem}-runs"), performance_report=perf)
+               records=records, performance_report=perf)
 
 
 def load_job(path: str | Path, *, check_files: bool = True) -> Job:
     """Read and validate a job file (YAML).
+
+    The file is read with a safe loader (plain YAML, no Python tags) that refuses
+    documents whose anchors and aliases expand to more than 100 000 items.
 
     Parameters
     ----------
@@ -444,15 +695,10 @@ def load_job(path: str | Path, *, check_files: bool = True) -> Job:
     FileNotFoundError
         No such file.
     JobError
-        YAML syntax errors and every wrong key or value, one line each.
+        YAML syntax errors, alias bombs and every wrong key or value, one line each.
     """
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"job file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise JobError(str(p), [f"not valid YAML: {err}"]) from None
+    data = _read_yaml(p.read_bytes(), str(p))
     return parse_job(data, source=str(p), base=p.resolve().parent, check_files=check_files)

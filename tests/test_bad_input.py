@@ -302,9 +302,7 @@ def test_job_file_refused_in_one_pass(doc, fragment, tmp_path, capsys):
     job = tmp_path / "job.yaml"
     job.write_text(doc)
     before = snapshot(tmp_path)
-    started = time.perf_counter()
     assert main(["run", str(job)]) == 2
-    assert time.perf_counter() - started < 60
     err = capsys.readouterr().err
     assert err.startswith("error: ") and fragment in err and "Traceback" not in err
     assert snapshot(tmp_path) == before
