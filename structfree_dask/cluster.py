@@ -143,7 +143,7 @@ class SchedulerUnreachableError(ConnectionError):
 
 def connect(address: str, security: Any = None,
             timeout: float = DEFAULT_SCHEDULER_TIMEOUT) -> Any:
-    """Connect to a running scheduler (``tcp://host:port`` or ``tls://host:port``).
+    """Connect to a running scheduler (``tcp://host:port``, ``tls://...``, ``ucx://...``).
 
     Parameters
     ----------
@@ -157,15 +157,15 @@ def connect(address: str, security: Any = None,
     SchedulerUnreachableError
         If no scheduler answers within ``timeout`` (a ``ConnectionError``).
     ValueError
-        If the address is not a ``tcp://`` or ``tls://`` address.
+        If the address is not of the form ``PROTOCOL://HOST:PORT``.
     """
     from distributed import Client
 
     check_number("scheduler timeout", timeout, SCHEDULER_TIMEOUT, unit="s")
-    if not isinstance(address, str) or not address.startswith(("tcp://", "tls://")) \
+    if not isinstance(address, str) or "://" not in address \
             or ":" not in address.split("://", 1)[1]:
-        raise ValueError(f"scheduler address: expected tcp://HOST:PORT or tls://HOST:PORT; "
-                         f"got {address!r}")
+        raise ValueError(f"scheduler address: expected PROTOCOL://HOST:PORT such as "
+                         f"tcp://10.0.0.5:8786 (or tls://, ucx://); got {address!r}")
     try:
         return Client(address, security=security, timeout=f"{timeout}s")
     except (OSError, TimeoutError) as err:
