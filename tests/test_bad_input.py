@@ -480,3 +480,19 @@ def test_close_client_after_the_cluster_is_gone(caplog):
     client.cluster.close()
     close_client(client)
     assert not [r for r in caplog.records if r.levelno >= 30 and "structfree" in r.name]
+
+
+def test_cluster_settings_from_python():
+    """The Python side of --scheduler and --workers: the same refusals, nothing started."""
+    from structfree_dask.cluster import SchedulerUnreachableError, connect, local_client
+
+    with pytest.raises(SchedulerUnreachableError,
+                       match="no Dask scheduler answered at tcp://127.0.0.1:1 within 1 s"):
+        connect("tcp://127.0.0.1:1", timeout=1)
+    with pytest.raises(ValueError, match="expected PROTOCOL://HOST:PORT"):
+        connect("127.0.0.1:8786")
+    with pytest.raises(ValueError, match="scheduler timeout: expected a finite number"):
+        connect("tcp://127.0.0.1:1", timeout=float("nan"))
+    for n in (0, -3):
+        with pytest.raises(ValueError, match="workers: expected a whole number between 1"):
+            local_client(n_workers=n)
