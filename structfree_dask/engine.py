@@ -34,19 +34,19 @@ from .io import (
     LabelImage,
     check_label_target,
     check_name,
+    check_writable,
+    completed_timepoints,
     create_labels,
     extend_timepoints,
     finalize_labels,
     label_record,
     mark_done,
+    metadata_errors,
     open_labels,
     open_plate,
     unmark_done,
     write_label_region,
 )
-from .io._labels import completed_timepoints
-from .io._ngff import metadata_errors
-from .io._safepath import check_writable
 from .normalize import normalize, percentile_bounds, sample_stride
 from .scratch import DiskArray
 from .stitching import OwnedPatch, encode_patch, paste_block, region_offsets

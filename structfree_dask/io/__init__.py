@@ -21,7 +21,7 @@ from ._labels import (
     write_label_region,
     write_labels,
 )
-from ._ngff import SUPPORTED_VERSIONS
+from ._ngff import SUPPORTED_VERSIONS, metadata_errors
 from ._outputs import check_output_file
 from ._plate import (
     AXIS_ORDER,
@@ -33,7 +33,7 @@ from ._plate import (
     open_plate,
     read_image_info,
 )
-from ._safepath import UnsafePathError
+from ._safepath import UnsafePathError, check_writable
 from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
@@ -51,6 +51,8 @@ __all__ = [
     "UnsafePathError",
     "check_label_target",
     "check_name",
+    "check_writable",
+    "metadata_errors",
     "check_output_file",
     "completed_timepoints",
     "create_image",
