@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import limits
-from .tiling import DEFAULT_TILE_SIZE
+from .pipeline.tiling import DEFAULT_TILE_SIZE
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
            "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE"]
@@ -88,8 +88,7 @@ def _timepoints(text: str) -> slice | list[int]:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .io import open_plate
-    from .report import plate_summary
+    from .io import open_plate, plate_summary
 
     plate = open_plate(args.plate)
     summary = plate_summary(plate)
@@ -143,9 +142,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .cluster import close_client, make_client
-    from .engine import SegmentationConfig, segment, validate
+    from .config import SegmentationConfig
+    from .engine import segment, validate
     from .io import check_output_file
+    from .runtime.cluster import close_client, make_client
 
     if args.scheduler and args.workers:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")

@@ -23,17 +23,12 @@ import numpy as np
 
 from . import __version__, limits
 from .backbones import ModelSpec, resolve_model
-from .cluster import gpu_resources
-from .compute_thread import release_free_memory
-from .flows import assemble_flows, region_contribution, resample_to_original
-from .fusion import FUSION_METHODS, fuse_masks
-from .integrate import DEFAULT_FLOW_THRESHOLD, cut_cells, integrate_flows, owned_cells
+from .config import FUSIONS, SegmentationConfig
 from .io import (
     ImageInfo,
     LabelExistsError,
     LabelImage,
     check_label_target,
-    check_name,
     create_labels,
     extend_timepoints,
     finalize_labels,
@@ -47,126 +42,26 @@ from .io import (
 from .io._labels import completed_timepoints
 from .io._ngff import metadata_errors
 from .io._safepath import check_writable
-from .normalize import normalize, percentile_bounds, sample_stride
-from .scratch import DiskArray
-from .stitching import OwnedPatch, encode_patch, paste_block, region_offsets
-from .tiling import DEFAULT_TILE_SIZE, FieldGeometry, halo_depth
+from .pipeline.flows import assemble_flows, region_contribution, resample_to_original
+from .pipeline.fusion import fuse_masks
+from .pipeline.integrate import DEFAULT_FLOW_THRESHOLD, cut_cells, integrate_flows, owned_cells
+from .pipeline.normalize import normalize, percentile_bounds, sample_stride
+from .pipeline.stitching import OwnedPatch, encode_patch, paste_block, region_offsets
+from .pipeline.tiling import FieldGeometry, halo_depth
+from .runtime.cluster import gpu_resources
+from .runtime.compute_thread import release_free_memory
+from .runtime.scratch import DiskArray
 
 __all__ = [
-    "SegmentationConfig",
     "RunResult",
     "segment",
     "segment_field_block",
     "validate",
     "segment_array",
     "resolve_models",
-    "FUSIONS",
 ]
 
 logger = logging.getLogger(__name__)
-
-ORGANELLES = ("cyto", "nuclei")
-#: "fa" (Flow Averaging) and the mask-fusion baselines.
-FUSIONS = ("fa", *FUSION_METHODS)
-
-
-@dataclass(frozen=True)
-class SegmentationConfig:
-    """What to segment and how.
-
-    Parameters
-    ----------
-    organelle : str
-        ``"cyto"`` or ``"nuclei"``.
-    channels : tuple of int or str
-        Channels fed to the model one at a time, then flow-averaged.
-    model : str, optional
-        ``None`` (shipped generalist), a cellpose built-in name or a weights path.
-    name : str, optional
-        Label image name (default: the organelle).
-    diameter : float, optional
-        Cell diameter in pixels (default: the model's, i.e. no rescaling).
-    tile_size : int
-        Task region side in pixels; also the label chunk size.
-    halo : int, optional
-        Halo in pixels (default: 2 diameters + 8).
-    batch_size : int, optional
-        Network tiles per forward pass (default: 8 on a GPU, 2 on a CPU, where small
-        passes are faster and lighter; see
-        :func:`~structfree_dask.backbones.default_batch_size`).
-    cellprob_threshold, flow_threshold : float
-    min_size : int
-    overwrite : bool
-    fusion : str
-        ``"fa"`` (Flow Averaging, the method) or a mask-fusion baseline: ``"voting"``,
-        ``"majority"``, ``"staple"``, ``"simple"`` (each channel integrated alone, then
-        the masks fused; see :mod:`structfree_dask.fusion`).
-    channel_models : tuple of str, optional
-        One model per channel (weights paths or names), e.g. a zoo's channel-wise
-        models; exclusive with ``model``.
-    """
-
-    organelle: str = "cyto"
-    channels: tuple[int | str, ...] = (0,)
-    model: str | None = None
-    name: str | None = None
-    diameter: float | None = None
-    tile_size: int = DEFAULT_TILE_SIZE
-    halo: int | None = None
-    batch_size: int | None = None
-    cellprob_threshold: float = 0.0
-    flow_threshold: float = DEFAULT_FLOW_THRESHOLD
-    min_size: int = 15
-    overwrite: bool = False
-    fusion: str = "fa"
-    channel_models: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.organelle not in ORGANELLES:
-            raise ValueError(f"organelle must be one of {', '.join(ORGANELLES)}; "
-                             f"got {self.organelle!r}")
-        if not self.channels:
-            raise ValueError("channels must name at least one channel")
-        repeated = sorted({str(c) for c in self.channels if list(self.channels).count(c) > 1})
-        if repeated:
-            raise ValueError(f"channels: {', '.join(repeated)} listed more than once in "
-                             f"{list(self.channels)}; each channel is averaged once")
-        if self.name is not None:
-            check_name(self.name, "label name")
-        if self.diameter is not None:
-            limits.check_number("diameter", self.diameter, (1e-3, 1e5), unit="px")
-        limits.check_number("tile_size", self.tile_size, limits.TILE_SIZE, integer=True,
-                            unit="px")
-        if self.halo is not None:
-            limits.check_number("halo", self.halo, limits.HALO, integer=True, unit="px")
-        if self.batch_size is not None:
-            limits.check_number("batch_size", self.batch_size, limits.BATCH_SIZE,
-                                integer=True)
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
-        limits.check_number("flow_threshold", self.flow_threshold, limits.FLOW_THRESHOLD)
-        limits.check_number("cellprob_threshold", self.cellprob_threshold,
-                            limits.CELLPROB_THRESHOLD)
-        limits.check_number("min_size", self.min_size, limits.MIN_SIZE, integer=True,
-                            unit="px")
-        if self.channel_models is not None:
-            if self.model is not None:
-                raise ValueError("give either model or channel_models, not both")
-            if len(self.channel_models) != len(self.channels):
-                raise ValueError(f"channel_models names {len(self.channel_models)} model(s) "
-                                 f"for {len(self.channels)} channel(s); expected one per channel")
-
-    def model_names(self) -> list[str | None]:
-        """Return the model of each channel (None: the shipped generalist)."""
-        if self.channel_models is not None:
-            return list(self.channel_models)
-        return [self.model] * len(self.channels)
-
-    @property
-    def label_name(self) -> str:
-        """Name of the label image written."""
-        return self.name or self.organelle
-
 
 @dataclass
 class RunResult:
@@ -796,7 +691,7 @@ def segment(
     if units:
         own_client = client is None
         if own_client:
-            from .cluster import local_client
+            from .runtime.cluster import local_client
 
             client = local_client()
         try:
@@ -830,7 +725,7 @@ def segment(
                 raise
         finally:
             if own_client:
-                from .cluster import close_client
+                from .runtime.cluster import close_client
 
                 close_client(client)
     for fp in plans:

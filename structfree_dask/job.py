@@ -67,7 +67,7 @@ import yaml
 
 from . import limits
 from .io import check_name
-from .tiling import DEFAULT_TILE_SIZE
+from .pipeline.tiling import DEFAULT_TILE_SIZE
 
 __all__ = ["JobError", "Job", "SegmentTask", "ClusterSpec", "load_job", "parse_job",
            "FUSIONS", "JOB_VERSION"]

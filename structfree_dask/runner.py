@@ -34,7 +34,7 @@ def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
     ``profile``: run the workers' profiler in a cluster started here (for the
     performance report).
     """
-    from .cluster import make_client
+    from .runtime.cluster import make_client
 
     if spec.kind == "scheduler":
         return make_client(scheduler=spec.address, security=spec.security(),
@@ -44,8 +44,8 @@ def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
 
 
 def task_config(task: SegmentTask, plate: str) -> Any:
-    """Return the :class:`~structfree_dask.engine.SegmentationConfig` of a job entry."""
-    from .engine import SegmentationConfig
+    """Return the :class:`~structfree_dask.config.SegmentationConfig` of a job entry."""
+    from .config import SegmentationConfig
     from .zoo.use import config_from_zoo
 
     common = dict(name=task.name, diameter=task.diameter, tile_size=task.tile_size,
@@ -138,7 +138,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     """
     from distributed import get_task_stream, performance_report
 
-    from .zoo.card import software_versions
+    from ._provenance import software_versions
 
     records = Path(job.records)
     started = time.time()
@@ -179,7 +179,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
             record["workers_lost"] = _workers_lost(client, started)
     finally:
         if own and client is not None:
-            from .cluster import close_client
+            from .runtime.cluster import close_client
 
             close_client(client)
     failed = problems + [f"{e['plate']} labels/{e['label']}: {e['error']}"

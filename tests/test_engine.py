@@ -8,7 +8,8 @@ import signal
 import numpy as np
 import pytest
 
-from structfree_dask.engine import SegmentationConfig, segment, segment_array
+from structfree_dask.config import SegmentationConfig
+from structfree_dask.engine import segment, segment_array
 from structfree_dask.io import LabelExistsError, create_plate, open_labels, open_plate
 from structfree_dask.metrics import matched_f1
 
@@ -115,7 +116,7 @@ def _profiling() -> bool:
 
 
 def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
-    from structfree_dask.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     path = _copy(plate_small[0], tmp_path)
     client = local_client(n_workers=1, threads_per_worker=1)
@@ -133,7 +134,7 @@ def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
 
 
 def test_killed_worker_gives_clean_labels(tmp_path, plate_small, reference):
-    from structfree_dask.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     path = _copy(plate_small[0], tmp_path)
     client = local_client(n_workers=2, threads_per_worker=1)
@@ -288,7 +289,7 @@ def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, clu
     import shutil
 
     from structfree_dask.backbones import default_model_path
-    from structfree_dask.fusion import fuse_masks
+    from structfree_dask.pipeline.fusion import fuse_masks
 
     field = make_mosaic(256, seed=5)
     path = _write(tmp_path / "p.zarr", [field])
@@ -323,7 +324,7 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     """Network and integration tasks ask for the GPU resource where workers advertise one
     (dask-cuda workers here are started with it); CPU clusters get no annotation."""
     from structfree_dask import engine
-    from structfree_dask.cluster import gpu_resources, local_client
+    from structfree_dask.runtime.cluster import gpu_resources, local_client
 
     path = _write(tmp_path / "p.zarr", [make_mosaic(160, seed=7)])
     client = local_client(n_workers=1, threads_per_worker=1, resources={"GPU": 1},

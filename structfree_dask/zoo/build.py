@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from .._provenance import software_versions
 from ..backbones import ModelSpec, resolve_model
-from .card import STRATEGIES, ModelCard, software_versions, utc_now
+from .card import STRATEGIES, ModelCard, utc_now
 from .data import _forget_model, load_planes, load_samples, score_planes
 from .jobs import TrainingJob
 from .registry import Zoo
@@ -323,7 +324,7 @@ def task_resources(client: Any) -> dict[str, float] | None:
     dict or None
         The ``resources=`` of :meth:`distributed.Client.submit`.
     """
-    from ..cluster import gpu_resources
+    from ..runtime.cluster import gpu_resources
 
     return gpu_resources(client)
 

@@ -106,7 +106,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..backbones import resolve_model
-    from ..cluster import close_client, make_client
+    from ..runtime.cluster import close_client, make_client
     from .build import TrainSettings, build_zoo
     from .jobs import training_jobs
     from .registry import Zoo

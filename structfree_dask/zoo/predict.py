@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..backbones import ModelSpec, resolve_model
-from ..fusion import FUSION_METHODS, fuse_masks
-from ..integrate import DEFAULT_FLOW_THRESHOLD
 from ..io import Plate, open_plate
 from ..metrics import evaluate
+from ..pipeline.fusion import FUSION_METHODS, fuse_masks
+from ..pipeline.integrate import DEFAULT_FLOW_THRESHOLD
 from .card import ModelCard
 from .data import Plane, load_planes
 from .evaluate import average_flows, channel_flows, flows_to_labels

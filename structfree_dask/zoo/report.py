@@ -16,7 +16,7 @@ One set of files per selection (cell line and organelle), ``TAG`` being
     FA against the mask-fusion baselines SIMPLE, STAPLE, Voting and Majority Voting on
     the test fields (:func:`fusion_table`): each channel is segmented alone by its
     model, the per-channel masks are fused with
-    :func:`structfree_dask.fusion.fuse_masks`, and FA averages the same models' flows.
+    :func:`structfree_dask.pipeline.fusion.fuse_masks`, and FA averages the same models' flows.
 ``overlay_TAG_<field>_t<t>.png``
     Ground truth, the Vanilla prediction and the selected models' prediction, as
     contours on the image, for a few test fields (:func:`overlay_figure`).
@@ -41,7 +41,7 @@ import numpy as np
 
 from ..io import Plate, open_plate
 from ..metrics import evaluate
-from ..normalize import normalize, percentile_bounds
+from ..pipeline.normalize import normalize, percentile_bounds
 from .data import pool_scores
 from .predict import (
     METHODS,

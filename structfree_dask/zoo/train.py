@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..backbones import ModelSpec, load_model, pick_device, resolve_model
-from ..normalize import normalize, percentile_bounds
+from ..pipeline.normalize import normalize, percentile_bounds
 from .augment import augment
 
 __all__ = [
