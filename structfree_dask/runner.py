@@ -18,14 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .engine import STAGES
 from .job import ClusterSpec, Job, SegmentTask
 
-__all__ = ["run_job", "client_for", "task_config", "STAGES"]
+__all__ = ["run_job", "client_for", "task_config"]
 
 logger = logging.getLogger(__name__)
-
-#: Task-name prefixes of the engine's graph, in pipeline order.
-STAGES = ("stats", "flows", "integrate", "count", "offsets", "write", "pyramid", "done")
 
 
 def client_for(spec: ClusterSpec, profile: bool = False) -> Any:

@@ -324,6 +324,7 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     """Network and integration tasks ask for the GPU resource where workers advertise one
     (dask-cuda workers here are started with it); CPU clusters get no annotation."""
     from structfree_dask import engine
+    from structfree_dask.engine import _graph, _run
     from structfree_dask.runtime.cluster import gpu_resources, local_client
 
     path = _write(tmp_path / "p.zarr", [make_mosaic(160, seed=7)])
@@ -342,12 +343,12 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     cfg = SegmentationConfig(channels=(0,), tile_size=96, name="g")
     info = open_plate(path).field("A/1/0")
     specs = engine.resolve_models(cfg)
-    plan = engine._FieldPlan(info, (0,), (0,), engine._run_record(cfg, specs, (0,), ("c",)),
-                             "create")
-    label = engine._apply_label_plan(plan, cfg)
-    unit = engine._Unit(info, label, 0)
+    plan = _run._FieldPlan(info, (0,), (0,), _run._run_record(cfg, specs, (0,), ("c",)),
+                           "create")
+    label = _run._apply_label_plan(plan, cfg)
+    unit = _graph._Unit(info, label, 0)
     for resources, want in (({"GPU": 1}, {"GPU": 1}), (None, None)):
-        graph = engine._unit_graph(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()
+        graph = _graph._unit_graph(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()
         seen = set()
         for layer in graph.layers.values():
             res = (layer.annotations or {}).get("resources")

@@ -43,7 +43,7 @@ FAST = dict(tile_size=96, batch_size=4)
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One torch thread: on a shared 2-core machine, 2 threads mostly wait on each other."""
-    from structfree_dask.engine import _torch_device
+    from structfree_dask.engine._tasks import _torch_device
 
     before = torch.get_num_threads()
     _torch_device()  # the engine sets torch's threads once per process: let it do so first

@@ -253,7 +253,7 @@ def _worker_name() -> str:
 
 def _configure_threads() -> None:
     """Give torch the worker's thread budget (as the engine does for its tasks)."""
-    from ..engine import _torch_device
+    from ..engine._tasks import _torch_device
 
     _torch_device()
 
