@@ -410,7 +410,7 @@ def ensure_cp_venv(logf: Path) -> Path:
 def run_cp_distributed(workdir: Path, fields: list[np.ndarray], single_ref: list[np.ndarray],
                        use_gpu: bool, blocksize: int, workers: int, threads: int,
                        timeout: int) -> Row:
-    from structfree_dask.metrics import matched_f1
+    from structfree_dask.evaluation.metrics import matched_f1
 
     row = Row(f"(d) cellpose distributed_eval, 1 ch, {workers} workers x {threads} thread")
     logf = workdir / "cp_distributed.log"
@@ -681,7 +681,7 @@ def main() -> int:
                 status = 1
             row.other_cpu = watch.stop()
             if labs is not None and ref is not None:
-                from structfree_dask.metrics import matched_f1
+                from structfree_dask.evaluation.metrics import matched_f1
 
                 f1s = [matched_f1(a, b) for a, b in zip(labs, ref, strict=True)]
                 row.f1 = f"{min(f1s):.3f}" + (f" (mean {np.mean(f1s):.3f})"

@@ -166,7 +166,7 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
 
     import numpy as np
 
-    from structfree_dask.metrics import pooled_f1
+    from structfree_dask.evaluation.metrics import pooled_f1
     from structfree_dask.zoo.predict import (
         METHODS,
         fusion_models,
@@ -257,7 +257,7 @@ def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:
     ``fusion_vs_fa[kind][method]`` is FA - method of pooled F1 with its 95 % interval
     (paired bootstrap over the test fields); ``fusion_rows`` needs ``per_field`` rows.
     """
-    from structfree_dask.metrics import paired_bootstrap_f1
+    from structfree_dask.evaluation.metrics import paired_bootstrap_f1
 
     out: dict[str, Any] = {"fusion": {}, "fusion_threshold": {}, "fusion_chosen": {},
                            "fusion_vs_fa": {}}

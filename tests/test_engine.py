@@ -10,8 +10,8 @@ import pytest
 
 from structfree_dask.config import SegmentationConfig
 from structfree_dask.engine import segment, segment_array
+from structfree_dask.evaluation.metrics import matched_f1
 from structfree_dask.io import LabelExistsError, create_plate, open_labels, open_plate
-from structfree_dask.metrics import matched_f1
 
 
 def _write(path, fields, *, t=1, version="0.4", names=("cyto-stain", "nuc-stain")):

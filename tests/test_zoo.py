@@ -563,7 +563,7 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
     """
     from itertools import combinations
 
-    from structfree_dask.metrics import evaluate
+    from structfree_dask.evaluation.metrics import evaluate
     from structfree_dask.pipeline.fusion import fuse_masks
     from structfree_dask.zoo.evaluate import average_flows, channel_flows, flows_to_labels
     from structfree_dask.zoo.report import FUSION_LABELS, fusion_table

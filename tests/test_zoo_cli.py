@@ -11,6 +11,7 @@ import math
 import pytest
 
 from structfree_dask.cli import main
+from structfree_dask.cli.zoo import parse_subsets
 from structfree_dask.simulate import simulate_plate
 from structfree_dask.zoo import (
     VANILLA,
@@ -27,7 +28,6 @@ from structfree_dask.zoo import (
     training_jobs,
     write_report,
 )
-from structfree_dask.zoo.cli import parse_subsets
 
 torch = pytest.importorskip("torch")
 

@@ -15,7 +15,7 @@ from the scores), :mod:`.threshold` (the selection's flow threshold, chosen on v
 :mod:`.build` (one training job per task, :func:`build_zoo` on a
 Dask cluster), :mod:`.predict` (model sets, cached flows, FA and mask-fusion scores on
 annotated planes) and :mod:`.report` (F1 tables, heatmaps, fusion comparison, overlays).
-The ``structfree-dask zoo`` command line is in :mod:`.cli`.
+The ``structfree-dask zoo`` command line is in :mod:`structfree_dask.cli.zoo`.
 """
 
 from .augment import AUGMENTATIONS, augment, augment_with_record

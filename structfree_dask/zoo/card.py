@@ -95,7 +95,7 @@ class ModelCard:
     epochs_run, best_epoch : int
         Training epochs done; epoch whose weights were kept (0 = the base's).
     val_scores, test_scores : dict
-        Scores of :func:`structfree_dask.metrics.combine` on the validation and test
+        Scores of :func:`structfree_dask.evaluation.metrics.combine` on the validation and test
         fields (FA over the training channels).
     training : dict
         Hyper-parameters and losses (max_epochs, patience, lr, ...).

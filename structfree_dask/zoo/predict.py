@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..backbones import ModelSpec, resolve_model
+from ..evaluation.metrics import evaluate
 from ..io import Plate, open_plate
-from ..metrics import evaluate
 from ..pipeline.fusion import FUSION_METHODS, fuse_masks
 from ..pipeline.integrate import DEFAULT_FLOW_THRESHOLD
 from .card import ModelCard
@@ -275,7 +275,7 @@ def method_scores(models: FAModels, planes: Sequence[Plane],
     -------
     dict
         ``{(method, subset, threshold): [scores of each plane]}``, scores as
-        :func:`structfree_dask.metrics.evaluate` gives them.
+        :func:`structfree_dask.evaluation.metrics.evaluate` gives them.
 
     Raises
     ------

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.metrics import evaluate
 from ..io import Plate, open_plate
-from ..metrics import evaluate
 from ..pipeline.normalize import normalize, percentile_bounds
 from .data import pool_scores
 from .predict import (
@@ -386,7 +386,7 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     per_field : bool
         Also give each row's per-field ``(tp, fp, fn)`` under ``per_field`` (fields in
         the order of ``fields``), e.g. for
-        :func:`~structfree_dask.metrics.paired_bootstrap_f1`.
+        :func:`~structfree_dask.evaluation.metrics.paired_bootstrap_f1`.
 
     Returns
     -------

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..backbones import ModelSpec, resolve_model
+from ..evaluation.metrics import evaluate
 from ..io import ImageInfo, Plate
-from ..metrics import evaluate
 from .card import STRATEGIES, ModelCard, check_compatible, utc_now
 from .data import _forget_model, load_planes, pool_scores
 from .evaluate import average_flows, channel_flows, flows_to_labels
