@@ -167,14 +167,14 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
     import numpy as np
 
     from structfree_dask.evaluation.metrics import pooled_f1
-    from structfree_dask.zoo.predict import (
+    from structfree_dask.zoo.scoring.predict import (
         METHODS,
         fusion_models,
         load_eval_planes,
         method_scores,
         reference_card,
     )
-    from structfree_dask.zoo.threshold import choice_key
+    from structfree_dask.zoo.scoring.threshold import choice_key
 
     ref = reference_card(zoo, selection)
     fields = [*ref.split.test, *heldout]

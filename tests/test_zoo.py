@@ -565,8 +565,8 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
 
     from structfree_dask.evaluation.metrics import evaluate
     from structfree_dask.pipeline.fusion import fuse_masks
-    from structfree_dask.zoo.evaluate import average_flows, channel_flows, flows_to_labels
     from structfree_dask.zoo.report import FUSION_LABELS, fusion_table
+    from structfree_dask.zoo.scoring.evaluate import average_flows, channel_flows, flows_to_labels
 
     plate = simulate_plate(tmp_path / "p.zarr", cell_line="CL5", rows=1, cols=3, fields=1,
                            size=128, seed=3)
@@ -623,7 +623,7 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
 
 def test_method_scores_rejects_unknown_methods():
     from structfree_dask.backbones import resolve_model
-    from structfree_dask.zoo.predict import METHODS, FAModels, method_scores
+    from structfree_dask.zoo.scoring.predict import METHODS, FAModels, method_scores
 
     models = FAModels("one", ("a",), (resolve_model(None),), 30.0)
     with pytest.raises(ValueError, match=r"unknown method\(s\) \['mean'\]"):

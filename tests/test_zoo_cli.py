@@ -134,7 +134,7 @@ def test_build_writes_models_logs_and_selection(built, plate, small_base):
     assert "selection CL5/cyto:" in out and "mito+ER" in out
     # the flow threshold: chosen for the selected pair on the validation fields
     from structfree_dask.zoo import FLOW_THRESHOLDS, flow_threshold_scores
-    from structfree_dask.zoo.threshold import best_flow_threshold
+    from structfree_dask.zoo.scoring.threshold import best_flow_threshold
 
     assert sel["flow_threshold"] in FLOW_THRESHOLDS
     assert f"flow threshold {sel['flow_threshold']:g}" in out

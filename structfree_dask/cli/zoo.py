@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..zoo.card import ORGANELLES, STRATEGIES
-from ..zoo.threshold import DEFAULT_FLOW_THRESHOLD, FLOW_THRESHOLDS, check_flow_thresholds
+from ..zoo.scoring.threshold import DEFAULT_FLOW_THRESHOLD, FLOW_THRESHOLDS, check_flow_thresholds
 from ._common import UsageError, _str_list, add_cluster_options
 
 __all__ = ["add_zoo_parser", "parse_subsets"]
@@ -107,9 +107,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     from ..backbones import resolve_model
     from ..runtime.cluster import close_client, make_client
-    from ..zoo.build import TrainSettings, build_zoo
-    from ..zoo.jobs import training_jobs
     from ..zoo.registry import Zoo
+    from ..zoo.training.build import TrainSettings, build_zoo
+    from ..zoo.training.jobs import training_jobs
 
     if args.scheduler and args.workers:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")

@@ -17,7 +17,7 @@ from typing import Any
 
 from .._provenance import software_versions
 from ..io import check_name
-from .splits import Split
+from .training.splits import Split
 
 __all__ = [
     "CARD_VERSION",

@@ -8,7 +8,7 @@ from typing import Any
 from ..io import open_plate
 from .card import check_compatible
 from .registry import Zoo
-from .threshold import DEFAULT_FLOW_THRESHOLD
+from .scoring.threshold import DEFAULT_FLOW_THRESHOLD
 
 __all__ = ["config_from_zoo"]
 

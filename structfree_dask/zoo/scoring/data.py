@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation.metrics import combine, evaluate
-from ..io import Plate, open_labels
-from .jobs import _open
+from ...evaluation.metrics import combine, evaluate
+from ...io import Plate, open_labels
+from ..training.jobs import _open
 
 __all__ = ["SCORE_KEYS", "Plane", "load_planes", "load_samples", "pool_scores", "score_planes"]
 
@@ -134,7 +134,7 @@ def score_planes(planes: Sequence[Plane],
 
 def _forget_model(path: str | Path) -> None:
     """Drop a weights file from the backbone's per-process model cache (frees memory)."""
-    from ..backbones import cellpose as backbone
+    from ...backbones import cellpose as backbone
 
     cache = getattr(backbone, "_CACHE", None)
     if isinstance(cache, dict):
