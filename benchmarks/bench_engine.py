@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from structfree_dask.tiling import DEFAULT_TILE_SIZE
+from structfree_dask.pipeline.tiling import DEFAULT_TILE_SIZE
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -231,8 +231,8 @@ def forward_pass(fields: list[np.ndarray], n_tiles: int, batch_size: int, device
     import torch
 
     from structfree_dask.backbones import load_model, predict_tiles, resolve_model
-    from structfree_dask.normalize import normalize, percentile_bounds
-    from structfree_dask.tiling import NET_TILE, FieldGeometry
+    from structfree_dask.pipeline.normalize import normalize, percentile_bounds
+    from structfree_dask.pipeline.tiling import NET_TILE, FieldGeometry
 
     img = fields[0][0]
     norm = normalize(img, *percentile_bounds(img)).astype(np.float32)
@@ -316,8 +316,9 @@ def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool,
 def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: int,
                n_workers: int, threads: int, tile_size: int,
                ) -> tuple[Row, list[np.ndarray] | None]:
-    from structfree_dask.cluster import local_client
-    from structfree_dask.engine import SegmentationConfig, segment
+    from structfree_dask.config import SegmentationConfig
+    from structfree_dask.engine import segment
+    from structfree_dask.runtime.cluster import local_client
 
     row = Row(title)
     name = f"bench_{tag}"
@@ -409,7 +410,7 @@ def ensure_cp_venv(logf: Path) -> Path:
 def run_cp_distributed(workdir: Path, fields: list[np.ndarray], single_ref: list[np.ndarray],
                        use_gpu: bool, blocksize: int, workers: int, threads: int,
                        timeout: int) -> Row:
-    from structfree_dask.metrics import matched_f1
+    from structfree_dask.evaluation.metrics import matched_f1
 
     row = Row(f"(d) cellpose distributed_eval, 1 ch, {workers} workers x {threads} thread")
     logf = workdir / "cp_distributed.log"
@@ -490,8 +491,9 @@ def memory_child(plate: str, tile_size: int) -> int:
     least that much whatever it did. Started from this process, which has imported no
     torch, the floor is this process's own RSS (about 100-200 MiB), reported as "start".
     """
-    from structfree_dask.cluster import local_client
-    from structfree_dask.engine import SegmentationConfig, segment
+    from structfree_dask.config import SegmentationConfig
+    from structfree_dask.engine import segment
+    from structfree_dask.runtime.cluster import local_client
 
     cfg = SegmentationConfig(organelle="cyto", channels=(0,), name="bench_mem", overwrite=True,
                              tile_size=tile_size)
@@ -679,7 +681,7 @@ def main() -> int:
                 status = 1
             row.other_cpu = watch.stop()
             if labs is not None and ref is not None:
-                from structfree_dask.metrics import matched_f1
+                from structfree_dask.evaluation.metrics import matched_f1
 
                 f1s = [matched_f1(a, b) for a, b in zip(labs, ref, strict=True)]
                 row.f1 = f"{min(f1s):.3f}" + (f" (mean {np.mean(f1s):.3f})"

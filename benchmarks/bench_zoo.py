@@ -166,15 +166,15 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
 
     import numpy as np
 
-    from structfree_dask.metrics import pooled_f1
-    from structfree_dask.zoo.predict import (
+    from structfree_dask.evaluation.metrics import pooled_f1
+    from structfree_dask.zoo.scoring.predict import (
         METHODS,
         fusion_models,
         load_eval_planes,
         method_scores,
         reference_card,
     )
-    from structfree_dask.zoo.threshold import choice_key
+    from structfree_dask.zoo.scoring.threshold import choice_key
 
     ref = reference_card(zoo, selection)
     fields = [*ref.split.test, *heldout]
@@ -257,7 +257,7 @@ def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:
     ``fusion_vs_fa[kind][method]`` is FA - method of pooled F1 with its 95 % interval
     (paired bootstrap over the test fields); ``fusion_rows`` needs ``per_field`` rows.
     """
-    from structfree_dask.metrics import paired_bootstrap_f1
+    from structfree_dask.evaluation.metrics import paired_bootstrap_f1
 
     out: dict[str, Any] = {"fusion": {}, "fusion_threshold": {}, "fusion_chosen": {},
                            "fusion_vs_fa": {}}
@@ -390,7 +390,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("distributed", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from structfree_dask.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_zoo_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,22 @@ def sim_plate(tmp_path_factory):
     return path
 
 
+def test_front_door_and_info_stay_light(sim_plate):
+    """The package's curated names, and ``info``, import neither torch nor cellpose."""
+    code = ("import sys\n"
+            "import structfree_dask\n"
+            "from structfree_dask import (SegmentationConfig, open_plate, segment, segment_array,\n"
+            "                             simulate_plate)\n"
+            "from structfree_dask.cli import main\n"
+            f"assert main(['info', {str(sim_plate)!r}]) == 0\n"
+            "heavy = [m for m in ('torch', 'cellpose') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "assert segment.__module__ == 'structfree_dask.engine._run'\n"
+            "assert SegmentationConfig.__module__ == 'structfree_dask.config'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
 def test_simulate_and_info(sim_plate, capsys):
     assert main(["info", str(sim_plate)]) == 0
     out = capsys.readouterr().out

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from structfree_dask.job import load_job, parse_job
+from structfree_dask.jobs.schema import load_job, parse_job
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -183,7 +183,7 @@ def test_entry_point_names_match_pyproject() -> None:
     assert {"run", "segment"} <= subs
     words = "|".join(sorted(subs))
     # A command: a name (possibly a path) containing "structfree" followed by a subcommand,
-    # in shell text (not Python's "from structfree_dask.job import") or in a YAML/JSON list.
+    # in shell text (not Python's "from structfree_dask.jobs.schema import") or in a YAML/JSON list.
     shell = re.compile(rf"(?<![\w/.:-])(?<!from )([\w./-]*structfree[\w.-]*)[ \t]+({words})\b")
     listed = re.compile(rf"[\"']([\w./-]*structfree[\w.-]*)[\"'],\s*[\"']({words})[\"']")
     used: set[str] = set()
@@ -564,7 +564,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float 
 def test_tls_recipe_gives_a_cluster_for_the_example_job(tmp_path: Path) -> None:
     from distributed.security import Security
 
-    from structfree_dask.cluster import connect
+    from structfree_dask.runtime.cluster import connect
 
     section = _readme_section("TLS")
     lines = [ln for b in re.findall(r"```bash\n(.*?)```", section, flags=re.S)

@@ -1,9 +1,9 @@
-"""Tests of the mask-fusion baselines in structfree_dask.fusion."""
+"""Tests of the mask-fusion baselines in structfree_dask.pipeline.fusion."""
 
 import numpy as np
 import pytest
 
-from structfree_dask.fusion import (
+from structfree_dask.pipeline.fusion import (
     FUSION_METHODS,
     fuse_masks,
     match_instances,

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
-from structfree_dask import job as job_module
 from structfree_dask import limits
 from structfree_dask.cli import main
 from structfree_dask.io import append_timepoints, open_labels, open_plate
-from structfree_dask.job import JobError, load_job, parse_job
-from structfree_dask.runner import run_job
+from structfree_dask.jobs import schema as job_module
+from structfree_dask.jobs.runner import run_job
+from structfree_dask.jobs.schema import JobError, load_job, parse_job
 from structfree_dask.simulate import simulate_plate
 
 DASK = Path(sys.executable).with_name("dask")

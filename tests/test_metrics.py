@@ -1,4 +1,4 @@
-"""Tests of structfree_dask.metrics on hand-made label images."""
+"""Tests of structfree_dask.evaluation.metrics on hand-made label images."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 from cellpose import metrics as cp_metrics
 from skimage.segmentation import relabel_sequential
 
-from structfree_dask.metrics import (
+from structfree_dask.evaluation.metrics import (
     AP_THRESHOLDS,
     MatchScores,
     aggregated_jaccard_index,

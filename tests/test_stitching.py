@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from structfree_dask.integrate import cut_cells, owned_cells
-from structfree_dask.normalize import normalize, percentile_bounds
-from structfree_dask.stitching import encode_patch, paste_block, region_offsets
+from structfree_dask.pipeline.integrate import cut_cells, owned_cells
+from structfree_dask.pipeline.normalize import normalize, percentile_bounds
+from structfree_dask.pipeline.stitching import encode_patch, paste_block, region_offsets
 
 
 def test_owned_cells_by_centroid():

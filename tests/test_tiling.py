@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from structfree_dask.tiling import NET_TILE, FieldGeometry, halo_depth, lattice_starts
+from structfree_dask.pipeline.tiling import NET_TILE, FieldGeometry, halo_depth, lattice_starts
 
 
 @pytest.mark.parametrize("length", [50, 224, 225, 400, 512, 1000, 2048])
@@ -67,7 +67,7 @@ def test_halo_and_validation():
 
 def test_region_contribution_same_in_any_number_of_network_calls(monkeypatch):
     """Tiles go to the network a few at a time; the sums do not depend on how many."""
-    from structfree_dask import flows
+    from structfree_dask.pipeline import flows
 
     rng = np.random.default_rng(0)
     image = rng.random((2, 700, 640), dtype=np.float32)
@@ -102,8 +102,8 @@ def test_flow_sums_kept_on_disk_assemble_bitwise_the_same(tmp_path):
     import pickle
     from dataclasses import replace
 
-    from structfree_dask.flows import assemble_flows, region_contribution
-    from structfree_dask.scratch import DiskArray
+    from structfree_dask.pipeline.flows import assemble_flows, region_contribution
+    from structfree_dask.runtime.scratch import DiskArray
 
     rng = np.random.default_rng(1)
     image = rng.random((2, 600, 500), dtype=np.float32)

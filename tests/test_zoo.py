@@ -43,7 +43,7 @@ FAST = dict(tile_size=96, batch_size=4)
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One torch thread: on a shared 2-core machine, 2 threads mostly wait on each other."""
-    from structfree_dask.engine import _torch_device
+    from structfree_dask.engine._tasks import _torch_device
 
     before = torch.get_num_threads()
     _torch_device()  # the engine sets torch's threads once per process: let it do so first
@@ -563,10 +563,10 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
     """
     from itertools import combinations
 
-    from structfree_dask.fusion import fuse_masks
-    from structfree_dask.metrics import evaluate
-    from structfree_dask.zoo.evaluate import average_flows, channel_flows, flows_to_labels
+    from structfree_dask.evaluation.metrics import evaluate
+    from structfree_dask.pipeline.fusion import fuse_masks
     from structfree_dask.zoo.report import FUSION_LABELS, fusion_table
+    from structfree_dask.zoo.scoring.evaluate import average_flows, channel_flows, flows_to_labels
 
     plate = simulate_plate(tmp_path / "p.zarr", cell_line="CL5", rows=1, cols=3, fields=1,
                            size=128, seed=3)
@@ -623,7 +623,7 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
 
 def test_method_scores_rejects_unknown_methods():
     from structfree_dask.backbones import resolve_model
-    from structfree_dask.zoo.predict import METHODS, FAModels, method_scores
+    from structfree_dask.zoo.scoring.predict import METHODS, FAModels, method_scores
 
     models = FAModels("one", ("a",), (resolve_model(None),), 30.0)
     with pytest.raises(ValueError, match=r"unknown method\(s\) \['mean'\]"):

@@ -11,6 +11,7 @@ import math
 import pytest
 
 from structfree_dask.cli import main
+from structfree_dask.cli.zoo import parse_subsets
 from structfree_dask.simulate import simulate_plate
 from structfree_dask.zoo import (
     VANILLA,
@@ -27,7 +28,6 @@ from structfree_dask.zoo import (
     training_jobs,
     write_report,
 )
-from structfree_dask.zoo.cli import parse_subsets
 
 torch = pytest.importorskip("torch")
 
@@ -134,7 +134,7 @@ def test_build_writes_models_logs_and_selection(built, plate, small_base):
     assert "selection CL5/cyto:" in out and "mito+ER" in out
     # the flow threshold: chosen for the selected pair on the validation fields
     from structfree_dask.zoo import FLOW_THRESHOLDS, flow_threshold_scores
-    from structfree_dask.zoo.threshold import best_flow_threshold
+    from structfree_dask.zoo.scoring.threshold import best_flow_threshold
 
     assert sel["flow_threshold"] in FLOW_THRESHOLDS
     assert f"flow threshold {sel['flow_threshold']:g}" in out

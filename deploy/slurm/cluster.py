@@ -8,7 +8,7 @@ plus ``pip install dask-jobqueue``)::
 
 What it does:
 
-1. checks the job file (``structfree_dask.job.load_job``; a bad one ends with status 2);
+1. checks the job file (``structfree_dask.jobs.schema.load_job``; a bad one ends with status 2);
 2. starts a dask-jobqueue ``SLURMCluster``: its scheduler runs in this process, and each
    SLURM job it submits runs one Dask worker with one GPU (``#SBATCH --gres=gpu:1``) and the
    worker resource ``GPU=1``;
@@ -130,11 +130,11 @@ def scheduled_job(job_path: str | Path, address: str,
     """Return the job file's content with its cluster set to the scheduler at ``address``.
 
     Every path is made absolute (as the original file resolves it), so the copy may be
-    written anywhere. Raises ``structfree_dask.job.JobError`` for a bad job file.
+    written anywhere. Raises ``structfree_dask.jobs.schema.JobError`` for a bad job file.
     """
     import yaml
 
-    from structfree_dask.job import load_job
+    from structfree_dask.jobs.schema import load_job
 
     job = load_job(job_path, check_files=False)
     data = yaml.safe_load(Path(job_path).read_text())
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; return the exit status of ``structfree-dask run``."""
     import yaml
 
-    from structfree_dask.job import JobError, load_job
+    from structfree_dask.jobs.schema import JobError, load_job
 
     args = build_parser().parse_args(argv)
     if args.jobs < 1:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..compute_thread import run_heavy
+from ..runtime.compute_thread import run_heavy
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

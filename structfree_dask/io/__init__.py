@@ -34,6 +34,7 @@ from ._plate import (
     read_image_info,
 )
 from ._safepath import UnsafePathError, check_writable
+from ._summary import plate_summary
 from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "mark_done",
     "open_labels",
     "open_plate",
+    "plate_summary",
     "unmark_done",
     "read_image_info",
     "write_label_region",

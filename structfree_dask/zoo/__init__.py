@@ -5,34 +5,22 @@ several, each channel a grayscale sample of its own. At inference each evaluatio
 channel runs alone and Flow Averaging averages the flows; the (training subset,
 evaluation subset) pair of best validation F1 is selected per cell line and organelle.
 
-Modules: :mod:`.splits` (train/val/test and k-fold splits), :mod:`.augment`
-(training augmentations), :mod:`.train` (fine-tuning), :mod:`.card` and
-:mod:`.registry` (the zoo on disk), :mod:`.select` (candidate pairs, best pair),
-:mod:`.evaluate` (FA with one model per channel), :mod:`.jobs` (the training jobs to
-run), :mod:`.data` (annotated planes: loading, training samples, pooled scores),
-:mod:`.scoring` (candidate pairs and the Vanilla baseline scored per split, selection
-from the scores), :mod:`.threshold` (the selection's flow threshold, chosen on validation),
-:mod:`.build` (one training job per task, :func:`build_zoo` on a
-Dask cluster), :mod:`.predict` (model sets, cached flows, FA and mask-fusion scores on
-annotated planes) and :mod:`.report` (F1 tables, heatmaps, fusion comparison, overlays).
-The ``structfree-dask zoo`` command line is in :mod:`.cli`.
+Subpackages: :mod:`.training` (:mod:`~.training.splits`: train/val/test and k-fold
+splits, :mod:`~.training.augment`: training augmentations, :mod:`~.training.train`:
+fine-tuning, :mod:`~.training.jobs`: the training jobs to run, :mod:`~.training.build`:
+one training job per task, :func:`build_zoo` on a Dask cluster) and :mod:`.scoring`
+(:mod:`~.scoring.data`: annotated planes: loading, training samples, pooled scores,
+:mod:`~.scoring.evaluate`: FA with one model per channel, :mod:`~.scoring.select`:
+candidate pairs, best pair, :mod:`~.scoring.scoring`: candidate pairs and the Vanilla
+baseline scored per split, selection from the scores, :mod:`~.scoring.threshold`: the
+selection's flow threshold, chosen on validation, :mod:`~.scoring.predict`: model sets,
+cached flows, FA and mask-fusion scores on annotated planes). Modules: :mod:`.card` and
+:mod:`.registry` (the zoo on disk), :mod:`.use` (a segmentation configuration from a
+zoo's selection) and :mod:`.report` (F1 tables, heatmaps, fusion comparison, overlays).
+The ``structfree-dask zoo`` command line is in :mod:`structfree_dask.cli.zoo`.
 """
 
-from .augment import AUGMENTATIONS, augment, augment_with_record
-from .build import (
-    BuildResult,
-    TrainSettings,
-    build_zoo,
-    model_log_path,
-    run_training_job,
-    task_resources,
-    train_model,
-)
 from .card import CardError, ModelCard, check_compatible
-from .data import Plane, load_planes, load_samples, score_planes
-from .evaluate import channel_flows, fa_segment, flows_to_labels
-from .jobs import TrainingJob, training_jobs
-from .predict import FAModels, fusion_models, selected_models, vanilla_models
 from .registry import Zoo
 from .report import (
     candidates_table,
@@ -44,7 +32,10 @@ from .report import (
     write_overlays,
     write_report,
 )
-from .scoring import (
+from .scoring.data import Plane, load_planes, load_samples, score_planes
+from .scoring.evaluate import channel_flows, fa_segment, flows_to_labels
+from .scoring.predict import FAModels, fusion_models, selected_models, vanilla_models
+from .scoring.scoring import (
     SELECTION_RULE,
     VANILLA,
     pair_key,
@@ -55,10 +46,21 @@ from .scoring import (
     select_models,
     summarize_scores,
 )
-from .select import Candidate, candidate_pairs, nonempty_subsets, select_best
-from .splits import Split, kfold, split_fields
-from .threshold import FLOW_THRESHOLDS, choose_flow_threshold, flow_threshold_scores
-from .train import EarlyStopping, TrainResult, finetune, flow_targets, validation_loss
+from .scoring.select import Candidate, candidate_pairs, nonempty_subsets, select_best
+from .scoring.threshold import FLOW_THRESHOLDS, choose_flow_threshold, flow_threshold_scores
+from .training.augment import AUGMENTATIONS, augment, augment_with_record
+from .training.build import (
+    BuildResult,
+    TrainSettings,
+    build_zoo,
+    model_log_path,
+    run_training_job,
+    task_resources,
+    train_model,
+)
+from .training.jobs import TrainingJob, training_jobs
+from .training.splits import Split, kfold, split_fields
+from .training.train import EarlyStopping, TrainResult, finetune, flow_targets, validation_loss
 
 __all__ = [
     "AUGMENTATIONS",

@@ -15,8 +15,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from .._provenance import software_versions
 from ..io import check_name
-from .splits import Split
+from .training.splits import Split
 
 __all__ = [
     "CARD_VERSION",
@@ -26,7 +27,6 @@ __all__ = [
     "ModelCard",
     "CardError",
     "check_compatible",
-    "software_versions",
     "utc_now",
 ]
 
@@ -50,29 +50,6 @@ class CardError(ValueError):
 def utc_now() -> str:
     """Return the UTC time, ISO 8601 to the second (``2025-01-31T12:00:00+00:00``)."""
     return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of structfree_dask, cellpose, torch and numpy.
-
-    Examples
-    --------
-    >>> sorted(software_versions())
-    ['cellpose', 'numpy', 'structfree_dask', 'torch']
-    """
-    from importlib.metadata import PackageNotFoundError, version
-
-    import numpy
-
-    from .. import __version__
-
-    out = {"structfree_dask": __version__, "numpy": numpy.__version__}
-    for pkg in ("cellpose", "torch"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:  # pragma: no cover
-            out[pkg] = "unknown"
-    return out
 
 
 def _clean(value: Any) -> Any:
@@ -118,7 +95,7 @@ class ModelCard:
     epochs_run, best_epoch : int
         Training epochs done; epoch whose weights were kept (0 = the base's).
     val_scores, test_scores : dict
-        Scores of :func:`structfree_dask.metrics.combine` on the validation and test
+        Scores of :func:`structfree_dask.evaluation.metrics.combine` on the validation and test
         fields (FA over the training channels).
     training : dict
         Hyper-parameters and losses (max_epochs, patience, lr, ...).

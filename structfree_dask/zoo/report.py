@@ -16,7 +16,7 @@ One set of files per selection (cell line and organelle), ``TAG`` being
     FA against the mask-fusion baselines SIMPLE, STAPLE, Voting and Majority Voting on
     the test fields (:func:`fusion_table`): each channel is segmented alone by its
     model, the per-channel masks are fused with
-    :func:`structfree_dask.fusion.fuse_masks`, and FA averages the same models' flows.
+    :func:`structfree_dask.pipeline.fusion.fuse_masks`, and FA averages the same models' flows.
 ``overlay_TAG_<field>_t<t>.png``
     Ground truth, the Vanilla prediction and the selected models' prediction, as
     contours on the image, for a few test fields (:func:`overlay_figure`).
@@ -39,11 +39,12 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.metrics import evaluate
 from ..io import Plate, open_plate
-from ..metrics import evaluate
-from ..normalize import normalize, percentile_bounds
-from .data import pool_scores
-from .predict import (
+from ..pipeline.normalize import normalize, percentile_bounds
+from .registry import Zoo
+from .scoring.data import pool_scores
+from .scoring.predict import (
     METHODS,
     PlaneFlows,
     fa_labels,
@@ -54,10 +55,9 @@ from .predict import (
     selected_models,
     vanilla_models,
 )
-from .registry import Zoo
-from .scoring import VANILLA, pair_key, summarize_scores
-from .select import rank_key
-from .threshold import DEFAULT_FLOW_THRESHOLD, check_flow_thresholds, choice_key
+from .scoring.scoring import VANILLA, pair_key, summarize_scores
+from .scoring.select import rank_key
+from .scoring.threshold import DEFAULT_FLOW_THRESHOLD, check_flow_thresholds, choice_key
 
 __all__ = [
     "FUSION_LABELS",
@@ -135,7 +135,7 @@ def f1_table(selection: Mapping[str, Any], metric: str | None = None) -> list[di
     ----------
     selection : mapping
         A stored selection with its ``candidates`` (see
-        :func:`~structfree_dask.zoo.scoring.select_from_scores`).
+        :func:`~structfree_dask.zoo.scoring.scoring.select_from_scores`).
     metric : str, optional
         ``"test_f1"`` (default when the candidates have test scores) or ``"val_f1"``.
 
@@ -386,7 +386,7 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     per_field : bool
         Also give each row's per-field ``(tp, fp, fn)`` under ``per_field`` (fields in
         the order of ``fields``), e.g. for
-        :func:`~structfree_dask.metrics.paired_bootstrap_f1`.
+        :func:`~structfree_dask.evaluation.metrics.paired_bootstrap_f1`.
 
     Returns
     -------
@@ -394,7 +394,7 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
         One row per method (:data:`FUSION_LABELS` order) and subset kind: ``method``,
         ``subset``, ``models``, ``channels``, ``flow_threshold``, ``val_f1``
         (NaN where nothing was chosen on validation) and the scores of
-        :data:`~structfree_dask.zoo.data.SCORE_KEYS`.
+        :data:`~structfree_dask.zoo.scoring.data.SCORE_KEYS`.
 
     Raises
     ------

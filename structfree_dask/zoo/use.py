@@ -8,7 +8,7 @@ from typing import Any
 from ..io import open_plate
 from .card import check_compatible
 from .registry import Zoo
-from .threshold import DEFAULT_FLOW_THRESHOLD
+from .scoring.threshold import DEFAULT_FLOW_THRESHOLD
 
 __all__ = ["config_from_zoo"]
 
@@ -32,7 +32,7 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
     channels : tuple, optional
         Must be the selection's channels when given (they come from the zoo).
     **options
-        Other :class:`~structfree_dask.engine.SegmentationConfig` fields (``name``,
+        Other :class:`~structfree_dask.config.SegmentationConfig` fields (``name``,
         ``tile_size``, ``fusion``, ...).
 
     Returns
@@ -47,7 +47,7 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
         The plate lacks a channel the models were trained on; ``channels`` differ from
         the selection's.
     """
-    from ..engine import SegmentationConfig
+    from ..config import SegmentationConfig
 
     z = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
     sel = z.selection(cell_line, organelle)

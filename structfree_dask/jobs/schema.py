@@ -65,9 +65,9 @@ from typing import Any
 
 import yaml
 
-from . import limits
-from .io import check_name
-from .tiling import DEFAULT_TILE_SIZE
+from .. import limits
+from ..io import check_name
+from ..pipeline.tiling import DEFAULT_TILE_SIZE
 
 __all__ = ["JobError", "Job", "SegmentTask", "ClusterSpec", "load_job", "parse_job",
            "FUSIONS", "JOB_VERSION"]
@@ -621,7 +621,7 @@ def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
     >>> parse_job({"plates": "p.zarr", "segment": [{"organele": "cyto"}]})
     Traceback (most recent call last):
     ...
-    structfree_dask.job.JobError: job: 5 problem(s):
+    structfree_dask.jobs.schema.JobError: job: 5 problem(s):
       - version: missing (this program reads version 1)
       - plates: expected a list of plate paths or glob patterns; got 'p.zarr'
       - segment[0].organele: unknown key (did you mean 'organelle'? ...)
@@ -632,7 +632,7 @@ def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
     ...      "timepoints": "5:2"}]})
     Traceback (most recent call last):
     ...
-    structfree_dask.job.JobError: job: 2 problem(s):
+    structfree_dask.jobs.schema.JobError: job: 2 problem(s):
       - segment[0].diameter: expected a finite number between 0.001 and 100000 px; got nan
       - segment[0].timepoints: expected a range whose stop is after its start, ...
     """

@@ -18,14 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .job import ClusterSpec, Job, SegmentTask
+from ..engine import STAGES
+from .schema import ClusterSpec, Job, SegmentTask
 
-__all__ = ["run_job", "client_for", "task_config", "STAGES"]
+__all__ = ["run_job", "client_for", "task_config"]
 
 logger = logging.getLogger(__name__)
-
-#: Task-name prefixes of the engine's graph, in pipeline order.
-STAGES = ("stats", "flows", "integrate", "count", "offsets", "write", "pyramid", "done")
 
 
 def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
@@ -34,7 +32,7 @@ def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
     ``profile``: run the workers' profiler in a cluster started here (for the
     performance report).
     """
-    from .cluster import make_client
+    from ..runtime.cluster import make_client
 
     if spec.kind == "scheduler":
         return make_client(scheduler=spec.address, security=spec.security(),
@@ -44,9 +42,9 @@ def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
 
 
 def task_config(task: SegmentTask, plate: str) -> Any:
-    """Return the :class:`~structfree_dask.engine.SegmentationConfig` of a job entry."""
-    from .engine import SegmentationConfig
-    from .zoo.use import config_from_zoo
+    """Return the :class:`~structfree_dask.config.SegmentationConfig` of a job entry."""
+    from ..config import SegmentationConfig
+    from ..zoo.use import config_from_zoo
 
     common = dict(name=task.name, diameter=task.diameter, tile_size=task.tile_size,
                   halo=task.halo, batch_size=task.batch_size, overwrite=task.overwrite,
@@ -98,7 +96,7 @@ def _entry(plate: str, task: SegmentTask) -> dict[str, Any]:
 
 
 def _run_entry(entry: dict[str, Any], task: SegmentTask, plate: str, client: Any) -> None:
-    from .engine import segment
+    from ..engine import segment
 
     try:
         config = task_config(task, plate)
@@ -127,7 +125,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     Parameters
     ----------
     job : Job
-        From :func:`structfree_dask.job.load_job`.
+        From :func:`structfree_dask.jobs.schema.load_job`.
     client : distributed.Client, optional
         Default: the job's cluster (started here, closed at the end).
 
@@ -138,7 +136,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     """
     from distributed import get_task_stream, performance_report
 
-    from .zoo.card import software_versions
+    from .._provenance import software_versions
 
     records = Path(job.records)
     started = time.time()
@@ -179,7 +177,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
             record["workers_lost"] = _workers_lost(client, started)
     finally:
         if own and client is not None:
-            from .cluster import close_client
+            from ..runtime.cluster import close_client
 
             close_client(client)
     failed = problems + [f"{e['plate']} labels/{e['label']}: {e['error']}"

@@ -46,7 +46,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 from skimage.segmentation import relabel_sequential
 
-from structfree_dask.metrics import _check_labels, _check_threshold, _sparse_overlaps
+from structfree_dask.evaluation.metrics import _check_labels, _check_threshold, _sparse_overlaps
 
 __all__ = [
     "FUSION_METHODS",

@@ -107,7 +107,7 @@ class MatchScores:
 
 
 # --------------------------------------------------------------------------------------------
-# Input checks and sparse overlaps (also used by :mod:`structfree_dask.fusion`)
+# Input checks and sparse overlaps (also used by :mod:`structfree_dask.pipeline.fusion`)
 # --------------------------------------------------------------------------------------------
 
 

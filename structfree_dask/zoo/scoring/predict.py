@@ -5,7 +5,7 @@ models of a fusion comparison, the Vanilla generalist), the flows of a plane com
 per (model, channel, diameter) (:class:`PlaneFlows`), Flow Averaging and per-channel labels
 from those flows, and the per-plane scores of FA and the mask fusions
 (:func:`method_scores`) that :func:`~structfree_dask.zoo.report.fusion_table` and
-:func:`~structfree_dask.zoo.threshold.flow_threshold_scores` pool.
+:func:`~structfree_dask.zoo.scoring.threshold.flow_threshold_scores` pool.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones import ModelSpec, resolve_model
-from ..fusion import FUSION_METHODS, fuse_masks
-from ..integrate import DEFAULT_FLOW_THRESHOLD
-from ..io import Plate, open_plate
-from ..metrics import evaluate
-from .card import ModelCard
+from ...backbones import ModelSpec, resolve_model
+from ...evaluation.metrics import evaluate
+from ...io import Plate, open_plate
+from ...pipeline.fusion import FUSION_METHODS, fuse_masks
+from ...pipeline.integrate import DEFAULT_FLOW_THRESHOLD
+from ..card import ModelCard
+from ..registry import Zoo
 from .data import Plane, load_planes
 from .evaluate import average_flows, channel_flows, flows_to_labels
-from .registry import Zoo
 
 __all__ = [
     "METHODS",
@@ -275,7 +275,7 @@ def method_scores(models: FAModels, planes: Sequence[Plane],
     -------
     dict
         ``{(method, subset, threshold): [scores of each plane]}``, scores as
-        :func:`structfree_dask.metrics.evaluate` gives them.
+        :func:`structfree_dask.evaluation.metrics.evaluate` gives them.
 
     Raises
     ------

@@ -6,12 +6,12 @@ touched), the flow targets (:func:`cellpose.dynamics.labels_to_flows`), the tile
 sampler (:func:`cellpose.transforms.random_rotate_and_resize`, to ``tile_size`` px,
 each image rescaled so its cells have the model's ``diam_mean``) and the loss
 (``cellpose.train._loss_fn_seg``: MSE on 5 x flows plus BCE on the cell probability).
-On top come this package's augmentations (:mod:`structfree_dask.zoo.augment`).
+On top come this package's augmentations (:mod:`structfree_dask.zoo.training.augment`).
 
 One training step per sample and epoch:
 
 1. a random crop of the normalized image (about ``2 x tile_size`` rescaled pixels),
-2. :func:`~structfree_dask.zoo.augment.augment` on (crop, labels),
+2. :func:`~structfree_dask.zoo.training.augment.augment` on (crop, labels),
 3. flow targets of the augmented labels,
 4. ``random_rotate_and_resize`` to one ``tile_size`` tile; the network's second input
    channel is zero, as at inference.
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones import ModelSpec, load_model, pick_device, resolve_model
-from ..normalize import normalize, percentile_bounds
+from ...backbones import ModelSpec, load_model, pick_device, resolve_model
+from ...pipeline.normalize import normalize, percentile_bounds
 from .augment import augment
 
 __all__ = [

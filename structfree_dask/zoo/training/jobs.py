@@ -3,7 +3,7 @@
 :func:`training_jobs` lists the models to train for a cell line and organelle (a
 :class:`TrainingJob` per strategy, channel subset and fold) from the annotated fields
 of a plate; it reads the plate's metadata and writes nothing. The jobs are run by
-:mod:`structfree_dask.zoo.build`.
+:mod:`structfree_dask.zoo.training.build`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import ImageInfo, Plate, open_plate
-from .card import ORGANELLES, STRATEGIES
-from .select import nonempty_subsets
+from ...io import ImageInfo, Plate, open_plate
+from ..card import ORGANELLES, STRATEGIES
+from ..scoring.select import nonempty_subsets
 from .splits import DEFAULT_FRACTIONS, Split, kfold, split_fields
 
 __all__ = ["TrainingJob", "training_jobs"]
@@ -140,7 +140,7 @@ def training_jobs(
         larger subsets MC jobs. Default: every channel (CW) and every subset of two or
         more channels (MC).
     folds : int, optional
-        ``k >= 2``: one job per fold of :func:`~structfree_dask.zoo.splits.kfold`;
+        ``k >= 2``: one job per fold of :func:`~structfree_dask.zoo.training.splits.kfold`;
         default a single 80/10/10 split.
     seed : int
         Seed of the split(s) and of training.

@@ -18,11 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones import ModelSpec, load_model, pick_device, predict_tiles, resolve_model
-from ..flows import assemble_flows, average_flows, region_contribution, resample_to_original
-from ..integrate import DEFAULT_FLOW_THRESHOLD, integrate_flows
-from ..normalize import normalize, percentile_bounds
-from ..tiling import FieldGeometry, halo_depth
+from ...backbones import ModelSpec, load_model, pick_device, predict_tiles, resolve_model
+from ...pipeline.flows import (
+    assemble_flows,
+    average_flows,
+    region_contribution,
+    resample_to_original,
+)
+from ...pipeline.integrate import DEFAULT_FLOW_THRESHOLD, integrate_flows
+from ...pipeline.normalize import normalize, percentile_bounds
+from ...pipeline.tiling import FieldGeometry, halo_depth
 
 __all__ = ["channel_flows", "flows_to_labels", "fa_segment", "average_flows", "geometry_for"]
 

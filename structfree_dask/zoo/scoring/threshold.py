@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..integrate import DEFAULT_FLOW_THRESHOLD
+from ...pipeline.integrate import DEFAULT_FLOW_THRESHOLD
 from .data import pool_scores
 from .predict import load_eval_planes, method_scores, reference_card, selected_models
 
@@ -98,7 +98,7 @@ def flow_threshold_scores(zoo: Any, selection: Mapping[str, Any], plate: Any,
     Returns
     -------
     dict
-        ``{threshold: pooled scores}`` (see :data:`~structfree_dask.zoo.data.SCORE_KEYS`).
+        ``{threshold: pooled scores}`` (see :data:`~structfree_dask.zoo.scoring.data.SCORE_KEYS`).
     """
     grid = check_flow_thresholds(thresholds)
     models = selected_models(zoo, selection)
@@ -139,7 +139,7 @@ def choose_flow_threshold(zoo_dir: str | Path | Any, cell_line: str, organelle: 
     KeyError
         No selection, or no plate recorded and none given.
     """
-    from .registry import Zoo
+    from ..registry import Zoo
 
     zoo = zoo_dir if isinstance(zoo_dir, Zoo) else Zoo(zoo_dir)
     selection = dict(zoo.selection(cell_line, organelle))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .io import Plate, open_labels
-from .io._labels import label_record
+from ._labels import label_record, open_labels
+from ._plate import Plate
 
 __all__ = ["plate_summary"]
 

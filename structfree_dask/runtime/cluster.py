@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
+from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
 
 __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
            "SchedulerUnreachableError", "local_client", "cuda_client", "connect",

@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones import ModelSpec, resolve_model
-from ..io import ImageInfo, Plate
-from ..metrics import evaluate
-from .card import STRATEGIES, ModelCard, check_compatible, utc_now
+from ...backbones import ModelSpec, resolve_model
+from ...evaluation.metrics import evaluate
+from ...io import ImageInfo, Plate
+from ..card import STRATEGIES, ModelCard, check_compatible, utc_now
+from ..registry import Zoo
+from ..training.jobs import _open
+from ..training.splits import Split
 from .data import _forget_model, load_planes, pool_scores
 from .evaluate import average_flows, channel_flows, flows_to_labels
-from .jobs import _open
-from .registry import Zoo
 from .select import candidate_pairs, select_best
-from .splits import Split
 
 __all__ = [
     "VANILLA",
@@ -87,7 +87,7 @@ def score_candidates(
     """Score every (training subset, evaluation subset) pair of a zoo's models.
 
     The flows of each (model, channel) are computed once per plane and averaged for
-    every evaluation subset (see :mod:`structfree_dask.zoo.evaluate`).
+    every evaluation subset (see :mod:`structfree_dask.zoo.scoring.evaluate`).
 
     Parameters
     ----------
@@ -284,7 +284,7 @@ def score_vanilla(
         One row per subset: ``strategy`` (:data:`VANILLA`), ``train_channels`` (empty),
         ``eval_channels`` (plate indices), ``eval_channel_names``, ``model_ids`` (the
         base model's name) and the ``prefix``-ed scores of
-        :data:`~structfree_dask.zoo.data.SCORE_KEYS`.
+        :data:`~structfree_dask.zoo.scoring.data.SCORE_KEYS`.
 
     Raises
     ------

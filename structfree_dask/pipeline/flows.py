@@ -57,7 +57,7 @@ class FlowContribution:
         ``(3, h, w)`` float16 sum over channels and tiles of ``taper x (dY, dX, prob)``;
         ``(c, 3, h, w)`` (a sum per channel) when the channels are kept apart for a
         mask-fusion baseline. The engine keeps it on the worker's local disk
-        (:class:`~structfree_dask.scratch.DiskArray`) until every window that needs
+        (:class:`~structfree_dask.runtime.scratch.DiskArray`) until every window that needs
         it is integrated; only the slices each window needs are read back.
     tiles : tuple of (int, int)
         Starts of the lattice tiles summed (their taper weights are recomputed when

@@ -15,10 +15,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from . import limits
-from .tiling import DEFAULT_TILE_SIZE
+from .. import limits
+from ..pipeline.tiling import DEFAULT_TILE_SIZE
+from ._common import (
+    Interrupted,
+    UsageError,
+    _bounded_int,
+    _int_list,
+    _str_list,
+    _timepoints,
+    add_cluster_options,
+)
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
            "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE"]
@@ -26,14 +34,6 @@ __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
 logger = logging.getLogger("structfree_dask")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
-
-
-class UsageError(Exception):
-    """Bad input detected by the CLI itself."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C, with a line that says what was kept."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,52 +44,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _bounded_int(bounds: tuple[float, float], unit: str = "") -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = text  # type: ignore[assignment]
-        problem = limits.number_problem(value, bounds, integer=True, unit=unit)
-        if problem:
-            raise argparse.ArgumentTypeError(problem)
-        return int(value)
-
-    return parse
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip() != ""]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 0,2; got {text!r}"
-        ) from None
-
-
-def _str_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def _timepoints(text: str) -> slice | list[int]:
-    """Parse ``3``, ``0:5`` (stop excluded), ``2:`` or ``0,4,8``."""
-    try:
-        if ":" in text:
-            start, _, stop = text.partition(":")
-            return slice(int(start) if start else 0, int(stop) if stop else None)
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected timepoints like 3, 0:5, 2: or 0,4,8; got {text!r}"
-        ) from None
-
-
 # --------------------------------------------------------------------------- commands
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .io import open_plate
-    from .report import plate_summary
+    from ..io import open_plate, plate_summary
 
     plate = open_plate(args.plate)
     summary = plate_summary(plate)
@@ -115,7 +74,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import simulate_plate
+    from ..simulate import simulate_plate
 
     out = simulate_plate(
         args.out, cell_line=args.cell_line, rows=args.rows, cols=args.cols, fields=args.fields,
@@ -127,7 +86,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from .io import import_folder
+    from ..io import import_folder
 
     out = import_folder(
         args.folder, args.out, channels=args.channels, channel_names=args.channel_names,
@@ -143,9 +102,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .cluster import close_client, make_client
-    from .engine import SegmentationConfig, segment, validate
-    from .io import check_output_file
+    from ..config import SegmentationConfig
+    from ..engine import segment, validate
+    from ..io import check_output_file
+    from ..runtime.cluster import close_client, make_client
 
     if args.scheduler and args.workers:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")
@@ -158,7 +118,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.flow_threshold is not None:
         common["flow_threshold"] = args.flow_threshold
     if args.zoo:
-        from .zoo.use import config_from_zoo
+        from ..zoo.use import config_from_zoo
 
         if args.model:
             raise UsageError("give either --model or --zoo, not both")
@@ -220,8 +180,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .job import JobError, load_job
-    from .runner import run_job
+    from ..jobs.runner import run_job
+    from ..jobs.schema import JobError, load_job
 
     try:
         job = load_job(args.job)
@@ -244,8 +204,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_plate, format_table, write_scores
-    from .io import check_output_file
+    from ..evaluation import evaluate_plate, format_table, write_scores
+    from ..io import check_output_file
 
     for path, option in ((args.json, "--json"), (args.csv, "--csv")):
         if path:
@@ -263,19 +223,6 @@ def _add_common_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ngff-version", choices=("0.4", "0.5"), default="0.4",
                    help="NGFF version of the new store: 0.4 (zarr v2, widest viewer support) "
                         "or 0.5 (zarr v3)")
-
-
-def add_cluster_options(p: argparse.ArgumentParser) -> None:
-    """Add ``--scheduler``, ``--cluster``, ``--workers`` and ``--no-progress`` to a command."""
-    p.add_argument("--scheduler", default=None,
-                   help="address of a running Dask scheduler (tcp://... or tls://...)")
-    p.add_argument("--cluster", choices=("local", "cuda"), default="local",
-                   help="cluster to start when no --scheduler: local (default) or cuda")
-    p.add_argument("--workers", type=_bounded_int(limits.WORKERS), default=None,
-                   help="workers of the started cluster (default: one per core / GPU)")
-    p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds to wait for --scheduler to answer (default 10)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
     p.set_defaults(func=_cmd_evaluate)
 
-    from .zoo.cli import add_zoo_parser
+    from .zoo import add_zoo_parser
 
     add_zoo_parser(sub)
     return parser
@@ -472,6 +419,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return EXIT_FAILED
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import ImageInfo, check_output_file, open_labels, open_plate
+from ..io import ImageInfo, check_output_file, open_labels, open_plate
 from .metrics import combine, evaluate
 
 __all__ = ["evaluate_plate", "write_scores", "format_table"]
@@ -44,7 +44,7 @@ def evaluate_plate(
     -------
     dict
         ``{"rows": [...], "overall": {...}}``; each row has ``field``, ``t`` and the
-        scores of :func:`structfree_dask.metrics.evaluate`.
+        scores of :func:`structfree_dask.evaluation.metrics.evaluate`.
 
     Raises
     ------

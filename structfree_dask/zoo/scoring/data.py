@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..io import Plate, open_labels
-from ..metrics import combine, evaluate
-from .jobs import _open
+from ...evaluation.metrics import combine, evaluate
+from ...io import Plate, open_labels
+from ..training.jobs import _open
 
 __all__ = ["SCORE_KEYS", "Plane", "load_planes", "load_samples", "pool_scores", "score_planes"]
 
-#: Scores copied from :func:`structfree_dask.metrics.combine` into cards and tables.
+#: Scores copied from :func:`structfree_dask.evaluation.metrics.combine` into cards and tables.
 SCORE_KEYS = ("f1", "precision", "recall", "aji", "ap_50_95", "mean_matched_jaccard", "tp",
               "fp", "fn", "n_true", "n_pred", "n_images")
 
@@ -94,21 +94,21 @@ def load_samples(plate: str | Path | Plate, fields: Sequence[str], channels: Seq
 
 
 def pool_scores(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Pool per-plane :func:`structfree_dask.metrics.evaluate` results.
+    """Pool per-plane :func:`structfree_dask.evaluation.metrics.evaluate` results.
 
     Parameters
     ----------
     rows : iterable of mapping
-        Scores of :func:`structfree_dask.metrics.evaluate`, one per plane.
+        Scores of :func:`structfree_dask.evaluation.metrics.evaluate`, one per plane.
 
     Returns
     -------
     dict
-        :data:`SCORE_KEYS` of :func:`structfree_dask.metrics.combine`.
+        :data:`SCORE_KEYS` of :func:`structfree_dask.evaluation.metrics.combine`.
 
     Examples
     --------
-    >>> from structfree_dask.metrics import evaluate
+    >>> from structfree_dask.evaluation.metrics import evaluate
     >>> truth = np.array([[1, 1, 0, 2]])
     >>> s = pool_scores([evaluate(truth, truth), evaluate(truth, np.zeros_like(truth))])
     >>> s["tp"], s["fn"], s["n_images"], list(s) == list(SCORE_KEYS)
@@ -125,7 +125,7 @@ def score_planes(planes: Sequence[Plane],
     Returns
     -------
     dict
-        :data:`SCORE_KEYS` of :func:`structfree_dask.metrics.combine` (IoU 0.5).
+        :data:`SCORE_KEYS` of :func:`structfree_dask.evaluation.metrics.combine` (IoU 0.5).
     """
     rows = [evaluate(p.labels.astype(np.int64), segment(p.image).astype(np.int64))
             for p in planes]
@@ -134,7 +134,7 @@ def score_planes(planes: Sequence[Plane],
 
 def _forget_model(path: str | Path) -> None:
     """Drop a weights file from the backbone's per-process model cache (frees memory)."""
-    from ..backbones import cellpose as backbone
+    from ...backbones import cellpose as backbone
 
     cache = getattr(backbone, "_CACHE", None)
     if isinstance(cache, dict):

@@ -1,17 +1,17 @@
 """Run the build of a zoo: train each job's model (one Dask task each) and score them.
 
-* :func:`run_training_job` trains one :class:`~structfree_dask.zoo.jobs.TrainingJob`
-  (from :func:`~structfree_dask.zoo.jobs.training_jobs`), scores it and adds it to a
+* :func:`run_training_job` trains one :class:`~structfree_dask.zoo.training.jobs.TrainingJob`
+  (from :func:`~structfree_dask.zoo.training.jobs.training_jobs`), scores it and adds it to a
   :class:`Zoo`; :func:`train_model` is the same with a log file per model
   (:func:`model_log_path`) — one job is meant to be one Dask task.
 * :func:`build_zoo` runs a list of jobs on a Dask cluster (:func:`task_resources`
   asks for a GPU where the workers have one), then scores every pair on the
   validation and test fields of each split with the Vanilla baseline
-  (:func:`~structfree_dask.zoo.scoring.score_split`) and writes the selection
-  (:func:`~structfree_dask.zoo.scoring.select_from_scores`).
+  (:func:`~structfree_dask.zoo.scoring.scoring.score_split`) and writes the selection
+  (:func:`~structfree_dask.zoo.scoring.scoring.select_from_scores`).
 
 Data: every channel of every training field is its own grayscale sample, and so is
-every timepoint (and z plane) (see :mod:`structfree_dask.zoo.data`).
+every timepoint (and z plane) (see :mod:`structfree_dask.zoo.scoring.data`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from ..backbones import ModelSpec, resolve_model
-from .card import STRATEGIES, ModelCard, software_versions, utc_now
-from .data import _forget_model, load_planes, load_samples, score_planes
+from ..._provenance import software_versions
+from ...backbones import ModelSpec, resolve_model
+from ..card import STRATEGIES, ModelCard, utc_now
+from ..registry import Zoo
+from ..scoring.data import _forget_model, load_planes, load_samples, score_planes
+from ..scoring.scoring import _fold_order, score_split, select_from_scores
+from ..scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds, choose_flow_threshold
 from .jobs import TrainingJob
-from .registry import Zoo
-from .scoring import _fold_order, score_split, select_from_scores
-from .threshold import FLOW_THRESHOLDS, check_flow_thresholds, choose_flow_threshold
 from .train import Progress, _check_tile, finetune
 
 __all__ = [
@@ -72,7 +73,7 @@ def run_training_job(
     """Fine-tune one job's model, score it, and add it to the zoo.
 
     Loads every channel of every plane of the training and validation fields as its
-    own grayscale sample, runs :func:`~structfree_dask.zoo.train.finetune`, scores the
+    own grayscale sample, runs :func:`~structfree_dask.zoo.training.train.finetune`, scores the
     best weights on the validation and test fields with
     :func:`structfree_dask.engine.segment_array` (FA over the job's channels, at the
     training diameter) and writes ``weights.pth`` + ``card.json``.
@@ -93,7 +94,7 @@ def run_training_job(
         Retrain a model already in the zoo. When False, an existing model's card is
         returned without training (so a re-submitted build resumes).
     progress : callable, optional
-        See :func:`~structfree_dask.zoo.train.finetune`.
+        See :func:`~structfree_dask.zoo.training.train.finetune`.
     device : torch.device, optional
 
     Returns
@@ -117,7 +118,7 @@ def run_training_job(
                           seed=job.split.seed, out_path=weights, diameter=diameter,
                           progress=progress, tile_size=tile_size, device=device)
         d = float(diameter or result.diameter)
-        from ..engine import segment_array
+        from ...engine import segment_array
 
         def segment(image: np.ndarray) -> np.ndarray:
             return segment_array(image, model=str(weights), diameter=d)
@@ -218,7 +219,7 @@ class TrainSettings:
 
 def model_log_path(zoo_dir: str | Path, model_id: str) -> Path:
     """Return the training log of a model: ``<zoo>/logs/<model_id>.log``."""
-    from ..io import check_name
+    from ...io import check_name
 
     return Path(zoo_dir) / "logs" / f"{check_name(model_id, 'model_id')}.log"
 
@@ -252,7 +253,7 @@ def _worker_name() -> str:
 
 def _configure_threads() -> None:
     """Give torch the worker's thread budget (as the engine does for its tasks)."""
-    from ..engine import _torch_device
+    from ...engine._tasks import _torch_device
 
     _torch_device()
 
@@ -323,7 +324,7 @@ def task_resources(client: Any) -> dict[str, float] | None:
     dict or None
         The ``resources=`` of :meth:`distributed.Client.submit`.
     """
-    from ..cluster import gpu_resources
+    from ...runtime.cluster import gpu_resources
 
     return gpu_resources(client)
 
@@ -342,7 +343,7 @@ class BuildResult:
     failed : dict
         ``{model_id: error}`` of the jobs that failed.
     scores : list of dict
-        Score rows of every split (:func:`~structfree_dask.zoo.scoring.score_split`),
+        Score rows of every split (:func:`~structfree_dask.zoo.scoring.scoring.score_split`),
         Vanilla rows included.
     selection : dict or None
         The stored selection (None when no model was trained).
@@ -425,16 +426,16 @@ def build_zoo(
     Each job is one task (:func:`train_model`, ``pure=False``; ``resources={"GPU": 1}``
     when the workers advertise GPUs, see :func:`task_resources`), so the models train in
     parallel; each keeps a log in ``<zoo>/logs/``. Then one task per split (fold) runs
-    :func:`~structfree_dask.zoo.scoring.score_split` on the models that trained, and
-    :func:`~structfree_dask.zoo.scoring.select_from_scores` writes the selection. A last
+    :func:`~structfree_dask.zoo.scoring.scoring.score_split` on the models that trained, and
+    :func:`~structfree_dask.zoo.scoring.scoring.select_from_scores` writes the selection. A last
     task chooses the selected pair's flow threshold on the validation fields
-    (:func:`~structfree_dask.zoo.threshold.choose_flow_threshold`). The plate and the zoo
+    (:func:`~structfree_dask.zoo.scoring.threshold.choose_flow_threshold`). The plate and the zoo
     must be reachable by the workers at the same paths.
 
     Parameters
     ----------
     jobs : sequence of TrainingJob
-        From :func:`~structfree_dask.zoo.jobs.training_jobs` (one plate, label image, cell
+        From :func:`~structfree_dask.zoo.training.jobs.training_jobs` (one plate, label image, cell
         line, organelle and seed).
     zoo_dir : str or Path
     client : distributed.Client

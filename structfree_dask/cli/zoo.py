@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import UsageError, _str_list, add_cluster_options
-from .card import ORGANELLES, STRATEGIES
-from .threshold import DEFAULT_FLOW_THRESHOLD, FLOW_THRESHOLDS, check_flow_thresholds
+from ..zoo.card import ORGANELLES, STRATEGIES
+from ..zoo.scoring.threshold import DEFAULT_FLOW_THRESHOLD, FLOW_THRESHOLDS, check_flow_thresholds
+from ._common import UsageError, _str_list, add_cluster_options
 
 __all__ = ["add_zoo_parser", "parse_subsets"]
 
@@ -71,7 +71,7 @@ def _flow_thresholds(text: str) -> list[float]:
 
 
 def _zoo(path: str) -> Any:
-    from .registry import Zoo
+    from ..zoo.registry import Zoo
 
     if not Path(path).is_dir():
         raise FileNotFoundError(f"zoo folder {path} not found")
@@ -82,7 +82,7 @@ def _zoo(path: str) -> Any:
 
 
 def _print_build(result: Any) -> None:
-    from .report import F1_COLUMNS, _cell, f1_table, format_table
+    from ..zoo.report import F1_COLUMNS, _cell, f1_table, format_table
 
     trained = len(result.cards) - len([c for c in result.cards if c.model_id in result.reused])
     print(f"zoo {result.zoo}: {len(result.cards)} model(s) ({trained} trained, "
@@ -106,10 +106,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..backbones import resolve_model
-    from ..cluster import close_client, make_client
-    from .build import TrainSettings, build_zoo
-    from .jobs import training_jobs
-    from .registry import Zoo
+    from ..runtime.cluster import close_client, make_client
+    from ..zoo.registry import Zoo
+    from ..zoo.training.build import TrainSettings, build_zoo
+    from ..zoo.training.jobs import training_jobs
 
     if args.scheduler and args.workers:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")
@@ -148,7 +148,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _selected_ids(zoo: Any, cell_line: str | None, organelle: str | None) -> dict[str, str]:
-    from .report import list_selections
+    from ..zoo.report import list_selections
 
     out: dict[str, str] = {}
     for cl, org in list_selections(zoo, cell_line, organelle):
@@ -159,7 +159,7 @@ def _selected_ids(zoo: Any, cell_line: str | None, organelle: str | None) -> dic
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .report import _cell, format_table, list_selections
+    from ..zoo.report import _cell, format_table, list_selections
 
     zoo = _zoo(args.zoo)
     rows = zoo.table(args.cell_line, args.organelle)
@@ -183,7 +183,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from ..zoo.report import write_report
 
     if not Path(args.zoo).is_dir():
         raise FileNotFoundError(f"zoo folder {args.zoo} not found")

@@ -1,0 +1,33 @@
+"""The segmentation engine: builds the Dask graph of a plate and runs it on a Client.
+
+Per (field, timepoint), for each z plane::
+
+    stats (whole field, per channel) ──► flows of each region's lattice tiles, every
+    channel alone, accumulated (Flow Averaging) ──► integration of region + halo,
+    cells owned by centroid ──► ID offsets (cell counts) ──► chunk-aligned block
+    writes ──► pyramid levels ──► done (recorded by the driver)
+
+The engine knows nothing of the CLI; it takes a ``distributed.Client``.
+
+Modules: :mod:`._tasks` (worker-side task functions), :mod:`._graph` (the graph of one
+(field, timepoint), :data:`STAGES`), :mod:`._models` (a configuration's models and
+field geometry), :mod:`._run` (planning, label actions, :func:`segment`,
+:func:`validate`) and :mod:`._inprocess` (:func:`segment_array`,
+:func:`segment_field_block`: the same steps without Dask). The configuration is
+:class:`structfree_dask.config.SegmentationConfig`.
+"""
+
+from ._graph import STAGES
+from ._inprocess import segment_array, segment_field_block
+from ._models import resolve_models
+from ._run import RunResult, segment, validate
+
+__all__ = [
+    "STAGES",
+    "RunResult",
+    "segment",
+    "segment_field_block",
+    "validate",
+    "segment_array",
+    "resolve_models",
+]

@@ -1,0 +1,231 @@
+"""Worker-side task functions of the engine's graph (stats, flows, integration, writes).
+
+They run on Dask workers; torch is configured once per worker process
+(:func:`_torch_device`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..backbones import ModelSpec
+from ..config import SegmentationConfig
+from ..io import ImageInfo, LabelImage, write_label_region
+from ..pipeline.flows import assemble_flows, region_contribution, resample_to_original
+from ..pipeline.fusion import fuse_masks
+from ..pipeline.integrate import cut_cells, integrate_flows, owned_cells
+from ..pipeline.normalize import normalize, percentile_bounds, sample_stride
+from ..pipeline.stitching import OwnedPatch, encode_patch, paste_block, region_offsets
+from ..pipeline.tiling import FieldGeometry
+from ..runtime.compute_thread import release_free_memory
+from ..runtime.scratch import DiskArray
+
+_TORCH_READY: dict[str, Any] = {}
+
+
+def _torch_device() -> Any:
+    """Configure torch once per worker process: threads = the worker's thread budget."""
+    if "device" not in _TORCH_READY:
+        import torch
+
+        from ..backbones import pick_device
+
+        threads = None
+        try:
+            from distributed import get_worker
+
+            threads = get_worker().state.nthreads
+        except (ImportError, ValueError, AttributeError):
+            threads = None
+        torch.set_num_threads(max(1, int(threads or os.cpu_count() or 1)))
+        _TORCH_READY["device"] = pick_device()
+    return _TORCH_READY["device"]
+
+
+def _read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
+                 window: tuple[int, int, int, int]) -> np.ndarray:
+    arr = info.open_array(0)
+    y0, y1, x0, x1 = window
+    planes = []
+    for c in channels:
+        idx = list(info.plane_index(t, z, c))
+        idx[info.axes.index("y")] = slice(y0, y1)
+        idx[info.axes.index("x")] = slice(x0, x1)
+        planes.append(np.asarray(arr[tuple(idx)]))
+    return np.stack(planes)
+
+
+def _stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray:
+    """Percentile bounds per z plane and channel over the whole field: (nz, c, 2)."""
+    arr = info.open_array(0)
+    nz = info.sizes["z"]
+    s = sample_stride((info.sizes["y"], info.sizes["x"]))
+    out = np.zeros((nz, len(channels), 2), dtype=np.float64)
+    for z in range(nz):
+        for k, c in enumerate(channels):
+            idx = list(info.plane_index(t, z, c))
+            idx[info.axes.index("y")] = slice(None, None, s)
+            idx[info.axes.index("x")] = slice(None, None, s)
+            try:
+                out[z, k] = percentile_bounds(np.asarray(arr[tuple(idx)]))
+            except ValueError as err:
+                raise ValueError(f"field {info.url} t={t} z={z} channel {c}: {err}") from None
+    return out
+
+
+def _predictor(specs: tuple[ModelSpec, ...], batch_size: int | None) -> Callable[[np.ndarray],
+                                                                          np.ndarray]:
+    """``predict(tiles)`` for tiles interleaved by channel (tile ``i * c + k``: channel k)."""
+    from ..backbones import load_model, predict_tiles
+
+    device = _torch_device()
+    if len(set(specs)) == 1:
+        net = load_model(specs[0], device)
+        return lambda tiles: predict_tiles(net, tiles, batch_size=batch_size)
+    nets = [load_model(sp, device) for sp in specs]
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        c = len(nets)
+        out = np.empty((len(tiles), 3, *tiles.shape[1:]), dtype=np.float32)
+        for k, net in enumerate(nets):
+            out[k::c] = predict_tiles(net, tiles[k::c], batch_size=batch_size)
+        return out
+
+    return predict
+
+
+def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
+                geometry: FieldGeometry, region: tuple[int, int],
+                specs: tuple[ModelSpec, ...], batch_size: int | None,
+                separate: bool = False) -> Any:
+    box = geometry.tiles_box(region)
+    if box is None:
+        return None
+    window = geometry.source_window(box)
+    raw = _read_window(info, t, z, channels, window)
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        raise ValueError(f"field {info.url} t={t} z={z}: NaN or infinite pixel values "
+                         f"in rows {window[0]}:{window[1]}, columns {window[2]}:{window[3]}")
+    img = np.stack([normalize(raw[k], *stats[z, k]) for k in range(len(channels))])
+    del raw
+    con = region_contribution(img, (window[0], window[2]), geometry, region,
+                              _predictor(specs, batch_size), separate=separate)
+    if con is None:
+        return None
+    # the sums wait for the next row's integration on local disk, not in memory
+    return replace(con, acc=DiskArray(con.acc))
+
+
+@dataclass(frozen=True)
+class _Dynamics:
+    niter: int
+    cellprob_threshold: float
+    flow_threshold: float
+    min_size: int
+    max_size_px: float
+    fusion: str = "fa"
+
+    def labels(self, flows: np.ndarray) -> np.ndarray:
+        """Integrate ``(3, h, w)`` flows; ``(c, 3, h, w)``: each channel, then fuse masks."""
+        if flows.ndim == 4:
+            per_channel = [self.labels(f) for f in flows]
+            return fuse_masks(per_channel, method=self.fusion, min_size=self.min_size)
+        return integrate_flows(
+            flows[:2], flows[2], niter=self.niter, cellprob_threshold=self.cellprob_threshold,
+            flow_threshold=self.flow_threshold, min_size=self.min_size,
+            max_size_px=self.max_size_px, device=_torch_device())
+
+
+def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributions: list[Any],
+                   dyn: _Dynamics) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """Averaged flows of a region's window and their integration: (window, flows, labels).
+
+    The heap's free pages are given back afterwards (see
+    :mod:`~structfree_dask.runtime.compute_thread`): integration's large temporaries
+    would otherwise stay with the worker. Integration runs on the task's own thread,
+    beside the compute thread's forward passes (running it there too lowered peak
+    memory by a few percent but cost 25 % of throughput).
+    """
+    window = geometry.window(region)
+    rbox = geometry.rescaled_window(window)
+    flows = resample_to_original(assemble_flows(contributions, rbox), rbox, window, geometry)
+    try:
+        labels = dyn.labels(flows)
+    finally:
+        release_free_memory()
+    return window, flows, labels
+
+
+def _dynamics(geometry: FieldGeometry, cfg: SegmentationConfig) -> _Dynamics:
+    return _Dynamics(
+        niter=int(round(200 / geometry.rescale)), cellprob_threshold=cfg.cellprob_threshold,
+        flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
+        max_size_px=0.4 * geometry.shape[0] * geometry.shape[1], fusion=cfg.fusion,
+    )
+
+
+def _integrate_task(geometry: FieldGeometry, region: tuple[int, int],
+                    contributions: list[Any], dyn: _Dynamics) -> OwnedPatch:
+    window, _, labels = _window_labels(geometry, region, contributions, dyn)
+    kept, n = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))
+    n_cut = cut_cells(kept, (window[0], window[2]), geometry.shape)
+    return encode_patch(kept, window, n, n_cut)
+
+
+def _count(patch: OwnedPatch) -> tuple[int, int]:
+    return patch.n, patch.n_cut
+
+
+def _offsets(counts: list[tuple[int, int]]) -> list[int]:
+    return region_offsets([c[0] for c in counts])
+
+
+def _write_task(label: LabelImage, t: int, z: int, block: tuple[int, int, int, int],
+                patches: list[tuple[OwnedPatch, int]], offsets: list[int]) -> int:
+    pieces = [(p, offsets[i]) for p, i in patches]
+    data = paste_block(block, pieces)
+    region = {"t": slice(t, t + 1), "z": slice(z, z + 1), "y": slice(block[0], block[1]),
+              "x": slice(block[2], block[3])}
+    write_label_region(label, region, data)
+    return int(data.max(initial=0))
+
+
+def _pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, int, int],
+                  *_deps: Any) -> None:
+    axes = label.image.axes
+    src_shape, dst_shape = label.shapes[level - 1], label.shapes[level]
+    factors = {ax: max(1, round(a / b))
+               for ax, a, b in zip(axes, src_shape, dst_shape, strict=True)}
+    fy, fx = factors["y"], factors["x"]
+    y0, y1, x0, x1 = block
+    idx = []
+    for ax in axes:
+        if ax == "t":
+            idx.append(slice(t, t + 1))
+        elif ax == "y":
+            idx.append(slice(y0 * fy, y1 * fy, fy))
+        elif ax == "x":
+            idx.append(slice(x0 * fx, x1 * fx, fx))
+        elif ax == "z":
+            idx.append(slice(None, None, factors["z"]))
+        else:
+            idx.append(slice(None))
+    src = np.asarray(label.open_array(level - 1, mode="r")[tuple(idx)])
+    out_shape = [1 if ax == "t" else n for ax, n in zip(axes, dst_shape, strict=True)]
+    out_shape[axes.index("y")] = y1 - y0
+    out_shape[axes.index("x")] = x1 - x0
+    out = np.zeros(out_shape, dtype=src.dtype)
+    out[tuple(slice(0, min(a, b)) for a, b in zip(out_shape, src.shape, strict=True))] = src[
+        tuple(slice(0, min(a, b)) for a, b in zip(out_shape, src.shape, strict=True))]
+    region = {"t": slice(t, t + 1), "y": slice(y0, y1), "x": slice(x0, x1)}
+    write_label_region(label, region, out, level=level)
+
+
+def _unit_done(counts: list[tuple[int, int]], writes: list[int], *_deps: Any) -> tuple[int, int]:
+    """Cells and cut cells of a finished (field, timepoint)."""
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
