@@ -391,11 +391,11 @@ def test_zoo_add_get_table_selection(small_base, tmp_path):
     stored = zoo.set_selection("CL1", "cyto", {"model_ids": {0: "cw0", 1: "cw1"},
                                                "eval_channels": [0, 1], "strategy": "cw",
                                                "val_f1": 0.8, "candidates": table})
-    assert stored["model_ids"] == {0: "cw0", 1: "cw1"}
+    assert stored.channel_models == {0: "cw0", 1: "cw1"} and stored.candidates == tuple(table)
     assert Zoo(tmp_path / "zoo").selection("CL1", "cyto") == stored
     zoo.set_selection("CL1", "cyto", {"model_ids": "mc01", "eval_channels": [1],
                                       "strategy": "mc", "val_f1": 0.85})
-    assert zoo.selection("CL1", "cyto")["model_ids"] == "mc01"
+    assert zoo.selection("CL1", "cyto").model_ids == ("mc01",)
     with pytest.raises(KeyError, match="no selection for CL1/nuclei.*CL1/cyto"):
         zoo.selection("CL1", "nuclei")
     with pytest.raises(KeyError, match="'ghost' is not in the zoo"):
@@ -540,13 +540,13 @@ def test_run_jobs_and_select(small_base, tiny_plate, tmp_path):
     assert again == cards[0]
 
     sel = select_models(zoo_dir, tiny_plate, "gt_cyto", "CL1", "cyto")
-    table = sel["candidates"]
+    table = sel.candidates
     assert [(r["strategy"], r["train_channels"], r["eval_channels"]) for r in table] == [
         ("cw", [0], [0]), ("mc", [0, 1], [0]), ("mc", [0, 1], [1]), ("mc", [0, 1], [0, 1])]
     assert all(r["val_n_images"] == len(jobs[0].split.val) for r in table)
     best = select_best(table)
-    assert sel["strategy"] == best["strategy"] and sel["val_f1"] == best["val_f1"]
-    assert zoo.selection("CL1", "cyto")["eval_channels"] == best["eval_channels"]
+    assert sel.strategy == best["strategy"] and sel.val_f1 == best["val_f1"]
+    assert list(zoo.selection("CL1", "cyto").eval_channels) == best["eval_channels"]
     # the MC model on its own channels scores as the engine scored it in the card
     mc_row = table[-1]
     assert mc_row["val_f1"] == pytest.approx(cards[1].val_f1, abs=1e-6)

@@ -116,9 +116,9 @@ def test_build_writes_models_logs_and_selection(built, plate, small_base):
         assert f"training {job.model_id}" in log and "epoch 1/1 train_loss=" in log
         assert "done in" in log
     sel = zoo.selection("CL5", "cyto")
-    assert sel["strategy"] in ("cw", "mc") and sel["gt"] == "gt_cyto"
-    assert sel["baseline"]["path"] == str(small_base)
-    rows = sel["candidates"]
+    assert sel.strategy in ("cw", "mc") and sel.gt == "gt_cyto"
+    assert sel.baseline["path"] == str(small_base)
+    rows = sel.candidates
     keys = {(r["strategy"], tuple(r["train_channels"]), tuple(r["eval_channels"])) for r in rows}
     assert keys == {("cw", (0,), (0,)), ("cw", (1,), (1,)), ("cw", (0, 1), (0, 1)),
                     ("mc", (0, 1), (0,)), ("mc", (0, 1), (1,)), ("mc", (0, 1), (0, 1)),
@@ -136,12 +136,15 @@ def test_build_writes_models_logs_and_selection(built, plate, small_base):
     from structfree_dask.zoo import FLOW_THRESHOLDS, flow_threshold_scores
     from structfree_dask.zoo.scoring.threshold import best_flow_threshold
 
-    assert sel["flow_threshold"] in FLOW_THRESHOLDS
-    assert f"flow threshold {sel['flow_threshold']:g}" in out
+    assert sel.flow_threshold in FLOW_THRESHOLDS
+    assert f"flow threshold {sel.flow_threshold:g}" in out
     again = flow_threshold_scores(zoo, sel, plate)
-    assert sel["flow_threshold_val_f1"] == {f"{t:g}": pytest.approx(s["f1"])
-                                            for t, s in again.items()}
-    assert sel["flow_threshold"] == best_flow_threshold({t: s["f1"] for t, s in again.items()})
+    assert sel.flow_threshold_val_f1 == {f"{t:g}": pytest.approx(s["f1"])
+                                         for t, s in again.items()}
+    assert sel.flow_threshold == best_flow_threshold({t: s["f1"] for t, s in again.items()})
+    assert flow_threshold_scores(zoo, sel.to_dict(), plate) == again  # dicts still work
+    assert sel.vanilla is not None and sel.vanilla["strategy"] == VANILLA
+    assert tuple(sel.vanilla["eval_channels"]) == sel.eval_channels
 
 
 def test_build_again_reuses_models(built, plate, small_base, cluster_client, tmp_path):
@@ -160,7 +163,7 @@ def test_build_again_reuses_models(built, plate, small_base, cluster_client, tmp
     assert {m: Zoo(zoo_dir).get(m).created for m in Zoo(zoo_dir).ids()} == before
     assert "not retrained" in model_log_path(zoo_dir, jobs[0].model_id).read_text()
     # the selection is rewritten from this build's strategies (CW only here)
-    assert {r["strategy"] for r in result.selection["candidates"]} == {"cw", VANILLA}
+    assert {r["strategy"] for r in result.selection.candidates} == {"cw", VANILLA}
 
 
 # ----------------------------------------------------------------------------- list
@@ -171,8 +174,7 @@ def test_list_names_models_and_marks_selection(built):
     code, out, _ = run_cli("zoo", "list", zoo_dir)
     assert code == 0
     zoo = Zoo(zoo_dir)
-    ids = zoo.selection("CL5", "cyto")["model_ids"]
-    chosen = set(ids.values()) if isinstance(ids, dict) else {ids}
+    chosen = set(zoo.selection("CL5", "cyto").model_ids)
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["model_id", "cell_line", "organelle"]
     for model_id in zoo.ids():
@@ -201,9 +203,9 @@ def test_report_writes_tables_heatmap_fusion_overlays(built, plate, tmp_path):
         for col in ("vanilla", "cw", "mc"):
             assert 0.0 <= float(r[col]) <= 1.0
         assert r["mc_training_subset"] == "mito+ER" and r["n_folds"] == "1"
-    assert sum(r["selected"] == sel["strategy"] for r in rows) == 1
+    assert sum(r["selected"] == sel.strategy for r in rows) == 1
     by_subset = {r["eval_subset"]: r for r in rows}
-    cands = {(c["strategy"], tuple(c["eval_channels"])): c for c in sel["candidates"]}
+    cands = {(c["strategy"], tuple(c["eval_channels"])): c for c in sel.candidates}
     assert float(by_subset["ER"]["vanilla"]) == pytest.approx(
         cands[(VANILLA, (1,))]["test_f1"], abs=1e-4)
     image = _png(out_dir / "f1_CL5_cyto.png")
@@ -239,9 +241,9 @@ def test_kfold_build_and_report_api(plate, small_base, cluster_client, tmp_path)
     assert result.ok and len(result.cards) == 4
     assert {r["fold"] for r in result.scores} == {0, 1}
     sel = result.selection
-    assert sel["n_folds"] == 2 and sel["fold"] == 0 and "mean over the folds" in sel["rule"]
-    assert all(Zoo(tmp_path / "zoo").get(m).fold == 0 for m in sel["model_ids"].values())
-    summary = summarize_scores(sel["candidates"])
+    assert sel.n_folds == 2 and sel.fold == 0 and "mean over the folds" in sel.rule
+    assert all(Zoo(tmp_path / "zoo").get(m).fold == 0 for m in sel.model_ids)
+    summary = summarize_scores(sel.candidates)
     assert all(s["n_folds"] == 2 and math.isfinite(s["test_f1_std"]) for s in summary)
     table = f1_table(sel)
     assert [t["n_folds"] for t in table] == [2, 2, 2]
@@ -364,15 +366,13 @@ def test_segment_with_the_zoo_selection(built, plate, cluster_client, tmp_path):
     assert "5 done" in out
     info = open_plate(target).field(open_plate(target).field_paths[0])
     record = label_record(open_labels(info, "cyto_zoo"))
-    assert record["channel_names"] == list(sel["eval_channel_names"])
-    assert record["flow_threshold"] == sel["flow_threshold"]  # the selection's, by default
+    assert record["channel_names"] == list(sel.eval_channel_names)
+    assert record["flow_threshold"] == sel.flow_threshold  # the selection's, by default
     from structfree_dask.zoo.use import config_from_zoo
 
     assert config_from_zoo(zoo, "CL5", "cyto", str(target), flow_threshold=0.55
                            ).flow_threshold == 0.55
-    ids = sel["model_ids"]
-    weights = [Zoo(zoo).weights_path(ids[c] if isinstance(ids, dict) else ids)
-               for c in sel["eval_channels"]]
+    weights = [Zoo(zoo).weights_path(sel.model_for(c)) for c in sel.eval_channels]
     from structfree_dask.backbones import file_sha256
 
     want = [file_sha256(w) for w in weights]

@@ -81,6 +81,10 @@ def _zoo(path: str) -> Any:
 # --------------------------------------------------------------------------- build
 
 
+def _names(names: Any, channels: Any) -> str:
+    return "+".join(names if names is not None else map(str, channels))
+
+
 def _print_build(result: Any) -> None:
     from ..zoo.report import F1_COLUMNS, _cell, f1_table, format_table
 
@@ -93,11 +97,11 @@ def _print_build(result: Any) -> None:
     sel = result.selection
     if sel is None:
         return
-    threshold = sel.get("flow_threshold", DEFAULT_FLOW_THRESHOLD)
-    print(f"selection {sel['cell_line']}/{sel['organelle']}: {sel['strategy'].upper()} on "
-          f"{'+'.join(sel['eval_channel_names'])} (trained on "
-          f"{'+'.join(sel['train_channel_names'])}), val F1 {_cell(sel['val_f1'])}, "
-          f"test F1 {_cell(sel['test_f1'])}, flow threshold {threshold:g}")
+    print(f"selection {sel.cell_line}/{sel.organelle}: {sel.strategy.upper()} on "
+          f"{_names(sel.eval_channel_names, sel.eval_channels)} (trained on "
+          f"{_names(sel.train_channel_names, sel.train_channels or ())}), val F1 "
+          f"{_cell(sel.val_f1)}, test F1 {_cell(sel.test_f1)}, flow threshold "
+          f"{sel.flow_threshold:g}")
     print("F1 per evaluation subset (test fields):")
     print(format_table(f1_table(sel), F1_COLUMNS))
 
@@ -152,9 +156,8 @@ def _selected_ids(zoo: Any, cell_line: str | None, organelle: str | None) -> dic
 
     out: dict[str, str] = {}
     for cl, org in list_selections(zoo, cell_line, organelle):
-        ids = zoo.selection(cl, org)["model_ids"]
-        for model_id in ids.values() if isinstance(ids, dict) else [ids]:
-            out[str(model_id)] = f"{cl}/{org}"
+        for model_id in zoo.selection(cl, org).model_ids:
+            out[model_id] = f"{cl}/{org}"
     return out
 
 
@@ -173,9 +176,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print(format_table(rows, LIST_COLUMNS))
     for cl, org in list_selections(zoo, args.cell_line, args.organelle):
         sel = zoo.selection(cl, org)
-        names = "+".join(sel.get("eval_channel_names") or map(str, sel["eval_channels"]))
-        print(f"* selected for {cl}/{org}: {sel['strategy'].upper()} on {names}, "
-              f"val F1 {_cell(sel['val_f1'])}")
+        print(f"* selected for {cl}/{org}: {sel.strategy.upper()} on "
+              f"{_names(sel.eval_channel_names, sel.eval_channels)}, "
+              f"val F1 {_cell(sel.val_f1)}")
     return 0
 
 

@@ -48,6 +48,7 @@ from .scoring.scoring import (
 )
 from .scoring.select import Candidate, candidate_pairs, nonempty_subsets, select_best
 from .scoring.threshold import FLOW_THRESHOLDS, choose_flow_threshold, flow_threshold_scores
+from .selection import ResolvedSelection, Selection, as_selection, resolve
 from .training.augment import AUGMENTATIONS, augment, augment_with_record
 from .training.build import (
     BuildResult,
@@ -74,11 +75,14 @@ __all__ = [
     "FAModels",
     "ModelCard",
     "Plane",
+    "ResolvedSelection",
+    "Selection",
     "Split",
     "TrainResult",
     "TrainSettings",
     "TrainingJob",
     "Zoo",
+    "as_selection",
     "augment",
     "augment_with_record",
     "build_zoo",
@@ -104,6 +108,7 @@ __all__ = [
     "nonempty_subsets",
     "overlay_figure",
     "pair_key",
+    "resolve",
     "run_training_job",
     "score_candidates",
     "score_planes",

@@ -26,7 +26,8 @@ from typing import Any
 
 from ..backbones import file_sha256
 from ..io import check_name
-from .card import ORGANELLES, STRATEGIES, CardError, ModelCard, _clean
+from .card import ORGANELLES, CardError, ModelCard, _clean
+from .selection import Selection
 
 __all__ = ["Zoo", "WEIGHTS_FILE", "CARD_FILE"]
 
@@ -215,77 +216,55 @@ class Zoo:
         return self.path / "selections" / cell_line / f"{organelle}.json"
 
     def _check_selection(self, cell_line: str, organelle: str,
-                         selection: Mapping[str, Any]) -> dict[str, Any]:
-        required = ("model_ids", "eval_channels", "strategy", "val_f1")
-        missing = [k for k in required if k not in selection]
-        if missing:
-            raise KeyError(f"selection for {cell_line}/{organelle} lacks {missing}; "
-                           f"expected keys {list(required)} (and 'candidates')")
-        strategy = selection["strategy"]
-        if strategy not in STRATEGIES:
-            raise ValueError(f"selection strategy must be one of {STRATEGIES}; got {strategy!r}")
-        eval_channels = [int(c) for c in selection["eval_channels"]]
-        if not eval_channels or len(set(eval_channels)) != len(eval_channels):
-            raise ValueError(f"selection eval_channels must be distinct and non-empty; got "
-                             f"{eval_channels}")
-        ids = selection["model_ids"]
-        used: list[str]
-        if strategy == "cw":
-            if not isinstance(ids, Mapping):
-                raise ValueError("a 'cw' selection maps each evaluation channel to its model: "
-                                 f"model_ids must be {{channel: model_id}}; got {ids!r}")
-            ids = {int(k): str(v) for k, v in ids.items()}
-            if sorted(ids) != sorted(eval_channels):
-                raise ValueError(f"'cw' selection: model_ids channels {sorted(ids)} differ from "
-                                 f"eval_channels {sorted(eval_channels)}")
-            used = list(ids.values())
+                         selection: Selection | Mapping[str, Any]) -> Selection:
+        if isinstance(selection, Selection):
+            if (selection.cell_line, selection.organelle) != (cell_line, organelle):
+                raise ValueError(f"the selection is for {selection.cell_line}/"
+                                 f"{selection.organelle}, not {cell_line}/{organelle}")
+            sel = selection
         else:
-            if not isinstance(ids, str):
-                raise ValueError(f"an 'mc' selection names one model: model_ids must be a "
-                                 f"model id; got {ids!r}")
-            used = [ids]
-        for model_id in used:
+            sel = Selection.from_dict({**selection, "cell_line": cell_line,
+                                       "organelle": organelle})
+        for model_id in sel.model_ids:
             card = self.get(model_id)
             if (card.cell_line, card.organelle) != (cell_line, organelle):
                 raise ValueError(f"model {model_id!r} is for {card.cell_line}/{card.organelle}, "
                                  f"not {cell_line}/{organelle}")
-            if card.strategy != strategy:
+            if card.strategy != sel.strategy:
                 raise ValueError(f"model {model_id!r} is a {card.strategy!r} model; the "
-                                 f"selection's strategy is {strategy!r}")
-        if strategy == "cw":
-            for c, model_id in ids.items():
+                                 f"selection's strategy is {sel.strategy!r}")
+        if sel.strategy == "cw":
+            for c, model_id in sel.models:
                 if self.get(model_id).channels != (c,):
                     raise ValueError(f"model {model_id!r} was trained on channel(s) "
                                      f"{list(self.get(model_id).channels)}, not channel {c}")
         else:
-            trained = self.get(ids).channels
-            extra = sorted(set(eval_channels) - set(trained))
+            [model_id] = sel.model_ids
+            trained = self.get(model_id).channels
+            extra = sorted(set(sel.eval_channels) - set(trained))
             if extra:
-                raise ValueError(f"model {ids!r} was trained on channels {list(trained)}; "
-                                 f"eval_channels {eval_channels} include {extra}")
-        out = dict(selection)
-        out.update({"cell_line": cell_line, "organelle": organelle, "strategy": strategy,
-                    "eval_channels": eval_channels, "model_ids": ids,
-                    "val_f1": float(selection["val_f1"]),
-                    "candidates": list(selection.get("candidates", []))})
-        return out
+                raise ValueError(f"model {model_id!r} was trained on channels {list(trained)}; "
+                                 f"eval_channels {list(sel.eval_channels)} include {extra}")
+        return sel
 
     def set_selection(self, cell_line: str, organelle: str,
-                      selection: Mapping[str, Any]) -> dict[str, Any]:
+                      selection: Selection | Mapping[str, Any]) -> Selection:
         """Write the selected model(s) of a cell line and organelle.
 
         Parameters
         ----------
         cell_line, organelle : str
-        selection : mapping
-            ``model_ids`` (``{channel: model_id}`` for ``"cw"``, one id for ``"mc"``),
-            ``eval_channels``, ``strategy``, ``val_f1`` and optionally ``candidates``
-            (the score table).
+        selection : Selection or mapping
+            A :class:`~structfree_dask.zoo.selection.Selection` of this cell line and
+            organelle, or its dict form: ``model_ids`` (``{channel: model_id}`` for
+            ``"cw"``, one id for ``"mc"``), ``eval_channels``, ``strategy``, ``val_f1``
+            and optionally ``candidates`` (the score table) and the other entries of
+            :meth:`Selection.to_dict <structfree_dask.zoo.selection.Selection.to_dict>`.
 
         Returns
         -------
-        dict
-            The selection as stored.
+        Selection
+            The selection as stored (read back).
 
         Raises
         ------
@@ -295,26 +274,27 @@ class Zoo:
             Inconsistent selection (models of another cell line, organelle, strategy or
             channels).
         """
-        checked = self._check_selection(cell_line, organelle, selection)
         path = self._selection_path(cell_line, organelle)
+        checked = self._check_selection(cell_line, organelle, selection)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps(_clean(checked), indent=2, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(_clean(checked.to_dict()), indent=2, allow_nan=False) + "\n")
         os.replace(tmp, path)
         logger.info("selection for %s/%s: %s %s on channels %s (val F1 %.3f)", cell_line,
-                    organelle, checked["strategy"], checked["model_ids"],
-                    checked["eval_channels"], checked["val_f1"])
+                    organelle, checked.strategy, checked.channel_models,
+                    list(checked.eval_channels), checked.val_f1)
         return self.selection(cell_line, organelle)
 
-    def selection(self, cell_line: str, organelle: str) -> dict[str, Any]:
-        """Read the selection of a cell line and organelle (channel keys as ints).
+    def selection(self, cell_line: str, organelle: str) -> Selection:
+        """Read the selection of a cell line and organelle.
 
         Raises
         ------
         KeyError
-            If none was set (the message lists the selections there are).
+            If none was set (the message lists the selections there are), or the file
+            lacks a required entry.
         ValueError
-            If the file does not parse.
+            If the file does not parse, or its entries are inconsistent.
         """
         path = self._selection_path(cell_line, organelle)
         if not path.is_file():
@@ -326,6 +306,9 @@ class Zoo:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"selection file {path} is not valid JSON: {err}") from None
-        if isinstance(data.get("model_ids"), dict):
-            data["model_ids"] = {int(k): v for k, v in data["model_ids"].items()}
-        return data
+        try:
+            return Selection.from_dict(data)
+        except KeyError as err:
+            raise KeyError(f"selection file {path}: {err.args[0]}") from None
+        except ValueError as err:
+            raise ValueError(f"selection file {path}: {err}") from None

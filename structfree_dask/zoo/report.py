@@ -58,6 +58,7 @@ from .scoring.predict import (
 from .scoring.scoring import VANILLA, pair_key, summarize_scores
 from .scoring.select import rank_key
 from .scoring.threshold import DEFAULT_FLOW_THRESHOLD, check_flow_thresholds, choice_key
+from .selection import Selection, as_selection
 
 __all__ = [
     "FUSION_LABELS",
@@ -100,15 +101,8 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _selected_key(selection: Mapping[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    train = selection.get("train_channels")
-    if train is None:  # selections written by select_models: CW trains on its eval channels
-        train = selection["eval_channels"]
-    return pair_key({**selection, "train_channels": train})
-
-
-def _metric(selection: Mapping[str, Any]) -> str:
-    rows = selection.get("candidates") or []
+def _metric(selection: Selection) -> str:
+    rows = selection.candidates
     return "test_f1" if any(r.get("test_f1") is not None for r in rows) else "val_f1"
 
 
@@ -120,20 +114,21 @@ def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(finite, key=rank_key) if finite else rows[0]
 
 
-def _summary(selection: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = selection.get("candidates") or []
+def _summary(selection: Selection) -> list[dict[str, Any]]:
+    rows = selection.candidates
     if not rows:
         raise ValueError("the selection has no candidate table (candidates); rebuild it with "
                          "`structfree-dask zoo build`")
     return summarize_scores(rows)
 
 
-def f1_table(selection: Mapping[str, Any], metric: str | None = None) -> list[dict[str, Any]]:
+def f1_table(selection: Selection | Mapping[str, Any],
+             metric: str | None = None) -> list[dict[str, Any]]:
     """F1 per evaluation subset (rows) for Vanilla, CW and MC (columns).
 
     Parameters
     ----------
-    selection : mapping
+    selection : Selection or mapping
         A stored selection with its ``candidates`` (see
         :func:`~structfree_dask.zoo.scoring.scoring.select_from_scores`).
     metric : str, optional
@@ -153,15 +148,16 @@ def f1_table(selection: Mapping[str, Any], metric: str | None = None) -> list[di
     ...          "val_f1": v, "test_f1": v - 0.1}
     ...         for s, t, n, v in [("vanilla", [], [], 0.5), ("cw", [0], ["ER"], 0.7),
     ...                            ("mc", [0, 1], ["ER", "mito"], 0.8)]]
-    >>> sel = {"strategy": "mc", "train_channels": [0, 1], "eval_channels": [0],
-    ...        "candidates": rows}
+    >>> sel = Selection("CL1", "cyto", "mc", (0,), "CL1-cyto-mc-c0_1-s0", val_f1=0.8,
+    ...                 train_channels=(0, 1), candidates=rows)
     >>> [t] = f1_table(sel)
     >>> t["eval_subset"], round(t["cw"], 2), t["mc_training_subset"], t["selected"]
     ('ER', 0.6, 'ER+mito', 'mc')
     """
+    selection = as_selection(selection)
     metric = metric or _metric(selection)
     summary = _summary(selection)
-    chosen = _selected_key(selection)
+    chosen = selection.pair_key
     subsets = sorted({tuple(r["eval_channels"]) for r in summary}, key=lambda s: (len(s), s))
     out = []
     for subset in subsets:
@@ -186,7 +182,7 @@ def _ids_text(ids: Any) -> str:
     return str(ids)
 
 
-def candidates_table(selection: Mapping[str, Any]) -> list[dict[str, Any]]:
+def candidates_table(selection: Selection | Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every candidate pair (and Vanilla row) of a selection, pooled over folds.
 
     Returns
@@ -196,7 +192,8 @@ def candidates_table(selection: Mapping[str, Any]) -> list[dict[str, Any]]:
         ``test_f1``, ``test_f1_std`` (means and population std over folds),
         ``n_folds``, ``model_ids`` (of the first fold) and ``selected``.
     """
-    chosen = _selected_key(selection)
+    selection = as_selection(selection)
+    chosen = selection.pair_key
     return [{
         "strategy": r["strategy"], "training_subset": "+".join(r["train_channel_names"]),
         "eval_subset": "+".join(r["eval_channel_names"]), "val_f1": r["val_f1"],
@@ -342,7 +339,8 @@ def overlay_figure(image: np.ndarray, panels: Sequence[tuple[str, np.ndarray]],
     return fig
 
 
-def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate, *,
+def fusion_table(zoo: Zoo, selection: Selection | Mapping[str, Any],
+                 plate: str | Path | Plate, *,
                  gt: str | None = None, fields: Sequence[str] | None = None,
                  batch_size: int | None = None, choose_subsets: bool = True,
                  flow_thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
@@ -370,7 +368,7 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
     Parameters
     ----------
     zoo : Zoo
-    selection : mapping
+    selection : Selection or mapping
     plate : str, Path or Plate
         Plate with the test fields and ground truth (channels matched by name).
     gt : str, optional
@@ -402,6 +400,7 @@ def fusion_table(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Pla
         ``flow_thresholds`` is empty or holds a negative value.
     """
     grid = check_flow_thresholds(flow_thresholds)
+    selection = as_selection(selection)
     models = fusion_models(zoo, selection)
     everything = tuple(range(len(models.channels)))
     picks = {"all": [everything]}
@@ -449,7 +448,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"
 
 
-def write_overlays(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate,
+def write_overlays(zoo: Zoo, selection: Selection | Mapping[str, Any],
+                   plate: str | Path | Plate,
                    out_dir: str | Path, tag: str, *, n: int = 3, gt: str | None = None,
                    batch_size: int | None = None) -> list[Path]:
     """Overlay PNGs (ground truth, Vanilla, selected) of the first ``n`` test planes.
@@ -463,15 +463,19 @@ def write_overlays(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | P
     """
     if n < 1:
         return []
-    chosen = selected_models(zoo, selection)
-    sets = [chosen]
+    selection = as_selection(selection)
     ref = reference_card(zoo, selection)
+    plate = plate if isinstance(plate, Plate) else open_plate(str(plate))
+    tests = list(ref.split.test[:n])
+    chosen = selected_models(zoo, selection,
+                             plate.field(tests[0]).channel_names if tests else None)
+    sets = [chosen]
     try:
         sets.insert(0, vanilla_models(selection, chosen.channels, chosen.diameter,
                                       fallback=ref.base_model))
     except FileNotFoundError as err:
         logger.warning("no Vanilla panel in the overlays: %s", err)
-    planes = load_eval_planes(zoo, selection, plate, chosen.channels, gt, ref.split.test[:n])[:n]
+    planes = load_eval_planes(zoo, selection, plate, chosen.channels, gt, tests)[:n]
     out = []
     for plane in planes:
         flows = PlaneFlows(plane, chosen.channels, batch_size)
@@ -491,7 +495,7 @@ def write_overlays(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | P
 # ----------------------------------------------------------------------------- the report
 
 
-def _f1_title(selection: Mapping[str, Any], tag: str, table: list[dict[str, Any]]) -> str:
+def _f1_title(selection: Selection, tag: str, table: list[dict[str, Any]]) -> str:
     what = "test" if _metric(selection) == "test_f1" else "validation"
     folds = max((int(r["n_folds"]) for r in table), default=1)
     cv = f", mean over {folds} folds" if folds > 1 else ""

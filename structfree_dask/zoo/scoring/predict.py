@@ -25,6 +25,7 @@ from ...pipeline.fusion import FUSION_METHODS, fuse_masks
 from ...pipeline.integrate import DEFAULT_FLOW_THRESHOLD
 from ..card import ModelCard
 from ..registry import Zoo
+from ..selection import Selection, as_selection
 from .data import Plane, load_planes
 from .evaluate import average_flows, channel_flows, flows_to_labels
 
@@ -82,57 +83,55 @@ def _spec(zoo: Zoo, card: ModelCard) -> ModelSpec:
     return resolve_model(zoo.weights_path(card.model_id))
 
 
-def reference_card(zoo: Zoo, selection: Mapping[str, Any]) -> ModelCard:
+def reference_card(zoo: Zoo, selection: Selection | Mapping[str, Any]) -> ModelCard:
     """Return the card of the selection's (first) model: its split, fold and ground truth."""
-    ids = selection["model_ids"]
-    first = next(iter(ids.values())) if isinstance(ids, Mapping) else ids
-    return zoo.get(str(first))
+    return zoo.get(as_selection(selection).model_ids[0])
 
 
-def selected_models(zoo: Zoo, selection: Mapping[str, Any]) -> FAModels:
-    """Return the selected pair: its model(s) on its evaluation channels."""
-    ids = selection["model_ids"]
-    if selection["strategy"] == "cw":
-        cards = [zoo.get(ids[c]) for c in sorted(ids)]
-        names = tuple(card.channel_names[0] for card in cards)
-        specs = tuple(_spec(zoo, card) for card in cards)
-    else:
-        card = zoo.get(ids)
-        cards = [card]
-        lookup = dict(zip(card.channels, card.channel_names, strict=True))
-        names = tuple(lookup[int(c)] for c in selection["eval_channels"])
-        specs = (_spec(zoo, card),) * len(names)
-    diameter = float(np.mean([c.diameter for c in cards]))
-    return FAModels(f"selected {selection['strategy'].upper()} {'+'.join(names)}", names,
-                    specs, diameter)
+def selected_models(zoo: Zoo, selection: Selection | Mapping[str, Any],
+                    plate_channel_names: Sequence[str] | None = None) -> FAModels:
+    """Return the selected pair: its model(s) on its evaluation channels.
+
+    The channels, models and diameter are the selection's resolved ones
+    (:meth:`~structfree_dask.zoo.selection.Selection.resolve`), as ``segment --zoo``
+    uses them; ``plate_channel_names`` (optional) checks them against a plate.
+    """
+    chosen = as_selection(selection).resolve(zoo, plate_channel_names)
+    specs: dict[str, ModelSpec] = {}
+    for path in chosen.weights:
+        if path not in specs:
+            specs[path] = resolve_model(path)
+    return FAModels(chosen.label, chosen.channels, tuple(specs[p] for p in chosen.weights),
+                    chosen.diameter)
 
 
-def fusion_models(zoo: Zoo, selection: Mapping[str, Any]) -> FAModels:
+def fusion_models(zoo: Zoo, selection: Selection | Mapping[str, Any]) -> FAModels:
     """Per-channel models for the fusion comparison.
 
     The CW models (of the selection's cell line, organelle, fold and seed) on every
     channel that has one, when there are at least two or the selection is CW; otherwise
     the selected MC model on every channel of its training subset.
     """
-    ref = reference_card(zoo, selection)
+    sel = as_selection(selection)
+    ref = reference_card(zoo, sel)
     cw = sorted((c for c in zoo.cards(ref.cell_line, ref.organelle, strategy="cw")
                  if c.fold == ref.fold and c.seed == ref.seed), key=lambda c: c.channels)
-    if len(cw) >= 2 or (cw and selection["strategy"] == "cw"):
+    if len(cw) >= 2 or (cw and sel.strategy == "cw"):
         return FAModels("CW models", tuple(c.channel_names[0] for c in cw),
                         tuple(_spec(zoo, c) for c in cw),
                         float(np.mean([c.diameter for c in cw])))
-    mc = zoo.get(selection["model_ids"])
+    mc = zoo.get(sel.model_ids[0])
     return FAModels(f"MC model {mc.model_id}", mc.channel_names,
                     (_spec(zoo, mc),) * len(mc.channel_names), mc.diameter)
 
 
-def vanilla_models(selection: Mapping[str, Any], channels: Sequence[str],
+def vanilla_models(selection: Selection | Mapping[str, Any], channels: Sequence[str],
                    diameter: float, fallback: str | None = None) -> FAModels:
     """Return the Vanilla baseline (the base model of the build) on some channels.
 
     Parameters
     ----------
-    selection : mapping
+    selection : Selection or mapping
         A selection; its ``baseline`` names the base model (path, name, checksum).
     channels : sequence of str
     diameter : float
@@ -145,7 +144,7 @@ def vanilla_models(selection: Mapping[str, Any], channels: Sequence[str],
     FileNotFoundError
         If the base model recorded with the selection cannot be found.
     """
-    baseline = selection.get("baseline") or {}
+    baseline = as_selection(selection).baseline or {}
     model = baseline.get("path")
     if not model or not Path(model).is_file():
         model = baseline.get("model", fallback)
@@ -214,7 +213,8 @@ def subset_models(models: FAModels, subset: Sequence[int]) -> FAModels:
                     tuple(models.models[k] for k in subset), models.diameter)
 
 
-def load_eval_planes(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path | Plate,
+def load_eval_planes(zoo: Zoo, selection: Selection | Mapping[str, Any],
+                     plate: str | Path | Plate,
                      channels: Sequence[str], gt: str | None,
                      fields: Sequence[str] | None) -> list[Plane]:
     """Load annotated planes of some fields, with the channels given by name.
@@ -222,7 +222,7 @@ def load_eval_planes(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path |
     Parameters
     ----------
     zoo : Zoo
-    selection : mapping
+    selection : Selection or mapping
         Its reference card gives the default fields and ground truth.
     plate : str, Path or Plate
     channels : sequence of str
@@ -238,9 +238,10 @@ def load_eval_planes(zoo: Zoo, selection: Mapping[str, Any], plate: str | Path |
         No ground truth given or recorded, or a channel the plate lacks.
     """
     pl = plate if isinstance(plate, Plate) else open_plate(str(plate))
-    ref = reference_card(zoo, selection)
+    sel = as_selection(selection)
+    ref = reference_card(zoo, sel)
     fields = list(fields or ref.split.test)
-    gt = gt or selection.get("gt") or ref.source.get("gt")
+    gt = gt or sel.gt or ref.source.get("gt")
     if not gt:
         raise KeyError("no ground-truth label name recorded with the selection; pass gt=")
     info = pl.field(fields[0])

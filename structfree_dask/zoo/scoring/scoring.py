@@ -26,6 +26,7 @@ from ...evaluation.metrics import evaluate
 from ...io import ImageInfo, Plate
 from ..card import STRATEGIES, ModelCard, check_compatible, utc_now
 from ..registry import Zoo
+from ..selection import Selection
 from ..training.jobs import _open
 from ..training.splits import Split
 from .data import _forget_model, load_planes, pool_scores
@@ -193,7 +194,7 @@ def select_models(
     cell_line: str,
     organelle: str,
     **kwargs: Any,
-) -> dict[str, Any]:
+) -> Selection:
     """Score all candidate pairs, keep the best and write the zoo's selection.
 
     Parameters
@@ -205,7 +206,7 @@ def select_models(
 
     Returns
     -------
-    dict
+    Selection
         The stored selection (see :meth:`Zoo.set_selection`), with the score table
         under ``candidates``.
     """
@@ -214,12 +215,13 @@ def select_models(
     best = select_best(table)
     if not math.isfinite(best["val_f1"]):  # pragma: no cover - select_best skips these
         raise ValueError("no candidate has a finite validation F1")
-    selection = {
+    selection = Selection.from_dict({
+        "cell_line": cell_line, "organelle": organelle,
         "model_ids": best["model_ids"], "eval_channels": best["eval_channels"],
         "eval_channel_names": best["eval_channel_names"], "strategy": best["strategy"],
         "train_channels": best["train_channels"], "val_f1": best["val_f1"],
         "fold": kwargs.get("fold"), "candidates": table,
-    }
+    })
     return zoo.set_selection(cell_line, organelle, selection)
 
 
@@ -521,7 +523,7 @@ def select_from_scores(
     organelle: str,
     rows: Sequence[Mapping[str, Any]],
     **extra: Any,
-) -> dict[str, Any]:
+) -> Selection:
     """Choose the best candidate pair by :data:`SELECTION_RULE` and write the selection.
 
     Parameters
@@ -535,7 +537,7 @@ def select_from_scores(
 
     Returns
     -------
-    dict
+    Selection
         The stored selection: ``model_ids``, ``strategy``, ``train_channels``,
         ``eval_channels`` and their names, ``val_f1`` and ``test_f1`` (means over
         folds), ``fold``, ``n_folds``, ``rule``, the ``extra`` entries and all rows
@@ -552,8 +554,8 @@ def select_from_scores(
         raise ValueError(f"no CW or MC candidate among the {len(rows)} score row(s) of "
                          f"{cell_line}/{organelle}; nothing to select")
     best = select_best(summary)
-    selection = {
-        **extra,
+    selection = Selection.from_dict({
+        **extra, "cell_line": cell_line, "organelle": organelle,
         "model_ids": best["model_ids"], "strategy": best["strategy"],
         "train_channels": best["train_channels"],
         "train_channel_names": best["train_channel_names"],
@@ -561,5 +563,5 @@ def select_from_scores(
         "val_f1": best["val_f1"], "val_f1_std": best["val_f1_std"], "test_f1": best["test_f1"],
         "test_f1_std": best["test_f1_std"], "fold": best["fold"], "n_folds": best["n_folds"],
         "rule": SELECTION_RULE, "created": utc_now(), "candidates": [dict(r) for r in rows],
-    }
+    })
     return zoo.set_selection(cell_line, organelle, selection)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...io import Plate, open_plate
 from ...pipeline.integrate import DEFAULT_FLOW_THRESHOLD
+from ..selection import Selection, as_selection
 from .data import pool_scores
 from .predict import load_eval_planes, method_scores, reference_card, selected_models
 
@@ -87,7 +90,7 @@ def best_flow_threshold(f1_by_threshold: Mapping[float, float]) -> float:
     return float(max(f1_by_threshold, key=lambda t: choice_key(f1_by_threshold[t], 0, t)))
 
 
-def flow_threshold_scores(zoo: Any, selection: Mapping[str, Any], plate: Any,
+def flow_threshold_scores(zoo: Any, selection: Selection | Mapping[str, Any], plate: Any,
                           thresholds: Sequence[float] = FLOW_THRESHOLDS, *,
                           gt: str | None = None, batch_size: int | None = None,
                           ) -> dict[float, dict[str, Any]]:
@@ -101,9 +104,11 @@ def flow_threshold_scores(zoo: Any, selection: Mapping[str, Any], plate: Any,
         ``{threshold: pooled scores}`` (see :data:`~structfree_dask.zoo.scoring.data.SCORE_KEYS`).
     """
     grid = check_flow_thresholds(thresholds)
-    models = selected_models(zoo, selection)
-    val = reference_card(zoo, selection).split.val
-    planes = load_eval_planes(zoo, selection, plate, models.channels, gt, val)
+    sel = as_selection(selection)
+    pl = plate if isinstance(plate, Plate) else open_plate(str(plate))
+    val = reference_card(zoo, sel).split.val
+    models = selected_models(zoo, sel, pl.field(val[0]).channel_names)
+    planes = load_eval_planes(zoo, sel, pl, models.channels, gt, val)
     every = tuple(range(len(models.channels)))
     rows = method_scores(models, planes, [every], batch_size, grid, methods=("fa",))
     return {t: pool_scores(rows[("fa", every, t)]) for t in grid}
@@ -112,7 +117,7 @@ def flow_threshold_scores(zoo: Any, selection: Mapping[str, Any], plate: Any,
 def choose_flow_threshold(zoo_dir: str | Path | Any, cell_line: str, organelle: str,
                           thresholds: Sequence[float] = FLOW_THRESHOLDS, *,
                           plate: Any = None, gt: str | None = None,
-                          batch_size: int | None = None) -> dict[str, Any]:
+                          batch_size: int | None = None) -> Selection:
     """Choose the selection's flow threshold on the validation fields and store it.
 
     Parameters
@@ -130,7 +135,7 @@ def choose_flow_threshold(zoo_dir: str | Path | Any, cell_line: str, organelle: 
 
     Returns
     -------
-    dict
+    Selection
         The stored selection, with ``flow_threshold`` and ``flow_threshold_val_f1``
         (``{threshold: validation F1}``, thresholds as text).
 
@@ -142,8 +147,8 @@ def choose_flow_threshold(zoo_dir: str | Path | Any, cell_line: str, organelle: 
     from ..registry import Zoo
 
     zoo = zoo_dir if isinstance(zoo_dir, Zoo) else Zoo(zoo_dir)
-    selection = dict(zoo.selection(cell_line, organelle))
-    plate = plate if plate is not None else selection.get("plate")
+    selection = zoo.selection(cell_line, organelle)
+    plate = plate if plate is not None else selection.plate
     if plate is None:
         raise KeyError(f"the selection of {cell_line}/{organelle} records no plate; pass plate=")
     scores = flow_threshold_scores(zoo, selection, plate, thresholds, gt=gt,
@@ -152,6 +157,6 @@ def choose_flow_threshold(zoo_dir: str | Path | Any, cell_line: str, organelle: 
     best = best_flow_threshold(f1)
     logger.info("flow threshold for %s/%s: %g (validation F1 %s)", cell_line, organelle, best,
                 ", ".join(f"{t:g}: {v:.3f}" for t, v in f1.items()))
-    selection["flow_threshold"] = best
-    selection["flow_threshold_val_f1"] = {f"{t:g}": v for t, v in f1.items()}
-    return zoo.set_selection(cell_line, organelle, selection)
+    chosen = replace(selection, flow_threshold=best,
+                     flow_threshold_val_f1={f"{t:g}": v for t, v in f1.items()})
+    return zoo.set_selection(cell_line, organelle, chosen)

@@ -35,6 +35,7 @@ from ..registry import Zoo
 from ..scoring.data import _forget_model, load_planes, load_samples, score_planes
 from ..scoring.scoring import _fold_order, score_split, select_from_scores
 from ..scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds, choose_flow_threshold
+from ..selection import Selection
 from .jobs import TrainingJob
 from .train import Progress, _check_tile, finetune
 
@@ -345,7 +346,7 @@ class BuildResult:
     scores : list of dict
         Score rows of every split (:func:`~structfree_dask.zoo.scoring.scoring.score_split`),
         Vanilla rows included.
-    selection : dict or None
+    selection : Selection or None
         The stored selection (None when no model was trained).
     seconds : float
     """
@@ -355,7 +356,7 @@ class BuildResult:
     reused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     scores: list[dict[str, Any]] = field(default_factory=list)
-    selection: dict[str, Any] | None = None
+    selection: Selection | None = None
     seconds: float = 0.0
 
     @property
