@@ -15,8 +15,10 @@ candidate pairs, best pair, :mod:`~.scoring.scoring`: candidate pairs and the Va
 baseline scored per split, selection from the scores, :mod:`~.scoring.threshold`: the
 selection's flow threshold, chosen on validation, :mod:`~.scoring.predict`: model sets,
 cached flows, FA and mask-fusion scores on annotated planes). Modules: :mod:`.card` and
-:mod:`.registry` (the zoo on disk), :mod:`.use` (a segmentation configuration from a
-zoo's selection) and :mod:`.report` (F1 tables, heatmaps, fusion comparison, overlays).
+:mod:`.registry` (the zoo on disk), :mod:`.selection` (the typed :class:`Selection` and
+:func:`resolve`: a selection's channels, weights, diameter and flow threshold on a plate),
+:mod:`.use` (a segmentation configuration from a zoo's selection) and :mod:`.report`
+(F1 tables, heatmaps, fusion comparison, overlays).
 The ``structfree-dask zoo`` command line is in :mod:`structfree_dask.cli.zoo`.
 """
 
