@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ...pipeline.integrate import DEFAULT_FLOW_THRESHOLD
+from ...config import DEFAULT_FLOW_THRESHOLD
 from .data import pool_scores
 from .predict import load_eval_planes, method_scores, reference_card, selected_models
 
