@@ -10,9 +10,8 @@ They are imported on first use, so ``import structfree_dask`` (and the
 name needs them.
 
 Layers, each importing only from those below it: :mod:`.cli` → :mod:`.jobs` →
-:mod:`.zoo` → :mod:`.engine` → :mod:`.config` → :mod:`.pipeline` →
-:mod:`.backbones`, :mod:`.evaluation`, :mod:`.simulate` → :mod:`.io`, :mod:`.runtime`
-→ :mod:`.limits`.
+:mod:`.zoo`, :mod:`.engine` → :mod:`.pipeline`, :mod:`.simulate` → :mod:`.backbones`,
+:mod:`.evaluation` → :mod:`.io`, :mod:`.runtime` → :mod:`.config` → :mod:`.limits`.
 """
 
 from __future__ import annotations
@@ -28,8 +27,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 if TYPE_CHECKING:
     from .config import SegmentationConfig
-    from .engine import segment, segment_array
+    from .engine import segment
     from .io import open_plate
+    from .pipeline.segment import segment_array
     from .simulate import simulate_plate
 
 #: Public name -> submodule defining it (imported on first use).
@@ -37,7 +37,7 @@ _SOURCES: dict[str, str] = {
     "SegmentationConfig": "config",
     "open_plate": "io",
     "segment": "engine",
-    "segment_array": "engine",
+    "segment_array": "pipeline.segment",
     "simulate_plate": "simulate",
 }
 

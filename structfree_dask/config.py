@@ -1,25 +1,382 @@
-"""What to segment and how: :class:`SegmentationConfig` and its vocabulary."""
+"""What a run accepts: the vocabulary, the defaults and the settings schema.
+
+This is the package's bottom layer (it imports only :mod:`~structfree_dask.limits`
+and numpy). Each word of the vocabulary, each dtype and each default is written
+here once; the command lines, job files and Python API read them from here.
+
+:class:`SegmentationConfig` (segmenting) and :class:`TrainSettings` (fine-tuning) are
+the only definitions of their settings. Each field carries its own check and help
+text (:func:`setting`), so that
+
+* a Python call, a command line and a job file are checked by the same code and
+  get the same messages, every bad field at once (:class:`SettingsError`);
+* ``from_mapping`` builds the settings from a mapping (a job file's entry, the
+  options given on a command line) and suggests the nearest name for an unknown
+  key;
+* the command-line options are generated from the fields
+  (:func:`structfree_dask.cli.add_settings_options`), with the defaults written here.
+
+Examples
+--------
+>>> SegmentationConfig(channels=(0, 2), diameter=20).label_name
+'cyto'
+>>> SegmentationConfig.from_mapping({"channels": [0], "flow_treshold": 0.6})
+Traceback (most recent call last):
+...
+structfree_dask.config.SettingsError: flow_treshold: unknown setting (did you mean ...)
+>>> SegmentationConfig(tile_size=32, fusion="vote")
+Traceback (most recent call last):
+...
+structfree_dask.config.SettingsError: 2 problems: tile_size: expected a whole ...; got 32;
+fusion: expected one of fa, voting, majority, staple, simple; got 'vote'
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from . import limits
-from .io import check_name
-from .pipeline.fusion import FUSION_METHODS
-from .pipeline.integrate import DEFAULT_FLOW_THRESHOLD
-from .pipeline.tiling import DEFAULT_TILE_SIZE
 
-__all__ = ["SegmentationConfig", "ORGANELLES", "FUSIONS"]
+__all__ = [
+    "ORGANELLES",
+    "STRATEGIES",
+    "FUSION_BASELINES",
+    "FUSIONS",
+    "LABEL_DTYPE",
+    "DEFAULT_TILE_SIZE",
+    "DEFAULT_FLOW_THRESHOLD",
+    "DEFAULT_CELLPROB_THRESHOLD",
+    "DEFAULT_MIN_SIZE",
+    "MAX_NAME_LENGTH",
+    "check_name",
+    "Setting",
+    "setting",
+    "SettingsError",
+    "SegmentationConfig",
+    "TrainSettings",
+]
 
-ORGANELLES = ("cyto", "nuclei")
-#: "fa" (Flow Averaging) and the mask-fusion baselines.
-FUSIONS = ("fa", *FUSION_METHODS)
+# ---------------------------------------------------------------------------- vocabulary
+
+#: What can be segmented (also the default label names).
+ORGANELLES: tuple[str, ...] = ("cyto", "nuclei")
+#: How a zoo's models see channels: channel-wise (one model per channel) or
+#: multi-channel (one model for a subset, each channel its own sample).
+STRATEGIES: tuple[str, ...] = ("cw", "mc")
+#: Mask-fusion baselines: each channel integrated alone, then the masks fused.
+FUSION_BASELINES: tuple[str, ...] = ("voting", "majority", "staple", "simple")
+#: ``"fa"`` (Flow Averaging, the method) and the mask-fusion baselines.
+FUSIONS: tuple[str, ...] = ("fa", *FUSION_BASELINES)
+#: Dtype of every label image written and returned.
+LABEL_DTYPE = np.dtype("uint32")
+#: Default task region side (and label chunk side) in original pixels. The network's
+#: work does not depend on it (the lattice is the field's); smaller regions integrate
+#: more halo (+25 % integration work at 512 px than at 1024 px) but a worker's peak
+#: memory is lower on large fields and nearly the same for every field size (see
+#: benchmarks/README.md).
+DEFAULT_TILE_SIZE = 512
+#: Cellpose's flow-error threshold: masks whose flows differ from the network's by more
+#: (mean squared error) are removed; 0 keeps all.
+DEFAULT_FLOW_THRESHOLD = 0.4
+#: Cellpose's cell probability threshold, in logits.
+DEFAULT_CELLPROB_THRESHOLD = 0.0
+#: Smallest cell kept, in pixels (cellpose's ``min_size``).
+DEFAULT_MIN_SIZE = 15
+#: Longest name accepted as one path component (the usual file-name limit).
+MAX_NAME_LENGTH = 255
+
+
+def check_name(name: str, what: str) -> str:
+    r"""Check that a name can be used as one path component inside a store.
+
+    Parameters
+    ----------
+    name : str
+        A label, well, row, column, field or model name.
+    what : str
+        What the name is, for the message.
+
+    Returns
+    -------
+    str
+        The name.
+
+    Raises
+    ------
+    ValueError
+        If the name is not a string, is empty, contains ``/`` or ``\``, contains
+        ``..``, starts with a dot (hidden files and zarr metadata such as ``.zattrs``
+        are reserved), contains control characters, or is longer than 255
+        characters. The message says which.
+
+    Examples
+    --------
+    >>> check_name("nuclei", "label name")
+    'nuclei'
+    >>> check_name("../x", "label name")
+    Traceback (most recent call last):
+    ...
+    ValueError: label name must be one path component, without '/' or '\'; got '../x'
+    >>> check_name(".zattrs", "label name")
+    Traceback (most recent call last):
+    ...
+    ValueError: label name must not start with '.' (hidden files and zarr metadata
+    such as .zattrs are reserved); got '.zattrs'
+    >>> check_name("", "well path component")
+    Traceback (most recent call last):
+    ...
+    ValueError: well path component must not be empty; got ''
+    """
+    if not isinstance(name, str):
+        problem = f"must be a string; got {type(name).__name__} {name!r}"
+    elif not name:
+        problem = "must not be empty; got ''"
+    elif "/" in name or "\\" in name:
+        problem = f"must be one path component, without '/' or '\\'; got {name!r}"
+    elif ".." in name:
+        problem = f"must not contain '..'; got {name!r}"
+    elif name.startswith("."):
+        problem = ("must not start with '.' (hidden files and zarr metadata such as "
+                   f".zattrs are reserved); got {name!r}")
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        problem = f"must not contain control characters; got {name!r}"
+    elif len(name) > MAX_NAME_LENGTH:
+        problem = (f"must be at most {MAX_NAME_LENGTH} characters long; got "
+                   f"{len(name)} characters ({name[:40]!r}...)")
+    else:
+        return name
+    raise ValueError(f"{what} {problem}")
+
+
+# ------------------------------------------------------------------------------- schema
 
 
 @dataclass(frozen=True)
-class SegmentationConfig:
-    """What to segment and how.
+class Setting:
+    """How one settings field is checked, converted and offered on a command line.
+
+    ``kind`` is one of ``"number"`` (``bounds``, ``integer``, ``unit``), ``"choice"``
+    (``choices``), ``"flag"`` (true or false), ``"text"`` (a non-empty string),
+    ``"name"`` (one path component, :func:`check_name`), ``"channels"`` (indices or
+    names, each once) and ``"texts"`` (a list of non-empty strings). ``cli``: offered
+    as a command-line option and a job-file key (False: Python only).
+    """
+
+    help: str
+    kind: str = "number"
+    bounds: tuple[float, float] | None = None
+    integer: bool = False
+    unit: str = ""
+    choices: tuple[str, ...] | None = None
+    cli: bool = True
+    metavar: str | None = None
+    default_text: str | None = None
+
+
+def setting(default: Any, help: str, **how: Any) -> Any:
+    """Return a dataclass field whose check and help are a :class:`Setting`."""
+    return dataclasses.field(default=default,
+                             metadata={"setting": Setting(help=help, **how)})
+
+
+class SettingsError(ValueError):
+    """Settings with mistakes; ``problems`` lists ``(field, message)`` pairs.
+
+    Its text is the one problem, or ``"N problems: ..."`` with all of them.
+    """
+
+    def __init__(self, problems: Iterable[tuple[str, str]], where: str = "") -> None:
+        self.problems = [(f"{where}.{k}" if where else k, m) for k, m in problems]
+        self.lines = [f"{k}: {m}" for k, m in self.problems]
+        text = self.lines[0] if len(self.lines) == 1 else (
+            f"{len(self.lines)} problems: " + "; ".join(self.lines))
+        super().__init__(text)
+
+
+def _short(v: Any, limit: int = 100) -> str:
+    r = repr(v)
+    return r if len(r) <= limit else f"{r[:limit]}... ({len(r)} characters)"
+
+
+def distance(a: str, b: str) -> int:
+    """Edit distance of two words (for "did you mean").
+
+    Examples
+    --------
+    >>> distance("flow_treshold", "flow_threshold")
+    1
+    """
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def unknown_key(key: Any, allowed: Iterable[str], what: str = "setting") -> str:
+    """Return the message for an unknown key, with the nearest allowed one."""
+    choices = sorted(allowed)
+    k = str(key)[:60]
+    near = min(choices, key=lambda a: distance(k, a))
+    return f"unknown {what} (did you mean {near!r}? allowed: {', '.join(choices)})"
+
+
+def _check_value(s: Setting, value: Any) -> tuple[Any, str | None]:
+    """Return ``(converted value, None)`` or ``(None, what is wrong)``."""
+    if s.kind == "number":
+        assert s.bounds is not None
+        problem = limits.number_problem(value, s.bounds, integer=s.integer, unit=s.unit)
+        if problem:
+            return None, problem
+        return (int(value) if s.integer else float(value)), None
+    if s.kind == "choice":
+        assert s.choices is not None
+        if isinstance(value, str) and value in s.choices:
+            return value, None
+        return None, f"expected one of {', '.join(s.choices)}; got {_short(value)}"
+    if s.kind == "flag":
+        if isinstance(value, bool | np.bool_):
+            return bool(value), None
+        return None, f"expected true or false; got {_short(value)}"
+    if s.kind == "text":
+        if isinstance(value, str) and value:
+            return value, None
+        return None, f"expected a non-empty string; got {_short(value)}"
+    if s.kind == "name":
+        try:
+            return check_name(value, "label name"), None
+        except ValueError as err:
+            return None, f"expected a label name that is one path component: {err}"
+    if s.kind == "channels":
+        return _channels(value)
+    if s.kind == "texts":
+        items = value if isinstance(value, list | tuple) else None
+        if not items or not all(isinstance(v, str) and v for v in items):
+            return None, f"expected a list of non-empty strings; got {_short(value)}"
+        return tuple(items), None
+    raise AssertionError(f"unknown setting kind {s.kind!r}")  # pragma: no cover
+
+
+def _channels(value: Any) -> tuple[Any, str | None]:
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    if not items:
+        return None, "expected at least one channel (an index >= 0 or a name); got none"
+    for c in items:
+        if isinstance(c, bool) or not isinstance(c, int | np.integer | str) or c == "" or (
+                not isinstance(c, str) and c < 0):
+            return None, f"expected channel indices (>= 0) or names; got {_short(c)}"
+    out = tuple(c if isinstance(c, str) else int(c) for c in items)
+    twice = sorted(str(c) for c, n in Counter(out).items() if n > 1)
+    if twice:
+        return None, (f"each channel is averaged once; listed more than once: "
+                      f"{', '.join(twice)} in {_short(list(out))}")
+    return out, None
+
+
+class _Settings:
+    """What :class:`SegmentationConfig` and :class:`TrainSettings` share."""
+
+    #: Keys a mapping may hold besides the fields (none here).
+    @classmethod
+    def settings_fields(cls) -> dict[str, dataclasses.Field]:
+        """Return the fields that are settings, by name, in order."""
+        return {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                if "setting" in f.metadata}
+
+    @classmethod
+    def check_mapping(cls, data: Mapping[str, Any]
+                      ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """Check each key of ``data`` alone: ``(converted values, problems)``.
+
+        Checks between fields happen when the settings are built.
+        """
+        fields = cls.settings_fields()
+        values: dict[str, Any] = {}
+        problems: list[tuple[str, str]] = []
+        for key, value in data.items():
+            f = fields.get(key) if isinstance(key, str) else None
+            if f is None:
+                problems.append((str(key)[:60], unknown_key(key, fields)))
+                continue
+            if value is None and f.default is None:
+                values[key] = None
+                continue
+            converted, problem = _check_value(f.metadata["setting"], value)
+            if problem:
+                problems.append((key, problem))
+            else:
+                values[key] = converted
+        return values, problems
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Any:
+        """Build the settings from a mapping, reporting every bad key at once.
+
+        Parameters
+        ----------
+        data : Mapping
+            Field names and values (absent fields take their defaults).
+        where : str
+            Prefix of the names in the messages (e.g. ``"segment[0]"``).
+
+        Raises
+        ------
+        SettingsError
+            One ``(field, message)`` per problem.
+        """
+        values, problems = cls.check_mapping(data)
+        if problems:
+            raise SettingsError(problems, where)
+        try:
+            return cls(**values)
+        except SettingsError as err:
+            raise SettingsError(err.problems, where) from None
+
+    def _check_fields(self) -> None:
+        """Check and convert every field, then the relations; raise all problems at once."""
+        problems: list[tuple[str, str]] = []
+        for name, f in self.settings_fields().items():
+            value = getattr(self, name)
+            if value is None and f.default is None:
+                continue
+            converted, problem = _check_value(f.metadata["setting"], value)
+            if problem:
+                problems.append((name, problem))
+            else:
+                object.__setattr__(self, name, converted)
+        if not problems:
+            problems = self.relation_problems()
+        if problems:
+            raise SettingsError(problems)
+
+    def relation_problems(self) -> list[tuple[str, str]]:
+        """Problems between fields (each field alone is fine)."""
+        return []
+
+    def replace(self, **changes: Any) -> Any:
+        """Return a copy with some fields changed (checked again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def given(self) -> dict[str, Any]:
+        """Return the fields that differ from their defaults (for records and logs)."""
+        return {n: getattr(self, n) for n, f in self.settings_fields().items()
+                if getattr(self, n) != f.default}
+
+
+# ------------------------------------------------------------------------- segmentation
+
+
+@dataclass(frozen=True)
+class SegmentationConfig(_Settings):
+    """What to segment and how: the settings of ``segment``, job files and ``segment_array``.
 
     Parameters
     ----------
@@ -42,8 +399,11 @@ class SegmentationConfig:
         passes are faster and lighter; see
         :func:`~structfree_dask.backbones.default_batch_size`).
     cellprob_threshold, flow_threshold : float
+        Cellpose's thresholds.
     min_size : int
+        Smallest cell kept, in pixels.
     overwrite : bool
+        Redo labels that exist.
     fusion : str
         ``"fa"`` (Flow Averaging, the method) or a mask-fusion baseline: ``"voting"``,
         ``"majority"``, ``"staple"``, ``"simple"`` (each channel integrated alone, then
@@ -51,57 +411,66 @@ class SegmentationConfig:
     channel_models : tuple of str, optional
         One model per channel (weights paths or names), e.g. a zoo's channel-wise
         models; exclusive with ``model``.
+
+    Raises
+    ------
+    SettingsError
+        Every bad field at once.
     """
 
-    organelle: str = "cyto"
-    channels: tuple[int | str, ...] = (0,)
-    model: str | None = None
-    name: str | None = None
-    diameter: float | None = None
-    tile_size: int = DEFAULT_TILE_SIZE
-    halo: int | None = None
-    batch_size: int | None = None
-    cellprob_threshold: float = 0.0
-    flow_threshold: float = DEFAULT_FLOW_THRESHOLD
-    min_size: int = 15
-    overwrite: bool = False
-    fusion: str = "fa"
-    channel_models: tuple[str, ...] | None = None
+    organelle: str = setting(
+        "cyto", "what to segment; also the default label name", kind="choice",
+        choices=ORGANELLES)
+    channels: tuple[int | str, ...] = setting(
+        (0,), "channels by index or name, e.g. 0,2 or mito,ER (required unless --zoo)",
+        kind="channels", metavar="CHANNELS", default_text="")
+    model: str | None = setting(
+        None, "shipped 'generalist', a cellpose built-in name, or a weights path",
+        kind="text", default_text="generalist")
+    name: str | None = setting(None, "label image name", kind="name",
+                               default_text="the organelle")
+    diameter: float | None = setting(
+        None, "cell diameter in px", bounds=(1e-3, 1e5), unit="px",
+        default_text="the model's, no rescaling")
+    tile_size: int = setting(
+        DEFAULT_TILE_SIZE, "task region and label chunk size in px", bounds=limits.TILE_SIZE,
+        integer=True, unit="px")
+    halo: int | None = setting(None, "halo in px around each region", bounds=limits.HALO,
+                               integer=True, unit="px", default_text="2 diameters + 8")
+    batch_size: int | None = setting(
+        None, "network tiles per forward pass", bounds=limits.BATCH_SIZE, integer=True,
+        default_text="8 on a GPU, 2 on a CPU")
+    cellprob_threshold: float = setting(
+        DEFAULT_CELLPROB_THRESHOLD, "cell probability threshold, in logits",
+        bounds=limits.CELLPROB_THRESHOLD)
+    flow_threshold: float = setting(
+        DEFAULT_FLOW_THRESHOLD, "cellpose's flow-error threshold: masks whose flows disagree "
+        "more with the network's are removed; 0 keeps all", bounds=limits.FLOW_THRESHOLD,
+        default_text=f"{DEFAULT_FLOW_THRESHOLD}, or the one chosen with a zoo's selection")
+    min_size: int = setting(DEFAULT_MIN_SIZE, "smallest cell kept, in px",
+                            bounds=limits.MIN_SIZE, integer=True, unit="px")
+    overwrite: bool = setting(False, "redo existing labels", kind="flag")
+    fusion: str = setting(
+        "fa", "fa: Flow Averaging; or a mask-fusion baseline: each channel segmented "
+        "alone, masks fused", kind="choice", choices=FUSIONS)
+    channel_models: tuple[str, ...] | None = setting(
+        None, "one model per channel (e.g. a zoo's channel-wise models)", kind="texts",
+        cli=False)
 
     def __post_init__(self) -> None:
-        if self.organelle not in ORGANELLES:
-            raise ValueError(f"organelle must be one of {', '.join(ORGANELLES)}; "
-                             f"got {self.organelle!r}")
-        if not self.channels:
-            raise ValueError("channels must name at least one channel")
-        repeated = sorted({str(c) for c in self.channels if list(self.channels).count(c) > 1})
-        if repeated:
-            raise ValueError(f"channels: {', '.join(repeated)} listed more than once in "
-                             f"{list(self.channels)}; each channel is averaged once")
-        if self.name is not None:
-            check_name(self.name, "label name")
-        if self.diameter is not None:
-            limits.check_number("diameter", self.diameter, (1e-3, 1e5), unit="px")
-        limits.check_number("tile_size", self.tile_size, limits.TILE_SIZE, integer=True,
-                            unit="px")
-        if self.halo is not None:
-            limits.check_number("halo", self.halo, limits.HALO, integer=True, unit="px")
-        if self.batch_size is not None:
-            limits.check_number("batch_size", self.batch_size, limits.BATCH_SIZE,
-                                integer=True)
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
-        limits.check_number("flow_threshold", self.flow_threshold, limits.FLOW_THRESHOLD)
-        limits.check_number("cellprob_threshold", self.cellprob_threshold,
-                            limits.CELLPROB_THRESHOLD)
-        limits.check_number("min_size", self.min_size, limits.MIN_SIZE, integer=True,
-                            unit="px")
-        if self.channel_models is not None:
-            if self.model is not None:
-                raise ValueError("give either model or channel_models, not both")
-            if len(self.channel_models) != len(self.channels):
-                raise ValueError(f"channel_models names {len(self.channel_models)} model(s) "
-                                 f"for {len(self.channels)} channel(s); expected one per channel")
+        self._check_fields()
+
+    def relation_problems(self) -> list[tuple[str, str]]:
+        """``model`` and ``channel_models`` exclude each other; one model per channel."""
+        if self.channel_models is None:
+            return []
+        if self.model is not None:
+            return [("channel_models", "give either model or channel_models, not both")]
+        if len(self.channel_models) != len(self.channels):
+            return [("channel_models", f"names {len(self.channel_models)} model(s) for "
+                                       f"{len(self.channels)} channel(s); expected one per "
+                                       "channel")]
+        return []
 
     def model_names(self) -> list[str | None]:
         """Return the model of each channel (None: the shipped generalist)."""
@@ -113,3 +482,59 @@ class SegmentationConfig:
     def label_name(self) -> str:
         """Name of the label image written."""
         return self.name or self.organelle
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainSettings(_Settings):
+    """How a zoo fine-tunes each model (``zoo build`` and the Python API).
+
+    Parameters
+    ----------
+    max_epochs, patience : int
+        At most ``max_epochs`` epochs; stop after ``patience`` without a lower
+        validation loss.
+    lr, weight_decay : float
+        Learning rate and weight decay (AdamW).
+    batch_size : int
+        Tiles per optimisation step (and per inference batch when scoring).
+    tile_size : int
+        Training tile side (a multiple of 16).
+    diameter : float, optional
+        Cell diameter in px (default: measured on the training labels).
+    overwrite : bool
+        Retrain models already in the zoo (default: keep and reuse them).
+
+    Examples
+    --------
+    >>> TrainSettings(max_epochs=2).tile_size
+    224
+    >>> TrainSettings(max_epochs=0)
+    Traceback (most recent call last):
+    ...
+    structfree_dask.config.SettingsError: max_epochs: expected a whole number ...; got 0
+    """
+
+    max_epochs: int = setting(500, "at most N epochs", bounds=(1, 100_000), integer=True)
+    patience: int = setting(50, "stop after N epochs without a lower validation loss",
+                            bounds=(1, 100_000), integer=True)
+    lr: float = setting(5e-4, "learning rate", bounds=(1e-12, 10.0))
+    weight_decay: float = setting(1e-4, "weight decay", bounds=(0.0, 10.0))
+    batch_size: int = setting(8, "tiles per step", bounds=limits.BATCH_SIZE, integer=True)
+    tile_size: int = setting(224, "training tile side in px (a multiple of 16)",
+                             bounds=(32, 4096), integer=True, unit="px")
+    diameter: float | None = setting(None, "cell diameter in px", bounds=(1e-3, 1e5),
+                                     unit="px", default_text="measured on the training labels")
+    overwrite: bool = setting(False, "retrain models already in the zoo (default: reuse "
+                                     "them)", kind="flag")
+
+    def __post_init__(self) -> None:
+        self._check_fields()
+
+    def relation_problems(self) -> list[tuple[str, str]]:
+        """Check that the tile side is a multiple of 16 (the network downsamples 4 times)."""
+        if self.tile_size % 16:
+            return [("tile_size", f"expected a multiple of 16; got {self.tile_size}")]
+        return []

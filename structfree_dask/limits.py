@@ -50,6 +50,11 @@ MIN_SIZE = (0, 1_000_000)
 SCHEDULER_TIMEOUT = (0.1, 3600.0)
 
 
+def _plain(v: float) -> str:
+    """``1000000`` rather than ``1e+06`` for whole bounds; ``%g`` otherwise."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
 def number_problem(value: Any, bounds: tuple[float, float], *, integer: bool = False,
                    unit: str = "") -> str | None:
     """Return what is wrong with a number, or None when it is within ``bounds``.
@@ -82,7 +87,7 @@ def number_problem(value: Any, bounds: tuple[float, float], *, integer: bool = F
     lo, hi = bounds
     kind = "a whole number" if integer else "a finite number"
     u = f" {unit}" if unit else ""
-    expected = f"expected {kind} between {lo:g} and {hi:g}{u}"
+    expected = f"expected {kind} between {_plain(lo)} and {_plain(hi)}{u}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         try:
             import numpy as np
@@ -98,7 +103,10 @@ def number_problem(value: Any, bounds: tuple[float, float], *, integer: bool = F
     if integer and value != int(value):
         return f"{expected}; got {value}"
     if not lo <= value <= hi:
-        return f"{expected}; got {value:g}"
+        try:
+            return f"{expected}; got {value:g}"
+        except OverflowError:  # an integer too large to be a float
+            return f"{expected}; got a number of {len(str(value))} digits"
     return None
 
 

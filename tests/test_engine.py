@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from structfree_dask.config import SegmentationConfig
-from structfree_dask.engine import segment, segment_array
+from structfree_dask.engine import segment
 from structfree_dask.evaluation.metrics import matched_f1
 from structfree_dask.io import LabelExistsError, create_plate, open_labels, open_plate
+from structfree_dask.pipeline.segment import segment_array
 
 
 def _write(path, fields, *, t=1, version="0.4", names=("cyto-stain", "nuc-stain")):
@@ -274,7 +275,7 @@ def test_time_lapse_image_and_rescaling(tmp_path, make_mosaic, cluster_client):
     lab = open_labels(open_plate(path).field(""), "cyto")
     data = lab.read()
     assert data[0].max() == 0 and data[1].max() > 10
-    untiled = segment_array(frames[1, :1], diameter=24)
+    untiled = segment_array(frames[1, :1], SegmentationConfig(diameter=24))
     assert matched_f1(untiled.astype(np.int64), data[1, 0].astype(np.int64)) >= 0.99
     assert len(lab.shapes) == len(open_plate(path).field("").levels)
     import ome_zarr_models
@@ -300,10 +301,11 @@ def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, clu
     by_hand = fuse_masks(per_channel, method="voting").astype(np.int64)
     assert by_hand.max() > 10
     assert matched_f1(by_hand, voted) >= 0.97
-    assert matched_f1(by_hand, segment_array(field, fusion="voting").astype(np.int64)) >= 0.99
+    voting = SegmentationConfig(channels=(0, 1), fusion="voting")
+    assert matched_f1(by_hand, segment_array(field, voting).astype(np.int64)) >= 0.99
     fa = segment_array(field).astype(np.int64)
     assert matched_f1(fa, voted) < 1.0  # fusing masks is not averaging flows
-    with pytest.raises(ValueError, match="fusion must be one of"):
+    with pytest.raises(ValueError, match="fusion: expected one of fa, voting"):
         SegmentationConfig(fusion="mean")
 
     copy = tmp_path / "copy.pth"
@@ -372,12 +374,16 @@ def test_segment_array_with_one_model_per_channel(tmp_path, make_mosaic):
     field = make_mosaic(192, seed=11)
     copy = tmp_path / "copy.pth"
     shutil.copy(default_model_path(), copy)
+    both = SegmentationConfig(channels=(0, 1))
     one = segment_array(field)
-    two = segment_array(field, channel_models=[str(default_model_path()), str(copy)])
+    two = segment_array(field, both.replace(channel_models=(str(default_model_path()),
+                                                           str(copy))))
     assert one.max() > 5 and np.array_equal(one, two)
     with pytest.raises(ValueError, match="one per channel"):
-        segment_array(field, channel_models=[str(copy)])
+        both.replace(channel_models=(str(copy),))
     with pytest.raises(ValueError, match="not both"):
-        segment_array(field, model=str(copy), channel_models=[str(copy), str(copy)])
+        both.replace(model=str(copy), channel_models=(str(copy), str(copy)))
     with pytest.raises(FileNotFoundError):
-        segment_array(field, channel_models=[str(copy), str(tmp_path / "nope.pth")])
+        segment_array(field, both.replace(channel_models=(str(copy), str(tmp_path / "n.pth"))))
+    with pytest.raises(ValueError, match="an array's channels are indices 0 to 1; got"):
+        segment_array(field, SegmentationConfig(channels=(0, 2)))

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from structfree_dask.config import FUSION_BASELINES
 from structfree_dask.pipeline.fusion import (
-    FUSION_METHODS,
     fuse_masks,
     match_instances,
     simple,
@@ -24,7 +24,7 @@ def _assert_consecutive(out):
     np.testing.assert_array_equal(ids, np.arange(ids.size, dtype=np.uint32))
 
 
-@pytest.mark.parametrize("method", FUSION_METHODS)
+@pytest.mark.parametrize("method", FUSION_BASELINES)
 def test_three_agreeing_raters_give_the_same_cell(method):
     shape = (20, 20)
     raters = [_square(shape, (4, 14), (3, 13), value=v) for v in (1, 7, 250)]
@@ -161,7 +161,7 @@ def test_min_size_and_consecutive_ids():
     assert (out[0:5, 0:5] == 1).all() and (out[0:6, 20:26] == 2).all()
 
 
-@pytest.mark.parametrize("method", FUSION_METHODS)
+@pytest.mark.parametrize("method", FUSION_BASELINES)
 def test_single_image_is_relabelled(method):
     img = np.zeros((10, 10), dtype=np.int64)
     img[0:2, 0:2] = 40
@@ -172,7 +172,7 @@ def test_single_image_is_relabelled(method):
     np.testing.assert_array_equal(out, expected)
 
 
-@pytest.mark.parametrize("method", FUSION_METHODS)
+@pytest.mark.parametrize("method", FUSION_BASELINES)
 def test_3d_and_empty(method):
     vol = np.zeros((6, 10, 10), dtype=np.int32)
     vol[1:5, 2:8, 2:8] = 2

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from structfree_dask.backbones import load_model, resolve_model
+from structfree_dask.config import TrainSettings
 from structfree_dask.simulate import simulate_field, simulate_plate
 from structfree_dask.zoo import (
     AUGMENTATIONS,
@@ -21,7 +22,6 @@ from structfree_dask.zoo import (
     augment_with_record,
     candidate_pairs,
     check_compatible,
-    fa_segment,
     finetune,
     kfold,
     load_planes,
@@ -38,6 +38,11 @@ torch = pytest.importorskip("torch")
 
 #: small training settings: 96 px tiles keep a small CPnet at a few ms per sample
 FAST = dict(tile_size=96, batch_size=4)
+
+
+def fast(**kw):
+    """Training settings small enough for a unit test."""
+    return TrainSettings(**{**FAST, **kw})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -227,9 +232,9 @@ def test_early_stopping_sequence():
 def test_finetune_changes_weights_and_lowers_val_loss(small_base, samples, tmp_path):
     train, val = samples
     epochs = []
-    result = finetune(small_base, train, val, max_epochs=3, patience=5, lr=2e-3, seed=0,
+    result = finetune(small_base, train, val, fast(max_epochs=3, patience=5, lr=2e-3), seed=0,
                       out_path=tmp_path / "ft.pth",
-                      progress=lambda e, n, tl, vl: epochs.append((e, n)), **FAST)
+                      progress=lambda e, n, tl, vl: epochs.append((e, n)))
     assert epochs == [(1, 3), (2, 3), (3, 3)]
     assert result.epochs_run == 3 and not result.stopped_early
     assert len(result.train_losses) == len(result.val_losses) == 3
@@ -248,10 +253,10 @@ def test_finetune_changes_weights_and_lowers_val_loss(small_base, samples, tmp_p
     net = load_model(spec, torch.device("cpu"))
     assert list(net.nbase) == [2, 8, 16, 32, 64]
     # the file holds the best epoch's weights: its validation loss is the best one
-    assert validation_loss(result.path, val, **FAST) == pytest.approx(result.best_val_loss,
+    assert validation_loss(result.path, val, fast()) == pytest.approx(result.best_val_loss,
                                                                       rel=1e-5)
     # the cached base network was not trained in place
-    assert validation_loss(small_base, val, **FAST) == pytest.approx(result.initial_val_loss,
+    assert validation_loss(small_base, val, fast()) == pytest.approx(result.initial_val_loss,
                                                                      rel=1e-5)
 
 
@@ -259,15 +264,15 @@ def test_finetune_changes_weights_and_lowers_val_loss(small_base, samples, tmp_p
 def test_finetune_early_stopping_keeps_best_weights(small_base, samples, tmp_path, lr):
     # lr 0.01: epoch 1 improves, epoch 2 is worse; lr 1.0: epoch 1 diverges (NaN)
     train, val = samples
-    result = finetune(small_base, train[:4], val, max_epochs=6, patience=1, lr=lr, seed=0,
-                      out_path=tmp_path / "es.pth", **FAST)
+    result = finetune(small_base, train[:4], val, fast(max_epochs=6, patience=1, lr=lr), seed=0,
+                      out_path=tmp_path / "es.pth")
     assert result.stopped_early and result.epochs_run < 6
     assert result.epochs_run == result.best_epoch + 1
     if lr < 0.1:
         assert result.best_epoch >= 1 and not result.val_losses[-1] <= result.best_val_loss
     losses = (result.initial_val_loss, *result.val_losses)
     assert result.best_val_loss == min(losses)
-    assert validation_loss(result.path, val, **FAST) == pytest.approx(result.best_val_loss,
+    assert validation_loss(result.path, val, fast()) == pytest.approx(result.best_val_loss,
                                                                       rel=1e-5)
     if result.best_epoch == 0:  # nothing beat the base: its weights are kept
         base, kept = _state(small_base.path), _state(result.path)
@@ -277,9 +282,9 @@ def test_finetune_early_stopping_keeps_best_weights(small_base, samples, tmp_pat
 
 def test_finetune_deterministic(small_base, samples, tmp_path):
     train, val = samples
-    kw = dict(max_epochs=1, patience=1, seed=5, tile_size=64, batch_size=2)
-    a = finetune(small_base, train[:2], val[:1], out_path=tmp_path / "a.pth", **kw)
-    b = finetune(small_base, train[:2], val[:1], out_path=tmp_path / "b.pth", **kw)
+    st = TrainSettings(max_epochs=1, patience=1, tile_size=64, batch_size=2)
+    a = finetune(small_base, train[:2], val[:1], st, seed=5, out_path=tmp_path / "a.pth")
+    b = finetune(small_base, train[:2], val[:1], st, seed=5, out_path=tmp_path / "b.pth")
     assert a.train_losses == b.train_losses and a.val_losses == b.val_losses
     sa, sb = _state(a.path), _state(b.path)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -288,32 +293,17 @@ def test_finetune_deterministic(small_base, samples, tmp_path):
 def test_finetune_bad_input(small_base, samples, tmp_path):
     train, val = samples
     with pytest.raises(ValueError, match="no training samples"):
-        finetune(small_base, [], val, max_epochs=1, seed=0, out_path=tmp_path / "x.pth")
+        finetune(small_base, [], val, fast(max_epochs=1), seed=0, out_path=tmp_path / "x.pth")
     with pytest.raises(ValueError, match="no validation samples"):
-        finetune(small_base, train, [], max_epochs=1, seed=0, out_path=tmp_path / "x.pth")
+        finetune(small_base, train, [], fast(max_epochs=1), seed=0, out_path=tmp_path / "x.pth")
     empty = [(train[0][0], np.zeros_like(train[0][1]))]
     with pytest.raises(ValueError, match="contains a cell"):
-        finetune(small_base, empty, empty, max_epochs=1, seed=0, out_path=tmp_path / "x.pth")
+        finetune(small_base, empty, empty, fast(max_epochs=1), seed=0, out_path=tmp_path / "x.pth")
     with pytest.raises(ValueError, match="same shape"):
-        finetune(small_base, [(train[0][0], train[0][1][:10])], val, max_epochs=1, seed=0,
+        finetune(small_base, [(train[0][0], train[0][1][:10])], val, fast(max_epochs=1), seed=0,
                  out_path=tmp_path / "x.pth")
-    with pytest.raises(ValueError, match="tile_size"):
-        finetune(small_base, train, val, max_epochs=1, seed=0, out_path=tmp_path / "x.pth",
-                 tile_size=100)
-
-
-def test_fa_segment_matches_engine(sim_fields):
-    from structfree_dask.engine import segment_array
-
-    image = sim_fields[0].image[0, :2]
-    ours = fa_segment(image, None, diameter=20.0)
-    engine = segment_array(image, diameter=20.0)
-    assert ours.max() > 3
-    pairs = np.unique(np.stack([ours.ravel(), engine.ravel()]), axis=1)
-    assert np.array_equal(ours > 0, engine > 0)
-    assert len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
-    with pytest.raises(ValueError, match="3 model"):
-        fa_segment(image, [None, None, None])
+    with pytest.raises(ValueError, match="tile_size: expected a multiple of 16; got 100"):
+        TrainSettings(max_epochs=1, tile_size=100)
 
 
 # ----------------------------------------------------------------------------- cards, zoo
@@ -521,7 +511,7 @@ def test_load_samples_every_channel_and_timepoint(tmp_path):
 def test_run_jobs_and_select(small_base, tiny_plate, tmp_path):
     jobs = training_jobs(tiny_plate, "gt_cyto", "cyto", "CL1", subsets=[[0], [0, 1]], seed=0)
     zoo_dir = tmp_path / "zoo"
-    cards = [run_training_job(j, small_base, zoo_dir, max_epochs=1, patience=1, **FAST)
+    cards = [run_training_job(j, small_base, zoo_dir, fast(max_epochs=1, patience=1))
              for j in jobs]
     zoo = Zoo(zoo_dir)
     assert zoo.ids() == sorted(j.model_id for j in jobs)
@@ -536,7 +526,7 @@ def test_run_jobs_and_select(small_base, tiny_plate, tmp_path):
         assert resolve_model(zoo.weights_path(card.model_id)).diam_mean == 30.0
     assert not list((zoo_dir / "models").glob(".*"))  # no leftovers
     # already in the zoo: returned without training
-    again = run_training_job(jobs[0], small_base, zoo_dir, max_epochs=1, patience=1, **FAST)
+    again = run_training_job(jobs[0], small_base, zoo_dir, fast(max_epochs=1, patience=1))
     assert again == cards[0]
 
     sel = select_models(zoo_dir, tiny_plate, "gt_cyto", "CL1", "cyto")
@@ -563,10 +553,11 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
     """
     from itertools import combinations
 
+    from structfree_dask.config import SegmentationConfig
     from structfree_dask.evaluation.metrics import evaluate
     from structfree_dask.pipeline.fusion import fuse_masks
+    from structfree_dask.pipeline.segment import channel_flows, flows_to_labels
     from structfree_dask.zoo.report import FUSION_LABELS, fusion_table
-    from structfree_dask.zoo.scoring.evaluate import average_flows, channel_flows, flows_to_labels
 
     plate = simulate_plate(tmp_path / "p.zarr", cell_line="CL5", rows=1, cols=3, fields=1,
                            size=128, seed=3)
@@ -589,13 +580,13 @@ def test_fusion_table_each_method_chooses_its_own_subset(tmp_path, thresholds):
     def scores(field):  # by hand: every method on every subset of >= 2 channels
         planes = load_planes(plate, [field], [0, 1, 2], "gt_cyto")
         img, truth = planes[0].image, planes[0].labels.astype(np.int64)
-        flows = [channel_flows(img[k], generalist, diameter=30.0) for k in range(3)]
+        flows = channel_flows(img[:3], generalist, diameter=30.0)
         out = {}
         for t in thresholds:
-            masks = [flows_to_labels(f, flow_threshold=t) for f in flows]
+            cfg = SegmentationConfig(flow_threshold=t)
+            masks = [flows_to_labels(f, cfg) for f in flows]
             for sub in (c for n in (2, 3) for c in combinations(range(3), n)):
-                average = average_flows(np.stack([flows[k] for k in sub]))
-                preds = {"FA": flows_to_labels(average, flow_threshold=t)}
+                preds = {"FA": flows_to_labels(flows[list(sub)], cfg)}
                 for method in ("simple", "staple", "voting", "majority"):
                     preds[FUSION_LABELS[method]] = fuse_masks([masks[k] for k in sub],
                                                               method=method)

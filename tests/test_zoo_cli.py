@@ -12,13 +12,13 @@ import pytest
 
 from structfree_dask.cli import main
 from structfree_dask.cli.zoo import parse_subsets
+from structfree_dask.config import TrainSettings
 from structfree_dask.simulate import simulate_plate
 from structfree_dask.zoo import (
     VANILLA,
     ModelCard,
     Split,
     TrainingJob,
-    TrainSettings,
     Zoo,
     build_zoo,
     f1_table,
@@ -280,7 +280,8 @@ def test_failed_job_is_reported_not_raised(plate, small_base, cluster_client, tm
     (["--gt", "gt_cyto", "--folds", "9"], "at least 9 annotated fields.*found 5"),
     (["--gt", "gt_cyto", "--subsets", "0,7"], "channel 7 does not exist"),
     (["--gt", "gt_cyto", "--subsets", "DAPI"], "channel 'DAPI' does not exist.*mito"),
-    (["--gt", "gt_cyto", "--max-epochs", "0"], "max_epochs must be an integer >= 1"),
+    (["--gt", "gt_cyto", "--max-epochs", "0"],
+     "max_epochs: expected a whole number between 1 and 100000; got 0"),
     (["--gt", "gt_cyto", "--base-model", "no/such.pth"], "not a file"),
 ])
 def test_build_bad_input_exit_2(plate, tmp_path, extra, message):

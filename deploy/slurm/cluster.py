@@ -141,7 +141,7 @@ def scheduled_job(job_path: str | Path, address: str,
     data["plates"] = list(job.plates)
     for entry, task in zip(data["segment"], job.tasks, strict=True):
         if entry.get("model") is not None:
-            entry["model"] = task.model
+            entry["model"] = task.settings["model"]
         if entry.get("zoo") is not None:
             entry["zoo"] = task.zoo
     data["records"] = job.records

@@ -16,16 +16,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import limits
-from ..pipeline.tiling import DEFAULT_TILE_SIZE
+from ..config import SegmentationConfig
 from ._common import (
     Interrupted,
     UsageError,
-    _bounded_int,
     _int_list,
     _str_list,
     _timepoints,
     add_cluster_options,
+    add_settings_options,
+    given_settings,
 )
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
@@ -102,7 +102,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..config import SegmentationConfig
+    from ..config import SegmentationConfig, SettingsError
     from ..engine import segment, validate
     from ..io import check_output_file
     from ..runtime.cluster import close_client, make_client
@@ -111,30 +111,28 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")
     if args.performance_report:
         check_output_file(args.performance_report, "--performance-report")
-    channels = tuple(int(c) if c.lstrip("-").isdigit() else c for c in args.channels or ())
-    common = dict(name=args.name, diameter=args.diameter, tile_size=args.tile_size,
-                  halo=args.halo, batch_size=args.batch_size, overwrite=args.overwrite,
-                  fusion=args.fusion, cellprob_threshold=args.cellprob_threshold)
-    if args.flow_threshold is not None:
-        common["flow_threshold"] = args.flow_threshold
+    given = given_settings(args, SegmentationConfig)
     if args.zoo:
         from ..zoo.use import config_from_zoo
 
-        if args.model:
+        if "model" in given:
             raise UsageError("give either --model or --zoo, not both")
         if not args.cell_line:
             raise UsageError("--zoo needs --cell-line (the zoo's models are per cell line)")
-        config = config_from_zoo(args.zoo, args.cell_line, args.organelle, args.plate,
-                                 channels=channels or None, **common)
-        print(f"zoo {args.zoo}: {args.cell_line}/{args.organelle} on channels "
+        values, problems = SegmentationConfig.check_mapping(given)
+        if problems:
+            raise SettingsError(problems)
+        organelle = values.pop("organelle", SegmentationConfig.organelle)
+        config = config_from_zoo(args.zoo, args.cell_line, organelle, args.plate,
+                                 channels=values.pop("channels", None), **values)
+        print(f"zoo {args.zoo}: {args.cell_line}/{organelle} on channels "
               f"{', '.join(map(str, config.channels))}", file=sys.stderr)
     else:
         if args.cell_line:
             raise UsageError("--cell-line is only used with --zoo")
-        if not channels:
+        if "channels" not in given:
             raise UsageError("--channels is required (unless --zoo gives them)")
-        config = SegmentationConfig(organelle=args.organelle, channels=channels,
-                                    model=args.model, **common)
+        config = SegmentationConfig.from_mapping(given)
     # every check (selection, model, label image, plate writable) before a cluster starts
     validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
     client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers,
@@ -279,40 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "flows over channels (Flow Averaging), integrate, stitch, "
                                    "and write labels/NAME into the plate.")
     p.add_argument("plate", help="OME-Zarr plate or multiscale image")
-    p.add_argument("--organelle", choices=("cyto", "nuclei"), default="cyto",
-                   help="what to segment (default cyto); also the default label name")
-    p.add_argument("--model", default=None,
-                   help="shipped 'generalist' (default), a cellpose built-in name, or a path")
-    p.add_argument("--channels", type=_str_list, default=None,
-                   help="channels by index or name, e.g. 0,2 or mito,ER (required unless --zoo)")
+    add_settings_options(p, SegmentationConfig)
     p.add_argument("--zoo", default=None,
                    help="model zoo folder: use the models and channels selected for "
                         "--cell-line and --organelle")
     p.add_argument("--cell-line", default=None, help="cell line of the zoo's selection")
-    p.add_argument("--fusion", choices=("fa", "voting", "majority", "staple", "simple"),
-                   default="fa", help="fa: Flow Averaging (default); or a mask-fusion "
-                                      "baseline: each channel segmented alone, masks fused")
-    p.add_argument("--flow-threshold", type=float, default=None,
-                   help="cellpose's flow-error threshold: masks whose flows disagree more "
-                        "with the network's are removed; 0 keeps all (default 0.4, or the "
-                        "one chosen with a zoo's selection)")
-    p.add_argument("--cellprob-threshold", type=float, default=0.0,
-                   help="cell probability threshold, in logits (default 0.0)")
-    p.add_argument("--name", default=None, help="label image name (default: the organelle)")
-    p.add_argument("--diameter", type=float, default=None,
-                   help="cell diameter in px (default: the model's, no rescaling)")
-    p.add_argument("--tile-size", type=_bounded_int(limits.TILE_SIZE, "px"),
-                   default=DEFAULT_TILE_SIZE,
-                   help=f"task region and label chunk size in px (default {DEFAULT_TILE_SIZE})")
-    p.add_argument("--halo", type=_bounded_int(limits.HALO, "px"), default=None,
-                   help="halo in px around each region (default 2 diameters + 8)")
-    p.add_argument("--batch-size", type=_bounded_int(limits.BATCH_SIZE), default=None,
-                   help="network tiles per forward pass (default: 8 on a GPU, 2 on a CPU)")
     p.add_argument("--wells", type=_str_list, default=None, help="wells, e.g. A/1,B/3")
     p.add_argument("--timepoints", type=_timepoints, default=None,
                    help="timepoints: 3, 0:5 (stop excluded), 2: or 0,4,8 (default all)")
     add_cluster_options(p)
-    p.add_argument("--overwrite", action="store_true", help="redo existing labels")
     p.add_argument("--performance-report", default=None, metavar="FILE.html",
                    help="write Dask's performance report")
     p.set_defaults(func=_cmd_segment)

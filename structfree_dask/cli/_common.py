@@ -11,7 +11,8 @@ from typing import Any
 
 from .. import limits
 
-__all__ = ["UsageError", "Interrupted", "add_cluster_options"]
+__all__ = ["UsageError", "Interrupted", "add_cluster_options", "add_settings_options",
+           "given_settings"]
 
 
 class UsageError(Exception):
@@ -60,6 +61,56 @@ def _timepoints(text: str) -> slice | list[int]:
         raise argparse.ArgumentTypeError(
             f"expected timepoints like 3, 0:5, 2: or 0,4,8; got {text!r}"
         ) from None
+
+
+def _number(integer: bool) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            return int(text) if integer and text.strip().lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if integer else 'a number'}; got {text!r}") from None
+
+    return parse
+
+
+def _channels(text: str) -> list[int | str]:
+    """``0,2`` or ``mito,ER``: indices become integers, names stay names."""
+    return [int(c) if c.isdigit() else c for c in _str_list(text)]
+
+
+def add_settings_options(p: argparse.ArgumentParser, settings: Any,
+                         skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--option`` per command-line field of a settings class.
+
+    The help and default come from the field (:func:`structfree_dask.config.setting`);
+    an option not given is absent from the parsed arguments, so the class's own
+    default applies, and the values are checked by the class (every problem at once).
+    """
+    for name, f in settings.settings_fields().items():
+        s = f.metadata["setting"]
+        if not s.cli or name in skip:
+            continue
+        default = s.default_text if s.default_text is not None else f.default
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        shown = f" (default: {default})" if default != "" else ""
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
+                                  "help": f"{s.help}{shown}"}
+        if s.kind == "flag":
+            kwargs.update(action="store_true", help=s.help)
+        elif s.kind == "choice":
+            kwargs["choices"] = s.choices
+        elif s.kind == "number":
+            kwargs.update(type=_number(s.integer), metavar=s.metavar or name.upper())
+        elif s.kind == "channels":
+            kwargs.update(type=_channels, metavar=s.metavar or "CHANNELS")
+        p.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def given_settings(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    """Return the settings given on the command line (for ``settings.from_mapping``)."""
+    return {n: getattr(args, n) for n in settings.settings_fields() if hasattr(args, n)}
 
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:

@@ -13,9 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..zoo.card import ORGANELLES, STRATEGIES
-from ..zoo.scoring.threshold import DEFAULT_FLOW_THRESHOLD, FLOW_THRESHOLDS, check_flow_thresholds
-from ._common import UsageError, _str_list, add_cluster_options
+from ..config import DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES, TrainSettings
+from ..zoo.scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds
+from ._common import (
+    UsageError,
+    _str_list,
+    add_cluster_options,
+    add_settings_options,
+    given_settings,
+)
 
 __all__ = ["add_zoo_parser", "parse_subsets"]
 
@@ -112,14 +118,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from ..backbones import resolve_model
     from ..runtime.cluster import close_client, make_client
     from ..zoo.registry import Zoo
-    from ..zoo.training.build import TrainSettings, build_zoo
+    from ..zoo.training.build import build_zoo
     from ..zoo.training.jobs import training_jobs
 
     if args.scheduler and args.workers:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")
-    settings = TrainSettings(max_epochs=args.max_epochs, patience=args.patience, lr=args.lr,
-                             batch_size=args.batch_size, tile_size=args.tile_size,
-                             diameter=args.diameter, overwrite=args.overwrite)
+    settings = TrainSettings.from_mapping(given_settings(args, TrainSettings))
     resolve_model(args.base_model)  # a missing base model is bad input: fail before starting
     jobs = training_jobs(args.plate, args.gt, args.organelle, args.cell_line,
                          strategies=args.strategies, subsets=args.subsets, folds=args.folds,
@@ -225,18 +229,9 @@ def _add_build(zsub: Any) -> None:
                         "channels; indices or names)")
     p.add_argument("--folds", type=int, default=None,
                    help="k-fold cross-validation with k folds (default: one 80/10/10 split)")
-    p.add_argument("--max-epochs", type=int, default=500, help="at most N epochs (default 500)")
-    p.add_argument("--patience", type=int, default=50,
-                   help="stop after N epochs without a lower validation loss (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and training")
-    p.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per step (default 8)")
-    p.add_argument("--tile-size", type=int, default=224, help="training tile side (default 224)")
-    p.add_argument("--diameter", type=float, default=None,
-                   help="cell diameter in px (default: measured on the training labels)")
+    add_settings_options(p, TrainSettings)
     p.add_argument("--wells", type=_str_list, default=None, help="only these wells, e.g. A/1,B/3")
-    p.add_argument("--overwrite", action="store_true",
-                   help="retrain models already in the zoo (default: reuse them)")
     p.add_argument("--flow-thresholds", type=_flow_thresholds, default=list(FLOW_THRESHOLDS),
                    help="cellpose flow thresholds the selected pair chooses from on the "
                         "validation fields (default 0.4,0.6,0.8; 0.4 alone: cellpose's, "

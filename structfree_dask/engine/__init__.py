@@ -10,16 +10,16 @@ Per (field, timepoint), for each z plane::
 The engine knows nothing of the CLI; it takes a ``distributed.Client``.
 
 Modules: :mod:`._tasks` (worker-side task functions), :mod:`._graph` (the graph of one
-(field, timepoint), :data:`STAGES`), :mod:`._models` (a configuration's models and
-field geometry), :mod:`._run` (planning, label actions, :func:`segment`,
-:func:`validate`) and :mod:`._inprocess` (:func:`segment_array`,
-:func:`segment_field_block`: the same steps without Dask). The configuration is
-:class:`structfree_dask.config.SegmentationConfig`.
+(field, timepoint), :data:`STAGES`), :mod:`._run` (planning, label actions,
+:func:`segment`, :func:`validate`) and :mod:`._debug` (:func:`segment_field_block`: one
+region through the task functions, in this process). The configuration is
+:class:`structfree_dask.config.SegmentationConfig`; the kernels, the model rules and
+the in-process reference (:func:`structfree_dask.pipeline.segment.segment_array`) are
+in :mod:`structfree_dask.pipeline`.
 """
 
+from ._debug import segment_field_block
 from ._graph import STAGES
-from ._inprocess import segment_array, segment_field_block
-from ._models import resolve_models
 from ._run import RunResult, segment, validate
 
 __all__ = [
@@ -28,6 +28,4 @@ __all__ = [
     "segment",
     "segment_field_block",
     "validate",
-    "segment_array",
-    "resolve_models",
 ]

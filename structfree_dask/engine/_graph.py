@@ -8,10 +8,10 @@ from typing import Any
 from ..backbones import ModelSpec
 from ..config import SegmentationConfig
 from ..io import ImageInfo, LabelImage
-from ._models import _geometry
+from ..pipeline.integrate import dynamics_for
+from ..pipeline.segment import field_geometry
 from ._tasks import (
     _count,
-    _dynamics,
     _flows_task,
     _integrate_task,
     _offsets,
@@ -50,10 +50,10 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ..
     from dask import delayed
 
     info, label, t = unit.info, unit.label, unit.t
-    geometry = _geometry(info, cfg, specs[0])
+    geometry = field_geometry((info.sizes["y"], info.sizes["x"]), cfg, specs[0])
     tag = f"{info.path or 'image'}-t{t}-{token}".replace("/", "_")
     stats = delayed(_stats_task, pure=True)(info, t, channels, dask_key_name=f"stats-{tag}")
-    dyn = _dynamics(geometry, cfg)
+    dyn = dynamics_for(geometry.shape, geometry.rescale, cfg)
     regions = geometry.regions()
     order = {r: i for i, r in enumerate(regions)}
     owned: dict[tuple[int, tuple[int, int]], Any] = {}

@@ -28,9 +28,9 @@ from ..io import (
     open_plate,
     unmark_done,
 )
+from ..pipeline.segment import check_rescale, field_geometry, resolve_models
 from ..runtime.cluster import gpu_resources
 from ._graph import _Unit, _unit_graph
-from ._models import _check_rescale, _geometry, resolve_models
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def _plan(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
           wells: Sequence[str] | None, timepoints: slice | Sequence[int] | None,
           ) -> list[_FieldPlan]:
     spec = specs[0]
-    _check_rescale(config, spec)
+    check_rescale(config, spec)
     pl = open_plate(plate)
     infos = list(pl.fields(list(wells) if wells is not None else None))
     if not infos:
@@ -263,7 +263,7 @@ def _plan(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
             raise ValueError(
                 f"timepoints {_describe_selection(timepoints)} select none of the "
                 f"{info.n_timepoints} timepoint(s) of {info.url} (0..{info.n_timepoints - 1})")
-        geometry = _geometry(info, config, spec)
+        geometry = field_geometry((info.sizes["y"], info.sizes["x"]), config, spec)
         diameter = config.diameter or spec.diam_mean
         if min(geometry.shape) < diameter:
             raise ValueError(f"field {info.url} is {geometry.shape[0]}x{geometry.shape[1]} px, "

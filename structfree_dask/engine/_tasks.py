@@ -7,19 +7,18 @@ They run on Dask workers; torch is configured once per worker process
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ..backbones import ModelSpec
-from ..config import SegmentationConfig
 from ..io import ImageInfo, LabelImage, write_label_region
 from ..pipeline.flows import assemble_flows, region_contribution, resample_to_original
-from ..pipeline.fusion import fuse_masks
-from ..pipeline.integrate import cut_cells, integrate_flows, owned_cells
+from ..pipeline.integrate import Dynamics, cut_cells, owned_cells
 from ..pipeline.normalize import normalize, percentile_bounds, sample_stride
+from ..pipeline.segment import predictor
 from ..pipeline.stitching import OwnedPatch, encode_patch, paste_block, region_offsets
 from ..pipeline.tiling import FieldGeometry
 from ..runtime.compute_thread import release_free_memory
@@ -78,27 +77,6 @@ def _stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarra
     return out
 
 
-def _predictor(specs: tuple[ModelSpec, ...], batch_size: int | None) -> Callable[[np.ndarray],
-                                                                          np.ndarray]:
-    """``predict(tiles)`` for tiles interleaved by channel (tile ``i * c + k``: channel k)."""
-    from ..backbones import load_model, predict_tiles
-
-    device = _torch_device()
-    if len(set(specs)) == 1:
-        net = load_model(specs[0], device)
-        return lambda tiles: predict_tiles(net, tiles, batch_size=batch_size)
-    nets = [load_model(sp, device) for sp in specs]
-
-    def predict(tiles: np.ndarray) -> np.ndarray:
-        c = len(nets)
-        out = np.empty((len(tiles), 3, *tiles.shape[1:]), dtype=np.float32)
-        for k, net in enumerate(nets):
-            out[k::c] = predict_tiles(net, tiles[k::c], batch_size=batch_size)
-        return out
-
-    return predict
-
-
 def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
                 geometry: FieldGeometry, region: tuple[int, int],
                 specs: tuple[ModelSpec, ...], batch_size: int | None,
@@ -114,35 +92,15 @@ def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stat
     img = np.stack([normalize(raw[k], *stats[z, k]) for k in range(len(channels))])
     del raw
     con = region_contribution(img, (window[0], window[2]), geometry, region,
-                              _predictor(specs, batch_size), separate=separate)
+                              predictor(specs, batch_size, _torch_device()), separate=separate)
     if con is None:
         return None
     # the sums wait for the next row's integration on local disk, not in memory
     return replace(con, acc=DiskArray(con.acc))
 
 
-@dataclass(frozen=True)
-class _Dynamics:
-    niter: int
-    cellprob_threshold: float
-    flow_threshold: float
-    min_size: int
-    max_size_px: float
-    fusion: str = "fa"
-
-    def labels(self, flows: np.ndarray) -> np.ndarray:
-        """Integrate ``(3, h, w)`` flows; ``(c, 3, h, w)``: each channel, then fuse masks."""
-        if flows.ndim == 4:
-            per_channel = [self.labels(f) for f in flows]
-            return fuse_masks(per_channel, method=self.fusion, min_size=self.min_size)
-        return integrate_flows(
-            flows[:2], flows[2], niter=self.niter, cellprob_threshold=self.cellprob_threshold,
-            flow_threshold=self.flow_threshold, min_size=self.min_size,
-            max_size_px=self.max_size_px, device=_torch_device())
-
-
 def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributions: list[Any],
-                   dyn: _Dynamics) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+                   dyn: Dynamics) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
     """Averaged flows of a region's window and their integration: (window, flows, labels).
 
     The heap's free pages are given back afterwards (see
@@ -155,22 +113,14 @@ def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributio
     rbox = geometry.rescaled_window(window)
     flows = resample_to_original(assemble_flows(contributions, rbox), rbox, window, geometry)
     try:
-        labels = dyn.labels(flows)
+        labels = dyn.labels(flows, _torch_device())
     finally:
         release_free_memory()
     return window, flows, labels
 
 
-def _dynamics(geometry: FieldGeometry, cfg: SegmentationConfig) -> _Dynamics:
-    return _Dynamics(
-        niter=int(round(200 / geometry.rescale)), cellprob_threshold=cfg.cellprob_threshold,
-        flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
-        max_size_px=0.4 * geometry.shape[0] * geometry.shape[1], fusion=cfg.fusion,
-    )
-
-
 def _integrate_task(geometry: FieldGeometry, region: tuple[int, int],
-                    contributions: list[Any], dyn: _Dynamics) -> OwnedPatch:
+                    contributions: list[Any], dyn: Dynamics) -> OwnedPatch:
     window, _, labels = _window_labels(geometry, region, contributions, dyn)
     kept, n = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))
     n_cut = cut_cells(kept, (window[0], window[2]), geometry.shape)

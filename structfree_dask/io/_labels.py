@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ..config import LABEL_DTYPE
 from ._ngff import MetadataError, array_kwargs, format_for, metadata_errors, read_ome, write_ome
 from ._plate import ImageInfo, check_name
 from ._safepath import check_no_links, checked_path, is_local
@@ -46,7 +47,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: dtype of every label image this package writes.
-LABEL_DTYPE = np.dtype("uint32")
 #: attribute key holding this package's run and completion records.
 RECORD_KEY = "structfree_dask"
 

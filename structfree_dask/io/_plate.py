@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from ..config import check_name
 from ._ngff import (
     MetadataError,
     detect_version,
@@ -41,72 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: Valid axis names, in the order NGFF requires them.
 AXIS_ORDER: tuple[str, ...] = ("t", "c", "z", "y", "x")
-
-#: Longest name accepted as one path component (the usual file-name limit).
-MAX_NAME_LENGTH = 255
-
-
-def check_name(name: str, what: str) -> str:
-    r"""Check that a name can be used as one path component inside a store.
-
-    Parameters
-    ----------
-    name : str
-        A label, well, row, column or field name.
-    what : str
-        What the name is, for the message.
-
-    Returns
-    -------
-    str
-        The name.
-
-    Raises
-    ------
-    ValueError
-        If the name is not a string, is empty, contains ``/`` or ``\``, contains
-        ``..``, starts with a dot (hidden files and zarr metadata such as ``.zattrs``
-        are reserved), contains control characters, or is longer than 255
-        characters. The message says which.
-
-    Examples
-    --------
-    >>> check_name("nuclei", "label name")
-    'nuclei'
-    >>> check_name("../x", "label name")
-    Traceback (most recent call last):
-    ...
-    ValueError: label name must be one path component, without '/' or '\'; got '../x'
-    >>> check_name(".zattrs", "label name")
-    Traceback (most recent call last):
-    ...
-    ValueError: label name must not start with '.' (hidden files and zarr metadata
-    such as .zattrs are reserved); got '.zattrs'
-    >>> check_name("", "well path component")
-    Traceback (most recent call last):
-    ...
-    ValueError: well path component must not be empty; got ''
-    """
-    if not isinstance(name, str):
-        problem = f"must be a string; got {type(name).__name__} {name!r}"
-    elif not name:
-        problem = "must not be empty; got ''"
-    elif "/" in name or "\\" in name:
-        problem = f"must be one path component, without '/' or '\\'; got {name!r}"
-    elif ".." in name:
-        problem = f"must not contain '..'; got {name!r}"
-    elif name.startswith("."):
-        problem = ("must not start with '.' (hidden files and zarr metadata such as "
-                   f".zattrs are reserved); got {name!r}")
-    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        problem = f"must not contain control characters; got {name!r}"
-    elif len(name) > MAX_NAME_LENGTH:
-        problem = (f"must be at most {MAX_NAME_LENGTH} characters long; got "
-                   f"{len(name)} characters ({name[:40]!r}...)")
-    else:
-        return name
-    raise ValueError(f"{what} {problem}")
-
 
 @dataclass(frozen=True)
 class Level:

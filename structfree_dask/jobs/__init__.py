@@ -16,7 +16,6 @@ if TYPE_CHECKING:
         task_config,
     )
     from .schema import (
-        FUSIONS,
         JOB_VERSION,
         ClusterSpec,
         Job,
@@ -34,7 +33,6 @@ _SOURCES: dict[str, str] = {
     "ClusterSpec": "schema",
     "load_job": "schema",
     "parse_job": "schema",
-    "FUSIONS": "schema",
     "JOB_VERSION": "schema",
     "run_job": "runner",
     "client_for": "runner",
@@ -48,7 +46,6 @@ __all__ = [
     "ClusterSpec",
     "load_job",
     "parse_job",
-    "FUSIONS",
     "JOB_VERSION",
     "run_job",
     "client_for",

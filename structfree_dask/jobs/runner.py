@@ -44,16 +44,16 @@ def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
 def task_config(task: SegmentTask, plate: str) -> Any:
     """Return the :class:`~structfree_dask.config.SegmentationConfig` of a job entry."""
     from ..config import SegmentationConfig
+
+    if not task.zoo:
+        return SegmentationConfig(**task.settings)
     from ..zoo.use import config_from_zoo
 
-    common = dict(name=task.name, diameter=task.diameter, tile_size=task.tile_size,
-                  halo=task.halo, batch_size=task.batch_size, overwrite=task.overwrite,
-                  fusion=task.fusion)
-    if task.zoo:
-        return config_from_zoo(task.zoo, str(task.cell_line), task.organelle, plate,
-                               channels=task.channels or None, **common)
-    return SegmentationConfig(organelle=task.organelle, channels=task.channels,
-                              model=task.model, **common)
+    settings = dict(task.settings)
+    organelle = settings.pop("organelle")
+    channels = settings.pop("channels", None)
+    return config_from_zoo(task.zoo, str(task.cell_line), organelle, plate,
+                           channels=channels, **settings)
 
 
 def _stage_times(stream: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -20,9 +20,13 @@ it is. Relative paths are relative to the job file's folder.
       workers: 2
     records: runs                      # run records and performance reports
 
-Optional keys of a ``segment`` entry: ``name``, ``diameter``, ``tile_size``, ``halo``,
-``batch_size``, ``wells``, ``timepoints`` (``"0:5"``, ``"2:"`` or a list),
-``fusion`` (``fa``, ``voting``, ``majority``, ``staple``, ``simple``), ``overwrite``.
+A ``segment`` entry takes every setting of ``structfree-dask segment`` under the same
+name (the fields of :class:`~structfree_dask.config.SegmentationConfig`, checked by the
+same code): ``organelle`` (required), ``channels``, ``model``, ``name``, ``diameter``,
+``tile_size``, ``halo``, ``batch_size``, ``cellprob_threshold``, ``flow_threshold``,
+``min_size``, ``overwrite``, ``fusion`` (``fa``, ``voting``, ``majority``, ``staple``,
+``simple``); and ``zoo`` with ``cell_line``, ``wells``, ``timepoints`` (``"0:5"``,
+``"2:"`` or a list).
 Optional keys of ``cluster``: ``workers``, ``threads_per_worker`` (local),
 ``address`` (scheduler: ``tcp://`` or ``tls://``), ``tls`` (``ca``, ``cert``, ``key``),
 ``timeout`` (seconds to wait for a ``scheduler`` to answer, default 10).
@@ -38,6 +42,9 @@ or ``512.0``:
 - ``segment[i].tile_size``: a whole number, 64 to 16384 px (``limits.TILE_SIZE``)
 - ``segment[i].halo``: a whole number, 0 to 4096 px (``limits.HALO``)
 - ``segment[i].batch_size``: a whole number, 1 to 4096 (``limits.BATCH_SIZE``)
+- ``segment[i].flow_threshold``: 0 to 100 (``limits.FLOW_THRESHOLD``)
+- ``segment[i].cellprob_threshold``: -100 to 100 (``limits.CELLPROB_THRESHOLD``)
+- ``segment[i].min_size``: a whole number, 0 to 1000000 px (``limits.MIN_SIZE``)
 - ``cluster.workers``: a whole number, 1 to 4096 (``limits.WORKERS``)
 - ``cluster.threads_per_worker``: a whole number, 1 to 1024 (``limits.THREADS``)
 - ``cluster.timeout``: 0.1 to 3600 s (``limits.SCHEDULER_TIMEOUT``)
@@ -66,24 +73,22 @@ from typing import Any
 import yaml
 
 from .. import limits
-from ..io import check_name
-from ..pipeline.tiling import DEFAULT_TILE_SIZE
+from ..config import ORGANELLES, SegmentationConfig, SettingsError, unknown_key
 
 __all__ = ["JobError", "Job", "SegmentTask", "ClusterSpec", "load_job", "parse_job",
-           "FUSIONS", "JOB_VERSION"]
+           "JOB_VERSION"]
 
 JOB_VERSION = 1
-FUSIONS = ("fa", "voting", "majority", "staple", "simple")
-_ORGANELLES = ("cyto", "nuclei")
 _TOP = {"version", "plates", "segment", "cluster", "records", "performance_report"}
-_TASK = {"organelle", "channels", "model", "zoo", "cell_line", "name", "diameter",
-         "tile_size", "halo", "batch_size", "wells", "timepoints", "fusion", "overwrite"}
+#: Keys of a ``segment`` entry that are not segmentation settings.
+_TASK_ONLY = {"zoo", "cell_line", "wells", "timepoints"}
+#: Segmentation settings a job file may set: those of the command line.
+_SETTINGS = {n for n, f in SegmentationConfig.settings_fields().items()
+             if f.metadata["setting"].cli}
+_TASK = _SETTINGS | _TASK_ONLY
 _CLUSTER = {"kind", "workers", "threads_per_worker", "address", "tls", "timeout"}
 _TLS = {"ca", "cert", "key"}
 _WELL = re.compile(r"^[A-Za-z0-9_-]+/[A-Za-z0-9_-]+$")
-#: (minimum, maximum) cell diameter in pixels: wide, against unit slips and non-numbers;
-#: the rescale bound (``limits.RESCALE``), which needs the model's diameter, is the engine's.
-_DIAMETER = (1e-3, 1e5)
 #: Default seconds to wait for a scheduler to answer (``cluster.timeout``).
 _SCHEDULER_TIMEOUT = 10.0
 #: Most items that anchors and aliases may add to a document when it is expanded.
@@ -104,27 +109,33 @@ class JobError(ValueError):
 
 @dataclass(frozen=True)
 class SegmentTask:
-    """One label image to produce on every plate of the job."""
+    """One label image to produce on every plate of the job.
 
-    organelle: str
-    channels: tuple[int | str, ...] = ()
-    model: str | None = None
+    ``settings`` holds the :class:`~structfree_dask.config.SegmentationConfig` fields the
+    entry sets (checked and converted); the others keep their defaults, or come from
+    the zoo's selection with ``zoo``.
+    """
+
+    settings: Mapping[str, Any]
     zoo: str | None = None
     cell_line: str | None = None
-    name: str | None = None
-    diameter: float | None = None
-    tile_size: int = DEFAULT_TILE_SIZE
-    halo: int | None = None
-    batch_size: int | None = None
     wells: tuple[str, ...] | None = None
     timepoints: slice | tuple[int, ...] | None = None
-    fusion: str = "fa"
-    overwrite: bool = False
+
+    @property
+    def organelle(self) -> str:
+        """What the entry segments."""
+        return str(self.settings["organelle"])
+
+    @property
+    def fusion(self) -> str:
+        """``fa`` or a mask-fusion baseline."""
+        return str(self.settings.get("fusion", "fa"))
 
     @property
     def label_name(self) -> str:
         """Name of the label image written."""
-        return self.name or self.organelle
+        return str(self.settings.get("name") or self.organelle)
 
 
 @dataclass(frozen=True)
@@ -302,17 +313,6 @@ def _short(v: Any, limit: int = 100) -> str:
     return f"{r[:limit]}... ({what})"
 
 
-def _number_problem(value: Any, bounds: tuple[float, float], *, integer: bool = False,
-                    unit: str = "") -> str | None:
-    """`limits.number_problem`, also for integers too large to be floats."""
-    try:
-        return limits.number_problem(value, bounds, integer=integer, unit=unit)
-    except OverflowError:
-        expected = limits.number_problem(None, bounds, integer=integer, unit=unit)
-        assert expected is not None
-        return f"{expected.rsplit('; got ', 1)[0]}; got a number of {len(str(value))} digits"
-
-
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[str] = []
@@ -321,14 +321,10 @@ class _Checker:
         self.problems.append(f"{where}: {msg}")
 
     def keys(self, data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-        choices = sorted(allowed)
         for k in data:
             if k not in allowed:
                 key = str(k)[:60]
-                near = min(choices, key=lambda a: _distance(key, a))
-                self.bad(f"{where}.{key}" if where else key,
-                         f"unknown key (did you mean {near!r}? allowed: "
-                         f"{', '.join(choices)})")
+                self.bad(f"{where}.{key}" if where else key, unknown_key(k, allowed, "key"))
 
     def number(self, data: Mapping[str, Any], key: str, where: str,
                bounds: tuple[float, float], *, integer: bool = False, unit: str = "",
@@ -337,7 +333,7 @@ class _Checker:
         v = data.get(key)
         if v is None:
             return default
-        problem = _number_problem(v, bounds, integer=integer, unit=unit)
+        problem = limits.number_problem(v, bounds, integer=integer, unit=unit)
         if problem is not None:
             self.bad(f"{where}.{key}", problem)
             return default
@@ -356,16 +352,6 @@ class _Checker:
                      f"expected one of {', '.join(choices)}; got {_short(v)}")
             return None
         return v
-
-
-def _distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 #: A POSIX path that ``Path`` would leave as it is: no ``~`` first, no empty or ``.`` part.
@@ -426,22 +412,6 @@ def _timepoints(v: Any, where: str, ck: _Checker) -> slice | tuple[int, ...] | N
     return None
 
 
-def _channels(v: Any, where: str, ck: _Checker) -> tuple[int | str, ...]:
-    if v is None:
-        return ()
-    items = v if isinstance(v, list) else [v]
-    out: list[int | str] = []
-    for c in items:
-        if isinstance(c, bool) or not isinstance(c, int | str) or c == "" or (
-                isinstance(c, int) and c < 0):
-            ck.bad(where, f"expected channel indices (>= 0) or names; got {_short(c)}")
-            continue
-        out.append(c)
-    if _repeated(out):
-        ck.bad(where, f"a channel is listed twice: {_short(items)}")
-    return tuple(out)
-
-
 def _wells(v: Any, where: str, ck: _Checker) -> tuple[str, ...] | None:
     if v is None:
         return None
@@ -466,52 +436,38 @@ def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None
         ck.bad(where, f"expected a mapping with at least 'organelle'; got {_short(data)}")
         return None
     ck.keys(data, _TASK, where)
-    organelle = ck.string(data, "organelle", where, _ORGANELLES)
     if "organelle" not in data:
-        ck.bad(f"{where}.organelle", "missing (cyto or nuclei)")
-    channels = _channels(data.get("channels"), f"{where}.channels", ck)
-    model = ck.string(data, "model", where)
+        ck.bad(f"{where}.organelle", f"missing ({' or '.join(ORGANELLES)})")
+    settings, problems = SegmentationConfig.check_mapping(
+        {k: v for k, v in data.items() if k in _SETTINGS})
+    for key, message in problems:
+        ck.bad(f"{where}.{key}", message)
     zoo = ck.string(data, "zoo", where)
     cell_line = ck.string(data, "cell_line", where)
-    if zoo and model:
+    if zoo and data.get("model") is not None:
         ck.bad(where, "give either 'model' or 'zoo', not both")
     if zoo and not cell_line:
         ck.bad(f"{where}.cell_line", "missing: a zoo needs the cell line to choose models")
     if cell_line and not zoo:
         ck.bad(f"{where}.cell_line", "only used with 'zoo'")
-    if not zoo and not channels:
+    if not zoo and "channels" not in data:
         ck.bad(f"{where}.channels", "missing: name the channels to segment (or use a zoo)")
-    name = data.get("name")
-    if name is not None:
-        try:
-            check_name(name, "label name")
-        except ValueError:
-            ck.bad(f"{where}.name", "expected a label name that is one path component (not "
-                                    "empty, no '/', '\\' or '..', not starting with '.'); "
-                                    f"got {_short(name)}")
-            name = None
-    diameter = ck.number(data, "diameter", where, _DIAMETER, unit="px")
-    tile = ck.number(data, "tile_size", where, limits.TILE_SIZE, integer=True, unit="px",
-                     default=DEFAULT_TILE_SIZE)
-    halo = ck.number(data, "halo", where, limits.HALO, integer=True, unit="px")
-    batch = ck.number(data, "batch_size", where, limits.BATCH_SIZE, integer=True)
-    fusion = ck.string(data, "fusion", where, FUSIONS) or "fa"
-    overwrite = data.get("overwrite", False)
-    if not isinstance(overwrite, bool):
-        ck.bad(f"{where}.overwrite", f"expected true or false; got {_short(overwrite)}")
-        overwrite = False
     wells = _wells(data.get("wells"), f"{where}.wells", ck)
     timepoints = _timepoints(data.get("timepoints"), f"{where}.timepoints", ck)
     zoo = _resolve(base, zoo, ck, f"{where}.zoo") if zoo else None
+    model = settings.get("model")
     if model and ("/" in model or model.endswith(".pth") or model.startswith(".")):
-        model = _resolve(base, model, ck, f"{where}.model")
-    if organelle is None:
+        settings["model"] = _resolve(base, model, ck, f"{where}.model")
+    if "organelle" not in settings:
         return None
-    return SegmentTask(
-        organelle=organelle, channels=channels, model=model,
-        zoo=zoo, cell_line=cell_line, name=name,
-        diameter=diameter, tile_size=tile, halo=halo, batch_size=batch, wells=wells,
-        timepoints=timepoints, fusion=fusion, overwrite=overwrite)
+    if not zoo and not problems:
+        try:  # the checks between settings
+            SegmentationConfig(**settings)
+        except SettingsError as err:
+            for key, message in err.problems:
+                ck.bad(f"{where}.{key}", message)
+    return SegmentTask(settings=settings, zoo=zoo, cell_line=cell_line, wells=wells,
+                       timepoints=timepoints)
 
 
 def _cluster(data: Any, base: Path, ck: _Checker, check_files: bool) -> ClusterSpec:
@@ -616,7 +572,7 @@ def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
     --------
     >>> job = parse_job({"version": 1, "plates": ["p.zarr"],
     ...                  "segment": [{"organelle": "cyto", "channels": [0, 1]}]}, base="/d")
-    >>> job.tasks[0].channels, job.plates
+    >>> job.tasks[0].settings["channels"], job.plates
     ((0, 1), ('/d/p.zarr',))
     >>> parse_job({"plates": "p.zarr", "segment": [{"organele": "cyto"}]})
     Traceback (most recent call last):

@@ -10,7 +10,8 @@ channel alone, which gives K instance label images ("raters"), and fuses them:
    component is one candidate cell.
 2. Within a group every rater contributes one binary mask (the union of its members, or an
    all-zero mask when it did not detect the cell), on the group's bounding box plus a margin
-   of ``3`` pixels, and the masks are fused by one of :data:`FUSION_METHODS`:
+   of ``3`` pixels, and the masks are fused by one of
+   :data:`~structfree_dask.config.FUSION_BASELINES`:
 
    ``"voting"``
        The group is always kept; a pixel is in the cell when at least half of the raters that
@@ -46,10 +47,10 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 from skimage.segmentation import relabel_sequential
 
-from structfree_dask.evaluation.metrics import _check_labels, _check_threshold, _sparse_overlaps
+from ..config import DEFAULT_MIN_SIZE, FUSION_BASELINES
+from ..evaluation.metrics import _check_labels, _check_threshold, _sparse_overlaps
 
 __all__ = [
-    "FUSION_METHODS",
     "StapleResult",
     "SimpleResult",
     "fuse_masks",
@@ -63,9 +64,6 @@ logger = logging.getLogger(__name__)
 # ============================================================================================
 # Mask-fusion baselines (per-channel instance masks -> one fused instance label image)
 # ============================================================================================
-
-#: Names accepted by :func:`fuse_masks`.
-FUSION_METHODS: tuple[str, ...] = ("voting", "majority", "staple", "simple")
 
 _BBOX_MARGIN = 3
 _PROB_EPS = 1e-6
@@ -451,12 +449,13 @@ def fuse_masks(
     *,
     method: str,
     iou_threshold: float = 0.5,
-    min_size: int = 15,
+    min_size: int = DEFAULT_MIN_SIZE,
 ) -> np.ndarray:
     """Fuse K instance label images (one per channel) into one instance label image.
 
     Instances are grouped with :func:`match_instances`, every group's K binary masks are
-    fused with ``method`` (see the module docstring and :data:`FUSION_METHODS`), pixels
+    fused with ``method`` (see the module docstring and
+    :data:`~structfree_dask.config.FUSION_BASELINES`), pixels
     claimed by several cells go to the cell of highest support (ties: the earlier group),
     cells smaller than ``min_size`` pixels are removed and IDs are made consecutive.
 
@@ -504,8 +503,8 @@ def fuse_masks(
     >>> int(fuse_masks([a, b, c], method="voting", min_size=0).max())
     2
     """
-    if method not in FUSION_METHODS:
-        raise ValueError(f"unknown fusion method {method!r}; valid methods: {FUSION_METHODS}")
+    if method not in FUSION_BASELINES:
+        raise ValueError(f"unknown fusion method {method!r}; valid methods: {FUSION_BASELINES}")
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0, got {min_size}")
     threshold = _check_threshold(iou_threshold)

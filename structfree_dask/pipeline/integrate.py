@@ -7,30 +7,102 @@ import logging
 import sys
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LABEL_DTYPE", "integrate_flows", "owned_cells", "cut_cells"]
+from ..config import (
+    DEFAULT_CELLPROB_THRESHOLD,
+    DEFAULT_FLOW_THRESHOLD,
+    DEFAULT_MIN_SIZE,
+    LABEL_DTYPE,
+    SegmentationConfig,
+)
+
+__all__ = ["Dynamics", "dynamics_for", "integrate_flows", "owned_cells", "cut_cells",
+           "FLOW_STEPS", "MAX_SIZE_FRACTION"]
 
 logger = logging.getLogger(__name__)
 
-LABEL_DTYPE = np.dtype("uint32")
+#: Flow-following steps at the model's own scale (cellpose: ``niter = 200 / rescale``).
+FLOW_STEPS = 200
+#: Masks larger than this fraction of the *whole field* are removed (cellpose's
+#: ``max_size_fraction``).
+MAX_SIZE_FRACTION = 0.4
 
 
-#: Cellpose's flow-error threshold: masks whose flows differ from the network's by more
-#: (mean squared error) are removed.
-DEFAULT_FLOW_THRESHOLD = 0.4
+@dataclass(frozen=True)
+class Dynamics:
+    """How flows become cells in a field: cellpose's dynamics with one run's settings.
+
+    Built by :func:`dynamics_for` (the one rule); ``labels`` integrates a window's
+    flows, or fuses per-channel masks for the mask-fusion baselines.
+    """
+
+    niter: int
+    cellprob_threshold: float = DEFAULT_CELLPROB_THRESHOLD
+    flow_threshold: float = DEFAULT_FLOW_THRESHOLD
+    min_size: int = DEFAULT_MIN_SIZE
+    max_size_px: float | None = None
+    fusion: str = "fa"
+
+    def labels(self, flows: np.ndarray, device: Any = None) -> np.ndarray:
+        """Integrate ``(3, h, w)`` flows; ``(c, 3, h, w)``: each channel, then fuse masks.
+
+        With ``fusion="fa"`` a ``(c, 3, h, w)`` stack is averaged over channels first.
+        """
+        flows = np.asarray(flows)
+        if flows.ndim == 4 and self.fusion == "fa":
+            from .flows import average_flows
+
+            flows = average_flows(flows)
+        if flows.ndim == 4:
+            from .fusion import fuse_masks
+
+            per_channel = [self.labels(f, device) for f in flows]
+            return fuse_masks(per_channel, method=self.fusion, min_size=self.min_size)
+        return integrate_flows(
+            flows[:2], flows[2], niter=self.niter, cellprob_threshold=self.cellprob_threshold,
+            flow_threshold=self.flow_threshold, min_size=self.min_size,
+            max_size_px=self.max_size_px, device=device)
+
+
+def dynamics_for(field_shape: tuple[int, int], rescale: float,
+                 config: SegmentationConfig | None = None) -> Dynamics:
+    """Return the one dynamics rule's settings: flow steps and largest cell of a field.
+
+    Parameters
+    ----------
+    field_shape : (int, int)
+        The whole field's ``(y, x)`` (the largest cell is a fraction of the field, not
+        of a task's window).
+    rescale : float
+        ``model diameter / cell diameter``.
+    config : SegmentationConfig, optional
+        Thresholds, smallest cell and fusion (default: the defaults).
+
+    Examples
+    --------
+    >>> d = dynamics_for((100, 200), 2.0)
+    >>> d.niter, d.max_size_px, d.min_size
+    (100, 8000.0, 15)
+    """
+    cfg = config or SegmentationConfig()
+    return Dynamics(
+        niter=int(round(FLOW_STEPS / rescale)), cellprob_threshold=cfg.cellprob_threshold,
+        flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
+        max_size_px=MAX_SIZE_FRACTION * field_shape[0] * field_shape[1], fusion=cfg.fusion)
 
 
 def integrate_flows(
     dP: np.ndarray,
     cellprob: np.ndarray,
     *,
-    niter: int = 200,
-    cellprob_threshold: float = 0.0,
+    niter: int = FLOW_STEPS,
+    cellprob_threshold: float = DEFAULT_CELLPROB_THRESHOLD,
     flow_threshold: float = DEFAULT_FLOW_THRESHOLD,
-    min_size: int = 15,
+    min_size: int = DEFAULT_MIN_SIZE,
     max_size_px: float | None = None,
     device: Any = None,
 ) -> np.ndarray:
@@ -70,7 +142,7 @@ def integrate_flows(
                          f"{cellprob.shape}")
     device = device or torch.device("cpu")
     area = float(cellprob.size)
-    frac = 0.4 if max_size_px is None else min(1.0, max_size_px / area)
+    frac = MAX_SIZE_FRACTION if max_size_px is None else min(1.0, max_size_px / area)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse invariant checks")
         masks = dynamics.compute_masks(

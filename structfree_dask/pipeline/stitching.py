@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import LABEL_DTYPE
+
 __all__ = ["OwnedPatch", "encode_patch", "paste_block", "region_offsets"]
 
-LABEL_DTYPE = np.dtype("uint32")
 Box = tuple[int, int, int, int]
 
 

@@ -21,7 +21,6 @@ import numpy as np
 
 __all__ = [
     "NET_TILE",
-    "DEFAULT_TILE_SIZE",
     "FieldGeometry",
     "halo_depth",
     "lattice_padding",
@@ -32,12 +31,6 @@ __all__ = [
 
 #: Side of the network's tiles in rescaled pixels (cellpose's ``bsize``).
 NET_TILE = 224
-#: Default task region side (and label chunk side) in original pixels. The network's
-#: work does not depend on it (the lattice is the field's); smaller regions integrate
-#: more halo (+25 % integration work at 512 px than at 1024 px) but a worker's peak
-#: memory is lower on large fields and nearly the same for every field size (see the
-#: engine benchmark in the README).
-DEFAULT_TILE_SIZE = 512
 _TILE_OVERLAP = 0.1
 
 

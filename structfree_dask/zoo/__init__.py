@@ -10,7 +10,7 @@ splits, :mod:`~.training.augment`: training augmentations, :mod:`~.training.trai
 fine-tuning, :mod:`~.training.jobs`: the training jobs to run, :mod:`~.training.build`:
 one training job per task, :func:`build_zoo` on a Dask cluster) and :mod:`.scoring`
 (:mod:`~.scoring.data`: annotated planes: loading, training samples, pooled scores,
-:mod:`~.scoring.evaluate`: FA with one model per channel, :mod:`~.scoring.select`:
+:mod:`~.scoring.select`:
 candidate pairs, best pair, :mod:`~.scoring.scoring`: candidate pairs and the Vanilla
 baseline scored per split, selection from the scores, :mod:`~.scoring.threshold`: the
 selection's flow threshold, chosen on validation, :mod:`~.scoring.predict`: model sets,
@@ -35,7 +35,6 @@ from .report import (
     write_report,
 )
 from .scoring.data import Plane, load_planes, load_samples, score_planes
-from .scoring.evaluate import channel_flows, fa_segment, flows_to_labels
 from .scoring.predict import FAModels, fusion_models, selected_models, vanilla_models
 from .scoring.scoring import (
     SELECTION_RULE,
@@ -54,7 +53,6 @@ from .selection import ResolvedSelection, Selection, as_selection, resolve
 from .training.augment import AUGMENTATIONS, augment, augment_with_record
 from .training.build import (
     BuildResult,
-    TrainSettings,
     build_zoo,
     model_log_path,
     run_training_job,
@@ -81,7 +79,6 @@ __all__ = [
     "Selection",
     "Split",
     "TrainResult",
-    "TrainSettings",
     "TrainingJob",
     "Zoo",
     "as_selection",
@@ -90,16 +87,13 @@ __all__ = [
     "build_zoo",
     "candidate_pairs",
     "candidates_table",
-    "channel_flows",
     "check_compatible",
     "choose_flow_threshold",
     "f1_heatmap",
     "f1_table",
-    "fa_segment",
     "finetune",
     "flow_targets",
     "flow_threshold_scores",
-    "flows_to_labels",
     "fusion_models",
     "fusion_table",
     "kfold",

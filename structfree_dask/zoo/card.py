@@ -16,13 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._provenance import software_versions
-from ..io import check_name
+from ..config import ORGANELLES, STRATEGIES, check_name
 from .training.splits import Split
 
 __all__ = [
     "CARD_VERSION",
-    "ORGANELLES",
-    "STRATEGIES",
     "NORMALIZATION",
     "ModelCard",
     "CardError",
@@ -34,10 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: Version of the card format.
 CARD_VERSION = 1
-#: What a model segments.
-ORGANELLES: tuple[str, ...] = ("nuclei", "cyto")
-#: ``"cw"``: channel-wise (one channel); ``"mc"``: multi-channel (several channels).
-STRATEGIES: tuple[str, ...] = ("cw", "mc")
 #: The normalization every zoo model is trained and run with.
 NORMALIZATION: dict[str, Any] = {"method": "percentile", "lower": 1.0, "upper": 99.0,
                                  "scope": "per image and channel"}

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..backbones import file_sha256
-from ..io import check_name
-from .card import ORGANELLES, CardError, ModelCard, _clean
+from ..config import ORGANELLES, check_name
+from .card import CardError, ModelCard, _clean
 from .selection import Selection
 
 __all__ = ["Zoo", "WEIGHTS_FILE", "CARD_FILE"]

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import DEFAULT_FLOW_THRESHOLD
 from ..evaluation.metrics import evaluate
 from ..io import Plate, open_plate
 from ..pipeline.normalize import normalize, percentile_bounds
@@ -57,7 +58,7 @@ from .scoring.predict import (
 )
 from .scoring.scoring import VANILLA, pair_key, summarize_scores
 from .scoring.select import rank_key
-from .scoring.threshold import DEFAULT_FLOW_THRESHOLD, check_flow_thresholds, choice_key
+from .scoring.threshold import check_flow_thresholds, choice_key
 from .selection import Selection, as_selection
 
 __all__ = [

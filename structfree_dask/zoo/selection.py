@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..pipeline.integrate import DEFAULT_FLOW_THRESHOLD
-from .card import ORGANELLES, STRATEGIES, ModelCard, check_compatible
+from ..config import DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES
+from .card import ModelCard, check_compatible
 
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import Zoo

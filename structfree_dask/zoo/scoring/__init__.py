@@ -1,11 +1,13 @@
 """Scoring and selecting the zoo's models on annotated planes.
 
 :mod:`.data` (annotated planes: loading, training samples, pooled scores),
-:mod:`.evaluate` (FA with one model per channel), :mod:`.select` (candidate pairs,
-best pair), :mod:`.scoring` (candidate pairs and the Vanilla baseline scored per
-split, selection from the scores), :mod:`.threshold` (the selection's flow
+:mod:`.select` (candidate pairs, best pair), :mod:`.scoring` (candidate pairs and the
+Vanilla baseline scored per split, selection from the scores), :mod:`.threshold` (the
+selection's flow
 threshold, chosen on validation) and :mod:`.predict` (model sets, cached flows, FA
-and mask-fusion scores). Public names are imported from their module on first use.
+and mask-fusion scores). Flow Averaging itself is the package's one in-process
+implementation, :mod:`structfree_dask.pipeline.segment`. Public names are imported from
+their module on first use.
 """
 
 from __future__ import annotations
@@ -21,13 +23,6 @@ if TYPE_CHECKING:
         load_samples,
         pool_scores,
         score_planes,
-    )
-    from .evaluate import (
-        average_flows,
-        channel_flows,
-        fa_segment,
-        flows_to_labels,
-        geometry_for,
     )
     from .predict import (
         METHODS,
@@ -62,7 +57,6 @@ if TYPE_CHECKING:
         select_best,
     )
     from .threshold import (
-        DEFAULT_FLOW_THRESHOLD,
         FLOW_THRESHOLDS,
         best_flow_threshold,
         check_flow_thresholds,
@@ -93,7 +87,6 @@ _SOURCES: dict[str, str] = {
     "nonempty_subsets": "select",
     "select_best": "select",
     "rank_key": "select",
-    "DEFAULT_FLOW_THRESHOLD": "threshold",
     "FLOW_THRESHOLDS": "threshold",
     "best_flow_threshold": "threshold",
     "choice_key": "threshold",
@@ -112,11 +105,6 @@ _SOURCES: dict[str, str] = {
     "selected_models": "predict",
     "subset_models": "predict",
     "vanilla_models": "predict",
-    "channel_flows": "evaluate",
-    "flows_to_labels": "evaluate",
-    "fa_segment": "evaluate",
-    "average_flows": "evaluate",
-    "geometry_for": "evaluate",
 }
 
 __all__ = [
@@ -140,7 +128,6 @@ __all__ = [
     "nonempty_subsets",
     "select_best",
     "rank_key",
-    "DEFAULT_FLOW_THRESHOLD",
     "FLOW_THRESHOLDS",
     "best_flow_threshold",
     "choice_key",
@@ -159,11 +146,6 @@ __all__ = [
     "selected_models",
     "subset_models",
     "vanilla_models",
-    "channel_flows",
-    "flows_to_labels",
-    "fa_segment",
-    "average_flows",
-    "geometry_for",
 ]
 
 

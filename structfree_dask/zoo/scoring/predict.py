@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 
 from ...backbones import ModelSpec, resolve_model
+from ...config import DEFAULT_FLOW_THRESHOLD, FUSION_BASELINES, SegmentationConfig
 from ...evaluation.metrics import evaluate
 from ...io import Plate, open_plate
-from ...pipeline.fusion import FUSION_METHODS, fuse_masks
-from ...pipeline.integrate import DEFAULT_FLOW_THRESHOLD
+from ...pipeline.fusion import fuse_masks
+from ...pipeline.segment import channel_flows, flows_to_labels
 from ..card import ModelCard
 from ..registry import Zoo
 from ..selection import Selection, as_selection
 from .data import Plane, load_planes
-from .evaluate import average_flows, channel_flows, flows_to_labels
 
 __all__ = [
     "METHODS",
@@ -182,7 +182,7 @@ class PlaneFlows:
         key = (spec.path, channel, diameter)
         if key not in self._cache:
             self._cache[key] = channel_flows(self.plane.image[self.index[channel]], spec,
-                                             diameter=diameter, batch_size=self.batch_size)
+                                             diameter=diameter, batch_size=self.batch_size)[0]
         return self._cache[key]
 
 
@@ -195,15 +195,15 @@ def fa_labels(models: FAModels, flows: PlaneFlows,
     """Return Flow Averaging's labels: the models' maps averaged, integrated once."""
     stack = np.stack([flows.get(m, c, models.diameter)
                       for m, c in zip(models.models, models.channels, strict=True)])
-    return flows_to_labels(average_flows(stack), rescale=_rescale(models),
-                           flow_threshold=flow_threshold)
+    return flows_to_labels(stack, SegmentationConfig(flow_threshold=flow_threshold),
+                           rescale=_rescale(models))
 
 
 def channel_labels(models: FAModels, flows: PlaneFlows,
                    flow_threshold: float = DEFAULT_FLOW_THRESHOLD) -> list[np.ndarray]:
     """Return each channel's own labels (its model's maps integrated alone), in order."""
-    return [flows_to_labels(flows.get(m, c, models.diameter), rescale=_rescale(models),
-                            flow_threshold=flow_threshold)
+    config = SegmentationConfig(flow_threshold=flow_threshold)
+    return [flows_to_labels(flows.get(m, c, models.diameter), config, rescale=_rescale(models))
             for m, c in zip(models.models, models.channels, strict=True)]
 
 
@@ -288,7 +288,7 @@ def method_scores(models: FAModels, planes: Sequence[Plane],
         raise ValueError(f"unknown method(s) {unknown}; expected some of {list(METHODS)}")
     rows: dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]] = {
         (m, c, t): [] for m in methods for c in subsets for t in thresholds}
-    fusions = [m for m in FUSION_METHODS if m in methods]
+    fusions = [m for m in FUSION_BASELINES if m in methods]
     for plane in planes:
         flows = PlaneFlows(plane, models.channels, batch_size)
         truth = plane.labels.astype(np.int64)

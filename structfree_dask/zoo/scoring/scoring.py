@@ -22,15 +22,16 @@ from typing import Any
 import numpy as np
 
 from ...backbones import ModelSpec, resolve_model
+from ...config import STRATEGIES
 from ...evaluation.metrics import evaluate
 from ...io import ImageInfo, Plate
-from ..card import STRATEGIES, ModelCard, check_compatible, utc_now
+from ...pipeline.segment import channel_flows, flows_to_labels
+from ..card import ModelCard, check_compatible, utc_now
 from ..registry import Zoo
 from ..selection import Selection
 from ..training.jobs import _open
 from ..training.splits import Split
 from .data import _forget_model, load_planes, pool_scores
-from .evaluate import average_flows, channel_flows, flows_to_labels
 from .select import candidate_pairs, select_best
 
 __all__ = [
@@ -157,7 +158,7 @@ def score_candidates(
                 for c in card.channels:
                     flows[(card.model_id, c)] = channel_flows(
                         plane.image[used.index(c)], specs[card.model_id], diameter=d,
-                        batch_size=batch_size)
+                        batch_size=batch_size)[0]
             for i, pair in enumerate(pairs):
                 if pair.strategy == "cw":
                     cards = [models[(c,)] for c in pair.eval_channels]
@@ -166,7 +167,7 @@ def score_candidates(
                     cards = [models[pair.train_channels]]
                     keys = [(cards[0].model_id, c) for c in pair.eval_channels]
                 d = diameter or float(np.mean([card.diameter for card in cards]))
-                labels = flows_to_labels(average_flows(np.stack([flows[k] for k in keys])),
+                labels = flows_to_labels(np.stack([flows[k] for k in keys]),
                                          rescale=cards[0].diam_mean / d)
                 scores[i].append(evaluate(plane.labels.astype(np.int64),
                                           labels.astype(np.int64)))
@@ -308,10 +309,10 @@ def score_vanilla(
     logger.info("Vanilla baseline %s: %d subset(s) on %d plane(s)", spec.name, len(subs),
                 len(planes))
     for plane in planes:
-        flows = {c: channel_flows(plane.image[k], spec, diameter=d, batch_size=batch_size)
+        flows = {c: channel_flows(plane.image[k], spec, diameter=d, batch_size=batch_size)[0]
                  for k, c in enumerate(used)}
         for s in subs:
-            labels = flows_to_labels(average_flows(np.stack([flows[c] for c in s])),
+            labels = flows_to_labels(np.stack([flows[c] for c in s]),
                                      rescale=spec.diam_mean / d)
             per_subset[s].append(evaluate(plane.labels.astype(np.int64),
                                           labels.astype(np.int64)))

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..card import STRATEGIES
+from ...config import STRATEGIES
 
 __all__ = ["Candidate", "candidate_pairs", "nonempty_subsets", "select_best", "rank_key"]
 

@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from ...config import DEFAULT_FLOW_THRESHOLD
 from ...io import Plate, open_plate
-from ...pipeline.integrate import DEFAULT_FLOW_THRESHOLD
 from ..selection import Selection, as_selection
 from .data import pool_scores
 from .predict import load_eval_planes, method_scores, reference_card, selected_models
 
 __all__ = [
-    "DEFAULT_FLOW_THRESHOLD",
     "FLOW_THRESHOLDS",
     "best_flow_threshold",
     "choice_key",

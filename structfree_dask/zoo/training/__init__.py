@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     )
     from .build import (
         BuildResult,
-        TrainSettings,
         build_zoo,
         model_log_path,
         run_training_job,
@@ -79,7 +78,6 @@ _SOURCES: dict[str, str] = {
     "TrainingJob": "jobs",
     "training_jobs": "jobs",
     "run_training_job": "build",
-    "TrainSettings": "build",
     "BuildResult": "build",
     "model_log_path": "build",
     "train_model": "build",
@@ -111,7 +109,6 @@ __all__ = [
     "TrainingJob",
     "training_jobs",
     "run_training_job",
-    "TrainSettings",
     "BuildResult",
     "model_log_path",
     "train_model",

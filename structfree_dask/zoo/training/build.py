@@ -30,18 +30,19 @@ import numpy as np
 
 from ..._provenance import software_versions
 from ...backbones import ModelSpec, resolve_model
-from ..card import STRATEGIES, ModelCard, utc_now
+from ...config import STRATEGIES, SegmentationConfig, TrainSettings
+from ...pipeline.segment import segment_array
+from ..card import ModelCard, utc_now
 from ..registry import Zoo
 from ..scoring.data import _forget_model, load_planes, load_samples, score_planes
 from ..scoring.scoring import _fold_order, score_split, select_from_scores
 from ..scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds, choose_flow_threshold
 from ..selection import Selection
 from .jobs import TrainingJob
-from .train import Progress, _check_tile, finetune
+from .train import Progress, finetune
 
 __all__ = [
     "run_training_job",
-    "TrainSettings",
     "BuildResult",
     "model_log_path",
     "train_model",
@@ -59,15 +60,8 @@ def run_training_job(
     job: TrainingJob,
     base: ModelSpec | str | Path | None,
     zoo_dir: str | Path,
-    max_epochs: int,
-    patience: int = 50,
+    settings: TrainSettings | None = None,
     *,
-    lr: float = 5e-4,
-    weight_decay: float = 1e-4,
-    batch_size: int = 8,
-    diameter: float | None = None,
-    tile_size: int = 224,
-    overwrite: bool = False,
     progress: Progress | None = None,
     device: Any = None,
 ) -> ModelCard:
@@ -85,15 +79,10 @@ def run_training_job(
     base : ModelSpec, str, Path or None
         Pretrained weights (None: the shipped generalist).
     zoo_dir : str or Path
-    max_epochs, patience : int
-    lr, weight_decay : float
-    batch_size : int
-    diameter : float, optional
-        Cell diameter in px (default: measured on the training labels).
-    tile_size : int
-    overwrite : bool
-        Retrain a model already in the zoo. When False, an existing model's card is
-        returned without training (so a re-submitted build resumes).
+    settings : TrainSettings, optional
+        How to fine-tune (default: ``TrainSettings()``). With ``overwrite`` False, an
+        existing model's card is returned without training (so a re-submitted build
+        resumes).
     progress : callable, optional
         See :func:`~structfree_dask.zoo.training.train.finetune`.
     device : torch.device, optional
@@ -103,8 +92,9 @@ def run_training_job(
     ModelCard
         The stored card.
     """
+    st = settings or TrainSettings()
     zoo = Zoo(zoo_dir)
-    if job.model_id in zoo and not overwrite:
+    if job.model_id in zoo and not st.overwrite:
         logger.info("model %s is already in %s; not retrained", job.model_id, zoo.path)
         return zoo.get(job.model_id)
     spec = base if isinstance(base, ModelSpec) else resolve_model(base)
@@ -114,15 +104,13 @@ def run_training_job(
     work.mkdir(parents=True)
     try:
         weights = work / "weights.pth"
-        result = finetune(spec, train, val, max_epochs=max_epochs, patience=patience, lr=lr,
-                          weight_decay=weight_decay, batch_size=batch_size,
-                          seed=job.split.seed, out_path=weights, diameter=diameter,
-                          progress=progress, tile_size=tile_size, device=device)
-        d = float(diameter or result.diameter)
-        from ...engine import segment_array
+        result = finetune(spec, train, val, st, seed=job.split.seed, out_path=weights,
+                          progress=progress, device=device)
+        d = float(st.diameter or result.diameter)
+        scoring = SegmentationConfig(model=str(weights), diameter=d)
 
         def segment(image: np.ndarray) -> np.ndarray:
-            return segment_array(image, model=str(weights), diameter=d)
+            return segment_array(image, scoring.replace(channels=tuple(range(len(image)))))
 
         try:
             val_scores = score_planes(load_planes(job.plate, job.split.val, job.channels,
@@ -138,9 +126,9 @@ def run_training_job(
             diam_mean=result.diam_mean, split=job.split, epochs_run=result.epochs_run,
             best_epoch=result.best_epoch, val_scores=val_scores, test_scores=test_scores,
             training={
-                "max_epochs": max_epochs, "patience": patience, "lr": lr,
-                "weight_decay": weight_decay, "batch_size": batch_size,
-                "tile_size": tile_size, "best_val_loss": result.best_val_loss,
+                "max_epochs": st.max_epochs, "patience": st.patience, "lr": st.lr,
+                "weight_decay": st.weight_decay, "batch_size": st.batch_size,
+                "tile_size": st.tile_size, "best_val_loss": result.best_val_loss,
                 "initial_val_loss": result.initial_val_loss,
                 "stopped_early": result.stopped_early, "n_train": result.n_train,
                 "n_val": result.n_val, "train_losses": list(result.train_losses),
@@ -150,7 +138,7 @@ def run_training_job(
             source={"plate": job.plate, "gt": job.gt},
             software=software_versions(),
         )
-        stored = zoo.add(card, weights, overwrite=overwrite)
+        stored = zoo.add(card, weights, overwrite=st.overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     logger.info("model %s: %d epochs (best %d), val F1 %.3f, test F1 %.3f", stored.model_id,
@@ -159,63 +147,6 @@ def run_training_job(
 
 
 # ----------------------------------------------------------------------------- Dask build
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Training settings shared by every model of a build.
-
-    Attributes
-    ----------
-    max_epochs, patience : int
-        At most ``max_epochs`` epochs; stop after ``patience`` without a lower
-        validation loss.
-    lr, weight_decay : float
-    batch_size : int
-        Tiles per optimisation step (and per inference batch when scoring).
-    tile_size : int
-        Training tile side (multiple of 16, >= 32).
-    diameter : float, optional
-        Cell diameter in px (default: measured on the training labels).
-    overwrite : bool
-        Retrain models already in the zoo (default: keep and reuse them).
-
-    Examples
-    --------
-    >>> TrainSettings(max_epochs=2).job_kwargs()["tile_size"]
-    224
-    >>> TrainSettings(max_epochs=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: max_epochs must be an integer >= 1; got 0
-    """
-
-    max_epochs: int = 500
-    patience: int = 50
-    lr: float = 5e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 8
-    tile_size: int = 224
-    diameter: float | None = None
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("max_epochs", "patience", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        if not self.lr > 0 or not self.weight_decay >= 0:
-            raise ValueError(f"lr must be > 0 and weight_decay >= 0; got {self.lr}, "
-                             f"{self.weight_decay}")
-        _check_tile(self.tile_size)
-        if self.diameter is not None and not self.diameter > 0:
-            raise ValueError(f"diameter must be > 0 px; got {self.diameter}")
-
-    def job_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`run_training_job` (besides epochs and patience)."""
-        return {"lr": self.lr, "weight_decay": self.weight_decay,
-                "batch_size": self.batch_size, "tile_size": self.tile_size,
-                "diameter": self.diameter, "overwrite": self.overwrite}
 
 
 def model_log_path(zoo_dir: str | Path, model_id: str) -> Path:
@@ -291,8 +222,7 @@ def train_model(job: TrainingJob, base: ModelSpec | str | Path | None, zoo_dir: 
                  f"{len(split.test)} train/val/test fields, base {base or 'generalist'}, "
                  f"max {settings.max_epochs} epochs, patience {settings.patience}")
         started = time.perf_counter()
-        card = run_training_job(job, base, zoo_dir, settings.max_epochs, settings.patience,
-                                progress=log.epoch, **settings.job_kwargs())
+        card = run_training_job(job, base, zoo_dir, settings, progress=log.epoch)
         log.line(f"done in {time.perf_counter() - started:.1f} s: {card.epochs_run} epoch(s), "
                  f"best epoch {card.best_epoch}, val F1 {card.val_f1:.3f}, "
                  f"test F1 {card.test_f1:.3f}")

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...config import ORGANELLES, STRATEGIES
 from ...io import ImageInfo, Plate, open_plate
-from ..card import ORGANELLES, STRATEGIES
 from ..scoring.select import nonempty_subsets
 from .splits import DEFAULT_FRACTIONS, Split, kfold, split_fields
 

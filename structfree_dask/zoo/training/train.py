@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ...backbones import ModelSpec, load_model, pick_device, resolve_model
+from ...config import TrainSettings
 from ...pipeline.normalize import normalize, percentile_bounds
 from .augment import augment
 
@@ -361,13 +362,6 @@ def _eval_loss(net: Any, xs: np.ndarray, ys: np.ndarray, batch_size: int, device
     return total / len(xs)
 
 
-def _check_tile(tile_size: int) -> int:
-    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 32 \
-            or tile_size % 16:
-        raise ValueError(f"tile_size must be a multiple of 16, >= 32; got {tile_size!r}")
-    return tile_size
-
-
 def _spec(model: ModelSpec | str | Path | None) -> ModelSpec:
     return model if isinstance(model, ModelSpec) else resolve_model(model)
 
@@ -375,11 +369,9 @@ def _spec(model: ModelSpec | str | Path | None) -> ModelSpec:
 def validation_loss(
     model: ModelSpec | str | Path | None,
     samples: Sequence[Sample],
+    settings: TrainSettings | None = None,
     *,
-    diameter: float | None = None,
-    tile_size: int = 224,
     max_tiles: int = 128,
-    batch_size: int = 8,
     device: Any = None,
 ) -> float:
     """Cellpose loss of a model on the fixed validation tiles of labelled samples.
@@ -393,23 +385,25 @@ def validation_loss(
         Weights (see :func:`structfree_dask.backbones.resolve_model`).
     samples : sequence of (image, labels)
         Raw ``(y, x)`` images and their labels.
-    diameter : float, optional
-        Cell diameter in px (default: measured on each label image).
-    tile_size, max_tiles, batch_size : int
+    settings : TrainSettings, optional
+        ``diameter`` (default: measured on each label image), ``tile_size`` and
+        ``batch_size`` as in :func:`finetune`.
+    max_tiles : int
     device : torch.device, optional
 
     Returns
     -------
     float
     """
+    st = settings or TrainSettings()
     spec = _spec(model)
-    tile = _check_tile(tile_size)
     prepared = prepare_samples(samples, "validation")
-    rsc = _diameters(prepared, diameter) / spec.diam_mean
+    rsc = _diameters(prepared, st.diameter) / spec.diam_mean
     device = device or pick_device()
     net = load_model(spec, device)
-    xs, ys = _val_tiles(prepared, rsc, tile=tile, nin=int(net.nbase[0]), max_tiles=max_tiles)
-    return _eval_loss(net, xs, ys, batch_size, device)
+    xs, ys = _val_tiles(prepared, rsc, tile=st.tile_size, nin=int(net.nbase[0]),
+                        max_tiles=max_tiles)
+    return _eval_loss(net, xs, ys, st.batch_size, device)
 
 
 def _save_state(state: dict[str, Any], path: Path) -> None:
@@ -441,17 +435,11 @@ def finetune(
     base: ModelSpec | str | Path | None,
     train: Sequence[Sample],
     val: Sequence[Sample],
+    settings: TrainSettings | None = None,
     *,
-    max_epochs: int,
-    patience: int = 50,
-    lr: float = 5e-4,
-    weight_decay: float = 1e-4,
-    batch_size: int = 8,
     seed: int,
     out_path: str | Path,
-    diameter: float | None = None,
     progress: Progress | None = None,
-    tile_size: int = 224,
     scale_range: float = 0.5,
     p_augment: float = 0.5,
     max_val_tiles: int = 128,
@@ -466,25 +454,20 @@ def finetune(
     train, val : sequence of (image, labels)
         Raw ``(y, x)`` images (each channel of a field is its own sample) and their
         ``(y, x)`` integer labels. Images are normalized by their own 1/99 percentiles.
-    max_epochs : int
-        At most this many passes over the training samples (one tile per sample).
-    patience : int
-        Stop after this many epochs without a lower validation loss.
-    lr, weight_decay : float
-        AdamW settings (constant learning rate).
-    batch_size : int
-        Tiles per optimisation step.
+    settings : TrainSettings, optional
+        Epochs (at most ``max_epochs`` passes over the training samples, one tile per
+        sample; stop after ``patience`` epochs without a lower validation loss), AdamW's
+        ``lr`` and ``weight_decay`` (constant learning rate), ``batch_size`` (tiles per
+        step), ``tile_size`` (network tile side; cellpose trains on 224) and
+        ``diameter`` (cell diameter in px of all images; default: measured on each
+        label image). Default: ``TrainSettings()``.
     seed : int
         Seeds torch and the numpy Generator behind crops, augmentations and tiles.
     out_path : str or Path
         Where the best weights go (``torch.save(state_dict)``; loadable with
         :func:`~structfree_dask.backbones.resolve_model` and ``load_model``).
-    diameter : float, optional
-        Cell diameter in px of all images (default: measured on each label image).
     progress : callable, optional
         Called as ``progress(epoch, max_epochs, train_loss, val_loss)`` after each epoch.
-    tile_size : int
-        Network tile side (cellpose trains on 224).
     scale_range : float
         ``random_rotate_and_resize``'s own scale jitter (cellpose's default 0.5).
     p_augment : float
@@ -508,19 +491,15 @@ def finetune(
     import torch
 
     started = time.perf_counter()
-    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ValueError(f"max_epochs must be an integer >= 1; got {max_epochs!r}")
+    st = settings or TrainSettings()
+    max_epochs, patience, batch_size, tile = st.max_epochs, st.patience, st.batch_size, \
+        st.tile_size
     stopper = EarlyStopping(patience)
-    if not lr > 0 or weight_decay < 0:
-        raise ValueError(f"lr must be > 0 and weight_decay >= 0; got {lr}, {weight_decay}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
-    tile = _check_tile(tile_size)
     spec = _spec(base)
     train_s = prepare_samples(train, "training")
     val_s = prepare_samples(val, "validation")
-    d_train = _diameters(train_s, diameter)
-    d_val = _diameters(val_s, diameter)
+    d_train = _diameters(train_s, st.diameter)
+    d_val = _diameters(val_s, st.diameter)
     rsc_train = d_train / spec.diam_mean
     rsc_val = d_val / spec.diam_mean
     out = Path(out_path)
@@ -532,8 +511,8 @@ def finetune(
     net = copy.deepcopy(load_model(spec, device))  # never train the cached network
     nin = int(net.nbase[0])
     net.diam_labels.data = torch.full_like(net.diam_labels.data, float(d_train.mean()))
-    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=st.lr,
+                                  weight_decay=st.weight_decay)
     xs_val, ys_val = _val_tiles(val_s, rsc_val, tile=tile, nin=nin, max_tiles=max_val_tiles)
     logger.info("fine-tuning %s: %d training / %d validation samples (%d tiles), "
                 "diameter %.1f px, diam_mean %.1f, max %d epochs, patience %d",
