@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from structfree_dask.pipeline.tiling import DEFAULT_TILE_SIZE
+from structfree_dask.config import DEFAULT_TILE_SIZE
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -318,7 +318,7 @@ def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: i
                ) -> tuple[Row, list[np.ndarray] | None]:
     from structfree_dask.config import SegmentationConfig
     from structfree_dask.engine import segment
-    from structfree_dask.runtime.cluster import local_client
+    from structfree_dask.engine.cluster import local_client
 
     row = Row(title)
     name = f"bench_{tag}"
@@ -493,7 +493,7 @@ def memory_child(plate: str, tile_size: int) -> int:
     """
     from structfree_dask.config import SegmentationConfig
     from structfree_dask.engine import segment
-    from structfree_dask.runtime.cluster import local_client
+    from structfree_dask.engine.cluster import local_client
 
     cfg = SegmentationConfig(organelle="cyto", channels=(0,), name="bench_mem", overwrite=True,
                              tile_size=tile_size)

@@ -80,7 +80,8 @@ def _best(rows: list[dict[str, Any]], strategy: str, allowed: set[int]) -> dict[
 def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
                  client: Any) -> list[dict[str, Any]]:
     from structfree_dask.simulate import simulate_plate
-    from structfree_dask.zoo import TrainSettings, Zoo, build_zoo, training_jobs
+    from structfree_dask.config import TrainSettings
+    from structfree_dask.zoo import Zoo, build_zoo, training_jobs
 
     rows_total = args.rows + args.heldout_rows
     plate: Any = work / f"{tag}.zarr"
@@ -141,7 +142,7 @@ def _has_selection(zoo_dir: Path, cell_line: str, organelle: str) -> bool:
     return True
 
 
-def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: list[str],
+def selection_draws(zoo: Any, selection: Any, plate: Any, heldout: list[str],
                     flow_thresholds: tuple[float, ...], n_draws: int,
                     seed: int) -> list[dict[str, Any]]:
     """Each method's subset and threshold chosen on random test fields, scored on the rest.
@@ -215,7 +216,7 @@ def selection_draws(zoo: Any, selection: dict[str, Any], plate: Any, heldout: li
     return out
 
 
-def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
+def compare(zoo: Any, selection: Any, plate: Any, allowed: set[int],
             heldout: list[str], flow_thresholds: tuple[float, ...] = (0.4,)) -> dict[str, Any]:
     """Best Vanilla/CW/MC pairs by validation F1, and FA vs mask fusion, on the test fields.
 
@@ -227,16 +228,15 @@ def compare(zoo: Any, selection: dict[str, Any], plate: Any, allowed: set[int],
     from structfree_dask.zoo import pair_key, score_candidates, score_vanilla
     from structfree_dask.zoo.report import fusion_table
 
-    ids = selection["model_ids"]
-    ref = zoo.get(next(iter(ids.values())) if isinstance(ids, dict) else ids)
+    ref = zoo.get(selection.model_ids[0])
     test = [*ref.split.test, *heldout]
-    gt = selection["gt"]
+    gt = selection.gt
     row: dict[str, Any] = {"n_test_fields": len(test)}
-    best = {s: _best(selection["candidates"], s, allowed) for s in ("vanilla", "cw", "mc")}
+    best = {s: _best(selection.candidates, s, allowed) for s in ("vanilla", "cw", "mc")}
     rescored = {pair_key(r): r for r in score_candidates(
         zoo, plate, gt, ref.cell_line, ref.organelle, fields=test)}
     if best["vanilla"] is not None:
-        base = (selection.get("baseline") or {}).get("path")
+        base = (selection.baseline or {}).get("path")
         for r in score_vanilla(plate, gt, test, [best["vanilla"]["eval_channels"]], base,
                                diameter=ref.diameter):
             rescored[pair_key(r)] = r
@@ -390,7 +390,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("distributed", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from structfree_dask.runtime.cluster import local_client
+    from structfree_dask.engine.cluster import local_client
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_zoo_"))
     work.mkdir(parents=True, exist_ok=True)

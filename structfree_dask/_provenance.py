@@ -1,8 +1,18 @@
-"""Provenance of results: the software versions a run record or model card names."""
+"""Provenance of results: software versions and time stamps.
+
+Label records, run records and model cards carry the same stamp.
+"""
 
 from __future__ import annotations
 
-__all__ = ["software_versions"]
+from datetime import UTC, datetime
+
+__all__ = ["software_versions", "utc_now"]
+
+
+def utc_now() -> str:
+    """Return the UTC time, ISO 8601 to the second (``2025-01-31T12:00:00+00:00``)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def software_versions() -> dict[str, str]:

@@ -85,7 +85,7 @@ def small_cpnet_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cluster_client():
     """A real multi-process LocalCluster with two single-threaded workers."""
-    from structfree_dask.runtime.cluster import local_client
+    from structfree_dask.engine.cluster import local_client
 
     client = local_client(n_workers=2, threads_per_worker=1, memory_limit="6GiB")
     yield client

@@ -475,7 +475,7 @@ def test_debug_shows_the_traceback(plate, capsys):
 
 def test_close_client_after_the_cluster_is_gone(caplog):
     """Closing a client whose cluster already went away logs nothing above debug."""
-    from structfree_dask.runtime.cluster import close_client, local_client
+    from structfree_dask.engine.cluster import close_client, local_client
 
     client = local_client(n_workers=1, memory_limit="2GiB")
     client.cluster.close()
@@ -485,7 +485,7 @@ def test_close_client_after_the_cluster_is_gone(caplog):
 
 def test_cluster_settings_from_python():
     """The Python side of --scheduler and --workers: the same refusals, nothing started."""
-    from structfree_dask.runtime.cluster import SchedulerUnreachableError, connect, local_client
+    from structfree_dask.engine.cluster import SchedulerUnreachableError, connect, local_client
 
     with pytest.raises(SchedulerUnreachableError,
                        match="no Dask scheduler answered at tcp://127.0.0.1:1 within 1 s"):

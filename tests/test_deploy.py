@@ -564,7 +564,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float 
 def test_tls_recipe_gives_a_cluster_for_the_example_job(tmp_path: Path) -> None:
     from distributed.security import Security
 
-    from structfree_dask.runtime.cluster import connect
+    from structfree_dask.engine.cluster import connect
 
     section = _readme_section("TLS")
     lines = [ln for b in re.findall(r"```bash\n(.*?)```", section, flags=re.S)

@@ -117,7 +117,7 @@ def _profiling() -> bool:
 
 
 def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
-    from structfree_dask.runtime.cluster import local_client
+    from structfree_dask.engine.cluster import local_client
 
     path = _copy(plate_small[0], tmp_path)
     client = local_client(n_workers=1, threads_per_worker=1)
@@ -135,7 +135,7 @@ def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
 
 
 def test_killed_worker_gives_clean_labels(tmp_path, plate_small, reference):
-    from structfree_dask.runtime.cluster import local_client
+    from structfree_dask.engine.cluster import local_client
 
     path = _copy(plate_small[0], tmp_path)
     client = local_client(n_workers=2, threads_per_worker=1)
@@ -325,9 +325,9 @@ def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, clu
 def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     """Network and integration tasks ask for the GPU resource where workers advertise one
     (dask-cuda workers here are started with it); CPU clusters get no annotation."""
-    from structfree_dask import engine
     from structfree_dask.engine import _graph, _run
-    from structfree_dask.runtime.cluster import gpu_resources, local_client
+    from structfree_dask.engine.cluster import gpu_resources, local_client
+    from structfree_dask.pipeline.segment import resolve_models
 
     path = _write(tmp_path / "p.zarr", [make_mosaic(160, seed=7)])
     client = local_client(n_workers=1, threads_per_worker=1, resources={"GPU": 1},
@@ -344,13 +344,13 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     assert result.ok and result.done == [("A/1/0", 0)]
     cfg = SegmentationConfig(channels=(0,), tile_size=96, name="g")
     info = open_plate(path).field("A/1/0")
-    specs = engine.resolve_models(cfg)
+    specs = resolve_models(cfg)
     plan = _run._FieldPlan(info, (0,), (0,), _run._run_record(cfg, specs, (0,), ("c",)),
                            "create")
     label = _run._apply_label_plan(plan, cfg)
-    unit = _graph._Unit(info, label, 0)
+    unit = _graph.Unit(info, label, 0)
     for resources, want in (({"GPU": 1}, {"GPU": 1}), (None, None)):
-        graph = _graph._unit_graph(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()
+        graph = _graph.unit_graph(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()
         seen = set()
         for layer in graph.layers.values():
             res = (layer.annotations or {}).get("resources")

@@ -48,10 +48,10 @@ def fast(**kw):
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One torch thread: on a shared 2-core machine, 2 threads mostly wait on each other."""
-    from structfree_dask.engine._tasks import _torch_device
+    from structfree_dask.engine import worker_device
 
     before = torch.get_num_threads()
-    _torch_device()  # the engine sets torch's threads once per process: let it do so first
+    worker_device()  # the engine sets torch's threads once per process: let it do so first
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)

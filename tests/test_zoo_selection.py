@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from structfree_dask.io import create_plate
-from structfree_dask.zoo import ModelCard, Selection, Split, Zoo, resolve
-from structfree_dask.zoo.card import _clean, check_compatible
+from structfree_dask.zoo import ModelCard, Selection, Split, Zoo, resolve, resolve_selection
+from structfree_dask.zoo.card import check_compatible, json_safe
 from structfree_dask.zoo.scoring.predict import selected_models
 from structfree_dask.zoo.use import config_from_zoo
 
@@ -52,7 +52,7 @@ MC_FILE = {
 
 def _written(sel: Selection) -> dict:
     """What a zoo writes for a selection, read back as JSON."""
-    return json.loads(json.dumps(_clean(sel.to_dict()), allow_nan=False))
+    return json.loads(json.dumps(json_safe(sel.to_dict()), allow_nan=False))
 
 
 def test_cw_file_round_trips_to_the_same_json():
@@ -195,7 +195,7 @@ def test_resolve_gives_the_config_of_before(small_zoo, plates, selection):
     stored = small_zoo.set_selection("CL5", "cyto", {**selection, "val_f1": 0.5})
     assert stored == small_zoo.selection("CL5", "cyto")
     chosen = resolve(small_zoo, "CL5", "cyto", NAMES)
-    assert chosen.selection == stored and chosen == stored.resolve(small_zoo, NAMES)
+    assert chosen.selection == stored and chosen == resolve_selection(small_zoo, stored, NAMES)
     assert chosen.channels == tuple(NAMES[c] for c in stored.eval_channels)
     assert chosen.plate_channels == stored.eval_channels
     assert chosen.weights == tuple(str(small_zoo.weights_path(m)) for m in chosen.model_ids)

@@ -20,12 +20,12 @@ from ..config import SegmentationConfig
 from ._common import (
     Interrupted,
     UsageError,
-    _int_list,
-    _str_list,
-    _timepoints,
     add_cluster_options,
     add_settings_options,
     given_settings,
+    int_list,
+    parse_timepoints,
+    str_list,
 )
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
@@ -98,14 +98,13 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from contextlib import nullcontext
 
     from tqdm import tqdm
 
     from ..config import SegmentationConfig, SettingsError
     from ..engine import segment, validate
+    from ..engine.cluster import close_client, make_client, recording
     from ..io import check_output_file
-    from ..runtime.cluster import close_client, make_client
 
     if args.scheduler and args.workers:
         raise UsageError("--workers applies to a cluster started here, not to --scheduler")
@@ -149,13 +148,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        if args.performance_report:
-            from distributed import performance_report
-
-            report = performance_report(filename=args.performance_report)
-        else:
-            report = nullcontext()
-        with report:
+        with recording(client, args.performance_report):
             result = segment(args.plate, config, client=client, wells=args.wells,
                              timepoints=args.timepoints, progress=progress)
     except KeyboardInterrupt:
@@ -262,9 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(optional *_masks label files), into an OME-Zarr plate.")
     p.add_argument("folder", help="folder of .tif/.tiff/.png files")
     p.add_argument("out", help="new plate path (.zarr)")
-    p.add_argument("--channels", type=_int_list, default=None,
+    p.add_argument("--channels", type=int_list, default=None,
                    help="channel indices to keep, e.g. 0,1 (default all)")
-    p.add_argument("--channel-names", type=_str_list, default=None,
+    p.add_argument("--channel-names", type=str_list, default=None,
                    help="names of the kept channels, e.g. nuclear,cyto")
     p.add_argument("--mask-label", default="gt_cyto",
                    help="label image name for *_masks files (default gt_cyto)")
@@ -282,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model zoo folder: use the models and channels selected for "
                         "--cell-line and --organelle")
     p.add_argument("--cell-line", default=None, help="cell line of the zoo's selection")
-    p.add_argument("--wells", type=_str_list, default=None, help="wells, e.g. A/1,B/3")
-    p.add_argument("--timepoints", type=_timepoints, default=None,
+    p.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
+    p.add_argument("--timepoints", type=parse_timepoints, default=None,
                    help="timepoints: 3, 0:5 (stop excluded), 2: or 0,4,8 (default all)")
     add_cluster_options(p)
     p.add_argument("--performance-report", default=None, metavar="FILE.html",
@@ -306,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("plate", help="OME-Zarr plate or multiscale image")
     p.add_argument("--pred", required=True, help="predicted label image name, e.g. cyto")
     p.add_argument("--gt", required=True, help="ground-truth label image name, e.g. gt_cyto")
-    p.add_argument("--wells", type=_str_list, default=None, help="wells, e.g. A/1,B/3")
+    p.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
     p.add_argument("--json", default=None, metavar="FILE", help="write all scores as JSON")
     p.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
     p.set_defaults(func=_cmd_evaluate)

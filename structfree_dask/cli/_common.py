@@ -23,7 +23,7 @@ class Interrupted(Exception):
     """Ctrl-C, with a line that says what was kept."""
 
 
-def _bounded_int(bounds: tuple[float, float], unit: str = "") -> Any:
+def bounded_int(bounds: tuple[float, float], unit: str = "") -> Any:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -37,7 +37,7 @@ def _bounded_int(bounds: tuple[float, float], unit: str = "") -> Any:
     return parse
 
 
-def _int_list(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip() != ""]
     except ValueError:
@@ -46,11 +46,11 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
-def _str_list(text: str) -> list[str]:
+def str_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def _timepoints(text: str) -> slice | list[int]:
+def parse_timepoints(text: str) -> slice | list[int]:
     """Parse ``3``, ``0:5`` (stop excluded), ``2:`` or ``0,4,8``."""
     try:
         if ":" in text:
@@ -76,7 +76,7 @@ def _number(integer: bool) -> Any:
 
 def _channels(text: str) -> list[int | str]:
     """``0,2`` or ``mito,ER``: indices become integers, names stay names."""
-    return [int(c) if c.isdigit() else c for c in _str_list(text)]
+    return [int(c) if c.isdigit() else c for c in str_list(text)]
 
 
 def add_settings_options(p: argparse.ArgumentParser, settings: Any,
@@ -119,7 +119,7 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
                    help="address of a running Dask scheduler (tcp://... or tls://...)")
     p.add_argument("--cluster", choices=("local", "cuda"), default="local",
                    help="cluster to start when no --scheduler: local (default) or cuda")
-    p.add_argument("--workers", type=_bounded_int(limits.WORKERS), default=None,
+    p.add_argument("--workers", type=bounded_int(limits.WORKERS), default=None,
                    help="workers of the started cluster (default: one per core / GPU)")
     p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="seconds to wait for --scheduler to answer (default 10)")

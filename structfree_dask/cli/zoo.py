@@ -17,10 +17,10 @@ from ..config import DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES, TrainSettin
 from ..zoo.scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds
 from ._common import (
     UsageError,
-    _str_list,
     add_cluster_options,
     add_settings_options,
     given_settings,
+    str_list,
 )
 
 __all__ = ["add_zoo_parser", "parse_subsets"]
@@ -49,7 +49,7 @@ def parse_subsets(text: str) -> list[list[int | str]] | None:
         return None
     out: list[list[int | str]] = []
     for part in text.split(";"):
-        items = [int(v) if v.isdigit() else v for v in _str_list(part)]
+        items = [int(v) if v.isdigit() else v for v in str_list(part)]
         if items:
             out.append(items)
     if not out:
@@ -59,7 +59,7 @@ def parse_subsets(text: str) -> list[list[int | str]] | None:
 
 
 def _strategies(text: str) -> list[str]:
-    values = [v.lower() for v in _str_list(text)]
+    values = [v.lower() for v in str_list(text)]
     bad = [v for v in values if v not in STRATEGIES]
     if bad or not values:
         raise argparse.ArgumentTypeError(
@@ -69,7 +69,7 @@ def _strategies(text: str) -> list[str]:
 
 def _flow_thresholds(text: str) -> list[float]:
     try:
-        return check_flow_thresholds(_str_list(text))
+        return check_flow_thresholds(str_list(text))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected numbers >= 0 separated by commas (e.g. 0.4,0.6,0.8); got {text!r}"
@@ -92,7 +92,7 @@ def _names(names: Any, channels: Any) -> str:
 
 
 def _print_build(result: Any) -> None:
-    from ..zoo.report import F1_COLUMNS, _cell, f1_table, format_table
+    from ..zoo.report import F1_COLUMNS, f1_table, format_cell, format_table
 
     trained = len(result.cards) - len([c for c in result.cards if c.model_id in result.reused])
     print(f"zoo {result.zoo}: {len(result.cards)} model(s) ({trained} trained, "
@@ -106,7 +106,7 @@ def _print_build(result: Any) -> None:
     print(f"selection {sel.cell_line}/{sel.organelle}: {sel.strategy.upper()} on "
           f"{_names(sel.eval_channel_names, sel.eval_channels)} (trained on "
           f"{_names(sel.train_channel_names, sel.train_channels or ())}), val F1 "
-          f"{_cell(sel.val_f1)}, test F1 {_cell(sel.test_f1)}, flow threshold "
+          f"{format_cell(sel.val_f1)}, test F1 {format_cell(sel.test_f1)}, flow threshold "
           f"{sel.flow_threshold:g}")
     print("F1 per evaluation subset (test fields):")
     print(format_table(f1_table(sel), F1_COLUMNS))
@@ -116,7 +116,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..backbones import resolve_model
-    from ..runtime.cluster import close_client, make_client
+    from ..engine.cluster import close_client, make_client
     from ..zoo.registry import Zoo
     from ..zoo.training.build import build_zoo
     from ..zoo.training.jobs import training_jobs
@@ -166,7 +166,7 @@ def _selected_ids(zoo: Any, cell_line: str | None, organelle: str | None) -> dic
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ..zoo.report import _cell, format_table, list_selections
+    from ..zoo.report import format_cell, format_table, list_selections
 
     zoo = _zoo(args.zoo)
     rows = zoo.table(args.cell_line, args.organelle)
@@ -182,7 +182,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         sel = zoo.selection(cl, org)
         print(f"* selected for {cl}/{org}: {sel.strategy.upper()} on "
               f"{_names(sel.eval_channel_names, sel.eval_channels)}, "
-              f"val F1 {_cell(sel.val_f1)}")
+              f"val F1 {format_cell(sel.val_f1)}")
     return 0
 
 
@@ -231,7 +231,7 @@ def _add_build(zsub: Any) -> None:
                    help="k-fold cross-validation with k folds (default: one 80/10/10 split)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and training")
     add_settings_options(p, TrainSettings)
-    p.add_argument("--wells", type=_str_list, default=None, help="only these wells, e.g. A/1,B/3")
+    p.add_argument("--wells", type=str_list, default=None, help="only these wells, e.g. A/1,B/3")
     p.add_argument("--flow-thresholds", type=_flow_thresholds, default=list(FLOW_THRESHOLDS),
                    help="cellpose flow thresholds the selected pair chooses from on the "
                         "validation fields (default 0.4,0.6,0.8; 0.4 alone: cellpose's, "

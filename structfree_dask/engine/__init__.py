@@ -21,6 +21,7 @@ in :mod:`structfree_dask.pipeline`.
 from ._debug import segment_field_block
 from ._graph import STAGES
 from ._run import RunResult, segment, validate
+from ._tasks import worker_device
 
 __all__ = [
     "STAGES",
@@ -28,4 +29,5 @@ __all__ = [
     "segment",
     "segment_field_block",
     "validate",
+    "worker_device",
 ]

@@ -8,7 +8,7 @@ from ..config import SegmentationConfig
 from ..io import open_plate
 from ..pipeline.integrate import dynamics_for, owned_cells
 from ..pipeline.segment import field_geometry, resolve_models
-from ._tasks import _flows_task, _stats_task, _window_labels
+from ._tasks import flows_task, stats_task, window_labels
 
 __all__ = ["segment_field_block"]
 
@@ -32,12 +32,12 @@ def segment_field_block(
     geometry = field_geometry((info.sizes["y"], info.sizes["x"]), cfg, specs[0])
     if region not in geometry.regions():
         raise KeyError(f"region {region} not in the field's grid {geometry.n_regions}")
-    stats = _stats_task(info, t, channels)
-    contribs = [_flows_task(info, t, z, channels, stats, geometry, o, specs, cfg.batch_size,
+    stats = stats_task(info, t, channels)
+    contribs = [flows_task(info, t, z, channels, stats, geometry, o, specs, cfg.batch_size,
                             cfg.fusion != "fa")
                 for o in geometry.contributors(region)]
     dyn = dynamics_for(geometry.shape, geometry.rescale, cfg)
-    window, flows, labels = _window_labels(geometry, region, contribs, dyn)
+    window, flows, labels = window_labels(geometry, region, contribs, dyn)
     owned, _ = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))
     return {"geometry": geometry, "stats": stats, "window": window, "flows": flows,
             "labels": labels, "owned": owned}

@@ -1,4 +1,4 @@
-"""The Dask graph of one (field, timepoint): :func:`_unit_graph` and its stages."""
+"""The Dask graph of one (field, timepoint): :func:`unit_graph` and its stages."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from ..io import ImageInfo, LabelImage
 from ..pipeline.integrate import dynamics_for
 from ..pipeline.segment import field_geometry
 from ._tasks import (
-    _count,
-    _flows_task,
-    _integrate_task,
-    _offsets,
-    _pyramid_task,
-    _stats_task,
-    _unit_done,
-    _write_task,
+    count_task,
+    flows_task,
+    integrate_task,
+    offsets_task,
+    pyramid_task,
+    stats_task,
+    unit_done,
+    write_task,
 )
 
 #: Task-name prefixes of the engine's graph, in pipeline order.
@@ -26,7 +26,7 @@ STAGES = ("stats", "flows", "integrate", "count", "offsets", "write", "pyramid",
 
 
 @dataclass(frozen=True)
-class _Unit:
+class Unit:
     """One (field, timepoint) to segment."""
 
     info: ImageInfo
@@ -43,7 +43,7 @@ def _needs(resources: dict[str, float] | None) -> dict[str, Any]:
     return {"resources": resources} if resources else {}
 
 
-def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...],
+def unit_graph(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...],
                 channels: tuple[int, ...], token: str,
                 resources: dict[str, float] | None = None) -> Any:
     import dask
@@ -52,7 +52,7 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ..
     info, label, t = unit.info, unit.label, unit.t
     geometry = field_geometry((info.sizes["y"], info.sizes["x"]), cfg, specs[0])
     tag = f"{info.path or 'image'}-t{t}-{token}".replace("/", "_")
-    stats = delayed(_stats_task, pure=True)(info, t, channels, dask_key_name=f"stats-{tag}")
+    stats = delayed(stats_task, pure=True)(info, t, channels, dask_key_name=f"stats-{tag}")
     dyn = dynamics_for(geometry.shape, geometry.rescale, cfg)
     regions = geometry.regions()
     order = {r: i for i, r in enumerate(regions)}
@@ -65,25 +65,25 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ..
         contrib = {}
         for r in regions:
             with dask.annotate(priority=-order[r], **_needs(resources)):
-                contrib[r] = delayed(_flows_task, pure=True)(
+                contrib[r] = delayed(flows_task, pure=True)(
                     info, t, z, channels, stats, geometry, r, specs, cfg.batch_size,
                     cfg.fusion != "fa",
                     dask_key_name=f"flows-{tag}-z{z}-{r[0]}_{r[1]}")
         for r in regions:
             with dask.annotate(priority=1_000_000 - order[r], **_needs(resources)):
-                owned[(z, r)] = delayed(_integrate_task, pure=True)(
+                owned[(z, r)] = delayed(integrate_task, pure=True)(
                     geometry, r, [contrib[o] for o in geometry.contributors(r)], dyn,
                     dask_key_name=f"integrate-{tag}-z{z}-{r[0]}_{r[1]}")
-            counts.append(delayed(_count, pure=True)(owned[(z, r)],
+            counts.append(delayed(count_task, pure=True)(owned[(z, r)],
                                                      dask_key_name=f"count-{tag}-z{z}-{r[0]}_{r[1]}"))
-    offsets = delayed(_offsets, pure=True)(counts, dask_key_name=f"offsets-{tag}")
+    offsets = delayed(offsets_task, pure=True)(counts, dask_key_name=f"offsets-{tag}")
     nreg = len(regions)
     writes = []
     for z in range(info.sizes["z"]):
         for r in regions:
             block = geometry.region_bounds(r)
             patches = [(owned[(z, o)], z * nreg + order[o]) for o in geometry.neighbours(r)]
-            writes.append(delayed(_write_task, pure=True)(
+            writes.append(delayed(write_task, pure=True)(
                 label, t, z, block, patches, offsets,
                 dask_key_name=f"write-{tag}-z{z}-{r[0]}_{r[1]}"))
     deps: list[Any] = list(writes)
@@ -92,7 +92,7 @@ def _unit_graph(unit: _Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ..
         yx = (shape[info.axes.index("y")], shape[info.axes.index("x")])
         chunk = label.chunks[level]
         cyx = (chunk[info.axes.index("y")], chunk[info.axes.index("x")])
-        deps = [delayed(_pyramid_task, pure=True)(label, t, level, b, *deps,
+        deps = [delayed(pyramid_task, pure=True)(label, t, level, b, *deps,
                                                   dask_key_name=f"pyramid-{tag}-l{level}-{i}")
                 for i, b in enumerate(_blocks(yx, cyx))]
-    return delayed(_unit_done, pure=True)(counts, writes, *deps, dask_key_name=f"done-{tag}")
+    return delayed(unit_done, pure=True)(counts, writes, *deps, dask_key_name=f"done-{tag}")

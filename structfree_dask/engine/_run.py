@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import __version__
+from .._provenance import software_versions
 from ..backbones import ModelSpec
 from ..config import SegmentationConfig
 from ..io import (
@@ -29,8 +29,8 @@ from ..io import (
     unmark_done,
 )
 from ..pipeline.segment import check_rescale, field_geometry, resolve_models
-from ..runtime.cluster import gpu_resources
-from ._graph import _Unit, _unit_graph
+from ._graph import Unit, unit_graph
+from .cluster import gpu_resources
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _run_record(cfg: SegmentationConfig, specs: tuple[ModelSpec, ...], channels:
         "cellprob_threshold": cfg.cellprob_threshold,
         "flow_threshold": cfg.flow_threshold,
         "min_size": cfg.min_size,
-        "software": {"structfree_dask": __version__},
+        "software": software_versions(),
     }
 
 
@@ -320,7 +320,7 @@ def segment(
     specs = resolve_models(config)
     plans = _plan(plate, config, specs, wells, timepoints)  # every check before any write
     result = RunResult()
-    units: list[_Unit] = []
+    units: list[Unit] = []
     labels: dict[str, LabelImage] = {}
     for fp in plans:
         label = _apply_label_plan(fp, config)
@@ -330,12 +330,12 @@ def segment(
             if t in done:
                 result.skipped.append((fp.info.path, t))
             else:
-                units.append(_Unit(fp.info, label, t))
+                units.append(Unit(fp.info, label, t))
     channels_of = {fp.info.path: fp.channels for fp in plans}
     if units:
         own_client = client is None
         if own_client:
-            from ..runtime.cluster import local_client
+            from .cluster import local_client
 
             client = local_client()
         try:
@@ -344,7 +344,7 @@ def segment(
             token = tokenize(asdict(config), [sp.sha256 for sp in specs], time.time_ns())[:8]
             # network and integration ask for a GPU where workers have one (dask-cuda)
             resources = gpu_resources(client)
-            graphs = {(u.info.path, u.t): _unit_graph(u, config, specs, channels_of[u.info.path],
+            graphs = {(u.info.path, u.t): unit_graph(u, config, specs, channels_of[u.info.path],
                                                       token, resources) for u in units}
             futures = client.compute(list(graphs.values()))
             key_of = {f.key: k for f, k in zip(futures, graphs, strict=True)}
@@ -369,7 +369,7 @@ def segment(
                 raise
         finally:
             if own_client:
-                from ..runtime.cluster import close_client
+                from .cluster import close_client
 
                 close_client(client)
     for fp in plans:

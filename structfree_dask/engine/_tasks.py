@@ -1,7 +1,7 @@
 """Worker-side task functions of the engine's graph (stats, flows, integration, writes).
 
 They run on Dask workers; torch is configured once per worker process
-(:func:`_torch_device`).
+(:func:`worker_device`).
 """
 
 from __future__ import annotations
@@ -23,30 +23,28 @@ from ..pipeline.stitching import OwnedPatch, encode_patch, paste_block, region_o
 from ..pipeline.tiling import FieldGeometry
 from ..runtime.compute_thread import release_free_memory
 from ..runtime.scratch import DiskArray
+from .cluster import worker_directory, worker_threads
 
 _TORCH_READY: dict[str, Any] = {}
 
 
-def _torch_device() -> Any:
-    """Configure torch once per worker process: threads = the worker's thread budget."""
+def worker_device() -> Any:
+    """Configure torch once per worker process (threads = the worker's thread budget).
+
+    Returns the device tasks run the network on (a GPU when the worker has one).
+    """
     if "device" not in _TORCH_READY:
         import torch
 
         from ..backbones import pick_device
 
-        threads = None
-        try:
-            from distributed import get_worker
-
-            threads = get_worker().state.nthreads
-        except (ImportError, ValueError, AttributeError):
-            threads = None
+        threads = worker_threads()
         torch.set_num_threads(max(1, int(threads or os.cpu_count() or 1)))
         _TORCH_READY["device"] = pick_device()
     return _TORCH_READY["device"]
 
 
-def _read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
+def read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
                  window: tuple[int, int, int, int]) -> np.ndarray:
     arr = info.open_array(0)
     y0, y1, x0, x1 = window
@@ -59,7 +57,7 @@ def _read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
     return np.stack(planes)
 
 
-def _stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray:
+def stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray:
     """Percentile bounds per z plane and channel over the whole field: (nz, c, 2)."""
     arr = info.open_array(0)
     nz = info.sizes["z"]
@@ -77,7 +75,7 @@ def _stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarra
     return out
 
 
-def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
+def flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
                 geometry: FieldGeometry, region: tuple[int, int],
                 specs: tuple[ModelSpec, ...], batch_size: int | None,
                 separate: bool = False) -> Any:
@@ -85,21 +83,21 @@ def _flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stat
     if box is None:
         return None
     window = geometry.source_window(box)
-    raw = _read_window(info, t, z, channels, window)
+    raw = read_window(info, t, z, channels, window)
     if raw.dtype.kind == "f" and not np.isfinite(raw).all():
         raise ValueError(f"field {info.url} t={t} z={z}: NaN or infinite pixel values "
                          f"in rows {window[0]}:{window[1]}, columns {window[2]}:{window[3]}")
     img = np.stack([normalize(raw[k], *stats[z, k]) for k in range(len(channels))])
     del raw
     con = region_contribution(img, (window[0], window[2]), geometry, region,
-                              predictor(specs, batch_size, _torch_device()), separate=separate)
+                              predictor(specs, batch_size, worker_device()), separate=separate)
     if con is None:
         return None
     # the sums wait for the next row's integration on local disk, not in memory
-    return replace(con, acc=DiskArray(con.acc))
+    return replace(con, acc=DiskArray(con.acc, worker_directory()))
 
 
-def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributions: list[Any],
+def window_labels(geometry: FieldGeometry, region: tuple[int, int], contributions: list[Any],
                    dyn: Dynamics) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
     """Averaged flows of a region's window and their integration: (window, flows, labels).
 
@@ -113,29 +111,29 @@ def _window_labels(geometry: FieldGeometry, region: tuple[int, int], contributio
     rbox = geometry.rescaled_window(window)
     flows = resample_to_original(assemble_flows(contributions, rbox), rbox, window, geometry)
     try:
-        labels = dyn.labels(flows, _torch_device())
+        labels = dyn.labels(flows, worker_device())
     finally:
         release_free_memory()
     return window, flows, labels
 
 
-def _integrate_task(geometry: FieldGeometry, region: tuple[int, int],
+def integrate_task(geometry: FieldGeometry, region: tuple[int, int],
                     contributions: list[Any], dyn: Dynamics) -> OwnedPatch:
-    window, _, labels = _window_labels(geometry, region, contributions, dyn)
+    window, _, labels = window_labels(geometry, region, contributions, dyn)
     kept, n = owned_cells(labels, (window[0], window[2]), geometry.region_bounds(region))
     n_cut = cut_cells(kept, (window[0], window[2]), geometry.shape)
     return encode_patch(kept, window, n, n_cut)
 
 
-def _count(patch: OwnedPatch) -> tuple[int, int]:
+def count_task(patch: OwnedPatch) -> tuple[int, int]:
     return patch.n, patch.n_cut
 
 
-def _offsets(counts: list[tuple[int, int]]) -> list[int]:
+def offsets_task(counts: list[tuple[int, int]]) -> list[int]:
     return region_offsets([c[0] for c in counts])
 
 
-def _write_task(label: LabelImage, t: int, z: int, block: tuple[int, int, int, int],
+def write_task(label: LabelImage, t: int, z: int, block: tuple[int, int, int, int],
                 patches: list[tuple[OwnedPatch, int]], offsets: list[int]) -> int:
     pieces = [(p, offsets[i]) for p, i in patches]
     data = paste_block(block, pieces)
@@ -145,7 +143,7 @@ def _write_task(label: LabelImage, t: int, z: int, block: tuple[int, int, int, i
     return int(data.max(initial=0))
 
 
-def _pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, int, int],
+def pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, int, int],
                   *_deps: Any) -> None:
     axes = label.image.axes
     src_shape, dst_shape = label.shapes[level - 1], label.shapes[level]
@@ -176,6 +174,6 @@ def _pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, 
     write_label_region(label, region, out, level=level)
 
 
-def _unit_done(counts: list[tuple[int, int]], writes: list[int], *_deps: Any) -> tuple[int, int]:
+def unit_done(counts: list[tuple[int, int]], writes: list[int], *_deps: Any) -> tuple[int, int]:
     """Cells and cut cells of a finished (field, timepoint)."""
     return sum(c[0] for c in counts), sum(c[1] for c in counts)

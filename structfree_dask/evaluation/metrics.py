@@ -111,7 +111,7 @@ class MatchScores:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_labels(arr: ArrayLike, name: str) -> np.ndarray:
+def check_labels(arr: ArrayLike, name: str) -> np.ndarray:
     """Return ``arr`` as an array after checking it is a non-negative integer label image."""
     arr = np.asarray(arr)
     if not np.issubdtype(arr.dtype, np.integer):
@@ -129,10 +129,10 @@ def _check_pair(true: ArrayLike, pred: ArrayLike) -> tuple[np.ndarray, np.ndarra
         raise ValueError(
             f"true and pred must have the same shape, got {true_arr.shape} and {pred_arr.shape}"
         )
-    return _check_labels(true_arr, "true"), _check_labels(pred_arr, "pred")
+    return check_labels(true_arr, "true"), check_labels(pred_arr, "pred")
 
 
-def _check_threshold(threshold: float, name: str = "iou_threshold") -> float:
+def check_threshold(threshold: float, name: str = "iou_threshold") -> float:
     threshold = float(threshold)
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"{name} must be in (0, 1], got {threshold}")
@@ -148,7 +148,7 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return relabelled, int(relabelled.max())
 
 
-def _sparse_overlaps(
+def sparse_overlaps(
     a: np.ndarray, b: np.ndarray, n_a: int, n_b: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sparse contingency table of two flat consecutive label arrays.
@@ -185,7 +185,7 @@ def _overlaps(true: ArrayLike, pred: ArrayLike) -> _Overlaps:
     true_arr, pred_arr = _check_pair(true, pred)
     t, n_t = _relabel(true_arr)
     p, n_p = _relabel(pred_arr)
-    it, ip, inter, area_t, area_p = _sparse_overlaps(t, p, n_t, n_p)
+    it, ip, inter, area_t, area_p = sparse_overlaps(t, p, n_t, n_p)
     union = area_t[it] + area_p[ip] - inter
     iou = inter / union if inter.size else np.zeros(0)
     return _Overlaps(n_t, n_p, it, ip, inter, iou, area_t, area_p)
@@ -290,7 +290,7 @@ def match_scores(true: ArrayLike, pred: ArrayLike, *, iou_threshold: float = 0.5
     >>> (s.tp, s.fp, s.fn, s.mean_matched_jaccard)
     (1, 1, 0, 0.75)
     """
-    threshold = _check_threshold(iou_threshold)
+    threshold = check_threshold(iou_threshold)
     return _scores_from_overlaps(_overlaps(true, pred), threshold)
 
 
@@ -389,7 +389,7 @@ def _check_thresholds(thresholds: Iterable[float]) -> np.ndarray:
     if ths.size == 0:
         raise ValueError("thresholds must not be empty")
     for th in ths:
-        _check_threshold(th, "thresholds")
+        check_threshold(th, "thresholds")
     return ths
 
 
@@ -504,7 +504,7 @@ def evaluate(true: ArrayLike, pred: ArrayLike, *, iou_threshold: float = 0.5) ->
     >>> d["tp"], d["f1"], d["aji_intersection"], d["aji_union"]
     (2, 1.0, 4, 5)
     """
-    threshold = _check_threshold(iou_threshold)
+    threshold = check_threshold(iou_threshold)
     ov = _overlaps(true, pred)
     out: dict[str, Any] = asdict(_scores_from_overlaps(ov, threshold))
     inter, union = _aji_parts(ov)

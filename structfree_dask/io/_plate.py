@@ -443,13 +443,13 @@ class Plate:
         return [p for p in self.field_paths if "/".join(p.split("/")[:2]) in wells]
 
 
-def open_plate(path: str | Path) -> Plate:
+def open_plate(path: str | Path | Plate) -> Plate:
     """Open an OME-Zarr plate (NGFF 0.4 or 0.5) or a standalone multiscale image.
 
     Parameters
     ----------
-    path : str or Path
-        Root of the store.
+    path : str, Path or Plate
+        Root of the store (a :class:`Plate` is returned as it is).
 
     Returns
     -------
@@ -473,6 +473,8 @@ def open_plate(path: str | Path) -> Plate:
     >>> plate.kind, plate.wells, plate.field_paths
     ('plate', ('A/1', 'A/2'), ('A/1/0', 'A/2/0'))
     """
+    if isinstance(path, Plate):
+        return path
     store = str(path)
     if not Path(store).exists():
         raise FileNotFoundError(f"expected an OME-Zarr plate or image at {store}; path not found")

@@ -32,7 +32,7 @@ def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
     ``profile``: run the workers' profiler in a cluster started here (for the
     performance report).
     """
-    from ..runtime.cluster import make_client
+    from ..engine.cluster import make_client
 
     if spec.kind == "scheduler":
         return make_client(scheduler=spec.address, security=spec.security(),
@@ -134,9 +134,8 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     dict
         The run record; ``status`` is ``"ok"`` when nothing failed.
     """
-    from distributed import get_task_stream, performance_report
-
     from .._provenance import software_versions
+    from ..engine.cluster import recording
 
     records = Path(job.records)
     started = time.time()
@@ -163,21 +162,20 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
             record["cluster"].update({"scheduler": info.get("address"),
                                       "workers": len(info.get("workers", {})),
                                       "dashboard": client.dashboard_link})
-        report = (performance_report(filename=str(report_path))
-                  if report_path and client is not None else nullcontext())
-        stream = get_task_stream(client) if client is not None else nullcontext()
-        with report, stream as ts:
+        recorded = (recording(client, str(report_path) if report_path else None, stream=True)
+                    if client is not None else nullcontext([]))
+        with recorded as stream:
             for plate in plates:
                 for task in job.tasks:
                     entry = _entry(plate, task)
                     record["entries"].append(entry)
                     _run_entry(entry, task, plate, client)
         if client is not None:
-            record["stages"] = _stage_times(ts.data if ts is not None else [])
+            record["stages"] = _stage_times(stream)
             record["workers_lost"] = _workers_lost(client, started)
     finally:
         if own and client is not None:
-            from ..runtime.cluster import close_client
+            from ..engine.cluster import close_client
 
             close_client(client)
     failed = problems + [f"{e['plate']} labels/{e['label']}: {e['error']}"

@@ -156,10 +156,9 @@ class ClusterSpec:
         """Return a ``distributed.security.Security`` for the TLS files, or None."""
         if not self.tls_ca:
             return None
-        from distributed.security import Security
+        from ..engine.cluster import tls_security
 
-        return Security(tls_ca_file=self.tls_ca, tls_client_cert=self.tls_cert,
-                        tls_client_key=self.tls_key, require_encryption=True)
+        return tls_security(self.tls_ca, self.tls_cert, self.tls_key)
 
 
 @dataclass(frozen=True)

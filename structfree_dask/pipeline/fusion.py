@@ -48,7 +48,7 @@ from scipy.special import expit
 from skimage.segmentation import relabel_sequential
 
 from ..config import DEFAULT_MIN_SIZE, FUSION_BASELINES
-from ..evaluation.metrics import _check_labels, _check_threshold, _sparse_overlaps
+from ..evaluation.metrics import check_labels, check_threshold, sparse_overlaps
 
 __all__ = [
     "StapleResult",
@@ -299,7 +299,7 @@ def _check_label_images(label_images: Sequence[ArrayLike]) -> list[np.ndarray]:
     shapes = [im.shape for im in images]
     if len(set(shapes)) > 1:
         raise ValueError(f"all label images must have the same shape, got {shapes}")
-    return [_check_labels(im, f"label_images[{k}]") for k, im in enumerate(images)]
+    return [check_labels(im, f"label_images[{k}]") for k, im in enumerate(images)]
 
 
 @dataclass(frozen=True)
@@ -337,7 +337,7 @@ def _groups(rel: _Relabelled, iou_threshold: float) -> list[np.ndarray]:
     flats = [lab.ravel() for lab in rel.labels]
     for k in range(n_img):
         for m in range(k + 1, n_img):
-            ia, ib, inter, area_a, area_b = _sparse_overlaps(
+            ia, ib, inter, area_a, area_b = sparse_overlaps(
                 flats[k], flats[m], rel.n_labels[k], rel.n_labels[m]
             )
             iou = inter / (area_a[ia] + area_b[ib] - inter)
@@ -398,7 +398,7 @@ def match_instances(
     >>> match_instances([a, b])
     [[(0, 1), (1, 7)], [(0, 2)]]
     """
-    threshold = _check_threshold(iou_threshold)
+    threshold = check_threshold(iou_threshold)
     rel = _relabel_all(_check_label_images(label_images))
     return [[(int(k), int(rel.old_ids[k][i])) for k, i in grp] for grp in _groups(rel, threshold)]
 
@@ -507,7 +507,7 @@ def fuse_masks(
         raise ValueError(f"unknown fusion method {method!r}; valid methods: {FUSION_BASELINES}")
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0, got {min_size}")
-    threshold = _check_threshold(iou_threshold)
+    threshold = check_threshold(iou_threshold)
     images = _check_label_images(label_images)
     shape = images[0].shape
     if len(images) == 1:

@@ -1,22 +1,11 @@
-"""Where work runs: clusters, the compute thread, scratch space.
+"""What a process needs to run heavy work: the compute thread and scratch space.
 
-Dask clusters and clients (:mod:`.cluster`), the compute thread of heavy calls
-(:mod:`.compute_thread`) and worker-local scratch arrays (:mod:`.scratch`).
+The compute thread of heavy calls (:mod:`.compute_thread`) and local scratch arrays
+(:mod:`.scratch`). Clusters and clients are the engine's
+(:mod:`structfree_dask.engine.cluster`): the engine is the only code that talks to
+Dask's distributed scheduler.
 """
 
-from .cluster import (
-    DEFAULT_SCHEDULER_TIMEOUT,
-    GPU,
-    NO_PROFILE,
-    WORKER_ENVIRON,
-    SchedulerUnreachableError,
-    close_client,
-    connect,
-    cuda_client,
-    gpu_resources,
-    local_client,
-    make_client,
-)
 from .compute_thread import (
     release_free_memory,
     run_heavy,
@@ -27,17 +16,6 @@ from .scratch import (
 )
 
 __all__ = [
-    "WORKER_ENVIRON",
-    "NO_PROFILE",
-    "GPU",
-    "DEFAULT_SCHEDULER_TIMEOUT",
-    "SchedulerUnreachableError",
-    "local_client",
-    "cuda_client",
-    "connect",
-    "make_client",
-    "gpu_resources",
-    "close_client",
     "run_heavy",
     "release_free_memory",
     "DiskArray",

@@ -26,13 +26,8 @@ __all__ = ["DiskArray", "scratch_directory"]
 
 
 def scratch_directory() -> str:
-    """Return the Dask worker's local directory, or the system's temporary directory."""
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().local_directory)
-    except (ImportError, ValueError, AttributeError):
-        return tempfile.gettempdir()
+    """Return the system's temporary directory (workers pass their own local directory)."""
+    return tempfile.gettempdir()
 
 
 def _remove(path: str) -> None:

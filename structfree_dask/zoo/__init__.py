@@ -34,22 +34,28 @@ from .report import (
     write_overlays,
     write_report,
 )
-from .scoring.data import Plane, load_planes, load_samples, score_planes
+from .resolve import ResolvedSelection, resolve, resolve_selection
+from .scoring.data import (
+    VANILLA,
+    Plane,
+    load_planes,
+    load_samples,
+    pair_key,
+    score_planes,
+    summarize_scores,
+)
 from .scoring.predict import FAModels, fusion_models, selected_models, vanilla_models
 from .scoring.scoring import (
     SELECTION_RULE,
-    VANILLA,
-    pair_key,
     score_candidates,
     score_split,
     score_vanilla,
     select_from_scores,
     select_models,
-    summarize_scores,
 )
 from .scoring.select import Candidate, candidate_pairs, nonempty_subsets, select_best
 from .scoring.threshold import FLOW_THRESHOLDS, choose_flow_threshold, flow_threshold_scores
-from .selection import ResolvedSelection, Selection, as_selection, resolve
+from .selection import Selection, as_selection
 from .training.augment import AUGMENTATIONS, augment, augment_with_record
 from .training.build import (
     BuildResult,
@@ -76,6 +82,7 @@ __all__ = [
     "ModelCard",
     "Plane",
     "ResolvedSelection",
+    "resolve_selection",
     "Selection",
     "Split",
     "TrainResult",

@@ -12,10 +12,9 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any
 
-from .._provenance import software_versions
+from .._provenance import software_versions, utc_now
 from ..config import ORGANELLES, STRATEGIES, check_name
 from .training.splits import Split
 
@@ -25,7 +24,6 @@ __all__ = [
     "ModelCard",
     "CardError",
     "check_compatible",
-    "utc_now",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,17 +39,12 @@ class CardError(ValueError):
     """Raised when a model card is malformed or inconsistent."""
 
 
-def utc_now() -> str:
-    """Return the UTC time, ISO 8601 to the second (``2025-01-31T12:00:00+00:00``)."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: tuples to lists, non-finite floats to None, numpy scalars to Python."""
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, str | bytes):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -219,7 +212,7 @@ class ModelCard:
         """Return a JSON-safe dict (the content of ``card.json``)."""
         out = asdict(self)
         out["split"] = self.split.to_dict()
-        return _clean(out)
+        return json_safe(out)
 
     def to_json(self) -> str:
         """Return the card as indented JSON."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..backbones import file_sha256
 from ..config import ORGANELLES, check_name
-from .card import CardError, ModelCard, _clean
+from .card import CardError, ModelCard, json_safe
 from .selection import Selection
 
 __all__ = ["Zoo", "WEIGHTS_FILE", "CARD_FILE"]
@@ -278,7 +278,7 @@ class Zoo:
         checked = self._check_selection(cell_line, organelle, selection)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps(_clean(checked.to_dict()), indent=2, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(json_safe(checked.to_dict()), indent=2, allow_nan=False) + "\n")
         os.replace(tmp, path)
         logger.info("selection for %s/%s: %s %s on channels %s (val F1 %.3f)", cell_line,
                     organelle, checked.strategy, checked.channel_models,

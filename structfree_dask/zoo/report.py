@@ -44,7 +44,7 @@ from ..evaluation.metrics import evaluate
 from ..io import Plate, open_plate
 from ..pipeline.normalize import normalize, percentile_bounds
 from .registry import Zoo
-from .scoring.data import pool_scores
+from .scoring.data import VANILLA, pair_key, pool_scores, summarize_scores
 from .scoring.predict import (
     METHODS,
     PlaneFlows,
@@ -56,7 +56,6 @@ from .scoring.predict import (
     selected_models,
     vanilla_models,
 )
-from .scoring.scoring import VANILLA, pair_key, summarize_scores
 from .scoring.select import rank_key
 from .scoring.threshold import check_flow_thresholds, choice_key
 from .selection import Selection, as_selection
@@ -204,7 +203,7 @@ def candidates_table(selection: Selection | Mapping[str, Any]) -> list[dict[str,
     } for r in _summary(selection)]
 
 
-def _cell(value: Any) -> str:
+def format_cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, float):
@@ -222,7 +221,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
     x   0.500
     yy  -
     """
-    cells = [list(columns)] + [[_cell(r.get(c)) for c in columns] for r in rows]
+    cells = [list(columns)] + [[format_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
                      for row in cells)

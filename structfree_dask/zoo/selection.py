@@ -27,19 +27,14 @@ the setting its validation F1 was measured in. A selection may carry its own
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES
-from .card import ModelCard, check_compatible
+from .scoring.data import VANILLA, summarize_scores
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .registry import Zoo
-
-__all__ = ["Selection", "ResolvedSelection", "as_selection", "resolve"]
+__all__ = ["Selection", "as_selection"]
 
 #: Keys a selection file must have (besides ``cell_line`` and ``organelle``).
 REQUIRED_KEYS: tuple[str, ...] = ("model_ids", "eval_channels", "strategy", "val_f1")
@@ -253,8 +248,6 @@ class Selection:
         ``test_f1``, their std, ``n_folds``, ...) from :attr:`candidates`; None when the
         selection has no Vanilla row for its subset.
         """
-        from .scoring.scoring import VANILLA, summarize_scores
-
         rows = [r for r in self.candidates if r.get("strategy") == VANILLA
                 and tuple(int(c) for c in r.get("eval_channels", ())) == self.eval_channels]
         return summarize_scores(rows)[0] if rows else None
@@ -311,7 +304,7 @@ class Selection:
         ``model_ids`` is ``{channel: id}`` for CW and one id for MC, channels and names
         are lists; optional entries that are None are left out (or written as null when
         the file they were read from had them so). ``json.dumps`` of the result (after
-        :func:`~structfree_dask.zoo.card._clean` for NaN) is what a zoo writes.
+        :func:`~structfree_dask.zoo.card.json_safe` for NaN) is what a zoo writes.
         """
         out: dict[str, Any] = dict(self.extra)
         ids: Any = self.channel_models if self.strategy == "cw" else self.model_ids[0]
@@ -327,128 +320,7 @@ class Selection:
         out["candidates"] = [dict(r) for r in self.candidates]
         return out
 
-    # ------------------------------------------------------------------ models
-    def resolve(self, zoo: str | Path | Zoo,
-                plate_channel_names: Sequence[str] | None = None) -> ResolvedSelection:
-        """Return the selection's channels, weights, diameter and flow threshold on a plate.
-
-        See :func:`resolve`; without ``plate_channel_names`` the cards' channel indices
-        are taken as the plate's and nothing is checked.
-        """
-        return _resolve(zoo, self, plate_channel_names)
-
 
 def as_selection(value: Selection | Mapping[str, Any]) -> Selection:
     """Return a :class:`Selection` (a mapping is read with :meth:`Selection.from_dict`)."""
     return value if isinstance(value, Selection) else Selection.from_dict(value)
-
-
-@dataclass(frozen=True)
-class ResolvedSelection:
-    """What segmenting with a selection needs (see :func:`resolve`).
-
-    Attributes
-    ----------
-    selection : Selection
-    channels : tuple of str
-        The evaluation channels' names, in plate order.
-    plate_channels : tuple of int
-        Their plate indices (the cards' indices when no plate was given).
-    model_ids : tuple of str
-        The model of each channel (MC: the same one).
-    weights : tuple of str
-        The weights file of each channel's model in the zoo.
-    diameter : float
-        Cell diameter in px: the selection's, or the mean of the models' training
-        diameters over the evaluation channels.
-    flow_threshold : float
-        The selection's flow-error threshold.
-    """
-
-    selection: Selection
-    channels: tuple[str, ...]
-    plate_channels: tuple[int, ...]
-    model_ids: tuple[str, ...]
-    weights: tuple[str, ...]
-    diameter: float
-    flow_threshold: float
-
-    @property
-    def label(self) -> str:
-        """Short name for tables and figures, e.g. ``selected CW mito+ER``."""
-        return f"selected {self.selection.strategy.upper()} {'+'.join(self.channels)}"
-
-
-def _resolve(zoo: Any, selection: Selection,
-             plate_channel_names: Iterable[str] | None) -> ResolvedSelection:
-    from .registry import Zoo
-
-    z = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
-    names = None if plate_channel_names is None else [str(n) for n in plate_channel_names]
-    cards: dict[str, ModelCard] = {}
-    found: dict[str, tuple[int, ...]] = {}
-    entries = []
-    for c, model_id in selection.models:
-        if model_id not in cards:
-            cards[model_id] = card = z.get(model_id)
-            found[model_id] = card.channels if names is None else check_compatible(card, names)
-        card = cards[model_id]
-        if c not in card.channels:
-            raise ValueError(f"model {model_id!r} was trained on channel(s) "
-                             f"{list(card.channels)}; the selection of {selection.cell_line}/"
-                             f"{selection.organelle} runs it on channel {c}")
-        k = card.channels.index(c)
-        index = found[model_id][k]
-        entries.append((index, card.channel_names[k], model_id, card.diameter))
-    entries.sort(key=lambda e: e[0])
-    if selection.diameter is not None:
-        diameter = float(selection.diameter)
-    else:  # the mean over the evaluation channels: the diameter the pair was scored at
-        diameter = float(sum(e[3] for e in entries) / len(entries))
-    if not (math.isfinite(diameter) and diameter > 0):
-        raise ValueError(f"the selection of {selection.cell_line}/{selection.organelle} "
-                         f"resolves to diameter {diameter}; its models' cards are broken")
-    return ResolvedSelection(
-        selection=selection,
-        channels=tuple(e[1] for e in entries),
-        plate_channels=tuple(e[0] for e in entries),
-        model_ids=tuple(e[2] for e in entries),
-        weights=tuple(str(z.weights_path(e[2])) for e in entries),
-        diameter=diameter,
-        flow_threshold=float(selection.flow_threshold),
-    )
-
-
-def resolve(zoo: str | Path | Zoo, cell_line: str, organelle: str,
-            plate_channel_names: Sequence[str] | None) -> ResolvedSelection:
-    """Turn a zoo's selection into the models, channels and settings to segment with.
-
-    Parameters
-    ----------
-    zoo : str, Path or Zoo
-    cell_line, organelle : str
-    plate_channel_names : sequence of str or None
-        The plate's channel names, in plate order. Every model must find the channels it
-        was trained on there, by name
-        (:func:`~structfree_dask.zoo.card.check_compatible`). None: no plate, the
-        cards' channel indices are used.
-
-    Returns
-    -------
-    ResolvedSelection
-        The evaluation channels' names in plate order with each one's model weights,
-        the diameter (the selection's, else the mean of the models' training diameters
-        over the evaluation channels: the diameter the pair was scored at) and the
-        flow threshold.
-
-    Raises
-    ------
-    KeyError
-        No selection for the cell line and organelle, or a selected model is missing.
-    ValueError
-        The plate lacks a channel a model was trained on (the message names it).
-    """
-    from .registry import Zoo
-
-    z = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
-    return _resolve(z, z.selection(cell_line, organelle), plate_channel_names)

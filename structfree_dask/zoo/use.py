@@ -7,7 +7,7 @@ from typing import Any
 
 from ..io import open_plate
 from .registry import Zoo
-from .selection import resolve
+from .resolve import resolve
 
 __all__ = ["config_from_zoo"]
 

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .data import (
         SCORE_KEYS,
+        VANILLA,
         Plane,
         load_planes,
         load_samples,
+        pair_key,
         pool_scores,
         score_planes,
+        summarize_scores,
     )
     from .predict import (
         METHODS,
@@ -40,14 +43,11 @@ if TYPE_CHECKING:
     )
     from .scoring import (
         SELECTION_RULE,
-        VANILLA,
-        pair_key,
         score_candidates,
         score_split,
         score_vanilla,
         select_from_scores,
         select_models,
-        summarize_scores,
     )
     from .select import (
         Candidate,
@@ -73,14 +73,14 @@ _SOURCES: dict[str, str] = {
     "load_samples": "data",
     "pool_scores": "data",
     "score_planes": "data",
-    "VANILLA": "scoring",
+    "VANILLA": "data",
     "SELECTION_RULE": "scoring",
-    "pair_key": "scoring",
+    "pair_key": "data",
     "score_candidates": "scoring",
     "select_models": "scoring",
     "score_vanilla": "scoring",
     "score_split": "scoring",
-    "summarize_scores": "scoring",
+    "summarize_scores": "data",
     "select_from_scores": "scoring",
     "Candidate": "select",
     "candidate_pairs": "select",

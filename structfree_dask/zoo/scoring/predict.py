@@ -26,6 +26,7 @@ from ...pipeline.fusion import fuse_masks
 from ...pipeline.segment import channel_flows, flows_to_labels
 from ..card import ModelCard
 from ..registry import Zoo
+from ..resolve import resolve_selection
 from ..selection import Selection, as_selection
 from .data import Plane, load_planes
 
@@ -96,7 +97,7 @@ def selected_models(zoo: Zoo, selection: Selection | Mapping[str, Any],
     (:meth:`~structfree_dask.zoo.selection.Selection.resolve`), as ``segment --zoo``
     uses them; ``plate_channel_names`` (optional) checks them against a plate.
     """
-    chosen = as_selection(selection).resolve(zoo, plate_channel_names)
+    chosen = resolve_selection(zoo, as_selection(selection), plate_channel_names)
     specs: dict[str, ModelSpec] = {}
     for path in chosen.weights:
         if path not in specs:

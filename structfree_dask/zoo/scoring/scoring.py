@@ -21,28 +21,32 @@ from typing import Any
 
 import numpy as np
 
+from ..._provenance import utc_now
 from ...backbones import ModelSpec, resolve_model
 from ...config import STRATEGIES
 from ...evaluation.metrics import evaluate
-from ...io import ImageInfo, Plate
+from ...io import ImageInfo, Plate, open_plate
 from ...pipeline.segment import channel_flows, flows_to_labels
-from ..card import ModelCard, check_compatible, utc_now
+from ..card import ModelCard, check_compatible
 from ..registry import Zoo
 from ..selection import Selection
-from ..training.jobs import _open
 from ..training.splits import Split
-from .data import _forget_model, load_planes, pool_scores
+from .data import (
+    VANILLA,
+    forget_model,
+    load_planes,
+    pair_key,
+    pool_scores,
+    summarize_scores,
+)
 from .select import candidate_pairs, select_best
 
 __all__ = [
-    "VANILLA",
     "SELECTION_RULE",
-    "pair_key",
     "score_candidates",
     "select_models",
     "score_vanilla",
     "score_split",
-    "summarize_scores",
     "select_from_scores",
 ]
 
@@ -126,7 +130,7 @@ def score_candidates(
     """
     zoo = zoo_dir if isinstance(zoo_dir, Zoo) else Zoo(zoo_dir)
     models = _zoo_models(zoo, cell_line, organelle, strategies, fold, seed)
-    pl = _open(plate)
+    pl = open_plate(plate)
     if fields is None:
         vals = {card.split.val for card in models.values()}
         if len(vals) != 1:
@@ -173,7 +177,7 @@ def score_candidates(
                                           labels.astype(np.int64)))
     finally:
         for card in models.values():
-            _forget_model(specs[card.model_id].path)
+            forget_model(specs[card.model_id].path)
     rows = []
     for i, pair in enumerate(pairs):
         pooled = pool_scores(scores[i])
@@ -229,9 +233,6 @@ def select_models(
 # ----------------------------------------------------------------------------- vanilla baseline
 
 #: Strategy name of the Vanilla baseline rows (the base model, not fine-tuned).
-VANILLA = "vanilla"
-
-
 def _plate_subsets(info: ImageInfo,
                    subsets: Iterable[Sequence[int | str] | int | str]) -> list[tuple[int, ...]]:
     out: list[tuple[int, ...]] = []
@@ -298,7 +299,7 @@ def score_vanilla(
     """
     if not fields:
         raise ValueError("no fields given to score the Vanilla baseline on")
-    pl = _open(plate)
+    pl = open_plate(plate)
     first = pl.field(fields[0])
     subs = _plate_subsets(first, subsets)
     used = sorted({c for s in subs for c in s})
@@ -327,22 +328,6 @@ def score_vanilla(
 
 
 # ----------------------------------------------------------------------------- split scores
-
-
-def pair_key(row: Mapping[str, Any]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    """Key a candidate row by (strategy, training channels, evaluation channels).
-
-    Rows without training channels (Vanilla) get an empty tuple there.
-
-    Examples
-    --------
-    >>> pair_key({"strategy": "mc", "train_channels": [0, 1, 2], "eval_channels": [0, 1]})
-    ('mc', (0, 1, 2), (0, 1))
-    >>> pair_key({"strategy": "vanilla", "train_channels": None, "eval_channels": [2]})
-    ('vanilla', (), (2,))
-    """
-    return (str(row["strategy"]), tuple(int(c) for c in row.get("train_channels") or ()),
-            tuple(int(c) for c in row["eval_channels"]))
 
 
 def _shared_split(cards: Iterable[ModelCard]) -> Split:
@@ -449,73 +434,6 @@ SELECTION_RULE = (
     "channels, then the lexicographically smallest pair; the selection names the models of "
     "the first fold; Vanilla rows are the baseline and are never selected"
 )
-
-
-def _num(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and population std of the finite values (std NaN with fewer than two)."""
-    finite = np.array([v for v in values if math.isfinite(v)], dtype=float)
-    if not finite.size:
-        return math.nan, math.nan
-    std = float(finite.std()) if finite.size > 1 else math.nan
-    return float(finite.mean()), std
-
-
-def _fold_order(row: Mapping[str, Any]) -> int:
-    fold = row.get("fold")
-    return -1 if fold is None else int(fold)
-
-
-def summarize_scores(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Pool score rows over folds: one row per (strategy, training, evaluation) subset.
-
-    Parameters
-    ----------
-    rows : iterable of mapping
-        Rows of :func:`score_split` (any number of folds; Vanilla rows included).
-
-    Returns
-    -------
-    list of dict
-        ``strategy``, ``train_channels``, ``eval_channels``, their names, ``val_f1`` and
-        ``test_f1`` (means over the folds), ``val_f1_std`` and ``test_f1_std``
-        (population std over the folds; NaN with one fold), ``n_folds``, ``folds``, and
-        the ``model_ids`` and ``fold`` of the first fold. Sorted Vanilla, CW, MC, then
-        by evaluation subset size and channels.
-
-    Examples
-    --------
-    >>> rows = [{"strategy": "cw", "train_channels": [0], "eval_channels": [0],
-    ...          "val_f1": v, "test_f1": t, "fold": f, "model_ids": {0: f"m{f}"}}
-    ...         for f, v, t in [(0, 0.6, 0.5), (1, 0.8, 0.7)]]
-    >>> [s] = summarize_scores(rows)
-    >>> round(s["val_f1"], 3), round(s["test_f1_std"], 3), s["n_folds"], s["model_ids"]
-    (0.7, 0.1, 2, {0: 'm0'})
-    """
-    groups: dict[tuple, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(pair_key(row), []).append(row)
-    order = {VANILLA: 0, **{s: i + 1 for i, s in enumerate(STRATEGIES)}}
-    out = []
-    for key, members in groups.items():
-        members = sorted(members, key=_fold_order)
-        first = members[0]
-        val, val_std = _mean_std([_num(r.get("val_f1")) for r in members])
-        test, test_std = _mean_std([_num(r.get("test_f1")) for r in members])
-        out.append({
-            "strategy": key[0], "train_channels": list(key[1]), "eval_channels": list(key[2]),
-            "train_channel_names": list(first.get("train_channel_names", [])),
-            "eval_channel_names": list(first.get("eval_channel_names", [])),
-            "val_f1": val, "val_f1_std": val_std, "test_f1": test, "test_f1_std": test_std,
-            "n_folds": len(members), "folds": [r.get("fold") for r in members],
-            "model_ids": first.get("model_ids"), "fold": first.get("fold"),
-        })
-    out.sort(key=lambda r: (order.get(r["strategy"], 9), len(r["eval_channels"]),
-                            r["eval_channels"], len(r["train_channels"]), r["train_channels"]))
-    return out
 
 
 def select_from_scores(

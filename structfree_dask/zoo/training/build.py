@@ -28,14 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from ..._provenance import software_versions
+from ..._provenance import software_versions, utc_now
 from ...backbones import ModelSpec, resolve_model
 from ...config import STRATEGIES, SegmentationConfig, TrainSettings
+from ...engine.cluster import each_outcome, gpu_resources, worker_name
 from ...pipeline.segment import segment_array
-from ..card import ModelCard, utc_now
+from ..card import ModelCard
 from ..registry import Zoo
-from ..scoring.data import _forget_model, load_planes, load_samples, score_planes
-from ..scoring.scoring import _fold_order, score_split, select_from_scores
+from ..scoring.data import fold_order, forget_model, load_planes, load_samples, score_planes
+from ..scoring.scoring import score_split, select_from_scores
 from ..scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds, choose_flow_threshold
 from ..selection import Selection
 from .jobs import TrainingJob
@@ -118,7 +119,7 @@ def run_training_job(
             test_scores = score_planes(load_planes(job.plate, job.split.test, job.channels,
                                                    job.gt), segment)
         finally:
-            _forget_model(weights)
+            forget_model(weights)
         card = ModelCard(
             model_id=job.model_id, cell_line=job.cell_line, organelle=job.organelle,
             strategy=job.strategy, channels=job.channels, channel_names=job.channel_names,
@@ -174,20 +175,11 @@ class _ModelLog:
         self._fh.close()
 
 
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return "this process"
-
-
 def _configure_threads() -> None:
     """Give torch the worker's thread budget (as the engine does for its tasks)."""
-    from ...engine._tasks import _torch_device
+    from ...engine import worker_device
 
-    _torch_device()
+    worker_device()
 
 
 def train_model(job: TrainingJob, base: ModelSpec | str | Path | None, zoo_dir: str | Path,
@@ -217,7 +209,7 @@ def train_model(job: TrainingJob, base: ModelSpec | str | Path | None, zoo_dir: 
         split = job.split
         if job.model_id in Zoo(zoo_dir) and not settings.overwrite:
             log.line(f"{job.model_id} is already in the zoo; not retrained")
-        log.line(f"training {job.model_id} on {_worker_name()}: {job.strategy} on channels "
+        log.line(f"training {job.model_id} on {worker_name()}: {job.strategy} on channels "
                  f"{list(job.channel_names)}, {len(split.train)}/{len(split.val)}/"
                  f"{len(split.test)} train/val/test fields, base {base or 'generalist'}, "
                  f"max {settings.max_epochs} epochs, patience {settings.patience}")
@@ -255,8 +247,6 @@ def task_resources(client: Any) -> dict[str, float] | None:
     dict or None
         The ``resources=`` of :meth:`distributed.Client.submit`.
     """
-    from ...runtime.cluster import gpu_resources
-
     return gpu_resources(client)
 
 
@@ -313,33 +303,6 @@ def _common(jobs: Sequence[TrainingJob]) -> TrainingJob:
     if dupes:
         raise ValueError(f"jobs make the same model(s) {dupes}; each model id must be unique")
     return first
-
-
-def _outcome(future: Any) -> tuple[Any, str | None]:
-    if future.status == "finished":
-        return future.result(), None
-    try:
-        err: BaseException | None = future.exception()
-    except BaseException as exc:  # cancelled futures raise here
-        err = exc
-    return None, f"{type(err).__name__}: {err}"
-
-
-def _run_all(client: Any, submitted: dict[Any, str],
-             step: Callable[[], None]) -> dict[str, tuple[Any, str | None]]:
-    """Wait for futures (``{future: name}``), calling ``step`` after each; cancel on exit."""
-    from distributed import as_completed
-
-    out: dict[str, tuple[Any, str | None]] = {}
-    try:
-        for future in as_completed(list(submitted)):
-            out[submitted[future]] = _outcome(future)
-            step()
-    finally:
-        pending = [f for f in submitted if not f.done()]
-        if pending:
-            client.cancel(pending)
-    return out
 
 
 def build_zoo(
@@ -422,7 +385,7 @@ def build_zoo(
                                resources=resources,
                                key=f"zoo-train-{job.model_id}-{uuid.uuid4().hex[:8]}"):
                  job.model_id for job in jobs}
-    for model_id, (card, err) in _run_all(client, submitted, step).items():
+    for model_id, (card, err) in each_outcome(client, submitted, step).items():
         if err is None:
             result.cards.append(card)
         else:
@@ -444,12 +407,12 @@ def build_zoo(
                for f in trained_folds}
     for _ in range(len(folds) - len(trained_folds)):
         step()
-    for fold, (rows, err) in sorted(_run_all(client, scoring, step).items()):
+    for fold, (rows, err) in sorted(each_outcome(client, scoring, step).items()):
         if err is not None:
             raise RuntimeError(f"scoring the candidates of {first.cell_line}/{first.organelle} "
                                f"(fold {fold}) failed: {err}")
         result.scores.extend(rows)
-    result.scores.sort(key=_fold_order)
+    result.scores.sort(key=fold_order)
     result.selection = select_from_scores(
         zoo, first.cell_line, first.organelle, result.scores, gt=first.gt, plate=first.plate,
         seed=first.split.seed, flow_threshold=thresholds[0],

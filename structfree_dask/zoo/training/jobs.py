@@ -85,10 +85,6 @@ class TrainingJob:
         return "-".join(parts)
 
 
-def _open(plate: str | Path | Plate) -> Plate:
-    return plate if isinstance(plate, Plate) else open_plate(str(plate))
-
-
 def _annotated(pl: Plate, gt: str, wells: Sequence[str] | None) -> list[ImageInfo]:
     infos = list(pl.fields(list(wells) if wells is not None else None))
     annotated = [info for info in infos if gt in info.labels]
@@ -169,7 +165,7 @@ def training_jobs(
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
         raise ValueError(f"strategies must be some of {list(STRATEGIES)}; got {list(strategies)}")
-    pl = _open(plate)
+    pl = open_plate(plate)
     infos = _annotated(pl, gt, wells)
     first = infos[0]
     names = first.channel_names

@@ -3,13 +3,18 @@
 Deployment beyond one machine uses Dask's own tools (``dask scheduler`` /
 ``dask worker``, dask-jobqueue, the dask-kubernetes operator); this module only
 connects to them. Everything started here binds to loopback.
+
+It is the package's one door to ``distributed``: clients and clusters, TLS, the
+worker a task runs on (:func:`worker_threads`, :func:`worker_name`,
+:func:`worker_directory`), futures collected as they finish (:func:`each_outcome`) and
+what a run records (:func:`recording`: Dask's performance report and task stream).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,7 +22,8 @@ from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
 
 __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
            "SchedulerUnreachableError", "local_client", "cuda_client", "connect",
-           "make_client", "gpu_resources", "close_client"]
+           "make_client", "gpu_resources", "close_client", "tls_security", "worker_threads",
+           "worker_name", "worker_directory", "each_outcome", "recording"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,3 +256,106 @@ def close_client(client: Any) -> None:
             except Exception as err:  # noqa: BLE001 - shutdown noise; see docstring
                 logger.debug("while closing %s: %s: %s", type(closing).__name__,
                              type(err).__name__, err)
+
+
+def tls_security(ca: str, cert: str | None, key: str | None) -> Any:
+    """Return a ``distributed.security.Security`` that requires TLS with these PEM files."""
+    from distributed.security import Security
+
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key,
+                    require_encryption=True)
+
+
+# ------------------------------------------------------------------- the worker of a task
+
+
+def _this_worker() -> Any:
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):  # not inside a Dask task
+        return None
+
+
+def worker_threads() -> int | None:
+    """Return the thread budget of the worker running this task (None outside a task)."""
+    worker = _this_worker()
+    return getattr(getattr(worker, "state", None), "nthreads", None)
+
+
+def worker_name() -> str:
+    """Return the address of the worker running this task, or ``"this process"``."""
+    worker = _this_worker()
+    return str(worker.address) if worker is not None else "this process"
+
+
+def worker_directory() -> str | None:
+    """Return the local directory of the worker running this task (None outside a task)."""
+    worker = _this_worker()
+    return str(worker.local_directory) if worker is not None else None
+
+
+# ------------------------------------------------------------------------------- futures
+
+
+def _outcome(future: Any) -> tuple[Any, str | None]:
+    if future.status == "finished":
+        return future.result(), None
+    try:
+        err: BaseException | None = future.exception()
+    except BaseException as exc:  # cancelled futures raise here
+        err = exc
+    return None, f"{type(err).__name__}: {err}"
+
+
+def each_outcome(client: Any, submitted: Mapping[Any, str],
+                 step: Callable[[], None] | None = None) -> dict[str, tuple[Any, str | None]]:
+    """Wait for futures as they finish: ``{name: (result, None) or (None, error)}``.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    submitted : mapping
+        ``{future: name}``.
+    step : callable, optional
+        Called after each future finishes (progress).
+
+    A failed task is an outcome, not an exception; futures still pending when the
+    caller stops waiting (an exception, Ctrl-C) are cancelled.
+    """
+    from distributed import as_completed
+
+    out: dict[str, tuple[Any, str | None]] = {}
+    try:
+        for future in as_completed(list(submitted)):
+            out[submitted[future]] = _outcome(future)
+            if step is not None:
+                step()
+    finally:
+        pending = [f for f in submitted if not f.done()]
+        if pending:
+            client.cancel(pending)
+    return out
+
+
+@contextmanager
+def recording(client: Any, report: str | None = None,
+              stream: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """Record a run: Dask's performance report to ``report``, and the task stream.
+
+    Yields a list that holds, once the block ends, the task stream's records (when
+    ``stream``; each has ``key`` and ``startstops``).
+    """
+    from contextlib import ExitStack
+
+    from distributed import get_task_stream, performance_report
+
+    records: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        if report:
+            stack.enter_context(performance_report(filename=report))
+        ts = stack.enter_context(get_task_stream(client)) if stream else None
+        yield records
+    if ts is not None:
+        records.extend(ts.data)
