@@ -286,7 +286,7 @@ def test_evaluate_refuses_bad_outputs_before_scoring(setup, args, fragment, plat
     ("version: 1\nplates: [p.zarr]\nsegment:\n  - organelle: cyto\n    channels: [0]\n"
      "    diameter: .nan\n", "segment[0].diameter"),
     ("version: 1\nplates: [p.zarr]\nsegment:\n  - organelle: cyto\n    channels: [0, 0]\n",
-     "listed twice"),
+     "listed more than once"),
     ("version: 1\nplates: [p.zarr]\nsegment:\n  - organelle: cyto\n    channels: [0]\n"
      "    timepoints: '5:2'\n", "segment[0].timepoints"),
     ("version: 1\nplates: [p.zarr]\nsegment:\n  - organelle: cyto\n    channels: [0]\n"

@@ -514,10 +514,10 @@ segment:
     job = load_job(path)
     assert job.plates == (str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"))
     cyto, nuclei = job.tasks
-    assert (cyto.organelle, cyto.channels, cyto.diameter, cyto.tile_size) == (
-        "cyto", (0, 1), 30.0, 256)
-    assert (nuclei.organelle, nuclei.channels, nuclei.diameter, nuclei.tile_size,
-            nuclei.halo) == ("nuclei", (0, 1), 30.0, 256, 16)
+    assert cyto.settings == {"organelle": "cyto", "channels": (0, 1), "diameter": 30.0,
+                             "tile_size": 256}
+    assert nuclei.settings == {"organelle": "nuclei", "channels": (0, 1), "diameter": 30.0,
+                               "tile_size": 256, "halo": 16}
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -242,9 +242,10 @@ def segment_array(image: np.ndarray, config: SegmentationConfig | None = None) -
     --------
     >>> import numpy as np
     >>> from structfree_dask import SegmentationConfig, segment_array
-    >>> segment_array(np.zeros((2, 64, 64), "uint16"),
-    ...               SegmentationConfig(channels=(0, 1), diameter=20)).max()
-    0
+    >>> labels = segment_array(np.zeros((2, 64, 64), "uint16"),
+    ...                        SegmentationConfig(channels=(0, 1), diameter=20))
+    >>> labels.shape, labels.dtype, int(labels.max())
+    ((64, 64), dtype('uint32'), 0)
     """
     img = _as_channels(image)
     cfg = config or SegmentationConfig(channels=tuple(range(img.shape[0])))
