@@ -97,7 +97,8 @@ def test_import_real_images(real_dev, tmp_path, capsys):
     out = tmp_path / "kc.zarr"
     assert main(["import", str(real_dev / "Kc167"), str(out), "--channels", "1,0",
                  "--channel-names", "cyto-stain,nuclear-stain"]) == 0
-    assert len(open_plate(out).field_paths) == 5
+    n_images = len(list((real_dev / "Kc167").glob("*_img.png")))  # 3 in tests/data/real
+    assert n_images >= 2 and len(open_plate(out).field_paths) == n_images
 
 
 @pytest.mark.parametrize(
