@@ -60,6 +60,19 @@ def real_dev() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cli_env() -> dict[str, str]:
+    """Environment of a ``structfree-dask`` subprocess as a user's shell gives it.
+
+    Without this session's logging settings (the command line must set its own) and with
+    stdout block-buffered, as it is when piped (a broken pipe then shows at exit).
+    """
+    env = dict(os.environ)
+    for name in ("PYTHONUNBUFFERED", "DASK_LOGGING__DISTRIBUTED", "STRUCTFREE_DASK_VERBOSITY"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="session")
 def make_mosaic():
     """Factory of real-image mosaics: ``make_mosaic(size, seed) -> (2, size, size)``."""
     return mosaic
