@@ -1,7 +1,8 @@
 """Benchmark of the segmentation engine against plain cellpose (not a test).
 
 On one plate of realistic fields (mosaics of the real Kc167 images in
-``<repo>/../shared/data/real_dev/Kc167``: green = cytoplasm stain, red = nuclear stain) and
+``tests/data/real/Kc167``, or the folder given by ``--data-dir``: green = cytoplasm stain,
+red = nuclear stain) and
 the shipped generalist model, it measures
 
 (a) a plain loop: ``CellposeModel.eval(..., compute_masks=False)`` per field and channel,
@@ -64,7 +65,8 @@ from structfree_dask.config import DEFAULT_TILE_SIZE
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DATA_DIR = REPO.parent / "shared" / "data" / "real_dev" / "Kc167"
+#: real Kc167 images shipped with the tests (3 of them); --data-dir for another folder
+DATA_DIR = REPO / "tests" / "data" / "real" / "Kc167"
 CP_VENV = HERE / ".venv-cp-distributed"
 CP_DRIVER = HERE / "_cp_distributed_driver.py"
 # torch first and alone (a pinned CPU wheel lies on disk; an unpinned torch would download GBs)
@@ -129,11 +131,11 @@ class CpuWatch:
 # ----------------------------------------------------------------------------- test data
 
 
-def load_sources() -> list[np.ndarray]:
+def load_sources(data_dir: Path = DATA_DIR) -> list[np.ndarray]:
     """The real Kc167 images as (2, h, w) uint8 (green, red); 400 or 450 px square."""
-    files = sorted(glob.glob(str(DATA_DIR / "*_img.png")))
+    files = sorted(glob.glob(str(data_dir / "*_img.png")))
     if not files:
-        raise FileNotFoundError(f"no *_img.png images in {DATA_DIR}")
+        raise FileNotFoundError(f"no *_img.png images in {data_dir}")
     from skimage import io as skio
 
     out = []
@@ -584,6 +586,10 @@ def main() -> int:
     ap.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                     help=f"engine task region side in px (default {DEFAULT_TILE_SIZE}, the "
                          "engine's)")
+    ap.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                    help="folder of real *_img.png images (RGB: green = cytoplasm, red = "
+                         "nuclei) to tile the fields from (default tests/data/real/Kc167; "
+                         "e.g. ../shared/data/real_dev/Kc167 for all five)")
     ap.add_argument("--mem-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mem_child:
@@ -615,7 +621,9 @@ def main() -> int:
           f"{getattr(cellpose, 'version', '?')}, torch {torch.__version__}, dask "
           f"{dask.__version__}, distributed {distributed.__version__}, zarr {zarr.__version__}")
     print(f"  package : {_git_state()}")
-    print(f"  data    : mosaics of {DATA_DIR.relative_to(REPO.parent)}/*_img.png "
+    data_dir = args.data_dir.resolve()
+    shown = data_dir.relative_to(REPO) if data_dir.is_relative_to(REPO) else data_dir
+    print(f"  data    : mosaics of {shown}/*_img.png "
           f"(channels {', '.join(CHANNEL_NAMES[:n_ch])}); scratch {workdir}")
     print(f"  engine tile size {args.tile_size} px")
     print(f"  throughput: {args.fields} field(s) of {fsize}x{fsize} px x {n_ch} channel(s); "
@@ -623,7 +631,7 @@ def main() -> int:
 
     status = 0
     try:
-        sources = load_sources()
+        sources = load_sources(data_dir)
         fields = [mosaic(sources, fsize, n_ch, seed=k) for k in range(args.fields)]
         plate = str(workdir / "throughput.zarr")
         paths = write_plate(Path(plate), fields)

@@ -1,4 +1,4 @@
-"""Shared fixtures: real images from ../shared, plates on disk, a real LocalCluster."""
+"""Shared fixtures: real images from tests/data/real, plates on disk, a real LocalCluster."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 warnings.filterwarnings("ignore", message="Sparse invariant checks")
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL_DEV = ROOT.parent / "shared" / "data" / "real_dev"
+#: real annotated images shipped with the tests (3 Kc167 images; see data/real/README.md)
+REAL_DEV = Path(__file__).resolve().parent / "data" / "real"
+MISSING = (f"real test images not found at {REAL_DEV} (they ship with the repository in "
+           "tests/data/real: restore them with 'git checkout -- tests/data/real')")
 
 
 def real_images(cell_type: str = "Kc167") -> list[tuple[np.ndarray, np.ndarray]]:
@@ -22,7 +24,7 @@ def real_images(cell_type: str = "Kc167") -> list[tuple[np.ndarray, np.ndarray]]
 
     folder = REAL_DEV / cell_type
     if not folder.is_dir():
-        pytest.skip(f"real development images not found at {folder}")
+        pytest.skip(MISSING)
     out = []
     for img_path in sorted(folder.glob("*_img.png")):
         rgb = iio.imread(img_path)
@@ -51,10 +53,23 @@ def mosaic(size: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def real_dev() -> Path:
-    """Folder of the real development images (skips when absent)."""
+    """Folder of the real test images, tests/data/real (skips when deleted)."""
     if not (REAL_DEV / "Kc167").is_dir():
-        pytest.skip(f"real development images not found at {REAL_DEV}")
+        pytest.skip(MISSING)
     return REAL_DEV
+
+
+@pytest.fixture(scope="session")
+def cli_env() -> dict[str, str]:
+    """Environment of a ``structfree-dask`` subprocess as a user's shell gives it.
+
+    Without this session's logging settings (the command line must set its own) and with
+    stdout block-buffered, as it is when piped (a broken pipe then shows at exit).
+    """
+    env = dict(os.environ)
+    for name in ("PYTHONUNBUFFERED", "DASK_LOGGING__DISTRIBUTED", "STRUCTFREE_DASK_VERBOSITY"):
+        env.pop(name, None)
+    return env
 
 
 @pytest.fixture(scope="session")

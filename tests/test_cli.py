@@ -97,7 +97,8 @@ def test_import_real_images(real_dev, tmp_path, capsys):
     out = tmp_path / "kc.zarr"
     assert main(["import", str(real_dev / "Kc167"), str(out), "--channels", "1,0",
                  "--channel-names", "cyto-stain,nuclear-stain"]) == 0
-    assert len(open_plate(out).field_paths) == 5
+    n_images = len(list((real_dev / "Kc167").glob("*_img.png")))  # 3 in tests/data/real
+    assert n_images >= 2 and len(open_plate(out).field_paths) == n_images
 
 
 @pytest.mark.parametrize(
@@ -145,3 +146,86 @@ def test_cuda_cluster_on_cpu_machine_fails_clearly(sim_plate, capsys):
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: --cluster cuda") and ("dask-cuda" in err or "GPU" in err)
+
+
+# ----------------------------------------------------------------------------- quiet output
+
+
+CLI = [sys.executable, "-m", "structfree_dask.cli"]
+
+
+def test_segment_prints_only_bar_dashboard_and_summary(tmp_path, cli_env):
+    """A real LocalCluster in a subprocess: no INFO line, no distributed logger, anywhere.
+
+    The workers are processes of their own that set up their logging when they import
+    distributed; ``--performance-report`` turns the profiler on, whose deeply nested
+    messages made distributed.sizeof warn in the workers.
+    """
+    from structfree_dask.simulate import simulate_plate
+
+    plate = simulate_plate(tmp_path / "p.zarr", cell_line="CL1", rows=1, cols=1,
+                           timepoints=2, size=96, seed=4)
+    run = subprocess.run(
+        [*CLI, "segment", str(plate), "--channels", "cyto-reporter,ER", "--diameter", "20",
+         "--tile-size", "64", "--workers", "1",
+         "--performance-report", str(tmp_path / "report.html")],
+        capture_output=True, text=True, env=cli_env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    lines = [ln.strip() for ln in (run.stdout + run.stderr).replace("\r", "\n").splitlines()]
+    assert not [ln for ln in lines if "INFO" in ln or "distributed." in ln], run.stderr
+    assert not [ln for ln in lines if "cellpose" in ln.lower()], run.stderr
+    out = run.stdout.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("labels/cyto: 2 done, 0 skipped"), run.stdout
+    err = [ln for ln in run.stderr.replace("\r", "\n").splitlines() if ln.strip()]
+    assert err[0].startswith("dashboard: http://127.0.0.1:"), run.stderr
+    assert all("field-timepoint" in ln for ln in err[1:]), run.stderr  # the progress bar
+    assert "2/2" in err[-1]
+
+
+def test_logging_levels_follow_verbosity():
+    """Quiet by default, -v INFO, -vv DEBUG; for the workers too (environment); undone."""
+    import logging
+    import os
+
+    from structfree_dask.runtime.logs import VERBOSITY_ENV, configure
+
+    names = ("distributed", "cellpose", "structfree_dask", "distributed.sizeof")
+    before = {n: logging.getLogger(n).level for n in (*names, "")}
+    env_before = {k: os.environ.get(k) for k in (VERBOSITY_ENV, "DASK_LOGGING__DISTRIBUTED")}
+    for verbosity, level in ((0, logging.WARNING), (1, logging.INFO), (2, logging.DEBUG)):
+        undo = configure(verbosity)
+        try:
+            got = {n: logging.getLogger(n).getEffectiveLevel() for n in names}
+            assert got["distributed"] == got["cellpose"] == got["structfree_dask"] == level
+            assert got["distributed.sizeof"] == (logging.ERROR if verbosity == 0 else level)
+            assert os.environ[VERBOSITY_ENV] == str(verbosity)
+            assert os.environ["DASK_LOGGING__DISTRIBUTED"] == logging.getLevelName(level).lower()
+            core = logging.getLogger("distributed.core")
+            unresponsive = core.makeRecord("distributed.core", logging.WARNING, __file__, 1,
+                                           "Event loop was unresponsive in %s for %.2fs.",
+                                           ("Worker", 3.0), None)
+            assert bool(core.filter(unresponsive)) == (verbosity > 0)
+        finally:
+            undo()
+    assert {n: logging.getLogger(n).level for n in (*names, "")} == before
+    assert {k: os.environ.get(k) for k in env_before} == env_before
+
+
+def test_info_piped_to_head_ends_cleanly(sim_plate, cli_env):
+    """``structfree-dask info PLATE | head -1``: exit 0, no traceback, no 'Exception ignored'."""
+    import shlex
+
+    command = f"{shlex.join([*CLI, 'info', str(sim_plate)])} | head -1"
+    run = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                         env=cli_env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("plate ") and run.stdout.count("\n") == 1, run.stdout
+    assert run.stderr == "", run.stderr
+    # the reader gone before anything was printed: the status of a broken pipe, quietly
+    proc = subprocess.Popen([*CLI, "info", str(sim_plate)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=cli_env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert proc.returncode == 141, err

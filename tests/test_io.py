@@ -146,7 +146,8 @@ def test_import_folder_real_images(tmp_path, version, real_dev):
     out = import_folder(REAL_DEV / "Kc167", tmp_path / "kc.zarr", channels=[1, 0],
                         channel_names=["cyto", "nuclear"], ngff_version=version)
     plate = open_plate(out)
-    assert len(plate.field_paths) == 5
+    n_images = len(list((REAL_DEV / "Kc167").glob("*_img.png")))  # 3: 400 and 450 px
+    assert n_images >= 2 and len(plate.field_paths) == n_images
     info = plate.field(plate.field_paths[0])
     assert info.channel_names == ("cyto", "nuclear") and info.labels == ("gt_cyto",)
     import imageio.v3 as iio

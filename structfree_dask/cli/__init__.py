@@ -344,23 +344,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 1 when a run failed, 2 for bad input, 130 when interrupted,
         141 when the output's reader went away.
     """
+    from ..runtime.logs import configure
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.verbose < 2:  # read by distributed when it is imported
-        import dask
+    # WARNING (-v INFO, -vv DEBUG) for ours, distributed's and cellpose's loggers, here
+    # and in the workers of a cluster started here
+    restore_logging = configure(args.verbose)
+    try:
+        return _run(args)
+    finally:
+        restore_logging()
 
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-        # workers log each task cancelled by Ctrl-C as a warning: not news to the user
-        dask.config.set({"logging": {"distributed": "warning",
-                                     "distributed.worker.state_machine": "error"}})
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("distributed", "tornado", "bokeh"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if args.verbose < 2
-                                          else logging.DEBUG)
+
+def _run(args: argparse.Namespace) -> int:
     tracebacks = args.debug or args.verbose > 0
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        # a reader that went away (| head) is noticed here, not at exit
+        # ("Exception ignored ... BrokenPipeError" and exit status 120)
+        sys.stdout.flush()
+        return status
     except BrokenPipeError:
         _stdout_to_devnull()
         return EXIT_BROKEN_PIPE

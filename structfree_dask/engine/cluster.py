@@ -42,7 +42,21 @@ NO_PROFILE: dict[str, Any] = {"distributed.worker.profile.enabled": False}
 
 
 def _worker_config(profile: bool) -> dict[str, Any]:
-    return WORKER_ENVIRON if profile else {**WORKER_ENVIRON, **NO_PROFILE}
+    from .logs import with_preload
+
+    # under the command line, its verbosity applies in the workers too (see .logs)
+    return with_preload(WORKER_ENVIRON if profile else {**WORKER_ENVIRON, **NO_PROFILE})
+
+
+def _silence_logs() -> dict[str, Any]:
+    """``silence_logs`` of a cluster started under the command line: its distributed level.
+
+    distributed's default (WARNING) hides the nannies' INFO lines even with ``-v``.
+    """
+    from .logs import cli_verbosity, levels
+
+    verbosity = cli_verbosity()
+    return {} if verbosity is None else {"silence_logs": levels(verbosity)["distributed"]}
 
 
 #: The resource GPU workers advertise and GPU tasks ask for (``dask worker --resources GPU=1``).
@@ -99,7 +113,7 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1,
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=threads_per_worker, processes=True,
             host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
-            **kwargs,
+            **{**_silence_logs(), **kwargs},
         )
     client = Client(cluster)
     logger.info("local cluster: %d worker(s); dashboard %s", n, client.dashboard_link)
@@ -135,7 +149,7 @@ def cuda_client(n_workers: int | None = None, *, profile: bool = False) -> Any:
     if n_workers:
         kwargs["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n_workers))
     with dask.config.set(_worker_config(profile)), _workers_ignore_ctrl_c():
-        cluster = LocalCUDACluster(**kwargs)
+        cluster = LocalCUDACluster(**_silence_logs(), **kwargs)
     return Client(cluster)
 
 
