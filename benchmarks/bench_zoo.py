@@ -79,8 +79,8 @@ def _best(rows: list[dict[str, Any]], strategy: str, allowed: set[int]) -> dict[
 
 def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
                  client: Any) -> list[dict[str, Any]]:
-    from structfree_dask.simulate import simulate_plate
     from structfree_dask.config import TrainSettings
+    from structfree_dask.simulate import simulate_plate
     from structfree_dask.zoo import Zoo, build_zoo, training_jobs
 
     rows_total = args.rows + args.heldout_rows

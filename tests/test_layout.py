@@ -42,7 +42,10 @@ MODULES = _modules()
 def _imports(name: str, path: Path) -> list[tuple[str, list[str], int, bool]]:
     """``(module imported, names, line, at module level)`` for each package import."""
     tree = ast.parse(path.read_text(), str(path))
-    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    if name == "__init__":  # the package's own __init__
+        package: list[str] = []
+    else:
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     top_level = {id(n) for n in tree.body}
     found = []
     for node in ast.walk(tree):
@@ -76,6 +79,15 @@ def _layer(module: str) -> tuple[str, int]:
 
 def test_every_module_has_a_layer():
     assert {_layer(m)[0] for m in MODULES} <= set(LAYERS)
+
+
+def test_every_package_import_names_a_module_that_exists():
+    wrong = []
+    for name, path in MODULES.items():
+        for target, _names, line, _ in _imports(name, path):
+            if target and target not in MODULES:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {target}")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_imports_point_down_the_layers():

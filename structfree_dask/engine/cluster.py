@@ -42,7 +42,7 @@ NO_PROFILE: dict[str, Any] = {"distributed.worker.profile.enabled": False}
 
 
 def _worker_config(profile: bool) -> dict[str, Any]:
-    from .logs import with_preload
+    from ..runtime.logs import with_preload
 
     # under the command line, its verbosity applies in the workers too (see .logs)
     return with_preload(WORKER_ENVIRON if profile else {**WORKER_ENVIRON, **NO_PROFILE})
@@ -53,7 +53,7 @@ def _silence_logs() -> dict[str, Any]:
 
     distributed's default (WARNING) hides the nannies' INFO lines even with ``-v``.
     """
-    from .logs import cli_verbosity, levels
+    from ..runtime.logs import cli_verbosity, levels
 
     verbosity = cli_verbosity()
     return {} if verbosity is None else {"silence_logs": levels(verbosity)["distributed"]}
