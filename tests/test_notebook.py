@@ -49,7 +49,7 @@ def _text(cell) -> str:
 
 
 def _overall(table: str) -> dict[str, float]:
-    """Parse the ``overall`` row of :func:`structfree_dask.evaluation.format_table`."""
+    """Parse the ``overall`` row of :func:`structfree_dask.evaluation.format_scores`."""
     lines = table.splitlines()
     header = next(ln for ln in lines if ln.split()[:2] == ["field", "t"]).split()
     row = next(ln for ln in lines if ln.startswith("overall")).split()

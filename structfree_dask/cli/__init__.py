@@ -195,14 +195,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate_plate, format_table, write_scores
+    from ..evaluation import evaluate_plate, format_scores, write_scores
     from ..io import check_output_file
 
     for path, option in ((args.json, "--json"), (args.csv, "--csv")):
         if path:
             check_output_file(path, option)
     result = evaluate_plate(args.plate, pred=args.pred, gt=args.gt, wells=args.wells)
-    print(format_table(result))
+    print(format_scores(result))
     write_scores(result, json_path=args.json, csv_path=args.csv)
     return 0
 

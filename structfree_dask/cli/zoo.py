@@ -92,7 +92,8 @@ def _names(names: Any, channels: Any) -> str:
 
 
 def _print_build(result: Any) -> None:
-    from ..zoo.report import F1_COLUMNS, f1_table, format_cell, format_table
+    from ..evaluation.tables import format_cell, format_table
+    from ..zoo.report import F1_COLUMNS, f1_table
 
     trained = len(result.cards) - len([c for c in result.cards if c.model_id in result.reused])
     print(f"zoo {result.zoo}: {len(result.cards)} model(s) ({trained} trained, "
@@ -166,7 +167,8 @@ def _selected_ids(zoo: Any, cell_line: str | None, organelle: str | None) -> dic
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ..zoo.report import format_cell, format_table, list_selections
+    from ..evaluation.tables import format_cell, format_table
+    from ..zoo.report import list_selections
 
     zoo = _zoo(args.zoo)
     rows = zoo.table(args.cell_line, args.organelle)

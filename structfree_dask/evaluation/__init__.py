@@ -1,9 +1,9 @@
 """Scoring segmentations against ground truth.
 
 :mod:`.metrics` (instance matching, F1, aggregated Jaccard, AP, pooled and bootstrap F1)
-and :mod:`.plate` (a plate's predicted label images scored against ground-truth ones;
-tables and files of the scores). Public names are imported from their module on
-first use.
+, :mod:`.plate` (a plate's predicted label images scored against ground-truth ones)
+and :mod:`.tables` (the one table writer: aligned text and CSV). Public names are
+imported from their module on first use.
 """
 
 from __future__ import annotations
@@ -27,8 +27,14 @@ if TYPE_CHECKING:
     )
     from .plate import (
         evaluate_plate,
-        format_table,
+        format_scores,
+        score_rows,
         write_scores,
+    )
+    from .tables import (
+        format_cell,
+        format_table,
+        write_csv,
     )
 
 #: Public name -> submodule defining it (imported on first use).
@@ -46,7 +52,11 @@ _SOURCES: dict[str, str] = {
     "pooled_f1": "metrics",
     "evaluate_plate": "plate",
     "write_scores": "plate",
-    "format_table": "plate",
+    "format_scores": "plate",
+    "score_rows": "plate",
+    "format_table": "tables",
+    "format_cell": "tables",
+    "write_csv": "tables",
 }
 
 __all__ = [
@@ -63,7 +73,11 @@ __all__ = [
     "pooled_f1",
     "evaluate_plate",
     "write_scores",
+    "format_scores",
+    "score_rows",
     "format_table",
+    "format_cell",
+    "write_csv",
 ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,8 +11,9 @@ import numpy as np
 
 from ..io import ImageInfo, check_output_file, open_labels, open_plate
 from .metrics import combine, evaluate
+from .tables import format_table, write_csv
 
-__all__ = ["evaluate_plate", "write_scores", "format_table"]
+__all__ = ["evaluate_plate", "write_scores", "format_scores", "score_rows"]
 
 _COLUMNS = ("precision", "recall", "f1", "aji", "mean_matched_jaccard", "ap_50_95", "tp",
             "fp", "fn", "n_true", "n_pred")
@@ -69,25 +69,22 @@ def evaluate_plate(
             "overall": combine(rows)}
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """Format scores as a fixed-width text table (one row per field/timepoint + overall)."""
-    head = f"{'field':<12}{'t':>4} " + " ".join(f"{c:>9}" for c in _COLUMNS[:6]) + \
-        " " + " ".join(f"{c:>6}" for c in _COLUMNS[6:])
-    lines = [head]
+def score_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per field/timepoint, then ``overall`` (its ``t`` empty), counts as integers."""
+    counts = _COLUMNS[6:]
+    return [{"field": r["field"], "t": r["t"],
+             **{c: int(r[c]) if c in counts else float(r[c]) for c in _COLUMNS}}
+            for r in [*result["rows"], {"field": "overall", "t": "", **result["overall"]}]]
 
-    def fmt(name: str, t: str, r: dict[str, Any]) -> str:
-        return (f"{name:<12}{t:>4} " + " ".join(f"{float(r[c]):>9.3f}" for c in _COLUMNS[:6])
-                + " " + " ".join(f"{int(r[c]):>6d}" for c in _COLUMNS[6:]))
 
-    for r in result["rows"]:
-        lines.append(fmt(r["field"], str(r["t"]), r))
-    lines.append(fmt("overall", "", result["overall"]))
-    return "\n".join(lines)
+def format_scores(result: dict[str, Any]) -> str:
+    """Format scores as an aligned text table (one row per field/timepoint + overall)."""
+    return format_table(score_rows(result), ["field", "t", *_COLUMNS])
 
 
 def write_scores(result: dict[str, Any], *, json_path: str | None = None,
                  csv_path: str | None = None) -> None:
-    """Write scores as JSON (everything) and/or CSV (one row per field/timepoint).
+    """Write scores as JSON (everything) and/or CSV (one row per field/timepoint + overall).
 
     Raises
     ------
@@ -101,8 +98,4 @@ def write_scores(result: dict[str, Any], *, json_path: str | None = None,
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
     if csv_path:
-        with open(csv_path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["field", "t", *_COLUMNS])
-            writer.writeheader()
-            for r in [*result["rows"], {"field": "overall", "t": "", **result["overall"]}]:
-                writer.writerow({k: r.get(k) for k in ["field", "t", *_COLUMNS]})
+        write_csv(score_rows(result), csv_path, ["field", "t", *_COLUMNS])

@@ -2,8 +2,10 @@
 
 :mod:`.normalize` (percentile normalization), :mod:`.tiling` (field geometry: network
 lattice, regions, halos), :mod:`.flows` (per-region flows, Flow Averaging),
-:mod:`.integrate` (flow integration, cell ownership), :mod:`.stitching` (owned patches
-pasted into blocks) and :mod:`.fusion` (mask-fusion baselines).
+:mod:`.integrate` (flow integration with the one dynamics rule, cell ownership),
+:mod:`.stitching` (owned patches pasted into blocks), :mod:`.fusion` (mask-fusion
+baselines) and :mod:`.segment` (the one in-process Flow Averaging: ``segment_array``,
+``channel_flows``, and the model rules the engine shares).
 
 Public names are imported from their module on first use, so that importing one
 light module (such as :mod:`.tiling`) does not import scipy and scikit-image.
@@ -45,6 +47,15 @@ if TYPE_CHECKING:
     from .normalize import (
         percentile_bounds,
         sample_stride,
+    )
+    from .segment import (
+        channel_flows,
+        check_rescale,
+        field_geometry,
+        flows_to_labels,
+        predictor,
+        resolve_models,
+        segment_array,
     )
     from .stitching import (
         OwnedPatch,
@@ -90,6 +101,13 @@ _SOURCES: dict[str, str] = {
     "encode_patch": "stitching",
     "paste_block": "stitching",
     "region_offsets": "stitching",
+    "segment_array": "segment",
+    "channel_flows": "segment",
+    "flows_to_labels": "segment",
+    "predictor": "segment",
+    "resolve_models": "segment",
+    "field_geometry": "segment",
+    "check_rescale": "segment",
     "StapleResult": "fusion",
     "SimpleResult": "fusion",
     "fuse_masks": "fusion",
@@ -125,6 +143,13 @@ __all__ = [
     "encode_patch",
     "paste_block",
     "region_offsets",
+    "segment_array",
+    "channel_flows",
+    "flows_to_labels",
+    "predictor",
+    "resolve_models",
+    "field_geometry",
+    "check_rescale",
     "StapleResult",
     "SimpleResult",
     "fuse_masks",

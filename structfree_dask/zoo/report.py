@@ -27,7 +27,6 @@ table functions are pure; :func:`write_report` does the I/O.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import logging
 import math
@@ -41,6 +40,7 @@ import numpy as np
 
 from ..config import DEFAULT_FLOW_THRESHOLD
 from ..evaluation.metrics import evaluate
+from ..evaluation.tables import write_csv
 from ..io import Plate, open_plate
 from ..pipeline.normalize import normalize, percentile_bounds
 from .registry import Zoo
@@ -66,8 +66,6 @@ __all__ = [
     "list_selections",
     "f1_table",
     "candidates_table",
-    "format_table",
-    "write_csv",
     "f1_heatmap",
     "fusion_table",
     "overlay_figure",
@@ -201,51 +199,6 @@ def candidates_table(selection: Selection | Mapping[str, Any]) -> list[dict[str,
         "test_f1_std": r["test_f1_std"], "n_folds": r["n_folds"],
         "model_ids": _ids_text(r["model_ids"]), "selected": pair_key(r) == chosen,
     } for r in _summary(selection)]
-
-
-def format_cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as a plain text table with aligned columns (NaN and None as ``-``).
-
-    Examples
-    --------
-    >>> print(format_table([{"a": "x", "b": 0.5}, {"a": "yy", "b": None}], ["a", "b"]))
-    a   b
-    x   0.500
-    yy  -
-    """
-    cells = [list(columns)] + [[format_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-                     for row in cells)
-
-
-def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path,
-              columns: Sequence[str] | None = None) -> Path:
-    """Write rows as CSV (floats to 4 decimals, NaN and None empty); return the path."""
-    path = Path(path)
-    columns = list(columns or (rows[0].keys() if rows else []))
-
-    def text(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            return ""
-        return round(value, 4) if isinstance(value, float) else value
-
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        writer.writerows([[text(r.get(c)) for c in columns] for r in rows])
-    return path
-
-
-# ----------------------------------------------------------------------------- figures
 
 
 def _figure(width: float, height: float) -> Any:
@@ -516,14 +469,15 @@ def _report_one(zoo: Zoo, cell_line: str, organelle: str, plate: str | Path | Pl
     tag = f"{_slug(cell_line)}_{organelle}"
     table = f1_table(selection)
     files: dict[str, list[Path]] = {}
-    files["f1 table"] = [write_csv(table, out / f"f1_{tag}.csv", F1_COLUMNS)]
+    files["f1 table"] = [write_csv(table, out / f"f1_{tag}.csv", F1_COLUMNS, digits=4)]
     path = out / f"f1_{tag}.png"
     f1_heatmap(table, _f1_title(selection, tag, table)).savefig(path, dpi=120)
     files["f1 heatmap"] = [path]
-    files["candidates"] = [write_csv(candidates_table(selection), out / f"candidates_{tag}.csv")]
+    files["candidates"] = [write_csv(candidates_table(selection), out / f"candidates_{tag}.csv",
+                                             digits=4)]
     fusion = fusion_table(zoo, selection, plate, gt=opts.gt, batch_size=opts.batch_size,
                           flow_thresholds=opts.flow_thresholds)
-    files["fusion table"] = [write_csv(fusion, out / f"fusion_{tag}.csv")]
+    files["fusion table"] = [write_csv(fusion, out / f"fusion_{tag}.csv", digits=4)]
     files["overlays"] = write_overlays(zoo, selection, plate, out, tag, n=opts.n_overlays,
                                       gt=opts.gt, batch_size=opts.batch_size)
     return files
