@@ -588,8 +588,9 @@ def main() -> int:
                          "engine's)")
     ap.add_argument("--data-dir", type=Path, default=DATA_DIR,
                     help="folder of real *_img.png images (RGB: green = cytoplasm, red = "
-                         "nuclei) to tile the fields from (default tests/data/real/Kc167; "
-                         "e.g. ../shared/data/real_dev/Kc167 for all five)")
+                         "nuclei) to tile the fields from (default tests/data/real/Kc167, "
+                         "three images; the published figures used all five Kc167 images "
+                         "of scellseg 0.1.8's assets/contrast_data)")
     ap.add_argument("--mem-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mem_child:
