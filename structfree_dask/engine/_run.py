@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +47,10 @@ class RunResult:
     seconds: float = 0.0
     megapixel_channels: float = 0.0
     model_sha256: list[str] = field(default_factory=list)
+    #: Seconds from the start of the run to the first finished unit (None: none finished).
+    first_unit_seconds: float | None = None
+    #: Most units that were in flight at once (the stream's window).
+    max_in_flight: int = 0
 
     @property
     def ok(self) -> bool:
@@ -275,6 +279,155 @@ def _plan(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
     return plans
 
 
+#: Units in flight per worker thread: enough to keep every thread busy while finished
+#: units are recorded and new ones submitted, few enough that the scheduler and the
+#: driver hold a bounded graph whatever the number of units.
+UNITS_PER_THREAD = 2
+#: Completion records are written in batches: after this many units of a label image ...
+MARK_BATCH = 64
+#: ... or when a unit finishes this many seconds after the last record was written (the
+#: first unit is recorded at once), and at the end.
+MARK_SECONDS = 2.0
+
+
+class _UnitStream:
+    """The units of a run, in order, produced as they are needed.
+
+    A field's label image is created (or reopened, grown, its timepoints to redo
+    unmarked) when its first unit is taken, not before the run starts; timepoints
+    already done are counted as skipped then.
+    """
+
+    def __init__(self, plans: list[_FieldPlan], cfg: SegmentationConfig,
+                 result: RunResult) -> None:
+        self.cfg = cfg
+        self.result = result
+        self.labels: dict[str, LabelImage] = {}
+        self.channels = {fp.info.path: fp.channels for fp in plans}
+        self.total = 0
+        self._todo: list[tuple[_FieldPlan, list[int]]] = []
+        for fp in plans:
+            done = set() if fp.action != "resume" else completed_timepoints(
+                open_labels(fp.info, cfg.label_name)) - set(fp.redo)
+            todo = [t for t in fp.timepoints if t not in done]
+            result.skipped.extend((fp.info.path, t) for t in fp.timepoints if t in done)
+            self.total += len(todo)
+            self._todo.append((fp, todo))
+        self._units = self._generate()
+
+    def _generate(self) -> Iterator[Unit]:
+        for fp, todo in self._todo:
+            label = _apply_label_plan(fp, self.cfg)
+            self.labels[fp.info.path] = label
+            for t in todo:
+                yield Unit(fp.info, label, t)
+
+    def take(self) -> Unit | None:
+        """Return the next unit, or None when every unit was taken."""
+        return next(self._units, None)
+
+    def finish(self) -> None:
+        """Open the label images of the fields with nothing left to do (to finalize them)."""
+        for _ in self._units:
+            raise RuntimeError("finish() called with units not taken")
+
+
+class _Marks:
+    """Completion records of finished units, written in batches per label image."""
+
+    def __init__(self, labels: dict[str, LabelImage]) -> None:
+        self.labels = labels
+        self.pending: dict[str, list[int]] = {}
+        self.last: float | None = None  # when records were last written
+
+    def add(self, path: str, t: int) -> None:
+        self.pending.setdefault(path, []).append(t)
+        if self.last is None or len(self.pending[path]) >= MARK_BATCH or \
+                time.monotonic() - self.last >= MARK_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        for path, tps in self.pending.items():
+            mark_done(self.labels[path], tps)
+        self.pending.clear()
+        self.last = time.monotonic()
+
+
+def _window(client: Any) -> int:
+    """Units to keep in flight: :data:`UNITS_PER_THREAD` per worker thread now."""
+    try:
+        threads = sum(client.nthreads().values())
+    except Exception:  # noqa: BLE001 - a scheduler that does not answer: keep it small
+        threads = 1
+    return max(2, UNITS_PER_THREAD * threads)
+
+
+def _run_stream(client: Any, stream: _UnitStream, config: SegmentationConfig,
+                specs: tuple[ModelSpec, ...], result: RunResult,
+                progress: Callable[[int, int], None] | None, started: float) -> None:
+    """Keep a bounded number of units in flight; record them as they finish.
+
+    The window follows the cluster (workers that join or leave), re-read every few
+    seconds; completion is recorded in batches, always after all of a unit's writes.
+    """
+    from dask.base import tokenize
+
+    from .cluster import as_completed_stream
+
+    token = tokenize(asdict(config), [sp.sha256 for sp in specs], time.time_ns())[:8]
+    # network and integration ask for a GPU where workers have one (dask-cuda)
+    resources = gpu_resources(client)
+    marks = _Marks(stream.labels)
+    in_flight: dict[str, tuple[Unit, Any]] = {}
+    window, window_read = _window(client), time.monotonic()
+    finished = as_completed_stream()
+
+    def submit() -> bool:
+        unit = stream.take()
+        if unit is None:
+            return False
+        graph = unit_graph(unit, config, specs, stream.channels[unit.info.path], token,
+                           resources)
+        future = client.compute(graph)
+        in_flight[future.key] = (unit, future)
+        finished.add(future)
+        result.max_in_flight = max(result.max_in_flight, len(in_flight))
+        return True
+
+    n_done = 0
+    try:
+        while len(in_flight) < window and submit():
+            pass
+        for future in finished:
+            unit, _ = in_flight.pop(future.key)
+            path, t = unit.info.path, unit.t
+            if future.status == "error":
+                err = future.exception()
+                result.failed.append((path, t, str(err)))
+                logger.error("failed %s t=%d: %s", path, t, err)
+            else:
+                n_cells, n_cut = future.result()
+                marks.add(path, t)
+                result.done.append((path, t))
+                result.cells[f"{path}@t{t}"] = int(n_cells)
+                result.cut_cells += int(n_cut)
+                if result.first_unit_seconds is None:
+                    result.first_unit_seconds = time.perf_counter() - started
+            future.release()
+            n_done += 1
+            if progress is not None:
+                progress(n_done, stream.total)
+            if time.monotonic() - window_read > 5.0:
+                window, window_read = _window(client), time.monotonic()
+            while len(in_flight) < window and submit():
+                pass
+    except BaseException:
+        client.cancel([f for _, f in in_flight.values()])  # interrupted: stop the rest
+        raise
+    finally:
+        marks.flush()  # what finished is recorded, whatever happens next
+
+
 def segment(
     plate: str,
     config: SegmentationConfig,
@@ -314,76 +467,36 @@ def segment(
         The label image exists (from something else, or other settings) and
         ``overwrite`` is False.
     """
-    from distributed import as_completed
-
     started = time.perf_counter()
     specs = resolve_models(config)
     plans = _plan(plate, config, specs, wells, timepoints)  # every check before any write
     result = RunResult()
-    units: list[Unit] = []
-    labels: dict[str, LabelImage] = {}
-    for fp in plans:
-        label = _apply_label_plan(fp, config)
-        labels[fp.info.path] = label
-        done = completed_timepoints(label)
-        for t in fp.timepoints:
-            if t in done:
-                result.skipped.append((fp.info.path, t))
-            else:
-                units.append(Unit(fp.info, label, t))
-    channels_of = {fp.info.path: fp.channels for fp in plans}
-    if units:
+    stream = _UnitStream(plans, config, result)
+    labels = stream.labels
+    if stream.total:
         own_client = client is None
         if own_client:
             from .cluster import local_client
 
             client = local_client()
         try:
-            from dask.base import tokenize
-
-            token = tokenize(asdict(config), [sp.sha256 for sp in specs], time.time_ns())[:8]
-            # network and integration ask for a GPU where workers have one (dask-cuda)
-            resources = gpu_resources(client)
-            graphs = {(u.info.path, u.t): unit_graph(u, config, specs, channels_of[u.info.path],
-                                                      token, resources) for u in units}
-            futures = client.compute(list(graphs.values()))
-            key_of = {f.key: k for f, k in zip(futures, graphs, strict=True)}
-            total = len(futures)
-            try:
-                for n_done, fut in enumerate(as_completed(futures, raise_errors=False), 1):
-                    unit_key = key_of[fut.key]
-                    if fut.status == "error":
-                        err = fut.exception()
-                        result.failed.append((unit_key[0], unit_key[1], str(err)))
-                        logger.error("failed %s t=%d: %s", unit_key[0], unit_key[1], err)
-                    else:
-                        mark_done(labels[unit_key[0]], [unit_key[1]])
-                        result.done.append(unit_key)
-                        n_cells, n_cut = fut.result()
-                        result.cells[f"{unit_key[0]}@t{unit_key[1]}"] = int(n_cells)
-                        result.cut_cells += int(n_cut)
-                    if progress is not None:
-                        progress(n_done, total)
-            except BaseException:
-                client.cancel(futures)  # interrupted: stop the rest, keep what is recorded
-                raise
+            _run_stream(client, stream, config, specs, result, progress, started)
         finally:
             if own_client:
                 from .cluster import close_client
 
                 close_client(client)
-    for fp in plans:
-        label = labels[fp.info.path]
+    stream.finish()
+    for label in labels.values():  # the label images of this run (created as needed)
         if completed_timepoints(label):
             finalize_labels(label)
     result.seconds = time.perf_counter() - started
     result.model_sha256 = [sp.sha256 for sp in specs]
-    finished = set(result.done)
-    for u in units:
-        if (u.info.path, u.t) in finished:
-            sizes = u.info.sizes
-            result.megapixel_channels += (sizes["y"] * sizes["x"] * sizes["z"]
-                                          * len(config.channels)) / 1e6
+    sizes_of = {fp.info.path: fp.info.sizes for fp in plans}
+    for path, _ in result.done:
+        sizes = sizes_of[path]
+        result.megapixel_channels += (sizes["y"] * sizes["x"] * sizes["z"]
+                                      * len(config.channels)) / 1e6
     if result.cut_cells:
         logger.warning("%d cell(s) touched a task window edge; raise --halo to keep them whole",
                        result.cut_cells)

@@ -23,7 +23,8 @@ from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
 __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
            "SchedulerUnreachableError", "local_client", "cuda_client", "connect",
            "make_client", "gpu_resources", "close_client", "tls_security", "worker_threads",
-           "worker_name", "worker_directory", "each_outcome", "recording"]
+           "worker_name", "worker_directory", "each_outcome", "as_completed_stream",
+           "recording"]
 
 logger = logging.getLogger(__name__)
 
@@ -351,6 +352,13 @@ def each_outcome(client: Any, submitted: Mapping[Any, str],
         if pending:
             client.cancel(pending)
     return out
+
+
+def as_completed_stream() -> Any:
+    """Return an empty ``distributed.as_completed``: add futures while iterating it."""
+    from distributed import as_completed
+
+    return as_completed()
 
 
 @contextmanager

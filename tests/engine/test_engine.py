@@ -11,7 +11,13 @@ import pytest
 from structfree_dask.config import SegmentationConfig
 from structfree_dask.engine import segment
 from structfree_dask.evaluation.metrics import matched_f1
-from structfree_dask.io import LabelExistsError, create_plate, open_labels, open_plate
+from structfree_dask.io import (
+    LabelExistsError,
+    completed_timepoints,
+    create_plate,
+    open_labels,
+    open_plate,
+)
 from structfree_dask.pipeline.segment import segment_array
 
 
@@ -387,3 +393,46 @@ def test_segment_array_with_one_model_per_channel(tmp_path, make_mosaic):
         segment_array(field, both.replace(channel_models=(str(copy), str(tmp_path / "n.pth"))))
     with pytest.raises(ValueError, match="an array's channels are indices 0 to 1; got"):
         segment_array(field, SegmentationConfig(channels=(0, 2)))
+
+
+def test_units_stream_through_a_bounded_window(tmp_path, make_mosaic, cluster_client,
+                                               monkeypatch):
+    """Units are submitted as others finish (never more than the window in flight),
+    completion is recorded in batches, and the labels equal a run with every unit
+    submitted at once."""
+    from structfree_dask.engine import _run
+
+    frames = np.stack([make_mosaic(96, seed=s)[:1] for s in range(9)])  # (t, 1, y, x)
+    src = _write(tmp_path / "p.zarr", [frames, frames[::-1]], names=("cyto-stain",))
+    cfg = SegmentationConfig(channels=(0,), tile_size=64)
+    wide = _copy(src, tmp_path / "wide")
+    monkeypatch.setattr(_run, "UNITS_PER_THREAD", 1000)
+    everything = segment(str(wide), cfg, client=cluster_client)
+    assert everything.ok and everything.max_in_flight == 18
+
+    monkeypatch.setattr(_run, "UNITS_PER_THREAD", 1)
+    monkeypatch.setattr(_run, "MARK_BATCH", 4)
+    monkeypatch.setattr(_run, "MARK_SECONDS", 3600.0)
+    batches = []
+    real_mark_done = _run.mark_done
+    monkeypatch.setattr(_run, "mark_done",
+                        lambda label, tps: batches.append(list(tps)) or real_mark_done(label, tps))
+    seen = []
+    streamed = segment(str(src), cfg, client=cluster_client,
+                       progress=lambda done, total: seen.append((done, total)))
+    assert streamed.ok and len(streamed.done) == 18
+    assert streamed.max_in_flight == _run._window(cluster_client) == 2
+    assert seen == [(n, 18) for n in range(1, 19)]
+    assert 0 < streamed.first_unit_seconds < streamed.seconds
+    # the first unit at once, then batches of at most 4, the rest at the end
+    assert len(batches[0]) == 1 and all(len(b) <= 4 for b in batches)
+    assert sorted(t for b in batches for t in b) == sorted(list(range(9)) * 2)
+    assert len(batches) <= 9
+    for f in ("A/1/0", "A/2/0"):
+        label = open_labels(open_plate(src).field(f), "cyto")
+        assert completed_timepoints(label) == set(range(9))
+    got, want = _labels(src), _labels(wide)
+    assert got.keys() == want.keys()
+    for f in got:
+        assert np.array_equal(got[f], want[f]), f
+    assert any(got[f].max() > 0 for f in got)

@@ -1,0 +1,137 @@
+"""GPU readiness, in one run (not a test): the dask-cuda path end to end on a simulated plate.
+
+Prints, measured side by side in this run:
+
+(a) the network's forward-only throughput on the GPU (``predict_tiles``, half precision)
+    and the engine's throughput on a dask-cuda cluster, in Mpx-channels/s of field, and
+    their ratio (engine / forward-only: what the orchestration, normalization, integration
+    and writes leave of the network's speed);
+(b) matched F1 (IoU >= 0.5) of the GPU labels (half precision, GPU dynamics) against the
+    CPU float32 labels of the same fields, per field and pooled;
+(c) peak GPU memory per worker (``torch.cuda.max_memory_allocated``) after the run.
+
+Installs nothing; needs torch with CUDA and dask-cuda in the environment. Run it with
+``benchmarks/gpu_check.sh`` (under 8 minutes on one GPU with the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _forward_only(n_tiles: int) -> tuple[float, float]:
+    """(tiles/s, Mpx-channels/s of field) of the shipped model's forward pass on the GPU."""
+    import numpy as np
+    import torch
+
+    from structfree_dask.backbones import load_model, predict_tiles, resolve_model
+    from structfree_dask.pipeline.tiling import NET_TILE, lattice_starts
+
+    net = load_model(resolve_model(None), torch.device("cuda"))
+    tiles = np.random.default_rng(0).random((n_tiles, NET_TILE, NET_TILE), dtype=np.float32)
+    predict_tiles(net, tiles[:8])  # warm-up: kernels, cudnn autotuning
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    predict_tiles(net, tiles)
+    torch.cuda.synchronize()
+    rate = n_tiles / (time.perf_counter() - t0)
+    # lattice tiles per 1024x1024 field-channel (tiles overlap): field Mpx per tile
+    per_field = len(lattice_starts(1024)) ** 2
+    return rate, rate * 1024 * 1024 / per_field / 1e6
+
+
+def _gpu_memory(client) -> dict[str, float]:
+    def peak() -> float:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+
+    return client.run(peak)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the check; return 0, or 2 when no GPU or dask-cuda is there."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=1024, help="field side in px (default 1024)")
+    ap.add_argument("--wells", type=int, default=4, help="wells of one field (default 4)")
+    ap.add_argument("--cpu-fields", type=int, default=2,
+                    help="fields also segmented on the CPU for (b) (default 2)")
+    ap.add_argument("--tiles", type=int, default=512, help="tiles of the forward-only pass")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    try:
+        import dask_cuda  # noqa: F401
+        import torch
+    except ImportError as err:
+        print(f"gpu_check: {err.name} is not installed (pip install 'structfree-dask[cuda]')",
+              file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA GPU is visible to torch on this machine", file=sys.stderr)
+        return 2
+
+    import numpy as np
+
+    from structfree_dask import SegmentationConfig, segment, simulate_plate
+    from structfree_dask.engine.cluster import close_client, local_client, make_client
+    from structfree_dask.evaluation.metrics import evaluate, pooled_f1
+    from structfree_dask.io import open_labels, open_plate
+
+    started = time.perf_counter()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    plate = simulate_plate(work / "plate.zarr", cell_line="CL1", rows=1, cols=args.wells,
+                           size=args.size, seed=0)
+    channels = ("cyto-reporter", "translocation-reporter", "ER", "mito")
+    gpu_cfg = SegmentationConfig(channels=channels, diameter=20, name="gpu")
+    cpu_cfg = gpu_cfg.replace(name="cpu")
+
+    tiles_s, fwd_mpx = _forward_only(args.tiles)
+    client = make_client(cluster="cuda")
+    try:
+        gpu = segment(str(plate), gpu_cfg, client=client)
+        memory = _gpu_memory(client)
+        n_gpus = len(client.scheduler_info()["workers"])
+    finally:
+        close_client(client)
+    engine_mpx = gpu.megapixel_channels / gpu.seconds
+
+    fields = list(open_plate(plate).field_paths)[: args.cpu_fields]
+    wells = sorted({f.rsplit("/", 1)[0] for f in fields})
+    client = local_client()
+    try:
+        cpu = segment(str(plate), cpu_cfg, client=client, wells=wells)
+    finally:
+        close_client(client)
+
+    scores = []
+    for f in fields:
+        info = open_plate(plate).field(f)
+        a = open_labels(info, "gpu").read()[0, 0].astype("int64")
+        b = open_labels(info, "cpu").read()[0, 0].astype("int64")
+        scores.append((f, evaluate(b, a)))
+
+    print(f"GPU check on {n_gpus} GPU worker(s), {torch.cuda.get_device_name(0)}; "
+          f"{args.wells} field(s) of {args.size} px x {len(channels)} channels")
+    print(f"(a) forward only: {tiles_s:.1f} tiles/s = {fwd_mpx:.2f} Mpx-channels/s of field "
+          f"(one GPU); engine on dask-cuda: {engine_mpx:.2f} Mpx-channels/s "
+          f"({gpu.seconds:.1f} s, {len(gpu.done)} unit(s), first after "
+          f"{gpu.first_unit_seconds or 0:.1f} s); ratio engine / forward-only per GPU = "
+          f"{engine_mpx / n_gpus / fwd_mpx:.2f}")
+    for f, s in scores:
+        print(f"(b) {f}: matched F1 GPU (half) vs CPU (float32) = {s['f1']:.4f} "
+              f"({s['n_pred']} vs {s['n_true']} cells)")
+    counts = [[s["tp"], s["fp"], s["fn"]] for _, s in scores]
+    print(f"(b) pooled matched F1 = {float(pooled_f1(np.sum(counts, axis=0))):.4f}; CPU run "
+          f"{cpu.seconds:.1f} s")
+    for worker, mib in sorted(memory.items()):
+        print(f"(c) peak GPU memory of {worker}: {mib:.0f} MiB")
+    print(f"total {time.perf_counter() - started:.0f} s; plate in {work}")
+    return 0 if gpu.ok and cpu.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
