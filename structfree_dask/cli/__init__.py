@@ -19,12 +19,15 @@ from collections.abc import Sequence
 from ..config import SegmentationConfig
 from ._common import (
     Interrupted,
+    ProgressBar,
     UsageError,
     add_cluster_options,
     add_settings_options,
+    check_cluster_options,
     given_settings,
     int_list,
     parse_timepoints,
+    start_client,
     str_list,
 )
 
@@ -98,16 +101,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-
-    from tqdm import tqdm
-
-    from ..config import SegmentationConfig, SettingsError
+    from ..config import SettingsError
     from ..engine import segment, validate
-    from ..engine.cluster import close_client, make_client, recording
+    from ..engine.cluster import close_client, recording
     from ..io import check_output_file
 
-    if args.scheduler and args.workers:
-        raise UsageError("--workers applies to a cluster started here, not to --scheduler")
+    check_cluster_options(args)
     if args.performance_report:
         check_output_file(args.performance_report, "--performance-report")
     given = given_settings(args, SegmentationConfig)
@@ -134,31 +133,20 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         config = SegmentationConfig.from_mapping(given)
     # every check (selection, model, label image, plate writable) before a cluster starts
     validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
-    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers,
-                         profile=bool(args.performance_report),
-                         timeout=args.scheduler_timeout)
-    print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
-    bar = tqdm(total=0, unit="field-timepoint", disable=args.no_progress, file=sys.stderr)
-    seen = {"done": 0, "total": 0}
-
-    def progress(done: int, total: int) -> None:
-        seen.update(done=done, total=total)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    client = start_client(args, profile=bool(args.performance_report))
+    progress = ProgressBar(args, "field-timepoint")
     try:
         with recording(client, args.performance_report):
             result = segment(args.plate, config, client=client, wells=args.wells,
                              timepoints=args.timepoints, progress=progress)
     except KeyboardInterrupt:
-        finished = (f"{seen['done']} of {seen['total']} (field, timepoint) unit(s) of this "
-                    "run finished" if seen["total"] else "no unit of this run finished yet")
+        finished = (f"{progress.done} of {progress.total} (field, timepoint) unit(s) of this "
+                    "run finished" if progress.total else "no unit of this run finished yet")
         raise Interrupted(
             f"interrupted: {finished}; finished units are recorded in "
             f"labels/{config.label_name} and kept. Rerun the same command to resume") from None
     finally:
-        bar.close()
+        progress.close()
         close_client(client)
     rate = result.megapixel_channels / result.seconds if result.seconds else 0.0
     print(f"labels/{config.label_name}: {len(result.done)} done, {len(result.skipped)} "

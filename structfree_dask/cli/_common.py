@@ -7,12 +7,13 @@ Used by the main command line (:mod:`structfree_dask.cli`) and ``structfree-dask
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from .. import limits
 
 __all__ = ["UsageError", "Interrupted", "add_cluster_options", "add_settings_options",
-           "given_settings"]
+           "given_settings", "check_cluster_options", "start_client", "ProgressBar"]
 
 
 class UsageError(Exception):
@@ -124,3 +125,41 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="seconds to wait for --scheduler to answer (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_cluster_options(args: argparse.Namespace) -> None:
+    """Refuse cluster options that contradict each other (before any work starts)."""
+    if args.scheduler and args.workers:
+        raise UsageError("--workers applies to a cluster started here, not to --scheduler")
+
+
+def start_client(args: argparse.Namespace, *, profile: bool = False) -> Any:
+    """Start or connect the cluster the options name; print its dashboard link."""
+    from ..engine.cluster import make_client
+
+    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers,
+                         profile=profile, timeout=args.scheduler_timeout)
+    print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
+    return client
+
+
+class ProgressBar:
+    """A progress bar on stderr, called as ``progress(done, total)``; keeps the last counts."""
+
+    def __init__(self, args: argparse.Namespace, unit: str, desc: str | None = None) -> None:
+        from tqdm import tqdm
+
+        self.done = self.total = 0
+        self._bar = tqdm(total=0, unit=unit, desc=desc, disable=args.no_progress,
+                         file=sys.stderr)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        """Close the bar."""
+        self._bar.close()
+

@@ -16,10 +16,12 @@ from typing import Any
 from ..config import DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES, TrainSettings
 from ..zoo.scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds
 from ._common import (
-    UsageError,
+    ProgressBar,
     add_cluster_options,
     add_settings_options,
+    check_cluster_options,
     given_settings,
+    start_client,
     str_list,
 )
 
@@ -114,16 +116,13 @@ def _print_build(result: Any) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..backbones import resolve_model
-    from ..engine.cluster import close_client, make_client
+    from ..engine.cluster import close_client
     from ..zoo.registry import Zoo
     from ..zoo.training.build import build_zoo
     from ..zoo.training.jobs import training_jobs
 
-    if args.scheduler and args.workers:
-        raise UsageError("--workers applies to a cluster started here, not to --scheduler")
+    check_cluster_options(args)
     settings = TrainSettings.from_mapping(given_settings(args, TrainSettings))
     resolve_model(args.base_model)  # a missing base model is bad input: fail before starting
     jobs = training_jobs(args.plate, args.gt, args.organelle, args.cell_line,
@@ -132,22 +131,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
     zoo = Zoo(args.zoo)
     print(f"{len(jobs)} model(s) to train for {args.cell_line}/{args.organelle} into "
           f"{zoo.path}", file=sys.stderr)
-    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers)
-    print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
-    bar = tqdm(total=0, unit="task", desc="zoo build", disable=args.no_progress,
-               file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    client = start_client(args)
+    progress = ProgressBar(args, "task", "zoo build")
     try:
         result = build_zoo(jobs, zoo.path, client=client, base=args.base_model,
                            settings=settings, progress=progress,
                            flow_thresholds=args.flow_thresholds)
     finally:
-        bar.close()
+        progress.close()
         close_client(client)
     _print_build(result)
     return 0 if result.ok else 1

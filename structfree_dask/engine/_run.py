@@ -101,7 +101,7 @@ class _FieldPlan:
 
     ``action`` is ``"create"`` (new label image), ``"recreate"`` (``overwrite`` of
     every timepoint it holds) or ``"resume"`` (keep it; ``redo`` lists the done
-    timepoints that ``overwrite`` redoes).
+    timepoints that ``overwrite`` redoes, ``kept`` those that stay done and are skipped).
     """
 
     info: ImageInfo
@@ -110,6 +110,7 @@ class _FieldPlan:
     record: dict[str, Any]
     action: str
     redo: tuple[int, ...] = ()
+    kept: tuple[int, ...] = ()
 
 
 def _settings_diffs(old: dict[str, Any], record: dict[str, Any]) -> str:
@@ -130,8 +131,11 @@ def _check_chunks(label: LabelImage, cfg: SegmentationConfig) -> None:
 
 
 def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, Any],
-                  tps: list[int]) -> tuple[str, tuple[int, ...]]:
+                  tps: list[int]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
     """Decide what happens to ``labels/<name>`` of a field, without writing anything.
+
+    Returns ``(action, redo, kept)`` as in :class:`_FieldPlan`; the label image's record
+    is read once, here.
 
     ``overwrite`` works per (field, timepoint): the selected timepoints are redone and
     the others keep their labels and completion records. Settings that differ from
@@ -151,7 +155,7 @@ def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, An
     if folder is not None:
         check_writable(folder)
     if not (name in info.labels or _label_group_exists(info, name)):
-        return "create", ()
+        return "create", (), ()
     label = open_labels(info, name)
     old = label_record(label)
     segmentation = old.get("kind") == "segmentation"
@@ -159,11 +163,11 @@ def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, An
     if have_t > info.n_timepoints:
         raise ValueError(f"label image {name!r} of {info.url} has {have_t} timepoints but "
                          f"its image only {info.n_timepoints}")
-    done = completed_timepoints(label) if segmentation else set(range(have_t))
+    done = {int(t) for t in old.get("done", ())} if segmentation else set(range(have_t))
     kept = sorted(done - set(tps))
     diffs = _settings_diffs(old, record) if segmentation else ""
     if cfg.overwrite and not kept:
-        return "recreate", ()
+        return "recreate", (), ()
     if not segmentation:
         if cfg.overwrite:
             raise LabelExistsError(
@@ -185,7 +189,7 @@ def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, An
             "pass --overwrite to redo it")
     _check_chunks(label, cfg)
     redo = tuple(sorted(done & set(tps))) if cfg.overwrite else ()
-    return "resume", redo
+    return "resume", redo, tuple(sorted(done - set(redo)))
 
 
 def _apply_label_plan(fp: _FieldPlan, cfg: SegmentationConfig) -> LabelImage:
@@ -274,8 +278,8 @@ def _plan(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
                              f"smaller than one cell diameter ({diameter:g} px)")
         record = _run_record(config, specs, channels,
                              tuple(info.channel_names[c] for c in channels))
-        action, redo = _label_action(info, config, record, tps)
-        plans.append(_FieldPlan(info, channels, tuple(tps), record, action, redo))
+        action, redo, kept = _label_action(info, config, record, tps)
+        plans.append(_FieldPlan(info, channels, tuple(tps), record, action, redo, kept))
     return plans
 
 
@@ -307,8 +311,7 @@ class _UnitStream:
         self.total = 0
         self._todo: list[tuple[_FieldPlan, list[int]]] = []
         for fp in plans:
-            done = set() if fp.action != "resume" else completed_timepoints(
-                open_labels(fp.info, cfg.label_name)) - set(fp.redo)
+            done = set(fp.kept)  # read once, when the field was planned
             todo = [t for t in fp.timepoints if t not in done]
             result.skipped.extend((fp.info.path, t) for t in fp.timepoints if t in done)
             self.total += len(todo)
