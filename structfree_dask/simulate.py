@@ -1272,7 +1272,7 @@ def simulate_plate(
     seed: int = 0,
     ngff_version: str = "0.4",
     mode: str = "confocal",
-) -> pathlib.Path:
+) -> pathlib.Path | str:
     """Simulate a plate and write it as an OME-Zarr HCS plate with ground-truth labels.
 
     Every field is simulated with :func:`simulate_field` using its own seed derived from
@@ -1282,7 +1282,8 @@ def simulate_plate(
     Parameters
     ----------
     path : str or os.PathLike
-        Where to create the plate (a ``.zarr`` directory).
+        Where to create the plate: a new local ``.zarr`` folder, or a URL such as
+        ``s3://bucket/plate.zarr``.
     cell_line : CellLinePreset or str
         The cell line, or the key of one in :data:`PRESETS`.
     rows, cols : int
@@ -1302,7 +1303,8 @@ def simulate_plate(
 
     Returns
     -------
-    pathlib.Path
+    pathlib.Path or str
+        The plate: a Path for a local plate, the URL for an object store.
         The path of the written plate.
 
     Raises
@@ -1329,9 +1331,9 @@ def simulate_plate(
     _resolve_mode(mode)
     root = np.random.SeedSequence(_check_int("seed", seed, 0))
 
-    from structfree_dask.io import create_plate
+    from structfree_dask.io import as_location, create_plate
 
-    out = pathlib.Path(path)
+    out = as_location(path)
     row_names = [_row_name(i) for i in range(n_rows)]
     col_names = [str(j + 1) for j in range(n_cols)]
     total = n_rows * n_cols * n_fields

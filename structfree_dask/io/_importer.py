@@ -12,6 +12,7 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
+from ._location import as_location
 from ._writer import create_plate
 
 __all__ = ["import_folder", "scan_folder", "FieldFile"]
@@ -120,7 +121,7 @@ def import_folder(
     ngff_version: str = "0.4",
     pixel_size_um: float = 1.0,
     name: str | None = None,
-) -> Path:
+) -> Path | str:
     """Import a folder of TIFF/PNG fields (and ``*_masks`` label files) as an OME-Zarr plate.
 
     Parameters
@@ -128,7 +129,7 @@ def import_folder(
     folder : str or Path
         Folder with one image file per field (2D, or 3D with channels first or last).
     out : str or Path
-        New plate path.
+        New plate: a local path or a URL such as ``s3://bucket/plate.zarr``.
     channels : sequence of int, optional
         Channel indices to keep (default: all).
     channel_names : sequence of str, optional
@@ -142,8 +143,8 @@ def import_folder(
 
     Returns
     -------
-    Path
-        The plate path.
+    Path or str
+        The plate: a Path for a local plate, the URL for an object store.
 
     Raises
     ------
@@ -182,4 +183,4 @@ def import_folder(
                               channel_names=channel_names,
                               pixel_size_um=(pixel_size_um, pixel_size_um), labels=labels)
             logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
-    return Path(out)
+    return as_location(out)

@@ -11,7 +11,6 @@ label group's ``structfree_dask`` attribute by the driver only, never by workers
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import zarr
 
 from ..config import LABEL_DTYPE
+from ._location import join, remove_tree
 from ._ngff import MetadataError, array_kwargs, format_for, metadata_errors, read_ome, write_ome
 from ._plate import ImageInfo, check_name
 from ._safepath import check_no_links, checked_path, is_local
@@ -306,9 +306,8 @@ def extend_timepoints(label: LabelImage) -> LabelImage:
 
 
 def _delete_group(image: ImageInfo, name: str) -> None:
-    target = check_label_target(image, name)
-    if target is not None and target.exists():
-        shutil.rmtree(target)
+    check_label_target(image, name)  # a local label image: no link on the way or inside
+    remove_tree(join(image.store, _label_path(image, name)))  # an object store: its API
 
 
 def _remove_from_list(labels_group: zarr.Group, name: str, version: str) -> None:

@@ -76,6 +76,8 @@ def _file_problem(file: Path) -> str | None:
 
 def _find_metadata_problem(store: str | os.PathLike, path: str) -> tuple[Path, str] | None:
     """Find the first broken metadata file of ``store/path``, else of its parents."""
+    if "://" in str(store):  # an object store: zarr's own message names the group
+        return None
     root = Path(store)
     folder = root / path if path else root
     folders = [folder]

@@ -19,6 +19,7 @@ import xarray as xr
 import zarr
 
 from ..config import check_name
+from ._location import basename, check_store, is_url
 from ._ngff import (
     MetadataError,
     detect_version,
@@ -205,7 +206,7 @@ class ImageInfo:
             data,
             dims=self.axes,
             coords=coords,
-            name=self.path or Path(self.store).name,
+            name=self.path or basename(self.store),
             attrs={"units": dict(self.units), "ngff_version": self.ngff_version},
         )
 
@@ -449,7 +450,8 @@ def open_plate(path: str | Path | Plate) -> Plate:
     Parameters
     ----------
     path : str, Path or Plate
-        Root of the store (a :class:`Plate` is returned as it is).
+        Root of the store: a local path or a URL such as ``s3://bucket/plate.zarr``
+        (a :class:`Plate` is returned as it is).
 
     Returns
     -------
@@ -459,6 +461,9 @@ def open_plate(path: str | Path | Plate) -> Plate:
     ------
     FileNotFoundError
         If the path does not exist or is not a zarr store.
+    StoreError
+        If the object store of a URL cannot be reached, refuses the credentials, has
+        no such bucket or nothing at that location.
     MetadataError
         If the root is neither a plate nor a multiscale image, the plate lists
         wells or fields that are missing from the store or whose paths are not
@@ -476,7 +481,9 @@ def open_plate(path: str | Path | Plate) -> Plate:
     if isinstance(path, Plate):
         return path
     store = str(path)
-    if not Path(store).exists():
+    if is_url(store):
+        check_store(store)  # reachable, credentials accepted, something there
+    elif not Path(store).exists():
         raise FileNotFoundError(f"expected an OME-Zarr plate or image at {store}; path not found")
     try:
         root = open_group_readonly(store)

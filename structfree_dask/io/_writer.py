@@ -13,6 +13,7 @@ import zarr
 from ome_zarr.writer import write_plate_metadata, write_well_metadata
 
 from ._labels import write_labels
+from ._location import basename, check_store, exists, redact
 from ._ngff import array_kwargs, format_for, write_ome
 from ._plate import AXIS_ORDER, ImageInfo, check_name, read_image_info
 from ._safepath import check_no_links, checked_path, is_local
@@ -139,6 +140,14 @@ def write_image_group(
     write_ome(group, meta, version=version)
 
 
+def _check_new_store(path: str, overwrite: bool) -> None:
+    """Refuse to write a new store over an existing one, or into a store that refuses."""
+    check_store(path, must_exist=False)  # an object store: reachable, bucket there
+    if exists(path) and not overwrite:
+        raise FileExistsError(f"output {redact(path)} already exists; choose a new path")
+    check_store(path, write=True, must_exist=False)  # ... and it accepts writes
+
+
 class PlateWriter:
     """Write an HCS plate field by field; the plate metadata is written on close.
 
@@ -154,13 +163,12 @@ class PlateWriter:
         self.columns = [check_name(str(c), "column name") for c in columns]
         self.name = name
         self._fields: dict[str, list[str]] = {}
-        if Path(self.path).exists() and not overwrite:
-            raise FileExistsError(f"output {self.path} already exists; choose a new path")
+        _check_new_store(self.path, overwrite)
         try:
             self.root = zarr.open_group(store=self.path, mode="w",
                                         zarr_format=format_for(self.version).zarr_format)
         except (PermissionError, OSError) as err:
-            raise PermissionError(f"cannot write the plate at {self.path}: {err}") from err
+            raise PermissionError(f"cannot write the plate at {redact(self.path)}: {err}") from err
 
     def __enter__(self) -> PlateWriter:
         return self
@@ -302,13 +310,12 @@ def create_image(path: str | Path, data: np.ndarray, *, axes: str | Sequence[str
     ImageInfo
     """
     path = str(path)
-    if Path(path).exists() and not overwrite:
-        raise FileExistsError(f"output {path} already exists; choose a new path")
+    _check_new_store(path, overwrite)
     root = zarr.open_group(store=path, mode="w", zarr_format=format_for(ngff_version).zarr_format)
     write_image_group(root, data, axes=axes, version=format_for(ngff_version).version,
                       channel_names=channel_names, pixel_size_um=pixel_size_um,
                       time_interval_h=time_interval_h, chunk_yx=chunk_yx,
-                      name=Path(path).stem)
+                      name=basename(path).rsplit(".", 1)[0])
     info = read_image_info(path, "")
     for lname, ldata in (labels or {}).items():
         write_labels(info, lname, np.asarray(ldata), chunk_yx=chunk_yx)

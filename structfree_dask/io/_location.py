@@ -1,0 +1,210 @@
+"""Where a plate (or a zoo) lives: a local folder or the URL of an object store.
+
+A location is a path on this machine (``/data/plate.zarr``) or a URL of any protocol
+fsspec knows (``s3://bucket/plate.zarr``, ``gs://...``, ``az://...``). Credentials and
+endpoints come from the standard configuration of the protocol (for S3: the
+``AWS_*`` environment variables, ``~/.aws``, or ``FSSPEC_S3_*``), never from a URL
+written in a job file or a log: messages name a location through :func:`redact`.
+
+Every function here takes either kind; the rest of the package asks these functions
+(not :mod:`pathlib`) whether something exists, joins locations and deletes trees.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["StoreError", "is_url", "as_location", "redact", "join", "basename", "exists",
+           "remove_tree", "filesystem", "check_store"]
+
+logger = logging.getLogger(__name__)
+
+
+class StoreError(ConnectionError):
+    """An object store cannot be used: unreachable, refused, missing, or unsupported."""
+
+
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """Return True for a URL such as ``s3://bucket/plate.zarr``, False for a local path.
+
+    Examples
+    --------
+    >>> is_url("s3://bucket/plate.zarr"), is_url("/data/plate.zarr")
+    (True, False)
+    """
+    return "://" in str(location)
+
+
+def as_location(location: str | os.PathLike[str]) -> str | Path:
+    """Return a local path as a :class:`~pathlib.Path` and a URL as it is (a ``str``).
+
+    Examples
+    --------
+    >>> as_location("s3://bucket/plate.zarr"), as_location("/data/plate.zarr")
+    ('s3://bucket/plate.zarr', PosixPath('/data/plate.zarr'))
+    """
+    return str(location) if is_url(location) else Path(location)
+
+
+def redact(location: str | os.PathLike[str]) -> str:
+    """Return the location without user name, password or query (safe to print).
+
+    Examples
+    --------
+    >>> redact("s3://key:secret@bucket/plate.zarr?token=x")
+    's3://bucket/plate.zarr'
+    >>> redact("/data/plate.zarr")
+    '/data/plate.zarr'
+    """
+    text = str(location)
+    if not is_url(text):
+        return text
+    parts = urlsplit(text)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def join(location: str | os.PathLike[str], *parts: str) -> str:
+    """Join ``/``-separated parts to a location (a URL stays a URL).
+
+    Examples
+    --------
+    >>> join("s3://bucket/plate.zarr", "A/1", "0")
+    's3://bucket/plate.zarr/A/1/0'
+    >>> join("/data/plate.zarr", "A/1")
+    '/data/plate.zarr/A/1'
+    """
+    text = str(location)
+    rest = "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+    if not rest:
+        return text
+    return f"{text.rstrip('/')}/{rest}"
+
+
+def basename(location: str | os.PathLike[str]) -> str:
+    """Return the last component of a location.
+
+    Examples
+    --------
+    >>> basename("s3://bucket/runs/plate.zarr/"), basename("/data/plate.zarr")
+    ('plate.zarr', 'plate.zarr')
+    """
+    text = str(location)
+    if is_url(text):
+        return PurePosixPath(urlsplit(text).path.rstrip("/") or "/").name or urlsplit(text).netloc
+    return Path(text).name
+
+
+def filesystem(location: str) -> tuple[Any, str]:
+    """Return the fsspec filesystem of a URL and the path inside it.
+
+    Raises
+    ------
+    StoreError
+        If the protocol is unknown or its fsspec package is not installed (the message
+        says which package to install).
+    """
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(location)
+    except ImportError as err:
+        raise StoreError(f"cannot open {redact(location)}: {err}") from None
+    except ValueError as err:  # unknown protocol
+        raise StoreError(f"cannot open {redact(location)}: {err}") from None
+
+
+def exists(location: str | os.PathLike[str]) -> bool:
+    """Return True if something (a folder, a prefix or a file) is at the location."""
+    text = str(location)
+    if not is_url(text):
+        return Path(text).exists()
+    fs, path = filesystem(text)
+    fs.invalidate_cache(path)
+    return bool(fs.exists(path))
+
+
+def remove_tree(location: str | os.PathLike[str]) -> None:
+    """Delete everything at a location (a local folder, or every object under a prefix).
+
+    Object stores are cleared through their own API (a recursive delete), not through a
+    local path; nothing happens if the location does not exist.
+    """
+    text = str(location)
+    if not is_url(text):
+        if Path(text).exists():
+            shutil.rmtree(text)
+        return
+    fs, path = filesystem(text)
+    fs.invalidate_cache(path)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+        fs.invalidate_cache(path)
+
+
+def _describe(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+def check_store(location: str | os.PathLike[str], *, write: bool = False,
+                must_exist: bool = True) -> None:
+    """Check, before any work, that a location can be read (and written) as needed.
+
+    For a URL this talks to the store once: it lists the location (an unreachable
+    endpoint, refused credentials or a missing bucket fail here) and, with ``write``,
+    writes and deletes a small probe object (a store that refuses writes fails here).
+    Local paths are left to the local checks (existence, links, permissions).
+
+    Parameters
+    ----------
+    location : str or path-like
+    write : bool
+        Also check that objects can be written there.
+    must_exist : bool
+        Require something at the location (a plate to read); False for a new plate.
+
+    Raises
+    ------
+    StoreError
+        One line naming the location (without secrets) and what the store answered.
+    """
+    text = str(location)
+    if not is_url(text):
+        return
+    where = redact(text)
+    fs, path = filesystem(text)
+    bucket = path.split("/", 1)[0]
+    try:
+        fs.invalidate_cache(path)
+        found = fs.exists(path)
+        if not found and bucket != path and not fs.exists(bucket):
+            raise StoreError(f"cannot use {where}: the bucket {bucket!r} does not exist")
+        fs.ls(path if found else bucket, detail=False)
+    except StoreError:
+        raise
+    except FileNotFoundError:
+        raise StoreError(f"cannot use {where}: the bucket {bucket!r} does not exist") from None
+    except PermissionError as err:
+        raise StoreError(f"cannot use {where}: the store refused the credentials "
+                         f"({_describe(err)})") from None
+    except Exception as err:  # noqa: BLE001 - connection errors have no common base
+        raise StoreError(f"cannot reach the store of {where}: {_describe(err)}") from None
+    if must_exist and not found:
+        raise StoreError(f"expected an OME-Zarr plate or image at {where}; nothing is there")
+    if write:
+        probe = f"{path.rstrip('/')}/.structfree-dask-write-check-{uuid.uuid4().hex[:12]}"
+        try:
+            fs.pipe_file(probe, b"")
+            fs.rm_file(probe)
+        except Exception as err:  # noqa: BLE001 - PermissionError, or the client's own
+            raise StoreError(f"cannot write into {where}: the store refused the write "
+                             f"({_describe(err)})") from None
+        finally:
+            fs.invalidate_cache(path)

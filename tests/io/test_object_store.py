@@ -1,0 +1,194 @@
+"""Plates on a real S3 server (SeaweedFS on 127.0.0.1): the same results as on disk.
+
+The workers of the local clusters started here read and write the store directly
+(they inherit the standard AWS environment); no shared filesystem is involved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from structfree_dask.cli import main
+from structfree_dask.io import (
+    StoreError,
+    check_store,
+    completed_timepoints,
+    exists,
+    open_labels,
+    open_plate,
+    remove_tree,
+)
+
+SIM = ["--rows", "1", "--cols", "2", "--timepoints", "2", "--size", "64", "--seed", "5"]
+SEGMENT = ["--channels", "0", "--tile-size", "64", "--no-progress"]
+
+
+def _labels(plate: str, name: str) -> dict[str, np.ndarray]:
+    pl = open_plate(plate)
+    return {info.path: np.asarray(open_labels(info, name).open_array(0)[:])
+            for info in pl.fields()}
+
+
+def _listing(url: str) -> list[str]:
+    from structfree_dask.io._location import filesystem
+
+    fs, path = filesystem(url)
+    fs.invalidate_cache()
+    return sorted(fs.find(path))
+
+
+@pytest.fixture
+def s3_cluster(s3_env):
+    """A real multi-process LocalCluster whose workers have the S3 server's environment."""
+    from structfree_dask.engine.cluster import close_client, local_client
+
+    s3_env("admin")
+    client = local_client(n_workers=2, threads_per_worker=1, memory_limit="4GiB")
+    yield client
+    close_client(client)
+
+
+def test_a_plate_on_s3_gives_the_labels_it_gives_on_disk(s3_cluster, tmp_path, capsys):
+    url, local = "s3://plates/same.zarr", str(tmp_path / "same.zarr")
+    segment = ["segment", *SEGMENT, "--scheduler", s3_cluster.scheduler.address]
+    remove_tree(url)
+    for where in (url, local):
+        assert main(["simulate", where, *SIM]) == 0
+        assert main([*segment, where]) == 0
+    capsys.readouterr()
+    on_s3, on_disk = _labels(url, "cyto"), _labels(local, "cyto")
+    assert on_s3.keys() == on_disk.keys() == {"A/1/0", "A/2/0"}
+    for path in on_s3:
+        assert on_s3[path].max() > 0
+        np.testing.assert_array_equal(on_s3[path], on_disk[path])
+    # completion records and pyramids live in the store
+    for info in open_plate(url).fields():
+        label = open_labels(info, "cyto")
+        assert completed_timepoints(label) == {0, 1}
+        assert len(label.level_paths) == len(info.levels)
+    assert main(["info", url]) == 0
+    assert "labels/cyto 2/2 timepoint(s) done" in capsys.readouterr().out
+    # a rerun resumes (nothing to do); --overwrite deletes through the store's API
+    assert main([*segment, url]) == 0
+    assert "0 done, 4 skipped" in capsys.readouterr().out
+    marker = "s3://plates/same.zarr/A/1/0/labels/cyto/stale-object"
+    from structfree_dask.io._location import filesystem
+
+    fs, path = filesystem(marker)
+    fs.pipe_file(path, b"left from an earlier run")
+    assert main([*segment, url, "--overwrite"]) == 0
+    assert "4 done" in capsys.readouterr().out
+    assert not exists(marker)
+    for path, labels in _labels(url, "cyto").items():
+        np.testing.assert_array_equal(labels, on_disk[path])
+    assert main(["evaluate", url, "--pred", "cyto", "--gt", "gt_cyto"]) == 0
+    assert "overall" in capsys.readouterr().out
+
+
+def test_import_to_s3(s3_env, real_dev, capsys):
+    s3_env("admin")
+    url = "s3://plates/kc167.zarr"
+    remove_tree(url)
+    assert main(["import", str(real_dev / "Kc167"), url, "--channels", "1,0"]) == 0
+    assert f"wrote {url}" in capsys.readouterr().out
+    plate = open_plate(url)
+    assert len(plate.field_paths) == 3
+    assert all("gt_cyto" in info.labels for info in plate.fields())
+    # a second import to the same URL is refused, the first kept
+    assert main(["import", str(real_dev / "Kc167"), url]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert len(open_plate(url).field_paths) == 3
+
+
+@pytest.fixture(scope="module")
+def s3_plate(s3_server):
+    """A small plate on the S3 server, written once for the bad-input tests."""
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, s3_server.env("admin")):
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        url = "s3://plates/bad-input.zarr"
+        remove_tree(url)
+        assert main(["simulate", url, "--size", "64"]) == 0
+        listing = _listing(url)
+        s3fs.S3FileSystem.clear_instance_cache()
+    return url, listing
+
+
+BAD = {
+    "unreachable endpoint": ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"},
+                             "{url}",
+                             "cannot reach the store of {url}"),
+    "wrong credentials": ({"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, "{url}",
+                          "refused the credentials"),
+    "missing bucket": ({}, "s3://no-such-bucket/plate.zarr",
+                       "the bucket 'no-such-bucket' does not exist"),
+    "nothing there": ({}, "s3://plates/never-written.zarr", "nothing is there"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+@pytest.mark.parametrize("command", [["info"], ["segment", "--channels", "0"],
+                                     ["evaluate", "--pred", "cyto", "--gt", "gt_cyto"]])
+def test_bad_store_is_one_line_before_any_work(case, command, s3_plate, s3_env, capsys):
+    url, before = s3_plate
+    overrides, target, expected = BAD[case]
+    env = s3_env("admin", **overrides)
+    target = target.format(url=url)
+    assert main([command[0], target, *command[1:]]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected.format(url=url) in err and target in err
+    assert env["AWS_SECRET_ACCESS_KEY"] not in err
+    s3_env("admin")
+    assert _listing(url) == before  # nothing written
+
+
+def test_a_store_that_refuses_writes(s3_plate, s3_env, real_dev, capsys):
+    url, before = s3_plate
+    env = s3_env("reader")
+    assert main(["info", url]) == 0  # reading is allowed
+    capsys.readouterr()
+    for argv in (["segment", url, "--channels", "0"],
+                 ["simulate", "s3://plates/by-reader.zarr", "--size", "64"],
+                 ["import", str(real_dev / "Kc167"), "s3://plates/by-reader.zarr"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: cannot write into s3://plates/") and \
+            "refused the write" in err and "\n" not in err, err
+        assert env["AWS_SECRET_ACCESS_KEY"] not in err
+    s3_env("admin")
+    assert _listing(url) == before
+    assert not exists("s3://plates/by-reader.zarr")
+
+
+def test_a_protocol_whose_package_is_missing(capsys):
+    pytest.importorskip("fsspec")
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("gcsfs is installed here: gs:// would be tried for real")
+    assert main(["info", "gs://bucket/plate.zarr"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot open gs://bucket/plate.zarr") and "gcsfs" in err
+
+
+def test_urls_are_named_without_secrets():
+    pytest.importorskip("fsspec")
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("gcsfs is installed here: gs:// would be tried for real")
+    with pytest.raises(StoreError) as info:
+        check_store("gs://user:hunter2@bucket/plate.zarr?token=abc")
+    assert "hunter2" not in str(info.value) and "abc" not in str(info.value)
+    assert "gs://bucket/plate.zarr" in str(info.value)
