@@ -27,8 +27,7 @@ __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
            "SchedulerUnreachableError", "local_client", "cuda_client", "connect",
            "make_client", "gpu_resources", "close_client", "tls_security", "worker_threads",
            "worker_name", "worker_directory", "TASKS_PER_THREAD", "MIN_IN_FLIGHT",
-           "WINDOW_SECONDS", "in_flight_window", "stream_outcomes", "each_outcome",
-           "as_completed_stream",
+           "WINDOW_SECONDS", "in_flight_window", "stream_outcomes", "as_completed_stream",
            "recording"]
 
 logger = logging.getLogger(__name__)
@@ -472,36 +471,6 @@ def _stream(client: Any, fn: Callable[[T], Any], todo: Iterator[T],
     finally:
         if in_flight:
             client.cancel(list(in_flight))
-
-
-def each_outcome(client: Any, submitted: Mapping[Any, str],
-                 step: Callable[[], None] | None = None) -> dict[str, tuple[Any, str | None]]:
-    """Wait for futures as they finish: ``{name: (result, None) or (None, error)}``.
-
-    Parameters
-    ----------
-    client : distributed.Client
-    submitted : mapping
-        ``{future: name}``.
-    step : callable, optional
-        Called after each future finishes (progress).
-
-    A failed task is an outcome, not an exception; futures still pending when the
-    caller stops waiting (an exception, Ctrl-C) are cancelled.
-    """
-    from distributed import as_completed
-
-    out: dict[str, tuple[Any, str | None]] = {}
-    try:
-        for future in as_completed(list(submitted)):
-            out[submitted[future]] = _outcome(future)
-            if step is not None:
-                step()
-    finally:
-        pending = [f for f in submitted if not f.done()]
-        if pending:
-            client.cancel(pending)
-    return out
 
 
 def as_completed_stream() -> Any:
