@@ -31,7 +31,7 @@ from ..io import (
 )
 from ..pipeline.segment import check_rescale, field_geometry, resolve_models
 from ._graph import Unit, unit_graph
-from .cluster import gpu_resources
+from .cluster import TASKS_PER_THREAD, gpu_resources, in_flight_window
 
 logger = logging.getLogger(__name__)
 
@@ -287,8 +287,9 @@ def _plan(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
 
 #: Units in flight per worker thread: enough to keep every thread busy while finished
 #: units are recorded and new ones submitted, few enough that the scheduler and the
-#: driver hold a bounded graph whatever the number of units.
-UNITS_PER_THREAD = 2
+#: driver hold a bounded graph whatever the number of units (the cluster's rule, as the
+#: zoo's tasks).
+UNITS_PER_THREAD = TASKS_PER_THREAD
 #: Completion records are written in batches: after this many units of a label image ...
 MARK_BATCH = 64
 #: ... or when a unit finishes this many seconds after the last record was written (the
@@ -360,11 +361,7 @@ class _Marks:
 
 def _window(client: Any) -> int:
     """Units to keep in flight: :data:`UNITS_PER_THREAD` per worker thread now."""
-    try:
-        threads = sum(client.nthreads().values())
-    except Exception:  # noqa: BLE001 - a scheduler that does not answer: keep it small
-        threads = 1
-    return max(2, UNITS_PER_THREAD * threads)
+    return in_flight_window(client, UNITS_PER_THREAD)
 
 
 def _run_stream(client: Any, stream: _UnitStream, config: SegmentationConfig,

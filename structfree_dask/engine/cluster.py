@@ -6,24 +6,28 @@ connects to them. Everything started here binds to loopback.
 
 It is the package's one door to ``distributed``: clients and clusters, TLS, the
 worker a task runs on (:func:`worker_threads`, :func:`worker_name`,
-:func:`worker_directory`), futures collected as they finish (:func:`each_outcome`) and
-what a run records (:func:`recording`: Dask's performance report and task stream).
+:func:`worker_directory`), tasks streamed through a bounded window and collected as they
+finish (:func:`in_flight_window`, :func:`stream_outcomes`) and what a run records
+(:func:`recording`: Dask's performance report and task stream).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
 
 __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
            "SchedulerUnreachableError", "local_client", "cuda_client", "connect",
            "make_client", "gpu_resources", "close_client", "tls_security", "worker_threads",
-           "worker_name", "worker_directory", "each_outcome", "as_completed_stream",
+           "worker_name", "worker_directory", "TASKS_PER_THREAD", "MIN_IN_FLIGHT",
+           "WINDOW_SECONDS", "in_flight_window", "stream_outcomes", "as_completed_stream",
            "recording"]
 
 logger = logging.getLogger(__name__)
@@ -324,34 +328,149 @@ def _outcome(future: Any) -> tuple[Any, str | None]:
     return None, f"{type(err).__name__}: {err}"
 
 
-def each_outcome(client: Any, submitted: Mapping[Any, str],
-                 step: Callable[[], None] | None = None) -> dict[str, tuple[Any, str | None]]:
-    """Wait for futures as they finish: ``{name: (result, None) or (None, error)}``.
+#: Tasks in flight per worker thread (:func:`in_flight_window`): enough to keep every
+#: thread busy while finished tasks are collected and new ones submitted, few enough that
+#: the scheduler and the driver hold a bounded graph whatever the number of tasks.
+TASKS_PER_THREAD = 2
+#: The smallest window, whatever the cluster (workers not joined yet included).
+MIN_IN_FLIGHT = 2
+#: Seconds between two readings of the cluster's threads while tasks stream.
+WINDOW_SECONDS = 5.0
+#: Seconds between two looks for finished futures (as ``distributed.as_completed``).
+_POLL_SECONDS = 0.1
+
+T = TypeVar("T")
+
+
+def in_flight_window(client: Any, per_thread: int = TASKS_PER_THREAD) -> int:
+    """Return how many tasks to keep in flight: ``per_thread`` per worker thread now.
 
     Parameters
     ----------
     client : distributed.Client
-    submitted : mapping
-        ``{future: name}``.
-    step : callable, optional
-        Called after each future finishes (progress).
+    per_thread : int
+        Tasks per worker thread.
 
-    A failed task is an outcome, not an exception; futures still pending when the
-    caller stops waiting (an exception, Ctrl-C) are cancelled.
+    Returns
+    -------
+    int
+        ``per_thread`` times the threads of the workers connected now, at least
+        :data:`MIN_IN_FLIGHT` (no worker yet, or a scheduler that does not answer).
     """
+    try:
+        threads = sum(client.nthreads().values())
+    except Exception:  # noqa: BLE001 - a scheduler that does not answer: keep it small
+        threads = 1
+    return max(MIN_IN_FLIGHT, per_thread * threads)
+
+
+def stream_outcomes(client: Any, fn: Callable[[T], Any], items: Iterable[T], *,
+                    key: Callable[[T], str] | None = None,
+                    per_thread: int = TASKS_PER_THREAD,
+                    resources: Mapping[str, float] | None = None,
+                    step: Callable[[], None] | None = None,
+                    ) -> Iterator[tuple[T, tuple[Any, str | None]]]:
+    """Run ``fn(item)`` for each item, a bounded number at a time; yield each outcome.
+
+    Items are taken from ``items`` only when they are submitted: at most
+    :func:`in_flight_window` tasks (``per_thread`` per worker thread, re-read every
+    :data:`WINDOW_SECONDS` as workers join or leave) are in flight, and the next is
+    submitted as one finishes. A failed task is an outcome, not an exception. A
+    finished future is released once its outcome is taken.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    fn : callable
+        The task, called on a worker as ``fn(item)`` (``pure=False``).
+    items : iterable
+        Read lazily; an item and ``fn`` must be serializable.
+    key : callable, optional
+        ``key(item)``: the start of the item's Dask key (a random suffix keeps keys
+        unique); default ``fn``'s name.
+    per_thread : int
+        Tasks in flight per worker thread.
+    resources : mapping, optional
+        ``resources=`` of each :meth:`distributed.Client.submit` (e.g. ``{"GPU": 1}``).
+    step : callable, optional
+        Called as each task finishes, before its outcome is yielded (progress).
+
+    Yields
+    ------
+    item, (result, error)
+        In the order the tasks finish: ``(result, None)``, or ``(None, "Type: message")``
+        for a task that failed (or was cancelled).
+
+    Raises
+    ------
+    ValueError
+        If ``per_thread`` is not a whole number of at least 1 (at once, not when
+        iterating).
+
+    Notes
+    -----
+    The tasks still in flight are cancelled when the generator stops early: an
+    exception (Ctrl-C) while it waits, or ``close()`` (use :func:`contextlib.closing`
+    so that an exception in the caller's loop closes it at once). Items not yet taken
+    are never submitted.
+    """
+    if isinstance(per_thread, bool) or not isinstance(per_thread, int) or per_thread < 1:
+        raise ValueError(f"per_thread: expected a whole number of at least 1; got {per_thread!r}")
+    return _stream(client, fn, iter(items), key, per_thread, resources, step)
+
+
+def _stream(client: Any, fn: Callable[[T], Any], todo: Iterator[T],
+            key: Callable[[T], str] | None, per_thread: int,
+            resources: Mapping[str, float] | None, step: Callable[[], None] | None,
+            ) -> Iterator[tuple[T, tuple[Any, str | None]]]:
+    """Yield the outcomes of :func:`stream_outcomes` (its arguments checked)."""
+    from dask.utils import funcname
     from distributed import as_completed
 
-    out: dict[str, tuple[Any, str | None]] = {}
+    def stem(item: T) -> str:
+        return key(item) if key is not None else funcname(fn)
+
+    in_flight: dict[Any, T] = {}  # future: item
+    finished = as_completed(loop=client.loop)  # this client's, not the default one's
+    window, window_read = in_flight_window(client, per_thread), time.monotonic()
+    logger.debug("streaming %s: at most %d task(s) in flight", funcname(fn), window)
+    more = True
     try:
-        for future in as_completed(list(submitted)):
-            out[submitted[future]] = _outcome(future)
-            if step is not None:
-                step()
+        while True:
+            if time.monotonic() - window_read >= WINDOW_SECONDS:
+                before, window = window, in_flight_window(client, per_thread)
+                window_read = time.monotonic()
+                if window != before:
+                    logger.debug("streaming %s: at most %d task(s) in flight now",
+                                 funcname(fn), window)
+            while more and len(in_flight) < window:
+                try:
+                    item = next(todo)
+                except StopIteration:
+                    more = False
+                    break
+                future = client.submit(fn, item, pure=False, resources=resources,
+                                       key=f"{stem(item)}-{uuid.uuid4().hex[:8]}")
+                in_flight[future] = item
+                finished.add(future)
+            if not in_flight:
+                return
+            # wait for a task to finish, or for the time to read the window again
+            deadline = window_read + WINDOW_SECONDS
+            while not finished.has_ready():
+                time.sleep(_POLL_SECONDS)
+                if time.monotonic() >= deadline:
+                    break
+            for future in finished.next_batch(block=False):
+                item = in_flight.pop(future)
+                outcome = _outcome(future)
+                future.release()
+                if step is not None:
+                    step()
+                yield item, outcome
     finally:
-        pending = [f for f in submitted if not f.done()]
-        if pending:
-            client.cancel(pending)
-    return out
+        if in_flight:
+            client.cancel(list(in_flight))
 
 
 def as_completed_stream() -> Any:

@@ -231,15 +231,24 @@ def test_report_writes_tables_heatmap_fusion_overlays(built, plate, tmp_path):
 # ----------------------------------------------------------------------------- k-fold, failures
 
 
-def test_kfold_build_and_report_api(plate, small_base, cluster_client, tmp_path):
+def test_kfold_build_and_report_api(plate, small_base, cluster_client, tmp_path, monkeypatch):
+    from structfree_dask.engine import cluster
+
     jobs = training_jobs(plate, "gt_cyto", "cyto", "CL5", strategies=["cw"],
                          subsets=[[0], [1]], folds=2, seed=1)
     assert [j.split.fold for j in jobs] == [0, 0, 1, 1]
+    # a window of one task: each job is submitted once the one before finished
+    monkeypatch.setattr(cluster, "in_flight_window", lambda client, per_thread: 1)
     result = build_zoo(jobs, tmp_path / "zoo", client=cluster_client, base=small_base,
                        settings=TrainSettings(max_epochs=1, patience=1, tile_size=64,
                                               batch_size=4))
     assert result.ok and len(result.cards) == 4
     assert {r["fold"] for r in result.scores} == {0, 1}
+    logs = [model_log_path(tmp_path / "zoo", j.model_id).read_text().splitlines() for j in jobs]
+    spans = [(lines[0].split()[0], lines[-1].split()[0]) for lines in logs]  # (start, end)
+    assert all(logs[i][0].split()[1] == "training" and "done in" in logs[i][-1]
+               for i in range(len(jobs)))
+    assert all(spans[i + 1][0] >= spans[i][1] for i in range(len(jobs) - 1))  # one at a time
     sel = result.selection
     assert sel.n_folds == 2 and sel.fold == 0 and "mean over the folds" in sel.rule
     assert all(Zoo(tmp_path / "zoo").get(m).fold == 0 for m in sel.model_ids)

@@ -4,9 +4,9 @@
   (from :func:`~structfree_dask.zoo.training.jobs.training_jobs`), scores it and adds it to a
   :class:`Zoo`; :func:`train_model` is the same with a log file per model
   (:func:`model_log_path`) — one job is meant to be one Dask task.
-* :func:`build_zoo` runs a list of jobs on a Dask cluster (:func:`task_resources`
-  asks for a GPU where the workers have one), then scores every pair on the
-  validation and test fields of each split with the Vanilla baseline
+* :func:`build_zoo` runs a list of jobs on a Dask cluster, a bounded number at a time
+  (:func:`task_resources` asks for a GPU where the workers have one), then scores every
+  pair on the validation and test fields of each split with the Vanilla baseline
   (:func:`~structfree_dask.zoo.scoring.scoring.score_split`) and writes the selection
   (:func:`~structfree_dask.zoo.scoring.scoring.select_from_scores`).
 
@@ -22,7 +22,9 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ import numpy as np
 from ..._provenance import software_versions, utc_now
 from ...backbones import ModelSpec, resolve_model
 from ...config import STRATEGIES, SegmentationConfig, TrainSettings
-from ...engine.cluster import each_outcome, gpu_resources, worker_name
+from ...engine.cluster import gpu_resources, stream_outcomes, worker_name
 from ...pipeline.segment import segment_array
 from ..card import ModelCard
 from ..registry import Zoo
@@ -226,9 +228,10 @@ def train_model(job: TrainingJob, base: ModelSpec | str | Path | None, zoo_dir: 
         log.close()
 
 
-def _score_task(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+def _score_task(fold: int | None, **kwargs: Any) -> list[dict[str, Any]]:
+    """Score the candidates of one split: a scoring task of :func:`build_zoo`."""
     _configure_threads()
-    return score_split(*args, **kwargs)
+    return score_split(fold=fold, **kwargs)
 
 
 def task_resources(client: Any) -> dict[str, float] | None:
@@ -319,7 +322,12 @@ def build_zoo(
 
     Each job is one task (:func:`train_model`, ``pure=False``; ``resources={"GPU": 1}``
     when the workers advertise GPUs, see :func:`task_resources`), so the models train in
-    parallel; each keeps a log in ``<zoo>/logs/``. Then one task per split (fold) runs
+    parallel; each keeps a log in ``<zoo>/logs/``. Tasks are submitted through a bounded
+    window, the next as one finishes, so the scheduler holds few tasks whatever the
+    number of jobs (:func:`~structfree_dask.engine.cluster.stream_outcomes`:
+    :data:`~structfree_dask.engine.cluster.TASKS_PER_THREAD` per worker thread, re-read
+    as workers join or leave). Once every training has finished, one task per split
+    (fold) runs
     :func:`~structfree_dask.zoo.scoring.scoring.score_split` on the models that trained, and
     :func:`~structfree_dask.zoo.scoring.scoring.select_from_scores` writes the selection. A last
     task chooses the selected pair's flow threshold on the validation fields
@@ -381,33 +389,32 @@ def build_zoo(
         progress(0, total)
     logger.info("zoo build: %d training task(s) on %s%s", len(jobs), client,
                 " (GPU resource)" if resources else "")
-    submitted = {client.submit(train_model, job, base, str(zoo.path), settings, pure=False,
-                               resources=resources,
-                               key=f"zoo-train-{job.model_id}-{uuid.uuid4().hex[:8]}"):
-                 job.model_id for job in jobs}
-    for model_id, (card, err) in each_outcome(client, submitted, step).items():
-        if err is None:
-            result.cards.append(card)
-        else:
-            result.failed[model_id] = err
-            logger.error("training %s failed: %s (log: %s)", model_id, err,
-                         model_log_path(zoo.path, model_id))
+    train = partial(train_model, base=base, zoo_dir=str(zoo.path), settings=settings)
+    with closing(stream_outcomes(client, train, jobs, key=lambda j: f"zoo-train-{j.model_id}",
+                                 resources=resources, step=step)) as trained:
+        for job, (card, err) in trained:
+            if err is None:
+                result.cards.append(card)
+            else:
+                result.failed[job.model_id] = err
+                logger.error("training %s failed: %s (log: %s)", job.model_id, err,
+                             model_log_path(zoo.path, job.model_id))
     result.cards.sort(key=lambda c: [j.model_id for j in jobs].index(c.model_id))
     if not result.cards:
         result.seconds = time.perf_counter() - started
         return result
     trained_folds = [f for f in folds if any(c.fold == f for c in result.cards)]
     strategies = [s for s in STRATEGIES if any(c.strategy == s for c in result.cards)]
-    scoring = {client.submit(_score_task, str(zoo.path), first.plate, first.gt,
-                             first.cell_line, first.organelle, base=base, fold=f,
-                             seed=first.split.seed, strategies=strategies,
-                             diameter=settings.diameter, batch_size=settings.batch_size,
-                             pure=False, resources=resources,
-                             key=f"zoo-score-f{f}-{uuid.uuid4().hex[:8]}"): str(f)
-               for f in trained_folds}
+    score = partial(_score_task, zoo_dir=str(zoo.path), plate=first.plate, gt=first.gt,
+                    cell_line=first.cell_line, organelle=first.organelle, base=base,
+                    seed=first.split.seed, strategies=strategies, diameter=settings.diameter,
+                    batch_size=settings.batch_size)
     for _ in range(len(folds) - len(trained_folds)):
         step()
-    for fold, (rows, err) in sorted(each_outcome(client, scoring, step).items()):
+    with closing(stream_outcomes(client, score, trained_folds, key=lambda f: f"zoo-score-f{f}",
+                                 resources=resources, step=step)) as scored:
+        outcomes = {str(f): outcome for f, outcome in scored}
+    for fold, (rows, err) in sorted(outcomes.items()):
         if err is not None:
             raise RuntimeError(f"scoring the candidates of {first.cell_line}/{first.organelle} "
                                f"(fold {fold}) failed: {err}")
