@@ -74,6 +74,7 @@ import yaml
 
 from .. import limits
 from ..config import ORGANELLES, SegmentationConfig, SettingsError, unknown_key
+from ..io import filesystem, is_url, redact
 
 __all__ = ["JobError", "Job", "SegmentTask", "ClusterSpec", "load_job", "parse_job",
            "JOB_VERSION"]
@@ -187,7 +188,7 @@ class Job:
         out: list[str] = []
         for pattern in self.plates:
             if glob.has_magic(pattern):
-                hits: Any = sorted(glob.glob(pattern))
+                hits: Any = sorted(_glob(pattern))
             elif pattern in seen:
                 continue
             else:
@@ -197,6 +198,15 @@ class Job:
                     seen.add(h)
                     out.append(h)
         return out
+
+
+def _glob(pattern: str) -> list[str]:
+    """Return the matches of a glob pattern (local paths, or URLs listed by the store)."""
+    if not is_url(pattern):
+        return glob.glob(pattern)
+    fs, path = filesystem(pattern)
+    protocol = pattern.split("://", 1)[0]
+    return [f"{protocol}://{hit}" for hit in fs.glob(path)]
 
 
 # ------------------------------------------------------------------------------- YAML
@@ -358,6 +368,12 @@ _PLAIN_PATH = re.compile(r"/?(?!\.(?:/|$))[^/]+(?:/(?!\.(?:/|$))[^/]+)*")
 
 
 def _resolve(base: Path, value: str, ck: _Checker, where: str) -> str:
+    if is_url(value):  # an object store: as written; its credentials come from elsewhere
+        if redact(value) != value:
+            ck.bad(where, f"expected a URL without credentials or query ({redact(value)}); "
+                          "keys belong in the store's standard configuration (for S3 the "
+                          "AWS_* environment or ~/.aws), never in a job file")
+        return value
     p = Path(value)
     try:
         p = p.expanduser()
