@@ -222,6 +222,17 @@ def s3_env(s3_server, monkeypatch):
     s3fs.S3FileSystem.clear_instance_cache()
 
 
+@pytest.fixture
+def s3_cluster(s3_env):
+    """A real multi-process LocalCluster whose workers have the S3 server's environment."""
+    from structfree_dask.engine.cluster import close_client, local_client
+
+    s3_env("admin")
+    client = local_client(n_workers=2, threads_per_worker=1, memory_limit="4GiB")
+    yield client
+    close_client(client)
+
+
 def same_up_to_permutation(a: np.ndarray, b: np.ndarray) -> bool:
     """True when two label images are equal up to a renumbering of their IDs."""
     if a.shape != b.shape or not np.array_equal(a > 0, b > 0):

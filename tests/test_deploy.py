@@ -237,13 +237,15 @@ def test_dockerfile_agrees_with_the_package() -> None:
     assert "cuda" in base and re.search(r"^FROM \$\{BASE_IMAGE\}", text, flags=re.M)
     user = re.findall(r"^USER (\S+)", text, flags=re.M)
     assert user and user[-1].split(":")[0] not in ("root", "0")
-    # torch (a CUDA build) first, then the package with [cuda] under a torch constraint.
+    # torch (a CUDA build) first, then the package with [cuda] and [s3] under a torch
+    # constraint; both extras exist.
     runs = re.findall(r"^RUN (.*?)(?<!\\)\n(?!\s)", text + "\n", flags=re.M | re.S)
     torch_at = next(i for i, r in enumerate(runs) if "TORCH_SPEC" in r)
-    pkg_at = next(i for i, r in enumerate(runs) if '".[cuda]"' in r)
+    pkg_at = next(i for i, r in enumerate(runs) if '".[cuda,s3]"' in r)
     assert torch_at < pkg_at
     assert "torch.version.cuda" in runs[torch_at]
     assert "--constraint" in runs[pkg_at]
+    assert {"cuda", "s3"} <= set(_pyproject()["project"]["optional-dependencies"])
     assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+$",
                      text, flags=re.M)
     for src in re.findall(r"^COPY (.+) \S+$", text, flags=re.M):
@@ -353,15 +355,17 @@ def test_configmap_job_points_at_the_daskcluster_scheduler() -> None:
                 assert _flag_value(argv, "--tls-cert") == files["cert"]
                 assert _flag_value(argv, "--tls-key") == files["key"]
         assert len(secrets) == 1
-    # Plates and records live on the volume that the workers and the client share.
-    assert all(p.startswith("/data/") for p in job.plates)
-    assert job.records.startswith("/data/")
-    claims = set()
+    # Plates and records live in an object store that the workers and the client reach
+    # with the same keys (one Secret, as environment); no volume is shared.
+    assert job.plates and all(p.startswith("s3://") for p in job.plates)
+    assert job.records.startswith("s3://")
+    secrets = set()
     for pod, container in [(spec["worker"]["spec"], worker),
                            (_cron_pod_spec(), _cron_pod_spec()["containers"][0])]:
-        _, volume = _mount_source(pod, container, "/data")
-        claims.add(volume["persistentVolumeClaim"]["claimName"])
-    assert len(claims) == 1
+        secrets |= {e["secretRef"]["name"] for e in container.get("envFrom", [])}
+        assert not any("persistentVolumeClaim" in v for v in pod.get("volumes", []))
+    assert len(secrets) == 1
+    assert f"kubectl create secret generic {secrets.pop()}" in README.read_text()
 
 
 # ----------------------------------------------------------------------------- job files

@@ -31,6 +31,8 @@ from ._location import (
     join,
     redact,
     remove_tree,
+    upload,
+    write_text,
 )
 from ._ngff import SUPPORTED_VERSIONS, metadata_errors
 from ._outputs import check_output_file
@@ -70,6 +72,8 @@ __all__ = [
     "join",
     "redact",
     "remove_tree",
+    "upload",
+    "write_text",
     "check_label_target",
     "check_name",
     "check_writable",

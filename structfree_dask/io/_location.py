@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["StoreError", "is_url", "as_location", "redact", "join", "basename", "exists",
-           "remove_tree", "filesystem", "check_store"]
+           "remove_tree", "filesystem", "check_store", "write_text", "upload"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,28 @@ def remove_tree(location: str | os.PathLike[str]) -> None:
     if fs.exists(path):
         fs.rm(path, recursive=True)
         fs.invalidate_cache(path)
+
+
+def write_text(location: str | os.PathLike[str], text: str) -> None:
+    """Write a text file at a location (its folder is created locally when missing)."""
+    target = str(location)
+    if not is_url(target):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(text, encoding="utf-8")
+        return
+    fs, path = filesystem(target)
+    fs.pipe_file(path, text.encode("utf-8"))
+
+
+def upload(local: str | os.PathLike[str], location: str | os.PathLike[str]) -> None:
+    """Copy a local file to a location (a local path or an object store URL)."""
+    target = str(location)
+    if not is_url(target):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, target)
+        return
+    fs, path = filesystem(target)
+    fs.put_file(str(local), path)
 
 
 def _describe(err: BaseException) -> str:

@@ -4,13 +4,15 @@
 skipped, timepoints appended to a growing time-lapse since the last run are done.
 Every run writes ``<records>/run-<UTC time>.json`` (what was done, skipped and failed;
 time spent per stage; workers lost; software and model versions) and, unless the job
-turns it off, Dask's performance report beside it.
+turns it off, Dask's performance report beside it. ``records`` is a folder or an object
+store URL.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import STAGES
+from ..io import check_store, is_url, join, upload, write_text
 from .schema import ClusterSpec, Job, SegmentTask
 
 __all__ = ["run_job", "client_for", "task_config"]
@@ -137,11 +140,15 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     from .._provenance import software_versions
     from ..engine.cluster import recording
 
-    records = Path(job.records)
+    records = job.records  # a folder, or an object store URL
+    check_store(records, write=True, must_exist=False)  # before a cluster starts
     started = time.time()
     stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    record_path = records / f"run-{stamp}.json"
-    report_path = records / f"run-{stamp}.html" if job.performance_report else None
+    record_path = join(records, f"run-{stamp}.json")
+    report_path = join(records, f"run-{stamp}.html") if job.performance_report else None
+    # Dask writes its report to a local file; one for a store is uploaded at the end
+    scratch = tempfile.TemporaryDirectory() if report_path and is_url(records) else None
+    local_report = str(Path(scratch.name) / "report.html") if scratch else report_path
     plates = job.plate_paths()
     record: dict[str, Any] = {
         "job": job.source, "started": _iso(started), "plates": plates, "entries": [],
@@ -156,13 +163,14 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     if own:  # an unreachable scheduler stops the run before anything is written
         client = client_for(job.cluster, profile=job.performance_report)
     try:
-        records.mkdir(parents=True, exist_ok=True)
+        if not is_url(records):
+            Path(records).mkdir(parents=True, exist_ok=True)
         if client is not None:
             info = client.scheduler_info()
             record["cluster"].update({"scheduler": info.get("address"),
                                       "workers": len(info.get("workers", {})),
                                       "dashboard": client.dashboard_link})
-        recorded = (recording(client, str(report_path) if report_path else None, stream=True)
+        recorded = (recording(client, local_report, stream=True)
                     if client is not None else nullcontext([]))
         with recorded as stream:
             for plate in plates:
@@ -174,6 +182,10 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
             record["stages"] = _stage_times(stream)
             record["workers_lost"] = _workers_lost(client, started)
     finally:
+        if scratch is not None:  # the performance report of a run whose records are a URL
+            if Path(local_report).is_file():
+                upload(local_report, report_path)
+            scratch.cleanup()
         if own and client is not None:
             from ..engine.cluster import close_client
 
@@ -189,6 +201,6 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
         "skipped": sum(len(e["skipped"]) for e in record["entries"]),
         "failed": sum(len(e["failed"]) + bool(e["error"]) for e in record["entries"]),
     })
-    record_path.write_text(json.dumps(record, indent=2, default=str))
+    write_text(record_path, json.dumps(record, indent=2, default=str))
     logger.info("run record %s", record_path)
     return record

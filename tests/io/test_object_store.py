@@ -38,17 +38,6 @@ def _listing(url: str) -> list[str]:
     return sorted(fs.find(path))
 
 
-@pytest.fixture
-def s3_cluster(s3_env):
-    """A real multi-process LocalCluster whose workers have the S3 server's environment."""
-    from structfree_dask.engine.cluster import close_client, local_client
-
-    s3_env("admin")
-    client = local_client(n_workers=2, threads_per_worker=1, memory_limit="4GiB")
-    yield client
-    close_client(client)
-
-
 def test_a_plate_on_s3_gives_the_labels_it_gives_on_disk(s3_cluster, tmp_path, capsys):
     url, local = "s3://plates/same.zarr", str(tmp_path / "same.zarr")
     segment = ["segment", *SEGMENT, "--scheduler", s3_cluster.scheduler.address]
