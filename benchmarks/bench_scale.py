@@ -9,11 +9,18 @@ records) dominates. Printed side by side, measured in one run:
   the most units in flight, driver and scheduler peak memory, at each size, and the ratio
   of per-unit time to the smallest size's;
 - the engine against an in-process loop (``segment_array``) over the same fields of the
-  smallest plate, with the same network.
+  smallest plate, with the same network (run last, so that the driver's memory at each
+  size is the engine's);
+- with ``--s3 s3://BUCKET/PREFIX``: the smallest plate written to that object store as
+  well and segmented there, and the ratio of its time per unit to the local plate's
+  (credentials and endpoint from the standard ``AWS_*`` environment).
+
+A small plate is segmented first to start the workers (torch, the network, the compiled
+dynamics), so that every size is measured on a warm cluster.
 
 Usage::
 
-    python benchmarks/bench_scale.py --units 300,3000 [--workers 2]
+    python benchmarks/bench_scale.py --units 300,3000 [--workers 2] [--s3 s3://bench/scale]
 
 Figures and the machine they were measured on: benchmarks/README.md.
 """
@@ -42,7 +49,7 @@ def _small_net(folder: Path) -> Path:
     return path
 
 
-def _plate(path: Path, units: int, timepoints: int, size: int) -> list[np.ndarray]:
+def _plate(path: Path | str, units: int, timepoints: int, size: int) -> list[np.ndarray]:
     """Write a plate of ``units`` (field, timepoint) noise units; return its fields."""
     from structfree_dask.io import create_plate
 
@@ -80,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop-units", type=int, default=50,
                     help="units of the smallest plate also run in-process (default 50)")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--s3", default=None, metavar="URL",
+                    help="also run the smallest plate in this object store prefix")
     args = ap.parse_args(argv)
     sizes = [int(u) for u in args.units.split(",")]
 
@@ -91,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SegmentationConfig(channels=(0,), model=str(weights), tile_size=64)
     client = local_client(args.workers, threads_per_worker=1)
     rows = []
-    loop = None
+    first_fields = None
+    store = None
     try:
+        _plate(work / "warm-up.zarr", 2 * args.workers, 1, args.size)
+        segment(str(work / "warm-up.zarr"), cfg, client=client)
         for n in sizes:
             t0 = time.perf_counter()
             fields = _plate(work / f"plate_{n}.zarr", n, args.timepoints, args.size)
@@ -106,15 +118,29 @@ def main(argv: list[str] | None = None) -> int:
                 "driver_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "scheduler_mib": _scheduler_rss(client), "scheduler_before": sched_before,
                 "failed": len(result.failed)})
-            if loop is None:
-                planes = [f[t, 0] for f in fields for t in range(f.shape[0])][:args.loop_units]
-                t0 = time.perf_counter()
-                for plane in planes:
-                    segment_array(plane, cfg)
-                loop = (len(planes), time.perf_counter() - t0)
+            first_fields = fields if first_fields is None else first_fields
             print(f"{n} units done: {rows[-1]}", file=sys.stderr, flush=True)
+        if args.s3:
+            from structfree_dask.io import join, remove_tree
+
+            url = join(args.s3, f"plate_{sizes[0]}.zarr")
+            remove_tree(url)
+            t0 = time.perf_counter()
+            _plate(url, sizes[0], args.timepoints, args.size)
+            written = time.perf_counter() - t0
+            result = segment(url, cfg, client=client)
+            store = {"url": url, "write_s": written, "wall_s": result.seconds,
+                     "per_unit_ms": 1000 * result.seconds / max(1, len(result.done)),
+                     "first_s": result.first_unit_seconds, "failed": len(result.failed)}
+            print(f"{url} done: {store}", file=sys.stderr, flush=True)
     finally:
         close_client(client)
+    planes = [f[t, 0] for f in first_fields for t in range(f.shape[0])][:args.loop_units]
+    segment_array(planes[0], cfg)  # warm, as the workers are: torch, the network, numba
+    t0 = time.perf_counter()
+    for plane in planes:
+        segment_array(plane, cfg)
+    loop = (len(planes), time.perf_counter() - t0)
 
     base = rows[0]["per_unit_ms"]
     print(f"Engine at scale: {args.workers} worker(s) x 1 thread, fields of {args.size} px, "
@@ -131,9 +157,15 @@ def main(argv: list[str] | None = None) -> int:
           f"over {n_loop} units; engine / loop time per unit at {rows[0]['units']} units = "
           f"{rows[0]['per_unit_ms'] / (1000 * loop_s / n_loop):.2f} "
           f"(the engine has {args.workers} workers)")
+    if store is not None:
+        print(f"object store {store['url']}: write {store['write_s']:.1f} s, "
+              f"{store['per_unit_ms']:.1f} ms/unit, first unit {store['first_s']:.2f} s; "
+              f"store / local disk time per unit at {rows[0]['units']} units = "
+              f"{store['per_unit_ms'] / rows[0]['per_unit_ms']:.2f}")
     print("targets: ms/unit at the largest size within 1.1x of the smallest; first unit "
           "within 30 s at any size; driver memory flat")
-    return 0 if not any(r["failed"] for r in rows) else 1
+    failed = any(r["failed"] for r in rows) or bool(store and store["failed"])
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
