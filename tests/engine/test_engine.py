@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from structfree_dask.config import SegmentationConfig
-from structfree_dask.engine import segment
+from structfree_dask.engine import Target, segment, segment_many
 from structfree_dask.evaluation.metrics import matched_f1
 from structfree_dask.io import (
     LabelExistsError,
@@ -241,7 +241,17 @@ def test_bad_input(tmp_path, make_mosaic, cluster_client):
         segment(str(path), SegmentationConfig(channels=(0, 1)), client=cluster_client)
     redo = segment(str(path), SegmentationConfig(channels=(0, 1), overwrite=True),
                    client=cluster_client)
+    redo_cfg = SegmentationConfig(channels=(0, 1))
     assert redo.done == [("A/1/0", 0)]
+    # several targets: each target's error is its own, and no two write one label image
+    again, twice, unknown = segment_many(
+        [(str(path), redo_cfg), Target(str(path), redo_cfg),
+         (str(path), SegmentationConfig(channels=("DAPI",), name="other"))],
+        client=cluster_client)
+    assert again.ok and again.done == [] and again.skipped == redo.done
+    assert not twice.ok and "labels/cyto" in twice.error and "target 0" in twice.error
+    assert unknown.error.startswith("KeyError") and "DAPI" in unknown.error
+    assert "other" not in open_plate(path).field("A/1/0").labels
     with pytest.raises(ValueError, match="organelle"):
         SegmentationConfig(organelle="mito")
 
