@@ -15,6 +15,7 @@ from ..config import SegmentationConfig
 from ..io import ImageInfo, LabelImage
 from ..pipeline.integrate import dynamics_for
 from ..pipeline.segment import field_geometry
+from ..pipeline.tiling import FieldGeometry
 from ._tasks import (
     count_task,
     flows_task,
@@ -52,7 +53,8 @@ def _tag(unit: Unit, token: str) -> str:
     return f"{unit.info.path or 'image'}-t{unit.t}-{token}".replace("/", "_")
 
 
-def _geometry(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...]) -> Any:
+def _geometry(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...]
+              ) -> FieldGeometry:
     return field_geometry((unit.info.sizes["y"], unit.info.sizes["x"]), cfg, specs[0])
 
 
