@@ -7,26 +7,37 @@ Per (field, timepoint), for each z plane::
     cells owned by centroid ──► ID offsets (cell counts) ──► chunk-aligned block
     writes ──► pyramid levels ──► done (recorded by the driver)
 
+A field of one region (nothing to stitch) runs these steps in one task instead (a
+fused unit, :data:`FUSED`), which reports the time of each stage's steps itself.
+:func:`segment` runs one plate; :func:`segment_many` runs several (plate, settings,
+selection) targets as one stream of units.
+
 The engine knows nothing of the CLI; it takes a ``distributed.Client``.
 
 Modules: :mod:`._tasks` (worker-side task functions), :mod:`._graph` (the graph of one
-(field, timepoint), :data:`STAGES`), :mod:`._run` (planning, label actions,
-:func:`segment`, :func:`validate`) and :mod:`._debug` (:func:`segment_field_block`: one
-region through the task functions, in this process). The configuration is
-:class:`structfree_dask.config.SegmentationConfig`; the kernels, the model rules and
-the in-process reference (:func:`structfree_dask.pipeline.segment.segment_array`) are
-in :mod:`structfree_dask.pipeline`.
+(field, timepoint), :data:`STAGES`), :mod:`._plan` (planning, label actions),
+:mod:`._stream` (the bounded stream of units, :class:`RunResult`), :mod:`._run`
+(:func:`segment`, :func:`segment_many`, :func:`validate`) and :mod:`._debug`
+(:func:`segment_field_block`: one region through the task functions, in this process).
+The configuration is :class:`structfree_dask.config.SegmentationConfig`; the kernels, the
+model rules and the in-process reference
+(:func:`structfree_dask.pipeline.segment.segment_array`) are in
+:mod:`structfree_dask.pipeline`.
 """
 
 from ._debug import segment_field_block
-from ._graph import STAGES
-from ._run import RunResult, segment, validate
+from ._graph import FUSED, STAGES
+from ._run import Target, segment, segment_many, validate
+from ._stream import RunResult
 from ._tasks import worker_device
 
 __all__ = [
+    "FUSED",
     "STAGES",
     "RunResult",
+    "Target",
     "segment",
+    "segment_many",
     "segment_field_block",
     "validate",
     "worker_device",

@@ -1,4 +1,9 @@
-"""The Dask graph of one (field, timepoint): :func:`unit_graph` and its stages."""
+"""The Dask graph of one (field, timepoint): :func:`unit_graph` and its stages.
+
+A field of one region has nothing to stitch across regions: :func:`unit_task` gives it
+one task (:func:`fused_unit`, named :data:`FUSED`) that runs the same steps in one
+process, instead of a graph of about ten tasks.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,15 @@ from ..config import SegmentationConfig
 from ..io import ImageInfo, LabelImage
 from ..pipeline.integrate import dynamics_for
 from ..pipeline.segment import field_geometry
+from ..pipeline.tiling import FieldGeometry
 from ._tasks import (
     count_task,
     flows_task,
     integrate_task,
+    label_blocks,
     offsets_task,
     pyramid_task,
+    segment_unit_task,
     stats_task,
     unit_done,
     write_task,
@@ -23,6 +31,9 @@ from ._tasks import (
 
 #: Task-name prefixes of the engine's graph, in pipeline order.
 STAGES = ("stats", "flows", "integrate", "count", "offsets", "write", "pyramid", "done")
+#: Task-name prefix of a fused unit: one task that runs every stage of a (field,
+#: timepoint) of one region (it reports the time of each stage's steps itself).
+FUSED = "unit"
 
 
 @dataclass(frozen=True)
@@ -34,24 +45,61 @@ class Unit:
     t: int
 
 
-def _blocks(shape_yx: tuple[int, int], chunk: tuple[int, int]) -> list[tuple[int, int, int, int]]:
-    return [(y, min(y + chunk[0], shape_yx[0]), x, min(x + chunk[1], shape_yx[1]))
-            for y in range(0, shape_yx[0], chunk[0]) for x in range(0, shape_yx[1], chunk[1])]
-
-
 def _needs(resources: dict[str, float] | None) -> dict[str, Any]:
     return {"resources": resources} if resources else {}
+
+
+def _tag(unit: Unit, token: str) -> str:
+    return f"{unit.info.path or 'image'}-t{unit.t}-{token}".replace("/", "_")
+
+
+def _geometry(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...]
+              ) -> FieldGeometry:
+    return field_geometry((unit.info.sizes["y"], unit.info.sizes["x"]), cfg, specs[0])
+
+
+def unit_task(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...],
+              channels: tuple[int, ...], token: str, resources: dict[str, float] | None = None,
+              *, fuse: bool = True) -> Any:
+    """Return the unit's Delayed, which computes to a :data:`~._tasks.UnitOutcome`.
+
+    :func:`fused_unit` for a field of one region (when ``fuse``), else :func:`unit_graph`.
+
+    ``token`` makes the task names unique within a run (one per target of the stream).
+    """
+    if fuse and len(_geometry(unit, cfg, specs).regions()) == 1:
+        return fused_unit(unit, cfg, specs, channels, token, resources)
+    return unit_graph(unit, cfg, specs, channels, token, resources)
+
+
+def fused_unit(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...],
+               channels: tuple[int, ...], token: str,
+               resources: dict[str, float] | None = None) -> Any:
+    """Return one task for the whole unit (:func:`~._tasks.segment_unit_task`).
+
+    It asks for ``resources`` (the GPU) as flows and integration do.
+    """
+    import dask
+    from dask import delayed
+
+    geometry = _geometry(unit, cfg, specs)
+    dyn = dynamics_for(geometry.shape, geometry.rescale, cfg)
+    with dask.annotate(**_needs(resources)):
+        return delayed(segment_unit_task, pure=True)(
+            unit.info, unit.label, unit.t, channels, geometry, specs, cfg.batch_size,
+            cfg.fusion != "fa", dyn, dask_key_name=f"{FUSED}-{_tag(unit, token)}")
 
 
 def unit_graph(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...],
                 channels: tuple[int, ...], token: str,
                 resources: dict[str, float] | None = None) -> Any:
+    """Return the unit's graph: a task per stage, region and z plane (:data:`STAGES`)."""
     import dask
     from dask import delayed
 
     info, label, t = unit.info, unit.label, unit.t
-    geometry = field_geometry((info.sizes["y"], info.sizes["x"]), cfg, specs[0])
-    tag = f"{info.path or 'image'}-t{t}-{token}".replace("/", "_")
+    geometry = _geometry(unit, cfg, specs)
+    tag = _tag(unit, token)
     stats = delayed(stats_task, pure=True)(info, t, channels, dask_key_name=f"stats-{tag}")
     dyn = dynamics_for(geometry.shape, geometry.rescale, cfg)
     regions = geometry.regions()
@@ -88,11 +136,7 @@ def unit_graph(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...]
                 dask_key_name=f"write-{tag}-z{z}-{r[0]}_{r[1]}"))
     deps: list[Any] = list(writes)
     for level in range(1, len(label.shapes)):
-        shape = label.shapes[level]
-        yx = (shape[info.axes.index("y")], shape[info.axes.index("x")])
-        chunk = label.chunks[level]
-        cyx = (chunk[info.axes.index("y")], chunk[info.axes.index("x")])
         deps = [delayed(pyramid_task, pure=True)(label, t, level, b, *deps,
                                                   dask_key_name=f"pyramid-{tag}-l{level}-{i}")
-                for i, b in enumerate(_blocks(yx, cyx))]
+                for i, b in enumerate(label_blocks(label, level))]
     return delayed(unit_done, pure=True)(counts, writes, *deps, dask_key_name=f"done-{tag}")

@@ -1,13 +1,15 @@
 """Worker-side task functions of the engine's graph (stats, flows, integration, writes).
 
 They run on Dask workers; torch is configured once per worker process
-(:func:`worker_device`).
+(:func:`worker_device`). :func:`segment_unit_task` runs them all, in order, for a whole
+(field, timepoint) in one task (a fused unit).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -75,10 +77,11 @@ def stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray
     return out
 
 
-def flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
-                geometry: FieldGeometry, region: tuple[int, int],
-                specs: tuple[ModelSpec, ...], batch_size: int | None,
-                separate: bool = False) -> Any:
+def region_flows(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
+                 geometry: FieldGeometry, region: tuple[int, int],
+                 specs: tuple[ModelSpec, ...], batch_size: int | None,
+                 separate: bool = False) -> Any:
+    """Return the network's flow sums over the tiles a region owns, in memory (or None)."""
     box = geometry.tiles_box(region)
     if box is None:
         return None
@@ -89,8 +92,17 @@ def flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats
                          f"in rows {window[0]}:{window[1]}, columns {window[2]}:{window[3]}")
     img = np.stack([normalize(raw[k], *stats[z, k]) for k in range(len(channels))])
     del raw
-    con = region_contribution(img, (window[0], window[2]), geometry, region,
-                              predictor(specs, batch_size, worker_device()), separate=separate)
+    return region_contribution(img, (window[0], window[2]), geometry, region,
+                               predictor(specs, batch_size, worker_device()), separate=separate)
+
+
+def flows_task(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
+                geometry: FieldGeometry, region: tuple[int, int],
+                specs: tuple[ModelSpec, ...], batch_size: int | None,
+                separate: bool = False) -> Any:
+    """:func:`region_flows`, the sums kept on the worker's local disk until integrated."""
+    con = region_flows(info, t, z, channels, stats, geometry, region, specs, batch_size,
+                       separate)
     if con is None:
         return None
     # the sums wait for the next row's integration on local disk, not in memory
@@ -143,6 +155,16 @@ def write_task(label: LabelImage, t: int, z: int, block: tuple[int, int, int, in
     return int(data.max(initial=0))
 
 
+def label_blocks(label: LabelImage, level: int) -> list[tuple[int, int, int, int]]:
+    """Chunk-aligned blocks ``(y0, y1, x0, x1)`` of a label image's level, row-major."""
+    axes = label.image.axes
+    shape, chunk = label.shapes[level], label.chunks[level]
+    ny, nx = shape[axes.index("y")], shape[axes.index("x")]
+    cy, cx = chunk[axes.index("y")], chunk[axes.index("x")]
+    return [(y, min(y + cy, ny), x, min(x + cx, nx))
+            for y in range(0, ny, cy) for x in range(0, nx, cx)]
+
+
 def pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, int, int],
                   *_deps: Any) -> None:
     axes = label.image.axes
@@ -174,6 +196,66 @@ def pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, i
     write_label_region(label, region, out, level=level)
 
 
-def unit_done(counts: list[tuple[int, int]], writes: list[int], *_deps: Any) -> tuple[int, int]:
+#: What a finished unit returns: cells, cells cut at a window edge, and the steps a
+#: fused unit ran (stage -> (steps, seconds); empty for a unit run as a graph).
+UnitOutcome = tuple[int, int, dict[str, tuple[int, float]]]
+
+
+def unit_done(counts: list[tuple[int, int]], writes: list[int], *_deps: Any) -> UnitOutcome:
     """Cells and cut cells of a finished (field, timepoint)."""
-    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return sum(c[0] for c in counts), sum(c[1] for c in counts), {}
+
+
+class StepClock:
+    """Runs the steps of a fused unit and adds up their count and time per stage."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, tuple[int, float]] = {}
+
+    def __call__(self, stage: str, step: Callable[..., Any], *args: Any) -> Any:
+        """Return ``step(*args)``, its time counted under ``stage``."""
+        start = time.perf_counter()
+        try:
+            return step(*args)
+        finally:
+            n, seconds = self.steps.get(stage, (0, 0.0))
+            self.steps[stage] = (n + 1, seconds + time.perf_counter() - start)
+
+
+def segment_unit_task(info: ImageInfo, label: LabelImage, t: int, channels: tuple[int, ...],
+                      geometry: FieldGeometry, specs: tuple[ModelSpec, ...],
+                      batch_size: int | None, separate: bool, dyn: Dynamics) -> UnitOutcome:
+    """One (field, timepoint) in one task: the graph's steps, in its order, in this process.
+
+    The same task functions as the unit's graph, so the labels are bitwise the same; the
+    flow sums stay in memory (the engine fuses only fields of one region, whose sums are
+    integrated at once). Returns :data:`UnitOutcome` with the count and seconds of each
+    stage's steps.
+    """
+    step = StepClock()
+    stats = step("stats", stats_task, info, t, channels)
+    regions = geometry.regions()
+    order = {r: i for i, r in enumerate(regions)}
+    owned: dict[tuple[int, tuple[int, int]], OwnedPatch] = {}
+    counts = []
+    for z in range(info.sizes["z"]):
+        contrib = {r: step("flows", region_flows, info, t, z, channels, stats, geometry, r,
+                           specs, batch_size, separate) for r in regions}
+        for r in regions:
+            owned[(z, r)] = step("integrate", integrate_task, geometry, r,
+                                 [contrib[o] for o in geometry.contributors(r)], dyn)
+            counts.append(step("count", count_task, owned[(z, r)]))
+        del contrib
+    offsets = step("offsets", offsets_task, counts)
+    writes = []
+    for z in range(info.sizes["z"]):
+        for r in regions:
+            patches = [(owned[(z, o)], z * len(regions) + order[o])
+                       for o in geometry.neighbours(r)]
+            writes.append(step("write", write_task, label, t, z, geometry.region_bounds(r),
+                               patches, offsets))
+    for level in range(1, len(label.shapes)):
+        for block in label_blocks(label, level):
+            step("pyramid", pyramid_task, label, t, level, block)
+    n_cells, n_cut, _ = step("done", unit_done, counts, writes)
+    return n_cells, n_cut, step.steps

@@ -2,6 +2,8 @@
 
 ``run_job`` is safe to run again at any time: finished (field, timepoint) units are
 skipped, timepoints appended to a growing time-lapse since the last run are done.
+Every (plate, entry) pair of the job is one target of one stream of units
+(:func:`~structfree_dask.engine.segment_many`): the cluster does not drain between plates.
 Every run writes ``<records>/run-<UTC time>.json`` (what was done, skipped and failed;
 time spent per stage; workers lost; software and model versions) and, unless the job
 turns it off, Dask's performance report beside it. ``records`` is a folder or an object
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..engine import STAGES
+from ..engine import FUSED, STAGES
 from ..io import check_store, is_url, join, upload, write_text
 from .schema import ClusterSpec, Job, SegmentTask
 
@@ -59,18 +61,33 @@ def task_config(task: SegmentTask, plate: str) -> Any:
                            channels=channels, **settings)
 
 
-def _stage_times(stream: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = defaultdict(lambda: {"tasks": 0, "seconds": 0.0})
+def _stage_times(stream: list[dict[str, Any]], fused_steps: dict[str, int],
+                 fused_seconds: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Tasks and compute seconds per stage: the task stream's, plus fused units' steps.
+
+    A fused unit (one task for a field of one region) is listed by its steps, each
+    counted as the task it replaces (``fused`` says how many of a stage's tasks were such
+    steps), not as a task of its own.
+    """
+    out: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"tasks": 0, "seconds": 0.0, "fused": 0})
     for rec in stream:
         key = rec.get("key")
         name = key[0] if isinstance(key, tuple) else str(key)
         stage = name.split("-", 1)[0]
+        if stage == FUSED:
+            continue
         for ss in rec.get("startstops", ()):
             if ss.get("action") == "compute":
                 out[stage]["seconds"] += float(ss["stop"] - ss["start"])
         out[stage]["tasks"] += 1
+    for stage, n in fused_steps.items():
+        out[stage]["tasks"] += n
+        out[stage]["fused"] += n
+        out[stage]["seconds"] += fused_seconds.get(stage, 0.0)
     order = {s: i for i, s in enumerate(STAGES)}
-    return {k: {"tasks": int(v["tasks"]), "seconds": round(v["seconds"], 3)}
+    return {k: {"tasks": int(v["tasks"]), "seconds": round(v["seconds"], 3),
+                "fused": int(v["fused"])}
             for k, v in sorted(out.items(), key=lambda kv: order.get(kv[0], 99))}
 
 
@@ -98,18 +115,27 @@ def _entry(plate: str, task: SegmentTask) -> dict[str, Any]:
             "seconds": 0.0, "error": None}
 
 
-def _run_entry(entry: dict[str, Any], task: SegmentTask, plate: str, client: Any) -> None:
-    from ..engine import segment
+def _target(entry: dict[str, Any], task: SegmentTask, plate: str) -> Any:
+    """Return the entry's :class:`~structfree_dask.engine.Target` (None: error recorded)."""
+    from ..engine import Target
 
     try:
         config = task_config(task, plate)
-        entry["model"] = config.model_names()
-        result = segment(plate, config, client=client,
-                         wells=list(task.wells) if task.wells else None,
-                         timepoints=task.timepoints)
     except Exception as err:  # noqa: BLE001 - recorded; the other entries still run
-        entry["error"] = f"{type(err).__name__}: {err}"
-        logger.error("%s labels/%s: %s", plate, task.label_name, err)
+        _entry_error(entry, err)
+        return None
+    entry["model"] = config.model_names()
+    return Target(plate, config, list(task.wells) if task.wells else None, task.timepoints)
+
+
+def _entry_error(entry: dict[str, Any], err: BaseException | str) -> None:
+    entry["error"] = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    logger.error("%s labels/%s: %s", entry["plate"], entry["label"], entry["error"])
+
+
+def _fill_entry(entry: dict[str, Any], result: Any) -> None:
+    if result.error is not None:
+        _entry_error(entry, result.error)
         return
     entry["done"] = [[p, t] for p, t in result.done]
     entry["skipped"] = [[p, t] for p, t in result.skipped]
@@ -118,8 +144,25 @@ def _run_entry(entry: dict[str, Any], task: SegmentTask, plate: str, client: Any
     entry["cut_cells"] = int(result.cut_cells)
     entry["seconds"] = round(result.seconds, 3)
     entry["model_sha256"] = result.model_sha256
-    logger.info("%s labels/%s: %d done, %d skipped, %d failed", plate, task.label_name,
-                len(result.done), len(result.skipped), len(result.failed))
+    logger.info("%s labels/%s: %d done, %d skipped, %d failed", entry["plate"],
+                entry["label"], len(result.done), len(result.skipped), len(result.failed))
+
+
+def _run_entries(entries: list[tuple[dict[str, Any], Any]], client: Any) -> list[Any]:
+    """Run every entry's target as one stream; fill the entries; return the results."""
+    from ..engine import segment_many
+
+    if not entries:
+        return []
+    try:
+        results = segment_many([target for _, target in entries], client=client)
+    except Exception as err:  # noqa: BLE001 - the stream itself failed: every entry says so
+        for entry, _ in entries:
+            _entry_error(entry, err)
+        return []
+    for (entry, _), result in zip(entries, results, strict=True):
+        _fill_entry(entry, result)
+    return results
 
 
 def run_job(job: Job, client: Any = None) -> dict[str, Any]:
@@ -173,13 +216,24 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
         recorded = (recording(client, local_report, stream=True)
                     if client is not None else nullcontext([]))
         with recorded as stream:
+            targets = []
             for plate in plates:
                 for task in job.tasks:
                     entry = _entry(plate, task)
                     record["entries"].append(entry)
-                    _run_entry(entry, task, plate, client)
+                    target = _target(entry, task, plate)
+                    if target is not None:
+                        targets.append((entry, target))
+            results = _run_entries(targets, client)
         if client is not None:
-            record["stages"] = _stage_times(stream)
+            steps: dict[str, int] = defaultdict(int)
+            seconds: dict[str, float] = defaultdict(float)
+            for result in results:
+                for stage, n in result.stage_steps.items():
+                    steps[stage] += n
+                    seconds[stage] += result.stage_seconds.get(stage, 0.0)
+            record["stages"] = _stage_times(stream, steps, seconds)
+            record["max_in_flight"] = max((r.max_in_flight for r in results), default=0)
             record["workers_lost"] = _workers_lost(client, started)
     finally:
         if scratch is not None:  # the performance report of a run whose records are a URL

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from structfree_dask.config import SegmentationConfig
-from structfree_dask.engine import segment
+from structfree_dask.engine import Target, segment, segment_many
 from structfree_dask.evaluation.metrics import matched_f1
 from structfree_dask.io import (
     LabelExistsError,
@@ -241,7 +241,17 @@ def test_bad_input(tmp_path, make_mosaic, cluster_client):
         segment(str(path), SegmentationConfig(channels=(0, 1)), client=cluster_client)
     redo = segment(str(path), SegmentationConfig(channels=(0, 1), overwrite=True),
                    client=cluster_client)
+    redo_cfg = SegmentationConfig(channels=(0, 1))
     assert redo.done == [("A/1/0", 0)]
+    # several targets: each target's error is its own, and no two write one label image
+    again, twice, unknown = segment_many(
+        [(str(path), redo_cfg), Target(str(path), redo_cfg),
+         (str(path), SegmentationConfig(channels=("DAPI",), name="other"))],
+        client=cluster_client)
+    assert again.ok and again.done == [] and again.skipped == redo.done
+    assert not twice.ok and "labels/cyto" in twice.error and "target 0" in twice.error
+    assert unknown.error.startswith("KeyError") and "DAPI" in unknown.error
+    assert "other" not in open_plate(path).field("A/1/0").labels
     with pytest.raises(ValueError, match="organelle"):
         SegmentationConfig(organelle="mito")
 
@@ -331,7 +341,7 @@ def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, clu
 def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     """Network and integration tasks ask for the GPU resource where workers advertise one
     (dask-cuda workers here are started with it); CPU clusters get no annotation."""
-    from structfree_dask.engine import _graph, _run
+    from structfree_dask.engine import FUSED, _graph, _plan
     from structfree_dask.engine.cluster import gpu_resources, local_client
     from structfree_dask.pipeline.segment import resolve_models
 
@@ -351,24 +361,28 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     cfg = SegmentationConfig(channels=(0,), tile_size=96, name="g")
     info = open_plate(path).field("A/1/0")
     specs = resolve_models(cfg)
-    plan = _run._FieldPlan(info, (0,), (0,), _run._run_record(cfg, specs, (0,), ("c",)),
+    plan = _plan.FieldPlan(info, (0,), (0,), _plan.run_record(cfg, specs, (0,), ("c",)),
                            "create")
-    label = _run._apply_label_plan(plan, cfg)
+    label = _plan.apply_label_plan(plan, cfg)
     unit = _graph.Unit(info, label, 0)
+    whole = cfg.replace(tile_size=max(info.sizes["y"], info.sizes["x"]))  # one region
     for resources, want in (({"GPU": 1}, {"GPU": 1}), (None, None)):
-        graph = _graph.unit_graph(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()
-        seen = set()
-        for layer in graph.layers.values():
-            res = (layer.annotations or {}).get("resources")
-            for key in layer:
-                got = res(key) if callable(res) else res
-                stage = str(key).split("-")[0]
-                seen.add(stage)
-                if stage in ("flows", "integrate"):
-                    assert got == want, key
-                elif stage in ("write", "pyramid", "offsets", "done"):
-                    assert not isinstance(got, dict), key
-        assert {"flows", "integrate", "write"} <= seen
+        graph = _graph.unit_task(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()
+        fused = _graph.unit_task(unit, whole, specs, (0,), "tok", resources).__dask_graph__()
+        for g, stages in ((graph, {"flows", "integrate", "write"}), (fused, {FUSED})):
+            seen = set()
+            for layer in g.layers.values():
+                res = (layer.annotations or {}).get("resources")
+                for key in layer:
+                    got = res(key) if callable(res) else res
+                    stage = str(key).split("-")[0]
+                    seen.add(stage)
+                    if stage in ("flows", "integrate", FUSED):
+                        assert got == want, key
+                    elif stage in ("write", "pyramid", "offsets", "done"):
+                        assert not isinstance(got, dict), key
+            assert stages <= seen
+        assert len(fused) == 1
 
 
 def test_segment_array_with_one_model_per_channel(tmp_path, make_mosaic):
@@ -400,28 +414,28 @@ def test_units_stream_through_a_bounded_window(tmp_path, make_mosaic, cluster_cl
     """Units are submitted as others finish (never more than the window in flight),
     completion is recorded in batches, and the labels equal a run with every unit
     submitted at once."""
-    from structfree_dask.engine import _run
+    from structfree_dask.engine import _stream
 
     frames = np.stack([make_mosaic(96, seed=s)[:1] for s in range(9)])  # (t, 1, y, x)
     src = _write(tmp_path / "p.zarr", [frames, frames[::-1]], names=("cyto-stain",))
     cfg = SegmentationConfig(channels=(0,), tile_size=64)
     wide = _copy(src, tmp_path / "wide")
-    monkeypatch.setattr(_run, "UNITS_PER_THREAD", 1000)
+    monkeypatch.setattr(_stream, "UNITS_PER_THREAD", 1000)
     everything = segment(str(wide), cfg, client=cluster_client)
     assert everything.ok and everything.max_in_flight == 18
 
-    monkeypatch.setattr(_run, "UNITS_PER_THREAD", 1)
-    monkeypatch.setattr(_run, "MARK_BATCH", 4)
-    monkeypatch.setattr(_run, "MARK_SECONDS", 3600.0)
+    monkeypatch.setattr(_stream, "UNITS_PER_THREAD", 1)
+    monkeypatch.setattr(_stream, "MARK_BATCH", 4)
+    monkeypatch.setattr(_stream, "MARK_SECONDS", 3600.0)
     batches = []
-    real_mark_done = _run.mark_done
-    monkeypatch.setattr(_run, "mark_done",
+    real_mark_done = _stream.mark_done
+    monkeypatch.setattr(_stream, "mark_done",
                         lambda label, tps: batches.append(list(tps)) or real_mark_done(label, tps))
     seen = []
     streamed = segment(str(src), cfg, client=cluster_client,
                        progress=lambda done, total: seen.append((done, total)))
     assert streamed.ok and len(streamed.done) == 18
-    assert streamed.max_in_flight == _run._window(cluster_client) == 2
+    assert streamed.max_in_flight == _stream._window(cluster_client) == 2
     assert seen == [(n, 18) for n in range(1, 19)]
     assert 0 < streamed.first_unit_seconds < streamed.seconds
     # the first unit at once, then batches of at most 4, the rest at the end
@@ -436,3 +450,52 @@ def test_units_stream_through_a_bounded_window(tmp_path, make_mosaic, cluster_cl
     for f in got:
         assert np.array_equal(got[f], want[f]), f
     assert any(got[f].max() > 0 for f in got)
+
+
+def test_fused_units_equal_the_graph(tmp_path, make_mosaic, cluster_client, monkeypatch):
+    """A field of one region runs as one task per unit, its steps timed per stage; its
+    labels (every z plane and pyramid level) are bitwise those of the unit's graph."""
+    from distributed import get_task_stream
+
+    from structfree_dask.engine import FUSED, STAGES, _stream
+
+    nz, size = 2, 192
+    fields = [np.stack([make_mosaic(size, seed=10 + 2 * f + z) for z in range(nz)], axis=1)
+              for f in range(2)]  # (c, z, y, x), one region at the default tile size
+    src = tmp_path / "p.zarr"
+    with create_plate(src, rows=["A"], columns=["1", "2"]) as plate:
+        for i, img in enumerate(fields):
+            plate.write_field("A", str(i + 1), 0, img[None], axes="tczyx",
+                              channel_names=["cyto-stain", "nuc-stain"])
+    graph_path = _copy(src, tmp_path / "graph")
+    cfg = SegmentationConfig(channels=(0, 1))
+    assert cfg.tile_size >= size
+    with get_task_stream(cluster_client) as fused_tasks:
+        fused = segment(str(src), cfg, client=cluster_client)
+    monkeypatch.setattr(_stream, "FUSE_SINGLE_REGION", False)
+    with get_task_stream(cluster_client) as graph_tasks:
+        graph = segment(str(graph_path), cfg, client=cluster_client)
+    assert fused.ok and graph.ok and fused.done == graph.done
+    units = len(fused.done)
+    assert units == len(fields)
+
+    def stages(records):
+        return [str(r["key"]).split("-", 1)[0] for r in records.data]
+
+    assert stages(fused_tasks) == [FUSED] * units  # one task per unit
+    assert set(stages(graph_tasks)) <= set(STAGES) and len(stages(graph_tasks)) > units
+    # each stage's steps counted and timed inside the fused tasks; none for the graph
+    assert set(fused.stage_steps) == set(fused.stage_seconds) == set(STAGES)
+    for stage in ("flows", "integrate", "count", "write"):
+        assert fused.stage_steps[stage] == units * nz, stage
+    assert fused.stage_steps["stats"] == fused.stage_steps["done"] == units
+    assert fused.stage_seconds["flows"] > 0 and fused.stage_seconds["integrate"] > 0
+    assert graph.stage_steps == {} and graph.stage_seconds == {}
+    assert fused.cells == graph.cells and min(fused.cells.values()) > 0
+    for f in open_plate(src).field_paths:
+        a = open_labels(open_plate(src).field(f), "cyto")
+        b = open_labels(open_plate(graph_path).field(f), "cyto")
+        assert len(a.shapes) > 1  # pyramid levels written by the fused task too
+        for level in range(len(a.shapes)):
+            assert np.array_equal(a.read(level), b.read(level)), (f, level)
+        assert all(a.read()[0, 0, z].max() > 0 for z in range(nz))

@@ -137,6 +137,52 @@ def test_nightly_job_twice_then_a_new_timepoint(tmp_path, capsys, permutation_eq
     assert permutation_equal(after[2], after[0])  # the same image gives the same cells
 
 
+def test_plates_of_a_job_run_as_one_stream(tmp_path, cluster_client):
+    """Every plate and entry of a job is one stream: units of both plates are in flight
+    at once (more than one plate has), fused units (fields of one region) report their
+    steps per stage, labels equal a plate-by-plate run, and an entry that cannot be
+    planned is its own error while the others run."""
+    import shutil
+
+    from structfree_dask.engine import FUSED, segment
+    from structfree_dask.jobs.runner import task_config
+
+    size = 160
+    plates = _plates(tmp_path / "plates", n=2, timepoints=2, size=size)
+    refs = []
+    for plate in plates:
+        refs.append(tmp_path / "ref" / plate.name)
+        shutil.copytree(plate, refs[-1])
+    whole = {**SEGMENT, "tile_size": 2 * size}  # one region per field: fused units
+    bad = {**SEGMENT, "name": "nope", "channels": ["no-such-channel"]}
+    job = load_job(_job(tmp_path, {"kind": "local"}, segment=[whole, bad]))
+    record = run_job(job, client=cluster_client)
+    good = [e for e in record["entries"] if e["label"] == job.tasks[0].label_name]
+    broken = [e for e in record["entries"] if e["label"] == "nope"]
+    assert len(good) == len(broken) == len(plates)
+    assert all(e["error"] is None and not e["failed"] and e["done"] for e in good)
+    assert all("no-such-channel" in e["error"] for e in broken)
+    assert record["status"] == "failed" and len(record["problems"]) == len(broken)
+    assert record["done"] == sum(len(e["done"]) for e in good)
+    # plates run one after the other never have more units in flight than one plate has
+    assert record["max_in_flight"] > max(len(e["done"]) for e in good)
+    stages = record["stages"]
+    assert FUSED not in stages  # a fused task is listed by its steps
+    n_planes = sum(open_plate(e["plate"]).field(f).sizes["z"] for e in good
+                   for f, _ in e["done"])  # one region each: one flows step per plane
+    assert stages["flows"]["tasks"] == stages["flows"]["fused"] == n_planes
+    assert stages["flows"]["seconds"] > 0 and stages["integrate"]["seconds"] > 0
+    for plate, ref in zip(plates, refs, strict=True):
+        assert not any("nope" in open_plate(plate).field(f).labels
+                       for f in open_plate(plate).field_paths)
+        config = task_config(job.tasks[0], str(ref))
+        assert segment(str(ref), config, client=cluster_client).ok
+        got, want = _labels(plate), _labels(ref)
+        for f in want:
+            assert np.array_equal(got[f], want[f]), (plate.name, f)
+            assert got[f].max() > 0
+
+
 def test_job_file_mistakes_give_one_message_each(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({

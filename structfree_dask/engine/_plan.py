@@ -1,0 +1,237 @@
+"""Driver side: planning, every check before any write, and the label actions it decides."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._provenance import software_versions
+from ..backbones import ModelSpec
+from ..config import SegmentationConfig
+from ..io import (
+    ImageInfo,
+    LabelExistsError,
+    LabelImage,
+    check_label_target,
+    check_store,
+    check_writable,
+    create_labels,
+    extend_timepoints,
+    label_record,
+    metadata_errors,
+    open_labels,
+    open_plate,
+    unmark_done,
+)
+from ..pipeline.segment import check_rescale, field_geometry
+
+logger = logging.getLogger(__name__)
+
+
+def _select_timepoints(n: int, timepoints: slice | Sequence[int] | None) -> list[int]:
+    if timepoints is None:
+        return list(range(n))
+    if isinstance(timepoints, slice):
+        return list(range(n))[timepoints]
+    bad = [t for t in timepoints if not 0 <= int(t) < n]
+    if bad:
+        raise ValueError(f"timepoint(s) {bad} do not exist; the data has {n} (0..{n - 1})")
+    return sorted({int(t) for t in timepoints})
+
+
+def _one(values: list[Any]) -> Any:
+    return values[0] if len(set(values)) == 1 else values
+
+
+def run_record(cfg: SegmentationConfig, specs: tuple[ModelSpec, ...], channels: tuple[int, ...],
+               names: tuple[str, ...]) -> dict[str, Any]:
+    """Return the settings a label image records (and a resume must match)."""
+    return {
+        "kind": "segmentation",
+        "organelle": cfg.organelle,
+        "model": _one([sp.name for sp in specs]),
+        "model_sha256": _one([sp.sha256 for sp in specs]),
+        "channels": list(channels),
+        "channel_names": list(names),
+        "diameter": cfg.diameter or specs[0].diam_mean,
+        "fusion": "flow_averaging" if cfg.fusion == "fa" else cfg.fusion,
+        "cellprob_threshold": cfg.cellprob_threshold,
+        "flow_threshold": cfg.flow_threshold,
+        "min_size": cfg.min_size,
+        "software": software_versions(),
+    }
+
+
+_RESUME_KEYS = ("kind", "organelle", "model_sha256", "channels", "diameter", "fusion",
+                "cellprob_threshold", "flow_threshold", "min_size")
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    """What a run does with one field, decided before anything is written.
+
+    ``action`` is ``"create"`` (new label image), ``"recreate"`` (``overwrite`` of
+    every timepoint it holds) or ``"resume"`` (keep it; ``redo`` lists the done
+    timepoints that ``overwrite`` redoes, ``kept`` those that stay done and are skipped).
+    """
+
+    info: ImageInfo
+    channels: tuple[int, ...]
+    timepoints: tuple[int, ...]
+    record: dict[str, Any]
+    action: str
+    redo: tuple[int, ...] = ()
+    kept: tuple[int, ...] = ()
+
+
+def _settings_diffs(old: dict[str, Any], record: dict[str, Any]) -> str:
+    diffs = [k for k in _RESUME_KEYS if old.get(k) != record.get(k)]
+    return ", ".join(f"{k}: {old.get(k)!r} vs {record.get(k)!r}" for k in diffs)
+
+
+def _check_chunks(label: LabelImage, cfg: SegmentationConfig) -> None:
+    axes, info = label.image.axes, label.image
+    have = tuple(label.chunks[0][axes.index(a)] for a in ("y", "x"))
+    want = tuple(min(info.sizes[a], cfg.tile_size) for a in ("y", "x"))
+    if have != want:
+        raise LabelExistsError(
+            f"label image {label.name!r} in {info.url} is stored in {have[0]}x{have[1]} px "
+            f"chunks, made with tile_size {have[0]}; tile_size {cfg.tile_size} would write "
+            f"across its chunks. Rerun with tile_size {have[0]} (--tile-size {have[0]}), or "
+            "redo every timepoint with overwrite")
+
+
+def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, Any],
+                  tps: list[int]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Decide what happens to ``labels/<name>`` of a field, without writing anything.
+
+    Returns ``(action, redo, kept)`` as in :class:`FieldPlan`; the label image's record
+    is read once, here.
+
+    ``overwrite`` works per (field, timepoint): the selected timepoints are redone and
+    the others keep their labels and completion records. Settings that differ from
+    those of the timepoints kept cannot be applied to part of a label image.
+
+    Raises
+    ------
+    UnsafePathError
+        A symbolic link on the way to, or inside, the label image.
+    PermissionError
+        The plate cannot be written.
+    LabelExistsError
+        The label image exists and cannot be resumed or partly redone as asked.
+    """
+    name = cfg.label_name
+    folder = check_label_target(info, name)
+    if folder is not None:
+        check_writable(folder)
+    if not (name in info.labels or _label_group_exists(info, name)):
+        return "create", (), ()
+    label = open_labels(info, name)
+    old = label_record(label)
+    segmentation = old.get("kind") == "segmentation"
+    have_t = label.shapes[0][info.axes.index("t")] if "t" in info.axes else 1
+    if have_t > info.n_timepoints:
+        raise ValueError(f"label image {name!r} of {info.url} has {have_t} timepoints but "
+                         f"its image only {info.n_timepoints}")
+    done = {int(t) for t in old.get("done", ())} if segmentation else set(range(have_t))
+    kept = sorted(done - set(tps))
+    diffs = _settings_diffs(old, record) if segmentation else ""
+    if cfg.overwrite and not kept:
+        return "recreate", (), ()
+    if not segmentation:
+        if cfg.overwrite:
+            raise LabelExistsError(
+                f"label image {name!r} in {info.url} was not written by a segmentation run; "
+                f"overwriting timepoint(s) {tps} alone would discard its other timepoints "
+                f"{kept}. Select all its timepoints, or choose another --name")
+        raise LabelExistsError(
+            f"label image {name!r} already exists in {info.url} and was not written by a "
+            "segmentation run; choose another --name or pass --overwrite")
+    if diffs:
+        if cfg.overwrite:
+            raise LabelExistsError(
+                f"label image {name!r} in {info.url} keeps timepoint(s) {kept} made with other "
+                f"settings ({diffs}); overwrite redoes only the selected timepoints, and one "
+                "label image cannot mix settings. Select all its timepoints to redo it "
+                "whole, or choose another --name")
+        raise LabelExistsError(
+            f"label image {name!r} in {info.url} was made with other settings ({diffs}); "
+            "pass --overwrite to redo it")
+    _check_chunks(label, cfg)
+    redo = tuple(sorted(done & set(tps))) if cfg.overwrite else ()
+    return "resume", redo, tuple(sorted(done - set(redo)))
+
+
+def apply_label_plan(fp: FieldPlan, cfg: SegmentationConfig) -> LabelImage:
+    """Create, recreate or reopen a field's label image as planned."""
+    name = cfg.label_name
+    if fp.action in ("create", "recreate"):
+        return create_labels(fp.info, name, chunk_yx=cfg.tile_size,
+                             overwrite=fp.action == "recreate", record=fp.record)
+    label = extend_timepoints(open_labels(fp.info, name))  # a growing time-lapse
+    if fp.redo:
+        unmark_done(label, list(fp.redo))
+        logger.info("labels/%s of %s: redoing timepoint(s) %s", name, fp.info.url,
+                    list(fp.redo))
+    return label
+
+
+def _label_group_exists(info: ImageInfo, name: str) -> bool:
+    import zarr
+
+    try:
+        with metadata_errors(info.store, f"{info.path}/labels" if info.path else "labels"):
+            group = zarr.open_group(store=info.store, path=info.path, mode="r")
+            return "labels" in group and name in group["labels"]  # type: ignore[operator]
+    except (FileNotFoundError, KeyError):
+        return False
+
+
+def _describe_selection(timepoints: slice | Sequence[int] | None) -> str:
+    if isinstance(timepoints, slice):
+        start = "" if timepoints.start is None else timepoints.start
+        stop = "" if timepoints.stop is None else timepoints.stop
+        return f"{start}:{stop}"
+    return str(list(timepoints or []))
+
+
+def plan_fields(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
+                wells: Sequence[str] | None, timepoints: slice | Sequence[int] | None,
+                ) -> list[FieldPlan]:
+    """Check every selected field of a plate and decide its label action; write nothing.
+
+    Raises as :func:`~structfree_dask.engine.validate` does.
+    """
+    spec = specs[0]
+    check_rescale(config, spec)
+    pl = open_plate(plate)
+    check_store(pl.store, write=True)  # an object store that refuses writes: stop here
+    infos = list(pl.fields(list(wells) if wells is not None else None))
+    if not infos:
+        raise ValueError(f"no fields selected in {plate}")
+    plans = []
+    for info in infos:
+        channels = tuple(info.channel_index(c) for c in config.channels)
+        if len(set(channels)) != len(channels):
+            raise ValueError(
+                f"channels {list(config.channels)} name the same channel of {info.url} more "
+                f"than once ({', '.join(f'{i}={n}' for i, n in enumerate(info.channel_names))}"
+                "); each channel is averaged once")
+        tps = _select_timepoints(info.n_timepoints, timepoints)
+        if not tps:
+            raise ValueError(
+                f"timepoints {_describe_selection(timepoints)} select none of the "
+                f"{info.n_timepoints} timepoint(s) of {info.url} (0..{info.n_timepoints - 1})")
+        geometry = field_geometry((info.sizes["y"], info.sizes["x"]), config, spec)
+        diameter = config.diameter or spec.diam_mean
+        if min(geometry.shape) < diameter:
+            raise ValueError(f"field {info.url} is {geometry.shape[0]}x{geometry.shape[1]} px, "
+                             f"smaller than one cell diameter ({diameter:g} px)")
+        record = run_record(config, specs, channels,
+                            tuple(info.channel_names[c] for c in channels))
+        action, redo, kept = _label_action(info, config, record, tps)
+        plans.append(FieldPlan(info, channels, tuple(tps), record, action, redo, kept))
+    return plans
