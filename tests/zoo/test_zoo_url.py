@@ -214,3 +214,22 @@ def test_a_store_refusing_writes_stops_the_build_before_training(tiny_plate, s3_
         build_zoo(jobs, url, client=None, base=small_cpnet_path)  # no cluster needed
     s3_env("admin")
     assert not exists(url)
+
+
+def test_build_into_a_zoo_in_a_store(s3_workers, tiny_plate, small_cpnet_path, tmp_path):
+    """Workers train in local folders and write models and logs into the store."""
+    url = "s3://plates/zoos/built"
+    remove_tree(url)
+    code, out, err = run_cli(*BUILD, tiny_plate, "--zoo", url, "--base-model",
+                             small_cpnet_path, "--tile-size", "64", "--flow-thresholds", "0.4",
+                             "--scheduler", s3_workers.scheduler.address)
+    assert code == 0, err
+    [job] = training_jobs(tiny_plate, "gt_cyto", "cyto", "CL1", subsets=[[0]])
+    zoo = Zoo(url)
+    assert zoo.ids() == [job.model_id]
+    assert zoo.selection("CL1", "cyto").model_ids == (job.model_id,)
+    assert f"logs in {url}/logs" in out
+    fs, root = filesystem(url)
+    log = fs.cat_file(f"{root}/logs/{job.model_id}.log").decode()
+    assert "epoch 1/1" in log and "done in" in log
+    assert not [k for k in _objects(url) if "/." in k or k.startswith(".")]  # no leftovers
