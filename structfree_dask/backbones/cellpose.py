@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..io import filesystem, is_url, local_copy, redact
 from ..runtime.compute_thread import run_heavy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +29,7 @@ __all__ = [
     "predict_tiles",
     "default_model_path",
     "file_sha256",
+    "local_weights",
     "pick_device",
 ]
 
@@ -53,7 +55,9 @@ class ModelSpec:
     name : str
         What the user asked for (``"generalist"``, a cellpose name, or a path).
     path : str
-        Weights file.
+        Weights file, or the URL of weights in an object store: each process that loads
+        them takes a local copy (:func:`~structfree_dask.io.local_copy`, cached per user
+        and checked against ``sha256``).
     diam_mean : float
         Cell diameter (px) the model was trained at.
     sha256 : str
@@ -189,8 +193,46 @@ def _validate_weights(path: Path) -> tuple[float, str]:
     return diam_mean, sha
 
 
+#: Local copies of weights at URLs made by this process: (url, version) -> local path.
+_URL_COPIES: dict[tuple[str, str], Path] = {}
+
+
+def _url_copy(url: str) -> Path:
+    """Return this machine's copy of weights at a URL (downloaded once per version)."""
+    fs, path = filesystem(url)
+    try:
+        fs.invalidate_cache(path)
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model {redact(url)}: no weights file there") from None
+    if info.get("type") == "directory":
+        raise ValueError(f"model {redact(url)}: is a folder; expected a Cellpose CPnet "
+                         "weights file (a model zoo is given with --zoo)")
+    version = str(info.get("ETag") or info.get("etag") or "") + \
+        f"/{info.get('size')}/{info.get('LastModified') or info.get('mtime') or ''}"
+    key = (url, version)
+    local = _URL_COPIES.get(key)
+    if local is None or not local.is_file():
+        local = _URL_COPIES[key] = local_copy(url)
+    return local
+
+
+def local_weights(spec: ModelSpec) -> Path:
+    """Return a local file with the spec's weights (a checked local copy for a URL).
+
+    Called where the weights are loaded, so each worker makes its own copy.
+    """
+    if not is_url(spec.path):
+        return Path(spec.path)
+    return local_copy(spec.path, spec.sha256)
+
+
 def resolve_model(model: str | Path | None) -> ModelSpec:
-    """Resolve a model given as ``None`` (shipped generalist), a path, or a cellpose name.
+    """Resolve a model given as ``None`` (shipped generalist), a path, a URL, or a cellpose name.
+
+    A URL (``s3://bucket/zoo/models/m/weights.pth``) is copied to this machine once
+    (:func:`~structfree_dask.io.local_copy`) and checked there; the spec keeps the URL,
+    so that each process loading the weights (a worker) takes its own local copy.
 
     Built-in cellpose names (``cyto3``, ``nuclei``, ...) are downloaded by cellpose
     into its model folder the first time (this needs the network).
@@ -224,6 +266,11 @@ def resolve_model(model: str | Path | None) -> ModelSpec:
     if model is None or str(model) == DEFAULT_MODEL:
         path = default_model_path()
         name = DEFAULT_MODEL
+    elif is_url(model):
+        local = _url_copy(str(model))
+        diam_mean, sha256 = _validate_weights(local)
+        return ModelSpec(name=redact(model), path=str(model), diam_mean=diam_mean,
+                         sha256=sha256)
     elif Path(model).is_file():
         path = Path(model)
         name = str(model)
@@ -287,7 +334,8 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> Any:
     """Load a CPnet once per process and device, and return it (cached).
 
     The network layout (``nbase``) is read from the weights, so small CPnets load
-    as well as the full-size ones.
+    as well as the full-size ones. Weights at a URL are read from this machine's local
+    copy (:func:`local_weights`: downloaded here once, checked against ``spec.sha256``).
 
     Parameters
     ----------
@@ -307,7 +355,7 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> Any:
     with _LOCK:
         net = _CACHE.get(key)
         if net is None:
-            state = torch.load(spec.path, map_location="cpu", weights_only=True)
+            state = torch.load(local_weights(spec), map_location="cpu", weights_only=True)
             nbase = _nbase_from_state(state)
             net = CPnet(nbase, 3, sz=3, mkldnn=False, max_pool=True,
                         diam_mean=spec.diam_mean)

@@ -104,7 +104,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from ..config import SettingsError
     from ..engine import segment, validate
     from ..engine.cluster import close_client, recording
-    from ..io import check_output_file
+    from ..io import check_output_file, redact
 
     check_cluster_options(args)
     if args.performance_report:
@@ -123,7 +123,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         organelle = values.pop("organelle", SegmentationConfig.organelle)
         config = config_from_zoo(args.zoo, args.cell_line, organelle, args.plate,
                                  channels=values.pop("channels", None), **values)
-        print(f"zoo {args.zoo}: {args.cell_line}/{organelle} on channels "
+        print(f"zoo {redact(args.zoo)}: {args.cell_line}/{organelle} on channels "
               f"{', '.join(map(str, config.channels))}", file=sys.stderr)
     else:
         if args.cell_line:

@@ -79,9 +79,13 @@ def _flow_thresholds(text: str) -> list[float]:
 
 
 def _zoo(path: str) -> Any:
+    """Open an existing zoo: a folder, or a URL whose store answers (one-line errors)."""
+    from ..io import check_store, is_url
     from ..zoo.registry import Zoo
 
-    if not Path(path).is_dir():
+    if is_url(path):
+        check_store(path, must_exist=False)
+    elif not Path(path).is_dir():
         raise FileNotFoundError(f"zoo folder {path} not found")
     return Zoo(path)
 
@@ -98,9 +102,11 @@ def _print_build(result: Any) -> None:
     from ..zoo.report import F1_COLUMNS, f1_table
 
     trained = len(result.cards) - len([c for c in result.cards if c.model_id in result.reused])
-    print(f"zoo {result.zoo}: {len(result.cards)} model(s) ({trained} trained, "
+    from ..io import join, redact
+
+    print(f"zoo {redact(result.zoo)}: {len(result.cards)} model(s) ({trained} trained, "
           f"{len(result.cards) - trained} already there), {len(result.failed)} failed in "
-          f"{result.seconds:.1f} s; logs in {result.zoo / 'logs'}")
+          f"{result.seconds:.1f} s; logs in {redact(join(result.zoo, 'logs'))}")
     for model_id, err in result.failed.items():
         print(f"failed: {model_id}: {err}", file=sys.stderr)
     sel = result.selection
@@ -118,6 +124,7 @@ def _print_build(result: Any) -> None:
 def _cmd_build(args: argparse.Namespace) -> int:
     from ..backbones import resolve_model
     from ..engine.cluster import close_client
+    from ..io import check_store
     from ..zoo.registry import Zoo
     from ..zoo.training.build import build_zoo
     from ..zoo.training.jobs import training_jobs
@@ -125,12 +132,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     check_cluster_options(args)
     settings = TrainSettings.from_mapping(given_settings(args, TrainSettings))
     resolve_model(args.base_model)  # a missing base model is bad input: fail before starting
+    check_store(args.zoo, write=True, must_exist=False)  # a store that refuses writes: stop
     jobs = training_jobs(args.plate, args.gt, args.organelle, args.cell_line,
                          strategies=args.strategies, subsets=args.subsets, folds=args.folds,
                          seed=args.seed, wells=args.wells)
     zoo = Zoo(args.zoo)
     print(f"{len(jobs)} model(s) to train for {args.cell_line}/{args.organelle} into "
-          f"{zoo.path}", file=sys.stderr)
+          f"{zoo.where}", file=sys.stderr)
     client = start_client(args)
     progress = ProgressBar(args, "task", "zoo build")
     try:
@@ -168,7 +176,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         row["selected"] = "*" if row["model_id"] in selected else ""
     if not rows:
         which = " ".join(x for x in (args.cell_line, args.organelle) if x)
-        print(f"no {which + ' ' if which else ''}models in the zoo {zoo.path}")
+        print(f"no {which + ' ' if which else ''}models in the zoo {zoo.where}")
         return 0
     print(format_table(rows, LIST_COLUMNS))
     for cl, org in list_selections(zoo, args.cell_line, args.organelle):
@@ -185,9 +193,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from ..zoo.report import write_report
 
-    if not Path(args.zoo).is_dir():
-        raise FileNotFoundError(f"zoo folder {args.zoo} not found")
-    files = write_report(args.zoo, args.plate, args.out, cell_line=args.cell_line,
+    files = write_report(_zoo(args.zoo), args.plate, args.out, cell_line=args.cell_line,
                          organelle=args.organelle, gt=args.gt, n_overlays=args.overlays,
                          batch_size=args.batch_size, flow_thresholds=args.flow_thresholds)
     for kind, paths in files.items():
@@ -210,7 +216,10 @@ def _add_build(zsub: Any) -> None:
     p.add_argument("--gt", required=True, help="ground-truth label image, e.g. gt_cyto")
     p.add_argument("--organelle", required=True, choices=ORGANELLES, help="what the gt holds")
     p.add_argument("--cell-line", required=True, help="cell line name, e.g. CL5")
-    p.add_argument("--zoo", required=True, help="zoo folder (created when missing)")
+    p.add_argument("--zoo", required=True,
+                   help="zoo folder (created when missing), or the URL of a zoo in an object "
+                        "store (s3://bucket/zoo: the workers write the models there; each "
+                        "model's log is uploaded to ZOO/logs when its training ends)")
     p.add_argument("--base-model", default=None,
                    help="model to fine-tune and Vanilla baseline: 'generalist' (default), a "
                         "cellpose built-in name, or a weights file")
@@ -237,7 +246,7 @@ def _add_list(zsub: Any) -> None:
     p = zsub.add_parser("list", help="print the zoo's models; * marks the selected ones",
                         description="Print the models of a zoo as a table; the selected "
                                     "models are marked with *.")
-    p.add_argument("zoo", help="zoo folder")
+    p.add_argument("zoo", help="zoo folder, or its URL (s3://bucket/zoo)")
     p.add_argument("--cell-line", default=None, help="only this cell line")
     p.add_argument("--organelle", default=None, choices=ORGANELLES, help="only this organelle")
     p.set_defaults(func=_cmd_list)
@@ -250,9 +259,11 @@ def _add_report(zsub: Any) -> None:
                     "(CSV + heatmap PNG), all candidates (CSV), FA against SIMPLE, STAPLE, "
                     "Voting and Majority Voting on the test fields (CSV), and overlays of "
                     "ground truth and predictions on a few test fields (PNG).")
-    p.add_argument("zoo", help="zoo folder with a selection (see zoo build)")
+    p.add_argument("zoo", help="zoo folder with a selection (see zoo build), or its URL")
     p.add_argument("--plate", required=True, help="plate with the test fields and ground truth")
-    p.add_argument("--out", default=None, help="output folder (default ZOO/report)")
+    p.add_argument("--out", default=None,
+                   help="local output folder (default ZOO/report; for a zoo at a URL, "
+                        "NAME-report in the current folder, NAME the zoo's last component)")
     p.add_argument("--cell-line", default=None, help="only this cell line")
     p.add_argument("--organelle", default=None, choices=ORGANELLES, help="only this organelle")
     p.add_argument("--gt", default=None,

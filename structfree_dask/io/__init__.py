@@ -4,6 +4,7 @@ Sources are opened read-only; label images are created up front, filled region b
 region by tasks, and get their NGFF metadata last.
 """
 
+from ._fetch import CACHE_ENV, cache_dir, local_copy
 from ._importer import import_folder
 from ._labels import (
     LABEL_DTYPE,
@@ -24,6 +25,7 @@ from ._labels import (
 from ._location import (
     StoreError,
     as_location,
+    basename,
     check_store,
     exists,
     filesystem,
@@ -52,6 +54,7 @@ from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
     "AXIS_ORDER",
+    "CACHE_ENV",
     "append_timepoints",
     "LABEL_DTYPE",
     "SUPPORTED_VERSIONS",
@@ -65,6 +68,9 @@ __all__ = [
     "UnsafePathError",
     "StoreError",
     "as_location",
+    "basename",
+    "cache_dir",
+    "local_copy",
     "check_store",
     "exists",
     "filesystem",

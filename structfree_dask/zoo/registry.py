@@ -9,6 +9,14 @@ Layout::
 
 Models are added atomically (written to a hidden folder, then renamed), so tasks on
 several workers can add different models to the same zoo at once.
+
+A zoo may also be the URL of an object store (``s3://bucket/zoo``, any fsspec
+protocol): the same layout, read and written through the store's API, so workers need
+no shared filesystem. A store has no atomic rename, so a model's weights are written
+first and its card last: a model counts as in the zoo (:meth:`Zoo.ids`) only once its
+card is there, and replacing a model deletes its card first. Cellpose needs a local
+weights file; :meth:`Zoo.local_weights` (and every process that loads weights at a URL,
+see :func:`~structfree_dask.backbones.local_weights`) keeps a checked local copy.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any
 
 from ..backbones import file_sha256
 from ..config import ORGANELLES, check_name
+from ..io import filesystem, is_url, join, local_copy, redact
 from .card import CardError, ModelCard, json_safe
 from .selection import Selection
 
@@ -43,7 +52,9 @@ class Zoo:
     Parameters
     ----------
     path : str or Path
-        The zoo folder (created when missing).
+        The zoo folder (created when missing), or the URL of a zoo in an object store
+        (``s3://bucket/zoo``; nothing is written until a model is added). ``path`` is
+        then a :class:`~pathlib.Path` for a folder, the URL (a ``str``) for a store.
 
     Examples
     --------
@@ -53,22 +64,71 @@ class Zoo:
     ([], [])
     """
 
+    path: Path | str
+
     def __init__(self, path: str | Path) -> None:
+        self._fs: Any = None
+        if is_url(path):
+            self.path = str(path).rstrip("/")
+            self._fs, self._root = filesystem(self.path)
+            return
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise NotADirectoryError(f"zoo path {self.path} exists and is not a folder")
         (self.path / "models").mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
-        return f"Zoo({str(self.path)!r})"
+        return f"Zoo({self.where!r})"
+
+    @property
+    def is_url(self) -> bool:
+        """True for a zoo in an object store."""
+        return self._fs is not None
+
+    @property
+    def where(self) -> str:
+        """The zoo's location for messages (a URL without secrets)."""
+        return redact(self.path)
+
+    # ---------------------------------------------------------------- storage
+    def _loc(self, *parts: str) -> Path | str:
+        """Return a location in the zoo: a Path in a folder, a URL in a store."""
+        if isinstance(self.path, Path):
+            return self.path.joinpath(*parts)
+        return join(self.path, *parts)
+
+    def _key(self, loc: Path | str) -> str:
+        """Return the store's path of a URL location."""
+        return f"{self._root.rstrip('/')}/{str(loc)[len(self.path):].lstrip('/')}"
+
+    def _is_file(self, loc: Path | str) -> bool:
+        if isinstance(loc, Path):
+            return loc.is_file()
+        key = self._key(loc)
+        self._fs.invalidate_cache(key)
+        return bool(self._fs.isfile(key))
+
+    def _read_text(self, loc: Path | str) -> str:
+        if isinstance(loc, Path):
+            return loc.read_text()
+        return bytes(self._fs.cat_file(self._key(loc))).decode("utf-8")
+
+    def _glob(self, *parts: str) -> list[tuple[str, ...]]:
+        """Return the relative parts of the zoo's files that match a pattern of parts."""
+        if isinstance(self.path, Path):
+            return [p.relative_to(self.path).parts for p in self.path.glob("/".join(parts))]
+        self._fs.invalidate_cache(self._root)
+        pattern = f"{self._root.rstrip('/')}/{'/'.join(parts)}"
+        n = len(self._root.rstrip("/").split("/"))
+        return [tuple(str(k).split("/")[n:]) for k in self._fs.glob(pattern)]
 
     # ---------------------------------------------------------------- models
-    def model_dir(self, model_id: str) -> Path:
-        """Folder of a model (whether or not it exists)."""
-        return self.path / "models" / check_name(model_id, "model_id")
+    def model_dir(self, model_id: str) -> Path | str:
+        """Folder of a model (whether or not it exists); a URL in a store."""
+        return self._loc("models", check_name(model_id, "model_id"))
 
-    def weights_path(self, model_id: str) -> Path:
-        """Weights file of a model in the zoo.
+    def weights_path(self, model_id: str) -> Path | str:
+        """Weights file of a model in the zoo (a URL in a store: see :meth:`local_weights`).
 
         Raises
         ------
@@ -76,13 +136,34 @@ class Zoo:
             If the zoo has no such model.
         """
         self._require(model_id)
-        return self.model_dir(model_id) / WEIGHTS_FILE
+        return self._loc("models", model_id, WEIGHTS_FILE)
+
+    def local_weights(self, model_id: str) -> Path:
+        """Return a local weights file of a model: its own, or a checked copy from a store.
+
+        The copy is kept in the per-user cache (:func:`~structfree_dask.io.local_copy`),
+        named by the card's ``weights_sha256``, downloaded once and checked against it.
+
+        Raises
+        ------
+        KeyError
+            If the zoo has no such model.
+        ValueError
+            If the weights in the store do not match their card's checksum.
+        """
+        path = self.weights_path(model_id)
+        if isinstance(path, Path):
+            return path
+        return local_copy(path, self.get(model_id).weights_sha256)
 
     def ids(self) -> list[str]:
-        """Ids of the models in the zoo, sorted."""
-        root = self.path / "models"
-        return sorted(p.name for p in root.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and (p / CARD_FILE).is_file())
+        """Ids of the models in the zoo (those with a card), sorted."""
+        if isinstance(self.path, Path):
+            root = self.path / "models"
+            return sorted(p.name for p in root.iterdir() if p.is_dir()
+                          and not p.name.startswith(".") and (p / CARD_FILE).is_file())
+        return sorted({parts[1] for parts in self._glob("models", "*", CARD_FILE)
+                       if not parts[1].startswith(".")})
 
     def __contains__(self, model_id: object) -> bool:
         return isinstance(model_id, str) and model_id in self.ids()
@@ -91,7 +172,7 @@ class Zoo:
         if model_id not in self:
             ids = self.ids()
             listing = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")
-            raise KeyError(f"model {model_id!r} is not in the zoo {self.path}; "
+            raise KeyError(f"model {model_id!r} is not in the zoo {self.where}; "
                            f"it has {len(ids)} model(s): {listing or 'none'}")
 
     def add(self, card: ModelCard, weights_path: str | Path, *,
@@ -123,13 +204,19 @@ class Zoo:
         if not src.is_file():
             raise FileNotFoundError(f"weights file {src} of model {card.model_id!r} not found")
         target = self.model_dir(card.model_id)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"model {card.model_id!r} already exists in {self.path}; "
+        there = (target.exists() if isinstance(target, Path)
+                 else self._is_file(self._loc("models", card.model_id, CARD_FILE)))
+        if there and not overwrite:
+            raise FileExistsError(f"model {card.model_id!r} already exists in {self.where}; "
                                   "pass overwrite=True to replace it")
         spec = resolve_model(src)
         if not math.isclose(spec.diam_mean, card.diam_mean, rel_tol=1e-6):
             raise ValueError(f"weights {src} have diam_mean {spec.diam_mean}; the card of "
                              f"{card.model_id!r} says {card.diam_mean}")
+        if not isinstance(target, Path):
+            stored = self._add_to_store(card, src, target)
+            logger.info("added model %s to %s", card.model_id, self.where)
+            return stored
         tmp = self.path / "models" / f".tmp-{card.model_id}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
@@ -147,6 +234,27 @@ class Zoo:
         logger.info("added model %s to %s", card.model_id, self.path)
         return stored
 
+    def _add_to_store(self, card: ModelCard, src: Path, target: str) -> ModelCard:
+        """Upload weights, then the card (a store has no atomic rename).
+
+        An older model of the same id loses its card first (it leaves :meth:`ids`), then
+        every object under its folder; the card is written last, so a model is in the
+        zoo only once its weights are complete.
+        """
+        stored = replace(card, weights_sha256=file_sha256(src))
+        key = self._key(target)
+        self._fs.invalidate_cache(key)
+        if self._fs.exists(f"{key}/{CARD_FILE}"):
+            self._fs.rm_file(f"{key}/{CARD_FILE}")
+        if self._fs.exists(key):
+            self._fs.rm(key, recursive=True)
+        try:
+            self._fs.put_file(str(src), f"{key}/{WEIGHTS_FILE}")
+            self._fs.pipe_file(f"{key}/{CARD_FILE}", stored.to_json().encode("utf-8"))
+        finally:
+            self._fs.invalidate_cache(key)
+        return stored
+
     def get(self, model_id: str) -> ModelCard:
         """Read a model's card.
 
@@ -158,10 +266,10 @@ class Zoo:
             If its ``card.json`` does not parse.
         """
         self._require(model_id)
-        path = self.model_dir(model_id) / CARD_FILE
-        card = ModelCard.from_json(path.read_text(), where=str(path))
+        path = self._loc("models", model_id, CARD_FILE)
+        card = ModelCard.from_json(self._read_text(path), where=redact(path))
         if card.model_id != model_id:
-            raise CardError(f"{path}: card says model_id {card.model_id!r} but its folder "
+            raise CardError(f"{redact(path)}: card says model_id {card.model_id!r} but its folder "
                             f"is {model_id!r}")
         return card
 
@@ -209,11 +317,17 @@ class Zoo:
         ]
 
     # ---------------------------------------------------------------- selections
-    def _selection_path(self, cell_line: str, organelle: str) -> Path:
+    def _selection_path(self, cell_line: str, organelle: str) -> Path | str:
         check_name(cell_line, "cell line")
         if organelle not in ORGANELLES:
             raise ValueError(f"organelle must be one of {ORGANELLES}; got {organelle!r}")
-        return self.path / "selections" / cell_line / f"{organelle}.json"
+        return self._loc("selections", cell_line, f"{organelle}.json")
+
+    def selections(self) -> list[tuple[str, str]]:
+        """Return the (cell line, organelle) pairs that have a selection, sorted."""
+        return sorted((parts[1], parts[2].removesuffix(".json"))
+                      for parts in self._glob("selections", "*", "*.json")
+                      if not parts[2].startswith("."))
 
     def _check_selection(self, cell_line: str, organelle: str,
                          selection: Selection | Mapping[str, Any]) -> Selection:
@@ -276,10 +390,16 @@ class Zoo:
         """
         path = self._selection_path(cell_line, organelle)
         checked = self._check_selection(cell_line, organelle, selection)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps(json_safe(checked.to_dict()), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
+        text = json.dumps(json_safe(checked.to_dict()), indent=2, allow_nan=False) + "\n"
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        else:  # one object, written whole
+            key = self._key(path)
+            self._fs.pipe_file(key, text.encode("utf-8"))
+            self._fs.invalidate_cache(key)
         logger.info("selection for %s/%s: %s %s on channels %s (val F1 %.3f)", cell_line,
                     organelle, checked.strategy, checked.channel_models,
                     list(checked.eval_channels), checked.val_f1)
@@ -297,18 +417,18 @@ class Zoo:
             If the file does not parse, or its entries are inconsistent.
         """
         path = self._selection_path(cell_line, organelle)
-        if not path.is_file():
-            have = sorted(f"{p.parent.name}/{p.stem}"
-                          for p in (self.path / "selections").glob("*/*.json"))
-            raise KeyError(f"no selection for {cell_line}/{organelle} in {self.path}; "
+        if not self._is_file(path):
+            have = [f"{c}/{o}" for c, o in self.selections()]
+            raise KeyError(f"no selection for {cell_line}/{organelle} in {self.where}; "
                            f"selections: {', '.join(have) or 'none'}")
+        where = redact(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(self._read_text(path))
         except json.JSONDecodeError as err:
-            raise ValueError(f"selection file {path} is not valid JSON: {err}") from None
+            raise ValueError(f"selection file {where} is not valid JSON: {err}") from None
         try:
             return Selection.from_dict(data)
         except KeyError as err:
-            raise KeyError(f"selection file {path}: {err.args[0]}") from None
+            raise KeyError(f"selection file {where}: {err.args[0]}") from None
         except ValueError as err:
-            raise ValueError(f"selection file {path}: {err}") from None
+            raise ValueError(f"selection file {where}: {err}") from None

@@ -41,7 +41,7 @@ import numpy as np
 from ..config import DEFAULT_FLOW_THRESHOLD
 from ..evaluation.metrics import evaluate
 from ..evaluation.tables import write_csv
-from ..io import Plate, open_plate
+from ..io import Plate, basename, is_url, open_plate
 from ..pipeline.normalize import normalize, percentile_bounds
 from .registry import Zoo
 from .scoring.data import VANILLA, pair_key, pool_scores, summarize_scores
@@ -71,6 +71,7 @@ __all__ = [
     "overlay_figure",
     "write_overlays",
     "write_report",
+    "default_report_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,7 @@ _STRATEGY_COLUMNS = (VANILLA, "cw", "mc")
 def list_selections(zoo: Zoo, cell_line: str | None = None,
                     organelle: str | None = None) -> list[tuple[str, str]]:
     """List the (cell line, organelle) pairs that have a selection in the zoo, sorted."""
-    found = sorted((p.parent.name, p.stem) for p in (zoo.path / "selections").glob("*/*.json"))
-    return [(c, o) for c, o in found
+    return [(c, o) for c, o in zoo.selections()
             if (cell_line is None or c == cell_line) and (organelle is None or o == organelle)]
 
 
@@ -483,6 +483,19 @@ def _report_one(zoo: Zoo, cell_line: str, organelle: str, plate: str | Path | Pl
     return files
 
 
+def default_report_dir(zoo: Zoo) -> Path:
+    """Return the report's default folder: ``<zoo>/report``, or ``<zoo name>-report`` for a URL.
+
+    Examples
+    --------
+    >>> default_report_dir(Zoo("s3://bucket/models/CL1-zoo"))
+    PosixPath('CL1-zoo-report')
+    """
+    if isinstance(zoo.path, Path):
+        return zoo.path / "report"
+    return Path(f"{basename(zoo.path)}-report")
+
+
 def write_report(
     zoo_dir: str | Path | Zoo,
     plate: str | Path | Plate,
@@ -500,11 +513,13 @@ def write_report(
     Parameters
     ----------
     zoo_dir : str, Path or Zoo
-        An existing zoo with at least one selection.
+        An existing zoo with at least one selection (a folder, or the URL of a zoo in
+        an object store).
     plate : str, Path or Plate
         Plate with the test fields and their ground truth.
     out_dir : str or Path, optional
-        Default ``<zoo>/report``.
+        A local folder. Default ``<zoo>/report``; for a zoo at a URL,
+        ``<zoo name>-report`` in the current folder (the report stays local).
     cell_line, organelle : str, optional
         Only these selections.
     gt : str, optional
@@ -532,21 +547,21 @@ def write_report(
     ValueError
         ``n_overlays`` or ``flow_thresholds`` is invalid.
     """
-    if not isinstance(zoo_dir, Zoo) and not Path(zoo_dir).is_dir():
+    if not isinstance(zoo_dir, Zoo) and not is_url(zoo_dir) and not Path(zoo_dir).is_dir():
         raise FileNotFoundError(f"zoo folder {zoo_dir} not found")
     zoo = zoo_dir if isinstance(zoo_dir, Zoo) else Zoo(zoo_dir)
     pairs = list_selections(zoo, cell_line, organelle)
     if not pairs:
         which = "/".join(x for x in (cell_line, organelle) if x) or "any cell line"
         found = [f"{c}/{o}" for c, o in list_selections(zoo)]
-        raise KeyError(f"no selection for {which} in the zoo {zoo.path} (selections: "
+        raise KeyError(f"no selection for {which} in the zoo {zoo.where} (selections: "
                        f"{', '.join(found) or 'none'}; {len(zoo.ids())} model(s)); run "
                        "`structfree-dask zoo build` first")
     if isinstance(n_overlays, bool) or not isinstance(n_overlays, int) or n_overlays < 0:
         raise ValueError(f"n_overlays must be an integer >= 0; got {n_overlays!r}")
     opts = _Options(gt, n_overlays, batch_size, tuple(check_flow_thresholds(flow_thresholds)))
     plate = plate if isinstance(plate, Plate) else open_plate(str(plate))
-    out = Path(out_dir) if out_dir is not None else zoo.path / "report"
+    out = Path(out_dir) if out_dir is not None else default_report_dir(zoo)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[Path]] = {}
     for cl, org in pairs:

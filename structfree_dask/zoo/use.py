@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..io import open_plate
+from ..io import check_store, is_url, open_plate
 from .registry import Zoo
 from .resolve import resolve
 
@@ -26,6 +26,8 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
     Parameters
     ----------
     zoo : str, Path or Zoo
+        A zoo folder, or the URL of a zoo in an object store (the configuration then
+        names the weights by their URLs; each worker loads a local copy).
     cell_line, organelle : str
     plate : str
         The plate to segment (its channel names are checked).
@@ -49,6 +51,8 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
     """
     from ..config import SegmentationConfig
 
+    if not isinstance(zoo, Zoo) and is_url(zoo):
+        check_store(zoo, must_exist=False)  # unreachable, refused, no bucket: one line
     z = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
     info = next(iter(open_plate(plate).fields()))
     chosen = resolve(z, cell_line, organelle, info.channel_names)

@@ -21,7 +21,7 @@ import numpy as np
 from ...backbones import ModelSpec, resolve_model
 from ...config import DEFAULT_FLOW_THRESHOLD, FUSION_BASELINES, SegmentationConfig
 from ...evaluation.metrics import evaluate
-from ...io import Plate, open_plate
+from ...io import Plate, is_url, open_plate
 from ...pipeline.fusion import fuse_masks
 from ...pipeline.segment import channel_flows, flows_to_labels
 from ..card import ModelCard
@@ -147,7 +147,7 @@ def vanilla_models(selection: Selection | Mapping[str, Any], channels: Sequence[
     """
     baseline = as_selection(selection).baseline or {}
     model = baseline.get("path")
-    if not model or not Path(model).is_file():
+    if not model or not (is_url(model) or Path(model).is_file()):
         model = baseline.get("model", fallback)
     spec = resolve_model(model)
     if baseline.get("sha256") and spec.sha256 != baseline["sha256"]:

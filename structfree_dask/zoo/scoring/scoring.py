@@ -61,7 +61,7 @@ def _zoo_models(zoo: Zoo, cell_line: str, organelle: str, strategies: Sequence[s
     cards = [c for c in zoo.cards(cell_line, organelle)
              if c.strategy in strategies and c.fold == fold and (seed is None or c.seed == seed)]
     if not cards:
-        raise KeyError(f"the zoo {zoo.path} has no {'/'.join(strategies)} model for "
+        raise KeyError(f"the zoo {zoo.where} has no {'/'.join(strategies)} model for "
                        f"{cell_line}/{organelle} with fold={fold}"
                        + ("" if seed is None else f", seed={seed}")
                        + f"; it has {len(zoo.ids())} model(s) in all")

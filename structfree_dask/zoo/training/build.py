@@ -17,7 +17,9 @@ every timepoint (and z plane) (see :mod:`structfree_dask.zoo.scoring.data`).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import tempfile
 import time
 import traceback
 import uuid
@@ -34,6 +36,7 @@ from ..._provenance import software_versions, utc_now
 from ...backbones import ModelSpec, resolve_model
 from ...config import STRATEGIES, SegmentationConfig, TrainSettings
 from ...engine.cluster import gpu_resources, stream_outcomes, worker_name
+from ...io import check_store, filesystem, is_url, join, redact
 from ...pipeline.segment import segment_array
 from ..card import ModelCard
 from ..registry import Zoo
@@ -82,6 +85,8 @@ def run_training_job(
     base : ModelSpec, str, Path or None
         Pretrained weights (None: the shipped generalist).
     zoo_dir : str or Path
+        The zoo folder, or its URL in an object store (the training then works in a
+        local temporary folder, and the model is uploaded by :meth:`Zoo.add`).
     settings : TrainSettings, optional
         How to fine-tune (default: ``TrainSettings()``). With ``overwrite`` False, an
         existing model's card is returned without training (so a re-submitted build
@@ -98,13 +103,16 @@ def run_training_job(
     st = settings or TrainSettings()
     zoo = Zoo(zoo_dir)
     if job.model_id in zoo and not st.overwrite:
-        logger.info("model %s is already in %s; not retrained", job.model_id, zoo.path)
+        logger.info("model %s is already in %s; not retrained", job.model_id, zoo.where)
         return zoo.get(job.model_id)
     spec = base if isinstance(base, ModelSpec) else resolve_model(base)
     train = load_samples(job.plate, job.split.train, job.channels, job.gt)
     val = load_samples(job.plate, job.split.val, job.channels, job.gt)
-    work = zoo.path / "models" / f".train-{job.model_id}-{uuid.uuid4().hex[:8]}"
-    work.mkdir(parents=True)
+    if isinstance(zoo.path, Path):
+        work = zoo.path / "models" / f".train-{job.model_id}-{uuid.uuid4().hex[:8]}"
+        work.mkdir(parents=True)
+    else:  # a store: train in a local folder, upload through Zoo.add
+        work = Path(tempfile.mkdtemp(prefix=f"structfree-dask-train-{job.model_id}-"))
     try:
         weights = work / "weights.pth"
         result = finetune(spec, train, val, st, seed=job.split.seed, out_path=weights,
@@ -152,18 +160,37 @@ def run_training_job(
 # ----------------------------------------------------------------------------- Dask build
 
 
-def model_log_path(zoo_dir: str | Path, model_id: str) -> Path:
-    """Return the training log of a model: ``<zoo>/logs/<model_id>.log``."""
+def model_log_path(zoo_dir: str | Path, model_id: str) -> Path | str:
+    """Return the training log of a model: ``<zoo>/logs/<model_id>.log`` (a URL in a store)."""
     from ...io import check_name
 
-    return Path(zoo_dir) / "logs" / f"{check_name(model_id, 'model_id')}.log"
+    name = f"{check_name(model_id, 'model_id')}.log"
+    if is_url(zoo_dir):
+        return join(str(zoo_dir), "logs", name)
+    return Path(zoo_dir) / "logs" / name
 
 
 class _ModelLog:
-    """Append time-stamped lines to a model's log file (line-buffered)."""
+    """Append time-stamped lines to a model's log file (line-buffered).
 
-    def __init__(self, path: Path) -> None:
+    A log at a URL is written to a local temporary file (starting from the log already
+    in the store, so a resumed build appends) and uploaded whole when closed: an object
+    store cannot append, so the log appears in the store once the training has ended.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self._url: str | None = None
+        if not isinstance(path, Path):
+            self._url = path
+            fs, key = filesystem(path)
+            fd, local = tempfile.mkstemp(prefix="structfree-dask-log-", suffix=".log")
+            os.close(fd)
+            path = Path(local)
+            fs.invalidate_cache(key)
+            if fs.exists(key):
+                fs.get_file(key, str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._fh = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
 
     def line(self, text: str) -> None:
@@ -175,6 +202,16 @@ class _ModelLog:
 
     def close(self) -> None:
         self._fh.close()
+        if self._url is None:
+            return
+        try:
+            fs, key = filesystem(self._url)
+            fs.put_file(str(self._path), key)
+        except Exception as err:  # noqa: BLE001 - a lost log must not fail the training
+            logger.warning("could not upload the training log to %s: %s",
+                           redact(self._url), err)
+        finally:
+            self._path.unlink(missing_ok=True)
 
 
 def _configure_threads() -> None:
@@ -259,7 +296,8 @@ class BuildResult:
 
     Attributes
     ----------
-    zoo : Path
+    zoo : Path or str
+        The zoo folder, or its URL.
     cards : list of ModelCard
         Cards of the jobs' models (trained now or already in the zoo).
     reused : list of str
@@ -274,7 +312,7 @@ class BuildResult:
     seconds : float
     """
 
-    zoo: Path
+    zoo: Path | str
     cards: list[ModelCard] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -332,7 +370,9 @@ def build_zoo(
     :func:`~structfree_dask.zoo.scoring.scoring.select_from_scores` writes the selection. A last
     task chooses the selected pair's flow threshold on the validation fields
     (:func:`~structfree_dask.zoo.scoring.threshold.choose_flow_threshold`). The plate and the zoo
-    must be reachable by the workers at the same paths.
+    must be reachable by the workers at the same paths, or be URLs of an object store
+    that the workers read and write directly (a zoo at a URL is checked for writes
+    before any training; see :meth:`Zoo.add` for how models are written there).
 
     Parameters
     ----------
@@ -365,6 +405,8 @@ def build_zoo(
         Jobs that do not belong to one build.
     FileNotFoundError
         If the base model cannot be found.
+    StoreError
+        A zoo at a URL whose store cannot be reached or refuses writes.
     RuntimeError
         If scoring a split failed.
     """
@@ -372,6 +414,7 @@ def build_zoo(
     settings = settings or TrainSettings()
     thresholds = check_flow_thresholds(flow_thresholds)
     spec = base if isinstance(base, ModelSpec) else resolve_model(base)  # fail early
+    check_store(zoo_dir, write=True, must_exist=False)  # a store: before any training
     zoo = Zoo(zoo_dir)
     started = time.perf_counter()
     existing = set() if settings.overwrite else set(zoo.ids())
@@ -398,7 +441,7 @@ def build_zoo(
             else:
                 result.failed[job.model_id] = err
                 logger.error("training %s failed: %s (log: %s)", job.model_id, err,
-                             model_log_path(zoo.path, job.model_id))
+                             redact(model_log_path(zoo.path, job.model_id)))
     result.cards.sort(key=lambda c: [j.model_id for j in jobs].index(c.model_id))
     if not result.cards:
         result.seconds = time.perf_counter() - started
