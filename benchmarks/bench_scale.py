@@ -6,7 +6,8 @@ initialised network, so that orchestration (planning, graphs, scheduling, comple
 records) dominates. Printed side by side, measured in one run:
 
 - time to the first finished unit (``RunResult.first_unit_seconds``), wall time per unit,
-  the most units in flight, driver and scheduler peak memory, at each size, and the ratio
+  the most units in flight, the driver's peak memory and its memory after each size, the
+  scheduler's memory (with a LocalCluster, the driver process), and the ratio
   of per-unit time to the smallest size's;
 - the engine against an in-process loop (``segment_array``) over the same fields of the
   smallest plate, with the same network (run last, so that the driver's memory at each
@@ -49,8 +50,13 @@ def _small_net(folder: Path) -> Path:
     return path
 
 
-def _plate(path: Path | str, units: int, timepoints: int, size: int) -> list[np.ndarray]:
-    """Write a plate of ``units`` (field, timepoint) noise units; return its fields."""
+def _plate(path: Path | str, units: int, timepoints: int, size: int,
+           keep: bool = False) -> list[np.ndarray]:
+    """Write a plate of ``units`` (field, timepoint) noise units; return its fields if kept.
+
+    Only the fields of the plate that the in-process loop reads are kept, so that the
+    driver's memory at each size is the engine's, not the plate's.
+    """
     from structfree_dask.io import create_plate
 
     n_fields = math.ceil(units / timepoints)
@@ -64,17 +70,19 @@ def _plate(path: Path | str, units: int, timepoints: int, size: int) -> list[np.
             data = rng.integers(0, 4096, (timepoints, 1, size, size), dtype=np.uint16)
             pl.write_field(row_names[i // cols], str(i % cols + 1), 0, data,
                            channel_names=["reporter"], chunk_yx=size)
-            fields.append(data)
+            if keep:
+                fields.append(data)
     return fields
 
 
+def _rss_mib() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
 def _scheduler_rss(client) -> float:
-    def rss() -> float:
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20
-
-    return float(client.run_on_scheduler(rss))
+    return float(client.run_on_scheduler(_rss_mib))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         segment(str(work / "warm-up.zarr"), cfg, client=client)
         for n in sizes:
             t0 = time.perf_counter()
-            fields = _plate(work / f"plate_{n}.zarr", n, args.timepoints, args.size)
+            fields = _plate(work / f"plate_{n}.zarr", n, args.timepoints, args.size,
+                            keep=first_fields is None)
             written = time.perf_counter() - t0
             sched_before = _scheduler_rss(client)
             result = segment(str(work / f"plate_{n}.zarr"), cfg, client=client)
@@ -116,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 "per_unit_ms": 1000 * result.seconds / max(1, len(result.done)),
                 "first_s": result.first_unit_seconds, "in_flight": result.max_in_flight,
                 "driver_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "driver_now_mib": _rss_mib(),
                 "scheduler_mib": _scheduler_rss(client), "scheduler_before": sched_before,
                 "failed": len(result.failed)})
             first_fields = fields if first_fields is None else first_fields
@@ -146,12 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Engine at scale: {args.workers} worker(s) x 1 thread, fields of {args.size} px, "
           f"{args.timepoints} timepoints per field, small random CPnet")
     print(f"{'units':>7} {'write s':>8} {'wall s':>8} {'ms/unit':>8} {'x first size':>12} "
-          f"{'first unit s':>12} {'in flight':>9} {'driver MiB':>10} {'scheduler MiB':>13}")
+          f"{'first unit s':>12} {'in flight':>9} {'driver peak MiB':>15} "
+          f"{'driver after MiB':>16} {'scheduler MiB':>13}")
     for r in rows:
         print(f"{r['units']:>7} {r['write_s']:>8.1f} {r['wall_s']:>8.1f} "
               f"{r['per_unit_ms']:>8.1f} {r['per_unit_ms'] / base:>12.2f} "
               f"{(r['first_s'] or float('nan')):>12.2f} {r['in_flight']:>9} "
-              f"{r['driver_mib']:>10.0f} {r['scheduler_mib']:>13.0f}")
+              f"{r['driver_mib']:>15.0f} {r['driver_now_mib']:>16.0f} "
+              f"{r['scheduler_mib']:>13.0f}")
     n_loop, loop_s = loop
     print(f"in-process loop (segment_array, 1 process): {1000 * loop_s / n_loop:.1f} ms/unit "
           f"over {n_loop} units; engine / loop time per unit at {rows[0]['units']} units = "
