@@ -19,7 +19,7 @@ LAYERS = {
     "backbones": 3, "evaluation": 3,
     "pipeline": 4, "simulate": 4,
     "engine": 5,
-    "zoo": 6,
+    "zoo": 6, "cells": 6,
     "jobs": 7,
     "cli": 8,
     "__init__": 9,

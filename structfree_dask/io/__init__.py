@@ -50,9 +50,39 @@ from ._plate import (
 )
 from ._safepath import UnsafePathError, check_writable
 from ._summary import plate_summary
+from ._tables import (
+    MEASUREMENTS_FOLDER,
+    TABLES_GROUP,
+    TableExistsError,
+    create_feature_table,
+    feature_table_timepoints,
+    list_tables,
+    plate_dataset,
+    plate_part_name,
+    read_feature_table,
+    read_plate_dataset,
+    remove_feature_table,
+    table_meta,
+    write_parquet,
+    write_table_part,
+)
 from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
+    "MEASUREMENTS_FOLDER",
+    "TABLES_GROUP",
+    "TableExistsError",
+    "create_feature_table",
+    "feature_table_timepoints",
+    "list_tables",
+    "plate_dataset",
+    "plate_part_name",
+    "read_feature_table",
+    "read_plate_dataset",
+    "remove_feature_table",
+    "table_meta",
+    "write_parquet",
+    "write_table_part",
     "AXIS_ORDER",
     "CACHE_ENV",
     "append_timepoints",

@@ -1,0 +1,62 @@
+"""Column names of the per-cell tables (one definition for every module that reads them).
+
+A field's feature table (``<field>/tables/<name>``) has one row per (``t``, ``label``);
+the plate-level dataset (``<plate>/measurements/<name>``) has the same rows with
+``well``, ``row``, ``column`` and ``field`` in front.
+
+Examples
+--------
+>>> intensity_column("translocation-reporter", "nucleus", "mean")
+'translocation-reporter__nucleus_mean'
+>>> ratio_column("translocation-reporter")
+'translocation-reporter__nc_ratio'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "COMPARTMENTS",
+    "KEYS",
+    "PLATE_KEYS",
+    "SHAPE_COLUMNS",
+    "STATISTICS",
+    "TRACK_COLUMNS",
+    "TRUTH_TABLE",
+    "intensity_column",
+    "ratio_column",
+    "true_ratio_column",
+]
+
+#: Row keys of a field's table.
+KEYS = ("label", "t")
+#: Keys in front of a plate-level dataset's rows.
+PLATE_KEYS = ("well", "row", "column", "field")
+#: Track columns (filled by tracking; -1 where a cell is not tracked / has no parent).
+TRACK_COLUMNS = ("track_id", "parent_track_id")
+#: Shape and position columns, in table order.
+SHAPE_COLUMNS = (
+    "area_px", "area_um2", "centroid_y", "centroid_x", "centroid_y_um", "centroid_x_um",
+    "eccentricity", "solidity", "major_axis_px", "minor_axis_px", "touches_edge",
+    "n_nuclei", "nucleus_area_px",
+)
+#: Compartments measured per channel.
+COMPARTMENTS = ("cell", "nucleus", "cytoplasm")
+#: Statistics measured per channel and compartment.
+STATISTICS = ("mean", "median", "integrated")
+#: Ground-truth table the simulator writes next to ``gt_cyto``.
+TRUTH_TABLE = "gt_truth"
+
+
+def intensity_column(channel: str, compartment: str, statistic: str) -> str:
+    """Column of one channel's statistic in one compartment."""
+    return f"{channel}__{compartment}_{statistic}"
+
+
+def ratio_column(channel: str) -> str:
+    """Column of one channel's nucleus / cytoplasm mean-intensity ratio."""
+    return f"{channel}__nc_ratio"
+
+
+def true_ratio_column(channel: str) -> str:
+    """Column of a reporter's true nucleus / cytoplasm ratio in the simulator's truth."""
+    return f"{channel}__true_nc_ratio"

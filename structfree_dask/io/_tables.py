@@ -1,0 +1,282 @@
+"""Per-object tables in the plate: ngio / Fractal feature tables, and plate-level datasets.
+
+A field's feature table lives at ``<field>/tables/<name>`` (a zarr group listed in the
+``tables`` attribute of ``<field>/tables``), with the attributes ngio reads (``type:
+feature_table``, ``region.path: ../labels/<label image>``, ``index_key: label``,
+``backend: parquet``) and its rows in ``table.parquet``. Here ``table.parquet`` is a
+*folder* of Parquet parts, one per timepoint (``t00000.parquet``...), which ngio, pandas,
+polars and DuckDB read as one dataset: each (field, timepoint) is written by one task in
+one piece, appending timepoints adds parts, and nothing is read, modified and written
+back. Groups and attributes are created by the driver (:func:`create_feature_table`);
+workers only write parts (:func:`write_table_part`).
+
+A plate-level dataset (``<plate>/measurements/<name>/``) holds the same rows for every
+field with ``well``, ``row``, ``column`` and ``field`` columns, one part per (field,
+timepoint), for readers that do not know this package.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import zarr
+
+from ._location import exists, filesystem, is_url, join, remove_tree
+from ._ngff import metadata_errors
+from ._plate import ImageInfo, check_name
+from ._safepath import checked_path, is_local
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = [
+    "MEASUREMENTS_FOLDER",
+    "TABLES_GROUP",
+    "TableExistsError",
+    "create_feature_table",
+    "feature_table_timepoints",
+    "list_tables",
+    "plate_dataset",
+    "plate_part_name",
+    "read_feature_table",
+    "read_plate_dataset",
+    "remove_feature_table",
+    "table_meta",
+    "write_parquet",
+    "write_table_part",
+]
+
+#: Group holding a field's tables (ngio / Fractal convention).
+TABLES_GROUP = "tables"
+#: Folder of a plate's plate-level Parquet datasets.
+MEASUREMENTS_FOLDER = "measurements"
+_PARTS = "table.parquet"
+
+
+class TableExistsError(FileExistsError):
+    """A table of that name exists and replacing it was not asked for."""
+
+
+def _part_name(t: int) -> str:
+    return f"t{int(t):05d}.parquet"
+
+
+def table_meta(reference_label: str, *, measurement_columns: list[str] | None = None,
+               metadata_columns: list[str] | None = None,
+               categorical_columns: list[str] | None = None) -> dict[str, Any]:
+    """Attributes of a feature table group, as ngio writes them.
+
+    Examples
+    --------
+    >>> m = table_meta("cyto")
+    >>> m["type"], m["region"], m["index_key"], m["backend"]
+    ('feature_table', {'path': '../labels/cyto'}, 'label', 'parquet')
+    """
+    return {
+        "backend": "parquet",
+        "index_key": "label",
+        "index_type": "int",
+        "table_version": "1",
+        "type": "feature_table",
+        "region": {"path": f"../labels/{reference_label}"},
+        "instance_key": "label",
+        "categorical_columns": list(categorical_columns or []),
+        "measurement_columns": list(measurement_columns or []),
+        "metadata_columns": list(metadata_columns or []),
+    }
+
+
+def _image_group(image: ImageInfo, mode: str) -> zarr.Group:
+    with metadata_errors(image.store, image.path):
+        return zarr.open_group(store=image.store, path=image.path, mode=mode)  # type: ignore
+
+
+def _table_location(image: ImageInfo, name: str) -> str:
+    return join(image.url, TABLES_GROUP, name)
+
+
+def list_tables(image: ImageInfo) -> list[str]:
+    """Names of the tables listed in a field's ``tables`` group (empty when none)."""
+    group = _image_group(image, "r")
+    if TABLES_GROUP not in group:
+        return []
+    names = dict(group[TABLES_GROUP].attrs).get("tables", [])
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def create_feature_table(image: ImageInfo, name: str, *, reference_label: str,
+                         overwrite: bool = False, **columns: list[str]) -> str:
+    """Create (or, with ``overwrite``, replace) an empty feature table of a field.
+
+    Parameters
+    ----------
+    image : ImageInfo
+        The field.
+    name : str
+        Table name (one path component).
+    reference_label : str
+        The label image whose ``label`` values key the rows.
+    overwrite : bool
+        Replace a table of that name (its parts are deleted).
+    **columns
+        ``measurement_columns``, ``metadata_columns``, ``categorical_columns`` for the
+        table's attributes.
+
+    Returns
+    -------
+    str
+        The table's location.
+
+    Raises
+    ------
+    TableExistsError
+        If the table exists and ``overwrite`` is False.
+    """
+    check_name(name, "table name")
+    location = _table_location(image, name)
+    if is_local(image.store):
+        checked_path(image.store, f"{image.path + '/' if image.path else ''}{TABLES_GROUP}/{name}")
+    group = _image_group(image, "r+")
+    tables = group.require_group(TABLES_GROUP)
+    listed = list_tables(image)
+    if name in listed or name in tables:
+        if not overwrite:
+            raise TableExistsError(
+                f"table {name!r} already exists in {image.url}; pass overwrite=True "
+                "(--overwrite) to replace it"
+            )
+        remove_feature_table(image, name)
+        tables = _image_group(image, "r+").require_group(TABLES_GROUP)
+        listed = list_tables(image)
+    table = tables.create_group(name)
+    table.attrs.update(table_meta(reference_label, **columns))
+    tables.attrs["tables"] = [*listed, name]
+    return location
+
+
+def remove_feature_table(image: ImageInfo, name: str) -> None:
+    """Delete a field's table and unlist it (nothing happens if it is absent)."""
+    group = _image_group(image, "r+")
+    if TABLES_GROUP not in group:
+        return
+    tables = group[TABLES_GROUP]
+    remove_tree(_table_location(image, name))
+    names = [n for n in list_tables(image) if n != name]
+    tables = _image_group(image, "r+").require_group(TABLES_GROUP)
+    tables.attrs["tables"] = names
+
+
+def write_parquet(table: pa.Table, location: str) -> None:
+    """Write a Parquet file in one piece (locally through a renamed temporary file)."""
+    import pyarrow.parquet as pq
+
+    if is_url(location):
+        fs, path = filesystem(location)
+        pq.write_table(table, path, filesystem=fs)
+        return
+    target = Path(location)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table_part(image: ImageInfo, name: str, t: int, table: pa.Table) -> str:
+    """Write the rows of one timepoint of a field's feature table (replacing them).
+
+    The table must have been created by :func:`create_feature_table`. Returns the
+    part's location.
+    """
+    location = join(_table_location(image, name), _PARTS, _part_name(t))
+    if is_local(image.store):
+        checked_path(image.store, f"{image.path + '/' if image.path else ''}"
+                     f"{TABLES_GROUP}/{name}/{_PARTS}")
+    write_parquet(table, location)
+    return location
+
+
+def _list_parts(location: str) -> list[str]:
+    if is_url(location):
+        fs, path = filesystem(location)
+        fs.invalidate_cache(path)
+        if not fs.exists(path):
+            return []
+        return sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    folder = Path(location)
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def feature_table_timepoints(image: ImageInfo, name: str) -> set[int]:
+    """Timepoints whose part of a field's table is written."""
+    parts = _list_parts(join(_table_location(image, name), _PARTS))
+    out = set()
+    for p in parts:
+        if p.startswith("t") and p.endswith(".parquet") and p[1:-8].isdigit():
+            out.add(int(p[1:-8]))
+    return out
+
+
+def _read_parts(location: str, names: list[str]) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames = []
+    for n in names:
+        loc = join(location, n)
+        if is_url(loc):
+            fs, path = filesystem(loc)
+            frames.append(pq.read_table(path, filesystem=fs).to_pandas())
+        else:
+            frames.append(pq.read_table(loc).to_pandas())
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_feature_table(image: ImageInfo, name: str) -> pd.DataFrame:
+    """Read every timepoint of a field's feature table (rows ordered by ``t``, ``label``)."""
+    location = join(_table_location(image, name), _PARTS)
+    names = [p for p in _list_parts(location) if p.endswith(".parquet") and p.startswith("t")]
+    df = _read_parts(location, names)
+    if len(df) and {"t", "label"} <= set(df.columns):
+        df = df.sort_values(["t", "label"], kind="stable").reset_index(drop=True)
+    return df
+
+
+def plate_dataset(plate_store: str, name: str) -> str:
+    """Location of a plate-level dataset (``<plate>/measurements/<name>``)."""
+    check_name(name, "table name")
+    return join(plate_store, MEASUREMENTS_FOLDER, name)
+
+
+def plate_part_name(field_path: str, t: int) -> str:
+    """Part file of one (field, timepoint) in a plate-level dataset.
+
+    Examples
+    --------
+    >>> plate_part_name("B/3/1", 7)
+    'B-3-1-t00007.parquet'
+    """
+    return f"{field_path.replace('/', '-') or 'image'}-{_part_name(t)}"
+
+
+def read_plate_dataset(plate_store: str, name: str) -> pd.DataFrame:
+    """Read a plate-level dataset into one DataFrame (empty when it does not exist)."""
+    location = plate_dataset(plate_store, name)
+    if not exists(location):
+        import pandas as pd
+
+        return pd.DataFrame()
+    names = [p for p in _list_parts(location) if p.endswith(".parquet")]
+    df = _read_parts(location, names)
+    keys = [k for k in ("row", "column", "field", "t", "label") if k in df.columns]
+    if len(df) and keys:
+        df = df.sort_values(keys, kind="stable").reset_index(drop=True)
+    return df
