@@ -292,8 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
     p.set_defaults(func=_cmd_evaluate)
 
+    from .cells import add_cells_parsers
     from .zoo import add_zoo_parser
 
+    add_cells_parsers(sub)
     add_zoo_parser(sub)
     return parser
 

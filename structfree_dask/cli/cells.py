@@ -1,0 +1,131 @@
+"""``structfree-dask link``, ``measure``: cells over time from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._common import (
+    Interrupted,
+    ProgressBar,
+    add_cluster_options,
+    check_cluster_options,
+    parse_timepoints,
+    start_client,
+    str_list,
+)
+
+__all__ = ["add_cells_parsers"]
+
+
+def _timepoint_list(args: argparse.Namespace) -> list[int] | None:
+    tp = args.timepoints
+    if tp is None:
+        return None
+    if isinstance(tp, slice):
+        from ..io import open_plate
+
+        n = max(open_plate(args.plate).field(p).n_timepoints
+                for p in open_plate(args.plate).field_paths)
+        return list(range(n))[tp]
+    return list(tp)
+
+
+def _channels(text: str) -> list[int | str]:
+    return [int(c) if c.strip().isdigit() else c.strip() for c in text.split(",") if c.strip()]
+
+
+def _run_cells(args: argparse.Namespace, what: str, call: Any) -> int:
+    from ..engine.cluster import close_client
+
+    client = start_client(args)
+    progress = ProgressBar(args, "field-timepoint")
+    try:
+        result = call(client, progress)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {progress.done} of {progress.total} (field, "
+                          f"timepoint) unit(s) finished and are kept in {what}; rerun the "
+                          "same command to resume") from None
+    finally:
+        progress.close()
+        close_client(client)
+    flagged = result.flagged()
+    cells = sum(c.get("cells", 0) for c in result.counts.values())
+    print(f"{what}: {len(result.done)} done, {len(result.skipped)} skipped (already done), "
+          f"{len(result.failed)} failed; {cells} cells; flagged: "
+          f"{flagged['cells_without_nucleus']} cell(s) without nucleus, "
+          f"{flagged['cells_with_several_nuclei']} with several, "
+          f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
+    for path, t, err in result.failed:
+        print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _cmd_link(args: argparse.Namespace) -> int:
+    from ..cells.run import check_cells, link_plate, linked_names
+
+    check_cluster_options(args)
+    timepoints = _timepoint_list(args)
+    check_cells(args.plate, labels=args.cells, nuclei=args.nuclei, link_labels=True,
+                wells=args.wells, timepoints=timepoints, overwrite=args.overwrite)
+    what = " and ".join(f"labels/{n}" for n in linked_names(args.cells))
+    return _run_cells(args, what, lambda client, progress: link_plate(
+        args.plate, nuclei=args.nuclei, cells=args.cells, client=client, wells=args.wells,
+        timepoints=timepoints, overwrite=args.overwrite, progress=progress))
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from ..cells.run import check_cells, measure_plate, table_name
+
+    check_cluster_options(args)
+    timepoints = _timepoint_list(args)
+    table = table_name(args.labels, args.table)
+    check_cells(args.plate, labels=args.labels, nuclei=args.nuclei, table=table,
+                link_labels=args.write_links, channels=args.channels, wells=args.wells,
+                timepoints=timepoints, overwrite=args.overwrite)
+    return _run_cells(args, f"tables/{table}", lambda client, progress: measure_plate(
+        args.plate, labels=args.labels, nuclei=args.nuclei, table=table,
+        channels=args.channels, client=client, wells=args.wells, timepoints=timepoints,
+        overwrite=args.overwrite, link_labels=args.write_links, progress=progress))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plate", help="OME-Zarr plate or multiscale image (a path or a URL)")
+    p.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
+    p.add_argument("--timepoints", type=parse_timepoints, default=None,
+                   help="timepoints, e.g. 0,1,2 or 0:10 (default all; done ones are skipped)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs made from other labels or settings")
+    add_cluster_options(p)
+
+
+def add_cells_parsers(sub: Any) -> None:
+    """Add the ``link`` and ``measure`` commands to a subparsers object."""
+    p = sub.add_parser(
+        "link", help="link nuclei to cells; write linked nuclei and cytoplasm labels",
+        description="Each nucleus goes to the cell that holds most of it. Writes "
+                    "labels/<CELLS>_nuclei (a nucleus carries its cell's ID) and "
+                    "labels/<CELLS>_cytoplasm (cell minus nucleus). Cells without nucleus, "
+                    "with several, and nuclei outside any cell are counted.")
+    _common(p)
+    p.add_argument("--nuclei", required=True, help="nucleus label image, e.g. nuclei")
+    p.add_argument("--cells", required=True, help="cell label image, e.g. cyto")
+    p.set_defaults(func=_cmd_link)
+
+    p = sub.add_parser(
+        "measure", help="per-cell measurement tables (ngio feature tables + Parquet dataset)",
+        description="Per cell and timepoint: area, centroid (px and um), shape, and for every "
+                    "channel mean / median / integrated intensity in nucleus, cytoplasm and "
+                    "whole cell, and the nucleus/cytoplasm ratio. Written to "
+                    "<field>/tables/<TABLE> and <plate>/measurements/<TABLE>.")
+    _common(p)
+    p.add_argument("--labels", required=True, help="cell label image whose IDs key the rows")
+    p.add_argument("--nuclei", default=None,
+                   help="nucleus label image to link (without it: no nucleus columns)")
+    p.add_argument("--table", default=None, help="table name (default <LABELS>_features)")
+    p.add_argument("--channels", type=_channels, default=None,
+                   help="channels to measure, by index or name (default all)")
+    p.add_argument("--write-links", action="store_true",
+                   help="also write the linked label images (as the link command)")
+    p.set_defaults(func=_cmd_measure)

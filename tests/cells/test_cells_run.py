@@ -1,0 +1,147 @@
+"""Linking and measuring plates on a real multi-process cluster."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from structfree_dask import simulate_plate
+from structfree_dask.cells.columns import ratio_column
+from structfree_dask.cells.run import link_plate, linked_names, measure_plate
+from structfree_dask.cli import main
+from structfree_dask.io import (
+    TableExistsError,
+    feature_table_timepoints,
+    open_labels,
+    open_plate,
+    read_feature_table,
+    read_plate_dataset,
+)
+
+
+def _digest(root: Path, sub: str) -> str:
+    h = hashlib.sha256()
+    for p in sorted((root / sub).rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cells") / "p.zarr"
+    simulate_plate(path, cell_line="CL2", rows=1, cols=2, timepoints=3, size=128, seed=5)
+    return path
+
+
+def test_measure_links_and_writes_tables(plate, cluster_client, tmp_path):
+    before = {s: _digest(plate, f"A/1/0/labels/{s}") for s in ("gt_cyto", "gt_nuclei")}
+    result = measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei",
+                           client=cluster_client, link_labels=True, region=64)
+    assert result.ok and len(result.done) == 6
+    image = open_plate(plate).field("A/1/0")
+    # the simulator's nuclei carry their cell's ID: linking reproduces them exactly
+    nuc_name, cyt_name = linked_names("gt_cyto")
+    linked = open_labels(image, nuc_name)
+    gt_nuclei, gt_cyto = (open_labels(image, n) for n in ("gt_nuclei", "gt_cyto"))
+    for level in range(len(linked.shapes)):
+        assert np.array_equal(linked.read(level), gt_nuclei.read(level)), level
+        cyt = open_labels(image, cyt_name).read(level)
+        cells = gt_cyto.read(level)
+        assert np.array_equal(cyt, np.where(gt_nuclei.read(level) != 0, 0, cells))
+    # sources untouched
+    assert before == {s: _digest(plate, f"A/1/0/labels/{s}") for s in ("gt_cyto", "gt_nuclei")}
+    # tables: one row per cell and timepoint; ngio reads the field's table
+    table = read_feature_table(image, "gt_cyto_features")
+    for t in range(3):
+        ids = np.unique(gt_cyto.read()[t])[1:]
+        assert table.loc[table["t"] == t, "label"].tolist() == ids.tolist()
+    ngio = pytest.importorskip("ngio")
+    nt = ngio.open_ome_zarr_plate(str(plate)).get_image("A", "1", "0").get_table(
+        "gt_cyto_features")
+    assert nt.reference_label == "gt_cyto" and len(nt.dataframe) == len(table)
+    # the plate-level dataset without this package: pandas, polars, DuckDB
+    folder = plate / "measurements" / "gt_cyto_features"
+    by_pandas = pd.read_parquet(folder)
+    assert len(by_pandas) == len(read_plate_dataset(str(plate), "gt_cyto_features"))
+    assert set(by_pandas["well"]) == {"A1", "A2"}
+    pl = pytest.importorskip("polars")
+    assert pl.scan_parquet(str(folder / "*.parquet")).collect().height == len(by_pandas)
+    duckdb = pytest.importorskip("duckdb")
+    n = duckdb.sql(f"SELECT count(*) FROM '{folder}/*.parquet'").fetchall()[0][0]
+    assert n == len(by_pandas)
+    # a measured readout: the translocation reporter's N/C ratio exists for linked cells
+    col = ratio_column("translocation-reporter")
+    linked_cells = by_pandas[by_pandas["n_nuclei"] == 1]
+    assert linked_cells[col].notna().all() and (linked_cells[col] > 0).all()
+    flagged = result.flagged()
+    assert flagged["cells_without_nucleus"] == int((by_pandas["n_nuclei"] == 0).sum())
+
+    # a rerun skips everything; a second table from one region equals the tiled one
+    again = measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei",
+                          client=cluster_client, link_labels=True)
+    assert again.done == [] and len(again.skipped) == 6
+    measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei", table="whole",
+                  client=cluster_client, region=1024)
+    pd.testing.assert_frame_equal(read_plate_dataset(str(plate), "whole"),
+                                  read_plate_dataset(str(plate), "gt_cyto_features"))
+
+
+def test_new_timepoints_only_and_bad_input(plate, cluster_client):
+    first = measure_plate(str(plate), labels="gt_cyto", table="grow", client=cluster_client,
+                          timepoints=[0, 1], wells=["A/1"])
+    assert sorted(first.done) == [("A/1/0", 0), ("A/1/0", 1)]
+    image = open_plate(plate).field("A/1/0")
+    part = plate / "A/1/0/tables/grow/table.parquet/t00000.parquet"
+    stamp = part.stat().st_mtime_ns
+    more = measure_plate(str(plate), labels="gt_cyto", table="grow", client=cluster_client,
+                         wells=["A/1"])
+    assert more.done == [("A/1/0", 2)] and part.stat().st_mtime_ns == stamp
+    assert feature_table_timepoints(image, "grow") == {0, 1, 2}
+    # without nuclei: no nucleus, so no ratio
+    df = read_feature_table(image, "grow")
+    assert (df["n_nuclei"] == 0).all() and df[ratio_column("translocation-reporter")].isna().all()
+    # a table of that name measured otherwise is taken
+    with pytest.raises(TableExistsError, match="grow"):
+        measure_plate(str(plate), labels="gt_nuclei", table="grow", client=cluster_client)
+    with pytest.raises(KeyError, match="no label image 'nope'"):
+        link_plate(str(plate), nuclei="nope", cells="gt_cyto", client=cluster_client)
+    with pytest.raises(KeyError, match="channel"):
+        measure_plate(str(plate), labels="gt_cyto", table="x", channels=["nope"],
+                      client=cluster_client)
+    with pytest.raises(ValueError, match="out of range"):
+        measure_plate(str(plate), labels="gt_cyto", table="x", timepoints=[7],
+                      client=cluster_client)
+    assert not (plate / "A/1/0/tables/x").exists()  # nothing written before validation
+
+
+def test_zero_cells_give_valid_empty_tables(tmp_path, cluster_client):
+    from structfree_dask.io import create_plate
+
+    path = tmp_path / "empty.zarr"
+    img = np.zeros((2, 1, 64, 64), np.uint16)
+    with create_plate(path, rows=["A"], columns=["1"]) as w:
+        w.write_field("A", "1", 0, img, axes="tcyx", channel_names=["rep"],
+                      labels={"cells": np.zeros((2, 64, 64), np.uint32),
+                              "nuc": np.zeros((2, 64, 64), np.uint32)})
+    result = measure_plate(str(path), labels="cells", nuclei="nuc", client=cluster_client)
+    assert result.ok and len(result.done) == 2
+    df = read_plate_dataset(str(path), "cells_features")
+    assert len(df) == 0 and "rep__nc_ratio" in df.columns
+
+
+def test_cli_link_and_measure(plate, cli_env, capsys):
+    assert main(["link", str(plate), "--nuclei", "gt_nuclei", "--cells", "gt_cyto",
+                 "--workers", "1", "--no-progress", "--wells", "A/2"]) == 0
+    out = capsys.readouterr().out
+    assert "labels/gt_cyto_nuclei" in out and "flagged" in out
+    assert main(["measure", str(plate), "--labels", "gt_cyto", "--table", "gt_cyto_features",
+                 "--nuclei", "gt_cyto_nuclei", "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: table 'gt_cyto_features'") and "--overwrite" in err
+    assert main(["measure", str(plate), "--labels", "gt_cyto", "--nuclei", "missing",
+                 "--no-progress"]) == 2
+    assert "no label image 'missing'" in capsys.readouterr().err
