@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pathlib
 
@@ -48,6 +49,26 @@ def test_same_seed_is_bitwise_identical() -> None:
     b = simulate_field("CL2", size=96, timepoints=3, seed=7)
     for name in ("image", "nuclei", "cyto"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+#: sha256 of ``simulate_field(...).image.tobytes()``: the rendering is pinned bit for bit.
+_PINNED_IMAGES = {
+    ("CL1", "confocal", 64, 3, 1):
+        "c51cb39933014988de352e0ac9957b1bcbfd374c44189424c9d920853d9c7505",
+    ("CL5", "widefield", 64, 3, 1):
+        "7cfa11428fd8462f562cdb4014f4448685bdb903f63caf1449d66593e7796103",
+    ("CL2", "confocal", 96, 12, 2):
+        "c440808396b571281c73f41aea4b22053eee423c16743fa497f361d45654b6bc",
+}
+
+
+@pytest.mark.parametrize(("name", "mode", "size", "timepoints", "seed"), sorted(_PINNED_IMAGES))
+def test_images_match_pinned_checksums(
+    name: str, mode: str, size: int, timepoints: int, seed: int
+) -> None:
+    f = simulate_field(name, size=size, timepoints=timepoints, seed=seed, mode=mode)
+    digest = hashlib.sha256(f.image.tobytes()).hexdigest()
+    assert digest == _PINNED_IMAGES[name, mode, size, timepoints, seed]
 
 
 def test_seed_sequence_is_not_consumed() -> None:
