@@ -8,7 +8,8 @@ segmentation without structural stains:
 * :data:`PRESETS` holds five cell-line presets ``"CL1"`` .. ``"CL5"`` modelled on reporter cell
   lines with three or four channels each. ``"CL5"`` only carries structurally weak reporters
   (mitochondria, ER, membrane and a weak translocation reporter).
-* :func:`simulate_field` renders one field (pure numpy/scipy, no I/O).
+* :func:`simulate_field` renders one field (pure numpy/scipy, no I/O), with a per-cell
+  ground-truth table (lineage and true translocation ratios, :attr:`SimulatedField.truth`).
 * :func:`simulate_plate` renders a whole plate and writes it as OME-Zarr (HCS) with the
   package's plate writer, including ``gt_nuclei`` / ``gt_cyto`` label images.
 
@@ -33,14 +34,21 @@ import math
 import numbers
 import os
 import pathlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
 import skimage.measure
 from scipy.spatial import cKDTree
+
+from .config import true_ratio_column
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = [
     "IMAGING_MODES",
@@ -465,6 +473,17 @@ class SimulatedField:
         Imaging mode (``"confocal"`` or ``"widefield"``).
     localizations : tuple of str
         Localisation of each channel (values of :class:`Localization`).
+    truth : pandas.DataFrame
+        Per-cell ground truth, one row per (``t``, ``label``) of every cell in ``cyto[t]``
+        (cells rendered outside the field are not listed), ordered by ``t`` then ``label``.
+        Columns: ``label`` (int64, the cell's ID in ``cyto``), ``t`` (int32),
+        ``parent_label`` (int64, the mother's ID for a daughter, else 0; the same on every
+        row of a cell; the mother need not appear in the labels) and, for each
+        translocation channel, ``true_ratio_column(name)`` (float64, the nucleus /
+        cytoplasm ratio the renderer used for that cell at ``t``; see
+        :func:`structfree_dask.config.true_ratio_column`).
+    lineage : dict of int to int
+        Daughter ID -> mother ID for every daughter that appears in ``cyto``.
 
     Examples
     --------
@@ -473,6 +492,10 @@ class SimulatedField:
     ('nuc-cyto-reporter', 'translocation-reporter', 'membrane')
     >>> f.times_h.tolist()
     [0.0]
+    >>> list(f.truth.columns)
+    ['label', 't', 'parent_label', 'translocation-reporter__true_nc_ratio']
+    >>> sorted(f.truth["label"]) == sorted(set(np.unique(f.cyto[0])) - {0})
+    True
     """
 
     image: npt.NDArray[np.uint16]
@@ -484,6 +507,8 @@ class SimulatedField:
     cell_line: str = ""
     mode: str = "confocal"
     localizations: tuple[str, ...] = field(default=())
+    truth: pd.DataFrame = field(default_factory=lambda: _truth_frame([], _TRUTH_KEYS))
+    lineage: dict[int, int] = field(default_factory=dict)
 
     @property
     def times_h(self) -> npt.NDArray[np.float64]:
@@ -784,6 +809,8 @@ class _Population:
         cells.update(_draw_shape(rng, n, preset))
         self.cells = cells
         self.next_id = n + 1
+        #: Lineage of every division so far: daughter ID -> mother ID.
+        self.parents: dict[int, int] = {}
 
     def _draw_radius(self, rng: np.random.Generator, n: int) -> np.ndarray:
         r = self.r_med * rng.lognormal(0.0, self.preset.diameter_cv, size=n)
@@ -847,6 +874,7 @@ class _Population:
         d["r"] = 0.72 * d["r_target"]
         d["id"] = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
         self.next_id += n
+        self.parents.update(zip(d["id"].tolist(), m["id"][rep].tolist(), strict=True))
         d["expr"] = d["expr"] * rng.lognormal(0.0, 0.12, size=d["expr"].shape)
         d["onset"] = d["onset"] + rng.normal(0.0, 2.0, size=d["onset"].shape)
         d["state"] = np.zeros(n, dtype=np.int8)
@@ -1033,6 +1061,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def _progress(cells: _Cells, j: int, t_h: float) -> npt.NDArray[np.float32]:
+    """Response progress in [0, 1] of every cell in channel ``j`` at ``t_h`` hours."""
+    z = (t_h - cells["onset"][:, j]) / cells["tau"][:, j]
+    return (cells["responder"][:, j] * _sigmoid(z)).astype(np.float32)
+
+
+def _translocation_ratio(
+    spec: ChannelSpec, prog: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Return a translocation reporter's nucleus / cytoplasm ratio at response ``prog``.
+
+    Geometric interpolation from ``nc_ratio_start`` (``prog`` 0) to ``nc_ratio_end``
+    (``prog`` 1); the renderer and the ground-truth table both use it.
+    """
+    f32 = np.float32
+    return f32(spec.nc_ratio_start) * (f32(spec.nc_ratio_end / spec.nc_ratio_start) ** prog)
+
+
 def _boundary(lab: npt.NDArray[np.uint32]) -> npt.NDArray[np.float32]:
     """Pixels of a cell that touch a different label (2 px wide at shared boundaries)."""
     b = np.zeros(lab.shape, dtype=bool)
@@ -1061,9 +1107,7 @@ def _render_pattern(
     elif loc is Localization.NUCLEI_CYTOPLASM:
         pat = (is_cyt + f32(1.35) * is_nuc) * (f32(1.0) + f32(0.12) * tex.get("smooth"))
     elif loc is Localization.TRANSLOCATION:
-        ratio = f32(spec.nc_ratio_start) * (
-            f32(spec.nc_ratio_end / spec.nc_ratio_start) ** prog
-        )
+        ratio = _translocation_ratio(spec, prog)
         nuc_level = f32(2.0) * ratio / (f32(1.0) + ratio)
         cyt_level = f32(2.0) / (f32(1.0) + ratio)
         pat = is_cyt * cyt_level * (f32(1.0) + f32(0.1) * tex.get("smooth")) + (
@@ -1128,10 +1172,8 @@ def _render_timepoint(
         expr_px = lut_e[geo.cyto]
         loc = spec.localization
         if loc.is_dynamic:
-            z = (t_h - cells["onset"][:, j]) / cells["tau"][:, j]
-            p = cells["responder"][:, j] * _sigmoid(z)
             lut_p = np.zeros(max_id + 1, dtype=np.float32)
-            lut_p[ids] = p
+            lut_p[ids] = _progress(cells, j, t_h)
             prog = lut_p[geo.cyto]
         else:
             prog = np.zeros(shape, dtype=np.float32)
@@ -1152,6 +1194,57 @@ def _render_timepoint(
         np.clip(np.rint(adu), 0, _UINT16_MAX, out=adu)
         out[j] = adu.astype(np.uint16)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# ground truth
+
+_TRUTH_DTYPES = {"label": np.int64, "t": np.int32, "parent_label": np.int64}
+_TRUTH_KEYS = tuple(_TRUTH_DTYPES)
+
+
+def _truth_columns(preset: CellLinePreset) -> list[str]:
+    """Columns of a field's truth table, in order."""
+    return [*_TRUTH_KEYS, *(
+        true_ratio_column(ch.name) for ch in preset.channels
+        if ch.localization is Localization.TRANSLOCATION
+    )]
+
+
+def _truth_rows(
+    pop: _Population, cyto: npt.NDArray[np.uint32], t: int, t_h: float
+) -> dict[str, np.ndarray]:
+    """Truth of the cells in one timepoint's labels, ordered by label (columns -> values)."""
+    cells = pop.cells
+    labels = np.unique(cyto)
+    labels = labels[labels > 0].astype(np.int64)
+    index = np.full(int(cells["id"].max(initial=0)) + 1, -1, dtype=np.int64)
+    index[cells["id"]] = np.arange(len(cells["id"]))
+    rows = index[labels]  # every label is a live cell's ID
+    out: dict[str, np.ndarray] = {
+        "label": labels,
+        "t": np.full(len(labels), t, dtype=np.int32),
+        "parent_label": np.array(
+            [pop.parents.get(int(i), 0) for i in labels], dtype=np.int64
+        ),
+    }
+    for j, spec in enumerate(pop.preset.channels):
+        if spec.localization is Localization.TRANSLOCATION:
+            ratio = _translocation_ratio(spec, _progress(cells, j, t_h)[rows])
+            out[true_ratio_column(spec.name)] = ratio.astype(np.float64)
+    return out
+
+
+def _truth_frame(parts: list[dict[str, np.ndarray]], columns: Sequence[str]) -> pd.DataFrame:
+    """Concatenate per-timepoint truth rows into one DataFrame (typed even when empty)."""
+    import pandas as pd
+
+    data = {
+        c: np.concatenate([p[c] for p in parts]) if parts
+        else np.empty(0, dtype=_TRUTH_DTYPES.get(c, np.float64))
+        for c in columns
+    }
+    return pd.DataFrame(data)
 
 
 def simulate_field(
@@ -1182,8 +1275,9 @@ def simulate_field(
     Returns
     -------
     SimulatedField
-        ``image`` ``(t, c, y, x)`` uint16, ``nuclei`` and ``cyto`` ``(t, y, x)`` uint32 plus
-        metadata.
+        ``image`` ``(t, c, y, x)`` uint16, ``nuclei`` and ``cyto`` ``(t, y, x)`` uint32, the
+        per-cell ground truth ``truth`` (lineage as ``parent_label``, true translocation
+        ratios) and ``lineage``, plus metadata.
 
     Raises
     ------
@@ -1201,6 +1295,10 @@ def simulate_field(
     True
     >>> g = simulate_field("CL1", size=64, timepoints=2, seed=1)
     >>> bool(np.array_equal(f.image, g.image))
+    True
+    >>> list(f.truth.columns)
+    ['label', 't', 'parent_label', 'translocation-reporter__true_nc_ratio']
+    >>> len(f.truth) == sum(len(np.unique(c)) - 1 for c in f.cyto)
     True
     """
     cell_line = _resolve_preset(preset)
@@ -1226,6 +1324,7 @@ def simulate_field(
     image = np.empty((n_t, n_c, *shape), dtype=np.uint16)
     nuclei = np.empty((n_t, *shape), dtype=np.uint32)
     cyto = np.empty((n_t, *shape), dtype=np.uint32)
+    truth_parts: list[dict[str, np.ndarray]] = []
     for t in range(n_t):
         if t > 0:
             pop.step(_rng(ss, 2, t), TIME_INTERVAL_H)
@@ -1237,6 +1336,9 @@ def simulate_field(
         )
         nuclei[t] = geo.nuclei
         cyto[t] = geo.cyto
+        truth_parts.append(_truth_rows(pop, geo.cyto, t, t * TIME_INTERVAL_H))
+    truth = _truth_frame(truth_parts, _truth_columns(cell_line))
+    daughters = np.unique(truth["label"][truth["parent_label"] > 0]).tolist()
     return SimulatedField(
         image=image,
         nuclei=nuclei,
@@ -1247,6 +1349,8 @@ def simulate_field(
         cell_line=cell_line.name,
         mode=mode,
         localizations=tuple(loc.value for loc in cell_line.localizations),
+        truth=truth,
+        lineage={d: pop.parents[d] for d in daughters},
     )
 
 
@@ -1305,7 +1409,6 @@ def simulate_plate(
     -------
     pathlib.Path or str
         The plate: a Path for a local plate, the URL for an object store.
-        The path of the written plate.
 
     Raises
     ------

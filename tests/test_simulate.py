@@ -7,11 +7,13 @@ import logging
 import pathlib
 
 import numpy as np
+import pandas as pd
 import pytest
 import skimage.measure
 import zarr
 from scipy import ndimage as ndi
 
+from structfree_dask.config import true_ratio_column
 from structfree_dask.simulate import (
     IMAGING_MODES,
     PRESETS,
@@ -91,6 +93,7 @@ def test_prefix_of_longer_run_matches_shorter_run() -> None:
     long = simulate_field("CL3", size=64, timepoints=4, seed=5)
     assert np.array_equal(short.image, long.image[:2])
     assert np.array_equal(short.cyto, long.cyto[:2])
+    pd.testing.assert_frame_equal(short.truth, long.truth[long.truth["t"] < 2])
 
 
 # ------------------------------------------------------------------ shapes and metadata
@@ -271,6 +274,94 @@ def test_ids_persist_and_cells_move_slowly(cl1_series: SimulatedField) -> None:
         assert np.median(shift) < 5.0  # pixels per 3 h; cells are ~20 px across
 
 
+# ------------------------------------------------------------------ ground-truth table
+
+_RATIO = true_ratio_column("translocation-reporter")
+
+
+def test_truth_lists_every_labelled_cell_once(cl1_series: SimulatedField) -> None:
+    truth = cl1_series.truth
+    assert list(truth.columns) == ["label", "t", "parent_label", _RATIO]
+    assert [str(d) for d in truth.dtypes] == ["int64", "int32", "int64", "float64"]
+    assert not truth.duplicated(["t", "label"]).any()
+    assert truth.equals(truth.sort_values(["t", "label"]).reset_index(drop=True))
+    for t, lab in enumerate(cl1_series.cyto):
+        assert truth.loc[truth["t"] == t, "label"].tolist() == sorted(_cell_ids(lab))
+    assert set(truth["t"]) == set(range(len(cl1_series.cyto)))
+
+
+def test_truth_has_one_column_per_translocation_channel() -> None:
+    f = simulate_field("CL4", size=64, timepoints=1, seed=0)  # no translocation reporter
+    assert list(f.truth.columns) == ["label", "t", "parent_label"]
+
+
+def test_lineage_is_consistent_with_labels(cl1_series: SimulatedField) -> None:
+    truth = cl1_series.truth
+    lineage = cl1_series.lineage
+    assert lineage, "no division in 72 h"
+    assert (truth.groupby("label")["parent_label"].nunique() == 1).all()
+    parents = truth.groupby("label")["parent_label"].first()
+    assert lineage == {int(d): int(m) for d, m in parents[parents > 0].items()}
+    first = truth.groupby("label")["t"].min()
+    last = truth.groupby("label")["t"].max()
+    mothers_seen = 0
+    for daughter, mother in lineage.items():
+        assert mother != daughter and daughter > mother
+        if mother in last.index:  # the mother may have lived outside the field
+            mothers_seen += 1
+            assert first[daughter] > last[mother]
+            after = truth[(truth["t"] >= first[daughter]) & (truth["label"] == mother)]
+            assert after.empty
+    assert mothers_seen > 0
+    # each division gives two daughters with the same mother
+    assert max(np.bincount(list(lineage.values()))) <= 2
+
+
+def test_true_ratio_follows_the_response(cl1_series: SimulatedField) -> None:
+    spec = PRESETS["CL1"].channels[1]
+    assert spec.localization is Localization.TRANSLOCATION
+    start, end = np.float32(spec.nc_ratio_start), np.float32(spec.nc_ratio_end)
+    truth = cl1_series.truth
+    ratio = truth[_RATIO]
+    assert ratio.between(start, end).all()
+    # cells start near nc_ratio_start (the response sets in after about 30 h) ...
+    assert ratio[truth["t"] == 0].median() < 1.05 * start
+    # ... responders move to nc_ratio_end over 72 h, non-responders stay at nc_ratio_start
+    final = ratio[truth["t"] == truth["t"].max()]
+    assert final.median() > 0.9 * end
+    assert 0 < (final == start).sum() < 0.5 * len(final)
+    non_responders = truth.loc[truth["t"].eq(truth["t"].max()) & ratio.eq(start), "label"]
+    assert (truth.loc[truth["label"].isin(non_responders), _RATIO] == start).all()
+    # a cell's ratio only moves one way (its onset and time scale are fixed)
+    steps = truth.sort_values(["label", "t"]).groupby("label")[_RATIO].diff().dropna()
+    assert (steps >= 0).all()
+
+
+def test_true_ratio_of_an_export_reporter_decreases() -> None:
+    f = simulate_field("CL2", size=64, timepoints=25, seed=0)
+    spec = PRESETS["CL2"].channels[1]
+    ratio = f.truth.groupby("t")[_RATIO].median()
+    assert ratio.iloc[0] > 0.95 * spec.nc_ratio_start
+    assert ratio.iloc[-1] < 1.2 * spec.nc_ratio_end
+
+
+def test_true_ratio_matches_the_rendered_ratio(cl1_series: SimulatedField) -> None:
+    t = 10  # 30 h: mid-response, the true ratios spread most
+    truth = cl1_series.truth[cl1_series.truth["t"] == t].set_index("label")
+    img = cl1_series.image[t, 1].astype(np.float64) - _background(
+        cl1_series.image[t, 1], cl1_series.cyto[t]
+    )
+    nuc = cl1_series.nuclei[t]
+    cyt_only = np.where(nuc == 0, cl1_series.cyto[t], 0)
+    ids = np.array(sorted(_cell_ids(nuc) & _cell_ids(cyt_only)))
+    n = np.asarray(ndi.mean(img, nuc, ids))
+    cy = np.asarray(ndi.mean(img, cyt_only, ids))
+    bright = (n + cy) > 100
+    measured = pd.Series(n / np.maximum(cy, 1.0), index=ids)[bright]
+    rho = measured.corr(truth.loc[measured.index, _RATIO], method="spearman")
+    assert rho > 0.8
+
+
 # ------------------------------------------------------------------ imaging modes
 
 
@@ -393,3 +484,4 @@ def test_simulate_plate_writes_valid_ome_zarr(
         seed=np.random.SeedSequence(entropy=3, spawn_key=(1, 1, 1)),
     )
     assert np.array_equal(image_b, direct.image)
+
