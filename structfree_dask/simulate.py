@@ -11,7 +11,8 @@ segmentation without structural stains:
 * :func:`simulate_field` renders one field (pure numpy/scipy, no I/O), with a per-cell
   ground-truth table (lineage and true translocation ratios, :attr:`SimulatedField.truth`).
 * :func:`simulate_plate` renders a whole plate and writes it as OME-Zarr (HCS) with the
-  package's plate writer, including ``gt_nuclei`` / ``gt_cyto`` label images.
+  package's plate writer, including ``gt_nuclei`` / ``gt_cyto`` label images and the
+  ground-truth table ``gt_truth`` (per field and as a plate-level Parquet dataset).
 
 Model summary
 -------------
@@ -45,10 +46,13 @@ import scipy.fft
 import skimage.measure
 from scipy.spatial import cKDTree
 
-from .config import true_ratio_column
+from .config import TRUTH_TABLE, true_ratio_column
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    import pyarrow as pa
+
+    from .io import ImageInfo
 
 __all__ = [
     "IMAGING_MODES",
@@ -1364,6 +1368,53 @@ def _row_name(i: int) -> str:
     return name
 
 
+#: Keys in front of the plate-level dataset's rows and their types.
+_PLATE_DTYPES = {"well": np.str_, "row": np.str_, "column": np.str_, "field": np.int32}
+
+
+def _arrow(df: pd.DataFrame) -> pa.Table:
+    """Return truth rows as an Arrow table with the full schema (also for zero rows)."""
+    import pyarrow as pa
+
+    types = {**_PLATE_DTYPES, **_TRUTH_DTYPES}
+    schema = pa.schema(
+        [(c, pa.from_numpy_dtype(np.dtype(types.get(c, np.float64)))) for c in df.columns]
+    )
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+def _write_truth(
+    plate: str, info: ImageInfo, where: tuple[str, str, int], truth: pd.DataFrame, n_t: int
+) -> None:
+    """Write a field's truth as its feature table and into the plate-level dataset.
+
+    ``where`` is the field's ``(row, column, field index)``; every timepoint gets a part,
+    also one without cells.
+    """
+    from structfree_dask.io import (
+        create_feature_table,
+        join,
+        plate_dataset,
+        plate_part_name,
+        write_parquet,
+        write_table_part,
+    )
+
+    row, col, fi = where
+    ratios = [c for c in truth.columns if c not in _TRUTH_KEYS]
+    create_feature_table(
+        info, TRUTH_TABLE, reference_label="gt_cyto", measurement_columns=ratios,
+        metadata_columns=["t", "parent_label"],
+    )
+    dataset = plate_dataset(plate, TRUTH_TABLE)
+    keys = {"well": f"{row}{col}", "row": row, "column": col, "field": fi}
+    for t in range(n_t):
+        rows = truth[truth["t"] == t].reset_index(drop=True)
+        write_table_part(info, TRUTH_TABLE, t, _arrow(rows))
+        keyed = rows.assign(**keys)[[*keys, *rows.columns]]
+        write_parquet(_arrow(keyed), join(dataset, plate_part_name(info.path, t)))
+
+
 def simulate_plate(
     path: str | os.PathLike[str],
     *,
@@ -1381,7 +1432,12 @@ def simulate_plate(
 
     Every field is simulated with :func:`simulate_field` using its own seed derived from
     ``(seed, row, col, field)`` and written with :func:`structfree_dask.io.create_plate`;
-    ground truth goes to the label images ``gt_nuclei`` and ``gt_cyto``.
+    ground truth goes to the label images ``gt_nuclei`` and ``gt_cyto``, and the field's
+    :attr:`SimulatedField.truth` to the feature table ``gt_truth``
+    (:data:`structfree_dask.config.TRUTH_TABLE`, ``<field>/tables/gt_truth``, rows keyed by
+    ``gt_cyto`` labels, one Parquet part per timepoint) and to the plate-level dataset
+    ``<plate>/measurements/gt_truth/`` (the same rows with ``well``, ``row``, ``column`` and
+    ``field`` in front; see :func:`structfree_dask.io.read_plate_dataset`).
 
     Parameters
     ----------
@@ -1424,6 +1480,12 @@ def simulate_plate(
     >>> out = simulate_plate(pathlib.Path(tmp) / "plate.zarr", rows=1, cols=2, size=64)
     >>> out.name
     'plate.zarr'
+    >>> from structfree_dask.io import open_plate, read_feature_table, read_plate_dataset
+    >>> truth = read_feature_table(open_plate(out).field("A/2/0"), "gt_truth")
+    >>> list(truth.columns)
+    ['label', 't', 'parent_label', 'translocation-reporter__true_nc_ratio']
+    >>> read_plate_dataset(str(out), "gt_truth")["well"].unique().tolist()
+    ['A1', 'A2']
     """
     preset = _resolve_preset(cell_line)
     n_rows = _check_int("rows", rows, 1)
@@ -1454,7 +1516,7 @@ def simulate_plate(
                     sim = simulate_field(
                         preset, size=size, timepoints=n_t, seed=field_seed, mode=mode
                     )
-                    plate.write_field(
+                    info = plate.write_field(
                         row, col, fi, sim.image,
                         axes="tcyx",
                         channel_names=list(sim.channel_names),
@@ -1462,6 +1524,7 @@ def simulate_plate(
                         time_interval_h=sim.time_interval_h,
                         labels={"gt_nuclei": sim.nuclei, "gt_cyto": sim.cyto},
                     )
+                    _write_truth(str(out), info, (row, col, fi), sim.truth, n_t)
                     done += 1
                     logger.info(
                         "simulated %s field %s%s/%d (%d/%d): %d cells at t=0",

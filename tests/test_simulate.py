@@ -8,12 +8,13 @@ import pathlib
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import skimage.measure
 import zarr
 from scipy import ndimage as ndi
 
-from structfree_dask.config import true_ratio_column
+from structfree_dask.config import TRUTH_TABLE, true_ratio_column
 from structfree_dask.simulate import (
     IMAGING_MODES,
     PRESETS,
@@ -485,3 +486,77 @@ def test_simulate_plate_writes_valid_ome_zarr(
     )
     assert np.array_equal(image_b, direct.image)
 
+
+def _field_truth(cell_line: str | CellLinePreset, plate_seed: int, where: tuple[int, int, int],
+                 timepoints: int) -> pd.DataFrame:
+    seed = np.random.SeedSequence(entropy=plate_seed, spawn_key=where)
+    return simulate_field(cell_line, size=64, timepoints=timepoints, seed=seed).truth
+
+
+def test_simulate_plate_writes_the_truth_tables(tmp_path: pathlib.Path) -> None:
+    ngio = pytest.importorskip("ngio")
+    path = simulate_plate(tmp_path / "plate.zarr", cell_line="CL1", cols=2, timepoints=3,
+                          size=64, seed=5)
+    expected = {col: _field_truth("CL1", 5, (0, int(col) - 1, 0), 3) for col in ("1", "2")}
+    assert all(len(e) for e in expected.values())
+
+    # the field's feature table, read with ngio (``label`` is its index)
+    for col, want in expected.items():
+        table = ngio.open_ome_zarr_plate(str(path)).get_image("A", col, "0").get_table(
+            TRUTH_TABLE)
+        got = table.dataframe.reset_index()
+        got = got.sort_values(["t", "label"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)
+    attrs = dict(zarr.open_group(str(path), mode="r")[f"A/1/0/tables/{TRUTH_TABLE}"].attrs)
+    assert attrs["type"] == "feature_table"
+    assert attrs["region"] == {"path": "../labels/gt_cyto"}
+    assert attrs["measurement_columns"] == [_RATIO]
+
+    # the plate-level dataset, read with pandas
+    plate = pd.read_parquet(path / "measurements" / TRUTH_TABLE)
+    plate = plate.sort_values(["column", "t", "label"]).reset_index(drop=True)
+    want = pd.concat(
+        [e.assign(well=f"A{col}", row="A", column=col, field=np.int32(0))
+         for col, e in expected.items()], ignore_index=True,
+    )
+    want = want[["well", "row", "column", "field", *expected["1"].columns]]
+    pd.testing.assert_frame_equal(plate, want, check_dtype=False)
+    assert [str(d) for d in plate.dtypes[3:]] == ["int32", "int64", "int32", "int64", "float64"]
+
+
+def test_simulate_plate_writes_empty_truth_parts(tmp_path: pathlib.Path) -> None:
+    # one short-lived cell: it dies after the first timepoint, leaving the field empty
+    lonely = CellLinePreset(
+        name="lonely", description="", channels=(ChannelSpec("tr", "translocation"),),
+        confluence=0.01, death_rate_per_h=1.0, cell_diameter_um=60.0,
+    )
+    path = simulate_plate(tmp_path / "plate.zarr", cell_line=lonely, timepoints=2, size=64,
+                          seed=2)
+    expected = _field_truth(lonely, 2, (0, 0, 0), 2)
+    assert expected["t"].tolist() == [0]
+    part = path / "A/1/0/tables" / TRUTH_TABLE / "table.parquet" / "t00001.parquet"
+    plate_part = path / "measurements" / TRUTH_TABLE / "A-1-0-t00001.parquet"
+    assert pq.read_table(part).num_rows == pq.read_table(plate_part).num_rows == 0
+    assert pq.read_schema(part).names == list(expected.columns)
+    assert pq.read_schema(plate_part).names == [
+        "well", "row", "column", "field", *expected.columns]
+    from structfree_dask.io import open_plate, read_feature_table
+
+    got = read_feature_table(open_plate(path).field("A/1/0"), TRUTH_TABLE)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_simulate_plate_writes_the_truth_tables_to_an_object_store(s3_env) -> None:
+    from structfree_dask.io import open_plate, read_feature_table, read_plate_dataset, remove_tree
+
+    s3_env("admin")
+    url = "s3://plates/truth.zarr"
+    remove_tree(url)
+    assert simulate_plate(url, cell_line="CL2", timepoints=2, size=64, seed=4) == url
+    expected = _field_truth("CL2", 4, (0, 0, 0), 2)
+    got = read_feature_table(open_plate(url).field("A/1/0"), TRUTH_TABLE)
+    pd.testing.assert_frame_equal(got, expected)
+    plate = read_plate_dataset(url, TRUTH_TABLE)
+    assert plate["well"].unique().tolist() == ["A1"]
+    pd.testing.assert_frame_equal(plate.drop(columns=["well", "row", "column", "field"]),
+                                  expected)
