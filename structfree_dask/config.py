@@ -54,7 +54,9 @@ __all__ = [
     "DEFAULT_CELLPROB_THRESHOLD",
     "DEFAULT_MIN_SIZE",
     "MAX_NAME_LENGTH",
+    "TRUTH_TABLE",
     "check_name",
+    "true_ratio_column",
     "Setting",
     "setting",
     "SettingsError",
@@ -90,6 +92,19 @@ DEFAULT_CELLPROB_THRESHOLD = 0.0
 DEFAULT_MIN_SIZE = 15
 #: Longest name accepted as one path component (the usual file-name limit).
 MAX_NAME_LENGTH = 255
+#: Ground-truth table the simulator writes next to its ``gt_cyto`` label image.
+TRUTH_TABLE = "gt_truth"
+
+
+def true_ratio_column(channel: str) -> str:
+    """Column of a reporter's true nucleus / cytoplasm ratio in the simulator's truth.
+
+    Examples
+    --------
+    >>> true_ratio_column("translocation-reporter")
+    'translocation-reporter__true_nc_ratio'
+    """
+    return f"{channel}__true_nc_ratio"
 
 
 def check_name(name: str, what: str) -> str:

@@ -8,9 +8,11 @@ segmentation without structural stains:
 * :data:`PRESETS` holds five cell-line presets ``"CL1"`` .. ``"CL5"`` modelled on reporter cell
   lines with three or four channels each. ``"CL5"`` only carries structurally weak reporters
   (mitochondria, ER, membrane and a weak translocation reporter).
-* :func:`simulate_field` renders one field (pure numpy/scipy, no I/O).
+* :func:`simulate_field` renders one field (pure numpy/scipy, no I/O), with a per-cell
+  ground-truth table (lineage and true translocation ratios, :attr:`SimulatedField.truth`).
 * :func:`simulate_plate` renders a whole plate and writes it as OME-Zarr (HCS) with the
-  package's plate writer, including ``gt_nuclei`` / ``gt_cyto`` label images.
+  package's plate writer, including ``gt_nuclei`` / ``gt_cyto`` label images and the
+  ground-truth table ``gt_truth`` (per field and as a plate-level Parquet dataset).
 
 Model summary
 -------------
@@ -33,14 +35,24 @@ import math
 import numbers
 import os
 import pathlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
 import skimage.measure
 from scipy.spatial import cKDTree
+
+from .config import TRUTH_TABLE, true_ratio_column
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+    from .io import ImageInfo
 
 __all__ = [
     "IMAGING_MODES",
@@ -465,6 +477,17 @@ class SimulatedField:
         Imaging mode (``"confocal"`` or ``"widefield"``).
     localizations : tuple of str
         Localisation of each channel (values of :class:`Localization`).
+    truth : pandas.DataFrame
+        Per-cell ground truth, one row per (``t``, ``label``) of every cell in ``cyto[t]``
+        (cells rendered outside the field are not listed), ordered by ``t`` then ``label``.
+        Columns: ``label`` (int64, the cell's ID in ``cyto``), ``t`` (int32),
+        ``parent_label`` (int64, the mother's ID for a daughter, else 0; the same on every
+        row of a cell; the mother need not appear in the labels) and, for each
+        translocation channel, ``true_ratio_column(name)`` (float64, the nucleus /
+        cytoplasm ratio the renderer used for that cell at ``t``; see
+        :func:`structfree_dask.config.true_ratio_column`).
+    lineage : dict of int to int
+        Daughter ID -> mother ID for every daughter that appears in ``cyto``.
 
     Examples
     --------
@@ -473,6 +496,10 @@ class SimulatedField:
     ('nuc-cyto-reporter', 'translocation-reporter', 'membrane')
     >>> f.times_h.tolist()
     [0.0]
+    >>> list(f.truth.columns)
+    ['label', 't', 'parent_label', 'translocation-reporter__true_nc_ratio']
+    >>> sorted(f.truth["label"]) == sorted(set(np.unique(f.cyto[0])) - {0})
+    True
     """
 
     image: npt.NDArray[np.uint16]
@@ -484,6 +511,8 @@ class SimulatedField:
     cell_line: str = ""
     mode: str = "confocal"
     localizations: tuple[str, ...] = field(default=())
+    truth: pd.DataFrame = field(default_factory=lambda: _truth_frame([], _TRUTH_KEYS))
+    lineage: dict[int, int] = field(default_factory=dict)
 
     @property
     def times_h(self) -> npt.NDArray[np.float64]:
@@ -784,6 +813,8 @@ class _Population:
         cells.update(_draw_shape(rng, n, preset))
         self.cells = cells
         self.next_id = n + 1
+        #: Lineage of every division so far: daughter ID -> mother ID.
+        self.parents: dict[int, int] = {}
 
     def _draw_radius(self, rng: np.random.Generator, n: int) -> np.ndarray:
         r = self.r_med * rng.lognormal(0.0, self.preset.diameter_cv, size=n)
@@ -847,6 +878,7 @@ class _Population:
         d["r"] = 0.72 * d["r_target"]
         d["id"] = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
         self.next_id += n
+        self.parents.update(zip(d["id"].tolist(), m["id"][rep].tolist(), strict=True))
         d["expr"] = d["expr"] * rng.lognormal(0.0, 0.12, size=d["expr"].shape)
         d["onset"] = d["onset"] + rng.normal(0.0, 2.0, size=d["onset"].shape)
         d["state"] = np.zeros(n, dtype=np.int8)
@@ -1033,6 +1065,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def _progress(cells: _Cells, j: int, t_h: float) -> npt.NDArray[np.float32]:
+    """Response progress in [0, 1] of every cell in channel ``j`` at ``t_h`` hours."""
+    z = (t_h - cells["onset"][:, j]) / cells["tau"][:, j]
+    return (cells["responder"][:, j] * _sigmoid(z)).astype(np.float32)
+
+
+def _translocation_ratio(
+    spec: ChannelSpec, prog: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Return a translocation reporter's nucleus / cytoplasm ratio at response ``prog``.
+
+    Geometric interpolation from ``nc_ratio_start`` (``prog`` 0) to ``nc_ratio_end``
+    (``prog`` 1); the renderer and the ground-truth table both use it.
+    """
+    f32 = np.float32
+    return f32(spec.nc_ratio_start) * (f32(spec.nc_ratio_end / spec.nc_ratio_start) ** prog)
+
+
 def _boundary(lab: npt.NDArray[np.uint32]) -> npt.NDArray[np.float32]:
     """Pixels of a cell that touch a different label (2 px wide at shared boundaries)."""
     b = np.zeros(lab.shape, dtype=bool)
@@ -1061,9 +1111,7 @@ def _render_pattern(
     elif loc is Localization.NUCLEI_CYTOPLASM:
         pat = (is_cyt + f32(1.35) * is_nuc) * (f32(1.0) + f32(0.12) * tex.get("smooth"))
     elif loc is Localization.TRANSLOCATION:
-        ratio = f32(spec.nc_ratio_start) * (
-            f32(spec.nc_ratio_end / spec.nc_ratio_start) ** prog
-        )
+        ratio = _translocation_ratio(spec, prog)
         nuc_level = f32(2.0) * ratio / (f32(1.0) + ratio)
         cyt_level = f32(2.0) / (f32(1.0) + ratio)
         pat = is_cyt * cyt_level * (f32(1.0) + f32(0.1) * tex.get("smooth")) + (
@@ -1128,10 +1176,8 @@ def _render_timepoint(
         expr_px = lut_e[geo.cyto]
         loc = spec.localization
         if loc.is_dynamic:
-            z = (t_h - cells["onset"][:, j]) / cells["tau"][:, j]
-            p = cells["responder"][:, j] * _sigmoid(z)
             lut_p = np.zeros(max_id + 1, dtype=np.float32)
-            lut_p[ids] = p
+            lut_p[ids] = _progress(cells, j, t_h)
             prog = lut_p[geo.cyto]
         else:
             prog = np.zeros(shape, dtype=np.float32)
@@ -1152,6 +1198,57 @@ def _render_timepoint(
         np.clip(np.rint(adu), 0, _UINT16_MAX, out=adu)
         out[j] = adu.astype(np.uint16)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# ground truth
+
+_TRUTH_DTYPES = {"label": np.int64, "t": np.int32, "parent_label": np.int64}
+_TRUTH_KEYS = tuple(_TRUTH_DTYPES)
+
+
+def _truth_columns(preset: CellLinePreset) -> list[str]:
+    """Columns of a field's truth table, in order."""
+    return [*_TRUTH_KEYS, *(
+        true_ratio_column(ch.name) for ch in preset.channels
+        if ch.localization is Localization.TRANSLOCATION
+    )]
+
+
+def _truth_rows(
+    pop: _Population, cyto: npt.NDArray[np.uint32], t: int, t_h: float
+) -> dict[str, np.ndarray]:
+    """Truth of the cells in one timepoint's labels, ordered by label (columns -> values)."""
+    cells = pop.cells
+    labels = np.unique(cyto)
+    labels = labels[labels > 0].astype(np.int64)
+    index = np.full(int(cells["id"].max(initial=0)) + 1, -1, dtype=np.int64)
+    index[cells["id"]] = np.arange(len(cells["id"]))
+    rows = index[labels]  # every label is a live cell's ID
+    out: dict[str, np.ndarray] = {
+        "label": labels,
+        "t": np.full(len(labels), t, dtype=np.int32),
+        "parent_label": np.array(
+            [pop.parents.get(int(i), 0) for i in labels], dtype=np.int64
+        ),
+    }
+    for j, spec in enumerate(pop.preset.channels):
+        if spec.localization is Localization.TRANSLOCATION:
+            ratio = _translocation_ratio(spec, _progress(cells, j, t_h)[rows])
+            out[true_ratio_column(spec.name)] = ratio.astype(np.float64)
+    return out
+
+
+def _truth_frame(parts: list[dict[str, np.ndarray]], columns: Sequence[str]) -> pd.DataFrame:
+    """Concatenate per-timepoint truth rows into one DataFrame (typed even when empty)."""
+    import pandas as pd
+
+    data = {
+        c: np.concatenate([p[c] for p in parts]) if parts
+        else np.empty(0, dtype=_TRUTH_DTYPES.get(c, np.float64))
+        for c in columns
+    }
+    return pd.DataFrame(data)
 
 
 def simulate_field(
@@ -1182,8 +1279,9 @@ def simulate_field(
     Returns
     -------
     SimulatedField
-        ``image`` ``(t, c, y, x)`` uint16, ``nuclei`` and ``cyto`` ``(t, y, x)`` uint32 plus
-        metadata.
+        ``image`` ``(t, c, y, x)`` uint16, ``nuclei`` and ``cyto`` ``(t, y, x)`` uint32, the
+        per-cell ground truth ``truth`` (lineage as ``parent_label``, true translocation
+        ratios) and ``lineage``, plus metadata.
 
     Raises
     ------
@@ -1201,6 +1299,10 @@ def simulate_field(
     True
     >>> g = simulate_field("CL1", size=64, timepoints=2, seed=1)
     >>> bool(np.array_equal(f.image, g.image))
+    True
+    >>> list(f.truth.columns)
+    ['label', 't', 'parent_label', 'translocation-reporter__true_nc_ratio']
+    >>> len(f.truth) == sum(len(np.unique(c)) - 1 for c in f.cyto)
     True
     """
     cell_line = _resolve_preset(preset)
@@ -1226,6 +1328,7 @@ def simulate_field(
     image = np.empty((n_t, n_c, *shape), dtype=np.uint16)
     nuclei = np.empty((n_t, *shape), dtype=np.uint32)
     cyto = np.empty((n_t, *shape), dtype=np.uint32)
+    truth_parts: list[dict[str, np.ndarray]] = []
     for t in range(n_t):
         if t > 0:
             pop.step(_rng(ss, 2, t), TIME_INTERVAL_H)
@@ -1237,6 +1340,9 @@ def simulate_field(
         )
         nuclei[t] = geo.nuclei
         cyto[t] = geo.cyto
+        truth_parts.append(_truth_rows(pop, geo.cyto, t, t * TIME_INTERVAL_H))
+    truth = _truth_frame(truth_parts, _truth_columns(cell_line))
+    daughters = np.unique(truth["label"][truth["parent_label"] > 0]).tolist()
     return SimulatedField(
         image=image,
         nuclei=nuclei,
@@ -1247,6 +1353,8 @@ def simulate_field(
         cell_line=cell_line.name,
         mode=mode,
         localizations=tuple(loc.value for loc in cell_line.localizations),
+        truth=truth,
+        lineage={d: pop.parents[d] for d in daughters},
     )
 
 
@@ -1258,6 +1366,53 @@ def _row_name(i: int) -> str:
         i, rem = divmod(i - 1, 26)
         name = chr(ord("A") + rem) + name
     return name
+
+
+#: Keys in front of the plate-level dataset's rows and their types.
+_PLATE_DTYPES = {"well": np.str_, "row": np.str_, "column": np.str_, "field": np.int32}
+
+
+def _arrow(df: pd.DataFrame) -> pa.Table:
+    """Return truth rows as an Arrow table with the full schema (also for zero rows)."""
+    import pyarrow as pa
+
+    types = {**_PLATE_DTYPES, **_TRUTH_DTYPES}
+    schema = pa.schema(
+        [(c, pa.from_numpy_dtype(np.dtype(types.get(c, np.float64)))) for c in df.columns]
+    )
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+def _write_truth(
+    plate: str, info: ImageInfo, where: tuple[str, str, int], truth: pd.DataFrame, n_t: int
+) -> None:
+    """Write a field's truth as its feature table and into the plate-level dataset.
+
+    ``where`` is the field's ``(row, column, field index)``; every timepoint gets a part,
+    also one without cells.
+    """
+    from structfree_dask.io import (
+        create_feature_table,
+        join,
+        plate_dataset,
+        plate_part_name,
+        write_parquet,
+        write_table_part,
+    )
+
+    row, col, fi = where
+    ratios = [c for c in truth.columns if c not in _TRUTH_KEYS]
+    create_feature_table(
+        info, TRUTH_TABLE, reference_label="gt_cyto", measurement_columns=ratios,
+        metadata_columns=["t", "parent_label"],
+    )
+    dataset = plate_dataset(plate, TRUTH_TABLE)
+    keys = {"well": f"{row}{col}", "row": row, "column": col, "field": fi}
+    for t in range(n_t):
+        rows = truth[truth["t"] == t].reset_index(drop=True)
+        write_table_part(info, TRUTH_TABLE, t, _arrow(rows))
+        keyed = rows.assign(**keys)[[*keys, *rows.columns]]
+        write_parquet(_arrow(keyed), join(dataset, plate_part_name(info.path, t)))
 
 
 def simulate_plate(
@@ -1277,7 +1432,12 @@ def simulate_plate(
 
     Every field is simulated with :func:`simulate_field` using its own seed derived from
     ``(seed, row, col, field)`` and written with :func:`structfree_dask.io.create_plate`;
-    ground truth goes to the label images ``gt_nuclei`` and ``gt_cyto``.
+    ground truth goes to the label images ``gt_nuclei`` and ``gt_cyto``, and the field's
+    :attr:`SimulatedField.truth` to the feature table ``gt_truth``
+    (:data:`structfree_dask.config.TRUTH_TABLE`, ``<field>/tables/gt_truth``, rows keyed by
+    ``gt_cyto`` labels, one Parquet part per timepoint) and to the plate-level dataset
+    ``<plate>/measurements/gt_truth/`` (the same rows with ``well``, ``row``, ``column`` and
+    ``field`` in front; see :func:`structfree_dask.io.read_plate_dataset`).
 
     Parameters
     ----------
@@ -1305,7 +1465,6 @@ def simulate_plate(
     -------
     pathlib.Path or str
         The plate: a Path for a local plate, the URL for an object store.
-        The path of the written plate.
 
     Raises
     ------
@@ -1321,6 +1480,12 @@ def simulate_plate(
     >>> out = simulate_plate(pathlib.Path(tmp) / "plate.zarr", rows=1, cols=2, size=64)
     >>> out.name
     'plate.zarr'
+    >>> from structfree_dask.io import open_plate, read_feature_table, read_plate_dataset
+    >>> truth = read_feature_table(open_plate(out).field("A/2/0"), "gt_truth")
+    >>> list(truth.columns)
+    ['label', 't', 'parent_label', 'translocation-reporter__true_nc_ratio']
+    >>> read_plate_dataset(str(out), "gt_truth")["well"].unique().tolist()
+    ['A1', 'A2']
     """
     preset = _resolve_preset(cell_line)
     n_rows = _check_int("rows", rows, 1)
@@ -1351,7 +1516,7 @@ def simulate_plate(
                     sim = simulate_field(
                         preset, size=size, timepoints=n_t, seed=field_seed, mode=mode
                     )
-                    plate.write_field(
+                    info = plate.write_field(
                         row, col, fi, sim.image,
                         axes="tcyx",
                         channel_names=list(sim.channel_names),
@@ -1359,6 +1524,7 @@ def simulate_plate(
                         time_interval_h=sim.time_interval_h,
                         labels={"gt_nuclei": sim.nuclei, "gt_cyto": sim.cyto},
                     )
+                    _write_truth(str(out), info, (row, col, fi), sim.truth, n_t)
                     done += 1
                     logger.info(
                         "simulated %s field %s%s/%d (%d/%d): %d cells at t=0",

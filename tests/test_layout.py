@@ -183,6 +183,8 @@ DEFINED_ONCE = [
     ("the training tile", r"(tile_size|tile)\b[^\n]*\b224\b", "config"),
     ("the dynamics rule's steps", r"\b200\s*/", None),
     ("the dynamics rule's largest cell", r"\b0\.4\s*\*", None),
+    ("the simulator's truth table", r"\"gt_truth\"", "config"),
+    ("the true ratio column", r"__true_nc_ratio", "config"),
 ]
 
 

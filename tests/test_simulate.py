@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pathlib
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import skimage.measure
 import zarr
 from scipy import ndimage as ndi
 
+from structfree_dask.config import TRUTH_TABLE, true_ratio_column
 from structfree_dask.simulate import (
     IMAGING_MODES,
     PRESETS,
@@ -50,6 +54,26 @@ def test_same_seed_is_bitwise_identical() -> None:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
 
 
+#: sha256 of ``simulate_field(...).image.tobytes()``: the rendering is pinned bit for bit.
+_PINNED_IMAGES = {
+    ("CL1", "confocal", 64, 3, 1):
+        "c51cb39933014988de352e0ac9957b1bcbfd374c44189424c9d920853d9c7505",
+    ("CL5", "widefield", 64, 3, 1):
+        "7cfa11428fd8462f562cdb4014f4448685bdb903f63caf1449d66593e7796103",
+    ("CL2", "confocal", 96, 12, 2):
+        "c440808396b571281c73f41aea4b22053eee423c16743fa497f361d45654b6bc",
+}
+
+
+@pytest.mark.parametrize(("name", "mode", "size", "timepoints", "seed"), sorted(_PINNED_IMAGES))
+def test_images_match_pinned_checksums(
+    name: str, mode: str, size: int, timepoints: int, seed: int
+) -> None:
+    f = simulate_field(name, size=size, timepoints=timepoints, seed=seed, mode=mode)
+    digest = hashlib.sha256(f.image.tobytes()).hexdigest()
+    assert digest == _PINNED_IMAGES[name, mode, size, timepoints, seed]
+
+
 def test_seed_sequence_is_not_consumed() -> None:
     ss = np.random.SeedSequence(1234)
     a = simulate_field("CL5", size=64, timepoints=2, seed=ss)
@@ -70,6 +94,7 @@ def test_prefix_of_longer_run_matches_shorter_run() -> None:
     long = simulate_field("CL3", size=64, timepoints=4, seed=5)
     assert np.array_equal(short.image, long.image[:2])
     assert np.array_equal(short.cyto, long.cyto[:2])
+    pd.testing.assert_frame_equal(short.truth, long.truth[long.truth["t"] < 2])
 
 
 # ------------------------------------------------------------------ shapes and metadata
@@ -250,6 +275,94 @@ def test_ids_persist_and_cells_move_slowly(cl1_series: SimulatedField) -> None:
         assert np.median(shift) < 5.0  # pixels per 3 h; cells are ~20 px across
 
 
+# ------------------------------------------------------------------ ground-truth table
+
+_RATIO = true_ratio_column("translocation-reporter")
+
+
+def test_truth_lists_every_labelled_cell_once(cl1_series: SimulatedField) -> None:
+    truth = cl1_series.truth
+    assert list(truth.columns) == ["label", "t", "parent_label", _RATIO]
+    assert [str(d) for d in truth.dtypes] == ["int64", "int32", "int64", "float64"]
+    assert not truth.duplicated(["t", "label"]).any()
+    assert truth.equals(truth.sort_values(["t", "label"]).reset_index(drop=True))
+    for t, lab in enumerate(cl1_series.cyto):
+        assert truth.loc[truth["t"] == t, "label"].tolist() == sorted(_cell_ids(lab))
+    assert set(truth["t"]) == set(range(len(cl1_series.cyto)))
+
+
+def test_truth_has_one_column_per_translocation_channel() -> None:
+    f = simulate_field("CL4", size=64, timepoints=1, seed=0)  # no translocation reporter
+    assert list(f.truth.columns) == ["label", "t", "parent_label"]
+
+
+def test_lineage_is_consistent_with_labels(cl1_series: SimulatedField) -> None:
+    truth = cl1_series.truth
+    lineage = cl1_series.lineage
+    assert lineage, "no division in 72 h"
+    assert (truth.groupby("label")["parent_label"].nunique() == 1).all()
+    parents = truth.groupby("label")["parent_label"].first()
+    assert lineage == {int(d): int(m) for d, m in parents[parents > 0].items()}
+    first = truth.groupby("label")["t"].min()
+    last = truth.groupby("label")["t"].max()
+    mothers_seen = 0
+    for daughter, mother in lineage.items():
+        assert mother != daughter and daughter > mother
+        if mother in last.index:  # the mother may have lived outside the field
+            mothers_seen += 1
+            assert first[daughter] > last[mother]
+            after = truth[(truth["t"] >= first[daughter]) & (truth["label"] == mother)]
+            assert after.empty
+    assert mothers_seen > 0
+    # each division gives two daughters with the same mother
+    assert max(np.bincount(list(lineage.values()))) <= 2
+
+
+def test_true_ratio_follows_the_response(cl1_series: SimulatedField) -> None:
+    spec = PRESETS["CL1"].channels[1]
+    assert spec.localization is Localization.TRANSLOCATION
+    start, end = np.float32(spec.nc_ratio_start), np.float32(spec.nc_ratio_end)
+    truth = cl1_series.truth
+    ratio = truth[_RATIO]
+    assert ratio.between(start, end).all()
+    # cells start near nc_ratio_start (the response sets in after about 30 h) ...
+    assert ratio[truth["t"] == 0].median() < 1.05 * start
+    # ... responders move to nc_ratio_end over 72 h, non-responders stay at nc_ratio_start
+    final = ratio[truth["t"] == truth["t"].max()]
+    assert final.median() > 0.9 * end
+    assert 0 < (final == start).sum() < 0.5 * len(final)
+    non_responders = truth.loc[truth["t"].eq(truth["t"].max()) & ratio.eq(start), "label"]
+    assert (truth.loc[truth["label"].isin(non_responders), _RATIO] == start).all()
+    # a cell's ratio only moves one way (its onset and time scale are fixed)
+    steps = truth.sort_values(["label", "t"]).groupby("label")[_RATIO].diff().dropna()
+    assert (steps >= 0).all()
+
+
+def test_true_ratio_of_an_export_reporter_decreases() -> None:
+    f = simulate_field("CL2", size=64, timepoints=25, seed=0)
+    spec = PRESETS["CL2"].channels[1]
+    ratio = f.truth.groupby("t")[_RATIO].median()
+    assert ratio.iloc[0] > 0.95 * spec.nc_ratio_start
+    assert ratio.iloc[-1] < 1.2 * spec.nc_ratio_end
+
+
+def test_true_ratio_matches_the_rendered_ratio(cl1_series: SimulatedField) -> None:
+    t = 10  # 30 h: mid-response, the true ratios spread most
+    truth = cl1_series.truth[cl1_series.truth["t"] == t].set_index("label")
+    img = cl1_series.image[t, 1].astype(np.float64) - _background(
+        cl1_series.image[t, 1], cl1_series.cyto[t]
+    )
+    nuc = cl1_series.nuclei[t]
+    cyt_only = np.where(nuc == 0, cl1_series.cyto[t], 0)
+    ids = np.array(sorted(_cell_ids(nuc) & _cell_ids(cyt_only)))
+    n = np.asarray(ndi.mean(img, nuc, ids))
+    cy = np.asarray(ndi.mean(img, cyt_only, ids))
+    bright = (n + cy) > 100
+    measured = pd.Series(n / np.maximum(cy, 1.0), index=ids)[bright]
+    rho = measured.corr(truth.loc[measured.index, _RATIO], method="spearman")
+    assert rho > 0.8
+
+
 # ------------------------------------------------------------------ imaging modes
 
 
@@ -372,3 +485,78 @@ def test_simulate_plate_writes_valid_ome_zarr(
         seed=np.random.SeedSequence(entropy=3, spawn_key=(1, 1, 1)),
     )
     assert np.array_equal(image_b, direct.image)
+
+
+def _field_truth(cell_line: str | CellLinePreset, plate_seed: int, where: tuple[int, int, int],
+                 timepoints: int) -> pd.DataFrame:
+    seed = np.random.SeedSequence(entropy=plate_seed, spawn_key=where)
+    return simulate_field(cell_line, size=64, timepoints=timepoints, seed=seed).truth
+
+
+def test_simulate_plate_writes_the_truth_tables(tmp_path: pathlib.Path) -> None:
+    ngio = pytest.importorskip("ngio")
+    path = simulate_plate(tmp_path / "plate.zarr", cell_line="CL1", cols=2, timepoints=3,
+                          size=64, seed=5)
+    expected = {col: _field_truth("CL1", 5, (0, int(col) - 1, 0), 3) for col in ("1", "2")}
+    assert all(len(e) for e in expected.values())
+
+    # the field's feature table, read with ngio (``label`` is its index)
+    for col, want in expected.items():
+        table = ngio.open_ome_zarr_plate(str(path)).get_image("A", col, "0").get_table(
+            TRUTH_TABLE)
+        got = table.dataframe.reset_index()
+        got = got.sort_values(["t", "label"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)
+    attrs = dict(zarr.open_group(str(path), mode="r")[f"A/1/0/tables/{TRUTH_TABLE}"].attrs)
+    assert attrs["type"] == "feature_table"
+    assert attrs["region"] == {"path": "../labels/gt_cyto"}
+    assert attrs["measurement_columns"] == [_RATIO]
+
+    # the plate-level dataset, read with pandas
+    plate = pd.read_parquet(path / "measurements" / TRUTH_TABLE)
+    plate = plate.sort_values(["column", "t", "label"]).reset_index(drop=True)
+    want = pd.concat(
+        [e.assign(well=f"A{col}", row="A", column=col, field=np.int32(0))
+         for col, e in expected.items()], ignore_index=True,
+    )
+    want = want[["well", "row", "column", "field", *expected["1"].columns]]
+    pd.testing.assert_frame_equal(plate, want, check_dtype=False)
+    assert [str(d) for d in plate.dtypes[3:]] == ["int32", "int64", "int32", "int64", "float64"]
+
+
+def test_simulate_plate_writes_empty_truth_parts(tmp_path: pathlib.Path) -> None:
+    # one short-lived cell: it dies after the first timepoint, leaving the field empty
+    lonely = CellLinePreset(
+        name="lonely", description="", channels=(ChannelSpec("tr", "translocation"),),
+        confluence=0.01, death_rate_per_h=1.0, cell_diameter_um=60.0,
+    )
+    path = simulate_plate(tmp_path / "plate.zarr", cell_line=lonely, timepoints=2, size=64,
+                          seed=2)
+    expected = _field_truth(lonely, 2, (0, 0, 0), 2)
+    assert expected["t"].tolist() == [0]
+    part = path / "A/1/0/tables" / TRUTH_TABLE / "table.parquet" / "t00001.parquet"
+    plate_part = path / "measurements" / TRUTH_TABLE / "A-1-0-t00001.parquet"
+    assert pq.read_table(part).num_rows == pq.read_table(plate_part).num_rows == 0
+    assert pq.read_schema(part).names == list(expected.columns)
+    assert pq.read_schema(plate_part).names == [
+        "well", "row", "column", "field", *expected.columns]
+    from structfree_dask.io import open_plate, read_feature_table
+
+    got = read_feature_table(open_plate(path).field("A/1/0"), TRUTH_TABLE)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_simulate_plate_writes_the_truth_tables_to_an_object_store(s3_env) -> None:
+    from structfree_dask.io import open_plate, read_feature_table, read_plate_dataset, remove_tree
+
+    s3_env("admin")
+    url = "s3://plates/truth.zarr"
+    remove_tree(url)
+    assert simulate_plate(url, cell_line="CL2", timepoints=2, size=64, seed=4) == url
+    expected = _field_truth("CL2", 4, (0, 0, 0), 2)
+    got = read_feature_table(open_plate(url).field("A/1/0"), TRUTH_TABLE)
+    pd.testing.assert_frame_equal(got, expected)
+    plate = read_plate_dataset(url, TRUTH_TABLE)
+    assert plate["well"].unique().tolist() == ["A1"]
+    pd.testing.assert_frame_equal(plate.drop(columns=["well", "row", "column", "field"]),
+                                  expected)

@@ -2,7 +2,9 @@
 
 A field's feature table (``<field>/tables/<name>``) has one row per (``t``, ``label``);
 the plate-level dataset (``<plate>/measurements/<name>``) has the same rows with
-``well``, ``row``, ``column`` and ``field`` in front.
+``well``, ``row``, ``column`` and ``field`` in front. :data:`TRUTH_TABLE` and
+:func:`true_ratio_column` are defined in :mod:`structfree_dask.config` (the simulator,
+a lower layer, writes that table) and re-exported here.
 
 Examples
 --------
@@ -13,6 +15,8 @@ Examples
 """
 
 from __future__ import annotations
+
+from ..config import TRUTH_TABLE, true_ratio_column
 
 __all__ = [
     "COMPARTMENTS",
@@ -43,8 +47,6 @@ SHAPE_COLUMNS = (
 COMPARTMENTS = ("cell", "nucleus", "cytoplasm")
 #: Statistics measured per channel and compartment.
 STATISTICS = ("mean", "median", "integrated")
-#: Ground-truth table the simulator writes next to ``gt_cyto``.
-TRUTH_TABLE = "gt_truth"
 
 
 def intensity_column(channel: str, compartment: str, statistic: str) -> str:
@@ -55,8 +57,3 @@ def intensity_column(channel: str, compartment: str, statistic: str) -> str:
 def ratio_column(channel: str) -> str:
     """Column of one channel's nucleus / cytoplasm mean-intensity ratio."""
     return f"{channel}__nc_ratio"
-
-
-def true_ratio_column(channel: str) -> str:
-    """Column of a reporter's true nucleus / cytoplasm ratio in the simulator's truth."""
-    return f"{channel}__true_nc_ratio"
