@@ -73,7 +73,7 @@ def test_tracks_reproduce_the_true_links(field):
     labels, table = field
     tracked = track_cells(table, max_distance=cell_radius(table))
     scores = link_scores(track_links(tracked).links, persistent_links(labels))
-    assert scores.f1 >= 0.97, scores  # measured 0.984 (CL1, 160 px, 10 timepoints, seed 0)
+    assert scores.f1 >= 0.97, scores  # measured 0.982 (CL1, 160 px, 10 timepoints, seed 0)
     assert scores.tp > 300
 
 
