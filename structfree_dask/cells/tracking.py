@@ -290,6 +290,8 @@ def _context(previous: pd.DataFrame | None, table: pd.DataFrame,
     prev = previous.loc[previous[_TRACK].to_numpy() >= 1]
     if prev.empty:
         return _trackable(table.iloc[:0]), 1
+    if prev.duplicated([_TRACK, _T]).any():
+        raise ValueError("previous has a track with more than one row at a timepoint")
     next_id = int(prev[_TRACK].max()) + 1
     ctx = _trackable(prev)
     ctx[_TRACK] = prev[_TRACK].to_numpy(dtype=np.int64)[ctx["_row"].to_numpy()]
@@ -669,6 +671,12 @@ def write_geff(
         If something is at ``location`` and ``overwrite`` is False.
     ValueError
         Missing columns or duplicate ``(t, label)`` rows.
+
+    Notes
+    -----
+    ``geff.read`` takes a local path, or for a URL a writable zarr store
+    (``zarr.storage.FsspecStore.from_url(url)``): geff 1.3 opens the metadata in append mode,
+    which a read-only store refuses.
 
     Examples
     --------

@@ -205,6 +205,8 @@ def test_bad_inputs_are_refused():
     done = track_cells(table, max_distance=5.0)
     with pytest.raises(ValueError, match="not after"):
         track_cells(table, max_distance=5.0, previous=done)
+    with pytest.raises(ValueError, match="more than one row at a timepoint"):
+        track_cells(rows((9, 1, 1.0, 1.0)), max_distance=5.0, previous=done.assign(track_id=1))
 
 
 # --------------------------------------------------------------------------------------------
