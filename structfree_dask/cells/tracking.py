@@ -1,0 +1,783 @@
+"""Tracks of cells over time: laptrack links cells between timepoints, with divisions.
+
+The tracker is :class:`laptrack.LapTrack` (Jaqaman et al. 2008: frame-to-frame linking by
+linear assignment, then gap closing and splitting between track segments); merging is off.
+This module only turns a per-cell table into laptrack's input and its graph back into
+track columns, exports the graph as `geff <https://liveimagetrackingtools.org/geff>`_ and
+scores links against ground truth.
+
+Definitions
+-----------
+track
+    One cell's life between divisions: the rows ``(t, label)`` of one cell from its first
+    timepoint (or its birth at a division) to its last one (or its own division). A track
+    may jump over up to ``max_gap`` timepoints where the cell was missed. Its rows share a
+    ``track_id`` (``>= 1``).
+division
+    A cell at ``t`` linked to two cells at ``t + 1``: its track ends there and each
+    daughter starts a new track whose ``parent_track_id`` is the mother's ``track_id``
+    (``-1`` for tracks without a mother).
+link
+    ``((t, label), (t2, label2))``: two consecutive rows of one track (``t2 = t + 1``
+    unless the track jumps over a gap). A division link joins a mother's last row to a
+    daughter's first row.
+
+Track IDs are given in order of first appearance (by ``t``, then ``label``), so the same
+table (in any row order) always gives the same IDs; appending timepoints (``previous=``)
+keeps every earlier ID. Costs are squared distances in pixels and the costs of starting
+or ending a track are fixed (not estimated from the data as laptrack does by default), so
+the links between two timepoints do not depend on which other timepoints are tracked with
+them; gap closing and divisions are decided jointly over the timepoints tracked together,
+so tracking in pieces usually, not always, decides them as tracking at once does.
+
+Examples
+--------
+A cell that moves right and divides at ``t = 2``:
+
+>>> import pandas as pd
+>>> table = pd.DataFrame({
+...     "label": [1, 1, 1, 2, 3, 2, 3],
+...     "t": [0, 1, 2, 3, 3, 4, 4],
+...     "centroid_y": [10.0, 10.0, 10.0, 6.0, 14.0, 6.0, 14.0],
+...     "centroid_x": [10.0, 12.0, 14.0, 14.0, 14.0, 15.0, 15.0],
+... })
+>>> tracked = track_cells(table, max_distance=8.0)
+>>> tracked["track_id"].tolist(), tracked["parent_track_id"].tolist()
+([1, 1, 1, 2, 3, 2, 3], [-1, -1, -1, 1, 1, 1, 1])
+>>> links = track_links(tracked)
+>>> sorted(links.divisions)
+[((2, 1), (3, 2)), ((2, 1), (3, 3))]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..config import LABEL_DTYPE
+from ..io import exists, is_url, redact, remove_tree
+from .columns import KEYS, TRACK_COLUMNS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import networkx as nx
+
+__all__ = [
+    "DIVISION_FACTOR",
+    "POSITION_COLUMNS",
+    "LinkScores",
+    "TrackLinks",
+    "link_scores",
+    "match_labels",
+    "persistent_links",
+    "relabel_by_track",
+    "track_cells",
+    "track_links",
+    "write_geff",
+]
+
+logger = logging.getLogger(__name__)
+
+_LABEL, _T = KEYS
+_TRACK, _PARENT = TRACK_COLUMNS
+#: Columns of a cell's position (pixels) that tracking reads, in (y, x) order.
+POSITION_COLUMNS = ("centroid_y", "centroid_x")
+_NONE = -1
+#: Default largest mother-daughter distance, as a multiple of ``max_distance``.
+DIVISION_FACTOR = 1.25
+
+#: A cell at one timepoint, ``(t, label)``.
+Node = tuple[int, int]
+#: A link between two cells, ``((t, label), (t2, label2))``.
+Link = tuple[Node, Node]
+
+
+# --------------------------------------------------------------------------------------------
+# tracking
+
+
+def track_cells(
+    table: pd.DataFrame,
+    *,
+    max_distance: float,
+    previous: pd.DataFrame | None = None,
+    max_gap: int = 1,
+    division_distance: float | None = None,
+) -> pd.DataFrame:
+    """Track cells over timepoints with laptrack and fill ``track_id`` and ``parent_track_id``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per cell and timepoint, with at least ``t``, ``label``, ``centroid_y`` and
+        ``centroid_x`` (pixels); ``(t, label)`` must be unique. Other columns are kept.
+        Rows whose centroid is not finite are not tracked (``-1`` in both track columns).
+    max_distance : float
+        Largest distance in pixels a cell moves between two timepoints (and across a gap).
+        The caller derives it from the cell size (about a cell radius is a good start).
+    previous : pandas.DataFrame, optional
+        Rows of earlier timepoints, already tracked (with ``track_id`` and
+        ``parent_track_id``): the rows of ``table`` (all later than these) are tracked
+        continuing from them. Their track IDs are kept: a track that goes on keeps its ID,
+        new tracks get IDs above the largest one in ``previous``. Only the last
+        ``max_gap + 1`` timepoints of ``previous`` are used.
+    max_gap : int
+        Number of consecutive timepoints a cell may be missed and still keep its track
+        (gap closing); 0 disables gap closing.
+    division_distance : float, optional
+        Largest distance in pixels between a mother at ``t`` and a daughter at ``t + 1``;
+        0 disables divisions. The default, ``DIVISION_FACTOR * max_distance``, allows for
+        daughters' centroids lying about a cell radius from their mother's plus their own
+        motion (on simulated CL1..CL5 fields with ``max_distance`` the cell radius it found
+        more divisions than ``max_distance`` itself, at a small cost in precision).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``table`` (same rows, same order, same index) with ``track_id`` and
+        ``parent_track_id`` (``int64``) set.
+
+    Raises
+    ------
+    ValueError
+        Missing columns, duplicate ``(t, label)`` rows, a non-positive ``max_distance``,
+        a negative ``max_gap`` or ``division_distance``, or ``table`` rows not later than
+        every row of ``previous``.
+
+    Notes
+    -----
+    Per pair of consecutive timepoints laptrack builds a dense distance matrix, so memory
+    grows as the product of the two cell counts (8 bytes per pair). Its gap closing visits
+    every track segment with pandas (about a millisecond each), so tracking many
+    timepoints at once is cheaper than appending them one by one: each append tracks the
+    last ``max_gap + 1`` earlier timepoints again.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"t": [0, 0, 1, 1], "label": [1, 2, 7, 5],
+    ...                       "centroid_y": [5.0, 40.0, 41.0, 6.0],
+    ...                       "centroid_x": [5.0, 40.0, 40.0, 5.0]})
+    >>> track_cells(table, max_distance=10.0)["track_id"].tolist()
+    [1, 2, 2, 1]
+
+    Appending a timepoint keeps the IDs:
+
+    >>> done = track_cells(table, max_distance=10.0)
+    >>> more = pd.DataFrame({"t": [2], "label": [1], "centroid_y": [42.0],
+    ...                      "centroid_x": [40.0]})
+    >>> track_cells(more, max_distance=10.0, previous=done)["track_id"].tolist()
+    [2]
+    """
+    params = _Params.of(max_distance, max_gap, division_distance)
+    _check_table(table, "table")
+    out = table.copy()
+    out[_TRACK] = np.full(len(out), _NONE, dtype=np.int64)
+    out[_PARENT] = np.full(len(out), _NONE, dtype=np.int64)
+    context, next_id = _context(previous, table, params.max_gap)
+    new = _trackable(table)
+    if new.empty:
+        return out
+    graph_rows = _combine(context, new)
+    edges = _laptrack_edges(graph_rows, params)
+    track, parent = _assign(graph_rows, edges, next_id)
+    is_new = graph_rows["_row"].to_numpy() >= 0
+    rows = graph_rows["_row"].to_numpy()[is_new]
+    out.iloc[rows, out.columns.get_loc(_TRACK)] = track[is_new]
+    out.iloc[rows, out.columns.get_loc(_PARENT)] = parent[is_new]
+    logger.debug("tracked %d cells at %d timepoints: %d tracks", len(new),
+                 new[_T].nunique(), len(np.unique(track[is_new])))
+    return out
+
+
+@dataclass(frozen=True)
+class _Params:
+    """Checked tracking parameters."""
+
+    max_distance: float
+    max_gap: int
+    division_distance: float
+
+    @classmethod
+    def of(cls, max_distance: float, max_gap: int, division_distance: float | None) -> _Params:
+        if not (_is_number(max_distance) and math.isfinite(max_distance) and max_distance > 0):
+            raise ValueError(f"max_distance must be a positive number of pixels, "
+                             f"got {max_distance!r}")
+        if isinstance(max_gap, bool) or not isinstance(max_gap, int | np.integer) \
+                or max_gap < 0:
+            raise ValueError(f"max_gap must be an integer >= 0, got {max_gap!r}")
+        if division_distance is None:
+            division_distance = DIVISION_FACTOR * max_distance
+        if not (_is_number(division_distance) and math.isfinite(division_distance)
+                and division_distance >= 0):
+            raise ValueError(f"division_distance must be a number of pixels >= 0, "
+                             f"got {division_distance!r}")
+        return cls(float(max_distance), int(max_gap), float(division_distance))
+
+    def tracker(self) -> object:
+        """Return the laptrack tracker (fixed costs: squared pixel distances)."""
+        from laptrack import LapTrack
+
+        cost = self.max_distance**2
+        return LapTrack(
+            metric="sqeuclidean", cutoff=cost, track_start_cost=cost, track_end_cost=cost,
+            gap_closing_metric="sqeuclidean",
+            gap_closing_cutoff=cost if self.max_gap else False,
+            gap_closing_max_frame_count=self.max_gap + 1,
+            splitting_metric="sqeuclidean",
+            splitting_cutoff=self.division_distance**2 if self.division_distance else False,
+            merging_cutoff=False,
+            segment_start_cost=cost, segment_end_cost=cost,
+            no_splitting_cost=max(cost, self.division_distance**2), no_merging_cost=cost,
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_table(table: pd.DataFrame, name: str, extra: tuple[str, ...] = ()) -> None:
+    need = (_T, _LABEL, *POSITION_COLUMNS, *extra)
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing}")
+    if table.duplicated([_T, _LABEL]).any():
+        dup = table.loc[table.duplicated([_T, _LABEL]), [_T, _LABEL]].iloc[0].tolist()
+        raise ValueError(f"{name} has more than one row for (t, label) = {tuple(dup)}")
+
+
+def _trackable(table: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows to track: t, label, position and ``_row`` (position in ``table``)."""
+    pos = table[list(POSITION_COLUMNS)].to_numpy(dtype=np.float64)
+    ok = np.isfinite(pos).all(axis=1)
+    if not ok.all():
+        logger.debug("%d rows without a finite centroid are not tracked", int((~ok).sum()))
+    return pd.DataFrame({
+        _T: table[_T].to_numpy(dtype=np.int64)[ok],
+        _LABEL: table[_LABEL].to_numpy(dtype=np.int64)[ok],
+        POSITION_COLUMNS[0]: pos[ok, 0],
+        POSITION_COLUMNS[1]: pos[ok, 1],
+        "_row": np.flatnonzero(ok),
+        _TRACK: _NONE,
+        _PARENT: _NONE,
+        "_pred": _NONE,
+    })
+
+
+def _context(previous: pd.DataFrame | None, table: pd.DataFrame,
+             max_gap: int) -> tuple[pd.DataFrame, int]:
+    """Return the rows of ``previous`` new rows may link to, and the first free track ID.
+
+    The rows are those of the last ``max_gap + 1`` timepoints (a track ending there can
+    still reach the first new timepoint), with ``_row = -1`` and ``_pred`` the position
+    (in the returned frame) of the row before it in its track, or of its mother's last
+    row, where that row is also there.
+    """
+    if previous is None or previous.empty:
+        return _trackable(table.iloc[:0]), 1
+    _check_table(previous, "previous", TRACK_COLUMNS)
+    last_t = int(previous[_T].max())
+    if len(table) and int(table[_T].min()) <= last_t:
+        raise ValueError(f"table starts at t = {int(table[_T].min())}, not after the last "
+                         f"tracked timepoint of previous (t = {last_t})")
+    prev = previous.loc[previous[_TRACK].to_numpy() >= 1]
+    if prev.empty:
+        return _trackable(table.iloc[:0]), 1
+    if prev.duplicated([_TRACK, _T]).any():
+        raise ValueError("previous has a track with more than one row at a timepoint")
+    next_id = int(prev[_TRACK].max()) + 1
+    ctx = _trackable(prev)
+    ctx[_TRACK] = prev[_TRACK].to_numpy(dtype=np.int64)[ctx["_row"].to_numpy()]
+    ctx[_PARENT] = prev[_PARENT].to_numpy(dtype=np.int64)[ctx["_row"].to_numpy()]
+    ctx = ctx.sort_values([_TRACK, _T], ignore_index=True)
+    same = np.r_[False, ctx[_TRACK].to_numpy()[1:] == ctx[_TRACK].to_numpy()[:-1]]
+    pred = np.where(same, np.arange(len(ctx)) - 1, _NONE)
+    first = np.flatnonzero(~same)
+    last = np.r_[first[1:] - 1, len(ctx) - 1] if len(ctx) else first
+    last_of = dict(zip(ctx[_TRACK].to_numpy()[last], last, strict=True))
+    for i in first:
+        mother = last_of.get(int(ctx.at[i, _PARENT]))
+        if mother is not None and ctx.at[mother, _T] < ctx.at[i, _T]:
+            pred[i] = mother
+    ctx["_pred"] = pred
+    ctx["_row"] = _NONE
+    keep = ctx[_T].to_numpy() >= last_t - max_gap
+    index = np.cumsum(keep) - 1
+    ctx["_pred"] = np.where((pred >= 0) & keep[np.maximum(pred, 0)],
+                            index[np.maximum(pred, 0)], _NONE)
+    return ctx.loc[keep].reset_index(drop=True), next_id
+
+
+def _combine(context: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Context and new rows sorted by (t, label), with ``_pred`` pointing at new positions."""
+    rows = pd.concat([context, new], ignore_index=True)
+    order = np.lexsort((rows[_LABEL].to_numpy(), rows[_T].to_numpy()))
+    rows = rows.iloc[order].reset_index(drop=True)
+    where = np.empty(len(order), dtype=np.int64)
+    where[order] = np.arange(len(order))
+    pred = rows["_pred"].to_numpy()
+    rows["_pred"] = np.where(pred >= 0, where[np.maximum(pred, 0)], _NONE)
+    return rows
+
+
+def _laptrack_edges(rows: pd.DataFrame, params: _Params) -> list[tuple[int, int]]:
+    """Return laptrack's links between ``rows`` (sorted by t, label) as row positions.
+
+    The links between rows of earlier timepoints (``_row < 0``) are given to laptrack as
+    known; of its answer only the links to new rows are returned.
+    """
+    t = rows[_T].to_numpy()
+    t0 = int(t.min())
+    frame = t - t0
+    starts = np.searchsorted(frame, np.arange(int(frame.max()) + 2))
+    index = np.arange(len(rows)) - starts[frame]
+    pos = rows[list(POSITION_COLUMNS)].to_numpy(dtype=np.float64)
+    coords = [pos[starts[f]:starts[f + 1]] for f in range(len(starts) - 1)]
+    node = list(zip(frame.tolist(), index.tolist(), strict=True))
+    known = [(node[p], node[i]) for i, p in enumerate(rows["_pred"].to_numpy()) if p >= 0]
+    graph: nx.DiGraph = params.tracker().predict(  # type: ignore[attr-defined]
+        coords, connected_edges=known or None, split_merge_validation=False)
+    position = {n: i for i, n in enumerate(node)}
+    is_new = rows["_row"].to_numpy() >= 0
+    edges = [(position[a], position[b]) for a, b in graph.edges()]
+    return sorted((a, b) for a, b in edges if is_new[b])
+
+
+def _assign(rows: pd.DataFrame, edges: list[tuple[int, int]],
+            next_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Track and parent IDs of ``rows`` (sorted by t, label) from the links to new rows."""
+    track = rows[_TRACK].to_numpy(dtype=np.int64).copy()
+    parent = rows[_PARENT].to_numpy(dtype=np.int64).copy()
+    preds: dict[int, list[int]] = {}
+    n_out = np.zeros(len(rows), dtype=np.int64)
+    for a, b in edges:
+        preds.setdefault(b, []).append(a)
+        n_out[a] += 1
+    for i in np.flatnonzero(rows["_row"].to_numpy() >= 0):
+        p = preds.get(int(i), [])
+        if len(p) == 1 and n_out[p[0]] == 1:  # the same cell
+            track[i], parent[i] = track[p[0]], parent[p[0]]
+            continue
+        track[i], next_id = next_id, next_id + 1
+        if len(p) == 1:  # a daughter
+            parent[i] = track[p[0]]
+        elif len(p) > 1:
+            logger.warning("%d tracks merge at t=%d, label %d: a new track starts there",
+                           len(p), rows.at[i, _T], rows.at[i, _LABEL])
+    return track, parent
+
+
+# --------------------------------------------------------------------------------------------
+# label images
+
+
+def relabel_by_track(labels: np.ndarray, rows_at_t: pd.DataFrame) -> np.ndarray:
+    """Return a label plane whose cells carry their ``track_id`` instead of their label.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Label image of one timepoint (any shape), 0 = background.
+    rows_at_t : pandas.DataFrame
+        The tracked rows of that timepoint (``label`` and ``track_id``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint32``, same shape; 0 for background and for cells without a row or without a
+        track (``track_id`` -1).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> plane = np.array([[0, 4, 4], [9, 9, 0]])
+    >>> rows = pd.DataFrame({"label": [4, 9], "track_id": [12, 3]})
+    >>> relabel_by_track(plane, rows).tolist()
+    [[0, 12, 12], [3, 3, 0]]
+    """
+    missing = [c for c in (_LABEL, _TRACK) if c not in rows_at_t.columns]
+    if missing:
+        raise ValueError(f"rows_at_t lacks the column(s) {missing}")
+    if rows_at_t[_LABEL].duplicated().any():
+        raise ValueError("rows_at_t has more than one row for a label")
+    ids = rows_at_t[_TRACK].to_numpy(dtype=np.int64)
+    if len(ids) and ids.max() > np.iinfo(LABEL_DTYPE).max:
+        raise ValueError(f"track IDs above {np.iinfo(LABEL_DTYPE).max} do not fit a label image")
+    order = np.argsort(rows_at_t[_LABEL].to_numpy(dtype=np.int64), kind="stable")
+    keys = rows_at_t[_LABEL].to_numpy(dtype=np.int64)[order]
+    values = np.where(ids[order] > 0, ids[order], 0).astype(LABEL_DTYPE)
+    lab = np.asarray(labels)
+    out = np.zeros(lab.shape, dtype=LABEL_DTYPE)
+    if not len(keys):
+        return out
+    flat = lab.astype(np.int64, copy=False)
+    at = np.minimum(np.searchsorted(keys, flat), len(keys) - 1)
+    hit = (keys[at] == flat) & (flat != 0)
+    out[hit] = values[at[hit]]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# links and scores
+
+
+class TrackLinks(NamedTuple):
+    """Links of a tracked table: within tracks, and from mothers to daughters."""
+
+    links: set[Link]
+    divisions: set[Link]
+
+
+def track_links(table: pd.DataFrame) -> TrackLinks:
+    """Return the links of a tracked table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows with ``t``, ``label``, ``track_id`` and ``parent_track_id`` (rows with
+        ``track_id`` -1 have no links).
+
+    Returns
+    -------
+    TrackLinks
+        ``links``: each pair of consecutive rows of a track; ``divisions``: the last row of
+        each mother to the first row of each daughter (for mothers in the table).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"t": [0, 1, 2, 2], "label": [1, 1, 5, 6], "track_id": [1, 1, 2, 3],
+    ...                   "parent_track_id": [-1, -1, 1, 1]})
+    >>> links = track_links(t)
+    >>> links.links
+    {((0, 1), (1, 1))}
+    >>> sorted(links.divisions)
+    [((1, 1), (2, 5)), ((1, 1), (2, 6))]
+    """
+    missing = [c for c in (_T, _LABEL, *TRACK_COLUMNS) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks the column(s) {missing}")
+    d = table.loc[table[_TRACK].to_numpy() >= 1, [_T, _LABEL, *TRACK_COLUMNS]]
+    d = d.astype(np.int64).sort_values([_TRACK, _T])
+    if d.empty:
+        return TrackLinks(set(), set())
+    track = d[_TRACK].to_numpy()
+    nodes = list(zip(d[_T].tolist(), d[_LABEL].tolist(), strict=True))
+    same = track[1:] == track[:-1]
+    links = {(nodes[i], nodes[i + 1]) for i in np.flatnonzero(same)}
+    first = np.flatnonzero(np.r_[True, ~same])
+    last_row = {int(track[i]): nodes[i] for i in np.r_[first[1:] - 1, len(d) - 1]}
+    parents = d[_PARENT].to_numpy()
+    divisions = {(last_row[int(parents[i])], nodes[i]) for i in first
+                 if int(parents[i]) in last_row}
+    return TrackLinks(links, divisions)
+
+
+def persistent_links(labels: np.ndarray) -> set[Link]:
+    """Return the links of a label stack whose IDs persist while a cell lives.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Label images ``(t, y, x)`` (or ``(t, ...)``) in which a cell keeps its ID over
+        time and an ID is never reused, such as the simulator's ground truth (daughters get
+        new IDs).
+
+    Returns
+    -------
+    set of Link
+        ``((t, id), (t2, id))`` from each timepoint ``t`` where an ID is present to the
+        next one ``t2`` (usually ``t + 1``; later where the cell left the field for a while).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack = np.array([[[1, 2]], [[1, 0]], [[1, 2]]])
+    >>> sorted(persistent_links(stack))
+    [((0, 1), (1, 1)), ((0, 2), (2, 2)), ((1, 1), (2, 1))]
+    """
+    last: dict[int, int] = {}
+    out: set[Link] = set()
+    for t, plane in enumerate(np.asarray(labels)):
+        for i in np.unique(plane).tolist():
+            if i == 0:
+                continue
+            if i in last:
+                out.add(((last[i], int(i)), (t, int(i))))
+            last[i] = t
+    return out
+
+
+@dataclass(frozen=True)
+class LinkScores:
+    """Precision, recall and F1 of predicted links against true ones.
+
+    Attributes
+    ----------
+    tp, fp, fn : int
+        Links found, predicted but not true, true but not predicted.
+    precision, recall, f1 : float
+        All 1.0 when there are neither predicted nor true links; 0.0 when only one side is
+        empty.
+    """
+
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+
+
+def link_scores(pred: Iterable[Link], true: Iterable[Link], *,
+                matches: Mapping[Node, int] | None = None) -> LinkScores:
+    """Score predicted links against true links (frame-to-frame links, or divisions).
+
+    Parameters
+    ----------
+    pred, true : iterable of Link
+        ``((t, label), (t2, label2))`` pairs, e.g. from :func:`track_links` and
+        :func:`persistent_links`.
+    matches : mapping, optional
+        Predicted object ``(t, label)`` to the true label it matches at ``t`` (see
+        :func:`match_labels`). When given, links are compared on matched objects only:
+        predicted links are translated to true labels and those with an unmatched end are
+        left out, as are true links with an end that no predicted object matches.
+        Without it the predicted and true labels name the same objects.
+
+    Returns
+    -------
+    LinkScores
+
+    Examples
+    --------
+    >>> true = {((0, 1), (1, 1)), ((1, 1), (2, 1))}
+    >>> link_scores({((0, 1), (1, 1)), ((1, 1), (2, 2))}, true)
+    LinkScores(tp=1, fp=1, fn=1, precision=0.5, recall=0.5, f1=0.5)
+    >>> matches = {(0, 7): 1, (1, 8): 1, (2, 9): 1}
+    >>> link_scores({((0, 7), (1, 8)), ((1, 8), (2, 9))}, true, matches=matches).f1
+    1.0
+    """
+    p, tr = set(pred), set(true)
+    if matches is not None:
+        seen = {(t, lab) for (t, _), lab in matches.items()}
+        p = {((a[0], matches[a]), (b[0], matches[b])) for a, b in p
+             if a in matches and b in matches}
+        tr = {(a, b) for a, b in tr if a in seen and b in seen}
+    tp = len(p & tr)
+    fp, fn = len(p) - tp, len(tr) - tp
+    if not p and not tr:
+        return LinkScores(0, 0, 0, 1.0, 1.0, 1.0)
+    precision = tp / len(p) if p else 0.0
+    recall = tp / len(tr) if tr else 0.0
+    return LinkScores(tp, fp, fn, precision, recall, 2 * tp / (2 * tp + fp + fn))
+
+
+def match_labels(true: np.ndarray, pred: np.ndarray, *,
+                 iou_threshold: float = 0.5) -> dict[int, int]:
+    """Match the objects of two label images of one timepoint by overlap.
+
+    Parameters
+    ----------
+    true, pred : numpy.ndarray
+        Label images of the same shape, 0 = background.
+    iou_threshold : float
+        Smallest intersection over union of a match, at least 0.5 (then each object
+        matches at most one other).
+
+    Returns
+    -------
+    dict
+        Predicted label to the true label it matches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> true = np.array([[1, 1, 0, 2, 2]])
+    >>> pred = np.array([[5, 5, 0, 0, 3]])
+    >>> match_labels(true, pred)
+    {5: 1}
+    """
+    if not 0.5 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in [0.5, 1], got {iou_threshold!r}")
+    a = np.asarray(true).ravel().astype(np.int64)
+    b = np.asarray(pred).ravel().astype(np.int64)
+    if a.shape != b.shape:
+        raise ValueError(f"true and pred differ in shape: {np.shape(true)} vs {np.shape(pred)}")
+    ids_a, inv_a = np.unique(a, return_inverse=True)
+    ids_b, inv_b = np.unique(b, return_inverse=True)
+    area_a = np.bincount(inv_a, minlength=len(ids_a))
+    area_b = np.bincount(inv_b, minlength=len(ids_b))
+    fg = (a != 0) & (b != 0)
+    pairs, inter = np.unique(inv_a[fg] * len(ids_b) + inv_b[fg], return_counts=True)
+    ia, ib = pairs // len(ids_b), pairs % len(ids_b)
+    iou = inter / (area_a[ia] + area_b[ib] - inter)
+    ok = iou > iou_threshold if iou_threshold == 0.5 else iou >= iou_threshold
+    return {int(ids_b[j]): int(ids_a[i]) for i, j in zip(ia[ok], ib[ok], strict=True)}
+
+
+# --------------------------------------------------------------------------------------------
+# geff
+
+
+def write_geff(
+    location: str | os.PathLike[str],
+    table: pd.DataFrame,
+    *,
+    pixel_size_um: float | None = None,
+    time_interval_h: float | None = None,
+    columns: Iterable[str] = (),
+    overwrite: bool = False,
+    zarr_format: Literal[2, 3] = 2,
+) -> None:
+    """Write the track graph of a tracked table as a geff (a zarr group), with geff's writer.
+
+    Nodes are the rows (node ID = row position in ``table``) with the properties ``t``
+    (timepoint), ``y``, ``x`` (centroid, pixels), ``label``, ``track_id``,
+    ``parent_track_id`` and ``lineage_id`` (the track ID of the lineage's first track),
+    plus ``columns``; ``track_id`` and ``lineage_id`` are declared as geff's tracklet and
+    lineage properties (missing for untracked rows). Edges go from each row to the next
+    row of its track and from a mother's last row to each daughter's first row (edge
+    property ``division``: True for those).
+
+    Parameters
+    ----------
+    location : str or path-like
+        A local folder or a URL fsspec knows (``s3://bucket/plate.zarr/A/1/0/tracks``).
+    table : pandas.DataFrame
+        Tracked rows (``t``, ``label``, ``centroid_y``, ``centroid_x``, ``track_id``,
+        ``parent_track_id``), e.g. from :func:`track_cells`.
+    pixel_size_um : float, optional
+        Pixel size: the ``y`` and ``x`` axes get it as their scale to micrometres.
+    time_interval_h : float, optional
+        Hours between timepoints: the ``t`` axis gets it as its scale to hours.
+    columns : iterable of str
+        More numeric columns of ``table`` to store as node properties.
+    overwrite : bool
+        Replace whatever is at ``location``; otherwise an existing location is an error.
+    zarr_format : {2, 3}
+        Zarr format of the geff.
+
+    Raises
+    ------
+    FileExistsError
+        If something is at ``location`` and ``overwrite`` is False.
+    ValueError
+        Missing columns or duplicate ``(t, label)`` rows.
+
+    Notes
+    -----
+    ``geff.read`` takes a local path, or for a URL a writable zarr store
+    (``zarr.storage.FsspecStore.from_url(url)``): geff 1.3 opens the metadata in append mode,
+    which a read-only store refuses.
+
+    Examples
+    --------
+    >>> import tempfile, geff, pandas as pd
+    >>> table = pd.DataFrame({"t": [0, 1, 2, 2], "label": [1, 1, 5, 6],
+    ...                       "centroid_y": [4.0, 5.0, 3.0, 7.0],
+    ...                       "centroid_x": [4.0, 4.0, 4.0, 4.0],
+    ...                       "track_id": [1, 1, 2, 3], "parent_track_id": [-1, -1, 1, 1]})
+    >>> where = tempfile.mkdtemp() + "/tracks.geff"
+    >>> write_geff(where, table, pixel_size_um=0.65, time_interval_h=0.5)
+    >>> graph, meta = geff.read(where)
+    >>> graph.number_of_nodes(), graph.number_of_edges(), meta.track_node_props
+    (4, 3, {'tracklet': 'track_id', 'lineage': 'lineage_id'})
+    """
+    from geff.core_io import write_arrays
+    from geff_spec import GeffMetadata
+    from geff_spec.utils import axes_from_lists
+
+    _check_table(table, "table", TRACK_COLUMNS)
+    extra = list(columns)
+    missing = [c for c in extra if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks the column(s) {missing}")
+    text = str(location)
+    if exists(text):
+        if not overwrite:
+            raise FileExistsError(f"{redact(text)} exists (overwrite=True replaces it)")
+        remove_tree(text)
+    node_ids, edges, division = _graph_arrays(table)
+    props = _node_props(table, extra)
+    edge_props = {"division": {"values": division, "missing": None}}
+    axes = axes_from_lists(
+        axis_names=["t", "y", "x"], axis_types=["time", "space", "space"],
+        axis_units=["frame", "pixel", "pixel"],
+        axis_scales=[time_interval_h, pixel_size_um, pixel_size_um],
+        scaled_units=["hour" if time_interval_h else None,
+                      *(["micrometer" if pixel_size_um else None] * 2)],
+    )
+    meta = GeffMetadata(directed=True, axes=axes, node_props_metadata={},
+                        edge_props_metadata={},
+                        track_node_props={"tracklet": _TRACK, "lineage": "lineage_id"})
+    write_arrays(_store(text), node_ids, props, edges, edge_props,  # type: ignore[arg-type]
+                 meta, zarr_format=zarr_format)
+    logger.debug("wrote a geff of %d nodes and %d edges to %s", len(node_ids), len(edges),
+                 redact(text))
+
+
+def _store(location: str) -> object:
+    """Return what geff writes to: a local path as it is, a URL as a zarr fsspec store."""
+    if not is_url(location):
+        return location
+    if location.startswith("file://"):
+        return location.removeprefix("file://")
+    from zarr.storage import FsspecStore
+
+    return FsspecStore.from_url(location, read_only=False)
+
+
+def _graph_arrays(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Node IDs (row positions), edges ``(n, 2)`` and their division flags."""
+    node_ids = np.arange(len(table), dtype=np.uint64)
+    key = {(int(t), int(lab)): i for i, (t, lab)
+           in enumerate(zip(table[_T].tolist(), table[_LABEL].tolist(), strict=True))}
+    links = track_links(table)
+    pairs = sorted(links.links) + sorted(links.divisions)
+    edges = np.array([(key[a], key[b]) for a, b in pairs], dtype=np.uint64).reshape(-1, 2)
+    division = np.r_[np.zeros(len(links.links), bool), np.ones(len(links.divisions), bool)]
+    return node_ids, edges, division
+
+
+def _node_props(table: pd.DataFrame, extra: list[str]) -> dict[str, dict[str, np.ndarray | None]]:
+    track = table[_TRACK].to_numpy(dtype=np.int64)
+    untracked = track < 1
+    props: dict[str, dict[str, np.ndarray | None]] = {
+        "t": {"values": table[_T].to_numpy(dtype=np.int64), "missing": None},
+        "y": {"values": table[POSITION_COLUMNS[0]].to_numpy(dtype=np.float64), "missing": None},
+        "x": {"values": table[POSITION_COLUMNS[1]].to_numpy(dtype=np.float64), "missing": None},
+        _LABEL: {"values": table[_LABEL].to_numpy(dtype=np.int64), "missing": None},
+        _TRACK: {"values": track, "missing": untracked if untracked.any() else None},
+        _PARENT: {"values": table[_PARENT].to_numpy(dtype=np.int64), "missing": None},
+        "lineage_id": {"values": _lineage(table),
+                       "missing": untracked if untracked.any() else None},
+    }
+    for c in extra:
+        props[c] = {"values": table[c].to_numpy(), "missing": None}
+    return props
+
+
+def _lineage(table: pd.DataFrame) -> np.ndarray:
+    """Return the first track ID of each row's lineage (-1 for untracked rows)."""
+    pairs = table.loc[table[_TRACK].to_numpy() >= 1, list(TRACK_COLUMNS)].drop_duplicates(_TRACK)
+    parent = dict(zip(pairs[_TRACK].tolist(), pairs[_PARENT].tolist(), strict=True))
+    root: dict[int, int] = {}
+    for track in parent:
+        chain: list[int] = []
+        cur = track
+        while cur in parent and cur not in root and cur not in chain:
+            chain.append(cur)
+            cur = parent[cur]
+        top = root[cur] if cur in root else min(chain) if cur in chain else chain[-1] \
+            if chain else track
+        for c in chain:
+            root[c] = top
+    return np.array([root.get(int(t), _NONE) for t in table[_TRACK].tolist()], dtype=np.int64)
