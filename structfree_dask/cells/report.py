@@ -1,0 +1,457 @@
+"""An offline HTML view of a plate's per-cell measurements.
+
+:func:`write_report` reads a plate-level dataset (``<plate>/measurements/<table>``) and
+writes one local folder (never into the plate, which may be at a URL):
+
+``report.html``
+    The page. Figures are PNG files next to it, linked by relative paths: the folder
+    opens offline as it is (no script, no network) and can be zipped or copied whole.
+``cells_per_well.png``, ``cells_per_well_t.png``
+    Cells per well as plate maps at up to 8 timepoints, and as a well x timepoint matrix.
+``readout.png``, ``readout_median.png``
+    The nucleus / cytoplasm ratio of the readout channel per well over time (median and
+    interquartile band, in plate layout), and its median as a well x timepoint matrix.
+``thumb-<field>.png``
+    First and last timepoint of a few fields, contrast-stretched, with label outlines.
+``cells_per_well.csv``, ``readout_per_well.csv``
+    The numbers behind the figures (:func:`cells_per_well`, :func:`readout_per_well`).
+
+Counts are rows of the table, i.e. cell observations summed over fields (per well)
+and timepoints (in the totals). Figures use matplotlib's Agg canvas (no pyplot, no
+global backend change).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io import (
+    MEASUREMENTS_FOLDER,
+    TABLES_GROUP,
+    Plate,
+    basename,
+    exists,
+    is_url,
+    open_plate,
+    plate_dataset,
+    read_plate_dataset,
+    redact,
+)
+from ._report_figures import plate_maps, readout_plate, spread, thumbnail, well_matrix
+from .columns import ratio_column
+
+__all__ = ["REPORT_PAGE", "cells_per_well", "default_report_dir", "flagged_counts",
+           "ratio_channels", "readout_per_well", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the page in the report folder.
+REPORT_PAGE = "report.html"
+_WELL = ["well", "row", "column"]
+_RATIO_SUFFIX = ratio_column("")
+_OUTPUTS = ("cells_per_well.png", "cells_per_well_t.png", "cells_per_well.csv", "readout.png",
+            "readout_median.png", "readout_per_well.csv")  # and thumb-*.png
+_NO_NUCLEUS = "cells without nucleus (n_nuclei = 0)"
+_MANY_NUCLEI = "cells with several nuclei (n_nuclei >= 2)"
+
+
+# ----------------------------------------------------------------------------- tables (pure)
+
+
+def _column_key(column: str) -> tuple[int, Any]:
+    return (0, int(column)) if str(column).isdigit() else (1, str(column))
+
+
+def _order(wells: pd.DataFrame) -> pd.DataFrame:
+    keys = wells.apply(lambda r: (len(r["row"]), r["row"], _column_key(r["column"])), axis=1)
+    return wells.iloc[sorted(range(len(wells)), key=lambda i: keys.iloc[i])]
+
+
+def _wells(df: pd.DataFrame) -> pd.DataFrame:
+    wells = df[_WELL].drop_duplicates().astype(str)
+    return _order(wells).reset_index(drop=True) if len(wells) else wells
+
+
+def cells_per_well(df: pd.DataFrame) -> pd.DataFrame:
+    """Count the cells of each well at each timepoint of a plate-level table.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Rows of a plate-level dataset (``well``, ``row``, ``column``, ``t``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``well``, ``row``, ``column``, ``t``, ``n_cells``: every well of the table at
+        every timepoint of it (0 where a well has no cell), in plate order.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"well": ["A1", "A1", "A2"], "row": "A",
+    ...                    "column": ["1", "1", "2"], "t": [0, 1, 0], "label": [1, 1, 4]})
+    >>> cells_per_well(df)
+      well row column  t  n_cells
+    0   A1   A      1  0        1
+    1   A1   A      1  1        1
+    2   A2   A      2  0        1
+    3   A2   A      2  1        0
+    """
+    if df.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in _WELL}
+                            | {"t": pd.Series(dtype="int64"), "n_cells": pd.Series(dtype="int64")})
+    ts = pd.DataFrame({"t": np.sort(df["t"].astype("int64").unique())})
+    grid = _wells(df).merge(ts, how="cross")
+    counts = df.astype({"well": str}).groupby(["well", "t"]).size()
+    index = pd.MultiIndex.from_frame(grid[["well", "t"]])
+    grid["n_cells"] = counts.reindex(index, fill_value=0).to_numpy().astype("int64")
+    return grid
+
+
+def readout_per_well(df: pd.DataFrame, channel: str) -> pd.DataFrame:
+    """Median and interquartile range of a channel's nucleus / cytoplasm ratio per well and t.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Rows of a plate-level dataset with the column ``ratio_column(channel)``.
+    channel : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of :func:`cells_per_well` (without ``n_cells``) with ``n`` (cells with a
+        finite ratio), ``median``, ``q25`` and ``q75`` (NaN where ``n`` is 0: no cell,
+        or cells without cytoplasm).
+
+    Raises
+    ------
+    ValueError
+        If the table has no ratio column for the channel.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"well": ["A1", "A1", "A1", "A2"], "row": "A",
+    ...                    "column": ["1", "1", "1", "2"], "t": 0, "label": [1, 2, 3, 1],
+    ...                    ratio_column("GFP"): [1.0, 2.0, 3.0, float("nan")]})
+    >>> readout_per_well(df, "GFP")
+      well row column  t  n  median  q25  q75
+    0   A1   A      1  0  3     2.0  1.5  2.5
+    1   A2   A      2  0  0     NaN  NaN  NaN
+    """
+    column = ratio_column(channel)
+    if column not in df.columns:
+        raise ValueError(f"the table has no column {column!r} (channel {channel!r}); "
+                         f"channels with a ratio: {', '.join(ratio_channels(df)) or 'none'}")
+    out = cells_per_well(df).drop(columns="n_cells")
+    values = df.assign(value=df[column].astype(float).replace([np.inf, -np.inf], np.nan))
+    groups = values.astype({"well": str}).groupby(["well", "t"])["value"]
+    stats = pd.DataFrame({"n": groups.count(), "median": groups.median(),
+                          "q25": groups.quantile(0.25), "q75": groups.quantile(0.75)})
+    index = pd.MultiIndex.from_frame(out[["well", "t"]])
+    stats = stats.reindex(index)
+    for name in stats.columns:
+        out[name] = stats[name].to_numpy()
+    out["n"] = out["n"].fillna(0).astype("int64")
+    return out
+
+
+def ratio_channels(df: pd.DataFrame) -> list[str]:
+    """Channels that have a nucleus / cytoplasm ratio column in a table, in column order.
+
+    Examples
+    --------
+    >>> ratio_channels(pd.DataFrame(columns=["label", ratio_column("ER")]))
+    ['ER']
+    """
+    return [str(c)[: -len(_RATIO_SUFFIX)] for c in df.columns
+            if str(c).endswith(_RATIO_SUFFIX) and len(str(c)) > len(_RATIO_SUFFIX)]
+
+
+def flagged_counts(df: pd.DataFrame, extra: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Count the flagged objects of a table (cells without / with several nuclei).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Rows of a plate-level dataset (its ``n_nuclei`` column).
+    extra : mapping of str to int, optional
+        Counts the caller has (e.g. nuclei outside any cell), appended as they are.
+
+    Returns
+    -------
+    dict
+        ``cells`` (rows), the two flagged kinds, then ``extra``.
+
+    Examples
+    --------
+    >>> flagged_counts(pd.DataFrame({"n_nuclei": [0, 1, 2, 3]}), {"orphan nuclei": 5})
+    {'cells': 4, 'cells without nucleus (n_nuclei = 0)': 1, \
+'cells with several nuclei (n_nuclei >= 2)': 2, 'orphan nuclei': 5}
+    """
+    n = df["n_nuclei"] if "n_nuclei" in df.columns else pd.Series(dtype="int64")
+    out = {"cells": len(df), _NO_NUCLEUS: int((n == 0).sum()), _MANY_NUCLEI: int((n >= 2).sum())}
+    for name, value in (extra or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ValueError(f"flagged count {name!r} must be an integer; got {value!r}")
+        out[str(name)] = int(value)
+    return out
+
+
+def default_report_dir(plate_store: str | Path) -> Path:
+    """Return the default report folder: ``<plate name>-report`` in the current folder.
+
+    Examples
+    --------
+    >>> default_report_dir("s3://bucket/runs/plate-7.ome.zarr/")
+    PosixPath('plate-7-report')
+    """
+    name = basename(str(plate_store)).removesuffix(".zarr").removesuffix(".ome")
+    return Path(f"{name or 'plate'}-report")
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _table_html(frame: pd.DataFrame, header: bool = True) -> str:
+    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns) if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    head = f"<thead><tr>{head}</tr></thead>" if header else ""
+    return f"<table>{head}<tbody>{body}</tbody></table>"
+
+
+def _img(name: str, alt: str) -> str:
+    return f'<p><img src="{_esc(name)}" alt="{_esc(alt)}"></p>'
+
+
+_STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:110em}img{max-width:100%}"
+          "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;"
+          "padding:.2em .6em;text-align:right}td:first-child{text-align:left}th{background:#eee}"
+          ".note{color:#555}")
+
+
+def _page(title: str, sections: list[tuple[str, str]]) -> str:
+    body = "".join(f"<h2>{_esc(h)}</h2>\n{content}\n" for h, content in sections)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{_esc(title)}</title><style>{_STYLE}</style></head>\n<body>"
+            f"<h1>{_esc(title)}</h1>\n{body}</body></html>\n")
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _layout(plate: Plate, df: pd.DataFrame) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Plate rows, columns and the (row, column) of every well, from the plate and table."""
+    wells = [tuple(w.split("/")) for w in plate.wells]
+    if len(df):
+        wells += [w for w in map(tuple, _wells(df)[["row", "column"]].to_numpy()) if w not in wells]
+    rows = list(plate.rows) + sorted({r for r, _ in wells} - set(plate.rows), key=lambda r: (
+        len(r), r))
+    cols = list(plate.columns) + sorted({c for _, c in wells} - set(plate.columns),
+                                        key=_column_key)
+    return rows, cols, wells  # type: ignore[return-value]
+
+
+def _readout_channel(df: pd.DataFrame, channels: tuple[str, ...], readout: str | None,
+                     table: str) -> str | None:
+    found = ratio_channels(df)
+    available = [c for c in channels if c in found] + [c for c in found if c not in channels]
+    if not len(df.columns):  # no part written at all: nothing to check against but the plate
+        available = list(channels)
+    if readout is None:
+        return next((c for c in available if "transloc" in c.lower()),
+                    available[0] if available else None)
+    if readout not in available:
+        raise ValueError(f"readout channel {readout!r} has no ratio column "
+                         f"({ratio_column(readout)!r}) in table {table!r}; channels: "
+                         f"{', '.join(available) or 'none'}")
+    return readout
+
+
+def _check_output(out: Path, store: str) -> None:
+    if not is_url(store) and out.resolve().is_relative_to(Path(store).resolve()):
+        raise ValueError(f"the report folder {out} is inside the plate {store}; "
+                         "choose a folder outside it")
+
+
+def _reference_label(info: Any, table: str) -> str | None:
+    """Return the label image a field's feature table refers to (``region.path``), if any."""
+    import zarr
+
+    where = "/".join(p for p in (info.path, TABLES_GROUP, table) if p)
+    try:
+        region = dict(zarr.open_group(store=info.store, path=where, mode="r").attrs)["region"]
+        name = str(region["path"]).rsplit("/", 1)[-1]
+    except (FileNotFoundError, KeyError, TypeError, zarr.errors.GroupNotFoundError):
+        return None
+    return name if name in info.labels else None
+
+
+class _Report:
+    """The figures and sections of one page, written into ``out``."""
+
+    def __init__(self, plate: Plate, df: pd.DataFrame, out: Path) -> None:
+        self.plate, self.df, self.out = plate, df, out
+        self.first = plate.field(plate.field_paths[0])
+        self.ts = sorted(set(range(self.first.n_timepoints)) | {int(t) for t in df.get("t", [])})
+        self.rows, self.cols, wells = _layout(plate, df)
+        self.positions = pd.MultiIndex.from_tuples(wells, names=["row", "column"])
+        self.files: list[str] = []
+
+    def save(self, fig: Any, name: str, dpi: int = 100) -> str:
+        fig.savefig(self.out / name, dpi=dpi)
+        self.files.append(name)
+        return name
+
+    def csv(self, frame: pd.DataFrame, name: str) -> str:
+        frame.to_csv(self.out / name, index=False)
+        self.files.append(name)
+        return f'<p><a href="{name}">{name}</a></p>'
+
+    def counts(self) -> str:
+        per_well = cells_per_well(self.df)
+        matrix = per_well.pivot_table(index=["row", "column"], columns="t", values="n_cells",
+                                      aggfunc="sum")
+        matrix = matrix.reindex(index=self.positions, columns=self.ts).fillna(0)
+        layout = pd.MultiIndex.from_product([self.rows, self.cols], names=["row", "column"])
+        maps = self.save(plate_maps(matrix.reindex(layout), self.rows, self.cols),
+                         "cells_per_well.png")
+        mat = self.save(well_matrix(matrix, "cells", ".0f", 0), "cells_per_well_t.png")
+        return (_img(maps, "cells per well, plate maps")
+                + _img(mat, "cells per well and timepoint")
+                + self.csv(per_well, "cells_per_well.csv"))
+
+    def readout(self, channel: str) -> str:
+        stats = readout_per_well(self.df, channel)
+        med = stats.pivot_table(index=["row", "column"], columns="t", values="median",
+                                dropna=False).reindex(index=self.positions, columns=self.ts)
+        grid = self.save(readout_plate(stats, self.rows, self.cols, channel), "readout.png")
+        mat = self.save(well_matrix(med, "median N/C ratio", ".2f"),
+                        "readout_median.png")
+        missing = int(self.df[ratio_column(channel)].isna().sum())
+        return (_img(grid, "readout per well") + _img(mat, "median readout per well and t")
+                + f'<p class="note">{missing} cell(s) without a ratio (e.g. no cytoplasm) '
+                "left out.</p>" + self.csv(stats, "readout_per_well.csv"))
+
+    def thumbnails(self, n: int, channel: str | None, labels: str | None) -> str:
+        c = self.first.channel_names.index(channel) if channel in self.first.channel_names else 0
+        figs = []
+        for path in spread(list(self.plate.field_paths), n):
+            slug = (path or "image").replace("/", "-")
+            figs.append(self.save(thumbnail(self.plate.field(path), c, labels),
+                                  f"thumb-{slug}.png"))
+        what = f"outlines of {labels}" if labels else "no label image outlined"
+        return (f'<p class="note">{_esc(self.first.channel_names[c])}, contrast-stretched; '
+                f"{_esc(what)}.</p>" + "".join(_img(f, f) for f in figs))
+
+    def flagged(self, counts: dict[str, int]) -> str:
+        text = _table_html(pd.DataFrame({"objects": list(counts), "count": counts.values()}))
+        if len(self.df) and "n_nuclei" in self.df.columns:
+            df = self.df.astype({"well": str})
+            by_t = _flags(df, "t").reindex(self.ts, fill_value=0).rename_axis("t")
+            by_well = _flags(df, "well").reindex(_wells(df)["well"])
+            text += (f"<h3>Per timepoint</h3>{_table_html(by_t.reset_index())}"
+                     f"<details{' open' if len(by_well) <= 24 else ''}><summary>Per well "
+                     f"(all timepoints)</summary>{_table_html(by_well.reset_index())}</details>")
+        return text
+
+
+def _flags(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    n = df.groupby(key)["n_nuclei"]
+    return pd.DataFrame({"cells": n.size(), "without nucleus": n.agg(lambda v: (v == 0).sum()),
+                         "several nuclei": n.agg(lambda v: (v >= 2).sum())})
+
+
+def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = None,
+                 readout: str | None = None, output: str | Path | None = None,
+                 thumbnails: int = 4, flagged: Mapping[str, int] | None = None) -> Path:
+    """Write an offline HTML view of a plate's per-cell table (see the module docstring).
+
+    Parameters
+    ----------
+    plate : str, Path or Plate
+        The plate (a local path or a URL such as ``s3://bucket/plate.zarr``); only read.
+    table : str
+        Name of the plate-level dataset (``<plate>/measurements/<table>``).
+    labels : str, optional
+        Label image outlined on the thumbnails. Default: the label image the fields'
+        feature table of that name refers to; none when there is no such table.
+    readout : str, optional
+        Channel of the translocation readout. Default: the first channel with a ratio
+        column whose name contains ``transloc``, else the first with a ratio column.
+    output : str or Path, optional
+        Local folder (created; files of the same names are replaced, older
+        ``thumb-*.png`` removed). Default :func:`default_report_dir`:
+        ``./<plate name>-report``.
+    thumbnails : int
+        Number of fields shown (spread over the plate; 0 for none).
+    flagged : mapping of str to int, optional
+        Further counts of flagged objects (e.g. nuclei outside any cell), shown with
+        the table's (see :func:`flagged_counts`).
+
+    Returns
+    -------
+    Path
+        The page, ``<output>/report.html``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the plate has no dataset of that name.
+    ValueError
+        If ``readout`` has no ratio column (the message lists the channels that have
+        one), ``thumbnails`` is negative, a flagged count is not an integer or the
+        output folder is inside the plate.
+    """
+    plate = open_plate(plate)
+    if isinstance(thumbnails, bool) or not isinstance(thumbnails, int) or thumbnails < 0:
+        raise ValueError(f"thumbnails must be an integer >= 0; got {thumbnails!r}")
+    out = Path(output) if output is not None else default_report_dir(plate.store)
+    _check_output(out, plate.store)
+    where = plate_dataset(plate.store, table)
+    if not exists(where):
+        raise FileNotFoundError(f"plate {redact(plate.store)} has no dataset {table!r} in "
+                                f"{MEASUREMENTS_FOLDER}/ (expected at {redact(where)})")
+    df = read_plate_dataset(plate.store, table)
+    report = _Report(plate, df, out)
+    channel = _readout_channel(df, report.first.channel_names, readout, table)
+    counts = flagged_counts(df, flagged)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("thumb-*.png"), *(out / n for n in _OUTPUTS)]:
+        old.unlink(missing_ok=True)
+    facts = pd.DataFrame({"what": ["plate", "table", "wells", "fields", "timepoints",
+                                   "cells (all timepoints)", "readout channel"],
+                          "value": [redact(plate.store), table, len(report.positions),
+                                len(plate.field_paths), len(report.ts), len(df),
+                                channel or "none"]})
+    sections = [("Plate", _table_html(facts, header=False))]
+    if df.empty:
+        sections.append(("Cells", f'<p class="note">Table {_esc(table)} has no cells: no '
+                         "cell counts or readout to show.</p>"))
+    else:
+        sections.append(("Cells per well", report.counts()))
+        sections.append((f"Translocation readout: {channel}", report.readout(channel))
+                        if channel else ("Readout", '<p class="note">The table has no '
+                                         "nucleus / cytoplasm ratio column.</p>"))
+    if thumbnails:
+        labels = labels or _reference_label(report.first, table)
+        sections.append(("Fields", report.thumbnails(thumbnails, channel, labels)))
+    sections.append(("Flagged objects", report.flagged(counts)))
+    page = out / REPORT_PAGE
+    title = f"{plate.name or basename(plate.store)}: {table}"
+    page.write_text(_page(title, sections), encoding="utf-8")
+    logger.info("report of %s (table %s) written to %s with %s", redact(plate.store), table,
+                page, ", ".join(report.files) or "no figure")
+    return page
