@@ -46,9 +46,10 @@ from ..io import (
 from .columns import PLATE_KEYS
 from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, region_summary
 from .measure import column_dtypes, empty_measurements, measure_cells
+from .planes import level_shape, plane_index, read_labels, regions
 
 __all__ = ["CellsResult", "REGION", "check_cells", "linked_names", "link_plate",
-           "measure_plate", "table_name"]
+           "measure_plate", "table_name", "write_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,33 +130,12 @@ class CellsResult:
 # worker side
 
 
-def _plane_index(image: ImageInfo, t: int, ys: slice, xs: slice, channels: Any = 0) -> tuple:
-    where = {"t": t, "c": channels, "z": 0, "y": ys, "x": xs}
-    return tuple(where[ax] for ax in image.axes)
-
-
-def _read_labels(label: LabelImage, t: int, ys: slice, xs: slice, level: int = 0) -> np.ndarray:
-    arr = label.open_array(level, mode="r")
-    return np.asarray(arr[_plane_index(label.image, t, ys, xs)])
-
-
-def _regions(ny: int, nx: int, size: int) -> list[tuple[slice, slice]]:
-    return [(slice(y, min(y + size, ny)), slice(x, min(x + size, nx)))
-            for y in range(0, ny, size) for x in range(0, nx, size)]
-
-
-def _level_shape(label: LabelImage, level: int) -> tuple[int, int]:
-    axes = label.image.axes
-    shape = label.shapes[level]
-    return shape[axes.index("y")], shape[axes.index("x")]
-
-
 def _link_unit(unit: _Unit, cells: LabelImage, nuclei: LabelImage | None) -> Linking:
-    ny, nx = _level_shape(cells, 0)
+    ny, nx = level_shape(cells, 0)
     summaries = []
-    for ys, xs in _regions(ny, nx, unit.region):
-        c = _read_labels(cells, unit.t, ys, xs)
-        n = _read_labels(nuclei, unit.t, ys, xs) if nuclei is not None else np.zeros_like(c)
+    for ys, xs in regions(ny, nx, unit.region):
+        c = read_labels(cells, unit.t, ys, xs)
+        n = read_labels(nuclei, unit.t, ys, xs) if nuclei is not None else np.zeros_like(c)
         summaries.append(region_summary(n, c, (ys.start, xs.start)))
     return link(merge_summaries(summaries))
 
@@ -165,12 +145,12 @@ def _write_linked(unit: _Unit, linking: Linking, cells: LabelImage,
     assert unit.outputs is not None
     out_nuc, out_cyt = (open_labels(unit.image, name) for name in unit.outputs)
     for level in range(len(out_nuc.shapes)):
-        ny, nx = _level_shape(out_nuc, level)
+        ny, nx = level_shape(out_nuc, level)
         chunk = out_nuc.chunks[level][unit.image.axes.index("y")]
         size = max(chunk, unit.region // chunk * chunk)
-        for ys, xs in _regions(ny, nx, size):
-            c = _read_labels(cells, unit.t, ys, xs, level)
-            n = _read_labels(nuclei, unit.t, ys, xs, level) if nuclei is not None else None
+        for ys, xs in regions(ny, nx, size):
+            c = read_labels(cells, unit.t, ys, xs, level)
+            n = read_labels(nuclei, unit.t, ys, xs, level) if nuclei is not None else None
             lk = linked_nuclei(n, linking) if n is not None else np.zeros(c.shape, c.dtype)
             region = {"t": slice(unit.t, unit.t + 1), "y": ys, "x": xs}
             write_label_region(out_nuc, region, lk, level=level)
@@ -183,22 +163,22 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
 
     image = unit.image
     names = [image.channel_names[c] for c in unit.channels]
-    ny, nx = _level_shape(cells, 0)
+    ny, nx = level_shape(cells, 0)
     px = image.pixel_size
     boxes = linking.cell_boxes
     frames = []
     image_arr = image.open_array(0)
-    for ys, xs in _regions(ny, nx, unit.region):
+    for ys, xs in regions(ny, nx, unit.region):
         own = ((boxes[:, 0] >= ys.start) & (boxes[:, 0] < ys.stop)
                & (boxes[:, 1] >= xs.start) & (boxes[:, 1] < xs.stop))
         if not own.any():
             continue
         wy = slice(ys.start, int(boxes[own, 2].max()))
         wx = slice(xs.start, int(boxes[own, 3].max()))
-        c = _read_labels(cells, unit.t, wy, wx)
-        n = _read_labels(nuclei, unit.t, wy, wx) if nuclei is not None else None
+        c = read_labels(cells, unit.t, wy, wx)
+        n = read_labels(nuclei, unit.t, wy, wx) if nuclei is not None else None
         lk = linked_nuclei(n, linking) if n is not None else np.zeros(c.shape, c.dtype)
-        img = np.stack([np.asarray(image_arr[_plane_index(image, unit.t, wy, wx, ch)])
+        img = np.stack([np.asarray(image_arr[plane_index(image, unit.t, wy, wx, ch)])
                         for ch in unit.channels]) if unit.channels else np.zeros((0, *c.shape))
         frames.append(measure_cells(
             c, lk, img, owned=linking.cell_ids[own], channel_names=names,
@@ -215,22 +195,23 @@ def _plate_keys(field_path: str) -> dict[str, Any]:
     return {"well": f"{row}{column}", "row": row, "column": column, "field": int(fld)}
 
 
-def _write_rows(unit: _Unit, df: Any) -> None:
+def write_rows(image: ImageInfo, table: str, plate_store: str, t: int, df: Any) -> None:
+    """Write one (field, timepoint)'s rows: the plate-level part, then the field's part.
+
+    The field's part is written last: it is the record that the unit is complete.
+    """
     import pyarrow as pa
 
-    assert unit.table is not None
-    keys = _plate_keys(unit.image.path)
+    keys = _plate_keys(image.path)
     plate_df = df.copy()
     for i, k in enumerate(PLATE_KEYS):
         value = keys[k]
         plate_df.insert(i, k, np.full(len(df), value, np.int32 if k == "field" else object))
         if k != "field":
             plate_df[k] = plate_df[k].astype(str)
-    location = join(plate_dataset(unit.plate_store, unit.table),
-                    plate_part_name(unit.image.path, unit.t))
+    location = join(plate_dataset(plate_store, table), plate_part_name(image.path, t))
     write_parquet(pa.Table.from_pandas(plate_df, preserve_index=False), location)
-    write_table_part(unit.image, unit.table, unit.t,
-                     pa.Table.from_pandas(df, preserve_index=False))
+    write_table_part(image, table, t, pa.Table.from_pandas(df, preserve_index=False))
 
 
 def run_unit(unit: _Unit) -> dict[str, int]:
@@ -241,7 +222,8 @@ def run_unit(unit: _Unit) -> dict[str, int]:
     if unit.outputs is not None:
         _write_linked(unit, linking, cells, nuclei)
     if unit.table is not None:
-        _write_rows(unit, _measure_unit(unit, linking, cells, nuclei))
+        rows = _measure_unit(unit, linking, cells, nuclei)
+        write_rows(unit.image, unit.table, unit.plate_store, unit.t, rows)
     return linking.counts()
 
 

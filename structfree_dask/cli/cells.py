@@ -1,4 +1,4 @@
-"""``structfree-dask link``, ``measure``: cells over time from the command line."""
+"""``structfree-dask link``, ``measure``, ``track``, ``report``: cells over time."""
 
 from __future__ import annotations
 
@@ -90,6 +90,53 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, link_labels=args.write_links, progress=progress))
 
 
+def _cmd_track(args: argparse.Namespace) -> int:
+    from ..cells.track_run import track_plate
+
+    check_cluster_options(args)
+    if args.max_distance is not None and not args.max_distance > 0:
+        raise ValueError(f"--max-distance: expected a positive number of pixels; got "
+                         f"{args.max_distance}")
+    from ..io import list_tables, open_plate
+
+    opened = open_plate(args.plate)
+    for path in opened.select(args.wells):
+        image = opened.field(path)
+        if args.table not in list_tables(image):
+            raise KeyError(f"field {path or '(image)'} has no table {args.table!r}; it has "
+                           f"{list_tables(image) or 'none'} (run measure first)")
+    client = start_client(args)
+    progress = ProgressBar(args, "field")
+    from ..engine.cluster import close_client
+
+    try:
+        result = track_plate(args.plate, table=args.table, tracked_labels=args.tracked_labels,
+                             max_distance=args.max_distance, client=client, wells=args.wells,
+                             overwrite=args.overwrite, progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: fields that finished keep their tracks; rerun the "
+                          "same command to track the others") from None
+    finally:
+        progress.close()
+        close_client(client)
+    tracks = sum(v[0] for v in result.tracks.values())
+    divisions = sum(v[1] for v in result.tracks.values())
+    print(f"tables/{args.table}: {len(result.tracks)} field(s) tracked, {len(result.failed)} "
+          f"failed; {tracks} tracks, {divisions} divisions")
+    for path, err in result.failed:
+        print(f"failed: {path or '(image)'}: {err}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ..cells.report import write_report
+
+    page = write_report(args.plate, table=args.table, labels=args.labels,
+                        readout=args.readout, output=args.output)
+    print(f"report: {page}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("plate", help="OME-Zarr plate or multiscale image (a path or a URL)")
     p.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
@@ -101,7 +148,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_cells_parsers(sub: Any) -> None:
-    """Add the ``link`` and ``measure`` commands to a subparsers object."""
+    """Add the ``link``, ``measure``, ``track`` and ``report`` commands."""
     p = sub.add_parser(
         "link", help="link nuclei to cells; write linked nuclei and cytoplasm labels",
         description="Each nucleus goes to the cell that holds most of it. Writes "
@@ -129,3 +176,37 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("--write-links", action="store_true",
                    help="also write the linked label images (as the link command)")
     p.set_defaults(func=_cmd_measure)
+
+    p = sub.add_parser(
+        "track", help="track measured cells over time (laptrack; geff export)",
+        description="Per field: tracks with divisions from the measured centroids "
+                    "(track_id, parent_track_id in the tables), the track graph as geff in "
+                    "<field>/tracks/<TABLE>, and with --tracked-labels a label image "
+                    "<LABELS>_tracked in which a cell keeps its ID over time. Tracked "
+                    "timepoints keep their IDs when new ones are appended.")
+    p.add_argument("plate", help="OME-Zarr plate or multiscale image (a path or a URL)")
+    p.add_argument("--table", required=True, help="measurement table, e.g. cyto_features")
+    p.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
+    p.add_argument("--tracked-labels", action="store_true",
+                   help="also write labels/<LABELS>_tracked")
+    p.add_argument("--max-distance", type=float, default=None, metavar="PX",
+                   help="largest move between timepoints (default: median cell radius)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a tracked label image made from something else")
+    add_cluster_options(p)
+    p.set_defaults(func=_cmd_track)
+
+    p = sub.add_parser(
+        "report", help="an offline HTML view of a measured plate",
+        description="Cells per well per timepoint, the translocation readout per well over "
+                    "time, field thumbnails with outlines and flagged objects, as an HTML "
+                    "page with PNGs in a local folder (never in the plate).")
+    p.add_argument("plate", help="OME-Zarr plate (a path or a URL)")
+    p.add_argument("--table", required=True, help="measurement table, e.g. cyto_features")
+    p.add_argument("--labels", default=None,
+                   help="label image outlined in thumbnails (default: the table's)")
+    p.add_argument("--readout", default=None,
+                   help="channel of the N/C readout (default: a translocation channel)")
+    p.add_argument("--output", default=None,
+                   help="folder of the page (default ./<plate name>-report)")
+    p.set_defaults(func=_cmd_report)

@@ -133,7 +133,7 @@ def test_zero_cells_give_valid_empty_tables(tmp_path, cluster_client):
     assert len(df) == 0 and "rep__nc_ratio" in df.columns
 
 
-def test_cli_link_and_measure(plate, cli_env, capsys):
+def test_cli_link_and_measure(plate, cli_env, capsys, tmp_path):
     assert main(["link", str(plate), "--nuclei", "gt_nuclei", "--cells", "gt_cyto",
                  "--workers", "1", "--no-progress", "--wells", "A/2"]) == 0
     out = capsys.readouterr().out
@@ -145,3 +145,10 @@ def test_cli_link_and_measure(plate, cli_env, capsys):
     assert main(["measure", str(plate), "--labels", "gt_cyto", "--nuclei", "missing",
                  "--no-progress"]) == 2
     assert "no label image 'missing'" in capsys.readouterr().err
+    # the plate view of the measured table, in a local folder
+    assert main(["report", str(plate), "--table", "gt_cyto_features",
+                 "--output", str(tmp_path / "view")]) == 0
+    page = (tmp_path / "view" / "report.html").read_text()
+    assert "A1" in page and "A2" in page and list((tmp_path / "view").glob("*.png"))
+    assert main(["report", str(plate), "--table", "gt_cyto_features", "--readout", "nope",
+                 "--output", str(tmp_path / "v2")]) == 2

@@ -1,0 +1,63 @@
+"""Tracking a measured plate on a real multi-process cluster."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from structfree_dask import simulate_plate
+from structfree_dask.cells.run import measure_plate
+from structfree_dask.cells.track_run import track_plate, tracked_name, tracks_location
+from structfree_dask.cells.tracking import link_scores, persistent_links, track_links
+from structfree_dask.cli import main
+from structfree_dask.io import open_labels, open_plate, read_feature_table, read_plate_dataset
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tracks") / "p.zarr"
+    simulate_plate(path, cell_line="CL1", rows=1, cols=1, timepoints=8, size=160, seed=0)
+    return path
+
+
+def test_tracks_appended_timepoints_keep_their_ids(plate, cluster_client):
+    image = open_plate(plate).field("A/1/0")
+    measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei", table="cells",
+                  client=cluster_client, timepoints=range(5))
+    first = track_plate(str(plate), table="cells", tracked_labels=True, client=cluster_client)
+    assert first.ok and first.tracks["A/1/0"][2] == [0, 1, 2, 3, 4]
+    early = read_feature_table(image, "cells")
+    # a nightly run: the plate's last timepoints are measured and tracked afterwards
+    measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei", table="cells",
+                  client=cluster_client)
+    second = track_plate(str(plate), table="cells", tracked_labels=True, client=cluster_client)
+    assert second.tracks["A/1/0"][2] == [5, 6, 7]
+    table = read_feature_table(image, "cells")
+    again = table[table["t"] < 5].reset_index(drop=True)
+    pd.testing.assert_frame_equal(again, early)  # earlier track IDs did not change
+    assert (table["track_id"] >= 1).all()
+    # the simulator keeps a cell's ID while it lives: tracks reproduce its links
+    gt = open_labels(image, "gt_cyto").read()[:, 0]
+    scores = link_scores(track_links(table).links, persistent_links(gt))
+    assert scores.f1 >= 0.95, scores
+    # the plate-level dataset carries the tracks too
+    plate_rows = read_plate_dataset(str(plate), "cells")
+    assert plate_rows["track_id"].tolist() == table["track_id"].tolist()
+    # the tracked label image: a cell keeps its track ID over time
+    tracked = open_labels(image, tracked_name("gt_cyto")).read()[:, 0]
+    for t in (0, 7):
+        rows = table[table["t"] == t]
+        for label, track in zip(rows["label"], rows["track_id"], strict=True):
+            assert np.all(tracked[t][gt[t] == label] == track)
+    # the track graph as geff
+    geff = pytest.importorskip("geff")
+    graph, _ = geff.read(tracks_location(image, "cells"))
+    assert graph.number_of_nodes() == len(table)
+
+
+def test_track_bad_input_and_cli(plate, cluster_client, cli_env, capsys):
+    with pytest.raises(KeyError, match="no table 'nope'"):
+        track_plate(str(plate), table="nope", client=cluster_client)
+    with pytest.raises(ValueError, match="max_distance"):
+        track_plate(str(plate), table="cells", max_distance=-1, client=cluster_client)
+    assert main(["track", str(plate), "--table", "nope", "--no-progress"]) == 2
+    assert "no table 'nope'" in capsys.readouterr().err
