@@ -138,17 +138,20 @@ def test_cli_link_and_measure(plate, cli_env, capsys, tmp_path):
                  "--workers", "1", "--no-progress", "--wells", "A/2"]) == 0
     out = capsys.readouterr().out
     assert "labels/gt_cyto_nuclei" in out and "flagged" in out
-    assert main(["measure", str(plate), "--labels", "gt_cyto", "--table", "gt_cyto_features",
-                 "--nuclei", "gt_cyto_nuclei", "--workers", "1", "--no-progress"]) == 2
+    assert main(["measure", str(plate), "--labels", "gt_cyto", "--table", "cli_features",
+                 "--nuclei", "gt_nuclei", "--workers", "1", "--no-progress"]) == 0
+    assert "tables/cli_features: 6 done" in capsys.readouterr().out
+    assert main(["measure", str(plate), "--labels", "gt_nuclei", "--table", "cli_features",
+                 "--workers", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: table 'gt_cyto_features'") and "--overwrite" in err
+    assert err.startswith("error: table 'cli_features'") and "--overwrite" in err
     assert main(["measure", str(plate), "--labels", "gt_cyto", "--nuclei", "missing",
                  "--no-progress"]) == 2
     assert "no label image 'missing'" in capsys.readouterr().err
     # the plate view of the measured table, in a local folder
-    assert main(["report", str(plate), "--table", "gt_cyto_features",
+    assert main(["report", str(plate), "--table", "cli_features",
                  "--output", str(tmp_path / "view")]) == 0
     page = (tmp_path / "view" / "report.html").read_text()
     assert "A1" in page and "A2" in page and list((tmp_path / "view").glob("*.png"))
-    assert main(["report", str(plate), "--table", "gt_cyto_features", "--readout", "nope",
+    assert main(["report", str(plate), "--table", "cli_features", "--readout", "nope",
                  "--output", str(tmp_path / "v2")]) == 2
