@@ -1,0 +1,238 @@
+"""Cells over time: readout fidelity, tracking, and the cost of measuring and tracking.
+
+On simulated widefield time-lapses (CL1, CL5; 2 wells, 12 timepoints), the objects are
+segmented from the non-structural reporters only (the shipped generalist with Flow
+Averaging: cells over every channel, nuclei over the translocation reporter), linked,
+measured and tracked on a local cluster. Printed, per line:
+
+- readout fidelity: per-cell N/C ratio of the translocation reporter on our objects
+  (cells matched to the truth at IoU >= 0.5, cells touching the field edge left out) vs
+  the simulator's true ratio: Pearson r and the median absolute relative error; the same
+  on the ground-truth objects (the ceiling);
+- tracking: precision / recall / F1 of frame-to-frame links and of divisions against the
+  simulator's lineage, on ground-truth masks and on our masks;
+- cost: measuring + tracking time as a fraction of the segmentation time of the plate.
+
+Then the peak memory of one measuring task (a fresh process) on a 1024 px and an 8192 px
+field (the latter tiled from the former), and their ratio.
+
+Run: ``python benchmarks/bench_cells.py [--size 384] [--timepoints 12] [--skip-memory]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from structfree_dask import SegmentationConfig, open_plate, segment, simulate_plate
+from structfree_dask.cells.columns import ratio_column, true_ratio_column
+from structfree_dask.cells.run import measure_plate
+from structfree_dask.cells.track_run import track_plate
+from structfree_dask.cells.tracking import link_scores, match_labels, track_links
+from structfree_dask.engine.cluster import close_client, local_client
+from structfree_dask.io import open_labels, read_feature_table, read_plate_dataset
+from structfree_dask.simulate import PRESETS
+
+READOUT = "translocation-reporter"
+WIDEFIELD_UM = 0.32
+
+
+def _truth_links(truth: pd.DataFrame) -> tuple[set, set]:
+    """Frame-to-frame links (a cell's consecutive rows) and divisions from the lineage."""
+    links, divisions = set(), set()
+    rows = truth.sort_values(["label", "t"])
+    for label, g in rows.groupby("label"):
+        ts = g["t"].tolist()
+        links |= {((a, label), (b, label)) for a, b in zip(ts, ts[1:], strict=False)}
+    first = rows.groupby("label")["t"].min()
+    last = rows.groupby("label")["t"].max()
+    parents = rows.groupby("label")["parent_label"].first()
+    for daughter, mother in parents.items():
+        if mother > 0 and mother in last.index:
+            divisions.add(((int(last[mother]), int(mother)), (int(first[daughter]), daughter)))
+    return links, divisions
+
+
+def _matches(image, pred: str, gt: str) -> dict:
+    p, g = open_labels(image, pred).read()[:, 0], open_labels(image, gt).read()[:, 0]
+    out = {}
+    for t in range(p.shape[0]):
+        for pl, tl in match_labels(g[t], p[t]).items():
+            out[(t, int(pl))] = int(tl)
+    return out
+
+
+def _tracking(plate: str, table: str, pred: str | None) -> tuple:
+    links_p, links_t, div_p, div_t, matches = set(), set(), set(), set(), {}
+    opened = open_plate(plate)
+    for path in opened.field_paths:
+        image = opened.field(path)
+        truth = read_feature_table(image, "gt_truth")
+        tl, td = _truth_links(truth)
+        tracked = track_links(read_feature_table(image, table))
+        m = _matches(image, pred, "gt_cyto") if pred else None
+        key = path + "|"
+        links_t |= {((key, a), (key, b)) for a, b in tl}
+        div_t |= {((key, a), (key, b)) for a, b in td}
+        links_p |= {((key, a), (key, b)) for a, b in tracked.links}
+        div_p |= {((key, a), (key, b)) for a, b in tracked.divisions}
+        if m is not None:
+            matches.update({(key, k): (key, v) for k, v in m.items()})
+    if pred:  # compare on matched objects: predicted ends translated to true labels
+        matched_true = {(k[0], (k[1][0], v[1])) for k, v in matches.items()}
+        links_p, div_p = _translate(links_p, matches), _translate(div_p, matches)
+        links_t = {lk for lk in links_t if lk[0] in matched_true and lk[1] in matched_true}
+        div_t = {lk for lk in div_t if lk[0] in matched_true and lk[1] in matched_true}
+    return link_scores(links_p, links_t), link_scores(div_p, div_t)
+
+
+def _translate(links: set, matches: dict) -> set:
+    out = set()
+    for a, b in links:
+        ka, kb = (a[0], a[1]), (b[0], b[1])
+        if ka in matches and kb in matches:
+            out.add(((a[0], (a[1][0], matches[ka][1])), (b[0], (b[1][0], matches[kb][1]))))
+    return out
+
+
+def _line(name: str, folder: Path, size: int, timepoints: int, client) -> None:
+    preset = PRESETS[name]
+    plate = str(folder / f"{name}.zarr")
+    simulate_plate(plate, cell_line=name, rows=1, cols=2, timepoints=timepoints, size=size,
+                   seed=7, mode="widefield")
+    diameter = preset.cell_diameter_um / WIDEFIELD_UM
+    channels = tuple(range(len(preset.channels)))
+    readout = preset.channel_names.index(READOUT)
+    t0 = time.perf_counter()
+    segment(plate, SegmentationConfig(organelle="cyto", channels=channels, name="cyto",
+                                      diameter=diameter), client=client)
+    segment(plate, SegmentationConfig(organelle="nuclei", channels=(readout,), name="nuclei",
+                                      diameter=diameter * preset.nucleus_ratio), client=client)
+    seg = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    measure_plate(plate, labels="cyto", nuclei="nuclei", link_labels=True, client=client)
+    track_plate(plate, table="cyto_features", client=client)
+    cost = time.perf_counter() - t0
+    measure_plate(plate, labels="gt_cyto", nuclei="gt_nuclei", table="gt", client=client)
+    track_plate(plate, table="gt", client=client)
+    truth = read_plate_dataset(plate, "gt_truth")
+    print(f"\n{name} widefield, {size} px, 2 wells x {timepoints} timepoints; diameter "
+          f"{diameter:.0f} px")
+    print("| objects | cells (matched, not at edge, 1 nucleus) | Pearson r | median |rel. err.| "
+          "| link P / R / F1 | division P / R / F1 |")
+    print("|---|---|---|---|---|---|")
+    for label, table, pred in (("ground truth", "gt", None), ("ours", "cyto_features", "cyto")):
+        rows = []
+        opened = open_plate(plate)
+        for path in opened.field_paths:
+            image = opened.field(path)
+            df = read_feature_table(image, table)
+            tr = read_feature_table(image, "gt_truth")
+            m = _matches(image, pred, "gt_cyto") if pred else None
+            df = df.assign(_f=path)
+            rows.append((df, tr, m))
+        measured, true_all = [], []
+        for df, tr, m in rows:
+            sub = df[~df["touches_edge"] & (df["n_nuclei"] == 1)].copy()
+            if m is not None:
+                sub["label"] = [m.get((int(t), int(lab)), -1)
+                                for t, lab in zip(sub["t"], sub["label"], strict=True)]
+            merged = sub.merge(tr, on=["t", "label"])
+            merged = merged[np.isfinite(merged[ratio_column(READOUT)])]
+            measured.append(merged[ratio_column(READOUT)].to_numpy())
+            true_all.append(merged[true_ratio_column(READOUT)].to_numpy())
+        mv, tv = np.concatenate(measured), np.concatenate(true_all)
+        r = float(np.corrcoef(mv, tv)[0, 1]) if len(mv) > 2 else float("nan")
+        mare = float(np.median(np.abs(mv - tv) / tv)) if len(mv) else float("nan")
+        links, divisions = _tracking(plate, table, pred)
+        print(f"| {label} | {len(mv)} | {r:.3f} | {mare:.3f} | {links.precision:.3f} / "
+              f"{links.recall:.3f} / {links.f1:.3f} | {divisions.precision:.2f} / "
+              f"{divisions.recall:.2f} / {divisions.f1:.2f} |")
+    print(f"segmentation (cells + nuclei) {seg:.1f} s; measuring + tracking {cost:.1f} s "
+          f"= {cost / seg:.1%} of it; truth rows {len(truth)}")
+
+
+def _tiled_plate(folder: Path, tiles: int) -> str:
+    from structfree_dask.io import create_plate
+    from structfree_dask.simulate import simulate_field
+
+    f = simulate_field("CL1", size=1024, timepoints=1, seed=3)
+    n = int(f.cyto.max()) + 1
+    img = np.tile(f.image, (1, 1, tiles, tiles))
+    cells = np.zeros((1, 1024 * tiles, 1024 * tiles), np.uint32)
+    nuclei = np.zeros_like(cells)
+    for i in range(tiles):
+        for j in range(tiles):
+            k = i * tiles + j
+            ys, xs = slice(i * 1024, (i + 1) * 1024), slice(j * 1024, (j + 1) * 1024)
+            cells[:, ys, xs] = np.where(f.cyto > 0, f.cyto + k * n, 0)
+            nuclei[:, ys, xs] = np.where(f.nuclei > 0, f.nuclei + k * n, 0)
+    path = folder / f"tiled{tiles}.zarr"
+    with create_plate(path, rows=["A"], columns=["1"]) as w:
+        w.write_field("A", "1", 0, img, axes="tcyx", channel_names=list(f.channel_names),
+                      labels={"cells": cells, "nuclei": nuclei})
+    return str(path)
+
+
+def _peak_task_memory(plate: str) -> float:
+    """Peak RSS (MiB) of a fresh process that runs every unit of the plate itself."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run_units_child, args=(plate, queue))
+    proc.start()
+    value = queue.get()
+    proc.join()
+    return value
+
+
+def _run_units_child(plate: str, queue) -> None:
+    import structfree_dask.cells.run as run
+
+    store, plans = run._check(plate, cells="cells", nuclei="nuclei", write_links=False,
+                              table="m", channels=None, wells=None, timepoints=None,
+                              overwrite=True)
+    units, _, _ = run._prepare(store, plans, cells="cells", nuclei="nuclei",
+                               write_links=False, table="m", overwrite=True, region=run.REGION)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for unit in units:
+        run.run_unit(unit)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((base, peak))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=384)
+    ap.add_argument("--timepoints", type=int, default=12)
+    ap.add_argument("--lines", default="CL1,CL5")
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        client = local_client(2)
+        try:
+            for name in args.lines.split(","):
+                _line(name, folder, args.size, args.timepoints, client)
+        finally:
+            close_client(client)
+        if not args.skip_memory:
+            print("\n| field | RSS before the task (MiB) | peak RSS (MiB) | task's own peak |")
+            print("|---|---|---|---|")
+            peaks = {}
+            for tiles in (1, 8):
+                plate = _tiled_plate(folder, tiles)
+                base, peak = _peak_task_memory(plate)
+                peaks[tiles] = peak
+                print(f"| {1024 * tiles} px | {base:.0f} | {peak:.0f} | {peak - base:.0f} |")
+            print(f"peak RSS ratio 8192 / 1024 px fields: {peaks[8] / peaks[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
