@@ -431,7 +431,8 @@ def test_module_docstring_lists_the_bounds():
                         ("segment[i].batch_size", limits.BATCH_SIZE),
                         ("cluster.workers", limits.WORKERS),
                         ("cluster.threads_per_worker", limits.THREADS),
-                        ("cluster.timeout", limits.SCHEDULER_TIMEOUT)]:
+                        ("cluster.timeout", limits.SCHEDULER_TIMEOUT),
+                        ("cells.max_distance", limits.MAX_DISTANCE)]:
         line = next(ln for ln in doc.splitlines() if f"``{key}``:" in ln)
         assert f"{_plain(bounds[0])} to {_plain(bounds[1])}" in line, line
 
@@ -685,3 +686,75 @@ def test_settings_problems_are_reported_together_by_job_cli_and_python(tmp_path,
     assert code == 2 and len(err) == 1, err
     for line in raised.value.lines:
         assert line in err[0]
+
+
+# ------------------------------------------------------------------ cells after segmenting
+
+CELLS = {"cells": "cyto", "nuclei": "nuclei", "table": "cyto_features", "channels": [0, "ER"],
+         "link": True, "track": True, "tracked_labels": True, "max_distance": 12,
+         "report": False}
+
+
+def test_cells_block_parses_with_defaults(tmp_path):
+    job = load_job(_write(tmp_path, {**GOOD, "cells": CELLS}))
+    cells = job.cells
+    assert (cells.cells, cells.nuclei, cells.table_name, cells.channels) == (
+        "cyto", "nuclei", "cyto_features", (0, "ER"))
+    assert (cells.link, cells.track, cells.tracked_labels, cells.report) == (
+        True, True, True, False)
+    assert cells.max_distance == 12.0 and isinstance(cells.max_distance, float)
+    assert cells.outputs() == ("cyto_nuclei", "cyto_cytoplasm", "cyto_tracked")
+    least = load_job(_write(tmp_path, {**GOOD, "cells": {"cells": "gt_cyto"}})).cells
+    assert (least.nuclei, least.table_name, least.channels, least.link, least.track,
+            least.max_distance, least.report) == (None, "gt_cyto_features", None, False,
+                                                   False, None, True)
+    linked = load_job(_write(tmp_path, {**GOOD, "cells": {"cells": "c", "nuclei": "n"}}))
+    assert linked.cells.link and linked.cells.inputs == ("c", "n")
+    assert load_job(_write(tmp_path, GOOD)).cells is None
+
+
+@pytest.mark.parametrize(("cells", "expected"), [
+    ({"cells": "c", "nucleus": "n"}, ["cells.nucleus: unknown key (did you mean 'nuclei'?"]),
+    ({"nuclei": "n"}, ["cells.cells: missing"]),
+    ({"cells": "c", "max_distance": 0, "track": True},
+     ["cells.max_distance: expected a finite number between 0.001 and 100000 px; got 0"]),
+    ({"cells": "c", "max_distance": NAN, "track": True}, ["cells.max_distance: expected a"]),
+    ({"cells": "c", "max_distance": "12", "track": True}, ["cells.max_distance: expected a"]),
+    ({"cells": "c", "max_distance": 5}, ["cells.max_distance: only used with 'track: true'"]),
+    ({"cells": "c", "tracked_labels": True},
+     ["cells.tracked_labels: only used with 'track: true'"]),
+    ({"cells": "a/b"}, ["cells.cells: expected a label name that is one path component"]),
+    ({"cells": 3}, ["cells.cells: expected a label name that is one path component"]),
+    ({"cells": "c", "nuclei": ".."}, ["cells.nuclei: expected a label name"]),
+    ({"cells": "c", "nuclei": "c"}, ["cells.nuclei: the same label image as 'cells'"]),
+    ({"cells": "c", "table": "x/y"}, ["cells.table: expected a table name that is one path"]),
+    ({"cells": "c", "channels": []}, ["cells.channels: expected a list of channel indices"]),
+    ({"cells": "c", "channels": [1, 1]}, ["cells.channels: expected each channel once"]),
+    ({"cells": "c", "link": True}, ["cells.link: needs 'nuclei'"]),
+    ({"cells": "c", "track": "yes", "report": 1},
+     ["cells.report: expected true or false; got 1",
+      "cells.track: expected true or false; got 'yes'"]),
+    (["c"], ["cells: expected a mapping with at least 'cells'; got ['c']"]),
+])
+def test_cells_mistakes_are_each_reported_where_they_are(tmp_path, cells, expected):
+    problems = _problems(_write(tmp_path, {**GOOD, "cells": cells}))
+    assert len(problems) == len(expected), problems
+    for e in expected:
+        assert any(p.startswith(e) for p in problems), (e, problems)
+
+
+def test_cells_outputs_must_not_be_a_segment_entrys_label_image(tmp_path):
+    cells = {"cells": "c", "nuclei": "n", "track": True, "tracked_labels": True}
+    for name in ("c_nuclei", "c_cytoplasm", "c_tracked"):
+        problems = _problems(_write(tmp_path, {**_with({"name": name}), "cells": cells}))
+        assert problems == [f"cells: writes the label image {name!r}, which segment[0] "
+                            "writes too; rename one"]
+
+
+def test_cells_mistakes_come_with_the_others_in_one_pass(tmp_path):
+    doc = {**_with({"tile_size": 10}), "cells": {"cels": "c", "max_distance": -1,
+                                                 "track": True}}
+    problems = _problems(_write(tmp_path, doc))
+    assert [p.split(":")[0] for p in problems] == [
+        "segment[0].tile_size", "cells.cels", "cells.cells", "cells.max_distance"], problems
+
