@@ -19,7 +19,13 @@ import yaml
 from structfree_dask import limits
 from structfree_dask.cli import main
 from structfree_dask.config import SegmentationConfig
-from structfree_dask.io import append_timepoints, open_labels, open_plate
+from structfree_dask.io import (
+    append_timepoints,
+    filesystem,
+    list_tables,
+    open_labels,
+    open_plate,
+)
 from structfree_dask.jobs import schema as job_module
 from structfree_dask.jobs.runner import run_job
 from structfree_dask.jobs.schema import JobError, load_job, parse_job
@@ -757,4 +763,84 @@ def test_cells_mistakes_come_with_the_others_in_one_pass(tmp_path):
     problems = _problems(_write(tmp_path, doc))
     assert [p.split(":")[0] for p in problems] == [
         "segment[0].tile_size", "cells.cels", "cells.cells", "cells.max_distance"], problems
+
+
+def _cells_job(folder: Path, client, segment: dict, cells: dict, records: str = "runs"
+               ) -> dict:
+    job = load_job(_job(folder, {"kind": "local"}, segment=[segment], cells=cells,
+                        performance_report=False, records=records))
+    return run_job(job, client=client)
+
+
+def test_cells_after_segmenting_are_measured_tracked_and_reported(tmp_path, cluster_client,
+                                                                  small_cpnet_path):
+    from structfree_dask.cells.track_run import tracks_location
+    from structfree_dask.io import read_plate_dataset
+
+    plate = simulate_plate(tmp_path / "plates" / "p.zarr", cell_line="CL1", rows=1, cols=1,
+                           timepoints=3, size=96)
+    segment = {"organelle": "cyto", "channels": [0, 1], "model": str(small_cpnet_path),
+               "tile_size": 128}
+    cells = {"cells": "gt_cyto", "nuclei": "gt_nuclei", "track": True,
+             "tracked_labels": True}
+    first = _cells_job(tmp_path, cluster_client, segment, cells)
+    assert first["status"] == "ok", first["problems"]
+    assert first["done"] == 3  # the segmentation ran
+    (section,) = first["cells"]
+    field = open_plate(plate).field_paths[0]
+    assert section["table"] == "gt_cyto_features" and section["errors"] == []
+    assert section["done"] == [[field, t] for t in range(3)] and section["skipped"] == []
+    assert section["cells"] > 0 and set(section["flagged"]) == {
+        "cells_without_nucleus", "cells_with_several_nuclei", "nuclei_outside_cells"}
+    track = section["track"]
+    assert track["tracks"] > 0 and track["failed"] == []
+    assert track["timepoints"] == [[field, [0, 1, 2]]]
+    page = Path(section["report"])
+    assert page.is_file() and page.name == "report.html"
+    assert page.parent.parent == tmp_path / "runs"
+    assert page.parent.name == Path(first["record"]).stem + "-report-p"
+    table = read_plate_dataset(str(plate), "gt_cyto_features")
+    assert len(table) and (table["track_id"] >= 0).all()
+    image = open_plate(plate).field(field)
+    assert {"gt_cyto_nuclei", "gt_cyto_cytoplasm", "gt_cyto_tracked"} <= set(image.labels)
+    assert Path(tracks_location(image, "gt_cyto_features")).is_dir()
+
+    # again, with the records in an object store: the report is uploaded there
+    records = f"memory://jobs-{tmp_path.name}/runs"
+    second = _cells_job(tmp_path, cluster_client, segment, cells, records)
+    assert second["status"] == "ok", second["problems"]
+    assert second["done"] == 0 and second["skipped"] == 3
+    (again,) = second["cells"]
+    assert again["done"] == [] and again["skipped"] == section["done"]
+    assert again["track"]["timepoints"] == [[field, []]]
+    assert again["track"]["tracks"] == track["tracks"]
+    stem = second["record"].rsplit("/", 1)[1].removesuffix(".json")
+    assert again["report"] == f"{records}/{stem}-report-p/report.html"
+    fs, folder = filesystem(f"{records}/{stem}-report-p")
+    uploaded = {p.rsplit("/", 1)[1] for p in fs.ls(folder, detail=False)}
+    assert {"report.html", "cells_per_well.csv"} <= uploaded
+    assert uploaded == {f.name for f in page.parent.iterdir()}
+    assert len(read_plate_dataset(str(plate), "gt_cyto_features")) == len(table)
+
+
+def test_cells_of_a_plate_that_did_not_segment_are_skipped(tmp_path, cluster_client):
+    plate = simulate_plate(tmp_path / "plates" / "p.zarr", cell_line="CL1", rows=1, cols=1,
+                           timepoints=1, size=64)
+    broken = {**SEGMENT, "channels": ["no-such-channel"]}
+    record = _cells_job(tmp_path, cluster_client, broken, {"cells": "cyto",
+                                                           "nuclei": "gt_nuclei"})
+    (section,) = record["cells"]
+    assert record["status"] == "failed" and section["done"] == []
+    assert section["errors"] == ["skipped: labels/cyto did not segment on this plate (see "
+                                 "its problems)"]
+    assert any("no-such-channel" in p for p in record["problems"])
+    assert f"{plate} cells skipped: labels/cyto" in " ".join(record["problems"])
+    time.sleep(0.01)
+    record = _cells_job(tmp_path, cluster_client, broken, {"cells": "gt_cyto",
+                                                           "nuclei": "absent"})
+    (section,) = record["cells"]
+    assert section["errors"][0].startswith("check: KeyError")
+    assert "'absent'" in section["errors"][0] and section["report"] is None
+    image = open_plate(plate).field(open_plate(plate).field_paths[0])
+    assert list_tables(image) == ["gt_truth"]  # nothing was measured
 
