@@ -844,3 +844,17 @@ def test_cells_of_a_plate_that_did_not_segment_are_skipped(tmp_path, cluster_cli
     image = open_plate(plate).field(open_plate(plate).field_paths[0])
     assert list_tables(image) == ["gt_truth"]  # nothing was measured
 
+
+def test_run_prints_a_cells_line_per_plate(tmp_path, capsys, monkeypatch):
+    from structfree_dask.jobs import runner
+
+    section = {"plate": "/d/p.zarr", "table": "cyto_features", "done": [["A/1/0", 0]],
+               "skipped": [], "failed": [], "cells": 12, "report": "/r/report.html",
+               "track": {"tracks": 5, "divisions": 1, "timepoints": [], "failed": []}}
+    record = {"status": "ok", "done": 1, "skipped": 0, "failed": 0, "seconds": 1.0,
+              "record": "/r/run.json", "problems": [], "cells": [section]}
+    monkeypatch.setattr(runner, "run_job", lambda job: record)
+    assert main(["run", str(_write(tmp_path, GOOD))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("/d/p.zarr: tables/cyto_features: 1 done, 0 skipped, 0 failed; "
+                        "12 cells; 5 tracks, 1 divisions; report /r/report.html")
