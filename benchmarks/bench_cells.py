@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -200,28 +199,41 @@ def _run_units_child(plate: str, queue) -> None:
                               overwrite=True)
     units, _, _ = run._prepare(store, plans, cells="cells", nuclei="nuclei",
                                write_links=False, table="m", overwrite=True, region=run.REGION)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # ru_maxrss survives fork and exec (it would report the parent's peak): reset the
+    # kernel's high-water mark of this process and read it back (Linux >= 4.0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_mib("VmRSS")
     for unit in units:
         run.run_unit(unit)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put((base, peak))
+    queue.put((base, _status_mib("VmHWM")))
+
+
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(key)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--timepoints", type=int, default=12)
-    ap.add_argument("--lines", default="CL1,CL5")
+    ap.add_argument("--lines", default="CL1,CL5", help="cell lines, or none")
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        client = local_client(2)
-        try:
-            for name in args.lines.split(","):
-                _line(name, folder, args.size, args.timepoints, client)
-        finally:
-            close_client(client)
+        lines = [n for n in args.lines.split(",") if n and n != "none"]
+        if lines:
+            client = local_client(2)
+            try:
+                for name in lines:
+                    _line(name, folder, args.size, args.timepoints, client)
+            finally:
+                close_client(client)
         if not args.skip_memory:
             print("\n| field | RSS before the task (MiB) | peak RSS (MiB) | task's own peak |")
             print("|---|---|---|---|")

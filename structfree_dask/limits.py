@@ -23,6 +23,7 @@ __all__ = [
     "CELLPROB_THRESHOLD",
     "MIN_SIZE",
     "SCHEDULER_TIMEOUT",
+    "MAX_DISTANCE",
     "check_number",
     "number_problem",
 ]
@@ -48,6 +49,8 @@ CELLPROB_THRESHOLD = (-100.0, 100.0)
 MIN_SIZE = (0, 1_000_000)
 #: (minimum, maximum) seconds to wait for a scheduler to answer.
 SCHEDULER_TIMEOUT = (0.1, 3600.0)
+#: (minimum, maximum) largest move of a tracked cell between timepoints, in pixels.
+MAX_DISTANCE = (0.001, 100_000.0)
 
 
 def _plain(v: float) -> str:

@@ -174,6 +174,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           "images and kept; run the job again to resume") from None
     print(f"{record['status']}: {record['done']} done, {record['skipped']} skipped, "
           f"{record['failed']} failed in {record['seconds']:.1f} s; record {record['record']}")
+    for section in record.get("cells", []):
+        track = section["track"]
+        tracks = f"; {track['tracks']} tracks, {track['divisions']} divisions" if track else ""
+        report = f"; report {section['report']}" if section["report"] else ""
+        print(f"{section['plate']}: tables/{section['table']}: {len(section['done'])} done, "
+              f"{len(section['skipped'])} skipped, {len(section['failed'])} failed; "
+              f"{section['cells']} cells{tracks}{report}")
     if record.get("workers_lost"):
         print(f"workers lost during the run: {len(record['workers_lost'])} (their tasks "
               "were recomputed)", file=sys.stderr)

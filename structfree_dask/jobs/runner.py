@@ -1,4 +1,4 @@
-"""Run a job file: segment everything not yet done, write a run record.
+"""Run a job file: segment everything not yet done, then measure it; write a run record.
 
 ``run_job`` is safe to run again at any time: finished (field, timepoint) units are
 skipped, timepoints appended to a growing time-lapse since the last run are done.
@@ -8,6 +8,10 @@ Every run writes ``<records>/run-<UTC time>.json`` (what was done, skipped and f
 time spent per stage; workers lost; software and model versions) and, unless the job
 turns it off, Dask's performance report beside it. ``records`` is a folder or an object
 store URL.
+
+With ``cells`` in the job, each plate is then linked, measured, tracked and reported on
+the same client (:mod:`.cells_step`); the record has a ``cells`` section per plate and
+the reports are in ``<records>/run-<UTC time>-report-<plate name>/``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ from typing import Any
 
 from ..engine import FUSED, STAGES
 from ..io import check_store, is_url, join, upload, write_text
+from .cells_step import (
+    ReportPlace,
+    check_plate,
+    plate_section,
+    report_folders,
+    run_plate,
+    section_problems,
+)
 from .schema import ClusterSpec, Job, SegmentTask
 
 __all__ = ["run_job", "client_for", "task_config"]
@@ -166,7 +178,7 @@ def _run_entries(entries: list[tuple[dict[str, Any], Any]], client: Any) -> list
 
 
 def run_job(job: Job, client: Any = None) -> dict[str, Any]:
-    """Segment everything of a job that is not done yet; write and return the run record.
+    """Segment (and measure) everything of a job not done yet; write and return the record.
 
     Parameters
     ----------
@@ -178,7 +190,9 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     Returns
     -------
     dict
-        The run record; ``status`` is ``"ok"`` when nothing failed.
+        The run record; ``status`` is ``"ok"`` when nothing failed. ``done``,
+        ``skipped`` and ``failed`` count segmentation units; with ``cells`` in the job,
+        ``cells`` has a section per plate (see :mod:`.cells_step`).
     """
     from .._provenance import software_versions
     from ..engine.cluster import recording
@@ -187,8 +201,9 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     check_store(records, write=True, must_exist=False)  # before a cluster starts
     started = time.time()
     stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    record_path = join(records, f"run-{stamp}.json")
-    report_path = join(records, f"run-{stamp}.html") if job.performance_report else None
+    stem = f"run-{stamp}"
+    record_path = join(records, f"{stem}.json")
+    report_path = join(records, f"{stem}.html") if job.performance_report else None
     # Dask writes its report to a local file; one for a store is uploaded at the end
     scratch = tempfile.TemporaryDirectory() if report_path and is_url(records) else None
     local_report = str(Path(scratch.name) / "report.html") if scratch else report_path
@@ -199,6 +214,9 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
         "performance_report": str(report_path) if report_path else None,
         "cluster": {"kind": job.cluster.kind, "address": job.cluster.address},
     }
+    sections = [plate_section(plate, job.cells) for plate in plates] if job.cells else []
+    if job.cells:
+        record["cells"] = sections
     problems = []
     if not plates:
         problems.append(f"no plate matches {list(job.plates)}")
@@ -224,7 +242,14 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
                     target = _target(entry, task, plate)
                     if target is not None:
                         targets.append((entry, target))
+            for section in sections:  # before anything is written
+                check_plate(job, section)
             results = _run_entries(targets, client)
+            folders = report_folders(stem, plates)
+            for section, folder in zip(sections, folders[:len(sections)], strict=True):
+                run_plate(job, section,
+                          [e for e in record["entries"] if e["plate"] == section["plate"]],
+                          client, ReportPlace(records, folder))
         if client is not None:
             steps: dict[str, int] = defaultdict(int)
             seconds: dict[str, float] = defaultdict(float)
@@ -248,6 +273,8 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
                          for e in record["entries"] if e["error"]]
     failed += [f"{e['plate']} {f[0] or '(image)'} t={f[1]} labels/{e['label']}: {f[2]}"
                for e in record["entries"] for f in e["failed"]]
+    for section in sections:
+        failed += section_problems(section)
     record.update({
         "finished": _iso(time.time()), "seconds": round(time.time() - started, 3),
         "status": "failed" if failed else "ok", "problems": failed,

@@ -1,4 +1,4 @@
-"""Job files: what a scheduled (nightly) run segments, and on which cluster.
+"""Job files: what a scheduled (nightly) run segments, measures, and on which cluster.
 
 A job file is YAML. Every wrong key or value is reported, all at once, with where
 it is. Relative paths are relative to the job file's folder.
@@ -15,6 +15,10 @@ it is. Relative paths are relative to the job file's folder.
         zoo: /models/zoo               # selected models and channels of a zoo
         cell_line: CL5
         name: cyto_zoo
+    cells:                             # optional: per plate, after segmenting
+      cells: cyto_zoo                  # cell label image: an entry's name or the plate's
+      nuclei: nuclei                   # linked to the cells (optional)
+      track: true                      # track the cells over time (default false)
     cluster:
       kind: local                      # local | cuda | scheduler
       workers: 2
@@ -33,6 +37,18 @@ Optional keys of ``cluster``: ``workers``, ``threads_per_worker`` (local),
 Top level: ``records`` (default ``<job file name>-runs`` beside the job file) and
 ``performance_report`` (default true).
 
+``cells`` (optional) links, measures, tracks and reports each plate once the job has
+segmented it (:mod:`structfree_dask.cells`): ``cells`` (required: the cell label image,
+the label name of a ``segment`` entry or a label image the plates have), ``nuclei``
+(optional, the same kinds), ``table`` (default ``<cells>_features``), ``channels``
+(indices or names; default all), ``link`` (also write the label images
+``<cells>_nuclei`` and ``<cells>_cytoplasm``; needs ``nuclei``; default true when
+``nuclei`` is given), ``track`` (default false), ``tracked_labels`` (also write
+``<cells>_tracked``; needs ``track``; default false), ``max_distance`` (largest move of a
+cell between timepoints, in pixels; needs ``track``; default the median cell radius) and
+``report`` (default true: an HTML report per plate in
+``<records>/<run record stem>-report-<plate name>/``, named in the run record).
+
 Numbers are checked against the bounds of :mod:`structfree_dask.limits` (inclusive).
 NaN, infinity and booleans are never numbers; whole numbers may be written ``512``
 or ``512.0``:
@@ -48,11 +64,14 @@ or ``512.0``:
 - ``cluster.workers``: a whole number, 1 to 4096 (``limits.WORKERS``)
 - ``cluster.threads_per_worker``: a whole number, 1 to 1024 (``limits.THREADS``)
 - ``cluster.timeout``: 0.1 to 3600 s (``limits.SCHEDULER_TIMEOUT``)
+- ``cells.max_distance``: 0.001 to 100000 px (``limits.MAX_DISTANCE``)
 
 Selections must select something: ``wells`` is a non-empty list without repeats,
 ``timepoints`` a range whose stop is after its start (``"5:2"`` is refused) or a
-list without repeats. A label ``name`` is one path component (not empty, no ``/``
-or backslash, no leading ``.``).
+list without repeats. A label ``name`` and ``cells.cells``, ``cells.nuclei`` and
+``cells.table`` are one path component each (not empty, no ``/`` or backslash, no
+leading ``.``); the label images ``cells`` writes must not be those of a ``segment``
+entry.
 
 The YAML is read safely (no Python tags), and a document whose anchors and aliases
 expand to more than 100 000 items (an "alias bomb") is refused before it is
@@ -73,20 +92,22 @@ from typing import Any
 import yaml
 
 from .. import limits
-from ..config import ORGANELLES, SegmentationConfig, SettingsError, unknown_key
+from ..config import ORGANELLES, SegmentationConfig, SettingsError, check_name, unknown_key
 from ..io import filesystem, is_url, redact
 
-__all__ = ["JobError", "Job", "SegmentTask", "ClusterSpec", "load_job", "parse_job",
-           "JOB_VERSION"]
+__all__ = ["JobError", "Job", "SegmentTask", "CellsTask", "ClusterSpec", "load_job",
+           "parse_job", "JOB_VERSION"]
 
 JOB_VERSION = 1
-_TOP = {"version", "plates", "segment", "cluster", "records", "performance_report"}
+_TOP = {"version", "plates", "segment", "cells", "cluster", "records", "performance_report"}
 #: Keys of a ``segment`` entry that are not segmentation settings.
 _TASK_ONLY = {"zoo", "cell_line", "wells", "timepoints"}
 #: Segmentation settings a job file may set: those of the command line.
 _SETTINGS = {n for n, f in SegmentationConfig.settings_fields().items()
              if f.metadata["setting"].cli}
 _TASK = _SETTINGS | _TASK_ONLY
+_CELLS = {"cells", "nuclei", "table", "channels", "link", "track", "tracked_labels",
+          "max_distance", "report"}
 _CLUSTER = {"kind", "workers", "threads_per_worker", "address", "tls", "timeout"}
 _TLS = {"ca", "cert", "key"}
 _WELL = re.compile(r"^[A-Za-z0-9_-]+/[A-Za-z0-9_-]+$")
@@ -140,6 +161,55 @@ class SegmentTask:
 
 
 @dataclass(frozen=True)
+class CellsTask:
+    """What to do with the cells of every plate once the job has segmented it.
+
+    Linking and measuring (:func:`structfree_dask.cells.run.measure_plate`), then
+    optionally tracking (:func:`structfree_dask.cells.track_run.track_plate`) and a
+    report (:func:`structfree_dask.cells.report.write_report`).
+    """
+
+    #: Cell label image (a ``segment`` entry's label name or one the plates have).
+    cells: str
+    #: Nucleus label image linked to the cells (None: cells without nuclei).
+    nuclei: str | None = None
+    #: Table name as given (None: ``<cells>_features``, see :attr:`table_name`).
+    table: str | None = None
+    #: Channels to measure (None: all).
+    channels: tuple[int | str, ...] | None = None
+    #: Also write the linked label images ``<cells>_nuclei`` and ``<cells>_cytoplasm``.
+    link: bool = False
+    #: Track the cells over time.
+    track: bool = False
+    #: Also write the tracked label image ``<cells>_tracked``.
+    tracked_labels: bool = False
+    #: Largest move between timepoints in pixels (None: the median cell radius).
+    max_distance: float | None = None
+    #: Write an HTML report per plate into the records folder.
+    report: bool = True
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Label images read: the cells, then the nuclei if any."""
+        return (self.cells, self.nuclei) if self.nuclei else (self.cells,)
+
+    @property
+    def table_name(self) -> str:
+        """Name of the table written (``<cells>_features`` unless given)."""
+        from ..cells.run import table_name
+
+        return table_name(self.cells, self.table)
+
+    def outputs(self) -> tuple[str, ...]:
+        """Label images written (linked nuclei and cytoplasm, tracked cells)."""
+        from ..cells.run import linked_names
+        from ..cells.track_run import tracked_name
+
+        out = linked_names(self.cells) if self.link else ()
+        return out + ((tracked_name(self.cells),) if self.tracked_labels else ())
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Where a job runs."""
 
@@ -172,6 +242,8 @@ class Job:
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     records: str = "runs"
     performance_report: bool = True
+    #: Linking, measuring, tracking and reports after segmenting (None: segment only).
+    cells: CellsTask | None = None
 
     def plate_paths(self) -> list[str]:
         """Return the plates the patterns match now, each once.
@@ -347,6 +419,28 @@ class _Checker:
             self.bad(f"{where}.{key}", problem)
             return default
         return int(v) if integer else float(v)
+
+    def flag(self, data: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+        """Return the boolean at ``key``; ``default`` if absent or wrong."""
+        v = data.get(key)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            self.bad(f"{where}.{key}" if where else key,
+                     f"expected true or false; got {_short(v)}")
+            return default
+        return v
+
+    def name(self, data: Mapping[str, Any], key: str, where: str, what: str) -> str | None:
+        """Return the name at ``key`` if it is one path component (see ``check_name``)."""
+        v = data.get(key)
+        if v is None:
+            return None
+        try:
+            return check_name(v, what)
+        except ValueError as err:
+            self.bad(f"{where}.{key}", f"expected a {what} that is one path component: {err}")
+            return None
 
     def string(self, data: Mapping[str, Any], key: str, where: str,
                choices: tuple[str, ...] | None = None) -> str | None:
@@ -533,6 +627,60 @@ def _cluster(data: Any, base: Path, ck: _Checker, check_files: bool) -> ClusterS
                        tls_key=files["key"], timeout=timeout)
 
 
+def _channels(v: Any, where: str, ck: _Checker) -> tuple[int | str, ...] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or not v or not all(
+            _is_index(c) or (isinstance(c, str) and c) for c in v):
+        ck.bad(where, f"expected a list of channel indices (>= 0) or names; got {_short(v)}")
+        return None
+    twice = _repeated(v)
+    if twice:
+        ck.bad(where, f"expected each channel once; listed more than once: {_short(twice)}")
+        return None
+    return tuple(v)
+
+
+def _cells(data: Any, tasks: list[SegmentTask], ck: _Checker) -> CellsTask | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        ck.bad("cells", f"expected a mapping with at least 'cells'; got {_short(data)}")
+        return None
+    where = "cells"
+    ck.keys(data, _CELLS, where)
+    cells = ck.name(data, "cells", where, "label name")
+    if "cells" not in data:
+        ck.bad(f"{where}.cells", "missing: the cell label image (a segment entry's label "
+                                 "name or a label image of the plates)")
+    nuclei = ck.name(data, "nuclei", where, "label name")
+    if cells is not None and cells == nuclei:
+        ck.bad(f"{where}.nuclei", f"the same label image as 'cells' ({cells!r})")
+    table = ck.name(data, "table", where, "table name")
+    channels = _channels(data.get("channels"), f"{where}.channels", ck)
+    link = ck.flag(data, "link", where, default=nuclei is not None)
+    if link and "nuclei" not in data:
+        ck.bad(f"{where}.link", "needs 'nuclei': linking writes the nuclei of each cell")
+    track = ck.flag(data, "track", where, default=False)
+    tracked = ck.flag(data, "tracked_labels", where, default=False)
+    distance = ck.number(data, "max_distance", where, limits.MAX_DISTANCE, unit="px")
+    for key in ("tracked_labels", "max_distance"):
+        if data.get(key) not in (None, False) and not track:
+            ck.bad(f"{where}.{key}", "only used with 'track: true'")
+    report = ck.flag(data, "report", where, default=True)
+    if cells is None:
+        return None
+    task = CellsTask(cells=cells, nuclei=nuclei, table=table, channels=channels, link=link,
+                     track=track, tracked_labels=tracked and track, max_distance=distance,
+                     report=report)
+    produced = {t.label_name: i for i, t in enumerate(tasks)}
+    for name in task.outputs():
+        if name in produced:
+            ck.bad(where, f"writes the label image {name!r}, which segment[{produced[name]}] "
+                          "writes too; rename one")
+    return task
+
+
 def _plates(plates: Any, base: Path, ck: _Checker) -> list[str]:
     if plates is None:
         ck.bad("plates", "missing: list the plates (paths or glob patterns)")
@@ -632,21 +780,19 @@ def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
         for n in sorted(_repeated([t.label_name for t in tasks])):
             ck.bad("segment", f"two entries write the same label image {n!r}; give one a "
                               "'name'")
+    cells = _cells(data.get("cells"), tasks, ck)
     cluster = _cluster(data.get("cluster"), base, ck, check_files)
     records = data.get("records")
     if records is not None and (not isinstance(records, str) or not records):
         ck.bad("records", f"expected a folder path; got {_short(records)}")
         records = None
-    perf = data.get("performance_report", True)
-    if not isinstance(perf, bool):
-        ck.bad("performance_report", f"expected true or false; got {_short(perf)}")
-        perf = True
+    perf = ck.flag(data, "performance_report", "", default=True)
     stem = Path(source).stem if source != "job" else "job"
     records = _resolve(base, records or f"{stem}-runs", ck, "records")
     if ck.problems:
         raise JobError(source, ck.problems)
     return Job(source=source, plates=tuple(pats), tasks=tuple(tasks), cluster=cluster,
-               records=records, performance_report=perf)
+               records=records, performance_report=perf, cells=cells)
 
 
 def load_job(path: str | Path, *, check_files: bool = True) -> Job:

@@ -19,7 +19,13 @@ import yaml
 from structfree_dask import limits
 from structfree_dask.cli import main
 from structfree_dask.config import SegmentationConfig
-from structfree_dask.io import append_timepoints, open_labels, open_plate
+from structfree_dask.io import (
+    append_timepoints,
+    filesystem,
+    list_tables,
+    open_labels,
+    open_plate,
+)
 from structfree_dask.jobs import schema as job_module
 from structfree_dask.jobs.runner import run_job
 from structfree_dask.jobs.schema import JobError, load_job, parse_job
@@ -431,7 +437,8 @@ def test_module_docstring_lists_the_bounds():
                         ("segment[i].batch_size", limits.BATCH_SIZE),
                         ("cluster.workers", limits.WORKERS),
                         ("cluster.threads_per_worker", limits.THREADS),
-                        ("cluster.timeout", limits.SCHEDULER_TIMEOUT)]:
+                        ("cluster.timeout", limits.SCHEDULER_TIMEOUT),
+                        ("cells.max_distance", limits.MAX_DISTANCE)]:
         line = next(ln for ln in doc.splitlines() if f"``{key}``:" in ln)
         assert f"{_plain(bounds[0])} to {_plain(bounds[1])}" in line, line
 
@@ -685,3 +692,169 @@ def test_settings_problems_are_reported_together_by_job_cli_and_python(tmp_path,
     assert code == 2 and len(err) == 1, err
     for line in raised.value.lines:
         assert line in err[0]
+
+
+# ------------------------------------------------------------------ cells after segmenting
+
+CELLS = {"cells": "cyto", "nuclei": "nuclei", "table": "cyto_features", "channels": [0, "ER"],
+         "link": True, "track": True, "tracked_labels": True, "max_distance": 12,
+         "report": False}
+
+
+def test_cells_block_parses_with_defaults(tmp_path):
+    job = load_job(_write(tmp_path, {**GOOD, "cells": CELLS}))
+    cells = job.cells
+    assert (cells.cells, cells.nuclei, cells.table_name, cells.channels) == (
+        "cyto", "nuclei", "cyto_features", (0, "ER"))
+    assert (cells.link, cells.track, cells.tracked_labels, cells.report) == (
+        True, True, True, False)
+    assert cells.max_distance == 12.0 and isinstance(cells.max_distance, float)
+    assert cells.outputs() == ("cyto_nuclei", "cyto_cytoplasm", "cyto_tracked")
+    least = load_job(_write(tmp_path, {**GOOD, "cells": {"cells": "gt_cyto"}})).cells
+    assert (least.nuclei, least.table_name, least.channels, least.link, least.track,
+            least.max_distance, least.report) == (None, "gt_cyto_features", None, False,
+                                                   False, None, True)
+    linked = load_job(_write(tmp_path, {**GOOD, "cells": {"cells": "c", "nuclei": "n"}}))
+    assert linked.cells.link and linked.cells.inputs == ("c", "n")
+    assert load_job(_write(tmp_path, GOOD)).cells is None
+
+
+@pytest.mark.parametrize(("cells", "expected"), [
+    ({"cells": "c", "nucleus": "n"}, ["cells.nucleus: unknown key (did you mean 'nuclei'?"]),
+    ({"nuclei": "n"}, ["cells.cells: missing"]),
+    ({"cells": "c", "max_distance": 0, "track": True},
+     ["cells.max_distance: expected a finite number between 0.001 and 100000 px; got 0"]),
+    ({"cells": "c", "max_distance": NAN, "track": True}, ["cells.max_distance: expected a"]),
+    ({"cells": "c", "max_distance": "12", "track": True}, ["cells.max_distance: expected a"]),
+    ({"cells": "c", "max_distance": 5}, ["cells.max_distance: only used with 'track: true'"]),
+    ({"cells": "c", "tracked_labels": True},
+     ["cells.tracked_labels: only used with 'track: true'"]),
+    ({"cells": "a/b"}, ["cells.cells: expected a label name that is one path component"]),
+    ({"cells": 3}, ["cells.cells: expected a label name that is one path component"]),
+    ({"cells": "c", "nuclei": ".."}, ["cells.nuclei: expected a label name"]),
+    ({"cells": "c", "nuclei": "c"}, ["cells.nuclei: the same label image as 'cells'"]),
+    ({"cells": "c", "table": "x/y"}, ["cells.table: expected a table name that is one path"]),
+    ({"cells": "c", "channels": []}, ["cells.channels: expected a list of channel indices"]),
+    ({"cells": "c", "channels": [1, 1]}, ["cells.channels: expected each channel once"]),
+    ({"cells": "c", "link": True}, ["cells.link: needs 'nuclei'"]),
+    ({"cells": "c", "track": "yes", "report": 1},
+     ["cells.report: expected true or false; got 1",
+      "cells.track: expected true or false; got 'yes'"]),
+    (["c"], ["cells: expected a mapping with at least 'cells'; got ['c']"]),
+])
+def test_cells_mistakes_are_each_reported_where_they_are(tmp_path, cells, expected):
+    problems = _problems(_write(tmp_path, {**GOOD, "cells": cells}))
+    assert len(problems) == len(expected), problems
+    for e in expected:
+        assert any(p.startswith(e) for p in problems), (e, problems)
+
+
+def test_cells_outputs_must_not_be_a_segment_entrys_label_image(tmp_path):
+    cells = {"cells": "c", "nuclei": "n", "track": True, "tracked_labels": True}
+    for name in ("c_nuclei", "c_cytoplasm", "c_tracked"):
+        problems = _problems(_write(tmp_path, {**_with({"name": name}), "cells": cells}))
+        assert problems == [f"cells: writes the label image {name!r}, which segment[0] "
+                            "writes too; rename one"]
+
+
+def test_cells_mistakes_come_with_the_others_in_one_pass(tmp_path):
+    doc = {**_with({"tile_size": 10}), "cells": {"cels": "c", "max_distance": -1,
+                                                 "track": True}}
+    problems = _problems(_write(tmp_path, doc))
+    assert [p.split(":")[0] for p in problems] == [
+        "segment[0].tile_size", "cells.cels", "cells.cells", "cells.max_distance"], problems
+
+
+def _cells_job(folder: Path, client, segment: dict, cells: dict, records: str = "runs"
+               ) -> dict:
+    job = load_job(_job(folder, {"kind": "local"}, segment=[segment], cells=cells,
+                        performance_report=False, records=records))
+    return run_job(job, client=client)
+
+
+def test_cells_after_segmenting_are_measured_tracked_and_reported(tmp_path, cluster_client,
+                                                                  small_cpnet_path):
+    from structfree_dask.cells.track_run import tracks_location
+    from structfree_dask.io import read_plate_dataset
+
+    plate = simulate_plate(tmp_path / "plates" / "p.zarr", cell_line="CL1", rows=1, cols=1,
+                           timepoints=3, size=96)
+    segment = {"organelle": "cyto", "channels": [0, 1], "model": str(small_cpnet_path),
+               "tile_size": 128}
+    cells = {"cells": "gt_cyto", "nuclei": "gt_nuclei", "track": True,
+             "tracked_labels": True}
+    first = _cells_job(tmp_path, cluster_client, segment, cells)
+    assert first["status"] == "ok", first["problems"]
+    assert first["done"] == 3  # the segmentation ran
+    (section,) = first["cells"]
+    field = open_plate(plate).field_paths[0]
+    assert section["table"] == "gt_cyto_features" and section["errors"] == []
+    assert section["done"] == [[field, t] for t in range(3)] and section["skipped"] == []
+    assert section["cells"] > 0 and set(section["flagged"]) == {
+        "cells_without_nucleus", "cells_with_several_nuclei", "nuclei_outside_cells"}
+    track = section["track"]
+    assert track["tracks"] > 0 and track["failed"] == []
+    assert track["timepoints"] == [[field, [0, 1, 2]]]
+    page = Path(section["report"])
+    assert page.is_file() and page.name == "report.html"
+    assert page.parent.parent == tmp_path / "runs"
+    assert page.parent.name == Path(first["record"]).stem + "-report-p"
+    table = read_plate_dataset(str(plate), "gt_cyto_features")
+    assert len(table) and (table["track_id"] >= 0).all()
+    image = open_plate(plate).field(field)
+    assert {"gt_cyto_nuclei", "gt_cyto_cytoplasm", "gt_cyto_tracked"} <= set(image.labels)
+    assert Path(tracks_location(image, "gt_cyto_features")).is_dir()
+
+    # again, with the records in an object store: the report is uploaded there
+    records = f"memory://jobs-{tmp_path.name}/runs"
+    second = _cells_job(tmp_path, cluster_client, segment, cells, records)
+    assert second["status"] == "ok", second["problems"]
+    assert second["done"] == 0 and second["skipped"] == 3
+    (again,) = second["cells"]
+    assert again["done"] == [] and again["skipped"] == section["done"]
+    assert again["track"]["timepoints"] == [[field, []]]
+    assert again["track"]["tracks"] == track["tracks"]
+    stem = second["record"].rsplit("/", 1)[1].removesuffix(".json")
+    assert again["report"] == f"{records}/{stem}-report-p/report.html"
+    fs, folder = filesystem(f"{records}/{stem}-report-p")
+    uploaded = {p.rsplit("/", 1)[1] for p in fs.ls(folder, detail=False)}
+    assert {"report.html", "cells_per_well.csv"} <= uploaded
+    assert uploaded == {f.name for f in page.parent.iterdir()}
+    assert len(read_plate_dataset(str(plate), "gt_cyto_features")) == len(table)
+
+
+def test_cells_of_a_plate_that_did_not_segment_are_skipped(tmp_path, cluster_client):
+    plate = simulate_plate(tmp_path / "plates" / "p.zarr", cell_line="CL1", rows=1, cols=1,
+                           timepoints=1, size=64)
+    broken = {**SEGMENT, "channels": ["no-such-channel"]}
+    record = _cells_job(tmp_path, cluster_client, broken, {"cells": "cyto",
+                                                           "nuclei": "gt_nuclei"})
+    (section,) = record["cells"]
+    assert record["status"] == "failed" and section["done"] == []
+    assert section["errors"] == ["skipped: labels/cyto did not segment on this plate (see "
+                                 "its problems)"]
+    assert any("no-such-channel" in p for p in record["problems"])
+    assert f"{plate} cells skipped: labels/cyto" in " ".join(record["problems"])
+    time.sleep(0.01)
+    record = _cells_job(tmp_path, cluster_client, broken, {"cells": "gt_cyto",
+                                                           "nuclei": "absent"})
+    (section,) = record["cells"]
+    assert section["errors"][0].startswith("check: KeyError")
+    assert "'absent'" in section["errors"][0] and section["report"] is None
+    image = open_plate(plate).field(open_plate(plate).field_paths[0])
+    assert list_tables(image) == ["gt_truth"]  # nothing was measured
+
+
+def test_run_prints_a_cells_line_per_plate(tmp_path, capsys, monkeypatch):
+    from structfree_dask.jobs import runner
+
+    section = {"plate": "/d/p.zarr", "table": "cyto_features", "done": [["A/1/0", 0]],
+               "skipped": [], "failed": [], "cells": 12, "report": "/r/report.html",
+               "track": {"tracks": 5, "divisions": 1, "timepoints": [], "failed": []}}
+    record = {"status": "ok", "done": 1, "skipped": 0, "failed": 0, "seconds": 1.0,
+              "record": "/r/run.json", "problems": [], "cells": [section]}
+    monkeypatch.setattr(runner, "run_job", lambda job: record)
+    assert main(["run", str(_write(tmp_path, GOOD))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("/d/p.zarr: tables/cyto_features: 1 done, 0 skipped, 0 failed; "
+                        "12 cells; 5 tracks, 1 divisions; report /r/report.html")
