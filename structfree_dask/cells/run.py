@@ -23,6 +23,7 @@ import numpy as np
 from ..io import (
     ImageInfo,
     LabelImage,
+    ParquetStream,
     TableExistsError,
     completed_timepoints,
     create_feature_table,
@@ -39,6 +40,7 @@ from ..io import (
     open_plate,
     plate_dataset,
     plate_part_name,
+    table_part_location,
     write_label_region,
     write_parquet,
     write_table_part,
@@ -158,35 +160,64 @@ def _write_linked(unit: _Unit, linking: Linking, cells: LabelImage,
 
 
 def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
-                  nuclei: LabelImage | None) -> Any:
-    import pandas as pd
+                  nuclei: LabelImage | None) -> None:
+    """Measure the unit's cells region by region, streaming the rows to its table parts.
 
+    A region's rows are written as they are measured (one row group each), so memory does
+    not grow with the number of cells in the field; the field's part is closed last.
+    """
+    import pyarrow as pa
+
+    assert unit.table is not None
     image = unit.image
     names = [image.channel_names[c] for c in unit.channels]
     ny, nx = level_shape(cells, 0)
     px = image.pixel_size
     boxes = linking.cell_boxes
-    frames = []
     image_arr = image.open_array(0)
-    for ys, xs in regions(ny, nx, unit.region):
-        own = ((boxes[:, 0] >= ys.start) & (boxes[:, 0] < ys.stop)
-               & (boxes[:, 1] >= xs.start) & (boxes[:, 1] < xs.stop))
-        if not own.any():
-            continue
-        wy = slice(ys.start, int(boxes[own, 2].max()))
-        wx = slice(xs.start, int(boxes[own, 3].max()))
-        c = read_labels(cells, unit.t, wy, wx)
-        n = read_labels(nuclei, unit.t, wy, wx) if nuclei is not None else None
-        lk = linked_nuclei(n, linking) if n is not None else np.zeros(c.shape, c.dtype)
-        img = np.stack([np.asarray(image_arr[plane_index(image, unit.t, wy, wx, ch)])
-                        for ch in unit.channels]) if unit.channels else np.zeros((0, *c.shape))
-        frames.append(measure_cells(
-            c, lk, img, owned=linking.cell_ids[own], channel_names=names,
-            pixel_size_um=(px.get("y", 1.0), px.get("x", 1.0)), field_shape=(ny, nx),
-            n_nuclei=linking.n_nuclei[own], offset=(wy.start, wx.start)))
-    df = pd.concat(frames, ignore_index=True) if frames else empty_measurements(names)
-    df["t"] = np.int32(unit.t)
-    return df.sort_values("label", kind="stable").reset_index(drop=True)
+    empty = empty_measurements(names)
+    schema = pa.Schema.from_pandas(empty, preserve_index=False)
+    plate_schema = pa.schema(
+        [pa.field(k, pa.int32() if k == "field" else pa.string()) for k in PLATE_KEYS]
+        + list(schema))
+    field_part = table_part_location(image, unit.table, unit.t)
+    plate_part = join(plate_dataset(unit.plate_store, unit.table),
+                      plate_part_name(image.path, unit.t))
+    with ParquetStream(field_part, schema) as field_out, \
+            ParquetStream(plate_part, plate_schema) as plate_out:
+        for ys, xs in regions(ny, nx, unit.region):
+            own = ((boxes[:, 0] >= ys.start) & (boxes[:, 0] < ys.stop)
+                   & (boxes[:, 1] >= xs.start) & (boxes[:, 1] < xs.stop))
+            if not own.any():
+                continue
+            wy = slice(ys.start, int(boxes[own, 2].max()))
+            wx = slice(xs.start, int(boxes[own, 3].max()))
+            c = read_labels(cells, unit.t, wy, wx)
+            n = read_labels(nuclei, unit.t, wy, wx) if nuclei is not None else None
+            lk = linked_nuclei(n, linking) if n is not None else np.zeros(c.shape, c.dtype)
+            img = np.stack([np.asarray(image_arr[plane_index(image, unit.t, wy, wx, ch)])
+                            for ch in unit.channels]) if unit.channels else np.zeros(
+                                (0, *c.shape))
+            df = measure_cells(
+                c, lk, img, owned=linking.cell_ids[own], channel_names=names,
+                pixel_size_um=(px.get("y", 1.0), px.get("x", 1.0)), field_shape=(ny, nx),
+                n_nuclei=linking.n_nuclei[own], offset=(wy.start, wx.start))
+            df["t"] = np.int32(unit.t)
+            plate_out.write(pa.Table.from_pandas(_with_plate_keys(df, image.path),
+                                                 preserve_index=False))
+            field_out.write(pa.Table.from_pandas(df, preserve_index=False))
+        # an empty unit still writes both parts, with every column (no row group)
+
+
+def _with_plate_keys(df: Any, field_path: str) -> Any:
+    keys = _plate_keys(field_path)
+    out = df.copy()
+    for i, k in enumerate(PLATE_KEYS):
+        value = keys[k]
+        out.insert(i, k, np.full(len(df), value, np.int32 if k == "field" else object))
+        if k != "field":
+            out[k] = out[k].astype(str)
+    return out
 
 
 def _plate_keys(field_path: str) -> dict[str, Any]:
@@ -202,15 +233,9 @@ def write_rows(image: ImageInfo, table: str, plate_store: str, t: int, df: Any) 
     """
     import pyarrow as pa
 
-    keys = _plate_keys(image.path)
-    plate_df = df.copy()
-    for i, k in enumerate(PLATE_KEYS):
-        value = keys[k]
-        plate_df.insert(i, k, np.full(len(df), value, np.int32 if k == "field" else object))
-        if k != "field":
-            plate_df[k] = plate_df[k].astype(str)
     location = join(plate_dataset(plate_store, table), plate_part_name(image.path, t))
-    write_parquet(pa.Table.from_pandas(plate_df, preserve_index=False), location)
+    write_parquet(pa.Table.from_pandas(_with_plate_keys(df, image.path), preserve_index=False),
+                  location)
     write_table_part(image, table, t, pa.Table.from_pandas(df, preserve_index=False))
 
 
@@ -222,8 +247,7 @@ def run_unit(unit: _Unit) -> dict[str, int]:
     if unit.outputs is not None:
         _write_linked(unit, linking, cells, nuclei)
     if unit.table is not None:
-        rows = _measure_unit(unit, linking, cells, nuclei)
-        write_rows(unit.image, unit.table, unit.plate_store, unit.t, rows)
+        _measure_unit(unit, linking, cells, nuclei)
     return linking.counts()
 
 

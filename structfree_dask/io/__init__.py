@@ -53,6 +53,7 @@ from ._summary import plate_summary
 from ._tables import (
     MEASUREMENTS_FOLDER,
     TABLES_GROUP,
+    ParquetStream,
     TableExistsError,
     create_feature_table,
     feature_table_timepoints,
@@ -63,6 +64,7 @@ from ._tables import (
     read_plate_dataset,
     remove_feature_table,
     table_meta,
+    table_part_location,
     write_parquet,
     write_table_part,
 )
@@ -70,6 +72,7 @@ from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
     "MEASUREMENTS_FOLDER",
+    "ParquetStream",
     "TABLES_GROUP",
     "TableExistsError",
     "create_feature_table",
@@ -81,6 +84,7 @@ __all__ = [
     "read_plate_dataset",
     "remove_feature_table",
     "table_meta",
+    "table_part_location",
     "write_parquet",
     "write_table_part",
     "AXIS_ORDER",

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "MEASUREMENTS_FOLDER",
+    "ParquetStream",
     "TABLES_GROUP",
     "TableExistsError",
     "create_feature_table",
@@ -46,6 +47,7 @@ __all__ = [
     "read_plate_dataset",
     "remove_feature_table",
     "table_meta",
+    "table_part_location",
     "write_parquet",
     "write_table_part",
 ]
@@ -188,16 +190,79 @@ def write_parquet(table: pa.Table, location: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class ParquetStream:
+    """Write one Parquet file row group by row group; it appears only when complete.
+
+    Locally the file is written under a temporary name and renamed on success; in an
+    object store it is uploaded as one object when closed. Nothing is left behind when
+    the block raises.
+
+    Examples
+    --------
+    >>> import pyarrow as pa, tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "x.parquet"
+    >>> schema = pa.schema([("a", pa.int64())])
+    >>> with ParquetStream(str(target), schema) as out:
+    ...     out.write(pa.table({"a": [1, 2]}))
+    ...     out.write(pa.table({"a": [3]}))
+    >>> import pyarrow.parquet as pq
+    >>> pq.read_table(target)["a"].to_pylist()
+    [1, 2, 3]
+    """
+
+    def __init__(self, location: str, schema: pa.Schema) -> None:
+        self.location = location
+        self.schema = schema
+
+    def __enter__(self) -> ParquetStream:
+        import pyarrow.parquet as pq
+
+        if is_url(self.location):
+            fs, path = filesystem(self.location)
+            self._file = fs.open(path, "wb")
+            self._tmp = None
+        else:
+            target = Path(self.location)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in __exit__
+        self._writer = pq.ParquetWriter(self._file, self.schema)
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Append rows (a row group) in the stream's schema."""
+        self._writer.write_table(table.cast(self.schema))
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._file.close()
+            if kind is not None and is_url(self.location):
+                fs, path = filesystem(self.location)
+                if fs.exists(path):
+                    fs.rm(path)
+            if self._tmp is not None:
+                if kind is None:
+                    os.replace(self._tmp, self.location)
+                self._tmp.unlink(missing_ok=True)
+
+
+def table_part_location(image: ImageInfo, name: str, t: int) -> str:
+    """Return the location of one timepoint's part of a field's table."""
+    if is_local(image.store):
+        checked_path(image.store, f"{image.path + '/' if image.path else ''}"
+                     f"{TABLES_GROUP}/{name}/{_PARTS}")
+    return join(_table_location(image, name), _PARTS, _part_name(t))
+
+
 def write_table_part(image: ImageInfo, name: str, t: int, table: pa.Table) -> str:
     """Write the rows of one timepoint of a field's feature table (replacing them).
 
     The table must have been created by :func:`create_feature_table`. Returns the
     part's location.
     """
-    location = join(_table_location(image, name), _PARTS, _part_name(t))
-    if is_local(image.store):
-        checked_path(image.store, f"{image.path + '/' if image.path else ''}"
-                     f"{TABLES_GROUP}/{name}/{_PARTS}")
+    location = table_part_location(image, name, t)
     write_parquet(table, location)
     return location
 
