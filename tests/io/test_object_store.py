@@ -171,3 +171,28 @@ def test_a_protocol_whose_package_is_missing(capsys):
         check_store("gs://user:hunter2@bucket/plate.zarr?token=abc")
     assert "hunter2" not in str(info.value) and "abc" not in str(info.value)
     assert "gs://bucket/plate.zarr" in str(info.value)
+
+
+def test_cells_on_s3_equal_cells_on_disk(s3_cluster, tmp_path):
+    """Link, measure and track a plate in the store: the tables of the same plate on disk."""
+    import pandas as pd
+
+    from structfree_dask.cells.run import measure_plate
+    from structfree_dask.cells.track_run import track_plate
+    from structfree_dask.io import read_plate_dataset
+
+    url, local = "s3://plates/cells.zarr", str(tmp_path / "cells.zarr")
+    remove_tree(url)
+    tables = {}
+    for where in (url, local):
+        assert main(["simulate", where, "--cell-line", "CL2", "--rows", "1", "--cols", "1",
+                     "--timepoints", "3", "--size", "96", "--seed", "3"]) == 0
+        assert measure_plate(where, labels="gt_cyto", nuclei="gt_nuclei", link_labels=True,
+                             client=s3_cluster).ok
+        assert track_plate(where, table="gt_cyto_features", client=s3_cluster).ok
+        tables[where] = read_plate_dataset(where, "gt_cyto_features")
+    assert len(tables[url]) > 0 and (tables[url]["track_id"] >= 1).all()
+    pd.testing.assert_frame_equal(tables[url], tables[local])
+    assert exists(f"{url}/A/1/0/tracks/gt_cyto_features")
+    np.testing.assert_array_equal(_labels(url, "gt_cyto_nuclei")["A/1/0"],
+                                  _labels(local, "gt_cyto_nuclei")["A/1/0"])
