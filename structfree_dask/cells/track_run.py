@@ -37,7 +37,8 @@ from .planes import level_shape, read_labels, regions
 from .run import REGION, write_rows
 from .tracking import relabel_by_track, track_cells, write_geff
 
-__all__ = ["TrackResult", "track_plate", "tracked_name", "tracks_location"]
+__all__ = ["TrackResult", "cell_radius", "check_tracks", "track_plate", "tracked_name",
+           "tracks_location"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +153,15 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int]]:
     return n_tracks, n_div, ts
 
 
-def _check(plate: str, table: str, wells: Sequence[str] | None
-           ) -> tuple[str, list[tuple[ImageInfo, str]]]:
+def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None
+                 ) -> tuple[str, list[tuple[ImageInfo, str]]]:
+    """Check that every selected field has the table; return the store and (field, labels).
+
+    Raises
+    ------
+    KeyError
+        A field without the table, an unknown well.
+    """
     opened = open_plate(plate)
     fields = [opened.field(p) for p in opened.select(list(wells) if wells else None)]
     out = []
@@ -210,7 +218,7 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     if max_distance is not None and not (math.isfinite(max_distance) and max_distance > 0):
         raise ValueError(f"max_distance: expected a positive number of pixels; got "
                          f"{max_distance!r}")
-    store, fields = _check(plate, table, wells)
+    store, fields = check_tracks(plate, table, wells)
     jobs = []
     for image, labels in fields:
         name = None

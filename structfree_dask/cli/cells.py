@@ -91,20 +91,13 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from ..cells.track_run import track_plate
+    from ..cells.track_run import check_tracks, track_plate
 
     check_cluster_options(args)
     if args.max_distance is not None and not args.max_distance > 0:
         raise ValueError(f"--max-distance: expected a positive number of pixels; got "
                          f"{args.max_distance}")
-    from ..io import list_tables, open_plate
-
-    opened = open_plate(args.plate)
-    for path in opened.select(args.wells):
-        image = opened.field(path)
-        if args.table not in list_tables(image):
-            raise KeyError(f"field {path or '(image)'} has no table {args.table!r}; it has "
-                           f"{list_tables(image) or 'none'} (run measure first)")
+    check_tracks(args.plate, args.table, args.wells)
     client = start_client(args)
     progress = ProgressBar(args, "field")
     from ..engine.cluster import close_client
