@@ -457,6 +457,7 @@ def _run(plate: str, units: list[_Unit], skipped: list[tuple[str, int]],
                 if progress is not None:
                     progress(i, len(units))
     finally:
+        result.done.sort()  # in plate order, not in the order the units finished
         _record_links(outputs, by_field)
         if own and client is not None:
             close_client(client)

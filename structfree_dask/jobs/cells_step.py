@@ -238,8 +238,8 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
     except Exception as err:  # noqa: BLE001 - recorded; the other plates still run
         _error(section, "measure", err)
         return
-    section["done"] = [[p, t] for p, t in result.done]
-    section["skipped"] = [[p, t] for p, t in result.skipped]
+    section["done"] = [[p, t] for p, t in sorted(result.done)]  # not in completion order
+    section["skipped"] = [[p, t] for p, t in sorted(result.skipped)]
     section["failed"] = [[p, t, e] for p, t, e in result.failed]
     section["cells"] = int(sum(c.get("cells", 0) for c in result.counts.values()))
     section["flagged"] = result.flagged()
