@@ -23,6 +23,7 @@ from ._common import (
     UsageError,
     add_cluster_options,
     add_settings_options,
+    channel_list,
     check_cluster_options,
     given_settings,
     int_list,
@@ -100,16 +101,16 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_segment(args: argparse.Namespace) -> int:
+def _segment_configs(args: argparse.Namespace) -> list[SegmentationConfig]:
+    """Return the settings of the organelle, and of the nuclei with --with-nuclei."""
     from ..config import SettingsError
-    from ..engine import segment, validate
-    from ..engine.cluster import close_client, recording
-    from ..io import check_output_file, redact
+    from ..io import redact
 
-    check_cluster_options(args)
-    if args.performance_report:
-        check_output_file(args.performance_report, "--performance-report")
     given = given_settings(args, SegmentationConfig)
+    nuclei = args.with_nuclei
+    if nuclei is not None and given.get("organelle", SegmentationConfig.organelle) != "cyto":
+        raise UsageError("--with-nuclei goes with --organelle cyto (the cells the nuclei "
+                         "are linked to)")
     if args.zoo:
         from ..zoo.use import config_from_zoo
 
@@ -121,41 +122,103 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         if problems:
             raise SettingsError(problems)
         organelle = values.pop("organelle", SegmentationConfig.organelle)
-        config = config_from_zoo(args.zoo, args.cell_line, organelle, args.plate,
-                                 channels=values.pop("channels", None), **values)
-        print(f"zoo {redact(args.zoo)}: {args.cell_line}/{organelle} on channels "
-              f"{', '.join(map(str, config.channels))}", file=sys.stderr)
-    else:
-        if args.cell_line:
-            raise UsageError("--cell-line is only used with --zoo")
-        if "channels" not in given:
-            raise UsageError("--channels is required (unless --zoo gives them)")
-        config = SegmentationConfig.from_mapping(given)
+        configs = [config_from_zoo(args.zoo, args.cell_line, organelle, args.plate,
+                                   channels=values.pop("channels", None), **values)]
+        if nuclei is not None:
+            shared = {k: v for k, v in values.items() if k not in ("name", "diameter")}
+            configs.append(config_from_zoo(args.zoo, args.cell_line, "nuclei", args.plate,
+                                           channels=tuple(nuclei) or None, name="nuclei",
+                                           **shared))
+        for config in configs:
+            print(f"zoo {redact(args.zoo)}: {args.cell_line}/{config.organelle} on channels "
+                  f"{', '.join(map(str, config.channels))}", file=sys.stderr)
+        return configs
+    if args.cell_line:
+        raise UsageError("--cell-line is only used with --zoo")
+    if "channels" not in given:
+        raise UsageError("--channels is required (unless --zoo gives them)")
+    configs = [SegmentationConfig.from_mapping(given)]
+    if nuclei is not None:
+        if not nuclei:
+            raise UsageError("--with-nuclei needs the nuclei's channels (unless --zoo gives "
+                             "them), e.g. --with-nuclei translocation-reporter")
+        shared = {k: v for k, v in given.items() if k not in ("name", "diameter", "channels")}
+        configs.append(SegmentationConfig.from_mapping(
+            {**shared, "organelle": "nuclei", "channels": nuclei, "name": "nuclei"}))
+    if len({c.label_name for c in configs}) < len(configs):
+        raise UsageError("the cells and the nuclei would both be labels/nuclei; give the "
+                         "cells another --name")
+    return configs
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from ..engine import Target, segment_many, validate
+    from ..engine.cluster import close_client, recording
+    from ..io import check_output_file
+
+    check_cluster_options(args)
+    if args.performance_report:
+        check_output_file(args.performance_report, "--performance-report")
+    configs = _segment_configs(args)
     # every check (selection, model, label image, plate writable) before a cluster starts
-    validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
+    for config in configs:
+        validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
     client = start_client(args, profile=bool(args.performance_report))
     progress = ProgressBar(args, "field-timepoint")
+    names = " and ".join(f"labels/{c.label_name}" for c in configs)
     try:
         with recording(client, args.performance_report):
-            result = segment(args.plate, config, client=client, wells=args.wells,
-                             timepoints=args.timepoints, progress=progress)
+            results = segment_many([Target(args.plate, c, args.wells, args.timepoints)
+                                    for c in configs], client=client, progress=progress)
+            linked = _link_after_segment(args, configs, results, client)
     except KeyboardInterrupt:
         finished = (f"{progress.done} of {progress.total} (field, timepoint) unit(s) of this "
                     "run finished" if progress.total else "no unit of this run finished yet")
         raise Interrupted(
-            f"interrupted: {finished}; finished units are recorded in "
-            f"labels/{config.label_name} and kept. Rerun the same command to resume") from None
+            f"interrupted: {finished}; finished units are recorded in {names} and kept. "
+            "Rerun the same command to resume") from None
     finally:
         progress.close()
         close_client(client)
-    rate = result.megapixel_channels / result.seconds if result.seconds else 0.0
-    print(f"labels/{config.label_name}: {len(result.done)} done, {len(result.skipped)} "
-          f"skipped (already done), {len(result.failed)} failed; "
-          f"{sum(result.cells.values())} cells; {result.seconds:.1f} s "
-          f"({rate:.3f} Mpx-channels/s)")
-    for path, t, err in result.failed:
-        print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
-    return EXIT_OK if result.ok else EXIT_FAILED
+    ok = True
+    for config, result in zip(configs, results, strict=True):
+        if result.error is not None:
+            raise result.error
+        rate = result.megapixel_channels / result.seconds if result.seconds else 0.0
+        print(f"labels/{config.label_name}: {len(result.done)} done, {len(result.skipped)} "
+              f"skipped (already done), {len(result.failed)} failed; "
+              f"{sum(result.cells.values())} cells; {result.seconds:.1f} s "
+              f"({rate:.3f} Mpx-channels/s)")
+        for path, t, err in result.failed:
+            print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
+        ok = ok and result.ok
+    if linked is not None:
+        flagged = linked.flagged()
+        print(f"linked: {len(linked.done)} done, {len(linked.skipped)} skipped, "
+              f"{len(linked.failed)} failed; flagged: {flagged['cells_without_nucleus']} "
+              f"cell(s) without nucleus, {flagged['cells_with_several_nuclei']} with several, "
+              f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
+        ok = ok and linked.ok
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _link_after_segment(args: argparse.Namespace, configs: list[SegmentationConfig],
+                        results: list, client: object) -> object:
+    """With --with-nuclei and both segmentations whole, link the nuclei to the cells."""
+    if len(configs) < 2 or not all(r.ok and r.error is None for r in results):
+        return None
+    from ..cells.run import link_plate
+
+    timepoints = None
+    if args.timepoints is not None:
+        from ..io import open_plate
+
+        opened = open_plate(args.plate)
+        n = max(opened.field(p).n_timepoints for p in opened.select(args.wells))
+        tp = args.timepoints
+        timepoints = list(range(n))[tp] if isinstance(tp, slice) else list(tp)
+    return link_plate(args.plate, nuclei=configs[1].label_name, cells=configs[0].label_name,
+                      client=client, wells=args.wells, timepoints=timepoints)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -270,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model zoo folder: use the models and channels selected for "
                         "--cell-line and --organelle")
     p.add_argument("--cell-line", default=None, help="cell line of the zoo's selection")
+    p.add_argument("--with-nuclei", type=channel_list, nargs="?", const=[], default=None,
+                   metavar="CHANNELS",
+                   help="also segment the nuclei (labels/nuclei) from these channels in the "
+                        "same run (with --zoo: the zoo's nuclei selection), then link them to "
+                        "the cells (labels/NAME_nuclei, labels/NAME_cytoplasm)")
     p.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
     p.add_argument("--timepoints", type=parse_timepoints, default=None,
                    help="timepoints: 3, 0:5 (stop excluded), 2: or 0,4,8 (default all)")

@@ -13,7 +13,8 @@ from typing import Any
 from .. import limits
 
 __all__ = ["UsageError", "Interrupted", "add_cluster_options", "add_settings_options",
-           "given_settings", "check_cluster_options", "start_client", "ProgressBar"]
+           "given_settings", "check_cluster_options", "start_client", "ProgressBar",
+           "channel_list"]
 
 
 class UsageError(Exception):
@@ -75,7 +76,7 @@ def _number(integer: bool) -> Any:
     return parse
 
 
-def _channels(text: str) -> list[int | str]:
+def channel_list(text: str) -> list[int | str]:
     """``0,2`` or ``mito,ER``: indices become integers, names stay names."""
     return [int(c) if c.isdigit() else c for c in str_list(text)]
 
@@ -105,7 +106,7 @@ def add_settings_options(p: argparse.ArgumentParser, settings: Any,
         elif s.kind == "number":
             kwargs.update(type=_number(s.integer), metavar=s.metavar or name.upper())
         elif s.kind == "channels":
-            kwargs.update(type=_channels, metavar=s.metavar or "CHANNELS")
+            kwargs.update(type=channel_list, metavar=s.metavar or "CHANNELS")
         p.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 

@@ -10,6 +10,7 @@ from ._common import (
     Interrupted,
     ProgressBar,
     add_cluster_options,
+    channel_list,
     check_cluster_options,
     parse_timepoints,
     start_client,
@@ -30,10 +31,6 @@ def _timepoint_list(args: argparse.Namespace) -> list[int] | None:
                 for p in open_plate(args.plate).field_paths)
         return list(range(n))[tp]
     return list(tp)
-
-
-def _channels(text: str) -> list[int | str]:
-    return [int(c) if c.strip().isdigit() else c.strip() for c in text.split(",") if c.strip()]
 
 
 def _run_cells(args: argparse.Namespace, what: str, call: Any) -> int:
@@ -164,7 +161,7 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("--nuclei", default=None,
                    help="nucleus label image to link (without it: no nucleus columns)")
     p.add_argument("--table", default=None, help="table name (default <LABELS>_features)")
-    p.add_argument("--channels", type=_channels, default=None,
+    p.add_argument("--channels", type=channel_list, default=None,
                    help="channels to measure, by index or name (default all)")
     p.add_argument("--write-links", action="store_true",
                    help="also write the linked label images (as the link command)")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from structfree_dask.cli import main
@@ -229,3 +230,35 @@ def test_info_piped_to_head_ends_cleanly(sim_plate, cli_env):
     proc.wait(timeout=120)
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert proc.returncode == 141, err
+
+
+def test_segment_cells_and_nuclei_in_one_run_then_link(tmp_path, cluster_client, capsys):
+    plate = tmp_path / "both.zarr"
+    assert main(["simulate", str(plate), "--cell-line", "CL1", "--size", "64",
+                 "--timepoints", "2", "--seed", "4"]) == 0
+    capsys.readouterr()
+    base = ["segment", str(plate), "--scheduler", cluster_client.scheduler.address,
+            "--no-progress", "--tile-size", "64"]
+    # bad input first: nothing written
+    assert main([*base, "--organelle", "nuclei", "--channels", "0", "--with-nuclei", "1"]) == 2
+    assert "--with-nuclei goes with --organelle cyto" in capsys.readouterr().err
+    assert main([*base, "--channels", "0", "--with-nuclei"]) == 2
+    assert "needs the nuclei's channels" in capsys.readouterr().err
+    assert main([*base, "--channels", "0", "--name", "nuclei", "--with-nuclei", "1"]) == 2
+    assert "nuclei" not in open_plate(plate).field("A/1/0").labels
+    # cells from every reporter, nuclei from the translocation reporter, then linked
+    assert main([*base, "--channels", "0,1,2,3", "--diameter", "20",
+                 "--with-nuclei", "translocation-reporter"]) == 0
+    out = capsys.readouterr().out
+    assert "labels/cyto: 2 done" in out and "labels/nuclei: 2 done" in out
+    assert "linked: 2 done" in out and "flagged" in out
+    info = open_plate(plate).field("A/1/0")
+    assert {"cyto", "nuclei", "cyto_nuclei", "cyto_cytoplasm"} <= set(info.labels)
+    cells = open_labels(info, "cyto").read()
+    linked = open_labels(info, "cyto_nuclei").read()
+    for t in range(2):
+        c, n = cells[t, 0], linked[t, 0]
+        ids = [i for i in np.unique(n) if 0 < i <= c.max()]
+        assert ids  # some nuclei were linked
+        for i in ids:  # a linked nucleus carries the ID of the cell holding most of it
+            assert np.bincount(c[n == i].astype(np.int64)).argmax() == i
