@@ -34,15 +34,16 @@ import pandas as pd
 
 from ..io import (
     MEASUREMENTS_FOLDER,
-    TABLES_GROUP,
     Plate,
     basename,
     exists,
     is_url,
+    list_tables,
     open_plate,
     plate_dataset,
     read_plate_dataset,
     redact,
+    table_attrs,
 )
 from ._report_figures import plate_maps, readout_plate, spread, thumbnail, well_matrix
 from .columns import ratio_column
@@ -288,13 +289,11 @@ def _check_output(out: Path, store: str) -> None:
 
 def _reference_label(info: Any, table: str) -> str | None:
     """Return the label image a field's feature table refers to (``region.path``), if any."""
-    import zarr
-
-    where = "/".join(p for p in (info.path, TABLES_GROUP, table) if p)
+    if table not in list_tables(info):
+        return None
     try:
-        region = dict(zarr.open_group(store=info.store, path=where, mode="r").attrs)["region"]
-        name = str(region["path"]).rsplit("/", 1)[-1]
-    except (FileNotFoundError, KeyError, TypeError, zarr.errors.GroupNotFoundError):
+        name = str(table_attrs(info, table)["region"]["path"]).rsplit("/", 1)[-1]
+    except (KeyError, TypeError):
         return None
     return name if name in info.labels else None
 

@@ -40,7 +40,9 @@ from ..io import (
     open_plate,
     plate_dataset,
     plate_part_name,
+    table_attrs,
     table_part_location,
+    update_table_attrs,
     write_label_region,
     write_parquet,
     write_table_part,
@@ -288,10 +290,7 @@ def _table_state(image: ImageInfo, table: str, record: dict[str, Any], overwrite
     """Whether the field's table exists as this run's (to append to); raise if taken."""
     if table not in list_tables(image):
         return False
-    import zarr
-
-    path = f"{image.path}/tables/{table}" if image.path else f"tables/{table}"
-    attrs = dict(zarr.open_group(store=image.store, path=path, mode="r").attrs)
+    attrs = table_attrs(image, table)
     if overwrite:
         return False
     if attrs.get(_RECORD) != record:
@@ -321,8 +320,10 @@ def _remove_plate_parts(plate_store: str, table: str, field_path: str) -> None:
                 p.unlink()
 
 
-def _timepoints(image: ImageInfo, timepoints: Sequence[int] | None) -> list[int]:
+def _timepoints(image: ImageInfo, timepoints: slice | Sequence[int] | None) -> list[int]:
     n = image.n_timepoints
+    if isinstance(timepoints, slice):
+        return list(range(n))[timepoints]
     ts = list(range(n)) if timepoints is None else [int(t) for t in timepoints]
     bad = [t for t in ts if not 0 <= t < n]
     if bad:
@@ -335,7 +336,7 @@ _Plan = tuple[ImageInfo, tuple[int, ...], list[int], dict[str, Any], bool]
 
 def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
            table: str | None, channels: Sequence[int | str] | None,
-           wells: Sequence[str] | None, timepoints: Sequence[int] | None, overwrite: bool
+           wells: Sequence[str] | None, timepoints: slice | Sequence[int] | None, overwrite: bool
            ) -> tuple[str, list[_Plan]]:
     """Check every field before anything is written; return the plate store and plans."""
     opened = open_plate(plate)
@@ -403,7 +404,7 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
 def check_cells(plate: str, *, labels: str, nuclei: str | None = None,
                 table: str | None = None, link_labels: bool = False,
                 channels: Sequence[int | str] | None = None,
-                wells: Sequence[str] | None = None, timepoints: Sequence[int] | None = None,
+                wells: Sequence[str] | None = None, timepoints: slice | Sequence[int] | None = None,
                 overwrite: bool = False) -> None:
     """Check a link or measure request without writing anything (raises as they do).
 
@@ -416,7 +417,7 @@ def check_cells(plate: str, *, labels: str, nuclei: str | None = None,
 
 def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
           table: str | None, channels: Sequence[int | str] | None, wells: Sequence[str] | None,
-          timepoints: Sequence[int] | None, overwrite: bool, region: int
+          timepoints: slice | Sequence[int] | None, overwrite: bool, region: int
           ) -> tuple[list[_Unit], list[tuple[str, int]], list[LabelImage]]:
     store, plans = _check(plate, cells=cells, nuclei=nuclei, write_links=write_links,
                           table=table, channels=channels, wells=wells,
@@ -426,10 +427,7 @@ def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
 
 
 def _mark_table(image: ImageInfo, table: str, record: dict[str, Any]) -> None:
-    import zarr
-
-    path = f"{image.path}/tables/{table}" if image.path else f"tables/{table}"
-    zarr.open_group(store=image.store, path=path, mode="r+").attrs[_RECORD] = record
+    update_table_attrs(image, table, **{_RECORD: record})
 
 
 def _run(plate: str, units: list[_Unit], skipped: list[tuple[str, int]],
@@ -473,7 +471,7 @@ def _record_links(outputs: list[LabelImage], by_field: dict[str, list[int]]) -> 
 
 
 def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,
-               wells: Sequence[str] | None = None, timepoints: Sequence[int] | None = None,
+               wells: Sequence[str] | None = None, timepoints: slice | Sequence[int] | None = None,
                overwrite: bool = False, region: int = REGION,
                progress: Callable[[int, int], None] | None = None) -> CellsResult:
     """Link the nuclei to the cells of a plate and write linked nuclei and cytoplasm.
@@ -523,7 +521,7 @@ def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,
 def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
                   table: str | None = None, channels: Sequence[int | str] | None = None,
                   client: Any = None, wells: Sequence[str] | None = None,
-                  timepoints: Sequence[int] | None = None, overwrite: bool = False,
+                  timepoints: slice | Sequence[int] | None = None, overwrite: bool = False,
                   link_labels: bool = False, region: int = REGION,
                   progress: Callable[[int, int], None] | None = None) -> CellsResult:
     """Measure every cell of a plate into per-field tables and a plate-level dataset.

@@ -30,6 +30,7 @@ from ..io import (
     open_labels,
     open_plate,
     read_feature_table,
+    table_attrs,
     write_label_region,
 )
 from .columns import TRACK_COLUMNS
@@ -169,10 +170,7 @@ def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None
         if table not in list_tables(image):
             raise KeyError(f"field {image.path or image.store!r} has no table {table!r}; it "
                            f"has {list_tables(image) or 'none'} (measure the plate first)")
-        import zarr
-
-        path = f"{image.path}/tables/{table}" if image.path else f"tables/{table}"
-        attrs = dict(zarr.open_group(store=image.store, path=path, mode="r").attrs)
+        attrs = table_attrs(image, table)
         region = str(attrs.get("region", {}).get("path", ""))
         out.append((image, region.rsplit("/", 1)[-1]))
     return opened.store, out

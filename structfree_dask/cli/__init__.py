@@ -209,16 +209,8 @@ def _link_after_segment(args: argparse.Namespace, configs: list[SegmentationConf
         return None
     from ..cells.run import link_plate
 
-    timepoints = None
-    if args.timepoints is not None:
-        from ..io import open_plate
-
-        opened = open_plate(args.plate)
-        n = max(opened.field(p).n_timepoints for p in opened.select(args.wells))
-        tp = args.timepoints
-        timepoints = list(range(n))[tp] if isinstance(tp, slice) else list(tp)
     return link_plate(args.plate, nuclei=configs[1].label_name, cells=configs[0].label_name,
-                      client=client, wells=args.wells, timepoints=timepoints)
+                      client=client, wells=args.wells, timepoints=args.timepoints)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

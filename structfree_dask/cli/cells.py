@@ -20,19 +20,6 @@ from ._common import (
 __all__ = ["add_cells_parsers"]
 
 
-def _timepoint_list(args: argparse.Namespace) -> list[int] | None:
-    tp = args.timepoints
-    if tp is None:
-        return None
-    if isinstance(tp, slice):
-        from ..io import open_plate
-
-        n = max(open_plate(args.plate).field(p).n_timepoints
-                for p in open_plate(args.plate).field_paths)
-        return list(range(n))[tp]
-    return list(tp)
-
-
 def _run_cells(args: argparse.Namespace, what: str, call: Any) -> int:
     from ..engine.cluster import close_client
 
@@ -63,7 +50,7 @@ def _cmd_link(args: argparse.Namespace) -> int:
     from ..cells.run import check_cells, link_plate, linked_names
 
     check_cluster_options(args)
-    timepoints = _timepoint_list(args)
+    timepoints = args.timepoints
     check_cells(args.plate, labels=args.cells, nuclei=args.nuclei, link_labels=True,
                 wells=args.wells, timepoints=timepoints, overwrite=args.overwrite)
     what = " and ".join(f"labels/{n}" for n in linked_names(args.cells))
@@ -76,7 +63,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from ..cells.run import check_cells, measure_plate, table_name
 
     check_cluster_options(args)
-    timepoints = _timepoint_list(args)
+    timepoints = args.timepoints
     table = table_name(args.labels, args.table)
     check_cells(args.plate, labels=args.labels, nuclei=args.nuclei, table=table,
                 link_labels=args.write_links, channels=args.channels, wells=args.wells,

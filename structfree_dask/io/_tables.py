@@ -46,9 +46,11 @@ __all__ = [
     "read_feature_table",
     "read_plate_dataset",
     "remove_feature_table",
+    "table_attrs",
     "table_meta",
     "table_part_location",
     "write_parquet",
+    "update_table_attrs",
     "write_table_part",
 ]
 
@@ -158,6 +160,19 @@ def create_feature_table(image: ImageInfo, name: str, *, reference_label: str,
     table.attrs.update(table_meta(reference_label, **columns))
     tables.attrs["tables"] = [*listed, name]
     return location
+
+
+def table_attrs(image: ImageInfo, name: str) -> dict[str, Any]:
+    """Return the attributes of a field's table group (``region``, ``type``, records...)."""
+    path = f"{image.path}/{TABLES_GROUP}/{name}" if image.path else f"{TABLES_GROUP}/{name}"
+    with metadata_errors(image.store, path):
+        return dict(zarr.open_group(store=image.store, path=path, mode="r").attrs)
+
+
+def update_table_attrs(image: ImageInfo, name: str, **attrs: Any) -> None:
+    """Set attributes of a field's table group (driver only)."""
+    path = f"{image.path}/{TABLES_GROUP}/{name}" if image.path else f"{TABLES_GROUP}/{name}"
+    zarr.open_group(store=image.store, path=path, mode="r+").attrs.update(attrs)
 
 
 def remove_feature_table(image: ImageInfo, name: str) -> None:
