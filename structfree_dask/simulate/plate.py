@@ -1,0 +1,202 @@
+"""A simulated plate written as OME-Zarr with ground truth: :func:`simulate_plate`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config import TRUTH_TABLE
+from .field import TRUTH_DTYPES, TRUTH_KEYS, simulate_field
+from .options import check_int, resolve_mode, resolve_preset, resolve_size
+from .presets import CellLinePreset
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+    from ..io import ImageInfo
+
+__all__ = ["simulate_plate"]
+
+#: The package's logger: records are named ``structfree_dask.simulate``, as before the split.
+logger = logging.getLogger(__name__.rpartition(".")[0])
+
+
+def _row_name(i: int) -> str:
+    """Spreadsheet-style row name: 0 -> 'A', 25 -> 'Z', 26 -> 'AA'."""
+    name = ""
+    i += 1
+    while i:
+        i, rem = divmod(i - 1, 26)
+        name = chr(ord("A") + rem) + name
+    return name
+
+
+#: Keys in front of the plate-level dataset's rows and their types.
+_PLATE_DTYPES = {"well": np.str_, "row": np.str_, "column": np.str_, "field": np.int32}
+
+
+def _arrow(df: pd.DataFrame) -> pa.Table:
+    """Return truth rows as an Arrow table with the full schema (also for zero rows)."""
+    import pyarrow as pa
+
+    types = {**_PLATE_DTYPES, **TRUTH_DTYPES}
+    schema = pa.schema(
+        [(c, pa.from_numpy_dtype(np.dtype(types.get(c, np.float64)))) for c in df.columns]
+    )
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+def _write_truth(
+    plate: str, info: ImageInfo, where: tuple[str, str, int], truth: pd.DataFrame, n_t: int
+) -> None:
+    """Write a field's truth as its feature table and into the plate-level dataset.
+
+    ``where`` is the field's ``(row, column, field index)``; every timepoint gets a part,
+    also one without cells.
+    """
+    from structfree_dask.io import (
+        create_feature_table,
+        join,
+        plate_dataset,
+        plate_part_name,
+        write_parquet,
+        write_table_part,
+    )
+
+    row, col, fi = where
+    ratios = [c for c in truth.columns if c not in TRUTH_KEYS]
+    create_feature_table(
+        info, TRUTH_TABLE, reference_label="gt_cyto", measurement_columns=ratios,
+        metadata_columns=["t", "parent_label"],
+    )
+    dataset = plate_dataset(plate, TRUTH_TABLE)
+    keys = {"well": f"{row}{col}", "row": row, "column": col, "field": fi}
+    for t in range(n_t):
+        rows = truth[truth["t"] == t].reset_index(drop=True)
+        write_table_part(info, TRUTH_TABLE, t, _arrow(rows))
+        keyed = rows.assign(**keys)[[*keys, *rows.columns]]
+        write_parquet(_arrow(keyed), join(dataset, plate_part_name(info.path, t)))
+
+
+def simulate_plate(
+    path: str | os.PathLike[str],
+    *,
+    cell_line: CellLinePreset | str = "CL1",
+    rows: int = 1,
+    cols: int = 1,
+    fields: int = 1,
+    timepoints: int = 1,
+    size: int | tuple[int, int] = 512,
+    seed: int = 0,
+    ngff_version: str = "0.4",
+    mode: str = "confocal",
+) -> pathlib.Path | str:
+    """Simulate a plate and write it as an OME-Zarr HCS plate with ground-truth labels.
+
+    Every field is simulated with :func:`simulate_field` using its own seed derived from
+    ``(seed, row, col, field)`` and written with :func:`structfree_dask.io.create_plate`;
+    ground truth goes to the label images ``gt_nuclei`` and ``gt_cyto``, and the field's
+    :attr:`SimulatedField.truth` to the feature table ``gt_truth``
+    (:data:`structfree_dask.config.TRUTH_TABLE`, ``<field>/tables/gt_truth``, rows keyed by
+    ``gt_cyto`` labels, one Parquet part per timepoint) and to the plate-level dataset
+    ``<plate>/measurements/gt_truth/`` (the same rows with ``well``, ``row``, ``column`` and
+    ``field`` in front; see :func:`structfree_dask.io.read_plate_dataset`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to create the plate: a new local ``.zarr`` folder, or a URL such as
+        ``s3://bucket/plate.zarr``.
+    cell_line : CellLinePreset or str
+        The cell line, or the key of one in :data:`PRESETS`.
+    rows, cols : int
+        Plate rows (named ``"A"``, ``"B"``, ...) and columns (named ``"1"``, ``"2"``, ...).
+    fields : int
+        Fields per well (indexed ``0 .. fields - 1``).
+    timepoints : int
+        Timepoints per field.
+    size : int or tuple of int
+        Field size in pixels (see :func:`simulate_field`).
+    seed : int
+        Plate seed (non-negative).
+    ngff_version : str
+        OME-NGFF version passed to the plate writer.
+    mode : {"confocal", "widefield"}
+        Imaging mode (see :func:`simulate_field`).
+
+    Returns
+    -------
+    pathlib.Path or str
+        The plate: a Path for a local plate, the URL for an object store.
+
+    Raises
+    ------
+    ValueError
+        For invalid counts, seeds, cell lines or modes (see :func:`simulate_field`).
+    TypeError
+        Arguments of the wrong type.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tmp = tempfile.mkdtemp()
+    >>> out = simulate_plate(pathlib.Path(tmp) / "plate.zarr", rows=1, cols=2, size=64)
+    >>> out.name
+    'plate.zarr'
+    >>> from structfree_dask.io import open_plate, read_feature_table, read_plate_dataset
+    >>> truth = read_feature_table(open_plate(out).field("A/2/0"), "gt_truth")
+    >>> list(truth.columns)
+    ['label', 't', 'parent_label', 'translocation-reporter__true_nc_ratio']
+    >>> read_plate_dataset(str(out), "gt_truth")["well"].unique().tolist()
+    ['A1', 'A2']
+    """
+    preset = resolve_preset(cell_line)
+    n_rows = check_int("rows", rows, 1)
+    n_cols = check_int("cols", cols, 1)
+    n_fields = check_int("fields", fields, 1)
+    n_t = check_int("timepoints", timepoints, 1)
+    resolve_size(size)
+    resolve_mode(mode)
+    root = np.random.SeedSequence(check_int("seed", seed, 0))
+
+    from structfree_dask.io import as_location, create_plate
+
+    out = as_location(path)
+    row_names = [_row_name(i) for i in range(n_rows)]
+    col_names = [str(j + 1) for j in range(n_cols)]
+    total = n_rows * n_cols * n_fields
+    done = 0
+    with create_plate(
+        out, rows=row_names, columns=col_names, ngff_version=ngff_version,
+        name=f"{preset.name} simulated",
+    ) as plate:
+        for ri, row in enumerate(row_names):
+            for ci, col in enumerate(col_names):
+                for fi in range(n_fields):
+                    field_seed = np.random.SeedSequence(
+                        entropy=root.entropy, spawn_key=(ri, ci, fi)
+                    )
+                    sim = simulate_field(
+                        preset, size=size, timepoints=n_t, seed=field_seed, mode=mode
+                    )
+                    info = plate.write_field(
+                        row, col, fi, sim.image,
+                        axes="tcyx",
+                        channel_names=list(sim.channel_names),
+                        pixel_size_um=(sim.pixel_size_um, sim.pixel_size_um),
+                        time_interval_h=sim.time_interval_h,
+                        labels={"gt_nuclei": sim.nuclei, "gt_cyto": sim.cyto},
+                    )
+                    _write_truth(str(out), info, (row, col, fi), sim.truth, n_t)
+                    done += 1
+                    logger.info(
+                        "simulated %s field %s%s/%d (%d/%d): %d cells at t=0",
+                        preset.name, row, col, fi, done, total,
+                        int(np.count_nonzero(np.unique(sim.cyto[0]))),
+                    )
+    return out
