@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -68,6 +69,25 @@ def presets() -> dict[str, Any]:
     return {"A": weak, "B": plus}
 
 
+def scenarios(args: argparse.Namespace) -> dict[str, Any]:
+    """Plates to run: A and/or B, or CL5 on the shapes of each ``--shapes-from`` folder."""
+    from structfree_dask.simulate import PRESETS
+
+    if args.shapes_from:
+        return {tag: dataclasses.replace(PRESETS["CL5"], name=f"CL5-{tag}")
+                for tag in args.shapes_from}
+    return {tag: p for tag, p in presets().items() if tag in args.plates.split(",")}
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def _best(rows: list[dict[str, Any]], strategy: str, allowed: set[int]) -> dict[str, Any] | None:
     pick = [r for r in rows if r["strategy"] == strategy
             and set(int(c) for c in r["eval_channels"]) <= allowed
@@ -77,21 +97,88 @@ def _best(rows: list[dict[str, Any]], strategy: str, allowed: set[int]) -> dict[
     return max(pick, key=lambda r: (float(r["val_f1"]), -len(r["eval_channels"])))
 
 
-def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
-                 client: Any) -> list[dict[str, Any]]:
-    from structfree_dask.config import TrainSettings
+def simulated_plate(tag: str, preset: Any, work: Path,
+                    args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
+    """A simulated plate: zoo wells (``--rows``) and held-out test fields (``--heldout-rows``)."""
     from structfree_dask.simulate import simulate_plate
-    from structfree_dask.zoo import Zoo, build_zoo, training_jobs
 
     rows_total = args.rows + args.heldout_rows
     plate: Any = work / f"{tag}.zarr"
     if not (args.reuse and plate.exists()):
         plate = simulate_plate(plate, cell_line=preset, rows=rows_total, cols=args.cols,
-                               fields=1, timepoints=1, size=args.size, seed=args.seed,
-                               mode="widefield")
+                               fields=1, timepoints=args.timepoints, size=args.size,
+                               seed=args.seed, mode="widefield")
     letters = [chr(ord("A") + i) for i in range(rows_total)]
     wells = [f"{r}/{c + 1}" for r in letters[:args.rows] for c in range(args.cols)]
     heldout = [f"{r}/{c + 1}/0" for r in letters[args.rows:] for c in range(args.cols)]
+    return plate, wells, heldout
+
+
+def stage_quarters(folder: Path, staging: Path) -> list[str]:
+    """Copy a folder of annotated images as quarters: image ``k`` -> well A/k, fields 0-3.
+
+    Each ``NNN_img.png`` / ``NNN_masks.png`` pair (in name order) is cut into four
+    quarters, so that whole images can be held out for testing while the others still
+    give a dozen fields to split. Returns the well paths, in image order.
+    """
+    import imageio.v3 as iio
+    import numpy as np
+
+    staging.mkdir(parents=True, exist_ok=True)
+    masks = sorted(folder.glob("*_masks.png"))
+    if not masks:
+        raise SystemExit(f"--shapes-from: expected NNN_img.png / NNN_masks.png pairs in "
+                         f"{folder}; found no *_masks.png")
+    wells = []
+    for k, mask_path in enumerate(masks, start=1):
+        image = iio.imread(mask_path.with_name(mask_path.name.replace("_masks", "_img")))
+        mask = iio.imread(mask_path)
+        h, w = mask.shape[0] // 2, mask.shape[1] // 2
+        for q, (y, x) in enumerate([(0, 0), (0, w), (h, 0), (h, w)]):
+            iio.imwrite(staging / f"A{k:02d}_f{q}_img.png", image[y:y + h, x:x + w])
+            iio.imwrite(staging / f"A{k:02d}_f{q}_masks.png",
+                        np.ascontiguousarray(mask[y:y + h, x:x + w]).astype(np.uint16))
+        wells.append(f"A/{k}")
+    return wells
+
+
+def shapes_plate(tag: str, preset: Any, work: Path,
+                 args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
+    """The reporters of ``preset`` rendered on the real shapes of one folder of images.
+
+    The images are imported as quarters (:func:`stage_quarters`); the last
+    ``--heldout-images`` images are test fields only, the others are split 80/10/10.
+    """
+    from structfree_dask.io import import_folder, open_plate
+    from structfree_dask.simulate import simulate_plate_from_shapes
+
+    folder = Path(args.shapes_from[tag])
+    plate: Any = work / f"{tag}.zarr"
+    source = work / f"{tag}-shapes.zarr"
+    wells = stage_quarters(folder, work / f"{tag}-staging")
+    if not (args.reuse and plate.exists()):
+        shutil.rmtree(source, ignore_errors=True)
+        import_folder(work / f"{tag}-staging", source, channels=[0])
+        plate = simulate_plate_from_shapes(plate, source, labels="gt_cyto", cell_line=preset,
+                                           timepoints=args.timepoints, seed=args.seed,
+                                           mode="widefield")
+    n_held = args.heldout_images
+    if not 1 <= n_held < len(wells) - 1:
+        raise SystemExit(f"--heldout-images: expected 1 to {len(wells) - 2} for the "
+                         f"{len(wells)} images of {folder}; got {n_held}")
+    heldout = open_plate(plate).select(wells[-n_held:])
+    return plate, wells[:-n_held], heldout
+
+
+def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
+                 client: Any) -> list[dict[str, Any]]:
+    from structfree_dask.config import TrainSettings
+    from structfree_dask.zoo import Zoo, build_zoo, training_jobs
+
+    if args.shapes_from:
+        plate, wells, heldout = shapes_plate(tag, preset, work, args)
+    else:
+        plate, wells, heldout = simulated_plate(tag, preset, work, args)
     names = [c.name for c in preset.channels]
     weak = [i for i, n in enumerate(names) if n != "strong-reporter"]
     subsets = [(c,) for c in weak]
@@ -105,8 +192,8 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
         if not (args.reuse and _has_selection(zoo_dir, preset.name, organelle)):
             jobs = training_jobs(plate, f"gt_{organelle}", organelle, preset.name,
                                  subsets=subsets, seed=args.seed, wells=wells)
-            settings = TrainSettings(max_epochs=args.epochs, patience=args.patience,
-                                     tile_size=args.tile_size)
+            settings = TrainSettings(**{"max_epochs": args.epochs, "patience": args.patience,
+                                        "tile_size": args.tile_size, **args.train})
             res = build_zoo(jobs, zoo_dir, client=client, settings=settings,
                             flow_thresholds=args.flow_thresholds)
             if not res.ok:
@@ -116,9 +203,11 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
             logger.info("%s/%s: reusing the zoo kept in %s", tag, organelle, zoo_dir)
         zoo = Zoo(zoo_dir)
         selection = zoo.selection(preset.name, organelle)
+        cards = zoo.cards(preset.name, organelle)
         row = {"plate": tag, "organelle": organelle, "train_s": train_s,
-               "epochs": {c.model_id: c.epochs_run
-                          for c in zoo.cards(preset.name, organelle)}}
+               "epochs": {c.model_id: c.epochs_run for c in cards},
+               "model_seconds": {c.model_id: round(float(c.training.get("seconds", math.nan)), 1)
+                                 for c in cards}}
         row.update(compare(zoo, selection, plate, set(weak), heldout, args.flow_thresholds))
         if args.selection_draws:
             row["selection_draws"] = selection_draws(zoo, selection, plate, heldout,
@@ -246,9 +335,48 @@ def compare(zoo: Any, selection: Any, plate: Any, allowed: set[int],
             "split_test_f1": float(b["test_f1"]), "val_f1": float(b["val_f1"]),
             "eval": "+".join(b["eval_channel_names"]),
             "train": "+".join(str(n) for n in b.get("train_channel_names", []) or [])}
+    row["selected_vs_vanilla"] = selected_vs_vanilla(zoo, selection, plate, test)
     row.update(fusion_rows(fusion_table(zoo, selection, plate, fields=test,
                                         flow_thresholds=flow_thresholds, per_field=True)))
     return row
+
+
+def selected_vs_vanilla(zoo: Any, selection: Any, plate: Any,
+                        test: list[str]) -> dict[str, Any]:
+    """The zoo's selection vs Vanilla FA on the selection's channels, on the test fields.
+
+    The selected pair at its chosen flow threshold; Vanilla (the base model on each of
+    the same channels, averaged) at the same diameter and Cellpose's 0.4. Per plane
+    counts, so the difference gets a paired-bootstrap interval.
+    """
+    import numpy as np
+
+    from structfree_dask.config import DEFAULT_FLOW_THRESHOLD
+    from structfree_dask.evaluation.metrics import paired_bootstrap_f1, pooled_f1
+    from structfree_dask.zoo.scoring.predict import (
+        load_eval_planes,
+        method_scores,
+        selected_models,
+        vanilla_models,
+    )
+
+    chosen = selected_models(zoo, selection)
+    vanilla = vanilla_models(selection, chosen.channels, chosen.diameter)
+    planes = load_eval_planes(zoo, selection, plate, chosen.channels, None, test)
+    every = [tuple(range(len(chosen.channels)))]
+
+    def counts(models: Any, threshold: float) -> Any:
+        rows = method_scores(models, planes, every, None, (threshold,), methods=("fa",))
+        return np.array([[r[k] for k in ("tp", "fp", "fn")]
+                         for r in rows[("fa", every[0], threshold)]], dtype=float)
+
+    mine = counts(chosen, float(selection.flow_threshold))
+    base = counts(vanilla, DEFAULT_FLOW_THRESHOLD)
+    return {"channels": "+".join(chosen.channels), "selected": chosen.label,
+            "flow_threshold": float(selection.flow_threshold),
+            "f1": float(pooled_f1(mine.sum(axis=0))),
+            "vanilla_f1": float(pooled_f1(base.sum(axis=0))),
+            "difference": paired_bootstrap_f1(mine, base), "n_planes": len(planes)}
 
 
 def fusion_rows(fusion: list[dict[str, Any]]) -> dict[str, Any]:
@@ -298,6 +426,20 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
         mc_pair = f"{mc['train']} -> {mc['eval']}" if mc else "-"
         print(f"| {r['plate']} | {r['organelle']} | {_f(r['vanilla'])} | {_f(cw)} | {_f(mc)} | "
               f"{cw['eval'] if cw else '-'} | {mc_pair} |")
+    print("\nThe zoo's selection vs Vanilla FA on the same channels, test fields (F1 at IoU "
+          "0.5; selection minus Vanilla with its 95 % paired-bootstrap interval over planes); "
+          "training time per model")
+    print("| plate | organelle | selection (channels) | selection F1 | Vanilla F1 | difference | "
+          "training s per model (median, max) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        v = r["selected_vs_vanilla"]
+        secs = [s for s in r["model_seconds"].values() if math.isfinite(s)]
+        times = f"{statistics.median(secs):.0f}, {max(secs):.0f}" if secs else "-"
+        d = v["difference"]
+        print(f"| {r['plate']} | {r['organelle']} | {v['selected']} ({v['channels']}) "
+              f"[{v['flow_threshold']:g}] | {v['f1']:.3f} | {v['vanilla_f1']:.3f} | "
+              f"{d[0]:+.3f} ({d[1]:+.3f}..{d[2]:+.3f}) | {times} |")
     print("\nFA vs mask fusion, CW models on all weak reporters, test fields (F1 at IoU 0.5; "
           "flow threshold in brackets; FA - method with its 95 % paired-bootstrap interval)")
     methods = list(rows[0]["fusion"]) if rows else []
@@ -355,6 +497,18 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--plates", default="A,B", help="which plates: A, B or A,B")
+    ap.add_argument("--shapes-from", default=None, metavar="DIR[,DIR]",
+                    help="instead of plates A and B: CL5's reporters rendered on the real "
+                         "cell shapes of each folder of NNN_img.png / NNN_masks.png pairs "
+                         "(one zoo per folder, named after it)")
+    ap.add_argument("--heldout-images", type=int, default=1,
+                    help="with --shapes-from: the last N images of each folder are test "
+                         "fields only (default 1)")
+    ap.add_argument("--timepoints", type=int, default=1,
+                    help="timepoints per field (with --shapes-from the shapes drift and "
+                         "deform; default 1)")
+    ap.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other TrainSettings value, e.g. --train lr=1e-3 (repeatable)")
     ap.add_argument("--organelles", default="nuclei,cyto", help="nuclei, cyto or nuclei,cyto")
     ap.add_argument("--strategies", default="cw,mc",
                     help="cw,mc (default) or cw: leave out the MC model (the fusion "
@@ -385,6 +539,16 @@ def main() -> int:
         ap.error("--reuse needs --keep DIR (the folder with the kept plates and zoos)")
     if args.selection_draws < 0:
         ap.error(f"--selection-draws: expected N >= 0; got {args.selection_draws}")
+    try:
+        args.train = {k: _number(v) for k, v in (kv.split("=", 1) for kv in args.train)}
+    except ValueError:
+        ap.error(f"--train: expected KEY=VALUE; got {args.train}")
+    if args.shapes_from:
+        folders = [Path(d) for d in args.shapes_from.split(",")]
+        missing = [str(d) for d in folders if not d.is_dir()]
+        if missing:
+            ap.error(f"--shapes-from: expected folders; not found: {', '.join(missing)}")
+        args.shapes_from = {d.name: d for d in folders}
     if args.quick:
         args.rows, args.cols, args.size, args.epochs, args.heldout_rows = 2, 5, 160, 2, 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -394,17 +558,22 @@ def main() -> int:
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_zoo_"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"structfree_dask zoo benchmark: {args.rows * args.cols} fields of {args.size} px "
-          f"per plate (widefield), split 80/10/10, plus {args.heldout_rows * args.cols} "
-          f"held-out test fields, at most {args.epochs} epochs "
+    if args.shapes_from:
+        data = (f"CL5's reporters on the real shapes of {', '.join(args.shapes_from)} "
+                f"(widefield, each image cut into 4 fields, {args.timepoints} timepoint(s)); "
+                f"the last {args.heldout_images} image(s) of each are test fields only, the "
+                "others split 80/10/10")
+    else:
+        data = (f"{args.rows * args.cols} fields of {args.size} px per plate (widefield), "
+                f"split 80/10/10, plus {args.heldout_rows * args.cols} held-out test fields")
+    print(f"structfree_dask zoo benchmark: {data}, at most {args.epochs} epochs "
           f"(patience {args.patience}), training tiles {args.tile_size} px, "
-          f"{args.workers} workers x 1 thread")
+          f"{args.workers} workers x 1 thread; other settings {args.train or 'default'}")
     client = local_client(n_workers=args.workers, threads_per_worker=1)
     rows: list[dict[str, Any]] = []
     try:
-        for tag, preset in presets().items():
-            if tag in args.plates.split(","):
-                rows += run_scenario(tag, preset, work, args, client)
+        for tag, preset in scenarios(args).items():
+            rows += run_scenario(tag, preset, work, args, client)
     finally:
         cluster = client.cluster
         client.close()

@@ -78,13 +78,29 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from ..simulate import simulate_plate
+    from ..simulate import simulate_plate, simulate_plate_from_shapes
 
-    out = simulate_plate(
-        args.out, cell_line=args.cell_line, rows=args.rows, cols=args.cols, fields=args.fields,
-        timepoints=args.timepoints, size=args.size, seed=args.seed,
-        ngff_version=args.ngff_version, mode=args.mode,
-    )
+    if args.shapes_from is None:
+        if args.labels is not None or args.nuclei is not None:
+            raise UsageError("--labels and --nuclei name label images of --shapes-from PLATE; "
+                             "got no --shapes-from")
+        layout = {n: d if getattr(args, n) is None else getattr(args, n)
+                  for n, d in (("rows", 1), ("cols", 1), ("fields", 1), ("size", 512))}
+        out = simulate_plate(
+            args.out, cell_line=args.cell_line, timepoints=args.timepoints, seed=args.seed,
+            ngff_version=args.ngff_version, mode=args.mode, **layout,
+        )
+    else:
+        given = [f"--{n}" for n in ("rows", "cols", "fields", "size")
+                 if getattr(args, n) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: with --shapes-from the plate layout and "
+                             "field sizes are those of the source plate")
+        out = simulate_plate_from_shapes(
+            args.out, args.shapes_from, labels=args.labels or "gt_cyto", nuclei=args.nuclei,
+            cell_line=args.cell_line, timepoints=args.timepoints, seed=args.seed,
+            ngff_version=args.ngff_version, mode=args.mode,
+        )
     print(f"wrote {out}")
     return 0
 
@@ -289,11 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "channels and labels/gt_nuclei, labels/gt_cyto.")
     p.add_argument("out", help="new plate path (.zarr)")
     p.add_argument("--cell-line", default="CL1", help="preset CL1..CL5 (default CL1)")
-    p.add_argument("--rows", type=int, default=1, help="plate rows (default 1)")
-    p.add_argument("--cols", type=int, default=1, help="plate columns (default 1)")
-    p.add_argument("--fields", type=int, default=1, help="fields per well (default 1)")
+    p.add_argument("--rows", type=int, default=None, help="plate rows (default 1)")
+    p.add_argument("--cols", type=int, default=None, help="plate columns (default 1)")
+    p.add_argument("--fields", type=int, default=None, help="fields per well (default 1)")
     p.add_argument("--timepoints", type=int, default=1, help="timepoints, every 3 h (default 1)")
-    p.add_argument("--size", type=int, default=512, help="field size in px (default 512)")
+    p.add_argument("--size", type=int, default=None, help="field size in px (default 512)")
+    p.add_argument("--shapes-from", default=None, metavar="PLATE",
+                   help="render the reporters on the cell shapes of this annotated plate "
+                        "(its wells, fields and field sizes) instead of simulated cells")
+    p.add_argument("--labels", default=None, metavar="NAME",
+                   help="with --shapes-from: its cell label image (default gt_cyto)")
+    p.add_argument("--nuclei", default=None, metavar="NAME",
+                   help="with --shapes-from: its nucleus label image (default: nuclei drawn "
+                        "per cell as the simulator draws them)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--mode", choices=("confocal", "widefield"), default="confocal",
                    help="acquisition mode (default confocal)")

@@ -33,7 +33,9 @@ Modules
 time step, argument checks), :mod:`.population` (cells and their dynamics),
 :mod:`.textures` (spectral helpers and texture fields), :mod:`.geometry` (cell and
 nucleus rasterisation), :mod:`.render` (reporter patterns, optics, camera),
-:mod:`.field` (:func:`simulate_field`) and :mod:`.plate` (:func:`simulate_plate`).
+:mod:`.field` (:func:`simulate_field`), :mod:`.shapes` (:func:`simulate_on_shapes`: the
+reporters rendered on given cell shapes, e.g. real annotated masks) and :mod:`.plate`
+(:func:`simulate_plate`, :func:`simulate_plate_from_shapes`).
 Import the public names from :mod:`structfree_dask.simulate`.
 """
 
@@ -41,8 +43,9 @@ from __future__ import annotations
 
 from .field import SimulatedField, simulate_field
 from .options import IMAGING_MODES, TIME_INTERVAL_H
-from .plate import simulate_plate
+from .plate import simulate_plate, simulate_plate_from_shapes
 from .presets import PRESETS, CellLinePreset, ChannelSpec, Localization
+from .shapes import simulate_on_shapes
 
 __all__ = [
     "IMAGING_MODES",
@@ -53,5 +56,7 @@ __all__ = [
     "Localization",
     "SimulatedField",
     "simulate_field",
+    "simulate_on_shapes",
     "simulate_plate",
+    "simulate_plate_from_shapes",
 ]

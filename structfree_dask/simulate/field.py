@@ -26,7 +26,7 @@ from .options import (
     resolve_seed,
     resolve_size,
 )
-from .population import Population
+from .population import Cells, Population
 from .presets import CellLinePreset, Localization
 from .render import optics, progress, render_timepoint, translocation_ratio
 from .textures import Textures, freq2
@@ -34,7 +34,10 @@ from .textures import Textures, freq2
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["TRUTH_DTYPES", "TRUTH_KEYS", "SimulatedField", "simulate_field"]
+__all__ = [
+    "TRUTH_DTYPES", "TRUTH_KEYS", "SimulatedField", "simulate_field", "truth_columns",
+    "truth_frame", "truth_rows",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,7 +101,7 @@ class SimulatedField:
     cell_line: str = ""
     mode: str = "confocal"
     localizations: tuple[str, ...] = field(default=())
-    truth: pd.DataFrame = field(default_factory=lambda: _truth_frame([], TRUTH_KEYS))
+    truth: pd.DataFrame = field(default_factory=lambda: truth_frame([], TRUTH_KEYS))
     lineage: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -112,7 +115,7 @@ TRUTH_DTYPES = {"label": np.int64, "t": np.int32, "parent_label": np.int64}
 TRUTH_KEYS = tuple(TRUTH_DTYPES)
 
 
-def _truth_columns(preset: CellLinePreset) -> list[str]:
+def truth_columns(preset: CellLinePreset) -> list[str]:
     """Columns of a field's truth table, in order."""
     return [*TRUTH_KEYS, *(
         true_ratio_column(ch.name) for ch in preset.channels
@@ -120,11 +123,14 @@ def _truth_columns(preset: CellLinePreset) -> list[str]:
     )]
 
 
-def _truth_rows(
-    pop: Population, cyto: npt.NDArray[np.uint32], t: int, t_h: float
+def truth_rows(
+    cells: Cells, preset: CellLinePreset, parents: dict[int, int], cyto: npt.NDArray[np.uint32],
+    t: int, t_h: float,
 ) -> dict[str, np.ndarray]:
-    """Truth of the cells in one timepoint's labels, ordered by label (columns -> values)."""
-    cells = pop.cells
+    """Truth of the cells in one timepoint's labels, ordered by label (columns -> values).
+
+    ``parents`` maps a daughter's ID to its mother's (lineage so far).
+    """
     labels = np.unique(cyto)
     labels = labels[labels > 0].astype(np.int64)
     index = np.full(int(cells["id"].max(initial=0)) + 1, -1, dtype=np.int64)
@@ -134,17 +140,17 @@ def _truth_rows(
         "label": labels,
         "t": np.full(len(labels), t, dtype=np.int32),
         "parent_label": np.array(
-            [pop.parents.get(int(i), 0) for i in labels], dtype=np.int64
+            [parents.get(int(i), 0) for i in labels], dtype=np.int64
         ),
     }
-    for j, spec in enumerate(pop.preset.channels):
+    for j, spec in enumerate(preset.channels):
         if spec.localization is Localization.TRANSLOCATION:
             ratio = translocation_ratio(spec, progress(cells, j, t_h)[rows])
             out[true_ratio_column(spec.name)] = ratio.astype(np.float64)
     return out
 
 
-def _truth_frame(parts: list[dict[str, np.ndarray]], columns: Sequence[str]) -> pd.DataFrame:
+def truth_frame(parts: list[dict[str, np.ndarray]], columns: Sequence[str]) -> pd.DataFrame:
     """Concatenate per-timepoint truth rows into one DataFrame (typed even when empty)."""
     import pandas as pd
 
@@ -234,12 +240,14 @@ def simulate_field(
         tex = Textures(child_rng(ss, 3, t), f2, px, shape)
         noise_rngs = [child_rng(ss, 4, t, j) for j in range(n_c)]
         image[t] = render_timepoint(
-            pop, geo, t * TIME_INTERVAL_H, tex, imaging, otf, vignette, noise_rngs
+            pop.cells, cell_line, geo, t * TIME_INTERVAL_H, tex, imaging, otf, vignette, noise_rngs
         )
         nuclei[t] = geo.nuclei
         cyto[t] = geo.cyto
-        truth_parts.append(_truth_rows(pop, geo.cyto, t, t * TIME_INTERVAL_H))
-    truth = _truth_frame(truth_parts, _truth_columns(cell_line))
+        truth_parts.append(truth_rows(
+            pop.cells, cell_line, pop.parents, geo.cyto, t, t * TIME_INTERVAL_H
+        ))
+    truth = truth_frame(truth_parts, truth_columns(cell_line))
     daughters = np.unique(truth["label"][truth["parent_label"] > 0]).tolist()
     return SimulatedField(
         image=image,

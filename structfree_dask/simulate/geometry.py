@@ -18,7 +18,7 @@ import skimage.measure
 from .population import DYING, HARMONICS, MITOTIC, Cells
 from .textures import freq2, gauss_tf, random_field
 
-__all__ = ["Geometry", "make_tile", "render_geometry"]
+__all__ = ["Geometry", "make_tile", "render_geometry", "stray_fragments"]
 
 
 @dataclass
@@ -151,10 +151,10 @@ def render_geometry(
     nuc = nuc.reshape(shape)
     # weighted Voronoi regions can be disconnected: keep one piece per cell (the one holding
     # most of the nucleus, then the largest), likewise one piece per nucleus
-    stray = _stray_fragments(cyto, nuc > 0)
+    stray = stray_fragments(cyto, nuc > 0)
     cyto[stray] = 0
     nuc[stray] = 0
-    nuc[_stray_fragments(nuc, nuc > 0)] = 0
+    nuc[stray_fragments(nuc, nuc > 0)] = 0
     best = best.reshape(shape)
     best[stray] = np.inf
     best[~np.isfinite(best)] = 1.0
@@ -163,7 +163,7 @@ def render_geometry(
     return Geometry(cyto=cyto, nuclei=nuc, dist=best, rho=rho_map)
 
 
-def _stray_fragments(
+def stray_fragments(
     lab: npt.NDArray[np.uint32], weight: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.bool_]:
     """Mask of the pixels of all but one 4-connected piece of every label.

@@ -1,4 +1,8 @@
-"""A simulated plate written as OME-Zarr with ground truth: :func:`simulate_plate`."""
+"""Simulated plates written as OME-Zarr with ground truth.
+
+:func:`simulate_plate` simulates every field; :func:`simulate_plate_from_shapes` renders the
+reporters on the cell shapes of an annotated plate.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config import TRUTH_TABLE
-from .field import TRUTH_DTYPES, TRUTH_KEYS, simulate_field
+from .field import TRUTH_DTYPES, TRUTH_KEYS, SimulatedField, simulate_field
 from .options import check_int, resolve_mode, resolve_preset, resolve_size
 from .presets import CellLinePreset
 
@@ -18,9 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pyarrow as pa
 
-    from ..io import ImageInfo
+    from ..io import ImageInfo, Plate, PlateWriter
 
-__all__ = ["simulate_plate"]
+__all__ = ["simulate_plate", "simulate_plate_from_shapes"]
 
 #: The package's logger: records are named ``structfree_dask.simulate``, as before the split.
 logger = logging.getLogger(__name__.rpartition(".")[0])
@@ -49,6 +53,23 @@ def _arrow(df: pd.DataFrame) -> pa.Table:
         [(c, pa.from_numpy_dtype(np.dtype(types.get(c, np.float64)))) for c in df.columns]
     )
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+def _write_simulated(plate: PlateWriter, out: str, where: tuple[str, str, int],
+                     sim: SimulatedField, progress: tuple[int, int]) -> None:
+    """Write one simulated field, its ``gt_nuclei`` / ``gt_cyto`` labels and its truth."""
+    row, col, fi = where
+    info = plate.write_field(
+        row, col, fi, sim.image,
+        axes="tcyx",
+        channel_names=list(sim.channel_names),
+        pixel_size_um=(sim.pixel_size_um, sim.pixel_size_um),
+        time_interval_h=sim.time_interval_h,
+        labels={"gt_nuclei": sim.nuclei, "gt_cyto": sim.cyto},
+    )
+    _write_truth(out, info, where, sim.truth, sim.image.shape[0])
+    logger.info("simulated %s field %s%s/%d (%d/%d): %d cells at t=0", sim.cell_line, row, col,
+                fi, *progress, int(np.count_nonzero(np.unique(sim.cyto[0]))))
 
 
 def _write_truth(
@@ -184,19 +205,134 @@ def simulate_plate(
                     sim = simulate_field(
                         preset, size=size, timepoints=n_t, seed=field_seed, mode=mode
                     )
-                    info = plate.write_field(
-                        row, col, fi, sim.image,
-                        axes="tcyx",
-                        channel_names=list(sim.channel_names),
-                        pixel_size_um=(sim.pixel_size_um, sim.pixel_size_um),
-                        time_interval_h=sim.time_interval_h,
-                        labels={"gt_nuclei": sim.nuclei, "gt_cyto": sim.cyto},
-                    )
-                    _write_truth(str(out), info, (row, col, fi), sim.truth, n_t)
                     done += 1
-                    logger.info(
-                        "simulated %s field %s%s/%d (%d/%d): %d cells at t=0",
-                        preset.name, row, col, fi, done, total,
-                        int(np.count_nonzero(np.unique(sim.cyto[0]))),
-                    )
+                    _write_simulated(plate, str(out), (row, col, fi), sim, (done, total))
+    return out
+
+
+def _shape_sources(source: Plate, labels: str,
+                   nuclei: str | None) -> list[tuple[ImageInfo, tuple[str, str, int]]]:
+    """Return the source fields that have ``labels``, each with its (row, column, field)."""
+    from ..io import open_labels
+
+    if source.kind != "plate":
+        raise ValueError(f"shapes: expected an HCS plate; {source.store} is a single image")
+    found: list[tuple[ImageInfo, tuple[str, str, int]]] = []
+    names: set[str] = set()
+    for info in source.fields():
+        names.update(info.labels)
+        if labels not in info.labels:
+            logger.info("shapes: %s has no label image %r; skipped", info.path, labels)
+            continue
+        if nuclei is not None and nuclei not in info.labels:
+            raise ValueError(f"shapes: field {info.path} of {source.store} has {labels!r} but "
+                             f"no nuclei {nuclei!r}; it has: {', '.join(info.labels)}")
+        shape = open_labels(info, labels).shapes[0]
+        yx = (shape[-2], shape[-1])
+        if min(yx) < 64:
+            raise ValueError(f"shapes: field {info.path} of {source.store} is {yx[0]} x "
+                             f"{yx[1]} px; expected at least 64 x 64")
+        row, col, fld = info.path.split("/")
+        found.append((info, (row, col, int(fld) if fld.isdigit() else len(found))))
+    if not found:
+        raise ValueError(f"shapes: no field of {source.store} has a label image {labels!r}; "
+                         f"label images there: {', '.join(sorted(names)) or 'none'}")
+    return found
+
+
+def _first_plane(info: ImageInfo, name: str) -> np.ndarray:
+    """Read level 0 of a label image at timepoint 0, z plane 0, as ``(y, x)``."""
+    from ..io import open_labels
+
+    return np.asarray(open_labels(info, name).open_array(0, mode="r")[info.plane_index(0, 0)])
+
+
+def simulate_plate_from_shapes(
+    path: str | os.PathLike[str],
+    shapes_from: str | os.PathLike[str],
+    *,
+    labels: str = "gt_cyto",
+    nuclei: str | None = None,
+    cell_line: CellLinePreset | str = "CL1",
+    timepoints: int = 1,
+    seed: int = 0,
+    ngff_version: str = "0.4",
+    mode: str = "confocal",
+) -> pathlib.Path | str:
+    """Render a cell line's reporters on the cell shapes of an annotated plate.
+
+    Every field of ``shapes_from`` that has the label image ``labels`` becomes the field at
+    the same place in the new plate: :func:`~structfree_dask.simulate.shapes.simulate_on_shapes`
+    renders the reporters on its cells (timepoint 0, z plane 0, full resolution) and, when
+    ``nuclei`` is given, its nuclei (else nuclei are drawn per cell), with a seed derived from
+    ``(seed, row, column, field)``. Ground truth is written as by :func:`simulate_plate`:
+    ``gt_cyto`` (the given cells, moved over time), ``gt_nuclei`` (nuclei carrying their
+    cell's ID) and the ``gt_truth`` table. The source plate is only read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        New plate: a local ``.zarr`` folder or a URL.
+    shapes_from : str or os.PathLike
+        Annotated HCS plate, e.g. one written by ``structfree-dask import``.
+    labels : str
+        Its cell label image (fields without it are skipped).
+    nuclei : str, optional
+        Its nucleus label image (then every field used must have it).
+    cell_line : CellLinePreset or str
+        The cell line whose reporters are rendered.
+    timepoints : int
+        Timepoints per field (the shapes drift and deform).
+    seed : int
+        Plate seed (non-negative).
+    ngff_version : str
+    mode : {"confocal", "widefield"}
+
+    Returns
+    -------
+    pathlib.Path or str
+        The new plate.
+
+    Raises
+    ------
+    ValueError
+        The source is not a plate, no field has ``labels``, a field lacks ``nuclei`` or is
+        under 64 px; bad counts, seeds, cell lines or modes. Nothing is written then.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> src = simulate_plate(tmp / "src.zarr", cols=2, size=64, seed=3)
+    >>> out = simulate_plate_from_shapes(tmp / "out.zarr", src, cell_line="CL5")
+    >>> from structfree_dask.io import open_labels, open_plate
+    >>> info = open_plate(out).field("A/2/0")
+    >>> info.channel_names[:2], info.labels
+    (('mito', 'ER'), ('gt_nuclei', 'gt_cyto'))
+    >>> same = open_labels(open_plate(src).field("A/2/0"), "gt_cyto").open_array(0, mode="r")
+    >>> bool(np.array_equal(open_labels(info, "gt_cyto").open_array(0, mode="r")[:], same[:]))
+    True
+    """
+    from ..io import as_location, create_plate, open_plate
+    from .shapes import simulate_on_shapes
+
+    preset = resolve_preset(cell_line)
+    n_t = check_int("timepoints", timepoints, 1)
+    resolve_mode(mode)
+    root = np.random.SeedSequence(check_int("seed", seed, 0))
+    source = open_plate(shapes_from)
+    fields = _shape_sources(source, labels, nuclei)
+    out = as_location(path)
+    with create_plate(out, rows=list(source.rows), columns=list(source.columns),
+                      ngff_version=ngff_version,
+                      name=f"{preset.name} on the shapes of {source.name or 'a plate'}") as plate:
+        for k, (info, where) in enumerate(fields):
+            row, col, fi = where
+            field_seed = np.random.SeedSequence(entropy=root.entropy, spawn_key=(
+                source.rows.index(row), source.columns.index(col), fi))
+            sim = simulate_on_shapes(
+                _first_plane(info, labels), preset,
+                nuclei=None if nuclei is None else _first_plane(info, nuclei),
+                timepoints=n_t, seed=field_seed, mode=mode)
+            _write_simulated(plate, str(out), where, sim, (k + 1, len(fields)))
     return out

@@ -15,7 +15,10 @@ from scipy.spatial import cKDTree
 
 from .presets import CellLinePreset
 
-__all__ = ["DYING", "HARMONICS", "MITOTIC", "NORMAL", "Cells", "Population"]
+__all__ = [
+    "DYING", "HARMONICS", "MITOTIC", "NORMAL", "Cells", "Population", "draw_expression",
+    "draw_shape",
+]
 
 
 HARMONICS = np.array([2, 3, 4, 5])
@@ -24,7 +27,7 @@ NORMAL, MITOTIC, DYING = 0, 1, 2
 Cells = dict[str, np.ndarray]
 
 
-def _draw_shape(rng: np.random.Generator, n: int, preset: CellLinePreset) -> Cells:
+def draw_shape(rng: np.random.Generator, n: int, preset: CellLinePreset) -> Cells:
     """Shape and nucleus parameters of ``n`` new cells (sizes excluded)."""
     k = len(HARMONICS)
     amp = preset.irregularity * _HARMONIC_WEIGHTS * rng.uniform(0.3, 1.0, size=(n, k))
@@ -49,7 +52,7 @@ def _draw_shape(rng: np.random.Generator, n: int, preset: CellLinePreset) -> Cel
     }
 
 
-def _draw_expression(
+def draw_expression(
     rng: np.random.Generator, n: int, preset: CellLinePreset
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-cell expression, response onset (h), response time scale (h) and responder flag."""
@@ -149,7 +152,7 @@ class Population:
         r = self._draw_radius(rng, n)
         _relax(y, x, r, iters=30, overlap=0.82, bounds=self.bounds)
 
-        expr, onset, tau, responder = _draw_expression(rng, n, preset)
+        expr, onset, tau, responder = draw_expression(rng, n, preset)
         cells: Cells = {
             "id": np.arange(1, n + 1, dtype=np.int64),
             "y": y,
@@ -167,7 +170,7 @@ class Population:
             # cells start at a random point of their cycle
             "age_h": rng.uniform(0.0, preset.doubling_time_h, size=n),
         }
-        cells.update(_draw_shape(rng, n, preset))
+        cells.update(draw_shape(rng, n, preset))
         self.cells = cells
         self.next_id = n + 1
         #: Lineage of every division so far: daughter ID -> mother ID.
@@ -241,5 +244,5 @@ class Population:
         d["state"] = np.zeros(n, dtype=np.int8)
         d["state_age"] = np.zeros(n, dtype=np.int16)
         d["age_h"] = np.zeros(n)
-        d.update(_draw_shape(rng, n, self.preset))
+        d.update(draw_shape(rng, n, self.preset))
         return d

@@ -15,11 +15,11 @@ import scipy.fft
 
 from .geometry import Geometry
 from .options import ImagingMode
-from .population import DYING, MITOTIC, Cells, Population
-from .presets import ChannelSpec, Localization
+from .population import DYING, MITOTIC, Cells
+from .presets import CellLinePreset, ChannelSpec, Localization
 from .textures import FFT_WORKERS, Textures, freq2, gauss_tf
 
-__all__ = ["optics", "progress", "render_timepoint", "translocation_ratio"]
+__all__ = ["label_boundary", "optics", "progress", "render_timepoint", "translocation_ratio"]
 
 _UINT16_MAX = 65535
 
@@ -46,7 +46,7 @@ def translocation_ratio(
     return f32(spec.nc_ratio_start) * (f32(spec.nc_ratio_end / spec.nc_ratio_start) ** prog)
 
 
-def _boundary(lab: npt.NDArray[np.uint32]) -> npt.NDArray[np.float32]:
+def label_boundary(lab: npt.NDArray[np.uint32]) -> npt.NDArray[np.float32]:
     """Pixels of a cell that touch a different label (2 px wide at shared boundaries)."""
     b = np.zeros(lab.shape, dtype=bool)
     dy = lab[1:, :] != lab[:-1, :]
@@ -113,13 +113,16 @@ def _render_pattern(
 
 
 def render_timepoint(
-    pop: Population, geo: Geometry, t_h: float, tex: Textures, mode: ImagingMode,
-    otf: npt.NDArray[np.float32], vignette: npt.NDArray[np.float32],
+    cells: Cells, preset: CellLinePreset, geo: Geometry, t_h: float, tex: Textures,
+    mode: ImagingMode, otf: npt.NDArray[np.float32], vignette: npt.NDArray[np.float32],
     noise_rngs: list[np.random.Generator],
 ) -> npt.NDArray[np.uint16]:
-    """Render all channels of one timepoint to ``(c, y, x)`` uint16."""
-    cells = pop.cells
-    preset = pop.preset
+    """Render all channels of one timepoint to ``(c, y, x)`` uint16.
+
+    ``cells`` needs ``id``, ``expr``, ``state``, ``onset``, ``tau`` and ``responder``
+    (see :class:`~structfree_dask.simulate.population.Population`); ``geo`` holds their
+    label images and per-pixel geometry.
+    """
     shape = geo.cyto.shape
     f32 = np.float32
     max_id = int(cells["id"].max()) if len(cells["id"]) else 0
@@ -130,7 +133,7 @@ def render_timepoint(
     state_gain = np.where(cells["state"] == MITOTIC, 1.4, 1.0)
     state_gain = np.where(cells["state"] == DYING, 1.25, state_gain)
     boundary = (
-        _boundary(geo.cyto) if Localization.MEMBRANE in preset.localizations else None
+        label_boundary(geo.cyto) if Localization.MEMBRANE in preset.localizations else None
     )
     out = np.empty((len(preset.channels), *shape), dtype=np.uint16)
     for j, spec in enumerate(preset.channels):

@@ -1,0 +1,251 @@
+"""Reporters rendered on given cell shapes (simulate_on_shapes, simulate_plate_from_shapes)."""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import skimage.measure
+from scipy import ndimage as ndi
+
+from structfree_dask.cli import main
+from structfree_dask.config import TRUTH_TABLE
+from structfree_dask.io import import_folder, open_labels, open_plate, read_feature_table
+from structfree_dask.simulate import (
+    IMAGING_MODES,
+    PRESETS,
+    Localization,
+    simulate_field,
+    simulate_on_shapes,
+    simulate_plate,
+    simulate_plate_from_shapes,
+)
+
+
+@pytest.fixture(scope="module")
+def kc_masks(real_dev: pathlib.Path) -> np.ndarray:
+    """Real annotated Kc167 cells (400 x 400 px)."""
+    return iio.imread(real_dev / "Kc167" / "095_masks.png")
+
+
+@pytest.fixture(scope="module")
+def kc_series(kc_masks: np.ndarray):
+    """CL5's reporters on the real cells, widefield, 4 timepoints."""
+    return simulate_on_shapes(kc_masks, "CL5", timepoints=4, seed=0, mode="widefield")
+
+
+def _ids(lab: np.ndarray) -> set[int]:
+    return {int(i) for i in np.unique(lab) if i}
+
+
+def test_timepoint_0_is_the_given_cells_and_every_cell_has_a_nucleus(kc_masks, kc_series):
+    f = kc_series
+    assert f.image.shape == (4, 4, *kc_masks.shape) and f.image.dtype == np.uint16
+    assert f.cyto.dtype == np.uint32 and np.array_equal(f.cyto[0], kc_masks)
+    nuc = f.nuclei[0]
+    assert np.all((nuc == 0) | (nuc == f.cyto[0]))  # a nucleus carries its cell's ID
+    assert _ids(nuc) == _ids(kc_masks)
+    for p in skimage.measure.regionprops(nuc):  # one piece, inside its cell, not the cell
+        assert skimage.measure.label(nuc == p.label).max() == 1
+        assert p.area < (kc_masks == p.label).sum()
+    ratio = (nuc > 0).sum() / (kc_masks > 0).sum()
+    assert 0.05 < ratio < 0.5, ratio
+
+
+def test_identities_persist_and_cells_move_smoothly(kc_masks, kc_series):
+    f = kc_series
+    start = {p.label: p for p in skimage.measure.regionprops(f.cyto[0])}
+    radius = np.median([p.equivalent_diameter_area / 2 for p in start.values()])
+    for t in range(1, 4):
+        now = {p.label: p for p in skimage.measure.regionprops(f.cyto[t])}
+        assert set(now) <= set(start)
+        assert len(now) >= 0.9 * len(start)  # few cells leave through the border
+        prev = {p.label: p for p in skimage.measure.regionprops(f.cyto[t - 1])}
+        steps = [np.hypot(*np.subtract(now[i].centroid, prev[i].centroid))
+                 for i in now if i in prev and not _at_border(now[i], f.cyto.shape[1:])]
+        assert np.median(steps) < 0.5 * radius
+        assert np.max(steps) < 1.5 * radius
+        areas = [now[i].area / start[i].area for i in now
+                 if not _at_border(now[i], f.cyto.shape[1:])]
+        assert 0.8 < np.median(areas) < 1.25  # deformed, not squashed
+        assert np.all((f.nuclei[t] == 0) | (f.nuclei[t] == f.cyto[t]))
+    moved = np.mean(f.cyto[3] != f.cyto[0])
+    assert moved > 0.01  # the shapes do move
+
+
+def _at_border(p, shape) -> bool:
+    y0, x0, y1, x1 = p.bbox
+    return y0 == 0 or x0 == 0 or y1 == shape[0] or x1 == shape[1]
+
+
+def test_truth_lists_the_labelled_cells_without_lineage(kc_series):
+    f = kc_series
+    for t in range(4):
+        rows = f.truth[f.truth["t"] == t]
+        assert sorted(rows["label"]) == sorted(_ids(f.cyto[t]))
+    assert (f.truth["parent_label"] == 0).all() and f.lineage == {}
+    ratio = f.truth["translocation-reporter__true_nc_ratio"]
+    spec = PRESETS["CL5"].channels[3]
+    lo, hi = sorted((spec.nc_ratio_start, spec.nc_ratio_end))
+    assert ratio.between(lo - 1e-6, hi + 1e-6).all()
+
+
+def test_reporters_follow_the_given_compartments(kc_series):
+    """Every reporter lights the cells up; mitochondria stay out of the nucleus."""
+    f = kc_series
+    img = f.image[0].astype(float)
+    cells, nuc = f.cyto[0], f.nuclei[0]
+    background = np.median(img[:, cells == 0], axis=1)
+    inside = [np.median(img[j][(cells > 0) & (nuc == 0)]) - background[j] for j in range(4)]
+    assert min(inside) > 0, inside
+    mito = PRESETS["CL5"].channel_names.index("mito")
+    core = ndi.binary_erosion(nuc > 0, iterations=2)
+    assert np.mean(img[mito][core]) < np.mean(img[mito][(cells > 0) & (nuc == 0)])
+
+
+def test_same_seed_same_output_and_seeds_differ(kc_masks):
+    a = simulate_on_shapes(kc_masks[:128, :128], "CL1", timepoints=2, seed=5)
+    b = simulate_on_shapes(kc_masks[:128, :128], "CL1", timepoints=2, seed=5)
+    c = simulate_on_shapes(kc_masks[:128, :128], "CL1", timepoints=2, seed=6)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.cyto, b.cyto)
+    assert np.array_equal(a.nuclei, b.nuclei)
+    assert not np.array_equal(a.image, c.image) and not np.array_equal(a.cyto[1], c.cyto[1])
+    digest = hashlib.sha256(a.image.tobytes()).hexdigest()
+    assert digest == hashlib.sha256(b.image.tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("mode", IMAGING_MODES)
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_and_mode_renders(kc_masks, name, mode):
+    f = simulate_on_shapes(kc_masks[:96, :128], name, seed=1, mode=mode)
+    assert f.image.shape == (1, len(PRESETS[name].channels), 96, 128)
+    assert f.channel_names == PRESETS[name].channel_names and f.mode == mode
+    cells = f.cyto[0] > 0
+    for j in range(f.image.shape[1]):
+        assert f.image[0, j][cells].mean() > f.image[0, j][~cells].mean()
+    assert f.localizations == tuple(loc.value for loc in PRESETS[name].localizations)
+
+
+def test_given_nuclei_are_kept():
+    sim = simulate_field("CL3", size=128, seed=4)
+    f = simulate_on_shapes(sim.cyto[0], "CL3", nuclei=sim.nuclei[0], seed=0)
+    assert np.array_equal(f.nuclei[0], sim.nuclei[0])
+    nuclear = PRESETS["CL3"].localizations.index(Localization.NUCLEI)
+    img = f.image[0, nuclear].astype(float)
+    assert img[f.nuclei[0] > 0].mean() > 2 * img[(f.cyto[0] > 0) & (f.nuclei[0] == 0)].mean()
+
+
+def test_given_nuclei_take_their_cells_ids_and_none_is_invented():
+    cells = np.zeros((64, 64), dtype=np.uint16)
+    cells[4:30, 4:60] = 3
+    cells[34:60, 4:60] = 8
+    nuclei = np.zeros_like(cells)
+    nuclei[10:20, 10:24] = 1  # in cell 3
+    nuclei[28:32, 40:44] = 2  # straddles the gap under cell 3: clipped
+    f = simulate_on_shapes(cells, "CL1", nuclei=nuclei, seed=0)
+    nuc = f.nuclei[0]
+    assert set(np.unique(nuc[10:20, 10:24])) == {3}
+    assert _ids(nuc) == {3}  # cell 8 had none: it stays without
+    assert np.all(nuc[30:34] == 0)
+
+
+@pytest.mark.parametrize(("cells", "kw", "match"), [
+    (np.zeros((64, 64, 2), np.uint16), {}, r"cells: expected a \(y, x\) label image"),
+    (np.zeros((64, 64), np.float32), {}, "cells: expected integer labels"),
+    (np.full((64, 64), -1, np.int32), {}, "cells: expected labels >= 0"),
+    (np.zeros((32, 64), np.uint16), {}, "at least 64"),
+    (np.zeros((64, 64), np.uint16), {"nuclei": np.zeros((64, 80), np.uint16)},
+     r"nuclei: expected the cells' shape \(64, 64\); got \(64, 80\)"),
+    (np.zeros((64, 64), np.uint16), {"timepoints": 0}, "timepoints"),
+    (np.zeros((64, 64), np.uint16), {"mode": "lightsheet"}, "mode"),
+])
+def test_bad_input_is_named(cells, kw, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_on_shapes(cells, "CL1", **kw)
+
+
+def test_no_cells_gives_an_empty_valid_field():
+    f = simulate_on_shapes(np.zeros((64, 64), np.uint16), "CL5", timepoints=2)
+    assert f.image.shape == (2, 4, 64, 64) and not f.cyto.any() and len(f.truth) == 0
+
+
+# -- plates -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kc_plate(real_dev: pathlib.Path, tmp_path_factory) -> pathlib.Path:
+    """The real Kc167 test images imported as a plate (labels gt_cyto)."""
+    return import_folder(real_dev / "Kc167", tmp_path_factory.mktemp("kc") / "kc.zarr")
+
+
+def _tree_digest(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_plate_from_real_shapes(kc_plate, tmp_path, real_dev):
+    before = _tree_digest(kc_plate)
+    out = simulate_plate_from_shapes(tmp_path / "cl5.zarr", kc_plate, cell_line="CL5",
+                                     timepoints=2, seed=1, mode="widefield")
+    assert _tree_digest(kc_plate) == before  # the source is only read
+    src, got = open_plate(kc_plate), open_plate(out)
+    assert got.field_paths == src.field_paths and got.wells == src.wells
+    for path in src.field_paths:
+        info = got.field(path)
+        assert info.channel_names == PRESETS["CL5"].channel_names
+        assert info.sizes["t"] == 2 and info.labels == ("gt_nuclei", "gt_cyto")
+        truth_cells = open_labels(src.field(path), "gt_cyto").read()
+        cyto = open_labels(info, "gt_cyto").read()
+        assert np.array_equal(cyto[0].squeeze(), truth_cells.squeeze())
+        assert info.pixel_size["x"] == pytest.approx(0.32)
+        table = read_feature_table(info, TRUTH_TABLE)
+        assert sorted(table[table["t"] == 0]["label"]) == sorted(_ids(truth_cells))
+    again = simulate_plate_from_shapes(tmp_path / "again.zarr", kc_plate, cell_line="CL5",
+                                       timepoints=2, seed=1, mode="widefield")
+    first = open_plate(out).field(src.field_paths[0]).open_array(0)[:]
+    assert np.array_equal(first, open_plate(again).field(src.field_paths[0]).open_array(0)[:])
+
+
+def test_plate_from_shapes_with_nuclei_keeps_them(tmp_path):
+    src = simulate_plate(tmp_path / "src.zarr", cell_line="CL3", cols=2, size=96, seed=2)
+    out = simulate_plate_from_shapes(tmp_path / "out.zarr", src, nuclei="gt_nuclei",
+                                     cell_line="CL2")
+    for path in open_plate(src).field_paths:
+        for name in ("gt_cyto", "gt_nuclei"):
+            want = open_labels(open_plate(src).field(path), name).read()
+            assert np.array_equal(open_labels(open_plate(out).field(path), name).read(), want)
+
+
+def test_plate_from_shapes_validates_before_writing(kc_plate, tmp_path):
+    out = tmp_path / "out.zarr"
+    with pytest.raises(ValueError, match=r"no field of .* has a label image 'cells'; "
+                                         r"label images there: gt_cyto"):
+        simulate_plate_from_shapes(out, kc_plate, labels="cells")
+    with pytest.raises(ValueError, match=r"has 'gt_cyto' but no nuclei 'gt_nuclei'"):
+        simulate_plate_from_shapes(out, kc_plate, nuclei="gt_nuclei")
+    with pytest.raises(ValueError, match="cell line"):
+        simulate_plate_from_shapes(out, kc_plate, cell_line="CL9")
+    assert not out.exists()
+
+
+def test_cli_simulate_shapes_from(kc_plate, tmp_path, capsys):
+    out = tmp_path / "cli.zarr"
+    assert main(["simulate", str(out), "--shapes-from", str(kc_plate), "--cell-line", "CL5",
+                 "--mode", "widefield", "--timepoints", "2", "--seed", "3"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert open_plate(out).field_paths == open_plate(kc_plate).field_paths
+    assert main(["simulate", str(tmp_path / "x.zarr"), "--shapes-from", str(kc_plate),
+                 "--rows", "2"]) != 0
+    assert "--rows: with --shapes-from the plate layout" in capsys.readouterr().err
+    assert main(["simulate", str(tmp_path / "y.zarr"), "--labels", "gt_cyto"]) != 0
+    assert "--labels and --nuclei name label images of --shapes-from" in capsys.readouterr().err
+    assert main(["simulate", str(tmp_path / "z.zarr"), "--shapes-from",
+                 str(tmp_path / "nowhere.zarr")]) != 0
+    assert "nowhere.zarr" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in ("x.zarr", "y.zarr", "z.zarr"))
