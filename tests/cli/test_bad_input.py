@@ -428,7 +428,8 @@ def _done(plate: Path, field: str) -> int:
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, permutation_equal):
-    N_T = 16  # noqa: N806 - enough units left that the run is still busy when interrupted
+    N_T = 48  # noqa: N806 - enough units (about 0.1 s each) that the run is still busy when
+    #            interrupted: the first is recorded at once, the next ones every 2 s
     path = tmp_path / "p.zarr"
     simulate_plate(path, cell_line="CL1", rows=1, cols=1, timepoints=N_T, size=96, seed=2)
     clean = tmp_path / "clean.zarr"
