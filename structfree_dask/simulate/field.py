@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "TRUTH_DTYPES", "TRUTH_KEYS", "SimulatedField", "simulate_field", "truth_columns",
+    "TRUTH_DTYPES", "TRUTH_KEYS", "SimulatedField", "rendered_field", "simulate_field",
+    "truth_columns",
     "truth_frame", "truth_rows",
 ]
 
@@ -249,16 +250,24 @@ def simulate_field(
         ))
     truth = truth_frame(truth_parts, truth_columns(cell_line))
     daughters = np.unique(truth["label"][truth["parent_label"] > 0]).tolist()
+    return rendered_field(image, nuclei, cyto, cell_line, mode, truth,
+                          {d: pop.parents[d] for d in daughters})
+
+
+def rendered_field(image: np.ndarray, nuclei: np.ndarray, cyto: np.ndarray,
+                   cell_line: CellLinePreset, mode: str, truth: pd.DataFrame,
+                   lineage: dict[int, int]) -> SimulatedField:
+    """Wrap a rendered field and its truth with the cell line's and the mode's metadata."""
     return SimulatedField(
         image=image,
         nuclei=nuclei,
         cyto=cyto,
         channel_names=cell_line.channel_names,
-        pixel_size_um=px,
+        pixel_size_um=resolve_mode(mode).pixel_size_um,
         time_interval_h=TIME_INTERVAL_H,
         cell_line=cell_line.name,
         mode=mode,
         localizations=tuple(loc.value for loc in cell_line.localizations),
         truth=truth,
-        lineage={d: pop.parents[d] for d in daughters},
+        lineage=lineage,
     )

@@ -31,7 +31,7 @@ import scipy.ndimage as ndi
 import skimage.measure
 
 from ..config import LABEL_DTYPE
-from .field import SimulatedField, truth_columns, truth_frame, truth_rows
+from .field import SimulatedField, rendered_field, truth_columns, truth_frame, truth_rows
 from .geometry import Geometry, stray_fragments
 from .options import (
     TIME_INTERVAL_H,
@@ -284,10 +284,5 @@ def simulate_on_shapes(
                                     t * TIME_INTERVAL_H, tex, imaging, otf, vignette, noise_rngs)
         cyto_t[t], nuc_t[t] = cyto, nuc
         truth_parts.append(truth_rows(cell_attrs, cell_line, {}, cyto, t, t * TIME_INTERVAL_H))
-    return SimulatedField(
-        image=image, nuclei=nuc_t, cyto=cyto_t, channel_names=cell_line.channel_names,
-        pixel_size_um=imaging.pixel_size_um, time_interval_h=TIME_INTERVAL_H,
-        cell_line=cell_line.name, mode=mode,
-        localizations=tuple(loc.value for loc in cell_line.localizations),
-        truth=truth_frame(truth_parts, truth_columns(cell_line)), lineage={},
-    )
+    return rendered_field(image, nuc_t, cyto_t, cell_line, mode,
+                          truth_frame(truth_parts, truth_columns(cell_line)), {})
