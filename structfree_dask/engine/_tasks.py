@@ -59,6 +59,13 @@ def read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
     return np.stack(planes)
 
 
+def _bounds(sample: np.ndarray, info: ImageInfo, t: int, z: int, c: int) -> tuple[float, float]:
+    try:
+        return percentile_bounds(sample)
+    except ValueError as err:
+        raise ValueError(f"field {info.url} t={t} z={z} channel {c}: {err}") from None
+
+
 def stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray:
     """Percentile bounds per z plane and channel over the whole field: (nz, c, 2)."""
     arr = info.open_array(0)
@@ -70,23 +77,43 @@ def stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray
             idx = list(info.plane_index(t, z, c))
             idx[info.axes.index("y")] = slice(None, None, s)
             idx[info.axes.index("x")] = slice(None, None, s)
-            try:
-                out[z, k] = percentile_bounds(np.asarray(arr[tuple(idx)]))
-            except ValueError as err:
-                raise ValueError(f"field {info.url} t={t} z={z} channel {c}: {err}") from None
+            out[z, k] = _bounds(np.asarray(arr[tuple(idx)]), info, t, z, c)
     return out
+
+
+def planes_and_stats(info: ImageInfo, t: int, channels: tuple[int, ...]
+                     ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Read the field's planes once ((c, y, x) per z) and take :func:`stats_task`'s bounds.
+
+    The bounds come from the same pixels :func:`stats_task` samples, so they are equal.
+    """
+    ny, nx = info.sizes["y"], info.sizes["x"]
+    s = sample_stride((ny, nx))
+    planes = [read_window(info, t, z, channels, (0, ny, 0, nx)) for z in range(info.sizes["z"])]
+    out = np.zeros((len(planes), len(channels), 2), dtype=np.float64)
+    for z, plane in enumerate(planes):
+        for k, c in enumerate(channels):
+            out[z, k] = _bounds(plane[k, ::s, ::s], info, t, z, c)
+    return planes, out
 
 
 def region_flows(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
                  geometry: FieldGeometry, region: tuple[int, int],
                  specs: tuple[ModelSpec, ...], batch_size: int | None,
-                 separate: bool = False) -> Any:
-    """Return the network's flow sums over the tiles a region owns, in memory (or None)."""
+                 separate: bool = False, plane: np.ndarray | None = None) -> Any:
+    """Return the network's flow sums over the tiles a region owns, in memory (or None).
+
+    ``plane``: the whole (c, y, x) plane already read (:func:`planes_and_stats`); by
+    default the region's window is read from the store.
+    """
     box = geometry.tiles_box(region)
     if box is None:
         return None
     window = geometry.source_window(box)
-    raw = read_window(info, t, z, channels, window)
+    if plane is None:
+        raw = read_window(info, t, z, channels, window)
+    else:
+        raw = plane[:, window[0]:window[1], window[2]:window[3]]
     if raw.dtype.kind == "f" and not np.isfinite(raw).all():
         raise ValueError(f"field {info.url} t={t} z={z}: NaN or infinite pixel values "
                          f"in rows {window[0]}:{window[1]}, columns {window[2]}:{window[3]}")
@@ -233,19 +260,20 @@ def segment_unit_task(info: ImageInfo, label: LabelImage, t: int, channels: tupl
     stage's steps.
     """
     step = StepClock()
-    stats = step("stats", stats_task, info, t, channels)
+    planes, stats = step("stats", planes_and_stats, info, t, channels)  # one read per plane
     regions = geometry.regions()
     order = {r: i for i, r in enumerate(regions)}
     owned: dict[tuple[int, tuple[int, int]], OwnedPatch] = {}
     counts = []
     for z in range(info.sizes["z"]):
         contrib = {r: step("flows", region_flows, info, t, z, channels, stats, geometry, r,
-                           specs, batch_size, separate) for r in regions}
+                           specs, batch_size, separate, planes[z]) for r in regions}
         for r in regions:
             owned[(z, r)] = step("integrate", integrate_task, geometry, r,
                                  [contrib[o] for o in geometry.contributors(r)], dyn)
             counts.append(step("count", count_task, owned[(z, r)]))
         del contrib
+    del planes
     offsets = step("offsets", offsets_task, counts)
     writes = []
     for z in range(info.sizes["z"]):
