@@ -13,10 +13,19 @@ measured and tracked on a local cluster. Printed, per line:
   simulator's lineage, on ground-truth masks and on our masks;
 - cost: measuring + tracking time as a fraction of the segmentation time of the plate.
 
+With ``--zoo DIR`` the objects are segmented with a model zoo instead: its selections for
+the line's cells and nuclei (the non-structural reporters only, Flow Averaging over the
+selected channels). A selection the zoo lacks is built first, on a training plate of the
+same line simulated with other seeds (``--train-seed``; 2 wells of ``--train-fields``
+fields, 4 of the timepoints, spread over the time course; channel-wise models on every
+channel, ``--epochs`` epochs of ``--tile-size`` px tiles), so the scored plate is never
+trained on. The build's training time is printed, apart from the segmentation time.
+
 Then the peak memory of one measuring task (a fresh process) on a 1024 px and an 8192 px
 field (the latter tiled from the former), and their ratio.
 
-Run: ``python benchmarks/bench_cells.py [--size 384] [--timepoints 12] [--skip-memory]``
+Run: ``python benchmarks/bench_cells.py [--size 384] [--timepoints 12] [--skip-memory]
+[--zoo DIR [--epochs 20] [--tile-size 128]]``
 """
 
 from __future__ import annotations
@@ -68,6 +77,21 @@ def _matches(image, pred: str, gt: str) -> dict:
     return out
 
 
+def _object_f1(plate: str, pred: str, gt: str) -> float:
+    """F1 at IoU 0.5 of a label image against the truth, counts pooled over all planes."""
+    from structfree_dask.evaluation.metrics import match_scores
+
+    tp = fp = fn = 0
+    opened = open_plate(plate)
+    for path in opened.field_paths:
+        image = opened.field(path)
+        p, g = open_labels(image, pred).read()[:, 0], open_labels(image, gt).read()[:, 0]
+        for t in range(p.shape[0]):
+            s = match_scores(g[t], p[t])
+            tp, fp, fn = tp + s.tp, fp + s.fp, fn + s.fn
+    return 2 * tp / max(1, 2 * tp + fp + fn)
+
+
 def _tracking(plate: str, table: str, pred: str | None) -> tuple:
     links_p, links_t, div_p, div_t, matches = set(), set(), set(), set(), {}
     opened = open_plate(plate)
@@ -101,19 +125,88 @@ def _translate(links: set, matches: dict) -> set:
     return out
 
 
-def _line(name: str, folder: Path, size: int, timepoints: int, client) -> None:
+def _generalist_configs(name: str) -> list:
+    """Cells over every channel, nuclei over the translocation reporter (the generalist)."""
+    preset = PRESETS[name]
+    diameter = preset.cell_diameter_um / WIDEFIELD_UM
+    channels = tuple(range(len(preset.channels)))
+    readout = preset.channel_names.index(READOUT)
+    return [SegmentationConfig(organelle="cyto", channels=channels, name="cyto",
+                               diameter=diameter),
+            SegmentationConfig(organelle="nuclei", channels=(readout,), name="nuclei",
+                               diameter=diameter * preset.nucleus_ratio)]
+
+
+def _training_plate(name: str, folder: Path, args) -> str:
+    """2 wells of ``--train-fields`` fields, 4 timepoints spread over the scored plate's."""
+    from structfree_dask.io import create_plate
+    from structfree_dask.simulate import simulate_field
+
+    keep = np.unique(np.linspace(0, args.timepoints - 1, 4).round().astype(int))
+    path = folder / f"{name}_train.zarr"
+    with create_plate(path, rows=["A"], columns=["1", "2"]) as w:
+        for col in ("1", "2"):
+            for fld in range(args.train_fields):
+                seed = args.train_seed * 1000 + int(col) * 100 + fld
+                f = simulate_field(name, size=args.size, timepoints=args.timepoints,
+                                   seed=seed, mode="widefield")
+                w.write_field("A", col, fld, f.image[keep], axes="tcyx",
+                              channel_names=list(f.channel_names),
+                              pixel_size_um=(f.pixel_size_um, f.pixel_size_um),
+                              labels={"gt_cyto": f.cyto[keep], "gt_nuclei": f.nuclei[keep]})
+    return str(path)
+
+
+def _has_selection(zoo, name: str, organelle: str) -> bool:
+    try:
+        zoo.selection(name, organelle)
+    except KeyError:
+        return False
+    return True
+
+
+def _zoo_configs(name: str, plate: str, folder: Path, args, client) -> list:
+    """The zoo's selections for cells and nuclei, built on a training plate if missing."""
+    from structfree_dask.config import TrainSettings
+    from structfree_dask.zoo import Zoo, build_zoo, training_jobs
+    from structfree_dask.zoo.use import config_from_zoo
+
+    zoo = Zoo(args.zoo)
+    train_plate = None
+    configs = []
+    for organelle, label in (("cyto", "cyto"), ("nuclei", "nuclei")):
+        if not _has_selection(zoo, name, organelle):
+            if train_plate is None:
+                train_plate = _training_plate(name, folder, args)
+            n = len(PRESETS[name].channels)
+            jobs = training_jobs(train_plate, f"gt_{organelle}", organelle, name,
+                                 subsets=[(c,) for c in range(n)], seed=args.train_seed)
+            settings = TrainSettings(max_epochs=args.epochs, tile_size=args.tile_size)
+            res = build_zoo(jobs, args.zoo, client=client, settings=settings)
+            if not res.ok:
+                raise RuntimeError(f"{name}/{organelle}: zoo build failed: {res.failed}")
+            print(f"{name} {organelle}: zoo built in {res.seconds:.0f} s "
+                  f"({len(jobs)} models, {args.epochs} epochs at most)")
+        sel = zoo.selection(name, organelle)
+        print(f"{name} {organelle}: zoo selection {sel.strategy} trained on "
+              f"{sel.train_channel_names}, evaluated on {sel.eval_channel_names}, validation F1 "
+              f"{sel.val_f1:.3f}")
+        configs.append(config_from_zoo(zoo, name, organelle, plate, name=label))
+    return configs
+
+
+def _line(name: str, folder: Path, args, client) -> None:
+    size, timepoints = args.size, args.timepoints
     preset = PRESETS[name]
     plate = str(folder / f"{name}.zarr")
     simulate_plate(plate, cell_line=name, rows=1, cols=2, timepoints=timepoints, size=size,
                    seed=7, mode="widefield")
     diameter = preset.cell_diameter_um / WIDEFIELD_UM
-    channels = tuple(range(len(preset.channels)))
-    readout = preset.channel_names.index(READOUT)
+    configs = (_zoo_configs(name, plate, folder, args, client) if args.zoo
+               else _generalist_configs(name))
     t0 = time.perf_counter()
-    segment(plate, SegmentationConfig(organelle="cyto", channels=channels, name="cyto",
-                                      diameter=diameter), client=client)
-    segment(plate, SegmentationConfig(organelle="nuclei", channels=(readout,), name="nuclei",
-                                      diameter=diameter * preset.nucleus_ratio), client=client)
+    for config in configs:
+        segment(plate, config, client=client)
     seg = time.perf_counter() - t0
     t0 = time.perf_counter()
     measure_plate(plate, labels="cyto", nuclei="nuclei", link_labels=True, client=client)
@@ -127,7 +220,8 @@ def _line(name: str, folder: Path, size: int, timepoints: int, client) -> None:
     print("| objects | cells (matched, not at edge, 1 nucleus) | Pearson r | median |rel. err.| "
           "| link P / R / F1 | division P / R / F1 |")
     print("|---|---|---|---|---|---|")
-    for label, table, pred in (("ground truth", "gt", None), ("ours", "cyto_features", "cyto")):
+    ours = "ours (zoo)" if args.zoo else "ours (generalist)"
+    for label, table, pred in (("ground truth", "gt", None), (ours, "cyto_features", "cyto")):
         rows = []
         opened = open_plate(plate)
         for path in opened.field_paths:
@@ -154,6 +248,9 @@ def _line(name: str, folder: Path, size: int, timepoints: int, client) -> None:
         print(f"| {label} | {len(mv)} | {r:.3f} | {mare:.3f} | {links.precision:.3f} / "
               f"{links.recall:.3f} / {links.f1:.3f} | {divisions.precision:.2f} / "
               f"{divisions.recall:.2f} / {divisions.f1:.2f} |")
+    print(f"our objects against the truth (F1 at IoU 0.5, all planes): cells "
+          f"{_object_f1(plate, 'cyto', 'gt_cyto'):.3f}, nuclei "
+          f"{_object_f1(plate, 'nuclei', 'gt_nuclei'):.3f}")
     print(f"segmentation (cells + nuclei) {seg:.1f} s; measuring + tracking {cost:.1f} s "
           f"= {cost / seg:.1%} of it; truth rows {len(truth)}")
 
@@ -223,6 +320,12 @@ def main() -> None:
     ap.add_argument("--timepoints", type=int, default=12)
     ap.add_argument("--lines", default="CL1,CL5", help="cell lines, or none")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--zoo", help="segment with this zoo's selections (built if missing)")
+    ap.add_argument("--epochs", type=int, default=20, help="zoo training: at most N epochs")
+    ap.add_argument("--tile-size", type=int, default=128, help="zoo training tile side")
+    ap.add_argument("--train-seed", type=int, default=11, help="seed of the training plate")
+    ap.add_argument("--train-fields", type=int, default=3,
+                    help="fields per well of the training plate (split 80/10/10 by field)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -231,7 +334,7 @@ def main() -> None:
             client = local_client(2)
             try:
                 for name in lines:
-                    _line(name, folder, args.size, args.timepoints, client)
+                    _line(name, folder, args, client)
             finally:
                 close_client(client)
         if not args.skip_memory:
