@@ -79,17 +79,15 @@ def _matches(image, pred: str, gt: str) -> dict:
 
 def _object_f1(plate: str, pred: str, gt: str) -> float:
     """F1 at IoU 0.5 of a label image against the truth, counts pooled over all planes."""
-    from structfree_dask.evaluation.metrics import match_scores
+    from structfree_dask.evaluation.metrics import match_scores, pooled_f1
 
-    tp = fp = fn = 0
+    counts = []
     opened = open_plate(plate)
     for path in opened.field_paths:
         image = opened.field(path)
         p, g = open_labels(image, pred).read()[:, 0], open_labels(image, gt).read()[:, 0]
-        for t in range(p.shape[0]):
-            s = match_scores(g[t], p[t])
-            tp, fp, fn = tp + s.tp, fp + s.fp, fn + s.fn
-    return 2 * tp / max(1, 2 * tp + fp + fn)
+        counts += [(s.tp, s.fp, s.fn) for s in map(match_scores, g, p)]
+    return float(pooled_f1(np.sum(counts, axis=0)))
 
 
 def _tracking(plate: str, table: str, pred: str | None) -> tuple:
@@ -157,14 +155,6 @@ def _training_plate(name: str, folder: Path, args) -> str:
     return str(path)
 
 
-def _has_selection(zoo, name: str, organelle: str) -> bool:
-    try:
-        zoo.selection(name, organelle)
-    except KeyError:
-        return False
-    return True
-
-
 def _zoo_configs(name: str, plate: str, folder: Path, args, client) -> list:
     """The zoo's selections for cells and nuclei, built on a training plate if missing."""
     from structfree_dask.config import TrainSettings
@@ -175,7 +165,7 @@ def _zoo_configs(name: str, plate: str, folder: Path, args, client) -> list:
     train_plate = None
     configs = []
     for organelle, label in (("cyto", "cyto"), ("nuclei", "nuclei")):
-        if not _has_selection(zoo, name, organelle):
+        if (name, organelle) not in zoo.selections():
             if train_plate is None:
                 train_plate = _training_plate(name, folder, args)
             n = len(PRESETS[name].channels)

@@ -59,26 +59,35 @@ def read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
     return np.stack(planes)
 
 
-def _bounds(sample: np.ndarray, info: ImageInfo, t: int, z: int, c: int) -> tuple[float, float]:
-    try:
-        return percentile_bounds(sample)
-    except ValueError as err:
-        raise ValueError(f"field {info.url} t={t} z={z} channel {c}: {err}") from None
+def _field_bounds(info: ImageInfo, t: int, channels: tuple[int, ...],
+                  sample: Callable[[int, int, int, int], np.ndarray]) -> np.ndarray:
+    """Return the percentile bounds (nz, c, 2) of each plane's sampled channels.
+
+    ``sample(z, k, c, stride)`` gives channel ``c``'s pixels of plane ``z``, every
+    ``stride``-th row and column (the field's sampling stride).
+    """
+    stride = sample_stride((info.sizes["y"], info.sizes["x"]))
+    out = np.zeros((info.sizes["z"], len(channels), 2), dtype=np.float64)
+    for z in range(info.sizes["z"]):
+        for k, c in enumerate(channels):
+            try:
+                out[z, k] = percentile_bounds(sample(z, k, c, stride))
+            except ValueError as err:
+                raise ValueError(f"field {info.url} t={t} z={z} channel {c}: {err}") from None
+    return out
 
 
 def stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray:
     """Percentile bounds per z plane and channel over the whole field: (nz, c, 2)."""
     arr = info.open_array(0)
-    nz = info.sizes["z"]
-    s = sample_stride((info.sizes["y"], info.sizes["x"]))
-    out = np.zeros((nz, len(channels), 2), dtype=np.float64)
-    for z in range(nz):
-        for k, c in enumerate(channels):
-            idx = list(info.plane_index(t, z, c))
-            idx[info.axes.index("y")] = slice(None, None, s)
-            idx[info.axes.index("x")] = slice(None, None, s)
-            out[z, k] = _bounds(np.asarray(arr[tuple(idx)]), info, t, z, c)
-    return out
+
+    def sample(z: int, k: int, c: int, stride: int) -> np.ndarray:
+        idx = list(info.plane_index(t, z, c))
+        idx[info.axes.index("y")] = slice(None, None, stride)
+        idx[info.axes.index("x")] = slice(None, None, stride)
+        return np.asarray(arr[tuple(idx)])
+
+    return _field_bounds(info, t, channels, sample)
 
 
 def planes_and_stats(info: ImageInfo, t: int, channels: tuple[int, ...]
@@ -88,13 +97,10 @@ def planes_and_stats(info: ImageInfo, t: int, channels: tuple[int, ...]
     The bounds come from the same pixels :func:`stats_task` samples, so they are equal.
     """
     ny, nx = info.sizes["y"], info.sizes["x"]
-    s = sample_stride((ny, nx))
     planes = [read_window(info, t, z, channels, (0, ny, 0, nx)) for z in range(info.sizes["z"])]
-    out = np.zeros((len(planes), len(channels), 2), dtype=np.float64)
-    for z, plane in enumerate(planes):
-        for k, c in enumerate(channels):
-            out[z, k] = _bounds(plane[k, ::s, ::s], info, t, z, c)
-    return planes, out
+    bounds = _field_bounds(info, t, channels,
+                           lambda z, k, c, stride: planes[z][k, ::stride, ::stride])
+    return planes, bounds
 
 
 def region_flows(info: ImageInfo, t: int, z: int, channels: tuple[int, ...], stats: np.ndarray,
