@@ -155,3 +155,32 @@ def test_cli_link_and_measure(plate, cli_env, capsys, tmp_path):
     assert "A1" in page and "A2" in page and list((tmp_path / "view").glob("*.png"))
     assert main(["report", str(plate), "--table", "cli_features", "--readout", "nope",
                  "--output", str(tmp_path / "v2")]) == 2
+
+
+def test_label_images_that_do_not_fit_are_refused_before_anything_is_written(
+        tmp_path, cluster_client):
+    """Nuclei and cells of different timepoint counts (e.g. written by another tool before
+    timepoints were appended), or labels of another size than the field: one error each,
+    nothing written, sources untouched."""
+    from structfree_dask.io import create_plate
+
+    path = tmp_path / "p.zarr"
+    ones = np.ones((2, 64, 64), np.uint32)
+    with create_plate(path, rows=["A"], columns=["1"]) as w:
+        w.write_field("A", "1", 0, np.zeros((2, 1, 64, 64), np.uint16), axes="tcyx",
+                      channel_names=["rep"], labels={"cells": ones, "short": ones,
+                                                     "small": ones})
+    image = open_plate(path).field("A/1/0")
+    open_labels(image, "short").open_array(0).resize((1, 1, 64, 64))
+    for level in range(len(open_labels(image, "small").shapes)):
+        arr = open_labels(image, "small").open_array(level)
+        arr.resize((*arr.shape[:2], arr.shape[2] // 2, arr.shape[3] // 2))
+    before = _digest(path, "A/1/0")
+    with pytest.raises(ValueError, match="'cells' and 'short' of field 'A/1/0' differ in shape"):
+        link_plate(str(path), nuclei="short", cells="cells", client=cluster_client)
+    with pytest.raises(ValueError, match="differ in shape"):
+        measure_plate(str(path), labels="cells", nuclei="short", client=cluster_client)
+    with pytest.raises(ValueError, match="'small' does not match its field's size"):
+        measure_plate(str(path), labels="small", client=cluster_client)
+    assert _digest(path, "A/1/0") == before
+    assert not (path / "A/1/0/tables").exists()
