@@ -129,6 +129,7 @@ def _scores(weights: str, diameter: float, plate: str, gt: str, channels: list[i
     from structfree_dask.evaluation.metrics import combine, evaluate
     from structfree_dask.pipeline.segment import channel_flows, flows_to_labels
     from structfree_dask.zoo.scoring.data import load_planes
+    from structfree_dask.zoo.scoring.threshold import choice_key
 
     spec = resolve_model(weights)
     out: dict[str, dict[tuple[float, float], float]] = {}
@@ -144,7 +145,9 @@ def _scores(weights: str, diameter: float, plate: str, gt: str, channels: list[i
                     m, cfg, rescale=spec.diam_mean / diameter).astype(np.int64))
                     for p, m in zip(planes, maps, strict=True)]
                 out[part][(ft, cp)] = float(combine(rows)["f1"])
-    chosen = max(out["val"], key=lambda k: (out["val"][k], -abs(k[0] - 0.4), k[1]))
+    # the selection's tie rule for the flow threshold, then the cell probability nearest 0
+    chosen = max(out["val"], key=lambda k: (*choice_key(out["val"][k], len(channels), k[0]),
+                                            k[1]))
     return {"val_f1": out["val"][(0.4, 0.0)], "test_f1": out["test"][(0.4, 0.0)],
             "chosen": chosen, "chosen_val_f1": out["val"][chosen],
             "chosen_test_f1": out["test"][chosen]}
@@ -221,13 +224,13 @@ def main() -> None:
         base_weights = base_weights or (row["path"] if name == "base" else None)
         rows.append(row)
     print("\n| variant | epochs (steps) | s | best epoch | best val loss | val F1 | test F1 | "
-          "thresholds chosen on val (flow, cellprob) | val F1 | test F1 |")
+          "(flow, cellprob) chosen on val | val F1 | test F1 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['epochs']} ({r['steps']}) | {r['seconds']:.0f} | "
               f"{r['best_epoch']} | {r['best_val_loss']:.3f} | {r['val_f1']:.3f} | "
-              f"{r['test_f1']:.3f} | {r['chosen']} | {r['chosen_val_f1']:.3f} | "
-              f"{r['chosen_test_f1']:.3f} |")
+              f"{r['test_f1']:.3f} | {r['chosen'][0]:g}, {r['chosen'][1]:g} | "
+              f"{r['chosen_val_f1']:.3f} | {r['chosen_test_f1']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))
 

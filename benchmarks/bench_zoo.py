@@ -352,8 +352,10 @@ def selected_vs_vanilla(zoo: Any, selection: Any, plate: Any,
     import numpy as np
 
     from structfree_dask.config import DEFAULT_FLOW_THRESHOLD
-    from structfree_dask.evaluation.metrics import paired_bootstrap_f1, pooled_f1
+    from structfree_dask.evaluation.metrics import evaluate, paired_bootstrap_f1, pooled_f1
     from structfree_dask.zoo.scoring.predict import (
+        PlaneFlows,
+        fa_labels,
         load_eval_planes,
         method_scores,
         selected_models,
@@ -363,25 +365,29 @@ def selected_vs_vanilla(zoo: Any, selection: Any, plate: Any,
     chosen = selected_models(zoo, selection)
     vanilla = vanilla_models(selection, chosen.channels, chosen.diameter)
     planes = load_eval_planes(zoo, selection, plate, chosen.channels, None, test)
-    every = [tuple(range(len(chosen.channels)))]
+    every = (tuple(range(len(chosen.channels))),)
+    threshold = float(selection.flow_threshold)
 
-    def counts(models: Any, threshold: float) -> Any:
-        rows = method_scores(models, planes, every, None, (threshold,), methods=("fa",))
-        return np.array([[r[k] for k in ("tp", "fp", "fn")]
-                         for r in rows[("fa", every[0], threshold)]], dtype=float)
+    def counts(rows: list[dict[str, Any]]) -> Any:
+        return np.array([[r[k] for k in ("tp", "fp", "fn")] for r in rows], dtype=float)
 
-    mine = counts(chosen, float(selection.flow_threshold))
-    base = counts(vanilla, DEFAULT_FLOW_THRESHOLD)
+    # the selection's labels, kept for the edge breakdown (one network pass per plane)
+    preds = [fa_labels(chosen, PlaneFlows(p, chosen.channels, None), threshold).astype(np.int64)
+             for p in planes]
+    mine = counts([evaluate(p.labels.astype(np.int64), y) for p, y in zip(planes, preds,
+                                                                          strict=True)])
+    base = counts(method_scores(vanilla, planes, every, None, (DEFAULT_FLOW_THRESHOLD,),
+                                methods=("fa",))[("fa", every[0], DEFAULT_FLOW_THRESHOLD)])
     return {"channels": "+".join(chosen.channels), "selected": chosen.label,
-            "flow_threshold": float(selection.flow_threshold),
+            "flow_threshold": threshold,
             "f1": float(pooled_f1(mine.sum(axis=0))),
             "vanilla_f1": float(pooled_f1(base.sum(axis=0))),
             "difference": paired_bootstrap_f1(mine, base), "n_planes": len(planes),
-            "edge": edge_breakdown(chosen, planes, float(selection.flow_threshold))}
+            "edge": edge_breakdown([p.labels for p in planes], preds)}
 
 
-def edge_breakdown(models: Any, planes: list[Any], threshold: float) -> dict[str, Any]:
-    """Where the selection's misses are: objects cut by the field edge, and tiny ones.
+def edge_breakdown(truths: list[Any], preds: list[Any]) -> dict[str, Any]:
+    """Where the misses are: objects cut by the field edge, and tiny ones.
 
     Fields cut from small images have many objects cut by their edge. Reported: the
     share of true objects that touch the field edge and their recall (matched at IoU
@@ -395,13 +401,10 @@ def edge_breakdown(models: Any, planes: list[Any], threshold: float) -> dict[str
 
     from structfree_dask.config import DEFAULT_MIN_SIZE
     from structfree_dask.evaluation.metrics import combine, evaluate
-    from structfree_dask.zoo.scoring.predict import PlaneFlows, fa_labels
 
     whole, n_true, n_cut, cut_found, n_tiny = [], 0, 0, 0, 0
-    for plane in planes:
-        truth = plane.labels.astype(np.int64)
-        pred = fa_labels(models, PlaneFlows(plane, models.channels, None),
-                         threshold).astype(np.int64)
+    for truth, pred in zip(truths, preds, strict=True):
+        truth = np.asarray(truth, dtype=np.int64)
         whole.append(evaluate(clear_border(truth), clear_border(pred)))
         ids, areas = np.unique(truth[truth > 0], return_counts=True)
         cut = np.setdiff1d(ids, np.unique(clear_border(truth)))
