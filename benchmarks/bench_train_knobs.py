@@ -26,6 +26,8 @@ the two slow ones):
 ``mc``                  one model on every channel in ``--mc-channels`` (MC: each
                         channel its own sample), scored with FA over them
 ``mc_from_cw``          the same MC model, fine-tuned from the ``base`` variant's weights
+``cw_pair``             no training: the card's zoo's own CW models of ``--mc-channels``
+                        (same split and seed), scored with FA over them, as the mc rows
 ======================  =============================================================
 
 The warm-up/cosine schedule and the loss weighting are not settings of the package; here
@@ -73,6 +75,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "e100": {"max_epochs": 100},
     "mc": {"mc": True},
     "mc_from_cw": {"mc": True, "from_base": True},
+    "cw_pair": {"mc": True, "zoo_cw": True},
 }
 SLOW = ("e100", "tile224")
 FLOW_GRID = (0.4, 0.6, 0.8)
@@ -119,9 +122,10 @@ def _wrapped(schedule: str | None, prob_weight: float, total_steps: int) -> Iter
         torch.optim.AdamW, train._loss = real_adamw, real_loss
 
 
-def _scores(weights: str, diameter: float, plate: str, gt: str, channels: list[int],
+def _scores(weights: list[str], diameter: float, plate: str, gt: str, channels: list[int],
             fields: dict[str, list[str]]) -> dict[str, Any]:
-    """F1 of FA over ``channels`` on the validation and test fields, on the threshold grid."""
+    """F1 of FA over ``channels`` (one weights file each) on the validation and test fields,
+    on the threshold grid."""
     import numpy as np
 
     from structfree_dask.backbones import resolve_model
@@ -131,11 +135,12 @@ def _scores(weights: str, diameter: float, plate: str, gt: str, channels: list[i
     from structfree_dask.zoo.scoring.data import load_planes
     from structfree_dask.zoo.scoring.threshold import choice_key
 
-    spec = resolve_model(weights)
+    specs = [resolve_model(w) for w in weights]
+    spec = specs[0]
     out: dict[str, dict[tuple[float, float], float]] = {}
     for part, names in fields.items():
         planes = load_planes(plate, names, channels, gt)
-        maps = [channel_flows(p.image, [spec] * len(channels), diameter=diameter)
+        maps = [channel_flows(p.image, specs, diameter=diameter)
                 for p in planes]
         out[part] = {}
         for ft in FLOW_GRID:
@@ -163,6 +168,8 @@ def run_variant(name: str, card: dict[str, Any], args: argparse.Namespace,
     v = VARIANTS[name]
     plate, gt, split = card["source"]["plate"], card["source"]["gt"], card["split"]
     channels = args.mc_channels if v.get("mc") else list(card["channels"])
+    if v.get("zoo_cw"):
+        return _zoo_cw_row(name, card, args, channels)
     train = load_samples(plate, split["train"], channels, gt) * v.get("repeat", 1)
     val = load_samples(plate, split["val"], channels, gt)
     epochs = max(1, round(v.get("max_epochs", args.epochs) * v.get("epochs_factor", 1.0)))
@@ -179,8 +186,31 @@ def run_variant(name: str, card: dict[str, Any], args: argparse.Namespace,
     row = {"variant": name, "channels": channels, "epochs": epochs, "steps": steps,
            "seconds": round(seconds, 1), "best_epoch": res.best_epoch,
            "best_val_loss": res.best_val_loss, "path": str(out_path)}
-    row.update(_scores(str(out_path), res.diameter, plate, gt, channels,
+    row.update(_scores([str(out_path)] * len(channels), res.diameter, plate, gt, channels,
                        {"val": split["val"], "test": split["test"]}))
+    logger.info("%s", json.dumps(row, default=str))
+    return row
+
+
+def _zoo_cw_row(name: str, card: dict[str, Any], args: argparse.Namespace,
+                channels: list[int]) -> dict[str, Any]:
+    """Score the card's zoo's CW models of ``channels`` (same split seed) with FA."""
+    from structfree_dask.zoo import Zoo
+
+    zoo = Zoo(args.card.resolve().parents[2])
+    cw = {c.channels[0]: c for c in zoo.cards(card["cell_line"], card["organelle"])
+          if c.strategy == "cw" and c.split.seed == card["split"]["seed"]
+          and c.split.fold == card["split"]["fold"]}
+    missing = [c for c in channels if c not in cw]
+    if missing:
+        raise SystemExit(f"cw_pair: the zoo {zoo.where} has no CW model of channel(s) "
+                         f"{missing} with this card's split")
+    split = card["split"]
+    row = {"variant": name, "channels": channels, "epochs": 0, "steps": 0, "seconds": 0.0,
+           "best_epoch": 0, "best_val_loss": math.nan, "path": ""}
+    row.update(_scores([str(zoo.weights_path(cw[c].model_id)) for c in channels],
+                       card["diameter"], card["source"]["plate"], card["source"]["gt"],
+                       channels, {"val": split["val"], "test": split["test"]}))
     logger.info("%s", json.dumps(row, default=str))
     return row
 
