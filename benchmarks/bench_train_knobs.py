@@ -78,8 +78,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cw_pair": {"mc": True, "zoo_cw": True},
 }
 SLOW = ("e100", "tile224")
-FLOW_GRID = (0.4, 0.6, 0.8)
-CELLPROB_GRID = (0.0, -1.0, -2.0)
 
 
 @contextlib.contextmanager
@@ -133,7 +131,11 @@ def _scores(weights: list[str], diameter: float, plate: str, gt: str, channels: 
     from structfree_dask.evaluation.metrics import combine, evaluate
     from structfree_dask.pipeline.segment import channel_flows, flows_to_labels
     from structfree_dask.zoo.scoring.data import load_planes
-    from structfree_dask.zoo.scoring.threshold import choice_key
+    from structfree_dask.zoo.scoring.threshold import (
+        CELLPROB_THRESHOLDS,
+        FLOW_THRESHOLDS,
+        choice_key,
+    )
 
     specs = [resolve_model(w) for w in weights]
     spec = specs[0]
@@ -143,16 +145,16 @@ def _scores(weights: list[str], diameter: float, plate: str, gt: str, channels: 
         maps = [channel_flows(p.image, specs, diameter=diameter)
                 for p in planes]
         out[part] = {}
-        for ft in FLOW_GRID:
-            for cp in CELLPROB_GRID:
+        for ft in FLOW_THRESHOLDS:
+            for cp in CELLPROB_THRESHOLDS:
                 cfg = SegmentationConfig(flow_threshold=ft, cellprob_threshold=cp)
                 rows = [evaluate(p.labels.astype(np.int64), flows_to_labels(
                     m, cfg, rescale=spec.diam_mean / diameter).astype(np.int64))
                     for p, m in zip(planes, maps, strict=True)]
                 out[part][(ft, cp)] = float(combine(rows)["f1"])
-    # the selection's tie rule for the flow threshold, then the cell probability nearest 0
-    chosen = max(out["val"], key=lambda k: (*choice_key(out["val"][k], len(channels), k[0]),
-                                            k[1]))
+    # the selection's tie rule: the flow threshold nearest 0.4, then the cell probability
+    # threshold nearest 0
+    chosen = max(out["val"], key=lambda k: choice_key(out["val"][k], len(channels), *k))
     return {"val_f1": out["val"][(0.4, 0.0)], "test_f1": out["test"][(0.4, 0.0)],
             "chosen": chosen, "chosen_val_f1": out["val"][chosen],
             "chosen_test_f1": out["test"][chosen]}

@@ -366,20 +366,20 @@ def selected_vs_vanilla(zoo: Any, selection: Any, plate: Any,
     vanilla = vanilla_models(selection, chosen.channels, chosen.diameter)
     planes = load_eval_planes(zoo, selection, plate, chosen.channels, None, test)
     every = (tuple(range(len(chosen.channels))),)
-    threshold = float(selection.flow_threshold)
+    thresholds = (float(selection.flow_threshold), float(selection.cellprob_threshold))
 
     def counts(rows: list[dict[str, Any]]) -> Any:
         return np.array([[r[k] for k in ("tp", "fp", "fn")] for r in rows], dtype=float)
 
     # the selection's labels, kept for the edge breakdown (one network pass per plane)
-    preds = [fa_labels(chosen, PlaneFlows(p, chosen.channels, None), threshold).astype(np.int64)
-             for p in planes]
+    preds = [fa_labels(chosen, PlaneFlows(p, chosen.channels, None), *thresholds
+                       ).astype(np.int64) for p in planes]
     mine = counts([evaluate(p.labels.astype(np.int64), y) for p, y in zip(planes, preds,
                                                                           strict=True)])
     base = counts(method_scores(vanilla, planes, every, None, (DEFAULT_FLOW_THRESHOLD,),
                                 methods=("fa",))[("fa", every[0], DEFAULT_FLOW_THRESHOLD)])
     return {"channels": "+".join(chosen.channels), "selected": chosen.label,
-            "flow_threshold": threshold,
+            "flow_threshold": thresholds[0], "cellprob_threshold": thresholds[1],
             "f1": float(pooled_f1(mine.sum(axis=0))),
             "vanilla_f1": float(pooled_f1(base.sum(axis=0))),
             "difference": paired_bootstrap_f1(mine, base), "n_planes": len(planes),
@@ -477,7 +477,8 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
         times = f"{statistics.median(secs):.0f}, {max(secs):.0f}" if secs else "-"
         d = v["difference"]
         print(f"| {r['plate']} | {r['organelle']} | {v['selected']} ({v['channels']}) "
-              f"[{v['flow_threshold']:g}] | {v['f1']:.3f} | {v['vanilla_f1']:.3f} | "
+              f"[{v['flow_threshold']:g}, {v.get('cellprob_threshold', 0.0):g}] | "
+              f"{v['f1']:.3f} | {v['vanilla_f1']:.3f} | "
               f"{d[0]:+.3f} ({d[1]:+.3f}..{d[2]:+.3f}) | {times} |")
     print("\nWhere the selection's misses are, test fields: true objects cut by the field "
           "edge (and the share of them found), true objects smaller than the smallest kept "

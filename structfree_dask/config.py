@@ -457,7 +457,8 @@ class SegmentationConfig(_Settings):
         default_text="8 on a GPU, 2 on a CPU")
     cellprob_threshold: float = setting(
         DEFAULT_CELLPROB_THRESHOLD, "cell probability threshold, in logits",
-        bounds=limits.CELLPROB_THRESHOLD)
+        bounds=limits.CELLPROB_THRESHOLD,
+        default_text=f"{DEFAULT_CELLPROB_THRESHOLD}, or the one chosen with a zoo's selection")
     flow_threshold: float = setting(
         DEFAULT_FLOW_THRESHOLD, "cellpose's flow-error threshold: masks whose flows disagree "
         "more with the network's are removed; 0 keeps all", bounds=limits.FLOW_THRESHOLD,

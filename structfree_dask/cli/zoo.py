@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES, TrainSettings
-from ..zoo.scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds
+from ..zoo.scoring.threshold import (
+    CELLPROB_THRESHOLDS,
+    FLOW_THRESHOLDS,
+    check_cellprob_thresholds,
+    check_flow_thresholds,
+)
 from ._common import (
     ProgressBar,
     add_cluster_options,
@@ -69,13 +74,20 @@ def _strategies(text: str) -> list[str]:
     return values
 
 
-def _flow_thresholds(text: str) -> list[float]:
-    try:
-        return check_flow_thresholds(str_list(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers >= 0 separated by commas (e.g. 0.4,0.6,0.8); got {text!r}"
-        ) from None
+def _number_list(check: Any, what: str, example: str) -> Any:
+    """Return an argparse type: numbers separated by commas, checked by ``check``."""
+    def parse(text: str) -> list[float]:
+        try:
+            return check(str_list(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} separated by commas (e.g. {example}); got {text!r}") from None
+    return parse
+
+
+_flow_thresholds = _number_list(check_flow_thresholds, "numbers >= 0", "0.4,0.6,0.8")
+_cellprob_thresholds = _number_list(check_cellprob_thresholds, "numbers from -100 to 100",
+                                    "0,-1,-2")
 
 
 def _zoo(path: str) -> Any:
@@ -116,7 +128,7 @@ def _print_build(result: Any) -> None:
           f"{_names(sel.eval_channel_names, sel.eval_channels)} (trained on "
           f"{_names(sel.train_channel_names, sel.train_channels or ())}), val F1 "
           f"{format_cell(sel.val_f1)}, test F1 {format_cell(sel.test_f1)}, flow threshold "
-          f"{sel.flow_threshold:g}")
+          f"{sel.flow_threshold:g}, cell probability threshold {sel.cellprob_threshold:g}")
     print("F1 per evaluation subset (test fields):")
     print(format_table(f1_table(sel), F1_COLUMNS))
 
@@ -144,7 +156,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     try:
         result = build_zoo(jobs, zoo.path, client=client, base=args.base_model,
                            settings=settings, progress=progress,
-                           flow_thresholds=args.flow_thresholds)
+                           flow_thresholds=args.flow_thresholds,
+                           cellprob_thresholds=args.cellprob_thresholds)
     finally:
         progress.close()
         close_client(client)
@@ -236,8 +249,13 @@ def _add_build(zsub: Any) -> None:
     p.add_argument("--wells", type=str_list, default=None, help="only these wells, e.g. A/1,B/3")
     p.add_argument("--flow-thresholds", type=_flow_thresholds, default=list(FLOW_THRESHOLDS),
                    help="cellpose flow thresholds the selected pair chooses from on the "
-                        "validation fields (default 0.4,0.6,0.8; 0.4 alone: cellpose's, "
-                        "no choice)")
+                        "validation fields (default 0.4,0.6,0.8; 0.4 alone: keep "
+                        "cellpose's)")
+    p.add_argument("--cellprob-thresholds", type=_cellprob_thresholds,
+                   default=list(CELLPROB_THRESHOLDS),
+                   help="cell probability thresholds (logits) the selected pair chooses "
+                        "from with the flow threshold (default 0,-1,-2; 0 alone: keep "
+                        "cellpose's)")
     add_cluster_options(p)
     p.set_defaults(func=_cmd_build)
 

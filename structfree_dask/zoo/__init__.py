@@ -13,10 +13,11 @@ one training job per task, :func:`build_zoo` on a Dask cluster) and :mod:`.scori
 :mod:`~.scoring.select`:
 candidate pairs, best pair, :mod:`~.scoring.scoring`: candidate pairs and the Vanilla
 baseline scored per split, selection from the scores, :mod:`~.scoring.threshold`: the
-selection's flow threshold, chosen on validation, :mod:`~.scoring.predict`: model sets,
+selection's flow and cell probability thresholds, chosen on validation,
+:mod:`~.scoring.predict`: model sets,
 cached flows, FA and mask-fusion scores on annotated planes). Modules: :mod:`.card` and
 :mod:`.registry` (the zoo on disk), :mod:`.selection` (the typed :class:`Selection` and
-:func:`resolve`: a selection's channels, weights, diameter and flow threshold on a plate),
+:func:`resolve`: a selection's channels, weights, diameter and thresholds on a plate),
 :mod:`.use` (a segmentation configuration from a zoo's selection) and :mod:`.report`
 (F1 tables, heatmaps, fusion comparison, overlays).
 The ``structfree-dask zoo`` command line is in :mod:`structfree_dask.cli.zoo`.
@@ -54,7 +55,12 @@ from .scoring.scoring import (
     select_models,
 )
 from .scoring.select import Candidate, candidate_pairs, nonempty_subsets, select_best
-from .scoring.threshold import FLOW_THRESHOLDS, choose_flow_threshold, flow_threshold_scores
+from .scoring.threshold import (
+    CELLPROB_THRESHOLDS,
+    FLOW_THRESHOLDS,
+    choose_thresholds,
+    threshold_scores,
+)
 from .selection import Selection, as_selection
 from .training.augment import AUGMENTATIONS, augment, augment_with_record
 from .training.build import (
@@ -71,6 +77,7 @@ from .training.train import EarlyStopping, TrainResult, finetune, flow_targets, 
 
 __all__ = [
     "AUGMENTATIONS",
+    "CELLPROB_THRESHOLDS",
     "FLOW_THRESHOLDS",
     "SELECTION_RULE",
     "VANILLA",
@@ -95,12 +102,11 @@ __all__ = [
     "candidate_pairs",
     "candidates_table",
     "check_compatible",
-    "choose_flow_threshold",
+    "choose_thresholds",
     "f1_heatmap",
     "f1_table",
     "finetune",
     "flow_targets",
-    "flow_threshold_scores",
     "fusion_models",
     "fusion_table",
     "kfold",
@@ -124,6 +130,7 @@ __all__ = [
     "split_fields",
     "summarize_scores",
     "task_resources",
+    "threshold_scores",
     "train_model",
     "training_jobs",
     "validation_loss",

@@ -407,8 +407,9 @@ def write_overlays(zoo: Zoo, selection: Selection | Mapping[str, Any],
                    batch_size: int | None = None) -> list[Path]:
     """Overlay PNGs (ground truth, Vanilla, selected) of the first ``n`` test planes.
 
-    The Vanilla panel is left out, with a warning, when the base model recorded with
-    the selection cannot be found.
+    The selected pair runs at the thresholds chosen with it, as ``segment --zoo`` runs
+    it; Vanilla at Cellpose's. The Vanilla panel is left out, with a warning, when the
+    base model recorded with the selection cannot be found.
 
     Returns
     -------
@@ -422,10 +423,11 @@ def write_overlays(zoo: Zoo, selection: Selection | Mapping[str, Any],
     tests = list(ref.split.test[:n])
     chosen = selected_models(zoo, selection,
                              plate.field(tests[0]).channel_names if tests else None)
-    sets = [chosen]
+    # the selection at its chosen thresholds (as segment --zoo runs it); Vanilla at cellpose's
+    sets = [(chosen, (selection.flow_threshold, selection.cellprob_threshold))]
     try:
-        sets.insert(0, vanilla_models(selection, chosen.channels, chosen.diameter,
-                                      fallback=ref.base_model))
+        sets.insert(0, (vanilla_models(selection, chosen.channels, chosen.diameter,
+                                       fallback=ref.base_model), ()))
     except FileNotFoundError as err:
         logger.warning("no Vanilla panel in the overlays: %s", err)
     planes = load_eval_planes(zoo, selection, plate, chosen.channels, gt, tests)[:n]
@@ -433,8 +435,8 @@ def write_overlays(zoo: Zoo, selection: Selection | Mapping[str, Any],
     for plane in planes:
         flows = PlaneFlows(plane, chosen.channels, batch_size)
         panels = [("ground truth", plane.labels)]
-        for models in sets:
-            labels = fa_labels(models, flows)
+        for models, thresholds in sets:
+            labels = fa_labels(models, flows, *thresholds)
             f1 = evaluate(plane.labels.astype(np.int64), labels.astype(np.int64))["f1"]
             panels.append((f"{models.label} (F1 {f1:.2f})", labels))
         fig = overlay_figure(plane.image, panels, f"{tag}: {plane.field} t={plane.t}")

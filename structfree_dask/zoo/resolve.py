@@ -1,9 +1,9 @@
-"""From a zoo's selection to what segmenting needs: channels, weights, diameter, threshold.
+"""From a zoo's selection to what segmenting needs: channels, weights, diameter, thresholds.
 
 :func:`resolve` (by cell line and organelle) and :func:`resolve_selection` (a
 :class:`~structfree_dask.zoo.selection.Selection` in hand) are the one way from a
-selection to models, used by ``segment --zoo``, job files, the report and the flow
-threshold's choice.
+selection to models, used by ``segment --zoo``, job files, the report and the
+thresholds' choice.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class ResolvedSelection:
         diameters over the evaluation channels.
     flow_threshold : float
         The selection's flow-error threshold.
+    cellprob_threshold : float
+        The selection's cell probability threshold (logits).
     """
 
     selection: Selection
@@ -49,6 +51,7 @@ class ResolvedSelection:
     weights: tuple[str, ...]
     diameter: float
     flow_threshold: float
+    cellprob_threshold: float
 
     @property
     def label(self) -> str:
@@ -58,7 +61,7 @@ class ResolvedSelection:
 
 def resolve_selection(zoo: str | Path | Zoo, selection: Selection,
                       plate_channel_names: Iterable[str] | None) -> ResolvedSelection:
-    """Return a selection's channels, weights, diameter and flow threshold on a plate.
+    """Return a selection's channels, weights, diameter and thresholds on a plate.
 
     See :func:`resolve`; without ``plate_channel_names`` the cards' channel indices
     are taken as the plate's and nothing is checked.
@@ -96,6 +99,7 @@ def resolve_selection(zoo: str | Path | Zoo, selection: Selection,
         weights=tuple(str(z.weights_path(e[2])) for e in entries),
         diameter=diameter,
         flow_threshold=float(selection.flow_threshold),
+        cellprob_threshold=float(selection.cellprob_threshold),
     )
 
 
@@ -119,7 +123,7 @@ def resolve(zoo: str | Path | Zoo, cell_line: str, organelle: str,
         The evaluation channels' names in plate order with each one's model weights,
         the diameter (the selection's, else the mean of the models' training diameters
         over the evaluation channels: the diameter the pair was scored at) and the
-        flow threshold.
+        flow and cell probability thresholds.
 
     Raises
     ------

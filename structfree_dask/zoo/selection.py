@@ -14,13 +14,13 @@ segmentation needs: the channel names, the weights file of each channel's model,
 diameter and the flow threshold (:class:`ResolvedSelection`), checking that a plate has
 the channels the models were trained on. ``segment --zoo``
 (:func:`~structfree_dask.zoo.use.config_from_zoo`), the zoo report and the choice of the
-flow threshold all go through it.
+thresholds all go through it.
 
 The diameter is the mean of the models' training diameters (their cards' ``diameter``)
 over the evaluation channels, each channel counted once: for CW the mean of its models',
 for MC its one model's. It is the diameter the candidates were scored at
 (:func:`~structfree_dask.zoo.scoring.scoring.score_candidates` rescales FA's masks by that
-mean) and the flow threshold was chosen at, so segmenting with the selection reproduces
+mean) and the thresholds were chosen at, so segmenting with the selection reproduces
 the setting its validation F1 was measured in. A selection may carry its own
 ``diameter``, which then wins.
 """
@@ -31,7 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES
+from .. import limits
+from ..config import DEFAULT_CELLPROB_THRESHOLD, DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES
 from .scoring.data import VANILLA, summarize_scores
 
 __all__ = ["Selection", "as_selection"]
@@ -58,8 +59,10 @@ _OPTIONAL: dict[str, Any] = {
     "rule": str,
     "created": str,
     "flow_threshold_val_f1": dict,
+    "cellprob_threshold_val_f1": dict,
 }
-_TYPED = ("cell_line", "organelle", *REQUIRED_KEYS, "flow_threshold", "candidates", *_OPTIONAL)
+_TYPED = ("cell_line", "organelle", *REQUIRED_KEYS, "flow_threshold", "cellprob_threshold",
+          "candidates", *_OPTIONAL)
 
 
 def _models(value: Any, strategy: str, eval_channels: tuple[int, ...]
@@ -106,6 +109,9 @@ class Selection:
         (see :func:`resolve`).
     flow_threshold : float
         Cellpose's flow-error threshold chosen with the selection (0.4 when none was).
+    cellprob_threshold : float
+        Cellpose's cell probability threshold, in logits, chosen with the selection (0
+        when none was).
     eval_channel_names, train_channels, train_channel_names : tuple or None
         Names of the evaluation channels; the training subset (CW: the evaluation
         channels) and its names.
@@ -119,8 +125,9 @@ class Selection:
         The base model (``model``, ``path``, ``sha256``) scored as the Vanilla baseline.
     rule, created : str or None
         How the pair was chosen; when (UTC, ISO 8601).
-    flow_threshold_val_f1 : dict or None
-        ``{threshold as text: validation F1}`` of the flow-threshold choice.
+    flow_threshold_val_f1, cellprob_threshold_val_f1 : dict or None
+        ``{threshold as text: validation F1}`` of the thresholds' choice: F1 along each
+        threshold with the other at its chosen value.
     candidates : tuple of dict
         The score table the pair was chosen from (Vanilla rows included).
     extra : dict
@@ -135,8 +142,8 @@ class Selection:
     ...                            "model_ids": "CL1-cyto-mc-c0_1_2-s0", "val_f1": 0.8})
     >>> sel.channel_models
     {0: 'CL1-cyto-mc-c0_1_2-s0', 2: 'CL1-cyto-mc-c0_1_2-s0'}
-    >>> sel.model_ids, sel.flow_threshold
-    (('CL1-cyto-mc-c0_1_2-s0',), 0.4)
+    >>> sel.model_ids, sel.flow_threshold, sel.cellprob_threshold
+    (('CL1-cyto-mc-c0_1_2-s0',), 0.4, 0.0)
     >>> d = sel.to_dict()
     >>> d["model_ids"], d["eval_channels"]
     ('CL1-cyto-mc-c0_1_2-s0', [0, 2])
@@ -157,6 +164,7 @@ class Selection:
     val_f1: float
     diameter: float | None = None
     flow_threshold: float = DEFAULT_FLOW_THRESHOLD
+    cellprob_threshold: float = DEFAULT_CELLPROB_THRESHOLD
     eval_channel_names: tuple[str, ...] | None = None
     train_channels: tuple[int, ...] | None = None
     train_channel_names: tuple[str, ...] | None = None
@@ -172,6 +180,7 @@ class Selection:
     rule: str | None = None
     created: str | None = None
     flow_threshold_val_f1: dict[str, Any] | None = field(default=None, hash=False)
+    cellprob_threshold_val_f1: dict[str, Any] | None = field(default=None, hash=False)
     candidates: tuple[dict[str, Any], ...] = field(default=(), hash=False, repr=False)
     extra: dict[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
@@ -201,6 +210,11 @@ class Selection:
         put("flow_threshold", float(self.flow_threshold))
         if not self.flow_threshold >= 0:
             raise ValueError(f"flow_threshold must be >= 0; got {self.flow_threshold}")
+        put("cellprob_threshold", float(self.cellprob_threshold))
+        low, high = limits.CELLPROB_THRESHOLD
+        if not low <= self.cellprob_threshold <= high:
+            raise ValueError(f"cellprob_threshold must be from {low:g} to {high:g}; got "
+                             f"{self.cellprob_threshold}")
         if self.diameter is not None and not float(self.diameter) > 0:
             raise ValueError(f"diameter must be > 0 px; got {self.diameter}")
         for key, convert in _OPTIONAL.items():
@@ -290,12 +304,13 @@ class Selection:
                 optional[key] = data[key]
             elif key in data:  # written as null: kept so that it is written back as null
                 extra[key] = None
-        threshold = data.get("flow_threshold")
+        threshold, cellprob = data.get("flow_threshold"), data.get("cellprob_threshold")
         return cls(
             cell_line=data["cell_line"], organelle=data["organelle"], strategy=strategy,
             eval_channels=tuple(data["eval_channels"]), models=ids,
             val_f1=data["val_f1"],
             flow_threshold=DEFAULT_FLOW_THRESHOLD if threshold is None else threshold,
+            cellprob_threshold=DEFAULT_CELLPROB_THRESHOLD if cellprob is None else cellprob,
             candidates=tuple(data.get("candidates") or ()), extra=extra, **optional)
 
     def to_dict(self) -> dict[str, Any]:
@@ -312,6 +327,7 @@ class Selection:
             "cell_line": self.cell_line, "organelle": self.organelle,
             "strategy": self.strategy, "eval_channels": list(self.eval_channels),
             "model_ids": ids, "val_f1": self.val_f1, "flow_threshold": self.flow_threshold,
+            "cellprob_threshold": self.cellprob_threshold,
         })
         for key in _OPTIONAL:
             value = getattr(self, key)

@@ -20,8 +20,9 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
     model per channel (CW) or one multi-channel model for all (MC). Channels are
     matched to the plate **by name** and listed in plate order; the diameter defaults to
     the models' training diameter (averaged over the evaluation channels, as the pair
-    was scored), and the flow threshold to the one chosen with the selection (Cellpose's
-    0.4 for selections that chose none). See :func:`~structfree_dask.zoo.selection.resolve`.
+    was scored), and the flow and cell probability thresholds to the ones chosen with the
+    selection (Cellpose's 0.4 and 0 for selections that chose none). See
+    :func:`~structfree_dask.zoo.selection.resolve`.
 
     Parameters
     ----------
@@ -65,7 +66,8 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
     options.setdefault("diameter", None)
     if options["diameter"] is None:
         options["diameter"] = chosen.diameter
-    if options.get("flow_threshold") is None:
-        options["flow_threshold"] = chosen.flow_threshold
+    for key in ("flow_threshold", "cellprob_threshold"):
+        if options.get(key) is None:
+            options[key] = getattr(chosen, key)
     return SegmentationConfig(organelle=organelle, channels=chosen.channels,
                               channel_models=chosen.weights, **options)

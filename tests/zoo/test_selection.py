@@ -39,7 +39,8 @@ CW_FILE = {
          "test_f1": 0.4, "fold": None},
     ],
     "cell_line": "CL5", "organelle": "cyto",
-    "flow_threshold_val_f1": {"0.4": 0.7, "0.6": 0.8},
+    "flow_threshold_val_f1": {"0.4": 0.7, "0.6": 0.8}, "cellprob_threshold": -1.0,
+    "cellprob_threshold_val_f1": {"0": 0.75, "-1": 0.8, "-2": 0.78},
 }
 
 #: An MC selection as `select_models` writes it: one model id, no flow threshold.
@@ -60,7 +61,7 @@ def test_cw_file_round_trips_to_the_same_json():
     assert sel.strategy == "cw" and sel.eval_channels == (0, 1)
     assert sel.models == ((0, "cw0"), (1, "cw1")) and sel.model_ids == ("cw0", "cw1")
     assert sel.channel_models == {0: "cw0", 1: "cw1"} and sel.model_for(1) == "cw1"
-    assert sel.flow_threshold == 0.6 and sel.diameter is None
+    assert sel.flow_threshold == 0.6 and sel.cellprob_threshold == -1.0 and sel.diameter is None
     assert sel.val_f1 == 0.8 and sel.test_f1 == 0.7 and sel.val_f1_std is None
     assert sel.train_channels == (0, 1) and sel.eval_channel_names == ("mito", "ER")
     assert sel.fold is None and sel.n_folds == 1 and sel.baseline["model"] == "generalist"
@@ -75,9 +76,10 @@ def test_mc_file_in_the_old_form_round_trips():
     sel = Selection.from_dict(MC_FILE)
     assert sel.strategy == "mc" and sel.models == ((0, "mc012"), (2, "mc012"))
     assert sel.model_ids == ("mc012",) and sel.flow_threshold == 0.4  # missing: the default
+    assert sel.cellprob_threshold == 0.0
     assert sel.vanilla is None and sel.pair_key == ("mc", (0, 1, 2), (0, 2))
-    # the same layout; the flow threshold now written (0.4 is what older code assumed)
-    assert _written(sel) == {**MC_FILE, "flow_threshold": 0.4}
+    # the same layout; the thresholds now written (0.4 and 0: what older code assumed)
+    assert _written(sel) == {**MC_FILE, "flow_threshold": 0.4, "cellprob_threshold": 0.0}
     assert Selection.from_dict(_written(sel)) == sel
 
 
@@ -113,6 +115,8 @@ def test_new_forms_round_trip():
     ({"eval_channels": [0, 0]}, ValueError, "distinct and non-empty"),
     ({"organelle": "golgi"}, ValueError, "organelle must be one of"),
     ({"val_f1": None}, ValueError, "val_f1 a number"),
+    ({"cellprob_threshold": 500}, ValueError, "cellprob_threshold must be from -100 to 100"),
+    ({"cellprob_threshold": float("nan")}, ValueError, "cellprob_threshold must be from"),
 ])
 def test_bad_selections_are_refused(change, error, match):
     data = {**MC_FILE, **change}
@@ -179,6 +183,7 @@ def _config_before(zoo, cell_line, organelle, plate, **options):
     diameters = sorted({cards[c].diameter for c in eval_channels})
     options.setdefault("diameter", float(sum(diameters) / len(diameters)))
     options.setdefault("flow_threshold", float(sel.get("flow_threshold", 0.4)))
+    options.setdefault("cellprob_threshold", float(sel.get("cellprob_threshold", 0.0)))
     return SegmentationConfig(organelle=organelle, channels=tuple(names),
                               channel_models=tuple(str(zoo.weights_path(cards[c].model_id))
                                                    for c in eval_channels), **options)
@@ -187,7 +192,7 @@ def _config_before(zoo, cell_line, organelle, plate, **options):
 @pytest.mark.parametrize("selection", [
     {"strategy": "cw", "model_ids": {0: "cw0", 1: "cw1"}, "eval_channels": [0, 1]},
     {"strategy": "cw", "model_ids": {1: "cw1", 2: "cw2"}, "eval_channels": [1, 2],
-     "flow_threshold": 0.8},
+     "flow_threshold": 0.8, "cellprob_threshold": -2.0},
     {"strategy": "mc", "model_ids": "mc012", "eval_channels": [0, 2]},
     {"strategy": "mc", "model_ids": "mc012", "eval_channels": [1]},
 ])
@@ -200,10 +205,12 @@ def test_resolve_gives_the_config_of_before(small_zoo, plates, selection):
     assert chosen.plate_channels == stored.eval_channels
     assert chosen.weights == tuple(str(small_zoo.weights_path(m)) for m in chosen.model_ids)
     assert chosen.flow_threshold == selection.get("flow_threshold", 0.4)
+    assert chosen.cellprob_threshold == selection.get("cellprob_threshold", 0.0)
     config = config_from_zoo(small_zoo, "CL5", "cyto", plates["same"], name="zoo_labels")
     assert config == _config_before(small_zoo, "CL5", "cyto", plates["same"], name="zoo_labels")
     assert (config.channels, config.channel_models) == (chosen.channels, chosen.weights)
-    assert (config.diameter, config.flow_threshold) == (chosen.diameter, chosen.flow_threshold)
+    assert (config.diameter, config.flow_threshold, config.cellprob_threshold) == (
+        chosen.diameter, chosen.flow_threshold, chosen.cellprob_threshold)
     # the report's model set is the same resolution
     models = selected_models(small_zoo, stored)
     assert models.channels == chosen.channels and models.diameter == chosen.diameter
@@ -211,8 +218,8 @@ def test_resolve_gives_the_config_of_before(small_zoo, plates, selection):
     assert models.label == f"selected {stored.strategy.upper()} {'+'.join(chosen.channels)}"
     # given options win
     given = config_from_zoo(small_zoo, "CL5", "cyto", plates["same"], diameter=17.0,
-                            flow_threshold=0.55)
-    assert (given.diameter, given.flow_threshold) == (17.0, 0.55)
+                            flow_threshold=0.55, cellprob_threshold=0.5)
+    assert (given.diameter, given.flow_threshold, given.cellprob_threshold) == (17.0, 0.55, 0.5)
 
 
 def test_one_diameter_formula_the_one_the_pair_was_scored_at(small_zoo, plates):

@@ -132,17 +132,24 @@ def test_build_writes_models_logs_and_selection(built, plate, small_base):
     assert {tuple(r["eval_channel_names"]) for r in vanilla} == {("mito",), ("ER",),
                                                                  ("mito", "ER")}
     assert "selection CL5/cyto:" in out and "mito+ER" in out
-    # the flow threshold: chosen for the selected pair on the validation fields
-    from structfree_dask.zoo import FLOW_THRESHOLDS, flow_threshold_scores
-    from structfree_dask.zoo.scoring.threshold import best_flow_threshold
+    # the thresholds: chosen for the selected pair on the validation fields
+    from structfree_dask.zoo import CELLPROB_THRESHOLDS, FLOW_THRESHOLDS, threshold_scores
+    from structfree_dask.zoo.scoring.threshold import best_thresholds
 
     assert sel.flow_threshold in FLOW_THRESHOLDS
-    assert f"flow threshold {sel.flow_threshold:g}" in out
-    again = flow_threshold_scores(zoo, sel, plate)
-    assert sel.flow_threshold_val_f1 == {f"{t:g}": pytest.approx(s["f1"])
-                                         for t, s in again.items()}
-    assert sel.flow_threshold == best_flow_threshold({t: s["f1"] for t, s in again.items()})
-    assert flow_threshold_scores(zoo, sel.to_dict(), plate) == again  # dicts still work
+    assert sel.cellprob_threshold in CELLPROB_THRESHOLDS
+    assert (f"flow threshold {sel.flow_threshold:g}, cell probability threshold "
+            f"{sel.cellprob_threshold:g}") in out
+    again = threshold_scores(zoo, sel, plate)
+    f1 = {t: s["f1"] for t, s in again.items()}
+    assert sorted(f1) == sorted((t, c) for t in FLOW_THRESHOLDS for c in CELLPROB_THRESHOLDS)
+    assert (sel.flow_threshold, sel.cellprob_threshold) == best_thresholds(f1)
+    assert sel.flow_threshold_val_f1 == {f"{t:g}": pytest.approx(v) for (t, c), v in f1.items()
+                                         if c == sel.cellprob_threshold}
+    assert sel.cellprob_threshold_val_f1 == {f"{c:g}": pytest.approx(v)
+                                             for (t, c), v in f1.items()
+                                             if t == sel.flow_threshold}
+    assert threshold_scores(zoo, sel.to_dict(), plate) == again  # dicts still work
     assert sel.vanilla is not None and sel.vanilla["strategy"] == VANILLA
     assert tuple(sel.vanilla["eval_channels"]) == sel.eval_channels
 
@@ -312,6 +319,12 @@ def test_bad_flow_thresholds_exit_2(plate, tmp_path, command, capsys):
             main([*argv, "--flow-thresholds", bad])
         assert exc.value.code == 2
         assert "expected numbers >= 0 separated by commas" in capsys.readouterr().err
+    if command == "build":
+        for bad in ("0,-200", "x", ""):
+            with pytest.raises(SystemExit) as exc:
+                main([*argv, "--cellprob-thresholds", bad])
+            assert exc.value.code == 2
+            assert "expected numbers from -100 to 100" in capsys.readouterr().err
     assert not (tmp_path / "zoo").exists()
 
 
@@ -378,6 +391,7 @@ def test_segment_with_the_zoo_selection(built, plate, cluster_client, tmp_path):
     record = label_record(open_labels(info, "cyto_zoo"))
     assert record["channel_names"] == list(sel.eval_channel_names)
     assert record["flow_threshold"] == sel.flow_threshold  # the selection's, by default
+    assert record["cellprob_threshold"] == sel.cellprob_threshold
     from structfree_dask.zoo.use import config_from_zoo
 
     assert config_from_zoo(zoo, "CL5", "cyto", str(target), flow_threshold=0.55

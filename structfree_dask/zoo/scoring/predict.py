@@ -5,7 +5,7 @@ models of a fusion comparison, the Vanilla generalist), the flows of a plane com
 per (model, channel, diameter) (:class:`PlaneFlows`), Flow Averaging and per-channel labels
 from those flows, and the per-plane scores of FA and the mask fusions
 (:func:`method_scores`) that :func:`~structfree_dask.zoo.report.fusion_table` and
-:func:`~structfree_dask.zoo.scoring.threshold.flow_threshold_scores` pool.
+:func:`~structfree_dask.zoo.scoring.threshold.threshold_scores` pool.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from ...backbones import ModelSpec, resolve_model
-from ...config import DEFAULT_FLOW_THRESHOLD, FUSION_BASELINES, SegmentationConfig
+from ...config import (
+    DEFAULT_CELLPROB_THRESHOLD,
+    DEFAULT_FLOW_THRESHOLD,
+    FUSION_BASELINES,
+    SegmentationConfig,
+)
 from ...evaluation.metrics import evaluate
 from ...io import Plate, is_url, open_plate
 from ...pipeline.fusion import fuse_masks
@@ -42,6 +47,7 @@ __all__ = [
     "reference_card",
     "selected_models",
     "subset_models",
+    "threshold_pair",
     "vanilla_models",
 ]
 
@@ -191,21 +197,42 @@ def _rescale(models: FAModels) -> float:
     return models.models[0].diam_mean / models.diameter
 
 
+def _config(flow_threshold: float, cellprob_threshold: float) -> SegmentationConfig:
+    return SegmentationConfig(flow_threshold=flow_threshold,
+                              cellprob_threshold=cellprob_threshold)
+
+
 def fa_labels(models: FAModels, flows: PlaneFlows,
-              flow_threshold: float = DEFAULT_FLOW_THRESHOLD) -> np.ndarray:
+              flow_threshold: float = DEFAULT_FLOW_THRESHOLD,
+              cellprob_threshold: float = DEFAULT_CELLPROB_THRESHOLD) -> np.ndarray:
     """Return Flow Averaging's labels: the models' maps averaged, integrated once."""
     stack = np.stack([flows.get(m, c, models.diameter)
                       for m, c in zip(models.models, models.channels, strict=True)])
-    return flows_to_labels(stack, SegmentationConfig(flow_threshold=flow_threshold),
+    return flows_to_labels(stack, _config(flow_threshold, cellprob_threshold),
                            rescale=_rescale(models))
 
 
 def channel_labels(models: FAModels, flows: PlaneFlows,
-                   flow_threshold: float = DEFAULT_FLOW_THRESHOLD) -> list[np.ndarray]:
+                   flow_threshold: float = DEFAULT_FLOW_THRESHOLD,
+                   cellprob_threshold: float = DEFAULT_CELLPROB_THRESHOLD) -> list[np.ndarray]:
     """Return each channel's own labels (its model's maps integrated alone), in order."""
-    config = SegmentationConfig(flow_threshold=flow_threshold)
+    config = _config(flow_threshold, cellprob_threshold)
     return [flows_to_labels(flows.get(m, c, models.diameter), config, rescale=_rescale(models))
             for m, c in zip(models.models, models.channels, strict=True)]
+
+
+def threshold_pair(threshold: float | tuple[float, float]) -> tuple[float, float]:
+    """Return ``(flow, cell probability)`` thresholds of a flow threshold or of a pair.
+
+    Examples
+    --------
+    >>> threshold_pair(0.6), threshold_pair((0.8, -1))
+    ((0.6, 0.0), (0.8, -1.0))
+    """
+    if isinstance(threshold, tuple):
+        flow, cellprob = threshold
+        return float(flow), float(cellprob)
+    return float(threshold), DEFAULT_CELLPROB_THRESHOLD
 
 
 def subset_models(models: FAModels, subset: Sequence[int]) -> FAModels:
@@ -251,10 +278,10 @@ def load_eval_planes(zoo: Zoo, selection: Selection | Mapping[str, Any],
 
 def method_scores(models: FAModels, planes: Sequence[Plane],
                   subsets: Sequence[tuple[int, ...]], batch_size: int | None,
-                  thresholds: Sequence[float] = (DEFAULT_FLOW_THRESHOLD,),
+                  thresholds: Sequence[float | tuple[float, float]] = (DEFAULT_FLOW_THRESHOLD,),
                   methods: Sequence[str] = METHODS,
-                  ) -> dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]]:
-    """Per-plane scores of FA and the mask fusions per channel subset and flow threshold.
+                  ) -> dict[tuple[str, tuple[int, ...], Any], list[dict[str, Any]]]:
+    """Per-plane scores of FA and the mask fusions per channel subset and threshold.
 
     Each plane's flows are computed once and reused for every subset and threshold;
     the channels are integrated alone only when a mask fusion is among ``methods``.
@@ -268,8 +295,9 @@ def method_scores(models: FAModels, planes: Sequence[Plane],
     subsets : sequence of tuple of int
         Channel subsets (indices into ``models.channels``).
     batch_size : int, optional
-    thresholds : sequence of float
-        Cellpose flow-error thresholds.
+    thresholds : sequence of float or of (float, float)
+        Cellpose flow-error thresholds, or (flow-error, cell probability) pairs (a flow
+        threshold alone: cell probability 0).
     methods : sequence of str
         Among :data:`METHODS`.
 
@@ -287,18 +315,19 @@ def method_scores(models: FAModels, planes: Sequence[Plane],
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; expected some of {list(METHODS)}")
-    rows: dict[tuple[str, tuple[int, ...], float], list[dict[str, Any]]] = {
+    rows: dict[tuple[str, tuple[int, ...], Any], list[dict[str, Any]]] = {
         (m, c, t): [] for m in methods for c in subsets for t in thresholds}
     fusions = [m for m in FUSION_BASELINES if m in methods]
     for plane in planes:
         flows = PlaneFlows(plane, models.channels, batch_size)
         truth = plane.labels.astype(np.int64)
         for threshold in thresholds:
-            per_channel = channel_labels(models, flows, threshold) if fusions else []
+            pair = threshold_pair(threshold)
+            per_channel = channel_labels(models, flows, *pair) if fusions else []
             for subset in subsets:
                 preds = {}
                 if "fa" in methods:
-                    preds["fa"] = fa_labels(subset_models(models, subset), flows, threshold)
+                    preds["fa"] = fa_labels(subset_models(models, subset), flows, *pair)
                 preds.update({m: fuse_masks([per_channel[k] for k in subset], method=m)
                               for m in fusions})
                 for method, labels in preds.items():

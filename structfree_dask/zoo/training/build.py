@@ -42,7 +42,13 @@ from ..card import ModelCard
 from ..registry import Zoo
 from ..scoring.data import fold_order, forget_model, load_planes, load_samples, score_planes
 from ..scoring.scoring import score_split, select_from_scores
-from ..scoring.threshold import FLOW_THRESHOLDS, check_flow_thresholds, choose_flow_threshold
+from ..scoring.threshold import (
+    CELLPROB_THRESHOLDS,
+    FLOW_THRESHOLDS,
+    check_cellprob_thresholds,
+    check_flow_thresholds,
+    choose_thresholds,
+)
 from ..selection import Selection
 from .jobs import TrainingJob
 from .train import Progress, finetune
@@ -355,6 +361,7 @@ def build_zoo(
     settings: TrainSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
     flow_thresholds: Sequence[float] = FLOW_THRESHOLDS,
+    cellprob_thresholds: Sequence[float] = CELLPROB_THRESHOLDS,
 ) -> BuildResult:
     """Train a zoo on a Dask cluster, score every pair, and write the selection.
 
@@ -368,11 +375,11 @@ def build_zoo(
     (fold) runs
     :func:`~structfree_dask.zoo.scoring.scoring.score_split` on the models that trained, and
     :func:`~structfree_dask.zoo.scoring.scoring.select_from_scores` writes the selection. A last
-    task chooses the selected pair's flow threshold on the validation fields
-    (:func:`~structfree_dask.zoo.scoring.threshold.choose_flow_threshold`). The plate and the zoo
-    must be reachable by the workers at the same paths, or be URLs of an object store
-    that the workers read and write directly (a zoo at a URL is checked for writes
-    before any training; see :meth:`Zoo.add` for how models are written there).
+    task chooses the selected pair's flow and cell probability thresholds on the
+    validation fields (:func:`~structfree_dask.zoo.scoring.threshold.choose_thresholds`).
+    The plate and the zoo must be reachable by the workers at the same paths, or be
+    URLs of an object store that the workers read and write directly (a zoo at a URL is
+    checked for writes before any training; see :meth:`Zoo.add` for how models are written there).
 
     Parameters
     ----------
@@ -388,10 +395,12 @@ def build_zoo(
     settings : TrainSettings, optional
     progress : callable, optional
         Called as ``progress(done, total)`` with the finished tasks (training, scoring,
-        flow threshold).
+        thresholds).
     flow_thresholds : sequence of float
-        Cellpose flow thresholds the selection chooses from (one value: that one, no
-        scoring).
+        Cellpose flow thresholds the selection chooses from.
+    cellprob_thresholds : sequence of float
+        Cellpose cell probability thresholds (logits) the selection chooses from, with
+        the flow threshold. One value in each list: those, no scoring.
 
     Returns
     -------
@@ -413,6 +422,7 @@ def build_zoo(
     first = _common(list(jobs))
     settings = settings or TrainSettings()
     thresholds = check_flow_thresholds(flow_thresholds)
+    cellprobs = check_cellprob_thresholds(cellprob_thresholds)
     spec = base if isinstance(base, ModelSpec) else resolve_model(base)  # fail early
     check_store(zoo_dir, write=True, must_exist=False)  # a store: before any training
     zoo = Zoo(zoo_dir)
@@ -465,13 +475,14 @@ def build_zoo(
     result.scores.sort(key=fold_order)
     result.selection = select_from_scores(
         zoo, first.cell_line, first.organelle, result.scores, gt=first.gt, plate=first.plate,
-        seed=first.split.seed, flow_threshold=thresholds[0],
+        seed=first.split.seed, flow_threshold=thresholds[0], cellprob_threshold=cellprobs[0],
         baseline={"model": spec.name, "path": spec.path, "sha256": spec.sha256})
-    if len(thresholds) > 1:
+    if len(thresholds) > 1 or len(cellprobs) > 1:
         result.selection = client.submit(
-            choose_flow_threshold, str(zoo.path), first.cell_line, first.organelle, thresholds,
-            plate=first.plate, gt=first.gt, batch_size=settings.batch_size, pure=False,
-            resources=resources, key=f"zoo-flow-threshold-{uuid.uuid4().hex[:8]}").result()
+            choose_thresholds, str(zoo.path), first.cell_line, first.organelle, thresholds,
+            cellprobs, plate=first.plate, gt=first.gt, batch_size=settings.batch_size,
+            pure=False, resources=resources,
+            key=f"zoo-thresholds-{uuid.uuid4().hex[:8]}").result()
     step()
     result.seconds = time.perf_counter() - started
     return result
