@@ -10,7 +10,10 @@ label images stay the ground truth.
   the larger piece kept); a cell without one stays without (e.g. cut by the field's edge).
   Without given nuclei, every cell gets one drawn as the simulator draws them: an ellipse of
   the cell line's ``nucleus_ratio`` and elongation, here centred near the cell's innermost
-  point, aligned with the cell's long axis and sized to fit, clipped to the cell.
+  point, aligned with the cell's long axis and sized to fit, clipped to the cell. A cell cut
+  by the field's edge is drawn as if it went on beyond the edge as its mirror image, so its
+  nucleus has a whole cell's size and is cut by the edge too (or lies wholly beyond it,
+  leaving the visible piece without one), as in a field cut from a larger image.
 * **Time.** Timepoint 0 is the given shapes, exactly. Later timepoints move them: a slow
   drift of the whole field plus a smooth random deformation (a displacement field on the
   scale of two cell radii, persistent from one timepoint to the next), so every cell keeps
@@ -24,6 +27,7 @@ Deterministic for a seed.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,13 +85,53 @@ def _inner_distance(lab: npt.NDArray[np.uint32]) -> npt.NDArray[np.float32]:
     return out
 
 
+def _ellipse(p: Any, d: npt.NDArray[np.float32],
+             shape_draw: Cells, k: int) -> npt.NDArray[np.bool_]:
+    """Which of the pixels ``p.coords`` (inner distances ``d``) the ``k``-th nucleus covers."""
+    yy, xx = p.coords[:, 0], p.coords[:, 1]
+    core = int(np.argmax(d))
+    a_rel, b_rel = shape_draw["nuc_a"][k], shape_draw["nuc_b"][k]
+    r = min(p.equivalent_diameter_area / 2.0, 0.9 * float(d[core]) / max(a_rel, b_rel))
+    a, b = max(a_rel * r, 1.0), max(b_rel * r, 1.0)
+    theta = math.pi / 2.0 - p.orientation  # long axis, from x towards y
+    ey = yy - (yy[core] + shape_draw["nuc_dy"][k] * r)
+    ex = xx - (xx[core] + shape_draw["nuc_dx"][k] * r)
+    u = (ex * math.cos(theta) + ey * math.sin(theta)) / a
+    v = (ey * math.cos(theta) - ex * math.sin(theta)) / b
+    inside = u * u + v * v <= 1.0
+    inside[core] = True
+    return inside
+
+
+def _beyond_edge(p: Any, shape: tuple[int, ...]
+                 ) -> tuple[npt.NDArray[np.uint32], tuple[int, int]]:
+    """Return a cell cut by the field edge, continued beyond each side it touches (mirrored).
+
+    The cell is label 1; the pair gives the field coordinates of the array's origin.
+    """
+    top, left, bottom, right = p.bbox
+    h, w = p.image.shape
+    pad = ((h * (top == 0), h * (bottom == shape[0])), (w * (left == 0), w * (right == shape[1])))
+    whole = np.pad(p.image, pad, mode="symmetric").astype(LABEL_DTYPE)
+    return whole, (top - pad[0][0], left - pad[1][0])
+
+
+def _touches_edge(p: Any,
+                  shape: tuple[int, ...]) -> bool:
+    top, left, bottom, right = p.bbox
+    return top == 0 or left == 0 or bottom == shape[0] or right == shape[1]
+
+
 def _draw_nuclei(cyto: npt.NDArray[np.uint32], which: npt.NDArray[np.int64],
                  preset: CellLinePreset, rng: np.random.Generator) -> npt.NDArray[np.uint32]:
     """Elliptic nuclei (the simulator's shape draws) for the cells ``which``, in place of none.
 
     Each ellipse is centred near the cell's innermost point, aligned with its long axis,
     scaled so that it fits (its long semi-axis at most 0.9 of the cell's inner radius),
-    clipped to the cell; the nucleus carries the cell's ID.
+    clipped to the cell; the nucleus carries the cell's ID. A cell cut by the field edge is
+    drawn as if it went on beyond the edge as its mirror image, then clipped to the field:
+    its nucleus has the size of a whole cell's and is cut by the edge as the cell is (or
+    lies beyond it), not shrunk to fit the visible piece.
     """
     nuc = np.zeros(cyto.shape, dtype=LABEL_DTYPE)
     if not len(which):
@@ -97,20 +141,19 @@ def _draw_nuclei(cyto: npt.NDArray[np.uint32], which: npt.NDArray[np.int64],
     props = {p.label: p for p in skimage.measure.regionprops(cyto)}
     for k, label in enumerate(which.tolist()):
         p = props[label]
-        yy, xx = p.coords[:, 0], p.coords[:, 1]
-        d = depth[yy, xx]
-        core = int(np.argmax(d))
-        a_rel, b_rel = shape_draw["nuc_a"][k], shape_draw["nuc_b"][k]
-        r = min(p.equivalent_diameter_area / 2.0, 0.9 * float(d[core]) / max(a_rel, b_rel))
-        a, b = max(a_rel * r, 1.0), max(b_rel * r, 1.0)
-        theta = math.pi / 2.0 - p.orientation  # long axis, from x towards y
-        ey = yy - (yy[core] + shape_draw["nuc_dy"][k] * r)
-        ex = xx - (xx[core] + shape_draw["nuc_dx"][k] * r)
-        u = (ex * math.cos(theta) + ey * math.sin(theta)) / a
-        v = (ey * math.cos(theta) - ex * math.sin(theta)) / b
-        inside = u * u + v * v <= 1.0
-        inside[core] = True
-        nuc[yy[inside], xx[inside]] = label
+        if not _touches_edge(p, cyto.shape):
+            inside = _ellipse(p, depth[p.coords[:, 0], p.coords[:, 1]], shape_draw, k)
+            nuc[p.coords[inside, 0], p.coords[inside, 1]] = label
+            continue
+        whole, (oy, ox) = _beyond_edge(p, cyto.shape)
+        q = skimage.measure.regionprops(whole)[0]
+        inside = _ellipse(q, _inner_distance(whole)[q.coords[:, 0], q.coords[:, 1]],
+                          shape_draw, k)
+        yy, xx = q.coords[inside, 0] + oy, q.coords[inside, 1] + ox
+        seen = (yy >= 0) & (yy < cyto.shape[0]) & (xx >= 0) & (xx < cyto.shape[1])
+        yy, xx = yy[seen], xx[seen]
+        mine = cyto[yy, xx] == label
+        nuc[yy[mine], xx[mine]] = label
     nuc[stray_fragments(nuc, nuc > 0)] = 0
     return nuc
 
