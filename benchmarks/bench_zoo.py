@@ -21,13 +21,17 @@ baselines (pixel voting, majority voting, STAPLE, SIMPLE) with the CW models on 
 test fields: once on all weak reporters, and once with each method on its own subset of two
 or more weak reporters, the one of best validation F1 (as FA's subset is chosen). With
 ``--flow-thresholds`` (default 0.4,0.6,0.8), each method also picks Cellpose's flow-error
-threshold on the validation fields; the Vanilla/CW/MC table is at Cellpose's 0.4.
+threshold on the validation fields; the Vanilla/CW/MC table is at Cellpose's 0.4. The zoo's
+selection chooses its flow and cell probability thresholds on the validation fields from
+``--flow-thresholds`` x ``--cellprob-thresholds`` (default 0,-1,-2), as ``zoo build`` does.
 
 The split leaves two validation fields, so one split's choice of subset is one draw of a
 noisy choice. ``--selection-draws N`` repeats it: each method picks its subset and flow
 threshold on ``N`` random draws of test fields (as many as the split validates on, then half
 of them) and is scored on the other test fields. ``--keep DIR --reuse`` reruns the
-comparisons on the plates and zoos kept in ``DIR``, without training.
+comparisons on the plates and zoos kept in ``DIR``, without training; the selection's
+thresholds are chosen again from the lists given (``--cellprob-thresholds 0``: the flow
+threshold alone, as before the cell probability threshold was chosen).
 
 Usage::
 
@@ -173,7 +177,7 @@ def shapes_plate(tag: str, preset: Any, work: Path,
 def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
                  client: Any) -> list[dict[str, Any]]:
     from structfree_dask.config import TrainSettings
-    from structfree_dask.zoo import Zoo, build_zoo, training_jobs
+    from structfree_dask.zoo import Zoo, build_zoo, choose_thresholds, training_jobs
 
     if args.shapes_from:
         plate, wells, heldout = shapes_plate(tag, preset, work, args)
@@ -195,12 +199,15 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
             settings = TrainSettings(**{"max_epochs": args.epochs, "patience": args.patience,
                                         "tile_size": args.tile_size, **args.train})
             res = build_zoo(jobs, zoo_dir, client=client, settings=settings,
-                            flow_thresholds=args.flow_thresholds)
+                            flow_thresholds=args.flow_thresholds,
+                            cellprob_thresholds=args.cellprob_thresholds)
             if not res.ok:
                 raise RuntimeError(f"{tag}/{organelle}: build failed: {res.failed}")
             train_s = round(res.seconds, 1)
         else:
             logger.info("%s/%s: reusing the zoo kept in %s", tag, organelle, zoo_dir)
+            choose_thresholds(zoo_dir, preset.name, organelle, args.flow_thresholds,
+                              args.cellprob_thresholds)
         zoo = Zoo(zoo_dir)
         selection = zoo.selection(preset.name, organelle)
         cards = zoo.cards(preset.name, organelle)
@@ -569,6 +576,9 @@ def main() -> int:
     ap.add_argument("--flow-thresholds", default="0.4,0.6,0.8",
                     help="flow-error thresholds each fusion method (FA included) chooses from "
                          "on the validation fields (default 0.4,0.6,0.8; 0.4: cellpose's only)")
+    ap.add_argument("--cellprob-thresholds", default="0,-1,-2",
+                    help="cell probability thresholds the zoo's selection chooses from with "
+                         "the flow threshold (default 0,-1,-2; 0: cellpose's only)")
     ap.add_argument("--selection-draws", type=int, default=0, metavar="N",
                     help="also choose each method's subset and threshold on N random draws "
                          "of test fields, scoring on the rest (default 0: off)")
@@ -588,6 +598,11 @@ def main() -> int:
         args.flow_thresholds = tuple(float(v) for v in args.flow_thresholds.split(","))
     except ValueError:
         ap.error(f"--flow-thresholds: expected numbers like 0.4,0.6; got {args.flow_thresholds!r}")
+    try:
+        args.cellprob_thresholds = tuple(float(v) for v in args.cellprob_thresholds.split(","))
+    except ValueError:
+        ap.error(f"--cellprob-thresholds: expected numbers like 0,-1; got "
+                 f"{args.cellprob_thresholds!r}")
     if args.reuse and args.keep is None:
         ap.error("--reuse needs --keep DIR (the folder with the kept plates and zoos)")
     if args.selection_draws < 0:

@@ -11,8 +11,8 @@ for CW, one id for MC), so older code reads the files written now.
 
 :func:`resolve` (and :meth:`Selection.resolve`) turns a selection into what a
 segmentation needs: the channel names, the weights file of each channel's model, the
-diameter and the flow threshold (:class:`ResolvedSelection`), checking that a plate has
-the channels the models were trained on. ``segment --zoo``
+diameter and the flow and cell probability thresholds (:class:`ResolvedSelection`),
+checking that a plate has the channels the models were trained on. ``segment --zoo``
 (:func:`~structfree_dask.zoo.use.config_from_zoo`), the zoo report and the choice of the
 thresholds all go through it.
 
