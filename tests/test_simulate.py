@@ -54,24 +54,67 @@ def test_same_seed_is_bitwise_identical() -> None:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
 
 
-#: sha256 of ``simulate_field(...).image.tobytes()``: the rendering is pinned bit for bit.
-_PINNED_IMAGES = {
-    ("CL1", "confocal", 64, 3, 1):
-        "c51cb39933014988de352e0ac9957b1bcbfd374c44189424c9d920853d9c7505",
-    ("CL5", "widefield", 64, 3, 1):
-        "7cfa11428fd8462f562cdb4014f4448685bdb903f63caf1449d66593e7796103",
-    ("CL2", "confocal", 96, 12, 2):
-        "c440808396b571281c73f41aea4b22053eee423c16743fa497f361d45654b6bc",
+#: The rendering, pinned: sha256 of the label images (cells, then nuclei), bit for bit, and
+#: the mean and standard deviation of every (timepoint, channel) plane of the image, to 1e-3.
+#: The image itself is not pinned bit for bit: numpy's vectorised float maths differ in the
+#: last bits between CPUs (with and without AVX-512), and a Poisson draw can follow; the same
+#: field rendered both ways differs in a few dozen of its 330 000 pixels.
+_PINNED = {
+    ('CL1', 'confocal', 64, 3, 1): (
+        "ea59fa2036b987f17872859e9be7c90a995bbc387dce4e1fb0a6cc862836b5a2",
+        [[410.80, 648.13, 214.32, 217.34],
+         [410.62, 647.81, 213.01, 208.91],
+         [398.12, 637.75, 213.24, 194.86]],
+        [[469.21, 695.44, 186.65, 213.15],
+         [485.72, 707.45, 193.41, 202.57],
+         [494.49, 727.01, 200.84, 183.61]]),
+    ('CL5', 'widefield', 64, 3, 1): (
+        "9ac0557495536df43fca1674b57f9f74d68f280ce205332fa0816c0fc821c41b",
+        [[118.92, 118.70, 118.97, 118.19],
+         [118.99, 118.77, 118.92, 118.22],
+         [119.39, 119.17, 119.37, 119.26]],
+        [[5.59, 5.51, 5.72, 5.38],
+         [5.56, 5.64, 5.60, 5.30],
+         [5.94, 5.60, 5.95, 6.12]]),
+    ('CL2', 'confocal', 96, 12, 2): (
+        "2f28623f376722f208d8e77b0b60e665378be72a68df2e3d6b4b30b8978460cf",
+        [[1033.71, 290.15, 209.70],
+         [1046.89, 294.51, 210.99],
+         [1053.89, 298.11, 211.07],
+         [1036.03, 304.36, 213.26],
+         [1016.11, 314.97, 212.87],
+         [1013.05, 316.92, 210.65],
+         [1030.32, 325.88, 213.05],
+         [1101.96, 333.31, 219.82],
+         [1149.88, 335.52, 220.09],
+         [1183.15, 340.21, 220.54],
+         [1206.99, 342.36, 221.45],
+         [1244.42, 355.09, 222.41]],
+        [[1238.84, 279.32, 180.51],
+         [1247.76, 281.62, 179.01],
+         [1219.11, 280.51, 177.31],
+         [1212.36, 285.48, 181.82],
+         [1187.23, 295.48, 178.55],
+         [1239.34, 298.32, 178.24],
+         [1286.11, 306.27, 185.24],
+         [1259.34, 312.13, 187.35],
+         [1308.74, 314.74, 183.40],
+         [1276.56, 310.06, 176.60],
+         [1297.64, 313.04, 171.35],
+         [1293.59, 325.76, 165.35]]),
 }
 
 
-@pytest.mark.parametrize(("name", "mode", "size", "timepoints", "seed"), sorted(_PINNED_IMAGES))
-def test_images_match_pinned_checksums(
+@pytest.mark.parametrize(("name", "mode", "size", "timepoints", "seed"), sorted(_PINNED))
+def test_rendering_matches_pinned_values(
     name: str, mode: str, size: int, timepoints: int, seed: int
 ) -> None:
     f = simulate_field(name, size=size, timepoints=timepoints, seed=seed, mode=mode)
-    digest = hashlib.sha256(f.image.tobytes()).hexdigest()
-    assert digest == _PINNED_IMAGES[name, mode, size, timepoints, seed]
+    labels, mean, std = _PINNED[name, mode, size, timepoints, seed]
+    assert hashlib.sha256(f.cyto.tobytes() + f.nuclei.tobytes()).hexdigest() == labels
+    image = f.image.astype(np.float64)
+    np.testing.assert_allclose(image.mean(axis=(2, 3)), mean, rtol=1e-3, atol=0.01)
+    np.testing.assert_allclose(image.std(axis=(2, 3)), std, rtol=1e-3, atol=0.01)
 
 
 def test_seed_sequence_is_not_consumed() -> None:
