@@ -594,15 +594,17 @@ def main() -> int:
         if bad:
             ap.error(f"{name}: expected a comma-separated subset of {sorted(allowed)}; "
                      f"got {sorted(bad)}")
-    try:
-        args.flow_thresholds = tuple(float(v) for v in args.flow_thresholds.split(","))
-    except ValueError:
-        ap.error(f"--flow-thresholds: expected numbers like 0.4,0.6; got {args.flow_thresholds!r}")
-    try:
-        args.cellprob_thresholds = tuple(float(v) for v in args.cellprob_thresholds.split(","))
-    except ValueError:
-        ap.error(f"--cellprob-thresholds: expected numbers like 0,-1; got "
-                 f"{args.cellprob_thresholds!r}")
+    from structfree_dask.zoo.scoring.threshold import (
+        check_cellprob_thresholds,
+        check_flow_thresholds,
+    )
+
+    for name, check in (("flow_thresholds", check_flow_thresholds),
+                        ("cellprob_thresholds", check_cellprob_thresholds)):
+        try:  # the checks zoo build's options use
+            setattr(args, name, tuple(check(getattr(args, name).split(","))))
+        except ValueError as err:
+            ap.error(f"--{name.replace('_', '-')}: {err}")
     if args.reuse and args.keep is None:
         ap.error("--reuse needs --keep DIR (the folder with the kept plates and zoos)")
     if args.selection_draws < 0:
