@@ -26,6 +26,10 @@ the two slow ones):
 ``mc``                  one model on every channel in ``--mc-channels`` (MC: each
                         channel its own sample), scored with FA over them
 ``mc_from_cw``          the same MC model, fine-tuned from the ``base`` variant's weights
+``mc_steps``            the same MC model at ``--epochs`` / |C| epochs: as many steps as a
+                        CW model (MC's own sampling gives |C| samples per field and epoch)
+``mc_mean``             MC sampling by mean: one sample per field, the mean of its channels
+                        (each normalized to its 1/99 percentiles); scored with FA over them
 ``cw_pair``             no training: the card's zoo's own CW models of ``--mc-channels``
                         (same split and seed), scored with FA over them, as the mc rows
 ======================  =============================================================
@@ -75,6 +79,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "e100": {"max_epochs": 100},
     "mc": {"mc": True},
     "mc_from_cw": {"mc": True, "from_base": True},
+    "mc_steps": {"mc": True, "same_steps": True},
+    "mc_mean": {"mc": True, "mean": True},
     "cw_pair": {"mc": True, "zoo_cw": True},
 }
 SLOW = ("e100", "tile224")
@@ -172,9 +178,11 @@ def run_variant(name: str, card: dict[str, Any], args: argparse.Namespace,
     channels = args.mc_channels if v.get("mc") else list(card["channels"])
     if v.get("zoo_cw"):
         return _zoo_cw_row(name, card, args, channels)
-    train = load_samples(plate, split["train"], channels, gt) * v.get("repeat", 1)
-    val = load_samples(plate, split["val"], channels, gt)
-    epochs = max(1, round(v.get("max_epochs", args.epochs) * v.get("epochs_factor", 1.0)))
+    samples = _mean_samples if v.get("mean") else load_samples
+    train = samples(plate, split["train"], channels, gt) * v.get("repeat", 1)
+    val = samples(plate, split["val"], channels, gt)
+    factor = 1 / len(channels) if v.get("same_steps") else v.get("epochs_factor", 1.0)
+    epochs = max(1, round(v.get("max_epochs", args.epochs) * factor))
     settings = TrainSettings(max_epochs=epochs, patience=50, tile_size=v.get(
         "tile_size", args.tile), lr=v.get("lr", 5e-4), batch_size=v.get("batch_size", 8))
     steps = epochs * math.ceil(len(train) / settings.batch_size)
@@ -192,6 +200,22 @@ def run_variant(name: str, card: dict[str, Any], args: argparse.Namespace,
                        {"val": split["val"], "test": split["test"]}))
     logger.info("%s", json.dumps(row, default=str))
     return row
+
+
+def _mean_samples(plate: str, fields: list[str], channels: list[int],
+                  gt: str) -> list[tuple[Any, Any]]:
+    """One sample per plane: the mean of its channels, each normalized to its 1/99
+    percentiles (as ``finetune`` normalizes every sample)."""
+    import numpy as np
+
+    from structfree_dask.zoo.scoring.data import load_planes
+    from structfree_dask.zoo.training.train import prepare_samples
+
+    out = []
+    for plane in load_planes(plate, fields, channels, gt):
+        normed = prepare_samples([(c, plane.labels) for c in plane.image])
+        out.append((np.mean([im for im, _ in normed], axis=0), plane.labels))
+    return out
 
 
 def _zoo_cw_row(name: str, card: dict[str, Any], args: argparse.Namespace,

@@ -10,20 +10,21 @@ Two simulated plates, both imaged in widefield mode with dense, irregular cells:
 
 For each plate and organelle (nuclei, cytoplasm) the zoo is built on a local Dask cluster
 (one task per model): one channel-wise (CW) model per weak reporter and one MC model on all
-channels, fine-tuned from the shipped generalist with the method's augmentations and early
-stopping, split 80/10/10 by field over the first ``--rows`` rows of wells. Every (training
-subset, evaluation subset) pair and the Vanilla generalist are scored with Flow Averaging on
-the validation fields; for each of Vanilla, CW and MC the pair of best validation F1 is kept
-and its **test** F1 (IoU 0.5) is reported, on the split's test fields plus ``--heldout-rows``
-further rows of wells that take no part in training, validation or selection (the split
-alone leaves only a few test fields). Then FA is compared with the four mask-fusion
-baselines (pixel voting, majority voting, STAPLE, SIMPLE) with the CW models on the same
-test fields: once on all weak reporters, and once with each method on its own subset of two
-or more weak reporters, the one of best validation F1 (as FA's subset is chosen). With
-``--flow-thresholds`` (default 0.4,0.6,0.8), each method also picks Cellpose's flow-error
-threshold on the validation fields; the Vanilla/CW/MC table is at Cellpose's 0.4. The zoo's
-selection chooses its flow and cell probability thresholds on the validation fields from
-``--flow-thresholds`` x ``--cellprob-thresholds`` (default 0,-1,-2), as ``zoo build`` does.
+channels (``--mc-subsets``: MC models on the subsets given instead), fine-tuned from the
+shipped generalist with the method's augmentations and early stopping, split 80/10/10 by
+field over the first ``--rows`` rows of wells. Every (training subset, evaluation subset)
+pair and the Vanilla generalist are scored with Flow Averaging on the validation fields; for
+each of Vanilla, CW and MC the pair of best validation F1 is kept and its **test** F1 (IoU
+0.5) is reported, on the split's test fields plus ``--heldout-rows`` further rows of wells
+that take no part in training, validation or selection (the split alone leaves only a few
+test fields). Then FA is compared with the four mask-fusion baselines (pixel voting,
+majority voting, STAPLE, SIMPLE) with the CW models on the same test fields: once on all
+weak reporters, and once with each method on its own subset of two or more weak reporters,
+the one of best validation F1 (as FA's subset is chosen). With ``--flow-thresholds``
+(default 0.4,0.6,0.8), each method also picks Cellpose's flow-error threshold on the
+validation fields; the Vanilla/CW/MC table is at Cellpose's 0.4. The zoo's selection chooses
+its flow and cell probability thresholds on the validation fields from ``--flow-thresholds``
+x ``--cellprob-thresholds`` (default 0,-1,-2), as ``zoo build`` does.
 
 The split leaves two validation fields, so one split's choice of subset is one draw of a
 noisy choice. ``--selection-draws N`` repeats it: each method picks its subset and flow
@@ -185,9 +186,9 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
         plate, wells, heldout = simulated_plate(tag, preset, work, args)
     names = [c.name for c in preset.channels]
     weak = [i for i, n in enumerate(names) if n != "strong-reporter"]
-    subsets = [(c,) for c in weak]
+    subsets: list[tuple[int | str, ...]] = [(c,) for c in weak]
     if "mc" in args.strategies.split(","):
-        subsets.append(tuple(range(len(names))))
+        subsets += args.mc_subsets or [tuple(range(len(names)))]
     out = []
     for organelle in args.organelles.split(","):
         t0 = time.perf_counter()
@@ -573,6 +574,10 @@ def main() -> int:
     ap.add_argument("--strategies", default="cw,mc",
                     help="cw,mc (default) or cw: leave out the MC model (the fusion "
                          "comparison uses the CW models only)")
+    ap.add_argument("--mc-subsets", default=None, metavar="SUBSETS",
+                    help="with mc: the MC models' training subsets, channel names or indices, "
+                         "';' between subsets, e.g. 'mito,ER;mito,ER,membrane' (default: one "
+                         "MC model on all channels)")
     ap.add_argument("--flow-thresholds", default="0.4,0.6,0.8",
                     help="flow-error thresholds each fusion method (FA included) chooses from "
                          "on the validation fields (default 0.4,0.6,0.8; 0.4: cellpose's only)")
@@ -605,6 +610,17 @@ def main() -> int:
             setattr(args, name, tuple(check(getattr(args, name).split(","))))
         except ValueError as err:
             ap.error(f"--{name.replace('_', '-')}: {err}")
+    if args.mc_subsets is not None:
+        from structfree_dask.cli.zoo import parse_subsets
+
+        try:  # the parser zoo build's --subsets uses ('all': the default)
+            parsed = parse_subsets(args.mc_subsets)
+        except argparse.ArgumentTypeError as err:
+            ap.error(f"--mc-subsets: {err}")
+        args.mc_subsets = parsed and [tuple(s) for s in parsed]
+        if (parsed and any(len(s) < 2 for s in parsed)) or "mc" not in args.strategies:
+            ap.error("--mc-subsets: expected subsets of two or more channels, with mc among "
+                     f"--strategies; got {parsed} with --strategies {args.strategies}")
     if args.reuse and args.keep is None:
         ap.error("--reuse needs --keep DIR (the folder with the kept plates and zoos)")
     if args.selection_draws < 0:
