@@ -26,6 +26,10 @@ validation fields; the Vanilla/CW/MC table is at Cellpose's 0.4. The zoo's selec
 its flow and cell probability thresholds on the validation fields from ``--flow-thresholds``
 x ``--cellprob-thresholds`` (default 0,-1,-2), as ``zoo build`` does.
 
+``--folds K`` trains every model on K k-fold splits instead (the method's cross-validation):
+the selection takes the pair of best mean validation F1 over the folds, and the test fields
+are the first fold's test fields plus the held-out ones, scored with the first fold's models.
+
 The split leaves two validation fields, so one split's choice of subset is one draw of a
 noisy choice. ``--selection-draws N`` repeats it: each method picks its subset and flow
 threshold on ``N`` random draws of test fields (as many as the split validates on, then half
@@ -196,7 +200,8 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
         train_s = None
         if not (args.reuse and _has_selection(zoo_dir, preset.name, organelle)):
             jobs = training_jobs(plate, f"gt_{organelle}", organelle, preset.name,
-                                 subsets=subsets, seed=args.seed, wells=wells)
+                                 subsets=subsets, seed=args.seed, wells=wells,
+                                 folds=args.folds)
             settings = TrainSettings(**{"max_epochs": args.epochs, "patience": args.patience,
                                         "tile_size": args.tile_size, **args.train})
             res = build_zoo(jobs, zoo_dir, client=client, settings=settings,
@@ -331,7 +336,8 @@ def compare(zoo: Any, selection: Any, plate: Any, allowed: set[int],
     row: dict[str, Any] = {"n_test_fields": len(test)}
     best = {s: _best(selection.candidates, s, allowed) for s in ("vanilla", "cw", "mc")}
     rescored = {pair_key(r): r for r in score_candidates(
-        zoo, plate, gt, ref.cell_line, ref.organelle, fields=test)}
+        zoo, plate, gt, ref.cell_line, ref.organelle, fold=ref.split.fold,
+        seed=ref.split.seed, fields=test)}
     if best["vanilla"] is not None:
         base = (selection.baseline or {}).get("path")
         for r in score_vanilla(plate, gt, test, [best["vanilla"]["eval_channels"]], base,
@@ -578,6 +584,11 @@ def main() -> int:
                     help="with mc: the MC models' training subsets, channel names or indices, "
                          "';' between subsets, e.g. 'mito,ER;mito,ER,membrane' (default: one "
                          "MC model on all channels)")
+    ap.add_argument("--folds", type=int, default=None, metavar="K",
+                    help="k-fold splits instead of one 80/10/10 split: the selection takes "
+                         "the pair of best mean validation F1 over the K folds; test fields "
+                         "are the first fold's plus the held-out ones, scored with the first "
+                         "fold's models (default: one split)")
     ap.add_argument("--flow-thresholds", default="0.4,0.6,0.8",
                     help="flow-error thresholds each fusion method (FA included) chooses from "
                          "on the validation fields (default 0.4,0.6,0.8; 0.4: cellpose's only)")
@@ -621,6 +632,8 @@ def main() -> int:
         if (parsed and any(len(s) < 2 for s in parsed)) or "mc" not in args.strategies:
             ap.error("--mc-subsets: expected subsets of two or more channels, with mc among "
                      f"--strategies; got {parsed} with --strategies {args.strategies}")
+    if args.folds is not None and args.folds < 2:
+        ap.error(f"--folds: expected K >= 2 (leave it out for one split); got {args.folds}")
     if args.reuse and args.keep is None:
         ap.error("--reuse needs --keep DIR (the folder with the kept plates and zoos)")
     if args.selection_draws < 0:
@@ -644,14 +657,15 @@ def main() -> int:
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_zoo_"))
     work.mkdir(parents=True, exist_ok=True)
+    split = f"in {args.folds} folds" if args.folds else "split 80/10/10"
     if args.shapes_from:
         data = (f"CL5's reporters on the real shapes of {', '.join(args.shapes_from)} "
                 f"(widefield, each image cut into 4 fields, {args.timepoints} timepoint(s)); "
                 f"the last {args.heldout_images} image(s) of each are test fields only, the "
-                "others split 80/10/10")
+                f"others {split}")
     else:
         data = (f"{args.rows * args.cols} fields of {args.size} px per plate (widefield), "
-                f"split 80/10/10, plus {args.heldout_rows * args.cols} held-out test fields")
+                f"{split}, plus {args.heldout_rows * args.cols} held-out test fields")
     print(f"structfree_dask zoo benchmark: {data}, at most {args.epochs} epochs "
           f"(patience {args.patience}), training tiles {args.tile_size} px, "
           f"{args.workers} workers x 1 thread; other settings {args.train or 'default'}")
