@@ -624,14 +624,16 @@ def main() -> int:
     if args.mc_subsets is not None:
         from structfree_dask.cli.zoo import parse_subsets
 
+        given = args.mc_subsets
         try:  # the parser zoo build's --subsets uses ('all': the default)
-            parsed = parse_subsets(args.mc_subsets)
+            parsed = parse_subsets(given)
         except argparse.ArgumentTypeError as err:
             ap.error(f"--mc-subsets: {err}")
         args.mc_subsets = parsed and [tuple(s) for s in parsed]
-        if (parsed and any(len(s) < 2 for s in parsed)) or "mc" not in args.strategies:
+        with_mc = "mc" in args.strategies.split(",")
+        if (parsed and any(len(s) < 2 for s in parsed)) or not with_mc:
             ap.error("--mc-subsets: expected subsets of two or more channels, with mc among "
-                     f"--strategies; got {parsed} with --strategies {args.strategies}")
+                     f"--strategies; got {given!r} with --strategies {args.strategies}")
     if args.folds is not None and args.folds < 2:
         ap.error(f"--folds: expected K >= 2 (leave it out for one split); got {args.folds}")
     if args.reuse and args.keep is None:
