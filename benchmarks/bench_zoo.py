@@ -184,15 +184,20 @@ def run_scenario(tag: str, preset: Any, work: Path, args: argparse.Namespace,
     from structfree_dask.config import TrainSettings
     from structfree_dask.zoo import Zoo, build_zoo, choose_thresholds, training_jobs
 
-    if args.shapes_from:
-        plate, wells, heldout = shapes_plate(tag, preset, work, args)
-    else:
-        plate, wells, heldout = simulated_plate(tag, preset, work, args)
     names = [c.name for c in preset.channels]
     weak = [i for i, n in enumerate(names) if n != "strong-reporter"]
     subsets: list[tuple[int | str, ...]] = [(c,) for c in weak]
     if "mc" in args.strategies.split(","):
         subsets += args.mc_subsets or [tuple(range(len(names)))]
+    unknown = sorted({str(c) for s in subsets for c in s
+                      if c not in names and c not in range(len(names))})
+    if unknown:  # before any plate is rendered
+        raise SystemExit(f"--mc-subsets: {tag} has channels {', '.join(names)} (or indices 0 "
+                         f"to {len(names) - 1}); got {', '.join(unknown)}")
+    if args.shapes_from:
+        plate, wells, heldout = shapes_plate(tag, preset, work, args)
+    else:
+        plate, wells, heldout = simulated_plate(tag, preset, work, args)
     out = []
     for organelle in args.organelles.split(","):
         t0 = time.perf_counter()
@@ -629,9 +634,9 @@ def main() -> int:
             parsed = parse_subsets(given)
         except argparse.ArgumentTypeError as err:
             ap.error(f"--mc-subsets: {err}")
-        args.mc_subsets = parsed and [tuple(s) for s in parsed]
-        with_mc = "mc" in args.strategies.split(",")
-        if (parsed and any(len(s) < 2 for s in parsed)) or not with_mc:
+        args.mc_subsets = [tuple(s) for s in parsed] if parsed else None
+        too_small = any(len(s) < 2 for s in args.mc_subsets or [])
+        if too_small or "mc" not in args.strategies.split(","):
             ap.error("--mc-subsets: expected subsets of two or more channels, with mc among "
                      f"--strategies; got {given!r} with --strategies {args.strategies}")
     if args.folds is not None and args.folds < 2:
