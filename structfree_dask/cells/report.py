@@ -36,13 +36,14 @@ from ..io import (
     MEASUREMENTS_FOLDER,
     Plate,
     basename,
+    check_output_folder,
     exists,
-    is_url,
     list_tables,
     open_plate,
     plate_dataset,
     read_plate_dataset,
     redact,
+    replacing,
     table_attrs,
 )
 from ._report_figures import plate_maps, readout_plate, spread, thumbnail, well_matrix
@@ -281,12 +282,6 @@ def _readout_channel(df: pd.DataFrame, channels: tuple[str, ...], readout: str |
     return readout
 
 
-def _check_output(out: Path, store: str) -> None:
-    if not is_url(store) and out.resolve().is_relative_to(Path(store).resolve()):
-        raise ValueError(f"the report folder {out} is inside the plate {store}; "
-                         "choose a folder outside it")
-
-
 def _reference_label(info: Any, table: str) -> str | None:
     """Return the label image a field's feature table refers to (``region.path``), if any."""
     if table not in list_tables(info):
@@ -310,12 +305,14 @@ class _Report:
         self.files: list[str] = []
 
     def save(self, fig: Any, name: str, dpi: int = 100) -> str:
-        fig.savefig(self.out / name, dpi=dpi)
+        with replacing(self.out / name) as tmp:
+            fig.savefig(tmp, dpi=dpi)
         self.files.append(name)
         return name
 
     def csv(self, frame: pd.DataFrame, name: str) -> str:
-        frame.to_csv(self.out / name, index=False)
+        with replacing(self.out / name) as tmp:
+            frame.to_csv(tmp, index=False)
         self.files.append(name)
         return f'<p><a href="{name}">{name}</a></p>'
 
@@ -417,8 +414,8 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
     plate = open_plate(plate)
     if isinstance(thumbnails, bool) or not isinstance(thumbnails, int) or thumbnails < 0:
         raise ValueError(f"thumbnails must be an integer >= 0; got {thumbnails!r}")
-    out = Path(output) if output is not None else default_report_dir(plate.store)
-    _check_output(out, plate.store)
+    out = check_output_folder(default_report_dir(plate.store) if output is None else output,
+                              "report folder", outside=plate.store)
     where = plate_dataset(plate.store, table)
     if not exists(where):
         raise FileNotFoundError(f"plate {redact(plate.store)} has no dataset {table!r} in "
@@ -450,7 +447,8 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
     sections.append(("Flagged objects", report.flagged(counts)))
     page = out / REPORT_PAGE
     title = f"{plate.name or basename(plate.store)}: {table}"
-    page.write_text(_page(title, sections), encoding="utf-8")
+    with replacing(page) as tmp:
+        tmp.write_text(_page(title, sections), encoding="utf-8")
     logger.info("report of %s (table %s) written to %s with %s", redact(plate.store), table,
                 page, ", ".join(report.files) or "no figure")
     return page

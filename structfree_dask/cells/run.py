@@ -25,28 +25,31 @@ from ..io import (
     LabelImage,
     ParquetStream,
     TableExistsError,
+    check_label_target,
+    check_table_targets,
     completed_timepoints,
     create_feature_table,
     create_labels,
+    extend_timepoints,
     feature_table_timepoints,
-    filesystem,
     finalize_labels,
-    is_url,
-    join,
     label_record,
     list_tables,
     mark_done,
     open_labels,
     open_plate,
-    plate_dataset,
-    plate_part_name,
+    plate_part_location,
+    remove_plate_parts,
     table_attrs,
     table_part_location,
+    unmark_done,
     update_table_attrs,
     write_label_region,
     write_parquet,
     write_table_part,
 )
+from ..runtime.resume import Resume, decide_resume
+from ..runtime.selection import select_timepoints
 from .columns import PLATE_KEYS
 from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, region_summary
 from .measure import column_dtypes, empty_measurements, measure_cells
@@ -183,8 +186,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
         [pa.field(k, pa.int32() if k == "field" else pa.string()) for k in PLATE_KEYS]
         + list(schema))
     field_part = table_part_location(image, unit.table, unit.t)
-    plate_part = join(plate_dataset(unit.plate_store, unit.table),
-                      plate_part_name(image.path, unit.t))
+    plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
     with ParquetStream(field_part, schema) as field_out, \
             ParquetStream(plate_part, plate_schema) as plate_out:
         for ys, xs in regions(ny, nx, unit.region):
@@ -235,7 +237,7 @@ def write_rows(image: ImageInfo, table: str, plate_store: str, t: int, df: Any) 
     """
     import pyarrow as pa
 
-    location = join(plate_dataset(plate_store, table), plate_part_name(image.path, t))
+    location = plate_part_location(plate_store, table, image.path, t)
     write_parquet(pa.Table.from_pandas(_with_plate_keys(df, image.path), preserve_index=False),
                   location)
     write_table_part(image, table, t, pa.Table.from_pandas(df, preserve_index=False))
@@ -282,56 +284,65 @@ def _check_labels(image: ImageInfo, names: Sequence[str]) -> list[LabelImage]:
 def _resolve_channels(image: ImageInfo, channels: Sequence[int | str] | None) -> tuple[int, ...]:
     if channels is None:
         return tuple(range(image.sizes["c"]))
-    return tuple(image.channel_index(c) for c in channels)
+    if len(channels) == 0:
+        raise ValueError("channels: expected at least one channel to measure (by index or "
+                         f"name: {', '.join(image.channel_names)}); got none")
+    out = tuple(image.channel_index(c) for c in channels)
+    if len(set(out)) != len(out):
+        raise ValueError(
+            f"channels {list(channels)} name the same channel of {image.url} more than once "
+            f"({', '.join(f'{i}={n}' for i, n in enumerate(image.channel_names))}); each "
+            "channel is measured once")
+    return out
 
 
-def _table_state(image: ImageInfo, table: str, record: dict[str, Any], overwrite: bool
-                 ) -> bool:
-    """Whether the field's table exists as this run's (to append to); raise if taken."""
-    if table not in list_tables(image):
-        return False
-    attrs = table_attrs(image, table)
-    if overwrite:
-        return False
-    if attrs.get(_RECORD) != record:
-        raise TableExistsError(
-            f"table {table!r} of field {image.path!r} exists and was not measured with these "
-            f"settings ({attrs.get(_RECORD)} vs {record}); pass overwrite=True (--overwrite) "
-            "to replace it, or choose another table name")
-    return True
+def _record_diffs(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k}: {old.get(k)!r} vs {new.get(k)!r}" for k in keys
+                     if old.get(k) != new.get(k))
 
 
-def _remove_plate_parts(plate_store: str, table: str, field_path: str) -> None:
-    location = plate_dataset(plate_store, table)
-    prefix = plate_part_name(field_path, 0).rsplit("-t", 1)[0] + "-t"
-    if is_url(location):
-        fs, path = filesystem(location)
-        if fs.exists(path):
-            for p in fs.ls(path, detail=False):
-                if p.rsplit("/", 1)[-1].startswith(prefix):
-                    fs.rm(p)
-        return
-    from pathlib import Path
-
-    folder = Path(location)
-    if folder.is_dir():
-        for p in folder.iterdir():
-            if p.name.startswith(prefix):
-                p.unlink()
+def _table_decision(image: ImageInfo, table: str, record: dict[str, Any], ts: list[int],
+                    overwrite: bool) -> Resume:
+    """Decide what happens to the field's table: created, recreated, or kept."""
+    exists = table in list_tables(image)
+    attrs = table_attrs(image, table) if exists else {}
+    ours = isinstance(attrs.get(_RECORD), dict)
+    written = feature_table_timepoints(image, table) if exists else set()
+    return decide_resume(
+        f"table {table!r} of field {image.path or image.url!r}", exists=exists, ours=ours,
+        diffs=_record_diffs(attrs[_RECORD], record) if ours else "", done=written,
+        present=written, selected=ts, overwrite=overwrite, job="a measurement run",
+        rename="table name (--table)", error=TableExistsError)
 
 
-def _timepoints(image: ImageInfo, timepoints: slice | Sequence[int] | None) -> list[int]:
-    n = image.n_timepoints
-    if isinstance(timepoints, slice):
-        return list(range(n))[timepoints]
-    ts = list(range(n)) if timepoints is None else [int(t) for t in timepoints]
-    bad = [t for t in ts if not 0 <= t < n]
-    if bad:
-        raise ValueError(f"timepoints {bad} out of range: field {image.path!r} has {n}")
-    return ts
+def _link_decision(image: ImageInfo, name: str, linked: dict[str, Any], ts: list[int],
+                   overwrite: bool) -> Resume:
+    """Decide what happens to one linked label image of the field."""
+    check_label_target(image, name)
+    if name not in image.labels:
+        return Resume("create")
+    label = open_labels(image, name)
+    rec = label_record(label).get("linked")
+    ours = isinstance(rec, dict)
+    have_t = label.shapes[0][image.axes.index("t")] if "t" in image.axes else 1
+    return decide_resume(
+        f"label image {name!r} of field {image.path or image.url!r}", exists=True, ours=ours,
+        diffs=_record_diffs(rec, linked) if ours else "", done=completed_timepoints(label),
+        present=range(have_t), selected=ts, overwrite=overwrite,
+        job="linking", rename="cell label image", error=TableExistsError)
 
 
-_Plan = tuple[ImageInfo, tuple[int, ...], list[int], dict[str, Any], bool]
+@dataclass(frozen=True)
+class _Plan:
+    """What a run does with one field, decided before anything is written."""
+
+    image: ImageInfo
+    channels: tuple[int, ...]
+    timepoints: list[int]
+    record: dict[str, Any]
+    table: Resume | None
+    links: tuple[Resume, Resume] | None
 
 
 def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
@@ -339,65 +350,73 @@ def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
            wells: Sequence[str] | None, timepoints: slice | Sequence[int] | None, overwrite: bool
            ) -> tuple[str, list[_Plan]]:
     """Check every field before anything is written; return the plate store and plans."""
+    if nuclei is not None and nuclei == cells:
+        raise ValueError(f"nuclei and cells are the same label image {cells!r}; give the "
+                         "nucleus label image (e.g. nuclei) and the cell label image (e.g. "
+                         "cyto)")
     opened = open_plate(plate)
     fields = [opened.field(p) for p in opened.select(list(wells) if wells else None)]
     if not fields:
         raise ValueError(f"no field to process in {plate}")
     plans = []
+    linked = {"cells": cells, "nuclei": nuclei}
     for image in fields:
         _check_labels(image, [cells] + ([nuclei] if nuclei else []))
         chans = _resolve_channels(image, channels) if table else ()
-        ts = _timepoints(image, timepoints)
+        ts = select_timepoints(image.n_timepoints, timepoints, image.url)
         record = {"cells": cells, "nuclei": nuclei,
                   "channels": [image.channel_names[c] for c in chans]}
-        appending = _table_state(image, table, record, overwrite) if table else False
+        table_plan = None
+        if table:
+            check_table_targets(image, table, opened.store)
+            table_plan = _table_decision(image, table, record, ts, overwrite)
+        links = None
         if write_links:
-            for name in linked_names(cells):
-                if name in image.labels and not overwrite:
-                    rec = label_record(open_labels(image, name))
-                    if rec.get("linked") != {"cells": cells, "nuclei": nuclei}:
-                        raise TableExistsError(
-                            f"label image {name!r} of field {image.path!r} exists and is not "
-                            f"the linking of {cells!r} and {nuclei!r}; pass overwrite=True "
-                            "(--overwrite) to replace it")
-        plans.append((image, chans, ts, record, appending))
+            nuc, cyt = (_link_decision(image, name, linked, ts, overwrite)
+                        for name in linked_names(cells))
+            links = (nuc, cyt)
+        plans.append(_Plan(image, chans, ts, record, table_plan, links))
     return opened.store, plans
 
 
 def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
-             write_links: bool, table: str | None, overwrite: bool, region: int
+             table: str | None, region: int
              ) -> tuple[list[_Unit], list[tuple[str, int]], list[LabelImage]]:
     """Create the outputs of checked plans; return units to run, skipped, outputs."""
     units, skipped, outputs = [], [], []
-    for image, chans, ts, record, appending in plans:
-        done: set[int] = set()
-        if write_links:
-            linked = {"cells": cells, "nuclei": nuclei}
-            outs = []
-            for name in linked_names(cells):
-                if name in image.labels and not overwrite:
-                    outs.append(open_labels(image, name))
+    linked = {"cells": cells, "nuclei": nuclei}
+    for plan in plans:
+        image = plan.image
+        kept: set[int] | None = None
+        if plan.links is not None:
+            for name, decision in zip(linked_names(cells), plan.links, strict=True):
+                if decision.action == "resume":
+                    label = extend_timepoints(open_labels(image, name))
+                    if decision.redo:
+                        unmark_done(label, list(decision.redo))
                 else:
-                    outs.append(create_labels(image, name, overwrite=overwrite,
-                                              record={"linked": linked}))
-            outputs.extend(outs)
-            done = completed_timepoints(outs[0]) & completed_timepoints(outs[1])
-        if table:
-            if not appending:
-                columns = list(column_dtypes(record["channels"]))[2:]
-                create_feature_table(image, table, reference_label=cells, overwrite=overwrite,
+                    label = create_labels(image, name, overwrite=decision.action == "recreate",
+                                          record={"linked": linked})
+                outputs.append(label)
+                kept = set(decision.kept) if kept is None else kept & set(decision.kept)
+        if plan.table is not None:
+            assert table is not None
+            if plan.table.action != "resume":
+                columns = list(column_dtypes(plan.record["channels"]))[2:]
+                create_feature_table(image, table, reference_label=cells,
+                                     overwrite=plan.table.action == "recreate",
                                      measurement_columns=columns, metadata_columns=["t"])
-                _mark_table(image, table, record)
-                _remove_plate_parts(store, table, image.path)
-            written = feature_table_timepoints(image, table)
-            done = (done & written) if write_links else written
-        for t in ts:
-            if t in done:
+                _mark_table(image, table, plan.record)
+                remove_plate_parts(store, table, image.path)
+            written = set(plan.table.kept)
+            kept = written if kept is None else kept & written
+        for t in plan.timepoints:
+            if kept is not None and t in kept:
                 skipped.append((image.path, t))
             else:
                 units.append(_Unit(image, t, cells, nuclei,
-                                   linked_names(cells) if write_links else None, table,
-                                   store, chans, region))
+                                   linked_names(cells) if plan.links is not None else None,
+                                   table, store, plan.channels, region))
     return units, skipped, outputs
 
 
@@ -422,8 +441,7 @@ def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
     store, plans = _check(plate, cells=cells, nuclei=nuclei, write_links=write_links,
                           table=table, channels=channels, wells=wells,
                           timepoints=timepoints, overwrite=overwrite)
-    return _prepare(store, plans, cells=cells, nuclei=nuclei, write_links=write_links,
-                    table=table, overwrite=overwrite, region=region)
+    return _prepare(store, plans, cells=cells, nuclei=nuclei, table=table, region=region)
 
 
 def _mark_table(image: ImageInfo, table: str, record: dict[str, Any]) -> None:

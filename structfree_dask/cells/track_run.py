@@ -18,12 +18,19 @@ from typing import Any
 
 import numpy as np
 
+from .. import limits
 from ..io import (
     ImageInfo,
+    check_label_target,
+    check_table_targets,
+    checked_tree,
     completed_timepoints,
     create_labels,
+    extend_timepoints,
     finalize_labels,
+    is_incomplete,
     join,
+    label_group_exists,
     label_record,
     list_tables,
     mark_done,
@@ -31,17 +38,22 @@ from ..io import (
     open_plate,
     read_feature_table,
     table_attrs,
+    update_table_attrs,
     write_label_region,
 )
+from ..runtime.resume import Resume, decide_resume
 from .columns import TRACK_COLUMNS
 from .planes import level_shape, read_labels, regions
 from .run import REGION, write_rows
 from .tracking import relabel_by_track, track_cells, write_geff
 
-__all__ = ["TrackResult", "cell_radius", "check_tracks", "track_plate", "tracked_name",
-           "tracks_location"]
+__all__ = ["TrackResult", "cell_radius", "check_max_distance", "check_tracks", "track_plate",
+           "tracked_name", "tracks_location"]
 
 logger = logging.getLogger(__name__)
+
+#: Table attribute holding the settings the table's rows were tracked with.
+_TRACKING = "structfree_dask_tracking"
 
 
 def tracked_name(labels: str) -> str:
@@ -60,6 +72,10 @@ def tracks_location(image: ImageInfo, table: str) -> str:
     return join(image.url, "tracks", table)
 
 
+def _tracks_path(image: ImageInfo, table: str) -> str:
+    return f"{image.path + '/' if image.path else ''}tracks/{table}"
+
+
 @dataclass(frozen=True)
 class _FieldJob:
     image: ImageInfo
@@ -69,6 +85,10 @@ class _FieldJob:
     max_distance: float | None
     tracked: str | None
     region: int
+    #: Track every row afresh (the tracking settings changed, with overwrite).
+    retrack: bool = False
+    #: Timepoints whose tracked labels are written and recorded already.
+    labels_done: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -123,14 +143,19 @@ def _write_tracked(job: _FieldJob, rows: Any, ts: list[int]) -> None:
                 write_label_region(out, region, relabel_by_track(plane, at_t), level=level)
 
 
-def track_field(job: _FieldJob) -> tuple[int, int, list[int]]:
-    """Track the untracked rows of one field; return (tracks, divisions, timepoints)."""
+def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int]]:
+    """Track the untracked rows of one field.
+
+    Returns (tracks, divisions, timepoints tracked, timepoints of the tracked labels
+    written).
+    """
+    checked_tree(job.image.store, _tracks_path(job.image, job.table))
     df = read_feature_table(job.image, job.table)
     if len(df) == 0:
-        return 0, 0, []
+        return 0, 0, [], []
     tracked = df["track_id"] >= 0
-    previous = df[tracked] if tracked.any() else None
-    new = df[~tracked]
+    previous = df[tracked] if tracked.any() and not job.retrack else None
+    new = df[~tracked] if previous is not None else df
     if previous is not None and len(new) and new["t"].min() <= previous["t"].max():
         previous, new = None, df  # rows measured again among tracked ones: track afresh
     ts = sorted(int(t) for t in new["t"].unique())
@@ -143,26 +168,87 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int]]:
             rows = done[done["t"] == t][columns].reset_index(drop=True)
             write_rows(job.image, job.table, job.plate_store, t, rows)
         df = read_feature_table(job.image, job.table)
-        if job.tracked is not None:
-            _write_tracked(job, df, ts)
+    written: list[int] = []
+    if job.tracked is not None:
+        # the timepoints tracked now, and those tracked earlier whose labels are not written
+        # (a first --tracked-labels after tracking, or a run interrupted before its end)
+        in_table = {int(t) for t in df["t"].unique()}
+        written = sorted(set(ts) | (in_table - set(job.labels_done)))
+        _write_tracked(job, df, written)
     px = job.image.pixel_size
     dt = px.get("t")
     write_geff(tracks_location(job.image, job.table), df[df["track_id"] >= 0],
                pixel_size_um=px.get("y"), time_interval_h=dt, overwrite=True)
     n_tracks = int(df.loc[df["track_id"] >= 0, "track_id"].nunique())
     n_div = int(df.loc[df["parent_track_id"] >= 0, "parent_track_id"].nunique())
-    return n_tracks, n_div, ts
+    return n_tracks, n_div, ts, written
 
 
-def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None
-                 ) -> tuple[str, list[tuple[ImageInfo, str]]]:
-    """Check that every selected field has the table; return the store and (field, labels).
+def check_max_distance(max_distance: float | None) -> float | None:
+    """Check a largest move between timepoints against ``limits.MAX_DISTANCE``.
+
+    The same bounds as a job file's ``cells.max_distance``.
+
+    Examples
+    --------
+    >>> check_max_distance(12), check_max_distance(None)
+    (12.0, None)
+    >>> check_max_distance(1e9)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_distance: expected a number between 0.001 and 100000 px; got 1000000000.0
+    """
+    if max_distance is None:
+        return None
+    problem = limits.number_problem(max_distance, limits.MAX_DISTANCE, unit="px")
+    if problem is not None:
+        raise ValueError(f"max_distance: {problem}")
+    return float(max_distance)
+
+
+def _tracking_record(image: ImageInfo, table: str) -> dict[str, Any] | None:
+    rec = table_attrs(image, table).get(_TRACKING)
+    return dict(rec) if isinstance(rec, dict) else None
+
+
+def _tracked_decision(image: ImageInfo, name: str, record: dict[str, Any], overwrite: bool
+                      ) -> Resume:
+    """Decide what happens to a field's tracked label image (every timepoint is selected)."""
+    check_label_target(image, name)
+    if not label_group_exists(image, name):
+        return Resume("create")
+    if is_incomplete(image, name):
+        return Resume("recreate")  # an interrupted creation: nothing in it to keep
+    label = open_labels(image, name)
+    rec = label_record(label).get("tracked")
+    ours = isinstance(rec, dict)
+    diffs = "" if not ours or rec == record else f"tracked: {rec} vs {record}"
+    have_t = label.shapes[0][image.axes.index("t")] if "t" in image.axes else 1
+    return decide_resume(
+        f"label image {name!r} of field {image.path or image.url!r}", exists=True, ours=ours,
+        diffs=diffs, done=completed_timepoints(label), present=range(have_t),
+        selected=range(image.n_timepoints), overwrite=overwrite, job="tracking",
+        rename="table", error=FileExistsError)
+
+
+def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None, *,
+                 tracked_labels: bool = False, max_distance: float | None = None,
+                 overwrite: bool = False) -> tuple[str, list[_FieldPlan]]:
+    """Check a tracking request before anything is written; return the store and plans.
 
     Raises
     ------
     KeyError
         A field without the table, an unknown well.
+    ValueError
+        ``max_distance`` out of ``limits.MAX_DISTANCE``.
+    FileExistsError
+        The table was tracked with another ``max_distance``, or the tracked label image
+        exists from something else, and ``overwrite`` is False.
+    UnsafePathError
+        A symbolic link on the way to, or inside, the tracks or the tracked labels.
     """
+    max_distance = check_max_distance(max_distance)
     opened = open_plate(plate)
     fields = [opened.field(p) for p in opened.select(list(wells) if wells else None)]
     out = []
@@ -170,10 +256,35 @@ def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None
         if table not in list_tables(image):
             raise KeyError(f"field {image.path or image.store!r} has no table {table!r}; it "
                            f"has {list_tables(image) or 'none'} (measure the plate first)")
+        check_table_targets(image, table, opened.store)
+        checked_tree(image.store, _tracks_path(image, table))
         attrs = table_attrs(image, table)
         region = str(attrs.get("region", {}).get("path", ""))
-        out.append((image, region.rsplit("/", 1)[-1]))
+        labels = region.rsplit("/", 1)[-1]
+        old = _tracking_record(image, table)
+        settings = {"max_distance": max_distance}
+        retrack = old is not None and old != settings
+        if retrack and not overwrite:
+            raise FileExistsError(
+                f"table {table!r} of field {image.path or image.url!r} was tracked with other "
+                f"settings ({old} vs {settings}); pass overwrite=True (--overwrite) to track "
+                "every timepoint again")
+        tracked = None
+        if tracked_labels:
+            name = tracked_name(labels)
+            record = {"labels": labels, "table": table}
+            decision = _tracked_decision(image, name, record, overwrite or retrack)
+            tracked = (name, decision)
+        out.append(_FieldPlan(image, labels, retrack, tracked))
     return opened.store, out
+
+
+@dataclass(frozen=True)
+class _FieldPlan:
+    image: ImageInfo
+    labels: str
+    retrack: bool
+    tracked: tuple[str, Resume] | None
 
 
 def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
@@ -191,14 +302,17 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
         The measurement table (e.g. ``cyto_features``).
     tracked_labels : bool
         Also write ``labels/<labels>_tracked``: the table's label image relabelled by
-        track ID, so that a cell keeps its ID over time.
+        track ID, so that a cell keeps its ID over time. Timepoints tracked earlier whose
+        tracked labels are missing are written too.
     max_distance : float, optional
         Largest move of a cell between timepoints, in pixels (default: the field's median
-        cell radius).
+        cell radius), within ``limits.MAX_DISTANCE``. The table records it: tracking again
+        with another value needs ``overwrite``, and then tracks every timepoint afresh.
     client, wells, progress
         As for :func:`structfree_dask.cells.run.measure_plate` (``progress`` counts fields).
     overwrite : bool
-        Replace a tracked label image made from another label image.
+        Track every timepoint again when ``max_distance`` changed; replace a tracked label
+        image made from another label image.
 
     Returns
     -------
@@ -208,29 +322,30 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     ------
     KeyError
         A field without the table, an unknown well.
+    ValueError
+        ``max_distance`` out of bounds.
     FileExistsError
-        The tracked label image exists from other labels and ``overwrite`` is False.
+        Other tracking settings, or a tracked label image from other labels, and
+        ``overwrite`` is False.
     """
     from ..engine.cluster import close_client, local_client, stream_outcomes
 
-    if max_distance is not None and not (math.isfinite(max_distance) and max_distance > 0):
-        raise ValueError(f"max_distance: expected a positive number of pixels; got "
-                         f"{max_distance!r}")
-    store, fields = check_tracks(plate, table, wells)
+    max_distance = check_max_distance(max_distance)
+    store, plans = check_tracks(plate, table, wells, tracked_labels=tracked_labels,
+                                max_distance=max_distance, overwrite=overwrite)
     jobs = []
-    for image, labels in fields:
-        name = None
-        if tracked_labels:
-            name = tracked_name(labels)
-            record = {"tracked": {"labels": labels, "table": table}}
-            if name in image.labels and not overwrite:
-                if label_record(open_labels(image, name)).get("tracked") != record["tracked"]:
-                    raise FileExistsError(
-                        f"label image {name!r} of field {image.path!r} exists and is not the "
-                        f"tracking of {table!r}; pass overwrite=True (--overwrite)")
+    for plan in plans:
+        image, name, labels_done = plan.image, None, frozenset[int]()
+        if plan.tracked is not None:
+            name, decision = plan.tracked
+            if decision.action == "resume":
+                extend_timepoints(open_labels(image, name))  # a growing time-lapse
+                labels_done = frozenset(decision.kept)
             else:
-                create_labels(image, name, overwrite=overwrite, record=record)
-        jobs.append(_FieldJob(image, table, labels, store, max_distance, name, REGION))
+                create_labels(image, name, overwrite=decision.action == "recreate",
+                              record={"tracked": {"labels": plan.labels, "table": table}})
+        jobs.append(_FieldJob(image, table, plan.labels, store, max_distance, name, REGION,
+                              plan.retrack, labels_done))
     result = TrackResult()
     own = client is None
     if own and jobs:
@@ -244,11 +359,12 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
                     result.failed.append((job.image.path, error))
                     logger.error("tracking %s failed: %s", job.image.path, error)
                 else:
-                    result.tracks[job.image.path] = value
+                    result.tracks[job.image.path] = value[:3]
+                    update_table_attrs(job.image, table,
+                                       **{_TRACKING: {"max_distance": max_distance}})
                     if job.tracked is not None:
                         label = open_labels(job.image, job.tracked)
-                        ts = sorted(set(value[2]) | completed_timepoints(label))
-                        mark_done(label, ts)
+                        mark_done(label, sorted(set(value[3]) | set(job.labels_done)))
                         finalize_labels(label)
                 if progress is not None:
                     progress(i, len(jobs))

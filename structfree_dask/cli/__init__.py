@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from ..config import SegmentationConfig
@@ -198,8 +199,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         close_client(client)
     ok = True
     for config, result in zip(configs, results, strict=True):
-        if result.error is not None:
-            raise result.error
+        result.raise_error()
         rate = result.megapixel_channels / result.seconds if result.seconds else 0.0
         print(f"labels/{config.label_name}: {len(result.done)} done, {len(result.skipped)} "
               f"skipped (already done), {len(result.failed)} failed; "
@@ -453,21 +453,21 @@ def _run(args: argparse.Namespace) -> int:
     except (Interrupted, KeyboardInterrupt) as err:
         text = str(err) if isinstance(err, Interrupted) else (
             "interrupted: what finished is kept; rerun the same command to resume")
-        print(text, file=sys.stderr)
         if tracebacks:
-            raise
+            traceback.print_exc()
+        print(text, file=sys.stderr)
         return EXIT_INTERRUPTED
     except _BAD_INPUT as err:
+        if tracebacks:  # the status never depends on how much is shown
+            traceback.print_exc()
         print(f"error: {_message(err)}", file=sys.stderr)
-        if tracebacks:
-            raise
         return EXIT_USAGE
     except Exception as err:  # noqa: BLE001 - never a traceback unless --debug
         expected = isinstance(err, RuntimeError | OSError)  # a run that broke down
+        if tracebacks:
+            traceback.print_exc()
         print(f"error: {'' if expected else type(err).__name__ + ': '}{_message(err)}"
               + ("" if expected or tracebacks else " (--debug shows the traceback)"),
               file=sys.stderr)
-        if tracebacks:
-            raise
         return EXIT_FAILED
 

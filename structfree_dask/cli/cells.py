@@ -78,10 +78,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from ..cells.track_run import check_tracks, track_plate
 
     check_cluster_options(args)
-    if args.max_distance is not None and not args.max_distance > 0:
-        raise ValueError(f"--max-distance: expected a positive number of pixels; got "
-                         f"{args.max_distance}")
-    check_tracks(args.plate, args.table, args.wells)
+    check_tracks(args.plate, args.table, args.wells, tracked_labels=args.tracked_labels,
+                 max_distance=args.max_distance, overwrite=args.overwrite)
     client = start_client(args)
     progress = ProgressBar(args, "field")
     from ..engine.cluster import close_client
@@ -169,7 +167,8 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("--max-distance", type=float, default=None, metavar="PX",
                    help="largest move between timepoints (default: median cell radius)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a tracked label image made from something else")
+                   help="track every timepoint again when --max-distance changed; replace a "
+                        "tracked label image made from something else")
     add_cluster_options(p)
     p.set_defaults(func=_cmd_track)
 

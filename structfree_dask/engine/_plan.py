@@ -19,26 +19,18 @@ from ..io import (
     check_writable,
     create_labels,
     extend_timepoints,
+    is_incomplete,
+    label_group_exists,
     label_record,
-    metadata_errors,
     open_labels,
     open_plate,
     unmark_done,
 )
 from ..pipeline.segment import check_rescale, field_geometry
+from ..runtime.resume import decide_resume
+from ..runtime.selection import select_timepoints
 
 logger = logging.getLogger(__name__)
-
-
-def _select_timepoints(n: int, timepoints: slice | Sequence[int] | None) -> list[int]:
-    if timepoints is None:
-        return list(range(n))
-    if isinstance(timepoints, slice):
-        return list(range(n))[timepoints]
-    bad = [t for t in timepoints if not 0 <= int(t) < n]
-    if bad:
-        raise ValueError(f"timepoint(s) {bad} do not exist; the data has {n} (0..{n - 1})")
-    return sorted({int(t) for t in timepoints})
 
 
 def _one(values: list[Any]) -> Any:
@@ -127,8 +119,15 @@ def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, An
     folder = check_label_target(info, name)
     if folder is not None:
         check_writable(folder)
-    if not (name in info.labels or _label_group_exists(info, name)):
+    if not (name in info.labels or label_group_exists(info, name)):
         return "create", (), ()
+    if is_incomplete(info, name):  # an interrupted creation: nothing in it to keep
+        if cfg.overwrite:
+            return "recreate", (), ()
+        raise LabelExistsError(
+            f"label image {name!r} in {info.url} is incomplete (no multiscales metadata and "
+            "no record of its levels: an interrupted creation?); pass --overwrite to "
+            "recreate it, or choose another --name")
     label = open_labels(info, name)
     old = label_record(label)
     segmentation = old.get("kind") == "segmentation"
@@ -136,33 +135,15 @@ def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, An
     if have_t > info.n_timepoints:
         raise ValueError(f"label image {name!r} of {info.url} has {have_t} timepoints but "
                          f"its image only {info.n_timepoints}")
-    done = {int(t) for t in old.get("done", ())} if segmentation else set(range(have_t))
-    kept = sorted(done - set(tps))
-    diffs = _settings_diffs(old, record) if segmentation else ""
-    if cfg.overwrite and not kept:
-        return "recreate", (), ()
-    if not segmentation:
-        if cfg.overwrite:
-            raise LabelExistsError(
-                f"label image {name!r} in {info.url} was not written by a segmentation run; "
-                f"overwriting timepoint(s) {tps} alone would discard its other timepoints "
-                f"{kept}. Select all its timepoints, or choose another --name")
-        raise LabelExistsError(
-            f"label image {name!r} already exists in {info.url} and was not written by a "
-            "segmentation run; choose another --name or pass --overwrite")
-    if diffs:
-        if cfg.overwrite:
-            raise LabelExistsError(
-                f"label image {name!r} in {info.url} keeps timepoint(s) {kept} made with other "
-                f"settings ({diffs}); overwrite redoes only the selected timepoints, and one "
-                "label image cannot mix settings. Select all its timepoints to redo it "
-                "whole, or choose another --name")
-        raise LabelExistsError(
-            f"label image {name!r} in {info.url} was made with other settings ({diffs}); "
-            "pass --overwrite to redo it")
-    _check_chunks(label, cfg)
-    redo = tuple(sorted(done & set(tps))) if cfg.overwrite else ()
-    return "resume", redo, tuple(sorted(done - set(redo)))
+    done = {int(t) for t in old.get("done", ())} if segmentation else set()
+    decision = decide_resume(
+        f"label image {name!r} in {info.url}", exists=True, ours=segmentation,
+        diffs=_settings_diffs(old, record) if segmentation else "", done=done,
+        present=range(have_t), selected=tps, overwrite=cfg.overwrite,
+        job="a segmentation run", rename="--name", error=LabelExistsError)
+    if decision.action == "resume":
+        _check_chunks(label, cfg)
+    return decision.action, decision.redo, decision.kept
 
 
 def apply_label_plan(fp: FieldPlan, cfg: SegmentationConfig) -> LabelImage:
@@ -177,25 +158,6 @@ def apply_label_plan(fp: FieldPlan, cfg: SegmentationConfig) -> LabelImage:
         logger.info("labels/%s of %s: redoing timepoint(s) %s", name, fp.info.url,
                     list(fp.redo))
     return label
-
-
-def _label_group_exists(info: ImageInfo, name: str) -> bool:
-    import zarr
-
-    try:
-        with metadata_errors(info.store, f"{info.path}/labels" if info.path else "labels"):
-            group = zarr.open_group(store=info.store, path=info.path, mode="r")
-            return "labels" in group and name in group["labels"]  # type: ignore[operator]
-    except (FileNotFoundError, KeyError):
-        return False
-
-
-def _describe_selection(timepoints: slice | Sequence[int] | None) -> str:
-    if isinstance(timepoints, slice):
-        start = "" if timepoints.start is None else timepoints.start
-        stop = "" if timepoints.stop is None else timepoints.stop
-        return f"{start}:{stop}"
-    return str(list(timepoints or []))
 
 
 def plan_fields(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, ...],
@@ -220,11 +182,7 @@ def plan_fields(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, 
                 f"channels {list(config.channels)} name the same channel of {info.url} more "
                 f"than once ({', '.join(f'{i}={n}' for i, n in enumerate(info.channel_names))}"
                 "); each channel is averaged once")
-        tps = _select_timepoints(info.n_timepoints, timepoints)
-        if not tps:
-            raise ValueError(
-                f"timepoints {_describe_selection(timepoints)} select none of the "
-                f"{info.n_timepoints} timepoint(s) of {info.url} (0..{info.n_timepoints - 1})")
+        tps = select_timepoints(info.n_timepoints, timepoints, info.url)
         geometry = field_geometry((info.sizes["y"], info.sizes["x"]), config, spec)
         diameter = config.diameter or spec.diam_mean
         if min(geometry.shape) < diameter:

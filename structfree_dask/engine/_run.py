@@ -184,6 +184,5 @@ def segment(
     (item,) = _stream_targets([Target(plate, config, wells, timepoints)], client, progress)
     if isinstance(item, Exception):
         raise item
-    if item.error is not None:
-        raise item.error
+    item.result.raise_error()
     return item.result

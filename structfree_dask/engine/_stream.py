@@ -62,11 +62,20 @@ class RunResult:
     stage_steps: dict[str, int] = field(default_factory=dict)
     #: Why this target stopped before its end (``segment_many``; ``segment`` raises).
     error: str | None = None
+    #: The exception behind ``error`` (not compared or shown; None when none).
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         """True when nothing failed."""
         return not self.failed and self.error is None
+
+    def raise_error(self) -> None:
+        """Raise what stopped this target (its own exception), if anything did."""
+        if self.exception is not None:
+            raise self.exception
+        if self.error is not None:
+            raise RuntimeError(self.error)
 
 
 class Marks:
@@ -178,6 +187,7 @@ class TargetRun:
         res.seconds = time.perf_counter() - self.started
         if self.error is not None:
             res.error = f"{type(self.error).__name__}: {self.error}"
+            res.exception = self.error
         if res.cut_cells:
             logger.warning("%d cell(s) touched a task window edge; raise --halo to keep them "
                            "whole", res.cut_cells)

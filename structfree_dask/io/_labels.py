@@ -42,6 +42,8 @@ __all__ = [
     "downsample_labels",
     "label_record",
     "extend_timepoints",
+    "is_incomplete",
+    "label_group_exists",
 ]
 
 logger = logging.getLogger(__name__)
@@ -249,21 +251,55 @@ def create_labels(
         _delete_group(image, name)
         labels_group = group.require_group("labels")
         _remove_from_list(labels_group, name, image.ngff_version)
-    lgroup = labels_group.create_group(name)
     paths, shapes, chunks = [], [], []
-    for lvl in image.levels:
-        shape = label_shape(lvl.shape, image.axes)
-        chunk = _label_chunks(shape, image.axes, chunk_yx)
-        kwargs = array_kwargs(version, image.axes)
-        lgroup.create_array(
-            lvl.path, shape=shape, chunks=chunk, dtype=LABEL_DTYPE, fill_value=0, **kwargs
-        )
-        paths.append(lvl.path)
-        shapes.append(shape)
-        chunks.append(chunk)
-    rec = {"level_paths": paths, "done": [], **(record or {})}
-    lgroup.attrs[RECORD_KEY] = rec
+    try:  # all or nothing: a failure (a full disk...) leaves no half-made label image
+        lgroup = labels_group.create_group(name)
+        for lvl in image.levels:
+            shape = label_shape(lvl.shape, image.axes)
+            chunk = _label_chunks(shape, image.axes, chunk_yx)
+            kwargs = array_kwargs(version, image.axes)
+            lgroup.create_array(
+                lvl.path, shape=shape, chunks=chunk, dtype=LABEL_DTYPE, fill_value=0, **kwargs
+            )
+            paths.append(lvl.path)
+            shapes.append(shape)
+            chunks.append(chunk)
+        rec = {"level_paths": paths, "done": [], **(record or {})}
+        lgroup.attrs[RECORD_KEY] = rec
+    except BaseException:
+        try:
+            _delete_group(image, name)
+        except Exception as err:  # noqa: BLE001 - the first error is the one to report
+            logger.warning("could not remove the half-made label image %s of %s: %s", name,
+                           image.url, err)
+        raise
     return LabelImage(image, name, tuple(paths), tuple(shapes), tuple(chunks))
+
+
+def label_group_exists(image: ImageInfo, name: str) -> bool:
+    """Return True when ``<image>/labels/<name>`` exists, listed or not, complete or not."""
+    try:
+        with metadata_errors(image.store, f"{image.path}/labels" if image.path else "labels"):
+            group = zarr.open_group(store=image.store, path=image.path, mode="r")
+            return "labels" in group and name in group["labels"]  # type: ignore[operator]
+    except (FileNotFoundError, KeyError):
+        return False
+
+
+def is_incomplete(image: ImageInfo, name: str) -> bool:
+    """Return True for a label image group that holds no usable label image.
+
+    Neither NGFF ``multiscales`` metadata nor this package's record of its levels: what
+    an interrupted creation (or another program) left. Such a group has no timepoint to
+    keep.
+    """
+    if not label_group_exists(image, name):
+        return False
+    try:
+        open_labels(image, name)
+    except (KeyError, MetadataError, zarr.errors.ArrayNotFoundError, FileNotFoundError):
+        return True
+    return False
 
 
 def extend_timepoints(label: LabelImage) -> LabelImage:

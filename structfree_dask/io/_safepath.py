@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["UnsafePathError", "is_local", "checked_path", "check_no_links", "check_writable"]
+__all__ = ["UnsafePathError", "is_local", "checked_path", "checked_tree", "check_no_links",
+           "check_writable"]
 
 
 class UnsafePathError(PermissionError):
@@ -77,12 +78,49 @@ def checked_path(store: str, path: str) -> Path:
             raise UnsafePathError(
                 f"refusing to write through {current}: it is a symbolic link (to "
                 f"{os.readlink(current)}); this package writes only inside the plate's own "
-                "folders. Replace the link by a folder, or write elsewhere with --name")
+                "folders. Replace the link by a folder, or choose another output name")
     real_root = root.resolve()
     if not current.resolve().is_relative_to(real_root):  # pragma: no cover - links caught above
         raise UnsafePathError(f"refusing to write to {current}: it resolves outside the "
                               f"plate {real_root}")
     return current
+
+
+def checked_tree(store: str, path: str) -> Path | None:
+    """Check a folder the package writes into, and everything already inside it.
+
+    :func:`checked_path` for the way from the store's root down to ``path``, then
+    :func:`check_no_links` for what is inside. Stores that are not local paths are not
+    checked (their API has no symbolic links).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The folder (None for a store that is not a local path).
+
+    Raises
+    ------
+    UnsafePathError
+        A symbolic link on the way or inside, or a component that is not a plain name.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(root + "/measurements/t")
+    >>> checked_tree(root, "measurements/t").name
+    't'
+    >>> os.symlink(tempfile.mkdtemp(), root + "/measurements/t/part.parquet")
+    >>> checked_tree(root, "measurements/t")
+    Traceback (most recent call last):
+    ...
+    structfree_dask.io._safepath.UnsafePathError: refusing to write into ...
+    """
+    if not is_local(store):
+        return None
+    folder = checked_path(store, path)
+    check_no_links(folder)
+    return folder
 
 
 def check_no_links(folder: Path) -> None:

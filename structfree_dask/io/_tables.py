@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ import zarr
 from ._location import exists, filesystem, is_url, join, remove_tree
 from ._ngff import metadata_errors
 from ._plate import ImageInfo, check_name
-from ._safepath import checked_path, is_local
+from ._safepath import checked_path, checked_tree, is_local
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -38,14 +39,18 @@ __all__ = [
     "ParquetStream",
     "TABLES_GROUP",
     "TableExistsError",
+    "check_table_targets",
     "create_feature_table",
     "feature_table_timepoints",
     "list_tables",
     "plate_dataset",
+    "plate_part_location",
     "plate_part_name",
     "read_feature_table",
     "read_plate_dataset",
     "remove_feature_table",
+    "remove_plate_parts",
+    "remove_table_parts",
     "table_attrs",
     "table_meta",
     "table_part_location",
@@ -103,6 +108,30 @@ def _table_location(image: ImageInfo, name: str) -> str:
     return join(image.url, TABLES_GROUP, name)
 
 
+def _table_path(image: ImageInfo, name: str) -> str:
+    return f"{image.path + '/' if image.path else ''}{TABLES_GROUP}/{name}"
+
+
+def check_table_targets(image: ImageInfo, name: str, plate_store: str) -> None:
+    """Check that a table of a field, and the plate's dataset of that name, stay inside.
+
+    Every folder from the store's root down to ``<field>/tables/<name>`` and to
+    ``<plate>/measurements/<name>`` must be a real folder, and nothing already inside
+    them may be a symbolic link: parts are written, replaced and deleted there. Stores
+    that are not local paths are not checked.
+
+    Raises
+    ------
+    UnsafePathError
+        A symbolic link on the way or inside (a ``PermissionError``).
+    ValueError
+        An invalid table name.
+    """
+    check_name(name, "table name")
+    checked_tree(image.store, _table_path(image, name))
+    checked_tree(plate_store, f"{MEASUREMENTS_FOLDER}/{name}")
+
+
 def list_tables(image: ImageInfo) -> list[str]:
     """Names of the tables listed in a field's ``tables`` group (empty when none)."""
     group = _image_group(image, "r")
@@ -142,8 +171,7 @@ def create_feature_table(image: ImageInfo, name: str, *, reference_label: str,
     """
     check_name(name, "table name")
     location = _table_location(image, name)
-    if is_local(image.store):
-        checked_path(image.store, f"{image.path + '/' if image.path else ''}{TABLES_GROUP}/{name}")
+    checked_tree(image.store, _table_path(image, name))
     group = _image_group(image, "r+")
     tables = group.require_group(TABLES_GROUP)
     listed = list_tables(image)
@@ -181,6 +209,7 @@ def remove_feature_table(image: ImageInfo, name: str) -> None:
     if TABLES_GROUP not in group:
         return
     tables = group[TABLES_GROUP]
+    checked_tree(image.store, _table_path(image, name))
     remove_tree(_table_location(image, name))
     names = [n for n in list_tables(image) if n != name]
     tables = _image_group(image, "r+").require_group(TABLES_GROUP)
@@ -266,8 +295,7 @@ class ParquetStream:
 def table_part_location(image: ImageInfo, name: str, t: int) -> str:
     """Return the location of one timepoint's part of a field's table."""
     if is_local(image.store):
-        checked_path(image.store, f"{image.path + '/' if image.path else ''}"
-                     f"{TABLES_GROUP}/{name}/{_PARTS}")
+        checked_path(image.store, f"{_table_path(image, name)}/{_PARTS}")
     return join(_table_location(image, name), _PARTS, _part_name(t))
 
 
@@ -345,6 +373,55 @@ def plate_part_name(field_path: str, t: int) -> str:
     'B-3-1-t00007.parquet'
     """
     return f"{field_path.replace('/', '-') or 'image'}-{_part_name(t)}"
+
+
+def plate_part_location(plate_store: str, name: str, field_path: str, t: int) -> str:
+    """Return the location of one (field, timepoint)'s part of a plate-level dataset.
+
+    The way down to ``<plate>/measurements/<name>`` is checked first (no symbolic link)
+    for a local plate.
+    """
+    if is_local(plate_store):
+        checked_path(plate_store, f"{MEASUREMENTS_FOLDER}/{name}")
+    return join(plate_dataset(plate_store, name), plate_part_name(field_path, t))
+
+
+def remove_plate_parts(plate_store: str, name: str, field_path: str,
+                       timepoints: Iterable[int] | None = None) -> None:
+    """Delete a field's parts of a plate-level dataset: all, or those of ``timepoints``."""
+    location = plate_dataset(plate_store, name)
+    prefix = plate_part_name(field_path, 0).rsplit("-t", 1)[0] + "-t"
+    wanted = None if timepoints is None else {plate_part_name(field_path, t)
+                                              for t in timepoints}
+
+    def chosen(part: str) -> bool:
+        return part in wanted if wanted is not None else (
+            part.startswith(prefix) and part.endswith(".parquet"))
+
+    if is_url(location):
+        fs, path = filesystem(location)
+        if fs.exists(path):
+            for p in fs.ls(path, detail=False):
+                if chosen(p.rsplit("/", 1)[-1]):
+                    fs.rm(p)
+        return
+    folder = checked_tree(plate_store, f"{MEASUREMENTS_FOLDER}/{name}")
+    if folder is not None and folder.is_dir():
+        for p in folder.iterdir():
+            if chosen(p.name):
+                p.unlink()
+
+
+def remove_table_parts(image: ImageInfo, name: str, timepoints: Iterable[int]) -> None:
+    """Delete the parts of some timepoints of a field's table (its record of them)."""
+    for t in timepoints:
+        location = table_part_location(image, name, t)
+        if is_url(location):
+            fs, path = filesystem(location)
+            if fs.exists(path):
+                fs.rm(path)
+        else:
+            Path(location).unlink(missing_ok=True)
 
 
 def read_plate_dataset(plate_store: str, name: str) -> pd.DataFrame:

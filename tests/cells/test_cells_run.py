@@ -112,7 +112,7 @@ def test_new_timepoints_only_and_bad_input(plate, cluster_client):
     with pytest.raises(KeyError, match="channel"):
         measure_plate(str(plate), labels="gt_cyto", table="x", channels=["nope"],
                       client=cluster_client)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="do not exist"):
         measure_plate(str(plate), labels="gt_cyto", table="x", timepoints=[7],
                       client=cluster_client)
     assert not (plate / "A/1/0/tables/x").exists()  # nothing written before validation

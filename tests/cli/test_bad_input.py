@@ -481,9 +481,14 @@ def test_broken_pipe_ends_quietly(template, cli_env):
     assert proc.returncode == 141, err
 
 
-def test_debug_shows_the_traceback(plate, capsys):
-    with pytest.raises(ValueError, match="listed more than once"):
-        main(["--debug", "segment", str(plate), "--channels", "0,0", *SEG])
+@pytest.mark.parametrize("flag", ["--debug", "-v", "-vv"])
+def test_debug_shows_the_traceback_and_keeps_the_status(flag, plate, capsys):
+    """--debug and -v show the traceback; the exit status stays that of bad input."""
+    assert main([flag, "segment", str(plate), "--channels", "0,0", *SEG]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith("error: ")
+    assert "listed more than once" in err.strip().splitlines()[-1]
 
 
 def test_close_client_after_the_cluster_is_gone(caplog):
