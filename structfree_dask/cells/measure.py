@@ -131,9 +131,12 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
         raise ValueError(f"{image.shape[0]} channels but {len(channel_names)} channel names")
     owned = np.asarray(owned, np.int64)
     keep = np.isin(cells, owned)
-    cells_owned = np.where(keep, cells, 0).astype(np.int64)
     if not keep.any():
         return empty_measurements(channel_names)
+    # scikit-image sizes its per-object lists by the largest ID: measure on IDs 1..n (memory
+    # by the number of cells, not by their IDs) and give the rows their own IDs back
+    ids = np.unique(cells[keep]).astype(np.int64)
+    cells_owned = np.where(keep, np.searchsorted(ids, cells) + 1, 0).astype(np.int64)
     nuc = np.where(keep & (linked == cells), cells_owned, 0)
     cyt = np.where(keep & (linked != cells), cells_owned, 0)
     intensity = np.moveaxis(np.asarray(image, np.float64), 0, -1)
@@ -142,7 +145,8 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
         properties=("label", "area", "centroid", "eccentricity", "solidity",
                     "axis_major_length", "axis_minor_length", "bbox"),
     )
-    labels = shape["label"].astype(np.int64)
+    seq = shape["label"].astype(np.int64)
+    labels = ids[seq - 1]
     py, px = pixel_size_um
     cy = shape["centroid-0"] + offset[0]
     cx = shape["centroid-1"] + offset[1]
@@ -152,7 +156,7 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     x1 = shape["bbox-3"] + offset[1]
     n_lut = dict(zip(owned.tolist(), np.asarray(n_nuclei).tolist(), strict=True))
     n_ch = len(channel_names)
-    parts = {name: _intensity_props(lab, intensity, n_ch).reindex(labels)
+    parts = {name: _intensity_props(lab, intensity, n_ch).reindex(seq)
              for name, lab in (("cell", cells_owned), ("nucleus", nuc), ("cytoplasm", cyt))}
     out: dict[str, object] = {
         "label": labels,

@@ -1,0 +1,332 @@
+"""The promises of ``segment`` kept by link, measure, track and report.
+
+Each refusal: the command line exits with status 2 and one ``error: ...`` line; the
+Python API raises with the same message; nothing was written, inside the plate or
+outside it (where a planted link points). Each partial ``--overwrite`` redoes the
+selected timepoints only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from structfree_dask.cells.report import write_report
+from structfree_dask.cells.run import link_plate, measure_plate
+from structfree_dask.cells.track_run import track_plate
+from structfree_dask.cli import main
+from structfree_dask.io import (
+    completed_timepoints,
+    label_record,
+    open_labels,
+    open_plate,
+    read_feature_table,
+)
+from structfree_dask.simulate import simulate_plate
+
+from .test_bad_input import snapshot
+
+FIELD = ("A", "1", "0")
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, cluster_client) -> Path:
+    """The issue's plate: 1 well, 2 timepoints, measured (gt_cyto with gt_nuclei)."""
+    path = tmp_path_factory.mktemp("measured") / "p.zarr"
+    simulate_plate(path, cell_line="CL1", rows=1, cols=1, timepoints=2, size=96, seed=5)
+    result = measure_plate(str(path), labels="gt_cyto", nuclei="gt_nuclei",
+                           client=cluster_client)
+    assert result.ok and len(result.done) == 2
+    return path
+
+
+@pytest.fixture()
+def plate(measured, tmp_path) -> Path:
+    path = tmp_path / "p.zarr"
+    shutil.copytree(measured, path, symlinks=True)
+    return path
+
+
+def _cli(plate: Path, client, *args: str) -> list[str]:
+    return [args[0], str(plate), *args[1:], "--no-progress", "--scheduler",
+            client.scheduler.address]
+
+
+def _refused(argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def _link_out(target: Path, tmp: Path, name: str = "outside") -> Path:
+    """Move ``target`` (if any) outside the plate and leave a link to it in its place."""
+    outside = tmp / name
+    if target.exists():
+        shutil.move(target, outside)
+    else:
+        outside.mkdir(parents=True)
+    os.symlink(outside, target)
+    return outside
+
+
+# ------------------------------------------------------------- writes outside the plate
+
+
+@pytest.mark.parametrize("where", ["measurements", "measurements/gt_cyto_features",
+                                   "A/1/0/tables/gt_cyto_features"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_measure_never_writes_through_a_link(where, overwrite, plate, tmp_path, capsys,
+                                             cluster_client):
+    _link_out(plate / where, tmp_path)
+    before = snapshot(tmp_path)
+    extra = ["--overwrite", "--timepoints", "1"] if overwrite else []
+    line = _refused(_cli(plate, cluster_client, "measure", "--labels", "gt_cyto", "--nuclei",
+                         "gt_nuclei", *extra), capsys)
+    assert "is a symbolic link" in line
+    assert snapshot(tmp_path) == before
+    with pytest.raises(PermissionError) as raised:
+        measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei", overwrite=overwrite,
+                      timepoints=[1] if overwrite else None, client=cluster_client)
+    assert str(raised.value) in line
+    assert snapshot(tmp_path) == before
+
+
+def test_track_never_writes_through_a_link(plate, tmp_path, capsys, cluster_client):
+    _link_out(plate.joinpath(*FIELD, "tracks"), tmp_path)
+    before = snapshot(tmp_path)
+    line = _refused(_cli(plate, cluster_client, "track", "--table", "gt_cyto_features"), capsys)
+    assert "is a symbolic link" in line
+    with pytest.raises(PermissionError) as raised:
+        track_plate(str(plate), table="gt_cyto_features", client=cluster_client)
+    assert str(raised.value) in line
+    assert snapshot(tmp_path) == before
+
+
+def test_report_replaces_a_link_instead_of_writing_through_it(plate, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    os.symlink(plate.joinpath(*FIELD, ".zattrs"), out / "report.html")
+    before = snapshot(plate)
+    assert main(["report", str(plate), "--table", "gt_cyto_features",
+                 "--output", str(out)]) == 0
+    assert snapshot(plate) == before  # the plate's metadata is untouched
+    page = out / "report.html"
+    assert not page.is_symlink() and page.read_text().startswith("<!DOCTYPE html>")
+    assert open_plate(plate).field("A/1/0").n_timepoints == 2
+
+
+@pytest.mark.parametrize(("output", "fragment"), [
+    ("", "expected a folder path; got ''"),
+    ("{tmp}/afile", "is a file, not a folder"),
+    ("{tmp}/afile/deeper", "is a file, not a folder"),
+    ("{plate}/inside", "is inside the plate"),
+], ids=["empty", "a-file", "below-a-file", "inside-the-plate"])
+def test_report_refuses_bad_folders(output, fragment, plate, tmp_path, capsys,
+                                    monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    output = output.format(tmp=tmp_path, plate=plate)
+    before = snapshot(tmp_path)
+    line = _refused(["report", str(plate), "--table", "gt_cyto_features", "--output", output],
+                    capsys)
+    assert fragment in line
+    with pytest.raises((ValueError, OSError)) as raised:
+        write_report(str(plate), table="gt_cyto_features", output=output)
+    assert str(raised.value) in line
+    assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------- partial --overwrite
+
+
+def _parts(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_partial_overwrite_of_a_measurement_keeps_the_other_timepoints(plate, capsys,
+                                                                     cluster_client):
+    field_parts = plate.joinpath(*FIELD, "tables", "gt_cyto_features", "table.parquet")
+    plate_parts = plate / "measurements" / "gt_cyto_features"
+    before_field, before_plate = _parts(field_parts), _parts(plate_parts)
+    rows = read_feature_table(open_plate(plate).field("A/1/0"), "gt_cyto_features")
+    assert main(_cli(plate, cluster_client, "measure", "--labels", "gt_cyto", "--nuclei",
+                     "gt_nuclei", "--overwrite", "--timepoints", "1")) == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+    after_field, after_plate = _parts(field_parts), _parts(plate_parts)
+    assert after_field.keys() == before_field.keys() and after_plate.keys() == before_plate.keys()
+    assert after_field["t00000.parquet"] == before_field["t00000.parquet"]  # not touched
+    assert after_plate["A-1-0-t00000.parquet"] == before_plate["A-1-0-t00000.parquet"]
+    again = read_feature_table(open_plate(plate).field("A/1/0"), "gt_cyto_features")
+    assert again.equals(rows)  # t=1 redone, to the same rows
+
+
+def test_partial_overwrite_of_a_table_not_measured_here_is_refused(plate, capsys,
+                                                                   cluster_client):
+    before = snapshot(plate)
+    line = _refused(_cli(plate, cluster_client, "measure", "--labels", "gt_cyto", "--table",
+                         "gt_truth", "--overwrite", "--timepoints", "1"), capsys)
+    assert "was not written by a measurement run" in line and "[0]" in line
+    with pytest.raises(FileExistsError) as raised:
+        measure_plate(str(plate), labels="gt_cyto", table="gt_truth", overwrite=True,
+                      timepoints=[1], client=cluster_client)
+    assert str(raised.value) in line
+    assert snapshot(plate) == before
+
+
+def test_partial_overwrite_of_links_keeps_the_other_timepoints(plate, capsys,
+                                                              cluster_client):
+    assert link_plate(str(plate), nuclei="gt_nuclei", cells="gt_cyto",
+                      client=cluster_client).ok
+    image = open_plate(plate).field("A/1/0")
+    first = {n: open_labels(image, n).read() for n in ("gt_cyto_nuclei", "gt_cyto_cytoplasm")}
+    assert all(a[0].max() > 0 for a in first.values())
+    assert main(_cli(plate, cluster_client, "link", "--nuclei", "gt_nuclei", "--cells",
+                     "gt_cyto", "--overwrite", "--timepoints", "1")) == 0
+    for name, data in first.items():
+        label = open_labels(open_plate(plate).field("A/1/0"), name)
+        np.testing.assert_array_equal(label.read(), data)  # t=0 kept, t=1 redone the same
+        assert completed_timepoints(label) == {0, 1}
+    # linking from other nuclei cannot redo part of it
+    line = _refused(_cli(plate, cluster_client, "link", "--nuclei", "gt_cyto_nuclei",
+                         "--cells", "gt_cyto", "--overwrite", "--timepoints", "1"), capsys)
+    assert "cannot mix settings" in line
+
+
+# ------------------------------------------------------------- tracking
+
+
+def test_tracked_labels_after_tracking_resume_and_settings(plate, capsys, cluster_client):
+    image = open_plate(plate).field("A/1/0")
+    assert track_plate(str(plate), table="gt_cyto_features", client=cluster_client).ok
+    # tracked labels asked for later: written for every tracked timepoint
+    again = track_plate(str(plate), table="gt_cyto_features", tracked_labels=True,
+                        client=cluster_client)
+    assert again.ok and again.tracks["A/1/0"][2] == []  # nothing tracked anew
+    label = open_labels(image, "gt_cyto_tracked")
+    assert completed_timepoints(label) == {0, 1}
+    tracked = label.read()
+    assert all(tracked[t].max() > 0 for t in (0, 1))
+    # an interrupted run (labels created, nothing recorded) resumes with the same command
+    zarr.open_group(str(plate.joinpath(*FIELD, "labels", "gt_cyto_tracked")),
+                    mode="r+").attrs["structfree_dask"] = {
+        **label_record(label), "done": []}
+    assert main(_cli(plate, cluster_client, "track", "--table", "gt_cyto_features",
+                     "--tracked-labels")) == 0
+    label = open_labels(open_plate(plate).field("A/1/0"), "gt_cyto_tracked")
+    assert completed_timepoints(label) == {0, 1}
+    np.testing.assert_array_equal(label.read(), tracked)
+    # another max_distance: refused without --overwrite, tracked afresh with it
+    line = _refused(_cli(plate, cluster_client, "track", "--table", "gt_cyto_features",
+                         "--max-distance", "0.5"), capsys)
+    assert "tracked with other settings" in line
+    with pytest.raises(FileExistsError) as raised:
+        track_plate(str(plate), table="gt_cyto_features", max_distance=0.5,
+                    client=cluster_client)
+    assert str(raised.value) in line
+    assert main(_cli(plate, cluster_client, "track", "--table", "gt_cyto_features",
+                     "--max-distance", "0.5", "--overwrite")) == 0
+    rows = read_feature_table(open_plate(plate).field("A/1/0"), "gt_cyto_features")
+    # cells move more than half a pixel: almost every track is one timepoint long now
+    assert rows["track_id"].nunique() > len(rows) // 2 + 1
+
+
+@pytest.mark.parametrize("value", ["1e9", "0.0001", "nan", "-1"])
+def test_track_max_distance_has_the_job_files_bounds(value, plate, capsys, cluster_client):
+    before = snapshot(plate)
+    line = _refused(_cli(plate, cluster_client, "track", "--table", "gt_cyto_features",
+                         "--max-distance", value), capsys)
+    assert "max_distance: expected" in line and "between 0.001 and 100000 px" in line
+    with pytest.raises(ValueError) as raised:
+        track_plate(str(plate), table="gt_cyto_features", max_distance=float(value),
+                    client=cluster_client)
+    assert str(raised.value) in line
+    assert snapshot(plate) == before
+
+
+def test_tracked_labels_grow_with_appended_timepoints(tmp_path, cluster_client):
+    from structfree_dask.io import append_timepoints, extend_timepoints, write_label_region
+
+    full = tmp_path / "full.zarr"
+    simulate_plate(full, cell_line="CL1", rows=1, cols=1, timepoints=3, size=96, seed=2)
+    whole = open_plate(full).field("A/1/0")
+    gt = open_labels(whole, "gt_cyto")
+    # the same plate with its first two timepoints only: a time-lapse that will grow
+    short = tmp_path / "short.zarr"
+    simulate_plate(short, cell_line="CL1", rows=1, cols=1, timepoints=2, size=96, seed=2)
+    assert measure_plate(str(short), labels="gt_cyto", client=cluster_client).ok
+    assert track_plate(str(short), table="gt_cyto_features", tracked_labels=True,
+                       client=cluster_client).ok
+    image = open_plate(short).field("A/1/0")
+    third = np.asarray(whole.open_array(0)[2:3])
+    append_timepoints(image, third)
+    image = open_plate(short).field("A/1/0")
+    grown = extend_timepoints(open_labels(image, "gt_cyto"))
+    for level in range(len(grown.shapes)):
+        write_label_region(grown, {"t": slice(2, 3)},
+                           np.asarray(gt.open_array(level, mode="r")[2:3]), level=level)
+    assert measure_plate(str(short), labels="gt_cyto", client=cluster_client).ok
+    result = track_plate(str(short), table="gt_cyto_features", tracked_labels=True,
+                         client=cluster_client)
+    assert result.ok and result.tracks["A/1/0"][2] == [2]
+    tracked = open_labels(open_plate(short).field("A/1/0"), "gt_cyto_tracked")
+    assert tracked.shapes[0][0] == 3 and completed_timepoints(tracked) == {0, 1, 2}
+    assert tracked.read()[2].max() > 0
+
+
+# ------------------------------------------------------------- silent acceptance
+
+
+@pytest.mark.parametrize(("args", "kwargs", "fragment"), [
+    (["measure", "--labels", "gt_cyto", "--channels", ""],
+     {"labels": "gt_cyto", "channels": []}, "expected at least one channel"),
+    (["measure", "--labels", "gt_cyto", "--channels", "mito,mito"],
+     {"labels": "gt_cyto", "channels": ["mito", "mito"]}, "more than once"),
+    (["measure", "--labels", "gt_cyto", "--channels", "0,cyto-reporter"],
+     {"labels": "gt_cyto", "channels": [0, "cyto-reporter"]}, "the same channel"),
+    (["measure", "--labels", "gt_cyto", "--timepoints", "1:0"],
+     {"labels": "gt_cyto", "timepoints": slice(1, 0)}, "select none of the 2"),
+    (["measure", "--labels", "gt_cyto", "--nuclei", "gt_cyto"],
+     {"labels": "gt_cyto", "nuclei": "gt_cyto"}, "the same label image"),
+    (["link", "--cells", "gt_cyto", "--nuclei", "gt_cyto"],
+     {"cells": "gt_cyto", "nuclei": "gt_cyto"}, "the same label image"),
+], ids=["no-channels", "duplicate-channels", "same-channel-twice", "empty-timepoints",
+        "measure-nuclei-are-the-cells", "link-nuclei-are-the-cells"])
+def test_cells_commands_refuse_what_they_accepted_silently(args, kwargs, fragment, plate,
+                                                           capsys, cluster_client):
+    before = snapshot(plate)
+    line = _refused(_cli(plate, cluster_client, *args), capsys)
+    assert fragment in line
+    call = measure_plate if args[0] == "measure" else link_plate
+    with pytest.raises(ValueError) as raised:
+        call(str(plate), client=cluster_client, **kwargs)
+    assert str(raised.value) in line
+    assert snapshot(plate) == before
+
+
+# ------------------------------------------------------------- memory by objects
+
+
+def test_measure_memory_follows_the_objects_not_their_ids(plate, cluster_client):
+    """Cell IDs near 300 000 000 measure like IDs 1..n (scikit-image sizes by the ID)."""
+    image = open_plate(plate).field("A/1/0")
+    small = read_feature_table(image, "gt_cyto_features")
+    root = zarr.open_group(str(plate.joinpath(*FIELD, "labels", "gt_cyto")), mode="r+")
+    for key in root.array_keys():
+        data = root[key][...]
+        root[key][...] = np.where(data > 0, data + 300_000_000, 0).astype(data.dtype)
+    result = measure_plate(str(plate), labels="gt_cyto", table="big", client=cluster_client)
+    assert result.ok, result.failed
+    big = read_feature_table(image, "big")
+    assert (big["label"] - 300_000_000).tolist() == small["label"].tolist()
+    assert big["area_px"].tolist() == small["area_px"].tolist()
