@@ -33,6 +33,8 @@ from ..io import (
     extend_timepoints,
     feature_table_timepoints,
     finalize_labels,
+    is_incomplete,
+    label_group_exists,
     label_record,
     list_tables,
     mark_done,
@@ -55,7 +57,8 @@ from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, r
 from .measure import column_dtypes, empty_measurements, measure_cells
 from .planes import level_shape, plane_index, read_labels, regions
 
-__all__ = ["CellsResult", "REGION", "check_cells", "linked_names", "link_plate",
+__all__ = ["CellsResult", "REGION", "check_cells", "check_link_outputs", "linked_names",
+           "link_plate",
            "measure_plate", "table_name", "write_rows"]
 
 logger = logging.getLogger(__name__)
@@ -320,8 +323,14 @@ def _link_decision(image: ImageInfo, name: str, linked: dict[str, Any], ts: list
                    overwrite: bool) -> Resume:
     """Decide what happens to one linked label image of the field."""
     check_label_target(image, name)
-    if name not in image.labels:
+    if not label_group_exists(image, name):
         return Resume("create")
+    if is_incomplete(image, name):  # an interrupted creation: nothing in it to keep
+        if overwrite:
+            return Resume("recreate")
+        raise TableExistsError(f"label image {name!r} of field {image.path or image.url!r} "
+                               "is incomplete (an interrupted creation?); pass --overwrite "
+                               "to recreate it")
     label = open_labels(image, name)
     rec = label_record(label).get("linked")
     ours = isinstance(rec, dict)
@@ -432,6 +441,34 @@ def check_cells(plate: str, *, labels: str, nuclei: str | None = None,
     """
     _check(plate, cells=labels, nuclei=nuclei, write_links=link_labels, table=table,
            channels=channels, wells=wells, timepoints=timepoints, overwrite=overwrite)
+
+
+def check_link_outputs(plate: str, *, cells: str, nuclei: str,
+                       wells: Sequence[str] | None = None,
+                       timepoints: slice | Sequence[int] | None = None,
+                       overwrite: bool = False) -> None:
+    """Check, before the cells and nuclei exist, that linking them could write its outputs.
+
+    For a run that segments first and links afterwards: the linked label images
+    (:func:`linked_names`) must be absent, or this linking's (to resume or, with
+    ``overwrite``, to redo the selected timepoints), with no symbolic link on the way.
+
+    Raises
+    ------
+    structfree_dask.io.TableExistsError
+        A linked label image exists from other sources (or is not a linking).
+    UnsafePathError
+        A symbolic link on the way to, or inside, a linked label image.
+    """
+    if nuclei == cells:
+        raise ValueError(f"nuclei and cells are the same label image {cells!r}")
+    opened = open_plate(plate)
+    linked = {"cells": cells, "nuclei": nuclei}
+    for path in opened.select(list(wells) if wells else None):
+        image = opened.field(path)
+        ts = select_timepoints(image.n_timepoints, timepoints, image.url)
+        for name in linked_names(cells):
+            _link_decision(image, name, linked, ts, overwrite)
 
 
 def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,

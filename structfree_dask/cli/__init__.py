@@ -180,6 +180,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     # every check (selection, model, label image, plate writable) before a cluster starts
     for config in configs:
         validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
+    if len(configs) > 1:  # the linking that follows: its outputs checked before segmenting
+        from ..cells.run import check_link_outputs
+
+        check_link_outputs(args.plate, cells=configs[0].label_name,
+                           nuclei=configs[1].label_name, wells=args.wells,
+                           timepoints=args.timepoints, overwrite=configs[0].overwrite)
     client = start_client(args, profile=bool(args.performance_report))
     progress = ProgressBar(args, "field-timepoint")
     names = " and ".join(f"labels/{c.label_name}" for c in configs)
@@ -226,7 +232,8 @@ def _link_after_segment(args: argparse.Namespace, configs: list[SegmentationConf
     from ..cells.run import link_plate
 
     return link_plate(args.plate, nuclei=configs[1].label_name, cells=configs[0].label_name,
-                      client=client, wells=args.wells, timepoints=args.timepoints)
+                      client=client, wells=args.wells, timepoints=args.timepoints,
+                      overwrite=configs[0].overwrite)  # redone cells: their links redone
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

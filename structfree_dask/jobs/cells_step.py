@@ -1,9 +1,10 @@
 """The ``cells`` step of a job: link, measure, track and report each segmented plate.
 
-For every plate the runner first checks what can be checked before segmenting
+For every plate the runner first checks what can be checked before anything is written
 (:func:`check_plate`: label images the job does not produce must exist, and when the
 job produces none of the inputs, the whole request is checked as
-:func:`structfree_dask.cells.run.check_cells` does). Once the job's segmentation is
+:func:`structfree_dask.cells.run.check_cells` does); a problem stops the run before it
+starts, as bad input. Once the job's segmentation is
 done, :func:`run_plate` measures the plate on the job's client (linking and the linked
 label images with it), tracks it and writes its report. Each plate has a section of the
 run record (:func:`plate_section`); its problems (:func:`section_problems`) make the run
@@ -109,39 +110,42 @@ def _produced(job: Job) -> set[str]:
     return {t.label_name for t in job.tasks}
 
 
-def check_plate(job: Job, section: dict[str, Any]) -> None:
-    """Check a plate's cells step before segmenting; a problem goes to ``section``.
+def check_plate(job: Job, plate: str) -> None:
+    """Check a plate's cells step before anything is written (raises as the cells API does).
 
     Label images the job does not produce must exist in every field. When the job
     produces none of the inputs, the whole request (label images, channels, an existing
     table or linked label images from other settings) is checked without writing.
+
+    Raises
+    ------
+    KeyError, ValueError, FileExistsError, PermissionError
+        What :func:`structfree_dask.cells.run.check_cells` raises, or a label image that
+        is neither in the plate nor produced by the job.
     """
-    from ..cells.run import check_cells
+    from ..cells.run import check_cells, check_link_outputs
 
     task = job.cells
     assert task is not None
-    plate = section["plate"]
     wells = _wells(job)
     produced = _produced(job)
-    try:
-        if wells == ():
-            raise ValueError("no well is selected by every segment entry the cells step "
-                             f"reads ({', '.join(task.inputs)})")
-        if not produced.intersection(task.inputs):
-            check_cells(plate, labels=task.cells, nuclei=task.nuclei, table=task.table_name,
-                        link_labels=task.link,
-                        channels=list(task.channels) if task.channels else None,
-                        wells=wells)
-            return
-        opened = open_plate(plate)
-        for path in opened.select(list(wells) if wells else None):
-            image = opened.field(path)
-            missing = [n for n in task.inputs if n not in produced and n not in image.labels]
-            if missing:
-                raise KeyError(f"field {path or '(image)'} has no label image {missing[0]!r}; "
-                               f"it has {sorted(image.labels) or 'none'}")
-    except Exception as err:  # noqa: BLE001 - recorded; segmentation still runs
-        _error(section, "check", err)
+    if wells == ():
+        raise ValueError(f"{plate}: no well is selected by every segment entry the cells "
+                         f"step reads ({', '.join(task.inputs)})")
+    if not produced.intersection(task.inputs):
+        check_cells(plate, labels=task.cells, nuclei=task.nuclei, table=task.table_name,
+                    link_labels=task.link,
+                    channels=list(task.channels) if task.channels else None, wells=wells)
+        return
+    opened = open_plate(plate)
+    for path in opened.select(list(wells) if wells else None):
+        image = opened.field(path)
+        missing = [n for n in task.inputs if n not in produced and n not in image.labels]
+        if missing:
+            raise KeyError(f"{plate}: field {path or '(image)'} has no label image "
+                           f"{missing[0]!r}; it has {sorted(image.labels) or 'none'}")
+    if task.link and task.nuclei:
+        check_link_outputs(plate, cells=task.cells, nuclei=task.nuclei, wells=wells)
 
 
 def _segmented_timepoints(plate: str, names: list[str], wells: tuple[str, ...] | None

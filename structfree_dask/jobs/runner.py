@@ -177,6 +177,17 @@ def _run_entries(entries: list[tuple[dict[str, Any], Any]], client: Any) -> list
     return results
 
 
+def _check_records_outside(records: str, plates: list[str]) -> None:
+    """Refuse a local records folder inside a local plate (run records are not the plate's)."""
+    if is_url(records):
+        return
+    where = Path(records).resolve()
+    for plate in plates:
+        if not is_url(plate) and where.is_relative_to(Path(plate).resolve()):
+            raise ValueError(f"records: the folder {records} is inside the plate {plate}; "
+                             "run records and reports go outside the plates")
+
+
 def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     """Segment (and measure) everything of a job not done yet; write and return the record.
 
@@ -220,6 +231,10 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     problems = []
     if not plates:
         problems.append(f"no plate matches {list(job.plates)}")
+    _check_records_outside(records, plates)
+    if job.cells:
+        for plate in plates:  # every check before the first write (and before a cluster)
+            check_plate(job, plate)
     own = client is None and plates
     if own:  # an unreachable scheduler stops the run before anything is written
         client = client_for(job.cluster, profile=job.performance_report)
@@ -242,8 +257,6 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
                     target = _target(entry, task, plate)
                     if target is not None:
                         targets.append((entry, target))
-            for section in sections:  # before anything is written
-                check_plate(job, section)
             results = _run_entries(targets, client)
             folders = report_folders(stem, plates)
             for section, folder in zip(sections, folders[:len(sections)], strict=True):

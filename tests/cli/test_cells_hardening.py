@@ -330,3 +330,20 @@ def test_measure_memory_follows_the_objects_not_their_ids(plate, cluster_client)
     big = read_feature_table(image, "big")
     assert (big["label"] - 300_000_000).tolist() == small["label"].tolist()
     assert big["area_px"].tolist() == small["area_px"].tolist()
+
+
+# ------------------------------------------------------------- checks before work
+
+
+def test_segment_with_nuclei_checks_the_linking_before_segmenting(plate, capsys,
+                                                                  cluster_client):
+    from structfree_dask.io import create_labels, finalize_labels
+
+    image = open_plate(plate).field("A/1/0")
+    finalize_labels(create_labels(image, "cyto_nuclei", record={"made_by": "someone else"}))
+    before = snapshot(plate)
+    line = _refused(_cli(plate, cluster_client, "segment", "--channels", "0",
+                         "--with-nuclei", "1", "--diameter", "20", "--tile-size", "64"),
+                    capsys)
+    assert "'cyto_nuclei'" in line and "was not written by linking" in line
+    assert snapshot(plate) == before  # nothing segmented

@@ -835,14 +835,39 @@ def test_cells_of_a_plate_that_did_not_segment_are_skipped(tmp_path, cluster_cli
                                  "its problems)"]
     assert any("no-such-channel" in p for p in record["problems"])
     assert f"{plate} cells skipped: labels/cyto" in " ".join(record["problems"])
-    time.sleep(0.01)
-    record = _cells_job(tmp_path, cluster_client, broken, {"cells": "gt_cyto",
-                                                           "nuclei": "absent"})
-    (section,) = record["cells"]
-    assert section["errors"][0].startswith("check: KeyError")
-    assert "'absent'" in section["errors"][0] and section["report"] is None
+
+
+def test_a_bad_cells_section_stops_the_job_before_anything_is_written(tmp_path, capsys):
+    """The cells step is checked with the segmentation, before a cluster or a write."""
+    from ..cli.test_bad_input import snapshot
+
+    plate = simulate_plate(tmp_path / "plates" / "p.zarr", cell_line="CL1", rows=1, cols=1,
+                           timepoints=1, size=64)
+    job = _job(tmp_path, {"kind": "local"}, segment=[SEGMENT],
+               cells={"cells": "gt_cyto", "nuclei": "absent"}, performance_report=False)
+    before = snapshot(tmp_path)
+    with pytest.raises(KeyError, match="no label image 'absent'"):
+        run_job(load_job(job))
+    assert main(["run", str(job)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no label image 'absent'" in err[0], err
+    assert snapshot(tmp_path) == before  # no labels, no records folder
     image = open_plate(plate).field(open_plate(plate).field_paths[0])
-    assert list_tables(image) == ["gt_truth"]  # nothing was measured
+    assert list_tables(image) == ["gt_truth"] and "cyto" not in image.labels
+
+
+def test_run_records_inside_a_plate_are_refused(tmp_path, capsys):
+    from ..cli.test_bad_input import snapshot
+
+    plate = simulate_plate(tmp_path / "plates" / "p.zarr", cell_line="CL1", rows=1, cols=1,
+                           timepoints=1, size=64)
+    job = _job(tmp_path, {"kind": "local"}, segment=[SEGMENT], performance_report=False,
+               records=str(plate / "runs"))
+    before = snapshot(tmp_path)
+    assert main(["run", str(job)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is inside the plate" in err[0], err
+    assert snapshot(tmp_path) == before
 
 
 def test_run_prints_a_cells_line_per_plate(tmp_path, capsys, monkeypatch):
