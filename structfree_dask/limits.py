@@ -24,6 +24,7 @@ __all__ = [
     "MIN_SIZE",
     "SCHEDULER_TIMEOUT",
     "MAX_DISTANCE",
+    "PIXEL_SIZE",
     "check_number",
     "number_problem",
 ]
@@ -51,6 +52,8 @@ MIN_SIZE = (0, 1_000_000)
 SCHEDULER_TIMEOUT = (0.1, 3600.0)
 #: (minimum, maximum) largest move of a tracked cell between timepoints, in pixels.
 MAX_DISTANCE = (0.001, 100_000.0)
+#: (minimum, maximum) pixel size of an imported image, in micrometres (1 nm to 1 mm).
+PIXEL_SIZE = (0.001, 1000.0)
 
 
 def _plain(v: float) -> str:

@@ -311,7 +311,7 @@ def _table_decision(image: ImageInfo, table: str, record: dict[str, Any], ts: li
     exists = table in list_tables(image)
     attrs = table_attrs(image, table) if exists else {}
     ours = isinstance(attrs.get(_RECORD), dict)
-    written = feature_table_timepoints(image, table) if exists else set()
+    written = feature_table_timepoints(image, table, verify=True) if exists else set()
     return decide_resume(
         f"table {table!r} of field {image.path or image.url!r}", exists=exists, ours=ours,
         diffs=_record_diffs(attrs[_RECORD], record) if ours else "", done=written,

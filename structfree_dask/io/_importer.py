@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +14,10 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
-from ._location import as_location
-from ._writer import create_plate
+from .. import limits
+from ._location import as_location, is_url, remove_tree
+from ._plate import check_name
+from ._writer import check_new_store, create_plate
 
 __all__ = ["import_folder", "scan_folder", "FieldFile"]
 
@@ -97,17 +101,84 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
     return out
 
 
-def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
-    if data.ndim == 2:
-        return data[None]
-    if data.ndim == 3:
+def _shape(path: Path) -> tuple[int, ...]:
+    """Return the shape of an image file, from its header (the pixels are not read)."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                return tuple(int(n) for n in tif.series[0].shape)
+        return tuple(int(n) for n in iio.improps(path).shape)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
+        raise ValueError(f"{path.name}: not a readable TIFF/PNG image ({err})") from None
+
+
+def _channel_axis(shape: tuple[int, ...], path: Path) -> int | None:
+    """Return the axis of the channels in a file's array (None: a 2D image)."""
+    if len(shape) == 2:
+        return None
+    if len(shape) == 3:
         # channels last (RGB PNG, most TIFF exports) or first: the small axis is c
-        if data.shape[-1] <= 8 and data.shape[0] > 8:
-            return np.moveaxis(data, -1, 0)
-        if data.shape[0] <= 8:
-            return data
+        if shape[-1] <= 8 and shape[0] > 8:
+            return 2
+        if shape[0] <= 8:
+            return 0
     raise ValueError(f"{path.name}: expected a 2D image or a 3D image with up to 8 channels; "
-                     f"found shape {data.shape}")
+                     f"found shape {shape}")
+
+
+def _cyx_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
+    axis = _channel_axis(shape, path)
+    if axis is None:
+        return (1, shape[0], shape[1])
+    rest = [n for i, n in enumerate(shape) if i != axis]
+    return (shape[axis], rest[0], rest[1])
+
+
+def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
+    axis = _channel_axis(data.shape, path)
+    if axis is None:
+        return data[None]
+    return np.moveaxis(data, axis, 0) if axis else data
+
+
+def _check_entries(entries: list[FieldFile], channels: Sequence[int] | None,
+                   channel_names: Sequence[str] | None, pixel_size_um: float) -> None:
+    """Check every file of an import from its header, before anything is written."""
+    problem = limits.number_problem(pixel_size_um, limits.PIXEL_SIZE, unit="um")
+    if problem is not None:
+        raise ValueError(f"pixel size: {problem}")
+    if channels is not None:
+        if not channels:
+            raise ValueError("channels: expected at least one channel index; got none")
+        if len(set(channels)) != len(channels):
+            raise ValueError(f"channels {list(channels)}: a channel is listed more than once")
+    n_kept: int | None = None
+    first: Path | None = None
+    for e in entries:
+        c, y, x = _cyx_shape(_shape(e.image), e.image)
+        if channels is not None:
+            bad = [i for i in channels if not 0 <= i < c]
+            if bad:
+                raise ValueError(f"{e.image.name} has {c} channels; channel index(es) {bad} "
+                                 "do not exist")
+        kept = len(channels) if channels is not None else c
+        if n_kept is not None and kept != n_kept:
+            raise ValueError(f"{e.image.name} has {c} channels; {first.name if first else ''} "
+                             f"has {n_kept if channels is None else 'other'} (every field of "
+                             "a plate has the same channels)")
+        n_kept, first = kept, first or e.image
+        if e.masks is not None:
+            mask = _shape(e.masks)
+            if mask != (y, x):
+                raise ValueError(f"{e.masks.name} has shape {mask}; its image "
+                                 f"{e.image.name} is {(y, x)} (y, x)")
+    if channel_names is not None:
+        names = [str(n) for n in channel_names]
+        if len(names) != n_kept:
+            raise ValueError(f"channel names {names}: expected {n_kept} (one per kept "
+                             f"channel); got {len(names)}")
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"channel names {names}: expected distinct, non-empty names")
 
 
 def import_folder(
@@ -124,6 +195,11 @@ def import_folder(
 ) -> Path | str:
     """Import a folder of TIFF/PNG fields (and ``*_masks`` label files) as an OME-Zarr plate.
 
+    Every file is checked (from its header) before anything is written; a local plate
+    is written into a hidden folder beside ``out`` and renamed to ``out`` once complete,
+    so a failure never leaves a plate that looks valid (in an object store a failed
+    import is deleted).
+
     Parameters
     ----------
     folder : str or Path
@@ -131,14 +207,15 @@ def import_folder(
     out : str or Path
         New plate: a local path or a URL such as ``s3://bucket/plate.zarr``.
     channels : sequence of int, optional
-        Channel indices to keep (default: all).
+        Channel indices to keep (default: all), each once.
     channel_names : sequence of str, optional
-        Names of the kept channels.
+        Names of the kept channels (distinct).
     mask_label : str
         Label image name for the ``*_masks`` files.
     mask_suffix : str
     ngff_version : str
     pixel_size_um : float
+        Within ``limits.PIXEL_SIZE``.
     name : str, optional
 
     Returns
@@ -150,37 +227,41 @@ def import_folder(
     ------
     FileNotFoundError
         If the folder is missing or empty.
+    FileExistsError
+        If ``out`` exists.
     ValueError
-        If images disagree in shape or channels, a mask does not match its image, or a
-        channel index does not exist.
+        If images disagree in shape or channels, a mask does not match its image, a
+        channel index does not exist, or a name or the pixel size is invalid.
     """
     entries = scan_folder(folder, mask_suffix=mask_suffix)
+    check_name(mask_label, "mask label name")
+    _check_entries(entries, channels, channel_names, pixel_size_um)
     rows = sorted({e.row for e in entries}, key=lambda r: (len(r), r))
     cols = sorted({e.col for e in entries}, key=int)
-    ref_shape: tuple[int, ...] | None = None
-    with create_plate(out, rows=rows, columns=cols, ngff_version=ngff_version,
-                      name=name or Path(folder).name) as plate:
-        for e in entries:
-            img = _to_cyx(_read(e.image), e.image)
-            if channels is not None:
-                bad = [c for c in channels if not 0 <= c < img.shape[0]]
-                if bad:
-                    raise ValueError(f"{e.image.name} has {img.shape[0]} channels; "
-                                     f"channel index(es) {bad} do not exist")
-                img = img[list(channels)]
-            if ref_shape is not None and img.shape[0] != ref_shape[0]:
-                raise ValueError(f"{e.image.name} has {img.shape[0]} channels; "
-                                 f"earlier files have {ref_shape[0]}")
-            ref_shape = img.shape
-            labels = {}
-            if e.masks is not None:
-                mask = np.asarray(_read(e.masks))
-                if mask.shape != img.shape[1:]:
-                    raise ValueError(f"{e.masks.name} has shape {mask.shape}; its image "
-                                     f"{e.image.name} is {img.shape[1:]} (y, x)")
-                labels[mask_label] = mask.astype(np.uint32)
-            plate.write_field(e.row, e.col, e.field, img, axes="cyx",
-                              channel_names=channel_names,
-                              pixel_size_um=(pixel_size_um, pixel_size_um), labels=labels)
-            logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
+    target = None if is_url(str(out)) else Path(out)
+    if target is not None:  # (an object store is checked as the plate is created)
+        check_new_store(str(target))
+    where: str | Path = (target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+                         if target is not None else out)
+    writer = create_plate(where, rows=rows, columns=cols, ngff_version=ngff_version,
+                          name=name or Path(folder).name)  # refuses an existing store
+    try:
+        with writer as plate:
+            for e in entries:
+                img = _to_cyx(_read(e.image), e.image)
+                if channels is not None:
+                    img = img[list(channels)]
+                labels = {}
+                if e.masks is not None:
+                    labels[mask_label] = np.asarray(_read(e.masks)).astype(np.uint32)
+                plate.write_field(e.row, e.col, e.field, img, axes="cyx",
+                                  channel_names=channel_names,
+                                  pixel_size_um=(pixel_size_um, pixel_size_um), labels=labels)
+                logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
+        if target is not None:
+            check_new_store(str(target))  # still free: nothing appeared there meanwhile
+            os.rename(where, target)
+    except BaseException:
+        remove_tree(str(where))  # this import's own store, never one that was there
+        raise
     return as_location(out)

@@ -17,6 +17,7 @@ timepoint), for readers that do not know this package.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterable
@@ -29,6 +30,8 @@ from ._location import exists, filesystem, is_url, join, remove_tree
 from ._ngff import metadata_errors
 from ._plate import ImageInfo, check_name
 from ._safepath import checked_path, checked_tree, is_local
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -278,16 +281,22 @@ class ParquetStream:
         self._writer.write_table(table.cast(self.schema))
 
     def __exit__(self, kind: Any, *_: Any) -> None:
+        failed = kind is not None
         try:
-            self._writer.close()
+            try:
+                self._writer.close()  # the footer: a full disk may fail here, or at close
+            finally:
+                self._file.close()
+        except BaseException:
+            failed = True
+            raise
         finally:
-            self._file.close()
-            if kind is not None and is_url(self.location):
+            if failed and is_url(self.location):
                 fs, path = filesystem(self.location)
                 if fs.exists(path):
                     fs.rm(path)
             if self._tmp is not None:
-                if kind is None:
+                if not failed:  # published only when complete
                     os.replace(self._tmp, self.location)
                 self._tmp.unlink(missing_ok=True)
 
@@ -321,12 +330,36 @@ def _list_parts(location: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
-def feature_table_timepoints(image: ImageInfo, name: str) -> set[int]:
-    """Timepoints whose part of a field's table is written."""
-    parts = _list_parts(join(_table_location(image, name), _PARTS))
+def _readable(location: str) -> bool:
+    """Whether a Parquet file's footer reads (a damaged or cut file does not)."""
+    import pyarrow.parquet as pq
+
+    try:
+        if is_url(location):
+            fs, path = filesystem(location)
+            with fs.open(path, "rb") as fh:
+                pq.read_metadata(fh)
+        else:
+            pq.read_metadata(location)
+    except Exception:  # noqa: BLE001 - any failure to read means: not a complete part
+        return False
+    return True
+
+
+def feature_table_timepoints(image: ImageInfo, name: str, *, verify: bool = False) -> set[int]:
+    """Timepoints whose part of a field's table is written.
+
+    With ``verify``, a part whose Parquet footer does not read (damaged, cut short) is
+    not counted: its timepoint is measured again.
+    """
+    folder = join(_table_location(image, name), _PARTS)
     out = set()
-    for p in parts:
+    for p in _list_parts(folder):
         if p.startswith("t") and p.endswith(".parquet") and p[1:-8].isdigit():
+            if verify and not _readable(join(folder, p)):
+                logger.warning("part %s of table %s of %s does not read; its timepoint is "
+                               "measured again", p, name, image.url)
+                continue
             out.add(int(p[1:-8]))
     return out
 

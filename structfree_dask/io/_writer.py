@@ -18,7 +18,7 @@ from ._ngff import array_kwargs, format_for, write_ome
 from ._plate import AXIS_ORDER, ImageInfo, check_name, read_image_info
 from ._safepath import check_no_links, checked_path, is_local
 
-__all__ = ["PlateWriter", "create_plate", "create_image", "write_image_group",
+__all__ = ["PlateWriter", "check_new_store", "create_plate", "create_image", "write_image_group",
            "append_timepoints"]
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def write_image_group(
     write_ome(group, meta, version=version)
 
 
-def _check_new_store(path: str, overwrite: bool) -> None:
+def check_new_store(path: str, overwrite: bool = False) -> None:
     """Refuse to write a new store over an existing one, or into a store that refuses."""
     check_store(path, must_exist=False)  # an object store: reachable, bucket there
     if exists(path) and not overwrite:
@@ -163,7 +163,7 @@ class PlateWriter:
         self.columns = [check_name(str(c), "column name") for c in columns]
         self.name = name
         self._fields: dict[str, list[str]] = {}
-        _check_new_store(self.path, overwrite)
+        check_new_store(self.path, overwrite)
         try:
             self.root = zarr.open_group(store=self.path, mode="w",
                                         zarr_format=format_for(self.version).zarr_format)
@@ -310,7 +310,7 @@ def create_image(path: str | Path, data: np.ndarray, *, axes: str | Sequence[str
     ImageInfo
     """
     path = str(path)
-    _check_new_store(path, overwrite)
+    check_new_store(path, overwrite)
     root = zarr.open_group(store=path, mode="w", zarr_format=format_for(ngff_version).zarr_format)
     write_image_group(root, data, axes=axes, version=format_for(ngff_version).version,
                       channel_names=channel_names, pixel_size_um=pixel_size_um,

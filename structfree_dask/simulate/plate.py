@@ -247,6 +247,16 @@ def _first_plane(info: ImageInfo, name: str) -> np.ndarray:
     return np.asarray(open_labels(info, name).open_array(0, mode="r")[info.plane_index(0, 0)])
 
 
+def _check_outside(out: str | pathlib.Path, source: str) -> None:
+    """Refuse a new plate inside its source plate (or the source inside the new plate)."""
+    if "://" in str(out) or "://" in str(source):
+        return
+    new, src = pathlib.Path(out).resolve(), pathlib.Path(source).resolve()
+    if new.is_relative_to(src) or src.is_relative_to(new):
+        raise ValueError(f"the new plate {out} and the source plate {source} overlap; write "
+                         "the new plate outside the source plate")
+
+
 def simulate_plate_from_shapes(
     path: str | os.PathLike[str],
     shapes_from: str | os.PathLike[str],
@@ -321,6 +331,10 @@ def simulate_plate_from_shapes(
     resolve_mode(mode)
     root = np.random.SeedSequence(check_int("seed", seed, 0))
     source = open_plate(shapes_from)
+    _check_outside(path, source.store)
+    if nuclei is not None and nuclei == labels:
+        raise ValueError(f"nuclei: the nucleus label image is the cells' own ({labels!r}); "
+                         "give the source plate's nucleus label image, or none")
     fields = _shape_sources(source, labels, nuclei)
     out = as_location(path)
     with create_plate(out, rows=list(source.rows), columns=list(source.columns),

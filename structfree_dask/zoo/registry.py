@@ -75,7 +75,8 @@ class Zoo:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise NotADirectoryError(f"zoo path {self.path} exists and is not a folder")
-        (self.path / "models").mkdir(parents=True, exist_ok=True)
+        # nothing is created until a model or selection is written: reading a folder as a
+        # zoo (zoo list) leaves it as it is
 
     def __repr__(self) -> str:
         return f"Zoo({self.where!r})"
@@ -160,6 +161,8 @@ class Zoo:
         """Ids of the models in the zoo (those with a card), sorted."""
         if isinstance(self.path, Path):
             root = self.path / "models"
+            if not root.is_dir():
+                return []
             return sorted(p.name for p in root.iterdir() if p.is_dir()
                           and not p.name.startswith(".") and (p / CARD_FILE).is_file())
         return sorted({parts[1] for parts in self._glob("models", "*", CARD_FILE)
@@ -218,6 +221,7 @@ class Zoo:
             logger.info("added model %s to %s", card.model_id, self.where)
             return stored
         tmp = self.path / "models" / f".tmp-{card.model_id}-{uuid.uuid4().hex[:8]}"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         try:
             shutil.copyfile(src, tmp / WEIGHTS_FILE)

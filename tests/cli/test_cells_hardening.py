@@ -347,3 +347,109 @@ def test_segment_with_nuclei_checks_the_linking_before_segmenting(plate, capsys,
                     capsys)
     assert "'cyto_nuclei'" in line and "was not written by linking" in line
     assert snapshot(plate) == before  # nothing segmented
+
+
+# ------------------------------------------------------------- import, simulate, zoo
+
+
+def _import_folder(tmp: Path, case: str) -> Path:
+    import imageio.v3 as iio
+
+    folder = tmp / "fields"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    two = rng.integers(0, 255, (2, 64, 64), dtype=np.uint8)
+    iio.imwrite(folder / "A01.tif", two)
+    iio.imwrite(folder / "A01_masks.png", np.zeros((64, 64), np.uint8))
+    if case == "channels":
+        iio.imwrite(folder / "A02.tif", rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))
+    elif case == "mask-shape":
+        iio.imwrite(folder / "A02.tif", two)
+        iio.imwrite(folder / "A02_masks.png", np.zeros((32, 64), np.uint8))
+    else:
+        iio.imwrite(folder / "A02.tif", two)
+    return folder
+
+
+@pytest.mark.parametrize(("case", "args", "fragment"), [
+    ("channels", [], "A02.tif has 3 channels"),
+    ("mask-shape", [], "A02_masks.png has shape (32, 64)"),
+    ("ok", ["--mask-label", ".zattrs"], "must not start with '.'"),
+    ("ok", ["--pixel-size", "0"], "pixel size: expected"),
+    ("ok", ["--pixel-size", "nan"], "pixel size: expected"),
+    ("ok", ["--pixel-size", "1e-300"], "pixel size: expected"),
+    ("ok", ["--channels", "0,0"], "listed more than once"),
+    ("ok", ["--channel-names", "a,a"], "expected distinct"),
+], ids=["later-file-other-channels", "later-mask-other-shape", "bad-mask-name",
+        "pixel-size-zero", "pixel-size-nan", "pixel-size-tiny", "duplicate-channels",
+        "duplicate-names"])
+def test_import_checks_every_file_before_writing(case, args, fragment, tmp_path, capsys):
+    from structfree_dask.io import import_folder
+
+    folder = _import_folder(tmp_path, case)
+    out = tmp_path / "plates" / "p.zarr"
+    out.parent.mkdir()
+    before = snapshot(tmp_path)
+    line = _refused(["import", str(folder), str(out), *args], capsys)
+    assert fragment in line
+    assert snapshot(tmp_path) == before  # no plate, no hidden partial folder
+    kwargs = {"--mask-label": ("mask_label", str), "--pixel-size": ("pixel_size_um", float),
+              "--channels": ("channels", lambda v: [int(x) for x in v.split(",")]),
+              "--channel-names": ("channel_names", lambda v: v.split(","))}
+    given = {kwargs[k][0]: kwargs[k][1](v) for k, v in zip(args[::2], args[1::2], strict=True)}
+    with pytest.raises(ValueError) as raised:
+        import_folder(folder, out, **given)
+    assert str(raised.value) in line
+    assert snapshot(tmp_path) == before
+
+
+def test_import_failing_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    from structfree_dask.io import _importer, import_folder
+
+    folder = _import_folder(tmp_path, "ok")
+    out = tmp_path / "p.zarr"
+    calls = []
+
+    def broken(path):
+        calls.append(path)
+        if len(calls) > 2:  # the second field's image: a disk error while writing
+            raise OSError(28, "No space left on device")
+        return real(path)
+
+    real = _importer._read
+    monkeypatch.setattr(_importer, "_read", broken)
+    before = snapshot(tmp_path)
+    with pytest.raises(OSError, match="No space left"):
+        import_folder(folder, out)
+    assert snapshot(tmp_path) == before
+
+
+def test_simulate_from_shapes_refuses_to_write_into_its_source(plate, tmp_path, capsys):
+    before = snapshot(plate)
+    line = _refused(["simulate", str(plate / "inner.zarr"), "--shapes-from", str(plate)],
+                    capsys)
+    assert "overlap" in line
+    line = _refused(["simulate", str(tmp_path / "n.zarr"), "--shapes-from", str(plate),
+                     "--nuclei", "gt_cyto"], capsys)
+    assert "the cells' own" in line
+    assert snapshot(plate) == before and not (tmp_path / "n.zarr").exists()
+
+
+def test_zoo_list_leaves_the_folder_as_it_is(tmp_path, capsys):
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    assert main(["zoo", "list", str(folder)]) == 0
+    assert "no models in the zoo" in capsys.readouterr().out
+    assert list(folder.iterdir()) == []
+
+
+def test_a_damaged_table_part_is_measured_again(plate, capsys, cluster_client):
+    part = plate.joinpath(*FIELD, "tables", "gt_cyto_features", "table.parquet",
+                          "t00001.parquet")
+    rows = read_feature_table(open_plate(plate).field("A/1/0"), "gt_cyto_features")
+    part.write_bytes(part.read_bytes()[:100])  # cut short (a full disk, a bad copy)
+    assert main(_cli(plate, cluster_client, "measure", "--labels", "gt_cyto", "--nuclei",
+                     "gt_nuclei")) == 0
+    assert "1 done, 1 skipped" in capsys.readouterr().out
+    again = read_feature_table(open_plate(plate).field("A/1/0"), "gt_cyto_features")
+    assert again.equals(rows)
