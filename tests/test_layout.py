@@ -22,7 +22,7 @@ LAYERS = {
     "zoo": 6, "cells": 6,
     "jobs": 7,
     "cli": 8,
-    "__init__": 9,
+    "__init__": 9, "__main__": 9,
 }
 
 

@@ -202,7 +202,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             c = read_labels(cells, unit.t, wy, wx)
             n = read_labels(nuclei, unit.t, wy, wx) if nuclei is not None else None
             lk = linked_nuclei(n, linking) if n is not None else np.zeros(c.shape, c.dtype)
-            img = np.stack([np.asarray(image_arr[plane_index(image, unit.t, wy, wx, ch)])
+            img = np.stack([image.read(plane_index(image, unit.t, wy, wx, ch), array=image_arr)
                             for ch in unit.channels]) if unit.channels else np.zeros(
                                 (0, *c.shape))
             df = measure_cells(

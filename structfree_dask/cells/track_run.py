@@ -196,7 +196,7 @@ def check_max_distance(max_distance: float | None) -> float | None:
     >>> check_max_distance(1e9)
     Traceback (most recent call last):
     ...
-    ValueError: max_distance: expected a number between 0.001 and 100000 px; got 1000000000.0
+    ValueError: max_distance: expected a finite number between 0.001 and 100000 px; got 1e+09
     """
     if max_distance is None:
         return None

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..config import SegmentationConfig
 from ._common import (
@@ -414,9 +414,10 @@ def _stdout_to_devnull() -> None:
 
 
 def _message(err: BaseException) -> str:
-    if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
-    return str(err) or type(err).__name__
+    """Return the error's text on one line (a library's lines joined)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines) or type(err).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -430,26 +431,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 when a run failed, 2 for bad input, 130 when interrupted,
-        141 when the output's reader went away.
+        0 on success, 1 when a run failed, 2 for bad input, 130 when interrupted (143 by
+        SIGTERM), 141 when the output's reader went away.
     """
-    from ..runtime.logs import configure
+    from ..runtime.interrupts import watch
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # WARNING (-v INFO, -vv DEBUG) for ours, distributed's and cellpose's loggers, here
-    # and in the workers of a cluster started here
-    restore_logging = configure(args.verbose)
-    try:
-        return _run(args)
-    finally:
-        restore_logging()
+    with watch() as interrupted_by:
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            from ..runtime.logs import configure
+
+            # WARNING (-v INFO, -vv DEBUG) for ours, distributed's and cellpose's loggers,
+            # here and in the workers of a cluster started here
+            restore_logging = configure(args.verbose)
+        except KeyboardInterrupt:
+            print("interrupted: nothing was done", file=sys.stderr)
+            return _interrupt_status(interrupted_by())
+        except Exception as err:  # noqa: BLE001 - e.g. a malformed Dask configuration file
+            print(f"error: {_message(err)}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            return _run(args, interrupted_by)
+        finally:
+            restore_logging()
 
 
-def _run(args: argparse.Namespace) -> int:
+def _interrupt_status(signum: int | None) -> int:
+    import signal
+
+    return 128 + signal.SIGTERM if signum == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace, interrupted_by: Callable[[], int | None]) -> int:
+    from ..runtime.interrupts import raise_if_interrupted
+
     tracebacks = args.debug or args.verbose > 0
     try:
         status = int(args.func(args) or 0)
+        raise_if_interrupted()  # a Ctrl-C that a library swallowed still stops the command
         # a reader that went away (| head) is noticed here, not at exit
         # ("Exception ignored ... BrokenPipeError" and exit status 120)
         sys.stdout.flush()
@@ -463,7 +483,7 @@ def _run(args: argparse.Namespace) -> int:
         if tracebacks:
             traceback.print_exc()
         print(text, file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupt_status(interrupted_by())
     except _BAD_INPUT as err:
         if tracebacks:  # the status never depends on how much is shown
             traceback.print_exc()

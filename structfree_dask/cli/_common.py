@@ -136,10 +136,22 @@ def check_cluster_options(args: argparse.Namespace) -> None:
 
 def start_client(args: argparse.Namespace, *, profile: bool = False) -> Any:
     """Start or connect the cluster the options name; print its dashboard link."""
-    from ..engine.cluster import make_client
+    from ..engine.cluster import close_client, make_client
+    from ..runtime.interrupts import raise_if_interrupted
 
-    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers,
-                         profile=profile, timeout=args.scheduler_timeout)
+    try:
+        client = make_client(scheduler=args.scheduler, cluster=args.cluster,
+                             workers=args.workers, profile=profile,
+                             timeout=args.scheduler_timeout)
+    except (ValueError, TypeError, KeyError) as err:  # ours are checked: Dask's own settings
+        text = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise ValueError(f"Dask configuration: {text} (check the DASK_* environment "
+                         "variables and Dask's configuration files)") from err
+    try:
+        raise_if_interrupted()  # a Ctrl-C that the cluster's start swallowed
+    except KeyboardInterrupt:
+        close_client(client)
+        raise
     print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
     return client
 
@@ -148,19 +160,26 @@ class ProgressBar:
     """A progress bar on stderr, called as ``progress(done, total)``; keeps the last counts."""
 
     def __init__(self, args: argparse.Namespace, unit: str, desc: str | None = None) -> None:
-        from tqdm import tqdm
-
         self.done = self.total = 0
-        self._bar = tqdm(total=0, unit=unit, desc=desc, disable=args.no_progress,
-                         file=sys.stderr)
+        self._options = {"unit": f" {unit}", "desc": desc, "disable": args.no_progress,
+                         "file": sys.stderr}
+        self._bar: Any = None  # drawn at the first count (no empty first frame)
 
     def __call__(self, done: int, total: int) -> None:
+        from ..runtime.interrupts import raise_if_interrupted
+
+        raise_if_interrupted()  # a Ctrl-C swallowed while the cluster started stops here
         self.done, self.total = done, total
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, **self._options)
         self._bar.total = total
         self._bar.n = done
         self._bar.refresh()
 
     def close(self) -> None:
         """Close the bar."""
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 

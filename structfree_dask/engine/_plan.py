@@ -119,7 +119,7 @@ def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, An
     folder = check_label_target(info, name)
     if folder is not None:
         check_writable(folder)
-    if not (name in info.labels or label_group_exists(info, name)):
+    if not label_group_exists(info, name):  # (a name listed without its group: made anew)
         return "create", (), ()
     if is_incomplete(info, name):  # an interrupted creation: nothing in it to keep
         if cfg.overwrite:

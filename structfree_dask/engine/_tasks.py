@@ -55,7 +55,7 @@ def read_window(info: ImageInfo, t: int, z: int, channels: Sequence[int],
         idx = list(info.plane_index(t, z, c))
         idx[info.axes.index("y")] = slice(y0, y1)
         idx[info.axes.index("x")] = slice(x0, x1)
-        planes.append(np.asarray(arr[tuple(idx)]))
+        planes.append(info.read(tuple(idx), array=arr))
     return np.stack(planes)
 
 
@@ -85,7 +85,7 @@ def stats_task(info: ImageInfo, t: int, channels: tuple[int, ...]) -> np.ndarray
         idx = list(info.plane_index(t, z, c))
         idx[info.axes.index("y")] = slice(None, None, stride)
         idx[info.axes.index("x")] = slice(None, None, stride)
-        return np.asarray(arr[tuple(idx)])
+        return info.read(tuple(idx), array=arr)
 
     return _field_bounds(info, t, channels, sample)
 

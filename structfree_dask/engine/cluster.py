@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
+from ..runtime.interrupts import deferred
 
 __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
            "SchedulerUnreachableError", "local_client", "cuda_client", "connect",
@@ -114,13 +115,23 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1,
     n = n_workers if n_workers is not None else max(1, os.cpu_count() or 1)
     check_number("workers", n, WORKERS, integer=True)
     check_number("threads_per_worker", threads_per_worker, THREADS, integer=True)
-    with dask.config.set(_worker_config(profile)), _workers_ignore_ctrl_c():
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-            host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
-            **{**_silence_logs(), **kwargs},
-        )
-    client = Client(cluster)
+    # a Ctrl-C while the cluster starts is held back until it has started, then stops the
+    # caller (a cluster cut in the middle of its start fails noisily at exit)
+    with dask.config.set(_worker_config(profile)), deferred() as interrupted:
+        try:
+            cluster = LocalCluster(
+                n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
+                **{**_silence_logs(), **kwargs},
+            )
+            client = Client(cluster)
+        except Exception:
+            if interrupted():  # a worker that Ctrl-C reached while it started: the cause
+                raise KeyboardInterrupt from None
+            raise
+    if interrupted():
+        close_client(client)
+        raise KeyboardInterrupt
     logger.info("local cluster: %d worker(s); dashboard %s", n, client.dashboard_link)
     return client
 
@@ -153,9 +164,13 @@ def cuda_client(n_workers: int | None = None, *, profile: bool = False) -> Any:
                               "resources": {GPU: 1}}  # one worker per GPU
     if n_workers:
         kwargs["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n_workers))
-    with dask.config.set(_worker_config(profile)), _workers_ignore_ctrl_c():
+    with dask.config.set(_worker_config(profile)), deferred() as interrupted:
         cluster = LocalCUDACluster(**_silence_logs(), **kwargs)
-    return Client(cluster)
+        client = Client(cluster)
+    if interrupted():
+        close_client(client)
+        raise KeyboardInterrupt
+    return client
 
 
 #: Seconds to wait for a running scheduler to answer (``--scheduler-timeout``).
@@ -218,28 +233,6 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
     if cluster == "cuda":
         return cuda_client(workers, profile=profile)
     raise ValueError(f"cluster must be 'local' or 'cuda'; got {cluster!r}")
-
-
-@contextmanager
-def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Start worker processes with SIGINT ignored: Ctrl-C is the driver's to handle.
-
-    A terminal sends Ctrl-C to every process of the foreground group, workers too;
-    each would print a traceback while the driver stops the run cleanly. A process
-    started while SIGINT is ignored keeps it ignored (Python installs its handler
-    only where the parent left the default).
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
 
 
 @contextmanager

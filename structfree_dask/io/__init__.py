@@ -6,6 +6,7 @@ region by tasks, and get their NGFF metadata last.
 
 from ._fetch import CACHE_ENV, cache_dir, local_copy
 from ._importer import import_folder
+from ._jsontext import JSONTextError, parse_json
 from ._labels import (
     LABEL_DTYPE,
     LabelExistsError,
@@ -143,6 +144,8 @@ __all__ = [
     "create_plate",
     "finalize_labels",
     "import_folder",
+    "JSONTextError",
+    "parse_json",
     "is_incomplete",
     "label_group_exists",
     "label_record",

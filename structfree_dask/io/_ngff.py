@@ -65,6 +65,8 @@ def _file_problem(file: Path) -> str | None:
         return f"not valid JSON (not UTF-8 text: {err.reason} at byte {err.start})"
     except json.JSONDecodeError as err:
         return f"not valid JSON ({err.msg}: line {err.lineno} column {err.colno})"
+    except RecursionError:
+        return "not valid zarr metadata (nested too deeply to read)"
     if not isinstance(doc, dict):
         return f"not valid zarr metadata (expected a JSON object; found {_json_kind(doc)})"
     attributes = doc.get("attributes", {}) if file.name == "zarr.json" else {}

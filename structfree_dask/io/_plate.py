@@ -172,6 +172,42 @@ class ImageInfo:
         with metadata_errors(self.store, _join(self.path, lpath)):
             return group[lpath]  # type: ignore[return-value]
 
+    def read(self, index: tuple, level: int = 0, array: zarr.Array | None = None
+             ) -> np.ndarray:
+        """Read ``array[index]`` (default: the level's image array) into memory.
+
+        A chunk that cannot be read (cut short, damaged, missing on a store that
+        failed) raises an ``OSError`` that names the image, the channel, the timepoint,
+        the region and the chunks, whatever the codec said.
+        """
+        arr = self.open_array(level) if array is None else array
+        try:
+            return np.asarray(arr[index])
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - named below, whatever the codec raised
+            raise OSError(f"cannot read {self.url} ({self._describe(index, arr)}): "
+                          f"{type(err).__name__}: {err}") from err
+
+    def _describe(self, index: tuple, arr: zarr.Array) -> str:
+        parts, chunks = [], []
+        for ax, sel, n, ch in zip(self.axes, index, arr.shape, arr.chunks, strict=False):
+            start, stop = (sel, sel + 1) if isinstance(sel, int | np.integer) else (
+                sel.indices(n)[:2])
+            if ax == "c" and stop - start == 1:
+                names = self.channel_names
+                parts.append(f"channel {start} ({names[start]})" if start < len(names)
+                             else f"channel {start}")
+            elif stop - start == 1:
+                parts.append(f"{ax}={start}")
+            else:
+                parts.append(f"{ax}={start}:{stop}")
+            chunks.append(range(start // ch, max(start, stop - 1) // ch + 1))
+        first = tuple(r.start for r in chunks)
+        last = tuple(r.stop - 1 for r in chunks)
+        where = f"chunk {first}" if first == last else f"chunks {first} to {last}"
+        return f"{', '.join(parts)}; {where} of the array {arr.path or arr.name}"
+
     def to_dask(self, level: int = 0) -> da.Array:
         """Return a level as a lazy dask array, chunked like the zarr array.
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["VERBOSITY_ENV", "PRELOAD", "QUIET", "NOISE", "levels", "configure",
-           "cli_verbosity", "with_preload", "dask_setup"]
+           "cli_verbosity", "with_preload", "ignore_ctrl_c", "dask_setup"]
 
 #: Environment variable holding the command line's verbosity (0, 1 or 2) for its workers.
 VERBOSITY_ENV = "STRUCTFREE_DASK_VERBOSITY"
@@ -43,13 +43,18 @@ QUIET: dict[str, int] = {
 
 #: (logger, message start) of warnings hidden by default: a task held the GIL for a few
 #: seconds (the network and the flow integration do, by design); cellpose found cell
-#: pixels but no cell in a region (the region then has no cells: not news).
+#: pixels but no cell in a region (the region then has no cells: not news); a worker's
+#: traceback of a failed task (the run names each failed unit and its error itself).
 NOISE: tuple[tuple[str, str], ...] = (
     ("distributed.core", "Event loop was unresponsive"),
     ("cellpose.dynamics", "no seeds found"),
+    ("distributed.worker", "Compute Failed"),
 )
 
 _FORMAT = "%(levelname)s %(name)s: %(message)s"
+#: Warning filter (``PYTHONWARNINGS``) hiding multiprocessing's resource tracker's count of
+#: semaphores that a worker stopped by Ctrl-C did not release (the system frees them).
+_TRACKER_WARNING = "ignore:resource_tracker:UserWarning"
 
 
 def levels(verbosity: int) -> dict[str, int]:
@@ -126,6 +131,9 @@ def configure(verbosity: int) -> Callable[[], None]:
     env = {VERBOSITY_ENV: str(verbosity),
            # distributed's level in processes that import it later: the workers
            "DASK_LOGGING__DISTRIBUTED": logging.getLevelName(level["distributed"]).lower()}
+    if verbosity <= 0:  # multiprocessing's tracker counting what a Ctrl-C'd worker left
+        env["PYTHONWARNINGS"] = ",".join(
+            w for w in (os.environ.get("PYTHONWARNINGS"), _TRACKER_WARNING) if w)
     before_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     # ... and in this process, if distributed is imported after this (its logging setup
@@ -169,6 +177,19 @@ def with_preload(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def ignore_ctrl_c() -> None:
+    """Ignore Ctrl-C in a worker process of the command line: it is the driver's to handle.
+
+    A terminal sends Ctrl-C to every process of its foreground group; a worker would
+    print a traceback while the driver stops the run cleanly (and records what is done).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def dask_setup(worker: Any = None) -> None:
     """Worker preload: apply the command line's verbosity in this worker process.
 
@@ -178,6 +199,7 @@ def dask_setup(worker: Any = None) -> None:
     verbosity = cli_verbosity()
     if verbosity is None:
         return
+    ignore_ctrl_c()
     _apply(verbosity)
     root = logging.getLogger()
     if not any(getattr(h, "_structfree_dask", False) for h in root.handlers):

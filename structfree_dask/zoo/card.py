@@ -263,10 +263,12 @@ class ModelCard:
         CardError
             If the text is not JSON or not a valid card (the message says which).
         """
+        from ..io import JSONTextError, parse_json  # (io is heavy; cards are read rarely)
+
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CardError(f"{where} is not valid JSON: {err}") from None
+            data = parse_json(text, where)
+        except JSONTextError as err:
+            raise CardError(str(err)) from None
         return cls.from_dict(data, where=where)
 
     @classmethod

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..backbones import file_sha256
 from ..config import ORGANELLES, check_name
-from ..io import filesystem, is_url, join, local_copy, redact
+from ..io import filesystem, is_url, join, local_copy, parse_json, redact
 from .card import CardError, ModelCard, json_safe
 from .selection import Selection
 
@@ -426,10 +426,7 @@ class Zoo:
             raise KeyError(f"no selection for {cell_line}/{organelle} in {self.where}; "
                            f"selections: {', '.join(have) or 'none'}")
         where = redact(path)
-        try:
-            data = json.loads(self._read_text(path))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"selection file {where} is not valid JSON: {err}") from None
+        data = parse_json(self._read_text(path), f"selection file {where}")
         try:
             return Selection.from_dict(data)
         except KeyError as err:

@@ -469,6 +469,35 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, permutation_equal):
     assert all(permutation_equal(got[t], want[t]) for t in range(N_T))
 
 
+@pytest.mark.parametrize(("delay", "signum", "status"), [
+    (0.2, signal.SIGINT, 130), (1.0, signal.SIGINT, 130), (2.0, signal.SIGINT, 130),
+    (3.0, signal.SIGINT, 130), (4.0, signal.SIGINT, 130), (3.0, signal.SIGTERM, 143),
+], ids=["int-0.2s", "int-1s", "int-2s", "int-3s", "int-4s", "term-3s"])
+def test_a_signal_from_the_first_instant_stops_with_one_line(delay, signum, status, template,
+                                                            tmp_path):
+    """Ctrl-C (or SIGTERM) while modules load, the cluster starts or units run: one line,
+    the signal's status, never a traceback, never a run that goes on to exit 0."""
+    path = tmp_path / "p.zarr"
+    shutil.copytree(template, path)
+    script = Path(sys.executable).with_name("structfree-dask")  # the installed command
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "structfree_dask"]
+    proc = subprocess.Popen([*command, "segment", str(path), "--channels", "0,1",
+                             "--diameter", "20", "--workers", "1", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_default_ctrl_c)
+    time.sleep(delay)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signum)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == status, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("interrupted: "), err
+    # a worker whose interpreter is starting at that very moment may print its own
+    # traceback (distributed spawns it before any of our code runs there); the driver never
+    if delay < 1:
+        assert len(lines) == 1 and "Traceback" not in err, err
+
+
 def test_broken_pipe_ends_quietly(template, cli_env):
     proc = subprocess.Popen([*CLI, "evaluate", str(template), "--pred", "gt_nuclei", "--gt",
                              "gt_cyto"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

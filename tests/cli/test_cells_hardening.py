@@ -453,3 +453,29 @@ def test_a_damaged_table_part_is_measured_again(plate, capsys, cluster_client):
     assert "1 done, 1 skipped" in capsys.readouterr().out
     again = read_feature_table(open_plate(plate).field("A/1/0"), "gt_cyto_features")
     assert again.equals(rows)
+
+
+# ------------------------------------------------------------- Dask's own configuration
+
+
+@pytest.mark.parametrize(("env", "fragment"), [
+    ({"DASK_CONFIG": "{tmp}/bad.yaml"}, "is malformed"),
+    ({"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "abc"}, "Dask configuration: "),
+], ids=["malformed-config-file", "bad-environment-variable"])
+def test_bad_dask_configuration_is_one_line(env, fragment, measured, tmp_path, cli_env):
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.yaml").write_text("a: [\n")
+    plate = tmp_path / "p.zarr"
+    shutil.copytree(measured, plate)
+    before = snapshot(plate)
+    run_env = {**cli_env, **{k: v.format(tmp=tmp_path) for k, v in env.items()}}
+    proc = subprocess.run([sys.executable, "-m", "structfree_dask", "segment", str(plate),
+                           "--channels", "0", "--diameter", "20", "--workers", "1",
+                           "--no-progress"], capture_output=True, text=True, env=run_env,
+                          timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert snapshot(plate) == before

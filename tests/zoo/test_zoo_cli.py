@@ -329,7 +329,7 @@ def test_bad_flow_thresholds_exit_2(plate, tmp_path, command, capsys):
 
 
 def test_list_report_bad_input_exit_2(plate, tmp_path):
-    Zoo(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
     code, _, err = run_cli("zoo", "report", tmp_path / "empty", "--plate", plate)
     assert code == 2 and "no selection for any cell line" in err and "zoo build" in err
     code, _, err = run_cli("zoo", "list", tmp_path / "missing")
