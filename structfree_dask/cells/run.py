@@ -45,7 +45,6 @@ from ..io import (
     table_attrs,
     table_part_location,
     unmark_done,
-    update_table_attrs,
     write_label_region,
     write_parquet,
     write_table_part,
@@ -414,8 +413,8 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
                 columns = list(column_dtypes(plan.record["channels"]))[2:]
                 create_feature_table(image, table, reference_label=cells,
                                      overwrite=plan.table.action == "recreate",
-                                     measurement_columns=columns, metadata_columns=["t"])
-                _mark_table(image, table, plan.record)
+                                     measurement_columns=columns, metadata_columns=["t"],
+                                     attrs={_RECORD: plan.record})
                 remove_plate_parts(store, table, image.path)
             written = set(plan.table.kept)
             kept = written if kept is None else kept & written
@@ -479,10 +478,6 @@ def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
                           table=table, channels=channels, wells=wells,
                           timepoints=timepoints, overwrite=overwrite)
     return _prepare(store, plans, cells=cells, nuclei=nuclei, table=table, region=region)
-
-
-def _mark_table(image: ImageInfo, table: str, record: dict[str, Any]) -> None:
-    update_table_attrs(image, table, **{_RECORD: record})
 
 
 def _run(plate: str, units: list[_Unit], skipped: list[tuple[str, int]],

@@ -145,7 +145,8 @@ def list_tables(image: ImageInfo) -> list[str]:
 
 
 def create_feature_table(image: ImageInfo, name: str, *, reference_label: str,
-                         overwrite: bool = False, **columns: list[str]) -> str:
+                         overwrite: bool = False, attrs: dict[str, Any] | None = None,
+                         **columns: list[str]) -> str:
     """Create (or, with ``overwrite``, replace) an empty feature table of a field.
 
     Parameters
@@ -158,6 +159,8 @@ def create_feature_table(image: ImageInfo, name: str, *, reference_label: str,
         The label image whose ``label`` values key the rows.
     overwrite : bool
         Replace a table of that name (its parts are deleted).
+    attrs : dict, optional
+        More attributes of the table group (a run's record), written with ngio's.
     **columns
         ``measurement_columns``, ``metadata_columns``, ``categorical_columns`` for the
         table's attributes.
@@ -178,6 +181,8 @@ def create_feature_table(image: ImageInfo, name: str, *, reference_label: str,
     group = _image_group(image, "r+")
     tables = group.require_group(TABLES_GROUP)
     listed = list_tables(image)
+    if name in tables and name not in listed and "type" not in tables[name].attrs:
+        remove_tree(location)  # what a failed creation left: no attributes, not listed
     if name in listed or name in tables:
         if not overwrite:
             raise TableExistsError(
@@ -187,9 +192,17 @@ def create_feature_table(image: ImageInfo, name: str, *, reference_label: str,
         remove_feature_table(image, name)
         tables = _image_group(image, "r+").require_group(TABLES_GROUP)
         listed = list_tables(image)
-    table = tables.create_group(name)
-    table.attrs.update(table_meta(reference_label, **columns))
-    tables.attrs["tables"] = [*listed, name]
+    try:  # all or nothing: a failure (a full disk...) leaves no half-made table
+        table = tables.create_group(name)
+        table.attrs.update({**table_meta(reference_label, **columns), **(attrs or {})})
+        tables.attrs["tables"] = [*listed, name]
+    except BaseException:
+        try:
+            remove_tree(location)
+        except Exception as err:  # noqa: BLE001 - the first error is the one to report
+            logger.warning("could not remove the half-made table %s of %s: %s", name,
+                           image.url, err)
+        raise
     return location
 
 

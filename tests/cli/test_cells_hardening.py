@@ -479,3 +479,88 @@ def test_bad_dask_configuration_is_one_line(env, fragment, measured, tmp_path, c
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
     assert snapshot(plate) == before
+
+
+# ------------------------------------------------------------- a full disk
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 4 MiB filesystem of its own (tmpfs; needs root, as CI has)."""
+    import subprocess
+
+    where = tmp_path / "disk"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(disk: Path, leave_kib: int = 8) -> Path:
+    stat = os.statvfs(disk)
+    free = stat.f_bavail * stat.f_frsize
+    filler = disk / "filler"
+    with open(filler, "wb") as fh:
+        fh.truncate(0)
+        fh.write(b"\0" * max(0, free - leave_kib * 1024))
+    return filler
+
+
+def test_a_full_disk_leaves_nothing_half_made_and_a_rerun_recovers(measured, small_disk,
+                                                                    capsys, cluster_client):
+    plate = small_disk / "p.zarr"
+    shutil.copytree(measured, plate)
+    filler = _fill(small_disk)
+    argv = _cli(plate, cluster_client, "segment", "--channels", "0", "--diameter", "20",
+                "--tile-size", "64")
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert err and "No space left on device" in err[-1]
+    assert "BaseException" not in err[-1]
+    measure = _cli(plate, cluster_client, "measure", "--labels", "gt_cyto", "--table", "full")
+    assert main(measure) in (1, 2)
+    parts = [p for p in plate.rglob("*.parquet") if p.is_file()]
+    import pyarrow.parquet as pq
+
+    for part in parts:  # whatever was published reads whole
+        pq.read_metadata(part)
+    filler.unlink()
+    assert main(argv) == 0  # the same command, once there is space again
+    assert main(measure) == 0
+    image = open_plate(plate).field("A/1/0")
+    assert completed_timepoints(open_labels(image, "cyto")) == {0, 1}
+    assert len(read_feature_table(image, "full")) > 0
+
+
+# ------------------------------------------------------------- messages
+
+
+def test_a_truncated_source_chunk_is_named(plate, capsys, cluster_client):
+    chunk = plate.joinpath(*FIELD, "0", "0", "2", "0", "0")  # t=0, channel 2 (ER)
+    assert chunk.is_file()
+    chunk.write_bytes(chunk.read_bytes()[:50])
+    assert main(_cli(plate, cluster_client, "segment", "--channels", "0,2", "--diameter",
+                     "20", "--tile-size", "64")) == 1
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and "t=0" in failed[0]
+    assert "channel 2 (ER)" in failed[0] and "chunk (0, 2, 0, 0)" in failed[0], failed
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('{"model_id": NaN}', "NaN is not a JSON number"),
+    ('{"model_id": Infinity}', "Infinity is not a JSON number"),
+    ("[" * 200_000, "nested too deeply"),
+], ids=["nan", "infinity", "deep"])
+def test_a_bad_model_card_is_named(text, fragment, tmp_path, capsys):
+    card = tmp_path / "zoo" / "models" / "m1" / "card.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(text)
+    (card.parent / "weights.pth").write_bytes(b"x")
+    before = snapshot(tmp_path)
+    line = _refused(["zoo", "list", str(tmp_path / "zoo")], capsys)
+    assert fragment in line and "card.json" in line
+    assert snapshot(tmp_path) == before
