@@ -16,6 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..config import SegmentationConfig
 from ._common import (
@@ -180,12 +181,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     # every check (selection, model, label image, plate writable) before a cluster starts
     for config in configs:
         validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
-    if len(configs) > 1:  # the linking that follows: its outputs checked before segmenting
-        from ..cells.run import check_link_outputs
+    steps = _cells_steps(args, configs)
+    if steps is not None:  # what follows the segmentation: checked before it starts too
+        from ..workflow import check_cells_steps
 
-        check_link_outputs(args.plate, cells=configs[0].label_name,
-                           nuclei=configs[1].label_name, wells=args.wells,
-                           timepoints=args.timepoints, overwrite=configs[0].overwrite)
+        check_cells_steps(args.plate, steps, produced=[c.label_name for c in configs],
+                          wells=args.wells, timepoints=args.timepoints,
+                          overwrite=configs[0].overwrite)
     client = start_client(args, profile=bool(args.performance_report))
     progress = ProgressBar(args, "field-timepoint")
     names = " and ".join(f"labels/{c.label_name}" for c in configs)
@@ -193,7 +195,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         with recording(client, args.performance_report):
             results = segment_many([Target(args.plate, c, args.wells, args.timepoints)
                                     for c in configs], client=client, progress=progress)
-            linked = _link_after_segment(args, configs, results, client)
+            cells = _cells_after_segment(args, configs, steps, results, client, progress)
     except KeyboardInterrupt:
         finished = (f"{progress.done} of {progress.total} (field, timepoint) unit(s) of this "
                     "run finished" if progress.total else "no unit of this run finished yet")
@@ -207,33 +209,86 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     for config, result in zip(configs, results, strict=True):
         result.raise_error()
         rate = result.megapixel_channels / result.seconds if result.seconds else 0.0
+        objects = "nuclei" if config.organelle == "nuclei" else "cells"
         print(f"labels/{config.label_name}: {len(result.done)} done, {len(result.skipped)} "
               f"skipped (already done), {len(result.failed)} failed; "
-              f"{sum(result.cells.values())} cells; {result.seconds:.1f} s "
-              f"({rate:.3f} Mpx-channels/s)")
+              f"{sum(result.cells.values())} {objects} in the units done; "
+              f"{result.seconds:.1f} s ({rate:.3f} Mpx-channels/s)")
         for path, t, err in result.failed:
             print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
         ok = ok and result.ok
-    if linked is not None:
-        flagged = linked.flagged()
-        print(f"linked: {len(linked.done)} done, {len(linked.skipped)} skipped, "
-              f"{len(linked.failed)} failed; flagged: {flagged['cells_without_nucleus']} "
-              f"cell(s) without nucleus, {flagged['cells_with_several_nuclei']} with several, "
-              f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
-        ok = ok and linked.ok
+    if cells is not None:
+        _print_cells(steps, cells)
+        ok = ok and cells.ok
+    elif steps is not None:
+        print("cells: not linked or measured (the segmentation did not finish; rerun the "
+              "same command)", file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _link_after_segment(args: argparse.Namespace, configs: list[SegmentationConfig],
-                        results: list, client: object) -> object:
-    """With --with-nuclei and both segmentations whole, link the nuclei to the cells."""
-    if len(configs) < 2 or not all(r.ok and r.error is None for r in results):
-        return None
-    from ..cells.run import link_plate
+def _cells_steps(args: argparse.Namespace, configs: list[SegmentationConfig]) -> object:
+    """Return the workflow's steps after the segmentation (None: segment only)."""
+    from ..workflow import CellsSteps
 
-    return link_plate(args.plate, nuclei=configs[1].label_name, cells=configs[0].label_name,
-                      client=client, wells=args.wells, timepoints=args.timepoints,
-                      overwrite=configs[0].overwrite)  # redone cells: their links redone
+    measure = args.measure or args.track or args.report is not None
+    if args.tracked_labels and not args.track:
+        raise UsageError("--tracked-labels goes with --track")
+    if args.max_distance is not None and not args.track:
+        raise UsageError("--max-distance goes with --track")
+    if args.report is not None:
+        from ..io import check_output_folder
+
+        check_output_folder(args.report, "--report", outside=args.plate)
+    if not measure and len(configs) < 2:
+        return None
+    nuclei = configs[1].label_name if len(configs) > 1 else None
+    return CellsSteps(cells=configs[0].label_name, nuclei=nuclei, link=nuclei is not None,
+                      measure=measure, track=args.track, tracked_labels=args.tracked_labels,
+                      max_distance=args.max_distance, report=args.report is not None)
+
+
+def _cells_after_segment(args: argparse.Namespace, configs: list[SegmentationConfig],
+                         steps: object, results: list, client: object,
+                         progress: ProgressBar) -> object:
+    """Link, measure, track and report once every segmentation is whole (else None)."""
+    if steps is None or not all(r.ok and r.error is None for r in results):
+        return None
+    from ..workflow import run_cells_steps
+
+    def report(flagged: dict[str, int]) -> str:
+        from ..cells.report import write_report
+
+        return str(write_report(args.plate, table=steps.table_name,  # type: ignore[attr-defined]
+                                output=args.report, flagged=flagged))
+
+    return run_cells_steps(args.plate, steps, client=client,  # type: ignore[arg-type]
+                           wells=args.wells, timepoints=args.timepoints,
+                           overwrite=configs[0].overwrite,  # redone cells: redone links
+                           write_report=report, progress=progress)
+
+
+def _print_cells(steps: Any, out: Any) -> None:
+    measured = out.measured
+    if measured is not None:
+        flagged = measured.flagged()
+        what = (f"tables/{steps.table_name}" if steps.measure else "linked")
+        cells = sum(c.get("cells", 0) for c in measured.counts.values())
+        print(f"{what}: {len(measured.done)} done, {len(measured.skipped)} skipped, "
+              f"{len(measured.failed)} failed; {cells} cells in the units done; flagged: "
+              f"{flagged['cells_without_nucleus']} cell(s) without nucleus, "
+              f"{flagged['cells_with_several_nuclei']} with several, "
+              f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
+        for path, t, err in measured.failed:
+            print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
+    if out.tracked is not None:
+        tracks = sum(v[0] for v in out.tracked.tracks.values())
+        divisions = sum(v[1] for v in out.tracked.tracks.values())
+        print(f"tracks: {len(out.tracked.tracks)} field(s) tracked, {len(out.tracked.failed)} "
+              f"failed; {tracks} tracks, {divisions} divisions")
+    if out.report is not None:
+        print(f"report: {out.report}")
+    for step, error in out.errors:
+        print(f"failed: {step}: {error}", file=sys.stderr)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -349,24 +404,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="segment a plate with Flow Averaging on Dask",
                        description="Run the model on each listed channel alone, average the "
                                    "flows over channels (Flow Averaging), integrate, stitch, "
-                                   "and write labels/NAME into the plate.")
+                                   "and write labels/NAME into the plate. With --measure, "
+                                   "--track and --report the same run goes on to a tracked "
+                                   "per-cell table and its report, on the same cluster.")
     p.add_argument("plate", help="OME-Zarr plate or multiscale image")
-    add_settings_options(p, SegmentationConfig)
-    p.add_argument("--zoo", default=None,
+    groups = {title: p.add_argument_group(title) for title in (
+        "input", "model", "tiling", "nuclei and cells", "cluster", "output")}
+    where = {"organelle": "input", "channels": "input", "model": "model",
+             "diameter": "model", "cellprob_threshold": "model", "flow_threshold": "model",
+             "min_size": "model", "fusion": "model", "tile_size": "tiling", "halo": "tiling",
+             "batch_size": "tiling", "name": "output", "overwrite": "output"}
+    add_settings_options(p, SegmentationConfig,
+                         groups={k: groups[v] for k, v in where.items()})
+    g = groups["input"]
+    g.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
+    g.add_argument("--timepoints", type=parse_timepoints, default=None,
+                   help="timepoints: 3, 0:5 (stop excluded), 2: or 0,4,8 (default all)")
+    g = groups["model"]
+    g.add_argument("--zoo", default=None,
                    help="model zoo folder: use the models and channels selected for "
                         "--cell-line and --organelle")
-    p.add_argument("--cell-line", default=None, help="cell line of the zoo's selection")
-    p.add_argument("--with-nuclei", type=channel_list, nargs="?", const=[], default=None,
+    g.add_argument("--cell-line", default=None, help="cell line of the zoo's selection")
+    g = groups["nuclei and cells"]
+    g.add_argument("--with-nuclei", type=channel_list, nargs="?", const=[], default=None,
                    metavar="CHANNELS",
                    help="also segment the nuclei (labels/nuclei) from these channels in the "
-                        "same run (with --zoo: the zoo's nuclei selection), then link them to "
-                        "the cells (labels/NAME_nuclei, labels/NAME_cytoplasm)")
-    p.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
-    p.add_argument("--timepoints", type=parse_timepoints, default=None,
-                   help="timepoints: 3, 0:5 (stop excluded), 2: or 0,4,8 (default all)")
-    add_cluster_options(p)
-    p.add_argument("--performance-report", default=None, metavar="FILE.html",
-                   help="write Dask's performance report")
+                        "same run, with the same --model (with --zoo: the zoo's nuclei "
+                        "selection and its models), then link them to the cells "
+                        "(labels/NAME_nuclei, labels/NAME_cytoplasm)")
+    g.add_argument("--measure", action="store_true",
+                   help="then measure every cell (tables/NAME_features and "
+                        "measurements/NAME_features; with --with-nuclei, linked once)")
+    g.add_argument("--track", action="store_true",
+                   help="then track the cells over time (implies --measure)")
+    g.add_argument("--tracked-labels", action="store_true",
+                   help="with --track: also write labels/NAME_tracked")
+    g.add_argument("--max-distance", type=float, default=None, metavar="PX",
+                   help="with --track: largest move between timepoints (default: median "
+                        "cell radius)")
+    g.add_argument("--report", default=None, metavar="DIR",
+                   help="then write the HTML plate view into DIR (implies --measure)")
+    add_cluster_options(groups["cluster"])
+    groups["output"].add_argument("--performance-report", default=None, metavar="FILE.html",
+                                  help="write Dask's performance report")
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("run", help="run a job file (nightly jobs): segment what is not done",

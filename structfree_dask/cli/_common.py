@@ -82,12 +82,14 @@ def channel_list(text: str) -> list[int | str]:
 
 
 def add_settings_options(p: argparse.ArgumentParser, settings: Any,
-                         skip: tuple[str, ...] = ()) -> None:
+                         skip: tuple[str, ...] = (),
+                         groups: dict[str, Any] | None = None) -> None:
     """Add one ``--option`` per command-line field of a settings class.
 
     The help and default come from the field (:func:`structfree_dask.config.setting`);
     an option not given is absent from the parsed arguments, so the class's own
     default applies, and the values are checked by the class (every problem at once).
+    ``groups`` maps a field name to the argument group (of ``--help``) it goes in.
     """
     for name, f in settings.settings_fields().items():
         s = f.metadata["setting"]
@@ -107,7 +109,7 @@ def add_settings_options(p: argparse.ArgumentParser, settings: Any,
             kwargs.update(type=_number(s.integer), metavar=s.metavar or name.upper())
         elif s.kind == "channels":
             kwargs.update(type=channel_list, metavar=s.metavar or "CHANNELS")
-        p.add_argument("--" + name.replace("_", "-"), **kwargs)
+        (groups or {}).get(name, p).add_argument("--" + name.replace("_", "-"), **kwargs)
 
 
 def given_settings(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
@@ -115,7 +117,7 @@ def given_settings(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     return {n: getattr(args, n) for n in settings.settings_fields() if hasattr(args, n)}
 
 
-def add_cluster_options(p: argparse.ArgumentParser) -> None:
+def add_cluster_options(p: Any) -> None:
     """Add ``--scheduler``, ``--cluster``, ``--workers`` and ``--no-progress`` to a command."""
     p.add_argument("--scheduler", default=None,
                    help="address of a running Dask scheduler (tcp://... or tls://...)")

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..io import basename, completed_timepoints, is_url, join, open_labels, open_plate, upload
+from ..workflow import check_cells_steps, run_cells_steps
 from .schema import CellsTask, Job
 
 __all__ = ["ReportPlace", "check_plate", "plate_section", "report_folders", "run_plate",
@@ -113,39 +113,16 @@ def _produced(job: Job) -> set[str]:
 def check_plate(job: Job, plate: str) -> None:
     """Check a plate's cells step before anything is written (raises as the cells API does).
 
-    Label images the job does not produce must exist in every field. When the job
-    produces none of the inputs, the whole request (label images, channels, an existing
-    table or linked label images from other settings) is checked without writing.
-
-    Raises
-    ------
-    KeyError, ValueError, FileExistsError, PermissionError
-        What :func:`structfree_dask.cells.run.check_cells` raises, or a label image that
-        is neither in the plate nor produced by the job.
+    :func:`structfree_dask.workflow.check_cells_steps` with the label images the job
+    segments as produced.
     """
-    from ..cells.run import check_cells, check_link_outputs
-
     task = job.cells
     assert task is not None
     wells = _wells(job)
-    produced = _produced(job)
     if wells == ():
         raise ValueError(f"{plate}: no well is selected by every segment entry the cells "
                          f"step reads ({', '.join(task.inputs)})")
-    if not produced.intersection(task.inputs):
-        check_cells(plate, labels=task.cells, nuclei=task.nuclei, table=task.table_name,
-                    link_labels=task.link,
-                    channels=list(task.channels) if task.channels else None, wells=wells)
-        return
-    opened = open_plate(plate)
-    for path in opened.select(list(wells) if wells else None):
-        image = opened.field(path)
-        missing = [n for n in task.inputs if n not in produced and n not in image.labels]
-        if missing:
-            raise KeyError(f"{plate}: field {path or '(image)'} has no label image "
-                           f"{missing[0]!r}; it has {sorted(image.labels) or 'none'}")
-    if task.link and task.nuclei:
-        check_link_outputs(plate, cells=task.cells, nuclei=task.nuclei, wells=wells)
+    check_cells_steps(plate, task, produced=sorted(_produced(job)), wells=wells)
 
 
 def _segmented_timepoints(plate: str, names: list[str], wells: tuple[str, ...] | None
@@ -221,51 +198,33 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
     place : ReportPlace
         Where the report goes.
     """
-    from ..cells.run import measure_plate
-    from ..cells.track_run import track_plate
-
     task = job.cells
     assert task is not None
     if section["errors"]:
         return
-    started = time.time()
-    plate, table = section["plate"], section["table"]
     ready, timepoints = _inputs_ready(job, section, entries)
     if not ready:
         return
-    wells = _wells(job)
-    try:
-        result = measure_plate(plate, labels=task.cells, nuclei=task.nuclei, table=table,
-                               channels=list(task.channels) if task.channels else None,
-                               client=client, wells=wells, timepoints=timepoints,
-                               link_labels=task.link)
-    except Exception as err:  # noqa: BLE001 - recorded; the other plates still run
-        _error(section, "measure", err)
-        return
-    section["done"] = [[p, t] for p, t in sorted(result.done)]  # not in completion order
-    section["skipped"] = [[p, t] for p, t in sorted(result.skipped)]
-    section["failed"] = [[p, t, e] for p, t, e in result.failed]
-    section["cells"] = int(sum(c.get("cells", 0) for c in result.counts.values()))
-    section["flagged"] = result.flagged()
-    logger.info("%s tables/%s: %d done, %d skipped, %d failed", plate, table,
-                len(result.done), len(result.skipped), len(result.failed))
-    if task.track:
-        try:
-            tracked = track_plate(plate, table=table, tracked_labels=task.tracked_labels,
-                                  max_distance=task.max_distance, client=client, wells=wells)
-        except Exception as err:  # noqa: BLE001 - recorded; the report still runs
-            _error(section, "track", err)
-        else:
-            section["track"] = {
-                "tracks": sum(v[0] for v in tracked.tracks.values()),
-                "divisions": sum(v[1] for v in tracked.tracks.values()),
-                "timepoints": [[p, v[2]] for p, v in tracked.tracks.items()],
-                "failed": [[p, e] for p, e in tracked.failed]}
-    if task.report:
-        extra = ({"nuclei outside any cell (units measured in this run)":
-                  section["flagged"]["nuclei_outside_cells"]} if task.nuclei else {})
-        try:
-            section["report"] = _write_report(section, place, extra)
-        except Exception as err:  # noqa: BLE001 - recorded
-            _error(section, "report", err)
-    section["seconds"] = round(time.time() - started, 3)
+    plate, table = section["plate"], section["table"]
+    out = run_cells_steps(plate, task, client=client, wells=_wells(job), timepoints=timepoints,
+                          write_report=lambda flagged: _write_report(section, place, flagged))
+    for step, error in out.errors:
+        _error(section, step, error)
+    result = out.measured
+    if result is not None:
+        section["done"] = [[p, t] for p, t in sorted(result.done)]  # not in completion order
+        section["skipped"] = [[p, t] for p, t in sorted(result.skipped)]
+        section["failed"] = [[p, t, e] for p, t, e in result.failed]
+        section["cells"] = int(sum(c.get("cells", 0) for c in result.counts.values()))
+        section["flagged"] = result.flagged()
+        logger.info("%s tables/%s: %d done, %d skipped, %d failed", plate, table,
+                    len(result.done), len(result.skipped), len(result.failed))
+    tracked = out.tracked
+    if tracked is not None:
+        section["track"] = {
+            "tracks": sum(v[0] for v in tracked.tracks.values()),
+            "divisions": sum(v[1] for v in tracked.tracks.values()),
+            "timepoints": [[p, v[2]] for p, v in tracked.tracks.items()],
+            "failed": [[p, e] for p, e in tracked.failed]}
+    section["report"] = out.report
+    section["seconds"] = out.seconds

@@ -94,6 +94,7 @@ import yaml
 from .. import limits
 from ..config import ORGANELLES, SegmentationConfig, SettingsError, check_name, unknown_key
 from ..io import filesystem, is_url, redact
+from ..workflow import CellsSteps
 
 __all__ = ["JobError", "Job", "SegmentTask", "CellsTask", "ClusterSpec", "load_job",
            "parse_job", "JOB_VERSION"]
@@ -160,53 +161,8 @@ class SegmentTask:
         return str(self.settings.get("name") or self.organelle)
 
 
-@dataclass(frozen=True)
-class CellsTask:
-    """What to do with the cells of every plate once the job has segmented it.
-
-    Linking and measuring (:func:`structfree_dask.cells.run.measure_plate`), then
-    optionally tracking (:func:`structfree_dask.cells.track_run.track_plate`) and a
-    report (:func:`structfree_dask.cells.report.write_report`).
-    """
-
-    #: Cell label image (a ``segment`` entry's label name or one the plates have).
-    cells: str
-    #: Nucleus label image linked to the cells (None: cells without nuclei).
-    nuclei: str | None = None
-    #: Table name as given (None: ``<cells>_features``, see :attr:`table_name`).
-    table: str | None = None
-    #: Channels to measure (None: all).
-    channels: tuple[int | str, ...] | None = None
-    #: Also write the linked label images ``<cells>_nuclei`` and ``<cells>_cytoplasm``.
-    link: bool = False
-    #: Track the cells over time.
-    track: bool = False
-    #: Also write the tracked label image ``<cells>_tracked``.
-    tracked_labels: bool = False
-    #: Largest move between timepoints in pixels (None: the median cell radius).
-    max_distance: float | None = None
-    #: Write an HTML report per plate into the records folder.
-    report: bool = True
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Label images read: the cells, then the nuclei if any."""
-        return (self.cells, self.nuclei) if self.nuclei else (self.cells,)
-
-    @property
-    def table_name(self) -> str:
-        """Name of the table written (``<cells>_features`` unless given)."""
-        from ..cells.run import table_name
-
-        return table_name(self.cells, self.table)
-
-    def outputs(self) -> tuple[str, ...]:
-        """Label images written (linked nuclei and cytoplasm, tracked cells)."""
-        from ..cells.run import linked_names
-        from ..cells.track_run import tracked_name
-
-        out = linked_names(self.cells) if self.link else ()
-        return out + ((tracked_name(self.cells),) if self.tracked_labels else ())
+#: What a job does with the cells of each plate (the workflow's steps after segmenting).
+CellsTask = CellsSteps
 
 
 @dataclass(frozen=True)
