@@ -6,9 +6,13 @@ cd "$(dirname "$0")"
 . scripts/setup-env.sh
 OUT="${1:-demo-out}"
 mkdir -p "$OUT"
-rm -rf "$OUT/plate.zarr"
-structfree-dask simulate "$OUT/plate.zarr" --cell-line CL1 --rows 1 --cols 2 --fields 1 \
-  --timepoints 2 --size 512 --seed 0
+if [ -e "$OUT/plate.zarr" ]; then
+  # never delete what was made on it since (tables, tracks): segmenting again resumes
+  echo "reusing $OUT/plate.zarr (delete it to start from a new plate)" >&2
+else
+  structfree-dask simulate "$OUT/plate.zarr" --cell-line CL1 --rows 1 --cols 2 --fields 1 \
+    --timepoints 2 --size 512 --seed 0
+fi
 structfree-dask segment "$OUT/plate.zarr" --organelle cyto \
   --channels cyto-reporter,translocation-reporter,ER,mito --diameter 20 \
   --performance-report "$OUT/performance-report.html"

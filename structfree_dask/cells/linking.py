@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import LABEL_DTYPE
+from ..pipeline.overlap import label_overlaps
 
 __all__ = [
     "Linking",
@@ -113,18 +114,9 @@ def region_summary(nuclei: np.ndarray, cells: np.ndarray,
             f"nuclei and cells must have the same shape; got {nuclei.shape} and {cells.shape}"
         )
     ids, boxes = bounding_boxes(cells, offset)
-    mask = nuclei != 0
-    if mask.any():
-        key = (nuclei[mask].astype(np.uint64) << np.uint64(32)) | cells[mask].astype(np.uint64)
-        keys, counts = np.unique(key, return_counts=True)
-        pairs = np.column_stack([
-            (keys >> np.uint64(32)).astype(_I64),
-            (keys & np.uint64(0xFFFFFFFF)).astype(_I64),
-            counts.astype(_I64),
-        ])
-    else:
-        pairs = np.zeros((0, 3), _I64)
-    return RegionSummary(ids, boxes, pairs)
+    o = label_overlaps(nuclei, cells, b_background=True)  # nuclei outside cells: cell 0
+    pairs = np.column_stack([o.ids_a[o.ia], o.ids_b[o.ib], o.inter]).astype(_I64)
+    return RegionSummary(ids, boxes, pairs.reshape(-1, 3))
 
 
 def merge_summaries(summaries: list[RegionSummary]) -> RegionSummary:

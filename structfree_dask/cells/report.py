@@ -38,6 +38,7 @@ from ..io import (
     basename,
     check_output_folder,
     exists,
+    is_url,
     list_tables,
     open_plate,
     plate_dataset,
@@ -208,15 +209,23 @@ def flagged_counts(df: pd.DataFrame, extra: Mapping[str, int] | None = None) -> 
 
 
 def default_report_dir(plate_store: str | Path) -> Path:
-    """Return the default report folder: ``<plate name>-report`` in the current folder.
+    """Return the default report folder: ``<plate name>-report`` beside a local plate.
+
+    A plate in an object store has its report in the current folder. Two local plates
+    of one name in different folders get different reports.
 
     Examples
     --------
     >>> default_report_dir("s3://bucket/runs/plate-7.ome.zarr/")
     PosixPath('plate-7-report')
+    >>> default_report_dir("/data/run-3/plate.zarr")
+    PosixPath('/data/run-3/plate-report')
     """
     name = basename(str(plate_store)).removesuffix(".zarr").removesuffix(".ome")
-    return Path(f"{name or 'plate'}-report")
+    folder = f"{name or 'plate'}-report"
+    if is_url(str(plate_store)):
+        return Path(folder)
+    return Path(str(plate_store).rstrip("/")).parent / folder
 
 
 # ----------------------------------------------------------------------------- the page

@@ -64,6 +64,7 @@ import pandas as pd
 
 from ..config import LABEL_DTYPE
 from ..io import exists, is_url, redact, remove_tree
+from ..pipeline.overlap import label_overlaps
 from .columns import KEYS, TRACK_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -607,20 +608,12 @@ def match_labels(true: np.ndarray, pred: np.ndarray, *,
     """
     if not 0.5 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in [0.5, 1], got {iou_threshold!r}")
-    a = np.asarray(true).ravel().astype(np.int64)
-    b = np.asarray(pred).ravel().astype(np.int64)
-    if a.shape != b.shape:
+    if np.shape(true) != np.shape(pred):
         raise ValueError(f"true and pred differ in shape: {np.shape(true)} vs {np.shape(pred)}")
-    ids_a, inv_a = np.unique(a, return_inverse=True)
-    ids_b, inv_b = np.unique(b, return_inverse=True)
-    area_a = np.bincount(inv_a, minlength=len(ids_a))
-    area_b = np.bincount(inv_b, minlength=len(ids_b))
-    fg = (a != 0) & (b != 0)
-    pairs, inter = np.unique(inv_a[fg] * len(ids_b) + inv_b[fg], return_counts=True)
-    ia, ib = pairs // len(ids_b), pairs % len(ids_b)
-    iou = inter / (area_a[ia] + area_b[ib] - inter)
+    o = label_overlaps(true, pred)
+    iou = o.iou()
     ok = iou > iou_threshold if iou_threshold == 0.5 else iou >= iou_threshold
-    return {int(ids_b[j]): int(ids_a[i]) for i, j in zip(ia[ok], ib[ok], strict=True)}
+    return {int(o.ids_b[j]): int(o.ids_a[i]) for i, j in zip(o.ia[ok], o.ib[ok], strict=True)}
 
 
 # --------------------------------------------------------------------------------------------

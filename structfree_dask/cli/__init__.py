@@ -71,11 +71,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
         px = ", ".join(f"{k}={v:g}" for k, v in f["pixel_size"].items() if k in "zyx")
         print(f"  {f['path'] or '(image)'}: {sizes}; pixel size {px}; "
               f"channels {', '.join(f'{i}={n}' for i, n in enumerate(f['channels']))}")
+        n_t = f["sizes"].get("t", 1)
         for lab in f["labels"]:
             done = lab.get("done")
-            n_t = f["sizes"].get("t", 1)
             state = f"{done}/{n_t} timepoint(s) done" if done is not None else ""
             print(f"    labels/{lab['name']} {state}".rstrip())
+        for tab in f["tables"]:
+            rows = tab["timepoints"]
+            state = f"{rows}/{n_t} timepoint(s) with rows" if rows is not None else ""
+            tracks = f"; tracks/{tab['name']}" if tab["tracks"] else ""
+            print(f"    tables/{tab['name']} {state}{tracks}".rstrip())
+    if summary["measurements"]:
+        print(f"measurements: {', '.join(summary['measurements'])}")
     return 0
 
 

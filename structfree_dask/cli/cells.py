@@ -184,5 +184,6 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("--readout", default=None,
                    help="channel of the N/C readout (default: a translocation channel)")
     p.add_argument("--output", default=None,
-                   help="folder of the page (default ./<plate name>-report)")
+                   help="folder of the page (default <plate name>-report beside a local plate, "
+                        "in the current folder for a URL)")
     p.set_defaults(func=_cmd_report)

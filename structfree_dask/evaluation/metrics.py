@@ -44,7 +44,8 @@ from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from skimage.segmentation import relabel_sequential
+
+from ..pipeline.overlap import check_labels, check_threshold, label_overlaps
 
 __all__ = [
     "AP_THRESHOLDS",
@@ -107,18 +108,8 @@ class MatchScores:
 
 
 # --------------------------------------------------------------------------------------------
-# Input checks and sparse overlaps (also used by :mod:`structfree_dask.pipeline.fusion`)
+# Input checks (the label checks and the overlap count are :mod:`..pipeline.overlap`'s)
 # --------------------------------------------------------------------------------------------
-
-
-def check_labels(arr: ArrayLike, name: str) -> np.ndarray:
-    """Return ``arr`` as an array after checking it is a non-negative integer label image."""
-    arr = np.asarray(arr)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must have an integer dtype, got {arr.dtype}")
-    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
-        raise ValueError(f"{name} contains negative labels (min {arr.min()})")
-    return arr
 
 
 def _check_pair(true: ArrayLike, pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -130,41 +121,6 @@ def _check_pair(true: ArrayLike, pred: ArrayLike) -> tuple[np.ndarray, np.ndarra
             f"true and pred must have the same shape, got {true_arr.shape} and {pred_arr.shape}"
         )
     return check_labels(true_arr, "true"), check_labels(pred_arr, "pred")
-
-
-def check_threshold(threshold: float, name: str = "iou_threshold") -> float:
-    threshold = float(threshold)
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1], got {threshold}")
-    return threshold
-
-
-def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    """Relabel to consecutive IDs ``1..n`` as a flat ``intp`` array; return it and ``n``."""
-    if labels.size == 0:
-        return np.zeros(0, dtype=np.intp), 0
-    relabelled = relabel_sequential(labels)[0].ravel()
-    relabelled = relabelled.astype(np.intp, copy=False)
-    return relabelled, int(relabelled.max())
-
-
-def sparse_overlaps(
-    a: np.ndarray, b: np.ndarray, n_a: int, n_b: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sparse contingency table of two flat consecutive label arrays.
-
-    Returns ``(ia, ib, inter, area_a, area_b)``: the label pairs ``(ia, ib)`` (both > 0) that
-    share ``inter > 0`` pixels, sorted by ``ia`` then ``ib``, and the areas of all labels
-    (index 0 = background).
-    """
-    area_a = np.bincount(a, minlength=n_a + 1).astype(np.int64)
-    area_b = np.bincount(b, minlength=n_b + 1).astype(np.int64)
-    fg = (a > 0) & (b > 0)
-    codes = a[fg].astype(np.int64) * (n_b + 1) + b[fg]
-    uniq, inter = np.unique(codes, return_counts=True)
-    ia = uniq // (n_b + 1)
-    ib = uniq % (n_b + 1)
-    return ia, ib, inter.astype(np.int64), area_a, area_b
 
 
 @dataclass(frozen=True)
@@ -182,13 +138,9 @@ class _Overlaps:
 
 
 def _overlaps(true: ArrayLike, pred: ArrayLike) -> _Overlaps:
-    true_arr, pred_arr = _check_pair(true, pred)
-    t, n_t = _relabel(true_arr)
-    p, n_p = _relabel(pred_arr)
-    it, ip, inter, area_t, area_p = sparse_overlaps(t, p, n_t, n_p)
-    union = area_t[it] + area_p[ip] - inter
-    iou = inter / union if inter.size else np.zeros(0)
-    return _Overlaps(n_t, n_p, it, ip, inter, iou, area_t, area_p)
+    o = label_overlaps(*_check_pair(true, pred))  # index i <-> the i-th label, 0 background
+    return _Overlaps(len(o.ids_a) - 1, len(o.ids_b) - 1, o.ia, o.ib, o.inter, o.iou(),
+                     o.area_a, o.area_b)
 
 
 # --------------------------------------------------------------------------------------------

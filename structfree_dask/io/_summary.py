@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._labels import label_record, open_labels
-from ._plate import Plate
+from ._location import exists, filesystem, is_url, join
+from ._plate import ImageInfo, Plate
+from ._tables import MEASUREMENTS_FOLDER, feature_table_timepoints, list_tables
 
 __all__ = ["plate_summary"]
 
@@ -21,7 +23,9 @@ def plate_summary(plate: Plate) -> dict[str, Any]:
     -------
     dict
         JSON-serialisable summary. For label images written by this package, ``done``
-        is the number of timepoints recorded as complete.
+        is the number of timepoints recorded as complete; each field's ``tables`` give
+        the timepoints with rows and whether a track graph is there (``tracks``); the
+        plate's ``measurements`` lists its plate-level datasets.
 
     Examples
     --------
@@ -41,7 +45,8 @@ def plate_summary(plate: Plate) -> dict[str, Any]:
                 rec = label_record(open_labels(info, name))
             except KeyError:
                 rec = {}
-            if "done" in rec and rec.get("kind") == "segmentation":
+            ours = rec.get("kind") == "segmentation" or "linked" in rec or "tracked" in rec
+            if ours and isinstance(rec.get("done"), list):  # (not ground truth's)
                 entry["done"] = len(rec["done"])
             labels.append(entry)
         fields.append({
@@ -52,6 +57,7 @@ def plate_summary(plate: Plate) -> dict[str, Any]:
             "dtype": str(info.dtype),
             "levels": len(info.levels),
             "labels": labels,
+            "tables": _tables(info),
         })
     return {
         "store": plate.store,
@@ -62,4 +68,31 @@ def plate_summary(plate: Plate) -> dict[str, Any]:
         "columns": list(plate.columns),
         "wells": list(plate.wells),
         "fields": fields,
+        "measurements": _datasets(plate.store),
     }
+
+
+def _tables(info: ImageInfo) -> list[dict[str, Any]]:
+    out = []
+    for name in list_tables(info):
+        entry: dict[str, Any] = {"name": name}
+        try:
+            entry["timepoints"] = len(feature_table_timepoints(info, name))
+        except OSError:
+            entry["timepoints"] = None
+        entry["tracks"] = exists(join(info.url, "tracks", name))
+        out.append(entry)
+    return out
+
+
+def _datasets(store: str) -> list[str]:
+    location = join(store, MEASUREMENTS_FOLDER)
+    if is_url(location):
+        fs, path = filesystem(location)
+        if not fs.exists(path):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    from pathlib import Path
+
+    folder = Path(location)
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

@@ -48,7 +48,7 @@ from scipy.special import expit
 from skimage.segmentation import relabel_sequential
 
 from ..config import DEFAULT_MIN_SIZE, FUSION_BASELINES
-from ..evaluation.metrics import check_labels, check_threshold, sparse_overlaps
+from .overlap import check_labels, check_threshold, label_overlaps
 
 __all__ = [
     "StapleResult",
@@ -337,13 +337,11 @@ def _groups(rel: _Relabelled, iou_threshold: float) -> list[np.ndarray]:
     flats = [lab.ravel() for lab in rel.labels]
     for k in range(n_img):
         for m in range(k + 1, n_img):
-            ia, ib, inter, area_a, area_b = sparse_overlaps(
-                flats[k], flats[m], rel.n_labels[k], rel.n_labels[m]
-            )
-            iou = inter / (area_a[ia] + area_b[ib] - inter)
-            sel = iou >= iou_threshold
-            rows.append(offsets[k] + ia[sel] - 1)
-            cols.append(offsets[m] + ib[sel] - 1)
+            o = label_overlaps(flats[k], flats[m])
+            sel = o.iou() >= iou_threshold
+            # labels are consecutive (1..n): the i-th label is label i, index 0 background
+            rows.append(offsets[k] + o.ids_a[o.ia[sel]] - 1)
+            cols.append(offsets[m] + o.ids_b[o.ib[sel]] - 1)
             logger.debug("images %d-%d: %d matched pairs", k, m, int(sel.sum()))
     r, c = np.concatenate(rows), np.concatenate(cols)
     graph = coo_matrix((np.ones(r.size), (r, c)), shape=(n_nodes, n_nodes))

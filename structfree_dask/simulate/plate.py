@@ -116,6 +116,7 @@ def simulate_plate(
     seed: int = 0,
     ngff_version: str = "0.4",
     mode: str = "confocal",
+    overwrite: bool = False,
 ) -> pathlib.Path | str:
     """Simulate a plate and write it as an OME-Zarr HCS plate with ground-truth labels.
 
@@ -149,6 +150,9 @@ def simulate_plate(
         OME-NGFF version passed to the plate writer.
     mode : {"confocal", "widefield"}
         Imaging mode (see :func:`simulate_field`).
+    overwrite : bool
+        Replace an existing plate at ``path`` (with everything made on it since). Only an
+        OME-Zarr plate is ever replaced: anything else there is refused.
 
     Returns
     -------
@@ -161,6 +165,8 @@ def simulate_plate(
         For invalid counts, seeds, cell lines or modes (see :func:`simulate_field`).
     TypeError
         Arguments of the wrong type.
+    FileExistsError
+        Something is at ``path`` and ``overwrite`` is False, or it is not a plate.
 
     Examples
     --------
@@ -185,16 +191,22 @@ def simulate_plate(
     resolve_mode(mode)
     root = np.random.SeedSequence(check_int("seed", seed, 0))
 
-    from structfree_dask.io import as_location, create_plate
+    from structfree_dask.io import as_location, create_plate, exists, open_plate
 
     out = as_location(path)
+    if overwrite and exists(str(out)):
+        try:
+            open_plate(out)
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            raise FileExistsError(f"{out} exists and is not an OME-Zarr plate ({err}); "
+                                  "overwrite replaces only a plate") from None
     row_names = [_row_name(i) for i in range(n_rows)]
     col_names = [str(j + 1) for j in range(n_cols)]
     total = n_rows * n_cols * n_fields
     done = 0
     with create_plate(
         out, rows=row_names, columns=col_names, ngff_version=ngff_version,
-        name=f"{preset.name} simulated",
+        name=f"{preset.name} simulated", overwrite=overwrite,
     ) as plate:
         for ri, row in enumerate(row_names):
             for ci, col in enumerate(col_names):

@@ -21,120 +21,37 @@ cached flows, FA and mask-fusion scores on annotated planes). Modules: :mod:`.ca
 :mod:`.use` (a segmentation configuration from a zoo's selection) and :mod:`.report`
 (F1 tables, heatmaps, fusion comparison, overlays).
 The ``structfree-dask zoo`` command line is in :mod:`structfree_dask.cli.zoo`.
+
+Public names are imported from their module on first use (``lazy_loader``): using a
+zoo (``segment --zoo``: :mod:`.registry`, :mod:`.card`, :mod:`.selection`, :mod:`.resolve`,
+:mod:`.use`) never loads training, scoring or the report.
 """
 
-from .card import CardError, ModelCard, check_compatible
-from .registry import Zoo
-from .report import (
-    candidates_table,
-    f1_heatmap,
-    f1_table,
-    fusion_table,
-    list_selections,
-    overlay_figure,
-    write_overlays,
-    write_report,
-)
-from .resolve import ResolvedSelection, resolve, resolve_selection
-from .scoring.data import (
-    VANILLA,
-    Plane,
-    load_planes,
-    load_samples,
-    pair_key,
-    score_planes,
-    summarize_scores,
-)
-from .scoring.predict import FAModels, fusion_models, selected_models, vanilla_models
-from .scoring.scoring import (
-    SELECTION_RULE,
-    score_candidates,
-    score_split,
-    score_vanilla,
-    select_from_scores,
-    select_models,
-)
-from .scoring.select import Candidate, candidate_pairs, nonempty_subsets, select_best
-from .scoring.threshold import (
-    CELLPROB_THRESHOLDS,
-    FLOW_THRESHOLDS,
-    choose_thresholds,
-    threshold_scores,
-)
-from .selection import Selection, as_selection
-from .training.augment import AUGMENTATIONS, augment, augment_with_record
-from .training.build import (
-    BuildResult,
-    build_zoo,
-    model_log_path,
-    run_training_job,
-    task_resources,
-    train_model,
-)
-from .training.jobs import TrainingJob, training_jobs
-from .training.splits import Split, kfold, split_fields
-from .training.train import EarlyStopping, TrainResult, finetune, flow_targets, validation_loss
+from __future__ import annotations
 
-__all__ = [
-    "AUGMENTATIONS",
-    "CELLPROB_THRESHOLDS",
-    "FLOW_THRESHOLDS",
-    "SELECTION_RULE",
-    "VANILLA",
-    "BuildResult",
-    "Candidate",
-    "CardError",
-    "EarlyStopping",
-    "FAModels",
-    "ModelCard",
-    "Plane",
-    "ResolvedSelection",
-    "resolve_selection",
-    "Selection",
-    "Split",
-    "TrainResult",
-    "TrainingJob",
-    "Zoo",
-    "as_selection",
-    "augment",
-    "augment_with_record",
-    "build_zoo",
-    "candidate_pairs",
-    "candidates_table",
-    "check_compatible",
-    "choose_thresholds",
-    "f1_heatmap",
-    "f1_table",
-    "finetune",
-    "flow_targets",
-    "fusion_models",
-    "fusion_table",
-    "kfold",
-    "list_selections",
-    "load_planes",
-    "load_samples",
-    "model_log_path",
-    "nonempty_subsets",
-    "overlay_figure",
-    "pair_key",
-    "resolve",
-    "run_training_job",
-    "score_candidates",
-    "score_planes",
-    "score_split",
-    "score_vanilla",
-    "select_best",
-    "select_from_scores",
-    "select_models",
-    "selected_models",
-    "split_fields",
-    "summarize_scores",
-    "task_resources",
-    "threshold_scores",
-    "train_model",
-    "training_jobs",
-    "validation_loss",
-    "vanilla_models",
-    "write_overlays",
-    "write_report",
-]
+import lazy_loader
+
+#: Submodule -> the public names it defines (imported on first use).
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "card": ["CardError", "ModelCard", "check_compatible"],
+    "registry": ["Zoo"],
+    "report": ["candidates_table", "f1_heatmap", "f1_table", "fusion_table", "list_selections",
+        "overlay_figure", "write_overlays", "write_report"],
+    "resolve": ["ResolvedSelection", "resolve", "resolve_selection"],
+    "scoring.data": ["VANILLA", "Plane", "load_planes", "load_samples", "pair_key",
+        "score_planes", "summarize_scores"],
+    "scoring.predict": ["FAModels", "fusion_models", "selected_models", "vanilla_models"],
+    "scoring.scoring": ["SELECTION_RULE", "score_candidates", "score_split", "score_vanilla",
+        "select_from_scores", "select_models"],
+    "scoring.select": ["Candidate", "candidate_pairs", "nonempty_subsets", "select_best"],
+    "scoring.threshold": ["CELLPROB_THRESHOLDS", "FLOW_THRESHOLDS", "choose_thresholds",
+        "threshold_scores"],
+    "selection": ["Selection", "as_selection"],
+    "training.augment": ["AUGMENTATIONS", "augment", "augment_with_record"],
+    "training.build": ["BuildResult", "build_zoo", "model_log_path", "run_training_job",
+        "task_resources", "train_model"],
+    "training.jobs": ["TrainingJob", "training_jobs"],
+    "training.splits": ["Split", "kfold", "split_fields"],
+    "training.train": ["EarlyStopping", "TrainResult", "finetune", "flow_targets",
+        "validation_loss"],
+})

@@ -33,7 +33,6 @@ from typing import Any
 
 from .. import limits
 from ..config import DEFAULT_CELLPROB_THRESHOLD, DEFAULT_FLOW_THRESHOLD, ORGANELLES, STRATEGIES
-from .scoring.data import VANILLA, summarize_scores
 
 __all__ = ["Selection", "as_selection"]
 
@@ -262,6 +261,8 @@ class Selection:
         ``test_f1``, their std, ``n_folds``, ...) from :attr:`candidates`; None when the
         selection has no Vanilla row for its subset.
         """
+        from .scoring.data import VANILLA, summarize_scores  # (scoring: loaded when used)
+
         rows = [r for r in self.candidates if r.get("strategy") == VANILLA
                 and tuple(int(c) for c in r.get("eval_channels", ())) == self.eval_channels]
         return summarize_scores(rows)[0] if rows else None

@@ -187,7 +187,7 @@ def test_helpers_handle_empty_and_nan():
     assert stats["n"].tolist() == [0, 1] and np.isnan(stats["median"].iloc[0])
     assert cells_per_well(df)["n_cells"].tolist() == [2, 1]
     assert cells_per_well(df.iloc[:0]).empty
-    assert default_report_dir(Path("/data/run/plate.zarr")) == Path("plate-report")
+    assert default_report_dir(Path("/data/run/plate.zarr")) == Path("/data/run/plate-report")
 
 
 def test_output_inside_the_plate_is_refused(campaign):
