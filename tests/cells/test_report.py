@@ -172,7 +172,9 @@ def test_empty_table_gives_a_valid_page(campaign, tmp_path, monkeypatch):
     before = _files(store)
     monkeypatch.chdir(tmp_path)
     page = write_report(store, table="nothing", thumbnails=1)
-    assert page.resolve() == (tmp_path / "p-report" / REPORT_PAGE).resolve()
+    # the default folder: beside the plate (not in the current folder)
+    assert page.resolve() == (Path(store).parent / "p-report" / REPORT_PAGE).resolve()
+    assert not (tmp_path / "p-report").exists()
     text = page.read_text()
     assert "has no cells" in text and text.rstrip().endswith("</html>")
     assert set(re.findall(r'src="([^"]+)"', text)) == {"thumb-A-1-0.png"}
