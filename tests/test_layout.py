@@ -220,3 +220,32 @@ def test_defaults_live_in_the_settings():
     dyn = dynamics_for((100, 50), 2.0, cfg)
     assert (dyn.niter, dyn.max_size_px) == (FLOW_STEPS // 2, MAX_SIZE_FRACTION * 5000)
     assert TrainSettings().tile_size == 224
+
+
+def test_one_bounded_streaming_loop():
+    """Every plate job streams its tasks through engine.cluster.stream_futures."""
+    waits = []
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                for call in ast.walk(node):
+                    if isinstance(call, ast.Call) and getattr(call.func, "id", None) in (
+                            "as_completed", "wait"):
+                        waits.append(f"{name}.{node.name}")
+    assert waits == ["engine.cluster.stream_futures"], waits
+
+
+def test_segment_with_a_zoo_loads_no_training_scoring_or_report():
+    import subprocess
+    import sys
+
+    code = ("import sys; from structfree_dask.zoo.use import config_from_zoo; "
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    heavy = {"structfree_dask.zoo.training.train", "structfree_dask.zoo.training.build",
+             "structfree_dask.zoo.scoring.scoring", "structfree_dask.zoo.scoring.predict",
+             "structfree_dask.zoo.scoring.data", "structfree_dask.zoo.report", "matplotlib",
+             "torch"}
+    assert not heavy & loaded, sorted(heavy & loaded)

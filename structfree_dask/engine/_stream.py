@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..config import SegmentationConfig
 from ..io import LabelImage, completed_timepoints, finalize_labels, mark_done
 from ._graph import Unit, unit_task
 from ._plan import FieldPlan, apply_label_plan
-from .cluster import TASKS_PER_THREAD, WINDOW_SECONDS, gpu_resources, in_flight_window
+from .cluster import TASKS_PER_THREAD, gpu_resources, in_flight_window
 
 logger = logging.getLogger(__name__)
 
@@ -246,53 +247,39 @@ def run_stream(client: Any, stream: UnitStream,
     """
     from dask.base import tokenize
 
-    from .cluster import as_completed_stream
+    from .cluster import stream_futures
 
     token = tokenize([(asdict(run.config), [sp.sha256 for sp in run.specs])
                       for run in stream.runs], time.time_ns())[:8]
     # network and integration ask for a GPU where workers have one (dask-cuda)
     resources = gpu_resources(client)
-    in_flight: dict[str, tuple[TargetRun, Unit, Any]] = {}
-    window, window_read = _window(client), time.monotonic()
-    finished = as_completed_stream()
-    most = 0
+    counts = {"submitted": 0, "done": 0, "most": 0}
 
-    def fill() -> None:
-        nonlocal most
-        while len(in_flight) < window:
-            taken = stream.take()
-            if taken is None:
-                return
-            run, unit = taken
-            task = unit_task(unit, run.config, run.specs, run.channels[unit.info.path],
-                             f"{token}-{run.index}", resources, fuse=FUSE_SINGLE_REGION)
-            future = client.compute(task)
-            in_flight[future.key] = (run, unit, future)
-            finished.add(future)
-            most = max(most, len(in_flight))
+    def submit(taken: tuple[TargetRun, Unit]) -> Any:
+        run, unit = taken
+        task = unit_task(unit, run.config, run.specs, run.channels[unit.info.path],
+                         f"{token}-{run.index}", resources, fuse=FUSE_SINGLE_REGION)
+        counts["submitted"] += 1
+        counts["most"] = max(counts["most"], counts["submitted"] - counts["done"])
+        return client.compute(task)
 
-    n_done = 0
+    finished = stream_futures(client, submit, iter(stream.take, None), name="units",
+                              window=lambda: _window(client))
     try:
-        fill()
-        for future in finished:
-            run, unit, _ = in_flight.pop(future.key)
-            if future.status == "error":
-                run.failed(unit, future.exception())
-            else:
-                run.finished(unit, future.result())
-            future.release()
-            n_done += 1
-            if progress is not None:
-                progress(n_done, stream.total)
-            if time.monotonic() - window_read > WINDOW_SECONDS:
-                window, window_read = _window(client), time.monotonic()
-            fill()
-            if run.taken and not run.pending:
-                run.close()
-    except BaseException:
-        client.cancel([f for _, _, f in in_flight.values()])  # interrupted: stop the rest
-        raise
+        with closing(finished):  # interrupted: the units in flight are cancelled
+            for (run, unit), future in finished:
+                if future.status == "error":
+                    run.failed(unit, future.exception())
+                else:
+                    run.finished(unit, future.result())
+                future.release()
+                counts["done"] += 1
+                if progress is not None:
+                    progress(counts["done"], stream.total)
+                for other in stream.runs:  # a target whose last unit finished: closed now
+                    if other.taken and not other.pending:
+                        other.close()
     finally:
         for run in stream.runs:
             run.marks.flush()  # what finished is recorded, whatever happens next
-            run.result.max_in_flight = most
+            run.result.max_in_flight = counts["most"]

@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any, TypeVar
 
 from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
@@ -28,7 +28,7 @@ __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
            "SchedulerUnreachableError", "local_client", "cuda_client", "connect",
            "make_client", "gpu_resources", "close_client", "tls_security", "worker_threads",
            "worker_name", "worker_directory", "TASKS_PER_THREAD", "MIN_IN_FLIGHT",
-           "WINDOW_SECONDS", "in_flight_window", "stream_outcomes", "as_completed_stream",
+           "WINDOW_SECONDS", "in_flight_window", "stream_futures", "stream_outcomes",
            "recording"]
 
 logger = logging.getLogger(__name__)
@@ -418,32 +418,79 @@ def _stream(client: Any, fn: Callable[[T], Any], todo: Iterator[T],
             ) -> Iterator[tuple[T, tuple[Any, str | None]]]:
     """Yield the outcomes of :func:`stream_outcomes` (its arguments checked)."""
     from dask.utils import funcname
+
+    def submit(item: T) -> Any:
+        stem = key(item) if key is not None else funcname(fn)
+        return client.submit(fn, item, pure=False, resources=resources,
+                             key=f"{stem}-{uuid.uuid4().hex[:8]}")
+
+    finished = stream_futures(client, submit, todo, name=funcname(fn),
+                              window=lambda: in_flight_window(client, per_thread))
+    with closing(finished):
+        for item, future in finished:
+            outcome = _outcome(future)
+            future.release()
+            if step is not None:
+                step()
+            yield item, outcome
+
+
+def stream_futures(client: Any, submit: Callable[[T], Any], items: Iterable[T], *,
+                   window: Callable[[], int], name: str = "tasks",
+                   ) -> Iterator[tuple[T, Any]]:
+    """Keep a bounded number of tasks in flight; yield each (item, future) as it finishes.
+
+    The one bounded streaming loop of the package: the engine's units and every other
+    plate job (one task per model, per (field, timepoint), per field) go through it.
+    Items are taken from ``items`` only when they are submitted: at most ``window()``
+    tasks are in flight (re-read every :data:`WINDOW_SECONDS`, as workers join or leave),
+    and the next is submitted as one finishes. The caller takes each finished future's
+    outcome and releases it.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    submit : callable
+        ``submit(item)`` returns the item's future (``client.submit``, ``client.compute``).
+    items : iterable
+        Read lazily.
+    window : callable
+        How many tasks to keep in flight now (:func:`in_flight_window`).
+    name : str
+        What the tasks are, for the log.
+
+    Yields
+    ------
+    item, future
+        In the order the tasks finish.
+
+    Notes
+    -----
+    The tasks still in flight are cancelled when the generator stops early (an exception,
+    Ctrl-C, or ``close()``); items not yet taken are never submitted.
+    """
     from distributed import as_completed
 
-    def stem(item: T) -> str:
-        return key(item) if key is not None else funcname(fn)
-
+    todo = iter(items)
     in_flight: dict[Any, T] = {}  # future: item
     finished = as_completed(loop=client.loop)  # this client's, not the default one's
-    window, window_read = in_flight_window(client, per_thread), time.monotonic()
-    logger.debug("streaming %s: at most %d task(s) in flight", funcname(fn), window)
+    size, window_read = window(), time.monotonic()
+    logger.debug("streaming %s: at most %d task(s) in flight", name, size)
     more = True
     try:
         while True:
             if time.monotonic() - window_read >= WINDOW_SECONDS:
-                before, window = window, in_flight_window(client, per_thread)
+                before, size = size, window()
                 window_read = time.monotonic()
-                if window != before:
-                    logger.debug("streaming %s: at most %d task(s) in flight now",
-                                 funcname(fn), window)
-            while more and len(in_flight) < window:
+                if size != before:
+                    logger.debug("streaming %s: at most %d task(s) in flight now", name, size)
+            while more and len(in_flight) < size:
                 try:
                     item = next(todo)
                 except StopIteration:
                     more = False
                     break
-                future = client.submit(fn, item, pure=False, resources=resources,
-                                       key=f"{stem(item)}-{uuid.uuid4().hex[:8]}")
+                future = submit(item)
                 in_flight[future] = item
                 finished.add(future)
             if not in_flight:
@@ -455,22 +502,10 @@ def _stream(client: Any, fn: Callable[[T], Any], todo: Iterator[T],
                 if time.monotonic() >= deadline:
                     break
             for future in finished.next_batch(block=False):
-                item = in_flight.pop(future)
-                outcome = _outcome(future)
-                future.release()
-                if step is not None:
-                    step()
-                yield item, outcome
+                yield in_flight.pop(future), future
     finally:
         if in_flight:
             client.cancel(list(in_flight))
-
-
-def as_completed_stream() -> Any:
-    """Return an empty ``distributed.as_completed``: add futures while iterating it."""
-    from distributed import as_completed
-
-    return as_completed()
 
 
 @contextmanager
