@@ -90,6 +90,12 @@ DEFAULT_FLOW_THRESHOLD = 0.4
 DEFAULT_CELLPROB_THRESHOLD = 0.0
 #: Smallest cell kept, in pixels (cellpose's ``min_size``).
 DEFAULT_MIN_SIZE = 15
+#: Seconds to wait for a running Dask scheduler to answer (``--scheduler-timeout``,
+#: ``cluster.timeout`` in job files).
+DEFAULT_SCHEDULER_TIMEOUT = 10.0
+#: Side in pixels of the regions a linking, measuring or tracking task reads at a time
+#: (a multiple of the label chunks): its memory follows the region, not the field.
+DEFAULT_CELLS_REGION = 1024
 #: Longest name accepted as one path component (the usual file-name limit).
 MAX_NAME_LENGTH = 255
 #: Ground-truth table the simulator writes next to its ``gt_cyto`` label image.

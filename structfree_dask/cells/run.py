@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import DEFAULT_CELLS_REGION
 from ..io import (
     ImageInfo,
     LabelImage,
@@ -63,7 +64,7 @@ __all__ = ["CellsResult", "REGION", "check_cells", "check_link_outputs", "linked
 logger = logging.getLogger(__name__)
 
 #: Region size (pixels, a multiple of the label chunks) a task reads at a time.
-REGION = 1024
+REGION = DEFAULT_CELLS_REGION
 _RECORD = "structfree_dask"
 
 

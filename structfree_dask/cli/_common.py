@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from .. import limits
+from ..config import DEFAULT_SCHEDULER_TIMEOUT
 
 __all__ = ["UsageError", "Interrupted", "add_cluster_options", "add_settings_options",
            "given_settings", "check_cluster_options", "start_client", "ProgressBar",
@@ -35,6 +36,21 @@ def bounded_int(bounds: tuple[float, float], unit: str = "") -> Any:
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return int(value)
+
+    return parse
+
+
+def bounded_float(bounds: tuple[float, float], unit: str = "") -> Any:
+    """Return an argparse type: a finite number within ``bounds`` (job files' check)."""
+    def parse(text: str) -> float:
+        try:
+            value: Any = float(text)
+        except ValueError:
+            value = text
+        problem = limits.number_problem(value, bounds, unit=unit)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return float(value)
 
     return parse
 
@@ -125,8 +141,10 @@ def add_cluster_options(p: Any) -> None:
                    help="cluster to start when no --scheduler: local (default) or cuda")
     p.add_argument("--workers", type=bounded_int(limits.WORKERS), default=None,
                    help="workers of the started cluster (default: one per core / GPU)")
-    p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds to wait for --scheduler to answer (default 10)")
+    p.add_argument("--scheduler-timeout", type=bounded_float(limits.SCHEDULER_TIMEOUT, "s"),
+                   default=DEFAULT_SCHEDULER_TIMEOUT, metavar="SECONDS",
+                   help="seconds to wait for --scheduler to answer (default "
+                        f"{DEFAULT_SCHEDULER_TIMEOUT:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

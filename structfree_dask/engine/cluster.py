@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from typing import Any, TypeVar
 
+from ..config import DEFAULT_SCHEDULER_TIMEOUT
 from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
 from ..runtime.interrupts import deferred
 
@@ -173,8 +174,6 @@ def cuda_client(n_workers: int | None = None, *, profile: bool = False) -> Any:
     return client
 
 
-#: Seconds to wait for a running scheduler to answer (``--scheduler-timeout``).
-DEFAULT_SCHEDULER_TIMEOUT = 10.0
 
 
 class SchedulerUnreachableError(ConnectionError):

@@ -92,7 +92,14 @@ from typing import Any
 import yaml
 
 from .. import limits
-from ..config import ORGANELLES, SegmentationConfig, SettingsError, check_name, unknown_key
+from ..config import (
+    DEFAULT_SCHEDULER_TIMEOUT,
+    ORGANELLES,
+    SegmentationConfig,
+    SettingsError,
+    check_name,
+    unknown_key,
+)
 from ..io import filesystem, is_url, redact
 from ..workflow import CellsSteps
 
@@ -112,8 +119,6 @@ _CELLS = {"cells", "nuclei", "table", "channels", "link", "track", "tracked_labe
 _CLUSTER = {"kind", "workers", "threads_per_worker", "address", "tls", "timeout"}
 _TLS = {"ca", "cert", "key"}
 _WELL = re.compile(r"^[A-Za-z0-9_-]+/[A-Za-z0-9_-]+$")
-#: Default seconds to wait for a scheduler to answer (``cluster.timeout``).
-_SCHEDULER_TIMEOUT = 10.0
 #: Most items that anchors and aliases may add to a document when it is expanded.
 _MAX_ALIAS_ITEMS = 100_000
 #: Wrong entries of a long list (plates) reported one by one; the rest are counted.
@@ -177,7 +182,7 @@ class ClusterSpec:
     tls_cert: str | None = None
     tls_key: str | None = None
     #: Seconds to wait for a ``scheduler`` to answer (within ``limits.SCHEDULER_TIMEOUT``).
-    timeout: float = _SCHEDULER_TIMEOUT
+    timeout: float = DEFAULT_SCHEDULER_TIMEOUT
 
     def security(self) -> Any:
         """Return a ``distributed.security.Security`` for the TLS files, or None."""
@@ -547,7 +552,7 @@ def _cluster(data: Any, base: Path, ck: _Checker, check_files: bool) -> ClusterS
     threads = ck.number(data, "threads_per_worker", "cluster", limits.THREADS, integer=True,
                         default=1)
     timeout = ck.number(data, "timeout", "cluster", limits.SCHEDULER_TIMEOUT, unit="s",
-                        default=_SCHEDULER_TIMEOUT)
+                        default=DEFAULT_SCHEDULER_TIMEOUT)
     address = ck.string(data, "address", "cluster")
     if kind == "scheduler" and not address:
         ck.bad("cluster.address", "missing: kind 'scheduler' needs the scheduler's address")
