@@ -29,7 +29,7 @@ from structfree_dask.io import (
 )
 from structfree_dask.simulate import simulate_plate
 
-from .test_bad_input import snapshot
+from .test_bad_input import read_only, snapshot
 
 FIELD = ("A", "1", "0")
 
@@ -425,22 +425,46 @@ def test_import_failing_while_writing_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_simulate_from_shapes_refuses_to_write_into_its_source(plate, tmp_path, capsys):
+    from structfree_dask.simulate import simulate_plate_from_shapes
+
     before = snapshot(plate)
     line = _refused(["simulate", str(plate / "inner.zarr"), "--shapes-from", str(plate)],
                     capsys)
     assert "overlap" in line
+    with pytest.raises(ValueError) as raised:
+        simulate_plate_from_shapes(plate / "inner.zarr", plate)
+    assert str(raised.value) in line
     line = _refused(["simulate", str(tmp_path / "n.zarr"), "--shapes-from", str(plate),
                      "--nuclei", "gt_cyto"], capsys)
     assert "the cells' own" in line
+    with pytest.raises(ValueError) as raised:
+        simulate_plate_from_shapes(tmp_path / "n.zarr", plate, nuclei="gt_cyto")
+    assert str(raised.value) in line
     assert snapshot(plate) == before and not (tmp_path / "n.zarr").exists()
 
 
 def test_zoo_list_leaves_the_folder_as_it_is(tmp_path, capsys):
+    from structfree_dask.zoo import Zoo
+
     folder = tmp_path / "zoo"
     folder.mkdir()
     assert main(["zoo", "list", str(folder)]) == 0
     assert "no models in the zoo" in capsys.readouterr().out
+    assert Zoo(folder).cards() == []
     assert list(folder.iterdir()) == []
+
+
+def test_report_into_a_read_only_folder_is_refused(plate, tmp_path, capsys):
+    out = tmp_path / "reports"
+    out.mkdir()
+    with read_only(out):
+        line = _refused(["report", str(plate), "--table", "gt_cyto_features", "--output",
+                         str(out / "r")], capsys)
+        assert "is not writable" in line and "Errno" not in line
+        with pytest.raises(PermissionError) as raised:
+            write_report(str(plate), table="gt_cyto_features", output=out / "r")
+        assert str(raised.value) in line
+    assert list(out.iterdir()) == []
 
 
 def test_a_damaged_table_part_is_measured_again(plate, capsys, cluster_client):
@@ -563,4 +587,24 @@ def test_a_bad_model_card_is_named(text, fragment, tmp_path, capsys):
     before = snapshot(tmp_path)
     line = _refused(["zoo", "list", str(tmp_path / "zoo")], capsys)
     assert fragment in line and "card.json" in line
+    from structfree_dask.zoo import CardError, Zoo
+
+    with pytest.raises(CardError) as raised:
+        Zoo(tmp_path / "zoo").cards()
+    assert str(raised.value) in line
     assert snapshot(tmp_path) == before
+
+
+def test_an_incomplete_label_image_is_recreated_by_overwrite(plate, capsys, cluster_client):
+    """What an interrupted creation of older versions left: a group without metadata."""
+    from structfree_dask.io import create_labels
+
+    image = open_plate(plate).field("A/1/0")
+    folder = Path(create_labels(image, "cyto").image.store).joinpath(*FIELD, "labels", "cyto")
+    (folder / ".zattrs").write_text("{}")  # no record of its levels, no multiscales
+    argv = _cli(plate, cluster_client, "segment", "--channels", "0", "--diameter", "20",
+                "--tile-size", "64")
+    line = _refused(argv, capsys)
+    assert "is incomplete" in line and "--overwrite" in line
+    assert main([*argv, "--overwrite"]) == 0
+    assert completed_timepoints(open_labels(open_plate(plate).field("A/1/0"), "cyto")) == {0, 1}
