@@ -275,18 +275,11 @@ def _cells_after_segment(args: argparse.Namespace, configs: list[SegmentationCon
 
 
 def _print_cells(steps: Any, out: Any) -> None:
-    measured = out.measured
-    if measured is not None:
-        flagged = measured.flagged()
-        what = (f"tables/{steps.table_name}" if steps.measure else "linked")
-        cells = sum(c.get("cells", 0) for c in measured.counts.values())
-        print(f"{what}: {len(measured.done)} done, {len(measured.skipped)} skipped, "
-              f"{len(measured.failed)} failed; {cells} cells in the units done; flagged: "
-              f"{flagged['cells_without_nucleus']} cell(s) without nucleus, "
-              f"{flagged['cells_with_several_nuclei']} with several, "
-              f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
-        for path, t, err in measured.failed:
-            print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
+    from .cells import print_cells_result
+
+    if out.measured is not None:
+        print_cells_result(f"tables/{steps.table_name}" if steps.measure else "linked",
+                           out.measured)
     if out.tracked is not None:
         tracks = sum(v[0] for v in out.tracked.tracks.values())
         divisions = sum(v[1] for v in out.tracked.tracks.values())

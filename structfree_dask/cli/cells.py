@@ -17,7 +17,7 @@ from ._common import (
     str_list,
 )
 
-__all__ = ["add_cells_parsers"]
+__all__ = ["add_cells_parsers", "print_cells_result"]
 
 
 def _run_cells(args: argparse.Namespace, what: str, call: Any) -> int:
@@ -34,16 +34,21 @@ def _run_cells(args: argparse.Namespace, what: str, call: Any) -> int:
     finally:
         progress.close()
         close_client(client)
+    print_cells_result(what, result)
+    return 0 if result.ok else 1
+
+
+def print_cells_result(what: str, result: Any) -> None:
+    """Print what a linking or measuring run did, and each failed unit on stderr."""
     flagged = result.flagged()
     cells = sum(c.get("cells", 0) for c in result.counts.values())
     print(f"{what}: {len(result.done)} done, {len(result.skipped)} skipped (already done), "
-          f"{len(result.failed)} failed; {cells} cells; flagged: "
+          f"{len(result.failed)} failed; {cells} cells in the units done; flagged: "
           f"{flagged['cells_without_nucleus']} cell(s) without nucleus, "
           f"{flagged['cells_with_several_nuclei']} with several, "
           f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
     for path, t, err in result.failed:
         print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
-    return 0 if result.ok else 1
 
 
 def _cmd_link(args: argparse.Namespace) -> int:
