@@ -10,3 +10,22 @@ geff export, link scores). On a Dask cluster: :mod:`.run` (:func:`~.run.link_pla
 one task per field). :mod:`.report` writes an offline HTML view of a measured plate.
 The commands are in :mod:`structfree_dask.cli.cells`; see docs/cells.md.
 """
+
+from __future__ import annotations
+
+import lazy_loader
+
+#: Submodule -> the public names it exports here (imported on first use, so that
+#: ``import structfree_dask.cells`` stays light).
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "run": ["CellsResult", "check_cells", "link_plate", "linked_names", "measure_plate",
+            "table_name"],
+    "track_run": ["TrackResult", "check_tracks", "track_plate", "tracked_name",
+                  "tracks_location"],
+    "report": ["write_report", "default_report_dir"],
+    "linking": ["Linking", "link", "linked_nuclei", "cytoplasm", "region_summary",
+                "merge_summaries"],
+    "measure": ["measure_cells", "column_dtypes"],
+    "tracking": ["track_cells", "relabel_by_track", "write_geff", "link_scores",
+                 "match_labels"],
+})
