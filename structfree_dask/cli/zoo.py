@@ -204,9 +204,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ..zoo.report import write_report
+    from ..zoo.report import write_zoo_report
 
-    files = write_report(_zoo(args.zoo), args.plate, args.out, cell_line=args.cell_line,
+    files = write_zoo_report(_zoo(args.zoo), args.plate, args.out, cell_line=args.cell_line,
                          organelle=args.organelle, gt=args.gt, n_overlays=args.overlays,
                          batch_size=args.batch_size, flow_thresholds=args.flow_thresholds)
     for kind, paths in files.items():

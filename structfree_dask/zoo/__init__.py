@@ -36,7 +36,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "card": ["CardError", "ModelCard", "check_compatible"],
     "registry": ["Zoo"],
     "report": ["candidates_table", "f1_heatmap", "f1_table", "fusion_table", "list_selections",
-        "overlay_figure", "write_overlays", "write_report"],
+        "overlay_figure", "write_overlays", "write_zoo_report"],
     "resolve": ["ResolvedSelection", "resolve", "resolve_selection"],
     "scoring.data": ["VANILLA", "Plane", "load_planes", "load_samples", "pair_key",
         "score_planes", "summarize_scores"],

@@ -22,7 +22,7 @@ One set of files per selection (cell line and organelle), ``TAG`` being
     contours on the image, for a few test fields (:func:`overlay_figure`).
 
 Figures use matplotlib's Agg canvas (no display, no global backend change). The
-table functions are pure; :func:`write_report` does the I/O.
+table functions are pure; :func:`write_zoo_report` does the I/O.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ __all__ = [
     "fusion_table",
     "overlay_figure",
     "write_overlays",
-    "write_report",
-    "default_report_dir",
+    "write_zoo_report",
+    "default_zoo_report_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -485,12 +485,12 @@ def _report_one(zoo: Zoo, cell_line: str, organelle: str, plate: str | Path | Pl
     return files
 
 
-def default_report_dir(zoo: Zoo) -> Path:
+def default_zoo_report_dir(zoo: Zoo) -> Path:
     """Return the report's default folder: ``<zoo>/report``, or ``<zoo name>-report`` for a URL.
 
     Examples
     --------
-    >>> default_report_dir(Zoo("s3://bucket/models/CL1-zoo"))
+    >>> default_zoo_report_dir(Zoo("s3://bucket/models/CL1-zoo"))
     PosixPath('CL1-zoo-report')
     """
     if isinstance(zoo.path, Path):
@@ -498,7 +498,7 @@ def default_report_dir(zoo: Zoo) -> Path:
     return Path(f"{basename(zoo.path)}-report")
 
 
-def write_report(
+def write_zoo_report(
     zoo_dir: str | Path | Zoo,
     plate: str | Path | Plate,
     out_dir: str | Path | None = None,
@@ -563,7 +563,7 @@ def write_report(
         raise ValueError(f"n_overlays must be an integer >= 0; got {n_overlays!r}")
     opts = _Options(gt, n_overlays, batch_size, tuple(check_flow_thresholds(flow_thresholds)))
     plate = plate if isinstance(plate, Plate) else open_plate(str(plate))
-    out = Path(out_dir) if out_dir is not None else default_report_dir(zoo)
+    out = Path(out_dir) if out_dir is not None else default_zoo_report_dir(zoo)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[Path]] = {}
     for cl, org in pairs:

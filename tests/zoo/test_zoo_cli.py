@@ -26,7 +26,7 @@ from structfree_dask.zoo import (
     summarize_scores,
     task_resources,
     training_jobs,
-    write_report,
+    write_zoo_report,
 )
 
 torch = pytest.importorskip("torch")
@@ -264,7 +264,7 @@ def test_kfold_build_and_report_api(plate, small_base, cluster_client, tmp_path,
     table = f1_table(sel)
     assert [t["n_folds"] for t in table] == [2, 2, 2]
     assert all(math.isnan(t["mc"]) for t in table)  # no MC model in this zoo
-    files = write_report(tmp_path / "zoo", plate, tmp_path / "rep", n_overlays=1)
+    files = write_zoo_report(tmp_path / "zoo", plate, tmp_path / "rep", n_overlays=1)
     assert [p.name for p in files["f1 table"]] == ["f1_CL5_cyto.csv"]
     assert len(files["overlays"]) == 1
     csv_rows = _read_csv(files["f1 table"][0])
@@ -272,7 +272,7 @@ def test_kfold_build_and_report_api(plate, small_base, cluster_client, tmp_path,
     for bad, message in (({"n_overlays": -1}, "n_overlays"),
                          ({"flow_thresholds": [-0.1]}, "flow_thresholds")):
         with pytest.raises(ValueError, match=message):
-            write_report(tmp_path / "zoo", plate, tmp_path / "rep_bad", **bad)
+            write_zoo_report(tmp_path / "zoo", plate, tmp_path / "rep_bad", **bad)
     assert not (tmp_path / "rep_bad").exists()  # checked before anything is written
 
 
