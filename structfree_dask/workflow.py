@@ -114,10 +114,11 @@ def check_cells_steps(plate: str, steps: CellsSteps, *, produced: Sequence[str] 
 
     Label images in ``produced`` are made by the segmentation that runs first: they need
     not exist yet. The others must; when none is produced, the whole request is checked
-    as :func:`structfree_dask.cells.run.check_cells` does. Linked label images from other
-    sources, and the bounds of ``max_distance``, are checked in every case.
+    as :func:`structfree_dask.cells.run.check_cells` does. Linked label images and a table
+    from other sources, the channels, and the bounds of ``max_distance`` are checked in
+    every case.
     """
-    from .cells.run import check_cells, check_link_outputs
+    from .cells.run import check_cells, check_link_outputs, check_table_output
     from .cells.track_run import check_max_distance
     from .io import open_plate
 
@@ -139,6 +140,11 @@ def check_cells_steps(plate: str, steps: CellsSteps, *, produced: Sequence[str] 
     if steps.link and steps.nuclei:
         check_link_outputs(plate, cells=steps.cells, nuclei=steps.nuclei, wells=wells,
                            timepoints=timepoints, overwrite=overwrite)
+    if steps.measure:
+        check_table_output(plate, cells=steps.cells, nuclei=steps.nuclei,
+                           table=steps.table_name,
+                           channels=list(steps.channels) if steps.channels else None,
+                           wells=wells, timepoints=timepoints, overwrite=overwrite)
 
 
 def run_cells_steps(plate: str, steps: CellsSteps, *, client: Any,

@@ -78,3 +78,10 @@ def test_check_cells_steps_needs_what_is_not_produced(template):
     check_cells_steps(str(template), steps, produced=["cyto"])  # cyto comes from segment
     with pytest.raises(KeyError, match="no label image 'cyto'"):
         check_cells_steps(str(template), steps)
+    # a table the measuring step could not write is refused before segmenting, too
+    taken = CellsSteps(cells="cyto", nuclei="gt_nuclei", table="gt_truth")
+    with pytest.raises(FileExistsError, match="was not written by a measurement run"):
+        check_cells_steps(str(template), taken, produced=["cyto"])
+    with pytest.raises(KeyError, match="channel 'nope'"):
+        check_cells_steps(str(template), CellsSteps(cells="cyto", channels=("nope",)),
+                          produced=["cyto"])

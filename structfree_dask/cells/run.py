@@ -57,8 +57,8 @@ from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, r
 from .measure import column_dtypes, empty_measurements, measure_cells
 from .planes import level_shape, plane_index, read_labels, regions
 
-__all__ = ["CellsResult", "REGION", "check_cells", "check_link_outputs", "linked_names",
-           "link_plate",
+__all__ = ["CellsResult", "REGION", "check_cells", "check_link_outputs", "check_table_output",
+           "linked_names", "link_plate",
            "measure_plate", "table_name", "write_rows"]
 
 logger = logging.getLogger(__name__)
@@ -469,6 +469,37 @@ def check_link_outputs(plate: str, *, cells: str, nuclei: str,
         ts = select_timepoints(image.n_timepoints, timepoints, image.url)
         for name in linked_names(cells):
             _link_decision(image, name, linked, ts, overwrite)
+
+
+def check_table_output(plate: str, *, cells: str, nuclei: str | None, table: str,
+                       channels: Sequence[int | str] | None = None,
+                       wells: Sequence[str] | None = None,
+                       timepoints: slice | Sequence[int] | None = None,
+                       overwrite: bool = False) -> None:
+    """Check, before the label images exist, that measuring could write its table.
+
+    For a run that segments first and measures afterwards: the channels must exist, and
+    the table must be absent or this measurement's (same labels, nuclei and channels),
+    with no symbolic link on the way to it or to ``measurements/<table>``.
+
+    Raises
+    ------
+    structfree_dask.io.TableExistsError
+        The table exists from other settings (or was not measured here).
+    UnsafePathError
+        A symbolic link on the way to, or inside, the table or the plate's dataset.
+    KeyError, ValueError
+        Unknown or repeated channels, an empty timepoint selection.
+    """
+    opened = open_plate(plate)
+    for path in opened.select(list(wells) if wells else None):
+        image = opened.field(path)
+        chans = _resolve_channels(image, channels)
+        ts = select_timepoints(image.n_timepoints, timepoints, image.url)
+        record = {"cells": cells, "nuclei": nuclei,
+                  "channels": [image.channel_names[c] for c in chans]}
+        check_table_targets(image, table, opened.store)
+        _table_decision(image, table, record, ts, overwrite)
 
 
 def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,

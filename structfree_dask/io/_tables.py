@@ -53,7 +53,6 @@ __all__ = [
     "read_plate_dataset",
     "remove_feature_table",
     "remove_plate_parts",
-    "remove_table_parts",
     "table_attrs",
     "table_meta",
     "table_part_location",
@@ -456,18 +455,6 @@ def remove_plate_parts(plate_store: str, name: str, field_path: str,
         for p in folder.iterdir():
             if chosen(p.name):
                 p.unlink()
-
-
-def remove_table_parts(image: ImageInfo, name: str, timepoints: Iterable[int]) -> None:
-    """Delete the parts of some timepoints of a field's table (its record of them)."""
-    for t in timepoints:
-        location = table_part_location(image, name, t)
-        if is_url(location):
-            fs, path = filesystem(location)
-            if fs.exists(path):
-                fs.rm(path)
-        else:
-            Path(location).unlink(missing_ok=True)
 
 
 def read_plate_dataset(plate_store: str, name: str) -> pd.DataFrame:
