@@ -114,7 +114,8 @@ def region_summary(nuclei: np.ndarray, cells: np.ndarray,
             f"nuclei and cells must have the same shape; got {nuclei.shape} and {cells.shape}"
         )
     ids, boxes = bounding_boxes(cells, offset)
-    o = label_overlaps(nuclei, cells, b_background=True)  # nuclei outside cells: cell 0
+    # nuclei outside cells pair with cell 0; areas are not needed (the pairs' pixels only)
+    o = label_overlaps(nuclei, cells, b_background=True, areas=False)
     pairs = np.column_stack([o.ids_a[o.ia], o.ids_b[o.ib], o.inter]).astype(_I64)
     return RegionSummary(ids, boxes, pairs.reshape(-1, 3))
 

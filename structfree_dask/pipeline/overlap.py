@@ -70,16 +70,32 @@ def check_threshold(threshold: float, name: str = "iou_threshold") -> float:
     return threshold
 
 
-def _index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted labels with 0 first, and each pixel's index into them."""
+def _index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted labels with 0 first, each pixel's index into them, and each label's area.
+
+    IDs up to twice the number of pixels are counted directly (one pass, no sort: the
+    lookup table is no larger than the image); larger IDs are sorted (memory by the
+    number of objects, whatever their IDs).
+    """
+    top = int(labels.max()) if labels.size else 0
+    if top <= 2 * labels.size + 1024:
+        labels = labels.astype(np.intp, copy=False)
+        counts = np.bincount(labels, minlength=1)
+        ids = np.flatnonzero(counts)
+        if not ids.size or ids[0] != 0:
+            ids = np.concatenate([np.zeros(1, ids.dtype), ids])
+        lut = np.zeros(top + 1, _I64)
+        lut[ids] = np.arange(len(ids), dtype=_I64)
+        return ids.astype(_I64), lut[labels], counts[ids].astype(_I64)
     ids = np.unique(labels)
-    if not ids.size or ids[0] != 0:
+    if ids[0] != 0:
         ids = np.concatenate([np.zeros(1, ids.dtype), ids])
-    return ids.astype(_I64), np.searchsorted(ids, labels).astype(_I64)
+    index = np.searchsorted(ids, labels).astype(_I64)
+    return ids.astype(_I64), index, np.bincount(index, minlength=len(ids)).astype(_I64)
 
 
-def label_overlaps(a: npt.ArrayLike, b: npt.ArrayLike, *,
-                   b_background: bool = False) -> Overlaps:
+def label_overlaps(a: npt.ArrayLike, b: npt.ArrayLike, *, b_background: bool = False,
+                   areas: bool = True) -> Overlaps:
     """Count the pixels that each pair of labels of ``a`` and ``b`` shares.
 
     Parameters
@@ -89,6 +105,10 @@ def label_overlaps(a: npt.ArrayLike, b: npt.ArrayLike, *,
     b_background : bool
         Also count the pixels of ``a``'s labels over ``b``'s background (pairs with
         ``ib == 0``), as linking needs for nuclei outside every cell.
+    areas : bool
+        Count every label's area (IoU needs them). False (linking): only the pixels of
+        the pairs are read, ``ids_*`` hold only the labels of pairs and ``area_*`` count
+        those pixels only.
 
     Returns
     -------
@@ -114,10 +134,12 @@ def label_overlaps(a: npt.ArrayLike, b: npt.ArrayLike, *,
     a_arr, b_arr = np.asarray(a), np.asarray(b)
     if a_arr.shape != b_arr.shape:
         raise ValueError(f"label arrays differ in shape: {a_arr.shape} and {b_arr.shape}")
-    ids_a, ia_px = _index(a_arr.ravel())
-    ids_b, ib_px = _index(b_arr.ravel())
-    area_a = np.bincount(ia_px, minlength=len(ids_a)).astype(_I64)
-    area_b = np.bincount(ib_px, minlength=len(ids_b)).astype(_I64)
+    a_px, b_px = a_arr.ravel(), b_arr.ravel()
+    if not areas:  # the pairs' pixels only: no pass over the rest
+        shared = (a_px != 0) if b_background else (a_px != 0) & (b_px != 0)
+        a_px, b_px = a_px[shared], b_px[shared]
+    ids_a, ia_px, area_a = _index(a_px)
+    ids_b, ib_px, area_b = _index(b_px)
     keep = (ia_px > 0) if b_background else (ia_px > 0) & (ib_px > 0)
     codes, inter = np.unique(ia_px[keep] * len(ids_b) + ib_px[keep], return_counts=True)
     return Overlaps(ids_a, ids_b, codes // len(ids_b), codes % len(ids_b),

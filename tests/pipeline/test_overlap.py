@@ -42,3 +42,16 @@ def test_no_background_and_empty():
     assert empty.inter.size == 0 and empty.iou().size == 0
     with pytest.raises(ValueError, match="differ in shape"):
         label_overlaps(np.zeros((2, 2), int), np.zeros((2, 3), int))
+
+
+def test_pairs_only_give_the_same_pairs():
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(0, 7, (50, 40)), rng.integers(0, 4, (50, 40))
+    for background in (False, True):
+        full = label_overlaps(a, b, b_background=background)
+        pairs = label_overlaps(a, b, b_background=background, areas=False)
+        want = [(int(full.ids_a[i]), int(full.ids_b[j]), int(n))
+                for i, j, n in zip(full.ia, full.ib, full.inter, strict=True)]
+        got = [(int(pairs.ids_a[i]), int(pairs.ids_b[j]), int(n))
+               for i, j, n in zip(pairs.ia, pairs.ib, pairs.inter, strict=True)]
+        assert got == want
