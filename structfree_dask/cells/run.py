@@ -34,11 +34,11 @@ from ..io import (
     extend_timepoints,
     feature_table_timepoints,
     finalize_labels,
-    is_incomplete,
     label_group_exists,
     label_record,
     list_tables,
     mark_done,
+    open_complete_labels,
     open_labels,
     open_plate,
     plate_part_location,
@@ -325,13 +325,13 @@ def _link_decision(image: ImageInfo, name: str, linked: dict[str, Any], ts: list
     check_label_target(image, name)
     if not label_group_exists(image, name):
         return Resume("create")
-    if is_incomplete(image, name):  # an interrupted creation: nothing in it to keep
+    label = open_complete_labels(image, name)
+    if label is None:  # an interrupted creation: nothing in it to keep
         if overwrite:
             return Resume("recreate")
         raise TableExistsError(f"label image {name!r} of field {image.path or image.url!r} "
                                "is incomplete (an interrupted creation?); pass --overwrite "
                                "to recreate it")
-    label = open_labels(image, name)
     rec = label_record(label).get("linked")
     ours = isinstance(rec, dict)
     have_t = label.shapes[0][image.axes.index("t")] if "t" in image.axes else 1

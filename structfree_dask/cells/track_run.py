@@ -28,12 +28,12 @@ from ..io import (
     create_labels,
     extend_timepoints,
     finalize_labels,
-    is_incomplete,
     join,
     label_group_exists,
     label_record,
     list_tables,
     mark_done,
+    open_complete_labels,
     open_labels,
     open_plate,
     read_feature_table,
@@ -217,9 +217,9 @@ def _tracked_decision(image: ImageInfo, name: str, record: dict[str, Any], overw
     check_label_target(image, name)
     if not label_group_exists(image, name):
         return Resume("create")
-    if is_incomplete(image, name):
+    label = open_complete_labels(image, name)
+    if label is None:
         return Resume("recreate")  # an interrupted creation: nothing in it to keep
-    label = open_labels(image, name)
     rec = label_record(label).get("tracked")
     ours = isinstance(rec, dict)
     diffs = "" if not ours or rec == record else f"tracked: {rec} vs {record}"
@@ -330,9 +330,9 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     """
     from ..engine.cluster import close_client, local_client, stream_outcomes
 
-    max_distance = check_max_distance(max_distance)
     store, plans = check_tracks(plate, table, wells, tracked_labels=tracked_labels,
                                 max_distance=max_distance, overwrite=overwrite)
+    max_distance = check_max_distance(max_distance)  # (checked above: here, as a float)
     jobs = []
     for plan in plans:
         image, name, labels_done = plan.image, None, frozenset[int]()

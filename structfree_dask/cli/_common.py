@@ -159,14 +159,8 @@ def start_client(args: argparse.Namespace, *, profile: bool = False) -> Any:
     from ..engine.cluster import close_client, make_client
     from ..runtime.interrupts import raise_if_interrupted
 
-    try:
-        client = make_client(scheduler=args.scheduler, cluster=args.cluster,
-                             workers=args.workers, profile=profile,
-                             timeout=args.scheduler_timeout)
-    except (ValueError, TypeError, KeyError) as err:  # ours are checked: Dask's own settings
-        text = err.args[0] if isinstance(err, KeyError) and err.args else err
-        raise ValueError(f"Dask configuration: {text} (check the DASK_* environment "
-                         "variables and Dask's configuration files)") from err
+    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers,
+                         profile=profile, timeout=args.scheduler_timeout)
     try:
         raise_if_interrupted()  # a Ctrl-C that the cluster's start swallowed
     except KeyboardInterrupt:

@@ -19,9 +19,9 @@ from ..io import (
     check_writable,
     create_labels,
     extend_timepoints,
-    is_incomplete,
     label_group_exists,
     label_record,
+    open_complete_labels,
     open_labels,
     open_plate,
     unmark_done,
@@ -121,14 +121,14 @@ def _label_action(info: ImageInfo, cfg: SegmentationConfig, record: dict[str, An
         check_writable(folder)
     if not label_group_exists(info, name):  # (a name listed without its group: made anew)
         return "create", (), ()
-    if is_incomplete(info, name):  # an interrupted creation: nothing in it to keep
+    label = open_complete_labels(info, name)
+    if label is None:  # an interrupted creation: nothing in it to keep
         if cfg.overwrite:
             return "recreate", (), ()
         raise LabelExistsError(
             f"label image {name!r} in {info.url} is incomplete (no multiscales metadata and "
             "no record of its levels: an interrupted creation?); pass --overwrite to "
             "recreate it, or choose another --name")
-    label = open_labels(info, name)
     old = label_record(label)
     segmentation = old.get("kind") == "segmentation"
     have_t = label.shapes[0][info.axes.index("t")] if "t" in info.axes else 1

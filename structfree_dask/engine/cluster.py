@@ -26,7 +26,7 @@ from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
 from ..runtime.interrupts import deferred
 
 __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
-           "SchedulerUnreachableError", "local_client", "cuda_client", "connect",
+           "SchedulerUnreachableError", "DaskConfigError", "local_client", "cuda_client", "connect",
            "make_client", "gpu_resources", "close_client", "tls_security", "worker_threads",
            "worker_name", "worker_directory", "TASKS_PER_THREAD", "MIN_IN_FLIGHT",
            "WINDOW_SECONDS", "in_flight_window", "stream_futures", "stream_outcomes",
@@ -126,9 +126,11 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1,
                 **{**_silence_logs(), **kwargs},
             )
             client = Client(cluster)
-        except Exception:
+        except Exception as err:
             if interrupted():  # a worker that Ctrl-C reached while it started: the cause
                 raise KeyboardInterrupt from None
+            if isinstance(err, ValueError | TypeError | KeyError):  # ours are checked above
+                raise DaskConfigError(err) from err
             raise
     if interrupted():
         close_client(client)
@@ -176,6 +178,15 @@ def cuda_client(n_workers: int | None = None, *, profile: bool = False) -> Any:
 
 
 
+class DaskConfigError(ValueError):
+    """Dask's own settings (``DASK_*`` variables, configuration files) do not parse."""
+
+    def __init__(self, err: BaseException) -> None:
+        text = err.args[0] if isinstance(err, KeyError) and err.args else err
+        super().__init__(f"Dask configuration: {text} (check the DASK_* environment "
+                         "variables and Dask's configuration files)")
+
+
 class SchedulerUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address in time."""
 
@@ -201,8 +212,9 @@ def connect(address: str, security: Any = None,
     from distributed import Client
 
     check_number("scheduler timeout", timeout, SCHEDULER_TIMEOUT, unit="s")
+    port = address.rsplit(":", 1)[-1] if isinstance(address, str) else ""
     if not isinstance(address, str) or "://" not in address \
-            or ":" not in address.split("://", 1)[1]:
+            or ":" not in address.split("://", 1)[1] or not port.isdigit():
         raise ValueError(f"scheduler address: expected PROTOCOL://HOST:PORT such as "
                          f"tcp://10.0.0.5:8786 (or tls://, ucx://); got {address!r}")
     try:

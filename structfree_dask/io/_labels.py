@@ -42,7 +42,7 @@ __all__ = [
     "downsample_labels",
     "label_record",
     "extend_timepoints",
-    "is_incomplete",
+    "open_complete_labels",
     "label_group_exists",
 ]
 
@@ -286,20 +286,17 @@ def label_group_exists(image: ImageInfo, name: str) -> bool:
         return False
 
 
-def is_incomplete(image: ImageInfo, name: str) -> bool:
-    """Return True for a label image group that holds no usable label image.
+def open_complete_labels(image: ImageInfo, name: str) -> LabelImage | None:
+    """Open a label image whose group exists; None when it holds no usable label image.
 
-    Neither NGFF ``multiscales`` metadata nor this package's record of its levels: what
-    an interrupted creation (or another program) left. Such a group has no timepoint to
-    keep.
+    Neither NGFF ``multiscales`` metadata nor this package's record of its levels (or a
+    level missing): what an interrupted creation (or another program) left. Such a group
+    has no timepoint to keep.
     """
-    if not label_group_exists(image, name):
-        return False
     try:
-        open_labels(image, name)
+        return open_labels(image, name)
     except (KeyError, MetadataError, zarr.errors.ArrayNotFoundError, FileNotFoundError):
-        return True
-    return False
+        return None
 
 
 def extend_timepoints(label: LabelImage) -> LabelImage:

@@ -343,16 +343,11 @@ def _list_parts(location: str) -> list[str]:
 
 
 def _readable(location: str) -> bool:
-    """Whether a Parquet file's footer reads (a damaged or cut file does not)."""
+    """Whether a local Parquet file's footer reads (a damaged or cut file does not)."""
     import pyarrow.parquet as pq
 
     try:
-        if is_url(location):
-            fs, path = filesystem(location)
-            with fs.open(path, "rb") as fh:
-                pq.read_metadata(fh)
-        else:
-            pq.read_metadata(location)
+        pq.read_metadata(location)
     except Exception:  # noqa: BLE001 - any failure to read means: not a complete part
         return False
     return True
@@ -361,14 +356,17 @@ def _readable(location: str) -> bool:
 def feature_table_timepoints(image: ImageInfo, name: str, *, verify: bool = False) -> set[int]:
     """Timepoints whose part of a field's table is written.
 
-    With ``verify``, a part whose Parquet footer does not read (damaged, cut short) is
-    not counted: its timepoint is measured again.
+    With ``verify``, a local part whose Parquet footer does not read (damaged, cut short
+    by a copy) is not counted: its timepoint is measured again. Parts in an object store
+    are not read for this: an object is stored whole or not at all, and reading every
+    footer of a campaign would cost one request per (field, timepoint) at each rerun.
     """
     folder = join(_table_location(image, name), _PARTS)
+    check = verify and not is_url(folder)
     out = set()
     for p in _list_parts(folder):
         if p.startswith("t") and p.endswith(".parquet") and p[1:-8].isdigit():
-            if verify and not _readable(join(folder, p)):
+            if check and not _readable(join(folder, p)):
                 logger.warning("part %s of table %s of %s does not read; its timepoint is "
                                "measured again", p, name, image.url)
                 continue

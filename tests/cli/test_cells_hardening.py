@@ -608,3 +608,10 @@ def test_an_incomplete_label_image_is_recreated_by_overwrite(plate, capsys, clus
     assert "is incomplete" in line and "--overwrite" in line
     assert main([*argv, "--overwrite"]) == 0
     assert completed_timepoints(open_labels(open_plate(plate).field("A/1/0"), "cyto")) == {0, 1}
+
+
+def test_a_malformed_scheduler_address_is_not_called_a_dask_configuration(plate, capsys):
+    line = _refused(["segment", str(plate), "--channels", "0", "--no-progress",
+                     "--scheduler", "tcp://127.0.0.1:notaport"], capsys)
+    assert "scheduler address: expected PROTOCOL://HOST:PORT" in line
+    assert "Dask configuration" not in line
