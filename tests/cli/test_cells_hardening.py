@@ -123,6 +123,10 @@ def test_report_replaces_a_link_instead_of_writing_through_it(plate, tmp_path, c
     assert snapshot(plate) == before  # the plate's metadata is untouched
     page = out / "report.html"
     assert not page.is_symlink() and page.read_text().startswith("<!DOCTYPE html>")
+    os.unlink(page)
+    os.symlink(plate.joinpath(*FIELD, ".zattrs"), page)
+    assert write_report(str(plate), table="gt_cyto_features", output=out) == page  # Python
+    assert snapshot(plate) == before and not page.is_symlink()
     assert open_plate(plate).field("A/1/0").n_timepoints == 2
 
 
@@ -346,6 +350,12 @@ def test_segment_with_nuclei_checks_the_linking_before_segmenting(plate, capsys,
                          "--with-nuclei", "1", "--diameter", "20", "--tile-size", "64"),
                     capsys)
     assert "'cyto_nuclei'" in line and "was not written by linking" in line
+    from structfree_dask.workflow import CellsSteps, check_cells_steps
+
+    with pytest.raises(FileExistsError) as raised:  # the same check from Python
+        check_cells_steps(str(plate), CellsSteps(cells="cyto", nuclei="nuclei", link=True),
+                          produced=["cyto", "nuclei"])
+    assert str(raised.value) in line
     assert snapshot(plate) == before  # nothing segmented
 
 

@@ -867,6 +867,9 @@ def test_run_records_inside_a_plate_are_refused(tmp_path, capsys):
     assert main(["run", str(job)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is inside the plate" in err[0], err
+    with pytest.raises(ValueError) as raised:
+        run_job(load_job(job))
+    assert f"error: {raised.value}" == err[0]
     assert snapshot(tmp_path) == before
 
 
