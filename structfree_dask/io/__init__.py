@@ -51,7 +51,7 @@ from ._plate import (
     open_plate,
     read_image_info,
 )
-from ._safepath import UnsafePathError, check_writable, checked_tree
+from ._safepath import UnsafePathError, check_writable, checked_tree, is_inside
 from ._summary import plate_summary
 from ._tables import (
     MEASUREMENTS_FOLDER,
@@ -131,6 +131,7 @@ __all__ = [
     "check_name",
     "check_writable",
     "checked_tree",
+    "is_inside",
     "metadata_errors",
     "check_output_file",
     "check_output_folder",

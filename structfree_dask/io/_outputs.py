@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ._safepath import is_inside
+
 __all__ = ["check_output_file", "check_output_folder", "replacing"]
 
 
@@ -104,8 +106,7 @@ def check_output_folder(path: str | os.PathLike[str], what: str,
                                  "a folder for the output")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"{what} {p}: folder {existing} is not writable")
-    if outside is not None and "://" not in str(outside) and (
-            p.resolve().is_relative_to(Path(outside).resolve())):
+    if outside is not None and is_inside(p, outside):
         raise ValueError(f"{what} {p} is inside the plate {outside}; choose a folder outside "
                          "it")
     return p

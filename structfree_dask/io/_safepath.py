@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["UnsafePathError", "is_local", "checked_path", "checked_tree", "check_no_links",
-           "check_writable"]
+__all__ = ["UnsafePathError", "is_local", "is_inside", "checked_path", "checked_tree",
+           "check_no_links", "check_writable"]
 
 
 class UnsafePathError(PermissionError):
@@ -31,6 +31,23 @@ def is_local(store: str) -> bool:
     (True, False)
     """
     return "://" not in str(store)
+
+
+def is_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Return True when the local ``path`` is ``folder`` or lies below it (links resolved).
+
+    URLs are never inside a local folder (nor a local path inside a URL).
+
+    Examples
+    --------
+    >>> is_inside("/data/p.zarr/runs", "/data/p.zarr"), is_inside("/data/r", "/data/p.zarr")
+    (True, False)
+    >>> is_inside("s3://b/p.zarr/x", "s3://b/p.zarr")
+    False
+    """
+    if not (is_local(str(path)) and is_local(str(folder))):
+        return False
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def checked_path(store: str, path: str) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import FUSED, STAGES
-from ..io import check_store, is_url, join, upload, write_text
+from ..io import check_store, is_inside, is_url, join, upload, write_text
 from .cells_step import (
     ReportPlace,
     check_plate,
@@ -179,11 +179,8 @@ def _run_entries(entries: list[tuple[dict[str, Any], Any]], client: Any) -> list
 
 def _check_records_outside(records: str, plates: list[str]) -> None:
     """Refuse a local records folder inside a local plate (run records are not the plate's)."""
-    if is_url(records):
-        return
-    where = Path(records).resolve()
     for plate in plates:
-        if not is_url(plate) and where.is_relative_to(Path(plate).resolve()):
+        if is_inside(records, plate):
             raise ValueError(f"records: the folder {records} is inside the plate {plate}; "
                              "run records and reports go outside the plates")
 

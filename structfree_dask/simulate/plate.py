@@ -261,10 +261,9 @@ def _first_plane(info: ImageInfo, name: str) -> np.ndarray:
 
 def _check_outside(out: str | pathlib.Path, source: str) -> None:
     """Refuse a new plate inside its source plate (or the source inside the new plate)."""
-    if "://" in str(out) or "://" in str(source):
-        return
-    new, src = pathlib.Path(out).resolve(), pathlib.Path(source).resolve()
-    if new.is_relative_to(src) or src.is_relative_to(new):
+    from ..io import is_inside
+
+    if is_inside(out, source) or is_inside(source, out):
         raise ValueError(f"the new plate {out} and the source plate {source} overlap; write "
                          "the new plate outside the source plate")
 
