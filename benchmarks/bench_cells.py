@@ -44,7 +44,7 @@ from structfree_dask.cells.columns import ratio_column, true_ratio_column
 from structfree_dask.cells.run import measure_plate
 from structfree_dask.cells.track_run import track_plate
 from structfree_dask.cells.tracking import link_scores, match_labels, track_links
-from structfree_dask.engine.cluster import close_client, local_client
+from structfree_dask.runtime.cluster import close_client, local_client
 from structfree_dask.io import open_labels, read_feature_table, read_plate_dataset
 from structfree_dask.simulate import PRESETS
 

@@ -320,7 +320,7 @@ def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: i
                ) -> tuple[Row, list[np.ndarray] | None]:
     from structfree_dask.config import SegmentationConfig
     from structfree_dask.engine import segment
-    from structfree_dask.engine.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     row = Row(title)
     name = f"bench_{tag}"
@@ -495,7 +495,7 @@ def memory_child(plate: str, tile_size: int) -> int:
     """
     from structfree_dask.config import SegmentationConfig
     from structfree_dask.engine import segment
-    from structfree_dask.engine.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     cfg = SegmentationConfig(organelle="cyto", channels=(0,), name="bench_mem", overwrite=True,
                              tile_size=tile_size)

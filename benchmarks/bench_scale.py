@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(u) for u in args.units.split(",")]
 
     from structfree_dask import SegmentationConfig, segment, segment_array
-    from structfree_dask.engine.cluster import close_client, local_client
+    from structfree_dask.runtime.cluster import close_client, local_client
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     weights = _small_net(work)

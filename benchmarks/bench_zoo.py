@@ -660,7 +660,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("distributed", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from structfree_dask.engine.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_zoo_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from structfree_dask import SegmentationConfig, segment, simulate_plate
-    from structfree_dask.engine.cluster import close_client, local_client, make_client
+    from structfree_dask.config import ClusterSettings
+    from structfree_dask.runtime.cluster import close_client, local_client, make_client
     from structfree_dask.evaluation.metrics import evaluate, pooled_f1
     from structfree_dask.io import open_labels, open_plate
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu_cfg = gpu_cfg.replace(name="cpu")
 
     tiles_s, fwd_mpx = _forward_only(args.tiles)
-    client = make_client(cluster="cuda")
+    client = make_client(ClusterSettings(kind="cuda"))
     try:
         gpu = segment(str(plate), gpu_cfg, client=client)
         memory = _gpu_memory(client)

@@ -4,9 +4,10 @@ This is the package's bottom layer (it imports only :mod:`~structfree_dask.limit
 and numpy). Each word of the vocabulary, each dtype and each default is written
 here once; the command lines, job files and Python API read them from here.
 
-:class:`SegmentationConfig` (segmenting) and :class:`TrainSettings` (fine-tuning) are
-the only definitions of their settings. Each field carries its own check and help
-text (:func:`setting`), so that
+:class:`SegmentationConfig` (segmenting), :class:`CellsSettings` (linking, measuring,
+tracking, reports), :class:`ClusterSettings` (where the tasks run) and
+:class:`TrainSettings` (fine-tuning) are the only definitions of their settings. Each
+field carries its own check and help text (:func:`setting`), so that
 
 * a Python call, a command line and a job file are checked by the same code and
   get the same messages, every bad field at once (:class:`SettingsError`);
@@ -34,6 +35,7 @@ fusion: expected one of fa, voting, majority, staple, simple; got 'vote'
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,6 +64,14 @@ __all__ = [
     "SettingsError",
     "SegmentationConfig",
     "TrainSettings",
+    "CellsSettings",
+    "ClusterSettings",
+    "CLUSTER_KINDS",
+    "DEFAULT_SCHEDULER_TIMEOUT",
+    "DEFAULT_CELLS_REGION",
+    "features_table",
+    "linked_names",
+    "tracked_name",
 ]
 
 # ---------------------------------------------------------------------------- vocabulary
@@ -185,8 +195,10 @@ class Setting:
     ``kind`` is one of ``"number"`` (``bounds``, ``integer``, ``unit``), ``"choice"``
     (``choices``), ``"flag"`` (true or false), ``"text"`` (a non-empty string),
     ``"name"`` (one path component, :func:`check_name`), ``"channels"`` (indices or
-    names, each once) and ``"texts"`` (a list of non-empty strings). ``cli``: offered
-    as a command-line option and a job-file key (False: Python only).
+    names, each once), ``"texts"`` (a list of non-empty strings) and ``"address"`` (a
+    scheduler's ``tcp://HOST:PORT`` or ``tls://HOST:PORT``). ``cli``: offered as a
+    command-line option (False: job files and Python only); ``option``: the option's
+    name when it is not ``--`` and the field's name with dashes.
     """
 
     help: str
@@ -198,6 +210,13 @@ class Setting:
     cli: bool = True
     metavar: str | None = None
     default_text: str | None = None
+    option: str | None = None
+    #: What a ``"name"`` is, in messages.
+    noun: str = "label name"
+
+    def flag_name(self, field_name: str) -> str:
+        """Return the command-line option of the field (``--tile-size`` for ``tile_size``)."""
+        return self.option or "--" + field_name.replace("_", "-")
 
 
 def setting(default: Any, help: str, **how: Any) -> Any:
@@ -250,6 +269,10 @@ def unknown_key(key: Any, allowed: Iterable[str], what: str = "setting") -> str:
     return f"unknown {what} (did you mean {near!r}? allowed: {', '.join(choices)})"
 
 
+#: A scheduler's address.
+_ADDRESS = re.compile(r"(tcp|tls)://[^/\s]+:\d+")
+
+
 def _check_value(s: Setting, value: Any) -> tuple[Any, str | None]:
     """Return ``(converted value, None)`` or ``(None, what is wrong)``."""
     if s.kind == "number":
@@ -273,11 +296,15 @@ def _check_value(s: Setting, value: Any) -> tuple[Any, str | None]:
         return None, f"expected a non-empty string; got {_short(value)}"
     if s.kind == "name":
         try:
-            return check_name(value, "label name"), None
+            return check_name(value, s.noun), None
         except ValueError as err:
-            return None, f"expected a label name that is one path component: {err}"
+            return None, f"expected a {s.noun} that is one path component: {err}"
     if s.kind == "channels":
         return _channels(value)
+    if s.kind == "address":
+        if isinstance(value, str) and _ADDRESS.fullmatch(value):
+            return value, None
+        return None, f"expected tcp://HOST:PORT or tls://HOST:PORT; got {_short(value)}"
     if s.kind == "texts":
         items = value if isinstance(value, list | tuple) else None
         if not items or not all(isinstance(v, str) and v for v in items):
@@ -297,7 +324,7 @@ def _channels(value: Any) -> tuple[Any, str | None]:
     out = tuple(c if isinstance(c, str) else int(c) for c in items)
     twice = sorted(str(c) for c, n in Counter(out).items() if n > 1)
     if twice:
-        return None, (f"each channel is averaged once; listed more than once: "
+        return None, (f"expected each channel once; listed more than once: "
                       f"{', '.join(twice)} in {_short(list(out))}")
     return out, None
 
@@ -360,6 +387,32 @@ class _Settings:
             return cls(**values)
         except SettingsError as err:
             raise SettingsError(err.problems, where) from None
+
+    @classmethod
+    def check_value(cls, name: str, value: Any) -> Any:
+        """Return one field's value checked and converted (for a Python API's own argument).
+
+        Raises
+        ------
+        SettingsError
+            The value is not one the field takes.
+
+        Examples
+        --------
+        >>> CellsSettings.check_value("max_distance", 12)
+        12.0
+        >>> CellsSettings.check_value("max_distance", -1)
+        Traceback (most recent call last):
+        ...
+        structfree_dask.config.SettingsError: max_distance: expected a finite number ...
+        """
+        f = cls.settings_fields()[name]
+        if value is None and f.default is None:
+            return None
+        converted, problem = _check_value(f.metadata["setting"], value)
+        if problem:
+            raise SettingsError([(name, problem)])
+        return converted
 
     def _check_fields(self) -> None:
         """Check and convert every field, then the relations; raise all problems at once."""
@@ -560,3 +613,247 @@ class TrainSettings(_Settings):
         if self.tile_size % 16:
             return [("tile_size", f"expected a multiple of 16; got {self.tile_size}")]
         return []
+
+
+# -------------------------------------------------------------------------------- cells
+
+
+def features_table(cells: str, table: str | None = None) -> str:
+    """Return the table a measurement writes: ``table``, or ``<cells>_features``.
+
+    Examples
+    --------
+    >>> features_table("cyto"), features_table("cyto", "mine")
+    ('cyto_features', 'mine')
+    """
+    return table or f"{cells}_features"
+
+
+def linked_names(cells: str) -> tuple[str, str]:
+    """Return the label images linking writes for a cell label image: nuclei, cytoplasm.
+
+    Examples
+    --------
+    >>> linked_names("cyto")
+    ('cyto_nuclei', 'cyto_cytoplasm')
+    """
+    return f"{cells}_nuclei", f"{cells}_cytoplasm"
+
+
+def tracked_name(cells: str) -> str:
+    """Return the tracked label image's name for a cell label image.
+
+    Examples
+    --------
+    >>> tracked_name("cyto")
+    'cyto_tracked'
+    """
+    return f"{cells}_tracked"
+
+
+#: Settings of the cells steps that only tracking uses, with their defaults.
+_TRACK_ONLY = ("tracked_labels", "max_distance", "max_gap", "divisions")
+
+
+@dataclass(frozen=True)
+class CellsSettings(_Settings):
+    """What to do with the cells of a segmented plate: link, measure, track, report.
+
+    The settings of the workflow's steps after segmenting
+    (:mod:`structfree_dask.workflow`): a job file's ``cells:`` section, the options of
+    ``segment --with-nuclei ... --measure --track`` and of ``link``, ``measure`` and
+    ``track``, and the arguments of their Python functions, checked by the same code.
+
+    Parameters
+    ----------
+    cells : str
+        Cell label image (required).
+    nuclei : str, optional
+        Nucleus label image linked to the cells.
+    table : str, optional
+        Table name (default ``<cells>_features``, :attr:`table_name`).
+    channels : tuple of int or str, optional
+        Channels measured (default all).
+    link : bool, optional
+        Also write the linked label images ``<cells>_nuclei`` and ``<cells>_cytoplasm``
+        (default: true when ``nuclei`` is given).
+    measure, track, tracked_labels, report : bool
+        The steps: measure (the per-cell table), track, write ``<cells>_tracked``, write
+        an HTML report.
+    max_distance : float, optional
+        Largest move of a cell between timepoints in pixels (default the median radius).
+    max_gap : int
+        Timepoints a track may skip where its cell was missed (0: no gap closing).
+    divisions : bool
+        Link daughters to their mother.
+    region : int
+        Side in pixels of the regions a task reads at a time (its memory follows it).
+    readout : str, optional
+        Channel of the report's nucleus/cytoplasm readout (default: a translocation one).
+
+    Examples
+    --------
+    >>> steps = CellsSettings(cells="cyto", nuclei="nuclei", track=True)
+    >>> steps.link, steps.table_name, steps.outputs()
+    (True, 'cyto_features', ('cyto_nuclei', 'cyto_cytoplasm'))
+    >>> CellsSettings(cells="cyto", max_gap=2, link=True)
+    Traceback (most recent call last):
+    ...
+    structfree_dask.config.SettingsError: 2 problems: link: needs nuclei: ...; max_gap: ...
+    """
+
+    cells: str | None = setting(None, "cell label image", kind="name", cli=False)
+    nuclei: str | None = setting(None, "nucleus label image linked to the cells",
+                                 kind="name", cli=False)
+    table: str | None = setting(None, "measurement table name", kind="name",
+                                noun="table name", default_text="CELLS_features")
+    channels: tuple[int | str, ...] | None = setting(
+        None, "channels measured, by index or name", kind="channels",
+        option="--measure-channels", default_text="all")
+    link: bool | None = setting(
+        None, "write the linked label images CELLS_nuclei and CELLS_cytoplasm", kind="flag",
+        default_text="with nuclei")
+    measure: bool = setting(True, "measure every cell (the per-cell table)", kind="flag",
+                            cli=False)
+    track: bool = setting(False, "track the cells over time", kind="flag")
+    tracked_labels: bool = setting(False, "with tracking: also write labels/CELLS_tracked",
+                                   kind="flag")
+    max_distance: float | None = setting(
+        None, "with tracking: largest move of a cell between timepoints",
+        bounds=limits.MAX_DISTANCE, unit="px", metavar="PX",
+        default_text="the median cell radius")
+    max_gap: int = setting(1, "with tracking: timepoints a track may skip where its cell "
+                              "was missed (0: no gap closing)", bounds=limits.MAX_GAP,
+                           integer=True, metavar="N")
+    divisions: bool = setting(True, "with tracking: link daughters to their mother",
+                              kind="flag")
+    region: int = setting(DEFAULT_CELLS_REGION, "side of the regions a linking, measuring "
+                          "or tracking task reads at a time", bounds=limits.CELLS_REGION,
+                          integer=True, unit="px", metavar="PX")
+    readout: str | None = setting(None, "channel of the report's nucleus/cytoplasm readout",
+                                  kind="text", metavar="CHANNEL",
+                                  default_text="a translocation channel")
+    report: bool = setting(True, "write an HTML report per plate", kind="flag", cli=False)
+
+    def __post_init__(self) -> None:
+        self._check_fields()
+        if self.link is None:
+            object.__setattr__(self, "link", self.nuclei is not None)
+
+    def relation_problems(self) -> list[tuple[str, str]]:
+        """Problems between the steps and their settings."""
+        problems: list[tuple[str, str]] = []
+        if self.cells is None:
+            problems.append(("cells", "missing: the cell label image"))
+        elif self.cells == self.nuclei:
+            problems.append(("nuclei", f"the same label image as cells ({self.cells!r})"))
+        if self.link and self.nuclei is None:
+            problems.append(("link", "needs nuclei: linking writes the nuclei of each cell"))
+        if self.track and not self.measure:
+            problems.append(("track", "needs measure: cells are tracked from their table"))
+        fields = self.settings_fields()
+        if not self.track:
+            problems += [(n, "only used when tracking (track: true; --track)")
+                         for n in _TRACK_ONLY if getattr(self, n) != fields[n].default]
+        return problems
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Label images read: the cells, then the nuclei if any."""
+        assert self.cells is not None
+        return (self.cells, self.nuclei) if self.nuclei else (self.cells,)
+
+    @property
+    def table_name(self) -> str:
+        """Name of the table written (``<cells>_features`` unless given)."""
+        assert self.cells is not None
+        return features_table(self.cells, self.table)
+
+    def outputs(self) -> tuple[str, ...]:
+        """Label images written (linked nuclei and cytoplasm, tracked cells)."""
+        assert self.cells is not None
+        out = linked_names(self.cells) if self.link else ()
+        return out + ((tracked_name(self.cells),) if self.tracked_labels else ())
+
+
+# ------------------------------------------------------------------------------ cluster
+
+#: Kinds of cluster: started here (``local``, ``cuda``) or a running ``scheduler``.
+CLUSTER_KINDS: tuple[str, ...] = ("local", "cuda", "scheduler")
+
+
+@dataclass(frozen=True)
+class ClusterSettings(_Settings):
+    """Where a run's tasks go: a job file's ``cluster:`` and every command's cluster options.
+
+    Parameters
+    ----------
+    kind : str
+        ``"local"`` (a LocalCluster on loopback), ``"cuda"`` (dask-cuda, one worker per
+        GPU) or ``"scheduler"`` (a running one at ``address``).
+    workers : int, optional
+        Workers of a cluster started here (default one per core or GPU).
+    threads_per_worker : int
+        Threads of each worker of a local cluster.
+    address : str, optional
+        ``tcp://HOST:PORT`` or ``tls://HOST:PORT`` of a running scheduler.
+    timeout : float
+        Seconds to wait for the scheduler to answer.
+    tls_ca, tls_cert, tls_key : str, optional
+        PEM files of a ``tls://`` scheduler.
+
+    Examples
+    --------
+    >>> ClusterSettings(address="tcp://127.0.0.1:8786").kind
+    'scheduler'
+    >>> ClusterSettings(kind="scheduler", workers=2)
+    Traceback (most recent call last):
+    ...
+    structfree_dask.config.SettingsError: 2 problems: address: missing: ...; workers: ...
+    """
+
+    kind: str = setting("local", "cluster to start when no --scheduler", kind="choice",
+                        choices=CLUSTER_KINDS, option="--cluster")
+    workers: int | None = setting(None, "workers of the started cluster",
+                                  bounds=limits.WORKERS, integer=True,
+                                  default_text="one per core / GPU")
+    threads_per_worker: int = setting(1, "threads per worker of a started local cluster",
+                                      bounds=limits.THREADS, integer=True, metavar="N")
+    address: str | None = setting(None, "address of a running Dask scheduler "
+                                        "(tcp://HOST:PORT or tls://HOST:PORT)",
+                                  kind="address", option="--scheduler", metavar="ADDRESS")
+    timeout: float = setting(DEFAULT_SCHEDULER_TIMEOUT, "seconds to wait for the scheduler "
+                             "to answer", bounds=limits.SCHEDULER_TIMEOUT, unit="s",
+                             option="--scheduler-timeout", metavar="SECONDS")
+    tls_ca: str | None = setting(None, "CA certificate (PEM) of a tls:// scheduler",
+                                 kind="text", metavar="FILE")
+    tls_cert: str | None = setting(None, "client certificate (PEM)", kind="text",
+                                   metavar="FILE")
+    tls_key: str | None = setting(None, "client key (PEM)", kind="text", metavar="FILE")
+
+    def __post_init__(self) -> None:
+        if self.address is not None and self.kind == "local":
+            object.__setattr__(self, "kind", "scheduler")  # an address names the cluster
+        self._check_fields()
+
+    def relation_problems(self) -> list[tuple[str, str]]:
+        """Check: an address with ``scheduler`` only, workers without it, TLS files together."""
+        problems: list[tuple[str, str]] = []
+        scheduler = self.kind == "scheduler"
+        if scheduler and self.address is None:
+            problems.append(("address", "missing: kind 'scheduler' needs the scheduler's "
+                                        "address"))
+        if self.address is not None and not scheduler:
+            problems.append(("address", f"only used with kind 'scheduler' (kind is "
+                                        f"{self.kind!r})"))
+        if scheduler and self.workers is not None:
+            problems.append(("workers", "only used for clusters started here (local, cuda)"))
+        tls = {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key}
+        if any(tls.values()):
+            problems += [(k, "missing: TLS needs ca, cert and key (PEM files)")
+                         for k, v in tls.items() if v is None]
+            if not scheduler:
+                problems.append(("tls_ca", "only used with kind 'scheduler'"))
+        elif self.address is not None and self.address.startswith("tls://"):
+            problems.append(("tls_ca", "missing: a tls:// scheduler needs ca, cert and key"))
+        return problems

@@ -25,6 +25,8 @@ __all__ = [
     "SCHEDULER_TIMEOUT",
     "MAX_DISTANCE",
     "PIXEL_SIZE",
+    "MAX_GAP",
+    "CELLS_REGION",
     "check_number",
     "number_problem",
 ]
@@ -54,6 +56,11 @@ SCHEDULER_TIMEOUT = (0.1, 3600.0)
 MAX_DISTANCE = (0.001, 100_000.0)
 #: (minimum, maximum) pixel size of an imported image, in micrometres (1 nm to 1 mm).
 PIXEL_SIZE = (0.001, 1000.0)
+#: (minimum, maximum) timepoints a track may skip where its cell was missed.
+MAX_GAP = (0, 100)
+#: (minimum, maximum) side in pixels of the regions a linking, measuring or tracking task
+#: reads at a time.
+CELLS_REGION = (64, 16384)
 
 
 def _plain(v: float) -> str:

@@ -10,9 +10,12 @@ Linking happens once: with ``link`` the measuring units write the linked label i
 from the same links they measure with (one overlap count per unit), instead of a linking
 run followed by a measuring run that links again.
 
+The steps and their settings are :class:`~structfree_dask.config.CellsSettings` (the
+one schema: job keys, command-line options and Python arguments alike).
+
 Examples
 --------
->>> steps = CellsSteps(cells="cyto", nuclei="nuclei", link=True, track=True)
+>>> steps = CellsSettings(cells="cyto", nuclei="nuclei", track=True)
 >>> steps.table_name, steps.outputs()
 ('cyto_features', ('cyto_nuclei', 'cyto_cytoplasm'))
 """
@@ -24,57 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CellsOutcome", "CellsSteps", "check_cells_steps", "run_cells_steps"]
+from .config import CellsSettings
 
-@dataclass(frozen=True)
-class CellsSteps:
-    """What to do with the cells of a plate once it is segmented.
-
-    Linking and measuring (:func:`structfree_dask.cells.run.measure_plate`), then
-    optionally tracking (:func:`structfree_dask.cells.track_run.track_plate`) and a
-    report (:func:`structfree_dask.cells.report.write_report`).
-    """
-
-    #: Cell label image (a ``segment`` entry's label name or one the plates have).
-    cells: str
-    #: Nucleus label image linked to the cells (None: cells without nuclei).
-    nuclei: str | None = None
-    #: Table name as given (None: ``<cells>_features``, see :attr:`table_name`).
-    table: str | None = None
-    #: Channels to measure (None: all).
-    channels: tuple[int | str, ...] | None = None
-    #: Also write the linked label images ``<cells>_nuclei`` and ``<cells>_cytoplasm``.
-    link: bool = False
-    #: Measure the cells (False: link only, the prefix segment -> link).
-    measure: bool = True
-    #: Track the cells over time.
-    track: bool = False
-    #: Also write the tracked label image ``<cells>_tracked``.
-    tracked_labels: bool = False
-    #: Largest move between timepoints in pixels (None: the median cell radius).
-    max_distance: float | None = None
-    #: Write an HTML report per plate.
-    report: bool = True
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Label images read: the cells, then the nuclei if any."""
-        return (self.cells, self.nuclei) if self.nuclei else (self.cells,)
-
-    @property
-    def table_name(self) -> str:
-        """Name of the table written (``<cells>_features`` unless given)."""
-        from .cells.run import table_name
-
-        return table_name(self.cells, self.table)
-
-    def outputs(self) -> tuple[str, ...]:
-        """Label images written (linked nuclei and cytoplasm, tracked cells)."""
-        from .cells.run import linked_names
-        from .cells.track_run import tracked_name
-
-        out = linked_names(self.cells) if self.link else ()
-        return out + ((tracked_name(self.cells),) if self.tracked_labels else ())
+__all__ = ["CellsOutcome", "CellsSettings", "check_cells_steps", "run_cells_steps"]
 
 
 @dataclass
@@ -106,7 +61,7 @@ class CellsOutcome:
                 and (self.tracked is None or self.tracked.ok))
 
 
-def check_cells_steps(plate: str, steps: CellsSteps, *, produced: Sequence[str] = (),
+def check_cells_steps(plate: str, steps: CellsSettings, *, produced: Sequence[str] = (),
                       wells: Sequence[str] | None = None,
                       timepoints: slice | Sequence[int] | None = None,
                       overwrite: bool = False) -> None:
@@ -115,14 +70,12 @@ def check_cells_steps(plate: str, steps: CellsSteps, *, produced: Sequence[str] 
     Label images in ``produced`` are made by the segmentation that runs first: they need
     not exist yet. The others must; when none is produced, the whole request is checked
     as :func:`structfree_dask.cells.run.check_cells` does. Linked label images and a table
-    from other sources, the channels, and the bounds of ``max_distance`` are checked in
-    every case.
+    from other sources and the channels are checked in every case (the settings' bounds
+    when ``steps`` was made).
     """
     from .cells.run import check_cells, check_link_outputs, check_table_output
-    from .cells.track_run import check_max_distance
     from .io import open_plate
 
-    check_max_distance(steps.max_distance)
     if not set(produced).intersection(steps.inputs):
         check_cells(plate, labels=steps.cells, nuclei=steps.nuclei,
                     table=steps.table_name if steps.measure else None,
@@ -147,7 +100,7 @@ def check_cells_steps(plate: str, steps: CellsSteps, *, produced: Sequence[str] 
                            wells=wells, timepoints=timepoints, overwrite=overwrite)
 
 
-def run_cells_steps(plate: str, steps: CellsSteps, *, client: Any,
+def run_cells_steps(plate: str, steps: CellsSettings, *, client: Any,
                     wells: Sequence[str] | None = None,
                     timepoints: slice | Sequence[int] | None = None, overwrite: bool = False,
                     write_report: Callable[[dict[str, int]], str] | None = None,
@@ -157,7 +110,7 @@ def run_cells_steps(plate: str, steps: CellsSteps, *, client: Any,
     Parameters
     ----------
     plate : str
-    steps : CellsSteps
+    steps : CellsSettings
     client : distributed.Client
         The cluster the segmentation ran on.
     wells, timepoints, overwrite
@@ -184,7 +137,8 @@ def run_cells_steps(plate: str, steps: CellsSteps, *, client: Any,
             try:
                 out.measured = link_plate(plate, nuclei=steps.nuclei, cells=steps.cells,
                                           client=client, wells=wells, timepoints=timepoints,
-                                          overwrite=overwrite, progress=progress)
+                                          overwrite=overwrite, region=steps.region,
+                                          progress=progress)
             except Exception as err:  # noqa: BLE001 - recorded for the caller
                 out.errors.append(("link", f"{type(err).__name__}: {err}"))
         out.seconds = round(time.time() - started, 3)
@@ -194,7 +148,7 @@ def run_cells_steps(plate: str, steps: CellsSteps, *, client: Any,
             plate, labels=steps.cells, nuclei=steps.nuclei, table=steps.table_name,
             channels=list(steps.channels) if steps.channels else None, client=client,
             wells=wells, timepoints=timepoints, overwrite=overwrite, link_labels=steps.link,
-            progress=progress)
+            region=steps.region, progress=progress)
     except Exception as err:  # noqa: BLE001 - recorded for the caller
         out.errors.append(("measure", f"{type(err).__name__}: {err}"))
         out.seconds = round(time.time() - started, 3)
@@ -203,8 +157,9 @@ def run_cells_steps(plate: str, steps: CellsSteps, *, client: Any,
         try:
             out.tracked = track_plate(plate, table=steps.table_name,
                                       tracked_labels=steps.tracked_labels,
-                                      max_distance=steps.max_distance, client=client,
-                                      wells=wells, overwrite=overwrite)
+                                      max_distance=steps.max_distance, max_gap=steps.max_gap,
+                                      divisions=steps.divisions, region=steps.region,
+                                      client=client, wells=wells, overwrite=overwrite)
         except Exception as err:  # noqa: BLE001 - recorded; the report still runs
             out.errors.append(("track", f"{type(err).__name__}: {err}"))
     if steps.report and write_report is not None:

@@ -107,7 +107,7 @@ def small_cpnet_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cluster_client():
     """A real multi-process LocalCluster with two single-threaded workers."""
-    from structfree_dask.engine.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     client = local_client(n_workers=2, threads_per_worker=1, memory_limit="6GiB")
     yield client
@@ -225,7 +225,7 @@ def s3_env(s3_server, monkeypatch):
 @pytest.fixture
 def s3_cluster(s3_env):
     """A real multi-process LocalCluster whose workers have the S3 server's environment."""
-    from structfree_dask.engine.cluster import close_client, local_client
+    from structfree_dask.runtime.cluster import close_client, local_client
 
     s3_env("admin")
     client = local_client(n_workers=2, threads_per_worker=1, memory_limit="4GiB")

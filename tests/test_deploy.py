@@ -568,7 +568,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float 
 def test_tls_recipe_gives_a_cluster_for_the_example_job(tmp_path: Path) -> None:
     from distributed.security import Security
 
-    from structfree_dask.engine.cluster import connect
+    from structfree_dask.runtime.cluster import make_client
 
     section = _readme_section("TLS")
     lines = [ln for b in re.findall(r"```bash\n(.*?)```", section, flags=re.S)
@@ -594,7 +594,7 @@ def test_tls_recipe_gives_a_cluster_for_the_example_job(tmp_path: Path) -> None:
         data["cluster"]["address"] = data["cluster"]["address"].replace(":8786", f":{port}")
         data["cluster"]["tls"] = {k: str(tmp_path / v) for k, v in TLS_NAMES.items()}
         job = parse_job(data, source="scheduler-tls.yaml", base=DEPLOY / "jobs")
-        client = connect(job.cluster.address, job.cluster.security())
+        client = make_client(job.cluster)  # what run_job does
         try:
             client.wait_for_workers(n_workers, timeout=60)
             assert client.submit(operator.add, 1, 2).result(timeout=30) == 3

@@ -141,17 +141,18 @@ def test_no_module_imports_another_modules_private_name():
     assert not wrong, "\n".join(wrong)
 
 
-def test_only_the_engine_imports_distributed():
+def test_only_the_runtime_cluster_imports_distributed():
+    """runtime.cluster is the one door to Dask's distributed (clients, workers, streams)."""
     wrong = []
     for name, path in MODULES.items():
-        if _layer(name)[0] == "engine":
+        if name == "runtime.cluster":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(m == "distributed" or m.startswith("distributed.") for m in mods):
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
-    assert not wrong, "distributed imported outside engine/: " + ", ".join(wrong)
+    assert not wrong, "distributed imported outside runtime.cluster: " + ", ".join(wrong)
 
 
 def _code_only(path: Path) -> str:
@@ -223,7 +224,7 @@ def test_defaults_live_in_the_settings():
 
 
 def test_one_bounded_streaming_loop():
-    """Every plate job streams its tasks through engine.cluster.stream_futures."""
+    """Every plate job streams its tasks through runtime.cluster.stream_futures."""
     waits = []
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(), str(path))
@@ -233,7 +234,7 @@ def test_one_bounded_streaming_loop():
                     if isinstance(call, ast.Call) and getattr(call.func, "id", None) in (
                             "as_completed", "wait"):
                         waits.append(f"{name}.{node.name}")
-    assert waits == ["engine.cluster.stream_futures"], waits
+    assert waits == ["runtime.cluster.stream_futures"], waits
 
 
 def test_segment_with_a_zoo_loads_no_training_scoring_or_report():

@@ -10,7 +10,7 @@ import pytest
 from structfree_dask.cli import main
 from structfree_dask.io import open_labels, open_plate, read_feature_table, read_plate_dataset
 from structfree_dask.simulate import simulate_plate
-from structfree_dask.workflow import CellsSteps, check_cells_steps
+from structfree_dask.workflow import CellsSettings, check_cells_steps
 
 SEGMENT = ["--channels", "0,1,2,3", "--diameter", "20", "--tile-size", "64",
            "--with-nuclei", "translocation-reporter", "--no-progress"]
@@ -54,7 +54,7 @@ def test_one_command_gives_the_table_of_the_separate_commands(template, tmp_path
 
 
 @pytest.mark.parametrize(("extra", "fragment"), [
-    (["--tracked-labels"], "--tracked-labels goes with --track"),
+    (["--tracked-labels"], "tracked_labels: only used when tracking"),
     (["--track", "--max-distance", "1e9"], "max_distance: expected"),
     (["--report", ""], "expected a folder path"),
     (["--report", "{plate}/r"], "is inside the plate"),
@@ -74,14 +74,14 @@ def test_workflow_options_are_checked_before_segmenting(extra, fragment, templat
 
 
 def test_check_cells_steps_needs_what_is_not_produced(template):
-    steps = CellsSteps(cells="cyto", nuclei="gt_nuclei", link=True)
+    steps = CellsSettings(cells="cyto", nuclei="gt_nuclei", link=True)
     check_cells_steps(str(template), steps, produced=["cyto"])  # cyto comes from segment
     with pytest.raises(KeyError, match="no label image 'cyto'"):
         check_cells_steps(str(template), steps)
     # a table the measuring step could not write is refused before segmenting, too
-    taken = CellsSteps(cells="cyto", nuclei="gt_nuclei", table="gt_truth")
+    taken = CellsSettings(cells="cyto", nuclei="gt_nuclei", table="gt_truth")
     with pytest.raises(FileExistsError, match="was not written by a measurement run"):
         check_cells_steps(str(template), taken, produced=["cyto"])
     with pytest.raises(KeyError, match="channel 'nope'"):
-        check_cells_steps(str(template), CellsSteps(cells="cyto", channels=("nope",)),
+        check_cells_steps(str(template), CellsSettings(cells="cyto", channels=("nope",)),
                           produced=["cyto"])

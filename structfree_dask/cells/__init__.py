@@ -18,8 +18,7 @@ import lazy_loader
 #: Submodule -> the public names it exports here (imported on first use, so that
 #: ``import structfree_dask.cells`` stays light).
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "run": ["CellsResult", "check_cells", "link_plate", "linked_names", "measure_plate",
-            "table_name"],
+    "run": ["CellsResult", "check_cells", "link_plate", "linked_names", "measure_plate"],
     "track_run": ["TrackResult", "check_tracks", "track_plate", "tracked_name",
                   "tracks_location"],
     "report": ["write_report", "default_report_dir"],

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DEFAULT_CELLS_REGION
+from ..config import DEFAULT_CELLS_REGION, CellsSettings, features_table, linked_names
 from ..io import (
     ImageInfo,
     LabelImage,
@@ -50,6 +50,7 @@ from ..io import (
     write_parquet,
     write_table_part,
 )
+from ..runtime.result import PlateRun
 from ..runtime.resume import Resume, decide_resume
 from ..runtime.selection import select_timepoints
 from .columns import PLATE_KEYS
@@ -57,37 +58,12 @@ from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, r
 from .measure import column_dtypes, empty_measurements, measure_cells
 from .planes import level_shape, plane_index, read_labels, regions
 
-__all__ = ["CellsResult", "REGION", "check_cells", "check_link_outputs", "check_table_output",
-           "linked_names", "link_plate",
-           "measure_plate", "table_name", "write_rows"]
+__all__ = ["CellsResult", "check_cells", "check_link_outputs", "check_table_output",
+           "linked_names", "link_plate", "measure_plate", "write_rows"]
 
 logger = logging.getLogger(__name__)
 
-#: Region size (pixels, a multiple of the label chunks) a task reads at a time.
-REGION = DEFAULT_CELLS_REGION
 _RECORD = "structfree_dask"
-
-
-def table_name(labels: str, table: str | None = None) -> str:
-    """Return the table a measurement writes: ``table``, or ``<labels>_features``.
-
-    Examples
-    --------
-    >>> table_name("cyto")
-    'cyto_features'
-    """
-    return table or f"{labels}_features"
-
-
-def linked_names(cells: str) -> tuple[str, str]:
-    """Label images linking writes for a cell label image: linked nuclei, cytoplasm.
-
-    Examples
-    --------
-    >>> linked_names("cyto")
-    ('cyto_nuclei', 'cyto_cytoplasm')
-    """
-    return f"{cells}_nuclei", f"{cells}_cytoplasm"
 
 
 @dataclass(frozen=True)
@@ -106,29 +82,19 @@ class _Unit:
 
 
 @dataclass
-class CellsResult:
-    """What a run did: units done, skipped and failed, and the counts of each unit.
+class CellsResult(PlateRun):
+    """What a linking or measuring run did (:class:`~structfree_dask.runtime.result.PlateRun`).
+
+    Units are ``(field path, timepoint)``.
 
     Attributes
     ----------
-    done, skipped : list of (str, int)
-        (field path, timepoint).
-    failed : list of (str, int, str)
-        (field path, timepoint, error).
     counts : dict
         ``"<field>@t<t>"`` -> cells, nuclei and flagged objects of that unit
         (:meth:`.linking.Linking.counts`).
     """
 
-    done: list[tuple[str, int]] = field(default_factory=list)
-    skipped: list[tuple[str, int]] = field(default_factory=list)
-    failed: list[tuple[str, int, str]] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when no unit failed."""
-        return not self.failed
 
     def flagged(self) -> dict[str, int]:
         """Return the flagged objects summed over the units of the run."""
@@ -359,10 +325,10 @@ def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
            wells: Sequence[str] | None, timepoints: slice | Sequence[int] | None, overwrite: bool
            ) -> tuple[str, list[_Plan]]:
     """Check every field before anything is written; return the plate store and plans."""
-    if nuclei is not None and nuclei == cells:
-        raise ValueError(f"nuclei and cells are the same label image {cells!r}; give the "
-                         "nucleus label image (e.g. nuclei) and the cell label image (e.g. "
-                         "cyto)")
+    CellsSettings.from_mapping({  # the schema's checks: the messages of CLI and job files
+        "cells": cells, "nuclei": nuclei, "table": table, "link": write_links,
+        "measure": table is not None,
+        "channels": None if channels is None else list(channels)})
     opened = open_plate(plate)
     fields = [opened.field(p) for p in opened.select(list(wells) if wells else None)]
     if not fields:
@@ -509,13 +475,14 @@ def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
     store, plans = _check(plate, cells=cells, nuclei=nuclei, write_links=write_links,
                           table=table, channels=channels, wells=wells,
                           timepoints=timepoints, overwrite=overwrite)
+    region = CellsSettings.check_value("region", region)
     return _prepare(store, plans, cells=cells, nuclei=nuclei, table=table, region=region)
 
 
 def _run(plate: str, units: list[_Unit], skipped: list[tuple[str, int]],
          outputs: list[LabelImage], client: Any,
          progress: Callable[[int, int], None] | None) -> CellsResult:
-    from ..engine.cluster import close_client, local_client, stream_outcomes
+    from ..runtime.cluster import close_client, local_client, stream_outcomes
 
     result = CellsResult(skipped=list(skipped))
     own = client is None
@@ -528,7 +495,7 @@ def _run(plate: str, units: list[_Unit], skipped: list[tuple[str, int]],
         with closing(stream) as outcomes:
             for i, (unit, (value, error)) in enumerate(outcomes, 1):
                 if error is not None:
-                    result.failed.append((unit.image.path, unit.t, error))
+                    result.fail(unit.image.path, unit.t, error)
                     logger.error("%s t=%d failed: %s", unit.image.path, unit.t, error)
                 else:
                     result.done.append((unit.image.path, unit.t))
@@ -554,7 +521,7 @@ def _record_links(outputs: list[LabelImage], by_field: dict[str, list[int]]) -> 
 
 def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,
                wells: Sequence[str] | None = None, timepoints: slice | Sequence[int] | None = None,
-               overwrite: bool = False, region: int = REGION,
+               overwrite: bool = False, region: int = DEFAULT_CELLS_REGION,
                progress: Callable[[int, int], None] | None = None) -> CellsResult:
     """Link the nuclei to the cells of a plate and write linked nuclei and cytoplasm.
 
@@ -577,7 +544,8 @@ def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,
     overwrite : bool
         Replace linked label images made from something else.
     region : int
-        Pixels per side a task reads at a time (a multiple of the label chunks).
+        Pixels per side a task reads at a time, within ``limits.CELLS_REGION`` (its
+        writes are rounded to the label chunks).
     progress : callable, optional
         ``progress(done, total)`` after each (field, timepoint).
 
@@ -604,7 +572,7 @@ def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
                   table: str | None = None, channels: Sequence[int | str] | None = None,
                   client: Any = None, wells: Sequence[str] | None = None,
                   timepoints: slice | Sequence[int] | None = None, overwrite: bool = False,
-                  link_labels: bool = False, region: int = REGION,
+                  link_labels: bool | None = None, region: int = DEFAULT_CELLS_REGION,
                   progress: Callable[[int, int], None] | None = None) -> CellsResult:
     """Measure every cell of a plate into per-field tables and a plate-level dataset.
 
@@ -626,8 +594,10 @@ def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
     client, wells, timepoints, overwrite, region, progress
         As for :func:`link_plate`. Timepoints already in the table are skipped (appending
         timepoints measures only the new ones).
-    link_labels : bool
-        Also write the linked label images (as :func:`link_plate`).
+    link_labels : bool, optional
+        Also write the linked label images (as :func:`link_plate`), from the same links
+        the measurements use (default: when ``nuclei`` is given, as everywhere:
+        :class:`~structfree_dask.config.CellsSettings`'s ``link``).
 
     Returns
     -------
@@ -642,7 +612,9 @@ def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
     structfree_dask.io.TableExistsError
         The table exists from other settings and ``overwrite`` is False.
     """
-    name = table_name(labels, table)
+    name = features_table(labels, table)
+    if link_labels is None:
+        link_labels = nuclei is not None
     units, skipped, outputs = _plan(plate, cells=labels, nuclei=nuclei,
                                     write_links=link_labels, table=name, channels=channels,
                                     wells=wells, timepoints=timepoints, overwrite=overwrite,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import limits
+from ..config import DEFAULT_CELLS_REGION, CellsSettings, tracked_name
 from ..io import (
     ImageInfo,
     check_label_target,
@@ -41,10 +41,11 @@ from ..io import (
     update_table_attrs,
     write_label_region,
 )
+from ..runtime.result import PlateRun
 from ..runtime.resume import Resume, decide_resume
 from .columns import TRACK_COLUMNS
 from .planes import level_shape, read_labels, regions
-from .run import REGION, write_rows
+from .run import write_rows
 from .tracking import relabel_by_track, track_cells, write_geff
 
 __all__ = ["TrackResult", "cell_radius", "check_max_distance", "check_tracks", "track_plate",
@@ -54,17 +55,6 @@ logger = logging.getLogger(__name__)
 
 #: Table attribute holding the settings the table's rows were tracked with.
 _TRACKING = "structfree_dask_tracking"
-
-
-def tracked_name(labels: str) -> str:
-    """Return the tracked label image's name for a cell label image.
-
-    Examples
-    --------
-    >>> tracked_name("cyto")
-    'cyto_tracked'
-    """
-    return f"{labels}_tracked"
 
 
 def tracks_location(image: ImageInfo, table: str) -> str:
@@ -89,27 +79,24 @@ class _FieldJob:
     retrack: bool = False
     #: Timepoints whose tracked labels are written and recorded already.
     labels_done: frozenset[int] = frozenset()
+    #: Gap closing and divisions (:func:`.tracking.track_cells`).
+    max_gap: int = 1
+    divisions: bool = True
 
 
 @dataclass
-class TrackResult:
-    """What a tracking run did.
+class TrackResult(PlateRun):
+    """What a tracking run did (:class:`~structfree_dask.runtime.result.PlateRun`).
+
+    Units are ``(field path, None)``: a field is tracked as a whole.
 
     Attributes
     ----------
     tracks : dict
         Field path -> (tracks, divisions, timepoints tracked in this run).
-    failed : list of (str, str)
-        (field path, error).
     """
 
     tracks: dict[str, tuple[int, int, list[int]]] = field(default_factory=dict)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when no field failed."""
-        return not self.failed
 
 
 def cell_radius(table: Any) -> float:
@@ -162,7 +149,8 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int]]:
     if ts:
         radius = job.max_distance or cell_radius(df)
         done = track_cells(new.drop(columns=list(TRACK_COLUMNS)), max_distance=radius,
-                           previous=previous)
+                           previous=previous, max_gap=job.max_gap,
+                           division_distance=None if job.divisions else 0.0)
         columns = list(df.columns)
         for t in ts:
             rows = done[done["t"] == t][columns].reset_index(drop=True)
@@ -185,9 +173,10 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int]]:
 
 
 def check_max_distance(max_distance: float | None) -> float | None:
-    """Check a largest move between timepoints against ``limits.MAX_DISTANCE``.
+    """Check a largest move between timepoints (the schema's ``max_distance``).
 
-    The same bounds as a job file's ``cells.max_distance``.
+    The same check as a job file's ``cells.max_distance`` and ``--max-distance``
+    (:class:`~structfree_dask.config.CellsSettings`).
 
     Examples
     --------
@@ -196,14 +185,27 @@ def check_max_distance(max_distance: float | None) -> float | None:
     >>> check_max_distance(1e9)
     Traceback (most recent call last):
     ...
-    ValueError: max_distance: expected a finite number between 0.001 and 100000 px; got 1e+09
+    structfree_dask.config.SettingsError: max_distance: expected a finite number between ...
     """
-    if max_distance is None:
-        return None
-    problem = limits.number_problem(max_distance, limits.MAX_DISTANCE, unit="px")
-    if problem is not None:
-        raise ValueError(f"max_distance: {problem}")
-    return float(max_distance)
+    return CellsSettings.check_value("max_distance", max_distance)
+
+
+def tracking_settings(max_distance: float | None, max_gap: int = 1,
+                      divisions: bool = True) -> dict[str, Any]:
+    """Return the tracking settings a table records (checked; defaults of new ones left out).
+
+    Examples
+    --------
+    >>> tracking_settings(None), tracking_settings(12, max_gap=0, divisions=False)
+    ({'max_distance': None}, {'max_distance': 12.0, 'max_gap': 0, 'divisions': False})
+    """
+    out: dict[str, Any] = {"max_distance": check_max_distance(max_distance)}
+    gap = CellsSettings.check_value("max_gap", max_gap)
+    if gap != 1:
+        out["max_gap"] = gap
+    if not CellsSettings.check_value("divisions", divisions):
+        out["divisions"] = False
+    return out
 
 
 def _tracking_record(image: ImageInfo, table: str) -> dict[str, Any] | None:
@@ -233,6 +235,7 @@ def _tracked_decision(image: ImageInfo, name: str, record: dict[str, Any], overw
 
 def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None, *,
                  tracked_labels: bool = False, max_distance: float | None = None,
+                 max_gap: int = 1, divisions: bool = True,
                  overwrite: bool = False) -> tuple[str, list[_FieldPlan]]:
     """Check a tracking request before anything is written; return the store and plans.
 
@@ -240,15 +243,16 @@ def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None, *,
     ------
     KeyError
         A field without the table, an unknown well.
-    ValueError
-        ``max_distance`` out of ``limits.MAX_DISTANCE``.
+    SettingsError
+        ``max_distance`` or ``max_gap`` out of bounds
+        (:class:`~structfree_dask.config.CellsSettings`).
     FileExistsError
-        The table was tracked with another ``max_distance``, or the tracked label image
+        The table was tracked with other settings, or the tracked label image
         exists from something else, and ``overwrite`` is False.
     UnsafePathError
         A symbolic link on the way to, or inside, the tracks or the tracked labels.
     """
-    max_distance = check_max_distance(max_distance)
+    settings = tracking_settings(max_distance, max_gap, divisions)
     opened = open_plate(plate)
     fields = [opened.field(p) for p in opened.select(list(wells) if wells else None)]
     out = []
@@ -262,7 +266,6 @@ def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None, *,
         region = str(attrs.get("region", {}).get("path", ""))
         labels = region.rsplit("/", 1)[-1]
         old = _tracking_record(image, table)
-        settings = {"max_distance": max_distance}
         retrack = old is not None and old != settings
         if retrack and not overwrite:
             raise FileExistsError(
@@ -288,7 +291,8 @@ class _FieldPlan:
 
 
 def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
-                max_distance: float | None = None, client: Any = None,
+                max_distance: float | None = None, max_gap: int = 1, divisions: bool = True,
+                region: int = DEFAULT_CELLS_REGION, client: Any = None,
                 wells: Sequence[str] | None = None, overwrite: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> TrackResult:
     """Track the cells of a measured plate, field by field.
@@ -306,8 +310,16 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
         tracked labels are missing are written too.
     max_distance : float, optional
         Largest move of a cell between timepoints, in pixels (default: the field's median
-        cell radius), within ``limits.MAX_DISTANCE``. The table records it: tracking again
-        with another value needs ``overwrite``, and then tracks every timepoint afresh.
+        cell radius), within ``limits.MAX_DISTANCE``.
+    max_gap : int
+        Timepoints a track may skip where its cell was missed (0: no gap closing).
+    divisions : bool
+        Link daughters to their mother (False: a daughter starts a new track).
+    region : int
+        Side in pixels of the regions read when writing tracked labels.
+
+        The table records ``max_distance``, ``max_gap`` and ``divisions``: tracking again
+        with other values needs ``overwrite``, and then tracks every timepoint afresh.
     client, wells, progress
         As for :func:`structfree_dask.cells.run.measure_plate` (``progress`` counts fields).
     overwrite : bool
@@ -322,17 +334,19 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     ------
     KeyError
         A field without the table, an unknown well.
-    ValueError
-        ``max_distance`` out of bounds.
+    SettingsError
+        A setting out of its bounds (a ``ValueError``).
     FileExistsError
         Other tracking settings, or a tracked label image from other labels, and
         ``overwrite`` is False.
     """
-    from ..engine.cluster import close_client, local_client, stream_outcomes
+    from ..runtime.cluster import close_client, local_client, stream_outcomes
 
     store, plans = check_tracks(plate, table, wells, tracked_labels=tracked_labels,
-                                max_distance=max_distance, overwrite=overwrite)
-    max_distance = check_max_distance(max_distance)  # (checked above: here, as a float)
+                                max_distance=max_distance, max_gap=max_gap,
+                                divisions=divisions, overwrite=overwrite)
+    settings = tracking_settings(max_distance, max_gap, divisions)  # (checked above)
+    region = CellsSettings.check_value("region", region)
     jobs = []
     for plan in plans:
         image, name, labels_done = plan.image, None, frozenset[int]()
@@ -344,8 +358,9 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
             else:
                 create_labels(image, name, overwrite=decision.action == "recreate",
                               record={"tracked": {"labels": plan.labels, "table": table}})
-        jobs.append(_FieldJob(image, table, plan.labels, store, max_distance, name, REGION,
-                              plan.retrack, labels_done))
+        jobs.append(_FieldJob(image, table, plan.labels, store, settings["max_distance"], name,
+                              region, plan.retrack, labels_done, max_gap=max_gap,
+                              divisions=divisions))
     result = TrackResult()
     own = client is None
     if own and jobs:
@@ -356,12 +371,13 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
         with closing(stream) as outcomes:
             for i, (job, (value, error)) in enumerate(outcomes, 1):
                 if error is not None:
-                    result.failed.append((job.image.path, error))
+                    result.fail(job.image.path, None, error)
                     logger.error("tracking %s failed: %s", job.image.path, error)
                 else:
                     result.tracks[job.image.path] = value[:3]
+                    result.done.append((job.image.path, None))
                     update_table_attrs(job.image, table,
-                                       **{_TRACKING: {"max_distance": max_distance}})
+                                       **{_TRACKING: settings})
                     if job.tracked is not None:
                         label = open_labels(job.image, job.tracked)
                         mark_done(label, sorted(set(value[3]) | set(job.labels_done)))

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..config import SegmentationConfig
+from ..config import CellsSettings, SegmentationConfig, SettingsError
 from ._common import (
     Interrupted,
     ProgressBar,
@@ -178,8 +178,8 @@ def _segment_configs(args: argparse.Namespace) -> list[SegmentationConfig]:
 
 def _cmd_segment(args: argparse.Namespace) -> int:
     from ..engine import Target, segment_many, validate
-    from ..engine.cluster import close_client, recording
     from ..io import check_output_file
+    from ..runtime.cluster import close_client, recording
 
     check_cluster_options(args)
     if args.performance_report:
@@ -221,8 +221,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
               f"skipped (already done), {len(result.failed)} failed; "
               f"{sum(result.cells.values())} {objects} in the units done; "
               f"{result.seconds:.1f} s ({rate:.3f} Mpx-channels/s)")
-        for path, t, err in result.failed:
-            print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
+        for failure in result.failed:
+            print(f"failed: {failure.line()}", file=sys.stderr)
         ok = ok and result.ok
     if cells is not None:
         _print_cells(steps, cells)
@@ -233,29 +233,29 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _cells_steps(args: argparse.Namespace, configs: list[SegmentationConfig]) -> object:
-    """Return the workflow's steps after the segmentation (None: segment only)."""
-    from ..workflow import CellsSteps
+#: Prefix of the parsed names of ``segment``'s cells options (its own settings share names).
+_CELLS = "cells_"
 
-    measure = args.measure or args.track or args.report is not None
-    if args.tracked_labels and not args.track:
-        raise UsageError("--tracked-labels goes with --track")
-    if args.max_distance is not None and not args.track:
-        raise UsageError("--max-distance goes with --track")
+
+def _cells_steps(args: argparse.Namespace, configs: list[SegmentationConfig]) -> Any:
+    """Return the workflow's steps after the segmentation (None: segment only)."""
+    from ..config import CellsSettings
+
+    given = given_settings(args, CellsSettings, _CELLS)
+    measure = args.measure or given.get("track", False) or args.report is not None
     if args.report is not None:
         from ..io import check_output_folder
 
         check_output_folder(args.report, "--report", outside=args.plate)
-    if not measure and len(configs) < 2:
-        return None
     nuclei = configs[1].label_name if len(configs) > 1 else None
-    return CellsSteps(cells=configs[0].label_name, nuclei=nuclei, link=nuclei is not None,
-                      measure=measure, track=args.track, tracked_labels=args.tracked_labels,
-                      max_distance=args.max_distance, report=args.report is not None)
+    steps = CellsSettings.from_mapping({
+        **given, "cells": configs[0].label_name, "nuclei": nuclei, "measure": measure,
+        "report": args.report is not None})
+    return steps if measure or nuclei is not None else None
 
 
 def _cells_after_segment(args: argparse.Namespace, configs: list[SegmentationConfig],
-                         steps: object, results: list, client: object,
+                         steps: Any, results: list, client: object,
                          progress: ProgressBar) -> object:
     """Link, measure, track and report once every segmentation is whole (else None)."""
     if steps is None or not all(r.ok and r.error is None for r in results):
@@ -265,26 +265,23 @@ def _cells_after_segment(args: argparse.Namespace, configs: list[SegmentationCon
     def report(flagged: dict[str, int]) -> str:
         from ..cells.report import write_report
 
-        return str(write_report(args.plate, table=steps.table_name,  # type: ignore[attr-defined]
-                                output=args.report, flagged=flagged))
+        return str(write_report(args.plate, table=steps.table_name, output=args.report,
+                                flagged=flagged, readout=steps.readout))
 
-    return run_cells_steps(args.plate, steps, client=client,  # type: ignore[arg-type]
+    return run_cells_steps(args.plate, steps, client=client,
                            wells=args.wells, timepoints=args.timepoints,
                            overwrite=configs[0].overwrite,  # redone cells: redone links
                            write_report=report, progress=progress)
 
 
 def _print_cells(steps: Any, out: Any) -> None:
-    from .cells import print_cells_result
+    from .cells import print_cells_result, print_track_result
 
     if out.measured is not None:
         print_cells_result(f"tables/{steps.table_name}" if steps.measure else "linked",
                            out.measured)
     if out.tracked is not None:
-        tracks = sum(v[0] for v in out.tracked.tracks.values())
-        divisions = sum(v[1] for v in out.tracked.tracks.values())
-        print(f"tracks: {len(out.tracked.tracks)} field(s) tracked, {len(out.tracked.failed)} "
-              f"failed; {tracks} tracks, {divisions} divisions")
+        print_track_result("tracks", out.tracked)
     if out.report is not None:
         print(f"report: {out.report}")
     for step, error in out.errors:
@@ -414,8 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
              "diameter": "model", "cellprob_threshold": "model", "flow_threshold": "model",
              "min_size": "model", "fusion": "model", "tile_size": "tiling", "halo": "tiling",
              "batch_size": "tiling", "name": "output", "overwrite": "output"}
-    add_settings_options(p, SegmentationConfig,
-                         groups={k: groups[v] for k, v in where.items()})
+    add_settings_options(p, SegmentationConfig, groups={k: groups[v] for k, v in where.items()})
     g = groups["input"]
     g.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
     g.add_argument("--timepoints", type=parse_timepoints, default=None,
@@ -435,15 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--measure", action="store_true",
                    help="then measure every cell (tables/NAME_features and "
                         "measurements/NAME_features; with --with-nuclei, linked once)")
-    g.add_argument("--track", action="store_true",
-                   help="then track the cells over time (implies --measure)")
-    g.add_argument("--tracked-labels", action="store_true",
-                   help="with --track: also write labels/NAME_tracked")
-    g.add_argument("--max-distance", type=float, default=None, metavar="PX",
-                   help="with --track: largest move between timepoints (default: median "
-                        "cell radius)")
     g.add_argument("--report", default=None, metavar="DIR",
                    help="then write the HTML plate view into DIR (implies --measure)")
+    add_settings_options(g, CellsSettings, prefix=_CELLS)
     add_cluster_options(groups["cluster"])
     groups["output"].add_argument("--performance-report", default=None, metavar="FILE.html",
                                   help="write Dask's performance report")
@@ -567,7 +557,8 @@ def _run(args: argparse.Namespace, interrupted_by: Callable[[], int | None]) -> 
     except _BAD_INPUT as err:
         if tracebacks:  # the status never depends on how much is shown
             traceback.print_exc()
-        print(f"error: {_message(err)}", file=sys.stderr)
+        for line in (err.lines if isinstance(err, SettingsError) else [_message(err)]):
+            print(f"error: {line}", file=sys.stderr)  # every problem, one line each
         return EXIT_USAGE
     except Exception as err:  # noqa: BLE001 - never a traceback unless --debug
         expected = isinstance(err, RuntimeError | OSError)  # a run that broke down

@@ -10,12 +10,11 @@ import argparse
 import sys
 from typing import Any
 
-from .. import limits
-from ..config import DEFAULT_SCHEDULER_TIMEOUT
+from ..config import ClusterSettings, SettingsError
 
 __all__ = ["UsageError", "Interrupted", "add_cluster_options", "add_settings_options",
-           "given_settings", "check_cluster_options", "start_client", "ProgressBar",
-           "channel_list"]
+           "given_settings", "checked_values", "check_cluster_options", "cluster_settings",
+           "start_client", "ProgressBar", "channel_list"]
 
 
 class UsageError(Exception):
@@ -24,35 +23,6 @@ class UsageError(Exception):
 
 class Interrupted(Exception):
     """Ctrl-C, with a line that says what was kept."""
-
-
-def bounded_int(bounds: tuple[float, float], unit: str = "") -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = text  # type: ignore[assignment]
-        problem = limits.number_problem(value, bounds, integer=True, unit=unit)
-        if problem:
-            raise argparse.ArgumentTypeError(problem)
-        return int(value)
-
-    return parse
-
-
-def bounded_float(bounds: tuple[float, float], unit: str = "") -> Any:
-    """Return an argparse type: a finite number within ``bounds`` (job files' check)."""
-    def parse(text: str) -> float:
-        try:
-            value: Any = float(text)
-        except ValueError:
-            value = text
-        problem = limits.number_problem(value, bounds, unit=unit)
-        if problem:
-            raise argparse.ArgumentTypeError(problem)
-        return float(value)
-
-    return parse
 
 
 def int_list(text: str) -> list[int]:
@@ -97,70 +67,115 @@ def channel_list(text: str) -> list[int | str]:
     return [int(c) if c.isdigit() else c for c in str_list(text)]
 
 
-def add_settings_options(p: argparse.ArgumentParser, settings: Any,
-                         skip: tuple[str, ...] = (),
-                         groups: dict[str, Any] | None = None) -> None:
+def add_settings_options(p: Any, settings: Any, *, skip: tuple[str, ...] = (),
+                         only: tuple[str, ...] | None = None,
+                         groups: dict[str, Any] | None = None, prefix: str = "",
+                         options: dict[str, str] | None = None) -> None:
     """Add one ``--option`` per command-line field of a settings class.
 
     The help and default come from the field (:func:`structfree_dask.config.setting`);
     an option not given is absent from the parsed arguments, so the class's own
     default applies, and the values are checked by the class (every problem at once).
-    ``groups`` maps a field name to the argument group (of ``--help``) it goes in.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser or argument group
+    settings : type
+        A settings class of :mod:`structfree_dask.config`.
+    skip, only : tuple of str
+        Fields left out; or the only fields offered.
+    groups : dict, optional
+        Field name -> the argument group (of ``--help``) it goes in.
+    prefix : str
+        Prefix of the parsed arguments' names, when two settings classes share a command
+        (read back with :func:`given_settings` and the same prefix).
+    options : dict, optional
+        Field name -> option name, where this command names it otherwise.
     """
     for name, f in settings.settings_fields().items():
         s = f.metadata["setting"]
-        if not s.cli or name in skip:
+        if not s.cli or name in skip or (only is not None and name not in only):
             continue
         default = s.default_text if s.default_text is not None else f.default
         if isinstance(default, tuple):
             default = ",".join(map(str, default))
-        shown = f" (default: {default})" if default != "" else ""
-        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
+        if default is True:
+            default = "on"
+        shown = f" (default: {default})" if default not in ("", None) else ""
+        kwargs: dict[str, Any] = {"dest": prefix + name, "default": argparse.SUPPRESS,
                                   "help": f"{s.help}{shown}"}
-        if s.kind == "flag":
+        if s.kind == "flag" and f.default is False:
             kwargs.update(action="store_true", help=s.help)
+        elif s.kind == "flag":  # true or decided by other settings: --x / --no-x
+            kwargs.update(action=argparse.BooleanOptionalAction)
         elif s.kind == "choice":
             kwargs["choices"] = s.choices
         elif s.kind == "number":
             kwargs.update(type=_number(s.integer), metavar=s.metavar or name.upper())
         elif s.kind == "channels":
             kwargs.update(type=channel_list, metavar=s.metavar or "CHANNELS")
-        (groups or {}).get(name, p).add_argument("--" + name.replace("_", "-"), **kwargs)
+        else:
+            kwargs["metavar"] = s.metavar or name.upper()
+        flag = (options or {}).get(name) or s.flag_name(name)
+        (groups or {}).get(name, p).add_argument(flag, **kwargs)
 
 
-def given_settings(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+def given_settings(args: argparse.Namespace, settings: Any, prefix: str = "") -> dict[str, Any]:
     """Return the settings given on the command line (for ``settings.from_mapping``)."""
-    return {n: getattr(args, n) for n in settings.settings_fields() if hasattr(args, n)}
+    return {n: getattr(args, prefix + n) for n in settings.settings_fields()
+            if hasattr(args, prefix + n)}
+
+
+def checked_values(settings: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """Return given settings checked one by one, every problem at once.
+
+    For a command that uses some fields of a settings class without building it.
+    """
+    values, problems = settings.check_mapping(given)
+    if problems:
+        raise SettingsError(problems)
+    return values
+
+
+#: Prefix of the cluster options' parsed names.
+CLUSTER = "cluster_"
 
 
 def add_cluster_options(p: Any) -> None:
-    """Add ``--scheduler``, ``--cluster``, ``--workers`` and ``--no-progress`` to a command."""
-    p.add_argument("--scheduler", default=None,
-                   help="address of a running Dask scheduler (tcp://... or tls://...)")
-    p.add_argument("--cluster", choices=("local", "cuda"), default="local",
-                   help="cluster to start when no --scheduler: local (default) or cuda")
-    p.add_argument("--workers", type=bounded_int(limits.WORKERS), default=None,
-                   help="workers of the started cluster (default: one per core / GPU)")
-    p.add_argument("--scheduler-timeout", type=bounded_float(limits.SCHEDULER_TIMEOUT, "s"),
-                   default=DEFAULT_SCHEDULER_TIMEOUT, metavar="SECONDS",
-                   help="seconds to wait for --scheduler to answer (default "
-                        f"{DEFAULT_SCHEDULER_TIMEOUT:g})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    """Add the cluster options and ``--no-progress``.
+
+    The options are :class:`~structfree_dask.config.ClusterSettings`'s: ``--cluster``,
+    ``--workers``, ``--scheduler``, ``--scheduler-timeout``, the TLS files.
+    """
+    g = p.add_argument_group("cluster") if isinstance(p, argparse.ArgumentParser) else p
+    add_settings_options(g, ClusterSettings, prefix=CLUSTER)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cluster_settings(args: argparse.Namespace) -> ClusterSettings:
+    """Return the cluster the options name (checked: every bad option at once).
+
+    Problems name the options (``--scheduler``), not the fields (``address``).
+    """
+    try:
+        return ClusterSettings.from_mapping(given_settings(args, ClusterSettings, CLUSTER))
+    except SettingsError as err:
+        fields = ClusterSettings.settings_fields()
+        raise SettingsError([(fields[k].metadata["setting"].flag_name(k), m)
+                             for k, m in err.problems]) from None
 
 
 def check_cluster_options(args: argparse.Namespace) -> None:
-    """Refuse cluster options that contradict each other (before any work starts)."""
-    if args.scheduler and args.workers:
-        raise UsageError("--workers applies to a cluster started here, not to --scheduler")
+    """Refuse cluster options that are wrong or contradict each other (before any work)."""
+    cluster_settings(args)
 
 
 def start_client(args: argparse.Namespace, *, profile: bool = False) -> Any:
     """Start or connect the cluster the options name; print its dashboard link."""
-    from ..engine.cluster import close_client, make_client
+    from ..runtime.cluster import close_client, make_client
     from ..runtime.interrupts import raise_if_interrupted
 
-    client = make_client(scheduler=args.scheduler, cluster=args.cluster, workers=args.workers,
-                         profile=profile, timeout=args.scheduler_timeout)
+    client = make_client(cluster_settings(args), profile=profile)
     try:
         raise_if_interrupted()  # a Ctrl-C that the cluster's start swallowed
     except KeyboardInterrupt:

@@ -6,22 +6,25 @@ import argparse
 import sys
 from typing import Any
 
+from ..config import CellsSettings
 from ._common import (
     Interrupted,
     ProgressBar,
     add_cluster_options,
-    channel_list,
+    add_settings_options,
     check_cluster_options,
+    checked_values,
+    given_settings,
     parse_timepoints,
     start_client,
     str_list,
 )
 
-__all__ = ["add_cells_parsers", "print_cells_result"]
+__all__ = ["add_cells_parsers", "print_cells_result", "print_track_result"]
 
 
 def _run_cells(args: argparse.Namespace, what: str, call: Any) -> int:
-    from ..engine.cluster import close_client
+    from ..runtime.cluster import close_client
 
     client = start_client(args)
     progress = ProgressBar(args, "field-timepoint")
@@ -47,72 +50,84 @@ def print_cells_result(what: str, result: Any) -> None:
           f"{flagged['cells_without_nucleus']} cell(s) without nucleus, "
           f"{flagged['cells_with_several_nuclei']} with several, "
           f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
-    for path, t, err in result.failed:
-        print(f"failed: {path or '(image)'} t={t}: {err}", file=sys.stderr)
+    for failure in result.failed:
+        print(f"failed: {failure.line()}", file=sys.stderr)
 
 
 def _cmd_link(args: argparse.Namespace) -> int:
-    from ..cells.run import check_cells, link_plate, linked_names
+    from ..cells.run import check_cells, link_plate
 
     check_cluster_options(args)
-    timepoints = args.timepoints
+    steps = CellsSettings.from_mapping({"cells": args.cells, "nuclei": args.nuclei,
+                                        "link": True, "measure": False,
+                                        **given_settings(args, CellsSettings)})
     check_cells(args.plate, labels=args.cells, nuclei=args.nuclei, link_labels=True,
-                wells=args.wells, timepoints=timepoints, overwrite=args.overwrite)
-    what = " and ".join(f"labels/{n}" for n in linked_names(args.cells))
+                wells=args.wells, timepoints=args.timepoints, overwrite=args.overwrite)
+    what = " and ".join(f"labels/{n}" for n in steps.outputs())
     return _run_cells(args, what, lambda client, progress: link_plate(
         args.plate, nuclei=args.nuclei, cells=args.cells, client=client, wells=args.wells,
-        timepoints=timepoints, overwrite=args.overwrite, progress=progress))
+        timepoints=args.timepoints, overwrite=args.overwrite, region=steps.region,
+        progress=progress))
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from ..cells.run import check_cells, measure_plate, table_name
+    from ..cells.run import check_cells, measure_plate
 
     check_cluster_options(args)
-    timepoints = args.timepoints
-    table = table_name(args.labels, args.table)
-    check_cells(args.plate, labels=args.labels, nuclei=args.nuclei, table=table,
-                link_labels=args.write_links, channels=args.channels, wells=args.wells,
-                timepoints=timepoints, overwrite=args.overwrite)
-    return _run_cells(args, f"tables/{table}", lambda client, progress: measure_plate(
-        args.plate, labels=args.labels, nuclei=args.nuclei, table=table,
-        channels=args.channels, client=client, wells=args.wells, timepoints=timepoints,
-        overwrite=args.overwrite, link_labels=args.write_links, progress=progress))
+    steps = CellsSettings.from_mapping({"cells": args.labels, "nuclei": args.nuclei,
+                                        **given_settings(args, CellsSettings)})
+    channels = list(steps.channels) if steps.channels else None
+    check_cells(args.plate, labels=args.labels, nuclei=args.nuclei, table=steps.table_name,
+                link_labels=bool(steps.link), channels=channels, wells=args.wells,
+                timepoints=args.timepoints, overwrite=args.overwrite)
+    return _run_cells(args, f"tables/{steps.table_name}", lambda client, progress: measure_plate(
+        args.plate, labels=args.labels, nuclei=args.nuclei, table=steps.table_name,
+        channels=channels, client=client, wells=args.wells, timepoints=args.timepoints,
+        overwrite=args.overwrite, link_labels=steps.link, region=steps.region,
+        progress=progress))
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
     from ..cells.track_run import check_tracks, track_plate
+    from ..runtime.cluster import close_client
 
     check_cluster_options(args)
-    check_tracks(args.plate, args.table, args.wells, tracked_labels=args.tracked_labels,
-                 max_distance=args.max_distance, overwrite=args.overwrite)
+    given = checked_values(CellsSettings, given_settings(args, CellsSettings))
+    tracking = {k: given[k] for k in ("tracked_labels", "max_distance", "max_gap", "divisions",
+                                      "region") if k in given}
+    check_tracks(args.plate, args.table, args.wells, overwrite=args.overwrite,
+                 **{k: v for k, v in tracking.items() if k != "region"})
     client = start_client(args)
     progress = ProgressBar(args, "field")
-    from ..engine.cluster import close_client
-
     try:
-        result = track_plate(args.plate, table=args.table, tracked_labels=args.tracked_labels,
-                             max_distance=args.max_distance, client=client, wells=args.wells,
-                             overwrite=args.overwrite, progress=progress)
+        result = track_plate(args.plate, table=args.table, client=client, wells=args.wells,
+                             overwrite=args.overwrite, progress=progress, **tracking)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: fields that finished keep their tracks; rerun the "
                           "same command to track the others") from None
     finally:
         progress.close()
         close_client(client)
+    print_track_result(f"tables/{args.table}", result)
+    return 0 if result.ok else 1
+
+
+def print_track_result(what: str, result: Any) -> None:
+    """Print what a tracking run did, and each failed field on stderr."""
     tracks = sum(v[0] for v in result.tracks.values())
     divisions = sum(v[1] for v in result.tracks.values())
-    print(f"tables/{args.table}: {len(result.tracks)} field(s) tracked, {len(result.failed)} "
-          f"failed; {tracks} tracks, {divisions} divisions")
-    for path, err in result.failed:
-        print(f"failed: {path or '(image)'}: {err}", file=sys.stderr)
-    return 0 if result.ok else 1
+    print(f"{what}: {len(result.tracks)} field(s) tracked, {len(result.failed)} failed; "
+          f"{tracks} tracks, {divisions} divisions")
+    for failure in result.failed:
+        print(f"failed: {failure.line()}", file=sys.stderr)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from ..cells.report import write_report
 
-    page = write_report(args.plate, table=args.table, labels=args.labels,
-                        readout=args.readout, output=args.output)
+    readout = checked_values(CellsSettings, given_settings(args, CellsSettings)).get("readout")
+    page = write_report(args.plate, table=args.table, labels=args.labels, readout=readout,
+                        output=args.output)
     print(f"report: {page}")
     return 0
 
@@ -138,6 +153,7 @@ def add_cells_parsers(sub: Any) -> None:
     _common(p)
     p.add_argument("--nuclei", required=True, help="nucleus label image, e.g. nuclei")
     p.add_argument("--cells", required=True, help="cell label image, e.g. cyto")
+    add_settings_options(p, CellsSettings, only=("region",))
     p.set_defaults(func=_cmd_link)
 
     p = sub.add_parser(
@@ -150,11 +166,8 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("--labels", required=True, help="cell label image whose IDs key the rows")
     p.add_argument("--nuclei", default=None,
                    help="nucleus label image to link (without it: no nucleus columns)")
-    p.add_argument("--table", default=None, help="table name (default <LABELS>_features)")
-    p.add_argument("--channels", type=channel_list, default=None,
-                   help="channels to measure, by index or name (default all)")
-    p.add_argument("--write-links", action="store_true",
-                   help="also write the linked label images (as the link command)")
+    add_settings_options(p, CellsSettings, only=("table", "channels", "link", "region"),
+                         options={"channels": "--channels"})
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser(
@@ -167,13 +180,11 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("plate", help="OME-Zarr plate or multiscale image (a path or a URL)")
     p.add_argument("--table", required=True, help="measurement table, e.g. cyto_features")
     p.add_argument("--wells", type=str_list, default=None, help="wells, e.g. A/1,B/3")
-    p.add_argument("--tracked-labels", action="store_true",
-                   help="also write labels/<LABELS>_tracked")
-    p.add_argument("--max-distance", type=float, default=None, metavar="PX",
-                   help="largest move between timepoints (default: median cell radius)")
+    add_settings_options(p, CellsSettings, only=("tracked_labels", "max_distance", "max_gap",
+                                                  "divisions", "region"))
     p.add_argument("--overwrite", action="store_true",
-                   help="track every timepoint again when --max-distance changed; replace a "
-                        "tracked label image made from something else")
+                   help="track every timepoint again when a tracking setting changed; replace "
+                        "a tracked label image made from something else")
     add_cluster_options(p)
     p.set_defaults(func=_cmd_track)
 
@@ -186,8 +197,7 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("--table", required=True, help="measurement table, e.g. cyto_features")
     p.add_argument("--labels", default=None,
                    help="label image outlined in thumbnails (default: the table's)")
-    p.add_argument("--readout", default=None,
-                   help="channel of the N/C readout (default: a translocation channel)")
+    add_settings_options(p, CellsSettings, only=("readout",))
     p.add_argument("--output", default=None,
                    help="folder of the page (default <plate name>-report beside a local plate, "
                         "in the current folder for a URL)")

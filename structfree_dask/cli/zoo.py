@@ -119,8 +119,8 @@ def _print_build(result: Any) -> None:
     print(f"zoo {redact(result.zoo)}: {len(result.cards)} model(s) ({trained} trained, "
           f"{len(result.cards) - trained} already there), {len(result.failed)} failed in "
           f"{result.seconds:.1f} s; logs in {redact(join(result.zoo, 'logs'))}")
-    for model_id, err in result.failed.items():
-        print(f"failed: {model_id}: {err}", file=sys.stderr)
+    for failure in result.failed:
+        print(f"failed: {failure.line()}", file=sys.stderr)
     sel = result.selection
     if sel is None:
         return
@@ -135,8 +135,8 @@ def _print_build(result: Any) -> None:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from ..backbones import resolve_model
-    from ..engine.cluster import close_client
     from ..io import check_store
+    from ..runtime.cluster import close_client
     from ..zoo.registry import Zoo
     from ..zoo.training.build import build_zoo
     from ..zoo.training.jobs import training_jobs

@@ -82,14 +82,14 @@ def _stream_targets(targets: list[Target], client: Any,
     if stream.total:
         own_client = client is None
         if own_client:
-            from .cluster import local_client
+            from ..runtime.cluster import local_client
 
             client = local_client()
         try:
             run_stream(client, stream, progress)
         finally:
             if own_client:
-                from .cluster import close_client
+                from ..runtime.cluster import close_client
 
                 close_client(client)
     stream.finish()

@@ -19,9 +19,10 @@ from typing import Any
 from ..backbones import ModelSpec
 from ..config import SegmentationConfig
 from ..io import LabelImage, completed_timepoints, finalize_labels, mark_done
+from ..runtime.cluster import TASKS_PER_THREAD, gpu_resources, in_flight_window
+from ..runtime.result import PlateRun
 from ._graph import Unit, unit_task
 from ._plan import FieldPlan, apply_label_plan
-from .cluster import TASKS_PER_THREAD, gpu_resources, in_flight_window
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +42,16 @@ FUSE_SINGLE_REGION = True
 
 
 @dataclass
-class RunResult:
-    """What a run (or one target of :func:`~structfree_dask.engine.segment_many`) did."""
+class RunResult(PlateRun):
+    """What a run (or one target of :func:`~structfree_dask.engine.segment_many`) did.
 
-    done: list[tuple[str, int]] = field(default_factory=list)
-    skipped: list[tuple[str, int]] = field(default_factory=list)
-    failed: list[tuple[str, int, str]] = field(default_factory=list)
+    The units, failures and ``error`` are :class:`~structfree_dask.runtime.result.PlateRun`'s;
+    ``error`` says why this target stopped before its end (``segment_many``; ``segment``
+    raises).
+    """
+
     cells: dict[str, int] = field(default_factory=dict)
     cut_cells: int = 0
-    seconds: float = 0.0
     megapixel_channels: float = 0.0
     model_sha256: list[str] = field(default_factory=list)
     #: Seconds from the start of the run to the first finished unit (None: none finished).
@@ -61,22 +63,6 @@ class RunResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     #: ... and how many steps of each stage they ran (the graph's tasks of those stages).
     stage_steps: dict[str, int] = field(default_factory=dict)
-    #: Why this target stopped before its end (``segment_many``; ``segment`` raises).
-    error: str | None = None
-    #: The exception behind ``error`` (not compared or shown; None when none).
-    exception: BaseException | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing failed."""
-        return not self.failed and self.error is None
-
-    def raise_error(self) -> None:
-        """Raise what stopped this target (its own exception), if anything did."""
-        if self.exception is not None:
-            raise self.exception
-        if self.error is not None:
-            raise RuntimeError(self.error)
 
 
 class Marks:
@@ -162,7 +148,7 @@ class TargetRun:
 
     def failed(self, unit: Unit, err: BaseException | None) -> None:
         """Record a unit whose task failed."""
-        self.result.failed.append((unit.info.path, unit.t, str(err)))
+        self.result.fail(unit.info.path, unit.t, str(err))
         logger.error("failed %s t=%d: %s", unit.info.path, unit.t, err)
         self.pending -= 1
 
@@ -247,7 +233,7 @@ def run_stream(client: Any, stream: UnitStream,
     """
     from dask.base import tokenize
 
-    from .cluster import stream_futures
+    from ..runtime.cluster import stream_futures
 
     token = tokenize([(asdict(run.config), [sp.sha256 for sp in run.specs])
                       for run in stream.runs], time.time_ns())[:8]

@@ -23,9 +23,9 @@ from ..pipeline.normalize import normalize, percentile_bounds, sample_stride
 from ..pipeline.segment import predictor
 from ..pipeline.stitching import OwnedPatch, encode_patch, paste_block, region_offsets
 from ..pipeline.tiling import FieldGeometry
+from ..runtime.cluster import worker_directory, worker_threads
 from ..runtime.compute_thread import release_free_memory
 from ..runtime.scratch import DiskArray
-from .cluster import worker_directory, worker_threads
 
 _TORCH_READY: dict[str, Any] = {}
 

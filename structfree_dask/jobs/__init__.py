@@ -11,8 +11,7 @@ import lazy_loader
 #: Submodule -> the public names it defines (imported on first use).
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "schema": [
-        "JobError", "Job", "SegmentTask", "CellsTask", "ClusterSpec", "load_job", "parse_job",
-        "JOB_VERSION",
+        "JobError", "Job", "SegmentTask", "load_job", "parse_job", "JOB_VERSION",
     ],
-    "runner": ["run_job", "client_for", "task_config"],
+    "runner": ["run_job", "task_config"],
 })

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import CellsSettings
 from ..io import basename, completed_timepoints, is_url, join, open_labels, open_plate, upload
 from ..workflow import check_cells_steps, run_cells_steps
-from .schema import CellsTask, Job
+from .schema import Job
 
 __all__ = ["ReportPlace", "check_plate", "plate_section", "report_folders", "run_plate",
            "section_problems"]
@@ -71,7 +72,7 @@ def report_folders(stem: str, plates: Sequence[str]) -> list[str]:
     return out
 
 
-def plate_section(plate: str, task: CellsTask) -> dict[str, Any]:
+def plate_section(plate: str, task: CellsSettings) -> dict[str, Any]:
     """Return a plate's empty ``cells`` section of the run record."""
     return {"plate": plate, "labels": task.cells, "nuclei": task.nuclei,
             "table": task.table_name, "done": [], "skipped": [], "failed": [], "cells": 0,
@@ -163,18 +164,18 @@ def _inputs_ready(job: Job, section: dict[str, Any], entries: list[dict[str, Any
     return True, ts
 
 
-def _write_report(section: dict[str, Any], place: ReportPlace,
-                  flagged: dict[str, int]) -> str:
+def _write_report(section: dict[str, Any], place: ReportPlace, flagged: dict[str, int],
+                  readout: str | None = None) -> str:
     """Write the plate's report at ``place``; return the page's location."""
     from ..cells.report import write_report
 
     plate, table = section["plate"], section["table"]
     if not is_url(place.records):
         return str(write_report(plate, table=table, output=Path(place.location),
-                                flagged=flagged))
+                                flagged=flagged, readout=readout))
     with tempfile.TemporaryDirectory() as scratch:
         page = write_report(plate, table=table, output=Path(scratch) / place.folder,
-                            flagged=flagged)
+                            flagged=flagged, readout=readout)
         for f in sorted(page.parent.iterdir()):
             if f.is_file():
                 upload(f, join(place.location, f.name))
@@ -207,7 +208,8 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
         return
     plate, table = section["plate"], section["table"]
     out = run_cells_steps(plate, task, client=client, wells=_wells(job), timepoints=timepoints,
-                          write_report=lambda flagged: _write_report(section, place, flagged))
+                          write_report=lambda flagged: _write_report(section, place, flagged,
+                                                                     task.readout))
     for step, error in out.errors:
         _error(section, step, error)
     result = out.measured
@@ -225,6 +227,6 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
             "tracks": sum(v[0] for v in tracked.tracks.values()),
             "divisions": sum(v[1] for v in tracked.tracks.values()),
             "timepoints": [[p, v[2]] for p, v in tracked.tracks.items()],
-            "failed": [[p, e] for p, e in tracked.failed]}
+            "failed": [[p, e] for p, _, e in tracked.failed]}
     section["report"] = out.report
     section["seconds"] = out.seconds

@@ -36,26 +36,11 @@ from .cells_step import (
     run_plate,
     section_problems,
 )
-from .schema import ClusterSpec, Job, SegmentTask
+from .schema import Job, SegmentTask
 
-__all__ = ["run_job", "client_for", "task_config"]
+__all__ = ["run_job", "task_config"]
 
 logger = logging.getLogger(__name__)
-
-
-def client_for(spec: ClusterSpec, profile: bool = False) -> Any:
-    """Start or connect the job's cluster and return a ``distributed.Client``.
-
-    ``profile``: run the workers' profiler in a cluster started here (for the
-    performance report).
-    """
-    from ..engine.cluster import make_client
-
-    if spec.kind == "scheduler":
-        return make_client(scheduler=spec.address, security=spec.security(),
-                           timeout=spec.timeout)
-    return make_client(cluster=spec.kind, workers=spec.workers,
-                       threads_per_worker=spec.threads_per_worker, profile=profile)
 
 
 def task_config(task: SegmentTask, plate: str) -> Any:
@@ -203,7 +188,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
         ``cells`` has a section per plate (see :mod:`.cells_step`).
     """
     from .._provenance import software_versions
-    from ..engine.cluster import recording
+    from ..runtime.cluster import make_client, recording
 
     records = job.records  # a folder, or an object store URL
     check_store(records, write=True, must_exist=False)  # before a cluster starts
@@ -234,7 +219,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
             check_plate(job, plate)
     own = client is None and plates
     if own:  # an unreachable scheduler stops the run before anything is written
-        client = client_for(job.cluster, profile=job.performance_report)
+        client = make_client(job.cluster, profile=job.performance_report)
     try:
         if not is_url(records):
             Path(records).mkdir(parents=True, exist_ok=True)
@@ -276,7 +261,7 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
                 upload(local_report, report_path)
             scratch.cleanup()
         if own and client is not None:
-            from ..engine.cluster import close_client
+            from ..runtime.cluster import close_client
 
             close_client(client)
     failed = problems + [f"{e['plate']} labels/{e['label']}: {e['error']}"

@@ -31,22 +31,27 @@ same code): ``organelle`` (required), ``channels``, ``model``, ``name``, ``diame
 ``min_size``, ``overwrite``, ``fusion`` (``fa``, ``voting``, ``majority``, ``staple``,
 ``simple``); and ``zoo`` with ``cell_line``, ``wells``, ``timepoints`` (``"0:5"``,
 ``"2:"`` or a list).
-Optional keys of ``cluster``: ``workers``, ``threads_per_worker`` (local),
-``address`` (scheduler: ``tcp://`` or ``tls://``), ``tls`` (``ca``, ``cert``, ``key``),
-``timeout`` (seconds to wait for a ``scheduler`` to answer, default 10).
+``cluster`` takes the fields of :class:`~structfree_dask.config.ClusterSettings` (the
+command lines' ``--cluster``, ``--workers``, ``--scheduler`` ...): ``kind``, ``workers``,
+``threads_per_worker`` (local), ``address`` (scheduler: ``tcp://`` or ``tls://``), ``timeout``
+(seconds to wait for a ``scheduler`` to answer, default 10) and ``tls`` (``ca``, ``cert``,
+``key``: the ``tls_*`` fields, paths relative to the job file).
 Top level: ``records`` (default ``<job file name>-runs`` beside the job file) and
 ``performance_report`` (default true).
 
 ``cells`` (optional) links, measures, tracks and reports each plate once the job has
-segmented it (:mod:`structfree_dask.cells`): ``cells`` (required: the cell label image,
-the label name of a ``segment`` entry or a label image the plates have), ``nuclei``
-(optional, the same kinds), ``table`` (default ``<cells>_features``), ``channels``
-(indices or names; default all), ``link`` (also write the label images
-``<cells>_nuclei`` and ``<cells>_cytoplasm``; needs ``nuclei``; default true when
-``nuclei`` is given), ``track`` (default false), ``tracked_labels`` (also write
-``<cells>_tracked``; needs ``track``; default false), ``max_distance`` (largest move of a
-cell between timepoints, in pixels; needs ``track``; default the median cell radius) and
-``report`` (default true: an HTML report per plate in
+segmented it (:mod:`structfree_dask.workflow`). It takes the fields of
+:class:`~structfree_dask.config.CellsSettings`, checked by the same code as the command
+lines' options: ``cells`` (required: the cell label image, the label name of a
+``segment`` entry or a label image the plates have), ``nuclei`` (optional, the same
+kinds), ``table`` (default ``<cells>_features``), ``channels`` (indices or names; default
+all), ``link`` (also write the label images ``<cells>_nuclei`` and ``<cells>_cytoplasm``;
+needs ``nuclei``; default true when ``nuclei`` is given), ``measure`` (default true),
+``track`` (default false), and with ``track``: ``tracked_labels`` (also write
+``<cells>_tracked``), ``max_distance`` (largest move of a cell between timepoints, in
+pixels; default the median cell radius), ``max_gap`` (default 1) and ``divisions``
+(default true); ``region`` (px per side a task reads, default 1024), ``readout`` (the
+report's channel) and ``report`` (default true: an HTML report per plate in
 ``<records>/<run record stem>-report-<plate name>/``, named in the run record).
 
 Numbers are checked against the bounds of :mod:`structfree_dask.limits` (inclusive).
@@ -65,6 +70,8 @@ or ``512.0``:
 - ``cluster.threads_per_worker``: a whole number, 1 to 1024 (``limits.THREADS``)
 - ``cluster.timeout``: 0.1 to 3600 s (``limits.SCHEDULER_TIMEOUT``)
 - ``cells.max_distance``: 0.001 to 100000 px (``limits.MAX_DISTANCE``)
+- ``cells.max_gap``: a whole number, 0 to 100 (``limits.MAX_GAP``)
+- ``cells.region``: a whole number, 64 to 16384 px (``limits.CELLS_REGION``)
 
 Selections must select something: ``wells`` is a non-empty list without repeats,
 ``timepoints`` a range whose stop is after its start (``"5:2"`` is refused) or a
@@ -93,18 +100,17 @@ import yaml
 
 from .. import limits
 from ..config import (
-    DEFAULT_SCHEDULER_TIMEOUT,
     ORGANELLES,
+    CellsSettings,
+    ClusterSettings,
     SegmentationConfig,
     SettingsError,
     check_name,
     unknown_key,
 )
 from ..io import filesystem, is_url, redact
-from ..workflow import CellsSteps
 
-__all__ = ["JobError", "Job", "SegmentTask", "CellsTask", "ClusterSpec", "load_job",
-           "parse_job", "JOB_VERSION"]
+__all__ = ["JobError", "Job", "SegmentTask", "load_job", "parse_job", "JOB_VERSION"]
 
 JOB_VERSION = 1
 _TOP = {"version", "plates", "segment", "cells", "cluster", "records", "performance_report"}
@@ -114,9 +120,8 @@ _TASK_ONLY = {"zoo", "cell_line", "wells", "timepoints"}
 _SETTINGS = {n for n, f in SegmentationConfig.settings_fields().items()
              if f.metadata["setting"].cli}
 _TASK = _SETTINGS | _TASK_ONLY
-_CELLS = {"cells", "nuclei", "table", "channels", "link", "track", "tracked_labels",
-          "max_distance", "report"}
-_CLUSTER = {"kind", "workers", "threads_per_worker", "address", "tls", "timeout"}
+#: Keys of ``cluster``: the cluster settings, the TLS files under ``tls``.
+_CLUSTER = {n for n in ClusterSettings.settings_fields() if not n.startswith("tls_")} | {"tls"}
 _TLS = {"ca", "cert", "key"}
 _WELL = re.compile(r"^[A-Za-z0-9_-]+/[A-Za-z0-9_-]+$")
 #: Most items that anchors and aliases may add to a document when it is expanded.
@@ -166,33 +171,6 @@ class SegmentTask:
         return str(self.settings.get("name") or self.organelle)
 
 
-#: What a job does with the cells of each plate (the workflow's steps after segmenting).
-CellsTask = CellsSteps
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """Where a job runs."""
-
-    kind: str = "local"
-    workers: int | None = None
-    threads_per_worker: int = 1
-    address: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    #: Seconds to wait for a ``scheduler`` to answer (within ``limits.SCHEDULER_TIMEOUT``).
-    timeout: float = DEFAULT_SCHEDULER_TIMEOUT
-
-    def security(self) -> Any:
-        """Return a ``distributed.security.Security`` for the TLS files, or None."""
-        if not self.tls_ca:
-            return None
-        from ..engine.cluster import tls_security
-
-        return tls_security(self.tls_ca, self.tls_cert, self.tls_key)
-
-
 @dataclass(frozen=True)
 class Job:
     """A validated job file."""
@@ -200,11 +178,11 @@ class Job:
     source: str
     plates: tuple[str, ...]
     tasks: tuple[SegmentTask, ...]
-    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     records: str = "runs"
     performance_report: bool = True
     #: Linking, measuring, tracking and reports after segmenting (None: segment only).
-    cells: CellsTask | None = None
+    cells: CellsSettings | None = None
 
     def plate_paths(self) -> list[str]:
         """Return the plates the patterns match now, each once.
@@ -540,31 +518,15 @@ def _task(data: Any, where: str, base: Path, ck: _Checker) -> SegmentTask | None
                        timepoints=timepoints)
 
 
-def _cluster(data: Any, base: Path, ck: _Checker, check_files: bool) -> ClusterSpec:
+def _cluster(data: Any, base: Path, ck: _Checker, check_files: bool) -> ClusterSettings:
     if data is None:
-        return ClusterSpec()
+        return ClusterSettings()
     if not isinstance(data, Mapping):
         ck.bad("cluster", f"expected a mapping with 'kind'; got {_short(data)}")
-        return ClusterSpec()
+        return ClusterSettings()
     ck.keys(data, _CLUSTER, "cluster")
-    kind = ck.string(data, "kind", "cluster", ("local", "cuda", "scheduler")) or "local"
-    workers = ck.number(data, "workers", "cluster", limits.WORKERS, integer=True)
-    threads = ck.number(data, "threads_per_worker", "cluster", limits.THREADS, integer=True,
-                        default=1)
-    timeout = ck.number(data, "timeout", "cluster", limits.SCHEDULER_TIMEOUT, unit="s",
-                        default=DEFAULT_SCHEDULER_TIMEOUT)
-    address = ck.string(data, "address", "cluster")
-    if kind == "scheduler" and not address:
-        ck.bad("cluster.address", "missing: kind 'scheduler' needs the scheduler's address")
-    if address and kind != "scheduler":
-        ck.bad("cluster.address", f"only used with kind 'scheduler' (kind is {kind!r})")
-    if address and not re.match(r"^(tcp|tls)://[^/\s]+:\d+$", address):
-        ck.bad("cluster.address",
-               f"expected tcp://HOST:PORT or tls://HOST:PORT; got {_short(address)}")
-    if kind == "scheduler" and workers is not None:
-        ck.bad("cluster.workers", "only used for clusters started by the job (local, cuda)")
+    flat = {k: v for k, v in data.items() if k in _CLUSTER and k != "tls"}
     tls = data.get("tls")
-    files: dict[str, str | None] = {"ca": None, "cert": None, "key": None}
     if tls is not None:
         if not isinstance(tls, Mapping):
             ck.bad("cluster.tls", f"expected a mapping with ca, cert, key; got {_short(tls)}")
@@ -578,67 +540,52 @@ def _cluster(data: Any, base: Path, ck: _Checker, check_files: bool) -> ClusterS
                 path = _resolve(base, v, ck, f"cluster.tls.{k}")
                 if check_files and not Path(path).is_file():
                     ck.bad(f"cluster.tls.{k}", f"file not found: {path}")
-                files[k] = path
-        if kind != "scheduler":
-            ck.bad("cluster.tls", "only used with kind 'scheduler'")
-    if address and address.startswith("tls://") and tls is None:
-        ck.bad("cluster.tls", "missing: a tls:// scheduler needs ca, cert and key")
-    return ClusterSpec(kind=kind, workers=workers, threads_per_worker=threads,
-                       address=address, tls_ca=files["ca"], tls_cert=files["cert"],
-                       tls_key=files["key"], timeout=timeout)
+                flat[f"tls_{k}"] = path
+    values, problems = ClusterSettings.check_mapping(flat)
+    if not problems:
+        try:  # the checks between settings
+            return ClusterSettings(**values)
+        except SettingsError as err:
+            problems = err.problems
+    for key, message in problems:
+        if not (key.startswith("tls_") and tls is not None and "missing" in message):
+            ck.bad(_cluster_key(key), message)
+    return ClusterSettings()
 
 
-def _channels(v: Any, where: str, ck: _Checker) -> tuple[int | str, ...] | None:
-    if v is None:
-        return None
-    if not isinstance(v, list) or not v or not all(
-            _is_index(c) or (isinstance(c, str) and c) for c in v):
-        ck.bad(where, f"expected a list of channel indices (>= 0) or names; got {_short(v)}")
-        return None
-    twice = _repeated(v)
-    if twice:
-        ck.bad(where, f"expected each channel once; listed more than once: {_short(twice)}")
-        return None
-    return tuple(v)
+def _cluster_key(key: str) -> str:
+    """Return where a cluster setting is in a job file (``tls_ca`` is ``tls.ca``)."""
+    return f"cluster.{key.replace('tls_', 'tls.', 1)}"
 
 
-def _cells(data: Any, tasks: list[SegmentTask], ck: _Checker) -> CellsTask | None:
+def _cells(data: Any, tasks: list[SegmentTask], ck: _Checker) -> CellsSettings | None:
     if data is None:
         return None
     if not isinstance(data, Mapping):
         ck.bad("cells", f"expected a mapping with at least 'cells'; got {_short(data)}")
         return None
-    where = "cells"
-    ck.keys(data, _CELLS, where)
-    cells = ck.name(data, "cells", where, "label name")
+    known = set(CellsSettings.settings_fields())
+    ck.keys(data, known, "cells")
     if "cells" not in data:
-        ck.bad(f"{where}.cells", "missing: the cell label image (a segment entry's label "
-                                 "name or a label image of the plates)")
-    nuclei = ck.name(data, "nuclei", where, "label name")
-    if cells is not None and cells == nuclei:
-        ck.bad(f"{where}.nuclei", f"the same label image as 'cells' ({cells!r})")
-    table = ck.name(data, "table", where, "table name")
-    channels = _channels(data.get("channels"), f"{where}.channels", ck)
-    link = ck.flag(data, "link", where, default=nuclei is not None)
-    if link and "nuclei" not in data:
-        ck.bad(f"{where}.link", "needs 'nuclei': linking writes the nuclei of each cell")
-    track = ck.flag(data, "track", where, default=False)
-    tracked = ck.flag(data, "tracked_labels", where, default=False)
-    distance = ck.number(data, "max_distance", where, limits.MAX_DISTANCE, unit="px")
-    for key in ("tracked_labels", "max_distance"):
-        if data.get(key) not in (None, False) and not track:
-            ck.bad(f"{where}.{key}", "only used with 'track: true'")
-    report = ck.flag(data, "report", where, default=True)
-    if cells is None:
+        ck.bad("cells.cells", "missing: the cell label image (a segment entry's label name or "
+                              "a label image of the plates)")
+    settings, problems = CellsSettings.check_mapping(
+        {k: v for k, v in data.items() if k in known})
+    if not problems:
+        try:  # the checks between settings
+            task = CellsSettings(**settings)
+        except SettingsError as err:
+            problems = err.problems
+    for key, message in problems:
+        if key != "cells" or "cells" in data:  # (missing: said above)
+            ck.bad(f"cells.{key}", message)
+    if problems or "cells" not in data:
         return None
-    task = CellsTask(cells=cells, nuclei=nuclei, table=table, channels=channels, link=link,
-                     track=track, tracked_labels=tracked and track, max_distance=distance,
-                     report=report)
     produced = {t.label_name: i for i, t in enumerate(tasks)}
     for name in task.outputs():
         if name in produced:
-            ck.bad(where, f"writes the label image {name!r}, which segment[{produced[name]}] "
-                          "writes too; rename one")
+            ck.bad("cells", f"writes the label image {name!r}, which segment[{produced[name]}] "
+                            "writes too; rename one")
     return task
 
 

@@ -207,9 +207,9 @@ SEGMENT_CASES = [
      ["--channels", "0", "--scheduler", "tcp://127.0.0.1:1", "--scheduler-timeout", "1"],
      None, "no Dask scheduler answered at tcp://127.0.0.1:1 within 1 s"),
     ("workers-zero", nothing, ["--channels", "0", "--workers", "0"], None,
-     "argument --workers: expected a whole number between 1"),
+     "--workers: expected a whole number between 1"),
     ("workers-negative", nothing, ["--channels", "0", "--workers=-3"], None,
-     "argument --workers: expected a whole number between 1"),
+     "--workers: expected a whole number between 1"),
     ("tile-size-tiny", nothing, ["--channels", "0", "--tile-size", "8"],
      {"channels": (0,), "tile_size": 8}, "between 64 and 16384 px; got 8"),
     ("halo-negative", nothing, ["--channels", "0", "--halo=-1"],
@@ -522,7 +522,7 @@ def test_debug_shows_the_traceback_and_keeps_the_status(flag, plate, capsys):
 
 def test_close_client_after_the_cluster_is_gone(caplog):
     """Closing a client whose cluster already went away logs nothing above debug."""
-    from structfree_dask.engine.cluster import close_client, local_client
+    from structfree_dask.runtime.cluster import close_client, local_client
 
     client = local_client(n_workers=1, memory_limit="2GiB")
     client.cluster.close()
@@ -532,7 +532,7 @@ def test_close_client_after_the_cluster_is_gone(caplog):
 
 def test_cluster_settings_from_python():
     """The Python side of --scheduler and --workers: the same refusals, nothing started."""
-    from structfree_dask.engine.cluster import SchedulerUnreachableError, connect, local_client
+    from structfree_dask.runtime.cluster import SchedulerUnreachableError, connect, local_client
 
     with pytest.raises(SchedulerUnreachableError,
                        match="no Dask scheduler answered at tcp://127.0.0.1:1 within 1 s"):

@@ -350,10 +350,10 @@ def test_segment_with_nuclei_checks_the_linking_before_segmenting(plate, capsys,
                          "--with-nuclei", "1", "--diameter", "20", "--tile-size", "64"),
                     capsys)
     assert "'cyto_nuclei'" in line and "was not written by linking" in line
-    from structfree_dask.workflow import CellsSteps, check_cells_steps
+    from structfree_dask.workflow import CellsSettings, check_cells_steps
 
     with pytest.raises(FileExistsError) as raised:  # the same check from Python
-        check_cells_steps(str(plate), CellsSteps(cells="cyto", nuclei="nuclei", link=True),
+        check_cells_steps(str(plate), CellsSettings(cells="cyto", nuclei="nuclei", link=True),
                           produced=["cyto", "nuclei"])
     assert str(raised.value) in line
     assert snapshot(plate) == before  # nothing segmented
@@ -623,5 +623,5 @@ def test_an_incomplete_label_image_is_recreated_by_overwrite(plate, capsys, clus
 def test_a_malformed_scheduler_address_is_not_called_a_dask_configuration(plate, capsys):
     line = _refused(["segment", str(plate), "--channels", "0", "--no-progress",
                      "--scheduler", "tcp://127.0.0.1:notaport"], capsys)
-    assert "scheduler address: expected PROTOCOL://HOST:PORT" in line
+    assert "--scheduler: expected tcp://HOST:PORT or tls://HOST:PORT" in line
     assert "Dask configuration" not in line

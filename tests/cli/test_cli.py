@@ -114,7 +114,7 @@ def test_import_real_images(real_dev, tmp_path, capsys):
         (["segment", "{plate}", "--channels", "0", "--flow-threshold", "-1"],
          "flow_threshold: expected a finite number between 0 and 100; got -1"),
         (["segment", "{plate}", "--channels", "0", "--scheduler", "tcp://x:1",
-          "--workers", "2"], "--workers applies"),
+          "--workers", "2"], "--workers: only used for clusters started here"),
         (["evaluate", "{plate}", "--pred", "nope", "--gt", "gt_cyto"], "no label image 'nope'"),
         (["simulate", "{tmp}/s.zarr", "--cell-line", "CL9"], "CL1"),
         (["simulate", "{plate}"], "exists"),

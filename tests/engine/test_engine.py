@@ -123,7 +123,7 @@ def _profiling() -> bool:
 
 
 def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
-    from structfree_dask.engine.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     path = _copy(plate_small[0], tmp_path)
     client = local_client(n_workers=1, threads_per_worker=1)
@@ -141,7 +141,7 @@ def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
 
 
 def test_killed_worker_gives_clean_labels(tmp_path, plate_small, reference):
-    from structfree_dask.engine.cluster import local_client
+    from structfree_dask.runtime.cluster import local_client
 
     path = _copy(plate_small[0], tmp_path)
     client = local_client(n_workers=2, threads_per_worker=1)
@@ -342,8 +342,8 @@ def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
     """Network and integration tasks ask for the GPU resource where workers advertise one
     (dask-cuda workers here are started with it); CPU clusters get no annotation."""
     from structfree_dask.engine import FUSED, _graph, _plan
-    from structfree_dask.engine.cluster import gpu_resources, local_client
     from structfree_dask.pipeline.segment import resolve_models
+    from structfree_dask.runtime.cluster import gpu_resources, local_client
 
     path = _write(tmp_path / "p.zarr", [make_mosaic(160, seed=7)])
     client = local_client(n_workers=1, threads_per_worker=1, resources={"GPU": 1},

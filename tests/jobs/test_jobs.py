@@ -214,7 +214,7 @@ def test_job_file_mistakes_give_one_message_each(tmp_path, capsys):
         "segment[2].fusion: expected one of fa, voting, majority, staple, simple; got 'avg'",
         "cluster.adress: unknown key (did you mean 'address'?",
         "cluster.address: missing",
-        "cluster.workers: only used for clusters started by the job",
+        "cluster.workers: only used for clusters started here",
         "recrods: unknown key (did you mean 'records'?",
     ]
     for e in expected:
@@ -323,7 +323,10 @@ def test_tls_scheduler_refuses_clients_without_the_certificate(tmp_path):
         with pytest.raises((OSError, TimeoutError)):
             Client(address.replace("tls://", "tcp://"), timeout="5s")  # plain TCP
         job = load_job(_job(tmp_path, {"kind": "scheduler", "address": address, "tls": tls}))
-        with Client(address, security=job.cluster.security(), timeout="30s") as client:
+        from structfree_dask.runtime.cluster import tls_security
+
+        security = tls_security(job.cluster.tls_ca, job.cluster.tls_cert, job.cluster.tls_key)
+        with Client(address, security=security, timeout="30s") as client:
             assert client.submit(sum, [1, 2]).result() == 3
         record = run_job(job)  # the job file names the certificates
     assert record["status"] == "ok" and record["done"] == 1
@@ -519,9 +522,9 @@ def test_every_mistake_with_a_nan_is_reported_in_one_pass(tmp_path):
         "segment[0].wells: expected each well once",
         "segment[0].timepoints: expected a range whose stop is after its start",
         "segment[1].timepoints: expected each timepoint once",
-        "cluster.workers: expected a whole number between 1 and 4096; got 0",
         "cluster.threads_per_worker: expected a whole number between 1 and 1024; got nan",
         "cluster.timeout: expected a finite number between 0.1 and 3600 s; got -1",
+        "cluster.workers: expected a whole number between 1 and 4096; got 0",
     ]
     assert len(problems) == len(expected), problems
     for e, p in zip(expected, problems, strict=True):
@@ -726,17 +729,21 @@ def test_cells_block_parses_with_defaults(tmp_path):
      ["cells.max_distance: expected a finite number between 0.001 and 100000 px; got 0"]),
     ({"cells": "c", "max_distance": NAN, "track": True}, ["cells.max_distance: expected a"]),
     ({"cells": "c", "max_distance": "12", "track": True}, ["cells.max_distance: expected a"]),
-    ({"cells": "c", "max_distance": 5}, ["cells.max_distance: only used with 'track: true'"]),
-    ({"cells": "c", "tracked_labels": True},
-     ["cells.tracked_labels: only used with 'track: true'"]),
+    ({"cells": "c", "max_distance": 5}, ["cells.max_distance: only used when tracking"]),
+    ({"cells": "c", "tracked_labels": True}, ["cells.tracked_labels: only used when tracking"]),
+    ({"cells": "c", "max_gap": 2}, ["cells.max_gap: only used when tracking"]),
+    ({"cells": "c", "track": True, "max_gap": -1}, ["cells.max_gap: expected a whole number"]),
+    ({"cells": "c", "track": True, "divisions": "no"}, ["cells.divisions: expected true or"]),
+    ({"cells": "c", "region": 10}, ["cells.region: expected a whole number between 64 and"]),
+    ({"cells": "c", "track": True, "measure": False}, ["cells.track: needs measure"]),
     ({"cells": "a/b"}, ["cells.cells: expected a label name that is one path component"]),
     ({"cells": 3}, ["cells.cells: expected a label name that is one path component"]),
     ({"cells": "c", "nuclei": ".."}, ["cells.nuclei: expected a label name"]),
-    ({"cells": "c", "nuclei": "c"}, ["cells.nuclei: the same label image as 'cells'"]),
+    ({"cells": "c", "nuclei": "c"}, ["cells.nuclei: the same label image as cells ('c')"]),
     ({"cells": "c", "table": "x/y"}, ["cells.table: expected a table name that is one path"]),
-    ({"cells": "c", "channels": []}, ["cells.channels: expected a list of channel indices"]),
+    ({"cells": "c", "channels": []}, ["cells.channels: expected at least one channel"]),
     ({"cells": "c", "channels": [1, 1]}, ["cells.channels: expected each channel once"]),
-    ({"cells": "c", "link": True}, ["cells.link: needs 'nuclei'"]),
+    ({"cells": "c", "link": True}, ["cells.link: needs nuclei"]),
     ({"cells": "c", "track": "yes", "report": 1},
      ["cells.report: expected true or false; got 1",
       "cells.track: expected true or false; got 'yes'"]),

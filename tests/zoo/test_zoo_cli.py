@@ -239,7 +239,7 @@ def test_report_writes_tables_heatmap_fusion_overlays(built, plate, tmp_path):
 
 
 def test_kfold_build_and_report_api(plate, small_base, cluster_client, tmp_path, monkeypatch):
-    from structfree_dask.engine import cluster
+    from structfree_dask.runtime import cluster
 
     jobs = training_jobs(plate, "gt_cyto", "cyto", "CL5", strategies=["cw"],
                          subsets=[[0], [1]], folds=2, seed=1)
@@ -282,7 +282,7 @@ def test_failed_job_is_reported_not_raised(plate, small_base, cluster_client, tm
     result = build_zoo([job], tmp_path / "zoo", client=cluster_client, base=small_base,
                        settings=TrainSettings(max_epochs=1, tile_size=64))
     assert not result.ok and result.selection is None and not result.cards
-    assert "no_such_gt" in result.failed[job.model_id]
+    assert "no_such_gt" in result.failure(job.model_id)
     log = model_log_path(tmp_path / "zoo", job.model_id).read_text()
     assert "failed:" in log and "Traceback" in log
 

@@ -128,7 +128,7 @@ def worker_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def s3_workers(worker_cache, s3_env):
     """A real 2-worker LocalCluster with the S3 environment and its own weights cache."""
-    from structfree_dask.engine.cluster import close_client, local_client
+    from structfree_dask.runtime.cluster import close_client, local_client
 
     s3_env("admin")
     client = local_client(n_workers=2, threads_per_worker=1, memory_limit="4GiB")

@@ -35,9 +35,10 @@ import numpy as np
 from ..._provenance import software_versions, utc_now
 from ...backbones import ModelSpec, resolve_model
 from ...config import STRATEGIES, SegmentationConfig, TrainSettings
-from ...engine.cluster import gpu_resources, stream_outcomes, worker_name
 from ...io import check_store, filesystem, is_url, join, redact
 from ...pipeline.segment import segment_array
+from ...runtime.cluster import gpu_resources, stream_outcomes, worker_name
+from ...runtime.result import PlateRun
 from ..card import ModelCard
 from ..registry import Zoo
 from ..scoring.data import fold_order, forget_model, load_planes, load_samples, score_planes
@@ -297,8 +298,11 @@ def task_resources(client: Any) -> dict[str, float] | None:
 
 
 @dataclass
-class BuildResult:
-    """Outcome of :func:`build_zoo`.
+class BuildResult(PlateRun):
+    """Outcome of :func:`build_zoo` (:class:`~structfree_dask.runtime.result.PlateRun`).
+
+    Units are ``(model ID, None)``: trained now (``done``), already in the zoo
+    (``skipped``) or failed (``failed``, with the error).
 
     Attributes
     ----------
@@ -308,28 +312,23 @@ class BuildResult:
         Cards of the jobs' models (trained now or already in the zoo).
     reused : list of str
         Ids of the models that were already in the zoo.
-    failed : dict
-        ``{model_id: error}`` of the jobs that failed.
     scores : list of dict
         Score rows of every split (:func:`~structfree_dask.zoo.scoring.scoring.score_split`),
         Vanilla rows included.
     selection : Selection or None
         The stored selection (None when no model was trained).
-    seconds : float
     """
 
-    zoo: Path | str
+    zoo: Path | str = ""
     cards: list[ModelCard] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
     scores: list[dict[str, Any]] = field(default_factory=list)
     selection: Selection | None = None
-    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         """True when every job succeeded and a selection was written."""
-        return not self.failed and self.selection is not None
+        return not self.failed and self.error is None and self.selection is not None
 
 
 def _common(jobs: Sequence[TrainingJob]) -> TrainingJob:
@@ -369,8 +368,8 @@ def build_zoo(
     when the workers advertise GPUs, see :func:`task_resources`), so the models train in
     parallel; each keeps a log in ``<zoo>/logs/``. Tasks are submitted through a bounded
     window, the next as one finishes, so the scheduler holds few tasks whatever the
-    number of jobs (:func:`~structfree_dask.engine.cluster.stream_outcomes`:
-    :data:`~structfree_dask.engine.cluster.TASKS_PER_THREAD` per worker thread, re-read
+    number of jobs (:func:`~structfree_dask.runtime.cluster.stream_outcomes`:
+    :data:`~structfree_dask.runtime.cluster.TASKS_PER_THREAD` per worker thread, re-read
     as workers join or leave). Once every training has finished, one task per split
     (fold) runs
     :func:`~structfree_dask.zoo.scoring.scoring.score_split` on the models that trained, and
@@ -429,7 +428,8 @@ def build_zoo(
     started = time.perf_counter()
     existing = set() if settings.overwrite else set(zoo.ids())
     folds = sorted({j.split.fold for j in jobs}, key=lambda f: -1 if f is None else f)
-    result = BuildResult(zoo=zoo.path, reused=[j.model_id for j in jobs if j.model_id in existing])
+    reused = [j.model_id for j in jobs if j.model_id in existing]
+    result = BuildResult(zoo=zoo.path, reused=reused, skipped=[(m, None) for m in reused])
     resources = task_resources(client)
     total, done = len(jobs) + len(folds) + 1, [0]
 
@@ -448,8 +448,10 @@ def build_zoo(
         for job, (card, err) in trained:
             if err is None:
                 result.cards.append(card)
+                if job.model_id not in existing:
+                    result.done.append((job.model_id, None))
             else:
-                result.failed[job.model_id] = err
+                result.fail(job.model_id, None, err)
                 logger.error("training %s failed: %s (log: %s)", job.model_id, err,
                              redact(model_log_path(zoo.path, job.model_id)))
     result.cards.sort(key=lambda c: [j.model_id for j in jobs].index(c.model_id))

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from typing import Any, TypeVar
 
-from ..config import DEFAULT_SCHEDULER_TIMEOUT
+from ..config import DEFAULT_SCHEDULER_TIMEOUT, ClusterSettings
 from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
-from ..runtime.interrupts import deferred
+from .interrupts import deferred
 
 __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
            "SchedulerUnreachableError", "DaskConfigError", "local_client", "cuda_client", "connect",
@@ -227,23 +227,29 @@ def connect(address: str, security: Any = None,
             "--scheduler-timeout") from None
 
 
-def make_client(*, scheduler: str | None = None, cluster: str = "local",
-                workers: int | None = None, security: Any = None,
-                threads_per_worker: int = 1, profile: bool = False,
-                timeout: float = DEFAULT_SCHEDULER_TIMEOUT) -> Any:
-    """Return a Client for the CLI's ``--scheduler`` / ``--cluster`` / ``--workers``.
+def make_client(settings: ClusterSettings | None = None, *, profile: bool = False) -> Any:
+    """Start or connect the cluster that the settings name; return its Client.
 
-    ``profile`` turns on the workers' profiler in a cluster started here (see
-    :func:`local_client`); a running scheduler's workers keep their own settings.
-    ``timeout``: seconds to wait for ``scheduler`` to answer.
+    The one way every command and job gets its cluster (a job file's ``cluster:``, a
+    command's ``--cluster``, ``--workers``, ``--scheduler`` ...: both are
+    :class:`~structfree_dask.config.ClusterSettings`).
+
+    Parameters
+    ----------
+    settings : ClusterSettings, optional
+        Default: a local cluster, one worker per core.
+    profile : bool
+        Turn on the workers' profiler in a cluster started here (see
+        :func:`local_client`); a running scheduler's workers keep their own settings.
     """
-    if scheduler:
-        return connect(scheduler, security, timeout)
-    if cluster == "local":
-        return local_client(workers, threads_per_worker=threads_per_worker, profile=profile)
-    if cluster == "cuda":
-        return cuda_client(workers, profile=profile)
-    raise ValueError(f"cluster must be 'local' or 'cuda'; got {cluster!r}")
+    s = settings or ClusterSettings()
+    if s.kind == "scheduler":
+        assert s.address is not None  # checked by the settings
+        security = tls_security(s.tls_ca, s.tls_cert, s.tls_key) if s.tls_ca else None
+        return connect(s.address, security, s.timeout)
+    if s.kind == "cuda":
+        return cuda_client(s.workers, profile=profile)
+    return local_client(s.workers, threads_per_worker=s.threads_per_worker, profile=profile)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Reporters rendered on given cell shapes (simulate_on_shapes, simulate_plate_from_shapes)."""
+"""Tests of structfree_dask.simulate.shapes: reporters rendered on given cell shapes."""
 
 from __future__ import annotations
 
@@ -11,17 +11,12 @@ import pytest
 import skimage.measure
 from scipy import ndimage as ndi
 
-from structfree_dask.cli import main
-from structfree_dask.config import TRUTH_TABLE
-from structfree_dask.io import import_folder, open_labels, open_plate, read_feature_table
 from structfree_dask.simulate import (
     IMAGING_MODES,
     PRESETS,
     Localization,
     simulate_field,
     simulate_on_shapes,
-    simulate_plate,
-    simulate_plate_from_shapes,
 )
 
 
@@ -197,80 +192,27 @@ def test_no_cells_gives_an_empty_valid_field():
     assert f.image.shape == (2, 4, 64, 64) and not f.cyto.any() and len(f.truth) == 0
 
 
-# -- plates -----------------------------------------------------------------------------------
+def test_a_boolean_mask_is_one_cell():
+    mask = np.zeros((64, 64), bool)
+    mask[10:40, 10:40] = True
+    f = simulate_on_shapes(mask, "CL1", seed=0)
+    assert f.cyto.dtype == np.uint32 and np.array_equal(f.cyto[0], mask.astype(np.uint32))
+    assert _ids(f.nuclei[0]) == {1} and f.truth["label"].tolist() == [1]
 
 
-@pytest.fixture(scope="module")
-def kc_plate(real_dev: pathlib.Path, tmp_path_factory) -> pathlib.Path:
-    """The real Kc167 test images imported as a plate (labels gt_cyto)."""
-    return import_folder(real_dev / "Kc167", tmp_path_factory.mktemp("kc") / "kc.zarr")
+def test_labels_too_large_for_uint32_are_refused():
+    with pytest.raises(ValueError, match=r"cells: labels above 4294967295 do not fit uint32; "
+                                         r"got 8589934592"):
+        simulate_on_shapes(np.full((64, 64), 2**33, np.int64), "CL1")
 
 
-def _tree_digest(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def test_plate_from_real_shapes(kc_plate, tmp_path, real_dev):
-    before = _tree_digest(kc_plate)
-    out = simulate_plate_from_shapes(tmp_path / "cl5.zarr", kc_plate, cell_line="CL5",
-                                     timepoints=2, seed=1, mode="widefield")
-    assert _tree_digest(kc_plate) == before  # the source is only read
-    src, got = open_plate(kc_plate), open_plate(out)
-    assert got.field_paths == src.field_paths and got.wells == src.wells
-    for path in src.field_paths:
-        info = got.field(path)
-        assert info.channel_names == PRESETS["CL5"].channel_names
-        assert info.sizes["t"] == 2 and info.labels == ("gt_nuclei", "gt_cyto")
-        truth_cells = open_labels(src.field(path), "gt_cyto").read()
-        cyto = open_labels(info, "gt_cyto").read()
-        assert np.array_equal(cyto[0].squeeze(), truth_cells.squeeze())
-        assert info.pixel_size["x"] == pytest.approx(0.32)
-        table = read_feature_table(info, TRUTH_TABLE)
-        assert sorted(table[table["t"] == 0]["label"]) == sorted(_ids(truth_cells))
-    again = simulate_plate_from_shapes(tmp_path / "again.zarr", kc_plate, cell_line="CL5",
-                                       timepoints=2, seed=1, mode="widefield")
-    first = open_plate(out).field(src.field_paths[0]).open_array(0)[:]
-    assert np.array_equal(first, open_plate(again).field(src.field_paths[0]).open_array(0)[:])
-
-
-def test_plate_from_shapes_with_nuclei_keeps_them(tmp_path):
-    src = simulate_plate(tmp_path / "src.zarr", cell_line="CL3", cols=2, size=96, seed=2)
-    out = simulate_plate_from_shapes(tmp_path / "out.zarr", src, nuclei="gt_nuclei",
-                                     cell_line="CL2")
-    for path in open_plate(src).field_paths:
-        for name in ("gt_cyto", "gt_nuclei"):
-            want = open_labels(open_plate(src).field(path), name).read()
-            assert np.array_equal(open_labels(open_plate(out).field(path), name).read(), want)
-
-
-def test_plate_from_shapes_validates_before_writing(kc_plate, tmp_path):
-    out = tmp_path / "out.zarr"
-    with pytest.raises(ValueError, match=r"no field of .* has a label image 'cells'; "
-                                         r"label images there: gt_cyto"):
-        simulate_plate_from_shapes(out, kc_plate, labels="cells")
-    with pytest.raises(ValueError, match=r"has 'gt_cyto' but no nuclei 'gt_nuclei'"):
-        simulate_plate_from_shapes(out, kc_plate, nuclei="gt_nuclei")
-    with pytest.raises(ValueError, match="cell line"):
-        simulate_plate_from_shapes(out, kc_plate, cell_line="CL9")
-    assert not out.exists()
-
-
-def test_cli_simulate_shapes_from(kc_plate, tmp_path, capsys):
-    out = tmp_path / "cli.zarr"
-    assert main(["simulate", str(out), "--shapes-from", str(kc_plate), "--cell-line", "CL5",
-                 "--mode", "widefield", "--timepoints", "2", "--seed", "3"]) == 0
-    assert f"wrote {out}" in capsys.readouterr().out
-    assert open_plate(out).field_paths == open_plate(kc_plate).field_paths
-    assert main(["simulate", str(tmp_path / "x.zarr"), "--shapes-from", str(kc_plate),
-                 "--rows", "2"]) != 0
-    assert "--rows: with --shapes-from the plate layout" in capsys.readouterr().err
-    assert main(["simulate", str(tmp_path / "y.zarr"), "--labels", "gt_cyto"]) != 0
-    assert "--labels and --nuclei name label images of --shapes-from" in capsys.readouterr().err
-    assert main(["simulate", str(tmp_path / "z.zarr"), "--shapes-from",
-                 str(tmp_path / "nowhere.zarr")]) != 0
-    assert "nowhere.zarr" in capsys.readouterr().err
-    assert not any((tmp_path / n).exists() for n in ("x.zarr", "y.zarr", "z.zarr"))
+def test_empty_field_truth_is_typed_and_the_input_is_not_modified():
+    cells = np.zeros((64, 64), np.uint8)
+    cells[5:20, 5:20] = 4
+    before = cells.copy()
+    f = simulate_on_shapes(cells, "CL1", timepoints=2, seed=1)
+    assert np.array_equal(cells, before)  # the labels are copied, not moved in place
+    assert [str(d) for d in f.truth.dtypes] == ["int64", "int32", "int64", "float64"]
+    empty = simulate_on_shapes(np.zeros((64, 64), np.uint8), "CL4")
+    assert list(empty.truth.columns) == ["label", "t", "parent_label"]
+    assert [str(d) for d in empty.truth.dtypes] == ["int64", "int32", "int64"]

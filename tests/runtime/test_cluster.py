@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from structfree_dask.engine import cluster
-from structfree_dask.engine.cluster import (
+from structfree_dask.runtime import cluster
+from structfree_dask.runtime.cluster import (
     MIN_IN_FLIGHT,
     TASKS_PER_THREAD,
     close_client,

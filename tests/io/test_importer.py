@@ -1,0 +1,154 @@
+"""structfree_dask.io._importer: folders of TIFF/PNG fields imported as OME-Zarr plates."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from structfree_dask.io import import_folder, open_labels, open_plate
+from structfree_dask.io._importer import FieldFile, scan_folder
+
+VERSIONS = ["0.4", "0.5"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_import_folder_real_images(tmp_path, version, real_dev, validate):
+    REAL_DEV = real_dev
+    out = import_folder(REAL_DEV / "Kc167", tmp_path / "kc.zarr", channels=[1, 0],
+                        channel_names=["cyto", "nuclear"], ngff_version=version)
+    plate = open_plate(out)
+    n_images = len(list((REAL_DEV / "Kc167").glob("*_img.png")))  # 3: 400 and 450 px
+    assert n_images >= 2 and len(plate.field_paths) == n_images
+    info = plate.field(plate.field_paths[0])
+    assert info.channel_names == ("cyto", "nuclear") and info.labels == ("gt_cyto",)
+
+    masks = iio.imread(sorted((REAL_DEV / "Kc167").glob("*_masks.png"))[0])
+    np.testing.assert_array_equal(open_labels(info, "gt_cyto").read()[0], masks)
+    validate(out, same_size_fields=False)
+
+
+def test_import_named_wells_tiff(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("B03_f1", "B03_f0", "C1_f0"):
+        tifffile.imwrite(src / f"{name}.tif", np.ones((3, 64, 64), "uint16"))
+    tifffile.imwrite(src / "C1_f0_masks.tif", np.ones((64, 64), "uint16"))
+    plate = open_plate(import_folder(src, tmp_path / "o.zarr"))
+    assert plate.field_paths == ("B/3/0", "B/3/1", "C/1/0")
+    assert plate.field("C/1/0").labels == ("gt_cyto",)
+
+
+# ----------------------------------------------------------------------------- scanning
+
+
+def test_scan_folder_pairs_masks_and_numbers_unnamed_files(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    iio.imwrite(src / "b_img.png", np.zeros((64, 64, 3), "uint8"))
+    iio.imwrite(src / "b_masks.png", np.zeros((64, 64), "uint8"))
+    iio.imwrite(src / "a.png", np.zeros((64, 64, 3), "uint8"))
+    (src / "notes.txt").write_text("not an image")
+    assert scan_folder(src) == [
+        FieldFile(src / "a.png", None, "A", "1", 0),
+        FieldFile(src / "b_img.png", src / "b_masks.png", "A", "2", 0),
+    ]
+
+
+def test_scan_folder_reads_well_names(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("b3-2.tiff", "AA12_s1.TIF", "c007.png"):
+        (src / name).write_bytes(b"")  # scanning reads names only
+    found = {f.image.name: (f.row, f.col, f.field) for f in scan_folder(src)}
+    assert found == {"b3-2.tiff": ("B", "3", 2), "AA12_s1.TIF": ("AA", "12", 1),
+                     "c007.png": ("C", "7", 0)}
+    (src / "B03_f2.tif").write_bytes(b"")
+    with pytest.raises(ValueError, match="b3-2.tiff and B03_f2.tif both map to well B/3 field 2"):
+        scan_folder(src)
+
+
+def test_scan_folder_missing_or_without_images(tmp_path):
+    with pytest.raises(FileNotFoundError, match="expected a folder of TIFF/PNG images at .*; "
+                                                "not found"):
+        scan_folder(tmp_path / "nowhere")
+    (tmp_path / "only_masks_masks.png").write_bytes(b"")
+    (tmp_path / "readme.md").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"expected TIFF/PNG images \(\.tif, \.tiff, "
+                                                r"\.png\) in .*; found none"):
+        scan_folder(tmp_path)
+
+
+# ----------------------------------------------------------------------------- importing
+
+
+@pytest.fixture
+def rgb_folder(tmp_path):
+    """Two 3-channel PNG fields (channels last), one with a mask."""
+    src = tmp_path / "src"
+    src.mkdir()
+    img = np.zeros((64, 48, 3), "uint8")
+    img[..., 0], img[..., 1], img[..., 2] = 10, 20, 30
+    iio.imwrite(src / "a.png", img)
+    iio.imwrite(src / "b_img.png", img)
+    mask = np.zeros((64, 48), "uint8")
+    mask[5:10, 5:10] = 4
+    iio.imwrite(src / "b_masks.png", mask)
+    return src
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"channels": [3]}, "a.png has 3 channels; channel index(es) [3] do not exist"),
+    ({"channels": [0, 0]}, "channels [0, 0]: a channel is listed more than once"),
+    ({"channels": []}, "channels: expected at least one channel index; got none"),
+    ({"channel_names": ["x"]}, "channel names ['x']: expected 3 (one per kept channel); got 1"),
+    ({"channel_names": ["x", "x", "y"]}, "expected distinct, non-empty names"),
+    ({"pixel_size_um": 0}, "pixel size: expected a finite number between 0.001 and 1000 um; "
+                           "got 0"),
+    ({"mask_label": "a/b"}, "mask label name must be one path component"),
+])
+def test_import_checks_everything_before_writing(tmp_path, rgb_folder, kwargs, message):
+    with pytest.raises(ValueError) as err:
+        import_folder(rgb_folder, tmp_path / "o.zarr", **kwargs)
+    assert message in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # nothing written
+
+
+def test_import_rgb_png_channels_last(tmp_path, rgb_folder):
+    out = import_folder(rgb_folder, tmp_path / "o.zarr", channels=[2, 0],
+                        channel_names=["far", "near"], pixel_size_um=0.65, name="screen")
+    assert out == tmp_path / "o.zarr"
+    plate = open_plate(out)
+    assert plate.name == "screen" and plate.field_paths == ("A/1/0", "A/2/0")
+    info = plate.field("A/2/0")
+    assert info.axes == ("c", "y", "x") and info.shape == (2, 64, 48)
+    assert info.channel_names == ("far", "near") and info.pixel_size["x"] == 0.65
+    assert [int(v) for v in info.read((slice(None), 0, 0))] == [30, 10]
+    assert plate.field("A/1/0").labels == () and info.labels == ("gt_cyto",)
+    assert open_labels(info, "gt_cyto").read()[0, 7, 7] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr", "src"]  # no partial left
+    with pytest.raises(FileExistsError, match="already exists"):
+        import_folder(rgb_folder, tmp_path / "o.zarr")
+
+
+def test_import_refuses_mismatched_files(tmp_path, rgb_folder):
+    iio.imwrite(rgb_folder / "b_masks.png", np.zeros((32, 48), "uint8"))
+    with pytest.raises(ValueError, match=r"b_masks.png has shape \(32, 48\); its image "
+                                         r"b_img.png is \(64, 48\) \(y, x\)"):
+        import_folder(rgb_folder, tmp_path / "o.zarr")
+    (rgb_folder / "b_masks.png").unlink()
+    iio.imwrite(rgb_folder / "c.png", np.zeros((64, 48), "uint8"))  # one channel, not three
+    with pytest.raises(ValueError, match="c.png has 1 channels; a.png has 3 \\(every field of "
+                                         "a plate has the same channels\\)"):
+        import_folder(rgb_folder, tmp_path / "o.zarr")
+    (rgb_folder / "c.png").unlink()
+    (rgb_folder / "d.tif").write_bytes(b"not a tiff")
+    with pytest.raises(ValueError, match=r"d.tif: not a readable TIFF/PNG image \("):
+        import_folder(rgb_folder, tmp_path / "o.zarr")
+    (rgb_folder / "d.tif").unlink()
+    tifffile.imwrite(rgb_folder / "e.tif", np.zeros((2, 9, 64, 48), "uint8"))
+    with pytest.raises(ValueError, match=r"e.tif: expected a 2D image or a 3D image with up to 8 "
+                                         r"channels; found shape \(2, 9, 64, 48\)"):
+        import_folder(rgb_folder, tmp_path / "o.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

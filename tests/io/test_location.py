@@ -1,0 +1,116 @@
+"""structfree_dask.io._location: local paths and URLs, through one set of functions.
+
+URLs here are ``file://`` URLs into ``tmp_path`` (fsspec's local filesystem behind the
+object-store code path); tests/io/test_object_store.py covers a real S3 server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from structfree_dask.io import (
+    StoreError,
+    as_location,
+    basename,
+    check_store,
+    exists,
+    filesystem,
+    is_url,
+    join,
+    redact,
+    remove_tree,
+    upload,
+    write_text,
+)
+
+
+@pytest.mark.parametrize(("location", "url"), [
+    ("s3://bucket/plate.zarr", True),
+    ("gs://b", True),
+    ("file:///data/p.zarr", True),
+    ("/data/plate.zarr", False),
+    ("plate.zarr", False),
+    (Path("/data/plate.zarr"), False),
+])
+def test_is_url_and_as_location(location, url):
+    assert is_url(location) is url
+    loc = as_location(location)
+    assert loc == (str(location) if url else Path(location))
+    assert isinstance(loc, str if url else Path)
+
+
+@pytest.mark.parametrize(("location", "shown"), [
+    ("s3://key:secret@bucket/plate.zarr?token=x", "s3://bucket/plate.zarr"),
+    ("s3://user@bucket/p#fragment", "s3://bucket/p"),
+    ("https://h:9000/b/p?X-Amz-Signature=abc", "https://h:9000/b/p"),
+    ("/data/a:b@c?d", "/data/a:b@c?d"),  # a local path is shown as it is
+])
+def test_redact_drops_credentials_and_queries(location, shown):
+    assert redact(location) == shown
+
+
+def test_join_and_basename():
+    assert join("s3://bucket/plate.zarr/", "/A/1/", "", "0") == "s3://bucket/plate.zarr/A/1/0"
+    assert join(Path("/data/p.zarr"), "A/1") == "/data/p.zarr/A/1"
+    assert join("/data/p.zarr", "", "/") == "/data/p.zarr"
+    assert basename("s3://bucket/runs/plate.zarr/") == "plate.zarr"
+    assert basename("s3://bucket") == "bucket" and basename("s3://bucket/") == "bucket"
+    assert basename(Path("/data/p.zarr")) == "p.zarr"
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "url"])
+def test_exists_write_text_upload_and_remove_tree(tmp_path, as_url):
+    def loc(path: Path) -> str | Path:
+        return path.as_uri() if as_url else path
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    assert exists(loc(tree)) and not exists(loc(tmp_path / "missing"))
+    write_text(loc(tree / "notes.txt"), "é 1\n")
+    assert (tree / "notes.txt").read_bytes() == "é 1\n".encode()
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"\x00\x01")
+    upload(source, loc(tree / "copy.bin"))
+    assert (tree / "copy.bin").read_bytes() == b"\x00\x01"
+    assert exists(loc(tree / "copy.bin"))
+    remove_tree(loc(tree))
+    assert not tree.exists() and source.exists()
+    remove_tree(loc(tree))  # nothing there: nothing happens
+
+
+def test_local_writes_create_their_folder(tmp_path):
+    write_text(tmp_path / "a" / "b" / "c.txt", "x")
+    (tmp_path / "src").write_text("y")
+    upload(tmp_path / "src", tmp_path / "d" / "e" / "f.txt")
+    assert (tmp_path / "a/b/c.txt").read_text() == "x"
+    assert (tmp_path / "d/e/f.txt").read_text() == "y"
+
+
+def test_filesystem_of_a_url(tmp_path):
+    fs, path = filesystem((tmp_path / "p.zarr").as_uri())
+    assert path == str(tmp_path / "p.zarr") and fs.protocol[0] == "file"
+    with pytest.raises(StoreError) as err:
+        filesystem("nosuchproto://key:secret@bucket/p.zarr")
+    assert str(err.value).startswith("cannot open nosuchproto://bucket/p.zarr: ")
+    assert "secret" not in str(err.value)
+    assert issubclass(StoreError, ConnectionError)
+
+
+def test_check_store(tmp_path):
+    check_store(tmp_path / "missing", write=True)  # local paths: left to the local checks
+    url = tmp_path.as_uri()
+    check_store(url, write=True)
+    assert list(tmp_path.iterdir()) == []  # the write probe was deleted
+    missing = (tmp_path / "missing").as_uri()
+    check_store(missing, must_exist=False)
+    with pytest.raises(StoreError) as err:
+        check_store(missing)
+    assert str(err.value) == (f"expected an OME-Zarr plate or image at {missing}; nothing is "
+                              "there")
+    with pytest.raises(StoreError, match=f"^cannot write into {missing}: the store refused the "
+                                         "write \\("):
+        check_store(missing, write=True, must_exist=False)  # (a local folder is not created)
+    with pytest.raises(StoreError, match="^cannot open nosuchproto://b/p: "):
+        check_store("nosuchproto://user:secret@b/p?token=x")

@@ -1,0 +1,311 @@
+"""Tests of structfree_dask.simulate.field: simulate_field, SimulatedField and the truth table."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from structfree_dask.config import true_ratio_column
+from structfree_dask.simulate import (
+    PRESETS,
+    TIME_INTERVAL_H,
+    CellLinePreset,
+    ChannelSpec,
+    Localization,
+    SimulatedField,
+    simulate_field,
+)
+from structfree_dask.simulate.field import (
+    TRUTH_DTYPES,
+    TRUTH_KEYS,
+    rendered_field,
+    truth_columns,
+    truth_frame,
+    truth_rows,
+)
+from structfree_dask.simulate.render import progress, translocation_ratio
+
+_RATIO = true_ratio_column("translocation-reporter")
+
+
+# ------------------------------------------------------------------ determinism
+
+
+def test_same_seed_is_bitwise_identical() -> None:
+    a = simulate_field("CL2", size=96, timepoints=3, seed=7)
+    b = simulate_field("CL2", size=96, timepoints=3, seed=7)
+    for name in ("image", "nuclei", "cyto"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+#: The rendering, pinned: sha256 of the label images (cells, then nuclei), bit for bit, and
+#: the mean and standard deviation of every (timepoint, channel) plane of the image, to 1e-3.
+#: The image itself is not pinned bit for bit: numpy's vectorised float maths differ in the
+#: last bits between CPUs (with and without AVX-512), and a Poisson draw can follow; the same
+#: field rendered both ways differs in a few dozen of its 330 000 pixels.
+_PINNED = {
+    ('CL1', 'confocal', 64, 3, 1): (
+        "ea59fa2036b987f17872859e9be7c90a995bbc387dce4e1fb0a6cc862836b5a2",
+        [[410.80, 648.13, 214.32, 217.34],
+         [410.62, 647.81, 213.01, 208.91],
+         [398.12, 637.75, 213.24, 194.86]],
+        [[469.21, 695.44, 186.65, 213.15],
+         [485.72, 707.45, 193.41, 202.57],
+         [494.49, 727.01, 200.84, 183.61]]),
+    ('CL5', 'widefield', 64, 3, 1): (
+        "9ac0557495536df43fca1674b57f9f74d68f280ce205332fa0816c0fc821c41b",
+        [[118.92, 118.70, 118.97, 118.19],
+         [118.99, 118.77, 118.92, 118.22],
+         [119.39, 119.17, 119.37, 119.26]],
+        [[5.59, 5.51, 5.72, 5.38],
+         [5.56, 5.64, 5.60, 5.30],
+         [5.94, 5.60, 5.95, 6.12]]),
+    ('CL2', 'confocal', 96, 12, 2): (
+        "2f28623f376722f208d8e77b0b60e665378be72a68df2e3d6b4b30b8978460cf",
+        [[1033.71, 290.15, 209.70],
+         [1046.89, 294.51, 210.99],
+         [1053.89, 298.11, 211.07],
+         [1036.03, 304.36, 213.26],
+         [1016.11, 314.97, 212.87],
+         [1013.05, 316.92, 210.65],
+         [1030.32, 325.88, 213.05],
+         [1101.96, 333.31, 219.82],
+         [1149.88, 335.52, 220.09],
+         [1183.15, 340.21, 220.54],
+         [1206.99, 342.36, 221.45],
+         [1244.42, 355.09, 222.41]],
+        [[1238.84, 279.32, 180.51],
+         [1247.76, 281.62, 179.01],
+         [1219.11, 280.51, 177.31],
+         [1212.36, 285.48, 181.82],
+         [1187.23, 295.48, 178.55],
+         [1239.34, 298.32, 178.24],
+         [1286.11, 306.27, 185.24],
+         [1259.34, 312.13, 187.35],
+         [1308.74, 314.74, 183.40],
+         [1276.56, 310.06, 176.60],
+         [1297.64, 313.04, 171.35],
+         [1293.59, 325.76, 165.35]]),
+}
+
+
+@pytest.mark.parametrize(("name", "mode", "size", "timepoints", "seed"), sorted(_PINNED))
+def test_rendering_matches_pinned_values(
+    name: str, mode: str, size: int, timepoints: int, seed: int
+) -> None:
+    f = simulate_field(name, size=size, timepoints=timepoints, seed=seed, mode=mode)
+    labels, mean, std = _PINNED[name, mode, size, timepoints, seed]
+    assert hashlib.sha256(f.cyto.tobytes() + f.nuclei.tobytes()).hexdigest() == labels
+    image = f.image.astype(np.float64)
+    np.testing.assert_allclose(image.mean(axis=(2, 3)), mean, rtol=1e-3, atol=0.01)
+    np.testing.assert_allclose(image.std(axis=(2, 3)), std, rtol=1e-3, atol=0.01)
+
+
+def test_seed_sequence_is_not_consumed() -> None:
+    ss = np.random.SeedSequence(1234)
+    a = simulate_field("CL5", size=64, timepoints=2, seed=ss)
+    b = simulate_field("CL5", size=64, timepoints=2, seed=ss)
+    assert np.array_equal(a.image, b.image)
+    assert ss.n_children_spawned == 0
+
+
+def test_different_seeds_differ() -> None:
+    a = simulate_field("CL1", size=96, timepoints=1, seed=1)
+    b = simulate_field("CL1", size=96, timepoints=1, seed=2)
+    assert not np.array_equal(a.image, b.image)
+    assert not np.array_equal(a.cyto, b.cyto)
+
+
+def test_prefix_of_longer_run_matches_shorter_run() -> None:
+    short = simulate_field("CL3", size=64, timepoints=2, seed=5)
+    long = simulate_field("CL3", size=64, timepoints=4, seed=5)
+    assert np.array_equal(short.image, long.image[:2])
+    assert np.array_equal(short.cyto, long.cyto[:2])
+    pd.testing.assert_frame_equal(short.truth, long.truth[long.truth["t"] < 2])
+
+
+# ------------------------------------------------------------------ shapes and metadata
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_shapes_dtypes_and_metadata(name: str) -> None:
+    f = simulate_field(name, size=(64, 80), timepoints=2, seed=0)
+    n_c = len(PRESETS[name].channels)
+    assert f.image.shape == (2, n_c, 64, 80)
+    assert f.image.dtype == np.uint16
+    assert f.nuclei.shape == f.cyto.shape == (2, 64, 80)
+    assert f.nuclei.dtype == f.cyto.dtype == np.uint32
+    assert f.channel_names == PRESETS[name].channel_names
+    assert len(f.localizations) == n_c
+    assert f.pixel_size_um == pytest.approx(1.24)
+    assert f.time_interval_h == TIME_INTERVAL_H == 3.0
+    assert f.times_h.tolist() == [0.0, 3.0]
+    assert f.cell_line == name and f.mode == "confocal"
+    # camera offset present, no saturation, real signal above background
+    assert f.image.min() > 50
+    assert f.image.max() < 65535
+    assert f.image.max() > 2 * f.image.min()
+
+
+def test_preset_object_accepted() -> None:
+    preset = CellLinePreset(
+        name="custom",
+        description="one membrane channel",
+        channels=(ChannelSpec("membrane", "membrane"),),
+    )
+    f = simulate_field(preset, size=64, timepoints=1, seed=0)
+    assert f.image.shape == (1, 1, 64, 64)
+    assert f.channel_names == ("membrane",)
+
+
+def test_simulated_field_defaults_and_times() -> None:
+    image = np.zeros((3, 1, 4, 4), np.uint16)
+    labels = np.zeros((3, 4, 4), np.uint32)
+    f = SimulatedField(image=image, nuclei=labels, cyto=labels, channel_names=("a",),
+                       pixel_size_um=0.5, time_interval_h=1.5)
+    assert f.times_h.dtype == np.float64
+    assert f.times_h.tolist() == [0.0, 1.5, 3.0]
+    assert f.mode == "confocal" and f.cell_line == "" and f.lineage == {}
+    assert list(f.truth.columns) == list(TRUTH_KEYS) and len(f.truth) == 0
+    assert [str(d) for d in f.truth.dtypes] == ["int64", "int32", "int64"]
+
+
+def test_rendered_field_takes_metadata_from_cell_line_and_mode() -> None:
+    preset = PRESETS["CL3"]
+    image = np.zeros((2, 4, 64, 64), np.uint16)
+    labels = np.zeros((2, 64, 64), np.uint32)
+    truth = truth_frame([], truth_columns(preset))
+    f = rendered_field(image, labels, labels, preset, "widefield", truth, {7: 3})
+    assert f.image is image and f.truth is truth and f.lineage == {7: 3}
+    assert f.pixel_size_um == pytest.approx(0.32)
+    assert f.time_interval_h == TIME_INTERVAL_H
+    assert f.cell_line == "CL3" and f.mode == "widefield"
+    assert f.channel_names == preset.channel_names
+    assert f.localizations == ("nuclei", "cytoplasm", "er", "translocation")
+
+
+# ------------------------------------------------------------------ ground-truth table
+
+
+def test_truth_columns_follow_the_translocation_channels() -> None:
+    assert truth_columns(PRESETS["CL4"]) == ["label", "t", "parent_label"]
+    assert truth_columns(PRESETS["CL1"]) == ["label", "t", "parent_label", _RATIO]
+    two = CellLinePreset(name="two", description="", channels=(
+        ChannelSpec("a", "translocation"), ChannelSpec("m", "mitochondria"),
+        ChannelSpec("b", "translocation")))
+    assert truth_columns(two) == [*TRUTH_KEYS, true_ratio_column("a"), true_ratio_column("b")]
+
+
+def test_truth_frame_is_typed_when_empty_and_concatenates_parts() -> None:
+    columns = [*TRUTH_KEYS, _RATIO]
+    empty = truth_frame([], columns)
+    assert list(empty.columns) == columns and len(empty) == 0
+    assert [str(d) for d in empty.dtypes] == ["int64", "int32", "int64", "float64"]
+    assert TRUTH_DTYPES == {"label": np.int64, "t": np.int32, "parent_label": np.int64}
+    parts = [
+        {"label": np.array([1, 2], np.int64), "t": np.zeros(2, np.int32),
+         "parent_label": np.zeros(2, np.int64), _RATIO: np.array([0.5, 0.6])},
+        {"label": np.array([4], np.int64), "t": np.ones(1, np.int32),
+         "parent_label": np.array([2], np.int64), _RATIO: np.array([1.5])},
+    ]
+    got = truth_frame(parts, columns)
+    assert got["label"].tolist() == [1, 2, 4]
+    assert got["t"].tolist() == [0, 0, 1]
+    assert got["parent_label"].tolist() == [0, 0, 2]
+    assert got[_RATIO].tolist() == [0.5, 0.6, 1.5]
+    assert [str(d) for d in got.dtypes] == ["int64", "int32", "int64", "float64"]
+
+
+def test_truth_rows_lists_the_labelled_cells_with_their_ratios() -> None:
+    preset = PRESETS["CL1"]  # channel 1 is the translocation reporter
+    n_c = len(preset.channels)
+    cells = {
+        "id": np.array([2, 5, 9], np.int64),  # cell 9 is not in the labels
+        "onset": np.full((3, n_c), 10.0),
+        "tau": np.full((3, n_c), 4.0),
+        "responder": np.array([[1.0] * n_c, [0.0] * n_c, [1.0] * n_c]),
+    }
+    cyto = np.zeros((8, 8), np.uint32)
+    cyto[:4] = 5
+    cyto[4:] = 2
+    rows = truth_rows(cells, preset, {5: 1, 9: 2}, cyto, t=3, t_h=9.0)
+    assert list(rows) == ["label", "t", "parent_label", _RATIO]
+    assert rows["label"].tolist() == [2, 5] and rows["label"].dtype == np.int64
+    assert rows["t"].tolist() == [3, 3] and rows["t"].dtype == np.int32
+    assert rows["parent_label"].tolist() == [0, 1]
+    spec = preset.channels[1]
+    want = translocation_ratio(spec, progress(cells, 1, 9.0))[[0, 1]]
+    np.testing.assert_array_equal(rows[_RATIO], want.astype(np.float64))
+    assert rows[_RATIO].dtype == np.float64
+    # the non-responder stays at the start ratio; the responder has moved towards the end
+    assert rows[_RATIO][1] == pytest.approx(spec.nc_ratio_start, rel=1e-6)
+    assert spec.nc_ratio_start < rows[_RATIO][0] < spec.nc_ratio_end
+
+
+def test_truth_lists_every_labelled_cell_once(cl1_series: SimulatedField, cell_ids) -> None:
+    truth = cl1_series.truth
+    assert list(truth.columns) == ["label", "t", "parent_label", _RATIO]
+    assert [str(d) for d in truth.dtypes] == ["int64", "int32", "int64", "float64"]
+    assert not truth.duplicated(["t", "label"]).any()
+    assert truth.equals(truth.sort_values(["t", "label"]).reset_index(drop=True))
+    for t, lab in enumerate(cl1_series.cyto):
+        assert truth.loc[truth["t"] == t, "label"].tolist() == sorted(cell_ids(lab))
+    assert set(truth["t"]) == set(range(len(cl1_series.cyto)))
+
+
+def test_truth_has_one_column_per_translocation_channel() -> None:
+    f = simulate_field("CL4", size=64, timepoints=1, seed=0)  # no translocation reporter
+    assert list(f.truth.columns) == ["label", "t", "parent_label"]
+
+
+def test_lineage_is_consistent_with_labels(cl1_series: SimulatedField) -> None:
+    truth = cl1_series.truth
+    lineage = cl1_series.lineage
+    assert lineage, "no division in 72 h"
+    assert (truth.groupby("label")["parent_label"].nunique() == 1).all()
+    parents = truth.groupby("label")["parent_label"].first()
+    assert lineage == {int(d): int(m) for d, m in parents[parents > 0].items()}
+    first = truth.groupby("label")["t"].min()
+    last = truth.groupby("label")["t"].max()
+    mothers_seen = 0
+    for daughter, mother in lineage.items():
+        assert mother != daughter and daughter > mother
+        if mother in last.index:  # the mother may have lived outside the field
+            mothers_seen += 1
+            assert first[daughter] > last[mother]
+            after = truth[(truth["t"] >= first[daughter]) & (truth["label"] == mother)]
+            assert after.empty
+    assert mothers_seen > 0
+    # each division gives two daughters with the same mother
+    assert max(np.bincount(list(lineage.values()))) <= 2
+
+
+def test_true_ratio_follows_the_response(cl1_series: SimulatedField) -> None:
+    spec = PRESETS["CL1"].channels[1]
+    assert spec.localization is Localization.TRANSLOCATION
+    start, end = np.float32(spec.nc_ratio_start), np.float32(spec.nc_ratio_end)
+    truth = cl1_series.truth
+    ratio = truth[_RATIO]
+    assert ratio.between(start, end).all()
+    # cells start near nc_ratio_start (the response sets in after about 30 h) ...
+    assert ratio[truth["t"] == 0].median() < 1.05 * start
+    # ... responders move to nc_ratio_end over 72 h, non-responders stay at nc_ratio_start
+    final = ratio[truth["t"] == truth["t"].max()]
+    assert final.median() > 0.9 * end
+    assert 0 < (final == start).sum() < 0.5 * len(final)
+    non_responders = truth.loc[truth["t"].eq(truth["t"].max()) & ratio.eq(start), "label"]
+    assert (truth.loc[truth["label"].isin(non_responders), _RATIO] == start).all()
+    # a cell's ratio only moves one way (its onset and time scale are fixed)
+    steps = truth.sort_values(["label", "t"]).groupby("label")[_RATIO].diff().dropna()
+    assert (steps >= 0).all()
+
+
+def test_true_ratio_of_an_export_reporter_decreases() -> None:
+    f = simulate_field("CL2", size=64, timepoints=25, seed=0)
+    spec = PRESETS["CL2"].channels[1]
+    ratio = f.truth.groupby("t")[_RATIO].median()
+    assert ratio.iloc[0] > 0.95 * spec.nc_ratio_start
+    assert ratio.iloc[-1] < 1.2 * spec.nc_ratio_end
