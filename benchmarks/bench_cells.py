@@ -41,11 +41,11 @@ import pandas as pd
 
 from structfree_dask import SegmentationConfig, open_plate, segment, simulate_plate
 from structfree_dask.cells.columns import ratio_column, true_ratio_column
-from structfree_dask.cells.run import measure_plate
-from structfree_dask.cells.track_run import track_plate
+from structfree_dask.cells.plate_measure import measure_plate
+from structfree_dask.cells.plate_track import track_plate
 from structfree_dask.cells.tracking import link_scores, match_labels, track_links
-from structfree_dask.runtime.cluster import close_client, local_client
 from structfree_dask.io import open_labels, read_feature_table, read_plate_dataset
+from structfree_dask.runtime.cluster import close_client, local_client
 from structfree_dask.simulate import PRESETS
 
 READOUT = "translocation-reporter"
@@ -279,7 +279,7 @@ def _peak_task_memory(plate: str) -> float:
 
 
 def _run_units_child(plate: str, queue) -> None:
-    import structfree_dask.cells.run as run
+    import structfree_dask.cells.plate_measure as run
 
     store, plans = run._check(plate, cells="cells", nuclei="nuclei", write_links=False,
                               table="m", channels=None, wells=None, timepoints=None,

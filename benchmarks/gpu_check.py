@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from structfree_dask import SegmentationConfig, segment, simulate_plate
     from structfree_dask.config import ClusterSettings
-    from structfree_dask.runtime.cluster import close_client, local_client, make_client
     from structfree_dask.evaluation.metrics import evaluate, pooled_f1
     from structfree_dask.io import open_labels, open_plate
+    from structfree_dask.runtime.cluster import close_client, local_client, make_client
 
     started = time.perf_counter()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gpu_check_"))

@@ -69,11 +69,11 @@ def check_cells_steps(plate: str, steps: CellsSettings, *, produced: Sequence[st
 
     Label images in ``produced`` are made by the segmentation that runs first: they need
     not exist yet. The others must; when none is produced, the whole request is checked
-    as :func:`structfree_dask.cells.run.check_cells` does. Linked label images and a table
+    as :func:`structfree_dask.cells.plate_measure.check_cells` does. Linked label images and a table
     from other sources and the channels are checked in every case (the settings' bounds
     when ``steps`` was made).
     """
-    from .cells.run import check_cells, check_link_outputs, check_table_output
+    from .cells.plate_measure import check_cells, check_link_outputs, check_table_output
     from .io import open_plate
 
     if not set(produced).intersection(steps.inputs):
@@ -114,7 +114,7 @@ def run_cells_steps(plate: str, steps: CellsSettings, *, client: Any,
     client : distributed.Client
         The cluster the segmentation ran on.
     wells, timepoints, overwrite
-        As for :func:`structfree_dask.cells.run.measure_plate`.
+        As for :func:`structfree_dask.cells.plate_measure.measure_plate`.
     write_report : callable, optional
         ``write_report(flagged) -> location`` when ``steps.report``: where the report goes
         is the caller's (a folder for the command line, the records for a job).
@@ -127,8 +127,8 @@ def run_cells_steps(plate: str, steps: CellsSettings, *, client: Any,
         A step that raises is recorded in ``errors`` and stops the steps after it (a
         failed tracking still lets the report be written).
     """
-    from .cells.run import link_plate, measure_plate
-    from .cells.track_run import track_plate
+    from .cells.plate_measure import link_plate, measure_plate
+    from .cells.plate_track import track_plate
 
     started = time.time()
     out = CellsOutcome()

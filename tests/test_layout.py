@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "structfree_dask"
+TESTS = Path(__file__).resolve().parent
 
 #: Layer of each top-level module or subpackage: a module imports only from its own
 #: subpackage or from lower layers.
@@ -250,3 +251,30 @@ def test_segment_with_a_zoo_loads_no_training_scoring_or_report():
              "structfree_dask.zoo.scoring.data", "structfree_dask.zoo.report", "matplotlib",
              "torch"}
     assert not heavy & loaded, sorted(heavy & loaded)
+
+
+def test_the_docs_layer_diagram_is_the_one_the_tests_hold():
+    """docs/engine.md draws the layers of LAYERS, top to bottom, each module once."""
+    text = (PACKAGE.parent / "docs" / "engine.md").read_text()
+    block = text.split("## The package, layer by layer", 1)[1].split("```")[1]
+    drawn = [[m.strip() for m in step.split(",")]
+             for step in block.replace("\n", " ").split("→")]
+    by_level: dict[int, set[str]] = {}
+    for name, level in LAYERS.items():
+        if name not in ("__init__", "__main__"):
+            by_level.setdefault(level, set()).add(name)
+    assert [set(step) for step in drawn] == [by_level[k] for k in sorted(by_level, reverse=True)]
+
+
+def _mirror(module: str) -> Path:
+    """Return the test file of a module: tests/<package path>/test_<name>.py."""
+    parts = module.split(".")
+    return TESTS.joinpath(*parts[:-1], f"test_{parts[-1].lstrip('_')}.py")
+
+
+def test_the_tests_mirror_the_package_module_by_module():
+    """Every module (not a package's __init__) has its own test file at the mirrored path."""
+    modules = [m for m, p in MODULES.items() if p.name not in ("__init__.py", "__main__.py")]
+    missing = [f"{m}: {_mirror(m).relative_to(TESTS.parent)}" for m in modules
+               if not _mirror(m).is_file()]
+    assert not missing, "modules without their test file:\n" + "\n".join(missing)

@@ -4,10 +4,12 @@ Pure functions on arrays and tables: :mod:`.columns` (the tables' column names),
 :mod:`.linking` (each nucleus to the cell that holds most of it, cytoplasm = cell minus
 nucleus, flagged objects), :mod:`.measure` (per-cell shape and per-channel intensities in
 nucleus, cytoplasm and whole cell), :mod:`.tracking` (tracks with divisions from laptrack,
-geff export, link scores). On a Dask cluster: :mod:`.run` (:func:`~.run.link_plate`,
-:func:`~.run.measure_plate`: one task per (field, timepoint), region by region, with
-:mod:`.planes` reading the regions) and :mod:`.track_run` (:func:`~.track_run.track_plate`:
-one task per field). :mod:`.report` writes an offline HTML view of a measured plate.
+geff export, link scores). On the runtime's cluster (:mod:`structfree_dask.runtime`), as
+kinds of unit: :mod:`.plate_measure` (:func:`~.plate_measure.link_plate`,
+:func:`~.plate_measure.measure_plate`: one task per (field, timepoint), region by region,
+with :mod:`.planes` reading the regions) and :mod:`.plate_track`
+(:func:`~.plate_track.track_plate`: one task per field). :mod:`.report` writes an
+offline HTML view of a measured plate.
 The commands are in :mod:`structfree_dask.cli.cells`; see docs/cells.md.
 """
 
@@ -18,9 +20,10 @@ import lazy_loader
 #: Submodule -> the public names it exports here (imported on first use, so that
 #: ``import structfree_dask.cells`` stays light).
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "run": ["CellsResult", "check_cells", "link_plate", "linked_names", "measure_plate"],
-    "track_run": ["TrackResult", "check_tracks", "track_plate", "tracked_name",
-                  "tracks_location"],
+    "plate_measure": ["CellsResult", "check_cells", "link_plate", "linked_names",
+                      "measure_plate"],
+    "plate_track": ["TrackResult", "check_tracks", "track_plate", "tracked_name",
+                    "tracks_location"],
     "report": ["write_report", "default_report_dir"],
     "linking": ["Linking", "link", "linked_nuclei", "cytoplasm", "region_summary",
                 "merge_summaries"],

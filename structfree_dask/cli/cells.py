@@ -55,7 +55,7 @@ def print_cells_result(what: str, result: Any) -> None:
 
 
 def _cmd_link(args: argparse.Namespace) -> int:
-    from ..cells.run import check_cells, link_plate
+    from ..cells.plate_measure import check_cells, link_plate
 
     check_cluster_options(args)
     steps = CellsSettings.from_mapping({"cells": args.cells, "nuclei": args.nuclei,
@@ -71,7 +71,7 @@ def _cmd_link(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from ..cells.run import check_cells, measure_plate
+    from ..cells.plate_measure import check_cells, measure_plate
 
     check_cluster_options(args)
     steps = CellsSettings.from_mapping({"cells": args.labels, "nuclei": args.nuclei,
@@ -88,7 +88,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from ..cells.track_run import check_tracks, track_plate
+    from ..cells.plate_track import check_tracks, track_plate
     from ..runtime.cluster import close_client
 
     check_cluster_options(args)

@@ -3,7 +3,7 @@
 For every plate the runner first checks what can be checked before anything is written
 (:func:`check_plate`: label images the job does not produce must exist, and when the
 job produces none of the inputs, the whole request is checked as
-:func:`structfree_dask.cells.run.check_cells` does); a problem stops the run before it
+:func:`structfree_dask.cells.plate_measure.check_cells` does); a problem stops the run before it
 starts, as bad input. Once the job's segmentation is
 done, :func:`run_plate` measures the plate on the job's client (linking and the linked
 label images with it), tracks it and writes its report. Each plate has a section of the

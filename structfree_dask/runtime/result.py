@@ -1,8 +1,8 @@
 """What every plate-level run returns: units done, skipped and failed, one way.
 
 Segmentation (:class:`structfree_dask.engine.RunResult`), linking and measuring
-(:class:`structfree_dask.cells.run.CellsResult`), tracking
-(:class:`structfree_dask.cells.track_run.TrackResult`) and the zoo's training
+(:class:`structfree_dask.cells.plate_measure.CellsResult`), tracking
+(:class:`structfree_dask.cells.plate_track.TrackResult`) and the zoo's training
 (:class:`structfree_dask.zoo.training.build.BuildResult`) all extend :class:`PlateRun`:
 a unit is ``(where, t)``, where ``where`` is a field path (``""`` for a lone image) or a
 model ID and ``t`` a timepoint, or None for a unit that spans every timepoint (a field's

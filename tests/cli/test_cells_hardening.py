@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import zarr
 
+from structfree_dask.cells.plate_measure import link_plate, measure_plate
+from structfree_dask.cells.plate_track import track_plate
 from structfree_dask.cells.report import write_report
-from structfree_dask.cells.run import link_plate, measure_plate
-from structfree_dask.cells.track_run import track_plate
 from structfree_dask.cli import main
 from structfree_dask.io import (
     completed_timepoints,

@@ -48,7 +48,7 @@ def test_front_door_and_info_stay_light(sim_plate):
             f"assert main(['info', {str(sim_plate)!r}]) == 0\n"
             "heavy = [m for m in ('torch', 'cellpose') if m in sys.modules]\n"
             "assert not heavy, heavy\n"
-            "assert segment.__module__ == 'structfree_dask.engine._run'\n"
+            "assert segment.__module__ == 'structfree_dask.engine._segment'\n"
             "assert SegmentationConfig.__module__ == 'structfree_dask.config'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -177,8 +177,8 @@ def test_cells_on_s3_equal_cells_on_disk(s3_cluster, tmp_path):
     """Link, measure and track a plate in the store: the tables of the same plate on disk."""
     import pandas as pd
 
-    from structfree_dask.cells.run import measure_plate
-    from structfree_dask.cells.track_run import track_plate
+    from structfree_dask.cells.plate_measure import measure_plate
+    from structfree_dask.cells.plate_track import track_plate
     from structfree_dask.io import read_plate_dataset
 
     url, local = "s3://plates/cells.zarr", str(tmp_path / "cells.zarr")

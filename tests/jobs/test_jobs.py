@@ -781,7 +781,7 @@ def _cells_job(folder: Path, client, segment: dict, cells: dict, records: str = 
 
 def test_cells_after_segmenting_are_measured_tracked_and_reported(tmp_path, cluster_client,
                                                                   small_cpnet_path):
-    from structfree_dask.cells.track_run import tracks_location
+    from structfree_dask.cells.plate_track import tracks_location
     from structfree_dask.io import read_plate_dataset
 
     plate = simulate_plate(tmp_path / "plates" / "p.zarr", cell_line="CL1", rows=1, cols=1,

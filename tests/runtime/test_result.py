@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from structfree_dask.cells.run import CellsResult
-from structfree_dask.cells.track_run import TrackResult
+from structfree_dask.cells.plate_measure import CellsResult
+from structfree_dask.cells.plate_track import TrackResult
 from structfree_dask.engine import RunResult
 from structfree_dask.runtime.result import Failure, PlateRun
 from structfree_dask.zoo.training.build import BuildResult

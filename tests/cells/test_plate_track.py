@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from structfree_dask import simulate_plate
-from structfree_dask.cells.run import measure_plate
-from structfree_dask.cells.track_run import track_plate, tracked_name, tracks_location
+from structfree_dask.cells.plate_measure import measure_plate
+from structfree_dask.cells.plate_track import track_plate, tracked_name, tracks_location
 from structfree_dask.cells.tracking import link_scores, persistent_links, track_links
 from structfree_dask.cli import main
 from structfree_dask.io import open_labels, open_plate, read_feature_table, read_plate_dataset

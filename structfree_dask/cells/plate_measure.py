@@ -8,6 +8,10 @@ nuclei and the cytoplasm (every pyramid level) and measures each region's own ce
 written last, in one piece, so a (field, timepoint) whose rows exist is complete: runs
 resume, and appending timepoints measures only the new ones. The driver validates
 everything before the first write and records linking as done in batches.
+
+Measuring after a linking reads the linked nuclei it wrote (``<cells>_nuclei``, whole and
+done at that timepoint, linked from the same images) instead of linking again; with
+``overwrite`` they are linked afresh from the sources.
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ class _Unit:
     plate_store: str
     channels: tuple[int, ...]
     region: int
+    #: A linked nucleus image to read (done by an earlier linking) instead of linking again.
+    linked: str | None = None
 
 
 @dataclass
@@ -166,8 +172,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             wy = slice(ys.start, int(boxes[own, 2].max()))
             wx = slice(xs.start, int(boxes[own, 3].max()))
             c = read_labels(cells, unit.t, wy, wx)
-            n = read_labels(nuclei, unit.t, wy, wx) if nuclei is not None else None
-            lk = linked_nuclei(n, linking) if n is not None else np.zeros(c.shape, c.dtype)
+            lk = _linked_region(unit, linking, nuclei, c, wy, wx)
             img = np.stack([image.read(plane_index(image, unit.t, wy, wx, ch), array=image_arr)
                             for ch in unit.channels]) if unit.channels else np.zeros(
                                 (0, *c.shape))
@@ -180,6 +185,16 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
                                                  preserve_index=False))
             field_out.write(pa.Table.from_pandas(df, preserve_index=False))
         # an empty unit still writes both parts, with every column (no row group)
+
+
+def _linked_region(unit: _Unit, linking: Linking, nuclei: LabelImage | None, cells: np.ndarray,
+                   wy: slice, wx: slice) -> np.ndarray:
+    """Return the linked nuclei of a window: read where a linking wrote them, else linked."""
+    if unit.linked is not None:
+        return read_labels(open_labels(unit.image, unit.linked), unit.t, wy, wx)
+    if nuclei is None:
+        return np.zeros(cells.shape, cells.dtype)
+    return linked_nuclei(read_labels(nuclei, unit.t, wy, wx), linking)
 
 
 def _with_plate_keys(df: Any, field_path: str) -> Any:
@@ -318,6 +333,27 @@ class _Plan:
     record: dict[str, Any]
     table: Resume | None
     links: tuple[Resume, Resume] | None
+    #: Timepoints whose linked nuclei an earlier linking of the same images wrote.
+    linked_done: frozenset[int] = frozenset()
+
+
+def _linked_done(image: ImageInfo, cells: str, nuclei: str) -> frozenset[int]:
+    """Return the timepoints whose linked label images a linking of these images finished.
+
+    Both ``<cells>_nuclei`` and ``<cells>_cytoplasm`` must be whole, recorded as linked
+    from ``cells`` and ``nuclei``, and done at those timepoints.
+    """
+    done: set[int] | None = None
+    for name in linked_names(cells):
+        if name not in image.labels or not label_group_exists(image, name):
+            return frozenset()
+        label = open_complete_labels(image, name)
+        if label is None or label_record(label).get("linked") != {"cells": cells,
+                                                                   "nuclei": nuclei}:
+            return frozenset()
+        ts = set(completed_timepoints(label))
+        done = ts if done is None else done & ts
+    return frozenset(done or ())
 
 
 def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
@@ -346,11 +382,14 @@ def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
             check_table_targets(image, table, opened.store)
             table_plan = _table_decision(image, table, record, ts, overwrite)
         links = None
+        linked_done: frozenset[int] = frozenset()
         if write_links:
             nuc, cyt = (_link_decision(image, name, linked, ts, overwrite)
                         for name in linked_names(cells))
             links = (nuc, cyt)
-        plans.append(_Plan(image, chans, ts, record, table_plan, links))
+        elif table and nuclei and not overwrite:  # measure what an earlier linking wrote
+            linked_done = _linked_done(image, cells, nuclei)  # (--overwrite: link afresh)
+        plans.append(_Plan(image, chans, ts, record, table_plan, links, linked_done))
     return opened.store, plans
 
 
@@ -363,7 +402,9 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
     for plan in plans:
         image = plan.image
         kept: set[int] | None = None
+        linked_done = set(plan.linked_done)
         if plan.links is not None:
+            linked_done = set.intersection(*(set(d.kept) for d in plan.links))
             for name, decision in zip(linked_names(cells), plan.links, strict=True):
                 if decision.action == "resume":
                     label = extend_timepoints(open_labels(image, name))
@@ -389,9 +430,11 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
             if kept is not None and t in kept:
                 skipped.append((image.path, t))
             else:
+                done = t in linked_done  # linked earlier: read, not linked or written again
                 units.append(_Unit(image, t, cells, nuclei,
-                                   linked_names(cells) if plan.links is not None else None,
-                                   table, store, plan.channels, region))
+                                   linked_names(cells) if plan.links and not done else None,
+                                   table, store, plan.channels, region,
+                                   linked_names(cells)[0] if done else None))
     return units, skipped, outputs
 
 
@@ -585,7 +628,9 @@ def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
     nuclei : str, optional
         The nucleus label image: each nucleus is linked to the cell holding most of it
         and nucleus / cytoplasm intensities are measured. Without it, cells have no
-        nucleus (nucleus and ratio columns are NaN).
+        nucleus (nucleus and ratio columns are NaN). Where an earlier linking of the same
+        cells and nuclei finished the linked label images (:func:`link_plate`), their
+        nuclei are the ones measured (read, not linked again), unless ``overwrite``.
     table : str, optional
         Table name (default ``<labels>_features``): ``<field>/tables/<table>`` and
         ``<plate>/measurements/<table>``.

@@ -9,7 +9,7 @@ import pytest
 
 from structfree_dask import simulate_plate
 from structfree_dask.cells.columns import ratio_column
-from structfree_dask.cells.run import link_plate, linked_names, measure_plate
+from structfree_dask.cells.plate_measure import link_plate, linked_names, measure_plate
 from structfree_dask.cli import main
 from structfree_dask.io import (
     TableExistsError,
@@ -184,3 +184,35 @@ def test_label_images_that_do_not_fit_are_refused_before_anything_is_written(
         measure_plate(str(path), labels="small", client=cluster_client)
     assert _digest(path, "A/1/0") == before
     assert not (path / "A/1/0/tables").exists()
+
+
+def test_measuring_after_linking_reads_the_linked_nuclei(tmp_path, cluster_client):
+    """measure reads what link wrote (one linking); --overwrite links afresh from the sources."""
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL2", timepoints=2, size=96, seed=3)
+    link_plate(str(path), nuclei="gt_nuclei", cells="gt_cyto", client=cluster_client)
+    image = open_plate(path).field("A/1/0")
+    nuc_name, _ = linked_names("gt_cyto")
+    linked = open_labels(image, nuc_name)
+    # curate the linked image: the nucleus of one cell at t=0 is removed
+    plane = linked.read()[0, 0]
+    cell = int(np.unique(plane[plane > 0])[0])
+    import zarr
+
+    level0 = zarr.open_array(str(path / "A/1/0/labels" / nuc_name / "0"), mode="r+")
+    level0[0, 0] = np.where(plane == cell, 0, plane)
+    result = measure_plate(str(path), labels="gt_cyto", nuclei="gt_nuclei", table="read",
+                           client=cluster_client)
+    assert result.ok and len(result.done) == 2
+    read = read_feature_table(image, "read").set_index(["t", "label"])
+    fresh = measure_plate(str(path), labels="gt_cyto", nuclei="gt_nuclei", table="fresh",
+                          link_labels=False, overwrite=True, client=cluster_client)
+    assert fresh.ok
+    again = read_feature_table(image, "fresh").set_index(["t", "label"])
+    assert read.loc[(0, cell), "nucleus_area_px"] == 0  # the curated linked image was read
+    assert again.loc[(0, cell), "nucleus_area_px"] > 0  # linked afresh from the sources
+    others = ~read.index.isin([(0, cell)])
+    assert others.sum() == len(read) - 1
+    pd.testing.assert_frame_equal(read[others], again[others])
+    assert np.array_equal(open_labels(image, nuc_name).read()[0, 0],
+                          np.where(plane == cell, 0, plane))  # measuring wrote no links

@@ -45,7 +45,7 @@ from ..runtime.result import PlateRun
 from ..runtime.resume import Resume, decide_resume
 from .columns import TRACK_COLUMNS
 from .planes import level_shape, read_labels, regions
-from .run import write_rows
+from .plate_measure import write_rows
 from .tracking import relabel_by_track, track_cells, write_geff
 
 __all__ = ["TrackResult", "cell_radius", "check_max_distance", "check_tracks", "track_plate",
@@ -301,7 +301,7 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     ----------
     plate : str
         OME-Zarr plate (a path or a URL) measured by
-        :func:`structfree_dask.cells.run.measure_plate`.
+        :func:`structfree_dask.cells.plate_measure.measure_plate`.
     table : str
         The measurement table (e.g. ``cyto_features``).
     tracked_labels : bool
@@ -321,7 +321,8 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
         The table records ``max_distance``, ``max_gap`` and ``divisions``: tracking again
         with other values needs ``overwrite``, and then tracks every timepoint afresh.
     client, wells, progress
-        As for :func:`structfree_dask.cells.run.measure_plate` (``progress`` counts fields).
+        As for :func:`structfree_dask.cells.plate_measure.measure_plate` (``progress``
+        counts fields).
     overwrite : bool
         Track every timepoint again when ``max_distance`` changed; replace a tracked label
         image made from another label image.
