@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["format_cell", "format_table", "write_csv"]
 
 
@@ -22,10 +24,12 @@ def format_cell(value: Any) -> str:
     --------
     >>> format_cell(0.12345), format_cell(None), format_cell(float("nan")), format_cell(7)
     ('0.123', '-', '-', '7')
+    >>> format_cell(np.float32(0.12345)), format_cell(np.float32("nan"))
+    ('0.123', '-')
     """
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or (isinstance(value, float | np.floating) and not math.isfinite(value)):
         return "-"
-    if isinstance(value, float):
+    if isinstance(value, float | np.floating):
         return f"{value:.3f}"
     return str(value)
 
@@ -61,9 +65,9 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path,
     columns = list(columns or (rows[0].keys() if rows else []))
 
     def text(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        if value is None or (isinstance(value, float | np.floating) and not math.isfinite(value)):
             return ""
-        if isinstance(value, float) and digits is not None:
+        if isinstance(value, float | np.floating) and digits is not None:
             return round(value, digits)
         return value
 

@@ -38,6 +38,20 @@ def _check_axes(axes: str | Sequence[str], ndim: int) -> tuple[str, ...]:
     return axes_t
 
 
+def _check_image(data: np.ndarray, axes: str | Sequence[str],
+                 channel_names: Sequence[str] | None) -> tuple[tuple[str, ...], list[str]]:
+    """Check an image's axes and channel names before anything is written.
+
+    Returns the axes and the channel names (indices as names when none are given).
+    """
+    axes_t = _check_axes(axes, data.ndim)
+    n_c = dict(zip(axes_t, data.shape, strict=True)).get("c", 1)
+    names = list(channel_names) if channel_names is not None else [str(i) for i in range(n_c)]
+    if len(names) != n_c:
+        raise ValueError(f"got {len(names)} channel names for {n_c} channels: {names}")
+    return axes_t, names
+
+
 def _n_levels(ny: int, nx: int, max_levels: int = 5, min_size: int = 64) -> int:
     n = 1
     while n < max_levels and min(ny, nx) // (2**n) >= min_size:
@@ -80,7 +94,7 @@ def write_image_group(
         Number of levels (default: halve until the smaller side is < 128 px, at most 5).
     name : str, optional
     """
-    axes_t = _check_axes(axes, data.ndim)
+    axes_t, names = _check_image(data, axes, channel_names)  # before the first array
     fmt = format_for(version)
     sizes = dict(zip(axes_t, data.shape, strict=True))
     levels = n_levels or _n_levels(sizes["y"], sizes["x"])
@@ -116,10 +130,6 @@ def write_image_group(
     if fmt.zarr_format == 2:
         multiscale["version"] = version
     meta: dict[str, Any] = {"multiscales": [multiscale]}
-    n_c = sizes.get("c", 1)
-    names = list(channel_names) if channel_names is not None else [str(i) for i in range(n_c)]
-    if len(names) != n_c:
-        raise ValueError(f"got {len(names)} channel names for {n_c} channels: {names}")
     if "c" in sizes:
         channels = []
         for i, nm in enumerate(names):
@@ -220,6 +230,7 @@ class PlateWriter:
         fname = str(int(field))
         if fname in self._fields.get(wpath, []):
             raise ValueError(f"field {wpath}/{fname} was already written")
+        _check_image(image, axes, channel_names)  # before the field's group exists
         well = self.root.require_group(row).require_group(col)
         group = well.create_group(fname)
         write_image_group(group, image, axes=axes, version=self.version,
@@ -310,6 +321,7 @@ def create_image(path: str | Path, data: np.ndarray, *, axes: str | Sequence[str
     ImageInfo
     """
     path = str(path)
+    _check_image(data, axes, channel_names)  # before the store exists
     check_new_store(path, overwrite)
     root = zarr.open_group(store=path, mode="w", zarr_format=format_for(ngff_version).zarr_format)
     write_image_group(root, data, axes=axes, version=format_for(ngff_version).version,

@@ -184,7 +184,7 @@ def owned_cells(
     Returns
     -------
     kept : numpy.ndarray
-        uint32 labels holding only the owned cells, numbered in order of first pixel.
+        uint32 labels holding only the owned cells, numbered 1..n in the order of their IDs.
     n : int
         Number of owned cells.
 
@@ -196,6 +196,8 @@ def owned_cells(
     (1, 1, 0)
     """
     flat = labels.ravel()
+    if flat.dtype == np.uint64:  # bincount counts int64 (label IDs stay far below 2**63)
+        flat = flat.astype(np.int64)
     nmax = int(flat.max(initial=0))
     if nmax == 0:
         return np.zeros_like(labels, dtype=LABEL_DTYPE), 0

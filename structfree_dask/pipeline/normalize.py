@@ -10,7 +10,11 @@ __all__ = ["percentile_bounds", "normalize", "sample_stride"]
 
 
 def sample_stride(shape_yx: tuple[int, int], max_pixels: int = 1 << 22) -> int:
-    """Return the stride that samples at most ``max_pixels`` of a plane.
+    """Return the stride that samples about ``max_pixels`` of a plane.
+
+    The stride is ``ceil(sqrt(pixels / max_pixels))``: ``x[::s, ::s]`` holds at most
+    ``max_pixels`` for sides that are multiples of ``s``, a few more otherwise (one row or
+    column per side; 4 196 352 of a 4097 x 4095 plane at the default 4 194 304).
 
     Examples
     --------

@@ -123,8 +123,19 @@ def resolve_seed(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
 
 
 def resolve_mode(mode: str) -> ImagingMode:
-    """Return the imaging mode named ``mode`` (one of :data:`IMAGING_MODES`)."""
-    if not isinstance(mode, str) or mode not in MODES:
+    """Return the imaging mode named ``mode`` (one of :data:`IMAGING_MODES`).
+
+    Raises
+    ------
+    TypeError
+        ``mode`` is not a string (as for the simulator's other arguments).
+    ValueError
+        An unknown mode.
+    """
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be a string, one of {', '.join(map(repr, MODES))}; got "
+                        f"{type(mode).__name__} {mode!r}")
+    if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(map(repr, MODES))}")
     return MODES[mode]
 

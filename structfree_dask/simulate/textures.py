@@ -49,7 +49,12 @@ def random_field(
 
 
 class Textures:
-    """Lazily generated per-timepoint texture fields (all in [0, inf), float32)."""
+    """Lazily generated per-timepoint texture fields (float32).
+
+    ``smooth`` and ``fine`` are zero-mean, unit-variance fields (negative values included;
+    the renderer uses them as ``1 + a * texture``); ``blob``, ``reticular``, ``filament``
+    and ``puncta`` are in [0, inf).
+    """
 
     def __init__(
         self, rng: np.random.Generator, f2: npt.NDArray[np.float32], px_um: float,

@@ -9,7 +9,7 @@ evaluation channel to the model that segments it (MC: the same model for every c
 :meth:`Selection.to_dict` writes the same layout (``model_ids`` a ``{channel: id}`` dict
 for CW, one id for MC), so older code reads the files written now.
 
-:func:`resolve` (and :meth:`Selection.resolve`) turns a selection into what a
+:func:`structfree_dask.zoo.resolve.resolve` turns a selection into what a
 segmentation needs: the channel names, the weights file of each channel's model, the
 diameter and the flow and cell probability thresholds (:class:`ResolvedSelection`),
 checking that a plate has the channels the models were trained on. ``segment --zoo``

@@ -22,7 +22,7 @@ def config_from_zoo(zoo: str | Path | Zoo, cell_line: str, organelle: str, plate
     the models' training diameter (averaged over the evaluation channels, as the pair
     was scored), and the flow and cell probability thresholds to the ones chosen with the
     selection (Cellpose's 0.4 and 0 for selections that chose none). See
-    :func:`~structfree_dask.zoo.selection.resolve`.
+    :func:`~structfree_dask.zoo.resolve.resolve`.
 
     Parameters
     ----------

@@ -192,3 +192,23 @@ def test_append_timepoints_needs_a_t_axis_and_no_links(tmp_path):
     os.symlink(outside, tmp_path / "t.zarr/0")
     with pytest.raises(UnsafePathError, match="it is a symbolic link"):
         append_timepoints(lapse, np.zeros((1, 64, 64), "uint8"))
+
+
+@pytest.mark.parametrize(("axes", "names", "fragment"), [
+    ("tcyx", ["a"], "got 1 channel names for 2 channels"),
+    ("cyx", None, "axes 'cyx' name 3 axes; data has 4"),
+    ("tcxy", None, "in t, c, z, y, x order"),
+])
+def test_a_bad_image_is_refused_before_anything_is_written(tmp_path, axes, names, fragment):
+    from structfree_dask.io import create_image, create_plate
+
+    data = np.zeros((1, 2, 64, 64), np.uint16)
+    with pytest.raises(ValueError, match=fragment):
+        create_image(tmp_path / "i.zarr", data, axes=axes, channel_names=names)
+    assert not (tmp_path / "i.zarr").exists()
+    create_image(tmp_path / "i.zarr", data, axes="tcyx", channel_names=["a", "b"])  # a retry
+    with create_plate(tmp_path / "p.zarr", rows=["A"], columns=["1"]) as plate:
+        with pytest.raises(ValueError, match=fragment):
+            plate.write_field("A", "1", 0, data, axes=axes, channel_names=names)
+        assert not (tmp_path / "p.zarr" / "A" / "1" / "0").exists()
+        plate.write_field("A", "1", 0, data, axes="tcyx", channel_names=["a", "b"])

@@ -271,3 +271,12 @@ def test_cut_cells_counts_cells_on_edges_inside_the_field(origin, field, expecte
     kept[9, 5:7] = 3  # bottom edge
     kept[4:6, 4:6] = 4  # inside, touches no edge
     assert cut_cells(kept, origin, field) == expected
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "int32", "int64", "uint64"])
+def test_owned_cells_takes_every_integer_label_dtype(dtype):
+    lab = np.zeros((8, 8), dtype)
+    lab[0:2, 0:2], lab[5:7, 5:7], lab[0:2, 5:7] = 9, 4, 2
+    kept, n = owned_cells(lab, (0, 0), (0, 4, 0, 8))
+    assert n == 2 and kept.dtype == np.uint32
+    assert kept[0, 0] == 2 and kept[0, 5] == 1 and kept[5, 5] == 0  # 1..n in ID order

@@ -72,7 +72,7 @@ def test_resolve_mode() -> None:
     with pytest.raises(ValueError, match=r"unknown mode 'Confocal'; expected one of "
                                          r"'confocal', 'widefield'"):
         resolve_mode("Confocal")
-    with pytest.raises(ValueError, match=r"unknown mode None"):
+    with pytest.raises(TypeError, match=r"mode must be a string.*got NoneType None"):
         resolve_mode(None)  # type: ignore[arg-type]
 
 

@@ -100,7 +100,7 @@ def selected_models(zoo: Zoo, selection: Selection | Mapping[str, Any],
     """Return the selected pair: its model(s) on its evaluation channels.
 
     The channels, models and diameter are the selection's resolved ones
-    (:meth:`~structfree_dask.zoo.selection.Selection.resolve`), as ``segment --zoo``
+    (:func:`~structfree_dask.zoo.resolve.resolve`), as ``segment --zoo``
     uses them; ``plate_channel_names`` (optional) checks them against a plate.
     """
     chosen = resolve_selection(zoo, as_selection(selection), plate_channel_names)

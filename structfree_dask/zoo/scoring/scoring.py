@@ -93,7 +93,7 @@ def score_candidates(
     """Score every (training subset, evaluation subset) pair of a zoo's models.
 
     The flows of each (model, channel) are computed once per plane and averaged for
-    every evaluation subset (see :mod:`structfree_dask.zoo.scoring.evaluate`).
+    every evaluation subset (see :mod:`structfree_dask.zoo.scoring.predict`).
 
     Parameters
     ----------
@@ -232,7 +232,6 @@ def select_models(
 
 # ----------------------------------------------------------------------------- vanilla baseline
 
-#: Strategy name of the Vanilla baseline rows (the base model, not fine-tuned).
 def _plate_subsets(info: ImageInfo,
                    subsets: Iterable[Sequence[int | str] | int | str]) -> list[tuple[int, ...]]:
     out: list[tuple[int, ...]] = []

@@ -255,6 +255,7 @@ def train_model(job: TrainingJob, base: ModelSpec | str | Path | None, zoo_dir: 
         split = job.split
         if job.model_id in Zoo(zoo_dir) and not settings.overwrite:
             log.line(f"{job.model_id} is already in the zoo; not retrained")
+            return run_training_job(job, base, zoo_dir, settings)  # its card, as it is
         log.line(f"training {job.model_id} on {worker_name()}: {job.strategy} on channels "
                  f"{list(job.channel_names)}, {len(split.train)}/{len(split.val)}/"
                  f"{len(split.test)} train/val/test fields, base {base or 'generalist'}, "
