@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,7 +62,7 @@ from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, r
 from .measure import column_dtypes, empty_measurements, measure_cells
 from .planes import level_shape, plane_index, read_labels, regions
 
-__all__ = ["CellsResult", "check_cells", "check_link_outputs", "check_table_output",
+__all__ = ["CellsPlan", "CellsResult", "check_cells", "check_link_outputs", "check_table_output",
            "linked_names", "link_plate", "measure_plate", "write_rows"]
 
 logger = logging.getLogger(__name__)
@@ -438,18 +438,45 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
     return units, skipped, outputs
 
 
+class CellsPlan(NamedTuple):
+    """A checked link or measure request: what each field will do (:func:`check_cells`).
+
+    Passed to :func:`link_plate` or :func:`measure_plate` (``plan=``), the run does not
+    read the plate's metadata again.
+    """
+
+    #: The request it was checked for (refused by a run of another request).
+    request: tuple[Any, ...]
+    store: str
+    fields: list[_Plan]
+
+
+def _request(plate: str, cells: str, nuclei: str | None, write_links: bool,
+             table: str | None, channels: Sequence[int | str] | None,
+             wells: Sequence[str] | None, timepoints: slice | Sequence[int] | None,
+             overwrite: bool) -> tuple[Any, ...]:
+    sel = (timepoints.start, timepoints.stop, timepoints.step) if isinstance(
+        timepoints, slice) else None if timepoints is None else tuple(timepoints)
+    return (plate, cells, nuclei, bool(write_links), table,
+            None if channels is None else tuple(channels),
+            None if wells is None else tuple(wells), sel, overwrite)
+
+
 def check_cells(plate: str, *, labels: str, nuclei: str | None = None,
                 table: str | None = None, link_labels: bool = False,
                 channels: Sequence[int | str] | None = None,
                 wells: Sequence[str] | None = None, timepoints: slice | Sequence[int] | None = None,
-                overwrite: bool = False) -> None:
+                overwrite: bool = False) -> CellsPlan:
     """Check a link or measure request without writing anything (raises as they do).
 
     ``table`` None with ``link_labels`` checks a :func:`link_plate` request; a table name
-    checks a :func:`measure_plate` request.
+    checks a :func:`measure_plate` request. Returns the plan, for the run (``plan=``).
     """
-    _check(plate, cells=labels, nuclei=nuclei, write_links=link_labels, table=table,
-           channels=channels, wells=wells, timepoints=timepoints, overwrite=overwrite)
+    store, fields = _check(plate, cells=labels, nuclei=nuclei, write_links=link_labels,
+                           table=table, channels=channels, wells=wells,
+                           timepoints=timepoints, overwrite=overwrite)
+    return CellsPlan(_request(plate, labels, nuclei, link_labels, table, channels, wells,
+                              timepoints, overwrite), store, fields)
 
 
 def check_link_outputs(plate: str, *, cells: str, nuclei: str,
@@ -513,12 +540,20 @@ def check_table_output(plate: str, *, cells: str, nuclei: str | None, table: str
 
 def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
           table: str | None, channels: Sequence[int | str] | None, wells: Sequence[str] | None,
-          timepoints: slice | Sequence[int] | None, overwrite: bool, region: int
+          timepoints: slice | Sequence[int] | None, overwrite: bool, region: int,
+          plan: CellsPlan | None = None
           ) -> tuple[list[_Unit], list[tuple[str, int]], list[LabelImage]]:
-    store, plans = _check(plate, cells=cells, nuclei=nuclei, write_links=write_links,
-                          table=table, channels=channels, wells=wells,
-                          timepoints=timepoints, overwrite=overwrite)
     region = CellsSettings.check_value("region", region)
+    if plan is None:
+        store, plans = _check(plate, cells=cells, nuclei=nuclei, write_links=write_links,
+                              table=table, channels=channels, wells=wells,
+                              timepoints=timepoints, overwrite=overwrite)
+    elif plan.request != _request(plate, cells, nuclei, write_links, table, channels, wells,
+                                  timepoints, overwrite):
+        raise ValueError(f"the plan given was checked for another request ({plan.request}); "
+                         "check this one with check_cells")
+    else:
+        store, plans = plan.store, plan.fields
     return _prepare(store, plans, cells=cells, nuclei=nuclei, table=table, region=region)
 
 
@@ -565,7 +600,8 @@ def _record_links(outputs: list[LabelImage], by_field: dict[str, list[int]]) -> 
 def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,
                wells: Sequence[str] | None = None, timepoints: slice | Sequence[int] | None = None,
                overwrite: bool = False, region: int = DEFAULT_CELLS_REGION,
-               progress: Callable[[int, int], None] | None = None) -> CellsResult:
+               progress: Callable[[int, int], None] | None = None,
+               plan: CellsPlan | None = None) -> CellsResult:
     """Link the nuclei to the cells of a plate and write linked nuclei and cytoplasm.
 
     Writes ``labels/<cells>_nuclei`` (each nucleus with its cell's ID) and
@@ -591,6 +627,8 @@ def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,
         writes are rounded to the label chunks).
     progress : callable, optional
         ``progress(done, total)`` after each (field, timepoint).
+    plan : CellsPlan, optional
+        What :func:`check_cells` returned for this request: the plate is not read again.
 
     Returns
     -------
@@ -607,7 +645,8 @@ def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,
     """
     units, skipped, outputs = _plan(plate, cells=cells, nuclei=nuclei, write_links=True,
                                     table=None, channels=None, wells=wells,
-                                    timepoints=timepoints, overwrite=overwrite, region=region)
+                                    timepoints=timepoints, overwrite=overwrite, region=region,
+                                    plan=plan)
     return _run(plate, units, skipped, outputs, client, progress)
 
 
@@ -616,7 +655,8 @@ def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
                   client: Any = None, wells: Sequence[str] | None = None,
                   timepoints: slice | Sequence[int] | None = None, overwrite: bool = False,
                   link_labels: bool | None = None, region: int = DEFAULT_CELLS_REGION,
-                  progress: Callable[[int, int], None] | None = None) -> CellsResult:
+                  progress: Callable[[int, int], None] | None = None,
+                  plan: CellsPlan | None = None) -> CellsResult:
     """Measure every cell of a plate into per-field tables and a plate-level dataset.
 
     Parameters
@@ -636,7 +676,7 @@ def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
         ``<plate>/measurements/<table>``.
     channels : sequence of int or str, optional
         Channels to measure (default all).
-    client, wells, timepoints, overwrite, region, progress
+    client, wells, timepoints, overwrite, region, progress, plan
         As for :func:`link_plate`. Timepoints already in the table are skipped (appending
         timepoints measures only the new ones).
     link_labels : bool, optional
@@ -663,5 +703,5 @@ def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
     units, skipped, outputs = _plan(plate, cells=labels, nuclei=nuclei,
                                     write_links=link_labels, table=name, channels=channels,
                                     wells=wells, timepoints=timepoints, overwrite=overwrite,
-                                    region=region)
+                                    region=region, plan=plan)
     return _run(plate, units, skipped, outputs, client, progress)

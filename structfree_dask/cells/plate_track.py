@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,8 +48,8 @@ from .planes import level_shape, read_labels, regions
 from .plate_measure import write_rows
 from .tracking import relabel_by_track, track_cells, write_geff
 
-__all__ = ["TrackResult", "cell_radius", "check_max_distance", "check_tracks", "track_plate",
-           "tracked_name", "tracks_location"]
+__all__ = ["TrackPlan", "TrackResult", "cell_radius", "check_max_distance", "check_tracks",
+           "track_plate", "tracked_name", "tracks_location"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,11 +233,31 @@ def _tracked_decision(image: ImageInfo, name: str, record: dict[str, Any], overw
         rename="table", error=FileExistsError)
 
 
+@dataclass(frozen=True)
+class _FieldPlan:
+    image: ImageInfo
+    labels: str
+    retrack: bool
+    tracked: tuple[str, Resume] | None
+
+
+class TrackPlan(NamedTuple):
+    """A checked tracking request (:func:`check_tracks`), for :func:`track_plate` (``plan=``).
+
+    With it, the run does not read the plate's metadata again.
+    """
+
+    #: The request it was checked for (refused by a run of another request).
+    request: tuple[Any, ...]
+    store: str
+    fields: list[_FieldPlan]
+
+
 def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None, *,
                  tracked_labels: bool = False, max_distance: float | None = None,
                  max_gap: int = 1, divisions: bool = True,
-                 overwrite: bool = False) -> tuple[str, list[_FieldPlan]]:
-    """Check a tracking request before anything is written; return the store and plans.
+                 overwrite: bool = False) -> TrackPlan:
+    """Check a tracking request before anything is written; return its plan.
 
     Raises
     ------
@@ -279,22 +299,17 @@ def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None, *,
             decision = _tracked_decision(image, name, record, overwrite or retrack)
             tracked = (name, decision)
         out.append(_FieldPlan(image, labels, retrack, tracked))
-    return opened.store, out
-
-
-@dataclass(frozen=True)
-class _FieldPlan:
-    image: ImageInfo
-    labels: str
-    retrack: bool
-    tracked: tuple[str, Resume] | None
+    request = (plate, table, None if wells is None else tuple(wells), bool(tracked_labels),
+               settings, overwrite)
+    return TrackPlan(request, opened.store, out)
 
 
 def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
                 max_distance: float | None = None, max_gap: int = 1, divisions: bool = True,
                 region: int = DEFAULT_CELLS_REGION, client: Any = None,
                 wells: Sequence[str] | None = None, overwrite: bool = False,
-                progress: Callable[[int, int], None] | None = None) -> TrackResult:
+                progress: Callable[[int, int], None] | None = None,
+                plan: TrackPlan | None = None) -> TrackResult:
     """Track the cells of a measured plate, field by field.
 
     Parameters
@@ -323,6 +338,8 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     client, wells, progress
         As for :func:`structfree_dask.cells.plate_measure.measure_plate` (``progress``
         counts fields).
+    plan : TrackPlan, optional
+        What :func:`check_tracks` returned for this request: the plate is not read again.
     overwrite : bool
         Track every timepoint again when ``max_distance`` changed; replace a tracked label
         image made from another label image.
@@ -343,10 +360,17 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     """
     from ..runtime.cluster import close_client, local_client, stream_outcomes
 
-    store, plans = check_tracks(plate, table, wells, tracked_labels=tracked_labels,
-                                max_distance=max_distance, max_gap=max_gap,
-                                divisions=divisions, overwrite=overwrite)
-    settings = tracking_settings(max_distance, max_gap, divisions)  # (checked above)
+    settings = tracking_settings(max_distance, max_gap, divisions)
+    request = (plate, table, None if wells is None else tuple(wells), bool(tracked_labels),
+               settings, overwrite)
+    if plan is None:
+        plan = check_tracks(plate, table, wells, tracked_labels=tracked_labels,
+                            max_distance=max_distance, max_gap=max_gap, divisions=divisions,
+                            overwrite=overwrite)
+    elif plan.request != request:
+        raise ValueError(f"the plan given was checked for another request ({plan.request}); "
+                         "check this one with check_tracks")
+    store, plans = plan.store, plan.fields
     region = CellsSettings.check_value("region", region)
     jobs = []
     for plan in plans:

@@ -186,8 +186,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         check_output_file(args.performance_report, "--performance-report")
     configs = _segment_configs(args)
     # every check (selection, model, label image, plate writable) before a cluster starts
-    for config in configs:
-        validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
+    plans = [validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
+             for config in configs]  # the plans the run uses: the plate is read once
     steps = _cells_steps(args, configs)
     if steps is not None:  # what follows the segmentation: checked before it starts too
         from ..workflow import check_cells_steps
@@ -200,8 +200,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     names = " and ".join(f"labels/{c.label_name}" for c in configs)
     try:
         with recording(client, args.performance_report):
-            results = segment_many([Target(args.plate, c, args.wells, args.timepoints)
-                                    for c in configs], client=client, progress=progress)
+            results = segment_many([Target(args.plate, c, args.wells, args.timepoints, p)
+                                    for c, p in zip(configs, plans, strict=True)],
+                                   client=client, progress=progress)
             cells = _cells_after_segment(args, configs, steps, results, client, progress)
     except KeyboardInterrupt:
         finished = (f"{progress.done} of {progress.total} (field, timepoint) unit(s) of this "

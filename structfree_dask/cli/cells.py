@@ -61,13 +61,13 @@ def _cmd_link(args: argparse.Namespace) -> int:
     steps = CellsSettings.from_mapping({"cells": args.cells, "nuclei": args.nuclei,
                                         "link": True, "measure": False,
                                         **given_settings(args, CellsSettings)})
-    check_cells(args.plate, labels=args.cells, nuclei=args.nuclei, link_labels=True,
-                wells=args.wells, timepoints=args.timepoints, overwrite=args.overwrite)
+    plan = check_cells(args.plate, labels=args.cells, nuclei=args.nuclei, link_labels=True,
+                       wells=args.wells, timepoints=args.timepoints, overwrite=args.overwrite)
     what = " and ".join(f"labels/{n}" for n in steps.outputs())
     return _run_cells(args, what, lambda client, progress: link_plate(
         args.plate, nuclei=args.nuclei, cells=args.cells, client=client, wells=args.wells,
         timepoints=args.timepoints, overwrite=args.overwrite, region=steps.region,
-        progress=progress))
+        progress=progress, plan=plan))
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
@@ -77,14 +77,14 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     steps = CellsSettings.from_mapping({"cells": args.labels, "nuclei": args.nuclei,
                                         **given_settings(args, CellsSettings)})
     channels = list(steps.channels) if steps.channels else None
-    check_cells(args.plate, labels=args.labels, nuclei=args.nuclei, table=steps.table_name,
-                link_labels=bool(steps.link), channels=channels, wells=args.wells,
-                timepoints=args.timepoints, overwrite=args.overwrite)
+    plan = check_cells(args.plate, labels=args.labels, nuclei=args.nuclei,
+                       table=steps.table_name, link_labels=bool(steps.link), channels=channels,
+                       wells=args.wells, timepoints=args.timepoints, overwrite=args.overwrite)
     return _run_cells(args, f"tables/{steps.table_name}", lambda client, progress: measure_plate(
         args.plate, labels=args.labels, nuclei=args.nuclei, table=steps.table_name,
         channels=channels, client=client, wells=args.wells, timepoints=args.timepoints,
         overwrite=args.overwrite, link_labels=steps.link, region=steps.region,
-        progress=progress))
+        progress=progress, plan=plan))
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
@@ -95,13 +95,14 @@ def _cmd_track(args: argparse.Namespace) -> int:
     given = checked_values(CellsSettings, given_settings(args, CellsSettings))
     tracking = {k: given[k] for k in ("tracked_labels", "max_distance", "max_gap", "divisions",
                                       "region") if k in given}
-    check_tracks(args.plate, args.table, args.wells, overwrite=args.overwrite,
-                 **{k: v for k, v in tracking.items() if k != "region"})
+    plan = check_tracks(args.plate, args.table, args.wells, overwrite=args.overwrite,
+                        **{k: v for k, v in tracking.items() if k != "region"})
     client = start_client(args)
     progress = ProgressBar(args, "field")
     try:
         result = track_plate(args.plate, table=args.table, client=client, wells=args.wells,
-                             overwrite=args.overwrite, progress=progress, **tracking)
+                             overwrite=args.overwrite, progress=progress, plan=plan,
+                             **tracking)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: fields that finished keep their tracks; rerun the "
                           "same command to track the others") from None

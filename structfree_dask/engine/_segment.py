@@ -19,13 +19,16 @@ logger = logging.getLogger(__name__)
 class Target(NamedTuple):
     """One target of :func:`segment_many`: a plate, its settings and its selection.
 
-    ``wells`` and ``timepoints`` as in :func:`segment` (None: all).
+    ``wells`` and ``timepoints`` as in :func:`segment` (None: all). ``plans``: what
+    :func:`validate` returned for this plate, settings and selection (the plate is then
+    not read again; None: planned when the run starts).
     """
 
     plate: str
     config: SegmentationConfig
     wells: Sequence[str] | None = None
     timepoints: slice | Sequence[int] | None = None
+    plans: Sequence[FieldPlan] | None = None
 
 
 def validate(
@@ -63,8 +66,8 @@ def _prepare(targets: list[Target], started: float) -> list[TargetRun | Exceptio
                 raise ValueError(f"labels/{key[1]} of {target.plate} is written by target "
                                  f"{writes[key]} of this run already")
             specs = resolve_models(target.config)
-            plans = plan_fields(target.plate, target.config, specs, target.wells,
-                                target.timepoints)
+            plans = list(target.plans) if target.plans is not None else plan_fields(
+                target.plate, target.config, specs, target.wells, target.timepoints)
         except Exception as err:  # noqa: BLE001 - this target's error; the others still run
             out.append(err)
             continue

@@ -1,4 +1,5 @@
-"""The engine on real OME-Zarr plates with a real multi-process LocalCluster."""
+"""segment, segment_many, validate and Target (engine._segment): whole runs on real
+OME-Zarr plates with a real multi-process LocalCluster."""
 
 from __future__ import annotations
 
@@ -9,77 +10,45 @@ import numpy as np
 import pytest
 
 from structfree_dask.config import SegmentationConfig
-from structfree_dask.engine import Target, segment, segment_many
+from structfree_dask.engine import Target, segment, segment_many, validate
 from structfree_dask.evaluation.metrics import matched_f1
 from structfree_dask.io import (
     LabelExistsError,
-    completed_timepoints,
     create_plate,
     open_labels,
     open_plate,
 )
 from structfree_dask.pipeline.segment import segment_array
 
-
-def _write(path, fields, *, t=1, version="0.4", names=("cyto-stain", "nuc-stain")):
-    """fields: list of (2, y, x) arrays (or (t, 2, y, x)); one well per field."""
-    with create_plate(path, rows=["A"], columns=[str(i + 1) for i in range(len(fields))],
-                      ngff_version=version) as plate:
-        for i, img in enumerate(fields):
-            data = img if img.ndim == 4 else np.stack([img] * t)
-            plate.write_field("A", str(i + 1), 0, data, channel_names=list(names))
-    return path
-
-
-def _labels(path, name="cyto"):
-    plate = open_plate(path)
-    return {f: open_labels(plate.field(f), name).read() for f in plate.field_paths}
-
-
-def _plane(arr, t=0):
-    return arr[t, 0]
-
-
 #: settings of the determinism tests: 4 regions per field, FA over both channels
 SMALL = SegmentationConfig(channels=(0, 1), tile_size=160, halo=48)
 
 
 @pytest.fixture(scope="module")
-def plate_small(tmp_path_factory, make_mosaic):
+def plate_small(tmp_path_factory, make_mosaic, write_plate):
     """Two fields of 320 px, two timepoints: four units of work."""
     fields = [make_mosaic(320, seed=s) for s in range(2)]
     path = tmp_path_factory.mktemp("small") / "p.zarr"
-    return _write(path, fields, t=2), fields
+    return write_plate(path, fields, t=2), fields
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, plate_small, cluster_client):
+def reference(tmp_path_factory, plate_small, cluster_client, copy_plate, read_labels):
     """A clean run's labels (2 workers)."""
-    import shutil
-
-    src, _ = plate_small
-    path = tmp_path_factory.mktemp("ref") / "p.zarr"
-    shutil.copytree(src, path)
+    path = copy_plate(plate_small[0], tmp_path_factory.mktemp("ref"))
     result = segment(str(path), SMALL, client=cluster_client)
     assert result.ok and len(result.done) == 4
-    return _labels(path)
+    return read_labels(path)
 
 
-def _copy(src, tmp_path):
-    import shutil
-
-    dst = tmp_path / "p.zarr"
-    shutil.copytree(src, dst)
-    return dst
-
-
-def test_tiled_equals_untiled_on_1024_field(tmp_path, make_mosaic, cluster_client):
+def test_tiled_equals_untiled_on_1024_field(tmp_path, make_mosaic, cluster_client, write_plate,
+                                            read_labels):
     field = make_mosaic(1024, seed=7)[:1]  # one channel: FA is tested below
-    path = _write(tmp_path / "p.zarr", [field], names=("cyto-stain",))
+    path = write_plate(tmp_path / "p.zarr", [field], names=("cyto-stain",))
     result = segment(str(path), SegmentationConfig(channels=(0,), tile_size=256),
                      client=cluster_client)
     assert result.ok and result.cut_cells == 0
-    tiled = _plane(_labels(path)["A/1/0"]).astype(np.int64)
+    tiled = read_labels(path)["A/1/0"][0, 0].astype(np.int64)
     untiled = segment_array(field).astype(np.int64)
     assert untiled.max() > 200
     assert matched_f1(untiled, tiled) >= 0.99
@@ -116,34 +85,30 @@ def _scratch_files(dask_worker) -> list[str]:
     return glob.glob(os.path.join(dask_worker.local_directory, "structfree-*.npy"))
 
 
-def _profiling() -> bool:
-    import dask
-
-    return bool(dask.config.get("distributed.worker.profile.enabled"))
-
-
-def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference):
+def test_same_labels_with_one_and_two_workers(tmp_path, plate_small, reference, copy_plate,
+                                              read_labels, worker_profiling):
     from structfree_dask.runtime.cluster import local_client
 
-    path = _copy(plate_small[0], tmp_path)
+    path = copy_plate(plate_small[0], tmp_path)
     client = local_client(n_workers=1, threads_per_worker=1)
     try:  # the workers' statistical profiler is off unless asked for
-        assert list(client.run(_profiling).values()) == [False]
+        assert worker_profiling(client) == [False]
         result = segment(str(path), SMALL, client=client)
     finally:
         cluster = client.cluster
         client.close()
         cluster.close()
     assert result.ok
-    got = _labels(path)
+    got = read_labels(path)
     for f, ref in reference.items():
         assert np.array_equal(got[f], ref), f  # bitwise identical
 
 
-def test_killed_worker_gives_clean_labels(tmp_path, plate_small, reference):
+def test_killed_worker_gives_clean_labels(tmp_path, plate_small, reference, copy_plate,
+                                          read_labels):
     from structfree_dask.runtime.cluster import local_client
 
-    path = _copy(plate_small[0], tmp_path)
+    path = copy_plate(plate_small[0], tmp_path)
     client = local_client(n_workers=2, threads_per_worker=1)
     pids = client.run(os.getpid)
     killed = []
@@ -161,13 +126,14 @@ def test_killed_worker_gives_clean_labels(tmp_path, plate_small, reference):
         client.close()
         cluster.close()
     assert killed and result.ok and len(result.done) == 4
-    got = _labels(path)
+    got = read_labels(path)
     for f, ref in reference.items():
         assert np.array_equal(got[f], ref), f
 
 
-def test_interrupted_run_resumes(tmp_path, plate_small, reference, cluster_client):
-    path = _copy(plate_small[0], tmp_path)
+def test_interrupted_run_resumes(tmp_path, plate_small, reference, cluster_client, copy_plate,
+                                 read_labels):
+    path = copy_plate(plate_small[0], tmp_path)
     cfg = SMALL
 
     class Stop(Exception):
@@ -180,7 +146,7 @@ def test_interrupted_run_resumes(tmp_path, plate_small, reference, cluster_clien
         segment(str(path), cfg, client=cluster_client, progress=stop_after_one)
     second = segment(str(path), cfg, client=cluster_client)
     assert len(second.skipped) == 1 and len(second.done) == 3
-    got = _labels(path)
+    got = read_labels(path)
     for f, ref in reference.items():
         assert np.array_equal(got[f], ref), f
     third = segment(str(path), cfg, client=cluster_client)
@@ -188,15 +154,15 @@ def test_interrupted_run_resumes(tmp_path, plate_small, reference, cluster_clien
 
 
 def test_flow_averaging_equals_cellpose_by_hand(tmp_path, make_mosaic, cluster_client,
-                                                permutation_equal):
+                                                permutation_equal, write_plate, read_labels):
     from cellpose import dynamics, models, utils
 
     from structfree_dask.backbones import default_model_path
 
     field = make_mosaic(300, seed=3)
-    path = _write(tmp_path / "p.zarr", [field])
+    path = write_plate(tmp_path / "p.zarr", [field])
     segment(str(path), SegmentationConfig(channels=(0, 1)), client=cluster_client)
-    ours = _plane(_labels(path)["A/1/0"])
+    ours = read_labels(path)["A/1/0"][0, 0]
     model = models.CellposeModel(gpu=False, pretrained_model=str(default_model_path()))
     dps, probs = [], []
     for k in range(2):
@@ -212,9 +178,9 @@ def test_flow_averaging_equals_cellpose_by_hand(tmp_path, make_mosaic, cluster_c
     assert permutation_equal(masks.astype(np.int64), ours.astype(np.int64))
 
 
-def test_bad_input(tmp_path, make_mosaic, cluster_client):
+def test_bad_input(tmp_path, make_mosaic, cluster_client, write_plate):
     field = make_mosaic(256, seed=1)
-    path = _write(tmp_path / "p.zarr", [field])
+    path = write_plate(tmp_path / "p.zarr", [field])
     with pytest.raises(KeyError, match="channel 'DAPI' does not exist"):
         segment(str(path), SegmentationConfig(channels=("DAPI",)), client=cluster_client)
     with pytest.raises(FileNotFoundError, match="not a file and not a cellpose"):
@@ -256,16 +222,17 @@ def test_bad_input(tmp_path, make_mosaic, cluster_client):
         SegmentationConfig(organelle="mito")
 
 
-def test_small_zero_and_nan_fields(tmp_path, make_mosaic, cluster_client):
+def test_small_zero_and_nan_fields(tmp_path, make_mosaic, cluster_client, write_plate,
+                                   read_labels):
     small = make_mosaic(100, seed=2)  # smaller than a tile and than a network tile
     zero = np.zeros((2, 200, 200), "uint16")
-    path = _write(tmp_path / "p.zarr", [small, zero])
+    path = write_plate(tmp_path / "p.zarr", [small, zero])
     before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
     result = segment(str(path), SegmentationConfig(channels=(0, 1)), client=cluster_client)
     assert result.ok
-    labels = _labels(path)
-    assert _plane(labels["A/1/0"]).max() > 3
-    assert _plane(labels["A/2/0"]).max() == 0
+    labels = read_labels(path)
+    assert labels["A/1/0"][0, 0].max() > 3
+    assert labels["A/2/0"][0, 0].max() == 0
     after = {p: p.read_bytes() for p in before}
     assert before == after  # the source image is never written
     nan = np.full((1, 2, 128, 128), 100.0, "float32")
@@ -300,7 +267,8 @@ def test_time_lapse_image_and_rescaling(tmp_path, make_mosaic, cluster_client):
     ome_zarr_models.open_ome_zarr(zarr.open_group(str(path), path="labels/cyto", mode="r"))
 
 
-def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, cluster_client):
+def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, cluster_client,
+                                                      write_plate, read_labels):
     """--fusion: each channel integrated alone, masks fused (tiled, on workers) equals the
     hand computation; one model per channel behaves like the same model given once."""
     import shutil
@@ -309,10 +277,10 @@ def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, clu
     from structfree_dask.pipeline.fusion import fuse_masks
 
     field = make_mosaic(256, seed=5)
-    path = _write(tmp_path / "p.zarr", [field])
+    path = write_plate(tmp_path / "p.zarr", [field])
     cfg = SegmentationConfig(channels=(0, 1), tile_size=128, name="vote", fusion="voting")
     assert segment(str(path), cfg, client=cluster_client).ok
-    voted = _plane(_labels(path, "vote")["A/1/0"]).astype(np.int64)
+    voted = read_labels(path, "vote")["A/1/0"][0, 0].astype(np.int64)
     per_channel = [segment_array(field[k]) for k in range(2)]
     by_hand = fuse_masks(per_channel, method="voting").astype(np.int64)
     assert by_hand.max() > 10
@@ -330,59 +298,12 @@ def test_mask_fusion_baselines_and_per_channel_models(tmp_path, make_mosaic, clu
                              channel_models=(str(default_model_path()), str(copy)))
     result = segment(str(path), two, client=cluster_client)
     assert result.ok and len(set(result.model_sha256)) == 1
-    got = _plane(_labels(path, "two")["A/1/0"]).astype(np.int64)
+    got = read_labels(path, "two")["A/1/0"][0, 0].astype(np.int64)
     assert matched_f1(fa, got) >= 0.99
     with pytest.raises(ValueError, match="one per channel"):
         SegmentationConfig(channels=(0, 1), channel_models=(str(copy),))
     with pytest.raises(ValueError, match="not both"):
         SegmentationConfig(channels=(0,), model="x", channel_models=(str(copy),))
-
-
-def test_gpu_tasks_declare_the_gpu_resource(tmp_path, make_mosaic):
-    """Network and integration tasks ask for the GPU resource where workers advertise one
-    (dask-cuda workers here are started with it); CPU clusters get no annotation."""
-    from structfree_dask.engine import FUSED, _graph, _plan
-    from structfree_dask.pipeline.segment import resolve_models
-    from structfree_dask.runtime.cluster import gpu_resources, local_client
-
-    path = _write(tmp_path / "p.zarr", [make_mosaic(160, seed=7)])
-    client = local_client(n_workers=1, threads_per_worker=1, resources={"GPU": 1},
-                          profile=True)
-    try:
-        assert gpu_resources(client) == {"GPU": 1}
-        assert list(client.run(_profiling).values()) == [True]
-        result = segment(str(path), SegmentationConfig(channels=(0,), tile_size=96),
-                         client=client)
-    finally:
-        cluster = client.cluster
-        client.close()
-        cluster.close()
-    assert result.ok and result.done == [("A/1/0", 0)]
-    cfg = SegmentationConfig(channels=(0,), tile_size=96, name="g")
-    info = open_plate(path).field("A/1/0")
-    specs = resolve_models(cfg)
-    plan = _plan.FieldPlan(info, (0,), (0,), _plan.run_record(cfg, specs, (0,), ("c",)),
-                           "create")
-    label = _plan.apply_label_plan(plan, cfg)
-    unit = _graph.Unit(info, label, 0)
-    whole = cfg.replace(tile_size=max(info.sizes["y"], info.sizes["x"]))  # one region
-    for resources, want in (({"GPU": 1}, {"GPU": 1}), (None, None)):
-        graph = _graph.unit_task(unit, cfg, specs, (0,), "tok", resources).__dask_graph__()
-        fused = _graph.unit_task(unit, whole, specs, (0,), "tok", resources).__dask_graph__()
-        for g, stages in ((graph, {"flows", "integrate", "write"}), (fused, {FUSED})):
-            seen = set()
-            for layer in g.layers.values():
-                res = (layer.annotations or {}).get("resources")
-                for key in layer:
-                    got = res(key) if callable(res) else res
-                    stage = str(key).split("-")[0]
-                    seen.add(stage)
-                    if stage in ("flows", "integrate", FUSED):
-                        assert got == want, key
-                    elif stage in ("write", "pyramid", "offsets", "done"):
-                        assert not isinstance(got, dict), key
-            assert stages <= seen
-        assert len(fused) == 1
 
 
 def test_segment_array_with_one_model_per_channel(tmp_path, make_mosaic):
@@ -409,93 +330,33 @@ def test_segment_array_with_one_model_per_channel(tmp_path, make_mosaic):
         segment_array(field, SegmentationConfig(channels=(0, 2)))
 
 
-def test_units_stream_through_a_bounded_window(tmp_path, make_mosaic, cluster_client,
-                                               monkeypatch):
-    """Units are submitted as others finish (never more than the window in flight),
-    completion is recorded in batches, and the labels equal a run with every unit
-    submitted at once."""
-    from structfree_dask.engine import _stream
 
-    frames = np.stack([make_mosaic(96, seed=s)[:1] for s in range(9)])  # (t, 1, y, x)
-    src = _write(tmp_path / "p.zarr", [frames, frames[::-1]], names=("cyto-stain",))
-    cfg = SegmentationConfig(channels=(0,), tile_size=64)
-    wide = _copy(src, tmp_path / "wide")
-    monkeypatch.setattr(_stream, "UNITS_PER_THREAD", 1000)
-    everything = segment(str(wide), cfg, client=cluster_client)
-    assert everything.ok and everything.max_in_flight == 18
-
-    monkeypatch.setattr(_stream, "UNITS_PER_THREAD", 1)
-    monkeypatch.setattr(_stream, "MARK_BATCH", 4)
-    monkeypatch.setattr(_stream, "MARK_SECONDS", 3600.0)
-    batches = []
-    real_mark_done = _stream.mark_done
-    monkeypatch.setattr(_stream, "mark_done",
-                        lambda label, tps: batches.append(list(tps)) or real_mark_done(label, tps))
-    seen = []
-    streamed = segment(str(src), cfg, client=cluster_client,
-                       progress=lambda done, total: seen.append((done, total)))
-    assert streamed.ok and len(streamed.done) == 18
-    assert streamed.max_in_flight == _stream._window(cluster_client) == 2
-    assert seen == [(n, 18) for n in range(1, 19)]
-    assert 0 < streamed.first_unit_seconds < streamed.seconds
-    # the first unit at once, then batches of at most 4, the rest at the end
-    assert len(batches[0]) == 1 and all(len(b) <= 4 for b in batches)
-    assert sorted(t for b in batches for t in b) == sorted(list(range(9)) * 2)
-    assert len(batches) <= 9
-    for f in ("A/1/0", "A/2/0"):
-        label = open_labels(open_plate(src).field(f), "cyto")
-        assert completed_timepoints(label) == set(range(9))
-    got, want = _labels(src), _labels(wide)
-    assert got.keys() == want.keys()
-    for f in got:
-        assert np.array_equal(got[f], want[f]), f
-    assert any(got[f].max() > 0 for f in got)
+def test_validate_plans_a_run_without_writing(tmp_path, make_mosaic, write_plate):
+    path = write_plate(tmp_path / "p.zarr", [make_mosaic(96, seed=s) for s in range(2)], t=2)
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    cfg = SegmentationConfig(channels=("nuc-stain",), tile_size=64)
+    plans = validate(str(path), cfg, wells=["A/2"], timepoints=[1])
+    assert [(p.info.path, p.action, p.channels, p.timepoints) for p in plans] == [
+        ("A/2/0", "create", (1,), (1,))]
+    assert len(validate(str(path), cfg)) == 2
+    with pytest.raises(FileNotFoundError, match="not a file and not a cellpose"):
+        validate(str(path), cfg.replace(model=str(tmp_path / "nope.pth")))
+    with pytest.raises(KeyError, match="channel 'DAPI' does not exist"):
+        validate(str(path), cfg.replace(channels=("DAPI",)))
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p for p in path.rglob("*") if p.is_file()) == sorted(before)
+    target = Target(str(path), cfg)
+    assert (target.wells, target.timepoints) == (None, None)
 
 
-def test_fused_units_equal_the_graph(tmp_path, make_mosaic, cluster_client, monkeypatch):
-    """A field of one region runs as one task per unit, its steps timed per stage; its
-    labels (every z plane and pyramid level) are bitwise those of the unit's graph."""
-    from distributed import get_task_stream
-
-    from structfree_dask.engine import FUSED, STAGES, _stream
-
-    nz, size = 2, 192
-    fields = [np.stack([make_mosaic(size, seed=10 + 2 * f + z) for z in range(nz)], axis=1)
-              for f in range(2)]  # (c, z, y, x), one region at the default tile size
-    src = tmp_path / "p.zarr"
-    with create_plate(src, rows=["A"], columns=["1", "2"]) as plate:
-        for i, img in enumerate(fields):
-            plate.write_field("A", str(i + 1), 0, img[None], axes="tczyx",
-                              channel_names=["cyto-stain", "nuc-stain"])
-    graph_path = _copy(src, tmp_path / "graph")
-    cfg = SegmentationConfig(channels=(0, 1))
-    assert cfg.tile_size >= size
-    with get_task_stream(cluster_client) as fused_tasks:
-        fused = segment(str(src), cfg, client=cluster_client)
-    monkeypatch.setattr(_stream, "FUSE_SINGLE_REGION", False)
-    with get_task_stream(cluster_client) as graph_tasks:
-        graph = segment(str(graph_path), cfg, client=cluster_client)
-    assert fused.ok and graph.ok and sorted(fused.done) == sorted(graph.done)
-    units = len(fused.done)
-    assert units == len(fields)
-
-    def stages(records):
-        return [str(r["key"]).split("-", 1)[0] for r in records.data]
-
-    assert stages(fused_tasks) == [FUSED] * units  # one task per unit
-    assert set(stages(graph_tasks)) <= set(STAGES) and len(stages(graph_tasks)) > units
-    # each stage's steps counted and timed inside the fused tasks; none for the graph
-    assert set(fused.stage_steps) == set(fused.stage_seconds) == set(STAGES)
-    for stage in ("flows", "integrate", "count", "write"):
-        assert fused.stage_steps[stage] == units * nz, stage
-    assert fused.stage_steps["stats"] == fused.stage_steps["done"] == units
-    assert fused.stage_seconds["flows"] > 0 and fused.stage_seconds["integrate"] > 0
-    assert graph.stage_steps == {} and graph.stage_seconds == {}
-    assert fused.cells == graph.cells and min(fused.cells.values()) > 0
-    for f in open_plate(src).field_paths:
-        a = open_labels(open_plate(src).field(f), "cyto")
-        b = open_labels(open_plate(graph_path).field(f), "cyto")
-        assert len(a.shapes) > 1  # pyramid levels written by the fused task too
-        for level in range(len(a.shapes)):
-            assert np.array_equal(a.read(level), b.read(level)), (f, level)
-        assert all(a.read()[0, 0, z].max() > 0 for z in range(nz))
+def test_a_target_runs_the_plan_validate_made(tmp_path, plate_small, reference, copy_plate,
+                                              read_labels, cluster_client):
+    """The command line validates, then runs that plan: the plate is read once, same labels."""
+    path = copy_plate(plate_small[0], tmp_path)
+    plans = validate(str(path), SMALL, timepoints=[1])
+    (result,) = segment_many([Target(str(path), SMALL, None, [1], plans)],
+                             client=cluster_client)
+    assert result.ok and sorted(result.done) == [("A/1/0", 1), ("A/2/0", 1)]
+    labels = read_labels(path)
+    for key, ref in reference.items():
+        assert np.array_equal(labels[key][1], ref[1]), key  # the planned timepoint, bitwise
