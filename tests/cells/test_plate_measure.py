@@ -10,7 +10,6 @@ import pytest
 from structfree_dask import simulate_plate
 from structfree_dask.cells.columns import ratio_column
 from structfree_dask.cells.plate_measure import link_plate, linked_names, measure_plate
-from structfree_dask.cli import main
 from structfree_dask.io import (
     TableExistsError,
     feature_table_timepoints,
@@ -133,30 +132,6 @@ def test_zero_cells_give_valid_empty_tables(tmp_path, cluster_client):
     assert len(df) == 0 and "rep__nc_ratio" in df.columns
 
 
-def test_cli_link_and_measure(plate, cli_env, capsys, tmp_path):
-    assert main(["link", str(plate), "--nuclei", "gt_nuclei", "--cells", "gt_cyto",
-                 "--workers", "1", "--no-progress", "--wells", "A/2"]) == 0
-    out = capsys.readouterr().out
-    assert "labels/gt_cyto_nuclei" in out and "flagged" in out
-    assert main(["measure", str(plate), "--labels", "gt_cyto", "--table", "cli_features",
-                 "--nuclei", "gt_nuclei", "--workers", "1", "--no-progress"]) == 0
-    assert "tables/cli_features: 6 done" in capsys.readouterr().out
-    assert main(["measure", str(plate), "--labels", "gt_nuclei", "--table", "cli_features",
-                 "--workers", "1", "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: table 'cli_features'") and "--overwrite" in err
-    assert main(["measure", str(plate), "--labels", "gt_cyto", "--nuclei", "missing",
-                 "--no-progress"]) == 2
-    assert "no label image 'missing'" in capsys.readouterr().err
-    # the plate view of the measured table, in a local folder
-    assert main(["report", str(plate), "--table", "cli_features",
-                 "--output", str(tmp_path / "view")]) == 0
-    page = (tmp_path / "view" / "report.html").read_text()
-    assert "A1" in page and "A2" in page and list((tmp_path / "view").glob("*.png"))
-    assert main(["report", str(plate), "--table", "cli_features", "--readout", "nope",
-                 "--output", str(tmp_path / "v2")]) == 2
-
-
 def test_label_images_that_do_not_fit_are_refused_before_anything_is_written(
         tmp_path, cluster_client):
     """Nuclei and cells of different timepoint counts (e.g. written by another tool before
@@ -216,3 +191,23 @@ def test_measuring_after_linking_reads_the_linked_nuclei(tmp_path, cluster_clien
     pd.testing.assert_frame_equal(read[others], again[others])
     assert np.array_equal(open_labels(image, nuc_name).read()[0, 0],
                           np.where(plane == cell, 0, plane))  # measuring wrote no links
+
+
+def test_a_checked_plan_is_run_as_it_is_and_only_for_its_request(tmp_path, cluster_client):
+    from structfree_dask.cells.plate_measure import check_cells
+
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL2", timepoints=2, size=64, seed=1)
+    plan = check_cells(str(path), labels="gt_cyto", nuclei="gt_nuclei", table="t",
+                       link_labels=False, channels=[1], timepoints=[1])
+    assert [(f.image.path, f.timepoints) for f in plan.fields] == [("A/1/0", [1])]
+    with pytest.raises(ValueError, match="checked for another request"):
+        measure_plate(str(path), labels="gt_cyto", nuclei="gt_nuclei", table="t",
+                      link_labels=False, channels=[1], timepoints=[0], plan=plan,
+                      client=cluster_client)
+    assert not (path / "A/1/0/tables/t").exists()  # refused before anything was written
+    result = measure_plate(str(path), labels="gt_cyto", nuclei="gt_nuclei", table="t",
+                           link_labels=False, channels=(1,), timepoints=[1], plan=plan,
+                           client=cluster_client)
+    assert result.ok and result.done == [("A/1/0", 1)]
+    assert feature_table_timepoints(open_plate(path).field("A/1/0"), "t") == {1}

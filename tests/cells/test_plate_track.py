@@ -8,7 +8,6 @@ from structfree_dask import simulate_plate
 from structfree_dask.cells.plate_measure import measure_plate
 from structfree_dask.cells.plate_track import track_plate, tracked_name, tracks_location
 from structfree_dask.cells.tracking import link_scores, persistent_links, track_links
-from structfree_dask.cli import main
 from structfree_dask.io import open_labels, open_plate, read_feature_table, read_plate_dataset
 
 
@@ -54,10 +53,25 @@ def test_tracks_appended_timepoints_keep_their_ids(plate, cluster_client):
     assert graph.number_of_nodes() == len(table)
 
 
-def test_track_bad_input_and_cli(plate, cluster_client, cli_env, capsys):
+def test_track_bad_input(plate, cluster_client):
     with pytest.raises(KeyError, match="no table 'nope'"):
         track_plate(str(plate), table="nope", client=cluster_client)
     with pytest.raises(ValueError, match="max_distance"):
         track_plate(str(plate), table="cells", max_distance=-1, client=cluster_client)
-    assert main(["track", str(plate), "--table", "nope", "--no-progress"]) == 2
-    assert "no table 'nope'" in capsys.readouterr().err
+
+
+def test_a_checked_tracking_plan_is_run_only_for_its_request(tmp_path, cluster_client):
+    from structfree_dask.cells.plate_track import check_tracks
+
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL2", timepoints=3, size=64, seed=2)
+    measure_plate(str(path), labels="gt_cyto", client=cluster_client)
+    plan = check_tracks(str(path), "gt_cyto_features", max_distance=9)
+    with pytest.raises(ValueError, match="checked for another request"):
+        track_plate(str(path), table="gt_cyto_features", max_distance=10, plan=plan,
+                    client=cluster_client)
+    result = track_plate(str(path), table="gt_cyto_features", max_distance=9.0, plan=plan,
+                         client=cluster_client)
+    assert result.ok and result.done == [("A/1/0", None)]
+    table = read_feature_table(open_plate(path).field("A/1/0"), "gt_cyto_features")
+    assert (table["track_id"] >= 0).all()

@@ -262,3 +262,23 @@ def test_segment_cells_and_nuclei_in_one_run_then_link(tmp_path, cluster_client,
         assert ids  # some nuclei were linked
         for i in ids:  # a linked nucleus carries the ID of the cell holding most of it
             assert np.bincount(c[n == i].astype(np.int64)).argmax() == i
+
+
+def test_run_prints_a_cells_line_per_plate(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from structfree_dask.jobs import runner
+
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"version": 1, "plates": ["p.zarr"],
+                                   "segment": [{"organelle": "cyto", "channels": [0, 1]}]}))
+    section = {"plate": "/d/p.zarr", "table": "cyto_features", "done": [["A/1/0", 0]],
+               "skipped": [], "failed": [], "cells": 12, "report": "/r/report.html",
+               "track": {"tracks": 5, "divisions": 1, "timepoints": [], "failed": []}}
+    record = {"status": "ok", "done": 1, "skipped": 0, "failed": 0, "seconds": 1.0,
+              "record": "/r/run.json", "problems": [], "cells": [section]}
+    monkeypatch.setattr(runner, "run_job", lambda job: record)
+    assert main(["run", str(job)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("/d/p.zarr: tables/cyto_features: 1 done, 0 skipped, 0 failed; "
+                        "12 cells; 5 tracks, 1 divisions; report /r/report.html")

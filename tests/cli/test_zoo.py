@@ -1,4 +1,8 @@
-"""``structfree-dask zoo build | list | report`` and their Python API, on a real cluster."""
+"""``structfree-dask zoo build | list | report`` (cli.zoo) and their Python API.
+
+On the session's real 2-worker cluster: a zoo of a small network is built once through the
+command line (``built``), then listed, reported, rebuilt and used by ``segment --zoo``.
+"""
 
 from __future__ import annotations
 
