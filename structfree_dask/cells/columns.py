@@ -12,6 +12,8 @@ Examples
 'translocation-reporter__nucleus_mean'
 >>> ratio_column("translocation-reporter")
 'translocation-reporter__nc_ratio'
+>>> readout_columns("rep")[::2]
+('rep__background', 'rep__cytoplasm_ring_mean', 'rep__nc_ratio_raw')
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ __all__ = [
     "TRUTH_TABLE",
     "intensity_column",
     "ratio_column",
+    "raw_ratio_column",
+    "readout_columns",
     "true_ratio_column",
 ]
 
@@ -55,5 +59,25 @@ def intensity_column(channel: str, compartment: str, statistic: str) -> str:
 
 
 def ratio_column(channel: str) -> str:
-    """Column of one channel's nucleus / cytoplasm mean-intensity ratio."""
+    """Column of one channel's nucleus / cytoplasm ratio: the best estimate.
+
+    The nucleus core's and the cytoplasm ring's mean intensities, each less the cell's
+    local background (:mod:`.measure`).
+    """
     return f"{channel}__nc_ratio"
+
+
+def raw_ratio_column(channel: str) -> str:
+    """Column of the uncorrected ratio: whole nucleus mean / whole cytoplasm mean."""
+    return f"{channel}__nc_ratio_raw"
+
+
+def readout_columns(channel: str) -> tuple[str, str, str, str, str]:
+    """Columns of one channel's nucleus / cytoplasm readout, in table order.
+
+    The cell's local background, the nucleus core's and the cytoplasm ring's mean
+    intensities, the corrected ratio (:func:`ratio_column`) and the raw one
+    (:func:`raw_ratio_column`).
+    """
+    return (f"{channel}__background", f"{channel}__nucleus_core_mean",
+            f"{channel}__cytoplasm_ring_mean", ratio_column(channel), raw_ratio_column(channel))

@@ -59,7 +59,15 @@ from ..runtime.resume import Resume, decide_resume
 from ..runtime.selection import select_timepoints
 from .columns import PLATE_KEYS
 from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, region_summary
-from .measure import column_dtypes, empty_measurements, measure_cells
+from .measure import (
+    BACKGROUND_GAP_PX,
+    READOUT_VERSION,
+    WINDOW_MARGIN,
+    column_dtypes,
+    empty_measurements,
+    field_background,
+    measure_cells,
+)
 from .planes import level_shape, plane_index, read_labels, regions
 
 __all__ = ["CellsPlan", "CellsResult", "check_cells", "check_link_outputs", "check_table_output",
@@ -162,6 +170,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
         + list(schema))
     field_part = table_part_location(image, unit.table, unit.t)
     plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
+    background = _field_background(unit, cells, image_arr, ny, nx)
     with ParquetStream(field_part, schema) as field_out, \
             ParquetStream(plate_part, plate_schema) as plate_out:
         for ys, xs in regions(ny, nx, unit.region):
@@ -169,8 +178,11 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
                    & (boxes[:, 1] >= xs.start) & (boxes[:, 1] < xs.stop))
             if not own.any():
                 continue
-            wy = slice(ys.start, int(boxes[own, 2].max()))
-            wx = slice(xs.start, int(boxes[own, 3].max()))
+            # the owned cells whole, and their background annuli (measure.WINDOW_MARGIN)
+            wy = slice(max(0, ys.start - WINDOW_MARGIN),
+                       min(ny, int(boxes[own, 2].max()) + WINDOW_MARGIN))
+            wx = slice(max(0, xs.start - WINDOW_MARGIN),
+                       min(nx, int(boxes[own, 3].max()) + WINDOW_MARGIN))
             c = read_labels(cells, unit.t, wy, wx)
             lk = _linked_region(unit, linking, nuclei, c, wy, wx)
             img = np.stack([image.read(plane_index(image, unit.t, wy, wx, ch), array=image_arr)
@@ -179,12 +191,28 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             df = measure_cells(
                 c, lk, img, owned=linking.cell_ids[own], channel_names=names,
                 pixel_size_um=(px.get("y", 1.0), px.get("x", 1.0)), field_shape=(ny, nx),
-                n_nuclei=linking.n_nuclei[own], offset=(wy.start, wx.start))
+                n_nuclei=linking.n_nuclei[own], offset=(wy.start, wx.start),
+                background=background)
             df["t"] = np.int32(unit.t)
             plate_out.write(pa.Table.from_pandas(_with_plate_keys(df, image.path),
                                                  preserve_index=False))
             field_out.write(pa.Table.from_pandas(df, preserve_index=False))
         # an empty unit still writes both parts, with every column (no row group)
+
+
+def _field_background(unit: _Unit, cells: LabelImage, image_arr: Any, ny: int, nx: int
+                      ) -> np.ndarray:
+    """Each measured channel's background in the unit's plane, from a regular subsample."""
+    from ..pipeline.normalize import sample_stride
+
+    s = sample_stride((ny, nx), 1 << 20)
+    sy, sx = slice(0, ny, s), slice(0, nx, s)
+    c = read_labels(cells, unit.t, sy, sx)
+    if not unit.channels:
+        return np.zeros(0)
+    img = np.stack([unit.image.read(plane_index(unit.image, unit.t, sy, sx, ch), array=image_arr)
+                    for ch in unit.channels])
+    return field_background(c, img, margin=-(-BACKGROUND_GAP_PX // s))
 
 
 def _linked_region(unit: _Unit, linking: Linking, nuclei: LabelImage | None, cells: np.ndarray,
@@ -376,7 +404,8 @@ def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
         chans = _resolve_channels(image, channels) if table else ()
         ts = select_timepoints(image.n_timepoints, timepoints, image.url)
         record = {"cells": cells, "nuclei": nuclei,
-                  "channels": [image.channel_names[c] for c in chans]}
+                  "channels": [image.channel_names[c] for c in chans],
+                  "readout": READOUT_VERSION}
         table_plan = None
         if table:
             check_table_targets(image, table, opened.store)

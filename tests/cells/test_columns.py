@@ -18,6 +18,8 @@ from structfree_dask.cells.columns import (
     TRUTH_TABLE,
     intensity_column,
     ratio_column,
+    raw_ratio_column,
+    readout_columns,
     true_ratio_column,
 )
 from structfree_dask.cells.measure import column_dtypes
@@ -79,5 +81,6 @@ def test_a_measurement_table_is_built_from_these_names():
     assert cols[-len(TRACK_COLUMNS):] == list(TRACK_COLUMNS)
     per_channel = {intensity_column(ch, comp, stat)
                    for ch, comp, stat in itertools.product("AB", COMPARTMENTS, STATISTICS)}
-    assert set(cols) == ({*KEYS, *SHAPE_COLUMNS, *TRACK_COLUMNS} | per_channel
-                         | {ratio_column("A"), ratio_column("B")})
+    readout = {*readout_columns("A"), *readout_columns("B")}
+    assert {ratio_column("A"), raw_ratio_column("B")} <= readout
+    assert set(cols) == ({*KEYS, *SHAPE_COLUMNS, *TRACK_COLUMNS} | per_channel | readout)

@@ -2,8 +2,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from structfree_dask.cells.columns import intensity_column, ratio_column
-from structfree_dask.cells.measure import column_dtypes, empty_measurements, measure_cells
+from structfree_dask.cells.columns import (
+    intensity_column,
+    ratio_column,
+    raw_ratio_column,
+    readout_columns,
+)
+from structfree_dask.cells.measure import (
+    BACKGROUND_GAP_PX,
+    BACKGROUND_WIDTH_PX,
+    MIN_RING_CONTRAST,
+    NUCLEUS_EROSION_PX,
+    RING_GAP_PX,
+    RING_WIDTH_PX,
+    column_dtypes,
+    empty_measurements,
+    field_background,
+    measure_cells,
+)
 from structfree_dask.simulate import simulate_field
 
 
@@ -35,9 +51,10 @@ def test_measurements_match_numpy_on_simulated_cells():
             assert row[intensity_column(ch, "cell", "integrated")] == pytest.approx(
                 img[cell].sum())
             if nuc.any() and cyt.any():
-                assert row[ratio_column(ch)] == pytest.approx(img[nuc].mean() / img[cyt].mean())
+                assert row[raw_ratio_column(ch)] == pytest.approx(
+                    img[nuc].mean() / img[cyt].mean())
             else:
-                assert np.isnan(row[ratio_column(ch)])
+                assert np.isnan(row[raw_ratio_column(ch)]) and np.isnan(row[ratio_column(ch)])
 
 
 def test_window_offset_owned_subset_and_no_nucleus():
@@ -68,3 +85,85 @@ def test_empty_table_has_every_column():
         measure_cells(np.zeros((4, 4), np.uint32), np.zeros((4, 4), np.uint32),
                       np.zeros((2, 4, 4)), owned=np.array([1]), channel_names=["a"],
                       pixel_size_um=(1, 1), field_shape=(4, 4), n_nuclei=np.array([0]))
+
+
+def _blurred_cell(background: float, cyto: float, nucleus: float, sigma: float = 1.5):
+    """A round cell with a round nucleus, blurred, on a background."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:80, :80]
+    r = np.hypot(yy - 40, xx - 40)
+    cells = (r < 18).astype(np.uint32)
+    linked = (r < 8).astype(np.uint32)
+    truth = np.where(r < 8, nucleus, np.where(r < 18, cyto, 0.0))
+    image = (ndi.gaussian_filter(truth, sigma) + background)[None]
+    return cells, linked, image
+
+
+def _one(cells, linked, image, **kw):
+    return measure_cells(cells, linked, image, owned=np.array([1]), channel_names=["a"],
+                         pixel_size_um=(1.0, 1.0), field_shape=cells.shape,
+                         n_nuclei=np.array([1]), **kw).iloc[0]
+
+
+def test_the_readout_resists_blur_and_background():
+    """Core and ring recover the true ratio where whole compartments and no background don't."""
+    cells, linked, image = _blurred_cell(background=200.0, cyto=100.0, nucleus=300.0)
+    row = _one(cells, linked, image)
+    bg, core, ring, ratio, raw = (row[c] for c in readout_columns("a"))
+    assert bg == pytest.approx(200.0, abs=1e-6)  # the annulus is beyond the blur
+    assert ratio == pytest.approx(3.0, rel=0.12)  # the truth: 300 / 100
+    assert abs(raw - 3.0) > 4 * abs(ratio - 3.0)  # background and blur mix the compartments
+    assert core > row[intensity_column("a", "nucleus", "mean")]  # the eroded core is purer
+    assert ring - bg == pytest.approx(100.0, rel=0.15)  # the cytoplasm, less the background
+
+
+def test_readout_compartments_by_hand():
+    """The core, ring and annulus follow the documented pixel distances."""
+    from scipy import ndimage as ndi
+
+    cells, linked, _ = _blurred_cell(0.0, 0.0, 0.0)
+    rng = np.random.default_rng(0)
+    image = rng.uniform(100, 200, (1, 80, 80)) + 300.0 * (cells == 1)
+    row = _one(cells, linked, image)
+    inside = ndi.distance_transform_edt(linked)  # distance to the nucleus's outside
+    core = (linked == 1) & (inside > NUCLEUS_EROSION_PX)
+    outside = ndi.distance_transform_edt(linked == 0)
+    ring = (cells == 1) & (outside > RING_GAP_PX) & (outside <= RING_GAP_PX + RING_WIDTH_PX)
+    free = ndi.distance_transform_edt(cells == 0)
+    annulus = (free > BACKGROUND_GAP_PX) & (free <= BACKGROUND_GAP_PX + BACKGROUND_WIDTH_PX)
+    bg, c, r, ratio, _ = (row[k] for k in readout_columns("a"))
+    assert bg == pytest.approx(np.median(image[0][annulus]))
+    assert c == pytest.approx(image[0][core].mean(), rel=0.02)
+    assert r == pytest.approx(image[0][ring].mean(), rel=0.02)
+    assert ratio == pytest.approx((c - bg) / (r - bg))
+
+
+def test_no_cytoplasm_signal_above_background_gives_no_ratio():
+    cells, linked, image = _blurred_cell(background=200.0, cyto=0.2, nucleus=5.0)
+    row = _one(cells, linked, image)
+    assert (row["a__cytoplasm_ring_mean"] - row["a__background"]
+            < MIN_RING_CONTRAST * row["a__cytoplasm_ring_mean"])
+    assert np.isnan(row[ratio_column("a")]) and np.isfinite(row[raw_ratio_column("a")])
+
+
+def test_a_confluent_window_takes_the_fields_background():
+    cells = np.ones((30, 30), np.uint32)
+    linked = np.zeros_like(cells)
+    linked[10:20, 10:20] = 1
+    image = np.full((1, 30, 30), 50.0)
+    image[0, 10:20, 10:20] = 80.0
+    row = _one(cells, linked, image, background=np.array([20.0]))
+    assert row["a__background"] == 20.0
+    assert row[ratio_column("a")] == pytest.approx((80 - 20) / (50 - 20))
+
+
+def test_field_background():
+    cells = np.zeros((50, 50), np.uint32)
+    cells[5:25, 5:25] = 3
+    image = np.stack([np.full((50, 50), 7.0), np.full((50, 50), 11.0)])
+    image[:, 5:25, 5:25] = 1000
+    assert field_background(cells, image).tolist() == [7.0, 11.0]
+    full = np.ones((50, 50), np.uint32)  # no pixel away from cells: the dark pixels
+    ramp = np.arange(2500, dtype=float).reshape(1, 50, 50)
+    assert field_background(full, ramp).tolist() == [pytest.approx(np.percentile(ramp, 1))]
