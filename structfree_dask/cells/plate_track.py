@@ -46,6 +46,7 @@ from ..runtime.resume import Resume, decide_resume
 from .columns import TRACK_COLUMNS
 from .planes import level_shape, read_labels, regions
 from .plate_measure import write_rows
+from .registration import content_shift, drift
 from .tracking import relabel_by_track, track_cells, write_geff
 
 __all__ = ["TrackPlan", "TrackResult", "cell_radius", "check_max_distance", "check_tracks",
@@ -55,6 +56,11 @@ logger = logging.getLogger(__name__)
 
 #: Table attribute holding the settings the table's rows were tracked with.
 _TRACKING = "structfree_dask_tracking"
+#: Table attribute holding each timepoint's stage drift step (``{t: [dy, dx, registered]}``).
+DRIFT_ATTRIBUTE = "structfree_dask_drift"
+#: Largest side in pixels of the planes the drift is measured on (a coarser pyramid level
+#: for larger fields).
+REGISTRATION_SIDE = 1024
 
 
 def tracks_location(image: ImageInfo, table: str) -> str:
@@ -82,6 +88,8 @@ class _FieldJob:
     #: Gap closing and divisions (:func:`.tracking.track_cells`).
     max_gap: int = 1
     divisions: bool = True
+    #: Drift steps measured by an earlier tracking (``{t: [dy, dx, registered]}``).
+    drift: dict[str, list[Any]] | None = None
 
 
 @dataclass
@@ -97,6 +105,13 @@ class TrackResult(PlateRun):
     """
 
     tracks: dict[str, tuple[int, int, list[int]]] = field(default_factory=dict)
+    #: Field path -> each timepoint's drift step ``{t: [dy, dx, registered]}``.
+    drift: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+
+    def unregistered(self) -> list[tuple[str, int]]:
+        """Return the (field, timepoint)s whose drift could not be measured."""
+        return sorted((path, int(t)) for path, steps in self.drift.items()
+                      for t, (_, _, ok) in steps.items() if not ok)
 
 
 def cell_radius(table: Any) -> float:
@@ -130,27 +145,68 @@ def _write_tracked(job: _FieldJob, rows: Any, ts: list[int]) -> None:
                 write_label_region(out, region, relabel_by_track(plane, at_t), level=level)
 
 
-def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int]]:
-    """Track the untracked rows of one field.
+def _drift_steps(job: _FieldJob, timepoints: list[int],
+                 known: dict[str, list[Any]]) -> dict[int, list[Any]]:
+    """Return each timepoint's content shift from the one before: [dy, dx, registered].
+
+    Measured on the cell masks at the first pyramid level no larger than
+    :data:`REGISTRATION_SIDE` px; shifts already measured (``known``) are kept.
+    """
+    label = open_labels(job.image, job.labels)
+    ny0, nx0 = level_shape(label, 0)
+    level = next((lv for lv in range(len(label.shapes))
+                  if max(level_shape(label, lv)) <= REGISTRATION_SIDE), len(label.shapes) - 1)
+    ny, nx = level_shape(label, level)
+    steps: dict[int, list[Any]] = {}
+    for i, t in enumerate(timepoints):
+        if i == 0:
+            steps[t] = [0.0, 0.0, True]
+        elif str(t) in known:
+            steps[t] = list(known[str(t)])
+        else:
+            prev, cur = (read_labels(label, u, slice(0, ny), slice(0, nx), level)
+                         for u in (timepoints[i - 1], t))
+            shift = content_shift(prev, cur)
+            steps[t] = [shift.dy * ny0 / ny, shift.dx * nx0 / nx, shift.registered]
+    return steps
+
+
+def _registered(rows: Any, offsets: dict[int, tuple[float, float]]) -> Any:
+    """Return the rows with their centroids in the first timepoint's frame (drift removed)."""
+    out = rows.copy()
+    t = rows["t"].astype(int)
+    out["centroid_y"] = rows["centroid_y"] - t.map(lambda u: offsets[u][0])
+    out["centroid_x"] = rows["centroid_x"] - t.map(lambda u: offsets[u][1])
+    return out
+
+
+def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int], dict[str, list]]:
+    """Track the untracked rows of one field, in registered coordinates.
 
     Returns (tracks, divisions, timepoints tracked, timepoints of the tracked labels
-    written).
+    written, each timepoint's drift step ``{t: [dy, dx, registered]}``).
     """
     checked_tree(job.image.store, _tracks_path(job.image, job.table))
     df = read_feature_table(job.image, job.table)
     if len(df) == 0:
-        return 0, 0, [], []
+        return 0, 0, [], [], {}
     tracked = df["track_id"] >= 0
     previous = df[tracked] if tracked.any() and not job.retrack else None
     new = df[~tracked] if previous is not None else df
     if previous is not None and len(new) and new["t"].min() <= previous["t"].max():
         previous, new = None, df  # rows measured again among tracked ones: track afresh
     ts = sorted(int(t) for t in new["t"].unique())
+    known = (job.drift or {}) if previous is not None else {}
+    steps = _drift_steps(job, sorted(int(t) for t in df["t"].unique()), known)
+    offsets = drift({t: (s[0], s[1]) for t, s in steps.items()})
     if ts:
         radius = job.max_distance or cell_radius(df)
-        done = track_cells(new.drop(columns=list(TRACK_COLUMNS)), max_distance=radius,
-                           previous=previous, max_gap=job.max_gap,
+        done = track_cells(_registered(new, offsets).drop(columns=list(TRACK_COLUMNS)),
+                           max_distance=radius,
+                           previous=None if previous is None else _registered(previous, offsets),
+                           max_gap=job.max_gap,
                            division_distance=None if job.divisions else 0.0)
+        done[["centroid_y", "centroid_x"]] = new[["centroid_y", "centroid_x"]]  # as measured
         columns = list(df.columns)
         for t in ts:
             rows = done[done["t"] == t][columns].reset_index(drop=True)
@@ -169,7 +225,7 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int]]:
                pixel_size_um=px.get("y"), time_interval_h=dt, overwrite=True)
     n_tracks = int(df.loc[df["track_id"] >= 0, "track_id"].nunique())
     n_div = int(df.loc[df["parent_track_id"] >= 0, "parent_track_id"].nunique())
-    return n_tracks, n_div, ts, written
+    return n_tracks, n_div, ts, written, {str(t): v for t, v in steps.items()}
 
 
 def check_max_distance(max_distance: float | None) -> float | None:
@@ -383,9 +439,11 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
             else:
                 create_labels(image, name, overwrite=decision.action == "recreate",
                               record={"tracked": {"labels": plan.labels, "table": table}})
+        known = table_attrs(image, table).get(DRIFT_ATTRIBUTE)
         jobs.append(_FieldJob(image, table, plan.labels, store, settings["max_distance"], name,
                               region, plan.retrack, labels_done, max_gap=max_gap,
-                              divisions=divisions))
+                              divisions=divisions,
+                              drift=dict(known) if isinstance(known, dict) else None))
     result = TrackResult()
     own = client is None
     if own and jobs:
@@ -400,9 +458,10 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
                     logger.error("tracking %s failed: %s", job.image.path, error)
                 else:
                     result.tracks[job.image.path] = value[:3]
+                    result.drift[job.image.path] = value[4]
                     result.done.append((job.image.path, None))
                     update_table_attrs(job.image, table,
-                                       **{_TRACKING: settings})
+                                       **{_TRACKING: settings, DRIFT_ATTRIBUTE: value[4]})
                     if job.tracked is not None:
                         label = open_labels(job.image, job.tracked)
                         mark_done(label, sorted(set(value[3]) | set(job.labels_done)))

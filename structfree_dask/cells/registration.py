@@ -1,0 +1,123 @@
+"""Stage drift between timepoints: the shift of a field's content from one timepoint to the next.
+
+When a stage revisits every well of a plate between timepoints, each field comes back a
+few pixels off: every cell of the field seems to move by the same shift. Tracking on raw
+centroids then mistakes the drift for motion (small cells that move further than their
+radius are lost). :func:`content_shift` measures the shift between two timepoints from
+their cell masks (scikit-image's ``phase_cross_correlation``, robust to cells that enter,
+leave or change brightness); :func:`drift` chains the shifts of consecutive timepoints
+into each timepoint's offset from the first, which tracking subtracts from the centroids
+(:mod:`.plate_track`).
+
+A shift is kept only where it explains the masks better than no shift (their overlap
+grows); an empty timepoint, or one whose masks do not match the previous ones (out of
+focus), gets no shift and is reported (``registered`` False).
+
+Examples
+--------
+>>> prev = np.zeros((64, 64), np.uint32); prev[10:20, 10:20] = 1; prev[40:50, 30:44] = 2
+>>> cur = np.roll(prev, (3, -5), axis=(0, 1))      # the content moved down 3, left 5
+>>> content_shift(prev, cur)
+Shift(dy=3.0, dx=-5.0, registered=True)
+>>> drift({0: (0.0, 0.0), 1: (3.0, -5.0), 2: (1.0, 1.0)})
+{0: (0.0, 0.0), 1: (3.0, -5.0), 2: (4.0, -4.0)}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Shift", "content_shift", "drift", "MAX_SHIFT_FRACTION"]
+
+#: Largest shift trusted, as a fraction of the field's smaller side.
+MAX_SHIFT_FRACTION = 0.25
+
+
+class Shift(NamedTuple):
+    """How far a field's content moved between two timepoints, in pixels (y, x).
+
+    ``registered`` is False where no shift could be measured (then dy = dx = 0).
+    """
+
+    dy: float
+    dx: float
+    registered: bool
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 0.0
+
+
+def _moved(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Return the mask with its content moved by (dy, dx) (what moves in is empty)."""
+    out = np.zeros_like(mask)
+    ny, nx = mask.shape
+    src = mask[max(0, -dy):ny - max(0, dy), max(0, -dx):nx - max(0, dx)]
+    out[max(0, dy):max(0, dy) + src.shape[0], max(0, dx):max(0, dx) + src.shape[1]] = src
+    return out
+
+
+def content_shift(previous: np.ndarray, current: np.ndarray) -> Shift:
+    """Return how far the content of ``previous`` moved to be where it is in ``current``.
+
+    Parameters
+    ----------
+    previous, current : numpy.ndarray
+        ``(y, x)`` cell labels (or masks) of one field at two timepoints.
+
+    Returns
+    -------
+    Shift
+        Whole pixels: ``current[y + dy, x + dx]`` shows what ``previous[y, x]`` showed.
+        ``registered`` False (and no shift) when either plane is empty, when the shift
+        is larger than :data:`MAX_SHIFT_FRACTION` of the field, or when it does not make
+        the masks overlap more than without it.
+
+    Raises
+    ------
+    ValueError
+        Planes of different shapes.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    if previous.shape != current.shape or previous.ndim != 2:
+        raise ValueError(f"expected two (y, x) planes of one shape; got {previous.shape} and "
+                         f"{current.shape}")
+    a, b = previous != 0, current != 0
+    if not a.any() or not b.any():
+        return Shift(0.0, 0.0, False)
+    shift, _, _ = phase_cross_correlation(a.astype(np.float32), b.astype(np.float32),
+                                          normalization=None)
+    dy, dx = (-int(round(float(s))) for s in shift)  # moving `current` back onto `previous`
+    if max(abs(dy), abs(dx)) > MAX_SHIFT_FRACTION * min(a.shape):
+        return Shift(0.0, 0.0, False)
+    if (dy, dx) != (0, 0) and _overlap(_moved(a, dy, dx), b) <= _overlap(a, b):
+        return Shift(0.0, 0.0, False)
+    return Shift(float(dy), float(dx), True)
+
+
+def drift(steps: Mapping[int, tuple[float, float]]) -> dict[int, tuple[float, float]]:
+    """Chain the shifts between consecutive timepoints into each one's offset from the first.
+
+    Parameters
+    ----------
+    steps : mapping
+        Timepoint -> the content's shift from the timepoint before it (the first one's is
+        ignored: it is the reference).
+
+    Returns
+    -------
+    dict
+        Timepoint -> (dy, dx) from the first timepoint, in timepoint order.
+    """
+    out: dict[int, tuple[float, float]] = {}
+    y = x = 0.0
+    for i, t in enumerate(sorted(steps)):
+        if i:
+            y, x = y + steps[t][0], x + steps[t][1]
+        out[t] = (y, x)
+    return out
