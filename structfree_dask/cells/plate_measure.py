@@ -50,6 +50,7 @@ from ..io import (
     table_attrs,
     table_part_location,
     unmark_done,
+    update_table_attrs,
     write_label_region,
     write_parquet,
     write_table_part,
@@ -57,7 +58,7 @@ from ..io import (
 from ..runtime.result import PlateRun
 from ..runtime.resume import Resume, decide_resume
 from ..runtime.selection import select_timepoints
-from .columns import PLATE_KEYS
+from .columns import PLATE_KEYS, ratio_column
 from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, region_summary
 from .measure import (
     BACKGROUND_GAP_PX,
@@ -69,6 +70,8 @@ from .measure import (
     measure_cells,
 )
 from .planes import level_shape, plane_index, read_labels, regions
+from .quality import QUALITY_ATTRIBUTE, field_flags, unit_metrics
+from .quality import warnings as quality_warnings
 
 __all__ = ["CellsPlan", "CellsResult", "check_cells", "check_link_outputs", "check_table_output",
            "linked_names", "link_plate", "measure_plate", "write_rows"]
@@ -108,7 +111,13 @@ class CellsResult(PlateRun):
         (:meth:`.linking.Linking.counts`).
     """
 
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Field path -> timepoint -> the quality flags raised (:mod:`.quality`; measuring).
+    quality: dict[str, dict[int, list[str]]] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        """Return one line per quality flag raised, with the (field, timepoint)s."""
+        return quality_warnings(self.quality)
 
     def flagged(self) -> dict[str, int]:
         """Return the flagged objects summed over the units of the run."""
@@ -148,11 +157,12 @@ def _write_linked(unit: _Unit, linking: Linking, cells: LabelImage,
 
 
 def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
-                  nuclei: LabelImage | None) -> None:
+                  nuclei: LabelImage | None) -> dict[str, Any]:
     """Measure the unit's cells region by region, streaming the rows to its table parts.
 
     A region's rows are written as they are measured (one row group each), so memory does
     not grow with the number of cells in the field; the field's part is closed last.
+    Returns the unit's quality metrics (:func:`.quality.unit_metrics`).
     """
     import pyarrow as pa
 
@@ -171,6 +181,9 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     field_part = table_part_location(image, unit.table, unit.t)
     plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
     background = _field_background(unit, cells, image_arr, ny, nx)
+    fractions: list[np.ndarray] = []
+    ratios: list[np.ndarray] = []
+    ratio_names = [ratio_column(n) for n in names]
     with ParquetStream(field_part, schema) as field_out, \
             ParquetStream(plate_part, plate_schema) as plate_out:
         for ys, xs in regions(ny, nx, unit.region):
@@ -194,10 +207,16 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
                 n_nuclei=linking.n_nuclei[own], offset=(wy.start, wx.start),
                 background=background)
             df["t"] = np.int32(unit.t)
+            linked_rows = df["n_nuclei"] > 0
+            fractions.append((df["nucleus_area_px"] / df["area_px"])[linked_rows].to_numpy())
+            ratios.append(df[ratio_names].to_numpy().ravel())
             plate_out.write(pa.Table.from_pandas(_with_plate_keys(df, image.path),
                                                  preserve_index=False))
             field_out.write(pa.Table.from_pandas(df, preserve_index=False))
         # an empty unit still writes both parts, with every column (no row group)
+    return unit_metrics(len(linking.cell_ids), linking.cells_without_nucleus,
+                        np.concatenate(fractions) if fractions else np.zeros(0),
+                        np.concatenate(ratios) if ratios else np.zeros(0))
 
 
 def _field_background(unit: _Unit, cells: LabelImage, image_arr: Any, ny: int, nx: int
@@ -255,16 +274,17 @@ def write_rows(image: ImageInfo, table: str, plate_store: str, t: int, df: Any) 
     write_table_part(image, table, t, pa.Table.from_pandas(df, preserve_index=False))
 
 
-def run_unit(unit: _Unit) -> dict[str, int]:
+def run_unit(unit: _Unit) -> dict[str, Any]:
     """Link (and write the linked labels) and/or measure one (field, timepoint)."""
     cells = open_labels(unit.image, unit.cells)
     nuclei = open_labels(unit.image, unit.nuclei) if unit.nuclei else None
     linking = _link_unit(unit, cells, nuclei)
     if unit.outputs is not None:
         _write_linked(unit, linking, cells, nuclei)
+    counts: dict[str, Any] = dict(linking.counts())
     if unit.table is not None:
-        _measure_unit(unit, linking, cells, nuclei)
-    return linking.counts()
+        counts["quality"] = _measure_unit(unit, linking, cells, nuclei)
+    return counts
 
 
 # --------------------------------------------------------------------------------------
@@ -613,9 +633,34 @@ def _run(plate: str, units: list[_Unit], skipped: list[tuple[str, int]],
     finally:
         result.done.sort()  # in plate order, not in the order the units finished
         _record_links(outputs, by_field)
+        try:
+            _record_quality(units, result)
+        except Exception as err:  # noqa: BLE001 - the rows are written; say it, go on
+            logger.warning("quality checks not recorded: %s: %s", type(err).__name__, err)
         if own and client is not None:
             close_client(client)
     return result
+
+
+def _record_quality(units: list[_Unit], result: CellsResult) -> None:
+    """Keep each measured field's quality metrics and flags with its table; fill the result."""
+    fields = {u.image.path: u for u in units if u.table is not None}
+    for path, unit in fields.items():
+        new = {t: result.counts[f"{path}@t{t}"]["quality"] for p, t in result.done
+               if p == path and "quality" in result.counts.get(f"{path}@t{t}", {})}
+        if not new:
+            continue
+        assert unit.table is not None
+        old = table_attrs(unit.image, unit.table).get(QUALITY_ATTRIBUTE)
+        by_t = {int(t): dict(v) for t, v in (old or {}).items()
+                if isinstance(v, dict)} if isinstance(old, dict) else {}
+        by_t.update({int(t): {k: v for k, v in m.items()} for t, m in new.items()})
+        flagged = field_flags(by_t)
+        for t, fl in flagged.items():
+            by_t[t]["flags"] = fl
+        update_table_attrs(unit.image, unit.table,
+                           **{QUALITY_ATTRIBUTE: {str(t): m for t, m in sorted(by_t.items())}})
+        result.quality[path] = {t: fl for t, fl in flagged.items() if t in new}
 
 
 def _record_links(outputs: list[LabelImage], by_field: dict[str, list[int]]) -> None:

@@ -46,6 +46,7 @@ from ..runtime.resume import Resume, decide_resume
 from .columns import TRACK_COLUMNS
 from .planes import level_shape, read_labels, regions
 from .plate_measure import write_rows
+from .quality import warnings as quality_warnings
 from .registration import content_shift, drift
 from .tracking import relabel_by_track, track_cells, write_geff
 
@@ -112,6 +113,13 @@ class TrackResult(PlateRun):
         """Return the (field, timepoint)s whose drift could not be measured."""
         return sorted((path, int(t)) for path, steps in self.drift.items()
                       for t, (_, _, ok) in steps.items() if not ok)
+
+    def warnings(self) -> list[str]:
+        """Return a ``warning`` line for the timepoints whose drift could not be measured."""
+        flagged: dict[str, dict[int, list[str]]] = {}
+        for path, t in self.unregistered():
+            flagged.setdefault(path, {})[t] = ["unregistered"]
+        return quality_warnings(flagged)
 
 
 def cell_radius(table: Any) -> float:

@@ -51,6 +51,7 @@ from ._report_figures import plate_maps, readout_plate, spread, thumbnail, well_
 from .columns import ratio_column
 
 __all__ = ["REPORT_PAGE", "cells_per_well", "default_report_dir", "flagged_counts",
+           "quality_rows",
            "ratio_channels", "readout_per_well", "write_report"]
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ REPORT_PAGE = "report.html"
 _WELL = ["well", "row", "column"]
 _RATIO_SUFFIX = ratio_column("")
 _OUTPUTS = ("cells_per_well.png", "cells_per_well_t.png", "cells_per_well.csv", "readout.png",
-            "readout_median.png", "readout_per_well.csv")  # and thumb-*.png
+            "readout_median.png", "readout_per_well.csv", "quality.csv")  # and thumb-*.png
 _NO_NUCLEUS = "cells without nucleus (n_nuclei = 0)"
 _MANY_NUCLEI = "cells with several nuclei (n_nuclei >= 2)"
 
@@ -361,6 +362,21 @@ class _Report:
         return (f'<p class="note">{_esc(self.first.channel_names[c])}, contrast-stretched; '
                 f"{_esc(what)}.</p>" + "".join(_img(f, f) for f in figs))
 
+    def quality(self, table: str) -> str:
+        from .quality import FLAGS
+
+        rows = quality_rows(self.plate, table)
+        if rows.empty:
+            return '<p class="note">No quality checks kept with this table (measured before ' \
+                   "they existed).</p>"
+        raised = rows[rows["flags"] != ""]
+        names = sorted({f for fl in raised["flags"] for f in fl.split(", ") if f})
+        text = ("".join(f"<p><b>{_esc(n)}</b>: {_esc(FLAGS[n])}</p>" for n in names)
+                if names else '<p class="note">No check raised a flag.</p>')
+        return (text + f"<details{' open' if 0 < len(raised) <= 24 else ''}><summary>Per "
+                f"field and timepoint ({len(raised)} of {len(rows)} flagged)</summary>"
+                f"{_table_html(rows)}</details>" + self.csv(rows, "quality.csv"))
+
     def flagged(self, counts: dict[str, int]) -> str:
         text = _table_html(pd.DataFrame({"objects": list(counts), "count": counts.values()}))
         if len(self.df) and "n_nuclei" in self.df.columns:
@@ -371,6 +387,37 @@ class _Report:
                      f"<details{' open' if len(by_well) <= 24 else ''}><summary>Per well "
                      f"(all timepoints)</summary>{_table_html(by_well.reset_index())}</details>")
         return text
+
+
+def quality_rows(plate: Plate, table: str) -> pd.DataFrame:
+    """Return the quality checks kept with each field's table, one row per (field, timepoint).
+
+    Columns: ``field``, ``t``, the metrics of :func:`.quality.unit_metrics`, ``flags``
+    (the flags raised, comma-separated) and ``registered`` (the stage drift to the
+    timepoint was measured; empty where the table was not tracked).
+    """
+    from ..io import list_tables, table_attrs
+    from .plate_track import DRIFT_ATTRIBUTE
+    from .quality import QUALITY_ATTRIBUTE
+
+    rows = []
+    for path in plate.field_paths:
+        image = plate.field(path)
+        if table not in list_tables(image):
+            continue
+        attrs = table_attrs(image, table)
+        quality = attrs.get(QUALITY_ATTRIBUTE) or {}
+        drift = attrs.get(DRIFT_ATTRIBUTE) or {}
+        for t in sorted({*quality, *drift}, key=int):
+            m = dict(quality.get(t, {}))
+            flags = list(m.pop("flags", []))
+            step = drift.get(t)
+            if step is not None and not step[2]:
+                flags.append("unregistered")
+            rows.append({"field": path or "(image)", "t": int(t), **m,
+                         "flags": ", ".join(flags),
+                         "registered": "" if step is None else ("yes" if step[2] else "no")})
+    return pd.DataFrame(rows)
 
 
 def _flags(df: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -454,6 +501,7 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
         labels = labels or _reference_label(report.first, table)
         sections.append(("Fields", report.thumbnails(thumbnails, channel, labels)))
     sections.append(("Flagged objects", report.flagged(counts)))
+    sections.append(("Quality checks", report.quality(table)))
     page = out / REPORT_PAGE
     title = f"{plate.name or basename(plate.store)}: {table}"
     with replacing(page) as tmp:

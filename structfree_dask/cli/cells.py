@@ -52,6 +52,8 @@ def print_cells_result(what: str, result: Any) -> None:
           f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
     for failure in result.failed:
         print(f"failed: {failure.line()}", file=sys.stderr)
+    for line in result.warnings():
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _cmd_link(args: argparse.Namespace) -> int:
@@ -121,6 +123,8 @@ def print_track_result(what: str, result: Any) -> None:
           f"{tracks} tracks, {divisions} divisions")
     for failure in result.failed:
         print(f"failed: {failure.line()}", file=sys.stderr)
+    for line in result.warnings():
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -219,6 +219,9 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
         section["failed"] = [[p, t, e] for p, t, e in result.failed]
         section["cells"] = int(sum(c.get("cells", 0) for c in result.counts.values()))
         section["flagged"] = result.flagged()
+        section["warnings"] = result.warnings()
+        for line in section["warnings"]:
+            logger.warning("%s: %s", plate, line)
         logger.info("%s tables/%s: %d done, %d skipped, %d failed", plate, table,
                     len(result.done), len(result.skipped), len(result.failed))
     tracked = out.tracked
@@ -227,6 +230,8 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
             "tracks": sum(v[0] for v in tracked.tracks.values()),
             "divisions": sum(v[1] for v in tracked.tracks.values()),
             "timepoints": [[p, v[2]] for p, v in tracked.tracks.items()],
-            "failed": [[p, e] for p, _, e in tracked.failed]}
+            "failed": [[p, e] for p, _, e in tracked.failed],
+            "unregistered": [[p, t] for p, t in tracked.unregistered()]}
+        section.setdefault("warnings", []).extend(tracked.warnings())
     section["report"] = out.report
     section["seconds"] = out.seconds

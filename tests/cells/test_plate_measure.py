@@ -214,3 +214,31 @@ def test_a_checked_plan_is_run_as_it_is_and_only_for_its_request(tmp_path, clust
                            client=cluster_client)
     assert result.ok and result.done == [("A/1/0", 1)]
     assert feature_table_timepoints(open_plate(path).field("A/1/0"), "t") == {1}
+
+
+def test_nuclei_like_their_cells_are_flagged_and_kept_with_the_table(tmp_path, cluster_client,
+                                                                    capsys):
+    """A nuclei model that finds whole cells: the table says so and the command warns."""
+    from structfree_dask.cells.quality import FLAGS, QUALITY_ATTRIBUTE
+    from structfree_dask.cli import main
+    from structfree_dask.io import table_attrs, write_labels
+
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL2", timepoints=2, size=96, seed=6)
+    image = open_plate(path).field("A/1/0")
+    whole = open_labels(image, "gt_cyto").read()
+    write_labels(image, "whole", whole)  # "nuclei" that are the cells themselves
+    result = measure_plate(str(path), labels="gt_cyto", nuclei="whole", link_labels=False,
+                           client=cluster_client)
+    assert result.quality == {"A/1/0": {0: ["nuclei_like_cells"], 1: ["nuclei_like_cells"]}}
+    assert result.warnings() == [f"{FLAGS['nuclei_like_cells']} (A/1/0 t=0,1)"]
+    kept = table_attrs(open_plate(path).field("A/1/0"), "gt_cyto_features")[QUALITY_ATTRIBUTE]
+    assert kept["0"]["flags"] == ["nuclei_like_cells"] and kept["1"]["nucleus_fraction"] == 1.0
+    good = measure_plate(str(path), labels="gt_cyto", nuclei="gt_nuclei", table="good",
+                         link_labels=False, client=cluster_client)
+    assert good.quality == {"A/1/0": {0: [], 1: []}} and good.warnings() == []
+    capsys.readouterr()
+    assert main(["measure", str(path), "--labels", "gt_cyto", "--nuclei", "whole",
+                 "--table", "cli", "--no-link", "--no-progress", "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {FLAGS['nuclei_like_cells']} (A/1/0 t=0,1)" in err

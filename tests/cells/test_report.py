@@ -196,3 +196,30 @@ def test_output_inside_the_plate_is_refused(campaign):
     store, _ = campaign
     with pytest.raises(ValueError, match="inside the plate"):
         write_report(store, table="cells", output=Path(store) / "report")
+
+
+def test_the_report_shows_the_quality_checks(tmp_path, cluster_client):
+    """Flags kept with the tables, and fields whose drift was not measured, are shown."""
+    from structfree_dask import simulate_plate
+    from structfree_dask.cells.plate_measure import measure_plate
+    from structfree_dask.cells.plate_track import track_plate
+    from structfree_dask.cells.quality import FLAGS
+    from structfree_dask.cells.report import quality_rows, write_report
+    from structfree_dask.io import open_labels, open_plate, write_labels
+
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL2", timepoints=2, size=96, seed=6)
+    image = open_plate(path).field("A/1/0")
+    write_labels(image, "whole", open_labels(image, "gt_cyto").read())
+    measure_plate(str(path), labels="gt_cyto", nuclei="whole", link_labels=False,
+                  client=cluster_client)
+    track_plate(str(path), table="gt_cyto_features", client=cluster_client)
+    rows = quality_rows(open_plate(path), "gt_cyto_features")
+    assert rows[["field", "t", "flags", "registered"]].to_dict("records") == [
+        {"field": "A/1/0", "t": 0, "flags": "nuclei_like_cells", "registered": "yes"},
+        {"field": "A/1/0", "t": 1, "flags": "nuclei_like_cells", "registered": "yes"}]
+    page = write_report(str(path), table="gt_cyto_features", output=tmp_path / "r",
+                        thumbnails=0)
+    html = page.read_text()
+    assert "<h2>Quality checks</h2>" in html and FLAGS["nuclei_like_cells"] in html
+    assert (tmp_path / "r" / "quality.csv").read_text().count("nuclei_like_cells") == 2

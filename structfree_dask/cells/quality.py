@@ -1,0 +1,160 @@
+"""Quality checks: when the objects of a (field, timepoint) cannot carry the readout.
+
+Measured per (field, timepoint) while measuring (:func:`unit_metrics`), judged by
+:func:`flags` against the thresholds below, kept with the table (attribute
+:data:`QUALITY_ATTRIBUTE`) and said by the commands as ``warning: ...`` lines
+(:func:`warnings`):
+
+* ``nuclei_like_cells``: the median nucleus covers more than :data:`MAX_NUCLEUS_FRACTION`
+  of its cell (a nuclei model that found whole cells: no cytoplasm to compare with);
+* ``cells_without_nucleus``: more than :data:`MAX_WITHOUT_NUCLEUS` of the cells have none;
+* ``implausible_ratios``: more than :data:`MAX_IMPLAUSIBLE` of the nucleus/cytoplasm
+  ratios lie outside :data:`PLAUSIBLE_RATIO`;
+* ``count_jump``: the cell count changed by more than a factor :data:`MAX_COUNT_FACTOR`
+  from the timepoint before (a focus or segmentation failure);
+* ``unregistered``: the stage drift to this timepoint could not be measured (tracks may
+  break there; :mod:`.registration`).
+
+Examples
+--------
+>>> m = {"cells": 100, "cells_without_nucleus": 40, "nucleus_fraction": 0.95,
+...      "ratios": 50, "implausible_ratios": 1}
+>>> flags(m)
+['nuclei_like_cells', 'cells_without_nucleus']
+>>> flags({**m, "cells": 300}, previous_cells=100)[-1]
+'count_jump'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MAX_NUCLEUS_FRACTION", "MAX_WITHOUT_NUCLEUS", "PLAUSIBLE_RATIO", "MAX_IMPLAUSIBLE",
+           "MAX_COUNT_FACTOR", "QUALITY_ATTRIBUTE", "FLAGS", "unit_metrics", "flags",
+           "field_flags", "warnings"]
+
+#: Largest median nucleus area / cell area of linked cells.
+MAX_NUCLEUS_FRACTION = 0.8
+#: Largest fraction of cells without a nucleus.
+MAX_WITHOUT_NUCLEUS = 0.3
+#: Plausible nucleus / cytoplasm ratios (inclusive).
+PLAUSIBLE_RATIO = (0.05, 20.0)
+#: Largest fraction of ratios outside :data:`PLAUSIBLE_RATIO`.
+MAX_IMPLAUSIBLE = 0.1
+#: Largest factor between the cell counts of consecutive timepoints.
+MAX_COUNT_FACTOR = 2.0
+#: Table attribute with each timepoint's metrics and flags.
+QUALITY_ATTRIBUTE = "structfree_dask_quality"
+
+#: Each flag, and what it means and what to do, for the ``warning: ...`` lines.
+FLAGS: dict[str, str] = {
+    "nuclei_like_cells": (
+        f"nuclei about the size of their cells (median nucleus/cell area above "
+        f"{MAX_NUCLEUS_FRACTION}): the nuclei model found whole cells, so there is no "
+        "cytoplasm to compare with; segment the nuclei with a model meant for them (a zoo "
+        "built with --organelle nuclei, then --zoo)"),
+    "cells_without_nucleus": (
+        f"more than {MAX_WITHOUT_NUCLEUS:.0%} of the cells have no nucleus: check the "
+        "nuclei's channels and model"),
+    "implausible_ratios": (
+        f"more than {MAX_IMPLAUSIBLE:.0%} of the nucleus/cytoplasm ratios outside "
+        f"{PLAUSIBLE_RATIO[0]}-{PLAUSIBLE_RATIO[1]}: check the objects and the background"),
+    "count_jump": (
+        f"the cell count changed more than {MAX_COUNT_FACTOR:g}x from the timepoint before "
+        "(out of focus, or a segmentation failure)"),
+    "unregistered": (
+        "the stage drift to this timepoint could not be measured (an empty or out-of-focus "
+        "timepoint): tracks may break there"),
+}
+
+
+def unit_metrics(cells: int, without_nucleus: int, nucleus_fractions: Sequence[float],
+                 ratios: np.ndarray) -> dict[str, Any]:
+    """Return the metrics of one (field, timepoint).
+
+    Parameters
+    ----------
+    cells, without_nucleus : int
+        Cells, and cells without a nucleus.
+    nucleus_fractions : sequence of float
+        Nucleus area / cell area of the cells with a nucleus.
+    ratios : numpy.ndarray
+        Every finite nucleus/cytoplasm ratio measured (all channels).
+
+    Examples
+    --------
+    >>> unit_metrics(3, 1, [0.2, 0.4], np.array([1.0, 50.0]))["implausible_ratios"]
+    1
+    """
+    ratios = np.asarray(ratios, np.float64)
+    ratios = ratios[np.isfinite(ratios)]
+    low, high = PLAUSIBLE_RATIO
+    return {
+        "cells": int(cells),
+        "cells_without_nucleus": int(without_nucleus),
+        "nucleus_fraction": (float(np.median(nucleus_fractions)) if len(nucleus_fractions)
+                             else None),
+        "ratios": int(ratios.size),
+        "implausible_ratios": int(np.count_nonzero((ratios < low) | (ratios > high))),
+    }
+
+
+def flags(metrics: Mapping[str, Any], previous_cells: int | None = None) -> list[str]:
+    """Return the flags (keys of :data:`FLAGS`) the metrics of one (field, timepoint) raise."""
+    out = []
+    fraction = metrics.get("nucleus_fraction")
+    if fraction is not None and fraction > MAX_NUCLEUS_FRACTION:
+        out.append("nuclei_like_cells")
+    cells = int(metrics.get("cells", 0))
+    if cells and metrics.get("cells_without_nucleus", 0) > MAX_WITHOUT_NUCLEUS * cells:
+        out.append("cells_without_nucleus")
+    n = int(metrics.get("ratios", 0))
+    if n and metrics.get("implausible_ratios", 0) > MAX_IMPLAUSIBLE * n:
+        out.append("implausible_ratios")
+    if previous_cells is not None and (previous_cells or cells):
+        low, high = sorted((previous_cells, cells))
+        if low == 0 or high / low > MAX_COUNT_FACTOR:
+            out.append("count_jump")
+    return out
+
+
+def field_flags(by_t: Mapping[int, Mapping[str, Any]]) -> dict[int, list[str]]:
+    """Return each timepoint's flags, the count jump judged against the timepoint before.
+
+    Examples
+    --------
+    >>> field_flags({0: {"cells": 10}, 1: {"cells": 11}, 2: {"cells": 40}})
+    {0: [], 1: [], 2: ['count_jump']}
+    """
+    out: dict[int, list[str]] = {}
+    before = None
+    for t in sorted(by_t):
+        out[t] = flags(by_t[t], before)
+        before = int(by_t[t].get("cells", 0))
+    return out
+
+
+def warnings(flagged: Mapping[str, Mapping[int, Sequence[str]]]) -> list[str]:
+    """Return one line per flag raised: what it means, and where (field, timepoints).
+
+    Parameters
+    ----------
+    flagged : mapping
+        Field path -> timepoint -> flags.
+
+    Examples
+    --------
+    >>> warnings({"A/1/0": {0: ["count_jump"], 3: ["count_jump"]}, "B/1/0": {0: []}})[0]
+    'the cell count changed more than 2x ... (A/1/0 t=0,3)'
+    """
+    where: dict[str, list[str]] = {}
+    for path, by_t in sorted(flagged.items()):
+        for name in FLAGS:
+            ts = sorted(t for t, fl in by_t.items() if name in fl)
+            if ts:
+                where.setdefault(name, []).append(
+                    f"{path or '(image)'} t={','.join(map(str, ts))}")
+    return [f"{FLAGS[name]} ({'; '.join(places)})" for name, places in where.items()]

@@ -1,0 +1,55 @@
+"""cells.quality: the checks that warn when the objects cannot carry the readout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from structfree_dask.cells.quality import (
+    FLAGS,
+    MAX_COUNT_FACTOR,
+    MAX_NUCLEUS_FRACTION,
+    PLAUSIBLE_RATIO,
+    field_flags,
+    flags,
+    unit_metrics,
+    warnings,
+)
+
+
+def test_metrics_of_a_unit():
+    m = unit_metrics(10, 2, [0.2, 0.3, 0.9], np.array([1.0, np.nan, 0.01, 30.0, 2.0]))
+    assert m == {"cells": 10, "cells_without_nucleus": 2, "nucleus_fraction": 0.3,
+                 "ratios": 4, "implausible_ratios": 2}
+    assert unit_metrics(0, 0, [], np.zeros(0))["nucleus_fraction"] is None
+
+
+@pytest.mark.parametrize(("metrics", "expected"), [
+    ({"cells": 50, "cells_without_nucleus": 1, "nucleus_fraction": 0.3, "ratios": 40,
+      "implausible_ratios": 0}, []),
+    ({"cells": 50, "nucleus_fraction": MAX_NUCLEUS_FRACTION + 0.01}, ["nuclei_like_cells"]),
+    ({"cells": 50, "nucleus_fraction": MAX_NUCLEUS_FRACTION}, []),
+    ({"cells": 50, "cells_without_nucleus": 16}, ["cells_without_nucleus"]),
+    ({"cells": 50, "ratios": 40, "implausible_ratios": 5}, ["implausible_ratios"]),
+    ({"cells": 0, "ratios": 0}, []),
+])
+def test_flags(metrics, expected):
+    assert flags(metrics) == expected
+
+
+def test_count_jumps_are_judged_against_the_timepoint_before():
+    by_t = {0: {"cells": 40}, 1: {"cells": 44}, 2: {"cells": 10}, 3: {"cells": 12},
+            5: {"cells": int(12 * MAX_COUNT_FACTOR) + 1}, 6: {"cells": 0}}
+    assert field_flags(by_t) == {0: [], 1: [], 2: ["count_jump"], 3: [], 5: ["count_jump"],
+                                 6: ["count_jump"]}
+    assert field_flags({0: {"cells": 0}, 1: {"cells": 0}}) == {0: [], 1: []}
+
+
+def test_warnings_say_what_and_where_once_per_flag():
+    lines = warnings({"A/1/0": {0: ["nuclei_like_cells"], 1: ["nuclei_like_cells"]},
+                      "B/2/0": {1: ["nuclei_like_cells", "count_jump"]}, "": {4: []}})
+    assert lines == [f"{FLAGS['nuclei_like_cells']} (A/1/0 t=0,1; B/2/0 t=1)",
+                     f"{FLAGS['count_jump']} (B/2/0 t=1)"]
+    assert "--organelle nuclei" in FLAGS["nuclei_like_cells"]
+    assert str(PLAUSIBLE_RATIO[1]) in FLAGS["implausible_ratios"]
+    assert warnings({}) == []
