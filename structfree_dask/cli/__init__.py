@@ -97,9 +97,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                   for n, d in (("rows", 1), ("cols", 1), ("fields", 1), ("size", 512))}
         out = simulate_plate(
             args.out, cell_line=args.cell_line, timepoints=args.timepoints, seed=args.seed,
-            ngff_version=args.ngff_version, mode=args.mode, **layout,
+            ngff_version=args.ngff_version, mode=args.mode,
+            stage_jitter_px=0 if args.stage_jitter is None else args.stage_jitter, **layout,
         )
     else:
+        if args.stage_jitter is not None:
+            raise UsageError("--stage-jitter: only for simulated cells; not with "
+                             "--shapes-from PLATE")
         given = [f"--{n}" for n in ("rows", "cols", "fields", "size")
                  if getattr(args, n) is not None]
         if given:
@@ -170,6 +174,13 @@ def _segment_configs(args: argparse.Namespace) -> list[SegmentationConfig]:
         shared = {k: v for k, v in given.items() if k not in ("name", "diameter", "channels")}
         configs.append(SegmentationConfig.from_mapping(
             {**shared, "organelle": "nuclei", "channels": nuclei, "name": "nuclei"}))
+        model = str(configs[-1].model or "generalist")
+        if "nuclei" not in model.lower():
+            print(f"warning: --with-nuclei segments the nuclei with {model!r}, a model not "
+                  "trained for nuclei: without a nuclear stain its 'nuclei' are often whole "
+                  "cells (no cytoplasm left to measure). Build a zoo with --organelle nuclei "
+                  "(structfree-dask zoo build ... --organelle nuclei) and segment with --zoo",
+                  file=sys.stderr)
     if len({c.label_name for c in configs}) < len(configs):
         raise UsageError("the cells and the nuclei would both be labels/nuclei; give the "
                          "cells another --name")
@@ -381,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--mode", choices=("confocal", "widefield"), default="confocal",
                    help="acquisition mode (default confocal)")
+    p.add_argument("--stage-jitter", type=int, default=None, metavar="PX",
+                   help="shift every field of view by up to PX pixels (y and x, drawn per "
+                        "field and timepoint; timepoint 0 is the reference), as a stage "
+                        "revisiting the wells; the shifts go to gt_truth (default 0: none)")
     _add_common_output(p)
     p.set_defaults(func=_cmd_simulate)
 

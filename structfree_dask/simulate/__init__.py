@@ -25,7 +25,11 @@ to their cell. Over time (one timepoint every 3 h) cells move slowly, grow, roun
 cell with a sigmoidal time course (translocation ratio, ER spreading, mitochondrial
 fragmentation, membrane internalisation). Each channel is blurred with a Gaussian PSF (plus an
 out-of-focus haze in widefield mode), and Poisson-Gaussian camera noise is added on top of a
-background and camera offset.
+background and camera offset. Optional stage jitter (``stage_jitter_px``) shifts the whole field
+of view by whole pixels at every timepoint after the first, as a stage revisiting the wells: the
+cells live in a world larger than the field and each timepoint is the field's window on it; the
+shifts are part of the truth (:attr:`SimulatedField.stage_shift`, ``stage_dy`` / ``stage_dx``
+in ``gt_truth``).
 
 Modules
 -------

@@ -2,7 +2,8 @@
 
 :func:`render_geometry` draws every cell as an irregular star-shaped region (partitioned
 between touching cells by a multiplicatively weighted Voronoi rule) with an offset nucleus
-ellipse, into a :class:`Geometry`; :func:`make_tile` makes the noise tile of the boundary
+ellipse, into a :class:`Geometry`; :func:`crop_geometry` cuts a camera's window out of a
+larger rendered world (stage jitter); :func:`make_tile` makes the noise tile of the boundary
 wobble.
 """
 
@@ -18,7 +19,7 @@ import skimage.measure
 from .population import DYING, HARMONICS, MITOTIC, Cells
 from .textures import freq2, gauss_tf, random_field
 
-__all__ = ["Geometry", "make_tile", "render_geometry", "stray_fragments"]
+__all__ = ["Geometry", "crop_geometry", "make_tile", "render_geometry", "stray_fragments"]
 
 
 @dataclass
@@ -149,18 +150,65 @@ def render_geometry(
     best[pix[~live]] = np.inf
     cyto = cyto.reshape(shape)
     nuc = nuc.reshape(shape)
-    # weighted Voronoi regions can be disconnected: keep one piece per cell (the one holding
-    # most of the nucleus, then the largest), likewise one piece per nucleus
-    stray = stray_fragments(cyto, nuc > 0)
-    cyto[stray] = 0
-    nuc[stray] = 0
-    nuc[stray_fragments(nuc, nuc > 0)] = 0
+    stray = _drop_strays(cyto, nuc)
     best = best.reshape(shape)
     best[stray] = np.inf
     best[~np.isfinite(best)] = 1.0
     rho_map = rho_map.reshape(shape)
     rho_map[stray] = 1e3
     return Geometry(cyto=cyto, nuclei=nuc, dist=best, rho=rho_map)
+
+
+def _drop_strays(
+    cyto: npt.NDArray[np.uint32], nuc: npt.NDArray[np.uint32]
+) -> npt.NDArray[np.bool_]:
+    """Keep one 4-connected piece per cell and per nucleus (in place); return the cells' strays.
+
+    Weighted Voronoi regions (and a window cut from a larger world) can leave a cell in
+    pieces: the kept piece holds most of the nucleus, then is the largest; likewise one
+    piece per nucleus.
+    """
+    stray = stray_fragments(cyto, nuc > 0)
+    cyto[stray] = 0
+    nuc[stray] = 0
+    nuc[stray_fragments(nuc, nuc > 0)] = 0
+    return stray
+
+
+def crop_geometry(geo: Geometry, origin: tuple[int, int], shape: tuple[int, int]) -> Geometry:
+    """Return the window ``shape`` at ``origin`` ``(y0, x0)`` of a geometry rendered larger.
+
+    The window is what a camera sees of a larger rendered world: cells cut by its edge keep
+    their ID (also with their nucleus outside the window), and a cell (or nucleus) that the
+    window cuts into several 4-connected pieces keeps one, as :func:`render_geometry` keeps
+    one per cell (the pixels of the others become background).
+
+    Raises
+    ------
+    ValueError
+        The window does not lie inside the geometry.
+
+    Examples
+    --------
+    >>> lab = np.zeros((6, 6), np.uint32); lab[1:5, 1:5] = 7; lab[2:4, 2] = 0
+    >>> geo = Geometry(cyto=lab, nuclei=np.zeros_like(lab), dist=np.zeros((6, 6), np.float32),
+    ...                rho=np.zeros((6, 6), np.float32))
+    >>> crop_geometry(geo, (1, 1), (4, 4)).cyto.tolist()  # a U-shaped cell: one ID, one piece
+    [[7, 7, 7, 7], [7, 0, 7, 7], [7, 0, 7, 7], [7, 7, 7, 7]]
+    >>> crop_geometry(geo, (2, 0), (2, 5)).cyto.tolist()  # cut in two: the larger piece stays
+    [[0, 0, 0, 7, 7], [0, 0, 0, 7, 7]]
+    """
+    (y0, x0), (h, w) = origin, shape
+    ny, nx = geo.cyto.shape
+    if not (0 <= y0 <= ny - h and 0 <= x0 <= nx - w):
+        raise ValueError(f"window {h} x {w} at ({y0}, {x0}) does not fit in {ny} x {nx}")
+    win = (slice(y0, y0 + h), slice(x0, x0 + w))
+    cyto, nuc = geo.cyto[win].copy(), geo.nuclei[win].copy()
+    dist, rho = geo.dist[win].copy(), geo.rho[win].copy()
+    stray = _drop_strays(cyto, nuc)
+    dist[stray] = 1.0
+    rho[stray] = 1e3
+    return Geometry(cyto=cyto, nuclei=nuc, dist=dist, rho=rho)
 
 
 def stray_fragments(

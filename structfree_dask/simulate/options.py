@@ -2,7 +2,7 @@
 
 :data:`MODES` holds the optics and camera model of each imaging mode (:data:`IMAGING_MODES`
 its names); :func:`resolve_preset`, :func:`resolve_size`, :func:`resolve_seed`,
-:func:`resolve_mode` and :func:`check_int` turn the arguments of
+:func:`resolve_mode`, :func:`resolve_stage_jitter` and :func:`check_int` turn the arguments of
 :func:`~structfree_dask.simulate.simulate_field` and
 :func:`~structfree_dask.simulate.simulate_plate` into values or raise; :func:`child_rng`
 gives the generator of one seeded child stream.
@@ -28,6 +28,7 @@ __all__ = [
     "resolve_preset",
     "resolve_seed",
     "resolve_size",
+    "resolve_stage_jitter",
 ]
 
 
@@ -138,6 +139,37 @@ def resolve_mode(mode: str) -> ImagingMode:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(map(repr, MODES))}")
     return MODES[mode]
+
+
+def resolve_stage_jitter(jitter: object, shape: tuple[int, int]) -> int:
+    """Return the largest stage shift in pixels (0: none) for a field of ``shape`` ``(y, x)``.
+
+    At most half the field's smaller side, so that every timepoint shares at least half of
+    each axis with timepoint 0.
+
+    Raises
+    ------
+    TypeError
+        Not an int.
+    ValueError
+        Negative, or more than half the field's smaller side.
+
+    Examples
+    --------
+    >>> resolve_stage_jitter(15, (64, 80))
+    15
+    >>> resolve_stage_jitter(40, (64, 80))
+    Traceback (most recent call last):
+    ...
+    ValueError: stage_jitter_px must be <= 32 (half the field's smaller side), got 40
+    """
+    j = check_int("stage_jitter_px", jitter, 0)
+    most = min(shape) // 2
+    if j > most:
+        raise ValueError(
+            f"stage_jitter_px must be <= {most} (half the field's smaller side), got {j}"
+        )
+    return j
 
 
 def child_rng(ss: np.random.SeedSequence, *key: int) -> np.random.Generator:

@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config import TRUTH_TABLE
-from .field import TRUTH_DTYPES, TRUTH_KEYS, SimulatedField, simulate_field
-from .options import check_int, resolve_mode, resolve_preset, resolve_size
+from .field import (
+    STAGE_COLUMNS,
+    STAGE_DTYPES,
+    TRUTH_DTYPES,
+    TRUTH_KEYS,
+    SimulatedField,
+    simulate_field,
+)
+from .options import check_int, resolve_mode, resolve_preset, resolve_size, resolve_stage_jitter
 from .presets import CellLinePreset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +55,7 @@ def _arrow(df: pd.DataFrame) -> pa.Table:
     """Return truth rows as an Arrow table with the full schema (also for zero rows)."""
     import pyarrow as pa
 
-    types = {**_PLATE_DTYPES, **TRUTH_DTYPES}
+    types = {**_PLATE_DTYPES, **TRUTH_DTYPES, **STAGE_DTYPES}
     schema = pa.schema(
         [(c, pa.from_numpy_dtype(np.dtype(types.get(c, np.float64)))) for c in df.columns]
     )
@@ -67,18 +74,24 @@ def _write_simulated(plate: PlateWriter, out: str, where: tuple[str, str, int],
         time_interval_h=sim.time_interval_h,
         labels={"gt_nuclei": sim.nuclei, "gt_cyto": sim.cyto},
     )
-    _write_truth(out, info, where, sim.truth, sim.image.shape[0])
+    stage = None if not sim.stage_jitter_px else {
+        "stage_jitter_px": sim.stage_jitter_px,
+        **{name: sim.stage_shift[:, k].tolist() for k, name in enumerate(STAGE_COLUMNS)},
+    }
+    _write_truth(out, info, where, sim.truth, sim.image.shape[0], stage)
     logger.info("simulated %s field %s%s/%d (%d/%d): %d cells at t=0", sim.cell_line, row, col,
                 fi, *progress, int(np.count_nonzero(np.unique(sim.cyto[0]))))
 
 
 def _write_truth(
-    plate: str, info: ImageInfo, where: tuple[str, str, int], truth: pd.DataFrame, n_t: int
+    plate: str, info: ImageInfo, where: tuple[str, str, int], truth: pd.DataFrame, n_t: int,
+    stage: dict[str, object] | None = None,
 ) -> None:
     """Write a field's truth as its feature table and into the plate-level dataset.
 
     ``where`` is the field's ``(row, column, field index)``; every timepoint gets a part,
-    also one without cells.
+    also one without cells. ``stage`` (stage jitter: the largest shift and the shifts of
+    every timepoint) goes into the table's attributes.
     """
     from structfree_dask.io import (
         create_feature_table,
@@ -90,10 +103,11 @@ def _write_truth(
     )
 
     row, col, fi = where
-    ratios = [c for c in truth.columns if c not in TRUTH_KEYS]
+    ratios = [c for c in truth.columns if c not in TRUTH_KEYS and c not in STAGE_COLUMNS]
+    shifts = [c for c in STAGE_COLUMNS if c in truth.columns]
     create_feature_table(
         info, TRUTH_TABLE, reference_label="gt_cyto", measurement_columns=ratios,
-        metadata_columns=["t", "parent_label"],
+        metadata_columns=["t", "parent_label", *shifts], attrs=stage,
     )
     dataset = plate_dataset(plate, TRUTH_TABLE)
     keys = {"well": f"{row}{col}", "row": row, "column": col, "field": fi}
@@ -117,6 +131,7 @@ def simulate_plate(
     ngff_version: str = "0.4",
     mode: str = "confocal",
     overwrite: bool = False,
+    stage_jitter_px: int = 0,
 ) -> pathlib.Path | str:
     """Simulate a plate and write it as an OME-Zarr HCS plate with ground-truth labels.
 
@@ -128,6 +143,14 @@ def simulate_plate(
     ``gt_cyto`` labels, one Parquet part per timepoint) and to the plate-level dataset
     ``<plate>/measurements/gt_truth/`` (the same rows with ``well``, ``row``, ``column`` and
     ``field`` in front; see :func:`structfree_dask.io.read_plate_dataset`).
+
+    With ``stage_jitter_px`` > 0 every field moves under the camera between timepoints
+    (see :func:`simulate_field`); its truth then also records the stage's shift from
+    timepoint 0: the columns ``stage_dy`` and ``stage_dx`` (int32, pixels; the field's
+    content seems to move by ``(-stage_dy, -stage_dx)``) of ``gt_truth``, in every row
+    of that (field, timepoint), and the attributes ``stage_jitter_px`` and ``stage_dy``,
+    ``stage_dx`` (one value per timepoint, also for a timepoint without cells) of the
+    field's ``gt_truth`` table group. Without jitter neither is written.
 
     Parameters
     ----------
@@ -153,6 +176,9 @@ def simulate_plate(
     overwrite : bool
         Replace an existing plate at ``path`` (with everything made on it since). Only an
         OME-Zarr plate is ever replaced: anything else there is refused.
+    stage_jitter_px : int
+        Largest stage shift in pixels, per field and timepoint (0, the default: none; at
+        most half the field's smaller side; see :func:`simulate_field`).
 
     Returns
     -------
@@ -162,7 +188,8 @@ def simulate_plate(
     Raises
     ------
     ValueError
-        For invalid counts, seeds, cell lines or modes (see :func:`simulate_field`).
+        For invalid counts, seeds, cell lines, modes or stage jitter (see
+        :func:`simulate_field`). Nothing is written then.
     TypeError
         Arguments of the wrong type.
     FileExistsError
@@ -187,7 +214,7 @@ def simulate_plate(
     n_cols = check_int("cols", cols, 1)
     n_fields = check_int("fields", fields, 1)
     n_t = check_int("timepoints", timepoints, 1)
-    resolve_size(size)
+    jitter = resolve_stage_jitter(stage_jitter_px, resolve_size(size))
     resolve_mode(mode)
     root = np.random.SeedSequence(check_int("seed", seed, 0))
 
@@ -215,7 +242,8 @@ def simulate_plate(
                         entropy=root.entropy, spawn_key=(ri, ci, fi)
                     )
                     sim = simulate_field(
-                        preset, size=size, timepoints=n_t, seed=field_seed, mode=mode
+                        preset, size=size, timepoints=n_t, seed=field_seed, mode=mode,
+                        stage_jitter_px=jitter,
                     )
                     done += 1
                     _write_simulated(plate, str(out), (row, col, fi), sim, (done, total))

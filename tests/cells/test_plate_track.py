@@ -75,3 +75,37 @@ def test_a_checked_tracking_plan_is_run_only_for_its_request(tmp_path, cluster_c
     assert result.ok and result.done == [("A/1/0", None)]
     table = read_feature_table(open_plate(path).field("A/1/0"), "gt_cyto_features")
     assert (table["track_id"] >= 0).all()
+
+
+def test_tracking_follows_cells_through_stage_jitter(tmp_path, cluster_client):
+    """The drift is measured from the masks (the simulator's truth) and tracks hold through it."""
+    from structfree_dask.cells.plate_track import DRIFT_ATTRIBUTE
+    from structfree_dask.io import table_attrs
+
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL1", timepoints=6, size=192, seed=4, stage_jitter_px=15)
+    measure_plate(str(path), labels="gt_cyto", client=cluster_client)
+    result = track_plate(str(path), table="gt_cyto_features", client=cluster_client)
+    assert result.ok and result.unregistered() == [] and result.warnings() == []
+    image = open_plate(path).field("A/1/0")
+    truth = read_feature_table(image, "gt_truth").groupby("t")[["stage_dy", "stage_dx"]].first()
+    steps = table_attrs(image, "gt_cyto_features")[DRIFT_ATTRIBUTE]
+    for t in range(1, 6):  # the content moves opposite to the stage, step by step
+        expected = -(truth.loc[t] - truth.loc[t - 1]).to_numpy()
+        assert steps[str(t)][:2] == pytest.approx(expected, abs=1.0), t
+        assert steps[str(t)][2] is True
+    # a cell keeps its track from one timepoint to the next (its ID persists in the truth)
+    table = read_feature_table(image, "gt_cyto_features")
+
+    def kept(tracked):
+        by = tracked.set_index(["t", "label"])["track_id"]
+        return [by[(t, lab)] == by[(t + 1, lab)] for t, lab in by.index
+                if (t + 1, lab) in by.index]
+
+    assert len(kept(table)) > 20 and np.mean(kept(table)) >= 0.95
+    from structfree_dask.cells.plate_track import cell_radius
+    from structfree_dask.cells.tracking import track_cells
+
+    raw = track_cells(table.drop(columns=["track_id", "parent_track_id"]),
+                      max_distance=cell_radius(table))  # the raw centroids: drift as motion
+    assert np.mean(kept(raw)) < 0.8

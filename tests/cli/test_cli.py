@@ -282,3 +282,51 @@ def test_run_prints_a_cells_line_per_plate(tmp_path, capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == ("/d/p.zarr: tables/cyto_features: 1 done, 0 skipped, 0 failed; "
                         "12 cells; 5 tracks, 1 divisions; report /r/report.html")
+
+
+def test_simulate_stage_jitter_writes_the_shifts(tmp_path, capsys):
+    from structfree_dask.io import read_feature_table
+    from structfree_dask.simulate import simulate_field
+
+    plate = tmp_path / "jitter.zarr"
+    assert main(["simulate", str(plate), "--size", "64", "--timepoints", "3", "--seed", "1",
+                 "--stage-jitter", "15"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    want = simulate_field("CL1", size=64, timepoints=3, stage_jitter_px=15,
+                          seed=np.random.SeedSequence(entropy=1, spawn_key=(0, 0, 0)))
+    info = open_plate(plate).field("A/1/0")
+    truth = read_feature_table(info, "gt_truth")
+    got = truth.groupby("t")[["stage_dy", "stage_dx"]].first()
+    assert np.array_equal(got.to_numpy(), want.stage_shift[sorted(set(truth["t"]))])
+    cyto = open_labels(info, "gt_cyto").read()
+    assert np.array_equal(cyto.reshape(want.cyto.shape), want.cyto)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--stage-jitter", "-3"], "stage_jitter_px must be >= 0, got -3"),
+        (["--stage-jitter", "40"], "stage_jitter_px must be <= 32"),
+        (["--stage-jitter", "2", "--shapes-from", "{tmp}/src.zarr"],
+         "--stage-jitter: only for simulated cells"),
+    ],
+)
+def test_simulate_refuses_a_bad_stage_jitter(extra, message, tmp_path, capsys):
+    out = tmp_path / "s.zarr"
+    argv = ["simulate", str(out), *(a.format(tmp=tmp_path) for a in extra)]
+    if "--shapes-from" not in extra:
+        argv += ["--size", "64"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not out.exists()
+
+
+def test_simulate_refuses_a_non_integer_stage_jitter(tmp_path, capsys):
+    out = tmp_path / "s.zarr"
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", str(out), "--size", "64", "--stage-jitter", "1.5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--stage-jitter: invalid int value: '1.5'" in err[0]
+    assert not out.exists()

@@ -22,10 +22,12 @@ from structfree_dask.simulate.field import (
     TRUTH_DTYPES,
     TRUTH_KEYS,
     rendered_field,
+    stage_shifts,
     truth_columns,
     truth_frame,
     truth_rows,
 )
+from structfree_dask.simulate.options import child_rng
 from structfree_dask.simulate.render import progress, translocation_ratio
 
 _RATIO = true_ratio_column("translocation-reporter")
@@ -309,3 +311,137 @@ def test_true_ratio_of_an_export_reporter_decreases() -> None:
     ratio = f.truth.groupby("t")[_RATIO].median()
     assert ratio.iloc[0] > 0.95 * spec.nc_ratio_start
     assert ratio.iloc[-1] < 1.2 * spec.nc_ratio_end
+
+
+# ------------------------------------------------------------------ stage jitter
+
+
+def _window(a: np.ndarray, jitter: int, shift: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The field's window, at the stage's ``shift``, on a world ``jitter`` px larger per side."""
+    y0, x0 = jitter + int(shift[0]), jitter + int(shift[1])
+    return a[..., y0:y0 + shape[0], x0:x0 + shape[1]]
+
+
+def test_stage_jitter_zero_is_bitwise_the_default() -> None:
+    a = simulate_field("CL2", size=(64, 80), timepoints=3, seed=4)
+    b = simulate_field("CL2", size=(64, 80), timepoints=3, seed=4, stage_jitter_px=0)
+    for name in ("image", "nuclei", "cyto"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    pd.testing.assert_frame_equal(a.truth, b.truth)
+    assert a.lineage == b.lineage
+    assert b.stage_jitter_px == 0
+    assert b.stage_shift.shape == (3, 2) and b.stage_shift.dtype == np.int64
+    assert not b.stage_shift.any()
+    assert "stage_dy" not in b.truth and "stage_dx" not in b.truth
+
+
+def test_stage_shifts_are_bounded_drawn_per_timepoint_and_start_at_zero() -> None:
+    ss = np.random.SeedSequence(9)
+    shifts = stage_shifts(ss, 40, 15)
+    assert shifts.shape == (40, 2) and shifts.dtype == np.int64
+    assert shifts[0].tolist() == [0, 0]
+    assert np.abs(shifts).max() <= 15 and np.abs(shifts).max() >= 10
+    assert len({tuple(s) for s in shifts[1:]}) > 30  # drawn anew at every timepoint
+    # each timepoint from its own child stream (5, t): prefixes agree, other draws untouched
+    assert np.array_equal(stage_shifts(ss, 3, 15), shifts[:3])
+    want = child_rng(ss, 5, 7).integers(-15, 15, size=2, endpoint=True)
+    assert shifts[7].tolist() == want.tolist()
+    assert ss.n_children_spawned == 0
+    assert not stage_shifts(ss, 5, 0).any()
+
+
+def test_stage_jitter_records_the_shifts_in_the_truth() -> None:
+    j = simulate_field("CL1", size=64, timepoints=5, seed=3, stage_jitter_px=15)
+    assert j.stage_jitter_px == 15
+    assert np.array_equal(j.stage_shift, stage_shifts(np.random.SeedSequence(3), 5, 15))
+    assert j.stage_shift[0].tolist() == [0, 0] and j.stage_shift[1:].any()
+    assert list(j.truth.columns) == [
+        "label", "t", "parent_label", "stage_dy", "stage_dx", _RATIO]
+    assert [str(d) for d in j.truth.dtypes[:5]] == ["int64", "int32", "int64", "int32", "int32"]
+    for t, rows in j.truth.groupby("t"):
+        assert (rows["stage_dy"] == j.stage_shift[t, 0]).all()
+        assert (rows["stage_dx"] == j.stage_shift[t, 1]).all()
+        assert sorted(rows["label"]) == sorted(set(np.unique(j.cyto[t])) - {0})
+    # the same draws with another seed give other shifts
+    other = simulate_field("CL1", size=64, timepoints=5, seed=4, stage_jitter_px=15)
+    assert not np.array_equal(other.stage_shift, j.stage_shift)
+
+
+def test_jittered_labels_are_the_worlds_labels_seen_through_the_shifted_window() -> None:
+    jitter, shape, n_t = 15, (64, 80), 4
+    j = simulate_field("CL1", size=shape, timepoints=n_t, seed=1, stage_jitter_px=jitter)
+    # the world: the same seed on a field larger by the jitter on every side, not jittered
+    world = simulate_field("CL1", size=(shape[0] + 2 * jitter, shape[1] + 2 * jitter),
+                           timepoints=n_t, seed=1)
+    assert np.abs(j.stage_shift[1:]).max() >= 5
+    for t in range(n_t):
+        for name in ("cyto", "nuclei"):
+            got = getattr(j, name)[t]
+            want = _window(getattr(world, name)[t], jitter, j.stage_shift[t], shape)
+            inside = got > 0
+            assert np.array_equal(got[inside], want[inside]), (t, name)
+            # what the window shows and the labels lack: stray pieces of labelled cells only
+            lost = (want > 0) & ~inside
+            assert set(np.unique(want[lost]).tolist()) <= set(np.unique(got).tolist())
+            assert lost.sum() <= 0.02 * inside.sum()
+        # one identity and one lineage: the same IDs mean the same cells
+        assert all(world.lineage[d] == m for d, m in j.lineage.items())
+    ids = [set(np.unique(c).tolist()) - {0} for c in j.cyto]
+    assert ids[0] & ids[-1]  # cells persist across the shifts
+
+
+def test_jittered_image_is_the_worlds_image_seen_through_the_shifted_window() -> None:
+    jitter, shape, n_t = 10, (64, 64), 3
+    j = simulate_field("CL1", size=shape, timepoints=n_t, seed=1, stage_jitter_px=jitter)
+    world = simulate_field("CL1", size=(shape[0] + 2 * jitter, shape[1] + 2 * jitter),
+                           timepoints=n_t, seed=1)
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+    for t in range(n_t):
+        img = j.image[t, 0]  # the cytoplasm reporter
+        scores = {
+            (dy, dx): corr(img, _window(world.image[t, 0], jitter, np.array([dy, dx]), shape))
+            for dy in range(-jitter, jitter + 1, 1) for dx in range(-jitter, jitter + 1, 1)
+        }
+        assert max(scores, key=scores.__getitem__) == tuple(j.stage_shift[t].tolist())
+        assert scores[tuple(j.stage_shift[t].tolist())] > 0.9
+        # and the image shows the labels: cells are brighter than the background
+        cells = j.cyto[t] > 0
+        assert np.median(img[cells]) > 1.5 * np.median(img[~cells])
+
+
+def test_stage_jitter_moves_the_content_by_minus_the_shift() -> None:
+    j = simulate_field("CL1", size=96, timepoints=2, seed=1, stage_jitter_px=15)
+    dy, dx = j.stage_shift[1]
+    assert max(abs(dy), abs(dx)) >= 5
+
+    def centroids(lab: np.ndarray) -> dict[int, np.ndarray]:
+        edge = set(np.unique(np.r_[lab[0], lab[-1], lab[:, 0], lab[:, -1]]).tolist())
+        out = {}
+        for i in set(np.unique(lab).tolist()) - edge - {0}:
+            yy, xx = np.nonzero(lab == i)
+            out[i] = np.array([yy.mean(), xx.mean()])
+        return out
+
+    c0, c1 = centroids(j.cyto[0]), centroids(j.cyto[1])
+    shared = sorted(set(c0) & set(c1))
+    assert len(shared) >= 3
+    moved = np.median([c1[i] - c0[i] for i in shared], axis=0)
+    np.testing.assert_allclose(moved, [-dy, -dx], atol=2.0)  # cells themselves move little
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (-1, ValueError, r"stage_jitter_px must be >= 0, got -1"),
+        (2.5, TypeError, r"stage_jitter_px must be an int >= 0, got float 2.5"),
+        (True, TypeError, r"stage_jitter_px must be an int"),
+        ("3", TypeError, r"stage_jitter_px must be an int"),
+        (33, ValueError, r"stage_jitter_px must be <= 32 \(half the field's smaller side\)"),
+    ],
+)
+def test_stage_jitter_refuses_bad_values(value: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        simulate_field("CL1", size=(64, 96), stage_jitter_px=value)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import skimage.measure
 from structfree_dask.simulate import IMAGING_MODES, PRESETS, simulate_field
 from structfree_dask.simulate.geometry import (
     Geometry,
+    crop_geometry,
     make_tile,
     render_geometry,
     stray_fragments,
@@ -179,3 +180,45 @@ def test_confocal_cell_size_is_realistic() -> None:
         areas = np.bincount(f.cyto[0].ravel())[1:]
         diam = 2 * np.sqrt(areas[areas > 0] / np.pi)
         assert 14 <= np.median(diam) <= 35, name
+
+
+# ------------------------------------------------------------------ crop_geometry
+
+
+def test_crop_geometry_is_the_window_of_the_rendered_world() -> None:
+    world = render_geometry(_round_cells([40, 40], [30, 52], [10, 10]), (80, 90), _FLAT_TILE)
+    crop = crop_geometry(world, (20, 25), (40, 50))
+    win = (slice(20, 60), slice(25, 75))
+    for name in ("cyto", "nuclei", "dist", "rho"):
+        got, want = getattr(crop, name), getattr(world, name)[win]
+        assert got.shape == (40, 50) and got.dtype == want.dtype
+        assert np.array_equal(got, want), name  # nothing cut into pieces here
+        assert not np.shares_memory(got, getattr(world, name))
+    # a window cutting cell 1 off its nucleus: the cell stays (cut by the edge), nucleus-less
+    edge = crop_geometry(world, (20, 35), (40, 40))
+    assert 1 in edge.cyto and 1 not in edge.nuclei and 2 in edge.nuclei
+
+
+def test_crop_geometry_keeps_one_piece_of_a_cell_the_window_cuts_in_two() -> None:
+    lab = np.zeros((8, 10), np.uint32)
+    lab[1:7, 1:9] = 5
+    lab[3:7, 3:6] = 0  # a U: one piece in the world, two in the window's bottom rows
+    nuc = np.zeros_like(lab)
+    nuc[4:6, 6:8] = 5  # the nucleus in the right arm
+    geo = Geometry(cyto=lab, nuclei=nuc, dist=np.full(lab.shape, 0.5, np.float32),
+                   rho=np.full(lab.shape, 0.5, np.float32))
+    crop = crop_geometry(geo, (4, 0), (4, 10))
+    assert crop.cyto.tolist() == [[0, 0, 0, 0, 0, 0, 5, 5, 5, 0]] * 3 + [[0] * 10]
+    assert np.array_equal(crop.nuclei, nuc[4:8])
+    lost = (lab[4:8] > 0) & (crop.cyto == 0)
+    assert lost.sum() == 6
+    assert np.all(crop.dist[lost] == 1.0) and np.all(crop.rho[lost] == 1e3)
+    assert np.all(crop.dist[crop.cyto > 0] == 0.5)
+
+
+@pytest.mark.parametrize(("origin", "shape"), [((-1, 0), (4, 4)), ((0, 7), (4, 4)),
+                                               ((5, 0), (4, 4))])
+def test_crop_geometry_refuses_a_window_outside(origin, shape) -> None:
+    geo = render_geometry(_round_cells([4], [4], [3]), (8, 10), _FLAT_TILE)
+    with pytest.raises(ValueError, match=r"does not fit in 8 x 10"):
+        crop_geometry(geo, origin, shape)

@@ -25,6 +25,7 @@ from structfree_dask.simulate.options import (
     resolve_preset,
     resolve_seed,
     resolve_size,
+    resolve_stage_jitter,
 )
 
 # ------------------------------------------------------------------ imaging modes
@@ -163,3 +164,18 @@ def test_bad_arguments_raise_helpful_errors(
     preset = args.pop("preset")
     with pytest.raises(error, match=match):
         simulate_field(preset, **args)  # type: ignore[arg-type]
+
+
+def test_resolve_stage_jitter() -> None:
+    assert resolve_stage_jitter(0, (64, 64)) == 0
+    assert resolve_stage_jitter(np.int64(15), (64, 64)) == 15  # at least 15 px on 64 px fields
+    assert type(resolve_stage_jitter(np.int64(15), (64, 64))) is int
+    assert resolve_stage_jitter(32, (64, 100)) == 32  # half the smaller side
+    with pytest.raises(ValueError, match=r"stage_jitter_px must be <= 32 \(half the field's "
+                                         r"smaller side\), got 33"):
+        resolve_stage_jitter(33, (100, 64))
+    with pytest.raises(ValueError, match=r"stage_jitter_px must be >= 0, got -2"):
+        resolve_stage_jitter(-2, (64, 64))
+    for bad in (1.0, "4", None, False):
+        with pytest.raises(TypeError, match=r"stage_jitter_px must be an int >= 0"):
+            resolve_stage_jitter(bad, (64, 64))

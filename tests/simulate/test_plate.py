@@ -302,3 +302,82 @@ def test_plate_from_shapes_refuses_bad_arguments_before_writing(tmp_path):
     with pytest.raises(ValueError, match=r"overlap; write the new plate outside the source"):
         simulate_plate_from_shapes(inner, src)
     assert not inner.exists()
+
+
+# ------------------------------------------------------------------ stage jitter
+
+
+def test_simulate_plate_writes_the_stage_shifts(tmp_path: pathlib.Path) -> None:
+    path = simulate_plate(tmp_path / "plate.zarr", cell_line="CL1", cols=2, timepoints=3,
+                          size=64, seed=6, stage_jitter_px=15)
+    plate = open_plate(path)
+    for ci, col in enumerate("12"):
+        direct = simulate_field("CL1", size=64, timepoints=3, stage_jitter_px=15,
+                                seed=np.random.SeedSequence(entropy=6, spawn_key=(0, ci, 0)))
+        assert direct.stage_shift[1:].any()
+        info = plate.field(f"A/{col}/0")
+        # the images and both label images are the jittered field's, shifted alike
+        assert np.array_equal(np.asarray(zarr.open_group(str(path), mode="r")[
+            f"A/{col}/0/0"]), direct.image)
+        for name, want in (("gt_cyto", direct.cyto), ("gt_nuclei", direct.nuclei)):
+            got = np.asarray(open_labels(info, name).open_array(0, mode="r")[:])
+            assert np.array_equal(got.reshape(want.shape), want), name
+        table = read_feature_table(info, TRUTH_TABLE)
+        pd.testing.assert_frame_equal(table, direct.truth)
+        assert list(table.columns[:5]) == ["label", "t", "parent_label", "stage_dy", "stage_dx"]
+        attrs = dict(zarr.open_group(str(path), mode="r")[f"A/{col}/0/tables/{TRUTH_TABLE}"]
+                     .attrs)
+        assert attrs["measurement_columns"] == [_RATIO]
+        assert attrs["metadata_columns"] == ["t", "parent_label", "stage_dy", "stage_dx"]
+        assert attrs["stage_jitter_px"] == 15
+        assert attrs["stage_dy"] == direct.stage_shift[:, 0].tolist()
+        assert attrs["stage_dx"] == direct.stage_shift[:, 1].tolist()
+    dataset = read_plate_dataset(str(path), TRUTH_TABLE)
+    assert [str(dataset[c].dtype) for c in ("stage_dy", "stage_dx")] == ["int32", "int32"]
+    per_t = dataset.groupby(["column", "t"])[["stage_dy", "stage_dx"]].nunique()
+    assert (per_t == 1).all().all()  # one shift per (field, timepoint)
+    first = dataset[dataset["t"] == 0]
+    assert not first["stage_dy"].any() and not first["stage_dx"].any()
+
+
+def test_simulate_plate_without_jitter_writes_no_stage_truth(tmp_path: pathlib.Path) -> None:
+    a = simulate_plate(tmp_path / "a.zarr", timepoints=2, size=64, seed=2)
+    b = simulate_plate(tmp_path / "b.zarr", timepoints=2, size=64, seed=2, stage_jitter_px=0)
+    assert _tree_digest(a) == _tree_digest(b)  # the same plate, bit for bit
+    attrs = dict(zarr.open_group(str(b), mode="r")[f"A/1/0/tables/{TRUTH_TABLE}"].attrs)
+    assert not {"stage_jitter_px", "stage_dy", "stage_dx"} & set(attrs)
+    assert "stage_dy" not in read_plate_dataset(str(b), TRUTH_TABLE)
+
+
+def test_simulate_plate_stage_shift_of_a_timepoint_without_cells(tmp_path: pathlib.Path) -> None:
+    lonely = CellLinePreset(
+        name="lonely", description="", channels=(ChannelSpec("tr", "translocation"),),
+        confluence=0.01, death_rate_per_h=1.0, cell_diameter_um=60.0,
+    )
+    path = simulate_plate(tmp_path / "plate.zarr", cell_line=lonely, timepoints=3, size=64,
+                          seed=2, stage_jitter_px=20)
+    direct = simulate_field(lonely, size=64, timepoints=3, stage_jitter_px=20,
+                            seed=np.random.SeedSequence(entropy=2, spawn_key=(0, 0, 0)))
+    empty = sorted(set(range(3)) - set(direct.truth["t"]))
+    assert empty  # a timepoint without cells: its shift is still in the attributes
+    part = path / "A/1/0/tables" / TRUTH_TABLE / "table.parquet" / f"t{empty[0]:05d}.parquet"
+    assert pq.read_schema(part).names == list(direct.truth.columns)
+    attrs = dict(zarr.open_group(str(path), mode="r")[f"A/1/0/tables/{TRUTH_TABLE}"].attrs)
+    assert attrs["stage_dy"] == direct.stage_shift[:, 0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (-1, ValueError, r"stage_jitter_px must be >= 0, got -1"),
+        (1.5, TypeError, r"stage_jitter_px must be an int >= 0, got float 1.5"),
+        (33, ValueError, r"stage_jitter_px must be <= 32"),
+    ],
+)
+def test_simulate_plate_refuses_bad_stage_jitter_before_writing(
+    tmp_path: pathlib.Path, value: object, error: type, match: str
+) -> None:
+    out = tmp_path / "bad.zarr"
+    with pytest.raises(error, match=match):
+        simulate_plate(out, size=64, stage_jitter_px=value)  # type: ignore[arg-type]
+    assert not out.exists()
