@@ -330,3 +330,15 @@ def test_simulate_refuses_a_non_integer_stage_jitter(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--stage-jitter: invalid int value: '1.5'" in err[0]
     assert not out.exists()
+
+
+def test_with_nuclei_warns_when_the_model_is_not_one_for_nuclei(sim_plate, capsys):
+    """The generalist is a cyto model: the warning names the fix before anything runs."""
+    argv = ["segment", str(sim_plate), "--channels", "0", "--with-nuclei", "1",
+            "--wells", "H/9"]  # refused after the settings: nothing runs
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "warning: --with-nuclei segments the nuclei with 'generalist'" in err
+    assert "--organelle nuclei" in err and "not in plate" in err
+    assert main([*argv, "--model", "nuclei"]) == 2  # cellpose's nuclei model: no warning
+    assert "warning" not in capsys.readouterr().err
