@@ -7,8 +7,8 @@ separate...) so that drift in the machine's load falls on both:
 - one command: ``structfree-dask segment PLATE ... --with-nuclei CH --measure --track``
   (one cluster; linking done once, inside the measuring units);
 - separate commands: ``segment ... --with-nuclei CH`` (which links), ``measure --labels
-  cyto --nuclei nuclei`` (which links again), ``track --table cyto_features``: three
-  clusters started, the links counted twice.
+  cyto --nuclei nuclei`` (which reads the linked nuclei; it still counts the overlaps for
+  ``n_nuclei``), ``track --table cyto_features``: three clusters started.
 
 Printed: wall seconds of each run, the medians, and their ratio (separate / one), with the
 CPU model and the flags that matter to the network's speed. The tables of both are equal
