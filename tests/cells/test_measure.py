@@ -167,3 +167,17 @@ def test_field_background():
     full = np.ones((50, 50), np.uint32)  # no pixel away from cells: the dark pixels
     ramp = np.arange(2500, dtype=float).reshape(1, 50, 50)
     assert field_background(full, ramp).tolist() == [pytest.approx(np.percentile(ramp, 1))]
+
+
+def test_an_empty_channel_gives_no_ratio_and_no_error():
+    """A channel with nothing in it (all zeros): intensities 0, ratios NaN, other channels kept."""
+    cells, linked, image = _blurred_cell(background=200.0, cyto=100.0, nucleus=300.0)
+    both = np.concatenate([image, np.zeros_like(image)])
+    df = measure_cells(cells, linked, both, owned=np.array([1]), channel_names=["a", "empty"],
+                       pixel_size_um=(1.0, 1.0), field_shape=cells.shape,
+                       n_nuclei=np.array([1]))
+    row = df.iloc[0]
+    assert row[intensity_column("empty", "cell", "mean")] == 0.0
+    assert row["empty__background"] == 0.0
+    assert np.isnan(row[ratio_column("empty")]) and np.isnan(row[raw_ratio_column("empty")])
+    assert row[ratio_column("a")] == pytest.approx(3.0, rel=0.12)
