@@ -21,11 +21,18 @@ fields, 4 of the timepoints, spread over the time course; channel-wise models on
 channel, ``--epochs`` epochs of ``--tile-size`` px tiles), so the scored plate is never
 trained on. The build's training time is printed, apart from the segmentation time.
 
+With ``--jitter 0,5,10,15``: tracking through stage drift. For each line and jitter
+level, a plate simulated with that much stage jitter (``simulate --stage-jitter``; same
+seed, so the population differs only by the larger world it is drawn in), its ground-truth
+masks measured and tracked (the drift registered from the masks), and link and division
+precision / recall / F1 against the lineage, with the drift measured against the
+simulator's truth (largest error in px) and the registration's time.
+
 Then the peak memory of one measuring task (a fresh process) on a 1024 px and an 8192 px
 field (the latter tiled from the former), and their ratio.
 
 Run: ``python benchmarks/bench_cells.py [--size 384] [--timepoints 12] [--skip-memory]
-[--zoo DIR [--epochs 20] [--tile-size 128]]``
+[--zoo DIR [--epochs 20] [--tile-size 128]] [--jitter 0,5,10,15 [--skip-readout]]``
 """
 
 from __future__ import annotations
@@ -112,6 +119,48 @@ def _tracking(plate: str, table: str, pred: str | None) -> tuple:
         links_t = {lk for lk in links_t if lk[0] in matched_true and lk[1] in matched_true}
         div_t = {lk for lk in div_t if lk[0] in matched_true and lk[1] in matched_true}
     return link_scores(links_p, links_t), link_scores(div_p, div_t)
+
+
+def _drift_error(plate: str, table: str) -> tuple[float, float]:
+    """Median and largest |measured - true| drift step (the worse axis), in px."""
+    from structfree_dask.cells.plate_track import DRIFT_ATTRIBUTE
+    from structfree_dask.io import table_attrs
+
+    errors = [0.0]
+    opened = open_plate(plate)
+    for path in opened.field_paths:
+        image = opened.field(path)
+        steps = table_attrs(image, table).get(DRIFT_ATTRIBUTE) or {}
+        truth = read_feature_table(image, "gt_truth")
+        if "stage_dy" not in truth.columns:
+            continue
+        stage = truth.groupby("t")[["stage_dy", "stage_dx"]].first()
+        ts = sorted(int(t) for t in steps)
+        for before, t in zip(ts, ts[1:], strict=False):
+            true = -(stage.loc[t] - stage.loc[before]).to_numpy(dtype=float)
+            errors.append(float(np.abs(np.asarray(steps[str(t)][:2]) - true).max()))
+    return float(np.median(errors[1:] or errors)), max(errors)
+
+
+def _jitter(name: str, levels: list[int], folder: Path, args, client) -> None:
+    print(f"\n{name} widefield, {args.size} px, 2 wells x {args.timepoints} timepoints, "
+          "ground-truth masks; tracking through stage jitter")
+    print("| jitter | links P / R / F1 | divisions P / R / F1 | drift error median / max | "
+          "measure + track |")
+    print("|---|---|---|---|---|")
+    for level in levels:
+        plate = str(folder / f"{name}-jitter{level}.zarr")
+        simulate_plate(plate, cell_line=name, rows=1, cols=2, timepoints=args.timepoints,
+                       size=args.size, seed=7, mode="widefield", stage_jitter_px=level)
+        t0 = time.perf_counter()
+        measure_plate(plate, labels="gt_cyto", nuclei="gt_nuclei", table="gt", client=client)
+        track_plate(plate, table="gt", client=client)
+        cost = time.perf_counter() - t0
+        links, divisions = _tracking(plate, "gt", None)
+        print(f"| {level} px | {links.precision:.3f} / {links.recall:.3f} / {links.f1:.3f} | "
+              f"{divisions.precision:.2f} / {divisions.recall:.2f} / {divisions.f1:.2f} | "
+              "{:.1f} / {:.1f} px | ".format(*_drift_error(plate, "gt"))
+              + f"{cost:.1f} s |", flush=True)
 
 
 def _translate(links: set, matches: dict) -> set:
@@ -316,7 +365,11 @@ def main() -> None:
     ap.add_argument("--train-seed", type=int, default=11, help="seed of the training plate")
     ap.add_argument("--train-fields", type=int, default=3,
                     help="fields per well of the training plate (split 80/10/10 by field)")
+    ap.add_argument("--jitter", default="", help="stage jitter levels in px, e.g. 0,5,10,15")
+    ap.add_argument("--skip-readout", action="store_true",
+                    help="no segmentation and readout part (e.g. with --jitter only)")
     args = ap.parse_args()
+    levels = [int(v) for v in args.jitter.split(",") if v.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         lines = [n for n in args.lines.split(",") if n and n != "none"]
@@ -324,7 +377,10 @@ def main() -> None:
             client = local_client(2)
             try:
                 for name in lines:
-                    _line(name, folder, args, client)
+                    if not args.skip_readout:
+                        _line(name, folder, args, client)
+                    if levels:
+                        _jitter(name, levels, folder, args, client)
             finally:
                 close_client(client)
         if not args.skip_memory:
