@@ -98,12 +98,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         out = simulate_plate(
             args.out, cell_line=args.cell_line, timepoints=args.timepoints, seed=args.seed,
             ngff_version=args.ngff_version, mode=args.mode,
-            stage_jitter_px=0 if args.stage_jitter is None else args.stage_jitter, **layout,
+            stage_jitter_px=0 if args.stage_jitter is None else args.stage_jitter,
+            defocus_p=0.0 if args.defocus is None else args.defocus,
+            motion_scale=1.0 if args.motion_scale is None else args.motion_scale, **layout,
         )
     else:
-        if args.stage_jitter is not None:
-            raise UsageError("--stage-jitter: only for simulated cells; not with "
-                             "--shapes-from PLATE")
+        for option in ("stage_jitter", "defocus", "motion_scale"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option.replace('_', '-')}: only for simulated cells; "
+                                 "not with --shapes-from PLATE")
         given = [f"--{n}" for n in ("rows", "cols", "fields", "size")
                  if getattr(args, n) is not None]
         if given:
@@ -396,6 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shift every field of view by up to PX pixels (y and x, drawn per "
                         "field and timepoint; timepoint 0 is the reference), as a stage "
                         "revisiting the wells; the shifts go to gt_truth (default 0: none)")
+    p.add_argument("--defocus", type=float, default=None, metavar="P",
+                   help="render every timepoint after the first out of focus with "
+                        "probability P (0-1, drawn per field and timepoint), strongly "
+                        "blurred; the labels stay the cells, and gt_truth says which "
+                        "timepoints (default 0: none)")
+    p.add_argument("--motion-scale", type=float, default=None, metavar="X",
+                   help="multiply the cells' own motion by X, 0-100 (e.g. 10 with CL3: small "
+                        "cells moving further than their radius between timepoints; "
+                        "default 1: the cell line's pace)")
     _add_common_output(p)
     p.set_defaults(func=_cmd_simulate)
 

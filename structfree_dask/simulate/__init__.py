@@ -29,7 +29,10 @@ background and camera offset. Optional stage jitter (``stage_jitter_px``) shifts
 of view by whole pixels at every timepoint after the first, as a stage revisiting the wells: the
 cells live in a world larger than the field and each timepoint is the field's window on it; the
 shifts are part of the truth (:attr:`SimulatedField.stage_shift`, ``stage_dy`` / ``stage_dx``
-in ``gt_truth``).
+in ``gt_truth``). Optional out-of-focus timepoints (``defocus_p``) blur the whole image of
+some timepoints after the first while the labels stay the cells (:attr:`SimulatedField.defocused`,
+``defocused`` in ``gt_truth``), and ``motion_scale`` multiplies the cells' own motion (small
+fast cells that move further than their radius between timepoints).
 
 Modules
 -------

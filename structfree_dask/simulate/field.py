@@ -4,7 +4,9 @@ A field's population is advanced timepoint by timepoint, rasterised and rendered
 per-cell ground truth (lineage and true translocation ratios) is collected alongside.
 :data:`TRUTH_KEYS` are the key columns of the truth table, :data:`TRUTH_DTYPES` their
 types; :data:`STAGE_COLUMNS` (types :data:`STAGE_DTYPES`) are the columns of the stage's
-shift that a field simulated with stage jitter adds (:func:`stage_shifts`).
+shift that a field simulated with stage jitter adds (:func:`stage_shifts`), and
+:data:`DEFOCUS_COLUMNS` (types :data:`DEFOCUS_DTYPES`) the column of the out-of-focus
+timepoints that a field simulated with ``defocus_p`` adds (:func:`defocused_timepoints`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from .options import (
     TIME_INTERVAL_H,
     check_int,
     child_rng,
+    resolve_defocus_p,
     resolve_mode,
+    resolve_motion_scale,
     resolve_preset,
     resolve_seed,
     resolve_size,
@@ -37,9 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "STAGE_COLUMNS", "STAGE_DTYPES", "TRUTH_DTYPES", "TRUTH_KEYS", "SimulatedField",
-    "rendered_field", "simulate_field", "stage_shifts", "truth_columns", "truth_frame",
-    "truth_rows",
+    "DEFOCUS_COLUMNS", "DEFOCUS_DTYPES", "DEFOCUS_SIGMA_UM", "STAGE_COLUMNS", "STAGE_DTYPES",
+    "TRUTH_DTYPES", "TRUTH_KEYS", "SimulatedField", "defocused_timepoints", "rendered_field",
+    "simulate_field", "stage_shifts", "truth_columns", "truth_frame", "truth_rows",
 ]
 
 
@@ -79,7 +83,9 @@ class SimulatedField:
         translocation channel, ``true_ratio_column(name)`` (float64, the nucleus /
         cytoplasm ratio the renderer used for that cell at ``t``; see
         :func:`structfree_dask.config.true_ratio_column`). With stage jitter, ``stage_dy``
-        and ``stage_dx`` (int32, the row's ``stage_shift``) follow ``parent_label``.
+        and ``stage_dx`` (int32, the row's ``stage_shift``) follow ``parent_label``; with
+        ``defocus_p`` > 0, ``defocused`` (bool, the row's timepoint is out of focus)
+        follows them.
     lineage : dict of int to int
         Daughter ID -> mother ID for every daughter that appears in ``cyto``.
     stage_jitter_px : int
@@ -90,6 +96,14 @@ class SimulatedField:
         Pixel ``(y, x)`` at ``t`` shows the point of the sample that pixel
         ``(y + dy, x + dx)`` showed at timepoint 0: the field's content seems to move by
         ``(-dy, -dx)``. ``None`` when constructing means no shift.
+    defocus_p : float
+        Probability that a timepoint after the first is out of focus (0: never).
+    defocused : numpy.ndarray
+        Shape ``(t,)``, bool: which timepoints are out of focus (the image blurred by
+        :data:`DEFOCUS_SIGMA_UM`; the labels still the cells). ``None`` when constructing
+        means none.
+    motion_scale : float
+        Factor on the cells' own motion the field was simulated with (1: the cell line's).
 
     Examples
     --------
@@ -117,12 +131,17 @@ class SimulatedField:
     lineage: dict[int, int] = field(default_factory=dict)
     stage_jitter_px: int = 0
     stage_shift: npt.NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    defocus_p: float = 0.0
+    defocused: npt.NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
+    motion_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        """Fill in a zero ``stage_shift`` (one row per timepoint) when none is given."""
+        """Fill in a zero ``stage_shift`` and no ``defocused`` timepoint when none is given."""
         if self.stage_shift is None:
             zeros = np.zeros((self.image.shape[0], 2), dtype=np.int64)
             object.__setattr__(self, "stage_shift", zeros)
+        if self.defocused is None:
+            object.__setattr__(self, "defocused", np.zeros(self.image.shape[0], dtype=bool))
 
     @property
     def times_h(self) -> npt.NDArray[np.float64]:
@@ -137,11 +156,24 @@ TRUTH_KEYS = tuple(TRUTH_DTYPES)
 #: :attr:`SimulatedField.stage_shift`) in the truth table of a field with stage jitter.
 STAGE_DTYPES = {"stage_dy": np.int32, "stage_dx": np.int32}
 STAGE_COLUMNS = tuple(STAGE_DTYPES)
+#: Column of the out-of-focus timepoints (see :attr:`SimulatedField.defocused`) in the truth
+#: table of a field simulated with ``defocus_p`` > 0.
+DEFOCUS_DTYPES = {"defocused": np.bool_}
+DEFOCUS_COLUMNS = tuple(DEFOCUS_DTYPES)
+#: Standard deviation (micrometres) of the Gaussian blur of an out-of-focus timepoint: about
+#: a nucleus' radius or more, so that nuclei and cell borders blur away.
+DEFOCUS_SIGMA_UM: float = 8.0
 
 
-def truth_columns(preset: CellLinePreset, *, stage: bool = False) -> list[str]:
-    """Columns of a field's truth table, in order (``stage``: with :data:`STAGE_COLUMNS`)."""
+def truth_columns(
+    preset: CellLinePreset, *, stage: bool = False, defocus: bool = False
+) -> list[str]:
+    """Columns of a field's truth table, in order.
+
+    ``stage``: with :data:`STAGE_COLUMNS`; ``defocus``: with :data:`DEFOCUS_COLUMNS`.
+    """
     return [*TRUTH_KEYS, *(STAGE_COLUMNS if stage else ()), *(
+        DEFOCUS_COLUMNS if defocus else ()), *(
         true_ratio_column(ch.name) for ch in preset.channels
         if ch.localization is Localization.TRANSLOCATION
     )]
@@ -177,14 +209,48 @@ def stage_shifts(
     return out
 
 
+def defocused_timepoints(
+    seed: np.random.SeedSequence, timepoints: int, p: float
+) -> npt.NDArray[np.bool_]:
+    """Draw which timepoints are out of focus.
+
+    Timepoint 0 is always in focus; every later one is out of focus with probability ``p``,
+    drawn from its own child stream ``(6, t)`` of ``seed`` (so the other draws of a field,
+    and those of earlier timepoints, do not depend on it or on the number of timepoints).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(timepoints,)``, bool; all False when ``p`` is 0, all but the first True
+        when ``p`` is 1.
+
+    Examples
+    --------
+    >>> d = defocused_timepoints(np.random.SeedSequence(0), 6, 0.5)
+    >>> d.shape, bool(d[0])
+    ((6,), False)
+    >>> defocused_timepoints(np.random.SeedSequence(0), 3, 1.0).tolist()
+    [False, True, True]
+    >>> defocused_timepoints(np.random.SeedSequence(0), 3, 0.0).tolist()
+    [False, False, False]
+    """
+    out = np.zeros(timepoints, dtype=bool)
+    if p > 0.0:
+        for t in range(1, timepoints):
+            out[t] = child_rng(seed, 6, t).random() < p
+    return out
+
+
 def truth_rows(
     cells: Cells, preset: CellLinePreset, parents: dict[int, int], cyto: npt.NDArray[np.uint32],
     t: int, t_h: float, stage_shift: tuple[int, int] | None = None,
+    defocused: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Truth of the cells in one timepoint's labels, ordered by label (columns -> values).
 
     ``parents`` maps a daughter's ID to its mother's (lineage so far); a ``stage_shift``
-    ``(dy, dx)`` adds the columns :data:`STAGE_COLUMNS`.
+    ``(dy, dx)`` adds the columns :data:`STAGE_COLUMNS`, ``defocused`` (whether the
+    timepoint is out of focus) the column :data:`DEFOCUS_COLUMNS`.
     """
     labels = np.unique(cyto)
     labels = labels[labels > 0].astype(np.int64)
@@ -201,6 +267,9 @@ def truth_rows(
     if stage_shift is not None:
         for name, value in zip(STAGE_COLUMNS, stage_shift, strict=True):
             out[name] = np.full(len(labels), value, dtype=STAGE_DTYPES[name])
+    if defocused is not None:
+        (name,) = DEFOCUS_COLUMNS
+        out[name] = np.full(len(labels), defocused, dtype=DEFOCUS_DTYPES[name])
     for j, spec in enumerate(preset.channels):
         if spec.localization is Localization.TRANSLOCATION:
             ratio = translocation_ratio(spec, progress(cells, j, t_h)[rows])
@@ -214,7 +283,8 @@ def truth_frame(parts: list[dict[str, np.ndarray]], columns: Sequence[str]) -> p
 
     data = {
         c: np.concatenate([p[c] for p in parts]) if parts
-        else np.empty(0, dtype={**TRUTH_DTYPES, **STAGE_DTYPES}.get(c, np.float64))
+        else np.empty(0, dtype={**TRUTH_DTYPES, **STAGE_DTYPES, **DEFOCUS_DTYPES}.get(
+            c, np.float64))
         for c in columns
     }
     return pd.DataFrame(data)
@@ -228,6 +298,8 @@ def simulate_field(
     seed: int | np.random.SeedSequence = 0,
     mode: str = "confocal",
     stage_jitter_px: int = 0,
+    defocus_p: float = 0.0,
+    motion_scale: float = 1.0,
 ) -> SimulatedField:
     """Simulate one time-lapse field of a reporter cell line with ground-truth labels.
 
@@ -259,19 +331,40 @@ def simulate_field(
         rendered from them with the camera's vignetting and noise, so the labels stay the
         truth of the image. The shifts are in ``stage_shift`` and in the columns
         ``stage_dy`` and ``stage_dx`` of ``truth``.
+    defocus_p : float
+        Probability in ``[0, 1]`` that a timepoint after the first is out of focus, as when
+        the autofocus misses: drawn per timepoint from its own child stream
+        (:func:`defocused_timepoints`), so the same seed gives the same timepoints and the
+        rest of the field does not change. An out-of-focus timepoint is rendered with the
+        signal blurred by a Gaussian of :data:`DEFOCUS_SIGMA_UM` micrometres (about a
+        nucleus' radius; mirrored at the field's edges) before the PSF and the camera's
+        noise, so that segmentation and registration are meant to fail there. The cells
+        are still there: the labels and the truth rows are those of the field in focus, and
+        every other timepoint is exactly the one of the field simulated without defocus.
+        Which timepoints are out of focus is in ``defocused`` and in the column
+        ``defocused`` of ``truth``. 0 (the default): never, and the output is that of a
+        call without this argument, bit for bit.
+    motion_scale : float
+        Factor in ``[0, 100]`` on the cells' own motion (the persistent random walk at the
+        cell line's ``motility_um_per_h``; the push of touching cells apart and the offset of
+        daughters at division are not scaled). 1 (the default): the cell line's motion, bit
+        for bit; 0: cells do not walk. At about 10 (``"CL3"``, the smallest cells) most cells
+        move further than their radius between timepoints: small fast cells for tracking.
 
     Returns
     -------
     SimulatedField
         ``image`` ``(t, c, y, x)`` uint16, ``nuclei`` and ``cyto`` ``(t, y, x)`` uint32, the
         per-cell ground truth ``truth`` (lineage as ``parent_label``, true translocation
-        ratios) and ``lineage``, the stage's shifts ``stage_shift``, plus metadata.
+        ratios) and ``lineage``, the stage's shifts ``stage_shift``, the out-of-focus
+        timepoints ``defocused``, plus metadata.
 
     Raises
     ------
     ValueError
-        Unknown cell line or mode, ``size < 64``, ``timepoints < 1``, a negative seed, or
-        ``stage_jitter_px`` negative or more than half the field's smaller side.
+        Unknown cell line or mode, ``size < 64``, ``timepoints < 1``, a negative seed,
+        ``stage_jitter_px`` negative or more than half the field's smaller side,
+        ``defocus_p`` outside ``[0, 1]`` or ``motion_scale`` outside ``[0, 100]``.
     TypeError
         Arguments of the wrong type.
 
@@ -294,6 +387,12 @@ def simulate_field(
     ((3, 2), [0, 0], True)
     >>> list(j.truth.columns)[:5]
     ['label', 't', 'parent_label', 'stage_dy', 'stage_dx']
+    >>> d = simulate_field("CL1", size=64, timepoints=3, seed=1, defocus_p=1.0)
+    >>> d.defocused.tolist(), list(d.truth.columns)[:4]
+    ([False, True, True], ['label', 't', 'parent_label', 'defocused'])
+    >>> e = simulate_field("CL1", size=64, timepoints=3, seed=1)  # the same field in focus
+    >>> bool(np.array_equal(d.cyto, e.cyto)), bool(np.array_equal(d.image[0], e.image[0]))
+    (True, True)
     """
     cell_line = resolve_preset(preset)
     shape = resolve_size(size)
@@ -301,12 +400,16 @@ def simulate_field(
     ss = resolve_seed(seed)
     imaging = resolve_mode(mode)
     jitter = resolve_stage_jitter(stage_jitter_px, shape)
+    p_defocus = resolve_defocus_p(defocus_p)
+    motion = resolve_motion_scale(motion_scale)
     px = imaging.pixel_size_um
     # the world under the camera: the field plus the largest shift on every side
     world = (shape[0] + 2 * jitter, shape[1] + 2 * jitter)
     shifts = stage_shifts(ss, n_t, jitter)
+    defocused = defocused_timepoints(ss, n_t, p_defocus)
+    defocus_px = DEFOCUS_SIGMA_UM / px
 
-    pop = Population(cell_line, world, px, child_rng(ss, 0))
+    pop = Population(cell_line, world, px, child_rng(ss, 0), motion_scale=motion)
     tile = make_tile(child_rng(ss, 1), pop.r_med)
     f2 = freq2(*shape)
     otf, vignette = optics(shape, imaging)
@@ -326,25 +429,31 @@ def simulate_field(
         tex = Textures(child_rng(ss, 3, t), f2, px, shape)
         noise_rngs = [child_rng(ss, 4, t, j) for j in range(n_c)]
         image[t] = render_timepoint(
-            pop.cells, cell_line, geo, t * TIME_INTERVAL_H, tex, imaging, otf, vignette, noise_rngs
+            pop.cells, cell_line, geo, t * TIME_INTERVAL_H, tex, imaging, otf, vignette,
+            noise_rngs, defocus_px=defocus_px if defocused[t] else 0.0,
         )
         nuclei[t] = geo.nuclei
         cyto[t] = geo.cyto
         truth_parts.append(truth_rows(
             pop.cells, cell_line, pop.parents, geo.cyto, t, t * TIME_INTERVAL_H,
             stage_shift=(int(shifts[t, 0]), int(shifts[t, 1])) if jitter else None,
+            defocused=bool(defocused[t]) if p_defocus > 0 else None,
         ))
-    truth = truth_frame(truth_parts, truth_columns(cell_line, stage=jitter > 0))
+    truth = truth_frame(truth_parts, truth_columns(
+        cell_line, stage=jitter > 0, defocus=p_defocus > 0))
     daughters = np.unique(truth["label"][truth["parent_label"] > 0]).tolist()
     return rendered_field(image, nuclei, cyto, cell_line, mode, truth,
                           {d: pop.parents[d] for d in daughters},
-                          stage_jitter_px=jitter, stage_shift=shifts)
+                          stage_jitter_px=jitter, stage_shift=shifts,
+                          defocus_p=p_defocus, defocused=defocused, motion_scale=motion)
 
 
 def rendered_field(image: np.ndarray, nuclei: np.ndarray, cyto: np.ndarray,
                    cell_line: CellLinePreset, mode: str, truth: pd.DataFrame,
                    lineage: dict[int, int], *, stage_jitter_px: int = 0,
-                   stage_shift: np.ndarray | None = None) -> SimulatedField:
+                   stage_shift: np.ndarray | None = None, defocus_p: float = 0.0,
+                   defocused: np.ndarray | None = None,
+                   motion_scale: float = 1.0) -> SimulatedField:
     """Wrap a rendered field and its truth with the cell line's and the mode's metadata."""
     return SimulatedField(
         image=image,
@@ -360,4 +469,7 @@ def rendered_field(image: np.ndarray, nuclei: np.ndarray, cyto: np.ndarray,
         lineage=lineage,
         stage_jitter_px=stage_jitter_px,
         stage_shift=stage_shift,  # type: ignore[arg-type]
+        defocus_p=defocus_p,
+        defocused=defocused,  # type: ignore[arg-type]
+        motion_scale=motion_scale,
     )

@@ -2,7 +2,8 @@
 
 :data:`MODES` holds the optics and camera model of each imaging mode (:data:`IMAGING_MODES`
 its names); :func:`resolve_preset`, :func:`resolve_size`, :func:`resolve_seed`,
-:func:`resolve_mode`, :func:`resolve_stage_jitter` and :func:`check_int` turn the arguments of
+:func:`resolve_mode`, :func:`resolve_stage_jitter`, :func:`resolve_defocus_p`,
+:func:`resolve_motion_scale` and :func:`check_int` turn the arguments of
 :func:`~structfree_dask.simulate.simulate_field` and
 :func:`~structfree_dask.simulate.simulate_plate` into values or raise; :func:`child_rng`
 gives the generator of one seeded child stream.
@@ -22,9 +23,12 @@ __all__ = [
     "MODES",
     "TIME_INTERVAL_H",
     "ImagingMode",
+    "MAX_MOTION_SCALE",
     "check_int",
     "child_rng",
+    "resolve_defocus_p",
     "resolve_mode",
+    "resolve_motion_scale",
     "resolve_preset",
     "resolve_seed",
     "resolve_size",
@@ -36,6 +40,9 @@ __all__ = [
 TIME_INTERVAL_H: float = 3.0
 
 _MIN_SIZE = 64
+
+#: Largest ``motion_scale`` of the simulator (cells 100 times as fast as their cell line).
+MAX_MOTION_SCALE: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,61 @@ def resolve_stage_jitter(jitter: object, shape: tuple[int, int]) -> int:
             f"stage_jitter_px must be <= {most} (half the field's smaller side), got {j}"
         )
     return j
+
+
+def _check_real(name: str, value: object, low: float, high: float) -> float:
+    """Return ``value`` as a float; raise unless it is a real number in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [{low:g}, {high:g}], got "
+                        f"{type(value).__name__} {value!r}")
+    v = float(value)
+    if not low <= v <= high:  # also refuses NaN
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {v!r}")
+    return v
+
+
+def resolve_defocus_p(p: object) -> float:
+    """Return the probability that a timepoint after the first is out of focus.
+
+    Raises
+    ------
+    TypeError
+        Not a real number (a bool is refused).
+    ValueError
+        Outside ``[0, 1]`` (or NaN).
+
+    Examples
+    --------
+    >>> resolve_defocus_p(0.25), resolve_defocus_p(1)
+    (0.25, 1.0)
+    >>> resolve_defocus_p(1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: defocus_p must be in [0, 1], got 1.5
+    """
+    return _check_real("defocus_p", p, 0.0, 1.0)
+
+
+def resolve_motion_scale(scale: object) -> float:
+    """Return the factor on the cells' own motion (1: the cell line's; 0: no motion).
+
+    Raises
+    ------
+    TypeError
+        Not a real number (a bool is refused).
+    ValueError
+        Outside ``[0, MAX_MOTION_SCALE]`` (or NaN).
+
+    Examples
+    --------
+    >>> resolve_motion_scale(12)
+    12.0
+    >>> resolve_motion_scale(-1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: motion_scale must be in [0, 100], got -1.0
+    """
+    return _check_real("motion_scale", scale, 0.0, MAX_MOTION_SCALE)
 
 
 def child_rng(ss: np.random.SeedSequence, *key: int) -> np.random.Generator:

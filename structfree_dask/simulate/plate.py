@@ -15,6 +15,8 @@ import numpy as np
 
 from ..config import TRUTH_TABLE
 from .field import (
+    DEFOCUS_COLUMNS,
+    DEFOCUS_DTYPES,
     STAGE_COLUMNS,
     STAGE_DTYPES,
     TRUTH_DTYPES,
@@ -22,7 +24,15 @@ from .field import (
     SimulatedField,
     simulate_field,
 )
-from .options import check_int, resolve_mode, resolve_preset, resolve_size, resolve_stage_jitter
+from .options import (
+    check_int,
+    resolve_defocus_p,
+    resolve_mode,
+    resolve_motion_scale,
+    resolve_preset,
+    resolve_size,
+    resolve_stage_jitter,
+)
 from .presets import CellLinePreset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,7 +65,7 @@ def _arrow(df: pd.DataFrame) -> pa.Table:
     """Return truth rows as an Arrow table with the full schema (also for zero rows)."""
     import pyarrow as pa
 
-    types = {**_PLATE_DTYPES, **TRUTH_DTYPES, **STAGE_DTYPES}
+    types = {**_PLATE_DTYPES, **TRUTH_DTYPES, **STAGE_DTYPES, **DEFOCUS_DTYPES}
     schema = pa.schema(
         [(c, pa.from_numpy_dtype(np.dtype(types.get(c, np.float64)))) for c in df.columns]
     )
@@ -74,24 +84,40 @@ def _write_simulated(plate: PlateWriter, out: str, where: tuple[str, str, int],
         time_interval_h=sim.time_interval_h,
         labels={"gt_nuclei": sim.nuclei, "gt_cyto": sim.cyto},
     )
-    stage = None if not sim.stage_jitter_px else {
-        "stage_jitter_px": sim.stage_jitter_px,
-        **{name: sim.stage_shift[:, k].tolist() for k, name in enumerate(STAGE_COLUMNS)},
-    }
-    _write_truth(out, info, where, sim.truth, sim.image.shape[0], stage)
+    _write_truth(out, info, where, sim.truth, sim.image.shape[0], _truth_attrs(sim))
     logger.info("simulated %s field %s%s/%d (%d/%d): %d cells at t=0", sim.cell_line, row, col,
                 fi, *progress, int(np.count_nonzero(np.unique(sim.cyto[0]))))
 
 
+def _truth_attrs(sim: SimulatedField) -> dict[str, object] | None:
+    """Attributes of a field's truth table: how it was simulated, where not the default.
+
+    Stage jitter: ``stage_jitter_px`` and the shifts ``stage_dy``, ``stage_dx`` of every
+    timepoint; defocus: ``defocus_p`` and ``defocused_timepoints`` (the out-of-focus ones,
+    ascending); ``motion_scale`` when not 1. None when all are the defaults.
+    """
+    attrs: dict[str, object] = {}
+    if sim.stage_jitter_px:
+        attrs["stage_jitter_px"] = sim.stage_jitter_px
+        attrs.update({name: sim.stage_shift[:, k].tolist()
+                      for k, name in enumerate(STAGE_COLUMNS)})
+    if sim.defocus_p > 0:
+        attrs["defocus_p"] = sim.defocus_p
+        attrs["defocused_timepoints"] = np.flatnonzero(sim.defocused).tolist()
+    if sim.motion_scale != 1.0:
+        attrs["motion_scale"] = sim.motion_scale
+    return attrs or None
+
+
 def _write_truth(
     plate: str, info: ImageInfo, where: tuple[str, str, int], truth: pd.DataFrame, n_t: int,
-    stage: dict[str, object] | None = None,
+    attrs: dict[str, object] | None = None,
 ) -> None:
     """Write a field's truth as its feature table and into the plate-level dataset.
 
     ``where`` is the field's ``(row, column, field index)``; every timepoint gets a part,
-    also one without cells. ``stage`` (stage jitter: the largest shift and the shifts of
-    every timepoint) goes into the table's attributes.
+    also one without cells. ``attrs`` (how the field was simulated, see
+    :func:`_truth_attrs`) goes into the table's attributes.
     """
     from structfree_dask.io import (
         create_feature_table,
@@ -103,11 +129,12 @@ def _write_truth(
     )
 
     row, col, fi = where
-    ratios = [c for c in truth.columns if c not in TRUTH_KEYS and c not in STAGE_COLUMNS]
-    shifts = [c for c in STAGE_COLUMNS if c in truth.columns]
+    extra = (*STAGE_COLUMNS, *DEFOCUS_COLUMNS)
+    ratios = [c for c in truth.columns if c not in TRUTH_KEYS and c not in extra]
+    flags = [c for c in extra if c in truth.columns]
     create_feature_table(
         info, TRUTH_TABLE, reference_label="gt_cyto", measurement_columns=ratios,
-        metadata_columns=["t", "parent_label", *shifts], attrs=stage,
+        metadata_columns=["t", "parent_label", *flags], attrs=attrs,
     )
     dataset = plate_dataset(plate, TRUTH_TABLE)
     keys = {"well": f"{row}{col}", "row": row, "column": col, "field": fi}
@@ -132,6 +159,8 @@ def simulate_plate(
     mode: str = "confocal",
     overwrite: bool = False,
     stage_jitter_px: int = 0,
+    defocus_p: float = 0.0,
+    motion_scale: float = 1.0,
 ) -> pathlib.Path | str:
     """Simulate a plate and write it as an OME-Zarr HCS plate with ground-truth labels.
 
@@ -151,6 +180,15 @@ def simulate_plate(
     of that (field, timepoint), and the attributes ``stage_jitter_px`` and ``stage_dy``,
     ``stage_dx`` (one value per timepoint, also for a timepoint without cells) of the
     field's ``gt_truth`` table group. Without jitter neither is written.
+
+    With ``defocus_p`` > 0 some timepoints after the first are out of focus, drawn per
+    field and timepoint (see :func:`simulate_field`): ``gt_truth`` then has the column
+    ``defocused`` (bool, after the stage's columns, in every row of that field and
+    timepoint) and its table group the attributes ``defocus_p`` and
+    ``defocused_timepoints`` (the field's out-of-focus timepoints, ascending; ``[]`` when
+    none was drawn). With ``motion_scale`` other than 1 the cells' own motion is scaled
+    (see :func:`simulate_field`) and the attribute ``motion_scale`` records it. At the
+    defaults none of these is written and the plate is the same as without the arguments.
 
     Parameters
     ----------
@@ -179,6 +217,12 @@ def simulate_plate(
     stage_jitter_px : int
         Largest stage shift in pixels, per field and timepoint (0, the default: none; at
         most half the field's smaller side; see :func:`simulate_field`).
+    defocus_p : float
+        Probability in ``[0, 1]`` that a timepoint after the first is out of focus, per
+        field (0, the default: never; see :func:`simulate_field`).
+    motion_scale : float
+        Factor in ``[0, 100]`` on the cells' own motion (1, the default: the cell line's;
+        see :func:`simulate_field`).
 
     Returns
     -------
@@ -188,8 +232,8 @@ def simulate_plate(
     Raises
     ------
     ValueError
-        For invalid counts, seeds, cell lines, modes or stage jitter (see
-        :func:`simulate_field`). Nothing is written then.
+        For invalid counts, seeds, cell lines, modes, stage jitter, defocus probabilities or
+        motion scales (see :func:`simulate_field`). Nothing is written then.
     TypeError
         Arguments of the wrong type.
     FileExistsError
@@ -215,6 +259,8 @@ def simulate_plate(
     n_fields = check_int("fields", fields, 1)
     n_t = check_int("timepoints", timepoints, 1)
     jitter = resolve_stage_jitter(stage_jitter_px, resolve_size(size))
+    p_defocus = resolve_defocus_p(defocus_p)
+    motion = resolve_motion_scale(motion_scale)
     resolve_mode(mode)
     root = np.random.SeedSequence(check_int("seed", seed, 0))
 
@@ -243,7 +289,7 @@ def simulate_plate(
                     )
                     sim = simulate_field(
                         preset, size=size, timepoints=n_t, seed=field_seed, mode=mode,
-                        stage_jitter_px=jitter,
+                        stage_jitter_px=jitter, defocus_p=p_defocus, motion_scale=motion,
                     )
                     done += 1
                     _write_simulated(plate, str(out), (row, col, fi), sim, (done, total))

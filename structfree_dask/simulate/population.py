@@ -116,14 +116,20 @@ def _relax(
 
 
 class Population:
-    """Cell population state and its dynamics (positions and radii in pixels)."""
+    """Cell population state and its dynamics (positions and radii in pixels).
+
+    ``motion_scale`` multiplies the cells' own motion, the persistent random walk at the
+    cell line's ``motility_um_per_h`` (1: as the cell line; 0: cells do not walk). The
+    offsets of daughters at division and the pushes between touching cells are not scaled.
+    """
 
     def __init__(
         self, preset: CellLinePreset, shape: tuple[int, int], px_um: float,
-        rng: np.random.Generator,
+        rng: np.random.Generator, *, motion_scale: float = 1.0,
     ) -> None:
         self.preset = preset
         self.px = px_um
+        self.motion_scale = float(motion_scale)
         h, w = shape
         self.r_med = preset.cell_diameter_um / 2.0 / px_um
         m = 1.2 * self.r_med
@@ -212,7 +218,7 @@ class Population:
             c["state"][divide] = MITOTIC
             # 4. growth, slow persistent random motion, contact relaxation
             c["r"] += (c["r_target"] - c["r"]) * 0.4
-            step_px = preset.motility_um_per_h * dt_h / self.px
+            step_px = preset.motility_um_per_h * dt_h / self.px * self.motion_scale
             c["vy"] = 0.6 * c["vy"] + rng.normal(0.0, 0.6 * step_px, n)
             c["vx"] = 0.6 * c["vx"] + rng.normal(0.0, 0.6 * step_px, n)
             c["y"] = np.clip(c["y"] + c["vy"], self.bounds[0], self.bounds[1])

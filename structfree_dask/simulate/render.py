@@ -4,7 +4,7 @@
 compartment pattern per reporter (static or following the cell's response
 :func:`progress`; :func:`translocation_ratio` is the ratio a translocation reporter shows),
 scaled by per-cell expression, blurred by the :func:`optics` (Gaussian PSF plus haze, then
-vignetting), with Poisson-Gaussian camera noise.
+vignetting; out of focus, first by a wide Gaussian), with Poisson-Gaussian camera noise.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
+import scipy.ndimage as ndi
 
 from .geometry import Geometry
 from .options import ImagingMode
@@ -115,13 +116,16 @@ def _render_pattern(
 def render_timepoint(
     cells: Cells, preset: CellLinePreset, geo: Geometry, t_h: float, tex: Textures,
     mode: ImagingMode, otf: npt.NDArray[np.float32], vignette: npt.NDArray[np.float32],
-    noise_rngs: list[np.random.Generator],
+    noise_rngs: list[np.random.Generator], *, defocus_px: float = 0.0,
 ) -> npt.NDArray[np.uint16]:
     """Render all channels of one timepoint to ``(c, y, x)`` uint16.
 
     ``cells`` needs ``id``, ``expr``, ``state``, ``onset``, ``tau`` and ``responder``
     (see :class:`~structfree_dask.simulate.population.Population`); ``geo`` holds their
-    label images and per-pixel geometry.
+    label images and per-pixel geometry. ``defocus_px`` > 0 renders the timepoint out of
+    focus: the signal is first blurred by a Gaussian of that standard deviation in pixels
+    (mirrored at the edges, so no light wraps around), then by the optics; the camera's
+    noise is the same draw as in focus.
     """
     shape = geo.cyto.shape
     f32 = np.float32
@@ -152,6 +156,8 @@ def render_timepoint(
             signal = expr_px * (f32(0.5) * thick + f32(0.5) * in_cell) * pat
         else:
             signal = expr_px * thick * pat
+        if defocus_px > 0.0:  # out of focus: a wide blur on top of the PSF
+            signal = ndi.gaussian_filter(signal, defocus_px, mode="reflect")
         # optics: Gaussian PSF (+ haze) applied in Fourier space, then flat-field falloff
         blurred = scipy.fft.irfft2(
             scipy.fft.rfft2(signal, workers=FFT_WORKERS) * otf, s=shape, workers=FFT_WORKERS

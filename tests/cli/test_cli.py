@@ -342,3 +342,63 @@ def test_with_nuclei_warns_when_the_model_is_not_one_for_nuclei(sim_plate, capsy
     assert "--organelle nuclei" in err and "not in plate" in err
     assert main([*argv, "--model", "nuclei"]) == 2  # cellpose's nuclei model: no warning
     assert "warning" not in capsys.readouterr().err
+
+
+def test_simulate_defocus_and_motion_scale_write_the_truth(tmp_path, capsys):
+    import zarr
+
+    from structfree_dask.io import read_feature_table
+    from structfree_dask.simulate import simulate_field
+
+    plate = tmp_path / "defocus.zarr"
+    assert main(["simulate", str(plate), "--cell-line", "CL3", "--size", "64",
+                 "--timepoints", "3", "--seed", "1", "--defocus", "1",
+                 "--motion-scale", "10"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    want = simulate_field("CL3", size=64, timepoints=3, defocus_p=1.0, motion_scale=10.0,
+                          seed=np.random.SeedSequence(entropy=1, spawn_key=(0, 0, 0)))
+    assert want.defocused.tolist() == [False, True, True]
+    info = open_plate(plate).field("A/1/0")
+    truth = read_feature_table(info, "gt_truth")
+    assert truth.equals(want.truth)
+    assert truth.groupby("t")["defocused"].first().tolist() == [False, True, True]
+    attrs = dict(zarr.open_group(str(plate), mode="r")["A/1/0/tables/gt_truth"].attrs)
+    assert attrs["defocused_timepoints"] == [1, 2] and attrs["motion_scale"] == 10.0
+    cyto = open_labels(info, "gt_cyto").read()
+    assert np.array_equal(cyto.reshape(want.cyto.shape), want.cyto)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--defocus", "1.5"], "defocus_p must be in [0, 1], got 1.5"),
+        (["--defocus", "-0.1"], "defocus_p must be in [0, 1], got -0.1"),
+        (["--defocus", "nan"], "defocus_p must be in [0, 1], got nan"),
+        (["--motion-scale", "200"], "motion_scale must be in [0, 100], got 200.0"),
+        (["--motion-scale", "-1"], "motion_scale must be in [0, 100], got -1.0"),
+        (["--defocus", "0.5", "--shapes-from", "{tmp}/src.zarr"],
+         "--defocus: only for simulated cells; not with --shapes-from PLATE"),
+        (["--motion-scale", "3", "--shapes-from", "{tmp}/src.zarr"],
+         "--motion-scale: only for simulated cells; not with --shapes-from PLATE"),
+    ],
+)
+def test_simulate_refuses_a_bad_defocus_or_motion_scale(extra, message, tmp_path, capsys):
+    out = tmp_path / "s.zarr"
+    argv = ["simulate", str(out), *(a.format(tmp=tmp_path) for a in extra)]
+    if "--shapes-from" not in extra:
+        argv += ["--size", "64"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--defocus", "--motion-scale"])
+def test_simulate_refuses_a_non_number_defocus_or_motion_scale(option, tmp_path, capsys):
+    out = tmp_path / "s.zarr"
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", str(out), "--size", "64", option, "often"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{option}: invalid float value: 'often'" in err[0]
+    assert not out.exists()

@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 
 from structfree_dask.config import true_ratio_column
 from structfree_dask.simulate import (
@@ -19,8 +20,10 @@ from structfree_dask.simulate import (
     simulate_field,
 )
 from structfree_dask.simulate.field import (
+    DEFOCUS_SIGMA_UM,
     TRUTH_DTYPES,
     TRUTH_KEYS,
+    defocused_timepoints,
     rendered_field,
     stage_shifts,
     truth_columns,
@@ -445,3 +448,162 @@ def test_stage_jitter_moves_the_content_by_minus_the_shift() -> None:
 def test_stage_jitter_refuses_bad_values(value: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         simulate_field("CL1", size=(64, 96), stage_jitter_px=value)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ defocus and motion scale
+
+
+def test_defocus_and_motion_scale_at_their_defaults_are_bitwise_the_default() -> None:
+    a = simulate_field("CL2", size=(64, 80), timepoints=3, seed=4)
+    b = simulate_field("CL2", size=(64, 80), timepoints=3, seed=4, defocus_p=0.0,
+                       motion_scale=1.0)
+    for name in ("image", "nuclei", "cyto"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    pd.testing.assert_frame_equal(a.truth, b.truth)
+    assert a.lineage == b.lineage
+    assert (b.defocus_p, b.motion_scale) == (0.0, 1.0)
+    assert b.defocused.shape == (3,) and b.defocused.dtype == bool and not b.defocused.any()
+    assert "defocused" not in b.truth
+
+
+def test_defocused_timepoints_are_drawn_per_timepoint_and_never_the_first() -> None:
+    ss = np.random.SeedSequence(9)
+    drawn = defocused_timepoints(ss, 200, 0.3)
+    assert drawn.shape == (200,) and drawn.dtype == bool
+    assert not drawn[0]
+    assert 0.2 < drawn[1:].mean() < 0.4
+    # each timepoint from its own child stream (6, t): prefixes agree, other draws untouched
+    assert np.array_equal(defocused_timepoints(ss, 5, 0.3), drawn[:5])
+    assert bool(drawn[7]) == (child_rng(ss, 6, 7).random() < 0.3)
+    assert ss.n_children_spawned == 0
+    assert defocused_timepoints(ss, 4, 1.0).tolist() == [False, True, True, True]
+    assert not defocused_timepoints(ss, 50, 0.0).any()
+
+
+def _sharpness(img: np.ndarray) -> float:
+    """Variance of the Laplacian of a lightly smoothed plane (high-frequency energy)."""
+    return float(np.var(ndi.laplace(ndi.gaussian_filter(img.astype(np.float64), 1.0))))
+
+
+def test_defocus_blurs_the_drawn_timepoints_and_keeps_the_cells() -> None:
+    d = simulate_field("CL1", size=96, timepoints=4, seed=2, defocus_p=0.5)
+    e = simulate_field("CL1", size=96, timepoints=4, seed=2)  # the same field, in focus
+    assert d.defocus_p == 0.5
+    assert d.defocused.tolist() == defocused_timepoints(np.random.SeedSequence(2), 4, 0.5).tolist()
+    assert d.defocused.tolist() == [False, True, False, True]
+    # the cells are still there: labels, lineage and truth are the field's in focus
+    assert np.array_equal(d.cyto, e.cyto) and np.array_equal(d.nuclei, e.nuclei)
+    assert d.lineage == e.lineage
+    assert list(d.truth.columns) == ["label", "t", "parent_label", "defocused", _RATIO]
+    assert str(d.truth["defocused"].dtype) == "bool"
+    pd.testing.assert_frame_equal(d.truth.drop(columns="defocused"), e.truth)
+    for t, rows in d.truth.groupby("t"):
+        assert (rows["defocused"] == d.defocused[t]).all()
+        assert sorted(rows["label"]) == sorted(set(np.unique(d.cyto[t])) - {0})
+    for t in range(4):
+        if not d.defocused[t]:  # in focus: the same image, bit for bit
+            assert np.array_equal(d.image[t], e.image[t]), t
+            continue
+        for c in range(d.image.shape[1]):
+            blurred, sharp = d.image[t, c], e.image[t, c]
+            assert _sharpness(blurred) < 0.05 * _sharpness(sharp), (t, c)
+            # and far blurrier than every in-focus timepoint of the field
+            assert _sharpness(blurred) < 0.05 * min(
+                _sharpness(d.image[u, c]) for u in range(4) if not d.defocused[u])
+            # the light is spread, not lost
+            assert blurred.mean() == pytest.approx(sharp.mean(), rel=0.01)
+
+
+def test_defocus_blur_is_wide_and_does_not_wrap_around() -> None:
+    assert DEFOCUS_SIGMA_UM >= 5.0  # about a nucleus' radius or more
+    sparse = CellLinePreset(name="sparse", description="", confluence=0.04,
+                            channels=(ChannelSpec("c", "cytoplasm", dark_fraction=0.0),))
+    d = simulate_field(sparse, size=128, timepoints=2, seed=2, defocus_p=1.0)
+    assert d.defocused.tolist() == [False, True]
+    ref = simulate_field(sparse, size=128, timepoints=2, seed=2)  # in focus
+    img, sharp = d.image[1, 0].astype(np.float64), ref.image[1, 0].astype(np.float64)
+    cells = d.cyto[1] > 0
+    assert cells[0].any() or cells[-1].any() or cells[:, 0].any() or cells[:, -1].any()
+    # light leaves the cells: the cells get dimmer, their surroundings brighter
+    near = ndi.binary_dilation(cells, iterations=3) & ~cells
+    assert img[cells].mean() < 0.9 * sharp[cells].mean()
+    assert img[near].mean() > 1.1 * sharp[near].mean()
+    # far from every cell (and off the field's edges) nothing changes: no light wraps
+    # around from a cell at the opposite edge, as a circular (Fourier) blur would bring
+    far = ~ndi.binary_dilation(cells, iterations=round(4 * DEFOCUS_SIGMA_UM / 1.24) + 12)
+    far[:6] = far[-6:] = far[:, :6] = far[:, -6:] = False
+    assert far.mean() > 0.3
+    assert np.abs(ndi.gaussian_filter(img - sharp, 4.0)[far]).max() < 15.0
+
+
+def test_defocus_with_stage_jitter_has_both_truths() -> None:
+    f = simulate_field("CL1", size=64, timepoints=3, seed=1, stage_jitter_px=8, defocus_p=1.0)
+    assert list(f.truth.columns) == [
+        "label", "t", "parent_label", "stage_dy", "stage_dx", "defocused", _RATIO]
+    assert f.truth.groupby("t")["defocused"].first().tolist() == [False, True, True]
+    j = simulate_field("CL1", size=64, timepoints=3, seed=1, stage_jitter_px=8)
+    assert np.array_equal(f.cyto, j.cyto) and np.array_equal(f.stage_shift, j.stage_shift)
+
+
+def _steps_in_radii(f: SimulatedField) -> np.ndarray:
+    """Centroid displacement of every cell between consecutive timepoints, in cell radii.
+
+    Cells that touch the field's edge at either timepoint are left out.
+    """
+    out = []
+    for a, b in zip(f.cyto[:-1], f.cyto[1:], strict=True):
+        edge = set(np.unique(np.r_[a[0], a[-1], a[:, 0], a[:, -1],
+                                   b[0], b[-1], b[:, 0], b[:, -1]]).tolist())
+        shared = np.array(sorted((set(np.unique(a).tolist()) & set(np.unique(b).tolist()))
+                                 - edge - {0}))
+        ca = np.array(ndi.center_of_mass(np.ones_like(a), a, shared))
+        cb = np.array(ndi.center_of_mass(np.ones_like(b), b, shared))
+        radius = np.sqrt(np.bincount(a.ravel())[shared] / np.pi)
+        out.append(np.linalg.norm(cb - ca, axis=1) / radius)
+    return np.concatenate(out)
+
+
+def test_motion_scale_makes_small_cells_move_further_than_their_radius() -> None:
+    slow = simulate_field("CL3", size=128, timepoints=4, seed=0)
+    fast = simulate_field("CL3", size=128, timepoints=4, seed=0, motion_scale=10.0)
+    assert fast.motion_scale == 10.0 and slow.motion_scale == 1.0
+    s, f = _steps_in_radii(slow), _steps_in_radii(fast)
+    assert len(s) >= 30 and len(f) >= 30
+    assert np.median(s) < 0.3  # the cell line's own pace: a fraction of a radius
+    assert np.median(f) > 1.0 and (f > 1.0).mean() > 0.5  # most move beyond their radius
+    assert np.median(f) > 5 * np.median(s)
+    # still a valid field: nuclei inside their cells, the truth lists the labels
+    assert np.all((fast.nuclei == 0) | (fast.nuclei == fast.cyto))
+    assert len(fast.truth) == sum(len(np.unique(c)) - 1 for c in fast.cyto)
+    # the first timepoint is drawn before any motion: the same
+    assert np.array_equal(fast.cyto[0], slow.cyto[0])
+    assert np.array_equal(fast.image[0], slow.image[0])
+
+
+def test_motion_scale_zero_keeps_cells_from_walking() -> None:
+    still = simulate_field("CL3", size=128, timepoints=3, seed=0, motion_scale=0.0)
+    slow = simulate_field("CL3", size=128, timepoints=3, seed=0)
+    assert np.median(_steps_in_radii(still)) < np.median(_steps_in_radii(slow))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"defocus_p": -0.1}, ValueError, r"defocus_p must be in \[0, 1\], got -0\.1"),
+        ({"defocus_p": 1.5}, ValueError, r"defocus_p must be in \[0, 1\], got 1\.5"),
+        ({"defocus_p": float("nan")}, ValueError, r"defocus_p must be in \[0, 1\], got nan"),
+        ({"defocus_p": True}, TypeError, r"defocus_p must be a number in \[0, 1\], got bool"),
+        ({"defocus_p": "0.5"}, TypeError, r"defocus_p must be a number .*got str '0\.5'"),
+        ({"defocus_p": None}, TypeError, r"defocus_p must be a number"),
+        ({"motion_scale": -1}, ValueError, r"motion_scale must be in \[0, 100\], got -1\.0"),
+        ({"motion_scale": 101.0}, ValueError, r"motion_scale must be in \[0, 100\]"),
+        ({"motion_scale": float("inf")}, ValueError, r"motion_scale must be in \[0, 100\]"),
+        ({"motion_scale": False}, TypeError, r"motion_scale must be a number"),
+        ({"motion_scale": "2"}, TypeError, r"motion_scale must be a number"),
+    ],
+)
+def test_defocus_and_motion_scale_refuse_bad_values(
+    kwargs: dict[str, object], error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        simulate_field("CL1", size=64, **kwargs)  # type: ignore[arg-type]

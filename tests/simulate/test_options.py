@@ -17,11 +17,14 @@ from structfree_dask.simulate import (
     simulate_field,
 )
 from structfree_dask.simulate.options import (
+    MAX_MOTION_SCALE,
     MODES,
     ImagingMode,
     check_int,
     child_rng,
+    resolve_defocus_p,
     resolve_mode,
+    resolve_motion_scale,
     resolve_preset,
     resolve_seed,
     resolve_size,
@@ -179,3 +182,28 @@ def test_resolve_stage_jitter() -> None:
     for bad in (1.0, "4", None, False):
         with pytest.raises(TypeError, match=r"stage_jitter_px must be an int >= 0"):
             resolve_stage_jitter(bad, (64, 64))
+
+
+def test_resolve_defocus_p() -> None:
+    assert resolve_defocus_p(0) == 0.0 and type(resolve_defocus_p(0)) is float
+    assert resolve_defocus_p(np.float32(0.5)) == 0.5
+    assert resolve_defocus_p(1) == 1.0
+    for bad in (-0.01, 1.01, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"defocus_p must be in \[0, 1\], got "):
+            resolve_defocus_p(bad)
+    for bad in (True, "0.1", None, [0.1]):
+        with pytest.raises(TypeError, match=r"defocus_p must be a number in \[0, 1\], got "):
+            resolve_defocus_p(bad)
+
+
+def test_resolve_motion_scale() -> None:
+    assert MAX_MOTION_SCALE == 100.0
+    assert resolve_motion_scale(1) == 1.0 and type(resolve_motion_scale(1)) is float
+    assert resolve_motion_scale(0) == 0.0
+    assert resolve_motion_scale(np.int64(100)) == 100.0
+    for bad in (-1e-9, 100.5, float("nan"), float("-inf")):
+        with pytest.raises(ValueError, match=r"motion_scale must be in \[0, 100\], got "):
+            resolve_motion_scale(bad)
+    for bad in (False, "2", None):
+        with pytest.raises(TypeError, match=r"motion_scale must be a number in \[0, 100\]"):
+            resolve_motion_scale(bad)

@@ -381,3 +381,86 @@ def test_simulate_plate_refuses_bad_stage_jitter_before_writing(
     with pytest.raises(error, match=match):
         simulate_plate(out, size=64, stage_jitter_px=value)  # type: ignore[arg-type]
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ defocus and motion scale
+
+
+def test_simulate_plate_writes_the_defocused_timepoints(tmp_path: pathlib.Path) -> None:
+    path = simulate_plate(tmp_path / "plate.zarr", cell_line="CL3", cols=2, timepoints=4,
+                          size=64, seed=0, defocus_p=0.5, motion_scale=10.0)
+    plate = open_plate(path)
+    drawn = []
+    for ci, col in enumerate("12"):
+        direct = simulate_field("CL3", size=64, timepoints=4, defocus_p=0.5, motion_scale=10.0,
+                                seed=np.random.SeedSequence(entropy=0, spawn_key=(0, ci, 0)))
+        drawn.append(direct.defocused.tolist())
+        info = plate.field(f"A/{col}/0")
+        assert np.array_equal(np.asarray(zarr.open_group(str(path), mode="r")[
+            f"A/{col}/0/0"]), direct.image)
+        got = np.asarray(open_labels(info, "gt_cyto").open_array(0, mode="r")[:])
+        assert np.array_equal(got.reshape(direct.cyto.shape), direct.cyto)
+        table = read_feature_table(info, TRUTH_TABLE)
+        pd.testing.assert_frame_equal(table, direct.truth)
+        assert list(table.columns[:4]) == ["label", "t", "parent_label", "defocused"]
+        attrs = dict(zarr.open_group(str(path), mode="r")[f"A/{col}/0/tables/{TRUTH_TABLE}"]
+                     .attrs)
+        assert attrs["measurement_columns"] == [
+            true_ratio_column("translocation-reporter")]
+        assert attrs["metadata_columns"] == ["t", "parent_label", "defocused"]
+        assert attrs["defocus_p"] == 0.5 and attrs["motion_scale"] == 10.0
+        assert attrs["defocused_timepoints"] == np.flatnonzero(direct.defocused).tolist()
+        assert not {"stage_jitter_px", "stage_dy", "stage_dx"} & set(attrs)
+    # drawn per field: both fields have timepoints in and out of focus, not the same ones
+    assert drawn == [[False, True, False, True], [False, True, False, False]]
+    dataset = read_plate_dataset(str(path), TRUTH_TABLE)
+    assert str(dataset["defocused"].dtype) == "bool"
+    per_t = dataset.groupby(["column", "t"])["defocused"].agg(["nunique", "first"])
+    assert (per_t["nunique"] == 1).all()
+    assert not dataset.loc[dataset["t"] == 0, "defocused"].any()
+    for (col, t), first in per_t["first"].items():
+        assert first == drawn[int(col) - 1][t]
+
+
+def test_simulate_plate_defaults_write_no_defocus_or_motion_truth(
+    tmp_path: pathlib.Path,
+) -> None:
+    a = simulate_plate(tmp_path / "a.zarr", timepoints=2, size=64, seed=2)
+    b = simulate_plate(tmp_path / "b.zarr", timepoints=2, size=64, seed=2, defocus_p=0.0,
+                       motion_scale=1.0)
+    assert _tree_digest(a) == _tree_digest(b)  # the same plate, bit for bit
+    attrs = dict(zarr.open_group(str(b), mode="r")[f"A/1/0/tables/{TRUTH_TABLE}"].attrs)
+    assert not {"defocus_p", "defocused_timepoints", "motion_scale"} & set(attrs)
+    assert "defocused" not in read_plate_dataset(str(b), TRUTH_TABLE)
+
+
+def test_simulate_plate_defocus_of_a_timepoint_without_cells(tmp_path: pathlib.Path) -> None:
+    lonely = CellLinePreset(
+        name="lonely", description="", channels=(ChannelSpec("tr", "translocation"),),
+        confluence=0.01, death_rate_per_h=1.0, cell_diameter_um=60.0,
+    )
+    path = simulate_plate(tmp_path / "plate.zarr", cell_line=lonely, timepoints=3, size=64,
+                          seed=2, defocus_p=1.0)
+    part = path / "A/1/0/tables" / TRUTH_TABLE / "table.parquet" / "t00002.parquet"
+    assert pq.read_table(part).num_rows == 0
+    assert str(pq.read_schema(part).field("defocused").type) == "bool"
+    attrs = dict(zarr.open_group(str(path), mode="r")[f"A/1/0/tables/{TRUTH_TABLE}"].attrs)
+    assert attrs["defocused_timepoints"] == [1, 2]  # also the one without cells
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"defocus_p": 1.5}, ValueError, r"defocus_p must be in \[0, 1\], got 1\.5"),
+        ({"defocus_p": "0.5"}, TypeError, r"defocus_p must be a number"),
+        ({"motion_scale": -2}, ValueError, r"motion_scale must be in \[0, 100\], got -2\.0"),
+        ({"motion_scale": None}, TypeError, r"motion_scale must be a number"),
+    ],
+)
+def test_simulate_plate_refuses_bad_defocus_or_motion_before_writing(
+    tmp_path: pathlib.Path, kwargs: dict[str, object], error: type, match: str
+) -> None:
+    out = tmp_path / "bad.zarr"
+    with pytest.raises(error, match=match):
+        simulate_plate(out, size=64, **kwargs)  # type: ignore[arg-type]
+    assert not out.exists()

@@ -187,3 +187,20 @@ def test_ids_persist_and_cells_move_slowly(cl1_series: SimulatedField, cell_ids)
         cb = np.array(ndi.center_of_mass(np.ones_like(b), b, shared))
         shift = np.linalg.norm(ca - cb, axis=1)
         assert np.median(shift) < 5.0  # pixels per 3 h; cells are ~20 px across
+
+
+def test_motion_scale_multiplies_the_cells_own_walk() -> None:
+    preset = PRESETS["CL3"]
+    pops = {s: Population(preset, (96, 96), 1.24, np.random.default_rng(3), motion_scale=s)
+            for s in (1.0, 10.0, 0.0)}
+    assert Population(preset, (96, 96), 1.24, np.random.default_rng(3)).motion_scale == 1.0
+    assert all(np.array_equal(p.cells["y"], pops[1.0].cells["y"]) for p in pops.values())
+    for p in pops.values():
+        p.step(np.random.default_rng(4), 3.0)  # no cell is mitotic yet: the same draws
+    one, ten, zero = (pops[s].cells for s in (1.0, 10.0, 0.0))
+    assert np.abs(one["vy"]).max() > 0
+    np.testing.assert_allclose(ten["vy"], 10.0 * one["vy"], rtol=1e-12)
+    np.testing.assert_allclose(ten["vx"], 10.0 * one["vx"], rtol=1e-12)
+    assert not zero["vy"].any() and not zero["vx"].any()
+    # only the walk is scaled: fates and growth are the same draws
+    assert np.array_equal(ten["state"], one["state"]) and np.array_equal(ten["r"], one["r"])
