@@ -12,19 +12,28 @@ writes one local folder (never into the plate, which may be at a URL):
     The nucleus / cytoplasm ratio of the readout channel per well over time (median and
     interquartile band, in plate layout), and its median as a well x timepoint matrix.
 ``thumb-<field>.png``
-    First and last timepoint of a few fields, contrast-stretched, with label outlines.
+    First and last timepoint of a field, contrast-stretched, with the outlines of the
+    cells and (where linking wrote them, ``<cells>_nuclei``) of their nuclei.
+``well-<row>-<column>.html``, ``well-<row>-<column>.png``
+    A page per well, linked from ``report.html`` (at most :data:`WELL_PAGES` by default:
+    the first wells in plate order beyond it): the readout over time, one line per
+    track where the table is tracked (else its distribution per timepoint), the well's
+    cells over time and the thumbnails of up to 4 of its fields.
 ``cells_per_well.csv``, ``readout_per_well.csv``
     The numbers behind the figures (:func:`cells_per_well`, :func:`readout_per_well`).
 
 Counts are rows of the table, i.e. cell observations summed over fields (per well)
-and timepoints (in the totals). Figures use matplotlib's Agg canvas (no pyplot, no
-global backend change).
+and timepoints (in the totals). Time axes are in hours where the first field's metadata
+give the time step (:func:`time_step_h`), else in timepoints. Figures use matplotlib's
+Agg canvas (no pyplot, no global backend change).
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import linked_names
 from ..io import (
     MEASUREMENTS_FOLDER,
     Plate,
@@ -47,21 +57,36 @@ from ..io import (
     replacing,
     table_attrs,
 )
-from ._report_figures import plate_maps, readout_plate, spread, thumbnail, well_matrix
+from ._report_figures import (
+    RATIO,
+    plate_maps,
+    readout_plate,
+    spread,
+    thumbnail,
+    well_matrix,
+    well_over_time,
+)
 from .columns import ratio_column
 
-__all__ = ["REPORT_PAGE", "cells_per_well", "default_report_dir", "flagged_counts",
-           "quality_rows",
-           "ratio_channels", "readout_per_well", "write_report"]
+__all__ = ["REPORT_PAGE", "WELL_PAGES", "cells_per_well", "default_report_dir",
+           "flagged_counts", "quality_rows", "ratio_channels", "readout_per_well",
+           "time_step_h", "well_page_name", "write_report"]
 
 logger = logging.getLogger(__name__)
 
 #: File name of the page in the report folder.
 REPORT_PAGE = "report.html"
+#: Most well pages a report writes by default (the first wells in plate order beyond it).
+WELL_PAGES = 96
+_FIELDS_PER_WELL = 4  # thumbnails on a well's page (spread over its fields)
+#: Hours in one unit of a ``t`` axis (OME-NGFF units are UDUNITS-2 names).
+_HOURS = {"hour": 1.0, "h": 1.0, "minute": 1 / 60, "min": 1 / 60, "second": 1 / 3600,
+          "s": 1 / 3600, "millisecond": 1 / 3.6e6, "ms": 1 / 3.6e6, "day": 24.0, "d": 24.0}
 _WELL = ["well", "row", "column"]
 _RATIO_SUFFIX = ratio_column("")
 _OUTPUTS = ("cells_per_well.png", "cells_per_well_t.png", "cells_per_well.csv", "readout.png",
-            "readout_median.png", "readout_per_well.csv", "quality.csv")  # and thumb-*.png
+            "readout_median.png", "readout_per_well.csv", "quality.csv")
+_GLOBS = ("thumb-*.png", "well-*.html", "well-*.png")  # per field and per well
 _NO_NUCLEUS = "cells without nucleus (n_nuclei = 0)"
 _MANY_NUCLEI = "cells with several nuclei (n_nuclei >= 2)"
 
@@ -229,6 +254,39 @@ def default_report_dir(plate_store: str | Path) -> Path:
     return Path(str(plate_store).rstrip("/")).parent / folder
 
 
+def time_step_h(info: Any) -> float | None:
+    """Return the hours between timepoints of an image, from its metadata (None: unknown).
+
+    The ``t`` axis's scale (``info.pixel_size["t"]``) counts when the axis has a time
+    unit (hour, minute, second, millisecond, day); without a unit it is not a time.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as Info
+    >>> time_step_h(Info(pixel_size={"t": 30.0, "y": 0.5}, units={"t": "minute"}))
+    0.5
+    >>> time_step_h(Info(pixel_size={"t": 1.0}, units={})) is None
+    True
+    """
+    step = info.pixel_size.get("t")
+    factor = _HOURS.get(str(info.units.get("t", "")).strip().lower())
+    if step is None or factor is None or not math.isfinite(step) or step <= 0:
+        return None
+    return float(step) * factor
+
+
+def well_page_name(row: str, column: str) -> str:
+    """Return the file name of a well's page (characters other than ``[A-Za-z0-9_.]`` as _).
+
+    Examples
+    --------
+    >>> well_page_name("B", "12")
+    'well-B-12.html'
+    """
+    return "well-" + "-".join(re.sub(r"[^A-Za-z0-9_.]", "_", str(p)) for p in (row, column)) \
+        + ".html"
+
+
 # ----------------------------------------------------------------------------- the page
 
 
@@ -251,7 +309,52 @@ def _img(name: str, alt: str) -> str:
 _STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:110em}img{max-width:100%}"
           "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;"
           "padding:.2em .6em;text-align:right}td:first-child{text-align:left}th{background:#eee}"
-          ".note{color:#555}")
+          ".note{color:#555}table.wells td{text-align:center}")
+
+
+def _well_grid(rows: list[str], cols: list[str], wells: set[tuple[str, str]],
+               pages: Mapping[tuple[str, str], str]) -> str:
+    """Return the plate layout as a table: each well linked to its page where it has one."""
+    def cell(r: str, c: str) -> str:
+        if (r, c) in pages:
+            return f'<td><a href="{_esc(pages[r, c])}">{_esc(r + c)}</a></td>'
+        return f"<td>{_esc(r + c)}</td>" if (r, c) in wells else "<td></td>"
+
+    head = "<tr><th></th>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>"
+    body = "".join(f"<tr><th>{_esc(r)}</th>" + "".join(cell(r, c) for c in cols) + "</tr>"
+                   for r in rows)
+    return f'<table class="wells"><thead>{head}</thead><tbody>{body}</tbody></table>'
+
+
+def _well_facts(df: pd.DataFrame, fields: list[str], channel: str | None,
+                step_h: float | None) -> str:
+    """Return the facts of one well's page: fields, cells, tracks, readout, time step."""
+    tracked = df[df["track_id"] >= 0] if "track_id" in df.columns else df.iloc[:0]
+    keys = [k for k in ("field", "track_id") if k in tracked.columns]
+    facts = pd.DataFrame({"what": ["fields", "cells (all timepoints)", "tracks",
+                                   "readout channel", "time between timepoints"],
+                          "value": [len(fields), len(df),
+                                    len(tracked[keys].drop_duplicates()) if keys else 0,
+                                    channel or "none", _step_text(step_h)]})
+    return (f'<p><a href="{REPORT_PAGE}">Back to the plate</a></p>'
+            + _table_html(facts, header=False))
+
+
+def _over_time_note(df: pd.DataFrame) -> str:
+    if "track_id" in df.columns and (df["track_id"] >= 0).any():
+        text = ("Top: the readout of each track (a track is one cell between divisions, "
+                "numbered per field; a daughter's line starts at its mother's last point"
+                + ("; grey: rows not tracked" if (df["track_id"] < 0).any() else "") + "). ")
+    else:
+        text = ("Top: the table is not tracked; the readout's distribution per timepoint "
+                "(box: quartiles, whiskers: 1.5 x the interquartile range). ")
+    return f'<p class="note">{_esc(text)}Bottom: cells in the well per timepoint.</p>'
+
+
+def _step_text(step_h: float | None) -> str:
+    if step_h is None:
+        return "unknown (no time unit in the image metadata): time in timepoints"
+    return f"{step_h:g} h"
 
 
 def _page(title: str, sections: list[tuple[str, str]]) -> str:
@@ -303,16 +406,54 @@ def _reference_label(info: Any, table: str) -> str | None:
     return name if name in info.labels else None
 
 
+def _nuclei_label(info: Any, labels: str | None) -> str | None:
+    """Return the nuclei linked to the cells ``labels`` (``<labels>_nuclei``), if written."""
+    name = linked_names(labels)[0] if labels else None
+    return name if name in info.labels else None
+
+
+def _outlines_note(labels: str | None, nuclei: str | None) -> str:
+    if not labels:
+        return "no label image outlined"
+    return f"outlines of {labels} (cells, yellow)" + (
+        f" and {nuclei} (nuclei, light blue)" if nuclei else "")
+
+
 class _Report:
-    """The figures and sections of one page, written into ``out``."""
+    """The figures and sections of the pages, written into ``out``."""
 
     def __init__(self, plate: Plate, df: pd.DataFrame, out: Path) -> None:
         self.plate, self.df, self.out = plate, df, out
         self.first = plate.field(plate.field_paths[0])
         self.ts = sorted(set(range(self.first.n_timepoints)) | {int(t) for t in df.get("t", [])})
+        self.step_h = time_step_h(self.first)
         self.rows, self.cols, wells = _layout(plate, df)
         self.positions = pd.MultiIndex.from_tuples(wells, names=["row", "column"])
         self.files: list[str] = []
+        self.thumbs: dict[str, str] = {}  # field path -> its thumbnail, drawn once
+        self.channel: int = 0
+        self.labels: str | None = None
+        self.nuclei: str | None = None
+
+    def outline(self, channel: str | None, labels: str | None) -> None:
+        """Choose the channel and the label images of the thumbnails."""
+        names = self.first.channel_names
+        self.channel = names.index(channel) if channel in names else 0
+        self.labels, self.nuclei = labels, _nuclei_label(self.first, labels)
+
+    def thumb(self, path: str) -> str:
+        """Draw (once) a field's thumbnail; return its file name."""
+        if path not in self.thumbs:
+            fig = thumbnail(self.plate.field(path), self.channel, self.labels, self.nuclei,
+                            self.step_h)
+            self.thumbs[path] = self.save(fig, f"thumb-{(path or 'image').replace('/', '-')}.png")
+        return self.thumbs[path]
+
+    def thumbs_html(self, paths: list[str]) -> str:
+        what = _outlines_note(self.labels, self.nuclei)
+        return (f'<p class="note">{_esc(self.first.channel_names[self.channel])}, '
+                f"contrast-stretched; {_esc(what)}.</p>"
+                + "".join(_img(name, name) for name in map(self.thumb, paths)))
 
     def save(self, fig: Any, name: str, dpi: int = 100) -> str:
         with replacing(self.out / name) as tmp:
@@ -332,9 +473,10 @@ class _Report:
                                       aggfunc="sum")
         matrix = matrix.reindex(index=self.positions, columns=self.ts).fillna(0)
         layout = pd.MultiIndex.from_product([self.rows, self.cols], names=["row", "column"])
-        maps = self.save(plate_maps(matrix.reindex(layout), self.rows, self.cols),
+        maps = self.save(plate_maps(matrix.reindex(layout), self.rows, self.cols, self.step_h),
                          "cells_per_well.png")
-        mat = self.save(well_matrix(matrix, "cells", ".0f", 0), "cells_per_well_t.png")
+        mat = self.save(well_matrix(matrix, "cells", ".0f", 0, self.step_h, integer=True),
+                        "cells_per_well_t.png")
         return (_img(maps, "cells per well, plate maps")
                 + _img(mat, "cells per well and timepoint")
                 + self.csv(per_well, "cells_per_well.csv"))
@@ -343,24 +485,57 @@ class _Report:
         stats = readout_per_well(self.df, channel)
         med = stats.pivot_table(index=["row", "column"], columns="t", values="median",
                                 dropna=False).reindex(index=self.positions, columns=self.ts)
-        grid = self.save(readout_plate(stats, self.rows, self.cols, channel), "readout.png")
-        mat = self.save(well_matrix(med, "median N/C ratio", ".2f"),
+        grid = self.save(readout_plate(stats, self.rows, self.cols, channel, self.step_h),
+                         "readout.png")
+        mat = self.save(well_matrix(med, f"median {RATIO}", ".2f", step_h=self.step_h),
                         "readout_median.png")
         missing = int(self.df[ratio_column(channel)].isna().sum())
         return (_img(grid, "readout per well") + _img(mat, "median readout per well and t")
                 + f'<p class="note">{missing} cell(s) without a ratio (e.g. no cytoplasm) '
                 "left out.</p>" + self.csv(stats, "readout_per_well.csv"))
 
-    def thumbnails(self, n: int, channel: str | None, labels: str | None) -> str:
-        c = self.first.channel_names.index(channel) if channel in self.first.channel_names else 0
-        figs = []
-        for path in spread(list(self.plate.field_paths), n):
-            slug = (path or "image").replace("/", "-")
-            figs.append(self.save(thumbnail(self.plate.field(path), c, labels),
-                                  f"thumb-{slug}.png"))
-        what = f"outlines of {labels}" if labels else "no label image outlined"
-        return (f'<p class="note">{_esc(self.first.channel_names[c])}, contrast-stretched; '
-                f"{_esc(what)}.</p>" + "".join(_img(f, f) for f in figs))
+    def thumbnails(self, n: int) -> str:
+        return self.thumbs_html(spread(list(self.plate.field_paths), n))
+
+    def wells(self, limit: int, channel: str | None, title: str) -> str:
+        """Write the pages of the first ``limit`` wells; return the section linking them."""
+        by_well = dict(tuple(self.df.astype({"row": str, "column": str})
+                             .groupby(["row", "column"]))) if len(self.df) else {}
+        pages = {}
+        for row, col in list(self.positions)[:limit]:
+            rows = by_well.get((row, col), self.df.iloc[:0])
+            pages[(row, col)] = self.well_page(row, col, rows, channel, title)
+        n = len(self.positions)
+        note = (f"Pages for the first {limit} of the {n} wells, in plate order: a report "
+                f"writes at most {limit} well pages (well_pages; {WELL_PAGES} by default)."
+                if n > limit else
+                f"A page for each of the {n} wells: readout over time, cells, fields.")
+        return f'<p class="note">{_esc(note)}</p>' + _well_grid(self.rows, self.cols,
+                                                                set(self.positions), pages)
+
+    def well_page(self, row: str, col: str, df: pd.DataFrame, channel: str | None,
+                  title: str) -> str:
+        """Write one well's page and figure; return the page's file name."""
+        name = well_page_name(row, col)
+        channel = channel if channel and ratio_column(channel) in df.columns else None
+        fig = self.save(well_over_time(df, self.ts, channel, self.step_h),
+                        name.removesuffix(".html") + ".png")
+        fields = [p for p in self.plate.field_paths if p.rsplit("/", 1)[0] == f"{row}/{col}"]
+        with replacing(self.out / name) as tmp:
+            tmp.write_text(_page(f"{title}, well {row}{col}", [
+                ("Well", _well_facts(df, fields, channel, self.step_h)),
+                ("Over time", _img(fig, f"well {row}{col} over time") + _over_time_note(df)),
+                ("Fields", self._well_fields(fields))]), encoding="utf-8")
+        self.files.append(name)
+        return name
+
+    def _well_fields(self, fields: list[str]) -> str:
+        if not fields:
+            return '<p class="note">The plate has no field in this well.</p>'
+        shown = spread(fields, _FIELDS_PER_WELL)
+        more = (f'<p class="note">{len(shown)} of the well\'s {len(fields)} fields.</p>'
+                if len(shown) < len(fields) else "")
+        return more + self.thumbs_html(shown)
 
     def quality(self, table: str) -> str:
         from .quality import FLAGS
@@ -428,7 +603,8 @@ def _flags(df: pd.DataFrame, key: str) -> pd.DataFrame:
 
 def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = None,
                  readout: str | None = None, output: str | Path | None = None,
-                 thumbnails: int = 4, flagged: Mapping[str, int] | None = None) -> Path:
+                 thumbnails: int = 4, flagged: Mapping[str, int] | None = None,
+                 well_pages: int = WELL_PAGES) -> Path:
     """Write an offline HTML view of a plate's per-cell table (see the module docstring).
 
     Parameters
@@ -439,16 +615,20 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
         Name of the plate-level dataset (``<plate>/measurements/<table>``).
     labels : str, optional
         Label image outlined on the thumbnails. Default: the label image the fields'
-        feature table of that name refers to; none when there is no such table.
+        feature table of that name refers to; none when there is no such table. Its
+        linked nuclei (``<labels>_nuclei``), where they exist, are outlined too.
     readout : str, optional
         Channel of the translocation readout. Default: the first channel with a ratio
         column whose name contains ``transloc``, else the first with a ratio column.
     output : str or Path, optional
         Local folder (created; files of the same names are replaced, older
-        ``thumb-*.png`` removed). Default :func:`default_report_dir`:
-        ``./<plate name>-report``.
+        ``thumb-*.png``, ``well-*.html`` and ``well-*.png`` removed). Default
+        :func:`default_report_dir`: ``./<plate name>-report``.
     thumbnails : int
-        Number of fields shown (spread over the plate; 0 for none).
+        Number of fields shown on the main page (spread over the plate; 0 for none).
+    well_pages : int
+        Most well pages written: every well of a plate of up to that many wells, else
+        the first ones in plate order (the page says so). 0 for none.
     flagged : mapping of str to int, optional
         Further counts of flagged objects (e.g. nuclei outside any cell), shown with
         the table's (see :func:`flagged_counts`).
@@ -464,12 +644,13 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
         If the plate has no dataset of that name.
     ValueError
         If ``readout`` has no ratio column (the message lists the channels that have
-        one), ``thumbnails`` is negative, a flagged count is not an integer or the
-        output folder is inside the plate.
+        one), ``thumbnails`` or ``well_pages`` is negative, a flagged count is not an
+        integer or the output folder is inside the plate.
     """
     plate = open_plate(plate)
-    if isinstance(thumbnails, bool) or not isinstance(thumbnails, int) or thumbnails < 0:
-        raise ValueError(f"thumbnails must be an integer >= 0; got {thumbnails!r}")
+    for name, value in (("thumbnails", thumbnails), ("well_pages", well_pages)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
     out = check_output_folder(default_report_dir(plate.store) if output is None else output,
                               "report folder", outside=plate.store)
     where = plate_dataset(plate.store, table)
@@ -481,13 +662,14 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
     channel = _readout_channel(df, report.first.channel_names, readout, table)
     counts = flagged_counts(df, flagged)
     out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("thumb-*.png"), *(out / n for n in _OUTPUTS)]:
+    for old in [*(p for g in _GLOBS for p in out.glob(g)), *(out / n for n in _OUTPUTS)]:
         old.unlink(missing_ok=True)
     facts = pd.DataFrame({"what": ["plate", "table", "wells", "fields", "timepoints",
-                                   "cells (all timepoints)", "readout channel"],
+                                   "time between timepoints", "cells (all timepoints)",
+                                   "readout channel"],
                           "value": [redact(plate.store), table, len(report.positions),
-                                len(plate.field_paths), len(report.ts), len(df),
-                                channel or "none"]})
+                                    len(plate.field_paths), len(report.ts),
+                                    _step_text(report.step_h), len(df), channel or "none"]})
     sections = [("Plate", _table_html(facts, header=False))]
     if df.empty:
         sections.append(("Cells", f'<p class="note">Table {_esc(table)} has no cells: no '
@@ -497,15 +679,18 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
         sections.append((f"Translocation readout: {channel}", report.readout(channel))
                         if channel else ("Readout", '<p class="note">The table has no '
                                          "nucleus / cytoplasm ratio column.</p>"))
+    report.outline(channel, labels or _reference_label(report.first, table))
+    title = f"{plate.name or basename(plate.store)}: {table}"
+    if well_pages and len(report.positions):
+        sections.append(("Wells", report.wells(well_pages, channel, title)))
     if thumbnails:
-        labels = labels or _reference_label(report.first, table)
-        sections.append(("Fields", report.thumbnails(thumbnails, channel, labels)))
+        sections.append(("Fields", report.thumbnails(thumbnails)))
     sections.append(("Flagged objects", report.flagged(counts)))
     sections.append(("Quality checks", report.quality(table)))
     page = out / REPORT_PAGE
-    title = f"{plate.name or basename(plate.store)}: {table}"
     with replacing(page) as tmp:
         tmp.write_text(_page(title, sections), encoding="utf-8")
-    logger.info("report of %s (table %s) written to %s with %s", redact(plate.store), table,
-                page, ", ".join(report.files) or "no figure")
+    n_wells = sum(f.endswith(".html") for f in report.files)
+    logger.info("report of %s (table %s) written to %s with %d other files (%d well pages)",
+                redact(plate.store), table, page, len(report.files), n_wells)
     return page

@@ -52,3 +52,20 @@ def measured_plate(tmp_path_factory):
     keys = ["well", "row", "column", "field"]
     return store, table[keys + [c for c in table.columns if c not in keys]].reset_index(
         drop=True)
+
+
+@pytest.fixture(scope="session")
+def tracked_plate(tmp_path_factory, cluster_client):
+    """A 1 x 2 plate of 2 fields per well (64 px, 3 timepoints), measured and tracked.
+
+    Measured on the gt labels with their nuclei linked (``gt_cyto_nuclei`` written),
+    then tracked. Returns ``(store, table)``; the table is ``gt_cyto_features``.
+    """
+    from structfree_dask.cells.plate_measure import measure_plate
+    from structfree_dask.cells.plate_track import track_plate
+
+    store = simulate_plate(tmp_path_factory.mktemp("tracked") / "p.zarr", cell_line="CL1",
+                           rows=1, cols=2, fields=2, timepoints=3, size=64, seed=2)
+    measure_plate(str(store), labels="gt_cyto", nuclei="gt_nuclei", client=cluster_client)
+    track_plate(str(store), table="gt_cyto_features", client=cluster_client)
+    return store, "gt_cyto_features"

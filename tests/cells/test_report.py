@@ -20,9 +20,11 @@ from structfree_dask.cells.columns import (
 )
 from structfree_dask.cells.report import (
     REPORT_PAGE,
+    WELL_PAGES,
     cells_per_well,
     default_report_dir,
     readout_per_well,
+    time_step_h,
     write_report,
 )
 from structfree_dask.io import (
@@ -131,10 +133,18 @@ def test_report_page_figures_and_counts(campaign, tmp_path, caplog):
     text = page.read_text()
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert "<script" not in text and "http" not in text  # opens offline
+    wells = re.findall(r'href="(well-[^"]+)"', text)
+    assert wells == ["well-A-1.html", "well-A-2.html"]
     linked = set(re.findall(r'src="([^"]+)"', text))
+    for name in wells:  # the pages of the wells: figures, fields; offline too
+        well = (page.parent / name).read_text()
+        assert "<script" not in well and "http" not in well and 'href="report.html"' in well
+        assert "the table is not tracked" in well
+        linked |= set(re.findall(r'src="([^"]+)"', well))
     pngs = {p.name for p in page.parent.glob("*.png")}
     assert linked == pngs
-    assert {"cells_per_well.png", "readout.png", "thumb-A-1-0.png", "thumb-A-2-0.png"} <= pngs
+    assert {"cells_per_well.png", "readout.png", "thumb-A-1-0.png", "thumb-A-2-0.png",
+            "well-A-1.png", "well-A-2.png"} <= pngs
     for name in pngs:
         with Image.open(page.parent / name) as im:
             im.verify()
@@ -143,7 +153,8 @@ def test_report_page_figures_and_counts(campaign, tmp_path, caplog):
     assert f"(n_nuclei = 0)</td><td>{int((df['n_nuclei'] == 0).sum())}</td>" in text
     assert f"(n_nuclei &gt;= 2)</td><td>{int((df['n_nuclei'] >= 2).sum())}</td>" in text
     assert "nuclei outside any cell</td><td>7</td>" in text
-    assert "outlines of gt_cyto" in text
+    assert "outlines of gt_cyto (cells, yellow)." in text  # no gt_cyto_nuclei in this plate
+    assert "<td>time between timepoints</td><td>3 h</td>" in text  # the simulator's step
     assert str(page) in caplog.text
     counts = pd.read_csv(page.parent / "cells_per_well.csv")
     assert counts.query("well == 'A2' and t == 1")["n_cells"].tolist() == [0]
@@ -223,3 +234,69 @@ def test_the_report_shows_the_quality_checks(tmp_path, cluster_client):
     html = page.read_text()
     assert "<h2>Quality checks</h2>" in html and FLAGS["nuclei_like_cells"] in html
     assert (tmp_path / "r" / "quality.csv").read_text().count("nuclei_like_cells") == 2
+
+
+def _hrefs(page: Path) -> list[str]:
+    return re.findall(r'href="([^"]+)"', page.read_text())
+
+
+def test_well_pages_of_a_tracked_plate(tracked_plate, tmp_path):
+    """A page per well: tracks over time, cells, every field with cell and nucleus outlines."""
+    from structfree_dask.io import read_plate_dataset
+
+    store, table = tracked_plate
+    df = read_plate_dataset(str(store), table)
+    page = write_report(str(store), table=table, output=tmp_path / "r", thumbnails=1)
+    assert [h for h in _hrefs(page) if h.startswith("well-")] == ["well-A-1.html",
+                                                                  "well-A-2.html"]
+    assert "A page for each of the 2 wells" in page.read_text()
+    for well, name in (("A1", "well-A-1.html"), ("A2", "well-A-2.html")):
+        text = (page.parent / name).read_text()
+        assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+        assert "<script" not in text and "http" not in text  # offline: nothing fetched
+        assert _hrefs(page.parent / name) == [REPORT_PAGE]
+        images = re.findall(r'src="([^"]+)"', text)
+        assert images == [name.replace(".html", ".png"), f"thumb-A-{well[1]}-0.png",
+                          f"thumb-A-{well[1]}-1.png"]  # both fields of the well
+        assert all((page.parent / i).is_file() for i in images)
+        rows = df[df["well"] == well]
+        tracks = len(rows.loc[rows["track_id"] >= 0, ["field", "track_id"]].drop_duplicates())
+        assert f"<td>tracks</td><td>{tracks}</td>" in text and tracks > 0
+        assert f"<td>cells (all timepoints)</td><td>{len(rows)}</td>" in text
+        assert "the readout of each track" in text
+        assert "gt_cyto (cells, yellow) and gt_cyto_nuclei (nuclei, light blue)" in text
+
+
+def test_well_pages_are_capped_and_stale_ones_removed(campaign, tmp_path):
+    store, _ = campaign
+    out = tmp_path / "r"
+    write_report(store, table="cells", output=out, thumbnails=0)
+    assert {p.name for p in out.glob("well-*")} == {"well-A-1.html", "well-A-1.png",
+                                                    "well-A-2.html", "well-A-2.png"}
+    (out / "notes.txt").write_text("mine")
+    page = write_report(store, table="cells", output=out, thumbnails=0, well_pages=1)
+    assert {p.name for p in out.glob("well-*")} == {"well-A-1.html", "well-A-1.png"}
+    assert (out / "notes.txt").read_text() == "mine"  # only the report's own files go
+    text = page.read_text()
+    assert "Pages for the first 1 of the 2 wells, in plate order" in text
+    assert '<a href="well-A-1.html">A1</a>' in text and "<td>A2</td>" in text
+    write_report(store, table="cells", output=out, thumbnails=0, well_pages=0)
+    assert not list(out.glob("well-*")) and "<h2>Wells</h2>" not in page.read_text()
+    assert not list(out.glob("thumb-*"))  # the well pages' thumbnails went with them
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="well_pages must be an integer >= 0"):
+            write_report(store, table="cells", output=out, well_pages=bad)
+    assert WELL_PAGES == 96  # the documented default (docs/cells.md)
+
+
+def test_time_step_from_the_image_metadata(campaign):
+    from types import SimpleNamespace
+
+    store, _ = campaign
+    assert time_step_h(open_plate(store).field("A/1/0")) == 3.0  # simulator: 3 h, unit hour
+    assert time_step_h(SimpleNamespace(pixel_size={"t": 90.0}, units={"t": "second"})) == 0.025
+    for info in (SimpleNamespace(pixel_size={"y": 1.0}, units={}),  # no t axis
+                 SimpleNamespace(pixel_size={"t": 1.0}, units={"y": "micrometer"}),  # no unit
+                 SimpleNamespace(pixel_size={"t": 2.0}, units={"t": "frame"}),
+                 SimpleNamespace(pixel_size={"t": 0.0}, units={"t": "hour"})):
+        assert time_step_h(info) is None
