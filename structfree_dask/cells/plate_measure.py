@@ -334,6 +334,13 @@ def _record_diffs(old: dict[str, Any], new: dict[str, Any]) -> str:
                      if old.get(k) != new.get(k))
 
 
+def _table_record(image: ImageInfo, cells: str, nuclei: str | None,
+                  channels: Sequence[int]) -> dict[str, Any]:
+    """Return what a table records of how it was measured (another record: not resumed)."""
+    return {"cells": cells, "nuclei": nuclei,
+            "channels": [image.channel_names[c] for c in channels], "readout": READOUT_VERSION}
+
+
 def _table_decision(image: ImageInfo, table: str, record: dict[str, Any], ts: list[int],
                     overwrite: bool) -> Resume:
     """Decide what happens to the field's table: created, recreated, or kept."""
@@ -423,9 +430,7 @@ def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
         _check_labels(image, [cells] + ([nuclei] if nuclei else []))
         chans = _resolve_channels(image, channels) if table else ()
         ts = select_timepoints(image.n_timepoints, timepoints, image.url)
-        record = {"cells": cells, "nuclei": nuclei,
-                  "channels": [image.channel_names[c] for c in chans],
-                  "readout": READOUT_VERSION}
+        record = _table_record(image, cells, nuclei, chans)
         table_plan = None
         if table:
             check_table_targets(image, table, opened.store)
@@ -581,8 +586,7 @@ def check_table_output(plate: str, *, cells: str, nuclei: str | None, table: str
         image = opened.field(path)
         chans = _resolve_channels(image, channels)
         ts = select_timepoints(image.n_timepoints, timepoints, image.url)
-        record = {"cells": cells, "nuclei": nuclei,
-                  "channels": [image.channel_names[c] for c in chans]}
+        record = _table_record(image, cells, nuclei, chans)
         check_table_targets(image, table, opened.store)
         _table_decision(image, table, record, ts, overwrite)
 
