@@ -69,6 +69,7 @@ __all__ = [
     "CLUSTER_KINDS",
     "DEFAULT_SCHEDULER_TIMEOUT",
     "DEFAULT_CELLS_REGION",
+    "DEFAULT_WELL_PAGES",
     "features_table",
     "linked_names",
     "tracked_name",
@@ -106,6 +107,8 @@ DEFAULT_SCHEDULER_TIMEOUT = 10.0
 #: Side in pixels of the regions a linking, measuring or tracking task reads at a time
 #: (a multiple of the label chunks): its memory follows the region, not the field.
 DEFAULT_CELLS_REGION = 1024
+#: Wells of a plate report with a page of their own (the first ones in plate order).
+DEFAULT_WELL_PAGES = 96
 #: Longest name accepted as one path component (the usual file-name limit).
 MAX_NAME_LENGTH = 255
 #: Ground-truth table the simulator writes next to its ``gt_cyto`` label image.
@@ -690,6 +693,8 @@ class CellsSettings(_Settings):
         Side in pixels of the regions a task reads at a time (its memory follows it).
     readout : str, optional
         Channel of the report's nucleus/cytoplasm readout (default: a translocation one).
+    well_pages : int
+        Wells of the report with a page of their own (the first ones in plate order).
 
     Examples
     --------
@@ -734,6 +739,9 @@ class CellsSettings(_Settings):
                                   kind="text", metavar="CHANNEL",
                                   default_text="a translocation channel")
     report: bool = setting(True, "write an HTML report per plate", kind="flag", cli=False)
+    well_pages: int = setting(DEFAULT_WELL_PAGES, "report: wells with a page of their own, "
+                              "the first ones in plate order (0: none)",
+                              bounds=limits.WELL_PAGES, integer=True, metavar="N")
 
     def __post_init__(self) -> None:
         self._check_fields()

@@ -27,6 +27,7 @@ __all__ = [
     "PIXEL_SIZE",
     "MAX_GAP",
     "CELLS_REGION",
+    "WELL_PAGES",
     "check_number",
     "number_problem",
 ]
@@ -61,6 +62,8 @@ MAX_GAP = (0, 100)
 #: (minimum, maximum) side in pixels of the regions a linking, measuring or tracking task
 #: reads at a time.
 CELLS_REGION = (64, 16384)
+#: (minimum, maximum) wells of a report with a page of their own.
+WELL_PAGES = (0, 100_000)
 
 
 def _plain(v: float) -> str:

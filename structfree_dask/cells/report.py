@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import linked_names
+from ..config import DEFAULT_WELL_PAGES, linked_names
 from ..io import (
     MEASUREMENTS_FOLDER,
     Plate,
@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 #: File name of the page in the report folder.
 REPORT_PAGE = "report.html"
 #: Most well pages a report writes by default (the first wells in plate order beyond it).
-WELL_PAGES = 96
+WELL_PAGES = DEFAULT_WELL_PAGES
 _FIELDS_PER_WELL = 4  # thumbnails on a well's page (spread over its fields)
 #: Hours in one unit of a ``t`` axis (OME-NGFF units are UDUNITS-2 names).
 _HOURS = {"hour": 1.0, "h": 1.0, "minute": 1 / 60, "min": 1 / 60, "second": 1 / 3600,

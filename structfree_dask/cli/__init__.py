@@ -281,7 +281,8 @@ def _cells_after_segment(args: argparse.Namespace, configs: list[SegmentationCon
         from ..cells.report import write_report
 
         return str(write_report(args.plate, table=steps.table_name, output=args.report,
-                                flagged=flagged, readout=steps.readout))
+                                flagged=flagged, readout=steps.readout,
+                                well_pages=steps.well_pages))
 
     return run_cells_steps(args.plate, steps, client=client,
                            wells=args.wells, timepoints=args.timepoints,

@@ -130,9 +130,10 @@ def print_track_result(what: str, result: Any) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from ..cells.report import write_report
 
-    readout = checked_values(CellsSettings, given_settings(args, CellsSettings)).get("readout")
-    page = write_report(args.plate, table=args.table, labels=args.labels, readout=readout,
-                        output=args.output)
+    given = checked_values(CellsSettings, given_settings(args, CellsSettings))
+    page = write_report(args.plate, table=args.table, labels=args.labels,
+                        readout=given.get("readout"), output=args.output,
+                        well_pages=given.get("well_pages", CellsSettings.well_pages))
     print(f"report: {page}")
     return 0
 
@@ -202,7 +203,7 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("--table", required=True, help="measurement table, e.g. cyto_features")
     p.add_argument("--labels", default=None,
                    help="label image outlined in thumbnails (default: the table's)")
-    add_settings_options(p, CellsSettings, only=("readout",))
+    add_settings_options(p, CellsSettings, only=("readout", "well_pages"))
     p.add_argument("--output", default=None,
                    help="folder of the page (default <plate name>-report beside a local plate, "
                         "in the current folder for a URL)")

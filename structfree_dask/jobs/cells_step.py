@@ -165,17 +165,19 @@ def _inputs_ready(job: Job, section: dict[str, Any], entries: list[dict[str, Any
 
 
 def _write_report(section: dict[str, Any], place: ReportPlace, flagged: dict[str, int],
-                  readout: str | None = None) -> str:
+                  task: CellsSettings) -> str:
     """Write the plate's report at ``place``; return the page's location."""
     from ..cells.report import write_report
 
     plate, table = section["plate"], section["table"]
     if not is_url(place.records):
         return str(write_report(plate, table=table, output=Path(place.location),
-                                flagged=flagged, readout=readout))
+                                flagged=flagged, readout=task.readout,
+                                well_pages=task.well_pages))
     with tempfile.TemporaryDirectory() as scratch:
         page = write_report(plate, table=table, output=Path(scratch) / place.folder,
-                            flagged=flagged, readout=readout)
+                            flagged=flagged, readout=task.readout,
+                            well_pages=task.well_pages)
         for f in sorted(page.parent.iterdir()):
             if f.is_file():
                 upload(f, join(place.location, f.name))
@@ -209,7 +211,7 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
     plate, table = section["plate"], section["table"]
     out = run_cells_steps(plate, task, client=client, wells=_wells(job), timepoints=timepoints,
                           write_report=lambda flagged: _write_report(section, place, flagged,
-                                                                     task.readout))
+                                                                     task))
     for step, error in out.errors:
         _error(section, step, error)
     result = out.measured

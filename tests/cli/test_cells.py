@@ -72,6 +72,18 @@ def test_cli_link_and_measure(plate, cli_env, capsys, tmp_path):
     assert "A1" in page and "A2" in page and list((tmp_path / "view").glob("*.png"))
     assert main(["report", str(plate), "--table", "cli_features", "--readout", "nope",
                  "--output", str(tmp_path / "v2")]) == 2
+    assert sorted(p.name for p in (tmp_path / "view").glob("well-*.html")) == [
+        "well-A-1.html", "well-A-2.html"]
+    assert main(["report", str(plate), "--table", "cli_features", "--well-pages", "1",
+                 "--output", str(tmp_path / "view")]) == 0  # the cap, from the schema
+    assert [p.name for p in (tmp_path / "view").glob("well-*.html")] == ["well-A-1.html"]
+    capsys.readouterr()
+    assert main(["report", str(plate), "--table", "cli_features", "--well-pages", "-1",
+                 "--readout", "", "--output", str(tmp_path / "v3")]) == 2
+    err = capsys.readouterr().err.splitlines()  # every bad setting, one line each
+    assert err == ["error: readout: expected a non-empty string; got ''",
+                   "error: well_pages: expected a whole number between 0 and 100000; got -1"]
+    assert not (tmp_path / "v3").exists()
 
 
 def test_measure_options_reach_the_table_and_the_summary_counts_it(tmp_path, cluster_client,
