@@ -309,7 +309,8 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     ring_ids = _ring(np.asarray(cells, np.int64), every_nucleus)
     ring_labels = np.where(keep & (ring_ids > 0), cells_owned, 0)
     ring = _label_means(ring_labels, intensity, n)[seq - 1]
-    whole_cyt = _label_means(cyt, intensity, n)[seq - 1]
+    whole_cyt = np.stack([parts["cytoplasm"][f"mean{j}"].to_numpy(np.float64)
+                          for j in range(n_ch)], axis=1).reshape(len(seq), n_ch)  # (measured)
     ring = np.where(np.isnan(ring), whole_cyt, ring)  # no ring: the whole cytoplasm
     local = _local_background(cells, cells_owned, intensity, n, fallback)[seq - 1]
     out: dict[str, object] = {

@@ -166,15 +166,22 @@ def _drift_steps(job: _FieldJob, timepoints: list[int],
                   if max(level_shape(label, lv)) <= REGISTRATION_SIDE), len(label.shapes) - 1)
     ny, nx = level_shape(label, level)
     steps: dict[int, list[Any]] = {}
+    planes: dict[int, np.ndarray] = {}  # each plane read once (it is "after", then "before")
+
+    def plane(u: int) -> np.ndarray:
+        if u not in planes:
+            planes.clear()
+            planes[u] = read_labels(label, u, slice(0, ny), slice(0, nx), level)
+        return planes[u]
+
     for i, t in enumerate(timepoints):
         if i == 0:
             steps[t] = [0.0, 0.0, True]
         elif str(t) in known:
             steps[t] = list(known[str(t)])
         else:
-            prev, cur = (read_labels(label, u, slice(0, ny), slice(0, nx), level)
-                         for u in (timepoints[i - 1], t))
-            shift = content_shift(prev, cur)
+            before = plane(timepoints[i - 1])
+            shift = content_shift(before, plane(t))
             steps[t] = [shift.dy * ny0 / ny, shift.dx * nx0 / nx, shift.registered]
     return steps
 
@@ -363,9 +370,15 @@ def check_tracks(plate: str, table: str, wells: Sequence[str] | None = None, *,
             decision = _tracked_decision(image, name, record, overwrite or retrack)
             tracked = (name, decision)
         out.append(_FieldPlan(image, labels, retrack, tracked))
-    request = (plate, table, None if wells is None else tuple(wells), bool(tracked_labels),
-               settings, overwrite)
-    return TrackPlan(request, opened.store, out)
+    return TrackPlan(_track_request(plate, table, wells, tracked_labels, settings, overwrite),
+                     opened.store, out)
+
+
+def _track_request(plate: str, table: str, wells: Sequence[str] | None, tracked_labels: bool,
+                   settings: dict[str, Any], overwrite: bool) -> tuple[Any, ...]:
+    """Return what a tracking plan was checked for (a run of another request refuses it)."""
+    return (plate, table, None if wells is None else tuple(wells), bool(tracked_labels),
+            settings, overwrite)
 
 
 def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
@@ -425,8 +438,7 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     from ..runtime.cluster import close_client, local_client, stream_outcomes
 
     settings = tracking_settings(max_distance, max_gap, divisions)
-    request = (plate, table, None if wells is None else tuple(wells), bool(tracked_labels),
-               settings, overwrite)
+    request = _track_request(plate, table, wells, tracked_labels, settings, overwrite)
     if plan is None:
         plan = check_tracks(plate, table, wells, tracked_labels=tracked_labels,
                             max_distance=max_distance, max_gap=max_gap, divisions=divisions,
