@@ -726,7 +726,7 @@ class CellsSettings(_Settings):
     max_distance: float | None = setting(
         None, "with tracking: largest move of a cell between timepoints",
         bounds=limits.MAX_DISTANCE, unit="px", metavar="PX",
-        default_text="the median cell radius")
+        default_text="the median cell radius, or 2.5x the cells' median step if larger")
     max_gap: int = setting(1, "with tracking: timepoints a track may skip where its cell "
                               "was missed (0: no gap closing)", bounds=limits.MAX_GAP,
                            integer=True, metavar="N")

@@ -48,15 +48,17 @@ from .planes import level_shape, read_labels, regions
 from .plate_measure import write_rows
 from .quality import warnings as quality_warnings
 from .registration import content_shift, drift
-from .tracking import relabel_by_track, track_cells, write_geff
+from .tracking import median_step, relabel_by_track, track_cells, write_geff
 
-__all__ = ["TrackPlan", "TrackResult", "cell_radius", "check_max_distance", "check_tracks",
-           "track_plate", "tracked_name", "tracks_location"]
+__all__ = ["MOTION_FACTOR", "TrackPlan", "TrackResult", "cell_radius", "check_max_distance",
+           "check_tracks", "motion_limit", "track_plate", "tracked_name", "tracks_location"]
 
 logger = logging.getLogger(__name__)
 
 #: Table attribute holding the settings the table's rows were tracked with.
 _TRACKING = "structfree_dask_tracking"
+#: The default distance limit is at least this many times the cells' median step.
+MOTION_FACTOR = 2.5
 #: Table attribute holding each timepoint's stage drift step (``{t: [dy, dx, registered]}``).
 DRIFT_ATTRIBUTE = "structfree_dask_drift"
 #: Largest side in pixels of the planes the drift is measured on (a coarser pyramid level
@@ -136,6 +138,28 @@ def cell_radius(table: Any) -> float:
     return max(1.0, math.sqrt(float(np.median(table["area_px"])) / math.pi))
 
 
+def motion_limit(table: Any) -> float:
+    """Return the default largest move of a cell between timepoints, in pixels.
+
+    The larger of the median cell radius and :data:`MOTION_FACTOR` times the median step
+    (:func:`.tracking.median_step`). ``table`` holds the rows in registered coordinates.
+    Cells that move less than about half their radius keep the radius as their limit;
+    faster ones get a limit from their own motion.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> slow = pd.DataFrame({"t": [0, 1], "label": [1, 1], "area_px": [314.0, 314.0],
+    ...                      "centroid_y": [20.0, 21.0], "centroid_x": [20.0, 20.0]})
+    >>> round(motion_limit(slow), 2)
+    10.0
+    >>> fast = slow.assign(centroid_y=[20.0, 36.0])
+    >>> motion_limit(fast)
+    40.0
+    """
+    return max(cell_radius(table), MOTION_FACTOR * median_step(table))
+
+
 def _write_tracked(job: _FieldJob, rows: Any, ts: list[int]) -> None:
     assert job.tracked is not None
     src = open_labels(job.image, job.labels)
@@ -158,7 +182,10 @@ def _drift_steps(job: _FieldJob, timepoints: list[int],
     """Return each timepoint's content shift from the one before: [dy, dx, registered].
 
     Measured on the cell masks at the first pyramid level no larger than
-    :data:`REGISTRATION_SIDE` px; shifts already measured (``known``) are kept.
+    :data:`REGISTRATION_SIDE` px; shifts already measured (``known``) are kept. A timepoint
+    that cannot be registered (empty, out of focus) gets no shift, and the next one is
+    registered against the last timepoint that was, so one bad timepoint does not lose
+    the drift of those after it.
     """
     label = open_labels(job.image, job.labels)
     ny0, nx0 = level_shape(label, 0)
@@ -166,23 +193,31 @@ def _drift_steps(job: _FieldJob, timepoints: list[int],
                   if max(level_shape(label, lv)) <= REGISTRATION_SIDE), len(label.shapes) - 1)
     ny, nx = level_shape(label, level)
     steps: dict[int, list[Any]] = {}
-    planes: dict[int, np.ndarray] = {}  # each plane read once (it is "after", then "before")
+    planes: dict[int, np.ndarray] = {}  # the reference's plane and the current one
 
     def plane(u: int) -> np.ndarray:
         if u not in planes:
-            planes.clear()
             planes[u] = read_labels(label, u, slice(0, ny), slice(0, nx), level)
         return planes[u]
 
+    reference = None  # the last timepoint registered (or the first)
     for i, t in enumerate(timepoints):
         if i == 0:
             steps[t] = [0.0, 0.0, True]
         elif str(t) in known:
             steps[t] = list(known[str(t)])
         else:
-            before = plane(timepoints[i - 1])
-            shift = content_shift(before, plane(t))
-            steps[t] = [shift.dy * ny0 / ny, shift.dx * nx0 / nx, shift.registered]
+            assert reference is not None
+            shift = content_shift(plane(reference), plane(t))
+            # the shift spans reference -> t; the steps between them are already counted
+            between = [steps[u] for u in timepoints[timepoints.index(reference) + 1:i]]
+            dy = shift.dy * ny0 / ny - sum(float(v[0]) for v in between)
+            dx = shift.dx * nx0 / nx - sum(float(v[1]) for v in between)
+            steps[t] = [dy, dx, shift.registered] if shift.registered else [0.0, 0.0, False]
+        if steps[t][2]:
+            for u in [u for u in planes if u != t]:
+                del planes[u]
+            reference = t
     return steps
 
 
@@ -215,9 +250,9 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int], dict[st
     steps = _drift_steps(job, sorted(int(t) for t in df["t"].unique()), known)
     offsets = drift({t: (s[0], s[1]) for t, s in steps.items()})
     if ts:
-        radius = job.max_distance or cell_radius(df)
+        limit = job.max_distance or motion_limit(_registered(df, offsets))
         done = track_cells(_registered(new, offsets).drop(columns=list(TRACK_COLUMNS)),
-                           max_distance=radius,
+                           max_distance=limit,
                            previous=None if previous is None else _registered(previous, offsets),
                            max_gap=job.max_gap,
                            division_distance=None if job.divisions else 0.0)

@@ -24,11 +24,27 @@ link
 
 Track IDs are given in order of first appearance (by ``t``, then ``label``), so the same
 table (in any row order) always gives the same IDs; appending timepoints (``previous=``)
-keeps every earlier ID. Costs are squared distances in pixels and the costs of starting
-or ending a track are fixed (not estimated from the data as laptrack does by default), so
-the links between two timepoints do not depend on which other timepoints are tracked with
-them; gap closing and divisions are decided jointly over the timepoints tracked together,
-so tracking in pieces usually, not always, decides them as tracking at once does.
+keeps every earlier ID.
+
+Costs
+-----
+Costs are squared distances in pixels, scaled by the cells' size where the table has
+``area_px``: two cells may be linked when their centroids lie within ``max_distance`` or
+within the larger cell's radius (``sqrt(area_px / pi)``), whichever is more, so a large
+cell whose centroid jumps as it rounds up or changes shape keeps its track while small
+cells keep the tight limit. A mother may give a daughter whose centroid lies within
+``division_distance`` or 1.5 of her own radius (daughters lie about half a mother's
+radius from her, plus their own motion). The costs of starting or ending a track are
+fixed (not estimated from the data as laptrack does by default), so the links between two
+timepoints do not depend on which other timepoints are tracked with them; gap closing and
+divisions are decided jointly over the timepoints tracked together, so tracking in pieces
+usually, not always, decides them as tracking at once does.
+
+Divisions need evidence: a mother's two daughters must lie on either side of her (their
+midpoint within :data:`DIVISION_MIDPOINT` of her radius from her centroid, and the nearer
+daughter at least :data:`DIVISION_SYMMETRY` times as far from her as the other). A cell
+that enters at the field's edge, or comes into view, beside another is then not taken
+for a daughter: the cell beside it keeps its track and the newcomer starts its own.
 
 Examples
 --------
@@ -57,6 +73,7 @@ import numbers
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
@@ -72,11 +89,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DIVISION_FACTOR",
+    "DIVISION_MIDPOINT",
+    "DIVISION_SYMMETRY",
     "POSITION_COLUMNS",
     "LinkScores",
     "TrackLinks",
     "link_scores",
     "match_labels",
+    "median_step",
     "persistent_links",
     "relabel_by_track",
     "track_cells",
@@ -91,8 +111,17 @@ _TRACK, _PARENT = TRACK_COLUMNS
 #: Columns of a cell's position (pixels) that tracking reads, in (y, x) order.
 POSITION_COLUMNS = ("centroid_y", "centroid_x")
 _NONE = -1
-#: Default largest mother-daughter distance, as a multiple of ``max_distance``.
-DIVISION_FACTOR = 1.25
+_RADIUS = "_radius"
+#: Column of a cell's area (pixels) that scales the costs, where the table has it.
+AREA_COLUMN = "area_px"
+#: Default largest mother-daughter distance, as a multiple of ``max_distance`` (or of the
+#: mother's radius where it is larger).
+DIVISION_FACTOR = 1.5
+#: Largest distance from a mother's centroid to the midpoint of her two daughters, as a
+#: fraction of her radius (or of ``max_distance`` where it is larger).
+DIVISION_MIDPOINT = 0.5
+#: Smallest ratio of the nearer daughter's distance from her mother to the farther one's.
+DIVISION_SYMMETRY = 0.4
 
 #: A cell at one timepoint, ``(t, label)``.
 Node = tuple[int, int]
@@ -118,11 +147,14 @@ def track_cells(
     ----------
     table : pandas.DataFrame
         One row per cell and timepoint, with at least ``t``, ``label``, ``centroid_y`` and
-        ``centroid_x`` (pixels); ``(t, label)`` must be unique. Other columns are kept.
+        ``centroid_x`` (pixels); ``(t, label)`` must be unique. With ``area_px`` the
+        costs are scaled by the cells' size (see Costs above). Other columns are kept.
         Rows whose centroid is not finite are not tracked (``-1`` in both track columns).
     max_distance : float
-        Largest distance in pixels a cell moves between two timepoints (and across a gap).
-        The caller derives it from the cell size (about a cell radius is a good start).
+        Largest distance in pixels a cell moves between two timepoints (and across a gap);
+        a cell larger than that may move its own radius. The caller derives it from the
+        cell size and the motion (about a cell radius is a good start:
+        :func:`.plate_track.motion_limit`).
     previous : pandas.DataFrame, optional
         Rows of earlier timepoints, already tracked (with ``track_id`` and
         ``parent_track_id``): the rows of ``table`` (all later than these) are tracked
@@ -133,11 +165,12 @@ def track_cells(
         Number of consecutive timepoints a cell may be missed and still keep its track
         (gap closing); 0 disables gap closing.
     division_distance : float, optional
-        Largest distance in pixels between a mother at ``t`` and a daughter at ``t + 1``;
-        0 disables divisions. The default, ``DIVISION_FACTOR * max_distance``, allows for
-        daughters' centroids lying about a cell radius from their mother's plus their own
-        motion (on simulated CL1..CL5 fields with ``max_distance`` the cell radius it found
-        more divisions than ``max_distance`` itself, at a small cost in precision).
+        Largest distance in pixels between a mother at ``t`` and a daughter at ``t + 1``
+        (for a mother larger than ``max_distance``, that times her radius over
+        ``max_distance``); 0 disables divisions. The default,
+        ``DIVISION_FACTOR * max_distance``, allows for daughters' centroids lying about
+        half a radius from their mother's plus their own motion; the divisions found must
+        still show the evidence described above.
 
     Returns
     -------
@@ -155,7 +188,9 @@ def track_cells(
     Notes
     -----
     Per pair of consecutive timepoints laptrack builds a dense distance matrix, so memory
-    grows as the product of the two cell counts (8 bytes per pair). Its gap closing visits
+    grows as the product of the two cell counts (8 bytes per pair), and the size-scaled
+    cost is a Python function called once per pair (about a microsecond each: a second
+    for two timepoints of 1 000 cells). Its gap closing visits
     every track segment with pandas (about a millisecond each), so tracking many
     timepoints at once is cheaper than appending them one by one: each append tracks the
     last ``max_gap + 1`` earlier timepoints again.
@@ -198,6 +233,34 @@ def track_cells(
     return out
 
 
+def median_step(table: pd.DataFrame) -> float:
+    """Return the median distance from a cell to the nearest cell of the next timepoint.
+
+    A measure of how far cells move between timepoints (in the table's coordinates: pass
+    registered centroids), robust to cells entering and leaving; 0 with fewer than two
+    timepoints. It saturates at about the distance between neighbours.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"t": [0, 0, 1, 1], "label": [1, 2, 1, 2],
+    ...                       "centroid_y": [0.0, 50.0, 3.0, 54.0],
+    ...                       "centroid_x": [0.0, 0.0, 4.0, 3.0]})
+    >>> median_step(table)
+    5.0
+    """
+    from scipy.spatial import cKDTree
+
+    rows = _trackable(table)
+    pos = rows[list(POSITION_COLUMNS)].to_numpy()
+    t = rows[_T].to_numpy()
+    steps = []
+    times = np.unique(t)
+    for before, after in zip(times[:-1], times[1:], strict=True):
+        steps.append(cKDTree(pos[t == after]).query(pos[t == before])[0])
+    return float(np.median(np.concatenate(steps))) if steps else 0.0
+
+
 @dataclass(frozen=True)
 class _Params:
     """Checked tracking parameters."""
@@ -223,21 +286,49 @@ class _Params:
         return cls(float(max_distance), int(max_gap), float(division_distance))
 
     def tracker(self) -> object:
-        """Return the laptrack tracker (fixed costs: squared pixel distances)."""
+        """Return the laptrack tracker: fixed costs, squared distances scaled by cell size.
+
+        Coordinates are ``(y, x, radius)``; a radius of 0 (no area known) leaves the
+        distance unscaled.
+        """
         from laptrack import LapTrack
 
         cost = self.max_distance**2
+        split = self.division_distance**2
+        link = partial(_link_cost, reference=self.max_distance)
         return LapTrack(
-            metric="sqeuclidean", cutoff=cost, track_start_cost=cost, track_end_cost=cost,
-            gap_closing_metric="sqeuclidean",
+            metric=link, cutoff=cost, track_start_cost=cost, track_end_cost=cost,
+            gap_closing_metric=link,
             gap_closing_cutoff=cost if self.max_gap else False,
             gap_closing_max_frame_count=self.max_gap + 1,
-            splitting_metric="sqeuclidean",
-            splitting_cutoff=self.division_distance**2 if self.division_distance else False,
+            splitting_metric=partial(_split_cost, reference=self.max_distance),
+            splitting_cutoff=split if self.division_distance else False,
             merging_cutoff=False,
             segment_start_cost=cost, segment_end_cost=cost,
-            no_splitting_cost=max(cost, self.division_distance**2), no_merging_cost=cost,
+            no_splitting_cost=max(cost, split), no_merging_cost=cost,
         )
+
+
+def _link_cost(a: np.ndarray, b: np.ndarray, reference: float) -> float:
+    """Return the squared distance of two cells ``(y, x, radius)``, scaled by size.
+
+    Scaled down for cells larger than ``reference``: the cutoff ``reference**2`` then
+    admits the larger cell's radius.
+    """
+    dy, dx = float(a[0] - b[0]), float(a[1] - b[1])
+    scale = reference / max(reference, float(a[2]), float(b[2]))
+    return (dy * dy + dx * dx) * scale * scale
+
+
+def _split_cost(daughter: np.ndarray, mother: np.ndarray, reference: float) -> float:
+    """Return the squared mother-daughter distance, scaled by the mother's size.
+
+    Scaled down for a mother larger than ``reference`` (laptrack gives the segment's
+    start first, then the mother).
+    """
+    dy, dx = float(daughter[0] - mother[0]), float(daughter[1] - mother[1])
+    scale = reference / max(reference, float(mother[2]))
+    return (dy * dy + dx * dx) * scale * scale
 
 
 def _is_number(value: object) -> bool:
@@ -255,16 +346,22 @@ def _check_table(table: pd.DataFrame, name: str, extra: tuple[str, ...] = ()) ->
 
 
 def _trackable(table: pd.DataFrame) -> pd.DataFrame:
-    """Return the rows to track: t, label, position and ``_row`` (position in ``table``)."""
+    """Return the rows to track: t, label, position, radius and ``_row`` (row in ``table``)."""
     pos = table[list(POSITION_COLUMNS)].to_numpy(dtype=np.float64)
     ok = np.isfinite(pos).all(axis=1)
     if not ok.all():
         logger.debug("%d rows without a finite centroid are not tracked", int((~ok).sum()))
+    if AREA_COLUMN in table.columns:
+        area = pd.to_numeric(table[AREA_COLUMN], errors="coerce").to_numpy(dtype=np.float64)
+        radius = np.sqrt(np.where(np.isfinite(area) & (area > 0), area, 0.0) / np.pi)
+    else:
+        radius = np.zeros(len(table))
     return pd.DataFrame({
         _T: table[_T].to_numpy(dtype=np.int64)[ok],
         _LABEL: table[_LABEL].to_numpy(dtype=np.int64)[ok],
         POSITION_COLUMNS[0]: pos[ok, 0],
         POSITION_COLUMNS[1]: pos[ok, 1],
+        _RADIUS: radius[ok],
         "_row": np.flatnonzero(ok),
         _TRACK: _NONE,
         _PARENT: _NONE,
@@ -332,14 +429,15 @@ def _laptrack_edges(rows: pd.DataFrame, params: _Params) -> list[tuple[int, int]
     """Return laptrack's links between ``rows`` (sorted by t, label) as row positions.
 
     The links between rows of earlier timepoints (``_row < 0``) are given to laptrack as
-    known; of its answer only the links to new rows are returned.
+    known; of its answer only the links to new rows are returned, divisions without
+    evidence (:func:`_evident`) turned into a mother going on as her nearer "daughter".
     """
     t = rows[_T].to_numpy()
     t0 = int(t.min())
     frame = t - t0
     starts = np.searchsorted(frame, np.arange(int(frame.max()) + 2))
     index = np.arange(len(rows)) - starts[frame]
-    pos = rows[list(POSITION_COLUMNS)].to_numpy(dtype=np.float64)
+    pos = rows[[*POSITION_COLUMNS, _RADIUS]].to_numpy(dtype=np.float64)
     coords = [pos[starts[f]:starts[f + 1]] for f in range(len(starts) - 1)]
     node = list(zip(frame.tolist(), index.tolist(), strict=True))
     known = [(node[p], node[i]) for i, p in enumerate(rows["_pred"].to_numpy()) if p >= 0]
@@ -347,8 +445,37 @@ def _laptrack_edges(rows: pd.DataFrame, params: _Params) -> list[tuple[int, int]
         coords, connected_edges=known or None, split_merge_validation=False)
     position = {n: i for i, n in enumerate(node)}
     is_new = rows["_row"].to_numpy() >= 0
-    edges = [(position[a], position[b]) for a, b in graph.edges()]
-    return sorted((a, b) for a, b in edges if is_new[b])
+    edges = sorted((position[a], position[b]) for a, b in graph.edges())
+    edges = [(a, b) for a, b in edges if is_new[b]]
+    return _evident(edges, pos, params.max_distance)
+
+
+def _evident(edges: list[tuple[int, int]], pos: np.ndarray,
+             reference: float) -> list[tuple[int, int]]:
+    """Drop the farther daughter's link of each division without evidence.
+
+    ``pos`` holds each row's ``(y, x, radius)``. A division is kept when the midpoint of
+    the daughters lies within ``DIVISION_MIDPOINT`` of the mother's radius (at least
+    ``reference``) from her centroid and the nearer daughter is at least
+    ``DIVISION_SYMMETRY`` times as far from her as the farther one.
+    """
+    children: dict[int, list[int]] = {}
+    for a, b in edges:
+        children.setdefault(a, []).append(b)
+    drop = set()
+    for mother, pair in children.items():
+        if len(pair) != 2:
+            continue
+        centre = pos[mother, :2]
+        dist = np.hypot(*(pos[pair, :2] - centre).T)
+        midpoint = float(np.hypot(*(pos[pair, :2].mean(axis=0) - centre)))
+        radius = max(reference, float(pos[mother, 2]))
+        symmetric = dist.max() == 0 or dist.min() >= DIVISION_SYMMETRY * dist.max()
+        if midpoint > DIVISION_MIDPOINT * radius or not symmetric:
+            drop.add((mother, pair[int(np.argmax(dist))]))
+    if drop:
+        logger.debug("%d divisions without evidence: the mother goes on", len(drop))
+    return [e for e in edges if e not in drop]
 
 
 def _assign(rows: pd.DataFrame, edges: list[tuple[int, int]],

@@ -49,9 +49,9 @@ all), ``link`` (also write the label images ``<cells>_nuclei`` and ``<cells>_cyt
 needs ``nuclei``; default true when ``nuclei`` is given), ``measure`` (default true),
 ``track`` (default false), and with ``track``: ``tracked_labels`` (also write
 ``<cells>_tracked``), ``max_distance`` (largest move of a cell between timepoints, in
-pixels; default the median cell radius), ``max_gap`` (default 1) and ``divisions``
-(default true); ``region`` (px per side a task reads, default 1024), ``readout`` (the
-report's channel) and ``report`` (default true: an HTML report per plate in
+pixels; default the median cell radius or 2.5x the median step), ``max_gap`` (default 1)
+and ``divisions`` (default true); ``region`` (px per side a task reads, default 1024),
+``readout`` (the report's channel) and ``report`` (default true: an HTML report per plate in
 ``<records>/<run record stem>-report-<plate name>/``, named in the run record).
 
 Numbers are checked against the bounds of :mod:`structfree_dask.limits` (inclusive).

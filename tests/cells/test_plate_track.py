@@ -109,3 +109,62 @@ def test_tracking_follows_cells_through_stage_jitter(tmp_path, cluster_client):
     raw = track_cells(table.drop(columns=["track_id", "parent_track_id"]),
                       max_distance=cell_radius(table))  # the raw centroids: drift as motion
     assert np.mean(kept(raw)) < 0.8
+
+
+def test_the_default_limit_follows_fast_cells():
+    from structfree_dask.cells.plate_track import cell_radius, motion_limit
+    from structfree_dask.cells.tracking import track_cells
+
+    # a 5 x 5 lattice of cells of radius 10 px, 60 px apart, all moving 15 px a step
+    radius = 10.0
+    rows = [(t, 1 + i * 5 + j, 30.0 + 60 * i, 30.0 + 60 * j + 15 * t, np.pi * radius**2)
+            for t in range(4) for i in range(5) for j in range(5)]
+    table = pd.DataFrame(rows, columns=["t", "label", "centroid_y", "centroid_x", "area_px"])
+    assert cell_radius(table) == pytest.approx(radius)
+    limit = motion_limit(table)
+    assert limit == pytest.approx(2.5 * 15.0)  # from the motion, not the radius
+    by_radius = track_cells(table, max_distance=cell_radius(table))
+    by_motion = track_cells(table, max_distance=limit)
+    assert by_radius["track_id"].nunique() == 100  # every step lost
+    assert by_motion["track_id"].nunique() == 25  # one track per cell
+    # slow cells keep the radius
+    slow = table.assign(centroid_x=table["centroid_x"] - 14 * table["t"])
+    assert motion_limit(slow) == pytest.approx(radius)
+
+
+def test_an_out_of_focus_timepoint_does_not_lose_the_drift(tmp_path, cluster_client):
+    """A timepoint whose masks are blobs unrelated to the cells (out of focus) is not
+    registered, is said, and the next one is registered against the last good one: tracks
+    close the gap through it."""
+    from scipy import ndimage as ndi
+    from skimage.measure import label as connected
+    from skimage.transform import resize
+
+    from structfree_dask.cells.planes import level_shape
+    from structfree_dask.cells.plate_track import DRIFT_ATTRIBUTE
+    from structfree_dask.io import table_attrs, write_label_region
+
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL1", timepoints=6, size=192, seed=4, stage_jitter_px=15)
+    image = open_plate(path).field("A/1/0")
+    label = open_labels(image, "gt_cyto")
+    noise = ndi.gaussian_filter(np.random.default_rng(0).random((192, 192)), 6)
+    blobs = connected(noise > np.median(noise)).astype(np.uint32)
+    for level in range(len(label.shapes)):
+        ny, nx = level_shape(label, level)
+        plane = resize(blobs, (ny, nx), order=0, preserve_range=True, anti_aliasing=False)
+        write_label_region(label, {"t": slice(3, 4)}, plane.astype(np.uint32), level=level)
+    measure_plate(str(path), labels="gt_cyto", client=cluster_client)
+    result = track_plate(str(path), table="gt_cyto_features", client=cluster_client)
+    assert result.ok and result.unregistered() == [("A/1/0", 3)]
+    assert any("drift" in line and "A/1/0" in line for line in result.warnings())
+    truth = read_feature_table(image, "gt_truth").groupby("t")[["stage_dy", "stage_dx"]].first()
+    steps = table_attrs(image, "gt_cyto_features")[DRIFT_ATTRIBUTE]
+    assert steps["3"] == [0.0, 0.0, False]
+    across = -(truth.loc[4] - truth.loc[2]).to_numpy()  # t = 4 registered against t = 2
+    assert steps["4"][:2] == pytest.approx(across, abs=1.0) and steps["4"][2] is True
+    table = read_feature_table(image, "gt_cyto_features").set_index(["t", "label"])
+    ids = table["track_id"]
+    closed = [ids[(2, lab)] == ids[(4, lab)] for t, lab in ids.index
+              if t == 2 and (4, lab) in ids.index]
+    assert len(closed) > 5 and np.mean(closed) >= 0.9

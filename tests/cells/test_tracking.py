@@ -11,6 +11,7 @@ from structfree_dask.cells.tracking import (
     POSITION_COLUMNS,
     link_scores,
     match_labels,
+    median_step,
     persistent_links,
     relabel_by_track,
     track_cells,
@@ -143,6 +144,43 @@ def test_division_distance_and_no_divisions():
     off = track_cells(table, max_distance=8.0, division_distance=0)
     assert not track_links(off).divisions
     assert (off["parent_track_id"] == -1).all()
+
+
+def test_a_cell_entering_beside_another_is_not_a_division():
+    # cell 1 stays put; at t = 2 cell 5 comes into view 7 px beside it (within the
+    # division distance of 1.5 x 8 px) but nothing lies on the other side of cell 1
+    table = rows((0, 1, 20.0, 20.0), (1, 1, 20.0, 20.5), (2, 1, 20.0, 21.0),
+                 (2, 5, 20.0, 28.0), (3, 1, 20.0, 21.5), (3, 5, 20.0, 28.5))
+    tracked = track_cells(table, max_distance=8.0)
+    assert not track_links(tracked).divisions
+    by_label = tracked.groupby("label")["track_id"].unique()
+    assert len(by_label[1]) == 1 and len(by_label[5]) == 1  # cell 1 keeps its track
+    assert (tracked["parent_track_id"] == -1).all()
+    # the same newcomer with a sibling on the other side is a division
+    split = rows((0, 1, 20.0, 20.0), (1, 1, 20.0, 20.5), (2, 6, 20.0, 14.0),
+                 (2, 5, 20.0, 28.0), (3, 6, 20.0, 13.5), (3, 5, 20.0, 28.5))
+    assert track_links(track_cells(split, max_distance=8.0)).divisions == {
+        ((1, 1), (2, 5)), ((1, 1), (2, 6))}
+
+
+def test_large_cells_may_move_their_radius():
+    # a cell of radius 20 px whose centroid moves 12 px a step, beside the limit of 8 px
+    big = np.pi * 20.0**2
+    table = rows((0, 1, 50.0, 50.0), (1, 1, 50.0, 62.0), (2, 1, 50.0, 74.0)).assign(
+        area_px=big)
+    assert track_cells(table, max_distance=8.0)["track_id"].tolist() == [1, 1, 1]
+    # without areas (or for small cells) the limit is max_distance
+    assert track_cells(table.drop(columns="area_px"),
+                       max_distance=8.0)["track_id"].tolist() == [1, 2, 3]
+    small = table.assign(area_px=np.pi * 4.0**2)
+    assert track_cells(small, max_distance=8.0)["track_id"].tolist() == [1, 2, 3]
+
+
+def test_median_step():
+    assert median_step(rows((0, 1, 0.0, 0.0))) == 0.0
+    table = rows((0, 1, 0.0, 0.0), (0, 2, 40.0, 0.0), (1, 1, 0.0, 6.0), (1, 2, 40.0, 2.0),
+                 (2, 1, 0.0, 12.0), (2, 2, 40.0, 4.0), (2, 3, 90.0, 90.0))
+    assert median_step(table) == pytest.approx(4.0)  # steps 6, 2, 6, 2: a newcomer ignored
 
 
 def test_a_division_across_the_append_boundary():
