@@ -180,7 +180,10 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
         + list(schema))
     field_part = table_part_location(image, unit.table, unit.t)
     plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
-    background = _field_background(unit, cells, image_arr, ny, nx)
+    # a field of one region is read whole once, and its background taken from that read;
+    # a larger one is sampled first (regular subsample) for the background
+    whole = ny <= unit.region and nx <= unit.region
+    background = None if whole else _field_background(unit, cells, image_arr, ny, nx)
     fractions: list[np.ndarray] = []
     ratios: list[np.ndarray] = []
     ratio_names = [ratio_column(n) for n in names]
@@ -192,15 +195,17 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             if not own.any():
                 continue
             # the owned cells whole, and their background annuli (measure.WINDOW_MARGIN)
-            wy = slice(max(0, ys.start - WINDOW_MARGIN),
-                       min(ny, int(boxes[own, 2].max()) + WINDOW_MARGIN))
-            wx = slice(max(0, xs.start - WINDOW_MARGIN),
-                       min(nx, int(boxes[own, 3].max()) + WINDOW_MARGIN))
+            wy = slice(0, ny) if whole else slice(
+                max(0, ys.start - WINDOW_MARGIN), min(ny, int(boxes[own, 2].max()) + WINDOW_MARGIN))
+            wx = slice(0, nx) if whole else slice(
+                max(0, xs.start - WINDOW_MARGIN), min(nx, int(boxes[own, 3].max()) + WINDOW_MARGIN))
             c = read_labels(cells, unit.t, wy, wx)
             lk = _linked_region(unit, linking, nuclei, c, wy, wx)
             img = np.stack([image.read(plane_index(image, unit.t, wy, wx, ch), array=image_arr)
                             for ch in unit.channels]) if unit.channels else np.zeros(
                                 (0, *c.shape))
+            if background is None:
+                background = field_background(c, img)
             df = measure_cells(
                 c, lk, img, owned=linking.cell_ids[own], channel_names=names,
                 pixel_size_um=(px.get("y", 1.0), px.get("x", 1.0)), field_shape=(ny, nx),

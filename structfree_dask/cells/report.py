@@ -70,7 +70,7 @@ from .columns import ratio_column
 
 __all__ = ["REPORT_PAGE", "WELL_PAGES", "cells_per_well", "default_report_dir",
            "flagged_counts", "quality_rows", "ratio_channels", "readout_per_well",
-           "time_step_h", "well_page_name", "write_report"]
+           "time_step_h", "well_page_name", "write_report", "written_by_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +273,23 @@ def time_step_h(info: Any) -> float | None:
     if step is None or factor is None or not math.isfinite(step) or step <= 0:
         return None
     return float(step) * factor
+
+
+def written_by_report(name: str) -> bool:
+    """Return whether a file of this name is one a report writes (and replaces).
+
+    Those a rerun replaces or removes when the plate has changed: the figures, tables,
+    thumbnails and well pages, and the page itself; any other file in the folder is kept.
+
+    Examples
+    --------
+    >>> written_by_report("well-B12.html"), written_by_report("notes.txt")
+    (True, False)
+    """
+    from fnmatch import fnmatchcase
+
+    return (name == REPORT_PAGE or name in _OUTPUTS
+            or any(fnmatchcase(name, g) for g in _GLOBS))
 
 
 def well_page_name(row: str, column: str) -> str:

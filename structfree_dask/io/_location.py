@@ -16,12 +16,13 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["StoreError", "is_url", "as_location", "redact", "join", "basename", "exists",
-           "remove_tree", "filesystem", "check_store", "write_text", "upload"]
+           "remove_tree", "filesystem", "check_store", "write_text", "upload", "prune"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,63 @@ def upload(local: str | os.PathLike[str], location: str | os.PathLike[str]) -> N
         return
     fs, path = filesystem(target)
     fs.put_file(str(local), path)
+
+
+def prune(location: str | os.PathLike[str], keep: Iterable[str],
+          match: Callable[[str], bool]) -> list[str]:
+    """Delete the files directly in a folder (or under a prefix) that ``match`` but are not kept.
+
+    For outputs written again into the same place: once the new files are up, the ones an
+    earlier run wrote and this one did not (a page for a well the plate no longer has) go.
+    Files ``match`` does not claim are left alone; nothing happens if the location does not
+    exist.
+
+    Parameters
+    ----------
+    location : str or path-like
+        A local folder or an object store prefix.
+    keep : iterable of str
+        Names (not paths) of the files to keep.
+    match : callable
+        ``match(name)`` is true for the names this output owns.
+
+    Returns
+    -------
+    list of str
+        The names deleted, sorted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("page-1.html", "page-2.html", "notes.txt"):
+    ...     _ = (folder / name).write_text("x")
+    >>> prune(folder, ["page-1.html"], lambda n: n.startswith("page-"))
+    ['page-2.html']
+    >>> sorted(p.name for p in folder.iterdir())
+    ['notes.txt', 'page-1.html']
+    """
+    kept = set(keep)
+    text = str(location)
+    if not is_url(text):
+        folder = Path(text)
+        names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+        stale = sorted(n for n in names if match(n) and n not in kept)
+        for name in stale:
+            (folder / name).unlink(missing_ok=True)
+        return stale
+    fs, path = filesystem(text)
+    fs.invalidate_cache(path)
+    try:
+        present = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return []
+    by_name = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e["name"] for e in present
+               if e.get("type") == "file"}
+    stale = sorted(n for n in by_name if match(n) and n not in kept)
+    if stale:
+        fs.rm([by_name[n] for n in stale])
+    return stale
 
 
 def _describe(err: BaseException) -> str:

@@ -26,7 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from ..config import CellsSettings
-from ..io import basename, completed_timepoints, is_url, join, open_labels, open_plate, upload
+from ..io import (
+    basename,
+    completed_timepoints,
+    is_url,
+    join,
+    open_labels,
+    open_plate,
+    prune,
+    redact,
+    upload,
+)
 from ..workflow import check_cells_steps, run_cells_steps
 from .schema import Job
 
@@ -167,7 +177,7 @@ def _inputs_ready(job: Job, section: dict[str, Any], entries: list[dict[str, Any
 def _write_report(section: dict[str, Any], place: ReportPlace, flagged: dict[str, int],
                   task: CellsSettings) -> str:
     """Write the plate's report at ``place``; return the page's location."""
-    from ..cells.report import write_report
+    from ..cells.report import write_report, written_by_report
 
     plate, table = section["plate"], section["table"]
     if not is_url(place.records):
@@ -178,9 +188,13 @@ def _write_report(section: dict[str, Any], place: ReportPlace, flagged: dict[str
         page = write_report(plate, table=table, output=Path(scratch) / place.folder,
                             flagged=flagged, readout=task.readout,
                             well_pages=task.well_pages)
-        for f in sorted(page.parent.iterdir()):
-            if f.is_file():
-                upload(f, join(place.location, f.name))
+        written = {f.name for f in page.parent.iterdir() if f.is_file()}
+        for name in sorted(written):
+            upload(page.parent / name, join(place.location, name))
+        stale = prune(place.location, written, written_by_report)
+        if stale:
+            logger.info("removed %d report files an earlier report left at %s", len(stale),
+                        redact(place.location))
         return join(place.location, page.name)
 
 

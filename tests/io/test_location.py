@@ -19,6 +19,7 @@ from structfree_dask.io import (
     filesystem,
     is_url,
     join,
+    prune,
     redact,
     remove_tree,
     upload,
@@ -78,6 +79,36 @@ def test_exists_write_text_upload_and_remove_tree(tmp_path, as_url):
     remove_tree(loc(tree))
     assert not tree.exists() and source.exists()
     remove_tree(loc(tree))  # nothing there: nothing happens
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "url"])
+def test_prune_removes_only_the_stale_files_it_owns(tmp_path, as_url):
+    folder = tmp_path / "report"
+    folder.mkdir()
+    for name in ("well-A1.html", "well-B9.html", "well-B9.png", "notes.txt"):
+        (folder / name).write_text(name)
+    (folder / "well-sub").mkdir()
+    owned = lambda name: name.startswith("well-")  # noqa: E731
+    where = folder.as_uri() if as_url else folder
+    assert prune(where, ["well-A1.html"], owned) == ["well-B9.html", "well-B9.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "well-A1.html", "well-sub"]
+    assert prune(where, ["well-A1.html"], owned) == []
+    assert prune(tmp_path / "missing", [], owned) == []
+
+
+def test_prune_on_an_object_store(s3_env):
+    s3_env("admin")
+    base = "s3://plates/prune-test"
+    remove_tree(base)
+    for name in ("well-A1.html", "well-C3.html", "other.json"):
+        write_text(f"{base}/{name}", name)
+    assert prune(base, {"well-A1.html"}, lambda n: n.startswith("well-")) == ["well-C3.html"]
+    fs, path = filesystem(base)
+    fs.invalidate_cache(path)
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(path, detail=False)) == [
+        "other.json", "well-A1.html"]
+    assert prune(f"{base}-missing", [], lambda n: True) == []
+    remove_tree(base)
 
 
 def test_local_writes_create_their_folder(tmp_path):
