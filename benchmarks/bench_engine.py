@@ -8,8 +8,12 @@ the shipped generalist model, it measures
 (a) a plain loop: ``CellposeModel.eval(..., compute_masks=False)`` per field and channel,
     dP and cellprob averaged over channels by hand, then
     ``cellpose.dynamics.resize_and_compute_masks`` once (cellpose defaults);
-(b) ``structfree_dask.engine.segment`` on ``local_client(n_workers=1, threads_per_worker=2)``;
-(c) the same on ``local_client(n_workers=2, threads_per_worker=1)``;
+(b) ``structfree_dask.engine.segment`` on ``local_client(n_workers=1, threads_per_worker=2)``
+    at the default precision (``auto``: bf16 on a CPU with AMX or AVX512-BF16, fp16 on a
+    CUDA GPU, fp32 elsewhere);
+(b32) the same at fp32, where the default is another precision (and the matched F1 of
+    (b) against it);
+(c) (b) on ``local_client(n_workers=2, threads_per_worker=1)``;
 (d) cellpose's ``cellpose.contrib.distributed_segmentation.distributed_eval`` on ONE channel,
     in a separate environment (``benchmarks/.venv-cp-distributed``, built on demand: it needs
     zarr < 3) through ``_cp_distributed_driver.py``; it only runs on 3D volumes, so each
@@ -17,7 +21,8 @@ the shipped generalist model, it measures
 
 with wall seconds, megapixel-channels per second, speed relative to (a) and the matched F1
 (IoU 0.5) of (b) and (c) against (a). It also prints the network's forward-pass-only
-throughput (the ceiling), and then the peak RSS of a single worker
+throughput (the ceiling) at fp32 and at the default precision, and their ratio, with the
+CPU's flags, and then the peak RSS of a single worker
 (``n_workers=1, threads_per_worker=2``, ``--tile-size``) segmenting single-field,
 1-channel plates of growing size (fresh cluster per size, started from a fresh process that
 has not imported torch: a worker inherits the ``ru_maxrss`` of the process that forks it).
@@ -228,8 +233,10 @@ def fmt(x: float | None, spec: str = ".1f") -> str:
 
 
 def forward_pass(fields: list[np.ndarray], n_tiles: int, batch_size: int, device: Any,
-                 field_size: int) -> dict[str, float]:
+                 field_size: int, precision: str = "fp32") -> dict[str, float]:
     """Network forward pass only on 224 px tiles of a real field (predict_tiles)."""
+    import dataclasses
+
     import torch
 
     from structfree_dask.backbones import load_model, predict_tiles, resolve_model
@@ -244,10 +251,10 @@ def forward_pass(fields: list[np.ndarray], n_tiles: int, batch_size: int, device
     tiles = np.stack([norm[y:y + NET_TILE, x:x + NET_TILE] for y, x in zip(ys, xs, strict=True)])
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
-    net = load_model(resolve_model(None), device)
-    predict_tiles(net, tiles[:batch_size], batch_size=batch_size)  # warm-up
+    net = load_model(dataclasses.replace(resolve_model(None), precision=precision), device)
+    predict_tiles(net, tiles[:batch_size], batch_size=batch_size, precision=precision)
     t0 = time.perf_counter()
-    predict_tiles(net, tiles, batch_size=batch_size)
+    predict_tiles(net, tiles, batch_size=batch_size, precision=precision)
     sec = time.perf_counter() - t0
     g = FieldGeometry((field_size, field_size), tile_size=field_size, halo=0)
     per_field = len(g.lattice[0]) * len(g.lattice[1])
@@ -316,7 +323,7 @@ def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool,
 
 
 def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: int,
-               n_workers: int, threads: int, tile_size: int,
+               n_workers: int, threads: int, tile_size: int, precision: str = "auto",
                ) -> tuple[Row, list[np.ndarray] | None]:
     from structfree_dask.config import SegmentationConfig
     from structfree_dask.engine import segment
@@ -325,7 +332,7 @@ def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: i
     row = Row(title)
     name = f"bench_{tag}"
     cfg = SegmentationConfig(organelle="cyto", channels=tuple(range(n_channels)), name=name,
-                             overwrite=True, tile_size=tile_size)
+                             overwrite=True, tile_size=tile_size, precision=precision)
     log(f"{tag}: starting local_client(n_workers={n_workers}, threads_per_worker={threads})")
     client = local_client(n_workers=n_workers, threads_per_worker=threads)
     t_start = time.perf_counter()
@@ -547,6 +554,20 @@ def run_memory(workdir: Path, sources: list[np.ndarray], size: int,
 # ----------------------------------------------------------------------------- main
 
 
+def _cpu_flags() -> str:
+    """The CPU's model and the flags that matter for the network's speed."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    words = set(text.split())
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                  if ln.startswith("model name")), "?")
+    keep = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_fp16")
+            if f in words]
+    return f"{model}: {' '.join(keep) or 'none of avx2/avx512/amx'}"
+
+
 def _git_state() -> str:
     """Commit of the repository and whether the package has uncommitted changes."""
     try:
@@ -573,7 +594,7 @@ def main() -> int:
                     help="field side of the throughput part (default 1024; --quick: 512)")
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: "
-                    "fwd,a,a2,b,c,d,mem")
+                    "fwd,a,a2,b,b32,c,d,mem")
     ap.add_argument("--fwd-tiles", type=int, default=None,
                     help="tiles in the forward-pass measurement (default 48 CPU, 1024 GPU)")
     ap.add_argument("--cp-blocksize", type=int, default=512,
@@ -618,6 +639,7 @@ def main() -> int:
     print(f"  command : {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"  machine : {platform.platform()}, {os.cpu_count()} CPU cores, device {device}"
           + (f" ({torch.cuda.get_device_name(0)})" if use_gpu else ""))
+    print(f"  CPU flags: {_cpu_flags()}")
     print(f"  versions: structfree_dask {structfree_dask.__version__}, cellpose "
           f"{getattr(cellpose, 'version', '?')}, torch {torch.__version__}, dask "
           f"{dask.__version__}, distributed {distributed.__version__}, zarr {zarr.__version__}")
@@ -638,24 +660,34 @@ def main() -> int:
         paths = write_plate(Path(plate), fields)
         log(f"wrote {plate} ({len(paths)} fields)")
 
-        # ---- forward pass only
+        # ---- forward pass only, at fp32 and at the default precision
+        from structfree_dask.backbones import resolve_precision
+
+        default = resolve_precision("auto", device)
         if "fwd" not in skip:
             n_tiles = args.fwd_tiles or (1024 if use_gpu else (16 if args.quick else 48))
-            watch = CpuWatch()
             from structfree_dask.backbones import default_batch_size
 
             fbs = default_batch_size(device)
-            fp = forward_pass(fields, n_tiles, fbs, device, fsize)
-            other = watch.stop()
-            print()
-            print(f"Network forward pass only ({device}, predict_tiles, batch {fbs}, "
-                  f"{fp['tiles']} tiles of 224 px, torch threads "
-                  f"{torch.get_num_threads() if not use_gpu else '-'}):")
-            print(f"  {fp['tiles_per_s']:.2f} tiles/s = {fp['tile_mpx_s']:.3f} Mpx/s of tiles"
-                  f" = {fp['field_mpx_ch_s']:.3f} Mpx-channels/s of field "
-                  f"({fp['tiles_per_field']} lattice tiles per {fsize}x{fsize} field-channel)"
-                  " -- the ceiling" + (f"; other processes used {other:.0%} of the CPU "
-                                        "meanwhile" if other is not None else ""), flush=True)
+            rates = {}
+            for prec in dict.fromkeys(("fp32", default)):
+                watch = CpuWatch()
+                fp = forward_pass(fields, n_tiles, fbs, device, fsize, prec)
+                other = watch.stop()
+                rates[prec] = fp["tiles_per_s"]
+                print()
+                print(f"Network forward pass only at {prec} ({device}, predict_tiles, batch "
+                      f"{fbs}, {fp['tiles']} tiles of 224 px, torch threads "
+                      f"{torch.get_num_threads() if not use_gpu else '-'}):")
+                print(f"  {fp['tiles_per_s']:.2f} tiles/s = {fp['tile_mpx_s']:.3f} Mpx/s of "
+                      f"tiles = {fp['field_mpx_ch_s']:.3f} Mpx-channels/s of field "
+                      f"({fp['tiles_per_field']} lattice tiles per {fsize}x{fsize} "
+                      "field-channel) -- the ceiling" + (
+                          f"; other processes used {other:.0%} of the CPU meanwhile"
+                          if other is not None else ""), flush=True)
+            if default != "fp32":
+                print(f"  forward-only rate {default} / fp32: "
+                      f"{rates[default] / rates['fp32']:.2f}x", flush=True)
 
         rows: list[Row] = []
         ref = single = None
@@ -677,13 +709,17 @@ def main() -> int:
             row_a2.other_cpu = watch.stop()
             rows.append(row_a2)
         engine_labels = {}
-        for tag, title, nw, nt in (("b", "(b) engine, 1 worker x 2 threads", 1, 2),
-                                   ("c", "(c) engine, 2 workers x 1 thread", 2, 1)):
+        parts = [("b", f"(b) engine, 1 worker x 2 threads, {default}", 1, 2, default),
+                 ("c", f"(c) engine, 2 workers x 1 thread, {default}", 2, 1, default)]
+        if default != "fp32":
+            parts.insert(1, ("b32", "(b32) engine, 1 worker x 2 threads, fp32", 1, 2, "fp32"))
+        for tag, title, nw, nt, prec in parts:
             if tag in skip:
                 continue
             watch = CpuWatch()
             try:
-                row, labs = run_engine(tag, title, plate, paths, n_ch, nw, nt, args.tile_size)
+                row, labs = run_engine(tag, title, plate, paths, n_ch, nw, nt, args.tile_size,
+                                       prec)
             except Exception as err:
                 traceback.print_exc()
                 row, labs = Row(title, note=f"ERROR {type(err).__name__}: {err}"[:300]), None
@@ -727,6 +763,13 @@ def main() -> int:
         for r in rows:
             if r.note:
                 print(f"  {r.name.split(')')[0]}): {r.note}")
+        if "b" in engine_labels and "b32" in engine_labels:
+            from structfree_dask.evaluation.metrics import matched_f1
+
+            f1s = [matched_f1(x, y) for x, y in zip(engine_labels["b"], engine_labels["b32"],
+                                                     strict=True)]
+            print(f"  (b) at {default} against (b32) at fp32: matched F1 min {min(f1s):.4f}, "
+                  f"mean {np.mean(f1s):.4f}")
         if "b" in engine_labels and "c" in engine_labels:
             same = all(np.array_equal(x, y) for x, y in zip(engine_labels["b"],
                                                             engine_labels["c"], strict=True))

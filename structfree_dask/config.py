@@ -50,6 +50,7 @@ __all__ = [
     "STRATEGIES",
     "FUSION_BASELINES",
     "FUSIONS",
+    "PRECISIONS",
     "LABEL_DTYPE",
     "DEFAULT_TILE_SIZE",
     "DEFAULT_FLOW_THRESHOLD",
@@ -86,6 +87,10 @@ STRATEGIES: tuple[str, ...] = ("cw", "mc")
 FUSION_BASELINES: tuple[str, ...] = ("voting", "majority", "staple", "simple")
 #: ``"fa"`` (Flow Averaging, the method) and the mask-fusion baselines.
 FUSIONS: tuple[str, ...] = ("fa", *FUSION_BASELINES)
+#: Network precisions. ``auto``: bf16 on CPUs that compute it natively (AMX or
+#: AVX512-BF16), fp16 on CUDA GPUs, fp32 elsewhere (resolved by
+#: :func:`structfree_dask.backbones.resolve_precision`).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 #: Dtype of every label image written and returned.
 LABEL_DTYPE = np.dtype("uint32")
 #: Default task region side (and label chunk side) in original pixels. The network's
@@ -475,6 +480,10 @@ class SegmentationConfig(_Settings):
         Network tiles per forward pass (default: 8 on a GPU, 2 on a CPU, where small
         passes are faster and lighter; see
         :func:`~structfree_dask.backbones.default_batch_size`).
+    precision : str
+        Network precision (:data:`~structfree_dask.backbones.PRECISIONS`): ``auto`` (bf16
+        on CPUs with native bf16, fp16 on CUDA GPUs, else fp32; resolved on the machine
+        that starts the run), ``fp32``, ``bf16`` or ``fp16``.
     cellprob_threshold, flow_threshold : float
         Cellpose's thresholds.
     min_size : int
@@ -517,6 +526,11 @@ class SegmentationConfig(_Settings):
     batch_size: int | None = setting(
         None, "network tiles per forward pass", bounds=limits.BATCH_SIZE, integer=True,
         default_text="8 on a GPU, 2 on a CPU")
+    precision: str = setting(
+        "auto", "network precision: bf16 and fp16 run under autocast in the channels-last "
+        "layout; fp32 as cellpose runs it", kind="choice", choices=PRECISIONS,
+        default_text="auto: bf16 on CPUs with AMX or AVX512-BF16, fp16 on CUDA GPUs, "
+                     "else fp32")
     cellprob_threshold: float = setting(
         DEFAULT_CELLPROB_THRESHOLD, "cell probability threshold, in logits",
         bounds=limits.CELLPROB_THRESHOLD,

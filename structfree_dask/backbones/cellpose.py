@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config import PRECISIONS
 from ..io import filesystem, is_url, local_copy, redact
 from ..runtime.compute_thread import run_heavy
 
@@ -23,7 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_MODEL",
+    "PRECISIONS",
     "ModelSpec",
+    "native_bf16",
+    "resolve_precision",
     "resolve_model",
     "load_model",
     "predict_tiles",
@@ -39,6 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "generalist"
 _DEFAULT_FILE = "cellpose_cyto_generalist.pth"
 FLOW_DTYPE = np.float32
+_CPU_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
 def default_model_path() -> Path:
@@ -62,12 +67,51 @@ class ModelSpec:
         Cell diameter (px) the model was trained at.
     sha256 : str
         Checksum of the weights (first 16 hex digits), for run records.
+    precision : str
+        Precision the network runs at (one of :data:`PRECISIONS`; ``auto`` is resolved
+        on the device that runs it, :func:`resolve_precision`).
     """
 
     name: str
     path: str
     diam_mean: float
     sha256: str
+    precision: str = "auto"
+
+
+def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Return whether this machine's CPU computes bf16 natively (AMX or AVX512-BF16).
+
+    Read from the CPU flags of ``/proc/cpuinfo`` (Linux); False where they cannot be read.
+    """
+    try:
+        words = set(Path(cpuinfo).read_text(errors="replace").split())
+    except OSError:
+        return False
+    return bool(_CPU_BF16_FLAGS & words)
+
+
+def resolve_precision(precision: str, device: Any) -> str:
+    """Return the precision a network runs at on ``device``: ``fp32``, ``bf16`` or ``fp16``.
+
+    ``auto`` is bf16 on a CPU with native bf16 (:func:`native_bf16`), fp16 on a CUDA GPU
+    and fp32 elsewhere; any other value of :data:`PRECISIONS` is kept as asked.
+
+    Examples
+    --------
+    >>> resolve_precision("auto", "cuda"), resolve_precision("fp32", "cuda")
+    ('fp16', 'fp32')
+    >>> resolve_precision("auto", "mps")
+    'fp32'
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision != "auto":
+        return precision
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda":
+        return "fp16"
+    return "bf16" if kind == "cpu" and native_bf16() else "fp32"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -345,13 +389,15 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> Any:
     Returns
     -------
     cellpose.resnet_torch.CPnet
-        In eval mode, on ``device``.
+        In eval mode, on ``device``; in the channels-last memory layout when it runs at
+        a reduced precision (``spec.precision``), as cellpose lays it out at fp32.
     """
     import torch
     from cellpose.resnet_torch import CPnet
 
     device = device or pick_device()
-    key = (spec.path, str(device))
+    channels_last = resolve_precision(spec.precision, device) != "fp32"
+    key = (spec.path, str(device), channels_last)
     with _LOCK:
         net = _CACHE.get(key)
         if net is None:
@@ -361,6 +407,8 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> Any:
                         diam_mean=spec.diam_mean)
             net.load_state_dict(state)
             net.to(device)
+            if channels_last:
+                net.to(memory_format=torch.channels_last)
             net.eval()
             _CACHE[key] = net
             logger.info("loaded model %s on %s (nbase %s)", spec.name, device, nbase)
@@ -386,7 +434,8 @@ def default_batch_size(device: Any) -> int:
     return DEFAULT_BATCH_SIZE.get(kind, 8)
 
 
-def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int | None = None,
+                  precision: str = "auto") -> np.ndarray:
     """Run the network on single-channel tiles.
 
     Parameters
@@ -397,6 +446,10 @@ def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int | None = None)
         its own: the network's second input channel is zero).
     batch_size : int, optional
         Tiles per forward pass (default: :func:`default_batch_size` of the net's device).
+    precision : str
+        One of :data:`PRECISIONS` (resolved on the net's device): ``fp32`` runs the
+        network as cellpose does; ``bf16`` and ``fp16`` run it under torch's autocast,
+        in the channels-last layout (a net from :func:`load_model` is laid out so).
 
     Returns
     -------
@@ -411,17 +464,20 @@ def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int | None = None)
     nin = int(net.nbase[0]) if hasattr(net, "nbase") else 2
     out = np.empty((n, 3, ly, lx), dtype=FLOW_DTYPE)
     device = next(net.parameters()).device
-    half = device.type == "cuda"
+    resolved = resolve_precision(precision, device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolved)
+    layout = torch.contiguous_format if dtype is None else torch.channels_last
     batch_size = batch_size or default_batch_size(device)
+
     def run() -> None:
         with torch.no_grad():
             for i in range(0, n, batch_size):
                 chunk = tiles[i : i + batch_size]
                 x = np.zeros((len(chunk), nin, ly, lx), dtype=np.float32)
                 x[:, 0] = chunk
-                xt = torch.from_numpy(x).to(device)
-                if half:
-                    with torch.autocast("cuda", dtype=torch.float16):
+                xt = torch.from_numpy(x).to(device).contiguous(memory_format=layout)
+                if dtype is not None:
+                    with torch.autocast(device.type, dtype=dtype):
                         y = net(xt)[0]
                 else:
                     y = net(xt)[0]

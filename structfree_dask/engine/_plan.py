@@ -52,12 +52,15 @@ def run_record(cfg: SegmentationConfig, specs: tuple[ModelSpec, ...], channels: 
         "cellprob_threshold": cfg.cellprob_threshold,
         "flow_threshold": cfg.flow_threshold,
         "min_size": cfg.min_size,
+        "precision": _one([sp.precision for sp in specs]),
         "software": software_versions(),
     }
 
 
 _RESUME_KEYS = ("kind", "organelle", "model_sha256", "channels", "diameter", "fusion",
-                "cellprob_threshold", "flow_threshold", "min_size")
+                "cellprob_threshold", "flow_threshold", "min_size", "precision")
+#: Keys that records written before they existed lack (not compared then).
+_NEWER_KEYS = ("precision",)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class FieldPlan:
 
 
 def _settings_diffs(old: dict[str, Any], record: dict[str, Any]) -> str:
-    diffs = [k for k in _RESUME_KEYS if old.get(k) != record.get(k)]
+    diffs = [k for k in _RESUME_KEYS if old.get(k) != record.get(k)
+             and not (k in _NEWER_KEYS and k not in old)]
     return ", ".join(f"{k}: {old.get(k)!r} vs {record.get(k)!r}" for k in diffs)
 
 

@@ -27,10 +27,10 @@ it is. Relative paths are relative to the job file's folder.
 A ``segment`` entry takes every setting of ``structfree-dask segment`` under the same
 name (the fields of :class:`~structfree_dask.config.SegmentationConfig`, checked by the
 same code): ``organelle`` (required), ``channels``, ``model``, ``name``, ``diameter``,
-``tile_size``, ``halo``, ``batch_size``, ``cellprob_threshold``, ``flow_threshold``,
-``min_size``, ``overwrite``, ``fusion`` (``fa``, ``voting``, ``majority``, ``staple``,
-``simple``); and ``zoo`` with ``cell_line``, ``wells``, ``timepoints`` (``"0:5"``,
-``"2:"`` or a list).
+``tile_size``, ``halo``, ``batch_size``, ``precision``, ``cellprob_threshold``,
+``flow_threshold``, ``min_size``, ``overwrite``, ``fusion`` (``fa``, ``voting``,
+``majority``, ``staple``, ``simple``); and ``zoo`` with ``cell_line``, ``wells``,
+``timepoints`` (``"0:5"``, ``"2:"`` or a list).
 ``cluster`` takes the fields of :class:`~structfree_dask.config.ClusterSettings` (the
 command lines' ``--cluster``, ``--workers``, ``--scheduler`` ...): ``kind``, ``workers``,
 ``threads_per_worker`` (local), ``address`` (scheduler: ``tcp://`` or ``tls://``), ``timeout``
@@ -63,6 +63,7 @@ or ``512.0``:
 - ``segment[i].tile_size``: a whole number, 64 to 16384 px (``limits.TILE_SIZE``)
 - ``segment[i].halo``: a whole number, 0 to 4096 px (``limits.HALO``)
 - ``segment[i].batch_size``: a whole number, 1 to 4096 (``limits.BATCH_SIZE``)
+- ``segment[i].precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16``
 - ``segment[i].flow_threshold``: 0 to 100 (``limits.FLOW_THRESHOLD``)
 - ``segment[i].cellprob_threshold``: -100 to 100 (``limits.CELLPROB_THRESHOLD``)
 - ``segment[i].min_size``: a whole number, 0 to 1000000 px (``limits.MIN_SIZE``)

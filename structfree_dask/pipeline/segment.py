@@ -19,6 +19,7 @@ model per channel, one scale), :func:`field_geometry` and :func:`check_rescale`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from .. import limits
-from ..backbones import ModelSpec, load_model, pick_device, predict_tiles, resolve_model
+from ..backbones import (
+    ModelSpec,
+    load_model,
+    pick_device,
+    predict_tiles,
+    resolve_model,
+    resolve_precision,
+)
 from ..config import SegmentationConfig
 from .flows import assemble_flows, region_contribution, resample_to_original
 from .integrate import dynamics_for
@@ -49,6 +57,10 @@ ModelLike = ModelSpec | str | Path | None
 def resolve_models(config: SegmentationConfig) -> tuple[ModelSpec, ...]:
     """Resolve the model of each channel of a configuration.
 
+    The precision is resolved here, on this machine (:func:`.backbones.resolve_precision`
+    of ``config.precision`` on :func:`.backbones.pick_device`), so that a run records the
+    precision it used and every worker runs at it.
+
     Raises
     ------
     FileNotFoundError
@@ -58,9 +70,10 @@ def resolve_models(config: SegmentationConfig) -> tuple[ModelSpec, ...]:
     """
     cache: dict[str | None, ModelSpec] = {}
     specs = []
+    precision = resolve_precision(config.precision, pick_device())
     for m in config.model_names():
         if m not in cache:
-            cache[m] = resolve_model(m)
+            cache[m] = dataclasses.replace(resolve_model(m), precision=precision)
         specs.append(cache[m])
     return _one_scale(specs)
 
@@ -115,14 +128,16 @@ def predictor(specs: Sequence[ModelSpec], batch_size: int | None = None,
     device = device or pick_device()
     if len(set(specs)) == 1:
         net = load_model(specs[0], device)
-        return lambda tiles: predict_tiles(net, tiles, batch_size=batch_size)
+        return lambda tiles: predict_tiles(net, tiles, batch_size=batch_size,
+                                           precision=specs[0].precision)
     nets = [load_model(sp, device) for sp in specs]
 
     def predict(tiles: np.ndarray) -> np.ndarray:
         c = len(nets)
         out = np.empty((len(tiles), 3, *tiles.shape[1:]), dtype=np.float32)
         for k, net in enumerate(nets):
-            out[k::c] = predict_tiles(net, tiles[k::c], batch_size=batch_size)
+            out[k::c] = predict_tiles(net, tiles[k::c], batch_size=batch_size,
+                                      precision=specs[k].precision)
         return out
 
     return predict

@@ -121,6 +121,52 @@ def test_shipped_generalist(model):
     assert spec.diam_mean == 30.0 and len(spec.sha256) == 16
 
 
+# ----------------------------------------------------------------------------- precision
+
+
+def test_precision_is_resolved_per_device(tmp_path):
+    from structfree_dask.backbones import native_bf16, resolve_precision
+
+    amx = tmp_path / "amx"
+    amx.write_text("processor : 0\nflags : fpu sse avx2 avx512f amx_tile amx_bf16\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert native_bf16(amx) and not native_bf16(plain)
+    assert not native_bf16(tmp_path / "missing")  # no flags to read: not claimed
+    for asked in ("fp32", "bf16", "fp16"):
+        assert resolve_precision(asked, "cpu") == asked == resolve_precision(asked, "cuda")
+    assert resolve_precision("auto", "cuda") == "fp16"
+    assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16() else "fp32")
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
+        resolve_precision("fp64", "cpu")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_flows_are_close_to_fp32(small_cpnet_path, precision):
+    import dataclasses
+
+    import torch
+
+    from structfree_dask.backbones import load_model, predict_tiles
+
+    fp32 = dataclasses.replace(resolve_model(str(small_cpnet_path)), precision="fp32")
+    low = dataclasses.replace(fp32, precision=precision)
+    net32 = load_model(fp32, torch.device("cpu"))
+    net_low = load_model(low, torch.device("cpu"))
+    assert net_low is not net32  # laid out channels-last, cached apart
+    conv = next(p for p in net_low.parameters() if p.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    tiles = np.random.default_rng(0).random((3, 64, 64), dtype=np.float32)
+    ref = predict_tiles(net32, tiles, precision="fp32")
+    out = predict_tiles(net_low, tiles, precision=precision)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    assert not np.array_equal(out, ref)  # it did run at the lower precision
+    assert np.abs(out - ref).mean() <= 0.05 * np.abs(ref).mean()
+    # fp32 on the channels-last net is cellpose's fp32, to rounding
+    np.testing.assert_allclose(predict_tiles(net_low, tiles, precision="fp32"), ref,
+                               rtol=1e-4, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -48,7 +48,9 @@ def test_run_record_holds_what_a_resume_must_match():
     assert rec["fusion"] == "flow_averaging"
     assert (rec["cellprob_threshold"], rec["flow_threshold"], rec["min_size"]) == (
         CFG.cellprob_threshold, CFG.flow_threshold, CFG.min_size)
-    assert rec["software"]
+    assert rec["software"] and rec["precision"] == "auto"  # as the specs carry it
+    precise = (a.__class__(**{**a.__dict__, "precision": "bf16"}),) * 2
+    assert _plan.run_record(CFG, precise, (1, 0), ("n", "c"))["precision"] == "bf16"
     other = _plan.run_record(CFG.replace(diameter=20.0, fusion="voting"), (a, b), (0, 1),
                              ("c", "n"))
     assert other["model"] == ["a", "b"] and other["model_sha256"] == ["aa", "bb"]
@@ -122,6 +124,17 @@ def test_existing_label_images_that_cannot_be_resumed_are_refused(plate, specs):
         _plans(plate, CFG.replace(min_size=20), specs)
     with pytest.raises(LabelExistsError, match="tile_size 128 would write across its chunks"):
         _plans(plate, CFG.replace(tile_size=128), specs)
+    # another precision (the specs carry the one resolved for the run)
+    import dataclasses
+
+    other = tuple(dataclasses.replace(sp, precision="fp16") for sp in specs)
+    with pytest.raises(LabelExistsError, match=r"other settings \(precision: '\w+' vs 'fp16'\)"):
+        _plans(plate, CFG, other)
+    # a record written before precisions were recorded resumes at any precision
+    label = open_labels(open_plate(plate).field("A/1/0"), "cyto")
+    record = dict(label_record(label))
+    del record["precision"]
+    assert _plan._settings_diffs(record, {**record, "precision": "fp16"}) == ""
     # another program's label image of that name
     info = open_plate(plate).field("A/2/0")
     write_labels(info, "gt", np.ones((3, 1, 96, 96), "uint32"))

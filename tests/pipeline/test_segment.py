@@ -78,12 +78,20 @@ def _run_net(spec: ModelSpec, channel: np.ndarray, rsz: float | None = None) -> 
 
 
 def test_resolve_models_gives_one_spec_per_channel(nets):
-    a, b = nets["a"], nets["b"]
+    import dataclasses
+
+    from structfree_dask.backbones import pick_device, resolve_precision
+
+    here = resolve_precision("auto", pick_device())  # resolved on this machine
+    a, b = (dataclasses.replace(nets[k], precision=here) for k in "ab")
     generalist = resolve_models(SegmentationConfig(channels=(0, 2, 3)))
-    assert len(generalist) == 3 and all(s == resolve_model(None) for s in generalist)
+    assert len(generalist) == 3 and all(
+        s == dataclasses.replace(resolve_model(None), precision=here) for s in generalist)
     assert resolve_models(SegmentationConfig(channels=(1, 0), model=a.path)) == (a, a)
     both = resolve_models(SegmentationConfig(channels=(0, 1), channel_models=(a.path, b.path)))
     assert both == (a, b)
+    named = resolve_models(SegmentationConfig(channels=(0,), model=a.path, precision="fp32"))
+    assert named[0].precision == "fp32"
 
 
 def test_resolve_models_refuses_two_scales_and_unknown_models(nets, tmp_path):
