@@ -2,10 +2,11 @@
 
 Prints, measured side by side in this run:
 
-(a) the network's forward-only throughput on the GPU (``predict_tiles``, half precision)
-    and the engine's throughput on a dask-cuda cluster, in Mpx-channels/s of field, and
-    their ratio (engine / forward-only: what the orchestration, normalization, integration
-    and writes leave of the network's speed);
+(a) the network's forward-only throughput on the GPU (``predict_tiles``, half precision,
+    the default there; and at fp32, with the ratio) and the engine's throughput on a
+    dask-cuda cluster, in Mpx-channels/s of field, and their ratio (engine / forward-only:
+    what the orchestration, normalization, integration and writes leave of the network's
+    speed);
 (b) matched F1 (IoU >= 0.5) of the GPU labels (half precision, GPU dynamics) against the
     CPU float32 labels of the same fields, per field and pooled;
 (c) peak GPU memory per worker (``torch.cuda.max_memory_allocated``) after the run.
@@ -23,20 +24,23 @@ import time
 from pathlib import Path
 
 
-def _forward_only(n_tiles: int) -> tuple[float, float]:
+def _forward_only(n_tiles: int, precision: str = "fp16") -> tuple[float, float]:
     """(tiles/s, Mpx-channels/s of field) of the shipped model's forward pass on the GPU."""
+    import dataclasses
+
     import numpy as np
     import torch
 
     from structfree_dask.backbones import load_model, predict_tiles, resolve_model
     from structfree_dask.pipeline.tiling import NET_TILE, lattice_starts
 
-    net = load_model(resolve_model(None), torch.device("cuda"))
+    spec = dataclasses.replace(resolve_model(None), precision=precision)
+    net = load_model(spec, torch.device("cuda"))
     tiles = np.random.default_rng(0).random((n_tiles, NET_TILE, NET_TILE), dtype=np.float32)
-    predict_tiles(net, tiles[:8])  # warm-up: kernels, cudnn autotuning
+    predict_tiles(net, tiles[:8], precision=precision)  # warm-up: kernels, cudnn autotuning
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    predict_tiles(net, tiles)
+    predict_tiles(net, tiles, precision=precision)
     torch.cuda.synchronize()
     rate = n_tiles / (time.perf_counter() - t0)
     # lattice tiles per 1024x1024 field-channel (tiles overlap): field Mpx per tile
@@ -87,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     plate = simulate_plate(work / "plate.zarr", cell_line="CL1", rows=1, cols=args.wells,
                            size=args.size, seed=0)
     channels = ("cyto-reporter", "translocation-reporter", "ER", "mito")
-    gpu_cfg = SegmentationConfig(channels=channels, diameter=20, name="gpu")
-    cpu_cfg = gpu_cfg.replace(name="cpu")
+    gpu_cfg = SegmentationConfig(channels=channels, diameter=20, name="gpu")  # auto: fp16
+    cpu_cfg = gpu_cfg.replace(name="cpu", precision="fp32")
 
     tiles_s, fwd_mpx = _forward_only(args.tiles)
+    tiles32_s, _ = _forward_only(args.tiles, "fp32")
     client = make_client(ClusterSettings(kind="cuda"))
     try:
         gpu = segment(str(plate), gpu_cfg, client=client)
@@ -122,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({gpu.seconds:.1f} s, {len(gpu.done)} unit(s), first after "
           f"{gpu.first_unit_seconds or 0:.1f} s); ratio engine / forward-only per GPU = "
           f"{engine_mpx / n_gpus / fwd_mpx:.2f}")
+    print(f"(a) forward only at fp32: {tiles32_s:.1f} tiles/s; fp16 / fp32 = "
+          f"{tiles_s / tiles32_s:.2f}x")
     for f, s in scores:
         print(f"(b) {f}: matched F1 GPU (half) vs CPU (float32) = {s['f1']:.4f} "
               f"({s['n_pred']} vs {s['n_true']} cells)")
