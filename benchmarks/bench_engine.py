@@ -22,7 +22,8 @@ the shipped generalist model, it measures
 with wall seconds, megapixel-channels per second, speed relative to (a) and the matched F1
 (IoU 0.5) of (b) and (c) against (a). It also prints the network's forward-pass-only
 throughput (the ceiling) at fp32 and at the default precision, and their ratio, with the
-CPU's flags, and then the peak RSS of a single worker
+CPU's flags; the F1 against the annotated masks of every image in ``--data-dir`` (and
+below it) at both precisions; and then the peak RSS of a single worker
 (``n_workers=1, threads_per_worker=2``, ``--tile-size``) segmenting single-field,
 1-channel plates of growing size (fresh cluster per size, started from a fresh process that
 has not imported torch: a worker inherits the ``ru_maxrss`` of the process that forks it).
@@ -554,6 +555,50 @@ def run_memory(workdir: Path, sources: list[np.ndarray], size: int,
 # ----------------------------------------------------------------------------- main
 
 
+def precision_against_truth(data_dir: Path, default: str) -> None:
+    """Labels at fp32 and at the default precision against the annotated masks.
+
+    Every ``*_img.png`` with a ``*_masks.png`` under ``data_dir`` (searched recursively),
+    segmented whole in this process (``segment_array``, green and red channels, Flow
+    Averaging); prints each image's F1 at both precisions, their agreement and the pooled
+    F1s.
+    """
+    from skimage import io as skio
+
+    from structfree_dask import SegmentationConfig, segment_array
+    from structfree_dask.evaluation.metrics import evaluate, matched_f1, pooled_f1
+
+    files = sorted(glob.glob(str(data_dir / "**" / "*_img.png"), recursive=True))
+    counts: dict[str, list[list[int]]] = {"fp32": [], default: []}
+    agree = []
+    print()
+    print(f"Labels against the annotated masks of {len(files)} real image(s), fp32 and "
+          f"{default} (segment_array, green + red, FA):")
+    for f in files:
+        masks = Path(f.replace("_img.png", "_masks.png"))
+        if not masks.exists():
+            continue
+        rgb = skio.imread(f)
+        truth = skio.imread(masks).astype(np.int64)
+        truth = truth[..., 0] if truth.ndim == 3 else truth
+        img = np.stack([rgb[..., RGB_INDEX[c]] for c in CHANNEL_NAMES])
+        labels = {}
+        for prec in counts:
+            labels[prec] = segment_array(img, SegmentationConfig(
+                channels=(0, 1), precision=prec)).astype(np.int64)
+            s = evaluate(truth, labels[prec])
+            counts[prec].append([s["tp"], s["fp"], s["fn"]])
+        agree.append(matched_f1(labels["fp32"], labels[default]))
+        each = ", ".join(f"{p} {float(pooled_f1(np.array(c[-1]))):.3f}" for p, c in counts.items())
+        print(f"  {Path(f).parent.name}/{Path(f).name}: F1 vs truth {each}; {default} vs fp32 "
+              f"{agree[-1]:.4f}")
+    for prec, c in counts.items():
+        print(f"  pooled F1 vs truth at {prec}: {float(pooled_f1(np.sum(c, axis=0))):.4f}")
+    if agree:
+        print(f"  {default} vs fp32 matched F1: min {min(agree):.4f}, mean {np.mean(agree):.4f}",
+              flush=True)
+
+
 def _cpu_flags() -> str:
     """The CPU's model and the flags that matter for the network's speed."""
     try:
@@ -594,7 +639,7 @@ def main() -> int:
                     help="field side of the throughput part (default 1024; --quick: 512)")
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: "
-                    "fwd,a,a2,b,b32,c,d,mem")
+                    "fwd,gt,a,a2,b,b32,c,d,mem")
     ap.add_argument("--fwd-tiles", type=int, default=None,
                     help="tiles in the forward-pass measurement (default 48 CPU, 1024 GPU)")
     ap.add_argument("--cp-blocksize", type=int, default=512,
@@ -607,6 +652,9 @@ def main() -> int:
     ap.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                     help=f"engine task region side in px (default {DEFAULT_TILE_SIZE}, the "
                          "engine's)")
+    ap.add_argument("--truth-dir", type=Path, default=DATA_DIR.parent,
+                    help="annotated images (*_img.png with *_masks.png, searched "
+                         "recursively) for the precision check against the truth")
     ap.add_argument("--data-dir", type=Path, default=DATA_DIR,
                     help="folder of real *_img.png images (RGB: green = cytoplasm, red = "
                          "nuclei) to tile the fields from (default tests/data/real/Kc167, "
@@ -688,6 +736,9 @@ def main() -> int:
             if default != "fp32":
                 print(f"  forward-only rate {default} / fp32: "
                       f"{rates[default] / rates['fp32']:.2f}x", flush=True)
+
+        if "gt" not in skip and default != "fp32":
+            precision_against_truth(args.truth_dir.resolve(), default)
 
         rows: list[Row] = []
         ref = single = None
