@@ -29,16 +29,17 @@ keeps every earlier ID.
 Costs
 -----
 Costs are squared distances in pixels, scaled by the cells' size where the table has
-``area_px``: two cells may be linked when their centroids lie within ``max_distance`` or
-within the larger cell's radius (``sqrt(area_px / pi)``), whichever is more, so a large
-cell whose centroid jumps as it rounds up or changes shape keeps its track while small
-cells keep the tight limit. A mother may give a daughter whose centroid lies within
-``division_distance`` or 1.5 of her own radius (daughters lie about half a mother's
-radius from her, plus their own motion). The costs of starting or ending a track are
-fixed (not estimated from the data as laptrack does by default), so the links between two
-timepoints do not depend on which other timepoints are tracked with them; gap closing and
-divisions are decided jointly over the timepoints tracked together, so tracking in pieces
-usually, not always, decides them as tracking at once does.
+``area_px``: the limits (``max_distance``, ``division_distance``) are meant for a cell of
+the typical radius (``radius``), and a larger cell's grow in proportion to its radius
+(``sqrt(area_px / pi)``), so a large cell whose centroid jumps as it rounds up or changes
+shape keeps its track while small cells keep the tight limit. A mother may place a
+daughter within ``division_distance`` (1.5 times ``max_distance`` by default: daughters lie
+about half a mother's radius from her, plus their own motion), grown the same way for a
+large mother. The costs of starting or ending a track are fixed (not estimated from the
+data as laptrack does by default), so the links between two timepoints do not depend on
+which other timepoints are tracked with them; gap closing and divisions are decided jointly
+over the timepoints tracked together, so tracking in pieces usually, not always, decides
+them as tracking at once does.
 
 Divisions need evidence: a mother's two daughters must lie on either side of her (their
 midpoint within :data:`DIVISION_MIDPOINT` of her radius from her centroid, and the nearer
@@ -118,7 +119,8 @@ AREA_COLUMN = "area_px"
 #: mother's radius where it is larger).
 DIVISION_FACTOR = 1.5
 #: Largest distance from a mother's centroid to the midpoint of her two daughters, as a
-#: fraction of her radius (or of ``max_distance`` where it is larger).
+#: fraction of her radius (or of the typical radius, ``track_cells``'s ``radius``, where
+#: that is larger).
 DIVISION_MIDPOINT = 0.5
 #: Smallest ratio of the nearer daughter's distance from her mother to the farther one's.
 DIVISION_SYMMETRY = 0.4
@@ -140,6 +142,7 @@ def track_cells(
     previous: pd.DataFrame | None = None,
     max_gap: int = 1,
     division_distance: float | None = None,
+    radius: float | None = None,
 ) -> pd.DataFrame:
     """Track cells over timepoints with laptrack and fill ``track_id`` and ``parent_track_id``.
 
@@ -171,6 +174,11 @@ def track_cells(
         ``DIVISION_FACTOR * max_distance``, allows for daughters' centroids lying about
         half a radius from their mother's plus their own motion; the divisions found must
         still show the evidence described above.
+    radius : float, optional
+        The typical cell radius in pixels that ``max_distance`` and ``division_distance``
+        are meant for: a cell larger than that may move (or place its daughters) further
+        in proportion to its radius. Default: ``max_distance`` (the limits grow only for
+        cells larger than the limit itself). Only used where the table has ``area_px``.
 
     Returns
     -------
@@ -182,7 +190,8 @@ def track_cells(
     ------
     ValueError
         Missing columns, duplicate ``(t, label)`` rows, a non-positive ``max_distance``,
-        a negative ``max_gap`` or ``division_distance``, or ``table`` rows not later than
+        a negative ``max_gap`` or ``division_distance``, a non-positive ``radius``, or
+        ``table`` rows not later than
         every row of ``previous``.
 
     Notes
@@ -212,7 +221,7 @@ def track_cells(
     >>> track_cells(more, max_distance=10.0, previous=done)["track_id"].tolist()
     [2]
     """
-    params = _Params.of(max_distance, max_gap, division_distance)
+    params = _Params.of(max_distance, max_gap, division_distance, radius)
     _check_table(table, "table")
     out = table.copy()
     out[_TRACK] = np.full(len(out), _NONE, dtype=np.int64)
@@ -268,9 +277,11 @@ class _Params:
     max_distance: float
     max_gap: int
     division_distance: float
+    radius: float
 
     @classmethod
-    def of(cls, max_distance: float, max_gap: int, division_distance: float | None) -> _Params:
+    def of(cls, max_distance: float, max_gap: int, division_distance: float | None,
+           radius: float | None = None) -> _Params:
         if not (_is_number(max_distance) and math.isfinite(max_distance) and max_distance > 0):
             raise ValueError(f"max_distance must be a positive number of pixels, "
                              f"got {max_distance!r}")
@@ -283,7 +294,11 @@ class _Params:
                 and division_distance >= 0):
             raise ValueError(f"division_distance must be a number of pixels >= 0, "
                              f"got {division_distance!r}")
-        return cls(float(max_distance), int(max_gap), float(division_distance))
+        if radius is None:
+            radius = max_distance
+        if not (_is_number(radius) and math.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius must be a positive number of pixels, got {radius!r}")
+        return cls(float(max_distance), int(max_gap), float(division_distance), float(radius))
 
     def tracker(self) -> object:
         """Return the laptrack tracker: fixed costs, squared distances scaled by cell size.
@@ -295,13 +310,13 @@ class _Params:
 
         cost = self.max_distance**2
         split = self.division_distance**2
-        link = partial(_link_cost, reference=self.max_distance)
+        link = partial(_link_cost, reference=self.radius)
         return LapTrack(
             metric=link, cutoff=cost, track_start_cost=cost, track_end_cost=cost,
             gap_closing_metric=link,
             gap_closing_cutoff=cost if self.max_gap else False,
             gap_closing_max_frame_count=self.max_gap + 1,
-            splitting_metric=partial(_split_cost, reference=self.max_distance),
+            splitting_metric=partial(_split_cost, reference=self.radius),
             splitting_cutoff=split if self.division_distance else False,
             merging_cutoff=False,
             segment_start_cost=cost, segment_end_cost=cost,
@@ -312,8 +327,8 @@ class _Params:
 def _link_cost(a: np.ndarray, b: np.ndarray, reference: float) -> float:
     """Return the squared distance of two cells ``(y, x, radius)``, scaled by size.
 
-    Scaled down for cells larger than ``reference``: the cutoff ``reference**2`` then
-    admits the larger cell's radius.
+    Divided by the square of the larger radius over ``reference`` where that is more than
+    1: a cell twice the reference radius may move twice the limit.
     """
     dy, dx = float(a[0] - b[0]), float(a[1] - b[1])
     scale = reference / max(reference, float(a[2]), float(b[2]))
@@ -323,8 +338,8 @@ def _link_cost(a: np.ndarray, b: np.ndarray, reference: float) -> float:
 def _split_cost(daughter: np.ndarray, mother: np.ndarray, reference: float) -> float:
     """Return the squared mother-daughter distance, scaled by the mother's size.
 
-    Scaled down for a mother larger than ``reference`` (laptrack gives the segment's
-    start first, then the mother).
+    Divided by the square of her radius over ``reference`` where that is more than 1
+    (laptrack gives the segment's start first, then the mother).
     """
     dy, dx = float(daughter[0] - mother[0]), float(daughter[1] - mother[1])
     scale = reference / max(reference, float(mother[2]))
@@ -447,7 +462,7 @@ def _laptrack_edges(rows: pd.DataFrame, params: _Params) -> list[tuple[int, int]
     is_new = rows["_row"].to_numpy() >= 0
     edges = sorted((position[a], position[b]) for a, b in graph.edges())
     edges = [(a, b) for a, b in edges if is_new[b]]
-    return _evident(edges, pos, params.max_distance)
+    return _evident(edges, pos, params.radius)
 
 
 def _evident(edges: list[tuple[int, int]], pos: np.ndarray,

@@ -174,6 +174,12 @@ def test_large_cells_may_move_their_radius():
                        max_distance=8.0)["track_id"].tolist() == [1, 2, 3]
     small = table.assign(area_px=np.pi * 4.0**2)
     assert track_cells(small, max_distance=8.0)["track_id"].tolist() == [1, 2, 3]
+    # the limits are for cells of the typical radius: a cell of that radius keeps them,
+    # one of twice that radius may move twice as far
+    assert track_cells(table, max_distance=8.0, radius=20.0)["track_id"].tolist() == [1, 2, 3]
+    assert track_cells(table, max_distance=8.0, radius=10.0)["track_id"].tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="radius must be a positive number of pixels"):
+        track_cells(table, max_distance=8.0, radius=0)
 
 
 def test_median_step():
