@@ -359,7 +359,7 @@ def test_job_files_accept_every_setting_of_segment(tmp_path):
     from structfree_dask.jobs.runner import task_config
 
     values = {"organelle": "nuclei", "channels": [0, "mito"], "model": "cyto3", "name": "n2",
-              "diameter": 17.5, "tile_size": 256, "halo": 12, "batch_size": 3,
+              "diameter": 17.5, "tile_size": 256, "halo": 12, "batch_size": 3, "precision": "bf16",
               "cellprob_threshold": -0.5, "flow_threshold": 0.7, "min_size": 30,
               "overwrite": True, "fusion": "staple"}
     on_cli = {n for n, f in SegmentationConfig.settings_fields().items()
