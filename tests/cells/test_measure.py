@@ -181,3 +181,18 @@ def test_an_empty_channel_gives_no_ratio_and_no_error():
     assert row["empty__background"] == 0.0
     assert np.isnan(row[ratio_column("empty")]) and np.isnan(row[raw_ratio_column("empty")])
     assert row[ratio_column("a")] == pytest.approx(3.0, rel=0.12)
+
+
+def test_label_medians_equal_scipy_per_channel():
+    from scipy import ndimage as ndi
+
+    from structfree_dask.cells.measure import label_medians
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 7, (40, 50))
+    intensity = rng.random((40, 50, 3)) * 100
+    intensity[..., 1] = np.round(intensity[..., 1])  # ties
+    ids = np.array([1, 2, 4, 6])
+    got = label_medians(labels, intensity, ids)
+    for j in range(3):
+        np.testing.assert_array_equal(got[:, j], ndi.median(intensity[..., j], labels, ids))
