@@ -250,11 +250,11 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int], dict[st
     steps = _drift_steps(job, sorted(int(t) for t in df["t"].unique()), known)
     offsets = drift({t: (s[0], s[1]) for t, s in steps.items()})
     if ts:
-        registered = _registered(df, offsets)
+        registered = _registered(df, offsets)  # every row once; new and previous from it
         limit = job.max_distance or motion_limit(registered)
-        done = track_cells(_registered(new, offsets).drop(columns=list(TRACK_COLUMNS)),
+        done = track_cells(registered.loc[new.index].drop(columns=list(TRACK_COLUMNS)),
                            max_distance=limit, radius=cell_radius(registered),
-                           previous=None if previous is None else _registered(previous, offsets),
+                           previous=None if previous is None else registered.loc[previous.index],
                            max_gap=job.max_gap,
                            division_distance=None if job.divisions else 0.0)
         done[["centroid_y", "centroid_x"]] = new[["centroid_y", "centroid_x"]]  # as measured
