@@ -145,12 +145,82 @@ def integrate_flows(
     frac = MAX_SIZE_FRACTION if max_size_px is None else min(1.0, max_size_px / area)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse invariant checks")
-        masks = dynamics.compute_masks(
-            dP, cellprob, niter=int(niter), cellprob_threshold=cellprob_threshold,
-            flow_threshold=flow_threshold, max_size_fraction=frac, device=device,
-        )
+        if device.type == "cpu":
+            masks = _cpu_masks(dP, cellprob, niter=int(niter), threshold=cellprob_threshold,
+                               flow_threshold=flow_threshold, max_size_fraction=frac)
+        else:
+            masks = dynamics.compute_masks(
+                dP, cellprob, niter=int(niter), cellprob_threshold=cellprob_threshold,
+                flow_threshold=flow_threshold, max_size_fraction=frac, device=device,
+            )
     masks = utils.fill_holes_and_remove_small_masks(masks, min_size=min_size)
     return masks.astype(LABEL_DTYPE, copy=False)
+
+
+#: A pixel whose flow step stays below this (px, both axes) is at its sink: it stops.
+SETTLED_STEP = 1e-4
+#: Flow steps between two looks for pixels that have settled.
+SETTLE_CHECK_STEPS = 10
+
+
+def _cpu_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int, threshold: float,
+               flow_threshold: float, max_size_fraction: float) -> np.ndarray:
+    """Cellpose's ``compute_masks`` on the CPU, with settled pixels stopped early.
+
+    The same steps as ``cellpose.dynamics.compute_masks`` (interpolated flow following
+    with cellpose's own ``map_coordinates``, then ``get_masks_torch`` and
+    ``remove_bad_flow_masks``), except that a pixel whose step was below
+    :data:`SETTLED_STEP` at one of the looks every :data:`SETTLE_CHECK_STEPS` steps is
+    not moved further: most pixels reach their sink in the first quarter of the steps
+    (2.5x faster flow following, masks bitwise cellpose's on the real windows measured:
+    benchmarks/README.md).
+    """
+    import torch
+    from cellpose import dynamics
+
+    shape = cellprob.shape
+    inside = cellprob > threshold
+    inds = np.nonzero(inside)
+    if len(inds[0]) == 0:
+        return np.zeros(shape, "uint16")
+    flows = (dP * inside / 5.0).astype(np.float32)
+    p = _follow_settling(flows, inds, niter)
+    mask = dynamics.get_masks_torch(torch.from_numpy(p).to(dtype=torch.int), inds, shape,
+                                    max_size_fraction=max_size_fraction)
+    if mask.max() > 0 and flow_threshold is not None and flow_threshold > 0:
+        mask = dynamics.remove_bad_flow_masks(mask, dP, threshold=flow_threshold,
+                                              device=torch.device("cpu"))
+    if mask.max() < 2**16 and mask.dtype != "uint16":
+        mask = mask.astype("uint16")
+    return mask
+
+
+def _follow_settling(flows: np.ndarray, inds: tuple[np.ndarray, ...], niter: int) -> np.ndarray:
+    """Return the final ``(2, n)`` positions of the pixels ``inds`` after ``niter`` steps.
+
+    cellpose's CPU ``steps_interp`` (Euler steps of the interpolated flows, clipped to the
+    image), on the pixels still moving only.
+    """
+    from cellpose import dynamics
+
+    shape = flows.shape[1:]
+    final = np.stack([inds[0], inds[1]]).astype(np.float32)
+    active = np.arange(final.shape[1])
+    pos = final.copy()
+    step = np.zeros_like(pos)
+    for t in range(niter):
+        dynamics.map_coordinates(flows, pos[0], pos[1], step)
+        for k in range(2):
+            pos[k] = np.minimum(shape[k] - 1, np.maximum(0, pos[k] + step[k]))
+        if (t + 1) % SETTLE_CHECK_STEPS == 0 and t + 1 < niter:
+            moving = np.abs(step).max(axis=0) >= SETTLED_STEP
+            if not moving.all():
+                final[:, active] = pos
+                active = active[moving]
+                pos = pos[:, moving].copy()
+                step = np.zeros_like(pos)
+    final[:, active] = pos
+    return final
 
 
 def _import_on_clean_stack(module: str) -> None:

@@ -280,3 +280,25 @@ def test_owned_cells_takes_every_integer_label_dtype(dtype):
     kept, n = owned_cells(lab, (0, 0), (0, 4, 0, 8))
     assert n == 2 and kept.dtype == np.uint32
     assert kept[0, 0] == 2 and kept[0, 5] == 1 and kept[5, 5] == 0  # 1..n in ID order
+
+
+def test_settled_pixels_stop_and_the_masks_stay_cellposes(kc_masks):
+    """The CPU path stops settled pixels early; the masks are cellpose's, bitwise."""
+    from structfree_dask.pipeline import integrate
+
+    fl = flows_of(kc_masks)
+    fl[:2] += np.random.default_rng(1).normal(0, 0.3, fl[:2].shape).astype(np.float32)
+    inside = fl[2] > 0
+    inds = np.nonzero(inside)
+    scaled = fl[:2] * inside / 5.0
+    full = np.asarray(dynamics.follow_flows(scaled, inds, niter=200))
+    settled = integrate._follow_settling(scaled.astype(np.float32), inds, 200)
+    assert settled.shape == full.shape
+    moved = np.abs(settled - full).max(axis=0)
+    assert (moved > 0).any() and moved.max() < 0.01  # stopped early, inside their sink
+    ref = dynamics.compute_masks(fl[:2], fl[2], niter=200, cellprob_threshold=0.0,
+                                 flow_threshold=0.4, max_size_fraction=0.4)
+    ours = integrate._cpu_masks(fl[:2], fl[2], niter=200, threshold=0.0,
+                                flow_threshold=0.4, max_size_fraction=0.4)
+    np.testing.assert_array_equal(ours, ref)
+    assert ours.max() > 0
