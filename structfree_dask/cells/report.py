@@ -52,6 +52,7 @@ from ..io import (
     list_tables,
     open_plate,
     plate_dataset,
+    prune,
     read_plate_dataset,
     redact,
     replacing,
@@ -679,8 +680,7 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
     channel = _readout_channel(df, report.first.channel_names, readout, table)
     counts = flagged_counts(df, flagged)
     out.mkdir(parents=True, exist_ok=True)
-    for old in [*(p for g in _GLOBS for p in out.glob(g)), *(out / n for n in _OUTPUTS)]:
-        old.unlink(missing_ok=True)
+    prune(out, {REPORT_PAGE}, written_by_report)  # an earlier report's files (the page is replaced)
     facts = pd.DataFrame({"what": ["plate", "table", "wells", "fields", "timepoints",
                                    "time between timepoints", "cells (all timepoints)",
                                    "readout channel"],

@@ -191,6 +191,8 @@ def test_cluster_timeout_is_refused_when_not_a_sensible_number(tmp_path, value):
     ({"name": "a\\b"}, "segment[0].name: expected a label name"),
     ({"name": ".."}, "segment[0].name: expected a label name"),
     ({"name": 7}, "segment[0].name: expected a label name"),
+    ({"precision": "fp64"}, "segment[0].precision: expected one of auto, fp32, bf16, fp16; "
+                            "got 'fp64'"),
 ])
 def test_selections_and_names_that_cannot_work_are_refused(tmp_path, task, expected):
     problems = _problems(_write(tmp_path, _with(task)))
