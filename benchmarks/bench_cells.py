@@ -31,11 +31,16 @@ masks measured and tracked (the drift registered from the masks), and link and d
 precision / recall / F1 against the lineage, with the drift measured against the
 simulator's truth (largest error in px) and the registration's time.
 
+With ``--motion 5,10``: cells faster than their radius (``simulate --motion-scale``; 256
+px, 8 timepoints, seed 4, no jitter): link precision / recall / F1 on ground-truth masks,
+the median step over the median radius and the default distance limit.
+
 Then the peak memory of one measuring task (a fresh process) on a 1024 px and an 8192 px
 field (the latter tiled from the former), and their ratio.
 
 Run: ``python benchmarks/bench_cells.py [--size 384] [--timepoints 12] [--seed 7] [--skip-memory]
-[--zoo DIR [--epochs 20] [--tile-size 128]] [--jitter 0,5,10,15 [--skip-readout]]``
+[--zoo DIR [--epochs 20] [--tile-size 128]] [--jitter 0,5,10,15] [--motion 5,10]
+[--skip-readout] [--lines CL1,CL5]``
 """
 
 from __future__ import annotations
@@ -181,6 +186,29 @@ def _jitter(name: str, levels: list[int], folder: Path, args, client) -> None:
               f"{every.recall:.2f} | "
               "{:.1f} / {:.1f} px | ".format(*_drift_error(plate, "gt"))
               + f"{cost:.1f} s |", flush=True)
+
+
+def _fast(name: str, scales: list[float], folder: Path, args, client) -> None:
+    """Cells faster than their radius: link F1 on ground-truth masks (no stage jitter)."""
+    from structfree_dask.cells.plate_track import cell_radius, motion_limit
+    from structfree_dask.cells.tracking import median_step
+
+    print(f"\n{name}, 256 px, 2 wells x 8 timepoints, seed 4, ground-truth masks; cells "
+          "faster than their radius")
+    print("| motion scale | median step / radius | limit | links P / R / F1 |")
+    print("|---|---|---|---|")
+    for scale in scales:
+        plate = str(folder / f"{name}-motion{scale}.zarr")
+        simulate_plate(plate, cell_line=name, rows=1, cols=2, timepoints=8, size=256, seed=4,
+                       mode="widefield", motion_scale=scale)
+        measure_plate(plate, labels="gt_cyto", nuclei="gt_nuclei", table="gt", client=client)
+        track_plate(plate, table="gt", client=client)
+        links, _, _ = _tracking(plate, "gt", None)
+        opened = open_plate(plate)
+        table = read_feature_table(opened.field(opened.field_paths[0]), "gt")
+        print(f"| {scale:g} | {median_step(table) / cell_radius(table):.2f} | "
+              f"{motion_limit(table):.0f} px | "
+              f"{links.precision:.3f} / {links.recall:.3f} / {links.f1:.3f} |", flush=True)
 
 
 def _translate(links: set, matches: dict) -> set:
@@ -396,10 +424,13 @@ def main() -> None:
     ap.add_argument("--train-fields", type=int, default=3,
                     help="fields per well of the training plate (split 80/10/10 by field)")
     ap.add_argument("--jitter", default="", help="stage jitter levels in px, e.g. 0,5,10,15")
+    ap.add_argument("--motion", default="",
+                    help="cells faster than their radius: motion scales, e.g. 5,10")
     ap.add_argument("--skip-readout", action="store_true",
                     help="no segmentation and readout part (e.g. with --jitter only)")
     args = ap.parse_args()
     levels = [int(v) for v in args.jitter.split(",") if v.strip()]
+    scales = [float(v) for v in args.motion.split(",") if v.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         lines = [n for n in args.lines.split(",") if n and n != "none"]
@@ -411,6 +442,8 @@ def main() -> None:
                         _line(name, folder, args, client)
                     if levels:
                         _jitter(name, levels, folder, args, client)
+                    if scales:
+                        _fast(name, scales, folder, args, client)
             finally:
                 close_client(client)
         if not args.skip_memory:

@@ -47,7 +47,7 @@ from .columns import TRACK_COLUMNS
 from .planes import level_shape, read_labels, regions
 from .plate_measure import write_rows
 from .quality import warnings as quality_warnings
-from .registration import content_shift, drift
+from .registration import Shift, content_shift, drift, registered_overlaps
 from .tracking import median_step, relabel_by_track, track_cells, write_geff
 
 __all__ = ["MOTION_FACTOR", "TrackPlan", "TrackResult", "cell_radius", "check_max_distance",
@@ -177,15 +177,18 @@ def _write_tracked(job: _FieldJob, rows: Any, ts: list[int]) -> None:
                 write_label_region(out, region, relabel_by_track(plane, at_t), level=level)
 
 
-def _drift_steps(job: _FieldJob, timepoints: list[int],
-                 known: dict[str, list[Any]]) -> dict[int, list[Any]]:
-    """Return each timepoint's content shift from the one before: [dy, dx, registered].
+def _drift_steps(job: _FieldJob, timepoints: list[int], known: dict[str, list[Any]]
+                 ) -> tuple[dict[int, list[Any]], dict[tuple[int, int, int, int], float]]:
+    """Return each timepoint's content shift from the one before, and the masks' overlaps.
 
-    Measured on the cell masks at the first pyramid level no larger than
-    :data:`REGISTRATION_SIDE` px; shifts already measured (``known``) are kept. A timepoint
-    that cannot be registered (empty, out of focus) gets no shift, and the next one is
-    registered against the last timepoint that was, so one bad timepoint does not lose
-    the drift of those after it.
+    The shifts are ``{t: [dy, dx, registered]}``, measured on the cell masks at the first
+    pyramid level no larger than :data:`REGISTRATION_SIDE` px; shifts already measured
+    (``known``) are kept. A timepoint that cannot be registered (empty, out of focus) gets
+    no shift, and the next one is registered against the last timepoint that was, so one
+    bad timepoint does not lose the drift of those after it. The overlaps are the IoU of
+    the cells of each timepoint measured now and of the timepoint before it, on the same
+    planes with that step's shift removed (:func:`.registration.registered_overlaps`),
+    keyed ``(t_before, label, t, label)``.
     """
     label = open_labels(job.image, job.labels)
     ny0, nx0 = level_shape(label, 0)
@@ -193,7 +196,8 @@ def _drift_steps(job: _FieldJob, timepoints: list[int],
                   if max(level_shape(label, lv)) <= REGISTRATION_SIDE), len(label.shapes) - 1)
     ny, nx = level_shape(label, level)
     steps: dict[int, list[Any]] = {}
-    planes: dict[int, np.ndarray] = {}  # the reference's plane and the current one
+    overlaps: dict[tuple[int, int, int, int], float] = {}
+    planes: dict[int, np.ndarray] = {}  # the reference's, the one before and the current
 
     def plane(u: int) -> np.ndarray:
         if u not in planes:
@@ -214,11 +218,15 @@ def _drift_steps(job: _FieldJob, timepoints: list[int],
             dy = shift.dy * ny0 / ny - sum(float(v[0]) for v in between)
             dx = shift.dx * nx0 / nx - sum(float(v[1]) for v in between)
             steps[t] = [dy, dx, shift.registered] if shift.registered else [0.0, 0.0, False]
+            before = timepoints[i - 1]
+            step = Shift(steps[t][0] * ny / ny0, steps[t][1] * nx / nx0, steps[t][2])
+            pairs = registered_overlaps(plane(before), plane(t), step)
+            overlaps.update({(before, a, t, b): v for (a, b), v in pairs.items()})
         if steps[t][2]:
-            for u in [u for u in planes if u != t]:
-                del planes[u]
             reference = t
-    return steps
+        for u in [u for u in planes if u not in (reference, t)]:
+            del planes[u]
+    return steps, overlaps
 
 
 def _registered(rows: Any, offsets: dict[int, tuple[float, float]]) -> Any:
@@ -247,7 +255,7 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int], dict[st
         previous, new = None, df  # rows measured again among tracked ones: track afresh
     ts = sorted(int(t) for t in new["t"].unique())
     known = (job.drift or {}) if previous is not None else {}
-    steps = _drift_steps(job, sorted(int(t) for t in df["t"].unique()), known)
+    steps, overlaps = _drift_steps(job, sorted(int(t) for t in df["t"].unique()), known)
     offsets = drift({t: (s[0], s[1]) for t, s in steps.items()})
     if ts:
         registered = _registered(df, offsets)  # every row once; new and previous from it
@@ -256,7 +264,8 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int], dict[st
                            max_distance=limit, radius=cell_radius(registered),
                            previous=None if previous is None else registered.loc[previous.index],
                            max_gap=job.max_gap,
-                           division_distance=None if job.divisions else 0.0)
+                           division_distance=None if job.divisions else 0.0,
+                           overlaps=overlaps)
         done[["centroid_y", "centroid_x"]] = new[["centroid_y", "centroid_x"]]  # as measured
         columns = list(df.columns)
         for t in ts:

@@ -19,6 +19,8 @@ Examples
 >>> cur = np.roll(prev, (3, -5), axis=(0, 1))      # the content moved down 3, left 5
 >>> content_shift(prev, cur)
 Shift(dy=3.0, dx=-5.0, registered=True)
+>>> registered_overlaps(prev, cur, content_shift(prev, cur))
+{(1, 1): 1.0, (2, 2): 1.0}
 >>> drift({0: (0.0, 0.0), 1: (3.0, -5.0), 2: (1.0, 1.0)})
 {0: (0.0, 0.0), 1: (3.0, -5.0), 2: (4.0, -4.0)}
 """
@@ -30,7 +32,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Shift", "content_shift", "drift", "MAX_SHIFT_FRACTION"]
+from ..pipeline.overlap import label_overlaps
+
+__all__ = ["Shift", "content_shift", "drift", "registered_overlaps", "MAX_SHIFT_FRACTION"]
 
 #: Largest shift trusted, as a fraction of the field's smaller side.
 MAX_SHIFT_FRACTION = 0.25
@@ -98,6 +102,30 @@ def content_shift(previous: np.ndarray, current: np.ndarray) -> Shift:
     if (dy, dx) != (0, 0) and _overlap(_moved(a, dy, dx), b) <= _overlap(a, b):
         return Shift(0.0, 0.0, False)
     return Shift(float(dy), float(dx), True)
+
+
+def registered_overlaps(previous: np.ndarray, current: np.ndarray,
+                        shift: Shift) -> dict[tuple[int, int], float]:
+    """Return the IoU of each pair of cells of two timepoints, with the drift removed.
+
+    Parameters
+    ----------
+    previous, current : numpy.ndarray
+        ``(y, x)`` cell labels of one field at two timepoints (of one shape).
+    shift : Shift
+        The content's shift from ``previous`` to ``current`` (:func:`content_shift`);
+        ``current`` is moved back by it before counting.
+
+    Returns
+    -------
+    dict
+        ``(label in previous, label in current) -> IoU`` for every pair that overlaps
+        (cells that moved in from beyond the field count only their visible pixels).
+    """
+    back = _moved(current, -int(round(shift.dy)), -int(round(shift.dx)))
+    o = label_overlaps(previous, back)
+    return {(int(o.ids_a[i]), int(o.ids_b[j])): float(v)
+            for i, j, v in zip(o.ia, o.ib, o.iou(), strict=True)}
 
 
 def drift(steps: Mapping[int, tuple[float, float]]) -> dict[int, tuple[float, float]]:

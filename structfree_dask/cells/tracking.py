@@ -41,6 +41,12 @@ which other timepoints are tracked with them; gap closing and divisions are deci
 over the timepoints tracked together, so tracking in pieces usually, not always, decides
 them as tracking at once does.
 
+Where the masks' overlaps are given (``overlaps``: the IoU of two cells' registered masks
+at consecutive timepoints, which :mod:`.plate_track` takes from the planes it registers),
+a link's cost is multiplied by ``1 - OVERLAP_WEIGHT * IoU``: of two cells about as far,
+the one that still covers the cell is preferred (cells moving about their radius between
+timepoints in a crowd). Pairs without a measured overlap keep the distance alone.
+
 Divisions need evidence: a mother's two daughters must lie on either side of her (their
 midpoint within :data:`DIVISION_MIDPOINT` of her radius from her centroid, and the nearer
 daughter at least :data:`DIVISION_SYMMETRY` times as far from her as the other). A cell
@@ -92,6 +98,7 @@ __all__ = [
     "DIVISION_FACTOR",
     "DIVISION_MIDPOINT",
     "DIVISION_SYMMETRY",
+    "OVERLAP_WEIGHT",
     "POSITION_COLUMNS",
     "LinkScores",
     "TrackLinks",
@@ -125,10 +132,16 @@ DIVISION_MIDPOINT = 0.5
 #: Smallest ratio of the nearer daughter's distance from her mother to the farther one's.
 DIVISION_SYMMETRY = 0.4
 
+#: How much a link's overlap lowers its cost: the cost is multiplied by
+#: ``1 - OVERLAP_WEIGHT * IoU`` of the two cells' registered masks.
+OVERLAP_WEIGHT = 0.5
+
 #: A cell at one timepoint, ``(t, label)``.
 Node = tuple[int, int]
 #: A link between two cells, ``((t, label), (t2, label2))``.
 Link = tuple[Node, Node]
+#: The IoU of two cells' registered masks, keyed ``(t, label, t2, label2)`` with ``t < t2``.
+Overlaps = Mapping[tuple[int, int, int, int], float]
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,6 +156,7 @@ def track_cells(
     max_gap: int = 1,
     division_distance: float | None = None,
     radius: float | None = None,
+    overlaps: Overlaps | None = None,
 ) -> pd.DataFrame:
     """Track cells over timepoints with laptrack and fill ``track_id`` and ``parent_track_id``.
 
@@ -179,6 +193,10 @@ def track_cells(
         are meant for: a cell larger than that may move (or place its daughters) further
         in proportion to its radius. Default: ``max_distance`` (the limits grow only for
         cells larger than the limit itself). Only used where the table has ``area_px``.
+    overlaps : mapping, optional
+        IoU of two cells' masks with the stage drift removed, keyed ``(t, label, t2,
+        label2)`` (``t < t2``); a link's cost is multiplied by ``1 - OVERLAP_WEIGHT * IoU``.
+        Pairs not in it (and every pair when it is not given) keep the distance alone.
 
     Returns
     -------
@@ -220,7 +238,7 @@ def track_cells(
     >>> track_cells(more, max_distance=10.0, previous=done)["track_id"].tolist()
     [2]
     """
-    params = _Params.of(max_distance, max_gap, division_distance, radius)
+    params = _Params.of(max_distance, max_gap, division_distance, radius, overlaps)
     _check_table(table, "table")
     out = table.copy()
     out[_TRACK] = np.full(len(out), _NONE, dtype=np.int64)
@@ -277,10 +295,11 @@ class _Params:
     max_gap: int
     division_distance: float
     radius: float
+    overlaps: Overlaps | None = None
 
     @classmethod
     def of(cls, max_distance: float, max_gap: int, division_distance: float | None,
-           radius: float | None = None) -> _Params:
+           radius: float | None = None, overlaps: Overlaps | None = None) -> _Params:
         if not (_is_number(max_distance) and math.isfinite(max_distance) and max_distance > 0):
             raise ValueError(f"max_distance must be a positive number of pixels, "
                              f"got {max_distance!r}")
@@ -297,19 +316,20 @@ class _Params:
             radius = max_distance
         if not (_is_number(radius) and math.isfinite(radius) and radius > 0):
             raise ValueError(f"radius must be a positive number of pixels, got {radius!r}")
-        return cls(float(max_distance), int(max_gap), float(division_distance), float(radius))
+        return cls(float(max_distance), int(max_gap), float(division_distance), float(radius),
+                   overlaps or None)
 
     def tracker(self) -> object:
         """Return the laptrack tracker: fixed costs, squared distances scaled by cell size.
 
-        Coordinates are ``(y, x, radius)``; a radius of 0 (no area known) leaves the
-        distance unscaled.
+        Coordinates are ``(y, x, radius, t, label)``; a radius of 0 (no area known) leaves
+        the distance unscaled.
         """
         from laptrack import LapTrack
 
         cost = self.max_distance**2
         split = self.division_distance**2
-        link = partial(_link_cost, reference=self.radius)
+        link = partial(_link_cost, reference=self.radius, overlaps=self.overlaps or {})
         return LapTrack(
             metric=link, cutoff=cost, track_start_cost=cost, track_end_cost=cost,
             gap_closing_metric=link,
@@ -323,15 +343,22 @@ class _Params:
         )
 
 
-def _link_cost(a: np.ndarray, b: np.ndarray, reference: float) -> float:
-    """Return the squared distance of two cells ``(y, x, radius)``, scaled by size.
+def _link_cost(a: np.ndarray, b: np.ndarray, reference: float, overlaps: Overlaps) -> float:
+    """Return the squared distance of two cells ``(y, x, radius, t, label)``, scaled.
 
     Divided by the square of the larger radius over ``reference`` where that is more than
-    1: a cell twice the reference radius may move twice the limit.
+    1 (a cell twice the reference radius may move twice the limit), and multiplied by
+    ``1 - OVERLAP_WEIGHT * IoU`` where ``overlaps`` has the pair.
     """
     dy, dx = float(a[0] - b[0]), float(a[1] - b[1])
     scale = reference / max(reference, float(a[2]), float(b[2]))
-    return (dy * dy + dx * dx) * scale * scale
+    cost = (dy * dy + dx * dx) * scale * scale
+    if overlaps:
+        key = (int(a[3]), int(a[4]), int(b[3]), int(b[4]))
+        iou = overlaps.get(key) if key[0] < key[2] else overlaps.get(key[2:] + key[:2])
+        if iou:
+            cost *= 1.0 - OVERLAP_WEIGHT * iou
+    return cost
 
 
 def _split_cost(daughter: np.ndarray, mother: np.ndarray, reference: float) -> float:
@@ -451,7 +478,7 @@ def _laptrack_edges(rows: pd.DataFrame, params: _Params) -> list[tuple[int, int]
     frame = t - t0
     starts = np.searchsorted(frame, np.arange(int(frame.max()) + 2))
     index = np.arange(len(rows)) - starts[frame]
-    pos = rows[[*POSITION_COLUMNS, _RADIUS]].to_numpy(dtype=np.float64)
+    pos = rows[[*POSITION_COLUMNS, _RADIUS, _T, _LABEL]].to_numpy(dtype=np.float64)
     coords = [pos[starts[f]:starts[f + 1]] for f in range(len(starts) - 1)]
     node = list(zip(frame.tolist(), index.tolist(), strict=True))
     known = [(node[p], node[i]) for i, p in enumerate(rows["_pred"].to_numpy()) if p >= 0]
@@ -468,7 +495,7 @@ def _evident(edges: list[tuple[int, int]], pos: np.ndarray,
              reference: float) -> list[tuple[int, int]]:
     """Drop the farther daughter's link of each division without evidence.
 
-    ``pos`` holds each row's ``(y, x, radius)``. A division is kept when the midpoint of
+    ``pos`` holds each row's ``(y, x, radius, ...)``. A division is kept when the midpoint of
     the daughters lies within ``DIVISION_MIDPOINT`` of the mother's radius (at least
     ``reference``) from her centroid and the nearer daughter is at least
     ``DIVISION_SYMMETRY`` times as far from her as the farther one.

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from structfree_dask.cells.registration import MAX_SHIFT_FRACTION, Shift, content_shift, drift
+from structfree_dask.cells.registration import (
+    MAX_SHIFT_FRACTION,
+    Shift,
+    content_shift,
+    drift,
+    registered_overlaps,
+)
 from structfree_dask.simulate import simulate_field
 
 
@@ -52,3 +58,17 @@ def test_drift_chains_the_steps_from_the_first_timepoint():
     assert drift({3: (9.0, 9.0), 5: (1.0, -2.0), 4: (2.0, 0.5)}) == {
         3: (0.0, 0.0), 4: (2.0, 0.5), 5: (3.0, -1.5)}
     assert drift({}) == {}
+
+
+def test_overlaps_are_counted_with_the_drift_removed(world):
+    previous = _view(world[0], 0, 0)
+    current = _view(world[0], 9, -12)  # the content moved up 9 and right 12
+    pairs = registered_overlaps(previous, current, content_shift(previous, current))
+    area_p, area_c = np.bincount(previous.ravel()), np.bincount(current.ravel())
+    whole = [lb for lb in range(1, min(len(area_p), len(area_c)))
+             if area_p[lb] and area_p[lb] == area_c[lb] == np.count_nonzero(world[0] == lb)]
+    assert whole and all(pairs[(lb, lb)] == 1.0 for lb in whole)  # seen whole in both
+    assert all(a == b for a, b in pairs)  # once registered, no cell covers another
+    raw = registered_overlaps(previous, current, Shift(0.0, 0.0, False))
+    assert max(raw.get((lb, lb), 0.0) for lb in whole) < 1.0
+    assert any(a != b for a, b in raw)

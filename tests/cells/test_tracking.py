@@ -335,3 +335,18 @@ def test_geff_lineages_and_urls():
     by_label = {label[n]: lin for n, lin in lineage.items()}
     assert by_label[(4, 2)] == by_label[(4, 3)] == by_label[(0, 1)] == 1
     assert by_label[(0, 9)] == 2
+
+
+def test_overlap_prefers_the_cell_that_still_covers_it():
+    # two candidates about as far: the nearer wins on distance alone, the one whose
+    # registered mask still covers the cell wins with the overlaps
+    table = rows((0, 1, 10.0, 10.0), (1, 2, 10.0, 16.0), (1, 3, 10.0, 4.5))
+    plain = track_cells(table, max_distance=8.0, division_distance=0)
+    assert track_links(plain).links == {((0, 1), (1, 3))}
+    with_overlap = track_cells(table, max_distance=8.0, division_distance=0,
+                               overlaps={(0, 1, 1, 2): 0.6})
+    assert track_links(with_overlap).links == {((0, 1), (1, 2))}
+    # an overlap the distance cannot reach links nothing
+    far = rows((0, 1, 10.0, 10.0), (1, 2, 10.0, 30.0))
+    assert track_cells(far, max_distance=8.0, overlaps={(0, 1, 1, 2): 1.0})[
+        "track_id"].tolist() == [1, 2]
