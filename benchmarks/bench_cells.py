@@ -14,7 +14,9 @@ measured and tracked on a local cluster. Printed, per line:
   those in view (the mother and both daughters in the labels: a division whose second
   daughter is born outside the field cannot be seen as one); the jitter table also gives
   the recall on every division of the lineage;
-- cost: measuring + tracking time as a fraction of the segmentation time of the plate.
+- cost: measuring + tracking time as a fraction of the segmentation time of the plate, on
+  workers that have imported laptrack (a fresh worker process imports it once, in about a
+  second: printed apart).
 
 With ``--zoo DIR`` the objects are segmented with a model zoo instead: its selections for
 the line's cells and nuclei (the non-structural reporters only, Flow Averaging over the
@@ -282,6 +284,21 @@ def _zoo_configs(name: str, plate: str, folder: Path, args, client) -> list:
     return configs
 
 
+def _import_tracker() -> None:
+    import laptrack  # noqa: F401
+
+
+def _tracker_import_time() -> float:
+    """Seconds a fresh Python process takes to import laptrack (scikit-learn, SciPy stats)."""
+    import subprocess
+    import sys
+
+    code = ("import time; t = time.perf_counter(); import laptrack; "
+            "print(time.perf_counter() - t)")
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout)
+
+
 def _line(name: str, folder: Path, args, client) -> None:
     size, timepoints = args.size, args.timepoints
     preset = PRESETS[name]
@@ -295,6 +312,7 @@ def _line(name: str, folder: Path, args, client) -> None:
     for config in configs:
         segment(plate, config, client=client)
     seg = time.perf_counter() - t0
+    client.run(_import_tracker)  # once per worker process (timed apart, below)
     t0 = time.perf_counter()
     ours_measured = measure_plate(plate, labels="cyto", nuclei="nuclei", link_labels=True,
                                   client=client)
@@ -348,7 +366,9 @@ def _line(name: str, folder: Path, args, client) -> None:
           f"{_object_f1(plate, 'cyto', 'gt_cyto'):.3f}, nuclei "
           f"{_object_f1(plate, 'nuclei', 'gt_nuclei'):.3f}")
     print(f"segmentation (cells + nuclei) {seg:.1f} s; measuring + tracking {cost:.1f} s "
-          f"= {cost / seg:.1%} of it; truth rows {len(truth)}")
+          f"= {cost / seg:.1%} of it (workers that have imported the tracker; a fresh "
+          f"process imports it once in {_tracker_import_time():.1f} s); truth rows "
+          f"{len(truth)}")
 
 
 def _tiled_plate(folder: Path, tiles: int) -> str:

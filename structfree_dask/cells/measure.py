@@ -125,22 +125,20 @@ def _empty(channel_names: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({k: pd.Series([], dtype=v) for k, v in dtypes.items()})
 
 
-def _median(mask: np.ndarray, intensity: np.ndarray) -> np.ndarray:
-    return np.median(intensity[mask], axis=0)
+def _intensity_props(labels: np.ndarray, intensity: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Area, and mean and median per channel, of labels 1..n (NaN where a label is empty).
 
-
-def _intensity_props(labels: np.ndarray, intensity: np.ndarray, n_channels: int) -> pd.DataFrame:
-    from skimage.measure import regionprops_table
-
-    props = regionprops_table(labels, intensity_image=intensity,
-                              properties=("label", "area", "intensity_mean"),
-                              extra_properties=(_median,))
-    out = {"label": props["label"].astype(np.int64), "area": props["area"].astype(np.int64)}
-    for j in range(n_channels):
-        suffix = f"-{j}"
-        out[f"mean{j}"] = np.asarray(props[f"intensity_mean{suffix}"], np.float64)
-        out[f"median{j}"] = np.asarray(props[f"_median{suffix}"], np.float64)
-    return pd.DataFrame(out).set_index("label")
+    ``intensity`` is ``(y, x, c)``. Sums by ``bincount`` and medians from one sort
+    (:func:`label_medians`): the values scikit-image's ``regionprops`` gives (means to
+    rounding), without a Python call per object.
+    """
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    means = _label_means(labels, intensity, n)
+    medians = np.full_like(means, np.nan)
+    present = np.flatnonzero(area) + 1
+    if present.size:
+        medians[present - 1] = label_medians(labels, intensity, present)
+    return {"area": area.astype(np.float64), "mean": means, "median": medians}
 
 
 def field_background(cells: np.ndarray, image: np.ndarray, margin: int = BACKGROUND_GAP_PX
@@ -173,6 +171,11 @@ def field_background(cells: np.ndarray, image: np.ndarray, margin: int = BACKGRO
 
     free = ndi.distance_transform_edt(cells == 0) > margin if (cells != 0).any() else (
         np.ones(cells.shape, bool))
+    return _free_median(free, image)
+
+
+def _free_median(free: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Each channel's median over the ``free`` pixels (or its 1st percentile, too few)."""
     pixels = np.asarray(image, np.float64).reshape(image.shape[0], -1)
     if np.count_nonzero(free) >= MIN_BACKGROUND_PX:
         return np.median(pixels[:, free.ravel()], axis=1)
@@ -184,8 +187,13 @@ def _core(nuclei: np.ndarray) -> np.ndarray:
     from scipy import ndimage as ndi
     from skimage.segmentation import find_boundaries
 
-    edge = find_boundaries(nuclei, mode="inner") | (nuclei == 0)
-    core = np.where(ndi.distance_transform_edt(~edge) >= NUCLEUS_EROSION_PX, nuclei, 0)
+    # the pixels at least NUCLEUS_EROSION_PX from every edge pixel: an erosion by the disk
+    # of the offsets nearer than that (what a distance transform's threshold gives)
+    interior = ~(find_boundaries(nuclei, mode="inner") | (nuclei == 0))
+    r = NUCLEUS_EROSION_PX
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    keep = ndi.binary_erosion(interior, structure=dy * dy + dx * dx < r * r, border_value=1)
+    core = np.where(keep, nuclei, 0)
     lost = np.setdiff1d(nuclei[nuclei > 0], core[core > 0])
     return np.where(np.isin(nuclei, lost), nuclei, core) if lost.size else core
 
@@ -197,11 +205,13 @@ def _ring(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     another cell's nucleus is not in the ring), so the ring does not depend on which
     cells a window measures.
     """
-    from skimage.segmentation import expand_labels
+    from scipy import ndimage as ndi
 
-    near = expand_labels(nuclei, RING_GAP_PX)
-    far = expand_labels(nuclei, RING_GAP_PX + RING_WIDTH_PX)
-    return np.where((far == cells) & (near == 0) & (cells > 0), cells, 0)
+    # expand_labels(nuclei, d) for both distances from one distance transform
+    dist, (iy, ix) = ndi.distance_transform_edt(nuclei == 0, return_indices=True)
+    nearest = nuclei[iy, ix]
+    ring = (dist > RING_GAP_PX) & (dist <= RING_GAP_PX + RING_WIDTH_PX) & (nearest == cells)
+    return np.where(ring & (cells > 0), cells, 0)
 
 
 def _label_means(labels: np.ndarray, intensity: np.ndarray, n: int) -> np.ndarray:
@@ -214,13 +224,13 @@ def _label_means(labels: np.ndarray, intensity: np.ndarray, n: int) -> np.ndarra
         return sums / counts[:, None]
 
 
-def _local_background(cells: np.ndarray, seq: np.ndarray, intensity: np.ndarray, n: int,
+def _local_background(nearest: np.ndarray, dist: np.ndarray, intensity: np.ndarray, n: int,
                       fallback: np.ndarray) -> np.ndarray:
-    """``(n, c)`` background of cells 1..n of ``seq``: their annulus's median, or fallback."""
-    from scipy import ndimage as ndi
+    """``(n, c)`` background of cells 1..n: their annulus's median, or ``fallback``.
 
-    dist, (iy, ix) = ndi.distance_transform_edt(cells == 0, return_indices=True)
-    nearest = seq[iy, ix]  # the cell (1..n; 0 for cells not measured) nearest each pixel
+    ``nearest`` is the measured cell (1..n; 0 for others) nearest each pixel and ``dist``
+    the distance to it (a distance transform of the background with its indices).
+    """
     ring = np.where((dist > BACKGROUND_GAP_PX)
                     & (dist <= BACKGROUND_GAP_PX + BACKGROUND_WIDTH_PX), nearest, 0)
     out = np.tile(np.asarray(fallback, np.float64), (n, 1))
@@ -247,16 +257,28 @@ def label_medians(labels: np.ndarray, intensity: np.ndarray, ids: np.ndarray) ->
     """
     flat = labels.ravel()
     values = np.asarray(intensity, np.float64).reshape(flat.size, -1)
-    keep = np.isin(flat, ids)
-    lab = flat[keep]
+    ids = np.asarray(ids)
+    top = int(flat.max()) if flat.size else 0
+    if top <= 2 * flat.size + 1024:  # a lookup table no larger than the image
+        lut = np.full(top + 1, -1, np.int64)
+        lut[ids[ids <= top]] = np.arange(np.count_nonzero(ids <= top))
+        index = lut[flat]
+        keep = index >= 0
+        index = index[keep]
+    else:
+        keep = np.isin(flat, ids)
+        index = np.searchsorted(ids, flat[keep])
     sub = values[keep]
-    start = np.searchsorted(np.sort(lab), ids)
-    count = np.bincount(np.searchsorted(ids, lab), minlength=len(ids))
+    count = np.bincount(index, minlength=len(ids))
+    start = np.cumsum(count) - count
     lo = start + (count - 1) // 2
     hi = start + count // 2
+    # sort each channel's values, then (stably) by label: a radix sort for small indices
+    key = index.astype(np.uint16 if len(ids) <= np.iinfo(np.uint16).max else np.int64)
     out = np.empty((len(ids), sub.shape[1]))
     for j in range(sub.shape[1]):
-        ranked = sub[np.lexsort((sub[:, j], lab)), j]
+        by_value = np.argsort(sub[:, j])
+        ranked = sub[by_value[np.argsort(key[by_value], kind="stable")], j]
         out[:, j] = (ranked[lo] + ranked[hi]) / 2
     return out
 
@@ -299,6 +321,7 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
         (``t`` 0, tracks -1); NaN where a compartment is empty (a cell with no nucleus
         has no nucleus intensities and no ratio).
     """
+    from scipy import ndimage as ndi
     from skimage.measure import regionprops_table
 
     if image.ndim != 3 or image.shape[1:] != cells.shape or linked.shape != cells.shape:
@@ -334,21 +357,22 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     y1 = shape["bbox-2"] + offset[0]
     x1 = shape["bbox-3"] + offset[1]
     n_lut = dict(zip(owned.tolist(), np.asarray(n_nuclei).tolist(), strict=True))
-    n_ch = len(channel_names)
-    parts = {name: _intensity_props(lab, intensity, n_ch).reindex(seq)
+    n = len(ids)
+    parts = {name: {k: v[seq - 1] for k, v in _intensity_props(lab, intensity, n).items()}
              for name, lab in (("cell", cells_owned), ("nucleus", nuc), ("cytoplasm", cyt))}
     # the readout: nucleus core, cytoplasm ring, local background (module docstring)
-    n = len(ids)
-    fallback = background if background is not None else field_background(cells, image)
+    # one distance transform of the background: the field's background (where not given)
+    # and each cell's annulus
+    dist, (iy, ix) = ndi.distance_transform_edt(cells == 0, return_indices=True)
+    fallback = background if background is not None else _free_median(
+        dist > BACKGROUND_GAP_PX, image)
     core = _label_means(_core(nuc), intensity, n)[seq - 1]
     every_nucleus = np.where((linked == cells) & (cells > 0), cells, 0).astype(np.int64)
     ring_ids = _ring(np.asarray(cells, np.int64), every_nucleus)
     ring_labels = np.where(keep & (ring_ids > 0), cells_owned, 0)
     ring = _label_means(ring_labels, intensity, n)[seq - 1]
-    whole_cyt = np.stack([parts["cytoplasm"][f"mean{j}"].to_numpy(np.float64)
-                          for j in range(n_ch)], axis=1).reshape(len(seq), n_ch)  # (measured)
-    ring = np.where(np.isnan(ring), whole_cyt, ring)  # no ring: the whole cytoplasm
-    local = _local_background(cells, cells_owned, intensity, n, fallback)[seq - 1]
+    ring = np.where(np.isnan(ring), parts["cytoplasm"]["mean"], ring)  # no ring: all cytoplasm
+    local = _local_background(cells_owned[iy, ix], dist, intensity, n, fallback)[seq - 1]
     out: dict[str, object] = {
         "label": labels,
         "t": np.zeros(len(labels), np.int32),
@@ -364,15 +388,15 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
         "minor_axis_px": shape["axis_minor_length"],
         "touches_edge": (y0 <= 0) | (x0 <= 0) | (y1 >= field_shape[0]) | (x1 >= field_shape[1]),
         "n_nuclei": np.array([n_lut.get(int(v), 0) for v in labels], np.int32),
-        "nucleus_area_px": parts["nucleus"]["area"].fillna(0).to_numpy(np.int64),
+        "nucleus_area_px": parts["nucleus"]["area"].astype(np.int64),
     }
     for j, ch in enumerate(channel_names):
         for comp in COMPARTMENTS:
             p = parts[comp]
-            mean = p[f"mean{j}"].to_numpy(np.float64)
+            mean = p["mean"][:, j]
             out[intensity_column(ch, comp, "mean")] = mean
-            out[intensity_column(ch, comp, "median")] = p[f"median{j}"].to_numpy(np.float64)
-            out[intensity_column(ch, comp, "integrated")] = mean * p["area"].to_numpy(np.float64)
+            out[intensity_column(ch, comp, "median")] = p["median"][:, j]
+            out[intensity_column(ch, comp, "integrated")] = mean * p["area"]
         bg_col, core_col, ring_col, ratio_col, raw_col = readout_columns(ch)
         bg, c_mean, r_mean = local[:, j], core[:, j], ring[:, j]
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -180,8 +180,8 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
         + list(schema))
     field_part = table_part_location(image, unit.table, unit.t)
     plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
-    # a field of one region is read whole once, and its background taken from that read;
-    # a larger one is sampled first (regular subsample) for the background
+    # a field of one region is read whole once, and measure_cells takes its background from
+    # that read; a larger one is sampled first (regular subsample) for the background
     whole = ny <= unit.region and nx <= unit.region
     background = None if whole else _field_background(unit, cells, image_arr, ny, nx)
     fractions: list[np.ndarray] = []
@@ -204,8 +204,6 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             img = np.stack([image.read(plane_index(image, unit.t, wy, wx, ch), array=image_arr)
                             for ch in unit.channels]) if unit.channels else np.zeros(
                                 (0, *c.shape))
-            if background is None:
-                background = field_background(c, img)
             df = measure_cells(
                 c, lk, img, owned=linking.cell_ids[own], channel_names=names,
                 pixel_size_um=(px.get("y", 1.0), px.get("x", 1.0)), field_shape=(ny, nx),
@@ -266,17 +264,28 @@ def _plate_keys(field_path: str) -> dict[str, Any]:
     return {"well": f"{row}{column}", "row": row, "column": column, "field": int(fld)}
 
 
-def write_rows(image: ImageInfo, table: str, plate_store: str, t: int, df: Any) -> None:
-    """Write one (field, timepoint)'s rows: the plate-level part, then the field's part.
+def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any) -> list[int]:
+    """Write the rows of each timepoint in ``df`` over its parts (both tables).
 
-    The field's part is written last: it is the record that the unit is complete.
+    Per timepoint the plate-level part is written first, then the field's part: that one
+    is the record that the unit is complete. The frame is converted to Arrow once and
+    sliced per timepoint. Returns the timepoints written, in order.
     """
     import pyarrow as pa
 
-    location = plate_part_location(plate_store, table, image.path, t)
-    write_parquet(pa.Table.from_pandas(_with_plate_keys(df, image.path), preserve_index=False),
-                  location)
-    write_table_part(image, table, t, pa.Table.from_pandas(df, preserve_index=False))
+    ordered = df.sort_values("t", kind="stable").reset_index(drop=True)
+    field_rows = pa.Table.from_pandas(ordered, preserve_index=False)
+    plate_rows = pa.Table.from_pandas(_with_plate_keys(ordered, image.path),
+                                      preserve_index=False)
+    ts = ordered["t"].to_numpy()
+    written = []
+    for t in np.unique(ts):
+        start, stop = np.searchsorted(ts, t), np.searchsorted(ts, t, side="right")
+        location = plate_part_location(plate_store, table, image.path, int(t))
+        write_parquet(plate_rows.slice(start, stop - start), location)
+        write_table_part(image, table, int(t), field_rows.slice(start, stop - start))
+        written.append(int(t))
+    return written
 
 
 def run_unit(unit: _Unit) -> dict[str, Any]:

@@ -267,10 +267,7 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int], dict[st
                            division_distance=None if job.divisions else 0.0,
                            overlaps=overlaps)
         done[["centroid_y", "centroid_x"]] = new[["centroid_y", "centroid_x"]]  # as measured
-        columns = list(df.columns)
-        for t in ts:
-            rows = done[done["t"] == t][columns].reset_index(drop=True)
-            write_rows(job.image, job.table, job.plate_store, t, rows)
+        write_rows(job.image, job.table, job.plate_store, done[list(df.columns)])
         df = read_feature_table(job.image, job.table)
     written: list[int] = []
     if job.tracked is not None:
