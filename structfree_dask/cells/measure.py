@@ -125,19 +125,19 @@ def _empty(channel_names: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({k: pd.Series([], dtype=v) for k, v in dtypes.items()})
 
 
-def _intensity_props(labels: np.ndarray, intensity: np.ndarray, n: int) -> dict[str, np.ndarray]:
+def _intensity_props(labels: np.ndarray, planes: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """Area, and mean and median per channel, of labels 1..n (NaN where a label is empty).
 
-    ``intensity`` is ``(y, x, c)``. Sums by ``bincount`` and medians from one sort
+    ``planes`` are the ``(c, pixels)`` intensities. Sums by ``bincount`` and medians from one sort
     (:func:`label_medians`): the values scikit-image's ``regionprops`` gives (means to
     rounding), without a Python call per object.
     """
     area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    means = _label_means(labels, intensity, n)
+    means = _label_means(labels, planes, n)
     medians = np.full_like(means, np.nan)
     present = np.flatnonzero(area) + 1
     if present.size:
-        medians[present - 1] = label_medians(labels, intensity, present)
+        medians[present - 1] = _medians(labels.ravel(), planes, present)
     return {"area": area.astype(np.float64), "mean": means, "median": medians}
 
 
@@ -214,17 +214,20 @@ def _ring(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     return np.where(ring & (cells > 0), cells, 0)
 
 
-def _label_means(labels: np.ndarray, intensity: np.ndarray, n: int) -> np.ndarray:
-    """``(n, c)`` mean intensity of labels 1..n (NaN where a label has no pixel)."""
+def _label_means(labels: np.ndarray, planes: np.ndarray, n: int) -> np.ndarray:
+    """``(n, c)`` mean intensity of labels 1..n (NaN where a label has no pixel).
+
+    ``planes`` are the ``(c, pixels)`` intensities (one contiguous row per channel).
+    """
     flat = labels.ravel()
     counts = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
-    sums = np.stack([np.bincount(flat, weights=intensity[..., j].ravel(), minlength=n + 1)[1:]
-                     for j in range(intensity.shape[-1])], axis=1)
+    sums = np.stack([np.bincount(flat, weights=plane, minlength=n + 1)[1:] for plane in planes],
+                    axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts[:, None]
 
 
-def _local_background(nearest: np.ndarray, dist: np.ndarray, intensity: np.ndarray, n: int,
+def _local_background(nearest: np.ndarray, dist: np.ndarray, planes: np.ndarray, n: int,
                       fallback: np.ndarray) -> np.ndarray:
     """``(n, c)`` background of cells 1..n: their annulus's median, or ``fallback``.
 
@@ -237,7 +240,7 @@ def _local_background(nearest: np.ndarray, dist: np.ndarray, intensity: np.ndarr
     counts = np.bincount(ring.ravel(), minlength=n + 1)[1:]
     have = np.flatnonzero(counts >= MIN_BACKGROUND_PX) + 1
     if have.size:
-        out[have - 1] = label_medians(ring, intensity, have)
+        out[have - 1] = _medians(ring.ravel(), planes, have)
     return out
 
 
@@ -255,9 +258,13 @@ def label_medians(labels: np.ndarray, intensity: np.ndarray, ids: np.ndarray) ->
     >>> label_medians(labels, intensity, np.array([1, 2])).tolist()
     [[2.0, 3.0], [8.0, 9.0]]
     """
-    flat = labels.ravel()
-    values = np.asarray(intensity, np.float64).reshape(flat.size, -1)
-    ids = np.asarray(ids)
+    values = np.asarray(intensity, np.float64)
+    planes = np.moveaxis(values, -1, 0).reshape(values.shape[-1], -1)
+    return _medians(np.asarray(labels).ravel(), planes, np.asarray(ids))
+
+
+def _medians(flat: np.ndarray, planes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """:func:`label_medians` on flat labels and ``(c, pixels)`` intensities."""
     top = int(flat.max()) if flat.size else 0
     if top <= 2 * flat.size + 1024:  # a lookup table no larger than the image
         lut = np.full(top + 1, -1, np.int64)
@@ -268,17 +275,17 @@ def label_medians(labels: np.ndarray, intensity: np.ndarray, ids: np.ndarray) ->
     else:
         keep = np.isin(flat, ids)
         index = np.searchsorted(ids, flat[keep])
-    sub = values[keep]
+    sub = planes[:, keep]
     count = np.bincount(index, minlength=len(ids))
     start = np.cumsum(count) - count
     lo = start + (count - 1) // 2
     hi = start + count // 2
     # sort each channel's values, then (stably) by label: a radix sort for small indices
     key = index.astype(np.uint16 if len(ids) <= np.iinfo(np.uint16).max else np.int64)
-    out = np.empty((len(ids), sub.shape[1]))
-    for j in range(sub.shape[1]):
-        by_value = np.argsort(sub[:, j])
-        ranked = sub[by_value[np.argsort(key[by_value], kind="stable")], j]
+    out = np.empty((len(ids), sub.shape[0]))
+    for j, values in enumerate(sub):
+        by_value = np.argsort(values)
+        ranked = values[by_value[np.argsort(key[by_value], kind="stable")]]
         out[:, j] = (ranked[lo] + ranked[hi]) / 2
     return out
 
@@ -341,7 +348,7 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     cells_owned = np.where(keep, np.searchsorted(ids, cells) + 1, 0).astype(np.int64)
     nuc = np.where(keep & (linked == cells), cells_owned, 0)
     cyt = np.where(keep & (linked != cells), cells_owned, 0)
-    intensity = np.moveaxis(np.asarray(image, np.float64), 0, -1)
+    planes = np.asarray(image, np.float64).reshape(image.shape[0], -1)  # (c, pixels)
     shape = regionprops_table(
         cells_owned,
         properties=("label", "area", "centroid", "eccentricity", "solidity",
@@ -358,7 +365,7 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     x1 = shape["bbox-3"] + offset[1]
     n_lut = dict(zip(owned.tolist(), np.asarray(n_nuclei).tolist(), strict=True))
     n = len(ids)
-    parts = {name: {k: v[seq - 1] for k, v in _intensity_props(lab, intensity, n).items()}
+    parts = {name: {k: v[seq - 1] for k, v in _intensity_props(lab, planes, n).items()}
              for name, lab in (("cell", cells_owned), ("nucleus", nuc), ("cytoplasm", cyt))}
     # the readout: nucleus core, cytoplasm ring, local background (module docstring)
     # one distance transform of the background: the field's background (where not given)
@@ -366,13 +373,13 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     dist, (iy, ix) = ndi.distance_transform_edt(cells == 0, return_indices=True)
     fallback = background if background is not None else _free_median(
         dist > BACKGROUND_GAP_PX, image)
-    core = _label_means(_core(nuc), intensity, n)[seq - 1]
+    core = _label_means(_core(nuc), planes, n)[seq - 1]
     every_nucleus = np.where((linked == cells) & (cells > 0), cells, 0).astype(np.int64)
     ring_ids = _ring(np.asarray(cells, np.int64), every_nucleus)
     ring_labels = np.where(keep & (ring_ids > 0), cells_owned, 0)
-    ring = _label_means(ring_labels, intensity, n)[seq - 1]
+    ring = _label_means(ring_labels, planes, n)[seq - 1]
     ring = np.where(np.isnan(ring), parts["cytoplasm"]["mean"], ring)  # no ring: all cytoplasm
-    local = _local_background(cells_owned[iy, ix], dist, intensity, n, fallback)[seq - 1]
+    local = _local_background(cells_owned[iy, ix], dist, planes, n, fallback)[seq - 1]
     out: dict[str, object] = {
         "label": labels,
         "t": np.zeros(len(labels), np.int32),
