@@ -268,7 +268,8 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int], dict[st
                            overlaps=overlaps)
         done[["centroid_y", "centroid_x"]] = new[["centroid_y", "centroid_x"]]  # as measured
         write_rows(job.image, job.table, job.plate_store, done[list(df.columns)])
-        df = read_feature_table(job.image, job.table)
+        df = df.copy()  # the table as written, without reading it back
+        df.loc[done.index, list(TRACK_COLUMNS)] = done[list(TRACK_COLUMNS)]
     written: list[int] = []
     if job.tracked is not None:
         # the timepoints tracked now, and those tracked earlier whose labels are not written
