@@ -4,6 +4,7 @@ Sources are opened read-only; label images are created up front, filled region b
 region by tasks, and get their NGFF metadata last.
 """
 
+from ._arraycache import MAX_OPEN, cached_array, clear_array_cache
 from ._fetch import CACHE_ENV, cache_dir, local_copy
 from ._importer import import_folder
 from ._jsontext import JSONTextError, parse_json
@@ -80,11 +81,14 @@ from ._tables import (
 from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
+    "MAX_OPEN",
     "MEASUREMENTS_FOLDER",
     "ParquetStream",
     "TABLES_GROUP",
     "TableExistsError",
+    "cached_array",
     "check_table_targets",
+    "clear_array_cache",
     "create_feature_table",
     "feature_table_timepoints",
     "list_tables",

@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 
 from ..config import LABEL_DTYPE
+from ._arraycache import cached_array
 from ._location import join, remove_tree
 from ._ngff import MetadataError, array_kwargs, format_for, metadata_errors, read_ome, write_ome
 from ._plate import ImageInfo, check_name
@@ -85,10 +86,16 @@ class LabelImage:
         return f"{prefix}labels/{self.name}"
 
     def open_array(self, level: int = 0, mode: str = "r+") -> zarr.Array:
-        """Open the zarr array of a level."""
-        return zarr.open_array(
-            store=self.image.store, path=f"{self.path}/{self.level_paths[level]}", mode=mode
-        )
+        """Open the zarr array of a level.
+
+        On an object store, once per process while its shape and chunks stay those of this
+        description (:func:`.cached_array`).
+        """
+        path = f"{self.path}/{self.level_paths[level]}"
+        return cached_array(
+            self.image.store, path, mode,
+            (self.shapes[level], self.chunks[level], np.dtype(LABEL_DTYPE).name),
+            lambda: zarr.open_array(store=self.image.store, path=path, mode=mode))
 
     def read(self, level: int = 0) -> np.ndarray:
         """Read a whole level into memory (small images only)."""

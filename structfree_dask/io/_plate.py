@@ -19,6 +19,7 @@ import xarray as xr
 import zarr
 
 from ..config import check_name
+from ._arraycache import cached_array
 from ._location import basename, check_store, is_url
 from ._ngff import (
     MetadataError,
@@ -166,11 +167,21 @@ class ImageInfo:
         )
 
     def open_array(self, level: int = 0) -> zarr.Array:
-        """Open the zarr array of a level, read-only."""
-        group = open_group_readonly(self.store, self.path)
+        """Open the zarr array of a level, read-only.
+
+        On an object store, once per process while its shape, chunks and dtype stay those
+        of this description (:func:`.cached_array`).
+        """
         lpath = self.levels[level].path
-        with metadata_errors(self.store, _join(self.path, lpath)):
-            return group[lpath]  # type: ignore[return-value]
+
+        def open_level() -> zarr.Array:
+            group = open_group_readonly(self.store, self.path)
+            with metadata_errors(self.store, _join(self.path, lpath)):
+                return group[lpath]  # type: ignore[return-value]
+
+        lv = self.levels[level]
+        return cached_array(self.store, _join(self.path, lpath), "r",
+                            (lv.shape, lv.chunks, np.dtype(self.dtype).name), open_level)
 
     def read(self, index: tuple, level: int = 0, array: zarr.Array | None = None
              ) -> np.ndarray:

@@ -196,3 +196,31 @@ def test_cells_on_s3_equal_cells_on_disk(s3_cluster, tmp_path):
     assert exists(f"{url}/A/1/0/tracks/gt_cyto_features")
     np.testing.assert_array_equal(_labels(url, "gt_cyto_nuclei")["A/1/0"],
                                   _labels(local, "gt_cyto_nuclei")["A/1/0"])
+
+
+def test_workers_reopen_arrays_that_grew(s3_cluster, tmp_path, capsys):
+    """The workers keep the arrays they opened on S3; after timepoints are appended (the
+    driver's plan has a longer t axis) they open them again: the new timepoint's labels
+    equal those on disk, and the earlier ones are untouched."""
+    from structfree_dask.io import append_timepoints
+
+    url, local = "s3://plates/grows.zarr", str(tmp_path / "grows.zarr")
+    segment = ["segment", *SEGMENT, "--scheduler", s3_cluster.scheduler.address]
+    remove_tree(url)
+    for where in (url, local):
+        assert main(["simulate", where, *SIM]) == 0
+        assert main([*segment, where]) == 0  # the workers now hold the 2-timepoint arrays
+    before = _labels(url, "cyto")
+    for where in (url, local):
+        for info in open_plate(where).fields():
+            new = np.asarray(info.open_array(0)[1:2])[..., ::-1]  # another timepoint
+            assert append_timepoints(info, new) == 3
+        assert main([*segment, where]) == 0
+        assert "2 done, 4 skipped" in capsys.readouterr().out
+    on_s3, on_disk = _labels(url, "cyto"), _labels(local, "cyto")
+    for path in on_s3:
+        assert on_s3[path].shape[0] == 3 and on_s3[path][2].max() > 0
+        np.testing.assert_array_equal(on_s3[path], on_disk[path])
+        np.testing.assert_array_equal(on_s3[path][:2], before[path])
+    for info in open_plate(url).fields():
+        assert completed_timepoints(open_labels(info, "cyto")) == {0, 1, 2}
