@@ -800,8 +800,15 @@ class CellsSettings(_Settings):
 
 # ------------------------------------------------------------------------------ cluster
 
-#: Kinds of cluster: started here (``local``, ``cuda``) or a running ``scheduler``.
-CLUSTER_KINDS: tuple[str, ...] = ("local", "cuda", "scheduler")
+#: Kinds of cluster: started here (``local``, ``cuda``), workers submitted to SLURM as jobs
+#: (``slurm``, scheduler here) or a running ``scheduler``.
+CLUSTER_KINDS: tuple[str, ...] = ("local", "cuda", "slurm", "scheduler")
+#: SLURM time limit: ``[days-]hours:minutes:seconds`` or ``minutes`` (sbatch's forms).
+_WALLTIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+#: Memory of a SLURM worker job, e.g. ``4GB``, ``500MiB``.
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?)?B$", re.IGNORECASE)
+#: The settings only a ``slurm`` cluster uses.
+SLURM_SETTINGS = ("partition", "account", "memory", "walltime", "interface")
 
 
 @dataclass(frozen=True)
@@ -812,11 +819,22 @@ class ClusterSettings(_Settings):
     ----------
     kind : str
         ``"local"`` (a LocalCluster on loopback), ``"cuda"`` (dask-cuda, one worker per
-        GPU) or ``"scheduler"`` (a running one at ``address``).
+        GPU), ``"slurm"`` (dask-jobqueue: the scheduler here, each worker a SLURM job
+        submitted with sbatch) or ``"scheduler"`` (a running one at ``address``).
     workers : int, optional
-        Workers of a cluster started here (default one per core or GPU).
+        Workers of a cluster started here (default one per core or GPU; ``slurm``: one
+        job per worker, default 1).
     threads_per_worker : int
-        Threads of each worker of a local cluster.
+        Threads of each worker of a local cluster (``slurm``: CPUs of each job).
+    partition, account : str, optional
+        SLURM partition (``-p``) and account (``-A``) of the worker jobs.
+    memory : str
+        Memory of each SLURM worker job (``4GB``).
+    walltime : str
+        Time limit of each SLURM worker job (``01:00:00``).
+    interface : str, optional
+        Network interface the scheduler and the SLURM workers talk on (``ib0``; ``lo``
+        for a one-node cluster).
     address : str, optional
         ``tcp://HOST:PORT`` or ``tls://HOST:PORT`` of a running scheduler.
     timeout : float
@@ -852,6 +870,18 @@ class ClusterSettings(_Settings):
     tls_cert: str | None = setting(None, "client certificate (PEM)", kind="text",
                                    metavar="FILE")
     tls_key: str | None = setting(None, "client key (PEM)", kind="text", metavar="FILE")
+    partition: str | None = setting(None, "SLURM partition of the worker jobs (kind slurm)",
+                                    kind="text", metavar="NAME",
+                                    default_text="the default partition")
+    account: str | None = setting(None, "SLURM account of the worker jobs (kind slurm)",
+                                  kind="text", metavar="NAME")
+    memory: str = setting("4GB", "memory of each SLURM worker job (kind slurm)", kind="text",
+                          metavar="SIZE")
+    walltime: str = setting("01:00:00", "time limit of each SLURM worker job (kind slurm)",
+                            kind="text", metavar="TIME")
+    interface: str | None = setting(None, "network interface of the scheduler and the SLURM "
+                                    "workers, e.g. ib0 (kind slurm)", kind="text",
+                                    metavar="NAME", default_text="Dask's choice")
 
     def __post_init__(self) -> None:
         if self.address is not None and self.kind == "local":
@@ -869,7 +899,18 @@ class ClusterSettings(_Settings):
             problems.append(("address", f"only used with kind 'scheduler' (kind is "
                                         f"{self.kind!r})"))
         if scheduler and self.workers is not None:
-            problems.append(("workers", "only used for clusters started here (local, cuda)"))
+            problems.append(("workers", "only used for clusters started here (local, cuda, "
+                                        "slurm)"))
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in SLURM_SETTINGS:
+            if self.kind != "slurm" and getattr(self, name) != defaults[name]:
+                problems.append((name, f"only used with kind 'slurm' (kind is {self.kind!r})"))
+        if not _WALLTIME.match(self.walltime):
+            problems.append(("walltime", f"expected [days-]hours:minutes:seconds, e.g. "
+                                         f"01:00:00; got {self.walltime!r}"))
+        if not _MEMORY.match(self.memory):
+            problems.append(("memory", f"expected a size such as 4GB or 500MiB; got "
+                                       f"{self.memory!r}"))
         tls = {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key}
         if any(tls.values()):
             problems += [(k, "missing: TLS needs ca, cert and key (PEM files)")

@@ -371,7 +371,8 @@ def test_configmap_job_points_at_the_daskcluster_scheduler() -> None:
 # ----------------------------------------------------------------------------- job files
 
 
-JOB_FILES = sorted((DEPLOY / "jobs").glob("*.yaml")) + [DEPLOY / "slurm" / "job.yaml"]
+JOB_FILES = sorted((DEPLOY / "jobs").glob("*.yaml")) + [DEPLOY / "slurm" / "job.yaml",
+                                                         DEPLOY / "slurm" / "job-slurm.yaml"]
 
 
 @pytest.mark.parametrize("path", JOB_FILES, ids=lambda p: str(p.relative_to(DEPLOY)))

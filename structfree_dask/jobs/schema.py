@@ -20,7 +20,7 @@ it is. Relative paths are relative to the job file's folder.
       nuclei: nuclei                   # linked to the cells (optional)
       track: true                      # track the cells over time (default false)
     cluster:
-      kind: local                      # local | cuda | scheduler
+      kind: local                      # local | cuda | slurm | scheduler
       workers: 2
     records: runs                      # run records and performance reports
 

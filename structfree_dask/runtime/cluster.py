@@ -249,6 +249,15 @@ def make_client(settings: ClusterSettings | None = None, *, profile: bool = Fals
         return connect(s.address, security, s.timeout)
     if s.kind == "cuda":
         return cuda_client(s.workers, profile=profile)
+    if s.kind == "slurm":
+        from .slurm import slurm_client
+
+        with deferred() as interrupted:
+            client = slurm_client(s)
+        if interrupted():
+            close_client(client)
+            raise KeyboardInterrupt
+        return client
     return local_client(s.workers, threads_per_worker=s.threads_per_worker, profile=profile)
 
 
