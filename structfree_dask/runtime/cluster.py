@@ -250,10 +250,12 @@ def make_client(settings: ClusterSettings | None = None, *, profile: bool = Fals
     if s.kind == "cuda":
         return cuda_client(s.workers, profile=profile)
     if s.kind == "slurm":
-        from .slurm import slurm_client
+        from distributed import Client
+
+        from .slurm import slurm_cluster
 
         with deferred() as interrupted:
-            client = slurm_client(s)
+            client = Client(slurm_cluster(s))
         if interrupted():
             close_client(client)
             raise KeyboardInterrupt

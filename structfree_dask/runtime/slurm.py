@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import ClusterSettings
 
-__all__ = ["SlurmSetupError", "check_slurm", "slurm_client", "WORKER_JOB_NAME"]
+__all__ = ["SlurmSetupError", "check_slurm", "slurm_cluster", "WORKER_JOB_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,27 +96,25 @@ def cluster_kwargs(settings: ClusterSettings, log_directory: str) -> dict[str, A
     }
 
 
-def slurm_client(settings: ClusterSettings) -> Any:
-    """Start a ``SLURMCluster`` (scheduler here), submit its worker jobs, return a Client.
+def slurm_cluster(settings: ClusterSettings) -> Any:
+    """Start a ``SLURMCluster`` (scheduler here) and submit its worker jobs.
 
-    ``settings.workers`` jobs (default 1) are submitted at once; the client does not wait
-    for them (they may queue). The jobs' output goes to a new folder under the system's
-    temporary folder, named in the log (``-v``).
+    ``settings.workers`` jobs (default 1) are submitted at once; nothing waits for them
+    (they may queue). The jobs' output goes to a new folder under the system's temporary
+    folder, named in the log (``-v``). :func:`.cluster.make_client` connects a client.
 
     Raises
     ------
     SlurmSetupError
         See :func:`check_slurm`.
     """
-    from dask_jobqueue import SLURMCluster
-    from distributed import Client
-
     check_slurm(settings)
+    from dask_jobqueue import SLURMCluster
+
     logs = tempfile.mkdtemp(prefix="structfree-dask-slurm-")
     cluster = SLURMCluster(**cluster_kwargs(settings, logs))
     jobs = settings.workers or 1
     cluster.scale(jobs=jobs)
-    client = Client(cluster)
     logger.info("SLURM: %d worker job(s) submitted (%s); their output in %s", jobs,
                 settings.partition or "default partition", logs)
-    return client
+    return cluster
