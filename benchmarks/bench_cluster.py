@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_engine import _cpu_flags  # the same flags in every speed figure
+
 from structfree_dask import SegmentationConfig, segment, simulate_plate
 from structfree_dask.config import ClusterSettings
 from structfree_dask.runtime.cluster import close_client, make_client
@@ -38,16 +40,6 @@ from structfree_dask.runtime.slurm import WORKER_JOB_NAME
 def _settings(workers: int) -> ClusterSettings:
     return ClusterSettings(kind="slurm", workers=workers, memory="2GB", walltime="00:30:00",
                            interface="lo")
-
-
-def _cpu_flags() -> str:
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    keep = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
-    return ", ".join(f for f in keep if f in flags) or "none of " + ", ".join(keep)
 
 
 def _worker_jobs() -> list[str]:
