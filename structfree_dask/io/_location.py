@@ -31,6 +31,23 @@ class StoreError(ConnectionError):
     """An object store cannot be used: unreachable, refused, missing, or unsupported."""
 
 
+def _local_urls_make_folders() -> None:
+    """Let ``file://`` URLs write into folders that do not exist yet, as object stores do.
+
+    fsspec's local filesystem creates a file's parent folders only when asked
+    (``auto_mkdir``); zarr, and the writes here, reach ``file://`` URLs through it, so a new
+    label image or a report under a ``file://`` plate failed. Set once per process (the
+    driver and the workers import this module), where the user's fsspec configuration does
+    not set it.
+    """
+    import fsspec.config
+
+    fsspec.config.conf.setdefault("file", {}).setdefault("auto_mkdir", True)
+
+
+_local_urls_make_folders()
+
+
 def is_url(location: str | os.PathLike[str]) -> bool:
     """Return True for a URL such as ``s3://bucket/plate.zarr``, False for a local path.
 

@@ -140,8 +140,32 @@ def test_check_store(tmp_path):
         check_store(missing)
     assert str(err.value) == (f"expected an OME-Zarr plate or image at {missing}; nothing is "
                               "there")
-    with pytest.raises(StoreError, match=f"^cannot write into {missing}: the store refused the "
+    blocked = (tmp_path / "a-file").as_uri() + "/p.zarr"  # a file where a folder must be
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match=f"^cannot write into {blocked}: the store refused the "
                                          "write \\("):
-        check_store(missing, write=True, must_exist=False)  # (a local folder is not created)
+        check_store(blocked, write=True, must_exist=False)
+    check_store(missing, write=True, must_exist=False)  # folders are made as they are needed
     with pytest.raises(StoreError, match="^cannot open nosuchproto://b/p: "):
         check_store("nosuchproto://user:secret@b/p?token=x")
+
+
+def test_file_urls_write_into_new_folders(tmp_path):
+    """A file:// URL behaves as an object store: writes create the folders they need
+    (a label image under a file:// plate, a report file), as they do locally."""
+    import numpy as np
+
+    from structfree_dask.io import create_labels, open_labels, open_plate, write_label_region
+    from structfree_dask.io import write_text as put_text
+    from structfree_dask.simulate import simulate_plate
+
+    put_text(f"file://{tmp_path}/new/deeper/note.txt", "kept")
+    assert (tmp_path / "new" / "deeper" / "note.txt").read_text() == "kept"
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL1", rows=1, cols=1, timepoints=1, size=64, seed=1)
+    info = open_plate(f"file://{path}").field("A/1/0")
+    label = create_labels(info, "cyto")
+    data = np.arange(64 * 64, dtype="uint32").reshape(1, 1, 64, 64)
+    write_label_region(label, {"t": slice(0, 1)}, data.reshape(label.shapes[0]))
+    local = open_labels(open_plate(str(path)).field("A/1/0"), "cyto")
+    np.testing.assert_array_equal(local.read().ravel(), data.ravel())
