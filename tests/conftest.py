@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import warnings
@@ -77,6 +78,14 @@ def cli_env() -> dict[str, str]:
     for name in ("PYTHONUNBUFFERED", "DASK_LOGGING__DISTRIBUTED", "STRUCTFREE_DASK_VERBOSITY"):
         env.pop(name, None)
     return env
+
+
+@pytest.fixture(scope="session")
+def installed_command() -> list[str]:
+    """The ``structfree-dask`` command as a user runs it: the installed script (else
+    ``python -m structfree_dask``), with the package's own signal handling from its start."""
+    script = Path(sys.executable).with_name("structfree-dask")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "structfree_dask"]
 
 
 @pytest.fixture(scope="session")

@@ -128,17 +128,18 @@ def _empty(channel_names: tuple[str, ...]) -> pd.DataFrame:
 def _intensity_props(labels: np.ndarray, planes: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """Area, and mean and median per channel, of labels 1..n (NaN where a label is empty).
 
-    ``planes`` are the ``(c, pixels)`` intensities. Sums by ``bincount`` and medians from one sort
-    (:func:`label_medians`): the values scikit-image's ``regionprops`` gives (means to
+    ``planes`` are the ``(c, pixels)`` intensities. Sums by ``bincount`` and medians from one
+    sort (:func:`label_medians`): the values scikit-image's ``regionprops`` gives (means to
     rounding), without a Python call per object.
     """
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    means = _label_means(labels, planes, n)
+    area, sums = _label_sums(labels, planes, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / area[:, None]
     medians = np.full_like(means, np.nan)
     present = np.flatnonzero(area) + 1
     if present.size:
         medians[present - 1] = _medians(labels.ravel(), planes, present)
-    return {"area": area.astype(np.float64), "mean": means, "median": medians}
+    return {"area": area, "mean": means, "median": medians}
 
 
 def field_background(cells: np.ndarray, image: np.ndarray, margin: int = BACKGROUND_GAP_PX
@@ -214,8 +215,8 @@ def _ring(cells: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     return np.where(ring & (cells > 0), cells, 0)
 
 
-def _label_means(labels: np.ndarray, planes: np.ndarray, n: int) -> np.ndarray:
-    """``(n, c)`` mean intensity of labels 1..n (NaN where a label has no pixel).
+def _label_sums(labels: np.ndarray, planes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels ``(n,)`` and intensity sums ``(n, c)`` of labels 1..n.
 
     ``planes`` are the ``(c, pixels)`` intensities (one contiguous row per channel).
     """
@@ -223,6 +224,12 @@ def _label_means(labels: np.ndarray, planes: np.ndarray, n: int) -> np.ndarray:
     counts = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
     sums = np.stack([np.bincount(flat, weights=plane, minlength=n + 1)[1:] for plane in planes],
                     axis=1)
+    return counts, sums
+
+
+def _label_means(labels: np.ndarray, planes: np.ndarray, n: int) -> np.ndarray:
+    """``(n, c)`` mean intensity of labels 1..n (NaN where a label has no pixel)."""
+    counts, sums = _label_sums(labels, planes, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts[:, None]
 

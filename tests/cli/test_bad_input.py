@@ -474,14 +474,12 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, permutation_equal):
     (3.0, signal.SIGINT, 130), (4.0, signal.SIGINT, 130), (3.0, signal.SIGTERM, 143),
 ], ids=["int-0.2s", "int-1s", "int-2s", "int-3s", "int-4s", "term-3s"])
 def test_a_signal_from_the_first_instant_stops_with_one_line(delay, signum, status, template,
-                                                            tmp_path):
+                                                            tmp_path, installed_command):
     """Ctrl-C (or SIGTERM) while modules load, the cluster starts or units run: one line,
     the signal's status, never a traceback, never a run that goes on to exit 0."""
     path = tmp_path / "p.zarr"
     shutil.copytree(template, path)
-    script = Path(sys.executable).with_name("structfree-dask")  # the installed command
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "structfree_dask"]
-    proc = subprocess.Popen([*command, "segment", str(path), "--channels", "0,1",
+    proc = subprocess.Popen([*installed_command, "segment", str(path), "--channels", "0,1",
                              "--diameter", "20", "--workers", "1", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=_default_ctrl_c)

@@ -46,22 +46,17 @@ COMMANDS = {
 }
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("structfree-dask")  # the installed command
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "structfree_dask"]
-
-
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
+def template(tmp_path_factory, installed_command) -> Path:
     """2 wells x 12 timepoints of 256 px, its ground truth measured into table ``m``."""
     path = tmp_path_factory.mktemp("sigterm") / "plate.zarr"
     simulate_plate(path, cell_line="CL1", rows=1, cols=2, timepoints=12, size=256, seed=3)
-    subprocess.run([*_command(), "measure", str(path), "--labels", "gt_cyto", "--nuclei",
+    subprocess.run([*installed_command, "measure", str(path), "--labels", "gt_cyto", "--nuclei",
                     "gt_nuclei", "--table", "m", *QUIET], check=True, capture_output=True)
     return path
 
 
-def _terminate_mid_run(args: list[str], started: Path | None = None
+def _terminate_mid_run(command: list[str], args: list[str], started: Path | None = None
                        ) -> tuple[int, str, list[int]]:
     """Start the command, send SIGTERM to its process group once its work has started.
 
@@ -70,7 +65,7 @@ def _terminate_mid_run(args: list[str], started: Path | None = None
     status, stderr, and the processes of its session still alive after it ended (given
     15 s to go).
     """
-    proc = subprocess.Popen([*_command(), *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([*command, *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     seen = []
     assert proc.stderr is not None
@@ -99,7 +94,7 @@ def _terminate_mid_run(args: list[str], started: Path | None = None
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_sigterm_stops_like_ctrl_c(name, template, tmp_path):
+def test_sigterm_stops_like_ctrl_c(name, template, tmp_path, installed_command):
     plate = tmp_path / "plate.zarr"
     shutil.copytree(template, plate)
     zoo_plate = tmp_path / "zoo_plate.zarr"
@@ -111,7 +106,7 @@ def test_sigterm_stops_like_ctrl_c(name, template, tmp_path):
     values = {"plate": plate, "job": job, "zoo_plate": zoo_plate, "zoo": tmp_path / "zoo"}
     args = [a.format(**values) for a in COMMANDS[name]]
     started = plate / "A" / "1" / "0" / "labels" / "cyto" if name == "run" else None
-    status, err, left = _terminate_mid_run(args, started)
+    status, err, left = _terminate_mid_run(installed_command, args, started)
     assert status == 143, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted: ") and ("rerun" in last or "again" in last), err
@@ -126,15 +121,15 @@ def _rows(plate: Path, table: str) -> pd.DataFrame:
     return pd.concat(parts).sort_values(["_field", "t", "label"]).reset_index(drop=True)
 
 
-def test_a_rerun_after_sigterm_loses_nothing(template, tmp_path):
+def test_a_rerun_after_sigterm_loses_nothing(template, tmp_path, installed_command):
     """measure stopped by SIGTERM, then rerun: the same rows as an uninterrupted run."""
     plate = tmp_path / "plate.zarr"
     shutil.copytree(template, plate)
     args = [a.format(plate=plate) for a in COMMANDS["measure"]]
-    status, err, _ = _terminate_mid_run(args)
+    status, err, _ = _terminate_mid_run(installed_command, args)
     assert status == 143, err
     assert "finished and are kept" in err.strip().splitlines()[-1], err
-    rerun = subprocess.run([*_command(), *args], capture_output=True, text=True)
+    rerun = subprocess.run([*installed_command, *args], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     # the template's table "m" was measured from the same labels in one go
     pd.testing.assert_frame_equal(_rows(plate, "m2"), _rows(template, "m"))

@@ -46,11 +46,6 @@ def _write_job(path: Path, plate: Path, records: Path, cluster: dict | str = SLU
     path.write_text(yaml.safe_dump(job))
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("structfree-dask")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "structfree_dask"]
-
-
 def _slurm_up() -> str | None:
     """Why the SLURM tests cannot run here, or None."""
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
@@ -79,14 +74,14 @@ def template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(template, tmp_path_factory) -> dict[str, np.ndarray]:
+def reference(template, tmp_path_factory, installed_command) -> dict[str, np.ndarray]:
     """The labels of a local run of the same job."""
     root = tmp_path_factory.mktemp("local")
     plate = root / "plate.zarr"
     shutil.copytree(template, plate)
     job = root / "job.yaml"
     _write_job(job, plate, root / "records", LOCAL)
-    subprocess.run([*_command(), "run", str(job)], check=True, capture_output=True)
+    subprocess.run([*installed_command, "run", str(job)], check=True, capture_output=True)
     return _labels(plate)
 
 
@@ -111,9 +106,10 @@ def _job(template: Path, tmp_path: Path, **cluster: object) -> tuple[Path, Path]
 
 
 @needs_slurm
-def test_a_job_on_slurm_gives_the_labels_of_a_local_run(template, reference, tmp_path):
+def test_a_job_on_slurm_gives_the_labels_of_a_local_run(template, reference, tmp_path,
+                                                          installed_command):
     plate, job = _job(template, tmp_path)
-    done = subprocess.run([*_command(), "run", str(job)], capture_output=True, text=True,
+    done = subprocess.run([*installed_command, "run", str(job)], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
     got = _labels(plate)
@@ -124,11 +120,11 @@ def test_a_job_on_slurm_gives_the_labels_of_a_local_run(template, reference, tmp
 
 
 @needs_slurm
-def test_a_cancelled_worker_job_loses_nothing(template, reference, tmp_path):
+def test_a_cancelled_worker_job_loses_nothing(template, reference, tmp_path, installed_command):
     """scancel one of the two worker jobs mid-run: the run goes on (or a rerun resumes),
     and the labels equal a local run's."""
     plate, job = _job(template, tmp_path)
-    proc = subprocess.Popen([*_command(), "run", str(job)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*installed_command, "run", str(job)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     first = plate / "A" / "1" / "0" / "labels" / "cyto"
@@ -141,8 +137,8 @@ def test_a_cancelled_worker_job_loses_nothing(template, reference, tmp_path):
     out, err = proc.communicate(timeout=600)
     runs = [proc.returncode]
     if proc.returncode != 0:  # at most one rerun
-        again = subprocess.run([*_command(), "run", str(job)], capture_output=True, text=True,
-                               timeout=600)
+        again = subprocess.run([*installed_command, "run", str(job)], capture_output=True,
+                               text=True, timeout=600)
         runs.append(again.returncode)
         err += again.stderr
     assert runs[-1] == 0, err
@@ -159,22 +155,22 @@ def _snapshot(root: Path) -> dict[str, float]:
 
 
 @needs_slurm
-def test_a_partition_that_does_not_exist(template, tmp_path):
+def test_a_partition_that_does_not_exist(template, tmp_path, installed_command):
     plate, job = _job(template, tmp_path, partition="no-such-partition")
     before = _snapshot(tmp_path)
-    done = subprocess.run([*_command(), "run", str(job)], capture_output=True, text=True)
+    done = subprocess.run([*installed_command, "run", str(job)], capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "partition 'no-such-partition' does not exist" in lines[0]
     assert _snapshot(tmp_path) == before  # nothing written
 
 
-def test_sbatch_missing(template, tmp_path):
+def test_sbatch_missing(template, tmp_path, installed_command):
     plate, job = _job(template, tmp_path)
     before = _snapshot(tmp_path)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:/nonexistent"}
-    done = subprocess.run([*_command(), "run", str(job)], capture_output=True, text=True,
+    done = subprocess.run([*installed_command, "run", str(job)], capture_output=True, text=True,
                           env=env)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -188,10 +184,11 @@ def test_sbatch_missing(template, tmp_path):
     ({"partitoin": "debug"}, "cluster.partitoin"),
     ({"workers": 0}, "cluster.workers"),
 ])
-def test_bad_slurm_settings_are_one_line_each(template, tmp_path, setting, message):
+def test_bad_slurm_settings_are_one_line_each(template, tmp_path, setting, message,
+                                              installed_command):
     plate, job = _job(template, tmp_path, **setting)
     before = _snapshot(tmp_path)
-    done = subprocess.run([*_command(), "run", str(job)], capture_output=True, text=True)
+    done = subprocess.run([*installed_command, "run", str(job)], capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr, done.stderr
     assert _snapshot(tmp_path) == before
