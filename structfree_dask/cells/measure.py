@@ -61,7 +61,7 @@ from .columns import (
 )
 
 __all__ = ["column_dtypes", "empty_measurements", "field_background", "label_medians",
-           "measure_cells",
+           "measure_cells", "measure_columns",
            "NUCLEUS_EROSION_PX", "RING_GAP_PX", "RING_WIDTH_PX", "BACKGROUND_GAP_PX",
            "BACKGROUND_WIDTH_PX", "MIN_BACKGROUND_PX", "MIN_RING_CONTRAST", "WINDOW_MARGIN",
            "READOUT_VERSION"]
@@ -125,21 +125,36 @@ def _empty(channel_names: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({k: pd.Series([], dtype=v) for k, v in dtypes.items()})
 
 
-def _intensity_props(labels: np.ndarray, planes: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """Area, and mean and median per channel, of labels 1..n (NaN where a label is empty).
+def _compartment_props(lab: np.ndarray, in_nucleus: np.ndarray, values: np.ndarray, n: int
+                       ) -> dict[str, dict[str, np.ndarray]]:
+    """Area, and mean and median per channel, of cells 1..n, their nuclei and cytoplasm.
 
-    ``planes`` are the ``(c, pixels)`` intensities. Sums by ``bincount`` and medians from one
-    sort (:func:`label_medians`): the values scikit-image's ``regionprops`` gives (means to
-    rounding), without a Python call per object.
+    ``lab`` are the cell (1..n) of each pixel of the owned cells, ``in_nucleus`` whether
+    the pixel is in the cell's nucleus, ``values`` the ``(c, pixels)`` intensities of those
+    pixels. The nucleus and the cytoplasm are summed in one pass (the cytoplasm under IDs
+    n+1..2n); a cell's sums are theirs added. NaN where a compartment is empty. Sums by
+    ``bincount`` and medians from one sort (:func:`label_medians`): the values scikit-image's
+    ``regionprops`` gives (means to rounding), without a Python call per object.
     """
-    area, sums = _label_sums(labels, planes, n)
+    split = np.where(in_nucleus, lab, lab + n)
+    area2, sums2 = _label_sums(split, values, 2 * n)
+    medians2 = _present_medians(split, values, area2)
+    area, sums = area2[:n] + area2[n:], sums2[:n] + sums2[n:]
+    out = {"cell": (area, sums, _present_medians(lab, values, area)),
+           "nucleus": (area2[:n], sums2[:n], medians2[:n]),
+           "cytoplasm": (area2[n:], sums2[n:], medians2[n:])}
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / area[:, None]
-    medians = np.full_like(means, np.nan)
+        return {name: {"area": a, "mean": s / a[:, None], "median": m}
+                for name, (a, s, m) in out.items()}
+
+
+def _present_medians(flat: np.ndarray, values: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """``(len(area), c)`` medians of labels 1..len(area) of ``flat`` (NaN where empty)."""
+    medians = np.full((len(area), values.shape[0]), np.nan)
     present = np.flatnonzero(area) + 1
     if present.size:
-        medians[present - 1] = _medians(labels.ravel(), planes, present)
-    return {"area": area, "mean": means, "median": medians}
+        medians[present - 1] = _medians(flat, values, present)
+    return medians
 
 
 def field_background(cells: np.ndarray, image: np.ndarray, margin: int = BACKGROUND_GAP_PX
@@ -177,10 +192,27 @@ def field_background(cells: np.ndarray, image: np.ndarray, margin: int = BACKGRO
 
 def _free_median(free: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Each channel's median over the ``free`` pixels (or its 1st percentile, too few)."""
-    pixels = np.asarray(image, np.float64).reshape(image.shape[0], -1)
+    pixels = np.asarray(image).reshape(image.shape[0], -1)
     if np.count_nonzero(free) >= MIN_BACKGROUND_PX:
-        return np.median(pixels[:, free.ravel()], axis=1)
-    return np.percentile(pixels, 1, axis=1) if pixels.shape[1] else np.zeros(image.shape[0])
+        chosen = pixels[:, free.ravel()]
+        if _small_unsigned(chosen):  # 8- and 16-bit images: from the histogram (exact)
+            return np.array([_histogram_median(row) for row in chosen])
+        return np.median(chosen.astype(np.float64), axis=1)
+    if not pixels.shape[1]:
+        return np.zeros(image.shape[0])
+    return np.percentile(pixels.astype(np.float64), 1, axis=1)
+
+
+def _small_unsigned(values: np.ndarray) -> bool:
+    """Whether ``values`` are unsigned integers of at most 16 bits (most microscopy images)."""
+    return values.dtype.kind == "u" and values.dtype.itemsize <= 2
+
+
+def _histogram_median(values: np.ndarray) -> float:
+    """``np.median`` of unsigned integers of at most 16 bits, from their histogram."""
+    below = np.cumsum(np.bincount(values))
+    lo, hi = np.searchsorted(below, [(len(values) - 1) // 2 + 1, len(values) // 2 + 1])
+    return (float(lo) + float(hi)) / 2
 
 
 def _core(nuclei: np.ndarray) -> np.ndarray:
@@ -223,7 +255,7 @@ def _label_sums(labels: np.ndarray, planes: np.ndarray, n: int) -> tuple[np.ndar
     flat = labels.ravel()
     counts = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
     sums = np.stack([np.bincount(flat, weights=plane, minlength=n + 1)[1:] for plane in planes],
-                    axis=1)
+                    axis=1) if len(planes) else np.zeros((n, 0))
     return counts, sums
 
 
@@ -256,7 +288,8 @@ def label_medians(labels: np.ndarray, intensity: np.ndarray, ids: np.ndarray) ->
 
     The same values as ``scipy.ndimage.median`` per channel (the mean of the two middle
     values for an even count), from one sort of the labels' pixels for all channels
-    instead of one selection per channel. ``ids`` are sorted, and every one has a pixel.
+    instead of one selection per channel; 8- and 16-bit images are sorted as one 32-bit key
+    (label, value) per channel. ``ids`` are sorted, and every one has a pixel.
 
     Examples
     --------
@@ -265,7 +298,7 @@ def label_medians(labels: np.ndarray, intensity: np.ndarray, ids: np.ndarray) ->
     >>> label_medians(labels, intensity, np.array([1, 2])).tolist()
     [[2.0, 3.0], [8.0, 9.0]]
     """
-    values = np.asarray(intensity, np.float64)
+    values = np.asarray(intensity)
     planes = np.moveaxis(values, -1, 0).reshape(values.shape[-1], -1)
     return _medians(np.asarray(labels).ravel(), planes, np.asarray(ids))
 
@@ -287,9 +320,18 @@ def _medians(flat: np.ndarray, planes: np.ndarray, ids: np.ndarray) -> np.ndarra
     start = np.cumsum(count) - count
     lo = start + (count - 1) // 2
     hi = start + count // 2
-    # sort each channel's values, then (stably) by label: a radix sort for small indices
-    key = index.astype(np.uint16 if len(ids) <= np.iinfo(np.uint16).max else np.int64)
     out = np.empty((len(ids), sub.shape[0]))
+    if _small_unsigned(sub) and len(ids) <= 1 << 16:
+        # integers of at most 16 bits: sort one 32-bit key (label << 16 | value) per channel,
+        # a single vectorised sort; the low half is then the values ranked within each label
+        high = index.astype(np.uint32) << 16
+        for j, values in enumerate(sub):
+            ranked = np.sort(high | values)
+            out[:, j] = ((ranked[lo] & 0xFFFF).astype(np.float64) + (ranked[hi] & 0xFFFF)) / 2
+        return out
+    # sort each channel's values, then (stably) by label: a radix sort for small indices
+    sub = sub.astype(np.float64, copy=False)
+    key = index.astype(np.uint16 if len(ids) <= np.iinfo(np.uint16).max else np.int64)
     for j, values in enumerate(sub):
         by_value = np.argsort(values)
         ranked = values[by_value[np.argsort(key[by_value], kind="stable")]]
@@ -302,7 +344,23 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
                   pixel_size_um: tuple[float, float], field_shape: tuple[int, int],
                   n_nuclei: np.ndarray, offset: tuple[int, int] = (0, 0),
                   background: np.ndarray | None = None) -> pd.DataFrame:
-    """Measure the owned cells of a window.
+    """Measure the owned cells of a window into a table.
+
+    The arguments and the columns are those of :func:`measure_columns`; this returns them
+    as a ``pandas.DataFrame``.
+    """
+    return pd.DataFrame(measure_columns(
+        cells, linked, image, owned=owned, channel_names=channel_names,
+        pixel_size_um=pixel_size_um, field_shape=field_shape, n_nuclei=n_nuclei,
+        offset=offset, background=background))
+
+
+def measure_columns(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
+                    owned: np.ndarray, channel_names: Sequence[str],
+                    pixel_size_um: tuple[float, float], field_shape: tuple[int, int],
+                    n_nuclei: np.ndarray, offset: tuple[int, int] = (0, 0),
+                    background: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Measure the owned cells of a window: one array per column, in table order.
 
     Parameters
     ----------
@@ -330,10 +388,11 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
 
     Returns
     -------
-    pandas.DataFrame
-        One row per owned cell present in the window, columns of :func:`column_dtypes`
-        (``t`` 0, tracks -1); NaN where a compartment is empty (a cell with no nucleus
-        has no nucleus intensities and no ratio).
+    dict of str to numpy.ndarray
+        The columns of :func:`column_dtypes`, in that order and with those dtypes, one row
+        per owned cell present in the window (``t`` 0, tracks -1); NaN where a compartment
+        is empty (a cell with no nucleus has no nucleus intensities and no ratio). Without
+        the overhead of a data frame: written to Arrow as they are.
     """
     from scipy import ndimage as ndi
     from skimage.measure import regionprops_table
@@ -348,14 +407,17 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     owned = np.asarray(owned, np.int64)
     keep = np.isin(cells, owned)
     if not keep.any():
-        return empty_measurements(channel_names)
+        return {k: np.zeros(0, dtype) for k, dtype in column_dtypes(channel_names).items()}
     # scikit-image sizes its per-object lists by the largest ID: measure on IDs 1..n (memory
     # by the number of cells, not by their IDs) and give the rows their own IDs back
     ids = np.unique(cells[keep]).astype(np.int64)
     cells_owned = np.where(keep, np.searchsorted(ids, cells) + 1, 0).astype(np.int64)
     nuc = np.where(keep & (linked == cells), cells_owned, 0)
-    cyt = np.where(keep & (linked != cells), cells_owned, 0)
-    planes = np.asarray(image, np.float64).reshape(image.shape[0], -1)  # (c, pixels)
+    # (c, pixels), integer images kept as integers: exact sums, and medians by one sort
+    planes = np.asarray(image).reshape(image.shape[0], -1)
+    fg = np.flatnonzero(keep)  # the owned cells' pixels: the only ones their compartments hold
+    lab = cells_owned.ravel()[fg]
+    values = planes[:, fg]
     shape = regionprops_table(
         cells_owned,
         properties=("label", "area", "centroid", "eccentricity", "solidity",
@@ -372,19 +434,22 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     x1 = shape["bbox-3"] + offset[1]
     n_lut = dict(zip(owned.tolist(), np.asarray(n_nuclei).tolist(), strict=True))
     n = len(ids)
-    parts = {name: {k: v[seq - 1] for k, v in _intensity_props(lab, planes, n).items()}
-             for name, lab in (("cell", cells_owned), ("nucleus", nuc), ("cytoplasm", cyt))}
+    in_nucleus = (linked == cells).ravel()[fg]
+    parts = {name: {k: v[seq - 1] for k, v in props.items()}
+             for name, props in _compartment_props(lab, in_nucleus, values, n).items()}
     # the readout: nucleus core, cytoplasm ring, local background (module docstring)
     # one distance transform of the background: the field's background (where not given)
     # and each cell's annulus
     dist, (iy, ix) = ndi.distance_transform_edt(cells == 0, return_indices=True)
     fallback = background if background is not None else _free_median(
         dist > BACKGROUND_GAP_PX, image)
-    core = _label_means(_core(nuc), planes, n)[seq - 1]
     every_nucleus = np.where((linked == cells) & (cells > 0), cells, 0).astype(np.int64)
     ring_ids = _ring(np.asarray(cells, np.int64), every_nucleus)
-    ring_labels = np.where(keep & (ring_ids > 0), cells_owned, 0)
-    ring = _label_means(ring_labels, planes, n)[seq - 1]
+    # core (in the nucleus) and ring (outside every nucleus) are disjoint: one pass, the
+    # ring under IDs n+1..2n
+    core_ring = np.where(ring_ids.ravel()[fg] > 0, lab + n, _core(nuc).ravel()[fg])
+    means = _label_means(core_ring, values, 2 * n)
+    core, ring = means[:n][seq - 1], means[n:][seq - 1]
     ring = np.where(np.isnan(ring), parts["cytoplasm"]["mean"], ring)  # no ring: all cytoplasm
     local = _local_background(cells_owned[iy, ix], dist, planes, n, fallback)[seq - 1]
     out: dict[str, object] = {
@@ -423,5 +488,4 @@ def measure_cells(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
         out[raw_col] = np.where(np.isfinite(raw), raw, np.nan)
     for name in TRACK_COLUMNS:
         out[name] = np.full(len(labels), -1, np.int64)
-    df = pd.DataFrame(out)
-    return df.astype(column_dtypes(channel_names))[list(column_dtypes(channel_names))]
+    return {k: np.asarray(out[k], dtype) for k, dtype in column_dtypes(channel_names).items()}

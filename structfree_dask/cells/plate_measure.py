@@ -67,7 +67,7 @@ from .measure import (
     column_dtypes,
     empty_measurements,
     field_background,
-    measure_cells,
+    measure_columns,
 )
 from .planes import level_shape, plane_index, read_labels, regions
 from .quality import QUALITY_ATTRIBUTE, field_flags, unit_metrics
@@ -96,6 +96,15 @@ class _Unit:
     region: int
     #: A linked nucleus image to read (done by an earlier linking) instead of linking again.
     linked: str | None = None
+    #: The label images above as the driver opened them (a task need not open them again).
+    opened: tuple[LabelImage, ...] = ()
+
+    def label(self, name: str) -> LabelImage:
+        """Return the label image ``name``: as the driver opened it, else opened here."""
+        for label in self.opened:
+            if label.name == name:
+                return label
+        return open_labels(self.image, name)
 
 
 @dataclass
@@ -129,35 +138,68 @@ class CellsResult(PlateRun):
 # worker side
 
 
-def _link_unit(unit: _Unit, cells: LabelImage, nuclei: LabelImage | None) -> Linking:
+class _Planes:
+    """The label planes a unit reads, each read once when its field is a single region.
+
+    Linking, writing the linked labels and measuring all read the cells and the nuclei (and
+    the linked nuclei): a field that fits one region keeps what was read (and linked) for
+    the next step; a larger one reads region by region, its memory bounded by the region.
+    """
+
+    def __init__(self, unit: _Unit, shape: tuple[int, int]) -> None:
+        self.t = unit.t
+        self.keep = shape[0] <= unit.region and shape[1] <= unit.region
+        self._kept: dict[tuple, np.ndarray] = {}
+
+    def _memo(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+        if not self.keep:
+            return make()
+        if key not in self._kept:
+            self._kept[key] = make()
+        return self._kept[key]
+
+    def labels(self, label: LabelImage, ys: slice, xs: slice, level: int = 0) -> np.ndarray:
+        """Read (once) a region of a label image's plane."""
+        return self._memo(("read", label.name, level, ys.start, ys.stop, xs.start, xs.stop),
+                          lambda: read_labels(label, self.t, ys, xs, level))
+
+    def linked(self, nuclei: LabelImage, linking: Linking, ys: slice, xs: slice,
+               level: int = 0) -> np.ndarray:
+        """Return the nuclei of a region carrying their cells' IDs (linked once)."""
+        return self._memo(("linked", level, ys.start, ys.stop, xs.start, xs.stop),
+                          lambda: linked_nuclei(self.labels(nuclei, ys, xs, level), linking))
+
+
+def _link_unit(unit: _Unit, cells: LabelImage, nuclei: LabelImage | None,
+               planes: _Planes) -> Linking:
     ny, nx = level_shape(cells, 0)
     summaries = []
     for ys, xs in regions(ny, nx, unit.region):
-        c = read_labels(cells, unit.t, ys, xs)
-        n = read_labels(nuclei, unit.t, ys, xs) if nuclei is not None else np.zeros_like(c)
+        c = planes.labels(cells, ys, xs)
+        n = planes.labels(nuclei, ys, xs) if nuclei is not None else np.zeros_like(c)
         summaries.append(region_summary(n, c, (ys.start, xs.start)))
     return link(merge_summaries(summaries))
 
 
 def _write_linked(unit: _Unit, linking: Linking, cells: LabelImage,
-                  nuclei: LabelImage | None) -> None:
+                  nuclei: LabelImage | None, planes: _Planes) -> None:
     assert unit.outputs is not None
-    out_nuc, out_cyt = (open_labels(unit.image, name) for name in unit.outputs)
+    out_nuc, out_cyt = (unit.label(name) for name in unit.outputs)
     for level in range(len(out_nuc.shapes)):
         ny, nx = level_shape(out_nuc, level)
         chunk = out_nuc.chunks[level][unit.image.axes.index("y")]
         size = max(chunk, unit.region // chunk * chunk)
         for ys, xs in regions(ny, nx, size):
-            c = read_labels(cells, unit.t, ys, xs, level)
-            n = read_labels(nuclei, unit.t, ys, xs, level) if nuclei is not None else None
-            lk = linked_nuclei(n, linking) if n is not None else np.zeros(c.shape, c.dtype)
+            c = planes.labels(cells, ys, xs, level)
+            lk = (planes.linked(nuclei, linking, ys, xs, level) if nuclei is not None
+                  else np.zeros(c.shape, c.dtype))
             region = {"t": slice(unit.t, unit.t + 1), "y": ys, "x": xs}
             write_label_region(out_nuc, region, lk, level=level)
             write_label_region(out_cyt, region, cytoplasm(c, lk), level=level)
 
 
 def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
-                  nuclei: LabelImage | None) -> dict[str, Any]:
+                  nuclei: LabelImage | None, planes: _Planes) -> dict[str, Any]:
     """Measure the unit's cells region by region, streaming the rows to its table parts.
 
     A region's rows are written as they are measured (one row group each), so memory does
@@ -180,7 +222,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
         + list(schema))
     field_part = table_part_location(image, unit.table, unit.t)
     plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
-    # a field of one region is read whole once, and measure_cells takes its background from
+    # a field of one region is read whole once, and measure_columns takes its background from
     # that read; a larger one is sampled first (regular subsample) for the background
     whole = ny <= unit.region and nx <= unit.region
     background = None if whole else _field_background(unit, cells, image_arr, ny, nx)
@@ -199,23 +241,22 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
                 max(0, ys.start - WINDOW_MARGIN), min(ny, int(boxes[own, 2].max()) + WINDOW_MARGIN))
             wx = slice(0, nx) if whole else slice(
                 max(0, xs.start - WINDOW_MARGIN), min(nx, int(boxes[own, 3].max()) + WINDOW_MARGIN))
-            c = read_labels(cells, unit.t, wy, wx)
-            lk = _linked_region(unit, linking, nuclei, c, wy, wx)
+            c = planes.labels(cells, wy, wx)
+            lk = _linked_region(unit, linking, nuclei, c, wy, wx, planes)
             img = np.stack([image.read(plane_index(image, unit.t, wy, wx, ch), array=image_arr)
                             for ch in unit.channels]) if unit.channels else np.zeros(
                                 (0, *c.shape))
-            df = measure_cells(
+            cols = measure_columns(
                 c, lk, img, owned=linking.cell_ids[own], channel_names=names,
                 pixel_size_um=(px.get("y", 1.0), px.get("x", 1.0)), field_shape=(ny, nx),
                 n_nuclei=linking.n_nuclei[own], offset=(wy.start, wx.start),
                 background=background)
-            df["t"] = np.int32(unit.t)
-            linked_rows = df["n_nuclei"] > 0
-            fractions.append((df["nucleus_area_px"] / df["area_px"])[linked_rows].to_numpy())
-            ratios.append(df[ratio_names].to_numpy().ravel())
-            plate_out.write(pa.Table.from_pandas(_with_plate_keys(df, image.path),
-                                                 preserve_index=False))
-            field_out.write(pa.Table.from_pandas(df, preserve_index=False))
+            cols["t"] = np.full(len(cols["label"]), unit.t, np.int32)
+            linked_rows = cols["n_nuclei"] > 0
+            fractions.append((cols["nucleus_area_px"] / cols["area_px"])[linked_rows])
+            ratios.extend(cols[name] for name in ratio_names)
+            plate_out.write(_arrow_rows(cols, plate_schema, _plate_keys(image.path)))
+            field_out.write(_arrow_rows(cols, schema))
         # an empty unit still writes both parts, with every column (no row group)
     return unit_metrics(len(linking.cell_ids), linking.cells_without_nucleus,
                         np.concatenate(fractions) if fractions else np.zeros(0),
@@ -238,13 +279,25 @@ def _field_background(unit: _Unit, cells: LabelImage, image_arr: Any, ny: int, n
 
 
 def _linked_region(unit: _Unit, linking: Linking, nuclei: LabelImage | None, cells: np.ndarray,
-                   wy: slice, wx: slice) -> np.ndarray:
+                   wy: slice, wx: slice, planes: _Planes) -> np.ndarray:
     """Return the linked nuclei of a window: read where a linking wrote them, else linked."""
     if unit.linked is not None:
-        return read_labels(open_labels(unit.image, unit.linked), unit.t, wy, wx)
+        return planes.labels(unit.label(unit.linked), wy, wx)
     if nuclei is None:
         return np.zeros(cells.shape, cells.dtype)
-    return linked_nuclei(read_labels(nuclei, unit.t, wy, wx), linking)
+    return planes.linked(nuclei, linking, wy, wx)
+
+
+def _arrow_rows(cols: dict[str, np.ndarray], schema: Any, keys: dict[str, Any] | None = None
+                ) -> Any:
+    """Arrow table of measured columns in ``schema``; ``keys`` fill the plate's key columns."""
+    import pyarrow as pa
+
+    n = len(cols["label"])
+    keys = keys or {}
+    return pa.Table.from_arrays(
+        [pa.array(np.full(n, keys[f.name]) if f.name in keys else cols[f.name], type=f.type)
+         for f in schema], schema=schema)
 
 
 def _with_plate_keys(df: Any, field_path: str) -> Any:
@@ -290,14 +343,15 @@ def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any) -> list[
 
 def run_unit(unit: _Unit) -> dict[str, Any]:
     """Link (and write the linked labels) and/or measure one (field, timepoint)."""
-    cells = open_labels(unit.image, unit.cells)
-    nuclei = open_labels(unit.image, unit.nuclei) if unit.nuclei else None
-    linking = _link_unit(unit, cells, nuclei)
+    cells = unit.label(unit.cells)
+    nuclei = unit.label(unit.nuclei) if unit.nuclei else None
+    planes = _Planes(unit, level_shape(cells, 0))
+    linking = _link_unit(unit, cells, nuclei, planes)
     if unit.outputs is not None:
-        _write_linked(unit, linking, cells, nuclei)
+        _write_linked(unit, linking, cells, nuclei, planes)
     counts: dict[str, Any] = dict(linking.counts())
     if unit.table is not None:
-        counts["quality"] = _measure_unit(unit, linking, cells, nuclei)
+        counts["quality"] = _measure_unit(unit, linking, cells, nuclei, planes)
     return counts
 
 
@@ -494,6 +548,10 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
                 remove_plate_parts(store, table, image.path)
             written = set(plan.table.kept)
             kept = written if kept is None else kept & written
+        sources = [open_labels(image, name) for name in (cells, nuclei) if name]
+        if plan.linked_done and not plan.links:
+            sources.append(open_labels(image, linked_names(cells)[0]))
+        opened = tuple(sources + outputs[len(outputs) - len(plan.links or ()):])
         for t in plan.timepoints:
             if kept is not None and t in kept:
                 skipped.append((image.path, t))
@@ -502,7 +560,7 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
                 units.append(_Unit(image, t, cells, nuclei,
                                    linked_names(cells) if plan.links and not done else None,
                                    table, store, plan.channels, region,
-                                   linked_names(cells)[0] if done else None))
+                                   linked_names(cells)[0] if done else None, opened))
     return units, skipped, outputs
 
 

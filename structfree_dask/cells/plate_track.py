@@ -47,7 +47,7 @@ from .columns import TRACK_COLUMNS
 from .planes import level_shape, read_labels, regions
 from .plate_measure import write_rows
 from .quality import warnings as quality_warnings
-from .registration import Shift, content_shift, drift, registered_overlaps
+from .registration import Shift, content_shift, drift, mask_spectrum, registered_overlaps
 from .tracking import median_step, relabel_by_track, track_cells, write_geff
 
 __all__ = ["MOTION_FACTOR", "TrackPlan", "TrackResult", "cell_radius", "check_max_distance",
@@ -198,11 +198,17 @@ def _drift_steps(job: _FieldJob, timepoints: list[int], known: dict[str, list[An
     steps: dict[int, list[Any]] = {}
     overlaps: dict[tuple[int, int, int, int], float] = {}
     planes: dict[int, np.ndarray] = {}  # the reference's, the one before and the current
+    spectra: dict[int, np.ndarray] = {}  # their masks' spectra (each computed once)
 
     def plane(u: int) -> np.ndarray:
         if u not in planes:
             planes[u] = read_labels(label, u, slice(0, ny), slice(0, nx), level)
         return planes[u]
+
+    def spectrum(u: int) -> np.ndarray:
+        if u not in spectra:
+            spectra[u] = mask_spectrum(plane(u))
+        return spectra[u]
 
     reference = None  # the last timepoint registered (or the first)
     for i, t in enumerate(timepoints):
@@ -212,7 +218,8 @@ def _drift_steps(job: _FieldJob, timepoints: list[int], known: dict[str, list[An
             steps[t] = list(known[str(t)])
         else:
             assert reference is not None
-            shift = content_shift(plane(reference), plane(t))
+            shift = content_shift(plane(reference), plane(t),
+                                  (spectrum(reference), spectrum(t)))
             # the shift spans reference -> t; the steps between them are already counted
             between = [steps[u] for u in timepoints[timepoints.index(reference) + 1:i]]
             dy = shift.dy * ny0 / ny - sum(float(v[0]) for v in between)
@@ -226,6 +233,7 @@ def _drift_steps(job: _FieldJob, timepoints: list[int], known: dict[str, list[An
             reference = t
         for u in [u for u in planes if u not in (reference, t)]:
             del planes[u]
+            spectra.pop(u, None)
     return steps, overlaps
 
 

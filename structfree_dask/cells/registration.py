@@ -34,7 +34,8 @@ import numpy as np
 
 from ..pipeline.overlap import label_overlaps
 
-__all__ = ["Shift", "content_shift", "drift", "registered_overlaps", "MAX_SHIFT_FRACTION"]
+__all__ = ["Shift", "content_shift", "drift", "mask_spectrum", "registered_overlaps",
+           "MAX_SHIFT_FRACTION"]
 
 #: Largest shift trusted, as a fraction of the field's smaller side.
 MAX_SHIFT_FRACTION = 0.25
@@ -65,13 +66,27 @@ def _moved(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def content_shift(previous: np.ndarray, current: np.ndarray) -> Shift:
+def mask_spectrum(labels: np.ndarray) -> np.ndarray:
+    """Return the Fourier transform of a plane's cell mask, as :func:`content_shift` takes it.
+
+    A time-lapse registers each timepoint against the one before and the one after: its
+    spectrum, computed once, serves both.
+    """
+    from scipy import fft
+
+    return fft.fftn((labels != 0).astype(np.float32))
+
+
+def content_shift(previous: np.ndarray, current: np.ndarray,
+                  spectra: tuple[np.ndarray, np.ndarray] | None = None) -> Shift:
     """Return how far the content of ``previous`` moved to be where it is in ``current``.
 
     Parameters
     ----------
     previous, current : numpy.ndarray
         ``(y, x)`` cell labels (or masks) of one field at two timepoints.
+    spectra : (numpy.ndarray, numpy.ndarray), optional
+        Their :func:`mask_spectrum`, when already computed (the same shift).
 
     Returns
     -------
@@ -94,8 +109,8 @@ def content_shift(previous: np.ndarray, current: np.ndarray) -> Shift:
     a, b = previous != 0, current != 0
     if not a.any() or not b.any():
         return Shift(0.0, 0.0, False)
-    shift, _, _ = phase_cross_correlation(a.astype(np.float32), b.astype(np.float32),
-                                          normalization=None)
+    fa, fb = spectra if spectra is not None else (mask_spectrum(a), mask_spectrum(b))
+    shift, _, _ = phase_cross_correlation(fa, fb, space="fourier", normalization=None)
     dy, dx = (-int(round(float(s))) for s in shift)  # moving `current` back onto `previous`
     if max(abs(dy), abs(dx)) > MAX_SHIFT_FRACTION * min(a.shape):
         return Shift(0.0, 0.0, False)

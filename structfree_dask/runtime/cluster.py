@@ -358,7 +358,7 @@ MIN_IN_FLIGHT = 2
 #: Seconds between two readings of the cluster's threads while tasks stream.
 WINDOW_SECONDS = 5.0
 #: Seconds between two looks for finished futures (as ``distributed.as_completed``).
-_POLL_SECONDS = 0.1
+_POLL_SECONDS = 0.02
 
 T = TypeVar("T")
 

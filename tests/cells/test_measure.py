@@ -196,3 +196,53 @@ def test_label_medians_equal_scipy_per_channel():
     got = label_medians(labels, intensity, ids)
     for j in range(3):
         np.testing.assert_array_equal(got[:, j], ndi.median(intensity[..., j], labels, ids))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_label_medians_of_small_integers_equal_scipy(dtype):
+    """8- and 16-bit images take another path (one 32-bit key sorted per channel)."""
+    from scipy import ndimage as ndi
+
+    from structfree_dask.cells.measure import label_medians
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 9, (37, 41))
+    top = np.iinfo(dtype).max
+    intensity = rng.integers(0, top + 1, (37, 41, 2)).astype(dtype)
+    intensity[..., 1] //= max(1, top // 7)  # few values: many ties
+    ids = np.array([1, 3, 4, 8])
+    got = label_medians(labels, intensity, ids)
+    for j in range(2):
+        np.testing.assert_array_equal(got[:, j], ndi.median(intensity[..., j], labels, ids))
+
+
+def test_integer_images_measure_exactly_as_their_float_values():
+    """uint16 pixels (sums, histogram and key-sorted medians) give the float64 path's table."""
+    f = simulate_field("CL1", size=128, timepoints=1, seed=9)
+    cells, nuclei, image = f.cyto[0], f.nuclei[0], f.image[0]
+    assert image.dtype == np.uint16
+    owned = np.unique(cells)[1:]
+    kwargs = dict(owned=owned, channel_names=f.channel_names, pixel_size_um=(0.5, 0.5),
+                  field_shape=cells.shape, n_nuclei=np.ones(len(owned)))
+    as_int = measure_cells(cells, nuclei, image, **kwargs)
+    as_float = measure_cells(cells, nuclei, image.astype(np.float64), **kwargs)
+    pd.testing.assert_frame_equal(as_int, as_float, check_exact=True)
+    np.testing.assert_array_equal(field_background(cells, image),
+                                  field_background(cells, image.astype(np.float64)))
+
+
+def test_measure_columns_are_the_tables_columns():
+    from structfree_dask.cells.measure import measure_columns
+
+    f = simulate_field("CL2", size=64, timepoints=1, seed=2)
+    owned = np.unique(f.cyto[0])[1:]
+    cols = measure_columns(f.cyto[0], f.nuclei[0], f.image[0], owned=owned,
+                           channel_names=f.channel_names, pixel_size_um=(1.0, 1.0),
+                           field_shape=(64, 64), n_nuclei=np.ones(len(owned)))
+    dtypes = column_dtypes(f.channel_names)
+    assert list(cols) == list(dtypes)
+    assert all(np.dtype(cols[k].dtype) == np.dtype(v) for k, v in dtypes.items())
+    none = measure_columns(np.zeros((4, 4), np.uint32), np.zeros((4, 4), np.uint32),
+                           np.zeros((1, 4, 4)), owned=np.array([1]), channel_names=["a"],
+                           pixel_size_um=(1.0, 1.0), field_shape=(4, 4), n_nuclei=np.ones(1))
+    assert list(none) == list(column_dtypes(["a"])) and all(len(v) == 0 for v in none.values())

@@ -90,6 +90,12 @@ def test_measure_links_and_writes_tables(plate, cluster_client, tmp_path):
                   client=cluster_client, region=1024)
     pd.testing.assert_frame_equal(read_plate_dataset(str(plate), "whole"),
                                   read_plate_dataset(str(plate), "gt_cyto_features"))
+    # linking and measuring a field of one region read its planes (and link them) once
+    measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei", table="whole_linked",
+                  client=cluster_client, link_labels=True, overwrite=True, region=1024)
+    pd.testing.assert_frame_equal(read_plate_dataset(str(plate), "whole_linked"),
+                                  read_plate_dataset(str(plate), "gt_cyto_features"))
+    assert np.array_equal(open_labels(image, nuc_name).read(), gt_nuclei.read())
 
 
 def test_new_timepoints_only_and_bad_input(plate, cluster_client):

@@ -72,3 +72,11 @@ def test_overlaps_are_counted_with_the_drift_removed(world):
     raw = registered_overlaps(previous, current, Shift(0.0, 0.0, False))
     assert max(raw.get((lb, lb), 0.0) for lb in whole) < 1.0
     assert any(a != b for a, b in raw)
+
+
+def test_spectra_computed_once_give_the_same_shift(world):
+    from structfree_dask.cells.registration import mask_spectrum
+
+    previous, current = _view(world[0], 0, 0), _view(world[1], 4, -7)
+    spectra = (mask_spectrum(previous), mask_spectrum(current))
+    assert content_shift(previous, current, spectra) == content_shift(previous, current)
