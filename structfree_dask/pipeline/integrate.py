@@ -133,8 +133,9 @@ def integrate_flows(
     """
     import torch
 
-    if "cellpose.dynamics" not in sys.modules:
-        _import_on_clean_stack("cellpose.dynamics")
+    for module in ("cellpose.dynamics", _FLOWCHECK):  # numba kernels compiled on import
+        if module not in sys.modules:
+            _import_on_clean_stack(module)
     from cellpose import dynamics, utils
 
     if dP.shape[0] != 2 or dP.shape[1:] != cellprob.shape:
@@ -157,6 +158,8 @@ def integrate_flows(
     return masks.astype(LABEL_DTYPE, copy=False)
 
 
+_FLOWCHECK = f"{__package__}.flowcheck"
+
 #: A pixel whose flow step stays below this (px, both axes) is at its sink: it stops.
 SETTLED_STEP = 1e-4
 #: Flow steps between two looks for pixels that have settled.
@@ -169,7 +172,8 @@ def _cpu_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int, threshold: f
 
     The same steps as ``cellpose.dynamics.compute_masks`` (interpolated flow following
     with cellpose's own ``map_coordinates``, then ``get_masks_torch`` and
-    ``remove_bad_flow_masks``), except that a pixel whose step was below
+    ``remove_bad_flow_masks``, the latter's diffusion kernel as a plain loop:
+    :mod:`.flowcheck`, bitwise), except that a pixel whose step was below
     :data:`SETTLED_STEP` at one of the looks every :data:`SETTLE_CHECK_STEPS` steps is
     not moved further: most pixels reach their sink in the first quarter of the steps
     (2.5x faster flow following, masks bitwise cellpose's on the real windows measured:
@@ -177,6 +181,8 @@ def _cpu_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int, threshold: f
     """
     import torch
     from cellpose import dynamics
+
+    from .flowcheck import remove_bad_flow_masks
 
     shape = cellprob.shape
     inside = cellprob > threshold
@@ -188,8 +194,7 @@ def _cpu_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int, threshold: f
     mask = dynamics.get_masks_torch(torch.from_numpy(p).to(dtype=torch.int), inds, shape,
                                     max_size_fraction=max_size_fraction)
     if mask.max() > 0 and flow_threshold is not None and flow_threshold > 0:
-        mask = dynamics.remove_bad_flow_masks(mask, dP, threshold=flow_threshold,
-                                              device=torch.device("cpu"))
+        mask = remove_bad_flow_masks(mask, dP, flow_threshold)
     if mask.max() < 2**16 and mask.dtype != "uint16":
         mask = mask.astype("uint16")
     return mask
