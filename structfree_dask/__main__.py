@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import types
 
 __all__ = ["run"]
 
@@ -18,6 +19,18 @@ if "__mp_main__" in sys.modules:  # pragma: no cover - runs in worker processes
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _drop_abandoned_coroutines(unraisable: sys.UnraisableHookArgs) -> None:
+    """Hide the errors of coroutines an object store's client left pending at exit.
+
+    When a store stops answering, s3fs/aiobotocore requests still pending when the command
+    ends are closed as the interpreter exits, and each prints an ``Exception ignored``
+    traceback after the command's own last line (which says what happened). Other
+    unraisable errors are shown as usual.
+    """
+    if not isinstance(unraisable.object, types.CoroutineType):
+        sys.__unraisablehook__(unraisable)
+
+
 def run() -> int:
     """Run the command line; return its exit status."""
     try:
@@ -25,7 +38,9 @@ def run() -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: nothing was done\n")
         return 130
-    return main()
+    status = main()
+    sys.unraisablehook = _drop_abandoned_coroutines  # from here on: the exit
+    return status
 
 
 if __name__ == "__main__":

@@ -74,6 +74,10 @@ __all__ = [
     "features_table",
     "linked_names",
     "tracked_name",
+    "SCREEN_ROLES",
+    "PLATE_MAP_TABLE",
+    "ScreenSettings",
+    "screen_folder",
 ]
 
 # ---------------------------------------------------------------------------- vocabulary
@@ -796,6 +800,72 @@ class CellsSettings(_Settings):
         assert self.cells is not None
         out = linked_names(self.cells) if self.link else ()
         return out + ((tracked_name(self.cells),) if self.tracked_labels else ())
+
+
+# ------------------------------------------------------------------------------- screen
+
+#: Roles of a well in a plate map: negative and positive controls, and samples.
+SCREEN_ROLES: tuple[str, ...] = ("negative", "positive", "sample")
+#: Name of the plate map in a plate: ``<plate>/tables/plate_map`` (an ngio condition table).
+PLATE_MAP_TABLE = "plate_map"
+
+
+def screen_folder(table: str) -> str:
+    """Return the name of the folder of a table's screen tables, beside its dataset.
+
+    Examples
+    --------
+    >>> screen_folder("cyto_features")
+    'cyto_features__screen'
+    """
+    return f"{table}__screen"
+
+
+@dataclass(frozen=True)
+class ScreenSettings(_Settings):
+    """From cells to a screen: the plate map, and the screen tables of a measured plate.
+
+    A job file's ``screen:`` section and the options of ``annotate`` and ``screen``,
+    checked by the same code (:mod:`structfree_dask.screen`).
+
+    Parameters
+    ----------
+    plate_map : str, optional
+        The plate map CSV (``well``, ``condition``, optional ``compound``, ``dose``,
+        ``dose_unit``, ``role``) stored in each plate.
+    readouts : tuple of int or str, optional
+        Channels whose nucleus / cytoplasm ratio is summarized, or columns of the table
+        (default: every channel's ratio).
+    tables : bool
+        Compute the screen tables after measuring (a job's ``screen.tables``).
+    overwrite : bool
+        Replace another plate map stored in the plate (the same map is never written
+        again).
+
+    Examples
+    --------
+    >>> ScreenSettings(plate_map="map.csv").readouts is None
+    True
+    >>> ScreenSettings(readouts=())
+    Traceback (most recent call last):
+    ...
+    structfree_dask.config.SettingsError: readouts: expected at least one channel ...
+    """
+
+    plate_map: str | None = setting(
+        None, "plate map CSV: well, condition, and optional compound, dose, dose_unit, "
+              "role (negative, positive or sample)", kind="text", metavar="CSV")
+    readouts: tuple[int | str, ...] | None = setting(
+        None, "readouts: channels (index or name) whose nucleus/cytoplasm ratio is "
+              "summarized, or columns of the table", kind="channels", metavar="READOUTS",
+        default_text="every channel's ratio")
+    tables: bool = setting(True, "compute the screen tables after measuring", kind="flag",
+                           cli=False)
+    overwrite: bool = setting(False, "replace another plate map stored in the plate",
+                              kind="flag")
+
+    def __post_init__(self) -> None:
+        self._check_fields()
 
 
 # ------------------------------------------------------------------------------ cluster

@@ -74,7 +74,7 @@ def test_train_settings():
 
 from pathlib import Path  # noqa: E402
 
-from structfree_dask.config import CellsSettings, ClusterSettings  # noqa: E402
+from structfree_dask.config import CellsSettings, ClusterSettings, ScreenSettings  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -146,7 +146,7 @@ def test_cluster_settings():
         ClusterSettings(kind="cuda", address="tcp://h:1")
 
 
-@pytest.mark.parametrize("settings", [CellsSettings, ClusterSettings])
+@pytest.mark.parametrize("settings", [CellsSettings, ClusterSettings, ScreenSettings])
 def test_the_docs_table_lists_every_setting(settings):
     text = (DOCS / "cli.md").read_text()
     table = text.split("## Settings shared by commands and job files", 1)[1].split("\n## ")[0]

@@ -21,7 +21,7 @@ LAYERS = {
     "pipeline": 4, "simulate": 4,
     "engine": 5, "evaluation": 5,
     "zoo": 6, "cells": 6,
-    "workflow": 7,
+    "workflow": 7, "screen": 7,
     "jobs": 8,
     "cli": 9,
     "__init__": 10, "__main__": 10,

@@ -104,8 +104,11 @@ def test_notebook_outputs(executed):
 
     pngs = [o for c in code for o in c.outputs
             if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})]
-    assert len(pngs) == 2  # the masks, and the time course with tracks
+    # the masks, the time course with tracks; the screen: conditions, Z', dose-response
+    assert len(pngs) == 5
     assert "timepoints in the time course: 8" in text
     assert "measured 8 (field, timepoint) units" in text
+    assert "screen tables: ['conditions', 'dose_response', 'wells', 'zprime']" in text
+    assert "z_prime" in text and "fit_error" in text
     assert _text(code[-1]).strip() == "closed"
     assert not any(run_dir.iterdir())  # the plate went to a temporary folder, now removed

@@ -21,6 +21,13 @@ writes one local folder (never into the plate, which may be at a URL):
     cells over time and the thumbnails of up to 4 of its fields.
 ``cells_per_well.csv``, ``readout_per_well.csv``
     The numbers behind the figures (:func:`cells_per_well`, :func:`readout_per_well`).
+``screen-*``
+    The files of sections added by another layer (``addons``, :class:`ReportAddon`: the
+    screen's plate view, :mod:`structfree_dask.screen.view`).
+
+The quality checks kept with the table (:func:`quality_rows`, per field and timepoint)
+are shown per well too: a flagged well is marked in the plate layout and its page lists
+its fields' checks.
 
 Counts are rows of the table, i.e. cell observations summed over fields (per well)
 and timepoints (in the totals). Time axes are in hours where the first field's metadata
@@ -34,9 +41,9 @@ import html
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -69,9 +76,10 @@ from ._report_figures import (
 )
 from .columns import ratio_column
 
-__all__ = ["REPORT_PAGE", "WELL_PAGES", "cells_per_well", "default_report_dir",
-           "flagged_counts", "quality_rows", "ratio_channels", "readout_per_well",
-           "time_step_h", "well_page_name", "write_report", "written_by_report"]
+__all__ = ["REPORT_PAGE", "WELL_PAGES", "ReportAddon", "ReportContext", "cells_per_well",
+           "default_report_dir", "flagged_counts", "quality_rows", "ratio_channels",
+           "readout_per_well", "time_step_h", "well_flags", "well_page_name", "write_report",
+           "written_by_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +95,7 @@ _WELL = ["well", "row", "column"]
 _RATIO_SUFFIX = ratio_column("")
 _OUTPUTS = ("cells_per_well.png", "cells_per_well_t.png", "cells_per_well.csv", "readout.png",
             "readout_median.png", "readout_per_well.csv", "quality.csv")
-_GLOBS = ("thumb-*.png", "well-*.html", "well-*.png")  # per field and per well
+_GLOBS = ("thumb-*.png", "well-*.html", "well-*.png", "screen-*")  # per field, well, add-on
 _NO_NUCLEUS = "cells without nucleus (n_nuclei = 0)"
 _MANY_NUCLEI = "cells with several nuclei (n_nuclei >= 2)"
 
@@ -305,6 +313,104 @@ def well_page_name(row: str, column: str) -> str:
         + ".html"
 
 
+def well_flags(rows: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
+    """Return the flags raised in each well: its fields' :func:`quality_rows`, merged.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        :func:`quality_rows` (``field`` is ``<row>/<column>/<field>``; ``flags`` the
+        comma-separated flags of a field and timepoint).
+
+    Returns
+    -------
+    dict
+        (row, column) -> the flags raised at any of its fields and timepoints, sorted;
+        only wells with a flag.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"field": ["A/1/0", "A/1/1", "B/2/0"], "t": [0, 0, 0],
+    ...                      "flags": ["count_jump", "unregistered, count_jump", ""]})
+    >>> well_flags(rows)
+    {('A', '1'): ['count_jump', 'unregistered']}
+    """
+    out: dict[tuple[str, str], set[str]] = {}
+    if rows.empty:
+        return {}
+    for field, flags in zip(rows["field"], rows["flags"], strict=True):
+        names = {f for f in str(flags).split(", ") if f}
+        parts = str(field).split("/")
+        if names and len(parts) >= 2:
+            out.setdefault((parts[0], parts[1]), set()).update(names)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+class ReportContext:
+    """What a section added to the report (:class:`ReportAddon`) knows and can write.
+
+    Attributes
+    ----------
+    out : Path
+        The report folder.
+    rows, cols : list of str
+        The plate layout.
+    wells : list of tuple of str
+        (row, column) of every well, in plate order.
+    ts : list of int
+        The timepoints.
+    step_h : float or None
+        Hours between timepoints (None: unknown, time in timepoints).
+    channel : str or None
+        The readout channel of the report.
+    pages : dict
+        (row, column) -> the file name of the well's page, for the wells that have one.
+    flags : dict
+        (row, column) -> the quality flags raised in the well (:func:`well_flags`).
+    """
+
+    def __init__(self, report: _Report, channel: str | None,
+                 pages: Mapping[tuple[str, str], str],
+                 flags: Mapping[tuple[str, str], list[str]]) -> None:
+        self._report = report
+        self.out = report.out
+        self.rows, self.cols = list(report.rows), list(report.cols)
+        self.wells = [tuple(map(str, w)) for w in report.positions]
+        self.ts, self.step_h, self.channel = list(report.ts), report.step_h, channel
+        self.pages, self.flags = dict(pages), dict(flags)
+
+    def save(self, fig: Any, name: str, dpi: int = 100) -> str:
+        """Save a matplotlib figure into the report folder; return its file name.
+
+        Names start with ``screen-`` (the files a report replaces, :func:`written_by_report`).
+        """
+        if not name.startswith("screen-"):
+            raise ValueError(f"an add-on's file names start with 'screen-'; got {name!r}")
+        return self._report.save(fig, name, dpi)
+
+    def write_text(self, text: str, name: str) -> str:
+        """Write a text file (e.g. a CSV) into the report folder; return its file name."""
+        if not name.startswith("screen-"):
+            raise ValueError(f"an add-on's file names start with 'screen-'; got {name!r}")
+        with replacing(self.out / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        self._report.files.append(name)
+        return name
+
+
+class ReportAddon(Protocol):
+    """Sections another layer adds to the report (e.g. the screen's, from its tables)."""
+
+    def sections(self, ctx: ReportContext) -> list[tuple[str, str]]:
+        """Return the (heading, HTML) sections of the plate's page (called first)."""
+        ...
+
+    def well_sections(self, ctx: ReportContext, row: str, column: str
+                      ) -> list[tuple[str, str]]:
+        """Return the (heading, HTML) sections of one well's page."""
+        ...
+
+
 # ----------------------------------------------------------------------------- the page
 
 
@@ -327,16 +433,28 @@ def _img(name: str, alt: str) -> str:
 _STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:110em}img{max-width:100%}"
           "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;"
           "padding:.2em .6em;text-align:right}td:first-child{text-align:left}th{background:#eee}"
-          ".note{color:#555}table.wells td{text-align:center}")
+          ".note{color:#555}table.wells td{text-align:center}"
+          "table.wells td.flagged{background:#fde0b6}")
 
 
 def _well_grid(rows: list[str], cols: list[str], wells: set[tuple[str, str]],
-               pages: Mapping[tuple[str, str], str]) -> str:
-    """Return the plate layout as a table: each well linked to its page where it has one."""
+               pages: Mapping[tuple[str, str], str],
+               flags: Mapping[tuple[str, str], list[str]] | None = None) -> str:
+    """Return the plate layout as a table: each well linked to its page where it has one.
+
+    A well with a quality flag is shaded and marked with a warning sign (its flags in the
+    cell's tooltip).
+    """
+    flags = flags or {}
+
     def cell(r: str, c: str) -> str:
+        raised = flags.get((r, c))
+        attrs = (f' class="flagged" title="quality flags: {_esc(", ".join(raised))}"'
+                 if raised else "")
+        name = _esc(r + c) + (" &#9888;" if raised else "")
         if (r, c) in pages:
-            return f'<td><a href="{_esc(pages[r, c])}">{_esc(r + c)}</a></td>'
-        return f"<td>{_esc(r + c)}</td>" if (r, c) in wells else "<td></td>"
+            return f'<td{attrs}><a href="{_esc(pages[r, c])}">{name}</a></td>'
+        return f"<td{attrs}>{name}</td>" if (r, c) in wells else "<td></td>"
 
     head = "<tr><th></th>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>"
     body = "".join(f"<tr><th>{_esc(r)}</th>" + "".join(cell(r, c) for c in cols) + "</tr>"
@@ -452,6 +570,8 @@ class _Report:
         self.channel: int = 0
         self.labels: str | None = None
         self.nuclei: str | None = None
+        self.checks = pd.DataFrame()  # quality_rows, set by write_report
+        self.addons: list[tuple[ReportAddon, ReportContext]] = []
 
     def outline(self, channel: str | None, labels: str | None) -> None:
         """Choose the channel and the label images of the thumbnails."""
@@ -515,21 +635,29 @@ class _Report:
     def thumbnails(self, n: int) -> str:
         return self.thumbs_html(spread(list(self.plate.field_paths), n))
 
+    def page_names(self, limit: int) -> dict[tuple[str, str], str]:
+        """Return the page of each of the first ``limit`` wells (the wells that get one)."""
+        return {(str(r), str(c)): well_page_name(r, c) for r, c in list(self.positions)[:limit]}
+
     def wells(self, limit: int, channel: str | None, title: str) -> str:
         """Write the pages of the first ``limit`` wells; return the section linking them."""
         by_well = dict(tuple(self.df.astype({"row": str, "column": str})
                              .groupby(["row", "column"]))) if len(self.df) else {}
         pages = {}
-        for row, col in list(self.positions)[:limit]:
+        for row, col in self.page_names(limit):
             rows = by_well.get((row, col), self.df.iloc[:0])
             pages[(row, col)] = self.well_page(row, col, rows, channel, title)
         n = len(self.positions)
-        note = (f"Pages for the first {limit} of the {n} wells, in plate order: a report "
-                f"writes at most {limit} well pages (well_pages; {WELL_PAGES} by default)."
-                if n > limit else
-                f"A page for each of the {n} wells: readout over time, cells, fields.")
-        return f'<p class="note">{_esc(note)}</p>' + _well_grid(self.rows, self.cols,
-                                                                set(self.positions), pages)
+        note = _esc(f"Pages for the first {limit} of the {n} wells, in plate order: a report "
+                    f"writes at most {limit} well pages (well_pages; {WELL_PAGES} by default)."
+                    if n > limit else
+                    f"A page for each of the {n} wells: readout over time, cells, fields.")
+        flags = well_flags(self.checks)
+        if flags:
+            note += (f" {len(flags)} well(s) with a quality flag (shaded, &#9888;; the flags "
+                     "in the tooltip and on the well's page).")
+        return f'<p class="note">{note}</p>' + _well_grid(self.rows, self.cols,
+                                                          set(self.positions), pages, flags)
 
     def well_page(self, row: str, col: str, df: pd.DataFrame, channel: str | None,
                   title: str) -> str:
@@ -539,13 +667,32 @@ class _Report:
         fig = self.save(well_over_time(df, self.ts, channel, self.step_h),
                         name.removesuffix(".html") + ".png")
         fields = [p for p in self.plate.field_paths if p.rsplit("/", 1)[0] == f"{row}/{col}"]
+        extra = [s for addon, ctx in self.addons for s in addon.well_sections(ctx, row, col)]
         with replacing(self.out / name) as tmp:
             tmp.write_text(_page(f"{title}, well {row}{col}", [
-                ("Well", _well_facts(df, fields, channel, self.step_h)),
+                ("Well", _well_facts(df, fields, channel, self.step_h)), *extra,
                 ("Over time", _img(fig, f"well {row}{col} over time") + _over_time_note(df)),
+                ("Quality checks", self._well_checks(fields)),
                 ("Fields", self._well_fields(fields))]), encoding="utf-8")
         self.files.append(name)
         return name
+
+    def _well_checks(self, fields: list[str]) -> str:
+        """Return the quality checks of a well's fields: the flagged (field, t), all in a table."""
+        from .quality import FLAGS
+
+        if self.checks.empty:
+            return '<p class="note">No quality checks kept with this table.</p>'
+        rows = self.checks[self.checks["field"].isin(fields)]
+        if rows.empty:
+            return '<p class="note">No quality checks kept for this well\'s fields.</p>'
+        raised = rows[rows["flags"] != ""]
+        names = sorted({f for fl in raised["flags"] for f in fl.split(", ") if f})
+        text = ("".join(f"<p>&#9888; <b>{_esc(n)}</b>: {_esc(FLAGS.get(n, ''))}</p>"
+                        for n in names)
+                if names else '<p class="note">No check raised a flag in this well.</p>')
+        return (text + f"<details{' open' if names else ''}><summary>Per field and timepoint "
+                f"({len(raised)} of {len(rows)} flagged)</summary>{_table_html(rows)}</details>")
 
     def _well_fields(self, fields: list[str]) -> str:
         if not fields:
@@ -558,7 +705,7 @@ class _Report:
     def quality(self, table: str) -> str:
         from .quality import FLAGS
 
-        rows = quality_rows(self.plate, table)
+        rows = self.checks if len(self.checks) else quality_rows(self.plate, table)
         if rows.empty:
             return '<p class="note">No quality checks kept with this table (measured before ' \
                    "they existed).</p>"
@@ -622,7 +769,7 @@ def _flags(df: pd.DataFrame, key: str) -> pd.DataFrame:
 def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = None,
                  readout: str | None = None, output: str | Path | None = None,
                  thumbnails: int = 4, flagged: Mapping[str, int] | None = None,
-                 well_pages: int = WELL_PAGES) -> Path:
+                 well_pages: int = WELL_PAGES, addons: Sequence[ReportAddon] = ()) -> Path:
     """Write an offline HTML view of a plate's per-cell table (see the module docstring).
 
     Parameters
@@ -650,6 +797,10 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
     flagged : mapping of str to int, optional
         Further counts of flagged objects (e.g. nuclei outside any cell), shown with
         the table's (see :func:`flagged_counts`).
+    addons : sequence of ReportAddon
+        Sections added by other layers (:class:`ReportAddon`; e.g. the screen's plate
+        view, :func:`structfree_dask.screen.view.screen_addon`), after the plate's facts
+        on the plate's page and after the well's facts on a well's page.
 
     Returns
     -------
@@ -688,6 +839,13 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
                                     len(plate.field_paths), len(report.ts),
                                     _step_text(report.step_h), len(df), channel or "none"]})
     sections = [("Plate", _table_html(facts, header=False))]
+    report.checks = quality_rows(plate, table)
+    flags = well_flags(report.checks)
+    pages = report.page_names(well_pages)
+    for addon in addons:
+        ctx = ReportContext(report, channel, pages, flags)
+        report.addons.append((addon, ctx))
+        sections.extend(addon.sections(ctx))
     if df.empty:
         sections.append(("Cells", f'<p class="note">Table {_esc(table)} has no cells: no '
                          "cell counts or readout to show.</p>"))

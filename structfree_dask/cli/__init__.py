@@ -100,10 +100,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             ngff_version=args.ngff_version, mode=args.mode,
             stage_jitter_px=0 if args.stage_jitter is None else args.stage_jitter,
             defocus_p=0.0 if args.defocus is None else args.defocus,
-            motion_scale=1.0 if args.motion_scale is None else args.motion_scale, **layout,
+            motion_scale=1.0 if args.motion_scale is None else args.motion_scale,
+            plate_map=args.plate_map, **layout,
         )
     else:
-        for option in ("stage_jitter", "defocus", "motion_scale"):
+        for option in ("stage_jitter", "defocus", "motion_scale", "plate_map"):
             if getattr(args, option) is not None:
                 raise UsageError(f"--{option.replace('_', '-')}: only for simulated cells; "
                                  "not with --shapes-from PLATE")
@@ -191,9 +192,11 @@ def _segment_configs(args: argparse.Namespace) -> list[SegmentationConfig]:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
+    import time
+
     from ..engine import Target, segment_many, validate
     from ..io import check_output_file
-    from ..runtime.cluster import close_client, recording
+    from ..runtime.cluster import close_client, recording, workers_lost
 
     check_cluster_options(args)
     if args.performance_report:
@@ -212,12 +215,14 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     client = start_client(args, profile=bool(args.performance_report))
     progress = ProgressBar(args, "field-timepoint")
     names = " and ".join(f"labels/{c.label_name}" for c in configs)
+    since = time.time()
     try:
         with recording(client, args.performance_report):
             results = segment_many([Target(args.plate, c, args.wells, args.timepoints, p)
                                     for c, p in zip(configs, plans, strict=True)],
                                    client=client, progress=progress)
             cells = _cells_after_segment(args, configs, steps, results, client, progress)
+        lost = workers_lost(client, since)
     except KeyboardInterrupt:
         finished = (f"{progress.done} of {progress.total} (field, timepoint) unit(s) of this "
                     "run finished" if progress.total else "no unit of this run finished yet")
@@ -227,6 +232,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         close_client(client)
+    if lost:
+        print(f"workers lost during the run: {len(lost)} "
+              f"({', '.join(str(w['worker']) for w in lost)}); their tasks were given to the "
+              "other workers: nothing to redo", file=sys.stderr)
     ok = True
     for config, result in zip(configs, results, strict=True):
         result.raise_error()
@@ -327,6 +336,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{section['plate']}: tables/{section['table']}: {len(section['done'])} done, "
               f"{len(section['skipped'])} skipped, {len(section['failed'])} failed; "
               f"{section['cells']} cells{tracks}{report}")
+    for section in record.get("screen", []):
+        tables = f"; screen tables {section['tables']}" if section["tables"] else ""
+        print(f"{section['plate']}: tables/plate_map {section['annotated'] or 'not stored'}"
+              f"{tables}")
     if record.get("workers_lost"):
         print(f"workers lost during the run: {len(record['workers_lost'])} (their tasks "
               "were recomputed)", file=sys.stderr)
@@ -409,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply the cells' own motion by X, 0-100 (e.g. 10 with CL3: small "
                         "cells moving further than their radius between timepoints; "
                         "default 1: the cell line's pace)")
+    p.add_argument("--plate-map", default=None, metavar="CSV",
+                   help="simulate a screen: the plate map (as for annotate) gives each well's "
+                        "translocation ratio (controls; a Hill curve of each compound's dose "
+                        "with an EC50 drawn from --seed); the truth goes to "
+                        "tables/screen_truth and tables/screen_truth_wells")
     _add_common_output(p)
     p.set_defaults(func=_cmd_simulate)
 
@@ -490,9 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     from .cells import add_cells_parsers
+    from .screen import add_screen_parsers
     from .zoo import add_zoo_parser
 
     add_cells_parsers(sub)
+    add_screen_parsers(sub)
     add_zoo_parser(sub)
     return parser
 

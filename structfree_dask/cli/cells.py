@@ -129,11 +129,14 @@ def print_track_result(what: str, result: Any) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from ..cells.report import write_report
+    from ..screen.view import screen_addon
 
     given = checked_values(CellsSettings, given_settings(args, CellsSettings))
+    screen = screen_addon(args.plate, args.table, timepoint=args.screen_timepoint)
     page = write_report(args.plate, table=args.table, labels=args.labels,
                         readout=given.get("readout"), output=args.output,
-                        well_pages=given.get("well_pages", CellsSettings.well_pages))
+                        well_pages=given.get("well_pages", CellsSettings.well_pages),
+                        addons=[screen] if screen is not None else [])
     print(f"report: {page}")
     return 0
 
@@ -198,7 +201,10 @@ def add_cells_parsers(sub: Any) -> None:
         "report", help="an offline HTML view of a measured plate",
         description="Cells per well per timepoint, the translocation readout per well over "
                     "time, field thumbnails with outlines and flagged objects, as an HTML "
-                    "page with PNGs in a local folder (never in the plate).")
+                    "page with PNGs in a local folder (never in the plate). A plate with a "
+                    "plate map (annotate) also gets the screen's view: the layout by "
+                    "condition, and from its screen tables (screen) the conditions over "
+                    "time, Z' over time, dose-response curves and EC50s over time.")
     p.add_argument("plate", help="OME-Zarr plate (a path or a URL)")
     p.add_argument("--table", required=True, help="measurement table, e.g. cyto_features")
     p.add_argument("--labels", default=None,
@@ -207,4 +213,6 @@ def add_cells_parsers(sub: Any) -> None:
     p.add_argument("--output", default=None,
                    help="folder of the page (default <plate name>-report beside a local plate, "
                         "in the current folder for a URL)")
+    p.add_argument("--screen-timepoint", type=int, default=None, metavar="T",
+                   help="timepoint of the screen's dose-response curves (default the last)")
     p.set_defaults(func=_cmd_report)

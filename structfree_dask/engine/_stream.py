@@ -18,8 +18,13 @@ from typing import Any
 
 from ..backbones import ModelSpec
 from ..config import SegmentationConfig
-from ..io import LabelImage, completed_timepoints, finalize_labels, mark_done
-from ..runtime.cluster import TASKS_PER_THREAD, gpu_resources, in_flight_window
+from ..io import LabelImage, completed_timepoints, finalize_labels, is_url, mark_done, redact
+from ..runtime.cluster import (
+    TASKS_PER_THREAD,
+    finished_result,
+    gpu_resources,
+    in_flight_window,
+)
 from ..runtime.result import PlateRun
 from ._graph import Unit, unit_task
 from ._plan import FieldPlan, apply_label_plan
@@ -65,6 +70,46 @@ class RunResult(PlateRun):
     stage_steps: dict[str, int] = field(default_factory=dict)
 
 
+#: Exception classes (or bases) of a store that does not answer: the standard ones are
+#: checked by type; botocore's and aiohttp's by name (neither is a dependency of the engine).
+_UNANSWERED = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+               "ConnectionClosedError", "ClientConnectorError", "ServerDisconnectedError",
+               "ServerTimeoutError")
+
+
+def _unanswered(err: BaseException) -> bool:
+    """Whether an error, or one of its causes, is a connection that failed or timed out."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionError | TimeoutError) or \
+                {c.__name__ for c in type(seen).__mro__} & set(_UNANSWERED):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class StoreLostError(RuntimeError):
+    """The plate's object store stopped answering the driver mid-run."""
+
+
+def _as_store_lost(store: str, err: Exception) -> Exception:
+    """Return a :class:`StoreLostError` saying what to do for a store that stopped answering.
+
+    Other errors, and errors of plates on local disk, are returned as they are.
+    """
+    if isinstance(err, StoreLostError) or not is_url(store) or not _unanswered(err):
+        return err
+    text = " ".join(str(err).split()) or type(err).__name__
+    lost = StoreLostError(
+        f"the store of {redact(store)} stopped answering mid-run ({text[:300]}); the units "
+        "recorded done are kept. When the store answers again, rerun the same command to "
+        "resume")
+    lost.__cause__ = err
+    return lost
+
+
 class Marks:
     """Completion records of finished units, written in batches per label image."""
 
@@ -83,7 +128,13 @@ class Marks:
     def flush(self) -> None:
         """Write every queued record."""
         for path, tps in self.pending.items():
-            mark_done(self.labels[path], tps)
+            try:
+                mark_done(self.labels[path], tps)
+            except Exception as err:
+                lost = _as_store_lost(self.labels[path].image.store, err)
+                if lost is err:
+                    raise
+                raise lost from err
         self.pending.clear()
         self.last = time.monotonic()
 
@@ -154,6 +205,8 @@ class TargetRun:
 
     def stop(self, err: Exception) -> None:
         """Stop taking this target's units (its other units and the other targets go on)."""
+        if self.todo:  # a store that stopped answering: said so, with what to do
+            err = _as_store_lost(self.todo[0][0].info.store, err)
         self.error = err
         logger.error("target %d (labels/%s): %s: %s", self.index, self.config.label_name,
                      type(err).__name__, err)
@@ -257,7 +310,7 @@ def run_stream(client: Any, stream: UnitStream,
                 if future.status == "error":
                     run.failed(unit, future.exception())
                 else:
-                    run.finished(unit, future.result())
+                    run.finished(unit, finished_result(client, future))
                 future.release()
                 counts["done"] += 1
                 if progress is not None:

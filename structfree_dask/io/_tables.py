@@ -13,6 +13,10 @@ workers only write parts (:func:`write_table_part`).
 A plate-level dataset (``<plate>/measurements/<name>/``) holds the same rows for every
 field with ``well``, ``row``, ``column`` and ``field`` columns, one part per (field,
 timepoint), for readers that do not know this package.
+
+A plate's own tables (``<plate>/tables/<name>``, listed in the ``tables`` attribute of
+``<plate>/tables``) are small ngio tables of one Parquet file (``table.parquet``), such as
+the plate map, an ngio ``condition_table`` (:func:`write_plate_table`).
 """
 
 from __future__ import annotations
@@ -59,6 +63,14 @@ __all__ = [
     "write_parquet",
     "update_table_attrs",
     "write_table_part",
+    "condition_table_meta",
+    "list_plate_tables",
+    "plate_dataset_parts",
+    "plate_table_attrs",
+    "parquet_schema",
+    "read_parquet",
+    "read_plate_table",
+    "write_plate_table",
 ]
 
 #: Group holding a field's tables (ngio / Fractal convention).
@@ -468,3 +480,126 @@ def read_plate_dataset(plate_store: str, name: str) -> pd.DataFrame:
     if len(df) and keys:
         df = df.sort_values(keys, kind="stable").reset_index(drop=True)
     return df
+
+
+# ------------------------------------------------------------------ a plate's own tables
+
+
+def condition_table_meta(index_key: str = "well") -> dict[str, Any]:
+    """Attributes of a plate-level condition table, as ngio reads them.
+
+    Examples
+    --------
+    >>> m = condition_table_meta()
+    >>> m["type"], m["backend"], m["index_key"], m["index_type"]
+    ('condition_table', 'parquet', 'well', 'str')
+    """
+    return {"type": "condition_table", "table_version": "1", "backend": "parquet",
+            "index_key": index_key, "index_type": "str"}
+
+
+def _plate_root(plate_store: str, mode: str) -> zarr.Group:
+    with metadata_errors(plate_store, ""):
+        return zarr.open_group(store=plate_store, mode=mode)  # type: ignore[arg-type]
+
+
+def list_plate_tables(plate_store: str) -> list[str]:
+    """Names of the tables listed in a plate's own ``tables`` group (empty when none)."""
+    root = _plate_root(plate_store, "r")
+    if TABLES_GROUP not in root:
+        return []
+    names = dict(root[TABLES_GROUP].attrs).get("tables", [])
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def plate_table_attrs(plate_store: str, name: str) -> dict[str, Any] | None:
+    """Return the attributes of a plate's own table (None when it has no such table)."""
+    check_name(name, "table name")
+    root = _plate_root(plate_store, "r")
+    if TABLES_GROUP not in root or name not in root[TABLES_GROUP]:
+        return None
+    return dict(root[TABLES_GROUP][name].attrs)
+
+
+def write_plate_table(plate_store: str, name: str, table: pa.Table, attrs: dict[str, Any], *,
+                      overwrite: bool = False) -> str:
+    """Write (or, with ``overwrite``, replace) a plate's own table in one Parquet file.
+
+    ``<plate>/tables/<name>`` gets ``attrs`` (e.g. :func:`condition_table_meta` and a
+    record) and the rows in ``table.parquet``; the name is listed in ``<plate>/tables``
+    (ngio reads it with ``get_table``). A failure leaves no half-made table.
+
+    Returns
+    -------
+    str
+        The table's location.
+
+    Raises
+    ------
+    TableExistsError
+        If the table exists and ``overwrite`` is False.
+    UnsafePathError
+        A symbolic link on the way to, or inside, the table's folder.
+    """
+    check_name(name, "table name")
+    checked_tree(plate_store, f"{TABLES_GROUP}/{name}")
+    location = join(plate_store, TABLES_GROUP, name)
+    tables = _plate_root(plate_store, "r+").require_group(TABLES_GROUP)
+    listed = list_plate_tables(plate_store)
+    if name in listed or name in tables:
+        if not overwrite:
+            raise TableExistsError(
+                f"table {name!r} already exists in {plate_store}; pass overwrite=True "
+                "(--overwrite) to replace it")
+        remove_tree(location)
+    try:  # all or nothing
+        group = tables.create_group(name)
+        write_parquet(table, join(location, _PARTS))
+        group.attrs.update(attrs)
+        tables.attrs["tables"] = [*(n for n in listed if n != name), name]
+    except BaseException:
+        try:
+            remove_tree(location)
+            tables.attrs["tables"] = [n for n in listed if n != name]
+        except Exception as err:  # noqa: BLE001 - the first error is the one to report
+            logger.warning("could not remove the half-made table %s of %s: %s", name,
+                           plate_store, err)
+        raise
+    return location
+
+
+def read_plate_table(plate_store: str, name: str) -> pd.DataFrame | None:
+    """Read a plate's own table (None when the plate has no such table)."""
+    if plate_table_attrs(plate_store, name) is None:
+        return None
+    return read_parquet(join(plate_store, TABLES_GROUP, name, _PARTS))
+
+
+def read_parquet(location: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read one Parquet file (a local path or a URL), optionally some columns only."""
+    import pyarrow.parquet as pq
+
+    if is_url(location):
+        fs, path = filesystem(location)
+        return pq.read_table(path, columns=columns, filesystem=fs).to_pandas()
+    return pq.read_table(location, columns=columns).to_pandas()
+
+
+def parquet_schema(location: str) -> pa.Schema:
+    """Return the Arrow schema of one Parquet file (its footer only, no rows read)."""
+    import pyarrow.parquet as pq
+
+    if is_url(location):
+        fs, path = filesystem(location)
+        return pq.read_schema(path, filesystem=fs)
+    return pq.read_schema(location)
+
+
+def plate_dataset_parts(plate_store: str, name: str) -> list[str]:
+    """Part files of a plate-level dataset, sorted (empty when it does not exist).
+
+    Each is ``plate_part_name(field path, t)``; read one with :func:`read_parquet` at
+    ``join(plate_dataset(plate_store, name), part)``.
+    """
+    return [p for p in _list_parts(plate_dataset(plate_store, name))
+            if p.endswith(".parquet") and not p.startswith(".")]

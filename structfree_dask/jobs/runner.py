@@ -11,7 +11,9 @@ store URL.
 
 With ``cells`` in the job, each plate is then linked, measured, tracked and reported on
 the same client (:mod:`.cells_step`); the record has a ``cells`` section per plate and
-the reports are in ``<records>/run-<UTC time>-report-<plate name>/``.
+the reports are in ``<records>/run-<UTC time>-report-<plate name>/``. With ``screen``,
+each plate's map is stored and its screen tables computed after that (:mod:`.screen_step`;
+a ``screen`` section per plate).
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from .cells_step import (
     section_problems,
 )
 from .schema import Job, SegmentTask
+from .screen_step import check_plate as check_screen_plate
+from .screen_step import plate_section as screen_section
+from .screen_step import run_plate as run_screen_plate
+from .screen_step import section_problems as screen_problems
 
 __all__ = ["run_job", "task_config"]
 
@@ -89,17 +95,9 @@ def _stage_times(stream: list[dict[str, Any]], fused_steps: dict[str, int],
 
 
 def _workers_lost(client: Any, since: float) -> list[dict[str, Any]]:
-    lost = []
-    try:
-        events = client.get_events("all")
-    except Exception:  # noqa: BLE001 - an old scheduler without events: nothing to report
-        return lost
-    for ts, msg in events:
-        if ts >= since and isinstance(msg, dict) and msg.get("action") == "remove-worker" \
-                and not msg.get("expected", False):
-            lost.append({"worker": msg.get("worker"), "at": _iso(ts),
-                         "tasks_rescheduled": len(msg.get("processing-tasks", ()))})
-    return lost
+    from ..runtime.cluster import workers_lost
+
+    return [{**lost, "at": _iso(lost["at"])} for lost in workers_lost(client, since)]
 
 
 def _iso(ts: float) -> str:
@@ -210,6 +208,9 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     sections = [plate_section(plate, job.cells) for plate in plates] if job.cells else []
     if job.cells:
         record["cells"] = sections
+    screens = [screen_section(plate, job) for plate in plates] if job.screen else []
+    if job.screen:
+        record["screen"] = screens
     problems = []
     if not plates:
         problems.append(f"no plate matches {list(job.plates)}")
@@ -217,6 +218,9 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
     if job.cells:
         for plate in plates:  # every check before the first write (and before a cluster)
             check_plate(job, plate)
+    if job.screen:
+        for plate in plates:
+            check_screen_plate(job, plate)
     own = client is None and plates
     if own:  # an unreachable scheduler stops the run before anything is written
         client = make_client(job.cluster, profile=job.performance_report)
@@ -245,6 +249,8 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
                 run_plate(job, section,
                           [e for e in record["entries"] if e["plate"] == section["plate"]],
                           client, ReportPlace(records, folder))
+            for i, screen in enumerate(screens):  # in plate order, as the cells sections
+                run_screen_plate(job, screen, sections[i] if sections else None, client)
         if client is not None:
             steps: dict[str, int] = defaultdict(int)
             seconds: dict[str, float] = defaultdict(float)
@@ -270,6 +276,8 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
                for e in record["entries"] for f in e["failed"]]
     for section in sections:
         failed += section_problems(section)
+    for screen in screens:
+        failed += screen_problems(screen)
     record.update({
         "finished": _iso(time.time()), "seconds": round(time.time() - started, 3),
         "status": "failed" if failed else "ok", "problems": failed,

@@ -19,6 +19,8 @@ it is. Relative paths are relative to the job file's folder.
       cells: cyto_zoo                  # cell label image: an entry's name or the plate's
       nuclei: nuclei                   # linked to the cells (optional)
       track: true                      # track the cells over time (default false)
+    screen:                            # optional: after the cells step
+      plate_map: plate-map.csv         # stored in every plate (tables/plate_map)
     cluster:
       kind: local                      # local | cuda | slurm | scheduler
       workers: 2
@@ -53,6 +55,15 @@ pixels; default the median cell radius or 2.5x the median step), ``max_gap`` (de
 and ``divisions`` (default true); ``region`` (px per side a task reads, default 1024),
 ``readout`` (the report's channel) and ``report`` (default true: an HTML report per plate in
 ``<records>/<run record stem>-report-<plate name>/``, named in the run record).
+
+``screen`` (optional) stores a plate map in each plate and computes its screen tables
+once the ``cells`` step has measured it (:mod:`structfree_dask.jobs.screen_step`,
+docs/screen.md). It takes the fields of :class:`~structfree_dask.config.ScreenSettings`:
+``plate_map`` (required: a local CSV file, relative to the job file, checked against
+every plate before anything is written; one map for every plate of the job), ``readouts``
+(channels or columns; default every channel's ratio), ``tables`` (default true: needs
+``cells``; false: only store the map) and ``overwrite`` (replace another plate map stored
+in a plate; default false).
 
 Numbers are checked against the bounds of :mod:`structfree_dask.limits` (inclusive).
 NaN, infinity and booleans are never numbers; whole numbers may be written ``512``
@@ -104,6 +115,7 @@ from ..config import (
     ORGANELLES,
     CellsSettings,
     ClusterSettings,
+    ScreenSettings,
     SegmentationConfig,
     SettingsError,
     check_name,
@@ -114,7 +126,8 @@ from ..io import filesystem, is_url, redact
 __all__ = ["JobError", "Job", "SegmentTask", "load_job", "parse_job", "JOB_VERSION"]
 
 JOB_VERSION = 1
-_TOP = {"version", "plates", "segment", "cells", "cluster", "records", "performance_report"}
+_TOP = {"version", "plates", "segment", "cells", "screen", "cluster", "records",
+        "performance_report"}
 #: Keys of a ``segment`` entry that are not segmentation settings.
 _TASK_ONLY = {"zoo", "cell_line", "wells", "timepoints"}
 #: Segmentation settings a job file may set: those of the command line.
@@ -184,6 +197,8 @@ class Job:
     performance_report: bool = True
     #: Linking, measuring, tracking and reports after segmenting (None: segment only).
     cells: CellsSettings | None = None
+    #: The plate map stored in each plate, and its screen tables (None: no screen step).
+    screen: ScreenSettings | None = None
 
     def plate_paths(self) -> list[str]:
         """Return the plates the patterns match now, each once.
@@ -590,6 +605,42 @@ def _cells(data: Any, tasks: list[SegmentTask], ck: _Checker) -> CellsSettings |
     return task
 
 
+def _screen(data: Any, cells: Any, base: Path, ck: _Checker, check_files: bool
+            ) -> ScreenSettings | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        ck.bad("screen", f"expected a mapping with at least 'plate_map'; got {_short(data)}")
+        return None
+    before = len(ck.problems)
+    known = set(ScreenSettings.settings_fields())
+    ck.keys(data, known, "screen")
+    settings, problems = ScreenSettings.check_mapping(
+        {k: v for k, v in data.items() if k in known})
+    for key, message in problems:
+        ck.bad(f"screen.{key}", message)
+    if "plate_map" not in data:
+        ck.bad("screen.plate_map", "missing: the plate map CSV (well, condition, ...) stored "
+                                   "in every plate")
+    elif "plate_map" in settings:
+        path = _resolve(base, settings["plate_map"], ck, "screen.plate_map")
+        if is_url(path):
+            ck.bad("screen.plate_map", f"expected a local CSV file; got {redact(path)}")
+        elif check_files and not Path(path).is_file():
+            ck.bad("screen.plate_map", f"file not found: {path}")
+        settings["plate_map"] = path
+    if settings.get("tables", True) and cells is None:
+        ck.bad("screen.tables", "needs the 'cells' section (the screen tables summarize its "
+                                "per-cell table); set tables: false to only store the plate map")
+    elif settings.get("tables", True) and isinstance(cells, Mapping) and cells.get(
+            "measure") is False:
+        ck.bad("screen.tables", "needs cells.measure (the screen tables summarize the per-cell "
+                                "table); set tables: false to only store the plate map")
+    if len(ck.problems) > before:
+        return None
+    return ScreenSettings(**settings)
+
+
 def _plates(plates: Any, base: Path, ck: _Checker) -> list[str]:
     if plates is None:
         ck.bad("plates", "missing: list the plates (paths or glob patterns)")
@@ -690,6 +741,7 @@ def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
             ck.bad("segment", f"two entries write the same label image {n!r}; give one a "
                               "'name'")
     cells = _cells(data.get("cells"), tasks, ck)
+    screen = _screen(data.get("screen"), data.get("cells"), base, ck, check_files)
     cluster = _cluster(data.get("cluster"), base, ck, check_files)
     records = data.get("records")
     if records is not None and (not isinstance(records, str) or not records):
@@ -701,7 +753,7 @@ def parse_job(data: Any, source: str = "job", base: str | Path = ".", *,
     if ck.problems:
         raise JobError(source, ck.problems)
     return Job(source=source, plates=tuple(pats), tasks=tuple(tasks), cluster=cluster,
-               records=records, performance_report=perf, cells=cells)
+               records=records, performance_report=perf, cells=cells, screen=screen)
 
 
 def load_job(path: str | Path, *, check_files: bool = True) -> Job:

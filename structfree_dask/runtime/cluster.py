@@ -26,11 +26,12 @@ from ..limits import SCHEDULER_TIMEOUT, THREADS, WORKERS, check_number
 from .interrupts import deferred
 
 __all__ = ["WORKER_ENVIRON", "NO_PROFILE", "GPU", "DEFAULT_SCHEDULER_TIMEOUT",
-           "SchedulerUnreachableError", "DaskConfigError", "local_client", "cuda_client", "connect",
-           "make_client", "gpu_resources", "close_client", "tls_security", "worker_threads",
-           "worker_name", "worker_directory", "TASKS_PER_THREAD", "MIN_IN_FLIGHT",
-           "WINDOW_SECONDS", "in_flight_window", "stream_futures", "stream_outcomes",
-           "recording"]
+           "SchedulerUnreachableError", "SchedulerLostError", "DaskConfigError", "local_client",
+           "cuda_client", "connect", "make_client", "gpu_resources", "close_client",
+           "tls_security", "worker_threads", "worker_name", "worker_directory",
+           "TASKS_PER_THREAD", "MIN_IN_FLIGHT", "WINDOW_SECONDS", "in_flight_window",
+           "stream_futures", "stream_outcomes", "finished_result", "recording",
+           "workers_lost", "LOST_NOTICE_SECONDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,21 @@ class SchedulerUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address in time."""
 
 
+class SchedulerLostError(RuntimeError):
+    """The client lost its scheduler mid-run: the scheduler stopped, or the network to it.
+
+    Its tasks in flight were cancelled (Dask cancels every future of a client whose
+    connection to the scheduler closes); what finished before is kept.
+    """
+
+    def __init__(self, address: str | None) -> None:
+        super().__init__(
+            f"lost the connection to the Dask scheduler at {address or '?'} mid-run (the "
+            "scheduler stopped, or the network to it failed); what finished is kept. Start "
+            "the scheduler and its workers again (dask scheduler, dask worker: workers "
+            "leave when their scheduler goes), then rerun the same command to resume")
+
+
 def connect(address: str, security: Any = None,
             timeout: float = DEFAULT_SCHEDULER_TIMEOUT) -> Any:
     """Connect to a running scheduler (``tcp://host:port``, ``tls://...``, ``ucx://...``).
@@ -339,9 +355,41 @@ def worker_directory() -> str | None:
 # ------------------------------------------------------------------------------- futures
 
 
-def _outcome(future: Any) -> tuple[Any, str | None]:
+#: Seconds a client is given to notice that its scheduler went, once a request to it failed
+#: (its report stream sees the connection close an instant after the request does).
+LOST_NOTICE_SECONDS = 2.0
+
+
+def _lost(client: Any, wait: float = 0.0) -> SchedulerLostError | None:
+    """Return the error of a client that lost its scheduler (None while it is connected)."""
+    deadline = time.monotonic() + wait
+    while client.status == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if client.status == "running":
+        return None
+    return SchedulerLostError(getattr(client.scheduler, "address", None))
+
+
+def finished_result(client: Any, future: Any) -> Any:
+    """Return the result of a finished future (fetched through the scheduler).
+
+    Raises
+    ------
+    SchedulerLostError
+        When the scheduler went while the result was fetched.
+    """
+    try:
+        return future.result()
+    except Exception:
+        lost = _lost(client, LOST_NOTICE_SECONDS)
+        if lost is not None:
+            raise lost from None
+        raise
+
+
+def _outcome(client: Any, future: Any) -> tuple[Any, str | None]:
     if future.status == "finished":
-        return future.result(), None
+        return finished_result(client, future), None
     try:
         err: BaseException | None = future.exception()
     except BaseException as exc:  # cancelled futures raise here
@@ -456,7 +504,7 @@ def _stream(client: Any, fn: Callable[[T], Any], todo: Iterator[T],
                               window=lambda: in_flight_window(client, per_thread))
     with closing(finished):
         for item, future in finished:
-            outcome = _outcome(future)
+            outcome = _outcome(client, future)
             future.release()
             if step is not None:
                 step()
@@ -491,6 +539,11 @@ def stream_futures(client: Any, submit: Callable[[T], Any], items: Iterable[T], 
     ------
     item, future
         In the order the tasks finish.
+
+    Raises
+    ------
+    SchedulerLostError
+        When the client loses its scheduler (Dask then cancels every task in flight).
 
     Notes
     -----
@@ -530,10 +583,42 @@ def stream_futures(client: Any, submit: Callable[[T], Any], items: Iterable[T], 
                 if time.monotonic() >= deadline:
                     break
             for future in finished.next_batch(block=False):
+                lost = _lost(client) if future.status == "cancelled" else None
+                if lost is not None:  # Dask cancels the futures of a client that lost it
+                    raise lost
                 yield in_flight.pop(future), future
     finally:
-        if in_flight:
+        if in_flight and client.status == "running":  # else Dask cancelled them already
             client.cancel(list(in_flight))
+
+
+def workers_lost(client: Any, since: float) -> list[dict[str, Any]]:
+    """Return the workers the scheduler lost (not closed on purpose) since a time.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    since : float
+        ``time.time()`` at the start of the run (the scheduler's events carry its clock).
+
+    Returns
+    -------
+    list of dict
+        ``{"worker": address, "at": time.time() of the loss, "tasks_rescheduled": n}``
+        each, from the scheduler's ``remove-worker`` events; empty when the scheduler
+        keeps no events or does not answer.
+    """
+    lost: list[dict[str, Any]] = []
+    try:
+        events = client.get_events("all")
+    except Exception:  # noqa: BLE001 - an old scheduler without events: nothing to report
+        return lost
+    for ts, msg in events:
+        if ts >= since and isinstance(msg, dict) and msg.get("action") == "remove-worker" \
+                and not msg.get("expected", False):
+            lost.append({"worker": msg.get("worker"), "at": ts,
+                         "tasks_rescheduled": len(msg.get("processing-tasks", ()))})
+    return lost
 
 
 @contextmanager

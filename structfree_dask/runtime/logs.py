@@ -68,6 +68,21 @@ def levels(verbosity: int) -> dict[str, int]:
     return out
 
 
+#: Logger of the record hidden by default when a client whose scheduler went away is closed:
+#: its reconnection attempts, cancelled by the close, are logged as a bare
+#: ``CancelledError`` traceback (the command says itself that the scheduler was lost).
+CANCELLED_RECONNECT = "distributed.client"
+
+
+class _DropCancelled(logging.Filter):
+    """Drop records whose message is a ``CancelledError`` (a cancelled reconnection)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import asyncio
+
+        return not isinstance(record.msg, asyncio.CancelledError)
+
+
 class _DropNoise(logging.Filter):
     """Drop records whose message starts with one of some texts."""
 
@@ -95,6 +110,9 @@ def _apply(verbosity: int) -> Callable[[], None]:
             drop = _DropNoise(tuple(starts))
             lg.addFilter(drop)
             undo.append(lambda lg=lg, drop=drop: lg.removeFilter(drop))
+        lg, cancelled = logging.getLogger(CANCELLED_RECONNECT), _DropCancelled()
+        lg.addFilter(cancelled)
+        undo.append(lambda lg=lg, drop=cancelled: lg.removeFilter(drop))
 
     def undo_all() -> None:
         for step in reversed(undo):

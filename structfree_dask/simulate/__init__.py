@@ -41,8 +41,9 @@ time step, argument checks), :mod:`.population` (cells and their dynamics),
 :mod:`.textures` (spectral helpers and texture fields), :mod:`.geometry` (cell and
 nucleus rasterisation), :mod:`.render` (reporter patterns, optics, camera),
 :mod:`.field` (:func:`simulate_field`), :mod:`.shapes` (:func:`simulate_on_shapes`: the
-reporters rendered on given cell shapes, e.g. real annotated masks) and :mod:`.plate`
-(:func:`simulate_plate`, :func:`simulate_plate_from_shapes`).
+reporters rendered on given cell shapes, e.g. real annotated masks), :mod:`.screen` (a
+plate map's treatments as a dose-response of the translocation ratio, with its truth) and
+:mod:`.plate` (:func:`simulate_plate`, :func:`simulate_plate_from_shapes`).
 Import the public names from :mod:`structfree_dask.simulate`.
 """
 

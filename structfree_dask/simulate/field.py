@@ -33,8 +33,9 @@ from .options import (
     resolve_stage_jitter,
 )
 from .population import Cells, Population
-from .presets import CellLinePreset, Localization
-from .render import optics, progress, render_timepoint, translocation_ratio
+from .presets import CellLinePreset, ChannelSpec, Localization
+from .render import ResponseProgress, optics, progress, render_timepoint, translocation_ratio
+from .screen import CellNoise, WellResponse, translocation_channel
 from .textures import Textures, freq2
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -244,7 +245,7 @@ def defocused_timepoints(
 def truth_rows(
     cells: Cells, preset: CellLinePreset, parents: dict[int, int], cyto: npt.NDArray[np.uint32],
     t: int, t_h: float, stage_shift: tuple[int, int] | None = None,
-    defocused: bool | None = None,
+    defocused: bool | None = None, treated: ResponseProgress | None = None,
 ) -> dict[str, np.ndarray]:
     """Truth of the cells in one timepoint's labels, ordered by label (columns -> values).
 
@@ -272,7 +273,7 @@ def truth_rows(
         out[name] = np.full(len(labels), defocused, dtype=DEFOCUS_DTYPES[name])
     for j, spec in enumerate(preset.channels):
         if spec.localization is Localization.TRANSLOCATION:
-            ratio = translocation_ratio(spec, progress(cells, j, t_h)[rows])
+            ratio = translocation_ratio(spec, progress(cells, j, t_h, spec, treated)[rows])
             out[true_ratio_column(spec.name)] = ratio.astype(np.float64)
     return out
 
@@ -300,6 +301,7 @@ def simulate_field(
     stage_jitter_px: int = 0,
     defocus_p: float = 0.0,
     motion_scale: float = 1.0,
+    response: WellResponse | None = None,
 ) -> SimulatedField:
     """Simulate one time-lapse field of a reporter cell line with ground-truth labels.
 
@@ -350,6 +352,12 @@ def simulate_field(
         daughters at division are not scaled). 1 (the default): the cell line's motion, bit
         for bit; 0: cells do not walk. At about 10 (``"CL3"``, the smallest cells) most cells
         move further than their radius between timepoints: small fast cells for tracking.
+    response : WellResponse, optional
+        The well's treatment in a simulated screen (:mod:`structfree_dask.simulate.screen`):
+        the translocation reporter's ratio of every cell follows it (the model ratio times
+        a per-cell factor drawn from the field's own child stream 7) instead of the cell
+        line's own response. None (the default): the output is that of a call without
+        this argument, bit for bit.
 
     Returns
     -------
@@ -408,6 +416,10 @@ def simulate_field(
     shifts = stage_shifts(ss, n_t, jitter)
     defocused = defocused_timepoints(ss, n_t, p_defocus)
     defocus_px = DEFOCUS_SIGMA_UM / px
+    treated = None
+    if response is not None:
+        translocation_channel(cell_line)  # refuses a cell line without one
+        treated = _treated(response, CellNoise(child_rng(ss, 7)))
 
     pop = Population(cell_line, world, px, child_rng(ss, 0), motion_scale=motion)
     tile = make_tile(child_rng(ss, 1), pop.r_med)
@@ -430,14 +442,14 @@ def simulate_field(
         noise_rngs = [child_rng(ss, 4, t, j) for j in range(n_c)]
         image[t] = render_timepoint(
             pop.cells, cell_line, geo, t * TIME_INTERVAL_H, tex, imaging, otf, vignette,
-            noise_rngs, defocus_px=defocus_px if defocused[t] else 0.0,
+            noise_rngs, defocus_px=defocus_px if defocused[t] else 0.0, treated=treated,
         )
         nuclei[t] = geo.nuclei
         cyto[t] = geo.cyto
         truth_parts.append(truth_rows(
             pop.cells, cell_line, pop.parents, geo.cyto, t, t * TIME_INTERVAL_H,
             stage_shift=(int(shifts[t, 0]), int(shifts[t, 1])) if jitter else None,
-            defocused=bool(defocused[t]) if p_defocus > 0 else None,
+            defocused=bool(defocused[t]) if p_defocus > 0 else None, treated=treated,
         ))
     truth = truth_frame(truth_parts, truth_columns(
         cell_line, stage=jitter > 0, defocus=p_defocus > 0))
@@ -446,6 +458,14 @@ def simulate_field(
                           {d: pop.parents[d] for d in daughters},
                           stage_jitter_px=jitter, stage_shift=shifts,
                           defocus_p=p_defocus, defocused=defocused, motion_scale=motion)
+
+
+def _treated(response: WellResponse, noise: CellNoise) -> ResponseProgress:
+    """Return the response progress of cells under ``response``, each with its own draw."""
+    def treated(spec: ChannelSpec, ids: npt.NDArray[np.int64], t_h: float
+                ) -> npt.NDArray[np.float32]:
+        return response.progress(spec, noise.z(ids), t_h)
+    return treated
 
 
 def rendered_field(image: np.ndarray, nuclei: np.ndarray, cyto: np.ndarray,

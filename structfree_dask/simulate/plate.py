@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import TRUTH_TABLE
+from ..config import TRUTH_TABLE, true_ratio_column
 from .field import (
     DEFOCUS_COLUMNS,
     DEFOCUS_DTYPES,
@@ -25,6 +25,7 @@ from .field import (
     simulate_field,
 )
 from .options import (
+    TIME_INTERVAL_H,
     check_int,
     resolve_defocus_p,
     resolve_mode,
@@ -33,7 +34,17 @@ from .options import (
     resolve_size,
     resolve_stage_jitter,
 )
-from .presets import CellLinePreset
+from .presets import CellLinePreset, ChannelSpec
+from .screen import (
+    CELL_SD,
+    CONTROL_ONSET_STEPS,
+    RAMP_STEPS,
+    WellResponse,
+    draw_compounds,
+    translocation_channel,
+    well_responses,
+    well_truth,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -41,7 +52,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..io import ImageInfo, Plate, PlateWriter
 
-__all__ = ["simulate_plate", "simulate_plate_from_shapes"]
+__all__ = ["SCREEN_TRUTH_TABLE", "SCREEN_TRUTH_WELLS_TABLE", "simulate_plate",
+           "simulate_plate_from_shapes"]
+
+#: The simulated screen's truth per compound: ``<plate>/tables/screen_truth``.
+SCREEN_TRUTH_TABLE = "screen_truth"
+#: The simulated screen's truth per well and timepoint: ``<plate>/tables/screen_truth_wells``.
+SCREEN_TRUTH_WELLS_TABLE = "screen_truth_wells"
+#: Spawn key of the compounds' draws (the fields' keys are (row, column, field)).
+_COMPOUND_KEY = (7, 7, 7, 7)
 
 #: The package's logger: records are named ``structfree_dask.simulate``, as before the split.
 logger = logging.getLogger(__name__.rpartition(".")[0])
@@ -145,6 +164,70 @@ def _write_truth(
         write_parquet(_arrow(keyed), join(dataset, plate_part_name(info.path, t)))
 
 
+class _Screen:
+    """A simulated screen's plan: the parsed plate map, the compounds, each well's response."""
+
+    def __init__(self, plate_map: pd.DataFrame | str | os.PathLike[str], preset: CellLinePreset,
+                 wells: list[str], timepoints: int, root: np.random.SeedSequence) -> None:
+        import pandas as pd
+
+        from ..io import parse_plate_map, read_plate_map_csv
+
+        self.spec: ChannelSpec = translocation_channel(preset)
+        if isinstance(plate_map, pd.DataFrame):
+            data = plate_map.drop(columns=[c for c in ("row", "column") if c in plate_map])
+            data = data.astype(object).where(data.notna(), "").astype(str)
+            self.source = "DataFrame"
+        elif isinstance(plate_map, (str, os.PathLike)):
+            data = read_plate_map_csv(plate_map)
+            self.source = os.path.basename(os.fspath(plate_map))
+        else:
+            raise TypeError(f"plate_map: expected a CSV path or a pandas DataFrame; got "
+                            f"{type(plate_map).__name__}")
+        self.plate_map = parse_plate_map(data, wells, source=self.source)
+        rng = np.random.default_rng(np.random.SeedSequence(entropy=root.entropy,
+                                                           spawn_key=_COMPOUND_KEY))
+        self.compounds = draw_compounds(self.plate_map, rng, timepoints)
+        self.responses: dict[str, WellResponse] = well_responses(self.plate_map,
+                                                                 self.compounds)
+        self.timepoints = timepoints
+        self.ratios: dict[str, list[pd.DataFrame]] = {}
+
+    def record(self, well: str, truth: pd.DataFrame) -> None:
+        """Keep a field's true per-cell ratios for the well's truth."""
+        column = true_ratio_column(self.spec.name)
+        self.ratios.setdefault(well, []).append(truth[["t", column]])
+
+    def write(self, plate: str, cell_line: str) -> None:
+        """Write the screen's truth tables into the plate (see :func:`simulate_plate`)."""
+        import pyarrow as pa
+
+        from ..io import write_plate_table
+
+        column = true_ratio_column(self.spec.name)
+        wells = well_truth(self.plate_map, self.responses, self.spec, self.ratios,
+                           self.timepoints, column)
+        record = {
+            "kind": "screen_truth", "cell_line": cell_line, "channel": self.spec.name,
+            "truth_column": column, "baseline": self.spec.nc_ratio_start,
+            "window": self.spec.nc_ratio_end - self.spec.nc_ratio_start,
+            "control_onset_h": CONTROL_ONSET_STEPS * TIME_INTERVAL_H,
+            "ramp_h": RAMP_STEPS * TIME_INTERVAL_H, "cell_sd": CELL_SD,
+            "time_interval_h": TIME_INTERVAL_H, "timepoints": self.timepoints,
+            "plate_map": self.source, "wells_table": SCREEN_TRUTH_WELLS_TABLE,
+            "model": "ratio(t) = baseline + window * effect * ramp(t); ramp(t) = clip((t - "
+                     "onset_h) / ramp_h, 0, 1); effect: 0 negative, 1 positive, "
+                     "dose^hill / (dose^hill + ec50^hill) for a compound; each cell: "
+                     "ratio(t) * exp(cell_sd * z)",
+        }
+        meta = {"type": "generic_table", "table_version": "1", "backend": "parquet"}
+        for name, table in ((SCREEN_TRUTH_TABLE, self.compounds),
+                            (SCREEN_TRUTH_WELLS_TABLE, wells)):
+            write_plate_table(plate, name, pa.Table.from_pandas(table, preserve_index=False),
+                              {**meta, "structfree_dask": {**record, "table": name}},
+                              overwrite=True)
+
+
 def simulate_plate(
     path: str | os.PathLike[str],
     *,
@@ -161,6 +244,7 @@ def simulate_plate(
     stage_jitter_px: int = 0,
     defocus_p: float = 0.0,
     motion_scale: float = 1.0,
+    plate_map: pd.DataFrame | str | os.PathLike[str] | None = None,
 ) -> pathlib.Path | str:
     """Simulate a plate and write it as an OME-Zarr HCS plate with ground-truth labels.
 
@@ -189,6 +273,21 @@ def simulate_plate(
     none was drawn). With ``motion_scale`` other than 1 the cells' own motion is scaled
     (see :func:`simulate_field`) and the attribute ``motion_scale`` records it. At the
     defaults none of these is written and the plate is the same as without the arguments.
+
+    With a ``plate_map`` the plate is a simulated screen
+    (:mod:`structfree_dask.simulate.screen`): each well's cells get the translocation
+    reporter's ratio from the well's treatment (negative controls at the baseline, positive
+    controls at the baseline + window after their onset, each compound a Hill curve of its
+    dose with an EC50, a slope and an onset drawn from ``seed``), and the screen's truth is
+    written into the plate: ``<plate>/tables/screen_truth`` (one row per compound:
+    ``compound``, ``dose_unit``, ``dose_min``, ``dose_max``, ``n_doses``, ``ec50``,
+    ``log10_ec50``, ``hill``, ``onset_h``, ``ramp_h``) and
+    ``<plate>/tables/screen_truth_wells`` (one row per well and timepoint: the plate map's
+    columns, ``effect``, ``model_ratio`` and the ``n_cells``, ``median`` and ``mean`` of
+    the cells' true ratios); both tables' attribute ``structfree_dask`` records the model
+    (``baseline``, ``window``, ``control_onset_h``, ``ramp_h``, ``cell_sd``...). The
+    per-cell true ratios are in ``gt_truth`` as always. The plate map is not stored: store
+    it with ``structfree-dask annotate``.
 
     Parameters
     ----------
@@ -223,6 +322,11 @@ def simulate_plate(
     motion_scale : float
         Factor in ``[0, 100]`` on the cells' own motion (1, the default: the cell line's;
         see :func:`simulate_field`).
+    plate_map : str, os.PathLike or pandas.DataFrame, optional
+        A plate map CSV (the format of ``structfree-dask annotate``, one row per well;
+        :func:`structfree_dask.io.parse_plate_map`), or its rows as a DataFrame (as read by
+        :func:`structfree_dask.io.read_plate_map_csv` or parsed). The cell line needs a
+        translocation reporter.
 
     Returns
     -------
@@ -234,6 +338,10 @@ def simulate_plate(
     ValueError
         For invalid counts, seeds, cell lines, modes, stage jitter, defocus probabilities or
         motion scales (see :func:`simulate_field`). Nothing is written then.
+    structfree_dask.io.PlateMapError
+        A plate map with mistakes, in one line (nothing is written).
+    FileNotFoundError
+        No such plate map file.
     TypeError
         Arguments of the wrong type.
     FileExistsError
@@ -263,6 +371,10 @@ def simulate_plate(
     motion = resolve_motion_scale(motion_scale)
     resolve_mode(mode)
     root = np.random.SeedSequence(check_int("seed", seed, 0))
+    row_names = [_row_name(i) for i in range(n_rows)]
+    col_names = [str(j + 1) for j in range(n_cols)]
+    screen = None if plate_map is None else _Screen(
+        plate_map, preset, [f"{r}/{c}" for r in row_names for c in col_names], n_t, root)
 
     from structfree_dask.io import as_location, create_plate, exists, open_plate
 
@@ -273,8 +385,6 @@ def simulate_plate(
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise FileExistsError(f"{out} exists and is not an OME-Zarr plate ({err}); "
                                   "overwrite replaces only a plate") from None
-    row_names = [_row_name(i) for i in range(n_rows)]
-    col_names = [str(j + 1) for j in range(n_cols)]
     total = n_rows * n_cols * n_fields
     done = 0
     with create_plate(
@@ -290,9 +400,14 @@ def simulate_plate(
                     sim = simulate_field(
                         preset, size=size, timepoints=n_t, seed=field_seed, mode=mode,
                         stage_jitter_px=jitter, defocus_p=p_defocus, motion_scale=motion,
+                        response=None if screen is None else screen.responses[f"{row}{col}"],
                     )
                     done += 1
                     _write_simulated(plate, str(out), (row, col, fi), sim, (done, total))
+                    if screen is not None:
+                        screen.record(f"{row}{col}", sim.truth)
+    if screen is not None:
+        screen.write(str(out), preset.name)
     return out
 
 

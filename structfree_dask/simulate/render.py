@@ -9,6 +9,8 @@ vignetting; out of focus, first by a wide Gaussian), with Poisson-Gaussian camer
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
@@ -20,7 +22,11 @@ from .population import DYING, MITOTIC, Cells
 from .presets import CellLinePreset, ChannelSpec, Localization
 from .textures import FFT_WORKERS, Textures, freq2, gauss_tf
 
-__all__ = ["label_boundary", "optics", "progress", "render_timepoint", "translocation_ratio"]
+#: A treatment's response progress of cells: ``(spec, cell IDs, t_h) -> progress``.
+ResponseProgress = Callable[[ChannelSpec, npt.NDArray[np.int64], float], npt.NDArray[np.float32]]
+
+__all__ = ["ResponseProgress", "label_boundary", "optics", "progress", "render_timepoint",
+           "translocation_ratio"]
 
 _UINT16_MAX = 65535
 
@@ -29,8 +35,16 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def progress(cells: Cells, j: int, t_h: float) -> npt.NDArray[np.float32]:
-    """Response progress in [0, 1] of every cell in channel ``j`` at ``t_h`` hours."""
+def progress(cells: Cells, j: int, t_h: float, spec: ChannelSpec | None = None,
+             treated: ResponseProgress | None = None) -> npt.NDArray[np.float32]:
+    """Response progress in [0, 1] of every cell in channel ``j`` at ``t_h`` hours.
+
+    With ``treated`` (a well's treatment in a simulated screen), a translocation
+    reporter ``spec`` follows the treatment instead of the cell line's own response.
+    """
+    if treated is not None and spec is not None \
+            and spec.localization is Localization.TRANSLOCATION:
+        return treated(spec, cells["id"], t_h)
     z = (t_h - cells["onset"][:, j]) / cells["tau"][:, j]
     return (cells["responder"][:, j] * _sigmoid(z)).astype(np.float32)
 
@@ -117,6 +131,7 @@ def render_timepoint(
     cells: Cells, preset: CellLinePreset, geo: Geometry, t_h: float, tex: Textures,
     mode: ImagingMode, otf: npt.NDArray[np.float32], vignette: npt.NDArray[np.float32],
     noise_rngs: list[np.random.Generator], *, defocus_px: float = 0.0,
+    treated: ResponseProgress | None = None,
 ) -> npt.NDArray[np.uint16]:
     """Render all channels of one timepoint to ``(c, y, x)`` uint16.
 
@@ -125,7 +140,8 @@ def render_timepoint(
     label images and per-pixel geometry. ``defocus_px`` > 0 renders the timepoint out of
     focus: the signal is first blurred by a Gaussian of that standard deviation in pixels
     (mirrored at the edges, so no light wraps around), then by the optics; the camera's
-    noise is the same draw as in focus.
+    noise is the same draw as in focus. ``treated``: the well's treatment (see
+    :func:`progress`).
     """
     shape = geo.cyto.shape
     f32 = np.float32
@@ -147,7 +163,7 @@ def render_timepoint(
         loc = spec.localization
         if loc.is_dynamic:
             lut_p = np.zeros(max_id + 1, dtype=np.float32)
-            lut_p[ids] = progress(cells, j, t_h)
+            lut_p[ids] = progress(cells, j, t_h, spec, treated)
             prog = lut_p[geo.cyto]
         else:
             prog = np.zeros(shape, dtype=np.float32)

@@ -168,3 +168,25 @@ def test_a_target_whose_label_image_cannot_be_made_stops_alone(plate, specs):
     assert again.take() is not None
     with pytest.raises(RuntimeError, match="not taken"):
         again.finish()
+
+
+class EndpointConnectionError(Exception):
+    """Named as botocore's (the engine knows it by name, not as a dependency)."""
+
+
+def test_a_store_that_stops_answering_is_said_so_with_what_to_do():
+    url = "s3://key:secret@bucket/plate.zarr"
+    cause = EndpointConnectionError('Could not connect to the endpoint URL: "http://x:1/k"')
+    for err in (cause, OSError("cannot read chunk"), ConnectionRefusedError(111, "refused")):
+        if err is not cause:
+            err.__cause__ = cause if isinstance(err, OSError) and "chunk" in str(err) else None
+        lost = _stream._as_store_lost(url, err)
+        assert isinstance(lost, _stream.StoreLostError) and lost.__cause__ is err
+        text = str(lost)
+        assert text.startswith("the store of s3://bucket/plate.zarr stopped answering mid-run")
+        assert "secret" not in text and "rerun the same command to resume" in text
+        assert _stream._as_store_lost(url, lost) is lost  # said once
+    # other errors, and plates on disk, as they are
+    other = ValueError("bad chunk")
+    assert _stream._as_store_lost(url, other) is other
+    assert _stream._as_store_lost("/data/plate.zarr", cause) is cause

@@ -212,3 +212,45 @@ def test_plate_level_dataset(tmp_path):
     remove_plate_parts(store, "nothing", "A/1/0")  # no dataset: nothing happens
     with pytest.raises(ValueError, match="table name must not be empty"):
         plate_dataset(store, "")
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_plates_own_table_is_an_ngio_table_written_once(simulated, version, monkeypatch):
+    from structfree_dask.io import _tables as tables_module
+    from structfree_dask.io import (
+        condition_table_meta,
+        list_plate_tables,
+        parquet_schema,
+        plate_dataset_parts,
+        plate_table_attrs,
+        read_parquet,
+        read_plate_table,
+        write_plate_table,
+    )
+
+    store = str(simulated(version))
+    assert list_plate_tables(store) == [] and read_plate_table(store, "map") is None
+    rows = pa.table({"well": ["A1"], "condition": ["x"]})
+    location = write_plate_table(store, "map", rows, {**condition_table_meta(), "mine": 1})
+    assert location == f"{store}/{TABLES_GROUP}/map" and list_plate_tables(store) == ["map"]
+    assert plate_table_attrs(store, "map")["type"] == "condition_table"
+    assert read_plate_table(store, "map")["condition"].tolist() == ["x"]
+    with pytest.raises(TableExistsError, match="table 'map' already exists"):
+        write_plate_table(store, "map", rows, {})
+    write_plate_table(store, "map", pa.table({"well": ["A1"], "condition": ["y"]}), {"v": 2},
+                      overwrite=True)
+    assert plate_table_attrs(store, "map") == {"v": 2}
+    assert read_parquet(f"{location}/table.parquet", columns=["condition"]).shape == (1, 1)
+    assert parquet_schema(f"{location}/table.parquet").names == ["well", "condition"]
+
+    def full_disk(*args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(tables_module, "write_parquet", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_plate_table(store, "other", rows, {})
+    assert list_plate_tables(store) == ["map"] and not Path(store, TABLES_GROUP,
+                                                            "other").exists()
+    assert plate_dataset_parts(store, "nothing") == []
+    write_parquet(rows, plate_part_location(store, "cells", "A/1/0", 3))
+    assert plate_dataset_parts(store, "cells") == ["A-1-0-t00003.parquet"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -132,3 +133,51 @@ def test_the_window_follows_workers_that_join(monkeypatch):
 def test_per_thread_is_checked_at_once(per_thread):
     with pytest.raises(ValueError, match="per_thread: expected a whole number of at least 1"):
         stream_outcomes(None, math.sqrt, [], per_thread=per_thread)
+
+
+def test_a_scheduler_that_goes_mid_stream_is_said_so(tmp_path):
+    """The scheduler killed while tasks stream: SchedulerLostError at once, naming its
+    address and saying what to do (not Dask's cancelled futures or closed streams).
+    The multi-host case: tests/runtime/test_topology.py."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from structfree_dask.runtime.cluster import SchedulerLostError, connect
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], cwd=tmp_path, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        client = connect(address, timeout=30)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+             "--no-nanny", "--no-dashboard", "--local-directory", str(tmp_path)],
+            cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+        client.wait_for_workers(1, timeout=60)
+        try:
+            items = Counted([0.0] + [1.0] * 20)
+            with pytest.raises(SchedulerLostError) as lost:
+                for n, _ in enumerate(stream_outcomes(client, time.sleep, items)):
+                    if n == 0:
+                        gone = time.monotonic()
+                        os.killpg(procs[0].pid, signal.SIGKILL)
+            assert time.monotonic() - gone < 10
+            text = str(lost.value)
+            assert text.startswith(f"lost the connection to the Dask scheduler at {address}")
+            assert "rerun the same command to resume" in text
+        finally:
+            close_client(client)
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)

@@ -153,6 +153,24 @@ def test_noise_is_hidden_by_default_and_shown_from_v_on(clean_logging):
             assert not logging.getLogger(name).filters
 
 
+def test_a_cancelled_reconnection_is_hidden_by_default(clean_logging):
+    """Closing a client whose scheduler went cancels its reconnection, which distributed
+    logs as a bare CancelledError traceback: hidden unless -v (the command says itself
+    that the scheduler was lost); its other errors are shown."""
+    for verbosity in (0, 1):
+        undo = configure(verbosity)
+        try:
+            with _Collect(logs.CANCELLED_RECONNECT) as shown:
+                lg = logging.getLogger(logs.CANCELLED_RECONNECT)
+                lg.error(asyncio.CancelledError())
+                lg.error("Failed to reconnect to scheduler after 10.00 seconds")
+        finally:
+            undo()
+        kept = ["Failed to reconnect to scheduler after 10.00 seconds"]
+        assert shown.messages == (kept if verbosity == 0 else ["", *kept])
+        assert not logging.getLogger(logs.CANCELLED_RECONNECT).filters  # undone
+
+
 def test_quiet_loggers_hide_their_warnings_by_default(clean_logging):
     for verbosity in (0, 1):
         undo = configure(verbosity)
