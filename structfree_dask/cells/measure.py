@@ -1,9 +1,10 @@
 """Per-cell measurements of linked objects: shape, position and per-channel intensities.
 
 :func:`measure_cells` measures the cells a region owns on a window that holds them
-whole (pure function on arrays; scikit-image's ``regionprops`` computes shape, position
-and intensity). Each channel is measured in the whole cell, its nucleus and its
-cytoplasm (mean, median, integrated = sum). Column names are those of :mod:`.columns`.
+whole (pure function on arrays; shape and position are scikit-image's ``regionprops``
+values, computed for all cells at once by :mod:`.shapes`). Each channel is measured in the
+whole cell, its nucleus and its cytoplasm (mean, median, integrated = sum). Column names
+are those of :mod:`.columns`.
 
 The nucleus / cytoplasm readout resists blur and background, as translocation assays
 measure it (CellProfiler's nucleus shrunk and cytoplasm ring):
@@ -59,6 +60,7 @@ from .columns import (
     intensity_column,
     readout_columns,
 )
+from .shapes import shape_props
 
 __all__ = ["column_dtypes", "empty_measurements", "field_background", "label_medians",
            "measure_cells", "measure_columns",
@@ -395,8 +397,6 @@ def measure_columns(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
         the overhead of a data frame: written to Arrow as they are.
     """
     from scipy import ndimage as ndi
-    from skimage.measure import regionprops_table
-
     if image.ndim != 3 or image.shape[1:] != cells.shape or linked.shape != cells.shape:
         raise ValueError(
             f"expected cells and linked (y, x) and image (c, y, x) of one window; got "
@@ -418,20 +418,13 @@ def measure_columns(cells: np.ndarray, linked: np.ndarray, image: np.ndarray, *,
     fg = np.flatnonzero(keep)  # the owned cells' pixels: the only ones their compartments hold
     lab = cells_owned.ravel()[fg]
     values = planes[:, fg]
-    shape = regionprops_table(
-        cells_owned,
-        properties=("label", "area", "centroid", "eccentricity", "solidity",
-                    "axis_major_length", "axis_minor_length", "bbox"),
-    )
-    seq = shape["label"].astype(np.int64)
+    shape = shape_props(cells_owned, len(ids))  # regionprops' values, all cells at once
+    seq = np.arange(1, len(ids) + 1)
     labels = ids[seq - 1]
     py, px = pixel_size_um
-    cy = shape["centroid-0"] + offset[0]
-    cx = shape["centroid-1"] + offset[1]
-    y0 = shape["bbox-0"] + offset[0]
-    x0 = shape["bbox-1"] + offset[1]
-    y1 = shape["bbox-2"] + offset[0]
-    x1 = shape["bbox-3"] + offset[1]
+    cy = shape["centroid"][:, 0] + offset[0]
+    cx = shape["centroid"][:, 1] + offset[1]
+    y0, x0, y1, x1 = (shape["bbox"][:, k] + offset[k % 2] for k in range(4))
     n_lut = dict(zip(owned.tolist(), np.asarray(n_nuclei).tolist(), strict=True))
     n = len(ids)
     in_nucleus = (linked == cells).ravel()[fg]
