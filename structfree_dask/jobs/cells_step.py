@@ -40,7 +40,8 @@ from ..io import (
 from ..workflow import check_cells_steps, run_cells_steps
 from .schema import Job
 
-__all__ = ["ReportPlace", "check_plate", "plate_section", "report_folders", "run_plate",
+__all__ = ["ReportPlace", "add_to_report", "check_plate", "plate_section", "report_folders",
+           "run_plate",
            "section_problems"]
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def _inputs_ready(job: Job, section: dict[str, Any], entries: list[dict[str, Any
 
 
 def _write_report(section: dict[str, Any], place: ReportPlace, flagged: dict[str, int],
-                  task: CellsSettings) -> str:
+                  task: CellsSettings, addons: Sequence[Any] = ()) -> str:
     """Write the plate's report at ``place``; return the page's location."""
     from ..cells.report import write_report, written_by_report
 
@@ -183,11 +184,11 @@ def _write_report(section: dict[str, Any], place: ReportPlace, flagged: dict[str
     if not is_url(place.records):
         return str(write_report(plate, table=table, output=Path(place.location),
                                 flagged=flagged, readout=task.readout,
-                                well_pages=task.well_pages))
+                                well_pages=task.well_pages, addons=addons))
     with tempfile.TemporaryDirectory() as scratch:
         page = write_report(plate, table=table, output=Path(scratch) / place.folder,
                             flagged=flagged, readout=task.readout,
-                            well_pages=task.well_pages)
+                            well_pages=task.well_pages, addons=addons)
         written = {f.name for f in page.parent.iterdir() if f.is_file()}
         for name in sorted(written):
             upload(page.parent / name, join(place.location, name))
@@ -196,6 +197,20 @@ def _write_report(section: dict[str, Any], place: ReportPlace, flagged: dict[str
             logger.info("removed %d report files an earlier report left at %s", len(stale),
                         redact(place.location))
         return join(place.location, page.name)
+
+
+def add_to_report(job: Job, section: dict[str, Any], place: ReportPlace,
+                  addons: Sequence[Any]) -> None:
+    """Write a plate's report again with sections of another step (the screen's).
+
+    Only where this step wrote a report; ``addons`` are
+    :class:`structfree_dask.cells.report.ReportAddon` objects.
+    """
+    assert job.cells is not None
+    if section.get("report") is None:
+        return
+    section["report"] = _write_report(section, place, section.get("flagged") or {}, job.cells,
+                                      addons)
 
 
 def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],

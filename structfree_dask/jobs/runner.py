@@ -39,6 +39,7 @@ from .cells_step import (
     section_problems,
 )
 from .schema import Job, SegmentTask
+from .screen_step import add_to_report as add_screen_to_report
 from .screen_step import check_plate as check_screen_plate
 from .screen_step import plate_section as screen_section
 from .screen_step import run_plate as run_screen_plate
@@ -251,6 +252,9 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
                           client, ReportPlace(records, folder))
             for i, screen in enumerate(screens):  # in plate order, as the cells sections
                 run_screen_plate(job, screen, sections[i] if sections else None, client)
+                if sections:  # the plate's report gets its screen pages
+                    add_screen_to_report(job, screen, sections[i],
+                                         ReportPlace(records, folders[i]))
         if client is not None:
             steps: dict[str, int] = defaultdict(int)
             seconds: dict[str, float] = defaultdict(float)

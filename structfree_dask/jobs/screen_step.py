@@ -44,6 +44,24 @@ def section_problems(section: dict[str, Any]) -> list[str]:
     return [f"{section['plate']} screen {e}" for e in section["errors"]]
 
 
+def add_to_report(job: Job, section: dict[str, Any], cells: dict[str, Any],
+                  place: Any) -> None:
+    """Write the plate's report again with its screen pages, once the screen tables exist.
+
+    ``cells`` is the plate's ``cells`` section (its report, written before the screen
+    step ran) and ``place`` where that report is (:class:`.cells_step.ReportPlace`).
+    """
+    from ..screen.view import screen_addon
+    from .cells_step import add_to_report as rewrite
+
+    if not section["tables"] or cells.get("report") is None:
+        return
+    try:
+        rewrite(job, cells, place, [screen_addon(section["plate"], section["table"])])
+    except Exception as err:  # noqa: BLE001 - recorded; the tables are written
+        _error(section, "report", err)
+
+
 def check_plate(job: Job, plate: str) -> None:
     """Check the job's plate map (and readouts given as channel indices) against a plate.
 

@@ -6,6 +6,8 @@ stored and the tables computed on the job's client once the cells step measured 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -61,7 +63,8 @@ def test_a_job_stores_the_map_and_writes_the_screen_tables(tmp_path, cluster_cli
     (tmp_path / "map.csv").write_text(MAP)
     segment = {"organelle": "cyto", "channels": [0, 1], "model": str(small_cpnet_path),
                "tile_size": 128}
-    job = load_job(write_job(tmp_path, {"kind": "local"}, segment=[segment], cells=CELLS,
+    job = load_job(write_job(tmp_path, {"kind": "local"}, segment=[segment],
+                             cells={**CELLS, "report": True},
                              screen={"plate_map": "map.csv",
                                      "readouts": ["translocation-reporter"]},
                              performance_report=False))
@@ -76,6 +79,10 @@ def test_a_job_stores_the_map_and_writes_the_screen_tables(tmp_path, cluster_cli
     wells = pd.read_parquet(plate / "measurements" / "gt_cyto_features__screen" /
                             "wells.parquet")
     assert wells["well"].tolist() == ["A1", "A2"] and (wells["n_cells"] > 0).all()
+    # the plate's report, written by the cells step, has the screen pages
+    (cells,) = record["cells"]
+    page = Path(cells["report"])
+    assert page.is_file() and "<h2>Screen: plate layout</h2>" in page.read_text()
     again = run_job(job, client=cluster_client)
     assert again["status"] == "ok" and again["screen"][0]["annotated"] == "unchanged"
 
