@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_engine import _cpu_flags  # the same flags in every speed figure
 
 from structfree_dask import SegmentationConfig, segment, simulate_plate
 from structfree_dask.cells.columns import ratio_column
@@ -56,20 +57,6 @@ READOUT = "translocation-reporter"
 WIDEFIELD_UM = 0.32
 DOSES = [round(10.0 ** e, 4) for e in np.arange(-2.0, 0.75, 0.5)]  # 0.01 .. 3.1623 uM
 COLUMNS = 8
-
-
-def _cpu_flags() -> str:
-    """The CPU's model and the flags that matter for the network's speed."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    words = set(text.split())
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                  if ln.startswith("model name")), "?")
-    keep = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_fp16")
-            if f in words]
-    return f"{model}: {' '.join(keep) or 'none of avx2/avx512/amx'}"
 
 
 def _plate_map(compounds: int, path: Path) -> tuple[int, Path]:
