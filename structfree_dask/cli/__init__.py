@@ -103,6 +103,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             motion_scale=1.0 if args.motion_scale is None else args.motion_scale,
             plate_map=args.plate_map, **layout,
         )
+        if args.plate_map is not None:  # the plate map the screen was simulated from, stored
+            from ..screen.platemap import annotate_plate
+
+            annotate_plate(str(out), args.plate_map)
     else:
         for option in ("stage_jitter", "defocus", "motion_scale", "plate_map"):
             if getattr(args, option) is not None:

@@ -205,6 +205,10 @@ def test_cli_plate_map(tmp_path, capsys):
                  "--timepoints", "2", "--plate-map", str(csv)]) == 0
     assert read_plate_table(str(tmp_path / "p.zarr"), SCREEN_TRUTH_TABLE)["compound"].tolist() \
         == ["X"]
+    # the command stores the map it simulated from (annotate is not needed)
+    from structfree_dask.screen.platemap import load_plate_map
+
+    assert load_plate_map(str(tmp_path / "p.zarr"))["condition"].tolist() == ["DMSO", "X 1"]
     capsys.readouterr()
     bad = tmp_path / "bad.csv"
     bad.write_text("well,condition,role\nA1,DMSO,control\n")
