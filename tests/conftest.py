@@ -248,3 +248,30 @@ def same_up_to_permutation(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
     return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+def _tree_snapshot(*roots: Path) -> dict[str, str]:
+    """Every entry under the roots: file contents' hash, folders, links and their targets."""
+    import hashlib
+
+    out = {}
+    for root in roots:
+        if not root.exists():
+            out[str(root)] = "absent"
+            continue
+        for folder, dirs, files in os.walk(root, followlinks=False):
+            for name in dirs + files:
+                p = Path(folder) / name
+                if p.is_symlink():
+                    out[str(p)] = "link:" + os.readlink(p)
+                elif p.is_dir():
+                    out[str(p)] = "dir"
+                else:
+                    out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def snapshot():
+    """``snapshot(*roots) -> dict``: what is under the roots, to show nothing was written."""
+    return _tree_snapshot

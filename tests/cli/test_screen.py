@@ -7,8 +7,6 @@ and nothing written into the plate.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -28,14 +26,6 @@ B2,X 1,X,1,uM,sample
 B3,X 10,X,10,uM,sample
 """
 
-
-def snapshot(root: Path) -> dict[str, str]:
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(folder) / name
-            out[str(p)] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +92,7 @@ def test_annotate_then_screen(plate, tmp_path, cluster_client, capsys):
     (MAP.replace("B3,", "B2,"), "well 'B2' is listed twice"),
 ])
 def test_annotate_refuses_a_bad_plate_map_and_writes_nothing(plate, tmp_path, capsys, text,
-                                                            expected):
+                                                            expected, snapshot):
     before = snapshot(plate)
     assert main(["annotate", str(plate), "--plate-map", _csv(tmp_path, text)]) == 2
     err = capsys.readouterr().err
@@ -111,7 +101,7 @@ def test_annotate_refuses_a_bad_plate_map_and_writes_nothing(plate, tmp_path, ca
     assert snapshot(plate) == before
 
 
-def test_annotate_refuses_another_map_without_overwrite(plate, tmp_path, capsys):
+def test_annotate_refuses_another_map_without_overwrite(plate, tmp_path, capsys, snapshot):
     assert main(["annotate", str(plate), "--plate-map", _csv(tmp_path)]) == 0
     other = _csv(tmp_path, MAP.replace("DMSO", "vehicle"), "other.csv")
     before = snapshot(plate)
@@ -122,7 +112,7 @@ def test_annotate_refuses_another_map_without_overwrite(plate, tmp_path, capsys)
     assert "written" in capsys.readouterr().out
 
 
-def test_screen_refuses_bad_input_before_a_cluster_starts(plate, tmp_path, capsys):
+def test_screen_refuses_bad_input_before_a_cluster_starts(plate, tmp_path, capsys, snapshot):
     before = snapshot(plate)
     assert main(["screen", str(plate), "--table", TABLE, "--no-progress"]) == 2
     assert "has no plate map" in capsys.readouterr().err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +25,6 @@ from .conftest import PLATE_MAP
 
 WELLS = ["A/1", "A/2", "A/3", "B/1", "B/2", "B/3"]
 
-
-def snapshot(root: Path) -> dict[str, str]:
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(folder) / name
-            out[str(p)] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 def _parse(text: str, wells=WELLS) -> pd.DataFrame:
@@ -136,7 +126,7 @@ def test_a_csv_that_does_not_read_is_one_line(tmp_path):
         read_plate_map_csv(tmp_path / "nope.csv")
 
 
-def test_annotate_stores_an_ngio_condition_table_once(plate, write_map):
+def test_annotate_stores_an_ngio_condition_table_once(plate, write_map, snapshot):
     csv = write_map()
     done = annotate_plate(str(plate), csv)
     assert done.changed and done.location.endswith("tables/plate_map")
@@ -155,7 +145,7 @@ def test_annotate_stores_an_ngio_condition_table_once(plate, write_map):
     assert not again.changed and snapshot(plate) == before
 
 
-def test_another_map_needs_overwrite_and_replaces_the_first(plate, write_map):
+def test_another_map_needs_overwrite_and_replaces_the_first(plate, write_map, snapshot):
     annotate_plate(str(plate), write_map())
     other = write_map(PLATE_MAP.replace("DMSO", "vehicle"), "other.csv")
     before = snapshot(plate)
@@ -167,7 +157,7 @@ def test_another_map_needs_overwrite_and_replaces_the_first(plate, write_map):
     assert done.changed and set(load_plate_map(str(plate))["condition"]) >= {"vehicle"}
 
 
-def test_a_bad_plate_map_writes_nothing_into_the_plate(plate, write_map):
+def test_a_bad_plate_map_writes_nothing_into_the_plate(plate, write_map, snapshot):
     before = snapshot(plate)
     for text in (PLATE_MAP.replace("0.1,uM", "ten,uM"), PLATE_MAP.replace("B3,", "Q3,")):
         with pytest.raises(PlateMapError):
