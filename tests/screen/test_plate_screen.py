@@ -25,8 +25,6 @@ from structfree_dask.screen.tables import (
     zprime_value,
 )
 
-from .test_platemap import snapshot
-
 TABLE = "gt_cyto_features"
 RATIO = "translocation-reporter__nc_ratio"
 
@@ -112,7 +110,7 @@ def test_screen_tables_are_read_by_pandas_pyarrow_polars_and_duckdb(plate, write
     assert [r[0] for r in joined] == ["negative", "positive", "sample"]
 
 
-def test_screen_checks_everything_before_writing(plate, write_map):
+def test_screen_checks_everything_before_writing(plate, write_map, snapshot):
     before = snapshot(plate)
     with pytest.raises(KeyError, match="has no plate map"):
         check_screen(str(plate), TABLE)
@@ -139,7 +137,7 @@ def test_screen_checks_everything_before_writing(plate, write_map):
     assert all(len(u.parts) == 2 for u in plan.units)  # one field, two timepoints
 
 
-def test_a_failed_well_writes_no_table(plate, write_map, cluster_client):
+def test_a_failed_well_writes_no_table(plate, write_map, cluster_client, snapshot):
     annotate_plate(str(plate), write_map())
     part = sorted((plate / "measurements" / TABLE).glob("B-2-0-t*.parquet"))[0]
     part.write_bytes(b"not parquet")
