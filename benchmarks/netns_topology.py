@@ -71,6 +71,29 @@ def why_not() -> str | None:
     return None
 
 
+def why_no_netem() -> str | None:
+    """Say why packets cannot be delayed or dropped here (None when netem works).
+
+    Tries ``tc qdisc add dev lo root netem delay 1ms`` in a namespace of its own.
+    """
+    if why_not() is not None:
+        return why_not()
+    if shutil.which("tc") is None:
+        return "no 'tc' command (iproute2): packet delay and loss cannot be made here"
+    probe = f"{PREFIX}{os.getpid()}-netem"
+    subprocess.run(["ip", "netns", "add", probe], capture_output=True)
+    try:
+        tried = subprocess.run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo",
+                                "root", "netem", "delay", "1ms"], capture_output=True, text=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    if tried.returncode != 0:
+        return ("this kernel has no netem (tc qdisc add ... netem: "
+                f"{tried.stderr.strip() or tried.returncode}): packet delay and loss cannot "
+                "be made here")
+    return None
+
+
 def _bin_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
@@ -246,9 +269,22 @@ class Topology:
         """Cut a host's link (``ip link set ... down``): its packets go nowhere."""
         _ip("link", "set", self.link(host), "down")
 
+    def degrade(self, host: str, delay_ms: float, jitter_ms: float, loss: float) -> None:
+        """Delay and drop a host's packets (netem on the bridge's end of its link).
+
+        ``loss`` is the fraction of packets dropped (0.02: 2 %). Needs netem
+        (:func:`why_no_netem`); :meth:`mend` takes it away.
+        """
+        subprocess.run(["tc", "qdisc", "replace", "dev", self.link(host), "root", "netem",
+                        "delay", f"{delay_ms:g}ms", f"{jitter_ms:g}ms",
+                        "loss", f"{100 * loss:g}%"], check=True, capture_output=True, text=True)
+
     def mend(self, host: str) -> None:
-        """Bring a host's link back up."""
+        """Bring a host's link back up, without delay or loss."""
         _ip("link", "set", self.link(host), "up")
+        if shutil.which("tc") is not None:  # no netem qdisc: tc says so, nothing to undo
+            subprocess.run(["tc", "qdisc", "del", "dev", self.link(host), "root", "netem"],
+                           capture_output=True)
 
     def teardown(self) -> None:
         """Stop every process of the hosts, remove the namespaces and links."""

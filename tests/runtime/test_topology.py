@@ -13,8 +13,9 @@ bucket's other objects, the hosts' folders) and the source images are untouched.
 S3's own settings are left at their defaults: the times printed are those a deployment gets.
 
 Needs root (``ip netns``), iproute2 and ``weed``; skipped, saying why, otherwise. This
-machine's kernel has no netem (``tc qdisc ... netem``): delays and losses of packets are
-not made here, only a link cut (``ip link set ... down``). Takes 3-4 min on 2 cores.
+machine's kernel has no netem (``tc qdisc ... netem``): the test that delays and drops a
+worker's packets skips, saying so, and the faults made are a link cut (``ip link set ...
+down``) and the processes'. Takes 3-4 min on 2 cores.
 """
 
 from __future__ import annotations
@@ -261,6 +262,20 @@ def test_a_worker_lost_mid_run(fault, hosts, plate, reference, installed_command
     assert status == 0, err
     line = next(ln for ln in err.splitlines() if ln.startswith("workers lost during the run"))
     assert f"1 (tls://{hosts.addr['w1']}:" in line and "nothing to redo" in line, err
+    assert "Traceback" not in err, err
+    _check_plate(hosts, plate, before, reference)
+
+
+@pytest.mark.skipif(nt.why_no_netem() is not None, reason=str(nt.why_no_netem()))
+def test_a_worker_link_delayed_and_lossy_mid_run(hosts, plate, reference, installed_command):
+    """netem on a worker's link mid-run (200 ms +- 50 ms delay, 5 % of packets dropped):
+    TCP retransmits, the run finishes on both workers, exit 0, labels bitwise."""
+    before = _objects(hosts, plate.removeprefix("s3://"))
+    status, err, _, seconds = _run_with_fault(
+        hosts, plate, installed_command, lambda: hosts.degrade("w1", 200, 50, 0.05))
+    hosts.mend("w1")
+    print(f"worker link delayed and lossy: the run ended {seconds:.1f} s after, exit {status}")
+    assert status == 0, err
     assert "Traceback" not in err, err
     _check_plate(hosts, plate, before, reference)
 
