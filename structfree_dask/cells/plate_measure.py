@@ -16,6 +16,7 @@ done at that timepoint, linked from the same images) instead of linking again; w
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -206,8 +207,6 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     not grow with the number of cells in the field; the field's part is closed last.
     Returns the unit's quality metrics (:func:`.quality.unit_metrics`).
     """
-    import pyarrow as pa
-
     assert unit.table is not None
     image = unit.image
     names = [image.channel_names[c] for c in unit.channels]
@@ -215,11 +214,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     px = image.pixel_size
     boxes = linking.cell_boxes
     image_arr = image.open_array(0)
-    empty = empty_measurements(names)
-    schema = pa.Schema.from_pandas(empty, preserve_index=False)
-    plate_schema = pa.schema(
-        [pa.field(k, pa.int32() if k == "field" else pa.string()) for k in PLATE_KEYS]
-        + list(schema))
+    schema, plate_schema = _schemas(tuple(names))
     field_part = table_part_location(image, unit.table, unit.t)
     plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
     # a field of one region is read whole once, and measure_columns takes its background from
@@ -261,6 +256,18 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     return unit_metrics(len(linking.cell_ids), linking.cells_without_nucleus,
                         np.concatenate(fractions) if fractions else np.zeros(0),
                         np.concatenate(ratios) if ratios else np.zeros(0))
+
+
+@functools.lru_cache(maxsize=16)
+def _schemas(names: tuple[str, ...]) -> tuple[Any, Any]:
+    """Return the Arrow schemas of a field's and the plate's table parts (cached)."""
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(empty_measurements(names), preserve_index=False)
+    plate_schema = pa.schema(
+        [pa.field(k, pa.int32() if k == "field" else pa.string()) for k in PLATE_KEYS]
+        + list(schema))
+    return schema, plate_schema
 
 
 def _field_background(unit: _Unit, cells: LabelImage, image_arr: Any, ny: int, nx: int

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..backbones import ModelSpec
-from ..io import ImageInfo, LabelImage, write_label_region
+from ..io import LABEL_DTYPE, ImageInfo, LabelImage, write_label_region
 from ..pipeline.flows import assemble_flows, region_contribution, resample_to_original
 from ..pipeline.integrate import Dynamics, cut_cells, owned_cells
 from ..pipeline.normalize import normalize, percentile_bounds, sample_stride
@@ -178,14 +178,45 @@ def offsets_task(counts: list[tuple[int, int]]) -> list[int]:
     return region_offsets([c[0] for c in counts])
 
 
-def write_task(label: LabelImage, t: int, z: int, block: tuple[int, int, int, int],
-                patches: list[tuple[OwnedPatch, int]], offsets: list[int]) -> int:
+def write_block(label: LabelImage, t: int, z: int, block: tuple[int, int, int, int],
+                patches: list[tuple[OwnedPatch, int]], offsets: list[int]) -> np.ndarray:
+    """Paste and write one block of level 0; return its ``(y, x)`` labels."""
     pieces = [(p, offsets[i]) for p, i in patches]
     data = paste_block(block, pieces)
     region = {"t": slice(t, t + 1), "z": slice(z, z + 1), "y": slice(block[0], block[1]),
               "x": slice(block[2], block[3])}
     write_label_region(label, region, data)
-    return int(data.max(initial=0))
+    return data
+
+
+def write_task(label: LabelImage, t: int, z: int, block: tuple[int, int, int, int],
+               patches: list[tuple[OwnedPatch, int]], offsets: list[int]) -> int:
+    """Write one block of level 0 (:func:`write_block`); return its largest label."""
+    return int(write_block(label, t, z, block, patches, offsets).max(initial=0))
+
+
+def _slab(label: LabelImage, level: int) -> np.ndarray:
+    """Zeros shaped like one timepoint of a level (every axis of the label image)."""
+    axes = label.image.axes
+    return np.zeros([1 if ax == "t" else n for ax, n in zip(axes, label.shapes[level],
+                                                              strict=True)], LABEL_DTYPE)
+
+
+def _put(slab: np.ndarray, axes: tuple[str, ...], block: tuple[int, int, int, int],
+         data: np.ndarray, z: int | None = None) -> None:
+    """Place a block (all of z, or plane ``z``) into a timepoint's slab, in place."""
+    idx = []
+    for ax in axes:
+        if ax == "y":
+            idx.append(slice(block[0], block[1]))
+        elif ax == "x":
+            idx.append(slice(block[2], block[3]))
+        elif ax == "z" and z is not None:
+            idx.append(slice(z, z + 1))
+        else:
+            idx.append(slice(None))
+    target = slab[tuple(idx)]
+    target[...] = data.reshape(target.shape)
 
 
 def label_blocks(label: LabelImage, level: int) -> list[tuple[int, int, int, int]]:
@@ -198,8 +229,13 @@ def label_blocks(label: LabelImage, level: int) -> list[tuple[int, int, int, int
             for y in range(0, ny, cy) for x in range(0, nx, cx)]
 
 
-def pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, int, int],
-                  *_deps: Any) -> None:
+def pyramid_block(label: LabelImage, t: int, level: int, block: tuple[int, int, int, int],
+                  below: np.ndarray | None = None) -> np.ndarray:
+    """Write one block of ``level`` downsampled from the level below; return it.
+
+    ``below`` is that level's timepoint ``t`` held in memory (:func:`_slab` shaped, what was
+    written); without it the level is read back from the store. The same pixels either way.
+    """
     axes = label.image.axes
     src_shape, dst_shape = label.shapes[level - 1], label.shapes[level]
     factors = {ax: max(1, round(a / b))
@@ -209,7 +245,7 @@ def pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, i
     idx = []
     for ax in axes:
         if ax == "t":
-            idx.append(slice(t, t + 1))
+            idx.append(slice(t, t + 1) if below is None else slice(0, 1))
         elif ax == "y":
             idx.append(slice(y0 * fy, y1 * fy, fy))
         elif ax == "x":
@@ -218,7 +254,8 @@ def pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, i
             idx.append(slice(None, None, factors["z"]))
         else:
             idx.append(slice(None))
-    src = np.asarray(label.open_array(level - 1, mode="r")[tuple(idx)])
+    src = (np.asarray(label.open_array(level - 1, mode="r")[tuple(idx)]) if below is None
+           else below[tuple(idx)])
     out_shape = [1 if ax == "t" else n for ax, n in zip(axes, dst_shape, strict=True)]
     out_shape[axes.index("y")] = y1 - y0
     out_shape[axes.index("x")] = x1 - x0
@@ -227,6 +264,13 @@ def pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, i
         tuple(slice(0, min(a, b)) for a, b in zip(out_shape, src.shape, strict=True))]
     region = {"t": slice(t, t + 1), "y": slice(y0, y1), "x": slice(x0, x1)}
     write_label_region(label, region, out, level=level)
+    return out
+
+
+def pyramid_task(label: LabelImage, t: int, level: int, block: tuple[int, int, int, int],
+                 *_deps: Any) -> None:
+    """Write one block of ``level`` from the level below, read from the store."""
+    pyramid_block(label, t, level, block)
 
 
 #: What a finished unit returns: cells, cells cut at a window edge, and the steps a
@@ -282,14 +326,21 @@ def segment_unit_task(info: ImageInfo, label: LabelImage, t: int, channels: tupl
     del planes
     offsets = step("offsets", offsets_task, counts)
     writes = []
+    axes = label.image.axes
+    held = _slab(label, 0)  # what is written, kept: the pyramid is made without reading it back
     for z in range(info.sizes["z"]):
         for r in regions:
             patches = [(owned[(z, o)], z * len(regions) + order[o])
                        for o in geometry.neighbours(r)]
-            writes.append(step("write", write_task, label, t, z, geometry.region_bounds(r),
-                               patches, offsets))
+            bounds = geometry.region_bounds(r)
+            data = step("write", write_block, label, t, z, bounds, patches, offsets)
+            writes.append(int(data.max(initial=0)))
+            _put(held, axes, bounds, data, z)
     for level in range(1, len(label.shapes)):
+        below, held = held, _slab(label, level)
         for block in label_blocks(label, level):
-            step("pyramid", pyramid_task, label, t, level, block)
+            _put(held, axes, block, step("pyramid", pyramid_block, label, t, level, block,
+                                         below))
+    del held
     n_cells, n_cut, _ = step("done", unit_done, counts, writes)
     return n_cells, n_cut, step.steps

@@ -1,4 +1,5 @@
-"""io._arraycache: arrays opened once per process on URL stores, never against the plan.
+"""io._arraycache: arrays opened once per process, never against the plan (nor, on a local
+disk, against the array's metadata file).
 
 The end-to-end case (workers that keep arrays across a run that appends timepoints, on a
 real S3 server) is in tests/io/test_object_store.py.
@@ -64,10 +65,29 @@ def test_an_array_that_differs_from_the_plan_is_opened_again(plan):
     assert cached_array("s3://b/p.zarr", "a/0", "r", plan, new) is again  # kept in its place
 
 
-def test_local_paths_are_opened_every_time(tmp_path):
-    open_array, calls = _opener()
+def test_local_arrays_are_kept_while_their_metadata_file_is_unchanged(tmp_path):
     plan = ((4,), (2,), "uint32")
-    for _ in range(3):
+    zarr.create_array(store=str(tmp_path), name="a/0", shape=(4,), chunks=(2,), dtype="u4")
+    calls = []
+
+    def open_array():
+        calls.append(1)
+        return zarr.open_array(store=str(tmp_path), path="a/0", mode="r")
+
+    first = cached_array(str(tmp_path), "a/0", "r", plan, open_array)
+    assert cached_array(str(tmp_path), "a/0", "r", plan, open_array) is first
+    assert len(calls) == 1
+    # recreated (what --overwrite does): its metadata file is another file, opened again
+    recreated = zarr.create_array(store=str(tmp_path), name="a/0", shape=(4,), chunks=(2,),
+                                  dtype="u4", fill_value=7, overwrite=True)
+    again = cached_array(str(tmp_path), "a/0", "r", plan, open_array)
+    assert again is not first and len(calls) == 2
+    assert again[...].tolist() == recreated[...].tolist() == [7, 7, 7, 7]
+    # deleted: the opener runs, and fails as it would without the cache
+    import shutil
+
+    shutil.rmtree(tmp_path / "a" / "0")
+    with pytest.raises(FileNotFoundError):
         cached_array(str(tmp_path), "a/0", "r", plan, open_array)
     assert len(calls) == 3
 
@@ -85,8 +105,9 @@ def test_the_least_recently_used_array_goes_first(monkeypatch):
     assert len(calls) == 4
 
 
-def test_images_and_labels_use_it_on_url_stores(tmp_path):
-    """A plate read through file:// (a URL) gives the same arrays to every caller."""
+def test_images_and_labels_use_it(tmp_path):
+    """A plate read through file:// (a URL) or as a folder gives the same arrays to every
+    caller (one handle per store, path and mode)."""
     path = tmp_path / "p.zarr"
     simulate_plate(path, cell_line="CL1", rows=1, cols=1, timepoints=1, size=64, seed=1)
     local = open_plate(str(path)).field("A/1/0")
@@ -96,6 +117,7 @@ def test_images_and_labels_use_it_on_url_stores(tmp_path):
     label = open_labels(info, "cyto")
     assert label.open_array(0) is label.open_array(0)
     assert label.open_array(0, mode="r") is not label.open_array(0)
-    assert local.open_array(0) is not local.open_array(0)
+    assert local.open_array(0) is local.open_array(0)
+    assert local.open_array(0) is not info.open_array(0)  # another store: apart
     np.testing.assert_array_equal(np.asarray(info.open_array(0)[:]),
                                   np.asarray(local.open_array(0)[:]))
