@@ -2,7 +2,7 @@
 
 A plate map (``--compounds`` compounds at 6 doses on a half-log grid, 0.01 to 3.16 uM;
 negative and positive controls in duplicate; wells 8 to a row) is simulated with
-``simulate_plate(..., plate_map=CSV)`` (widefield, one ``--size`` px field per well,
+``simulate_plate(..., plate_map=CSV)`` (widefield, ``--fields`` fields of ``--size`` px per well,
 ``--timepoints`` timepoints): each compound's true EC50, Hill slope and onset are drawn from
 the seed and written with the plate (``tables/screen_truth``, ``tables/screen_truth_wells``).
 The objects are segmented from the non-structural reporters only: with ``--zoo DIR`` the
@@ -26,7 +26,7 @@ reporter's N/C ratio. Printed:
   measuring time for reference; the CPU's model and flags.
 
 Run: ``python benchmarks/bench_screen.py [--zoo zoo/] [--line CL1] [--compounds 2]
-[--size 256] [--timepoints 12] [--seed 3] [--keep DIR]``
+[--size 256] [--fields 1] [--timepoints 12] [--seed 3] [--keep DIR]``
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ def main() -> None:
     ap.add_argument("--zoo", help="segment with this zoo's selections (cells and nuclei)")
     ap.add_argument("--line", default="CL1", help="cell line (default CL1)")
     ap.add_argument("--compounds", type=int, default=2, help="compounds at 6 doses each")
-    ap.add_argument("--size", type=int, default=256, help="field side in px (1 per well)")
+    ap.add_argument("--size", type=int, default=256, help="field side in px")
+    ap.add_argument("--fields", type=int, default=1,
+                    help="fields per well (default 1; screens image several)")
     ap.add_argument("--timepoints", type=int, default=12)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--keep", help="write the plate into this folder (kept) instead of a "
@@ -115,10 +117,10 @@ def main() -> None:
         plate = str(folder / "screen.zarr")
         t0 = time.perf_counter()
         simulate_plate(plate, cell_line=args.line, rows=rows, cols=COLUMNS,
-                       timepoints=args.timepoints, size=args.size, seed=args.seed,
-                       mode="widefield", plate_map=csv)
-        print(f"{args.line} widefield screen: {rows} x {COLUMNS} wells, 1 field of "
-              f"{args.size} px, {args.timepoints} timepoints; simulated in "
+                       fields=args.fields, timepoints=args.timepoints, size=args.size,
+                       seed=args.seed, mode="widefield", plate_map=csv)
+        print(f"{args.line} widefield screen: {rows} x {COLUMNS} wells, {args.fields} "
+              f"field(s) of {args.size} px per well, {args.timepoints} timepoints; simulated in "
               f"{time.perf_counter() - t0:.0f} s; objects: "
               f"{'zoo ' + args.zoo if args.zoo else 'the shipped generalist'}")
         client = local_client(2)

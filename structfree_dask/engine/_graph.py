@@ -84,10 +84,28 @@ def fused_unit(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...]
 
     geometry = _geometry(unit, cfg, specs)
     dyn = dynamics_for(geometry.shape, geometry.rescale, cfg)
+    packed = _Arguments((unit.info, unit.label, unit.t, channels, geometry, specs,
+                         cfg.batch_size, cfg.fusion != "fa", dyn))
     with dask.annotate(**_needs(resources)):
-        return delayed(segment_unit_task, pure=True)(
-            unit.info, unit.label, unit.t, channels, geometry, specs, cfg.batch_size,
-            cfg.fusion != "fa", dyn, dask_key_name=f"{FUSED}-{_tag(unit, token)}")
+        return delayed(_fused, pure=True)(packed, dask_key_name=f"{FUSED}-{_tag(unit, token)}")
+
+
+class _Arguments:
+    """A fused task's arguments as one object Dask does not look into.
+
+    They hold no Dask collections; handing them over unpacked made Dask walk every field
+    of the plan's dataclasses, a few milliseconds of the driver per unit.
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        self.values = values
+
+
+def _fused(packed: _Arguments) -> Any:
+    """Run :func:`~._tasks.segment_unit_task` on the packed arguments."""
+    return segment_unit_task(*packed.values)
 
 
 def unit_graph(unit: Unit, cfg: SegmentationConfig, specs: tuple[ModelSpec, ...],

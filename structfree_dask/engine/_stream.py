@@ -237,8 +237,11 @@ class UnitStream:
     """The units of a run's targets, in order, produced as they are needed.
 
     A field's label image is created (or reopened, grown, its timepoints to redo
-    unmarked) when its first unit is taken, not before the run starts. A target whose
-    label image cannot be made stops there (:meth:`TargetRun.stop`); the others go on.
+    unmarked) while the units of the field before it are taken, in a thread of its own
+    (one field ahead; the first field's when the first unit is taken), not before the run
+    starts: on an object store its dozen requests would otherwise hold up the next unit's
+    submission. A target whose label image cannot be made stops there
+    (:meth:`TargetRun.stop`); the others go on.
     """
 
     def __init__(self, runs: list[TargetRun]) -> None:
@@ -247,19 +250,27 @@ class UnitStream:
         self._units = self._generate()
 
     def _generate(self) -> Iterator[tuple[TargetRun, Unit]]:
-        for run in self.runs:
-            for k, (fp, todo) in enumerate(run.todo):
-                try:
-                    label = apply_label_plan(fp, run.config)
-                except Exception as err:  # noqa: BLE001 - this target stops; see stop()
-                    self.total -= sum(len(left) for _, left in run.todo[k:])
-                    run.stop(err)
-                    break
-                run.labels[fp.info.path] = label
-                for t in todo:
-                    run.pending += 1
-                    yield run, Unit(fp.info, label, t)
-            run.taken = True
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-plan") as ahead:
+            for run in self.runs:
+                def plan(k: int, run: TargetRun = run) -> Any:
+                    return ahead.submit(apply_label_plan, run.todo[k][0], run.config)
+
+                coming = plan(0) if run.todo else None
+                for k, (fp, todo) in enumerate(run.todo):
+                    try:
+                        label = coming.result()
+                    except Exception as err:  # noqa: BLE001 - this target stops; see stop()
+                        self.total -= sum(len(left) for _, left in run.todo[k:])
+                        run.stop(err)
+                        break
+                    coming = plan(k + 1) if k + 1 < len(run.todo) else None
+                    run.labels[fp.info.path] = label
+                    for t in todo:
+                        run.pending += 1
+                        yield run, Unit(fp.info, label, t)
+                run.taken = True
 
     def take(self) -> tuple[TargetRun, Unit] | None:
         """Return the next unit and its target, or None when every unit was taken."""

@@ -41,7 +41,7 @@ from ._location import (
     upload,
     write_text,
 )
-from ._ngff import SUPPORTED_VERSIONS, metadata_errors
+from ._ngff import SUPPORTED_VERSIONS, metadata_errors, store_options
 from ._outputs import check_output_file, check_output_folder, replacing
 from ._plate import (
     AXIS_ORDER,
@@ -158,6 +158,7 @@ __all__ = [
     "join",
     "redact",
     "remove_tree",
+    "store_options",
     "prune",
     "upload",
     "write_text",

@@ -21,7 +21,16 @@ import zarr
 from ..config import LABEL_DTYPE
 from ._arraycache import cached_array
 from ._location import join, remove_tree
-from ._ngff import MetadataError, array_kwargs, format_for, metadata_errors, read_ome, write_ome
+from ._ngff import (
+    MetadataError,
+    array_kwargs,
+    format_for,
+    metadata_errors,
+    open_group_as,
+    read_ome,
+    store_options,
+    write_ome,
+)
 from ._plate import ImageInfo, check_name
 from ._safepath import check_no_links, checked_path, is_local
 
@@ -95,7 +104,9 @@ class LabelImage:
         return cached_array(
             self.image.store, path, mode,
             (self.shapes[level], self.chunks[level], np.dtype(LABEL_DTYPE).name),
-            lambda: zarr.open_array(store=self.image.store, path=path, mode=mode))
+            lambda: zarr.open_array(store=self.image.store, path=path, mode=mode,
+                                    zarr_format=format_for(self.image.ngff_version).zarr_format,
+                                    **store_options(self.image.store)))
 
     def read(self, level: int = 0) -> np.ndarray:
         """Read a whole level into memory (small images only)."""
@@ -121,7 +132,7 @@ def _label_chunks(shape: tuple[int, ...], axes: tuple[str, ...], chunk_yx: int) 
 
 def _image_group(image: ImageInfo, mode: str) -> zarr.Group:
     with metadata_errors(image.store, image.path):
-        return zarr.open_group(store=image.store, path=image.path, mode=mode)  # type: ignore
+        return open_group_as(image.store, image.path, mode, image.ngff_version)
 
 
 def _record(group: zarr.Group) -> dict[str, Any]:
@@ -177,7 +188,7 @@ def open_labels(image: ImageInfo, name: str) -> LabelImage:
     where = _label_path(image, name)
     try:
         with metadata_errors(image.store, where):
-            group = zarr.open_group(store=image.store, path=where, mode="r")
+            group = open_group_as(image.store, where, "r", image.ngff_version)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise KeyError(
             f"field {image.url} has no label image {name!r}; it has: "
@@ -287,7 +298,7 @@ def label_group_exists(image: ImageInfo, name: str) -> bool:
     """Return True when ``<image>/labels/<name>`` exists, listed or not, complete or not."""
     try:
         with metadata_errors(image.store, f"{image.path}/labels" if image.path else "labels"):
-            group = zarr.open_group(store=image.store, path=image.path, mode="r")
+            group = open_group_as(image.store, image.path, "r", image.ngff_version)
             return "labels" in group and name in group["labels"]  # type: ignore[operator]
     except (FileNotFoundError, KeyError):
         return False
@@ -523,7 +534,7 @@ def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _labels_group_of(label: LabelImage, mode: str) -> zarr.Group:
     with metadata_errors(label.image.store, label.path):
-        return zarr.open_group(store=label.image.store, path=label.path, mode=mode)  # type: ignore
+        return open_group_as(label.image.store, label.path, mode, label.image.ngff_version)
 
 
 def mark_done(label: LabelImage, timepoints: list[int], **info: Any) -> None:

@@ -175,7 +175,7 @@ class ImageInfo:
         lpath = self.levels[level].path
 
         def open_level() -> zarr.Array:
-            group = open_group_readonly(self.store, self.path)
+            group = open_group_readonly(self.store, self.path, self.ngff_version)
             with metadata_errors(self.store, _join(self.path, lpath)):
                 return group[lpath]  # type: ignore[return-value]
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import zarr
 
 from ._location import exists, filesystem, is_url, join, remove_tree
-from ._ngff import metadata_errors
+from ._ngff import metadata_errors, open_group_as
 from ._plate import ImageInfo, check_name
 from ._safepath import checked_path, checked_tree, is_local
 
@@ -115,7 +115,7 @@ def table_meta(reference_label: str, *, measurement_columns: list[str] | None = 
 
 def _image_group(image: ImageInfo, mode: str) -> zarr.Group:
     with metadata_errors(image.store, image.path):
-        return zarr.open_group(store=image.store, path=image.path, mode=mode)  # type: ignore
+        return open_group_as(image.store, image.path, mode, image.ngff_version)
 
 
 def _table_location(image: ImageInfo, name: str) -> str:
@@ -221,13 +221,13 @@ def table_attrs(image: ImageInfo, name: str) -> dict[str, Any]:
     """Return the attributes of a field's table group (``region``, ``type``, records...)."""
     path = f"{image.path}/{TABLES_GROUP}/{name}" if image.path else f"{TABLES_GROUP}/{name}"
     with metadata_errors(image.store, path):
-        return dict(zarr.open_group(store=image.store, path=path, mode="r").attrs)
+        return dict(open_group_as(image.store, path, "r", image.ngff_version).attrs)
 
 
 def update_table_attrs(image: ImageInfo, name: str, **attrs: Any) -> None:
     """Set attributes of a field's table group (driver only)."""
     path = f"{image.path}/{TABLES_GROUP}/{name}" if image.path else f"{TABLES_GROUP}/{name}"
-    zarr.open_group(store=image.store, path=path, mode="r+").attrs.update(attrs)
+    open_group_as(image.store, path, "r+", image.ngff_version).attrs.update(attrs)
 
 
 def remove_feature_table(image: ImageInfo, name: str) -> None:

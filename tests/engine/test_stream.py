@@ -99,7 +99,7 @@ def test_marks_are_written_at_once_then_in_batches(tmp_path, make_mosaic, monkey
     assert completed_timepoints(label) == set(range(6)) and marks.pending == {}
 
 
-def test_a_target_counts_its_units_and_makes_labels_as_the_stream_reaches_them(plate, specs):
+def test_a_target_counts_its_units_and_makes_labels_one_field_ahead(plate, specs):
     (first,) = _plan.plan_fields(str(plate), CFG, specs, ["A/1"], None)
     mark_done(_plan.apply_label_plan(first, CFG), [0])  # done by an earlier run
     plans = _plan.plan_fields(str(plate), CFG, specs, None, None)
@@ -110,8 +110,14 @@ def test_a_target_counts_its_units_and_makes_labels_as_the_stream_reaches_them(p
     stream = _stream.UnitStream([run])
     assert stream.total == 3
     second = open_plate(plate).field("A/2/0")
-    assert not label_group_exists(second, "cyto")  # not before its first unit is taken
-    taken = [stream.take() for _ in range(2)]
+    assert not label_group_exists(second, "cyto")  # nothing before the first unit is taken
+    taken = [stream.take()]
+    # the next field's label image is made one field ahead, in a thread of the driver
+    deadline = time.monotonic() + 30
+    while not label_group_exists(second, "cyto") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert label_group_exists(second, "cyto")
+    taken.append(stream.take())
     assert [(u.info.path, u.t) for _, u in taken] == [("A/1/0", 1), ("A/2/0", 0)]
     assert all(r is run for r, _ in taken) and label_group_exists(second, "cyto")
     last = stream.take()

@@ -178,3 +178,20 @@ def test_open_group_readonly(tmp_path):
     with pytest.raises(MetadataError, match=re.escape(f"{tmp_path / 's.zarr'}/A/1/.zgroup: not "
                                                       "valid JSON (Expecting")):
         open_group_readonly(str(tmp_path / "s.zarr"), "A/1")
+
+
+def test_open_group_as_falls_back_to_probing_when_the_format_disagrees(tmp_path):
+    """A group opened as its NGFF version's zarr format; one whose metadata and zarr
+    format disagree (a zarr v3 group said to be 0.4) is still opened, by zarr's probing."""
+    import zarr
+
+    from structfree_dask.io._ngff import open_group_as
+
+    zarr.open_group(str(tmp_path / "v3.zarr"), mode="w", zarr_format=3).attrs["x"] = 1
+    zarr.open_group(str(tmp_path / "v2.zarr"), mode="w", zarr_format=2).attrs["x"] = 2
+    assert open_group_as(str(tmp_path / "v2.zarr"), "", "r", "0.4").attrs["x"] == 2
+    assert open_group_as(str(tmp_path / "v3.zarr"), "", "r", "0.5").attrs["x"] == 1
+    fallback = open_group_as(str(tmp_path / "v3.zarr"), "", "r", "0.4")
+    assert fallback.metadata.zarr_format == 3 and fallback.attrs["x"] == 1
+    with pytest.raises((FileNotFoundError, zarr.errors.GroupNotFoundError)):
+        open_group_as(str(tmp_path / "none.zarr"), "", "r", "0.4")

@@ -224,3 +224,43 @@ def test_workers_reopen_arrays_that_grew(s3_cluster, tmp_path, capsys):
         np.testing.assert_array_equal(on_s3[path][:2], before[path])
     for info in open_plate(url).fields():
         assert completed_timepoints(open_labels(info, "cyto")) == {0, 1, 2}
+
+
+def test_a_group_and_a_chunk_cost_few_requests(s3_env, monkeypatch, tmp_path):
+    """On S3 an image group of a known NGFF version opens with 2 requests (zarr's probing:
+    8), a label array's metadata with 2, and a chunk is read with 1 (no HEAD first)."""
+    import zarr
+    from s3fs.core import S3FileSystem
+
+    from structfree_dask.io import create_labels, store_options
+    from structfree_dask.io._ngff import open_group_as
+
+    s3_env("admin")
+    url = "s3://plates/requests.zarr"
+    remove_tree(url)
+    assert main(["simulate", url, *SIM]) == 0
+    info = open_plate(url).field("A/1/0")
+    label = create_labels(info, "cyto")
+    calls: list[tuple[str, str]] = []
+    original = S3FileSystem._call_s3
+
+    async def counted(self, method, *args, **kwargs):
+        calls.append((method, kwargs.get("Key") or kwargs.get("Prefix") or ""))
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(S3FileSystem, "_call_s3", counted)
+
+    def requests(call) -> list[tuple[str, str]]:
+        calls.clear()
+        call()
+        return list(calls)
+
+    assert len(requests(lambda: zarr.open_group(store=url, path=info.path, mode="r"))) == 8
+    group = requests(lambda: open_group_as(url, info.path, "r", info.ngff_version))
+    assert [m for m, _ in group] == ["get_object", "get_object"], group
+    array = requests(lambda: zarr.open_array(store=url, path=f"{label.path}/0", mode="r",
+                                             zarr_format=2, **store_options(url)))
+    assert [m for m, _ in array] == ["get_object", "get_object"], array
+    opened = info.open_array(0)
+    chunk = requests(lambda: np.asarray(opened[0, 0, :8, :8]))
+    assert [m for m, _ in chunk] == ["get_object"], chunk
