@@ -31,6 +31,7 @@ from ..io import (
     LabelImage,
     ParquetStream,
     TableExistsError,
+    annotation_fields,
     check_label_target,
     check_table_targets,
     completed_timepoints,
@@ -52,6 +53,8 @@ from ..io import (
     table_part_location,
     unmark_done,
     update_table_attrs,
+    well_annotations,
+    with_annotation,
     write_label_region,
     write_parquet,
     write_table_part,
@@ -99,6 +102,10 @@ class _Unit:
     linked: str | None = None
     #: The label images above as the driver opened them (a task need not open them again).
     opened: tuple[LabelImage, ...] = ()
+    #: The plate map's values of the field's well (``io.well_annotations``), when the plate
+    #: has a map: the plate-level part carries them as columns.
+    annotation: dict[str, Any] | None = None
+    annotated: bool = False
 
     def label(self, name: str) -> LabelImage:
         """Return the label image ``name``: as the driver opened it, else opened here."""
@@ -214,7 +221,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     px = image.pixel_size
     boxes = linking.cell_boxes
     image_arr = image.open_array(0)
-    schema, plate_schema = _schemas(tuple(names))
+    schema, plate_schema = _schemas(tuple(names), unit.annotated)
     field_part = table_part_location(image, unit.table, unit.t)
     plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
     # a field of one region is read whole once, and measure_columns takes its background from
@@ -250,7 +257,8 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             linked_rows = cols["n_nuclei"] > 0
             fractions.append((cols["nucleus_area_px"] / cols["area_px"])[linked_rows])
             ratios.extend(cols[name] for name in ratio_names)
-            plate_out.write(_arrow_rows(cols, plate_schema, _plate_keys(image.path)))
+            plate_out.write(_arrow_rows(cols, plate_schema, {
+                **_plate_keys(image.path), **_annotation_keys(unit)}))
             field_out.write(_arrow_rows(cols, schema))
         # an empty unit still writes both parts, with every column (no row group)
     return unit_metrics(len(linking.cell_ids), linking.cells_without_nucleus,
@@ -259,14 +267,17 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
 
 
 @functools.lru_cache(maxsize=16)
-def _schemas(names: tuple[str, ...]) -> tuple[Any, Any]:
-    """Return the Arrow schemas of a field's and the plate's table parts (cached)."""
+def _schemas(names: tuple[str, ...], annotated: bool = False) -> tuple[Any, Any]:
+    """Return the Arrow schemas of a field's and the plate's table parts (cached).
+
+    ``annotated``: the plate has a plate map, whose columns end the plate's parts.
+    """
     import pyarrow as pa
 
     schema = pa.Schema.from_pandas(empty_measurements(names), preserve_index=False)
     plate_schema = pa.schema(
         [pa.field(k, pa.int32() if k == "field" else pa.string()) for k in PLATE_KEYS]
-        + list(schema))
+        + list(schema) + (annotation_fields() if annotated else []))
     return schema, plate_schema
 
 
@@ -303,8 +314,17 @@ def _arrow_rows(cols: dict[str, np.ndarray], schema: Any, keys: dict[str, Any] |
     n = len(cols["label"])
     keys = keys or {}
     return pa.Table.from_arrays(
-        [pa.array(np.full(n, keys[f.name]) if f.name in keys else cols[f.name], type=f.type)
+        [pa.array([keys[f.name]] * n if f.name in keys else cols[f.name], type=f.type)
          for f in schema], schema=schema)
+
+
+def _annotation_keys(unit: _Unit) -> dict[str, Any]:
+    """Return the plate map's columns of a unit's plate part as constant keys (or none)."""
+    if not unit.annotated:
+        return {}
+    values = unit.annotation or {}
+    return {f.name: values.get(f.name, float("nan") if f.name == "dose" else None)
+            for f in annotation_fields()}
 
 
 def _with_plate_keys(df: Any, field_path: str) -> Any:
@@ -327,9 +347,10 @@ def _plate_keys(field_path: str) -> dict[str, Any]:
 def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any) -> list[int]:
     """Write the rows of each timepoint in ``df`` over its parts (both tables).
 
-    Per timepoint the plate-level part is written first, then the field's part: that one
-    is the record that the unit is complete. The frame is converted to Arrow once and
-    sliced per timepoint. Returns the timepoints written, in order.
+    The plate's parts get the plate map's columns when the plate has a map
+    (``io.well_annotations``). Per timepoint the plate-level part is written first, then
+    the field's part: that one is the record that the unit is complete. The frame is
+    converted to Arrow once and sliced per timepoint. Returns the timepoints written, in order.
     """
     import pyarrow as pa
 
@@ -337,6 +358,10 @@ def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any) -> list[
     field_rows = pa.Table.from_pandas(ordered, preserve_index=False)
     plate_rows = pa.Table.from_pandas(_with_plate_keys(ordered, image.path),
                                       preserve_index=False)
+    annotations = well_annotations(plate_store)  # the plate map's columns, when it has one
+    if annotations is not None:
+        plate_rows = with_annotation(plate_rows,
+                                     annotations.get(_plate_keys(image.path)["well"]))
     ts = ordered["t"].to_numpy()
     written = []
     for t in np.unique(ts):
@@ -528,6 +553,7 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
     """Create the outputs of checked plans; return units to run, skipped, outputs."""
     units, skipped, outputs = [], [], []
     linked = {"cells": cells, "nuclei": nuclei}
+    annotations = well_annotations(store) if table is not None else None
     for plan in plans:
         image = plan.image
         kept: set[int] | None = None
@@ -567,7 +593,10 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
                 units.append(_Unit(image, t, cells, nuclei,
                                    linked_names(cells) if plan.links and not done else None,
                                    table, store, plan.channels, region,
-                                   linked_names(cells)[0] if done else None, opened))
+                                   linked_names(cells)[0] if done else None, opened,
+                                   annotation=(annotations or {}).get(
+                                       _plate_keys(image.path)["well"]),
+                                   annotated=annotations is not None))
     return units, skipped, outputs
 
 

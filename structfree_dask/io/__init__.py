@@ -4,6 +4,12 @@ Sources are opened read-only; label images are created up front, filled region b
 region by tasks, and get their NGFF metadata last.
 """
 
+from ._annotation import (
+    annotate_plate_datasets,
+    annotation_fields,
+    well_annotations,
+    with_annotation,
+)
 from ._arraycache import MAX_OPEN, cached_array, clear_array_cache
 from ._fetch import CACHE_ENV, cache_dir, local_copy
 from ._importer import import_folder
@@ -72,6 +78,7 @@ from ._tables import (
     condition_table_meta,
     create_feature_table,
     feature_table_timepoints,
+    list_plate_datasets,
     list_plate_tables,
     list_tables,
     parquet_schema,
@@ -80,6 +87,7 @@ from ._tables import (
     plate_part_location,
     plate_part_name,
     plate_table_attrs,
+    read_arrow,
     read_feature_table,
     read_parquet,
     read_plate_dataset,
@@ -158,6 +166,12 @@ __all__ = [
     "join",
     "redact",
     "remove_tree",
+    "annotate_plate_datasets",
+    "annotation_fields",
+    "well_annotations",
+    "with_annotation",
+    "read_arrow",
+    "list_plate_datasets",
     "store_options",
     "prune",
     "upload",

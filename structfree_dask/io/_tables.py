@@ -577,12 +577,17 @@ def read_plate_table(plate_store: str, name: str) -> pd.DataFrame | None:
 
 def read_parquet(location: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Read one Parquet file (a local path or a URL), optionally some columns only."""
+    return read_arrow(location, columns).to_pandas()
+
+
+def read_arrow(location: str, columns: list[str] | None = None) -> pa.Table:
+    """Read one Parquet file (a local path or a URL) as an Arrow table."""
     import pyarrow.parquet as pq
 
     if is_url(location):
         fs, path = filesystem(location)
-        return pq.read_table(path, columns=columns, filesystem=fs).to_pandas()
-    return pq.read_table(location, columns=columns).to_pandas()
+        return pq.read_table(path, columns=columns, filesystem=fs)
+    return pq.read_table(location, columns=columns)
 
 
 def parquet_schema(location: str) -> pa.Schema:
@@ -593,6 +598,12 @@ def parquet_schema(location: str) -> pa.Schema:
         fs, path = filesystem(location)
         return pq.read_schema(path, filesystem=fs)
     return pq.read_schema(location)
+
+
+def list_plate_datasets(plate_store: str) -> list[str]:
+    """Names of a plate's plate-level datasets (the folders of ``<plate>/measurements``)."""
+    return [n for n in _list_parts(join(plate_store, MEASUREMENTS_FOLDER))
+            if not n.startswith(".") and not n.endswith(".parquet")]
 
 
 def plate_dataset_parts(plate_store: str, name: str) -> list[str]:

@@ -40,6 +40,7 @@ from ..io import (
     TABLES_GROUP,
     PlateMapError,
     TableExistsError,
+    annotate_plate_datasets,
     basename,
     condition_table_meta,
     join,
@@ -49,6 +50,7 @@ from ..io import (
     read_plate_dataset,
     read_plate_map_csv,
     read_plate_table,
+    well_annotations,
     write_plate_table,
 )
 
@@ -141,7 +143,10 @@ def annotate_plate(plate: str, csv: str | Path, *, overwrite: bool = False) -> A
 
     ``<plate>/tables/plate_map``: an ngio ``condition_table`` (``index_key: well``) whose
     rows are in ``table.parquet`` (columns of :func:`parse_plate_map`). Storing the same
-    map again writes nothing; another map replaces it only with ``overwrite``.
+    map again writes nothing; another map replaces it only with ``overwrite``. The parts
+    of the plate's per-cell datasets written before are then rewritten with the map's
+    columns (:func:`structfree_dask.io.annotate_plate_datasets`); those written after get
+    them as they are written.
 
     Parameters
     ----------
@@ -172,10 +177,13 @@ def annotate_plate(plate: str, csv: str | Path, *, overwrite: bool = False) -> A
     pm = checked.plate_map
     record = {"kind": "plate_map", "source": basename(str(csv)),
               "sha256": plate_map_digest(pm), "columns": list(_STORED)}
-    write_plate_table(open_plate(plate).store, PLATE_MAP_TABLE,
-                      pa.Table.from_pandas(pm, preserve_index=False),
+    store = open_plate(plate).store
+    write_plate_table(store, PLATE_MAP_TABLE, pa.Table.from_pandas(pm, preserve_index=False),
                       {**condition_table_meta("well"), _RECORD: record}, overwrite=True)
     logger.info("plate map %s stored in %s", csv, checked.location)
+    annotations = well_annotations(store)
+    assert annotations is not None  # just stored
+    annotate_plate_datasets(store, annotations)
     return checked
 
 

@@ -187,3 +187,45 @@ def test_join_keeps_the_columns_rows_have_already():
     assert out["role"].tolist() == ["mine"] * 3
     assert out["condition"].tolist()[:2] == ["DMSO", "X 10 uM"]
     assert pd.isna(out["condition"].iloc[2])  # a well the map does not name
+
+
+def test_the_plate_maps_columns_are_in_the_datasets_parts(plate, write_map, cluster_client):
+    """Storing a map rewrites the per-cell datasets' parts with its columns (nothing else
+    changes); parts written after it (measuring, tracking) get them as they are written;
+    another map replaces them. A query over the files needs no join."""
+    from structfree_dask.cells.plate_measure import measure_plate
+    from structfree_dask.cells.plate_track import track_plate
+
+    plain = read_plate_dataset(str(plate), "gt_cyto_features")
+    assert "condition" not in plain.columns
+    annotate_plate(str(plate), write_map())
+    cells = read_plate_dataset(str(plate), "gt_cyto_features")
+    assert list(cells.columns) == [*plain.columns, "condition", "compound", "dose",
+                                   "dose_unit", "role"]
+    pd.testing.assert_frame_equal(cells[list(plain.columns)], plain)
+    by_well = cells.groupby("well")[["condition", "role"]].first()
+    assert by_well.loc["A1"].tolist() == ["DMSO", "negative"]
+    assert by_well.loc["B3"].tolist() == ["X 10 uM", "sample"]
+    assert cells.loc[cells["well"] == "B2", "dose"].eq(0.1).all()
+    assert cells.loc[cells["well"] == "A1", "dose"].isna().all()
+    assert "condition" in read_plate_dataset(str(plate), "gt_truth").columns  # every dataset
+    duckdb = pytest.importorskip("duckdb")
+    files = str(plate / "measurements" / "gt_cyto_features" / "*.parquet")
+    counts = dict(duckdb.sql(f"SELECT condition, count(*) FROM read_parquet('{files}') "
+                             "GROUP BY condition").fetchall())
+    assert counts == cells.groupby("condition").size().to_dict()
+
+    assert measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei", table="after",
+                         client=cluster_client).ok
+    after = read_plate_dataset(str(plate), "after")
+    assert after.groupby("well")["condition"].first().to_dict() == \
+        cells.groupby("well")["condition"].first().to_dict()
+    track_plate(str(plate), table="after", client=cluster_client)
+    tracked = read_plate_dataset(str(plate), "after")
+    assert (tracked["track_id"] >= 0).any() and tracked["condition"].notna().all()
+    annotate_plate(str(plate), write_map(PLATE_MAP.replace("DMSO", "vehicle"), "other.csv"),
+                   overwrite=True)
+    again = read_plate_dataset(str(plate), "after")
+    assert again.loc[again["well"] == "A1", "condition"].eq("vehicle").all()
+    pd.testing.assert_frame_equal(again.drop(columns=["condition"]),
+                                  tracked.drop(columns=["condition"]))
