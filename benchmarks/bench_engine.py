@@ -14,6 +14,11 @@ the shipped generalist model, it measures
 (b32) the same at fp32, where the default is another precision (and the matched F1 of
     (b) against it);
 (c) (b) on ``local_client(n_workers=2, threads_per_worker=1)``;
+(aw), (bw) (a) and (b) warm: the loop's model loaded and one field run before its clock
+    starts, the engine's workers having segmented the plate once (under another name)
+    before: the steady state of a long run, printed against each other and against the
+    forward-only rate (the cold rows include model loading and first calls, which a plate
+    of thousands of fields pays once);
 (d) cellpose's ``cellpose.contrib.distributed_segmentation.distributed_eval`` on ONE channel,
     in a separate environment (``benchmarks/.venv-cp-distributed``, built on demand: it needs
     zarr < 3) through ``_cp_distributed_driver.py``; it only runs on 3D volumes, so each
@@ -271,10 +276,11 @@ def forward_pass(fields: list[np.ndarray], n_tiles: int, batch_size: int, device
 
 def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool,
               batch_size: int = 8, name: str = "(a) plain cellpose loop + FA by hand",
-              ) -> tuple[Row, list[np.ndarray], list[np.ndarray]]:
+              warm: bool = False) -> tuple[Row, list[np.ndarray], list[np.ndarray]]:
     """Plain cellpose loop with Flow Averaging by hand. Returns the row, the FA labels and
     (untimed) labels from channel 0 alone, the reference of (d). ``batch_size`` is
-    ``CellposeModel.eval``'s (cellpose's default: 8)."""
+    ``CellposeModel.eval``'s (cellpose's default: 8). ``warm``: the model loaded and the
+    first field segmented once before the clock starts (steady state, as (bw))."""
     import torch
     from cellpose import dynamics, models
 
@@ -289,6 +295,15 @@ def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool,
     model = models.CellposeModel(gpu=use_gpu, pretrained_model=str(default_model_path()))
     seconds += time.perf_counter() - t0
     pl = open_plate(plate)
+    if warm:  # untimed: the model loaded, one field through eval and the dynamics
+        seconds = 0.0
+        first = np.asarray(pl.field(paths[0]).open_array(0)[0, 0])
+        _, flows, _ = model.eval(first, channels=[0, 0], diameter=DIAMETER,
+                                 compute_masks=False, batch_size=batch_size)
+        dynamics.resize_and_compute_masks(
+            np.asarray(flows[1], np.float32), np.asarray(flows[2], np.float32), niter=200,
+            cellprob_threshold=0.0, flow_threshold=0.4, interp=True, do_3D=False,
+            min_size=15, max_size_fraction=0.4, resize=None, device=model.device)
     for k, p in enumerate(paths):
         t0 = time.perf_counter()
         arr = pl.field(p).open_array(0)
@@ -316,7 +331,8 @@ def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool,
             device=model.device)))
     row.seconds = seconds
     row.cells = sum(n_cells(m) for m in labels)
-    row.note = "incl. model load; 1 process, torch threads = cores"
+    row.note = ("warm: model loaded and one field run before timing" if warm
+                else "incl. model load") + "; 1 process, torch threads = cores"
     return row, labels, single
 
 
@@ -325,7 +341,10 @@ def run_plain(plate: str, paths: list[str], n_channels: int, use_gpu: bool,
 
 def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: int,
                n_workers: int, threads: int, tile_size: int, precision: str = "auto",
-               ) -> tuple[Row, list[np.ndarray] | None]:
+               warm: bool = False) -> tuple[Row, list[np.ndarray] | None]:
+    """One engine run on a fresh local cluster; ``warm``: the plate segmented once before
+    (under another label name) on the same workers, so that the timed run finds the model
+    loaded and everything compiled (the steady state of a long run)."""
     from structfree_dask.config import SegmentationConfig
     from structfree_dask.engine import segment
     from structfree_dask.runtime.cluster import local_client
@@ -336,6 +355,9 @@ def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: i
                              overwrite=True, tile_size=tile_size, precision=precision)
     log(f"{tag}: starting local_client(n_workers={n_workers}, threads_per_worker={threads})")
     client = local_client(n_workers=n_workers, threads_per_worker=threads)
+    if warm:
+        log(f"{tag}: warming the workers (the same plate under another name, untimed)")
+        segment(plate, cfg.replace(name=f"{name}_warmup"), client=client)
     t_start = time.perf_counter()
 
     done_at: list[float] = []
@@ -639,7 +661,7 @@ def main() -> int:
                     help="field side of the throughput part (default 1024; --quick: 512)")
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: "
-                    "fwd,gt,a,a2,b,b32,c,d,mem")
+                    "fwd,gt,a,aw,a2,b,b32,bw,c,d,mem")
     ap.add_argument("--fwd-tiles", type=int, default=None,
                     help="tiles in the forward-pass measurement (default 48 CPU, 1024 GPU)")
     ap.add_argument("--cp-blocksize", type=int, default=512,
@@ -723,6 +745,7 @@ def main() -> int:
                 fp = forward_pass(fields, n_tiles, fbs, device, fsize, prec)
                 other = watch.stop()
                 rates[prec] = fp["tiles_per_s"]
+                tiles_field_mpx = fp["field_mpx_ch_s"] / fp["tiles_per_s"]
                 print()
                 print(f"Network forward pass only at {prec} ({device}, predict_tiles, batch "
                       f"{fbs}, {fp['tiles']} tiles of 224 px, torch threads "
@@ -748,6 +771,13 @@ def main() -> int:
             row_a, ref, single = run_plain(plate, paths, n_ch, use_gpu)
             row_a.other_cpu = watch.stop()
             rows.append(row_a)
+        if "aw" not in skip:
+            log("(aw) plain cellpose loop, warm")
+            watch = CpuWatch()
+            row_aw = run_plain(plate, paths, n_ch, use_gpu, warm=True,
+                               name="(aw) the same loop, warm (model loaded, one field run)")[0]
+            row_aw.other_cpu = watch.stop()
+            rows.append(row_aw)
         if "a2" not in skip and not use_gpu:
             # the engine's CPU default batch, so that (b)/(a) is not only a batch-size effect
             from structfree_dask.backbones import default_batch_size
@@ -761,6 +791,8 @@ def main() -> int:
             rows.append(row_a2)
         engine_labels = {}
         parts = [("b", f"(b) engine, 1 worker x 2 threads, {default}", 1, 2, default),
+                 ("bw", f"(bw) engine, warm workers, 1 worker x 2 threads, {default}", 1, 2,
+                  default),
                  ("c", f"(c) engine, 2 workers x 1 thread, {default}", 2, 1, default)]
         if default != "fp32":
             parts.insert(1, ("b32", "(b32) engine, 1 worker x 2 threads, fp32", 1, 2, "fp32"))
@@ -770,7 +802,7 @@ def main() -> int:
             watch = CpuWatch()
             try:
                 row, labs = run_engine(tag, title, plate, paths, n_ch, nw, nt, args.tile_size,
-                                       prec)
+                                       prec, warm=tag == "bw")
             except Exception as err:
                 traceback.print_exc()
                 row, labs = Row(title, note=f"ERROR {type(err).__name__}: {err}"[:300]), None
@@ -814,6 +846,16 @@ def main() -> int:
         for r in rows:
             if r.note:
                 print(f"  {r.name.split(')')[0]}): {r.note}")
+        by_tag = {r.name.split(")")[0].lstrip("("): r for r in rows}
+        for eng, loop in (("b", "a"), ("bw", "aw")):
+            if eng in by_tag and loop in by_tag and by_tag[eng].rate and by_tag[loop].rate:
+                print(f"  ({eng}) / ({loop}): {by_tag[eng].rate / by_tag[loop].rate:.2f}x")
+        if "fwd" not in skip:
+            fwd = rates[default] * tiles_field_mpx
+            for eng in ("b", "bw"):
+                if eng in by_tag and by_tag[eng].rate:
+                    print(f"  ({eng}) / the forward-only rate at {default} "
+                          f"({fwd:.3f} Mpx-ch/s): {by_tag[eng].rate / fwd:.0%}")
         if "b" in engine_labels and "b32" in engine_labels:
             from structfree_dask.evaluation.metrics import matched_f1
 
