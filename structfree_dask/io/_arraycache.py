@@ -103,7 +103,7 @@ def cached_array(store: str, path: str, mode: str, expect: Expected,
         stamp = _stamp(store, path)
         if stamp is None:  # not there (or not readable): the opener says what is wrong
             return open_array()
-    key = (os.fspath(store), path, mode)
+    key = (os.fspath(store) if isinstance(store, os.PathLike) else store, path, mode)
     with _LOCK:
         entry = _OPEN.get(key)
         if entry is not None:
