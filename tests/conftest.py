@@ -250,7 +250,7 @@ def same_up_to_permutation(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
 
 
-def _tree_snapshot(*roots: Path) -> dict[str, str]:
+def tree_snapshot(*roots: Path) -> dict[str, str]:
     """Every entry under the roots: file contents' hash, folders, links and their targets."""
     import hashlib
 
@@ -274,4 +274,4 @@ def _tree_snapshot(*roots: Path) -> dict[str, str]:
 @pytest.fixture
 def snapshot():
     """``snapshot(*roots) -> dict``: what is under the roots, to show nothing was written."""
-    return _tree_snapshot
+    return tree_snapshot

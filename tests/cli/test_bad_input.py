@@ -7,7 +7,6 @@ written: the plate (and anything outside it that a link points to) is unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -28,26 +27,9 @@ from structfree_dask.evaluation import evaluate_plate, write_scores
 from structfree_dask.io import label_record, open_labels, open_plate
 from structfree_dask.simulate import simulate_plate
 
+from ..conftest import tree_snapshot as snapshot  # other tests import it from here
+
 CLI = [sys.executable, "-m", "structfree_dask.cli"]
-
-
-def snapshot(*roots: Path) -> dict[str, str]:
-    """Every entry under the roots: file contents' hash, folders, links and targets."""
-    out = {}
-    for root in roots:
-        if not root.exists():
-            out[str(root)] = "absent"
-            continue
-        for folder, dirs, files in os.walk(root, followlinks=False):
-            for name in dirs + files:
-                p = Path(folder) / name
-                if p.is_symlink():
-                    out[str(p)] = "link:" + os.readlink(p)
-                elif p.is_dir():
-                    out[str(p)] = "dir"
-                else:
-                    out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")
