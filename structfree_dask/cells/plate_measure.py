@@ -78,7 +78,7 @@ from .quality import QUALITY_ATTRIBUTE, field_flags, unit_metrics
 from .quality import warnings as quality_warnings
 
 __all__ = ["CellsPlan", "CellsResult", "check_cells", "check_link_outputs", "check_table_output",
-           "linked_names", "link_plate", "measure_plate", "write_rows"]
+           "linked_names", "link_plate", "measure_plate", "well_of", "write_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,8 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     not grow with the number of cells in the field; the field's part is closed last.
     Returns the unit's quality metrics (:func:`.quality.unit_metrics`).
     """
+    import pyarrow as pa
+
     assert unit.table is not None
     image = unit.image
     names = [image.channel_names[c] for c in unit.channels]
@@ -221,7 +223,10 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     px = image.pixel_size
     boxes = linking.cell_boxes
     image_arr = image.open_array(0)
-    schema, plate_schema = _schemas(tuple(names), unit.annotated)
+    schema, plate_schema = _schemas(tuple(names))
+    # with a plate map, the plate's parts end with its columns (io.with_annotation)
+    stream_schema = (pa.schema([*plate_schema, *annotation_fields()]) if unit.annotated
+                     else plate_schema)
     field_part = table_part_location(image, unit.table, unit.t)
     plate_part = plate_part_location(unit.plate_store, unit.table, image.path, unit.t)
     # a field of one region is read whole once, and measure_columns takes its background from
@@ -232,7 +237,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     ratios: list[np.ndarray] = []
     ratio_names = [ratio_column(n) for n in names]
     with ParquetStream(field_part, schema) as field_out, \
-            ParquetStream(plate_part, plate_schema) as plate_out:
+            ParquetStream(plate_part, stream_schema) as plate_out:
         for ys, xs in regions(ny, nx, unit.region):
             own = ((boxes[:, 0] >= ys.start) & (boxes[:, 0] < ys.stop)
                    & (boxes[:, 1] >= xs.start) & (boxes[:, 1] < xs.stop))
@@ -257,8 +262,9 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             linked_rows = cols["n_nuclei"] > 0
             fractions.append((cols["nucleus_area_px"] / cols["area_px"])[linked_rows])
             ratios.extend(cols[name] for name in ratio_names)
-            plate_out.write(_arrow_rows(cols, plate_schema, {
-                **_plate_keys(image.path), **_annotation_keys(unit)}))
+            plate_rows = _arrow_rows(cols, plate_schema, _plate_keys(image.path))
+            plate_out.write(with_annotation(plate_rows, unit.annotation) if unit.annotated
+                            else plate_rows)
             field_out.write(_arrow_rows(cols, schema))
         # an empty unit still writes both parts, with every column (no row group)
     return unit_metrics(len(linking.cell_ids), linking.cells_without_nucleus,
@@ -267,17 +273,14 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
 
 
 @functools.lru_cache(maxsize=16)
-def _schemas(names: tuple[str, ...], annotated: bool = False) -> tuple[Any, Any]:
-    """Return the Arrow schemas of a field's and the plate's table parts (cached).
-
-    ``annotated``: the plate has a plate map, whose columns end the plate's parts.
-    """
+def _schemas(names: tuple[str, ...]) -> tuple[Any, Any]:
+    """Return the Arrow schemas of a field's and the plate's table parts (cached)."""
     import pyarrow as pa
 
     schema = pa.Schema.from_pandas(empty_measurements(names), preserve_index=False)
     plate_schema = pa.schema(
         [pa.field(k, pa.int32() if k == "field" else pa.string()) for k in PLATE_KEYS]
-        + list(schema) + (annotation_fields() if annotated else []))
+        + list(schema))
     return schema, plate_schema
 
 
@@ -314,17 +317,14 @@ def _arrow_rows(cols: dict[str, np.ndarray], schema: Any, keys: dict[str, Any] |
     n = len(cols["label"])
     keys = keys or {}
     return pa.Table.from_arrays(
-        [pa.array([keys[f.name]] * n if f.name in keys else cols[f.name], type=f.type)
+        [pa.array(np.full(n, keys[f.name]) if f.name in keys else cols[f.name], type=f.type)
          for f in schema], schema=schema)
 
 
-def _annotation_keys(unit: _Unit) -> dict[str, Any]:
-    """Return the plate map's columns of a unit's plate part as constant keys (or none)."""
-    if not unit.annotated:
-        return {}
-    values = unit.annotation or {}
-    return {f.name: values.get(f.name, float("nan") if f.name == "dose" else None)
-            for f in annotation_fields()}
+def well_of(annotations: dict[str, dict[str, Any]] | None, field_path: str
+            ) -> dict[str, Any] | None:
+    """Return the plate map's values of a field's well (None: no map, or not in it)."""
+    return (annotations or {}).get(_plate_keys(field_path)["well"])
 
 
 def _with_plate_keys(df: Any, field_path: str) -> Any:
@@ -344,13 +344,16 @@ def _plate_keys(field_path: str) -> dict[str, Any]:
     return {"well": f"{row}{column}", "row": row, "column": column, "field": int(fld)}
 
 
-def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any) -> list[int]:
+def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any,
+               annotation: dict[str, Any] | None = None, annotated: bool = False
+               ) -> list[int]:
     """Write the rows of each timepoint in ``df`` over its parts (both tables).
 
-    The plate's parts get the plate map's columns when the plate has a map
-    (``io.well_annotations``). Per timepoint the plate-level part is written first, then
-    the field's part: that one is the record that the unit is complete. The frame is
-    converted to Arrow once and sliced per timepoint. Returns the timepoints written, in order.
+    ``annotated``: the plate has a plate map, whose columns (the well's values,
+    ``annotation``, from ``io.well_annotations``) end the plate's parts. Per timepoint
+    the plate-level part is written first, then the field's part: that one is the record
+    that the unit is complete. The frame is converted to Arrow once and sliced per
+    timepoint. Returns the timepoints written, in order.
     """
     import pyarrow as pa
 
@@ -358,10 +361,8 @@ def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any) -> list[
     field_rows = pa.Table.from_pandas(ordered, preserve_index=False)
     plate_rows = pa.Table.from_pandas(_with_plate_keys(ordered, image.path),
                                       preserve_index=False)
-    annotations = well_annotations(plate_store)  # the plate map's columns, when it has one
-    if annotations is not None:
-        plate_rows = with_annotation(plate_rows,
-                                     annotations.get(_plate_keys(image.path)["well"]))
+    if annotated:
+        plate_rows = with_annotation(plate_rows, annotation)
     ts = ordered["t"].to_numpy()
     written = []
     for t in np.unique(ts):
@@ -594,8 +595,7 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
                                    linked_names(cells) if plan.links and not done else None,
                                    table, store, plan.channels, region,
                                    linked_names(cells)[0] if done else None, opened,
-                                   annotation=(annotations or {}).get(
-                                       _plate_keys(image.path)["well"]),
+                                   annotation=well_of(annotations, image.path),
                                    annotated=annotations is not None))
     return units, skipped, outputs
 

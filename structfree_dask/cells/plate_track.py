@@ -39,13 +39,14 @@ from ..io import (
     read_feature_table,
     table_attrs,
     update_table_attrs,
+    well_annotations,
     write_label_region,
 )
 from ..runtime.result import PlateRun
 from ..runtime.resume import Resume, decide_resume
 from .columns import TRACK_COLUMNS
 from .planes import level_shape, read_labels, regions
-from .plate_measure import write_rows
+from .plate_measure import well_of, write_rows
 from .quality import warnings as quality_warnings
 from .registration import Shift, content_shift, drift, mask_spectrum, registered_overlaps
 from .tracking import median_step, relabel_by_track, track_cells, write_geff
@@ -93,6 +94,10 @@ class _FieldJob:
     divisions: bool = True
     #: Drift steps measured by an earlier tracking (``{t: [dy, dx, registered]}``).
     drift: dict[str, list[Any]] | None = None
+    #: The plate map's values of the field's well, when the plate has a map (the driver
+    #: reads it once): the plate's parts rewritten with track IDs keep its columns.
+    annotation: dict[str, Any] | None = None
+    annotated: bool = False
 
 
 @dataclass
@@ -275,7 +280,8 @@ def track_field(job: _FieldJob) -> tuple[int, int, list[int], list[int], dict[st
                            division_distance=None if job.divisions else 0.0,
                            overlaps=overlaps)
         done[["centroid_y", "centroid_x"]] = new[["centroid_y", "centroid_x"]]  # as measured
-        write_rows(job.image, job.table, job.plate_store, done[list(df.columns)])
+        write_rows(job.image, job.table, job.plate_store, done[list(df.columns)],
+                   job.annotation, job.annotated)
         df = df.copy()  # the table as written, without reading it back
         df.loc[done.index, list(TRACK_COLUMNS)] = done[list(TRACK_COLUMNS)]
     written: list[int] = []
@@ -500,6 +506,7 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     store, plans = plan.store, plan.fields
     region = CellsSettings.check_value("region", region)
     jobs = []
+    annotations = well_annotations(store)
     for plan in plans:
         image, name, labels_done = plan.image, None, frozenset[int]()
         if plan.tracked is not None:
@@ -514,7 +521,9 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
         jobs.append(_FieldJob(image, table, plan.labels, store, settings["max_distance"], name,
                               region, plan.retrack, labels_done, max_gap=max_gap,
                               divisions=divisions,
-                              drift=dict(known) if isinstance(known, dict) else None))
+                              drift=dict(known) if isinstance(known, dict) else None,
+                              annotation=well_of(annotations, image.path),
+                              annotated=annotations is not None))
     result = TrackResult()
     own = client is None
     if own and jobs:

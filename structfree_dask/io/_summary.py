@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._labels import label_record, open_labels
-from ._location import exists, filesystem, is_url, join
+from ._location import exists, join
 from ._plate import ImageInfo, Plate
-from ._tables import MEASUREMENTS_FOLDER, feature_table_timepoints, list_tables
+from ._tables import feature_table_timepoints, list_plate_datasets, list_tables
 
 __all__ = ["plate_summary"]
 
@@ -68,7 +68,7 @@ def plate_summary(plate: Plate) -> dict[str, Any]:
         "columns": list(plate.columns),
         "wells": list(plate.wells),
         "fields": fields,
-        "measurements": _datasets(plate.store),
+        "measurements": list_plate_datasets(plate.store),
     }
 
 
@@ -83,16 +83,3 @@ def _tables(info: ImageInfo) -> list[dict[str, Any]]:
         entry["tracks"] = exists(join(info.url, "tracks", name))
         out.append(entry)
     return out
-
-
-def _datasets(store: str) -> list[str]:
-    location = join(store, MEASUREMENTS_FOLDER)
-    if is_url(location):
-        fs, path = filesystem(location)
-        if not fs.exists(path):
-            return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
-    from pathlib import Path
-
-    folder = Path(location)
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

@@ -602,8 +602,16 @@ def parquet_schema(location: str) -> pa.Schema:
 
 def list_plate_datasets(plate_store: str) -> list[str]:
     """Names of a plate's plate-level datasets (the folders of ``<plate>/measurements``)."""
-    return [n for n in _list_parts(join(plate_store, MEASUREMENTS_FOLDER))
-            if not n.startswith(".") and not n.endswith(".parquet")]
+    location = join(plate_store, MEASUREMENTS_FOLDER)
+    if is_url(location):
+        fs, path = filesystem(location)
+        if not fs.exists(path):
+            return []
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    else:
+        folder = Path(location)
+        names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    return [n for n in names if not n.startswith(".")]
 
 
 def plate_dataset_parts(plate_store: str, name: str) -> list[str]:
