@@ -7,6 +7,7 @@ region by tasks, and get their NGFF metadata last.
 from ._annotation import (
     annotate_plate_datasets,
     annotation_fields,
+    annotations_of,
     well_annotations,
     with_annotation,
 )
@@ -168,6 +169,7 @@ __all__ = [
     "remove_tree",
     "annotate_plate_datasets",
     "annotation_fields",
+    "annotations_of",
     "well_annotations",
     "with_annotation",
     "read_arrow",

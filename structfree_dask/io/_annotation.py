@@ -40,10 +40,11 @@ from ._tables import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
-__all__ = ["annotate_plate_datasets", "annotation_fields", "well_annotations",
-           "with_annotation"]
+__all__ = ["annotate_plate_datasets", "annotation_fields", "annotations_of",
+           "well_annotations", "with_annotation"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,15 @@ def annotation_fields() -> list[pa.Field]:
 
 def well_annotations(plate_store: str) -> dict[str, Annotation] | None:
     """Return the stored plate map as ``{well: {column: value}}`` (None: the plate has none)."""
+    pm = read_plate_table(plate_store, PLATE_MAP_TABLE)
+    return None if pm is None else annotations_of(pm)
+
+
+def annotations_of(plate_map: pd.DataFrame) -> dict[str, Annotation]:
+    """Return a plate map's rows as ``{well: {column: value}}`` (missing: None, dose NaN)."""
     import math
 
-    pm = read_plate_table(plate_store, PLATE_MAP_TABLE)
-    if pm is None:
-        return None
-    pm = pm.reset_index(drop=pm.index.name is None)
+    pm = plate_map.reset_index(drop=plate_map.index.name is None)
     out: dict[str, Annotation] = {}
     for rec in pm.to_dict("records"):
         values: Annotation = {}

@@ -41,6 +41,7 @@ from ..io import (
     PlateMapError,
     TableExistsError,
     annotate_plate_datasets,
+    annotations_of,
     basename,
     condition_table_meta,
     join,
@@ -50,7 +51,6 @@ from ..io import (
     read_plate_dataset,
     read_plate_map_csv,
     read_plate_table,
-    well_annotations,
     write_plate_table,
 )
 
@@ -181,9 +181,7 @@ def annotate_plate(plate: str, csv: str | Path, *, overwrite: bool = False) -> A
     write_plate_table(store, PLATE_MAP_TABLE, pa.Table.from_pandas(pm, preserve_index=False),
                       {**condition_table_meta("well"), _RECORD: record}, overwrite=True)
     logger.info("plate map %s stored in %s", csv, checked.location)
-    annotations = well_annotations(store)
-    assert annotations is not None  # just stored
-    annotate_plate_datasets(store, annotations)
+    annotate_plate_datasets(store, annotations_of(pm))
     return checked
 
 
