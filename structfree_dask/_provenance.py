@@ -5,6 +5,7 @@ Label records, run records and model cards carry the same stamp.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 __all__ = ["software_versions", "utc_now"]
@@ -23,6 +24,12 @@ def software_versions() -> dict[str, str]:
     >>> sorted(software_versions())
     ['cellpose', 'numpy', 'structfree_dask', 'torch']
     """
+    return dict(_versions())  # a copy: records may extend it
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    """Read the versions once per process (each field's record carries them)."""
     from importlib.metadata import PackageNotFoundError, version
 
     import numpy

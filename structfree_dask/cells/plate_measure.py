@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -35,8 +35,10 @@ from ..io import (
     check_label_target,
     check_table_targets,
     completed_timepoints,
+    concurrently,
     create_feature_table,
     create_labels,
+    downsample_to,
     extend_timepoints,
     feature_table_timepoints,
     finalize_labels,
@@ -191,19 +193,36 @@ def _link_unit(unit: _Unit, cells: LabelImage, nuclei: LabelImage | None,
 
 def _write_linked(unit: _Unit, linking: Linking, cells: LabelImage,
                   nuclei: LabelImage | None, planes: _Planes) -> None:
+    """Write the unit's linked nuclei and cytoplasm, every pyramid level.
+
+    A field of one region (its planes kept) makes its smaller levels from the level-0
+    planes in memory (:func:`~structfree_dask.io.downsample_to`, as every label pyramid of
+    the package is made); a larger one links each level's regions as read.
+    """
     assert unit.outputs is not None
     out_nuc, out_cyt = (unit.label(name) for name in unit.outputs)
+    whole: tuple[np.ndarray, np.ndarray] | None = None
     for level in range(len(out_nuc.shapes)):
         ny, nx = level_shape(out_nuc, level)
         chunk = out_nuc.chunks[level][unit.image.axes.index("y")]
         size = max(chunk, unit.region // chunk * chunk)
+        if planes.keep and whole is None:
+            c = planes.labels(cells, slice(0, ny), slice(0, nx))
+            lk = (planes.linked(nuclei, linking, slice(0, ny), slice(0, nx))
+                  if nuclei is not None else np.zeros(c.shape, c.dtype))
+            whole = lk, cytoplasm(c, lk)
+        level_planes = None if whole is None else [downsample_to(a, (ny, nx)) for a in whole]
         for ys, xs in regions(ny, nx, size):
-            c = planes.labels(cells, ys, xs, level)
-            lk = (planes.linked(nuclei, linking, ys, xs, level) if nuclei is not None
-                  else np.zeros(c.shape, c.dtype))
             region = {"t": slice(unit.t, unit.t + 1), "y": ys, "x": xs}
+            if level_planes is not None:
+                lk, cyt = (a[ys, xs] for a in level_planes)
+            else:
+                c = planes.labels(cells, ys, xs, level)
+                lk = (planes.linked(nuclei, linking, ys, xs, level) if nuclei is not None
+                      else np.zeros(c.shape, c.dtype))
+                cyt = cytoplasm(c, lk)
             write_label_region(out_nuc, region, lk, level=level)
-            write_label_region(out_cyt, region, cytoplasm(c, lk), level=level)
+            write_label_region(out_cyt, region, cyt, level=level)
 
 
 def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
@@ -353,7 +372,8 @@ def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any,
     ``annotation``, from ``io.well_annotations``) end the plate's parts. Per timepoint
     the plate-level part is written first, then the field's part: that one is the record
     that the unit is complete. The frame is converted to Arrow once and sliced per
-    timepoint. Returns the timepoints written, in order.
+    timepoint; the timepoints are written at once (:func:`~structfree_dask.io.concurrently`).
+    Returns the timepoints written, in order.
     """
     import pyarrow as pa
 
@@ -364,14 +384,15 @@ def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any,
     if annotated:
         plate_rows = with_annotation(plate_rows, annotation)
     ts = ordered["t"].to_numpy()
-    written = []
-    for t in np.unique(ts):
+
+    def write(t: int) -> int:
         start, stop = np.searchsorted(ts, t), np.searchsorted(ts, t, side="right")
-        location = plate_part_location(plate_store, table, image.path, int(t))
+        location = plate_part_location(plate_store, table, image.path, t)
         write_parquet(plate_rows.slice(start, stop - start), location)
-        write_table_part(image, table, int(t), field_rows.slice(start, stop - start))
-        written.append(int(t))
-    return written
+        write_table_part(image, table, t, field_rows.slice(start, stop - start))
+        return t
+
+    return concurrently(write, [int(t) for t in np.unique(ts)])  # timepoints at once
 
 
 def run_unit(unit: _Unit) -> dict[str, Any]:
@@ -548,17 +569,57 @@ def _check(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
     return opened.store, plans
 
 
-def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
-             table: str | None, region: int
-             ) -> tuple[list[_Unit], list[tuple[str, int]], list[LabelImage]]:
-    """Create the outputs of checked plans; return units to run, skipped, outputs."""
-    units, skipped, outputs = [], [], []
-    linked = {"cells": cells, "nuclei": nuclei}
-    annotations = well_annotations(store) if table is not None else None
-    for plan in plans:
-        image = plan.image
-        kept: set[int] | None = None
+def _kept(plan: _Plan) -> set[int] | None:
+    """Return the timepoints of a plan that every output already holds (None: no output)."""
+    kept: set[int] | None = None
+    for decision in plan.links or ():
+        kept = set(decision.kept) if kept is None else kept & set(decision.kept)
+    if plan.table is not None:
+        written = set(plan.table.kept)
+        kept = written if kept is None else kept & written
+    return kept
+
+
+class _Prepared:
+    """The units of checked plans, each field's outputs created as its units are taken.
+
+    Iterating creates a field's label images and table (the writes of the run) just
+    before handing out its first unit, so the first field's units run while the next
+    fields' outputs are created; ``skipped`` and ``outputs`` hold the timepoints skipped
+    and the label images created so far, ``total`` the number of units of the whole run.
+    """
+
+    def __init__(self, store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
+                 table: str | None, region: int) -> None:
+        self.store, self.plans = store, plans
+        self.cells, self.nuclei, self.table, self.region = cells, nuclei, table, region
+        self.skipped: list[tuple[str, int]] = []
+        self.outputs: list[LabelImage] = []
+        #: Units of each field handed out and not finished yet (the caller counts them
+        #: down); the first unit of each field.
+        self.left: dict[str, int] = {}
+        self.first: dict[str, _Unit] = {}
+        kept = [_kept(plan) for plan in plans]
+        self.total = sum(len([t for t in plan.timepoints if k is None or t not in k])
+                         for plan, k in zip(plans, kept, strict=True))
+
+    def __iter__(self) -> Iterator[_Unit]:
+        annotations = well_annotations(self.store) if self.table is not None else None
+        for plan in self.plans:
+            units = self._field(plan, well_of(annotations, plan.image.path),
+                                annotations is not None)
+            if units:
+                self.left[plan.image.path] = len(units)
+                self.first[plan.image.path] = units[0]
+            yield from units
+
+    def _field(self, plan: _Plan, annotation: dict[str, Any] | None, annotated: bool
+               ) -> list[_Unit]:
+        """Create one field's outputs; return its units (its skipped timepoints noted)."""
+        image, cells, table = plan.image, self.cells, self.table
+        linked = {"cells": cells, "nuclei": self.nuclei}
         linked_done = set(plan.linked_done)
+        created: list[LabelImage] = []
         if plan.links is not None:
             linked_done = set.intersection(*(set(d.kept) for d in plan.links))
             for name, decision in zip(linked_names(cells), plan.links, strict=True):
@@ -569,8 +630,8 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
                 else:
                     label = create_labels(image, name, overwrite=decision.action == "recreate",
                                           record={"linked": linked})
-                outputs.append(label)
-                kept = set(decision.kept) if kept is None else kept & set(decision.kept)
+                created.append(label)
+        self.outputs.extend(created)
         if plan.table is not None:
             assert table is not None
             if plan.table.action != "resume":
@@ -579,25 +640,24 @@ def _prepare(store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
                                      overwrite=plan.table.action == "recreate",
                                      measurement_columns=columns, metadata_columns=["t"],
                                      attrs={_RECORD: plan.record})
-                remove_plate_parts(store, table, image.path)
-            written = set(plan.table.kept)
-            kept = written if kept is None else kept & written
-        sources = [open_labels(image, name) for name in (cells, nuclei) if name]
+                remove_plate_parts(self.store, table, image.path)
+        kept = _kept(plan)
+        sources = [open_labels(image, name) for name in (cells, self.nuclei) if name]
         if plan.linked_done and not plan.links:
             sources.append(open_labels(image, linked_names(cells)[0]))
-        opened = tuple(sources + outputs[len(outputs) - len(plan.links or ()):])
+        opened = tuple(sources + created)
+        units = []
         for t in plan.timepoints:
             if kept is not None and t in kept:
-                skipped.append((image.path, t))
-            else:
-                done = t in linked_done  # linked earlier: read, not linked or written again
-                units.append(_Unit(image, t, cells, nuclei,
-                                   linked_names(cells) if plan.links and not done else None,
-                                   table, store, plan.channels, region,
-                                   linked_names(cells)[0] if done else None, opened,
-                                   annotation=well_of(annotations, image.path),
-                                   annotated=annotations is not None))
-    return units, skipped, outputs
+                self.skipped.append((image.path, t))
+                continue
+            done = t in linked_done  # linked earlier: read, not linked or written again
+            units.append(_Unit(image, t, cells, self.nuclei,
+                               linked_names(cells) if plan.links and not done else None,
+                               table, self.store, plan.channels, self.region,
+                               linked_names(cells)[0] if done else None, opened,
+                               annotation=annotation, annotated=annotated))
+        return units
 
 
 class CellsPlan(NamedTuple):
@@ -702,8 +762,7 @@ def check_table_output(plate: str, *, cells: str, nuclei: str | None, table: str
 def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
           table: str | None, channels: Sequence[int | str] | None, wells: Sequence[str] | None,
           timepoints: slice | Sequence[int] | None, overwrite: bool, region: int,
-          plan: CellsPlan | None = None
-          ) -> tuple[list[_Unit], list[tuple[str, int]], list[LabelImage]]:
+          plan: CellsPlan | None = None) -> _Prepared:
     region = CellsSettings.check_value("region", region)
     if plan is None:
         store, plans = _check(plate, cells=cells, nuclei=nuclei, write_links=write_links,
@@ -715,64 +774,89 @@ def _plan(plate: str, *, cells: str, nuclei: str | None, write_links: bool,
                          "check this one with check_cells")
     else:
         store, plans = plan.store, plan.fields
-    return _prepare(store, plans, cells=cells, nuclei=nuclei, table=table, region=region)
+    return _Prepared(store, plans, cells=cells, nuclei=nuclei, table=table, region=region)
 
 
-def _run(plate: str, units: list[_Unit], skipped: list[tuple[str, int]],
-         outputs: list[LabelImage], client: Any,
+def _run(prepared: _Prepared, client: Any,
          progress: Callable[[int, int], None] | None) -> CellsResult:
     from ..runtime.cluster import close_client, local_client, stream_outcomes
 
-    result = CellsResult(skipped=list(skipped))
+    result = CellsResult()
+    if not prepared.total:  # nothing to measure: the outputs are still made (or resumed)
+        for _ in prepared:
+            pass
+        result.skipped = list(prepared.skipped)
+        return result
     own = client is None
-    if own and units:
+    if own:
         client = local_client()
-    by_field: dict[str, list[int]] = {}
+    by_field: dict[str, list[int]] = {}  # timepoints done, per field not yet recorded
+    quality: dict[str, dict[int, dict[str, Any]]] = {}
     try:
-        stream = stream_outcomes(client, run_unit, units,
+        stream = stream_outcomes(client, run_unit, prepared,
                                  key=lambda u: f"cells-{u.image.path.replace('/', '-')}-t{u.t}")
         with closing(stream) as outcomes:
             for i, (unit, (value, error)) in enumerate(outcomes, 1):
+                path = unit.image.path
                 if error is not None:
-                    result.fail(unit.image.path, unit.t, error)
-                    logger.error("%s t=%d failed: %s", unit.image.path, unit.t, error)
+                    result.fail(path, unit.t, error)
+                    logger.error("%s t=%d failed: %s", path, unit.t, error)
                 else:
-                    result.done.append((unit.image.path, unit.t))
-                    result.counts[f"{unit.image.path}@t{unit.t}"] = value
-                    by_field.setdefault(unit.image.path, []).append(unit.t)
+                    result.done.append((path, unit.t))
+                    result.counts[f"{path}@t{unit.t}"] = value
+                    by_field.setdefault(path, []).append(unit.t)
+                    if "quality" in value:
+                        quality.setdefault(path, {})[unit.t] = value["quality"]
+                prepared.left[path] -= 1
+                if not prepared.left[path]:  # the field's last unit: its records now
+                    _record_field(prepared, path, by_field, quality, result)
                 if progress is not None:
-                    progress(i, len(units))
+                    progress(i, prepared.total)
     finally:
+        result.skipped = list(prepared.skipped)
         result.done.sort()  # in plate order, not in the order the units finished
-        _record_links(outputs, by_field)
-        try:
-            _record_quality(units, result)
-        except Exception as err:  # noqa: BLE001 - the rows are written; say it, go on
-            logger.warning("quality checks not recorded: %s: %s", type(err).__name__, err)
+        for path in list(prepared.left):  # fields stopped before their end, and no-unit ones
+            _record_field(prepared, path, by_field, quality, result)
         if own and client is not None:
             close_client(client)
     return result
 
 
-def _record_quality(units: list[_Unit], result: CellsResult) -> None:
-    """Keep each measured field's quality metrics and flags with its table; fill the result."""
-    fields = {u.image.path: u for u in units if u.table is not None}
-    for path, unit in fields.items():
-        new = {t: result.counts[f"{path}@t{t}"]["quality"] for p, t in result.done
-               if p == path and "quality" in result.counts.get(f"{path}@t{t}", {})}
-        if not new:
-            continue
-        assert unit.table is not None
-        old = table_attrs(unit.image, unit.table).get(QUALITY_ATTRIBUTE)
-        by_t = {int(t): dict(v) for t, v in (old or {}).items()
-                if isinstance(v, dict)} if isinstance(old, dict) else {}
-        by_t.update({int(t): {k: v for k, v in m.items()} for t, m in new.items()})
-        flagged = field_flags(by_t)
-        for t, fl in flagged.items():
-            by_t[t]["flags"] = fl
-        update_table_attrs(unit.image, unit.table,
-                           **{QUALITY_ATTRIBUTE: {str(t): m for t, m in sorted(by_t.items())}})
-        result.quality[path] = {t: fl for t, fl in flagged.items() if t in new}
+def _record_field(prepared: _Prepared, path: str, by_field: dict[str, list[int]],
+                  quality: dict[str, dict[int, dict[str, Any]]], result: CellsResult) -> None:
+    """Record what a field's units did: its linked label images' completion, its quality.
+
+    Called once per field, as soon as its last unit finished (while the next fields run),
+    or at the end of the run for a field that did not get there.
+    """
+    prepared.left.pop(path, None)
+    _record_links([out for out in prepared.outputs if out.image.path == path],
+                  {path: by_field.pop(path, [])})
+    new = quality.pop(path, {})
+    unit = prepared.first.get(path)
+    if not new or unit is None or unit.table is None:
+        return
+    try:
+        _record_quality(unit, new, result)
+    except Exception as err:  # noqa: BLE001 - the rows are written; say it, go on
+        logger.warning("quality checks of %s not recorded: %s: %s", path,
+                       type(err).__name__, err)
+
+
+def _record_quality(unit: _Unit, new: dict[int, dict[str, Any]], result: CellsResult) -> None:
+    """Keep a measured field's quality metrics and flags with its table; fill the result."""
+    assert unit.table is not None
+    path = unit.image.path
+    old = table_attrs(unit.image, unit.table).get(QUALITY_ATTRIBUTE)
+    by_t = {int(t): dict(v) for t, v in (old or {}).items()
+            if isinstance(v, dict)} if isinstance(old, dict) else {}
+    by_t.update({int(t): dict(m) for t, m in new.items()})
+    flagged = field_flags(by_t)
+    for t, fl in flagged.items():
+        by_t[t]["flags"] = fl
+    update_table_attrs(unit.image, unit.table,
+                       **{QUALITY_ATTRIBUTE: {str(t): m for t, m in sorted(by_t.items())}})
+    result.quality[path] = {t: fl for t, fl in flagged.items() if t in new}
 
 
 def _record_links(outputs: list[LabelImage], by_field: dict[str, list[int]]) -> None:
@@ -829,11 +913,10 @@ def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,
     structfree_dask.io.TableExistsError
         The output label images exist from other sources and ``overwrite`` is False.
     """
-    units, skipped, outputs = _plan(plate, cells=cells, nuclei=nuclei, write_links=True,
-                                    table=None, channels=None, wells=wells,
-                                    timepoints=timepoints, overwrite=overwrite, region=region,
-                                    plan=plan)
-    return _run(plate, units, skipped, outputs, client, progress)
+    prepared = _plan(plate, cells=cells, nuclei=nuclei, write_links=True, table=None,
+                     channels=None, wells=wells, timepoints=timepoints, overwrite=overwrite,
+                     region=region, plan=plan)
+    return _run(prepared, client, progress)
 
 
 def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
@@ -886,8 +969,7 @@ def measure_plate(plate: str, *, labels: str, nuclei: str | None = None,
     name = features_table(labels, table)
     if link_labels is None:
         link_labels = nuclei is not None
-    units, skipped, outputs = _plan(plate, cells=labels, nuclei=nuclei,
-                                    write_links=link_labels, table=name, channels=channels,
-                                    wells=wells, timepoints=timepoints, overwrite=overwrite,
-                                    region=region, plan=plan)
-    return _run(plate, units, skipped, outputs, client, progress)
+    prepared = _plan(plate, cells=labels, nuclei=nuclei, write_links=link_labels, table=name,
+                     channels=channels, wells=wells, timepoints=timepoints,
+                     overwrite=overwrite, region=region, plan=plan)
+    return _run(prepared, client, progress)

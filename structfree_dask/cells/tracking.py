@@ -81,13 +81,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..config import LABEL_DTYPE
-from ..io import exists, is_url, redact, remove_tree
+from ..io import exists, redact, remove_tree, store_files
 from ..pipeline.overlap import label_overlaps
 from .columns import KEYS, TRACK_COLUMNS
 
@@ -855,6 +855,7 @@ def write_geff(
     from geff.core_io import write_arrays
     from geff_spec import GeffMetadata
     from geff_spec.utils import axes_from_lists
+    from zarr.storage import MemoryStore
 
     _check_table(table, "table", TRACK_COLUMNS)
     extra = list(columns)
@@ -881,21 +882,13 @@ def write_geff(
                         track_node_props={"tracklet": _TRACK, "lineage": "lineage_id"})
     # geff's check of the written structure reads it all back (a quarter of the write):
     # skipped here, where the arrays are ours; the tests read every geff back with geff.read
-    write_arrays(_store(text), node_ids, props, edges, edge_props,  # type: ignore[arg-type]
+    # written in memory first, then its files (a few dozen small ones) stored at once
+    files: dict[str, Any] = {}
+    write_arrays(MemoryStore(files), node_ids, props, edges, edge_props,  # type: ignore[arg-type]
                  meta, zarr_format=zarr_format, structure_validation=False)
+    store_files(text, {key: buffer.to_bytes() for key, buffer in files.items()})
     logger.debug("wrote a geff of %d nodes and %d edges to %s", len(node_ids), len(edges),
                  redact(text))
-
-
-def _store(location: str) -> object:
-    """Return what geff writes to: a local path as it is, a URL as a zarr fsspec store."""
-    if not is_url(location):
-        return location
-    if location.startswith("file://"):
-        return location.removeprefix("file://")
-    from zarr.storage import FsspecStore
-
-    return FsspecStore.from_url(location, read_only=False)
 
 
 def _graph_arrays(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from ..io import (
     check_label_target,
     check_store,
     check_writable,
+    concurrently,
     create_labels,
     extend_timepoints,
     label_group_exists,
@@ -178,7 +179,7 @@ def plan_fields(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, 
     infos = list(pl.fields(list(wells) if wells is not None else None))
     if not infos:
         raise ValueError(f"no fields selected in {plate}")
-    plans = []
+    checked = []
     for info in infos:
         channels = tuple(info.channel_index(c) for c in config.channels)
         if len(set(channels)) != len(channels):
@@ -194,6 +195,9 @@ def plan_fields(plate: str, config: SegmentationConfig, specs: tuple[ModelSpec, 
                              f"smaller than one cell diameter ({diameter:g} px)")
         record = run_record(config, specs, channels,
                             tuple(info.channel_names[c] for c in channels))
-        action, redo, kept = _label_action(info, config, record, tps)
-        plans.append(FieldPlan(info, channels, tuple(tps), record, action, redo, kept))
-    return plans
+        checked.append((info, channels, tps, record))
+    # each field's label image looked at, the fields at once (round trips on a store)
+    actions = concurrently(lambda c: _label_action(c[0], config, c[3], c[2]), checked)
+    return [FieldPlan(info, channels, tuple(tps), record, action, redo, kept)
+            for (info, channels, tps, record), (action, redo, kept)
+            in zip(checked, actions, strict=True)]

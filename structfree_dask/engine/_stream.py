@@ -18,7 +18,15 @@ from typing import Any
 
 from ..backbones import ModelSpec
 from ..config import SegmentationConfig
-from ..io import LabelImage, completed_timepoints, finalize_labels, is_url, mark_done, redact
+from ..io import (
+    LabelImage,
+    completed_timepoints,
+    concurrently,
+    finalize_labels,
+    is_url,
+    mark_done,
+    redact,
+)
 from ..runtime.cluster import (
     TASKS_PER_THREAD,
     finished_result,
@@ -126,8 +134,10 @@ class Marks:
             self.flush()
 
     def flush(self) -> None:
-        """Write every queued record."""
-        for path, tps in self.pending.items():
+        """Write every queued record (the label images' at once)."""
+
+        def mark(item: tuple[str, list[int]]) -> None:
+            path, tps = item
             try:
                 mark_done(self.labels[path], tps)
             except Exception as err:
@@ -135,6 +145,8 @@ class Marks:
                 if lost is err:
                     raise
                 raise lost from err
+
+        concurrently(mark, list(self.pending.items()))
         self.pending.clear()
         self.last = time.monotonic()
 
@@ -218,9 +230,9 @@ class TargetRun:
         self.closed = True
         try:
             self.marks.flush()
-            for label in self.labels.values():  # the label images of this target
-                if completed_timepoints(label):
-                    finalize_labels(label)
+            # the label images of this target, at once (on an object store each is a
+            # dozen round trips)
+            concurrently(_finalize_done, list(self.labels.values()))
         except Exception as err:  # noqa: BLE001 - this target's error; the others go on
             self.stop(err)
         res = self.result
@@ -231,6 +243,12 @@ class TargetRun:
         if res.cut_cells:
             logger.warning("%d cell(s) touched a task window edge; raise --halo to keep them "
                            "whole", res.cut_cells)
+
+
+def _finalize_done(label: LabelImage) -> None:
+    """Write a label image's NGFF metadata if any of its timepoints is complete."""
+    if completed_timepoints(label):
+        finalize_labels(label)
 
 
 class UnitStream:

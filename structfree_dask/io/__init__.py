@@ -22,6 +22,7 @@ from ._labels import (
     check_label_target,
     completed_timepoints,
     create_labels,
+    downsample_to,
     extend_timepoints,
     finalize_labels,
     label_group_exists,
@@ -34,10 +35,12 @@ from ._labels import (
     write_labels,
 )
 from ._location import (
+    IO_THREADS,
     StoreError,
     as_location,
     basename,
     check_store,
+    concurrently,
     exists,
     filesystem,
     is_url,
@@ -45,6 +48,7 @@ from ._location import (
     prune,
     redact,
     remove_tree,
+    store_files,
     upload,
     write_text,
 )
@@ -106,6 +110,9 @@ from ._tables import (
 from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
+    "IO_THREADS",
+    "concurrently",
+    "store_files",
     "MAX_OPEN",
     "MEASUREMENTS_FOLDER",
     "PLATE_MAP_ANNOTATION_COLUMNS",
@@ -119,6 +126,7 @@ __all__ = [
     "check_table_targets",
     "clear_array_cache",
     "create_feature_table",
+    "downsample_to",
     "feature_table_timepoints",
     "list_tables",
     "plate_dataset",

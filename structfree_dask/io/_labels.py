@@ -20,11 +20,12 @@ import zarr
 
 from ..config import LABEL_DTYPE
 from ._arraycache import cached_array
-from ._location import join, remove_tree
+from ._location import join, remove_tree, store_files
 from ._ngff import (
     MetadataError,
     array_kwargs,
     format_for,
+    group_files,
     metadata_errors,
     open_group_as,
     read_ome,
@@ -50,6 +51,7 @@ __all__ = [
     "check_label_target",
     "label_shape",
     "downsample_labels",
+    "downsample_to",
     "label_record",
     "extend_timepoints",
     "open_complete_labels",
@@ -259,7 +261,7 @@ def create_labels(
         raise ValueError(f"chunk_yx must be >= 16; got {chunk_yx}")
     version = image.ngff_version
     group = _image_group(image, "r+")
-    labels_group = group.require_group("labels")
+    labels_group = _labels_root(image, group)
     if name in labels_group:
         if not overwrite:
             raise LabelExistsError(
@@ -267,23 +269,25 @@ def create_labels(
                 "pass overwrite=True (--overwrite) to replace it"
             )
         _delete_group(image, name)
-        labels_group = group.require_group("labels")
+        labels_group = _labels_root(image, group)
         _remove_from_list(labels_group, name, image.ngff_version)
-    paths, shapes, chunks = [], [], []
-    try:  # all or nothing: a failure (a full disk...) leaves no half-made label image
-        lgroup = labels_group.create_group(name)
-        for lvl in image.levels:
-            shape = label_shape(lvl.shape, image.axes)
-            chunk = _label_chunks(shape, image.axes, chunk_yx)
-            kwargs = array_kwargs(version, image.axes)
-            lgroup.create_array(
-                lvl.path, shape=shape, chunks=chunk, dtype=LABEL_DTYPE, fill_value=0, **kwargs
-            )
-            paths.append(lvl.path)
-            shapes.append(shape)
-            chunks.append(chunk)
-        rec = {"level_paths": paths, "done": [], **(record or {})}
+    paths = [lvl.path for lvl in image.levels]
+    shapes = [label_shape(lvl.shape, image.axes) for lvl in image.levels]
+    chunks = [_label_chunks(shape, image.axes, chunk_yx) for shape in shapes]
+    kwargs = array_kwargs(version, image.axes)
+    rec = {"level_paths": paths, "done": [], **(record or {})}
+
+    def build(lgroup: zarr.Group) -> None:
+        for path, shape, chunk in zip(paths, shapes, chunks, strict=True):
+            lgroup.create_array(path, shape=shape, chunks=chunk, dtype=LABEL_DTYPE,
+                                fill_value=0, **kwargs)
         lgroup.attrs[RECORD_KEY] = rec
+
+    try:  # all or nothing: a failure (a full disk...) leaves no half-made label image
+        # made by zarr in memory, its metadata files then stored at once (zarr's own
+        # creation checks every parent group's existence: ~50 requests per array on S3)
+        store_files(join(image.store, _label_path(image, name)),
+                    group_files(format_for(version).zarr_format, build))
     except BaseException:
         try:
             _delete_group(image, name)
@@ -292,6 +296,24 @@ def create_labels(
                            image.url, err)
         raise
     return LabelImage(image, name, tuple(paths), tuple(shapes), tuple(chunks))
+
+
+def _labels_root(image: ImageInfo, group: zarr.Group) -> zarr.Group:
+    """Return a field's ``labels`` group (``group`` is the field's), made when missing.
+
+    Not zarr's ``require_group``: on an object store it asks whether each parent group
+    exists (~30 requests); this reads the group (3) and, when missing, stores its
+    metadata made in memory (2).
+    """
+    try:
+        node = group["labels"]
+    except KeyError:
+        store_files(join(image.store, _label_path(image, "").rstrip("/")),
+                    group_files(format_for(image.ngff_version).zarr_format, lambda _: None))
+        node = group["labels"]
+    if not isinstance(node, zarr.Group):
+        raise MetadataError(f"{image.url}: 'labels' is an array; a group was expected")
+    return node
 
 
 def label_group_exists(image: ImageInfo, name: str) -> bool:
@@ -423,6 +445,23 @@ def downsample_labels(labels: np.ndarray, factors: tuple[int, ...]) -> np.ndarra
     return labels[tuple(slice(None, None, f) for f in factors)]
 
 
+def downsample_to(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Downsample a label array to a pyramid level's shape (:func:`downsample_labels`).
+
+    The factor of each axis is the rounded ratio of the two sizes; the result is cropped or
+    zero-padded to ``shape``, as every label pyramid of this package is made.
+
+    Examples
+    --------
+    >>> downsample_to(np.arange(25).reshape(5, 5), (3, 3))
+    array([[ 0,  2,  4],
+           [10, 12, 14],
+           [20, 22, 24]])
+    """
+    factors = tuple(max(1, round(b / s)) for b, s in zip(labels.shape, shape, strict=True))
+    return _fit(downsample_labels(labels, factors), shape)
+
+
 def finalize_labels(label: LabelImage, *, properties: dict[str, Any] | None = None) -> None:
     """Write the NGFF metadata of a label image, after its data.
 
@@ -512,15 +551,8 @@ def write_labels(
     if data.min(initial=0) < 0:
         raise ValueError(f"labels must be >= 0; got minimum {data.min()}")
     label = create_labels(image, name, chunk_yx=chunk_yx, overwrite=overwrite)
-    base = image.levels[0].shape
-    for k, lvl in enumerate(image.levels):
-        factors = tuple(
-            max(1, round(b / s)) if ax in ("y", "x", "z") else 1
-            for ax, b, s in zip(image.axes, base, lvl.shape, strict=True)
-        )
-        small = downsample_labels(data, factors)
-        small = _fit(small, label.shapes[k])
-        label.open_array(k)[...] = small.astype(LABEL_DTYPE)
+    for k in range(len(image.levels)):
+        label.open_array(k)[...] = downsample_to(data, label.shapes[k]).astype(LABEL_DTYPE)
     finalize_labels(label)
     return label
 

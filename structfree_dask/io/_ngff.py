@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ __all__ = [
     "open_group_as",
     "store_options",
     "array_kwargs",
+    "group_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ def write_ome(group: zarr.Group, metadata: dict[str, Any], *, version: str) -> N
         ome["version"] = fmt.version
         group.attrs["ome"] = ome
     else:
-        group.attrs.update(metadata)
+        group.update_attributes(metadata)  # one write (attrs.update writes per key)
 
 
 #: s3fs asks for an object's size (HEAD) before reading it whole, to split large objects
@@ -293,6 +294,26 @@ def open_group_as(store: str | os.PathLike, path: str, mode: str, version: str |
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
             pass
     return zarr.open_group(store=store, path=path, mode=mode, **store_options(store))
+
+
+def group_files(zarr_format: int, build: Callable[[zarr.Group], None]) -> dict[str, bytes]:
+    """Return the files of a zarr group that ``build`` makes, made by zarr in memory.
+
+    ``build(group)`` adds arrays (without data) and attributes to an empty group; the
+    result maps each file's key under the group (``.zgroup``, ``0/.zarray``,
+    ``zarr.json``...) to its bytes, for :func:`~structfree_dask.io.store_files`.
+
+    Examples
+    --------
+    >>> files = group_files(2, lambda g: g.create_array("0", shape=(4,), dtype="u4"))
+    >>> sorted(files)
+    ['.zattrs', '.zgroup', '0/.zarray', '0/.zattrs']
+    """
+    from zarr.storage import MemoryStore
+
+    memory: dict[str, Any] = {}
+    build(zarr.open_group(store=MemoryStore(memory), mode="w", zarr_format=zarr_format))
+    return {key: buffer.to_bytes() for key, buffer in memory.items()}
 
 
 def open_group_readonly(path: str, group_path: str = "", version: str | None = None

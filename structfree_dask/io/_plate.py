@@ -20,7 +20,7 @@ import zarr
 
 from ..config import check_name
 from ._arraycache import cached_array
-from ._location import basename, check_store, is_url
+from ._location import IO_THREADS, basename, check_store, concurrently, is_url
 from ._ngff import (
     MetadataError,
     detect_version,
@@ -465,10 +465,16 @@ class Plate:
         return read_image_info(self.store, path)
 
     def fields(self, wells: list[str] | None = None) -> Iterator[ImageInfo]:
-        """Iterate over the fields, optionally of some wells only (``["A/1", "B/3"]``)."""
+        """Iterate over the fields, optionally of some wells only (``["A/1", "B/3"]``).
+
+        The fields' metadata are read :data:`~structfree_dask.io.IO_THREADS` at a time
+        (:func:`~structfree_dask.io.concurrently`: on an object store each field is a few
+        round trips), in plate order.
+        """
         selected = self.select(wells)
-        for path in selected:
-            yield read_image_info(self.store, path)
+        for start in range(0, len(selected), IO_THREADS):
+            yield from concurrently(lambda path: read_image_info(self.store, path),
+                                    selected[start:start + IO_THREADS])
 
     def select(self, wells: list[str] | None = None) -> list[str]:
         """Return the field paths of the given wells (all when ``None``).
@@ -489,6 +495,40 @@ class Plate:
                 f"wells: {', '.join(self.wells)}"
             )
         return [p for p in self.field_paths if "/".join(p.split("/")[:2]) in wells]
+
+
+def _well_fields(store: str, well: str) -> list[str]:
+    """Return the field paths a well's metadata lists, each checked to exist."""
+    try:
+        wgroup = open_group_readonly(store, well)
+    except FileNotFoundError:
+        raise MetadataError(
+            f"plate {store} lists well {well!r} but the store has no group there"
+        ) from None
+    wmeta = read_ome(wgroup).get("well")
+    if not isinstance(wmeta, dict) or not isinstance(wmeta.get("images"), list):
+        raise MetadataError(f"well {well!r} in {store} has no 'well.images' metadata")
+    paths = []
+    for image in wmeta["images"]:
+        name = image.get("path") if isinstance(image, dict) else None
+        if isinstance(name, int) and not isinstance(name, bool):
+            name = str(name)
+        try:
+            check_name(name, "field path")
+        except ValueError as err:
+            raise MetadataError(
+                f"well metadata of {store}/{well} lists image {image!r}; {err}"
+            ) from None
+        fpath = f"{well}/{name}"
+        with metadata_errors(store, fpath):
+            present = name in wgroup
+        if not present:
+            raise MetadataError(
+                f"well {well!r} in {store} lists field {name!r} "
+                "but the store has no image there"
+            )
+        paths.append(fpath)
+    return paths
 
 
 def open_plate(path: str | Path | Plate) -> Plate:
@@ -560,35 +600,8 @@ def open_plate(path: str | Path | Plate) -> Plate:
             f"missing {err}"
         ) from None
     wells = tuple(_check_well_path(w, store) for w in well_paths)
-    field_paths: list[str] = []
-    for well in wells:
-        try:
-            wgroup = open_group_readonly(store, well)
-        except FileNotFoundError:
-            raise MetadataError(
-                f"plate {store} lists well {well!r} but the store has no group there"
-            ) from None
-        wmeta = read_ome(wgroup).get("well")
-        if not isinstance(wmeta, dict) or not isinstance(wmeta.get("images"), list):
-            raise MetadataError(f"well {well!r} in {store} has no 'well.images' metadata")
-        for image in wmeta["images"]:
-            name = image.get("path") if isinstance(image, dict) else None
-            if isinstance(name, int) and not isinstance(name, bool):
-                name = str(name)
-            try:
-                check_name(name, "field path")
-            except ValueError as err:
-                raise MetadataError(
-                    f"well metadata of {store}/{well} lists image {image!r}; {err}"
-                ) from None
-            fpath = f"{well}/{name}"
-            with metadata_errors(store, fpath):
-                present = name in wgroup
-            if not present:
-                raise MetadataError(
-                    f"well {well!r} in {store} lists field {name!r} "
-                    "but the store has no image there"
-                )
-            field_paths.append(fpath)
+    # the wells' metadata at once (on an object store a few round trips each)
+    field_paths = [p for paths in concurrently(lambda w: _well_fields(store, w), wells)
+                   for p in paths]
     return Plate(store, "plate", version, plate.get("name"), rows, columns, wells,
                  tuple(field_paths))

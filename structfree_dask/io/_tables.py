@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import zarr
 
-from ._location import exists, filesystem, is_url, join, remove_tree
+from ._location import concurrently, exists, filesystem, is_url, join, remove_tree
 from ._ngff import metadata_errors, open_group_as
 from ._plate import ImageInfo, check_name
 from ._safepath import checked_path, checked_tree, is_local
@@ -205,7 +205,7 @@ def create_feature_table(image: ImageInfo, name: str, *, reference_label: str,
         listed = list_tables(image)
     try:  # all or nothing: a failure (a full disk...) leaves no half-made table
         table = tables.create_group(name)
-        table.attrs.update({**table_meta(reference_label, **columns), **(attrs or {})})
+        table.update_attributes({**table_meta(reference_label, **columns), **(attrs or {})})
         tables.attrs["tables"] = [*listed, name]
     except BaseException:
         try:
@@ -227,7 +227,7 @@ def table_attrs(image: ImageInfo, name: str) -> dict[str, Any]:
 def update_table_attrs(image: ImageInfo, name: str, **attrs: Any) -> None:
     """Set attributes of a field's table group (driver only)."""
     path = f"{image.path}/{TABLES_GROUP}/{name}" if image.path else f"{TABLES_GROUP}/{name}"
-    open_group_as(image.store, path, "r+", image.ngff_version).attrs.update(attrs)
+    open_group_as(image.store, path, "r+", image.ngff_version).update_attributes(attrs)
 
 
 def remove_feature_table(image: ImageInfo, name: str) -> None:
@@ -387,20 +387,29 @@ def feature_table_timepoints(image: ImageInfo, name: str, *, verify: bool = Fals
 
 
 def _read_parts(location: str, names: list[str]) -> pd.DataFrame:
+    """Read the parts (concurrently) and join them as one frame.
+
+    Parts of one schema are joined in Arrow and converted once; parts whose schemas Arrow
+    cannot unify (written by different versions) are joined by pandas.
+    """
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    frames = []
-    for n in names:
-        loc = join(location, n)
+    def read(name: str) -> pa.Table:
+        loc = join(location, name)
         if is_url(loc):
             fs, path = filesystem(loc)
-            frames.append(pq.read_table(path, filesystem=fs).to_pandas())
-        else:
-            frames.append(pq.read_table(loc).to_pandas())
-    if not frames:
+            return pq.read_table(path, filesystem=fs)
+        return pq.read_table(loc)
+
+    tables = concurrently(read, names)
+    if not tables:
         return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
+    try:
+        return pa.concat_tables(tables, promote_options="default").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
 
 
 def read_feature_table(image: ImageInfo, name: str) -> pd.DataFrame:
@@ -555,7 +564,7 @@ def write_plate_table(plate_store: str, name: str, table: pa.Table, attrs: dict[
     try:  # all or nothing
         group = tables.create_group(name)
         write_parquet(table, join(location, _PARTS))
-        group.attrs.update(attrs)
+        group.update_attributes(attrs)
         tables.attrs["tables"] = [*(n for n in listed if n != name), name]
     except BaseException:
         try:

@@ -405,7 +405,10 @@ TASKS_PER_THREAD = 2
 MIN_IN_FLIGHT = 2
 #: Seconds between two readings of the cluster's threads while tasks stream.
 WINDOW_SECONDS = 5.0
-#: Seconds between two looks for finished futures (as ``distributed.as_completed``).
+#: The longest single wait on ``as_completed``'s condition (:func:`_wait_ready`; a
+#: finished task ends the wait at once).
+_WAIT_SECONDS = 0.1
+#: Seconds between two looks for finished futures where that condition is missing.
 _POLL_SECONDS = 0.02
 
 T = TypeVar("T")
@@ -577,11 +580,7 @@ def stream_futures(client: Any, submit: Callable[[T], Any], items: Iterable[T], 
             if not in_flight:
                 return
             # wait for a task to finish, or for the time to read the window again
-            deadline = window_read + WINDOW_SECONDS
-            while not finished.has_ready():
-                time.sleep(_POLL_SECONDS)
-                if time.monotonic() >= deadline:
-                    break
+            _wait_ready(finished, window_read + WINDOW_SECONDS)
             for future in finished.next_batch(block=False):
                 lost = _lost(client) if future.status == "cancelled" else None
                 if lost is not None:  # Dask cancels the futures of a client that lost it
@@ -590,6 +589,28 @@ def stream_futures(client: Any, submit: Callable[[T], Any], items: Iterable[T], 
     finally:
         if in_flight and client.status == "running":  # else Dask cancelled them already
             client.cancel(list(in_flight))
+
+
+def _wait_ready(finished: Any, deadline: float) -> None:
+    """Block until ``finished`` (``distributed.as_completed``) has a future, or the deadline.
+
+    ``as_completed`` queues each finished future and then notifies its ``thread_condition``;
+    waiting on it (the queue looked at under the condition's lock, so no notification is
+    missed) returns as soon as a task finishes, where a sleep between looks would return
+    up to a whole sleep later. Each wait is bounded (:data:`_WAIT_SECONDS`), so signals are
+    handled; a distributed without the condition is polled (:data:`_POLL_SECONDS`).
+    """
+    condition = getattr(finished, "thread_condition", None)
+    while not finished.has_ready():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if condition is None:
+            time.sleep(min(left, _POLL_SECONDS))
+            continue
+        with condition:
+            if not finished.has_ready():
+                condition.wait(min(left, _WAIT_SECONDS))
 
 
 def workers_lost(client: Any, since: float) -> list[dict[str, Any]]:

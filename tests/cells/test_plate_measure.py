@@ -95,7 +95,38 @@ def test_measure_links_and_writes_tables(plate, cluster_client, tmp_path):
                   client=cluster_client, link_labels=True, overwrite=True, region=1024)
     pd.testing.assert_frame_equal(read_plate_dataset(str(plate), "whole_linked"),
                                   read_plate_dataset(str(plate), "gt_cyto_features"))
-    assert np.array_equal(open_labels(image, nuc_name).read(), gt_nuclei.read())
+    # (its smaller levels made from level 0 in memory: the same pyramid as the tiled run's)
+    for level in range(len(linked.shapes)):
+        assert np.array_equal(open_labels(image, nuc_name).read(level),
+                              gt_nuclei.read(level)), level
+        assert np.array_equal(open_labels(image, cyt_name).read(level),
+                              np.where(gt_nuclei.read(level) != 0, 0, gt_cyto.read(level)))
+
+
+def test_each_field_is_recorded_as_soon_as_its_units_end(plate, cluster_client):
+    """A field's completion records and quality metrics are written when its last unit
+    finishes, not after the whole run: by the last unit's progress call, every field has
+    them."""
+    from structfree_dask.cells.quality import QUALITY_ATTRIBUTE
+    from structfree_dask.io import completed_timepoints, table_attrs
+
+    opened = open_plate(plate)
+    seen = []
+
+    def progress(done, total):
+        if done < total:
+            return
+        for path in ("A/1/0", "A/2/0"):
+            image = opened.field(path)
+            linked = [open_labels(image, n) for n in linked_names("gt_cyto")]
+            seen.append(([completed_timepoints(lb) for lb in linked],
+                         sorted(table_attrs(image, "early").get(QUALITY_ATTRIBUTE, {}))))
+
+    result = measure_plate(str(plate), labels="gt_cyto", nuclei="gt_nuclei", table="early",
+                           client=cluster_client, link_labels=True, overwrite=True,
+                           progress=progress)
+    assert result.ok and len(result.done) == 6
+    assert seen == [([{0, 1, 2}, {0, 1, 2}], ["0", "1", "2"])] * 2
 
 
 def test_new_timepoints_only_and_bad_input(plate, cluster_client):

@@ -264,3 +264,9 @@ def test_a_group_and_a_chunk_cost_few_requests(s3_env, monkeypatch, tmp_path):
     opened = info.open_array(0)
     chunk = requests(lambda: np.asarray(opened[0, 0, :8, :8]))
     assert [m for m, _ in chunk] == ["get_object"], chunk
+    # a label image's metadata is made in memory and stored file by file: no probing of
+    # every parent group (zarr's own creation: ~50 requests per array)
+    made = requests(lambda: create_labels(info, "more"))
+    assert not [c for c in made if c[0] in ("head_object", "list_objects_v2")], made
+    assert [m for m, _ in made].count("put_object") == 4, made  # group and one level
+    assert len(made) <= 12, made

@@ -129,6 +129,36 @@ def test_the_window_follows_workers_that_join(monkeypatch):
         close_client(client)
 
 
+def test_a_finished_task_ends_the_wait_at_once(cluster_client, monkeypatch):
+    """The stream wakes when a task finishes (as_completed's condition), not when a timer
+    runs out: with each wait allowed a minute, a 0.3 s task still ends it in seconds."""
+    from distributed import as_completed
+
+    monkeypatch.setattr(cluster, "_WAIT_SECONDS", 60.0)
+    finished = as_completed(loop=cluster_client.loop)
+    finished.add(cluster_client.submit(time.sleep, 0.3, pure=False))
+    start = time.monotonic()
+    cluster._wait_ready(finished, start + 120.0)
+    assert finished.has_ready()
+    assert time.monotonic() - start < 30.0
+
+
+def test_the_wait_ends_at_its_deadline(cluster_client):
+    """Nothing finished: the wait returns at the deadline (to read the window again)."""
+    from distributed import Event, as_completed
+
+    release = Event(f"release-{uuid.uuid4().hex}", client=cluster_client)
+    finished = as_completed(loop=cluster_client.loop)
+    finished.add(cluster_client.submit(release.wait, HOLD_S, pure=False))
+    try:
+        start = time.monotonic()
+        cluster._wait_ready(finished, start + 0.3)
+        assert not finished.has_ready()
+        assert time.monotonic() - start >= 0.3
+    finally:
+        release.set()
+
+
 @pytest.mark.parametrize("per_thread", [0, 1.5, True])
 def test_per_thread_is_checked_at_once(per_thread):
     with pytest.raises(ValueError, match="per_thread: expected a whole number of at least 1"):
