@@ -815,7 +815,7 @@ def _run(prepared: _Prepared, client: Any,
     finally:
         result.skipped = list(prepared.skipped)
         result.done.sort()  # in plate order, not in the order the units finished
-        for path in list(prepared.left):  # fields stopped before their end, and no-unit ones
+        for path in list(prepared.left):  # fields stopped before their last unit ended
             _record_field(prepared, path, by_field, quality, result)
         if own and client is not None:
             close_client(client)
