@@ -88,15 +88,33 @@ def _settings_diffs(old: dict[str, Any], record: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} vs {record.get(k)!r}" for k in diffs)
 
 
+def tile_size_of(chunks_yx: tuple[int, int], field_yx: tuple[int, int]) -> int:
+    """Return a tile size that gives a label image's chunks on a field of that size.
+
+    The chunks are the tile size clipped to the field: a side shorter than the field's
+    is the tile size; where both are clipped, the field's longer side gives them.
+
+    Examples
+    --------
+    >>> tile_size_of((64, 128), (64, 200))  # a field lower than the tile
+    128
+    >>> tile_size_of((100, 80), (100, 80))  # a field smaller than the tile both ways
+    100
+    """
+    unclipped = [c for c, n in zip(chunks_yx, field_yx, strict=True) if c < n]
+    return unclipped[0] if unclipped else max(field_yx)
+
+
 def _check_chunks(label: LabelImage, cfg: SegmentationConfig) -> None:
     axes, info = label.image.axes, label.image
     have = tuple(label.chunks[0][axes.index(a)] for a in ("y", "x"))
     want = tuple(min(info.sizes[a], cfg.tile_size) for a in ("y", "x"))
     if have != want:
+        made = tile_size_of((have[0], have[1]), (info.sizes["y"], info.sizes["x"]))
         raise LabelExistsError(
             f"label image {label.name!r} in {info.url} is stored in {have[0]}x{have[1]} px "
-            f"chunks, made with tile_size {have[0]}; tile_size {cfg.tile_size} would write "
-            f"across its chunks. Rerun with tile_size {have[0]} (--tile-size {have[0]}), or "
+            f"chunks, made with tile_size {made}; tile_size {cfg.tile_size} would write "
+            f"across its chunks. Rerun with tile_size {made} (--tile-size {made}), or "
             "redo every timepoint with overwrite")
 
 

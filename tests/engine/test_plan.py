@@ -144,6 +144,22 @@ def test_existing_label_images_that_cannot_be_resumed_are_refused(plate, specs):
     assert whole.action == "recreate"
 
 
+def test_the_tile_size_advice_of_a_field_lower_than_its_tile(tmp_path, make_mosaic, write_plate,
+                                                             specs):
+    """A 64 x 96 px field segmented with 128 px tiles is stored in 64 x 96 chunks; another
+    tile size is refused naming a tile size that gives those chunks again (not 64)."""
+    field = make_mosaic(96, seed=3)[:, :64, :]
+    plate = write_plate(tmp_path / "low.zarr", [field], t=1)
+    cfg = CFG.replace(tile_size=128)
+    (fp,) = _plans(plate, cfg, specs)
+    mark_done(_plan.apply_label_plan(fp, cfg), [0])
+    with pytest.raises(LabelExistsError, match=r"64x96 px chunks, made with tile_size 96;.*"
+                                               r"--tile-size 96"):
+        _plans(plate, CFG.replace(tile_size=64), specs)  # (before: "made with tile_size 64")
+    assert _plan.tile_size_of((64, 96), (64, 96)) == 96
+    assert len(_plans(plate, CFG.replace(tile_size=96), specs)) == 1  # the advice resumes
+
+
 def test_an_interrupted_creation_is_recreated_only_with_overwrite(plate, specs):
     (fp,) = _plans(plate, CFG, specs, wells=["A/1"])
     label = _plan.apply_label_plan(fp, CFG)
