@@ -28,6 +28,7 @@ from ._ngff import (
     group_files,
     metadata_errors,
     open_group_as,
+    open_group_if_any,
     read_ome,
     store_options,
     write_ome,
@@ -130,11 +131,6 @@ def _label_chunks(shape: tuple[int, ...], axes: tuple[str, ...], chunk_yx: int) 
     return tuple(
         min(n, chunk_yx) if ax in ("y", "x") else 1 for ax, n in zip(axes, shape, strict=True)
     )
-
-
-def _image_group(image: ImageInfo, mode: str) -> zarr.Group:
-    with metadata_errors(image.store, image.path):
-        return open_group_as(image.store, image.path, mode, image.ngff_version)
 
 
 def _record(group: zarr.Group) -> dict[str, Any]:
@@ -260,8 +256,7 @@ def create_labels(
     if chunk_yx < 16:
         raise ValueError(f"chunk_yx must be >= 16; got {chunk_yx}")
     version = image.ngff_version
-    group = _image_group(image, "r+")
-    labels_group = _labels_root(image, group)
+    labels_group = _labels_root(image)
     if name in labels_group:
         if not overwrite:
             raise LabelExistsError(
@@ -269,7 +264,7 @@ def create_labels(
                 "pass overwrite=True (--overwrite) to replace it"
             )
         _delete_group(image, name)
-        labels_group = _labels_root(image, group)
+        labels_group = _labels_root(image)
         _remove_from_list(labels_group, name, image.ngff_version)
     paths = [lvl.path for lvl in image.levels]
     shapes = [label_shape(lvl.shape, image.axes) for lvl in image.levels]
@@ -298,32 +293,37 @@ def create_labels(
     return LabelImage(image, name, tuple(paths), tuple(shapes), tuple(chunks))
 
 
-def _labels_root(image: ImageInfo, group: zarr.Group) -> zarr.Group:
-    """Return a field's ``labels`` group (``group`` is the field's), made when missing.
+def _labels_root(image: ImageInfo) -> zarr.Group:
+    """Return a field's ``labels`` group (opened for writing), made when missing.
 
     Not zarr's ``require_group``: on an object store it asks whether each parent group
-    exists (~30 requests); this reads the group (3) and, when missing, stores its
-    metadata made in memory (2).
+    exists (~30 requests); this opens the group as its NGFF version (2) and, when
+    missing, checks that no array is there (2) and stores its metadata made in memory (2).
     """
+    where = _label_path(image, "").rstrip("/")
+    version = image.ngff_version
+    found = open_group_if_any(image.store, where, "r+", version)
+    if found is not None:
+        return found
     try:
-        node = group["labels"]
-    except KeyError:
-        store_files(join(image.store, _label_path(image, "").rstrip("/")),
-                    group_files(format_for(image.ngff_version).zarr_format, lambda _: None))
-        node = group["labels"]
-    if not isinstance(node, zarr.Group):
+        zarr.open_array(store=image.store, path=where, mode="r",
+                        zarr_format=format_for(version).zarr_format,
+                        **store_options(image.store))
+    except (FileNotFoundError, KeyError, zarr.errors.ArrayNotFoundError,
+            zarr.errors.NodeTypeValidationError):
+        pass
+    else:
         raise MetadataError(f"{image.url}: 'labels' is an array; a group was expected")
-    return node
+    store_files(join(image.store, where),
+                group_files(format_for(version).zarr_format, lambda _: None))
+    return open_group_as(image.store, where, "r+", version)
 
 
 def label_group_exists(image: ImageInfo, name: str) -> bool:
     """Return True when ``<image>/labels/<name>`` exists, listed or not, complete or not."""
-    try:
-        with metadata_errors(image.store, f"{image.path}/labels" if image.path else "labels"):
-            group = open_group_as(image.store, image.path, "r", image.ngff_version)
-            return "labels" in group and name in group["labels"]  # type: ignore[operator]
-    except (FileNotFoundError, KeyError):
-        return False
+    where = _label_path(image, name)
+    with metadata_errors(image.store, where):
+        return open_group_if_any(image.store, where, "r", image.ngff_version) is not None
 
 
 def open_complete_labels(image: ImageInfo, name: str) -> LabelImage | None:
@@ -478,9 +478,8 @@ def finalize_labels(label: LabelImage, *, properties: dict[str, Any] | None = No
     version = image.ngff_version
     fmt = format_for(version)
     _checked_write(label)
-    group = _image_group(image, "r+")
-    labels_group = group["labels"]
-    lgroup = labels_group[label.name]
+    labels_group = _labels_group_at(image, _label_path(image, "").rstrip("/"))
+    lgroup = _labels_group_at(image, label.path)
     datasets = []
     for lvl in image.levels:
         transforms: list[dict[str, Any]] = [{"type": "scale", "scale": list(lvl.scale)}]
@@ -562,6 +561,12 @@ def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     arr = arr[tuple(slice(0, n) for n in shape)]
     pad = [(0, n - s) for n, s in zip(shape, arr.shape, strict=True)]
     return np.pad(arr, pad) if any(p[1] for p in pad) else arr
+
+
+def _labels_group_at(image: ImageInfo, path: str) -> zarr.Group:
+    """Open a group of a field's labels for writing, as the field's NGFF version."""
+    with metadata_errors(image.store, path):
+        return open_group_as(image.store, path, "r+", image.ngff_version)
 
 
 def _labels_group_of(label: LabelImage, mode: str) -> zarr.Group:

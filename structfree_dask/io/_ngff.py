@@ -33,6 +33,7 @@ __all__ = [
     "store_options",
     "array_kwargs",
     "group_files",
+    "open_group_if_any",
 ]
 
 logger = logging.getLogger(__name__)
@@ -294,6 +295,22 @@ def open_group_as(store: str | os.PathLike, path: str, mode: str, version: str |
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
             pass
     return zarr.open_group(store=store, path=path, mode=mode, **store_options(store))
+
+
+def open_group_if_any(store: str | os.PathLike, path: str, mode: str, version: str
+                      ) -> zarr.Group | None:
+    """Open a group of a known NGFF version as that zarr format; None when there is none.
+
+    Unlike :func:`open_group_as` there is no probing of other formats: on an object store
+    the answer costs 2 requests (zarr format 2) or 1 (format 3), whether the group exists
+    or not.
+    """
+    try:
+        return zarr.open_group(store=store, path=path, mode=mode, use_consolidated=False,
+                               zarr_format=format_for(version).zarr_format,
+                               **store_options(store))
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return None
 
 
 def group_files(zarr_format: int, build: Callable[[zarr.Group], None]) -> dict[str, bytes]:
