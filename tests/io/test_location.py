@@ -15,6 +15,7 @@ from structfree_dask.io import (
     as_location,
     basename,
     check_store,
+    concurrently,
     exists,
     filesystem,
     is_url,
@@ -22,6 +23,7 @@ from structfree_dask.io import (
     prune,
     redact,
     remove_tree,
+    store_files,
     upload,
     write_text,
 )
@@ -79,6 +81,44 @@ def test_exists_write_text_upload_and_remove_tree(tmp_path, as_url):
     remove_tree(loc(tree))
     assert not tree.exists() and source.exists()
     remove_tree(loc(tree))  # nothing there: nothing happens
+
+
+def test_concurrently_keeps_the_order_and_raises_after_every_call_ended():
+    import threading
+    import time
+
+    threads, ran = set(), []
+
+    def work(i: int) -> int:
+        threads.add(threading.get_ident())
+        time.sleep(0.01 * (5 - i))  # later items end first
+        ran.append(i)
+        if i in (1, 3):
+            raise ValueError(f"item {i}")
+        return i * i
+
+    assert concurrently(lambda i: i * i, range(5)) == [0, 1, 4, 9, 16]
+    with pytest.raises(ValueError, match="item 1"):  # the first in order, not in time
+        concurrently(work, range(5))
+    assert sorted(ran) == [0, 1, 2, 3, 4] and len(threads) > 1
+    assert concurrently(work, [0], threads=1) == [0] and concurrently(work, []) == []
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "url"])
+def test_store_files_makes_a_zarr_group_made_in_memory(tmp_path, as_url):
+    import zarr
+
+    from structfree_dask.io import group_files
+
+    def build(group):
+        group.create_array("0", shape=(4, 4), chunks=(2, 2), dtype="u4", fill_value=0)
+        group.attrs["made"] = "in memory"
+
+    where = tmp_path / "g.zarr" / "sub"
+    store_files(where.as_uri() if as_url else where, group_files(2, build))
+    group = zarr.open_group(str(where), mode="r", zarr_format=2)
+    assert group.attrs["made"] == "in memory"
+    assert group["0"].shape == (4, 4) and int(group["0"][:].sum()) == 0
 
 
 @pytest.mark.parametrize("as_url", [False, True], ids=["path", "url"])
