@@ -202,15 +202,16 @@ def _write_linked(unit: _Unit, linking: Linking, cells: LabelImage,
     assert unit.outputs is not None
     out_nuc, out_cyt = (unit.label(name) for name in unit.outputs)
     whole: tuple[np.ndarray, np.ndarray] | None = None
+    if planes.keep:  # level 0 whole, linked once (the planes linking read)
+        ny0, nx0 = level_shape(out_nuc, 0)
+        c = planes.labels(cells, slice(0, ny0), slice(0, nx0))
+        lk = (planes.linked(nuclei, linking, slice(0, ny0), slice(0, nx0))
+              if nuclei is not None else np.zeros(c.shape, c.dtype))
+        whole = lk, cytoplasm(c, lk)
     for level in range(len(out_nuc.shapes)):
         ny, nx = level_shape(out_nuc, level)
         chunk = out_nuc.chunks[level][unit.image.axes.index("y")]
         size = max(chunk, unit.region // chunk * chunk)
-        if planes.keep and whole is None:
-            c = planes.labels(cells, slice(0, ny), slice(0, nx))
-            lk = (planes.linked(nuclei, linking, slice(0, ny), slice(0, nx))
-                  if nuclei is not None else np.zeros(c.shape, c.dtype))
-            whole = lk, cytoplasm(c, lk)
         level_planes = None if whole is None else [downsample_to(a, (ny, nx)) for a in whole]
         for ys, xs in regions(ny, nx, size):
             region = {"t": slice(unit.t, unit.t + 1), "y": ys, "x": xs}

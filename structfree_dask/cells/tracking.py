@@ -81,13 +81,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..config import LABEL_DTYPE
-from ..io import exists, redact, remove_tree, store_files
+from ..io import exists, memory_files, redact, remove_tree, store_files
 from ..pipeline.overlap import label_overlaps
 from .columns import KEYS, TRACK_COLUMNS
 
@@ -855,7 +855,6 @@ def write_geff(
     from geff.core_io import write_arrays
     from geff_spec import GeffMetadata
     from geff_spec.utils import axes_from_lists
-    from zarr.storage import MemoryStore
 
     _check_table(table, "table", TRACK_COLUMNS)
     extra = list(columns)
@@ -883,10 +882,9 @@ def write_geff(
     # geff's check of the written structure reads it all back (a quarter of the write):
     # skipped here, where the arrays are ours; the tests read every geff back with geff.read
     # written in memory first, then its files (a few dozen small ones) stored at once
-    files: dict[str, Any] = {}
-    write_arrays(MemoryStore(files), node_ids, props, edges, edge_props,  # type: ignore[arg-type]
-                 meta, zarr_format=zarr_format, structure_validation=False)
-    store_files(text, {key: buffer.to_bytes() for key, buffer in files.items()})
+    store_files(text, memory_files(lambda store: write_arrays(
+        store, node_ids, props, edges, edge_props, meta,  # type: ignore[arg-type]
+        zarr_format=zarr_format, structure_validation=False)))
     logger.debug("wrote a geff of %d nodes and %d edges to %s", len(node_ids), len(edges),
                  redact(text))
 

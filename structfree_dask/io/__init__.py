@@ -52,7 +52,13 @@ from ._location import (
     upload,
     write_text,
 )
-from ._ngff import SUPPORTED_VERSIONS, group_files, metadata_errors, store_options
+from ._ngff import (
+    SUPPORTED_VERSIONS,
+    group_files,
+    memory_files,
+    metadata_errors,
+    store_options,
+)
 from ._outputs import check_output_file, check_output_folder, replacing
 from ._plate import (
     AXIS_ORDER,
@@ -114,6 +120,7 @@ __all__ = [
     "concurrently",
     "store_files",
     "group_files",
+    "memory_files",
     "MAX_OPEN",
     "MEASUREMENTS_FOLDER",
     "PLATE_MAP_ANNOTATION_COLUMNS",

@@ -138,8 +138,13 @@ def _record(group: zarr.Group) -> dict[str, Any]:
     return dict(rec) if isinstance(rec, dict) else {}
 
 
+def _labels_path(image: ImageInfo) -> str:
+    """Path of a field's ``labels`` group in its store."""
+    return f"{image.path}/labels" if image.path else "labels"
+
+
 def _label_path(image: ImageInfo, name: str) -> str:
-    return f"{image.path + '/' if image.path else ''}labels/{name}"
+    return f"{_labels_path(image)}/{name}"
 
 
 def check_label_target(image: ImageInfo, name: str) -> Path | None:
@@ -300,7 +305,7 @@ def _labels_root(image: ImageInfo) -> zarr.Group:
     exists (~30 requests); this opens the group as its NGFF version (2) and, when
     missing, checks that no array is there (2) and stores its metadata made in memory (2).
     """
-    where = _label_path(image, "").rstrip("/")
+    where = _labels_path(image)
     version = image.ngff_version
     found = open_group_if_any(image.store, where, "r+", version)
     if found is not None:
@@ -478,8 +483,8 @@ def finalize_labels(label: LabelImage, *, properties: dict[str, Any] | None = No
     version = image.ngff_version
     fmt = format_for(version)
     _checked_write(label)
-    labels_group = _labels_group_at(image, _label_path(image, "").rstrip("/"))
-    lgroup = _labels_group_at(image, label.path)
+    labels_group = _group_at(image, _labels_path(image), "r+")
+    lgroup = _labels_group_of(label, "r+")
     datasets = []
     for lvl in image.levels:
         transforms: list[dict[str, Any]] = [{"type": "scale", "scale": list(lvl.scale)}]
@@ -563,15 +568,14 @@ def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(arr, pad) if any(p[1] for p in pad) else arr
 
 
-def _labels_group_at(image: ImageInfo, path: str) -> zarr.Group:
-    """Open a group of a field's labels for writing, as the field's NGFF version."""
+def _group_at(image: ImageInfo, path: str, mode: str) -> zarr.Group:
+    """Open a group of a field (``labels``, a label image) as the field's NGFF version."""
     with metadata_errors(image.store, path):
-        return open_group_as(image.store, path, "r+", image.ngff_version)
+        return open_group_as(image.store, path, mode, image.ngff_version)
 
 
 def _labels_group_of(label: LabelImage, mode: str) -> zarr.Group:
-    with metadata_errors(label.image.store, label.path):
-        return open_group_as(label.image.store, label.path, mode, label.image.ngff_version)
+    return _group_at(label.image, label.path, mode)
 
 
 def mark_done(label: LabelImage, timepoints: list[int], **info: Any) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "store_options",
     "array_kwargs",
     "group_files",
+    "memory_files",
     "open_group_if_any",
 ]
 
@@ -313,12 +314,32 @@ def open_group_if_any(store: str | os.PathLike, path: str, mode: str, version: s
         return None
 
 
+def memory_files(write: Callable[[Any], None]) -> dict[str, bytes]:
+    """Return the files that ``write(store)`` makes in an empty in-memory zarr store.
+
+    ``write`` is given a ``zarr.storage.MemoryStore`` (zarr, or a writer such as geff's,
+    writes there); the result maps each file's key to its bytes, for
+    :func:`~structfree_dask.io.store_files`, which stores them one request each, without
+    zarr's existence checks of every parent group.
+
+    Examples
+    --------
+    >>> files = memory_files(lambda s: zarr.create_array(s, shape=(2,), dtype="u1"))
+    >>> sorted(files)
+    ['zarr.json']
+    """
+    from zarr.storage import MemoryStore
+
+    memory: dict[str, Any] = {}
+    write(MemoryStore(memory))
+    return {key: buffer.to_bytes() for key, buffer in memory.items()}
+
+
 def group_files(zarr_format: int, build: Callable[[zarr.Group], None]) -> dict[str, bytes]:
     """Return the files of a zarr group that ``build`` makes, made by zarr in memory.
 
-    ``build(group)`` adds arrays (without data) and attributes to an empty group; the
-    result maps each file's key under the group (``.zgroup``, ``0/.zarray``,
-    ``zarr.json``...) to its bytes, for :func:`~structfree_dask.io.store_files`.
+    ``build(group)`` adds arrays (without data) and attributes to an empty group
+    (:func:`memory_files`).
 
     Examples
     --------
@@ -326,11 +347,8 @@ def group_files(zarr_format: int, build: Callable[[zarr.Group], None]) -> dict[s
     >>> sorted(files)
     ['.zattrs', '.zgroup', '0/.zarray', '0/.zattrs']
     """
-    from zarr.storage import MemoryStore
-
-    memory: dict[str, Any] = {}
-    build(zarr.open_group(store=MemoryStore(memory), mode="w", zarr_format=zarr_format))
-    return {key: buffer.to_bytes() for key, buffer in memory.items()}
+    return memory_files(
+        lambda store: build(zarr.open_group(store=store, mode="w", zarr_format=zarr_format)))
 
 
 def open_group_readonly(path: str, group_path: str = "", version: str | None = None
