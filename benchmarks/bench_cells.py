@@ -60,6 +60,7 @@ from structfree_dask import SegmentationConfig, open_plate, segment, simulate_pl
 from structfree_dask.cells.columns import ratio_column, true_ratio_column
 from structfree_dask.cells.plate_measure import measure_plate
 from structfree_dask.cells.plate_track import track_plate
+from structfree_dask.cells.report import quality_rows
 from structfree_dask.cells.tracking import link_scores, match_labels, track_links
 from structfree_dask.io import open_labels, read_feature_table, read_plate_dataset
 from structfree_dask.runtime.cluster import close_client, local_client
@@ -355,13 +356,20 @@ def _line(name: str, folder: Path, args, client) -> None:
         print(f"| {label} | {len(mv)} | {r:.3f} | {mare:.3f} | {links.precision:.3f} / "
               f"{links.recall:.3f} / {links.f1:.3f} | {divisions.precision:.2f} / "
               f"{divisions.recall:.2f} / {divisions.f1:.2f} |")
-    for label, result in (("ground truth", gt_measured), ("ours", ours_measured)):
+    for label, result, table in (("ground truth", gt_measured, "gt"),
+                                 ("ours", ours_measured, "cyto_features")):
         flagged = [(path, t, flag) for path, by_t in result.quality.items()
                    for t, flags in by_t.items() for flag in flags]
         units = len(result.done)
         kinds = sorted({flag for _, _, flag in flagged})
         print(f"quality checks on {label} objects: {len({(p, t) for p, t, _ in flagged})} of "
               f"{units} (field, timepoint)s flagged {kinds or ''}")
+        checks = quality_rows(open_plate(plate), table)
+        for row in checks[checks["flags"] != ""].to_dict("records"):
+            print(f"  {row['field']} t={row['t']}: {row['flags']} (cells {row['cells']}, "
+                  f"checked {row.get('cells_checked')}, of which without nucleus "
+                  f"{row['cells_without_nucleus']}; ratios {row['ratios']}, implausible "
+                  f"{row['implausible_ratios']})")
     print(f"our objects against the truth (F1 at IoU 0.5, all planes): cells "
           f"{_object_f1(plate, 'cyto', 'gt_cyto'):.3f}, nuclei "
           f"{_object_f1(plate, 'nuclei', 'gt_nuclei'):.3f}")

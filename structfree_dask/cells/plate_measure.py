@@ -255,6 +255,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     background = None if whole else _field_background(unit, cells, image_arr, ny, nx)
     fractions: list[np.ndarray] = []
     ratios: list[np.ndarray] = []
+    per_cell: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # for the nucleus check
     ratio_names = [ratio_column(n) for n in names]
     with ParquetStream(field_part, schema) as field_out, \
             ParquetStream(plate_part, stream_schema) as plate_out:
@@ -280,6 +281,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
                 background=background)
             cols["t"] = np.full(len(cols["label"]), unit.t, np.int32)
             linked_rows = cols["n_nuclei"] > 0
+            per_cell.append((cols["area_px"], cols["touches_edge"], cols["n_nuclei"]))
             fractions.append((cols["nucleus_area_px"] / cols["area_px"])[linked_rows])
             ratios.extend(cols[name] for name in ratio_names)
             plate_rows = _arrow_rows(cols, plate_schema, _plate_keys(image.path))
@@ -287,7 +289,9 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
                             else plate_rows)
             field_out.write(_arrow_rows(cols, schema))
         # an empty unit still writes both parts, with every column (no row group)
-    return unit_metrics(len(linking.cell_ids), linking.cells_without_nucleus,
+    areas, edge, n_nuclei = (np.concatenate(c) for c in zip(*per_cell, strict=True)) \
+        if per_cell else (np.zeros(0),) * 3
+    return unit_metrics(areas, edge, n_nuclei,
                         np.concatenate(fractions) if fractions else np.zeros(0),
                         np.concatenate(ratios) if ratios else np.zeros(0))
 

@@ -7,7 +7,10 @@ Measured per (field, timepoint) while measuring (:func:`unit_metrics`), judged b
 
 * ``nuclei_like_cells``: the median nucleus covers more than :data:`MAX_NUCLEUS_FRACTION`
   of its cell (a nuclei model that found whole cells: no cytoplasm to compare with);
-* ``cells_without_nucleus``: more than :data:`MAX_WITHOUT_NUCLEUS` of the cells have none;
+* ``cells_without_nucleus``: more than :data:`MAX_WITHOUT_NUCLEUS` of the cells have none,
+  counted on the cells the check can judge (``cells_checked``): not those cut by the
+  field's edge (their nucleus may lie outside it), nor fragments smaller than
+  :data:`MIN_CELL_FRACTION` of the median cell (no cell a nucleus could be missing from);
 * ``implausible_ratios``: more than :data:`MAX_IMPLAUSIBLE` of the nucleus/cytoplasm
   ratios lie outside :data:`PLAUSIBLE_RATIO`;
 * ``count_jump``: the cell count changed by more than a factor :data:`MAX_COUNT_FACTOR`
@@ -17,11 +20,12 @@ Measured per (field, timepoint) while measuring (:func:`unit_metrics`), judged b
 
 Examples
 --------
->>> m = {"cells": 100, "cells_without_nucleus": 40, "nucleus_fraction": 0.95,
+>>> m = {"cells": 110, "cells_checked": 100, "cells_without_nucleus": 40,
+...      "nucleus_fraction": 0.95,
 ...      "ratios": 50, "implausible_ratios": 1}
 >>> flags(m)
 ['nuclei_like_cells', 'cells_without_nucleus']
->>> flags({**m, "cells": 300}, previous_cells=100)[-1]
+>>> flags({**m, "cells": 300}, previous_cells=110)[-1]
 'count_jump'
 """
 
@@ -32,14 +36,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_NUCLEUS_FRACTION", "MAX_WITHOUT_NUCLEUS", "PLAUSIBLE_RATIO", "MAX_IMPLAUSIBLE",
-           "MAX_COUNT_FACTOR", "QUALITY_ATTRIBUTE", "FLAGS", "unit_metrics", "flags",
-           "field_flags", "warnings"]
+__all__ = ["MAX_NUCLEUS_FRACTION", "MAX_WITHOUT_NUCLEUS", "MIN_CELL_FRACTION",
+           "PLAUSIBLE_RATIO", "MAX_IMPLAUSIBLE", "MAX_COUNT_FACTOR", "QUALITY_ATTRIBUTE",
+           "FLAGS", "unit_metrics", "flags", "field_flags", "warnings"]
 
 #: Largest median nucleus area / cell area of linked cells.
 MAX_NUCLEUS_FRACTION = 0.8
 #: Largest fraction of cells without a nucleus.
 MAX_WITHOUT_NUCLEUS = 0.3
+#: Smallest area, as a fraction of the median cell area, of a cell counted by the nucleus
+#: check (smaller objects are fragments: 1-5 % of a cell on the simulator's lines).
+MIN_CELL_FRACTION = 0.25
 #: Plausible nucleus / cytoplasm ratios (inclusive).
 PLAUSIBLE_RATIO = (0.05, 20.0)
 #: Largest fraction of ratios outside :data:`PLAUSIBLE_RATIO`.
@@ -57,8 +64,8 @@ FLAGS: dict[str, str] = {
         "cytoplasm to compare with; segment the nuclei with a model meant for them (a zoo "
         "built with --organelle nuclei, then --zoo)"),
     "cells_without_nucleus": (
-        f"more than {MAX_WITHOUT_NUCLEUS:.0%} of the cells have no nucleus: check the "
-        "nuclei's channels and model"),
+        f"more than {MAX_WITHOUT_NUCLEUS:.0%} of the cells (off the field's edge, fragments "
+        "left out) have no nucleus: check the nuclei's channels and model"),
     "implausible_ratios": (
         f"more than {MAX_IMPLAUSIBLE:.0%} of the nucleus/cytoplasm ratios outside "
         f"{PLAUSIBLE_RATIO[0]}-{PLAUSIBLE_RATIO[1]}: check the objects and the background"),
@@ -71,30 +78,45 @@ FLAGS: dict[str, str] = {
 }
 
 
-def unit_metrics(cells: int, without_nucleus: int, nucleus_fractions: Sequence[float],
-                 ratios: np.ndarray) -> dict[str, Any]:
+def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarray,
+                 nucleus_fractions: Sequence[float], ratios: np.ndarray) -> dict[str, Any]:
     """Return the metrics of one (field, timepoint).
 
     Parameters
     ----------
-    cells, without_nucleus : int
-        Cells, and cells without a nucleus.
+    areas, touches_edge, n_nuclei : numpy.ndarray
+        Each cell's area (pixels), whether it touches the field's edge, and its nuclei.
     nucleus_fractions : sequence of float
         Nucleus area / cell area of the cells with a nucleus.
     ratios : numpy.ndarray
         Every finite nucleus/cytoplasm ratio measured (all channels).
 
+    Returns
+    -------
+    dict
+        ``cells``; ``cells_checked``, the cells off the field's edge of at least
+        :data:`MIN_CELL_FRACTION` of the median cell area, and ``cells_without_nucleus``,
+        those of them without a nucleus; ``nucleus_fraction`` (median); ``ratios`` and
+        ``implausible_ratios``.
+
     Examples
     --------
-    >>> unit_metrics(3, 1, [0.2, 0.4], np.array([1.0, 50.0]))["implausible_ratios"]
-    1
+    >>> m = unit_metrics(np.array([400, 380, 10, 420]), np.array([False, False, False, True]),
+    ...                  np.array([1, 0, 0, 0]), [0.2], np.array([1.0, 50.0]))
+    >>> m["cells"], m["cells_checked"], m["cells_without_nucleus"], m["implausible_ratios"]
+    (4, 2, 1, 1)
     """
+    areas = np.asarray(areas, np.float64)
+    checked = ~np.asarray(touches_edge, bool)
+    if areas.size:
+        checked &= areas >= MIN_CELL_FRACTION * float(np.median(areas))
     ratios = np.asarray(ratios, np.float64)
     ratios = ratios[np.isfinite(ratios)]
     low, high = PLAUSIBLE_RATIO
     return {
-        "cells": int(cells),
-        "cells_without_nucleus": int(without_nucleus),
+        "cells": int(areas.size),
+        "cells_checked": int(np.count_nonzero(checked)),
+        "cells_without_nucleus": int(np.count_nonzero(checked & (np.asarray(n_nuclei) == 0))),
         "nucleus_fraction": (float(np.median(nucleus_fractions)) if len(nucleus_fractions)
                              else None),
         "ratios": int(ratios.size),
@@ -103,13 +125,17 @@ def unit_metrics(cells: int, without_nucleus: int, nucleus_fractions: Sequence[f
 
 
 def flags(metrics: Mapping[str, Any], previous_cells: int | None = None) -> list[str]:
-    """Return the flags (keys of :data:`FLAGS`) the metrics of one (field, timepoint) raise."""
+    """Return the flags (keys of :data:`FLAGS`) the metrics of one (field, timepoint) raise.
+
+    Metrics kept before ``cells_checked`` was measured judge the nuclei on all cells.
+    """
     out = []
     fraction = metrics.get("nucleus_fraction")
     if fraction is not None and fraction > MAX_NUCLEUS_FRACTION:
         out.append("nuclei_like_cells")
     cells = int(metrics.get("cells", 0))
-    if cells and metrics.get("cells_without_nucleus", 0) > MAX_WITHOUT_NUCLEUS * cells:
+    checked = int(metrics.get("cells_checked", cells))
+    if checked and metrics.get("cells_without_nucleus", 0) > MAX_WITHOUT_NUCLEUS * checked:
         out.append("cells_without_nucleus")
     n = int(metrics.get("ratios", 0))
     if n and metrics.get("implausible_ratios", 0) > MAX_IMPLAUSIBLE * n:

@@ -274,6 +274,20 @@ def test_nuclei_like_their_cells_are_flagged_and_kept_with_the_table(tmp_path, c
     good = measure_plate(str(path), labels="gt_cyto", nuclei="gt_nuclei", table="good",
                          link_labels=False, client=cluster_client)
     assert good.quality == {"A/1/0": {0: [], 1: []}} and good.warnings() == []
+    # the nuclei of the cells cut by the field's edge missing (outside the field): no flag
+    nuclei = open_labels(image, "gt_nuclei").read()
+    planes = whole.reshape(-1, *whole.shape[-2:])
+    cut = nuclei.reshape(planes.shape).copy()
+    for plane, nuc in zip(planes, cut, strict=True):
+        edge = np.unique(np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]]))
+        nuc[np.isin(plane, edge[edge > 0])] = 0
+    write_labels(image, "cut", cut.reshape(nuclei.shape))
+    cut_result = measure_plate(str(path), labels="gt_cyto", nuclei="cut", table="cut",
+                               link_labels=False, client=cluster_client)
+    metrics = table_attrs(open_plate(path).field("A/1/0"), "cut")[QUALITY_ATTRIBUTE]
+    assert all(m["cells_without_nucleus"] == 0 and m["cells_checked"] < m["cells"]
+               for m in metrics.values())
+    assert cut_result.quality == {"A/1/0": {0: [], 1: []}}
     capsys.readouterr()
     assert main(["measure", str(path), "--labels", "gt_cyto", "--nuclei", "whole",
                  "--table", "cli", "--no-link", "--no-progress", "--workers", "1"]) == 0

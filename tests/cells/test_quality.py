@@ -18,10 +18,16 @@ from structfree_dask.cells.quality import (
 
 
 def test_metrics_of_a_unit():
-    m = unit_metrics(10, 2, [0.2, 0.3, 0.9], np.array([1.0, np.nan, 0.01, 30.0, 2.0]))
-    assert m == {"cells": 10, "cells_without_nucleus": 2, "nucleus_fraction": 0.3,
-                 "ratios": 4, "implausible_ratios": 2}
-    assert unit_metrics(0, 0, [], np.zeros(0))["nucleus_fraction"] is None
+    areas = np.array([400, 500, 450, 90, 20, 480, 520, 410, 300, 600])
+    edge = np.array([0, 0, 0, 0, 0, 1, 1, 0, 0, 0], bool)
+    n_nuclei = np.array([1, 0, 1, 0, 0, 0, 0, 1, 2, 1])
+    m = unit_metrics(areas, edge, n_nuclei, [0.2, 0.3, 0.9],
+                     np.array([1.0, np.nan, 0.01, 30.0, 2.0]))
+    # checked: off the edge (8) and at least a quarter of the median area 430 (not 90, 20)
+    assert m == {"cells": 10, "cells_checked": 6, "cells_without_nucleus": 1,
+                 "nucleus_fraction": 0.3, "ratios": 4, "implausible_ratios": 2}
+    empty = unit_metrics(np.zeros(0), np.zeros(0, bool), np.zeros(0), [], np.zeros(0))
+    assert empty["cells"] == empty["cells_checked"] == 0 and empty["nucleus_fraction"] is None
 
 
 @pytest.mark.parametrize(("metrics", "expected"), [
@@ -30,6 +36,9 @@ def test_metrics_of_a_unit():
     ({"cells": 50, "nucleus_fraction": MAX_NUCLEUS_FRACTION + 0.01}, ["nuclei_like_cells"]),
     ({"cells": 50, "nucleus_fraction": MAX_NUCLEUS_FRACTION}, []),
     ({"cells": 50, "cells_without_nucleus": 16}, ["cells_without_nucleus"]),
+    # judged on the cells checked (off the field's edge, no fragments)
+    ({"cells": 50, "cells_checked": 40, "cells_without_nucleus": 13},
+     ["cells_without_nucleus"]),
     ({"cells": 50, "ratios": 40, "implausible_ratios": 5}, ["implausible_ratios"]),
     ({"cells": 0, "ratios": 0}, []),
 ])

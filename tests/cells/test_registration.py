@@ -7,7 +7,9 @@ import pytest
 
 from structfree_dask.cells.registration import (
     MAX_SHIFT_FRACTION,
+    MIN_AGREEMENT,
     Shift,
+    agreement,
     content_shift,
     drift,
     registered_overlaps,
@@ -52,6 +54,23 @@ def test_what_cannot_be_registered_is_said():
     assert content_shift(cells, far) == Shift(0.0, 0.0, False)  # more than a plausible drift
     with pytest.raises(ValueError, match="two"):
         content_shift(cells, cells[:32])
+
+
+def test_cells_that_moved_on_their_own_without_drift_are_registered_unmoved():
+    """Two cells one pixel apart in opposite directions: a 1 px shift explains the masks no
+    better than none (a tie); the masks agree as they are, so the stage did not move."""
+    previous = np.zeros((64, 64), np.uint32)
+    previous[10:30, 10:30] = 1
+    previous[36:56, 36:56] = 2
+    current = np.zeros_like(previous)
+    current[10:30, 11:31] = 1
+    current[36:56, 35:55] = 2
+    assert agreement(previous != 0, current != 0) > MIN_AGREEMENT
+    assert content_shift(previous, current) == Shift(0.0, 0.0, True)
+    # the same masks, no longer agreeing with what came before (out of focus): not registered
+    blobs = (np.random.default_rng(1).random(previous.shape) > 0.5).astype(np.uint32)
+    assert agreement(previous != 0, blobs != 0) < MIN_AGREEMENT
+    assert content_shift(previous, blobs).registered is False
 
 
 def test_drift_chains_the_steps_from_the_first_timepoint():
