@@ -583,7 +583,10 @@ def precision_against_truth(data_dir: Path, default: str) -> None:
     Every ``*_img.png`` with a ``*_masks.png`` under ``data_dir`` (searched recursively),
     segmented whole in this process (``segment_array``, green and red channels, Flow
     Averaging); prints each image's F1 at both precisions, their agreement and the pooled
-    F1s.
+    F1s. For scale, two agreements that do not involve the precision: fp32 against fp32 on
+    the image moved one pixel right (labels compared back in place), and the two
+    precisions without the flow-error check (``flow_threshold`` 0), which is where whole
+    cells come and go.
     """
     from skimage import io as skio
 
@@ -592,7 +595,7 @@ def precision_against_truth(data_dir: Path, default: str) -> None:
 
     files = sorted(glob.glob(str(data_dir / "**" / "*_img.png"), recursive=True))
     counts: dict[str, list[list[int]]] = {"fp32": [], default: []}
-    agree = []
+    agree, moved, unchecked = [], [], []
     print()
     print(f"Labels against the annotated masks of {len(files)} real image(s), fp32 and "
           f"{default} (segment_array, green + red, FA):")
@@ -611,14 +614,25 @@ def precision_against_truth(data_dir: Path, default: str) -> None:
             s = evaluate(truth, labels[prec])
             counts[prec].append([s["tp"], s["fp"], s["fn"]])
         agree.append(matched_f1(labels["fp32"], labels[default]))
+        shifted = np.concatenate([img[..., :1], img[..., :-1]], axis=-1)
+        back = segment_array(shifted, SegmentationConfig(channels=(0, 1), precision="fp32"))
+        moved.append(matched_f1(labels["fp32"][..., :-1], back[..., 1:].astype(np.int64)))
+        free = [segment_array(img, SegmentationConfig(channels=(0, 1), precision=prec,
+                                                      flow_threshold=0.0)).astype(np.int64)
+                for prec in ("fp32", default)]
+        unchecked.append(matched_f1(*free))
         each = ", ".join(f"{p} {float(pooled_f1(np.array(c[-1]))):.3f}" for p, c in counts.items())
         print(f"  {Path(f).parent.name}/{Path(f).name}: F1 vs truth {each}; {default} vs fp32 "
-              f"{agree[-1]:.4f}")
+              f"{agree[-1]:.4f}; fp32 vs fp32 moved 1 px {moved[-1]:.4f}; {default} vs fp32 "
+              f"without the flow-error check {unchecked[-1]:.4f}")
     for prec, c in counts.items():
         print(f"  pooled F1 vs truth at {prec}: {float(pooled_f1(np.sum(c, axis=0))):.4f}")
     if agree:
         print(f"  {default} vs fp32 matched F1: min {min(agree):.4f}, mean {np.mean(agree):.4f}",
               flush=True)
+        print(f"  fp32 vs fp32 moved 1 px: min {min(moved):.4f}, mean {np.mean(moved):.4f}; "
+              f"{default} vs fp32 without the flow-error check: min {min(unchecked):.4f}, "
+              f"mean {np.mean(unchecked):.4f}", flush=True)
 
 
 def _cpu_flags() -> str:

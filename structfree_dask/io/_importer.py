@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +13,9 @@ import numpy as np
 import tifffile
 
 from .. import limits
-from ._location import as_location, is_url, remove_tree
+from ._location import as_location
 from ._plate import check_name
-from ._writer import check_new_store, create_plate
+from ._writer import create_plate
 
 __all__ = ["import_folder", "scan_folder", "FieldFile"]
 
@@ -238,30 +236,18 @@ def import_folder(
     _check_entries(entries, channels, channel_names, pixel_size_um)
     rows = sorted({e.row for e in entries}, key=lambda r: (len(r), r))
     cols = sorted({e.col for e in entries}, key=int)
-    target = None if is_url(str(out)) else Path(out)
-    if target is not None:  # (an object store is checked as the plate is created)
-        check_new_store(str(target))
-    where: str | Path = (target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-                         if target is not None else out)
-    writer = create_plate(where, rows=rows, columns=cols, ngff_version=ngff_version,
-                          name=name or Path(folder).name)  # refuses an existing store
-    try:
-        with writer as plate:
-            for e in entries:
-                img = _to_cyx(_read(e.image), e.image)
-                if channels is not None:
-                    img = img[list(channels)]
-                labels = {}
-                if e.masks is not None:
-                    labels[mask_label] = np.asarray(_read(e.masks)).astype(np.uint32)
-                plate.write_field(e.row, e.col, e.field, img, axes="cyx",
-                                  channel_names=channel_names,
-                                  pixel_size_um=(pixel_size_um, pixel_size_um), labels=labels)
-                logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
-        if target is not None:
-            check_new_store(str(target))  # still free: nothing appeared there meanwhile
-            os.rename(where, target)
-    except BaseException:
-        remove_tree(str(where))  # this import's own store, never one that was there
-        raise
+    # written whole or not at all (create_plate: a hidden folder moved in place at the end)
+    with create_plate(out, rows=rows, columns=cols, ngff_version=ngff_version,
+                      name=name or Path(folder).name) as plate:  # refuses an existing store
+        for e in entries:
+            img = _to_cyx(_read(e.image), e.image)
+            if channels is not None:
+                img = img[list(channels)]
+            labels = {}
+            if e.masks is not None:
+                labels[mask_label] = np.asarray(_read(e.masks)).astype(np.uint32)
+            plate.write_field(e.row, e.col, e.field, img, axes="cyx",
+                              channel_names=channel_names,
+                              pixel_size_um=(pixel_size_um, pixel_size_um), labels=labels)
+            logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
     return as_location(out)

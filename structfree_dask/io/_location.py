@@ -12,6 +12,7 @@ Every function here takes either kind; the rest of the package asks these functi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -168,8 +169,17 @@ def remove_tree(location: str | os.PathLike[str]) -> None:
         return
     fs, path = filesystem(text)
     fs.invalidate_cache(path)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    if not fs.exists(path):
+        return
+    found = fs.find(path, withdirs=True, detail=True)
+    fs.rm(path, recursive=True)
+    fs.invalidate_cache(path)
+    if fs.exists(path):  # a store that keeps folders (SeaweedFS): the emptied ones, deepest first
+        folders = sorted((k for k, v in found.items() if v.get("type") == "directory"),
+                         key=lambda k: k.count("/"), reverse=True)
+        for folder in [*folders, path]:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(folder)
         fs.invalidate_cache(path)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -13,7 +15,7 @@ import zarr
 from ome_zarr.writer import write_plate_metadata, write_well_metadata
 
 from ._labels import write_labels
-from ._location import basename, check_store, exists, redact
+from ._location import basename, check_store, exists, is_url, redact, remove_tree
 from ._ngff import array_kwargs, format_for, write_ome
 from ._plate import AXIS_ORDER, ImageInfo, check_name, read_image_info
 from ._safepath import check_no_links, checked_path, is_local
@@ -161,31 +163,46 @@ def check_new_store(path: str, overwrite: bool = False) -> None:
 class PlateWriter:
     """Write an HCS plate field by field; the plate metadata is written on close.
 
-    Use through :func:`create_plate` as a context manager.
+    Use through :func:`create_plate` as a context manager. A plate is written whole or not
+    at all: a local plate is written into a hidden folder beside its path and moved there
+    when the block ends without an error (with ``overwrite``, the plate that was there
+    stays until then); when the block raises, what was written is removed and nothing
+    appears at the path. An object store's plate is written in place (no rename there) and
+    removed when the block raises.
     """
 
     def __init__(self, path: str | Path, *, rows: Sequence[str], columns: Sequence[str],
                  ngff_version: str = "0.4", name: str | None = None,
                  overwrite: bool = False) -> None:
-        self.path = str(path)
+        self.target = str(path)
         self.version = format_for(ngff_version).version
         self.rows = [check_name(str(r), "row name") for r in rows]
         self.columns = [check_name(str(c), "column name") for c in columns]
         self.name = name
+        self.overwrite = overwrite
         self._fields: dict[str, list[str]] = {}
-        check_new_store(self.path, overwrite)
+        check_new_store(self.target, overwrite)
+        #: Where the plate is being written: a hidden sibling of a local path, until close.
+        self.path = (self.target if is_url(self.target) else str(
+            Path(self.target).with_name(f".{Path(self.target).name}.{uuid.uuid4().hex}.partial")))
         try:
             self.root = zarr.open_group(store=self.path, mode="w",
                                         zarr_format=format_for(self.version).zarr_format)
         except (PermissionError, OSError) as err:
-            raise PermissionError(f"cannot write the plate at {redact(self.path)}: {err}") from err
+            raise PermissionError(f"cannot write the plate at {redact(self.target)}: {err}"
+                                  ) from err
 
     def __enter__(self) -> PlateWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+            return
+        remove_tree(self.path)  # this writer's own output, never a plate that was there
+        logger.warning("the plate %s was not written (%s): nothing left there",
+                       redact(self.target), exc_type.__name__)
 
     def write_field(
         self,
@@ -222,6 +239,8 @@ class PlateWriter:
         Returns
         -------
         ImageInfo
+            The field in the plate being written (a local plate's hidden folder until the
+            writer closes).
         """
         if row not in self.rows or col not in self.columns:
             raise KeyError(f"well {row}/{col} is outside the plate's rows {self.rows} "
@@ -248,16 +267,25 @@ class PlateWriter:
         return read_image_info(self.path, f"{wpath}/{fname}")
 
     def close(self) -> None:
-        """Write the plate metadata (wells in row-major order) if any field was written."""
-        if not self._fields:
+        """Write the plate metadata (wells in row-major order), and move a local plate in place.
+
+        Also a plate without fields is moved in place (a store with no plate metadata).
+        """
+        if self._fields:
+            wells = [f"{r}/{c}" for r in self.rows for c in self.columns
+                     if f"{r}/{c}" in self._fields]
+            max_fields = max(len(v) for v in self._fields.values())
+            write_plate_metadata(
+                self.root, self.rows, self.columns, wells, fmt=format_for(self.version),
+                field_count=max_fields or None, name=self.name,
+                acquisitions=[{"id": 0, "name": self.name or "acquisition"}],
+            )
+        if self.path == self.target:
             return
-        wells = [f"{r}/{c}" for r in self.rows for c in self.columns if f"{r}/{c}" in self._fields]
-        max_fields = max((len(v) for v in self._fields.values()), default=0)
-        write_plate_metadata(
-            self.root, self.rows, self.columns, wells, fmt=format_for(self.version),
-            field_count=max_fields or None, name=self.name,
-            acquisitions=[{"id": 0, "name": self.name or "acquisition"}],
-        )
+        check_new_store(self.target, self.overwrite)  # still free: nothing appeared meanwhile
+        remove_tree(self.target)  # the plate replaced (overwrite), now that the new one is whole
+        os.rename(self.path, self.target)
+        self.path = self.target
 
 
 def create_plate(path: str | Path, *, rows: Sequence[str], columns: Sequence[str],

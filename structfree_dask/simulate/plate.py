@@ -91,9 +91,12 @@ def _arrow(df: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
 
 
-def _write_simulated(plate: PlateWriter, out: str, where: tuple[str, str, int],
-                     sim: SimulatedField, progress: tuple[int, int]) -> None:
-    """Write one simulated field, its ``gt_nuclei`` / ``gt_cyto`` labels and its truth."""
+def _write_simulated(plate: PlateWriter, where: tuple[str, str, int], sim: SimulatedField,
+                     progress: tuple[int, int]) -> None:
+    """Write one simulated field, its ``gt_nuclei`` / ``gt_cyto`` labels and its truth.
+
+    The truth's plate-level dataset goes where the writer writes (:attr:`PlateWriter.path`).
+    """
     row, col, fi = where
     info = plate.write_field(
         row, col, fi, sim.image,
@@ -103,7 +106,7 @@ def _write_simulated(plate: PlateWriter, out: str, where: tuple[str, str, int],
         time_interval_h=sim.time_interval_h,
         labels={"gt_nuclei": sim.nuclei, "gt_cyto": sim.cyto},
     )
-    _write_truth(out, info, where, sim.truth, sim.image.shape[0], _truth_attrs(sim))
+    _write_truth(plate.path, info, where, sim.truth, sim.image.shape[0], _truth_attrs(sim))
     logger.info("simulated %s field %s%s/%d (%d/%d): %d cells at t=0", sim.cell_line, row, col,
                 fi, *progress, int(np.count_nonzero(np.unique(sim.cyto[0]))))
 
@@ -403,7 +406,7 @@ def simulate_plate(
                         response=None if screen is None else screen.responses[f"{row}{col}"],
                     )
                     done += 1
-                    _write_simulated(plate, str(out), (row, col, fi), sim, (done, total))
+                    _write_simulated(plate, (row, col, fi), sim, (done, total))
                     if screen is not None:
                         screen.record(f"{row}{col}", sim.truth)
     if screen is not None:
@@ -548,5 +551,5 @@ def simulate_plate_from_shapes(
                 _first_plane(info, labels), preset,
                 nuclei=None if nuclei is None else _first_plane(info, nuclei),
                 timepoints=n_t, seed=field_seed, mode=mode)
-            _write_simulated(plate, str(out), where, sim, (k + 1, len(fields)))
+            _write_simulated(plate, where, sim, (k + 1, len(fields)))
     return out

@@ -129,6 +129,30 @@ def test_create_plate_over_an_existing_store(tmp_path):
     assert open_plate(tmp_path / "p.zarr").field_paths == ("A/1/0",)
 
 
+def test_a_plate_is_written_whole_or_not_at_all(tmp_path):
+    """A block that raises leaves nothing at the path (and no hidden folder); with overwrite
+    the plate that was there stays until the new one is whole."""
+    path = tmp_path / "p.zarr"
+    with pytest.raises(RuntimeError, match="stopped"), \
+            create_plate(path, rows=["A"], columns=["1", "2"]) as plate:
+        plate.write_field("A", "1", 0, np.ones((1, 1, 64, 64), "uint16"))
+        assert not path.exists()  # written beside it until the end
+        raise RuntimeError("stopped")
+    assert list(tmp_path.iterdir()) == []
+    with create_plate(path, rows=["A"], columns=["1"]) as plate:
+        plate.write_field("A", "1", 0, np.ones((1, 1, 64, 64), "uint16"))
+    with pytest.raises(KeyboardInterrupt), \
+            create_plate(path, rows=["B"], columns=["1"], overwrite=True) as plate:
+        plate.write_field("B", "1", 0, np.zeros((1, 1, 64, 64), "uint16"))
+        raise KeyboardInterrupt
+    assert open_plate(path).field_paths == ("A/1/0",)  # the old plate, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["p.zarr"]
+    with create_plate(path, rows=["B"], columns=["1"], overwrite=True) as plate:
+        plate.write_field("B", "1", 0, np.zeros((1, 1, 64, 64), "uint16"))
+    assert open_plate(path).field_paths == ("B/1/0",)
+    assert [p.name for p in tmp_path.iterdir()] == ["p.zarr"]
+
+
 # ----------------------------------------------------------------------------- images
 
 

@@ -172,6 +172,24 @@ def test_simulate_plate_writes_the_truth_tables_to_an_object_store(s3_env) -> No
                                   expected)
 
 
+def test_an_interrupted_simulation_leaves_nothing_on_an_object_store(
+        s3_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import structfree_dask.simulate.plate as module
+    from structfree_dask.io import exists, remove_tree
+
+    s3_env("admin")
+    url = "s3://plates/stopped.zarr"
+    remove_tree(url)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "_write_truth", stop)  # after the first field's image
+    with pytest.raises(KeyboardInterrupt):
+        simulate_plate(url, cell_line="CL2", timepoints=1, size=64, seed=4)
+    assert not exists(url)
+
+
 def test_simulate_plate_layout_and_names(tmp_path: pathlib.Path) -> None:
     out = simulate_plate(tmp_path / "plate.zarr", cell_line="CL4", rows=3, cols=2, fields=1,
                          size=64, seed=0)
@@ -206,6 +224,37 @@ def test_simulate_plate_refuses_an_existing_path_unless_overwriting(
                                               r"replaces only a plate"):
         simulate_plate(junk, size=64, overwrite=True)
     assert (junk / "notes.txt").read_text() == "keep me"
+
+
+def test_an_interrupted_simulation_leaves_no_plate(tmp_path: pathlib.Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped after its first field, simulate leaves nothing that looks like a plate; an
+    overwrite stopped so keeps the plate that was there."""
+    import structfree_dask.simulate.plate as module
+
+    real = module.simulate_field
+    calls = []
+
+    def stop_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "simulate_field", stop_at_the_second)
+    path = tmp_path / "plate.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        simulate_plate(path, cols=2, timepoints=1, size=64, seed=1)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(module, "simulate_field", real)
+    simulate_plate(path, cols=1, timepoints=1, size=64, seed=1)
+    calls.clear()
+    monkeypatch.setattr(module, "simulate_field", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_plate(path, cols=3, timepoints=1, size=64, seed=2, overwrite=True)
+    assert open_plate(path).field_paths == ("A/1/0",)
+    assert read_plate_dataset(str(path), TRUTH_TABLE)["well"].unique().tolist() == ["A1"]
+    assert [p.name for p in tmp_path.iterdir()] == ["plate.zarr"]
 
 
 # ------------------------------------------------------------------ simulate_plate_from_shapes
