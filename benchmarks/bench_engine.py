@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import cpu_flags
 
 from structfree_dask.config import DEFAULT_TILE_SIZE
 
@@ -635,20 +636,6 @@ def precision_against_truth(data_dir: Path, default: str) -> None:
               f"mean {np.mean(unchecked):.4f}", flush=True)
 
 
-def _cpu_flags() -> str:
-    """The CPU's model and the flags that matter for the network's speed."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    words = set(text.split())
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                  if ln.startswith("model name")), "?")
-    keep = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_fp16")
-            if f in words]
-    return f"{model}: {' '.join(keep) or 'none of avx2/avx512/amx'}"
-
-
 def _git_state() -> str:
     """Commit of the repository and whether the package has uncommitted changes."""
     try:
@@ -723,7 +710,7 @@ def main() -> int:
     print(f"  command : {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"  machine : {platform.platform()}, {os.cpu_count()} CPU cores, device {device}"
           + (f" ({torch.cuda.get_device_name(0)})" if use_gpu else ""))
-    print(f"  CPU flags: {_cpu_flags()}")
+    print(f"  CPU flags: {cpu_flags()}")
     print(f"  versions: structfree_dask {structfree_dask.__version__}, cellpose "
           f"{getattr(cellpose, 'version', '?')}, torch {torch.__version__}, dask "
           f"{dask.__version__}, distributed {distributed.__version__}, zarr {zarr.__version__}")

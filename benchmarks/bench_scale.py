@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_flags
 
 
 def _small_net(folder: Path) -> Path:
@@ -143,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                      "per_unit_ms": 1000 * result.seconds / max(1, len(result.done)),
                      "first_s": result.first_unit_seconds, "failed": len(result.failed)}
             print(f"{url} done: {store}", file=sys.stderr, flush=True)
+            from structfree_dask.io import S3_CLIENT_VARIABLE, s3_client
+
+            store["client"] = s3_client(url)  # what the workers' arrays go through
+            store["client_note"] = f"{S3_CLIENT_VARIABLE} to choose"
     finally:
         close_client(client)
     planes = [f[t, 0] for f in first_fields for t in range(f.shape[0])][:args.loop_units]
@@ -173,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"object store {store['url']}: write {store['write_s']:.1f} s, "
               f"{store['per_unit_ms']:.1f} ms/unit, first unit {store['first_s']:.2f} s; "
               f"store / local disk time per unit at {rows[0]['units']} units = "
-              f"{store['per_unit_ms'] / rows[0]['per_unit_ms']:.2f}")
+              f"{store['per_unit_ms'] / rows[0]['per_unit_ms']:.2f} (arrays through "
+              f"{store['client']}; {store['client_note']})")
+    print(f"CPU: {cpu_flags()}")
     print("targets: ms/unit at the largest size within 1.1x of the smallest; first unit "
           "within 30 s at any size; driver memory flat")
     failed = any(r["failed"] for r in rows) or bool(store and store["failed"])

@@ -57,8 +57,10 @@ from ._ngff import (
     group_files,
     memory_files,
     metadata_errors,
+    open_array_as,
     store_options,
 )
+from ._objectstore import S3_CLIENT_VARIABLE, array_store, s3_client
 from ._outputs import check_output_file, check_output_folder, replacing
 from ._plate import (
     AXIS_ORDER,
@@ -191,6 +193,10 @@ __all__ = [
     "read_arrow",
     "list_plate_datasets",
     "store_options",
+    "open_array_as",
+    "S3_CLIENT_VARIABLE",
+    "array_store",
+    "s3_client",
     "prune",
     "upload",
     "write_text",

@@ -27,6 +27,7 @@ from ._ngff import (
     format_for,
     group_files,
     metadata_errors,
+    open_array_as,
     open_group_as,
     open_group_if_any,
     read_ome,
@@ -107,9 +108,7 @@ class LabelImage:
         return cached_array(
             self.image.store, path, mode,
             (self.shapes[level], self.chunks[level], np.dtype(LABEL_DTYPE).name),
-            lambda: zarr.open_array(store=self.image.store, path=path, mode=mode,
-                                    zarr_format=format_for(self.image.ngff_version).zarr_format,
-                                    **store_options(self.image.store)))
+            lambda: open_array_as(self.image.store, path, mode, self.image.ngff_version))
 
     def read(self, level: int = 0) -> np.ndarray:
         """Read a whole level into memory (small images only)."""

@@ -21,6 +21,7 @@ from ome_zarr.format import Format, FormatV04, FormatV05, detect_format
 
 __all__ = [
     "SUPPORTED_VERSIONS",
+    "open_array_as",
     "METADATA_FILES",
     "MetadataError",
     "metadata_errors",
@@ -277,6 +278,20 @@ def store_options(store: str | os.PathLike) -> dict[str, Any]:
     if str(store).startswith(("s3://", "s3a://")):
         return {"storage_options": dict(S3_STORE_OPTIONS)}
     return {}
+
+
+def open_array_as(store: str | os.PathLike, path: str, mode: str, version: str) -> zarr.Array:
+    """Open an existing array of a known NGFF version with zarr, without probing.
+
+    Through :func:`.array_store`: obstore for an ``s3://`` plate where it can, else the
+    store as it is (with :func:`store_options`).
+    """
+    from ._objectstore import array_store
+
+    target = array_store(store, read_only=mode == "r")
+    options = store_options(store) if target is store else {}
+    return zarr.open_array(store=target, path=path, mode=mode,
+                           zarr_format=format_for(version).zarr_format, **options)
 
 
 def open_group_as(store: str | os.PathLike, path: str, mode: str, version: str | None

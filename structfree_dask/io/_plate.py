@@ -24,12 +24,11 @@ from ._location import IO_THREADS, basename, check_store, concurrently, is_url
 from ._ngff import (
     MetadataError,
     detect_version,
-    format_for,
     metadata_errors,
+    open_array_as,
     open_group_if_any,
     open_group_readonly,
     read_ome,
-    store_options,
 )
 
 __all__ = [
@@ -180,9 +179,7 @@ class ImageInfo:
         def open_level() -> zarr.Array:  # as its zarr format, without probing: 2 requests
             where = _join(self.path, lpath)
             with metadata_errors(self.store, where):
-                return zarr.open_array(store=self.store, path=where, mode="r",
-                                       zarr_format=format_for(self.ngff_version).zarr_format,
-                                       **store_options(self.store))
+                return open_array_as(self.store, where, "r", self.ngff_version)
 
         lv = self.levels[level]
         return cached_array(self.store, _join(self.path, lpath), "r",

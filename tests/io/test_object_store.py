@@ -228,9 +228,16 @@ def test_workers_reopen_arrays_that_grew(s3_cluster, tmp_path, capsys):
 
 def test_a_group_and_a_chunk_cost_few_requests(s3_env, monkeypatch, tmp_path):
     """On S3 an image group of a known NGFF version opens with 2 requests (zarr's probing:
-    8), a label array's metadata with 2, and a chunk is read with 1 (no HEAD first)."""
+    8), a label array's metadata with 2, and a chunk is read with 1 (no HEAD first).
+
+    Counted in s3fs, so the arrays go through s3fs here too (obstore's requests cannot be
+    counted from Python)."""
     import zarr
     from s3fs.core import S3FileSystem
+
+    from structfree_dask.io import S3_CLIENT_VARIABLE
+
+    monkeypatch.setenv(S3_CLIENT_VARIABLE, "fsspec")
 
     from structfree_dask.io import (
         clear_array_cache,
@@ -287,3 +294,66 @@ def test_a_group_and_a_chunk_cost_few_requests(s3_env, monkeypatch, tmp_path):
     clear_array_cache()
     level = requests(lambda: info.open_array(0))
     assert [m for m, _ in level] == ["get_object", "get_object"], level
+
+
+# ------------------------------------------------------------------ the arrays' client
+
+
+def test_the_arrays_client_is_obstore_where_it_can_be(s3_env, monkeypatch):
+    """obstore for an s3:// plate whose settings are AWS's variables, s3fs otherwise and
+    when asked; both read the same pixels and labels."""
+    import fsspec.config
+
+    from structfree_dask.io import S3_CLIENT_VARIABLE, array_store, clear_array_cache, s3_client
+    from structfree_dask.io._objectstore import TranslatedStore
+
+    s3_env("admin")
+    url = "s3://plates/client.zarr"
+    remove_tree(url)
+    assert main(["simulate", url, *SIM]) == 0
+    assert s3_client(url) == "obstore" and s3_client("/data/p.zarr") == "fsspec"
+    assert array_store(url, read_only=True) is array_store(url, read_only=True)
+    clear_array_cache()
+    info = open_plate(url).field("A/1/0")
+    image = info.open_array(0)
+    assert isinstance(image.store, TranslatedStore)
+    pixels = np.asarray(image[...])
+    labels = _labels(url, "gt_cyto")
+    monkeypatch.setenv(S3_CLIENT_VARIABLE, "fsspec")
+    clear_array_cache()
+    assert s3_client(url) == "fsspec" and array_store(url, read_only=True) == url
+    assert not isinstance(info.open_array(0).store, TranslatedStore)
+    assert np.array_equal(np.asarray(info.open_array(0)[...]), pixels)
+    assert all(np.array_equal(a, labels[k]) for k, a in _labels(url, "gt_cyto").items())
+    monkeypatch.setenv(S3_CLIENT_VARIABLE, "auto")
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"anon": False})  # fsspec's own settings
+    assert s3_client(url) == "fsspec"
+    monkeypatch.delitem(fsspec.config.conf, "s3")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")  # credentials from elsewhere (a profile)
+    assert s3_client(url) == "fsspec"
+    monkeypatch.setenv(S3_CLIENT_VARIABLE, "rust")
+    with pytest.raises(ValueError, match="expected one of auto, obstore, fsspec"):
+        s3_client(url)
+    clear_array_cache()
+
+
+def test_obstore_errors_are_the_standard_ones(s3_env, monkeypatch):
+    """A write the store refuses is a PermissionError, a store that does not answer a
+    ConnectionError, each in one line."""
+    from structfree_dask.io import clear_array_cache, open_array_as
+
+    s3_env("admin")
+    url = "s3://plates/errors.zarr"
+    remove_tree(url)
+    assert main(["simulate", url, *SIM]) == 0
+    path = f"{open_plate(url).field('A/1/0').path}/labels/gt_cyto/0"
+    s3_env("reader")
+    array = open_array_as(url, path, "r+", "0.4")
+    with pytest.raises(PermissionError) as refused:
+        array[..., :8, :8] = 1
+    assert "\n" not in str(refused.value) and "privileges" in str(refused.value)
+    s3_env("admin", AWS_ENDPOINT_URL="http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(ConnectionError) as unanswered:
+        open_array_as(url, path, "r", "0.4")
+    assert "\n" not in str(unanswered.value)
+    clear_array_cache()
