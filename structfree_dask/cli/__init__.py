@@ -572,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("interrupted: nothing was done", file=sys.stderr)
             return _interrupt_status(interrupted_by())
         except Exception as err:  # noqa: BLE001 - e.g. a malformed Dask configuration file
+            if interrupted_by() is not None:  # a module whose import the signal broke
+                print("interrupted: nothing was done", file=sys.stderr)
+                return _interrupt_status(interrupted_by())
             print(f"error: {_message(err)}", file=sys.stderr)
             return EXIT_USAGE
         try:
@@ -601,24 +604,31 @@ def _run(args: argparse.Namespace, interrupted_by: Callable[[], int | None]) -> 
         _stdout_to_devnull()
         return EXIT_BROKEN_PIPE
     except (Interrupted, KeyboardInterrupt) as err:
-        text = str(err) if isinstance(err, Interrupted) else (
-            "interrupted: what finished is kept; rerun the same command to resume")
-        if tracebacks:
-            traceback.print_exc()
-        print(text, file=sys.stderr)
-        return _interrupt_status(interrupted_by())
-    except _BAD_INPUT as err:
+        return _interrupted(err, tracebacks, interrupted_by())
+    except Exception as err:  # noqa: BLE001 - never a traceback unless --debug
+        if interrupted_by() is not None:
+            # a library that turned the signal's KeyboardInterrupt into an error of its
+            # own (an import it broke: "PyCapsule_Import could not import module ...")
+            return _interrupted(err, tracebacks, interrupted_by())
         if tracebacks:  # the status never depends on how much is shown
             traceback.print_exc()
-        for line in (err.lines if isinstance(err, SettingsError) else [_message(err)]):
-            print(f"error: {line}", file=sys.stderr)  # every problem, one line each
-        return EXIT_USAGE
-    except Exception as err:  # noqa: BLE001 - never a traceback unless --debug
+        if isinstance(err, _BAD_INPUT):
+            for line in (err.lines if isinstance(err, SettingsError) else [_message(err)]):
+                print(f"error: {line}", file=sys.stderr)  # every problem, one line each
+            return EXIT_USAGE
         expected = isinstance(err, RuntimeError | OSError)  # a run that broke down
-        if tracebacks:
-            traceback.print_exc()
         print(f"error: {'' if expected else type(err).__name__ + ': '}{_message(err)}"
               + ("" if expected or tracebacks else " (--debug shows the traceback)"),
               file=sys.stderr)
         return EXIT_FAILED
+
+
+def _interrupted(err: BaseException, tracebacks: bool, signum: int | None) -> int:
+    """Say that the command was interrupted (one line) and return the signal's status."""
+    text = str(err) if isinstance(err, Interrupted) else (
+        "interrupted: what finished is kept; rerun the same command to resume")
+    if tracebacks:
+        traceback.print_exception(err)
+    print(text, file=sys.stderr)
+    return _interrupt_status(signum)
 

@@ -158,7 +158,7 @@ def _make(url: str, read_only: bool) -> TranslatedStore:
 def translated(err: BaseException) -> BaseException:
     """Return obstore's error as the standard error it stands for (others as they are).
 
-    A missing object stays a ``FileNotFoundError`` (obstore's is one); a refused request
+    A missing object is a ``FileNotFoundError`` (as obstore raises it); a refused request
     becomes a ``PermissionError``, one that got no answer a ``ConnectionError``, any other
     an ``OSError``, each with the first line of obstore's message.
 
@@ -171,6 +171,8 @@ def translated(err: BaseException) -> BaseException:
     if "BaseError" not in names or isinstance(err, FileNotFoundError):
         return err
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "NotFoundError" in names:
+        return FileNotFoundError(text)
     if names & {"PermissionDeniedError", "UnauthenticatedError"}:
         return PermissionError(text)
     if any(word in str(err).lower() for word in _UNANSWERED):

@@ -451,6 +451,34 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, permutation_equal):
     assert all(permutation_equal(got[t], want[t]) for t in range(N_T))
 
 
+@pytest.mark.parametrize("where", ["run", "start"])
+def test_an_error_a_library_made_of_the_signal_still_says_interrupted(where, capsys,
+                                                                       monkeypatch):
+    """A Ctrl-C that lands inside a C extension's import comes back as that library's own
+    error (pandas: 'PyCapsule_Import could not import module "pandas"'): still one
+    "interrupted" line and status 130, not an error."""
+    import argparse
+
+    import structfree_dask.cli as cli
+    from structfree_dask.runtime.interrupts import watch
+
+    def broken_by_the_signal(*_args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise ImportError('PyCapsule_Import could not import module "pandas"') from None
+
+    if where == "run":
+        args = argparse.Namespace(func=broken_by_the_signal, debug=False, verbose=0)
+        with watch() as by:
+            assert cli._run(args, by) == 130
+    else:  # while the command line's modules load
+        monkeypatch.setattr(cli, "build_parser", broken_by_the_signal)
+        assert cli.main(["info", "x.zarr"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted: ")
+
+
 @pytest.mark.parametrize(("delay", "signum", "status"), [
     (0.2, signal.SIGINT, 130), (1.0, signal.SIGINT, 130), (2.0, signal.SIGINT, 130),
     (3.0, signal.SIGINT, 130), (4.0, signal.SIGINT, 130), (3.0, signal.SIGTERM, 143),
