@@ -488,25 +488,21 @@ def _laptrack_edges(rows: pd.DataFrame, params: _Params) -> list[tuple[int, int]
     is_new = rows["_row"].to_numpy() >= 0
     edges = sorted((position[a], position[b]) for a, b in graph.edges())
     edges = [(a, b) for a, b in edges if is_new[b]]
-    return _evident(edges, pos, params.radius, params.overlaps or {})
+    return _evident(edges, pos, params.radius)
 
 
-def _evident(edges: list[tuple[int, int]], pos: np.ndarray, reference: float,
-             overlaps: Overlaps | None = None) -> list[tuple[int, int]]:
+def _evident(edges: list[tuple[int, int]], pos: np.ndarray,
+             reference: float) -> list[tuple[int, int]]:
     """Drop the farther daughter's link of each division without evidence.
 
-    ``pos`` holds each row's ``(y, x, radius, t, label)``. A division is kept when the
-    midpoint of the daughters lies within ``DIVISION_MIDPOINT`` of the mother's radius (at
-    least ``reference``) from her centroid and the nearer daughter is at least
+    ``pos`` holds each row's ``(y, x, radius, ...)``. A division is kept when the midpoint of
+    the daughters lies within ``DIVISION_MIDPOINT`` of the mother's radius (at least
+    ``reference``) from her centroid and the nearer daughter is at least
     ``DIVISION_SYMMETRY`` times as far from her as the farther one.
     """
-    import os
-    mode = os.environ.get("SFD_DIV_MODE", "geo")
-    tau = float(os.environ.get("SFD_DIV_TAU", "0.1"))
     children: dict[int, list[int]] = {}
     for a, b in edges:
         children.setdefault(a, []).append(b)
-    measured = {(k[0], k[2]) for k in (overlaps or {})}
     drop = set()
     for mother, pair in children.items():
         if len(pair) != 2:
@@ -516,23 +512,7 @@ def _evident(edges: list[tuple[int, int]], pos: np.ndarray, reference: float,
         midpoint = float(np.hypot(*(pos[pair, :2].mean(axis=0) - centre)))
         radius = max(reference, float(pos[mother, 2]))
         symmetric = dist.max() == 0 or dist.min() >= DIVISION_SYMMETRY * dist.max()
-        geometric = midpoint <= DIVISION_MIDPOINT * radius and symmetric
-        keep = geometric
-        if overlaps and mode != "geo":
-            ious = []
-            for d in pair:
-                key = (int(pos[mother, 3]), int(pos[mother, 4]), int(pos[d, 3]), int(pos[d, 4]))
-                ious.append(overlaps.get(key, 0.0) if key[::2] in measured else None)
-            known = all(v is not None for v in ious)
-            if known:
-                ious_f = [float(v) for v in ious]
-                if mode == "and":
-                    keep = geometric and min(ious_f) > 0
-                elif mode == "or":
-                    keep = (geometric or min(ious_f) >= tau) and min(ious_f) > 0
-                elif mode == "orx":
-                    keep = geometric or min(ious_f) >= tau
-        if not keep:
+        if midpoint > DIVISION_MIDPOINT * radius or not symmetric:
             drop.add((mother, pair[int(np.argmax(dist))]))
     if drop:
         logger.debug("%d divisions without evidence: the mother goes on", len(drop))
