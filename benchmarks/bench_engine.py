@@ -367,8 +367,11 @@ def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: i
         done_at.append(time.perf_counter() - t_start)
         log(f"{tag}: {done}/{total} field(s) done")
 
+    from distributed import get_task_stream
+
     try:
-        res = segment(plate, cfg, client=client, progress=progress)
+        with get_task_stream(client) as stream:  # compute per task prefix (graph units)
+            res = segment(plate, cfg, client=client, progress=progress)
         wall = time.perf_counter() - t_start
     finally:
         cluster = client.cluster
@@ -381,10 +384,24 @@ def run_engine(tag: str, title: str, plate: str, paths: list[str], n_channels: i
     row.mpx_channels = res.megapixel_channels
     labels = [read_labels(plate, p, name) for p in paths]
     row.cells = sum(n_cells(m) for m in labels)
+    stages = ", ".join(f"{stage} {sec:.2f} s ({res.stage_steps.get(stage, 0)} steps)"
+                       for stage, sec in sorted(res.stage_seconds.items()))
+    if not stages:  # units run as graphs: the task stream's compute time per task prefix
+        from dask.utils import key_split
+
+        spent: dict[str, list[float]] = {}
+        for task in stream.data:
+            for ss in task.get("startstops", ()):
+                if ss.get("action") == "compute":
+                    entry = spent.setdefault(key_split(task["key"]), [0, 0.0])
+                    entry[0] += 1
+                    entry[1] += ss["stop"] - ss["start"]
+        stages = ", ".join(f"{name} {sec:.2f} s ({n} tasks)"
+                           for name, (n, sec) in sorted(spent.items()))
     row.note = (f"engine's own RunResult.seconds {res.seconds:.1f}; cluster start/close "
                 f"excluded; last field written at {done_at[-1]:.1f} s "
                 f"({row.mpx_channels / done_at[-1]:.3f} Mpx-ch/s), segment() returned at "
-                f"{wall:.1f} s")
+                f"{wall:.1f} s; task compute by stage (summed over tasks): {stages or 'none'}")
     return row, labels
 
 
