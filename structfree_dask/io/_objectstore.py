@@ -110,38 +110,29 @@ def array_store(store: str | os.PathLike[str], *, read_only: bool) -> Any:
     return found
 
 
+def _translating(name: str) -> Any:
+    """Return zarr's ``ObjectStore.<name>``, its obstore errors made standard."""
+    inner = getattr(ObjectStore, name)
+
+    async def method(self: ObjectStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await inner(self, *args, **kwargs)
+        except Exception as err:
+            raise translated(err) from err
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = inner.__doc__
+    return method
+
+
 class TranslatedStore(ObjectStore):  # type: ignore[misc,type-arg]
     """zarr's obstore-backed store whose errors are the standard ones (:func:`translated`)."""
 
-    async def get(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().get(*args, **kwargs)
-        except Exception as err:
-            raise translated(err) from err
-
-    async def get_partial_values(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().get_partial_values(*args, **kwargs)
-        except Exception as err:
-            raise translated(err) from err
-
-    async def exists(self, *args: Any, **kwargs: Any) -> bool:
-        try:
-            return await super().exists(*args, **kwargs)
-        except Exception as err:
-            raise translated(err) from err
-
-    async def set(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            await super().set(*args, **kwargs)
-        except Exception as err:
-            raise translated(err) from err
-
-    async def delete(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            await super().delete(*args, **kwargs)
-        except Exception as err:
-            raise translated(err) from err
+    get = _translating("get")
+    get_partial_values = _translating("get_partial_values")
+    exists = _translating("exists")
+    set = _translating("set")
+    delete = _translating("delete")
 
 
 def _make(url: str, read_only: bool) -> TranslatedStore:
