@@ -171,7 +171,7 @@ def remove_tree(location: str | os.PathLike[str]) -> None:
     fs.invalidate_cache(path)
     if not fs.exists(path):
         return
-    found = fs.find(path, withdirs=True, detail=True)
+    found = fs.find(path, withdirs=True, detail=True)  # the folders, for a store keeping them
     fs.rm(path, recursive=True)
     fs.invalidate_cache(path)
     if fs.exists(path):  # a store that keeps folders (SeaweedFS): the emptied ones, deepest first

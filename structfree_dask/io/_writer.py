@@ -198,11 +198,20 @@ class PlateWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException as err:  # e.g. the path taken meanwhile: nothing half-written
+                self._discard(type(err))
+                raise
             return
-        remove_tree(self.path)  # this writer's own output, never a plate that was there
+        self._discard(exc_type)
+
+    def _discard(self, why: type[BaseException]) -> None:
+        """Remove this writer's own output (never a plate that was at the path before)."""
+        if self.path != self.target or is_url(self.target):  # (a local plate moved: whole)
+            remove_tree(self.path)
         logger.warning("the plate %s was not written (%s): nothing left there",
-                       redact(self.target), exc_type.__name__)
+                       redact(self.target), why.__name__)
 
     def write_field(
         self,

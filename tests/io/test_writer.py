@@ -151,6 +151,14 @@ def test_a_plate_is_written_whole_or_not_at_all(tmp_path):
         plate.write_field("B", "1", 0, np.zeros((1, 1, 64, 64), "uint16"))
     assert open_plate(path).field_paths == ("B/1/0",)
     assert [p.name for p in tmp_path.iterdir()] == ["p.zarr"]
+    # the path taken while the plate was written: refused at the end, nothing left behind
+    other = tmp_path / "q.zarr"
+    with pytest.raises(FileExistsError, match="already exists"), \
+            create_plate(other, rows=["A"], columns=["1"]) as plate:
+        plate.write_field("A", "1", 0, np.ones((1, 1, 64, 64), "uint16"))
+        other.mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.zarr", "q.zarr"]
+    assert list(other.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- images
