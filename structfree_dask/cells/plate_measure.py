@@ -590,8 +590,9 @@ class _Prepared:
 
     Iterating creates a field's label images and table (the writes of the run) just
     before handing out its first unit, so the first field's units run while the next
-    fields' outputs are created; ``skipped`` and ``outputs`` hold the timepoints skipped
-    and the label images created so far, ``total`` the number of units of the whole run.
+    fields' outputs are created; ``skipped`` and ``outputs`` (per field) hold the
+    timepoints skipped and the label images created so far, ``total`` the number of units
+    of the whole run.
     """
 
     def __init__(self, store: str, plans: list[_Plan], *, cells: str, nuclei: str | None,
@@ -599,27 +600,27 @@ class _Prepared:
         self.store, self.plans = store, plans
         self.cells, self.nuclei, self.table, self.region = cells, nuclei, table, region
         self.skipped: list[tuple[str, int]] = []
-        self.outputs: list[LabelImage] = []
+        self.outputs: dict[str, list[LabelImage]] = {}
         #: Units of each field handed out and not finished yet (the caller counts them
         #: down); the first unit of each field.
         self.left: dict[str, int] = {}
         self.first: dict[str, _Unit] = {}
-        kept = [_kept(plan) for plan in plans]
+        self.kept = [_kept(plan) for plan in plans]  # timepoints every output holds
         self.total = sum(len([t for t in plan.timepoints if k is None or t not in k])
-                         for plan, k in zip(plans, kept, strict=True))
+                         for plan, k in zip(plans, self.kept, strict=True))
 
     def __iter__(self) -> Iterator[_Unit]:
         annotations = well_annotations(self.store) if self.table is not None else None
-        for plan in self.plans:
-            units = self._field(plan, well_of(annotations, plan.image.path),
+        for plan, kept in zip(self.plans, self.kept, strict=True):
+            units = self._field(plan, kept, well_of(annotations, plan.image.path),
                                 annotations is not None)
             if units:
                 self.left[plan.image.path] = len(units)
                 self.first[plan.image.path] = units[0]
             yield from units
 
-    def _field(self, plan: _Plan, annotation: dict[str, Any] | None, annotated: bool
-               ) -> list[_Unit]:
+    def _field(self, plan: _Plan, kept: set[int] | None, annotation: dict[str, Any] | None,
+               annotated: bool) -> list[_Unit]:
         """Create one field's outputs; return its units (its skipped timepoints noted)."""
         image, cells, table = plan.image, self.cells, self.table
         linked = {"cells": cells, "nuclei": self.nuclei}
@@ -636,7 +637,7 @@ class _Prepared:
                     label = create_labels(image, name, overwrite=decision.action == "recreate",
                                           record={"linked": linked})
                 created.append(label)
-        self.outputs.extend(created)
+        self.outputs[image.path] = created
         if plan.table is not None:
             assert table is not None
             if plan.table.action != "resume":
@@ -646,7 +647,6 @@ class _Prepared:
                                      measurement_columns=columns, metadata_columns=["t"],
                                      attrs={_RECORD: plan.record})
                 remove_plate_parts(self.store, table, image.path)
-        kept = _kept(plan)
         sources = [open_labels(image, name) for name in (cells, self.nuclei) if name]
         if plan.linked_done and not plan.links:
             sources.append(open_labels(image, linked_names(cells)[0]))
@@ -835,8 +835,7 @@ def _record_field(prepared: _Prepared, path: str, by_field: dict[str, list[int]]
     or at the end of the run for a field that did not get there.
     """
     prepared.left.pop(path, None)
-    _record_links([out for out in prepared.outputs if out.image.path == path],
-                  {path: by_field.pop(path, [])})
+    _record_links(prepared.outputs.get(path, []), by_field.pop(path, []))
     new = quality.pop(path, {})
     unit = prepared.first.get(path)
     if not new or unit is None or unit.table is None:
@@ -864,12 +863,13 @@ def _record_quality(unit: _Unit, new: dict[int, dict[str, Any]], result: CellsRe
     result.quality[path] = {t: fl for t, fl in flagged.items() if t in new}
 
 
-def _record_links(outputs: list[LabelImage], by_field: dict[str, list[int]]) -> None:
+def _record_links(outputs: list[LabelImage], timepoints: list[int]) -> None:
+    """Mark a field's linked label images done at the timepoints, and finalize them."""
+    if not timepoints:
+        return
     for label in outputs:
-        ts = by_field.get(label.image.path)
-        if ts:
-            mark_done(label, ts)
-            finalize_labels(label)
+        mark_done(label, timepoints)
+        finalize_labels(label)
 
 
 def link_plate(plate: str, *, nuclei: str, cells: str, client: Any = None,

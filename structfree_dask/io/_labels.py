@@ -31,7 +31,6 @@ from ._ngff import (
     open_group_as,
     open_group_if_any,
     read_ome,
-    store_options,
     write_ome,
 )
 from ._plate import ImageInfo, check_name
@@ -310,9 +309,7 @@ def _labels_root(image: ImageInfo) -> zarr.Group:
     if found is not None:
         return found
     try:
-        zarr.open_array(store=image.store, path=where, mode="r",
-                        zarr_format=format_for(version).zarr_format,
-                        **store_options(image.store))
+        open_array_as(image.store, where, "r", version)
     except (FileNotFoundError, KeyError, zarr.errors.ArrayNotFoundError,
             zarr.errors.NodeTypeValidationError):
         pass

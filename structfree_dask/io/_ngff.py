@@ -303,13 +303,9 @@ def open_group_as(store: str | os.PathLike, path: str, mode: str, version: str |
     group not found that way (another program's plate whose metadata and zarr format
     disagree) is opened as zarr would, probing. ``version`` None: probing only.
     """
-    if version is not None:
-        try:
-            return zarr.open_group(store=store, path=path, mode=mode, use_consolidated=False,
-                                   zarr_format=format_for(version).zarr_format,
-                                   **store_options(store))
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-            pass
+    found = None if version is None else open_group_if_any(store, path, mode, version)
+    if found is not None:
+        return found
     return zarr.open_group(store=store, path=path, mode=mode, **store_options(store))
 
 
