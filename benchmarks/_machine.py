@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -16,4 +17,8 @@ def cpu_flags() -> str:
                   if ln.startswith("model name")), "?")
     keep = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_fp16")
             if f in words]
-    return f"{model}: {' '.join(keep) or 'none of avx2/avx512/amx'}"
+    caps = [f"{var}={os.environ[var]}" for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+                                                    "ATEN_CPU_CAPABILITY")
+            if os.environ.get(var)]
+    capped = f"; torch's kernels capped by {' '.join(caps)}" if caps else ""
+    return f"{model}: {' '.join(keep) or 'none of avx2/avx512/amx'}{capped}"

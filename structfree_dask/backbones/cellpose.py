@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -44,6 +46,11 @@ DEFAULT_MODEL = "generalist"
 _DEFAULT_FILE = "cellpose_cyto_generalist.pth"
 FLOW_DTYPE = np.float32
 _CPU_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+#: oneDNN instruction-set caps (``ONEDNN_MAX_CPU_ISA``, or its older name
+#: ``DNNL_MAX_CPU_ISA``) below bf16 arithmetic: with one of them torch's kernels cannot use
+#: the CPU's bf16 units, whatever its flags say.
+ISA_CAPS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE",
+                                   "AVX512_CORE_VNNI"})
 
 
 def default_model_path() -> Path:
@@ -79,11 +86,24 @@ class ModelSpec:
     precision: str = "auto"
 
 
-def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo",
+                environ: Mapping[str, str] | None = None) -> bool:
     """Return whether this machine's CPU computes bf16 natively (AMX or AVX512-BF16).
 
-    Read from the CPU flags of ``/proc/cpuinfo`` (Linux); False where they cannot be read.
+    Read from the CPU flags of ``/proc/cpuinfo`` (Linux); False where they cannot be read,
+    and False where ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) in ``environ``
+    (default: this process's environment) caps torch's kernels below bf16
+    (:data:`ISA_CAPS_WITHOUT_BF16`), as on machines where AMX is switched off.
+
+    Examples
+    --------
+    >>> native_bf16(environ={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    False
     """
+    env = os.environ if environ is None else environ
+    cap = env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA") or ""
+    if cap.strip().upper() in ISA_CAPS_WITHOUT_BF16:
+        return False
     try:
         words = set(Path(cpuinfo).read_text(errors="replace").split())
     except OSError:

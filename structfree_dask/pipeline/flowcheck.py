@@ -34,7 +34,7 @@ __all__ = ["masks_to_flows", "remove_bad_flow_masks"]
 
 
 @njit("float64[:](float64[:], int32[:], int32[:], int32, int32, int32, int32)", nogil=True,
-      cache=False)
+      cache=True)
 def _diffuse(heat: np.ndarray, y: np.ndarray, x: np.ndarray, ymed: int, xmed: int, lx: int,
              niter: int) -> np.ndarray:  # pragma: no cover - compiled
     """Cellpose's ``_extend_centers``: ``niter`` Jacobi steps of the 3x3 mean on the pixels."""

@@ -133,15 +133,16 @@ def integrate_flows(
     """
     import torch
 
-    for module in ("cellpose.dynamics", _FLOWCHECK):  # numba kernels compiled on import
-        if module not in sys.modules:
-            _import_on_clean_stack(module)
-    from cellpose import dynamics, utils
-
     if dP.shape[0] != 2 or dP.shape[1:] != cellprob.shape:
         raise ValueError(f"dP must be (2, h, w) and cellprob (h, w); got {dP.shape}, "
                          f"{cellprob.shape}")
     device = device or torch.device("cpu")
+    # numba kernels compiled (or loaded) on import; cellpose's dynamics only on a GPU
+    kernels = (_FLOWCHECK, _MASKS) if device.type == "cpu" else ("cellpose.dynamics", _MASKS)
+    for module in kernels:
+        if module not in sys.modules:
+            _import_on_clean_stack(module)
+    from .masks import fill_holes_and_remove_small_masks
     area = float(cellprob.size)
     frac = MAX_SIZE_FRACTION if max_size_px is None else min(1.0, max_size_px / area)
     with warnings.catch_warnings():
@@ -150,15 +151,18 @@ def integrate_flows(
             masks = _cpu_masks(dP, cellprob, niter=int(niter), threshold=cellprob_threshold,
                                flow_threshold=flow_threshold, max_size_fraction=frac)
         else:
+            from cellpose import dynamics
+
             masks = dynamics.compute_masks(
                 dP, cellprob, niter=int(niter), cellprob_threshold=cellprob_threshold,
                 flow_threshold=flow_threshold, max_size_fraction=frac, device=device,
             )
-    masks = utils.fill_holes_and_remove_small_masks(masks, min_size=min_size)
+    masks = fill_holes_and_remove_small_masks(masks, min_size=min_size)
     return masks.astype(LABEL_DTYPE, copy=False)
 
 
 _FLOWCHECK = f"{__package__}.flowcheck"
+_MASKS = f"{__package__}.masks"
 
 #: A pixel whose flow step stays below this (px, both axes) is at its sink: it stops.
 SETTLED_STEP = 1e-4
@@ -171,18 +175,18 @@ def _cpu_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int, threshold: f
     """Cellpose's ``compute_masks`` on the CPU, with settled pixels stopped early.
 
     The same steps as ``cellpose.dynamics.compute_masks`` (interpolated flow following
-    with cellpose's own ``map_coordinates``, then ``get_masks_torch`` and
-    ``remove_bad_flow_masks``, the latter's diffusion kernel as a plain loop:
-    :mod:`.flowcheck`, bitwise), except that a pixel whose step was below
+    with ``map_coordinates``, then ``get_masks_torch`` and ``remove_bad_flow_masks``, as
+    cellpose writes them in :mod:`.masks`, the last one's diffusion kernel as a plain
+    loop in :mod:`.flowcheck`, bitwise), except that a pixel whose step was below
     :data:`SETTLED_STEP` at one of the looks every :data:`SETTLE_CHECK_STEPS` steps is
     not moved further: most pixels reach their sink in the first quarter of the steps
     (2.5x faster flow following, masks bitwise cellpose's on the real windows measured:
     benchmarks/README.md).
     """
     import torch
-    from cellpose import dynamics
 
     from .flowcheck import remove_bad_flow_masks
+    from .masks import masks_from_sinks
 
     shape = cellprob.shape
     inside = cellprob > threshold
@@ -191,8 +195,8 @@ def _cpu_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int, threshold: f
         return np.zeros(shape, "uint16")
     flows = (dP * inside / 5.0).astype(np.float32)
     p = _follow_settling(flows, inds, niter)
-    mask = dynamics.get_masks_torch(torch.from_numpy(p).to(dtype=torch.int), inds, shape,
-                                    max_size_fraction=max_size_fraction)
+    mask = masks_from_sinks(torch.from_numpy(p).to(dtype=torch.int), inds, shape,
+                            max_size_fraction=max_size_fraction)
     if mask.max() > 0 and flow_threshold is not None and flow_threshold > 0:
         mask = remove_bad_flow_masks(mask, dP, flow_threshold)
     if mask.max() < 2**16 and mask.dtype != "uint16":
@@ -206,7 +210,7 @@ def _follow_settling(flows: np.ndarray, inds: tuple[np.ndarray, ...], niter: int
     cellpose's CPU ``steps_interp`` (Euler steps of the interpolated flows, clipped to the
     image), on the pixels still moving only.
     """
-    from cellpose import dynamics
+    from .masks import interpolate
 
     shape = flows.shape[1:]
     final = np.stack([inds[0], inds[1]]).astype(np.float32)
@@ -214,7 +218,7 @@ def _follow_settling(flows: np.ndarray, inds: tuple[np.ndarray, ...], niter: int
     pos = final.copy()
     step = np.zeros_like(pos)
     for t in range(niter):
-        dynamics.map_coordinates(flows, pos[0], pos[1], step)
+        interpolate(flows, pos[0], pos[1], step)
         for k in range(2):
             pos[k] = np.minimum(shape[k] - 1, np.maximum(0, pos[k] + step[k]))
         if (t + 1) % SETTLE_CHECK_STEPS == 0 and t + 1 < niter:
@@ -231,10 +235,11 @@ def _follow_settling(flows: np.ndarray, inds: tuple[np.ndarray, ...], niter: int
 def _import_on_clean_stack(module: str) -> None:
     """Import a module on a new thread and wait for it.
 
-    cellpose.dynamics compiles numba kernels when first imported, and numba keeps a
-    traceback of that import's stack: imported from inside a Dask task it pinned the
-    task's inputs (flows, flow-sum files) for the worker's lifetime. A fresh thread's
-    stack holds nothing; a failed import is raised again by the caller's own import.
+    cellpose.dynamics, :mod:`.masks` and :mod:`.flowcheck` compile numba kernels when
+    first imported, and numba keeps a traceback of that import's stack: imported from
+    inside a Dask task it pinned the task's inputs (flows, flow-sum files) for the
+    worker's lifetime. A fresh thread's stack holds nothing; a failed import is raised
+    again by the caller's own import.
     """
     thread = threading.Thread(target=importlib.import_module, args=(module,),
                               name="structfree-import", daemon=True)

@@ -133,6 +133,12 @@ def test_precision_is_resolved_per_device(tmp_path):
     plain.write_text("processor : 0\nflags : fpu sse avx2\n")
     assert native_bf16(amx) and not native_bf16(plain)
     assert not native_bf16(tmp_path / "missing")  # no flags to read: not claimed
+    # oneDNN capped below bf16 (AMX switched off, or a machine without it emulated)
+    for cap in ("AVX2", "avx512_core_vnni"):
+        assert not native_bf16(amx, {"ONEDNN_MAX_CPU_ISA": cap})
+        assert not native_bf16(amx, {"DNNL_MAX_CPU_ISA": cap})
+    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "DEFAULT", ""):
+        assert native_bf16(amx, {"ONEDNN_MAX_CPU_ISA": cap})
     for asked in ("fp32", "bf16", "fp16"):
         assert resolve_precision(asked, "cpu") == asked == resolve_precision(asked, "cuda")
     assert resolve_precision("auto", "cuda") == "fp16"

@@ -1,0 +1,176 @@
+"""Masks from the network's flows on the CPU: cellpose's steps, without its dynamics module.
+
+Importing ``cellpose.dynamics`` (or ``cellpose.utils``, which imports it) compiles numba
+kernels the CPU integration never calls (3-D and non-interpolated flow following, the
+diffusion that :mod:`.flowcheck` replaces): 2.6-3.3 s of one core in every fresh worker
+process, most of a short run's first integration (benchmarks/README.md). The functions the
+CPU integration needs are here, written as cellpose 3.1 writes them (BSD-3-Clause:
+``structfree_dask/_data/LICENSE-cellpose.txt``), so that every result is bitwise cellpose's
+(``tests/pipeline/test_masks.py`` compares each with cellpose's own):
+
+- :func:`interpolate`: ``dynamics.map_coordinates``, the bilinear look-up of the flows
+  (compiled once and cached on disk, as cellpose caches it);
+- :func:`masks_from_sinks`: ``dynamics.get_masks_torch``, seeds at the peaks of the
+  histogram of the pixels' final positions, grown over places where more than two ended;
+- :func:`fill_holes_and_remove_small_masks`: ``utils.fill_holes_and_remove_small_masks``
+  in 2-D.
+
+The module compiles (or loads) its kernel when imported: import it on a clean stack, as
+:mod:`.integrate` does (numba keeps the importing stack).
+
+Examples
+--------
+>>> masks = np.zeros((9, 9), np.uint16); masks[1:8, 1:8] = 1; masks[4, 4] = 0
+>>> fill_holes_and_remove_small_masks(masks, min_size=15)[4, 4]
+np.uint16(1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+__all__ = ["interpolate", "masks_from_sinks", "fill_holes_and_remove_small_masks"]
+
+#: Histogram padding around the field (cellpose's ``rpad``).
+_PAD = 20
+
+
+@njit("(float32[:,:,:], float32[:], float32[:], float32[:,:])", nogil=True, cache=True)
+def interpolate(image: np.ndarray, yc: np.ndarray, xc: np.ndarray,
+                out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Write the bilinear interpolation of ``image`` ``(c, y, x)`` at ``(yc, xc)`` to ``out``.
+
+    cellpose's ``dynamics.map_coordinates`` (float32 flows), the same expression.
+    """
+    c_n, ly, lx = image.shape
+    yc_floor = yc.astype(np.int32)
+    xc_floor = xc.astype(np.int32)
+    yc = yc - yc_floor
+    xc = xc - xc_floor
+    for i in range(yc_floor.shape[0]):
+        yf = min(ly - 1, max(0, yc_floor[i]))
+        xf = min(lx - 1, max(0, xc_floor[i]))
+        yf1 = min(ly - 1, yf + 1)
+        xf1 = min(lx - 1, xf + 1)
+        y = yc[i]
+        x = xc[i]
+        for c in range(c_n):
+            out[c, i] = (np.float32(image[c, yf, xf]) * (1 - y) * (1 - x)
+                         + np.float32(image[c, yf, xf1]) * (1 - y) * x
+                         + np.float32(image[c, yf1, xf]) * y * (1 - x)
+                         + np.float32(image[c, yf1, xf1]) * y * x)
+
+
+def _max_pool(h: Any, kernel_size: int) -> Any:
+    """Return cellpose's ``max_pool_nd`` of ``(n, y, x)``: stride 1, windows cut at edges."""
+    import torch
+
+    for axis in (1, 2):
+        out = h.clone()
+        n = h.shape[axis]
+        for d in range(-(kernel_size // 2), kernel_size // 2 + 1):
+            view = out.narrow(axis, max(-d, 0), n - abs(d))
+            torch.maximum(view, h.narrow(axis, max(d, 0), n - abs(d)), out=view)
+        h = out
+    return h
+
+
+def masks_from_sinks(final: Any, inds: tuple[np.ndarray, ...], shape: tuple[int, int],
+                     max_size_fraction: float = 0.4) -> np.ndarray:
+    """Return the masks of pixels that ended together: cellpose's ``get_masks_torch`` in 2-D.
+
+    Parameters
+    ----------
+    final : torch.Tensor
+        ``(2, n)`` integer final positions of the pixels ``inds`` after flow following
+        (changed in place, as cellpose changes it).
+    inds : tuple of numpy.ndarray
+        The ``(y, x)`` indices of those pixels.
+    shape : (int, int)
+        The window's shape.
+    max_size_fraction : float
+        Masks larger than this fraction of the window are removed.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint16 (uint32 from 65536 seeds) labels renumbered 1..n.
+    """
+    import fastremap
+    import torch
+
+    final += _PAD
+    final = torch.clamp(final, min=0)
+    for i in range(len(final)):
+        final[i] = torch.clamp(final[i], max=shape[i] + _PAD - 1)
+    padded = tuple(np.array(shape) + 2 * _PAD)
+    hist = torch.sparse_coo_tensor(final, torch.ones(final.shape[1], dtype=torch.int),
+                                   padded).to_dense()
+    peaks = _max_pool(hist.unsqueeze(0), 5).squeeze()
+    seeds = torch.nonzero((hist - peaks > -1e-6) * (hist > 10))
+    if len(seeds) == 0:
+        return np.zeros(shape, dtype="uint16")
+    seeds = seeds[hist[tuple(seeds.T)].argsort()]
+    n_seeds = len(seeds)
+    around = torch.zeros((n_seeds, 11, 11))
+    for k in range(n_seeds):
+        around[k] = hist[tuple(slice(seeds[k][j] - 5, seeds[k][j] + 6) for j in range(2))]
+    grown = torch.zeros((n_seeds, 11, 11))
+    grown[:, 5, 5] = 1
+    for _ in range(5):
+        grown = _max_pool(grown, 3)
+        grown *= around > 2
+    where = [tuple((torch.nonzero(grown[k]) + seeds[k] - 5).T) for k in range(n_seeds)]
+    labels = torch.zeros(padded, dtype=torch.int32 if n_seeds < 2**16 else torch.int64)
+    for k in range(n_seeds):
+        labels[where[k]] = 1 + k
+    masks = np.zeros(shape, dtype="uint16" if n_seeds < 2**16 else "uint32")
+    masks[inds] = labels[tuple(final)].numpy()
+    uniq, counts = fastremap.unique(masks, return_counts=True)
+    big = uniq[counts > np.prod(shape) * max_size_fraction]
+    if len(big) > 0 and (len(big) > 1 or big[0] != 0):
+        masks = fastremap.mask(masks, big)
+    fastremap.renumber(masks, in_place=True)
+    return masks
+
+
+def fill_holes_and_remove_small_masks(masks: np.ndarray, min_size: int = 15) -> np.ndarray:
+    """Fill each mask's holes and drop masks under ``min_size`` px: cellpose's, in 2-D.
+
+    Parameters
+    ----------
+    masks : numpy.ndarray
+        ``(y, x)`` labels 1..n (consecutive, as :func:`masks_from_sinks` gives them);
+        changed in place.
+    min_size : int
+        Smallest mask kept (px), before and after filling; 0 or less keeps every mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels renumbered 1..n.
+    """
+    import fastremap
+    import fill_voids
+    from scipy.ndimage import find_objects
+
+    if masks.ndim != 2:
+        raise ValueError(f"expected (y, x) masks; got shape {masks.shape}")
+    if min_size > 0:
+        counts = fastremap.unique(masks, return_counts=True)[1][1:]
+        masks = fastremap.mask(masks, np.nonzero(counts < min_size)[0] + 1)
+        fastremap.renumber(masks, in_place=True)
+    j = 0
+    for i, where in enumerate(find_objects(masks)):
+        if where is not None:
+            inside = fill_voids.fill(masks[where] == (i + 1))
+            masks[where][inside] = j + 1
+            j += 1
+    if min_size > 0:
+        counts = fastremap.unique(masks, return_counts=True)[1][1:]
+        masks = fastremap.mask(masks, np.nonzero(counts < min_size)[0] + 1)
+        fastremap.renumber(masks, in_place=True)
+    return masks

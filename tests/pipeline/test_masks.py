@@ -1,0 +1,112 @@
+"""pipeline.masks: cellpose's CPU mask recovery without cellpose's dynamics module, bitwise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from cellpose import dynamics, utils
+from skimage.segmentation import relabel_sequential
+
+from structfree_dask.pipeline.masks import (
+    fill_holes_and_remove_small_masks,
+    interpolate,
+    masks_from_sinks,
+)
+
+
+@pytest.fixture(scope="module")
+def real_masks(real_dev) -> np.ndarray:
+    """A whole real Kc167 annotation, IDs 1..n."""
+    import imageio.v3 as iio
+
+    masks = iio.imread(real_dev / "Kc167" / "095_masks.png")
+    return relabel_sequential(masks.astype(np.int64))[0].astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def noisy_flows(real_masks) -> np.ndarray:
+    """Cellpose's flows of the annotation, scaled as the network's, with noise."""
+    flows = 5 * dynamics.masks_to_flows(real_masks).astype(np.float32)
+    return flows + np.random.default_rng(1).normal(0, 0.5, flows.shape).astype(np.float32)
+
+
+def test_interpolation_is_cellposes_bitwise(noisy_flows):
+    rng = np.random.default_rng(2)
+    ly, lx = noisy_flows.shape[1:]
+    # inside, on the last row and column, and outside the image (clipped as cellpose clips)
+    yc = np.concatenate([rng.uniform(0, ly - 1, 5000), [ly - 1, ly - 0.5, -3.2, ly + 4.7]])
+    xc = np.concatenate([rng.uniform(0, lx - 1, 5000), [lx - 1, 0.0, lx + 2.5, -0.7]])
+    yc, xc = yc.astype(np.float32), xc.astype(np.float32)
+    ours = np.zeros((2, yc.size), np.float32)
+    ref = np.zeros_like(ours)
+    interpolate(noisy_flows, yc, xc, ours)
+    dynamics.map_coordinates(noisy_flows, yc, xc, ref)
+    np.testing.assert_array_equal(ours, ref)
+    assert np.abs(ours).max() > 1
+
+
+@pytest.mark.parametrize("max_size_fraction", [0.4, 0.004])
+def test_masks_from_final_positions_are_cellposes_bitwise(real_masks, noisy_flows,
+                                                          max_size_fraction):
+    shape = real_masks.shape
+    inds = np.nonzero(real_masks > 0)
+    flows = (noisy_flows * (real_masks > 0) / 5.0).astype(np.float32)
+    final = dynamics.steps_interp(flows, inds, 200, device=torch.device("cpu"))
+    positions = torch.from_numpy(final).to(dtype=torch.int)
+    ours = masks_from_sinks(positions.clone(), inds, shape, max_size_fraction)
+    ref = dynamics.get_masks_torch(positions.clone(), inds, shape,
+                                   max_size_fraction=max_size_fraction)
+    np.testing.assert_array_equal(ours, ref)
+    assert ours.dtype == ref.dtype == np.uint16
+    n = int(ours.max())
+    assert n > 20 if max_size_fraction == 0.4 else 0 < n < real_masks.max() // 2
+
+
+def test_no_pixels_ending_together_gives_no_masks():
+    inds = (np.array([3, 9]), np.array([4, 30]))
+    final = torch.tensor([[3, 9], [4, 30]], dtype=torch.int)
+    out = masks_from_sinks(final, inds, (40, 40))
+    assert out.shape == (40, 40) and out.max() == 0
+
+
+@pytest.mark.parametrize("min_size", [0, 15, 400])
+def test_filled_holes_and_small_masks_are_cellposes_bitwise(real_masks, min_size):
+    masks = real_masks.copy()
+    rng = np.random.default_rng(3)
+    for cell in rng.choice(np.arange(1, masks.max() + 1), 10, replace=False):
+        ys, xs = np.nonzero(masks == cell)
+        masks[int(ys.mean()), int(xs.mean())] = 0  # a hole (the centre may fall outside)
+    masks[masks == 5] = 0  # a missing ID
+    masks[0:2, 0:3] = masks.max() + 1  # a 6 px mask
+    ours = fill_holes_and_remove_small_masks(masks.copy(), min_size=min_size)
+    ref = utils.fill_holes_and_remove_small_masks(masks.copy(), min_size=min_size)
+    np.testing.assert_array_equal(ours, ref)
+    assert ours.max() > 5
+
+
+def test_fill_holes_refuses_other_than_2d():
+    with pytest.raises(ValueError, match=r"expected \(y, x\) masks; got shape \(2, 3, 4\)"):
+        fill_holes_and_remove_small_masks(np.zeros((2, 3, 4), np.uint16))
+
+
+def test_the_cpu_integration_does_not_compile_cellposes_dynamics():
+    """A fresh worker's first CPU integration imports neither cellpose.dynamics nor utils."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from structfree_dask.pipeline.integrate import integrate_flows
+        yy, xx = np.mgrid[:64, :64]
+        disc = ((yy - 32) ** 2 + (xx - 30) ** 2 <= 100).astype(np.float32)
+        dp = np.stack([(32 - yy) * disc, (30 - xx) * disc]).astype(np.float32) / 3
+        labels = integrate_flows(dp, np.where(disc > 0, 4.0, -4.0).astype(np.float32))
+        print(int(labels.max()), sorted(m for m in sys.modules
+                                        if m in ("cellpose.dynamics", "cellpose.utils")))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()
+    assert out == ["1", "[]"]
