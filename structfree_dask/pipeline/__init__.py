@@ -3,8 +3,9 @@
 :mod:`.normalize` (percentile normalization), :mod:`.tiling` (field geometry: network
 lattice, regions, halos), :mod:`.flows` (per-region flows, Flow Averaging),
 :mod:`.integrate` (flow integration with the one dynamics rule, cell ownership),
-:mod:`.flowcheck` (cellpose's flow-error check, bitwise, faster; not re-exported here: it
-compiles its kernel when imported),
+:mod:`.flowcheck` (cellpose's flow-error check, bitwise, faster) and :mod:`.masks`
+(cellpose's other CPU mask steps, bitwise, without compiling ``cellpose.dynamics``); these
+two are not re-exported here: they compile their kernels when imported,
 :mod:`.stitching` (owned patches pasted into blocks), :mod:`.fusion` (mask-fusion
 baselines) and :mod:`.segment` (the one in-process Flow Averaging: ``segment_array``,
 ``channel_flows``, and the model rules the engine shares).
