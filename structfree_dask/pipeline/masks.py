@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from ..config import DEFAULT_MIN_SIZE
+
 __all__ = ["interpolate", "masks_from_sinks", "fill_holes_and_remove_small_masks"]
 
 #: Histogram padding around the field (cellpose's ``rpad``).
@@ -137,7 +139,8 @@ def masks_from_sinks(final: Any, inds: tuple[np.ndarray, ...], shape: tuple[int,
     return masks
 
 
-def fill_holes_and_remove_small_masks(masks: np.ndarray, min_size: int = 15) -> np.ndarray:
+def fill_holes_and_remove_small_masks(masks: np.ndarray,
+                                      min_size: int = DEFAULT_MIN_SIZE) -> np.ndarray:
     """Fill each mask's holes and drop masks under ``min_size`` px: cellpose's, in 2-D.
 
     Parameters
@@ -146,7 +149,9 @@ def fill_holes_and_remove_small_masks(masks: np.ndarray, min_size: int = 15) -> 
         ``(y, x)`` labels 1..n (consecutive, as :func:`masks_from_sinks` gives them);
         changed in place.
     min_size : int
-        Smallest mask kept (px), before and after filling; 0 or less keeps every mask.
+        Smallest mask kept (px), before and after filling (default
+        :data:`~structfree_dask.config.DEFAULT_MIN_SIZE`, cellpose's); 0 or less keeps
+        every mask.
 
     Returns
     -------

@@ -32,6 +32,22 @@ def test_obstores_errors_read_as_the_standard_ones():
     assert isinstance(translated(ValueError("x")), ValueError)
 
 
+def test_without_obstore_auto_falls_back_and_asking_for_it_says_how_to_install(monkeypatch):
+    import sys
+
+    from structfree_dask.io import S3_CLIENT_VARIABLE, s3_client
+
+    monkeypatch.setitem(sys.modules, "obstore", None)  # as if not installed: import fails
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv(S3_CLIENT_VARIABLE, "auto")
+    assert s3_client("s3://plates/p.zarr") == "fsspec"
+    monkeypatch.setenv(S3_CLIENT_VARIABLE, "obstore")
+    with pytest.raises(ImportError, match=f"^{S3_CLIENT_VARIABLE}=obstore, but obstore is not "
+                                          "installed: pip install obstore$"):
+        s3_client("s3://plates/p.zarr")
+    assert s3_client("/data/p.zarr") == "fsspec"  # a local plate needs no S3 client
+
 
 def test_the_arrays_client_is_obstore_where_it_can_be(s3_env, monkeypatch):
     """obstore for an s3:// plate whose settings are AWS's variables, s3fs otherwise and
