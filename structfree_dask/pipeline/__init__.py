@@ -5,7 +5,8 @@ lattice, regions, halos), :mod:`.flows` (per-region flows, Flow Averaging),
 :mod:`.integrate` (flow integration with the one dynamics rule, cell ownership),
 :mod:`.flowcheck` (cellpose's flow-error check, bitwise, faster) and :mod:`.masks`
 (cellpose's other CPU mask steps, bitwise, without compiling ``cellpose.dynamics``); these
-two are not re-exported here: they compile their kernels when imported,
+two are not re-exported here: they compile their kernels when imported (:mod:`.kernels`:
+cached on disk where a cache can be written),
 :mod:`.stitching` (owned patches pasted into blocks), :mod:`.fusion` (mask-fusion
 baselines) and :mod:`.segment` (the one in-process Flow Averaging: ``segment_array``,
 ``channel_flows``, and the model rules the engine shares).

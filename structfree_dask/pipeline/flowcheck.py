@@ -28,13 +28,13 @@ Examples
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from .kernels import kernel
 
 __all__ = ["masks_to_flows", "remove_bad_flow_masks"]
 
 
-@njit("float64[:](float64[:], int32[:], int32[:], int32, int32, int32, int32)", nogil=True,
-      cache=True)
+@kernel("float64[:](float64[:], int32[:], int32[:], int32, int32, int32, int32)")
 def _diffuse(heat: np.ndarray, y: np.ndarray, x: np.ndarray, ymed: int, xmed: int, lx: int,
              niter: int) -> np.ndarray:  # pragma: no cover - compiled
     """Cellpose's ``_extend_centers``: ``niter`` Jacobi steps of the 3x3 mean on the pixels."""

@@ -9,7 +9,8 @@ CPU integration needs are here, written as cellpose 3.1 writes them (BSD-3-Claus
 (``tests/pipeline/test_masks.py`` compares each with cellpose's own):
 
 - :func:`interpolate`: ``dynamics.map_coordinates``, the bilinear look-up of the flows
-  (compiled once and cached on disk, as cellpose caches it);
+  (cached on disk as cellpose caches it, compiled at each start where no cache can be
+  written: :func:`~structfree_dask.pipeline.kernels.kernel`);
 - :func:`masks_from_sinks`: ``dynamics.get_masks_torch``, seeds at the peaks of the
   histogram of the pixels' final positions, grown over places where more than two ended;
 - :func:`fill_holes_and_remove_small_masks`: ``utils.fill_holes_and_remove_small_masks``
@@ -30,9 +31,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from ..config import DEFAULT_MIN_SIZE
+from .kernels import kernel
 
 __all__ = ["interpolate", "masks_from_sinks", "fill_holes_and_remove_small_masks"]
 
@@ -40,7 +41,7 @@ __all__ = ["interpolate", "masks_from_sinks", "fill_holes_and_remove_small_masks
 _PAD = 20
 
 
-@njit("(float32[:,:,:], float32[:], float32[:], float32[:,:])", nogil=True, cache=True)
+@kernel("(float32[:,:,:], float32[:], float32[:], float32[:,:])")
 def interpolate(image: np.ndarray, yc: np.ndarray, xc: np.ndarray,
                 out: np.ndarray) -> None:  # pragma: no cover - compiled
     """Write the bilinear interpolation of ``image`` ``(c, y, x)`` at ``(yc, xc)`` to ``out``.

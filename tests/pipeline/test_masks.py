@@ -94,8 +94,15 @@ def test_fill_holes_refuses_other_than_2d():
         fill_holes_and_remove_small_masks(np.zeros((2, 3, 4), np.uint16))
 
 
-def test_the_cpu_integration_does_not_compile_cellposes_dynamics():
-    """A fresh worker's first CPU integration imports neither cellpose.dynamics nor utils."""
+@pytest.mark.parametrize("cache", ["writable", "nowhere"])
+def test_the_cpu_integration_does_not_compile_cellposes_dynamics(cache):
+    """A fresh worker's first CPU integration imports neither cellpose.dynamics nor utils,
+    and works where numba finds no place to cache its kernels (read-only install)."""
+    import os
+
+    env = dict(os.environ)
+    if cache == "nowhere":  # only numba's locator for zip files: none for our modules
+        env["NUMBA_CACHE_LOCATOR_CLASSES"] = "ZipCacheLocator"
     code = textwrap.dedent("""
         import sys
         import numpy as np
@@ -108,5 +115,5 @@ def test_the_cpu_integration_does_not_compile_cellposes_dynamics():
                                         if m in ("cellpose.dynamics", "cellpose.utils")))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=True).stdout.split()
+                         timeout=300, check=True, env=env).stdout.split()
     assert out == ["1", "[]"]
