@@ -13,7 +13,8 @@ the shipped generalist model, it measures
     CUDA GPU, fp32 elsewhere);
 (b32) the same at fp32, where the default is another precision (and the matched F1 of
     (b) against it);
-(c) (b) on ``local_client(n_workers=2, threads_per_worker=1)``;
+(c) (b) on ``local_client(n_workers=2, threads_per_worker=1)``: the cluster the package
+    starts by default on 2 cores (one worker per core, one thread each); (cw) the same warm;
 (aw), (bw) (a) and (b) warm: the loop's model loaded and one field run before its clock
     starts, the engine's workers having segmented the plate once (under another name)
     before: the steady state of a long run, printed against each other and against the
@@ -679,7 +680,7 @@ def main() -> int:
                     help="field side of the throughput part (default 1024; --quick: 512)")
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: "
-                    "fwd,gt,a,aw,a2,b,b32,bw,c,d,mem")
+                    "fwd,gt,a,aw,a2,b,b32,bw,c,cw,d,mem")
     ap.add_argument("--fwd-tiles", type=int, default=None,
                     help="tiles in the forward-pass measurement (default 48 CPU, 1024 GPU)")
     ap.add_argument("--cp-blocksize", type=int, default=512,
@@ -811,7 +812,10 @@ def main() -> int:
         parts = [("b", f"(b) engine, 1 worker x 2 threads, {default}", 1, 2, default),
                  ("bw", f"(bw) engine, warm workers, 1 worker x 2 threads, {default}", 1, 2,
                   default),
-                 ("c", f"(c) engine, 2 workers x 1 thread, {default}", 2, 1, default)]
+                 ("c", f"(c) engine, 2 workers x 1 thread (the default cluster), {default}",
+                  2, 1, default),
+                 ("cw", f"(cw) engine, warm workers, 2 workers x 1 thread, {default}", 2, 1,
+                  default)]
         if default != "fp32":
             parts.insert(1, ("b32", "(b32) engine, 1 worker x 2 threads, fp32", 1, 2, "fp32"))
         for tag, title, nw, nt, prec in parts:
@@ -820,7 +824,7 @@ def main() -> int:
             watch = CpuWatch()
             try:
                 row, labs = run_engine(tag, title, plate, paths, n_ch, nw, nt, args.tile_size,
-                                       prec, warm=tag == "bw")
+                                       prec, warm=tag.endswith("w"))
             except Exception as err:
                 traceback.print_exc()
                 row, labs = Row(title, note=f"ERROR {type(err).__name__}: {err}"[:300]), None
@@ -865,12 +869,12 @@ def main() -> int:
             if r.note:
                 print(f"  {r.name.split(')')[0]}): {r.note}")
         by_tag = {r.name.split(")")[0].lstrip("("): r for r in rows}
-        for eng, loop in (("b", "a"), ("bw", "aw")):
+        for eng, loop in (("b", "a"), ("bw", "aw"), ("c", "a"), ("cw", "aw")):
             if eng in by_tag and loop in by_tag and by_tag[eng].rate and by_tag[loop].rate:
                 print(f"  ({eng}) / ({loop}): {by_tag[eng].rate / by_tag[loop].rate:.2f}x")
         if "fwd" not in skip:
             fwd = rates[default] * tiles_field_mpx
-            for eng in ("b", "bw"):
+            for eng in ("b", "bw", "c", "cw"):
                 if eng in by_tag and by_tag[eng].rate:
                     print(f"  ({eng}) / the forward-only rate at {default} "
                           f"({fwd:.3f} Mpx-ch/s): {by_tag[eng].rate / fwd:.0%}")
