@@ -8,11 +8,11 @@ CPU integration needs are here, written as cellpose 3.1 writes them (BSD-3-Claus
 ``structfree_dask/_data/LICENSE-cellpose.txt``), so that every result is bitwise cellpose's
 (``tests/pipeline/test_masks.py`` compares each with cellpose's own):
 
-- :func:`interpolate`: ``dynamics.map_coordinates``, the bilinear look-up of the flows
-  (cached on disk as cellpose caches it, compiled at each start where no cache can be
-  written: :func:`~structfree_dask.pipeline.kernels.kernel`);
-- :func:`follow`: ``dynamics.steps_interp`` with that look-up, as one compiled loop, the
-  pixels that have settled stopped early (:func:`.integrate.integrate_flows`);
+- :func:`follow`: ``dynamics.steps_interp`` (Euler steps of the flows looked up as
+  ``dynamics.map_coordinates`` interpolates them) as one compiled loop, the pixels that
+  have settled stopped early (:func:`.integrate.integrate_flows`); cached on disk as
+  cellpose caches its kernels, compiled at each start where no cache can be written
+  (:func:`~structfree_dask.pipeline.kernels.kernel`);
 - :func:`masks_from_sinks`: ``dynamics.get_masks_torch``, seeds at the peaks of the
   histogram of the pixels' final positions, grown over places where more than two ended;
 - :func:`fill_holes_and_remove_small_masks`: ``utils.fill_holes_and_remove_small_masks``
@@ -37,36 +37,10 @@ import numpy as np
 from ..config import DEFAULT_MIN_SIZE
 from .kernels import kernel
 
-__all__ = ["interpolate", "follow", "masks_from_sinks", "fill_holes_and_remove_small_masks"]
+__all__ = ["follow", "masks_from_sinks", "fill_holes_and_remove_small_masks"]
 
 #: Histogram padding around the field (cellpose's ``rpad``).
 _PAD = 20
-
-
-@kernel("(float32[:,:,:], float32[:], float32[:], float32[:,:])")
-def interpolate(image: np.ndarray, yc: np.ndarray, xc: np.ndarray,
-                out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Write the bilinear interpolation of ``image`` ``(c, y, x)`` at ``(yc, xc)`` to ``out``.
-
-    cellpose's ``dynamics.map_coordinates`` (float32 flows), the same expression.
-    """
-    c_n, ly, lx = image.shape
-    yc_floor = yc.astype(np.int32)
-    xc_floor = xc.astype(np.int32)
-    yc = yc - yc_floor
-    xc = xc - xc_floor
-    for i in range(yc_floor.shape[0]):
-        yf = min(ly - 1, max(0, yc_floor[i]))
-        xf = min(lx - 1, max(0, xc_floor[i]))
-        yf1 = min(ly - 1, yf + 1)
-        xf1 = min(lx - 1, xf + 1)
-        y = yc[i]
-        x = xc[i]
-        for c in range(c_n):
-            out[c, i] = (np.float32(image[c, yf, xf]) * (1 - y) * (1 - x)
-                         + np.float32(image[c, yf, xf1]) * (1 - y) * x
-                         + np.float32(image[c, yf1, xf]) * y * (1 - x)
-                         + np.float32(image[c, yf1, xf1]) * y * x)
 
 
 @kernel("float32[:,:](float32[:,:,:], float32[:,:], int64, int64, float32)")
@@ -75,10 +49,10 @@ def follow(flows: np.ndarray, start: np.ndarray, niter: int, every: int,
     """Return the final ``(2, n)`` positions of the pixels at ``start`` after ``niter`` steps.
 
     cellpose's CPU ``steps_interp`` (Euler steps of the flows bilinearly interpolated as
-    :func:`interpolate` does, positions clipped to the image), except that every ``every``
-    steps a pixel whose last step was below ``settled`` px on both axes stops. One pass per
-    step over the moving pixels (no temporary arrays); every value as the same steps made
-    with :func:`interpolate` and numpy.
+    its ``map_coordinates`` does, with the same types, positions clipped to the image),
+    except that every ``every`` steps a pixel whose last step was below ``settled`` px on
+    both axes stops. One pass per step over the moving pixels (no temporary arrays); every
+    value as the same steps made with ``map_coordinates`` and numpy.
     """
     ly, lx = flows.shape[1], flows.shape[2]
     ymax, xmax = np.float32(ly - 1), np.float32(lx - 1)

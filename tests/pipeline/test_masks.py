@@ -16,7 +16,6 @@ from structfree_dask.pipeline.integrate import SETTLE_CHECK_STEPS, SETTLED_STEP
 from structfree_dask.pipeline.masks import (
     fill_holes_and_remove_small_masks,
     follow,
-    interpolate,
     masks_from_sinks,
 )
 
@@ -37,30 +36,15 @@ def noisy_flows(real_masks) -> np.ndarray:
     return flows + np.random.default_rng(1).normal(0, 0.5, flows.shape).astype(np.float32)
 
 
-def test_interpolation_is_cellposes_bitwise(noisy_flows):
-    rng = np.random.default_rng(2)
-    ly, lx = noisy_flows.shape[1:]
-    # inside, on the last row and column, and outside the image (clipped as cellpose clips)
-    yc = np.concatenate([rng.uniform(0, ly - 1, 5000), [ly - 1, ly - 0.5, -3.2, ly + 4.7]])
-    xc = np.concatenate([rng.uniform(0, lx - 1, 5000), [lx - 1, 0.0, lx + 2.5, -0.7]])
-    yc, xc = yc.astype(np.float32), xc.astype(np.float32)
-    ours = np.zeros((2, yc.size), np.float32)
-    ref = np.zeros_like(ours)
-    interpolate(noisy_flows, yc, xc, ours)
-    dynamics.map_coordinates(noisy_flows, yc, xc, ref)
-    np.testing.assert_array_equal(ours, ref)
-    assert np.abs(ours).max() > 1
-
-
 def _follow_by_steps(flows, start, niter, every, settled):
-    """The settling flow following as numpy steps around ``interpolate`` (the reference)."""
+    """The settling flow following as numpy steps around cellpose's ``map_coordinates``."""
     shape = flows.shape[1:]
     final = start.copy()
     active = np.arange(final.shape[1])
     pos = final.copy()
     step = np.zeros_like(pos)
     for t in range(niter):
-        interpolate(flows, pos[0], pos[1], step)
+        dynamics.map_coordinates(flows, pos[0], pos[1], step)
         for k in range(2):
             pos[k] = np.minimum(shape[k] - 1, np.maximum(0, pos[k] + step[k]))
         if (t + 1) % every == 0 and t + 1 < niter:
