@@ -1,9 +1,10 @@
 """Numba kernels cached on disk where a cache can be written, compiled at each start where not.
 
 numba raises when a function asks for a disk cache and no location for one can be written
-(a read-only installation without a writable home or ``NUMBA_CACHE_DIR``); cellpose's own
-``dynamics`` module fails to import there. :func:`kernel` compiles such a function without
-the cache instead: slower to start (about 0.3 s per kernel), the same code.
+(a read-only installation without a writable home or ``NUMBA_CACHE_DIR``), or when a
+cached file cannot be loaded; cellpose's own ``dynamics`` module fails to import there.
+:func:`kernel` compiles such a function without the cache instead: slower to start (about
+0.3 s per kernel), the same code.
 
 Examples
 --------
@@ -40,10 +41,8 @@ def kernel(signature: str) -> Callable[[F], F]:
     def compile_kernel(func: F) -> F:
         try:
             return njit(signature, nogil=True, cache=True)(func)
-        except RuntimeError as err:
-            if "cannot cache" not in str(err):
-                raise
-            logger.info("numba cannot cache %s here (%s): compiled for this process only",
-                        func.__qualname__, err)
-            return njit(signature, nogil=True)(func)
+        except Exception as err:  # no place for a cache, or a cache that cannot be read
+            logger.info("numba's cache of %s cannot be used here (%s: %s): compiled for "
+                        "this process only", func.__qualname__, type(err).__name__, err)
+            return njit(signature, nogil=True)(func)  # a real compile error raises here
     return compile_kernel

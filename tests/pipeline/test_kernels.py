@@ -48,3 +48,28 @@ def test_without_a_place_for_the_cache_the_kernel_is_compiled_for_the_process(tm
                          timeout=300, check=True, env=env).stdout.splitlines()
     assert out == ["15 NullCache",
                    "numba alone: cannot cache function 'plain_cached.<locals>.<lambda>'"]
+
+
+def test_a_cache_that_cannot_be_read_is_compiled_again(tmp_path):
+    module = tmp_path / "cached_here.py"
+    module.write_text(textwrap.dedent("""
+        from structfree_dask.pipeline.kernels import kernel
+
+        @kernel("int64(int64)")
+        def triple(x):
+            return 3 * x
+    """))
+    code = ("import cached_here; "
+            "print(cached_here.triple(7), type(cached_here.triple._cache).__name__)")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def run() -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=300, check=True, env=env).stdout.strip()
+
+    assert run() == "21 FunctionCache"  # compiled and cached on disk
+    cached = list((tmp_path / "__pycache__").glob("cached_here.triple-*.nbc"))
+    assert cached
+    for path in cached:
+        path.write_bytes(b"not a numba cache")
+    assert run() == "21 NullCache"  # the cache could not be loaded: compiled without it

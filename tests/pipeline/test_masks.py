@@ -93,6 +93,30 @@ def test_masks_from_final_positions_are_cellposes_bitwise(real_masks, noisy_flow
     assert n > 20 if max_size_fraction == 0.4 else 0 < n < real_masks.max() // 2
 
 
+def test_seeds_whose_grown_masks_overlap_are_cellposes_bitwise(monkeypatch):
+    """Sinks 5 px apart: their grown seed masks overlap and the later seed's label stays,
+    as cellpose writes them one after the other (the first seed's label kept would differ)."""
+    rng = np.random.default_rng(5)
+    sinks = np.array([[20, 20], [20, 25], [25, 22], [45, 45], [45, 50]])
+    ends = np.concatenate([s + rng.integers(-3, 4, (120, 2)) for s in sinks])
+    ends = np.concatenate([ends, np.repeat(sinks, 30, axis=0)])  # peaks at the sinks
+    inds = np.unravel_index(np.arange(len(ends)), (72, 72))
+    final = torch.from_numpy(ends.T.copy()).to(torch.int)
+    ours = masks_from_sinks(final.clone(), inds, (72, 72))
+    ref = dynamics.get_masks_torch(final.clone(), inds, (72, 72))
+    np.testing.assert_array_equal(ours, ref)
+    assert ours.max() == len(sinks)
+    scatter = torch.Tensor.scatter_reduce_
+
+    def first_seed_kept(self, dim, index, src, reduce, **kwargs):
+        lowest = torch.full_like(self, 2**30)
+        scatter(lowest, dim, index, src, "amin")
+        return self.copy_(torch.where(lowest == 2**30, self, lowest))
+
+    monkeypatch.setattr(torch.Tensor, "scatter_reduce_", first_seed_kept)
+    assert not np.array_equal(masks_from_sinks(final.clone(), inds, (72, 72)), ref)
+
+
 def test_no_pixels_ending_together_gives_no_masks():
     inds = (np.array([3, 9]), np.array([4, 30]))
     final = torch.tensor([[3, 9], [4, 30]], dtype=torch.int)
