@@ -118,7 +118,7 @@ def _max_pool(h: Any, kernel_size: int) -> Any:
 
 
 def masks_from_sinks(final: Any, inds: tuple[np.ndarray, ...], shape: tuple[int, int],
-                     max_size_fraction: float = 0.4) -> np.ndarray:
+                     max_size_fraction: float) -> np.ndarray:
     """Return the masks of pixels that ended together: cellpose's ``get_masks_torch`` in 2-D.
 
     Parameters
@@ -131,7 +131,8 @@ def masks_from_sinks(final: Any, inds: tuple[np.ndarray, ...], shape: tuple[int,
     shape : (int, int)
         The window's shape.
     max_size_fraction : float
-        Masks larger than this fraction of the window are removed.
+        Masks larger than this fraction of the window are removed (the caller's rule:
+        :data:`~structfree_dask.pipeline.integrate.MAX_SIZE_FRACTION` of the field).
 
     Returns
     -------

@@ -12,7 +12,11 @@ import torch
 from cellpose import dynamics, utils
 from skimage.segmentation import relabel_sequential
 
-from structfree_dask.pipeline.integrate import SETTLE_CHECK_STEPS, SETTLED_STEP
+from structfree_dask.pipeline.integrate import (
+    MAX_SIZE_FRACTION,
+    SETTLE_CHECK_STEPS,
+    SETTLED_STEP,
+)
 from structfree_dask.pipeline.masks import (
     fill_holes_and_remove_small_masks,
     follow,
@@ -102,8 +106,9 @@ def test_seeds_whose_grown_masks_overlap_are_cellposes_bitwise(monkeypatch):
     ends = np.concatenate([ends, np.repeat(sinks, 30, axis=0)])  # peaks at the sinks
     inds = np.unravel_index(np.arange(len(ends)), (72, 72))
     final = torch.from_numpy(ends.T.copy()).to(torch.int)
-    ours = masks_from_sinks(final.clone(), inds, (72, 72))
-    ref = dynamics.get_masks_torch(final.clone(), inds, (72, 72))
+    ours = masks_from_sinks(final.clone(), inds, (72, 72), MAX_SIZE_FRACTION)
+    ref = dynamics.get_masks_torch(final.clone(), inds, (72, 72),
+                                   max_size_fraction=MAX_SIZE_FRACTION)
     np.testing.assert_array_equal(ours, ref)
     assert ours.max() == len(sinks)
     scatter = torch.Tensor.scatter_reduce_
@@ -114,13 +119,14 @@ def test_seeds_whose_grown_masks_overlap_are_cellposes_bitwise(monkeypatch):
         return self.copy_(torch.where(lowest == 2**30, self, lowest))
 
     monkeypatch.setattr(torch.Tensor, "scatter_reduce_", first_seed_kept)
-    assert not np.array_equal(masks_from_sinks(final.clone(), inds, (72, 72)), ref)
+    assert not np.array_equal(
+        masks_from_sinks(final.clone(), inds, (72, 72), MAX_SIZE_FRACTION), ref)
 
 
 def test_no_pixels_ending_together_gives_no_masks():
     inds = (np.array([3, 9]), np.array([4, 30]))
     final = torch.tensor([[3, 9], [4, 30]], dtype=torch.int)
-    out = masks_from_sinks(final, inds, (40, 40))
+    out = masks_from_sinks(final, inds, (40, 40), MAX_SIZE_FRACTION)
     assert out.shape == (40, 40) and out.max() == 0
 
 
