@@ -28,8 +28,11 @@ the shipped generalist model, it measures
 with wall seconds, megapixel-channels per second, speed relative to (a) and the matched F1
 (IoU 0.5) of (b) and (c) against (a). It also prints the network's forward-pass-only
 throughput (the ceiling) at fp32 and at the default precision, and their ratio, with the
-CPU's flags; the F1 against the annotated masks of every image in ``--data-dir`` (and
-below it) at both precisions; and then the peak RSS of a single worker
+CPU's flags, on a CPU in both engine layouts: one process with a torch thread per core (as
+(b)) and one single-threaded process per core, started together (as (c)); each engine row
+is set against the forward-only rate of its own layout and against the best of the two;
+the F1 against the annotated masks of every image in ``--data-dir`` (and below it) at
+both precisions; and then the peak RSS of a single worker
 (``n_workers=1, threads_per_worker=2``, ``--tile-size``) segmenting single-field,
 1-channel plates of growing size (fresh cluster per size, started from a fresh process that
 has not imported torch: a worker inherits the ``ru_maxrss`` of the process that forks it).
@@ -240,34 +243,84 @@ def fmt(x: float | None, spec: str = ".1f") -> str:
 # ----------------------------------------------------------------------------- forward pass
 
 
-def forward_pass(fields: list[np.ndarray], n_tiles: int, batch_size: int, device: Any,
-                 field_size: int, precision: str = "fp32") -> dict[str, float]:
-    """Network forward pass only on 224 px tiles of a real field (predict_tiles)."""
-    import dataclasses
-
-    import torch
-
-    from structfree_dask.backbones import load_model, predict_tiles, resolve_model
+def _fwd_tiles(fields: list[np.ndarray], n_tiles: int) -> np.ndarray:
+    """``n_tiles`` normalized 224 px tiles at random places of the first field's channel 0."""
     from structfree_dask.pipeline.normalize import normalize, percentile_bounds
-    from structfree_dask.pipeline.tiling import NET_TILE, FieldGeometry
+    from structfree_dask.pipeline.tiling import NET_TILE
 
     img = fields[0][0]
     norm = normalize(img, *percentile_bounds(img)).astype(np.float32)
     rng = np.random.default_rng(0)
     ys = rng.integers(0, max(1, img.shape[0] - NET_TILE), n_tiles)
     xs = rng.integers(0, max(1, img.shape[1] - NET_TILE), n_tiles)
-    tiles = np.stack([norm[y:y + NET_TILE, x:x + NET_TILE] for y, x in zip(ys, xs, strict=True)])
+    return np.stack([norm[y:y + NET_TILE, x:x + NET_TILE] for y, x in zip(ys, xs, strict=True)])
+
+
+def _time_forward(tiles: np.ndarray, batch_size: int, device: Any, precision: str,
+                  threads: int, barrier: Any = None) -> float:
+    """Seconds of ``predict_tiles`` on ``tiles`` after one untimed batch (torch ``threads``)."""
+    import dataclasses
+
+    import torch
+
+    from structfree_dask.backbones import load_model, predict_tiles, resolve_model
+
     if device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(threads)
     net = load_model(dataclasses.replace(resolve_model(None), precision=precision), device)
     predict_tiles(net, tiles[:batch_size], batch_size=batch_size, precision=precision)
+    if barrier is not None:
+        barrier.wait()
     t0 = time.perf_counter()
     predict_tiles(net, tiles, batch_size=batch_size, precision=precision)
-    sec = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+_BARRIER: Any = None
+
+
+def _fwd_child_init(barrier: Any) -> None:
+    global _BARRIER
+    _BARRIER = barrier
+
+
+def _fwd_child(tiles: np.ndarray, batch_size: int, precision: str) -> float:
+    import torch
+
+    return _time_forward(tiles, batch_size, torch.device("cpu"), precision, 1, _BARRIER)
+
+
+def forward_pass(fields: list[np.ndarray], n_tiles: int, batch_size: int, device: Any,
+                 field_size: int, precision: str = "fp32",
+                 processes: int = 1) -> dict[str, float]:
+    """Network forward pass only on 224 px tiles of a real field (predict_tiles).
+
+    ``processes`` 1: one process, as many torch threads as cores (engine layout (b));
+    more: that many processes with one torch thread each, started together on
+    ``n_tiles`` tiles each (the default cluster's layout, (c)); the rate is their tiles
+    over the slowest one's seconds.
+    """
+    from structfree_dask.pipeline.tiling import NET_TILE, FieldGeometry
+
+    tiles = _fwd_tiles(fields, n_tiles)
+    if processes == 1:
+        sec = _time_forward(tiles, batch_size, device, precision, os.cpu_count() or 1)
+        done = n_tiles
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn")
+        barrier = ctx.Barrier(processes)
+        with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_fwd_child_init,
+                                 initargs=(barrier,)) as pool:
+            secs = list(pool.map(_fwd_child, [tiles] * processes, [batch_size] * processes,
+                                 [precision] * processes))
+        sec, done = max(secs), n_tiles * processes
     g = FieldGeometry((field_size, field_size), tile_size=field_size, halo=0)
     per_field = len(g.lattice[0]) * len(g.lattice[1])
-    tiles_s = n_tiles / sec
-    return {"tiles": n_tiles, "seconds": sec, "tiles_per_s": tiles_s,
+    tiles_s = done / sec
+    return {"tiles": done, "seconds": sec, "tiles_per_s": tiles_s,
             "tile_mpx_s": tiles_s * NET_TILE * NET_TILE / 1e6,
             "field_mpx_ch_s": tiles_s * field_size * field_size / per_field / 1e6,
             "tiles_per_field": per_field}
@@ -758,26 +811,31 @@ def main() -> int:
             from structfree_dask.backbones import default_batch_size
 
             fbs = default_batch_size(device)
-            rates = {}
+            ncpu = os.cpu_count() or 1
+            layouts = [1] if use_gpu or ncpu == 1 else [1, ncpu]
+            rates: dict[tuple[str, int], float] = {}
             for prec in dict.fromkeys(("fp32", default)):
-                watch = CpuWatch()
-                fp = forward_pass(fields, n_tiles, fbs, device, fsize, prec)
-                other = watch.stop()
-                rates[prec] = fp["tiles_per_s"]
-                tiles_field_mpx = fp["field_mpx_ch_s"] / fp["tiles_per_s"]
-                print()
-                print(f"Network forward pass only at {prec} ({device}, predict_tiles, batch "
-                      f"{fbs}, {fp['tiles']} tiles of 224 px, torch threads "
-                      f"{torch.get_num_threads() if not use_gpu else '-'}):")
-                print(f"  {fp['tiles_per_s']:.2f} tiles/s = {fp['tile_mpx_s']:.3f} Mpx/s of "
-                      f"tiles = {fp['field_mpx_ch_s']:.3f} Mpx-channels/s of field "
-                      f"({fp['tiles_per_field']} lattice tiles per {fsize}x{fsize} "
-                      "field-channel) -- the ceiling" + (
-                          f"; other processes used {other:.0%} of the CPU meanwhile"
-                          if other is not None else ""), flush=True)
+                for procs in layouts:
+                    watch = CpuWatch()
+                    fp = forward_pass(fields, n_tiles, fbs, device, fsize, prec, procs)
+                    other = watch.stop()
+                    rates[prec, procs] = fp["tiles_per_s"]
+                    tiles_field_mpx = fp["field_mpx_ch_s"] / fp["tiles_per_s"]
+                    where = ("-" if use_gpu else f"1 process x {ncpu} torch threads"
+                             if procs == 1 else f"{procs} processes x 1 torch thread")
+                    print()
+                    print(f"Network forward pass only at {prec} ({device}, predict_tiles, batch "
+                          f"{fbs}, {fp['tiles']} tiles of 224 px, {where}):")
+                    print(f"  {fp['tiles_per_s']:.2f} tiles/s = {fp['tile_mpx_s']:.3f} Mpx/s "
+                          f"of tiles = {fp['field_mpx_ch_s']:.3f} Mpx-channels/s of field "
+                          f"({fp['tiles_per_field']} lattice tiles per {fsize}x{fsize} "
+                          "field-channel)" + (
+                              f"; other processes used {other:.0%} of the CPU meanwhile"
+                              if other is not None else ""), flush=True)
             if default != "fp32":
-                print(f"  forward-only rate {default} / fp32: "
-                      f"{rates[default] / rates['fp32']:.2f}x", flush=True)
+                for procs in layouts:
+                    print(f"  forward-only rate {default} / fp32 ({procs} process(es)): "
+                          f"{rates[default, procs] / rates['fp32', procs]:.2f}x", flush=True)
 
         if "gt" not in skip and default != "fp32":
             precision_against_truth(args.truth_dir.resolve(), default)
@@ -873,11 +931,17 @@ def main() -> int:
             if eng in by_tag and loop in by_tag and by_tag[eng].rate and by_tag[loop].rate:
                 print(f"  ({eng}) / ({loop}): {by_tag[eng].rate / by_tag[loop].rate:.2f}x")
         if "fwd" not in skip:
-            fwd = rates[default] * tiles_field_mpx
+            # each engine layout against the forward-only rate of the same layout, and
+            # against the best forward-only rate of any layout (the ceiling)
+            best = max(r for (p, _), r in rates.items() if p == default) * tiles_field_mpx
             for eng in ("b", "bw", "c", "cw"):
-                if eng in by_tag and by_tag[eng].rate:
-                    print(f"  ({eng}) / the forward-only rate at {default} "
-                          f"({fwd:.3f} Mpx-ch/s): {by_tag[eng].rate / fwd:.0%}")
+                if eng not in by_tag or not by_tag[eng].rate:
+                    continue
+                procs = 1 if eng.startswith("b") else max(procs for _, procs in rates)
+                same = rates[default, procs] * tiles_field_mpx
+                print(f"  ({eng}) / the forward-only rate at {default}, same layout "
+                      f"({same:.3f} Mpx-ch/s): {by_tag[eng].rate / same:.0%}; "
+                      f"/ the best layout's ({best:.3f}): {by_tag[eng].rate / best:.0%}")
         if "b" in engine_labels and "b32" in engine_labels:
             from structfree_dask.evaluation.metrics import matched_f1
 
