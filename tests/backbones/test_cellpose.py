@@ -173,6 +173,29 @@ def test_reduced_precision_flows_are_close_to_fp32(small_cpnet_path, precision):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_it_warns(tmp_path, small_cpnet_path, monkeypatch, caplog,
+                                        native):
+    import dataclasses
+    import logging
+    import shutil
+
+    import torch
+
+    from structfree_dask.backbones import cellpose as backbone
+
+    path = tmp_path / "net.pth"  # a path of its own: not a net cached by another test
+    shutil.copy(small_cpnet_path, path)
+    monkeypatch.setattr(backbone, "native_bf16", lambda *a, **k: native)
+    spec = dataclasses.replace(resolve_model(str(path)), precision="bf16")
+    with caplog.at_level(logging.WARNING, logger=backbone.__name__):
+        backbone.load_model(spec, torch.device("cpu"))
+        backbone.load_model(dataclasses.replace(spec, precision="fp32"), torch.device("cpu"))
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ([] if native else [backbone.EMULATED_BF16])
+    assert "fp32" in backbone.EMULATED_BF16 and "bf16" in backbone.EMULATED_BF16
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
