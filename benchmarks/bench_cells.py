@@ -11,9 +11,10 @@ measured and tracked on a local cluster. Printed, per line:
   on the ground-truth objects (the ceiling);
 - tracking: precision / recall / F1 of frame-to-frame links and of divisions against the
   simulator's lineage, on ground-truth masks and on our masks. Divisions are scored on
-  those in view (the mother and both daughters in the labels: a division whose second
-  daughter is born outside the field cannot be seen as one); the jitter table also gives
-  the recall on every division of the lineage;
+  those in view (the mother in the labels at her last timepoint and both daughters at the
+  next one: a division whose second daughter is born outside the field, or shows only
+  later, cannot be seen as one); the jitter table also gives the recall on every division
+  of the lineage;
 - cost: measuring + tracking time as a fraction of the segmentation time of the plate, on
   workers that have imported laptrack (a fresh worker process imports it once, in about a
   second: printed apart).
@@ -109,12 +110,18 @@ def _object_f1(plate: str, pred: str, gt: str) -> float:
 
 
 def _in_view(divisions: set, present: set) -> set:
-    """The divisions whose mother and both daughters are in ``present`` (in the labels)."""
+    """The divisions seen as such: the mother in the labels at her last timepoint and both
+    daughters at the next one (nodes are ``(field, (t, label))``, as in ``present``).
+
+    A daughter the lineage has but the labels show only later (born outside the field, or
+    hidden under a neighbour at first) cannot be linked to her mother frame to frame.
+    """
     daughters: dict = {}
     for mother, daughter in divisions:
         daughters.setdefault(mother, []).append(daughter)
     return {(m, d) for m, ds in daughters.items() for d in ds
-            if m in present and len(ds) == 2 and all(x in present for x in ds)}
+            if m in present and len(ds) == 2
+            and all(x in present and x[1][0] == m[1][0] + 1 for x in ds)}
 
 
 def _tracking(plate: str, table: str, pred: str | None) -> tuple:
