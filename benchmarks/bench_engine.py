@@ -749,6 +749,10 @@ def main() -> int:
     ap.add_argument("--truth-dir", type=Path, default=DATA_DIR.parent,
                     help="annotated images (*_img.png with *_masks.png, searched "
                          "recursively) for the precision check against the truth")
+    ap.add_argument("--gt-precision", default=None, choices=("bf16", "fp16"),
+                    help="the precision set against fp32 in the check against the truth "
+                         "(default: the machine's default, skipped where that is fp32; bf16 "
+                         "on a CPU without native bf16 is emulated, slowly)")
     ap.add_argument("--data-dir", type=Path, default=DATA_DIR,
                     help="folder of real *_img.png images (RGB: green = cytoplasm, red = "
                          "nuclei) to tile the fields from (default tests/data/real/Kc167, "
@@ -837,8 +841,9 @@ def main() -> int:
                     print(f"  forward-only rate {default} / fp32 ({procs} process(es)): "
                           f"{rates[default, procs] / rates['fp32', procs]:.2f}x", flush=True)
 
-        if "gt" not in skip and default != "fp32":
-            precision_against_truth(args.truth_dir.resolve(), default)
+        compared = args.gt_precision or default
+        if "gt" not in skip and compared != "fp32":
+            precision_against_truth(args.truth_dir.resolve(), compared)
 
         rows: list[Row] = []
         ref = single = None

@@ -416,8 +416,10 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> Any:
     Returns
     -------
     cellpose.resnet_torch.CPnet
-        In eval mode, on ``device``; in the channels-last memory layout when it runs at
-        a reduced precision (``spec.precision``), as cellpose lays it out at fp32.
+        In eval mode, on ``device``; at fp32 as cellpose lays it out, or, when it runs
+        at a reduced precision (``spec.precision``), in the channels-last memory layout
+        with the layers that read the image kept at fp32
+        (:func:`.full_precision.image_layers_at_fp32`).
 
     Notes
     -----
@@ -441,7 +443,10 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> Any:
             net.load_state_dict(state)
             net.to(device)
             if channels_last:
+                from .full_precision import image_layers_at_fp32
+
                 net.to(memory_format=torch.channels_last)
+                image_layers_at_fp32(net)  # the image itself is not rounded to bf16/fp16
             net.eval()
             _CACHE[key] = net
             logger.info("loaded model %s on %s (nbase %s)", spec.name, device, nbase)
@@ -484,7 +489,8 @@ def predict_tiles(net: Any, tiles: np.ndarray, *, batch_size: int | None = None,
     precision : str
         One of :data:`PRECISIONS` (resolved on the net's device): ``fp32`` runs the
         network as cellpose does; ``bf16`` and ``fp16`` run it under torch's autocast,
-        in the channels-last layout (a net from :func:`load_model` is laid out so).
+        in the channels-last layout, the layers that read the image at fp32 (a net from
+        :func:`load_model` is laid out so).
 
     Returns
     -------
