@@ -42,9 +42,13 @@ class FullPrecisionSequential(nn.Sequential):
 
 
 def at_fp32(layer: nn.Sequential) -> None:
-    """Make ``layer`` run at fp32 under autocast, in place (same parameters, same names)."""
-    if not isinstance(layer, nn.Sequential):
-        raise TypeError(f"expected an nn.Sequential, got {type(layer).__name__}")
+    """Make ``layer`` run at fp32 under autocast, in place (same parameters, same names).
+
+    Only a plain ``nn.Sequential`` (as cellpose builds its layers) is changed: a subclass
+    may have a ``forward`` of its own, which this would replace.
+    """
+    if type(layer) not in (nn.Sequential, FullPrecisionSequential):
+        raise TypeError(f"expected a plain nn.Sequential, got {type(layer).__name__}")
     layer.__class__ = FullPrecisionSequential
 
 

@@ -48,3 +48,31 @@ def test_reduced_precision_reads_the_image_at_fp32(tmp_path, small_cpnet_path):
     assert not np.array_equal(predict_tiles(twin, tiles, precision="bf16"), out)
     np.testing.assert_array_equal(predict_tiles(net, tiles, precision="bf16"), out)
     assert type(twin.downsample.down[0].proj) is type(first.proj)
+
+
+def test_only_a_plain_sequential_is_changed():
+    import pytest
+    import torch
+    from torch import nn
+
+    from structfree_dask.backbones.full_precision import FullPrecisionSequential, at_fp32
+
+    layer = nn.Sequential(nn.Conv2d(2, 4, 1))
+    at_fp32(layer)
+    at_fp32(layer)  # twice is once
+    assert type(layer) is FullPrecisionSequential
+    x = torch.rand(1, 2, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.float32
+    np.testing.assert_array_equal(layer(x).detach().numpy(),
+                                  nn.functional.conv2d(x, layer[0].weight,
+                                                       layer[0].bias).detach().numpy())
+
+    class Own(nn.Sequential):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="expected a plain nn.Sequential, got Own"):
+        at_fp32(Own(nn.Conv2d(2, 4, 1)))
+    with pytest.raises(TypeError, match="got Conv2d"):
+        at_fp32(nn.Conv2d(2, 4, 1))
