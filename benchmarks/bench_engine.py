@@ -31,8 +31,9 @@ throughput (the ceiling) at fp32 and at the default precision, and their ratio, 
 CPU's flags, on a CPU in both engine layouts: one process with a torch thread per core (as
 (b)) and one single-threaded process per core, started together (as (c)); each engine row
 is set against the forward-only rate of its own layout and against the best of the two;
-the F1 against the annotated masks of every image in ``--data-dir`` (and below it) at
-both precisions; and then the peak RSS of a single worker
+the F1 against the annotated masks of every image in ``--truth-dir`` (and below it) at
+fp32 and at the default precision (or ``--gt-precision``, where the default is fp32); and
+then the peak RSS of a single worker
 (``n_workers=1, threads_per_worker=2``, ``--tile-size``) segmenting single-field,
 1-channel plates of growing size (fresh cluster per size, started from a fresh process that
 has not imported torch: a worker inherits the ``ru_maxrss`` of the process that forks it).
