@@ -113,6 +113,17 @@ def small_cpnet_path(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def own_small_cpnet_path(tmp_path, small_cpnet_path) -> Path:
+    """A copy of ``small_cpnet_path`` at a path of its own: the weights' checks and the
+    loaded networks, cached per path in a process, are not shared with another test."""
+    import shutil
+
+    path = tmp_path / "small.pth"
+    shutil.copy(small_cpnet_path, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def cluster_client():
     """A real multi-process LocalCluster with two single-threaded workers."""

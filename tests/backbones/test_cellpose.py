@@ -91,13 +91,10 @@ def test_unknown_name_is_file_not_found():
         resolve_model("no-such-model-here")
 
 
-def test_good_small_cpnet_is_validated_once(tmp_path, small_cpnet_path, monkeypatch):
-    import shutil
-
+def test_good_small_cpnet_is_validated_once(own_small_cpnet_path, monkeypatch):
     import torch
 
-    path = tmp_path / "small.pth"
-    shutil.copy(small_cpnet_path, path)
+    path = own_small_cpnet_path
     spec = resolve_model(path)
     assert spec.name == str(path) and spec.path == str(path)
     assert spec.diam_mean == 30.0 and spec.sha256 == file_sha256(path)
@@ -174,18 +171,15 @@ def test_reduced_precision_flows_are_close_to_fp32(small_cpnet_path, precision):
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_bf16_on_a_cpu_without_it_warns(tmp_path, small_cpnet_path, monkeypatch, caplog,
-                                        native):
+def test_bf16_on_a_cpu_without_it_warns(own_small_cpnet_path, monkeypatch, caplog, native):
     import dataclasses
     import logging
-    import shutil
 
     import torch
 
     from structfree_dask.backbones import cellpose as backbone
 
-    path = tmp_path / "net.pth"  # a path of its own: not a net cached by another test
-    shutil.copy(small_cpnet_path, path)
+    path = own_small_cpnet_path  # not a net cached by another test
     monkeypatch.setattr(backbone, "native_bf16", lambda *a, **k: native)
     spec = dataclasses.replace(resolve_model(str(path)), precision="bf16")
     with caplog.at_level(logging.WARNING, logger=backbone.__name__):

@@ -7,17 +7,15 @@ import numpy as np
 from structfree_dask.backbones import resolve_model
 
 
-def test_reduced_precision_reads_the_image_at_fp32(tmp_path, small_cpnet_path):
+def test_reduced_precision_reads_the_image_at_fp32(own_small_cpnet_path):
     import copy
     import dataclasses
-    import shutil
 
     import torch
 
     from structfree_dask.backbones import load_model, predict_tiles
 
-    path = tmp_path / "net.pth"  # a net of its own: the test changes a copy's weights
-    shutil.copy(small_cpnet_path, path)
+    path = own_small_cpnet_path  # a net of its own: the test changes a copy's weights
     fp32 = dataclasses.replace(resolve_model(str(path)), precision="fp32")
     net = load_model(dataclasses.replace(fp32, precision="bf16"), torch.device("cpu"))
     first = net.downsample.down[0]
