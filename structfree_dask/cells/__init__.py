@@ -4,7 +4,8 @@ Pure functions on arrays and tables: :mod:`.columns` (the tables' column names),
 :mod:`.linking` (each nucleus to the cell that holds most of it, cytoplasm = cell minus
 nucleus, flagged objects), :mod:`.measure` (per-cell shape and per-channel intensities in
 nucleus, cytoplasm and whole cell), :mod:`.tracking` (tracks with divisions from laptrack,
-geff export, link scores). On the runtime's cluster (:mod:`structfree_dask.runtime`), as
+geff export, link scores), :mod:`.divisions` (which mother each daughter was born
+from). On the runtime's cluster (:mod:`structfree_dask.runtime`), as
 kinds of unit: :mod:`.plate_measure` (:func:`~.plate_measure.link_plate`,
 :func:`~.plate_measure.measure_plate`: one task per (field, timepoint), region by region,
 with :mod:`.planes` reading the regions) and :mod:`.plate_track`

@@ -47,11 +47,19 @@ a link's cost is multiplied by ``1 - OVERLAP_WEIGHT * IoU``: of two cells about 
 the one that still covers the cell is preferred (cells moving about their radius between
 timepoints in a crowd). Pairs without a measured overlap keep the distance alone.
 
-Divisions need evidence: a mother's two daughters must lie on either side of her (their
-midpoint within :data:`DIVISION_MIDPOINT` of her radius from her centroid, and the nearer
-daughter at least :data:`DIVISION_SYMMETRY` times as far from her as the other). A cell
-that enters at the field's edge, or comes into view, beside another is then not taken
-for a daughter: the cell beside it keeps its track and the newcomer starts its own.
+A link between two cells whose areas differ more than :data:`SIZE_CHANGE` (4) times costs
+more in proportion to the ratio beyond it: a fragment of a cell that vanishes (almost
+hidden under a neighbour, or leaving the field) does not go on as the whole cell beside it,
+such as a daughter born there.
+
+Divisions need evidence, and each daughter goes to the mother with the best of it
+(:mod:`.divisions`): laptrack's divisions are decided again from its links. A mother's two
+daughters must lie on either side of her (their midpoint within :data:`DIVISION_MIDPOINT`
+of her radius from her centroid, and the nearer daughter at least
+:data:`DIVISION_SYMMETRY` times as far from her as the other), or, where a cut by the
+field's edge moves the centroids, overlap her registered mask. A cell that enters at the
+field's edge, or comes into view, beside another is then not taken for a daughter: the
+cell beside it keeps its track and the newcomer starts its own.
 
 Examples
 --------
@@ -90,6 +98,7 @@ from ..config import LABEL_DTYPE
 from ..io import exists, memory_files, redact, remove_tree, store_files
 from ..pipeline.overlap import label_overlaps
 from .columns import KEYS, TRACK_COLUMNS
+from .divisions import DIVISION_MIDPOINT, DIVISION_SYMMETRY, assign_divisions
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -99,6 +108,7 @@ __all__ = [
     "DIVISION_MIDPOINT",
     "DIVISION_SYMMETRY",
     "OVERLAP_WEIGHT",
+    "SIZE_CHANGE",
     "POSITION_COLUMNS",
     "LinkScores",
     "TrackLinks",
@@ -125,12 +135,11 @@ AREA_COLUMN = "area_px"
 #: Default largest mother-daughter distance, as a multiple of ``max_distance`` (grown in
 #: proportion for a mother larger than the typical radius).
 DIVISION_FACTOR = 1.5
-#: Largest distance from a mother's centroid to the midpoint of her two daughters, as a
-#: fraction of her radius (or of the typical radius, ``track_cells``'s ``radius``, where
-#: that is larger).
-DIVISION_MIDPOINT = 0.5
-#: Smallest ratio of the nearer daughter's distance from her mother to the farther one's.
-DIVISION_SYMMETRY = 0.4
+#: Largest ratio of two cells' areas a link takes at its distance cost: beyond it the cost
+#: grows in proportion to the ratio over this one (4 times the areas' ratio: the cost
+#: times 2 for a ratio of 8), so a fragment of a cell that vanishes (hidden under a
+#: neighbour, or leaving the field) does not go on as the whole cell beside it.
+SIZE_CHANGE = 4.0
 
 #: How much a link's overlap lowers its cost: the cost is multiplied by
 #: ``1 - OVERLAP_WEIGHT * IoU`` of the two cells' registered masks.
@@ -195,7 +204,8 @@ def track_cells(
         cells larger than the limit itself). Only used where the table has ``area_px``.
     overlaps : mapping, optional
         IoU of two cells' masks with the stage drift removed, keyed ``(t, label, t2,
-        label2)`` (``t < t2``); a link's cost is multiplied by ``1 - OVERLAP_WEIGHT * IoU``.
+        label2)`` (``t < t2``); a link's cost is multiplied by ``1 - OVERLAP_WEIGHT * IoU``,
+        and a mother's overlap with a daughter weighs in the divisions (:mod:`.divisions`).
         Pairs not in it (and every pair when it is not given) keep the distance alone.
 
     Returns
@@ -347,12 +357,16 @@ def _link_cost(a: np.ndarray, b: np.ndarray, reference: float, overlaps: Overlap
     """Return the squared distance of two cells ``(y, x, radius, t, label)``, scaled.
 
     Divided by the square of the larger radius over ``reference`` where that is more than
-    1 (a cell twice the reference radius may move twice the limit), and multiplied by
-    ``1 - OVERLAP_WEIGHT * IoU`` where ``overlaps`` has the pair.
+    1 (a cell twice the reference radius may move twice the limit), multiplied by the
+    ratio of the two cells' areas over :data:`SIZE_CHANGE` where that is more than 1, and
+    by ``1 - OVERLAP_WEIGHT * IoU`` where ``overlaps`` has the pair.
     """
     dy, dx = float(a[0] - b[0]), float(a[1] - b[1])
-    scale = reference / max(reference, float(a[2]), float(b[2]))
+    small, large = sorted((float(a[2]), float(b[2])))
+    scale = reference / max(reference, large)
     cost = (dy * dy + dx * dx) * scale * scale
+    if small > 0 and (large / small) ** 2 > SIZE_CHANGE:
+        cost *= (large / small) ** 2 / SIZE_CHANGE
     if overlaps:
         key = (int(a[3]), int(a[4]), int(b[3]), int(b[4]))
         iou = overlaps.get(key) if key[0] < key[2] else overlaps.get(key[2:] + key[:2])
@@ -488,35 +502,9 @@ def _laptrack_edges(rows: pd.DataFrame, params: _Params) -> list[tuple[int, int]
     is_new = rows["_row"].to_numpy() >= 0
     edges = sorted((position[a], position[b]) for a, b in graph.edges())
     edges = [(a, b) for a, b in edges if is_new[b]]
-    return _evident(edges, pos, params.radius)
-
-
-def _evident(edges: list[tuple[int, int]], pos: np.ndarray,
-             reference: float) -> list[tuple[int, int]]:
-    """Drop the farther daughter's link of each division without evidence.
-
-    ``pos`` holds each row's ``(y, x, radius, ...)``. A division is kept when the midpoint of
-    the daughters lies within ``DIVISION_MIDPOINT`` of the mother's radius (at least
-    ``reference``) from her centroid and the nearer daughter is at least
-    ``DIVISION_SYMMETRY`` times as far from her as the farther one.
-    """
-    children: dict[int, list[int]] = {}
-    for a, b in edges:
-        children.setdefault(a, []).append(b)
-    drop = set()
-    for mother, pair in children.items():
-        if len(pair) != 2:
-            continue
-        centre = pos[mother, :2]
-        dist = np.hypot(*(pos[pair, :2] - centre).T)
-        midpoint = float(np.hypot(*(pos[pair, :2].mean(axis=0) - centre)))
-        radius = max(reference, float(pos[mother, 2]))
-        symmetric = dist.max() == 0 or dist.min() >= DIVISION_SYMMETRY * dist.max()
-        if midpoint > DIVISION_MIDPOINT * radius or not symmetric:
-            drop.add((mother, pair[int(np.argmax(dist))]))
-    if drop:
-        logger.debug("%d divisions without evidence: the mother goes on", len(drop))
-    return [e for e in edges if e not in drop]
+    return assign_divisions(edges, pos, is_new, reference=params.radius,
+                            division_distance=params.division_distance,
+                            overlaps=params.overlaps)
 
 
 def _assign(rows: pd.DataFrame, edges: list[tuple[int, int]],

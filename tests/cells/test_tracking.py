@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from structfree_dask.cells import tracking
 from structfree_dask.cells.columns import SHAPE_COLUMNS, TRACK_COLUMNS
 from structfree_dask.cells.tracking import (
     POSITION_COLUMNS,
@@ -350,3 +351,21 @@ def test_overlap_prefers_the_cell_that_still_covers_it():
     far = rows((0, 1, 10.0, 10.0), (1, 2, 10.0, 30.0))
     assert track_cells(far, max_distance=8.0, overlaps={(0, 1, 1, 2): 1.0})[
         "track_id"].tolist() == [1, 2]
+
+
+def test_a_vanishing_fragment_does_not_take_a_daughter(monkeypatch):
+    # a mother (area 1000 px) divides into two cells of 500 px on either side of her; a
+    # fragment of 20 px beside her (a cell almost hidden, or leaving the field) vanishes
+    # at the same time. On distance alone the fragment goes on as the right daughter
+    # (cheaper than ending its track and starting hers); the size change prevents it
+    table = rows((0, 1, 50.0, 50.0), (0, 2, 50.0, 75.0),
+                 (1, 3, 50.0, 40.0), (1, 4, 50.0, 62.0)).assign(
+        area_px=[1000.0, 20.0, 500.0, 500.0])
+    division = {((0, 1), (1, 3)), ((0, 1), (1, 4))}
+    tracked = track_cells(table, max_distance=20.0, radius=15.0)
+    assert track_links(tracked).divisions == division
+    assert not track_links(tracked).links
+    monkeypatch.setattr(tracking, "SIZE_CHANGE", float("inf"))
+    by_distance = track_links(track_cells(table, max_distance=20.0, radius=15.0))
+    assert by_distance.links == {((0, 1), (1, 3)), ((0, 2), (1, 4))}
+    assert not by_distance.divisions
