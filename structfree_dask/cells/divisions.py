@@ -173,14 +173,20 @@ def assign_divisions(edges: Sequence[Edge], pos: np.ndarray, born: np.ndarray, *
         return links
     t = pos[:, 3].astype(np.int64)
     has_predecessor = set(continuation.values())
+    first = int(t.min()) if len(t) else 0
     orphans = [int(b) for b in np.flatnonzero(born)
-               if b not in has_predecessor and t[b] > t.min()]
+               if b not in has_predecessor and t[b] > first]
+    born_at: dict[int, list[int]] = {}
+    for b in orphans:
+        born_at.setdefault(int(t[b]), []).append(b)
+    going_on: dict[int, list[int]] = {}  # by the timepoint of the cell they go on as
+    for a, b in continuation.items():
+        if t[b] == t[a] + 1:
+            going_on.setdefault(int(t[b]), []).append(a)
     added: list[Edge] = []
-    for when in sorted({int(t[b]) for b in orphans}):
-        at = [b for b in orphans if t[b] == when]
-        mothers = [a for a, b in continuation.items() if t[a] == when - 1 and t[b] == when]
-        added += _assign(at, mothers, continuation, pos, reference, division_distance,
-                         overlaps or {})
+    for when, at in sorted(born_at.items()):
+        added += _assign(at, going_on.get(when, []), continuation, pos, reference,
+                         division_distance, overlaps or {})
     return sorted(links + added)
 
 
