@@ -26,6 +26,7 @@ positions ``(a, b)`` with ``a`` before ``b``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 
@@ -52,6 +53,8 @@ DIVISION_OVERLAP = 0.1
 #: With that overlap, the smaller daughter's area must be at least this fraction of the
 #: larger one's (a sliver of a cell entering beside a mother is no daughter).
 DIVISION_SISTERS = 0.1
+
+logger = logging.getLogger(__name__)
 
 #: A link between rows, as their positions.
 Edge = tuple[int, int]
@@ -187,6 +190,9 @@ def assign_divisions(edges: Sequence[Edge], pos: np.ndarray, born: np.ndarray, *
     for when, at in sorted(born_at.items()):
         added += _assign(at, going_on.get(when, []), continuation, pos, reference,
                          division_distance, overlaps or {})
+    proposed = {(a, b) for a, b in edges} - set(links)
+    logger.debug("%d divisions (laptrack proposed %d, %d of them kept)", len(added),
+                 len(proposed), len(proposed & set(added)))
     return sorted(links + added)
 
 

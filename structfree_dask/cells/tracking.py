@@ -135,10 +135,10 @@ AREA_COLUMN = "area_px"
 #: Default largest mother-daughter distance, as a multiple of ``max_distance`` (grown in
 #: proportion for a mother larger than the typical radius).
 DIVISION_FACTOR = 1.5
-#: Largest ratio of two cells' areas a link takes at its distance cost: beyond it the cost
-#: grows in proportion to the ratio over this one (4 times the areas' ratio: the cost
-#: times 2 for a ratio of 8), so a fragment of a cell that vanishes (hidden under a
-#: neighbour, or leaving the field) does not go on as the whole cell beside it.
+#: Largest ratio of two cells' areas at which a link costs its distance alone: beyond it
+#: the cost is multiplied by the ratio over this one (areas 8 times apart: twice the
+#: cost), so a fragment of a cell that vanishes (hidden under a neighbour, or leaving the
+#: field) does not go on as the whole cell beside it.
 SIZE_CHANGE = 4.0
 
 #: How much a link's overlap lowers its cost: the cost is multiplied by
