@@ -49,7 +49,13 @@ from .planes import level_shape, read_labels, regions
 from .plate_measure import well_of, write_rows
 from .quality import warnings as quality_warnings
 from .registration import Shift, content_shift, drift, mask_spectrum, registered_overlaps
-from .tracking import median_step, relabel_by_track, track_cells, write_geff
+from .tracking import (
+    TRACKER_VERSION,
+    median_step,
+    relabel_by_track,
+    track_cells,
+    write_geff,
+)
 
 __all__ = ["MOTION_FACTOR", "TrackPlan", "TrackResult", "cell_radius", "check_max_distance",
            "check_tracks", "motion_limit", "track_plate", "tracked_name", "tracks_location"]
@@ -322,10 +328,15 @@ def tracking_settings(max_distance: float | None, max_gap: int = 1,
                       divisions: bool = True) -> dict[str, Any]:
     """Return the tracking settings a table records (checked; defaults of new ones left out).
 
+    With them the tracker's version (:data:`.tracking.TRACKER_VERSION`): a table tracked
+    by another version has other settings.
+
     Examples
     --------
-    >>> tracking_settings(None), tracking_settings(12, max_gap=0, divisions=False)
-    ({'max_distance': None}, {'max_distance': 12.0, 'max_gap': 0, 'divisions': False})
+    >>> tracking_settings(None)
+    {'max_distance': None, 'tracker': 2}
+    >>> tracking_settings(12, max_gap=0, divisions=False)
+    {'max_distance': 12.0, 'max_gap': 0, 'divisions': False, 'tracker': 2}
     """
     out: dict[str, Any] = {"max_distance": check_max_distance(max_distance)}
     gap = CellsSettings.check_value("max_gap", max_gap)
@@ -333,6 +344,7 @@ def tracking_settings(max_distance: float | None, max_gap: int = 1,
         out["max_gap"] = gap
     if not CellsSettings.check_value("divisions", divisions):
         out["divisions"] = False
+    out["tracker"] = TRACKER_VERSION
     return out
 
 
@@ -467,8 +479,10 @@ def track_plate(plate: str, *, table: str, tracked_labels: bool = False,
     region : int
         Side in pixels of the regions read when writing tracked labels.
 
-        The table records ``max_distance``, ``max_gap`` and ``divisions``: tracking again
-        with other values needs ``overwrite``, and then tracks every timepoint afresh.
+        The table records ``max_distance``, ``max_gap``, ``divisions`` and the tracker's
+        version (:data:`.tracking.TRACKER_VERSION`): tracking again with other values, or
+        a table tracked by another version, needs ``overwrite``, and then tracks every
+        timepoint afresh.
     client, wells, progress
         As for :func:`structfree_dask.cells.plate_measure.measure_plate` (``progress``
         counts fields).

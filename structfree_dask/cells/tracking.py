@@ -109,6 +109,7 @@ __all__ = [
     "DIVISION_SYMMETRY",
     "OVERLAP_WEIGHT",
     "SIZE_CHANGE",
+    "TRACKER_VERSION",
     "POSITION_COLUMNS",
     "LinkScores",
     "TrackLinks",
@@ -140,6 +141,11 @@ DIVISION_FACTOR = 1.5
 #: cost), so a fragment of a cell that vanishes (hidden under a neighbour, or leaving the
 #: field) does not go on as the whole cell beside it.
 SIZE_CHANGE = 4.0
+
+#: Version of the tracker (its costs and how divisions are decided), recorded with a
+#: tracked table: a table tracked by another version is not continued (2: divisions given
+#: to their mothers by :mod:`.divisions`, the size-change cost).
+TRACKER_VERSION = 2
 
 #: How much a link's overlap lowers its cost: the cost is multiplied by
 #: ``1 - OVERLAP_WEIGHT * IoU`` of the two cells' registered masks.

@@ -7,8 +7,23 @@ import pytest
 from structfree_dask import simulate_plate
 from structfree_dask.cells.plate_measure import measure_plate
 from structfree_dask.cells.plate_track import track_plate, tracked_name, tracks_location
-from structfree_dask.cells.tracking import link_scores, persistent_links, track_links
-from structfree_dask.io import open_labels, open_plate, read_feature_table, read_plate_dataset
+from structfree_dask.cells.tracking import (
+    TRACKER_VERSION,
+    link_scores,
+    persistent_links,
+    track_links,
+)
+from structfree_dask.io import (
+    open_labels,
+    open_plate,
+    read_feature_table,
+    read_plate_dataset,
+    table_attrs,
+    update_table_attrs,
+)
+
+#: The table attribute that holds the tracking settings.
+TRACKING = "structfree_dask_tracking"
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +73,22 @@ def test_track_bad_input(plate, cluster_client):
         track_plate(str(plate), table="nope", client=cluster_client)
     with pytest.raises(ValueError, match="max_distance"):
         track_plate(str(plate), table="cells", max_distance=-1, client=cluster_client)
+
+
+def test_a_table_tracked_by_another_tracker_version_is_tracked_again_only_on_request(
+        plate, cluster_client):
+    image = open_plate(plate).field("A/1/0")
+    record = table_attrs(image, "cells")[TRACKING]
+    assert record["tracker"] == TRACKER_VERSION
+    older = {k: v for k, v in record.items() if k != "tracker"}  # as an earlier version wrote
+    update_table_attrs(image, "cells", **{TRACKING: older})
+    before = read_feature_table(image, "cells")
+    with pytest.raises(FileExistsError, match="tracked with other settings"):
+        track_plate(str(plate), table="cells", client=cluster_client)
+    pd.testing.assert_frame_equal(read_feature_table(image, "cells"), before)
+    again = track_plate(str(plate), table="cells", overwrite=True, client=cluster_client)
+    assert again.ok and again.tracks["A/1/0"][2] == list(range(8))  # every timepoint
+    assert table_attrs(image, "cells")[TRACKING]["tracker"] == TRACKER_VERSION
 
 
 def test_a_checked_tracking_plan_is_run_only_for_its_request(tmp_path, cluster_client):
