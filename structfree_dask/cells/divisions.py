@@ -190,9 +190,10 @@ def assign_divisions(edges: Sequence[Edge], pos: np.ndarray, born: np.ndarray, *
     for when, at in sorted(born_at.items()):
         added += _assign(at, going_on.get(when, []), continuation, pos, reference,
                          division_distance, overlaps or {})
-    proposed = {(a, b) for a, b in edges} - set(links)
-    logger.debug("%d divisions (laptrack proposed %d, %d of them kept)", len(added),
-                 len(proposed), len(proposed & set(added)))
+    if logger.isEnabledFor(logging.DEBUG):  # the sets only for the debug line
+        proposed = {(int(a), int(b)) for a, b in edges} - set(links)
+        logger.debug("%d divisions (laptrack proposed %d, %d of them kept)", len(added),
+                     len(proposed), len(proposed & set(added)))
     return sorted(links + added)
 
 

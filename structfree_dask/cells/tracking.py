@@ -367,15 +367,18 @@ def _link_cost(a: np.ndarray, b: np.ndarray, reference: float, overlaps: Overlap
     ratio of the two cells' areas over :data:`SIZE_CHANGE` where that is more than 1, and
     by ``1 - OVERLAP_WEIGHT * IoU`` where ``overlaps`` has the pair.
     """
-    dy, dx = float(a[0] - b[0]), float(a[1] - b[1])
-    small, large = sorted((float(a[2]), float(b[2])))
+    ya, xa, ra, ta, la = a.tolist()  # one conversion: called once per pair of cells
+    yb, xb, rb, tb, lb = b.tolist()
+    dy, dx = ya - yb, xa - xb
+    small, large = (ra, rb) if ra < rb else (rb, ra)
     scale = reference / max(reference, large)
     cost = (dy * dy + dx * dx) * scale * scale
     if small > 0 and (large / small) ** 2 > SIZE_CHANGE:
         cost *= (large / small) ** 2 / SIZE_CHANGE
     if overlaps:
-        key = (int(a[3]), int(a[4]), int(b[3]), int(b[4]))
-        iou = overlaps.get(key) if key[0] < key[2] else overlaps.get(key[2:] + key[:2])
+        key = ((int(ta), int(la), int(tb), int(lb)) if ta < tb
+               else (int(tb), int(lb), int(ta), int(la)))
+        iou = overlaps.get(key)
         if iou:
             cost *= 1.0 - OVERLAP_WEIGHT * iou
     return cost
