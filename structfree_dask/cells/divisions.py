@@ -11,7 +11,8 @@ not the mother. Here every division is decided again, from laptrack's links:
 2. Each such cell at ``t + 1`` may be the second daughter of a cell at ``t`` that goes on
    as exactly one cell at ``t + 1`` (her first daughter), when the pair shows evidence of
    a division (:func:`division_evidence`) and the daughter lies within the division
-   distance.
+   distance or overlaps her (IoU at least :data:`DIVISION_OVERLAP`: a daughter on her
+   mother's mask is within reach however far the centroids lie).
 3. Of those candidates, the daughters are given to the mothers by linear assignment
    (scipy's ``linear_sum_assignment``, one timepoint at a time, as many divisions as the
    evidence allows): a candidate costs the distance from the mother's centroid to the
@@ -35,6 +36,7 @@ import numpy as np
 __all__ = [
     "DIVISION_MIDPOINT",
     "DIVISION_OVERLAP",
+    "DIVISION_SAME",
     "DIVISION_SISTERS",
     "DIVISION_SYMMETRY",
     "assign_divisions",
@@ -50,6 +52,10 @@ DIVISION_SYMMETRY = 0.4
 #: evidence of a division where the centroids are not (a mother cut by the field's edge,
 #: whose centroid is not where she is).
 DIVISION_OVERLAP = 0.1
+#: Overlap (IoU) of a mother with a "daughter" from which on she is taken to go on as that
+#: cell, not to divide: a daughter shares her mother's mask with her sister, and none of
+#: the true divisions of the simulated time-lapses overlapped that much.
+DIVISION_SAME = 0.6
 #: With that overlap, the smaller daughter's area must be at least this fraction of the
 #: larger one's (a sliver of a cell entering beside a mother is no daughter).
 DIVISION_SISTERS = 0.1
@@ -76,7 +82,8 @@ def division_evidence(pos: np.ndarray, mother: int, daughters: Sequence[int], *,
     the nearer at least :data:`DIVISION_SYMMETRY` times as far from her as the farther), or
     their midpoint lies within her radius, her mask overlaps each of theirs by at least
     :data:`DIVISION_OVERLAP` (IoU) and the smaller daughter has at least
-    :data:`DIVISION_SISTERS` of the larger one's area.
+    :data:`DIVISION_SISTERS` of the larger one's area. Either way, a "daughter" whose mask
+    overlaps hers by :data:`DIVISION_SAME` or more is her, going on: no division.
 
     Parameters
     ----------
@@ -105,6 +112,8 @@ def division_evidence(pos: np.ndarray, mother: int, daughters: Sequence[int], *,
     False
     """
     pair = list(daughters)
+    if overlaps and max(_iou(pos, mother, d, overlaps) for d in pair) >= DIVISION_SAME:
+        return False
     centre = pos[mother, :2]
     dist = np.hypot(*(pos[pair, :2] - centre).T)
     midpoint = float(np.hypot(*(pos[pair, :2].mean(axis=0) - centre)))
@@ -187,9 +196,10 @@ def assign_divisions(edges: Sequence[Edge], pos: np.ndarray, born: np.ndarray, *
         if t[b] == t[a] + 1:
             going_on.setdefault(int(t[b]), []).append(a)
     added: list[Edge] = []
+    covered = _covered(pos, overlaps or {})
     for when, at in sorted(born_at.items()):
         added += _assign(at, going_on.get(when, []), continuation, pos, reference,
-                         division_distance, overlaps or {})
+                         division_distance, overlaps or {}, covered)
     if logger.isEnabledFor(logging.DEBUG):  # the sets only for the debug line
         proposed = {(int(a), int(b)) for a, b in edges} - set(links)
         logger.debug("%d divisions (laptrack proposed %d, %d of them kept)", len(added),
@@ -197,9 +207,20 @@ def assign_divisions(edges: Sequence[Edge], pos: np.ndarray, born: np.ndarray, *
     return sorted(links + added)
 
 
+def _covered(pos: np.ndarray, overlaps: Overlaps) -> dict[int, list[int]]:
+    """Rows that overlap each row of the timepoint after theirs by DIVISION_OVERLAP."""
+    row = {(int(t), int(label)): i for i, (t, label) in enumerate(pos[:, 3:5].tolist())}
+    covered: dict[int, list[int]] = {}
+    for (t, label, t2, label2), iou in overlaps.items():
+        a, b = row.get((t, label)), row.get((t2, label2))
+        if iou >= DIVISION_OVERLAP and a is not None and b is not None and t2 == t + 1:
+            covered.setdefault(b, []).append(a)
+    return covered
+
+
 def _assign(orphans: list[int], mothers: list[int], continuation: dict[int, int],
             pos: np.ndarray, reference: float, division_distance: float,
-            overlaps: Overlaps) -> list[Edge]:
+            overlaps: Overlaps, covered: Mapping[int, list[int]]) -> list[Edge]:
     """Return the divisions of one timepoint: each orphan to at most one mother."""
     from scipy.optimize import linear_sum_assignment
 
@@ -210,8 +231,9 @@ def _assign(orphans: list[int], mothers: list[int], continuation: dict[int, int]
     reach = division_distance * radius / reference  # a larger mother's daughters lie further
     cost = np.full((len(orphans), len(mothers)), np.inf)
     for i, d in enumerate(orphans):
-        near = np.flatnonzero(np.hypot(*(pos[m, :2] - pos[d, :2]).T) <= reach)
-        for j in near:
+        near = np.hypot(*(pos[m, :2] - pos[d, :2]).T) <= reach
+        near |= np.isin(m, covered.get(d, []))  # a daughter on her mother's mask
+        for j in np.flatnonzero(near):
             mother, first = int(m[j]), continuation[int(m[j])]
             if not division_evidence(pos, mother, [first, d], reference=reference,
                                      overlaps=overlaps):

@@ -334,9 +334,9 @@ def tracking_settings(max_distance: float | None, max_gap: int = 1,
     Examples
     --------
     >>> tracking_settings(None)
-    {'max_distance': None, 'tracker': 2}
+    {'max_distance': None, 'tracker': 3}
     >>> tracking_settings(12, max_gap=0, divisions=False)
-    {'max_distance': 12.0, 'max_gap': 0, 'divisions': False, 'tracker': 2}
+    {'max_distance': 12.0, 'max_gap': 0, 'divisions': False, 'tracker': 3}
     """
     out: dict[str, Any] = {"max_distance": check_max_distance(max_distance)}
     gap = CellsSettings.check_value("max_gap", max_gap)

@@ -144,8 +144,9 @@ SIZE_CHANGE = 4.0
 
 #: Version of the tracker (its costs and how divisions are decided), recorded with a
 #: tracked table: a table tracked by another version is not continued (2: divisions given
-#: to their mothers by :mod:`.divisions`, the size-change cost).
-TRACKER_VERSION = 2
+#: to their mothers by :mod:`.divisions`, the size-change cost; 3: a mother that still
+#: covers a "daughter" goes on as her, a daughter on her mother's mask is within reach).
+TRACKER_VERSION = 3
 
 #: How much a link's overlap lowers its cost: the cost is multiplied by
 #: ``1 - OVERLAP_WEIGHT * IoU`` of the two cells' registered masks.

@@ -85,6 +85,44 @@ def test_no_divisions_without_evidence_distance_or_a_free_mother():
     assert assign_divisions([], pos, born, reference=8.0, division_distance=16.0) == []
 
 
+def test_a_mother_that_still_covers_a_daughter_went_on_as_her():
+    # daughters on either side of her: evidence by geometry, unless one of them covers
+    # her as much as a cell going on does (a neighbour's daughter beside her)
+    pos = positions((20, 20, 8, 0, 1), (20, 15, 8, 1, 1), (20, 26, 6, 1, 2))
+    assert division_evidence(pos, 0, [1, 2], reference=8.0)
+    shared = {(0, 1, 1, 1): 0.45, (0, 1, 1, 2): 0.3}
+    assert division_evidence(pos, 0, [1, 2], reference=8.0, overlaps=shared)
+    for same in (0.6, 0.75):
+        overlaps = {(0, 1, 1, 1): same, (0, 1, 1, 2): 0.05}
+        assert not division_evidence(pos, 0, [1, 2], reference=8.0, overlaps=overlaps)
+        assert not division_evidence(pos, 0, [2, 1], reference=8.0, overlaps=overlaps)
+    born = np.array([False, True, True])
+    assert assign_divisions([(0, 1)], pos, born, reference=8.0, division_distance=16.0,
+                            overlaps={(0, 1, 1, 1): 0.7}) == [(0, 1)]
+    assert assign_divisions([(0, 1)], pos, born, reference=8.0, division_distance=16.0,
+                            overlaps=shared) == [(0, 1), (0, 2)]
+
+
+def test_a_daughter_on_her_mothers_mask_is_within_reach():
+    # daughters on either side of their mother, the second one's centroid beyond the
+    # division distance (14 px > 12 px): within reach where her mask lies on her mother's
+    pos = positions((20, 20, 8, 0, 1), (20, 8, 6, 1, 1), (20, 34, 6, 1, 2))
+    born = np.array([False, True, True])
+    assert division_evidence(pos, 0, [1, 2], reference=8.0)
+    overlaps = {(0, 1, 1, 1): 0.3, (0, 1, 1, 2): 0.15}
+    assert assign_divisions([(0, 1)], pos, born, reference=8.0, division_distance=12.0,
+                            overlaps=overlaps) == [(0, 1), (0, 2)]
+    # barely touching her, or without overlaps, she is out of reach
+    overlaps[(0, 1, 1, 2)] = 0.05
+    for given in (overlaps, None):
+        assert assign_divisions([(0, 1)], pos, born, reference=8.0, division_distance=12.0,
+                                overlaps=given) == [(0, 1)]
+    # an overlap with a cell two timepoints later brings nothing within reach
+    late = positions((20, 20, 8, 0, 1), (20, 8, 6, 1, 1), (20, 34, 6, 2, 2))
+    assert assign_divisions([(0, 1)], late, born, reference=8.0, division_distance=12.0,
+                            overlaps={(0, 1, 1, 1): 0.3, (0, 1, 2, 2): 0.4}) == [(0, 1)]
+
+
 def test_the_sisters_rule_can_be_switched_by_its_constant(monkeypatch):
     pos = positions((5, 20, 8, 0, 1), (4, 17, 6, 1, 1), (12, 28, 3, 1, 2))
     overlaps = {(0, 1, 1, 1): 0.3, (0, 1, 1, 2): 0.2}
