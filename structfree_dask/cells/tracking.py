@@ -57,9 +57,10 @@ Divisions need evidence, and each daughter goes to the mother with the best of i
 daughters must lie on either side of her (their midpoint within :data:`DIVISION_MIDPOINT`
 of her radius from her centroid, and the nearer daughter at least
 :data:`DIVISION_SYMMETRY` times as far from her as the other), or, where a cut by the
-field's edge moves the centroids, overlap her registered mask. A cell that enters at the
-field's edge, or comes into view, beside another is then not taken for a daughter: the
-cell beside it keeps its track and the newcomer starts its own.
+field's edge moves the centroids, overlap her registered mask; a mother that still covers
+one of the two as much as a cell going on covers itself went on as that cell. A cell that
+enters at the field's edge, or comes into view, beside another is then not taken for a
+daughter: the cell beside it keeps its track and the newcomer starts its own.
 
 Examples
 --------
