@@ -82,20 +82,23 @@ def _stream_targets(targets: list[Target], client: Any,
     prepared = _prepare(targets, started)  # every check before any write
     runs = [p for p in prepared if isinstance(p, TargetRun)]
     stream = UnitStream(runs)
-    if stream.total:
-        own_client = client is None
-        if own_client:
-            from ..runtime.cluster import local_client
-
-            client = local_client()
-        try:
-            run_stream(client, stream, progress)
-        finally:
+    try:
+        if stream.total:
+            own_client = client is None
             if own_client:
-                from ..runtime.cluster import close_client
+                from ..runtime.cluster import local_client
 
-                close_client(client)
-    stream.finish()
+                client = local_client()
+            try:
+                run_stream(client, stream, progress)
+            finally:
+                if own_client:
+                    from ..runtime.cluster import close_client
+
+                    close_client(client)
+        stream.finish()
+    finally:
+        stream.close()  # however the run ended: no label image left half made behind it
     for run in runs:  # those not closed as their last unit finished
         run.close()
     return prepared

@@ -265,12 +265,19 @@ class UnitStream:
     def __init__(self, runs: list[TargetRun]) -> None:
         self.runs = runs
         self.total = sum(run.total for run in runs)
+        self._ahead: Any = None  # the thread making label images ahead, once units are taken
         self._units = self._generate()
 
     def _generate(self) -> Iterator[tuple[TargetRun, Unit]]:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-plan") as ahead:
+        # Not a `with` block: leaving it would wait for the label image being made ahead,
+        # and a stream dropped unfinished is closed wherever the garbage collector runs,
+        # zarr's own I/O thread among them, which that label image waits on (a deadlock).
+        # close() waits for it, in the caller's thread.
+        ahead = self._ahead = ThreadPoolExecutor(max_workers=1,
+                                                 thread_name_prefix="label-plan")
+        try:
             for run in self.runs:
                 def plan(k: int, run: TargetRun = run) -> Any:
                     return ahead.submit(apply_label_plan, run.todo[k][0], run.config)
@@ -289,6 +296,8 @@ class UnitStream:
                         run.pending += 1
                         yield run, Unit(fp.info, label, t)
                 run.taken = True
+        finally:
+            ahead.shutdown(wait=False, cancel_futures=True)
 
     def take(self) -> tuple[TargetRun, Unit] | None:
         """Return the next unit and its target, or None when every unit was taken."""
@@ -297,7 +306,18 @@ class UnitStream:
     def finish(self) -> None:
         """Open the label images of the fields with nothing left to do (to finalize them)."""
         for _ in self._units:
+            self.close()
             raise RuntimeError("finish() called with units not taken")
+
+    def close(self) -> None:
+        """Stop producing units, and wait for a label image being made ahead.
+
+        The driver calls it when a run ends, however it ends (a stream left to the
+        garbage collector does not wait: that label image is finished in the background).
+        """
+        self._units.close()
+        if self._ahead is not None:
+            self._ahead.shutdown(wait=True)
 
 
 def _window(client: Any) -> int:

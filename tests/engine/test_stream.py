@@ -3,6 +3,7 @@ RunResult, and the targets' bookkeeping."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -174,6 +175,36 @@ def test_a_target_whose_label_image_cannot_be_made_stops_alone(plate, specs):
     assert again.take() is not None
     with pytest.raises(RuntimeError, match="not taken"):
         again.finish()
+
+
+def test_a_stream_dropped_unfinished_does_not_wait_where_it_is_closed(plate, specs,
+                                                                     monkeypatch):
+    started, release = threading.Event(), threading.Event()
+    make = _stream.apply_label_plan
+
+    def slow(fp, config):  # the second field's label image takes its time
+        if fp.info.path == "A/2/0":
+            started.set()
+            release.wait(60)
+        return make(fp, config)
+
+    monkeypatch.setattr(_stream, "apply_label_plan", slow)
+    cfg = CFG.replace(name="d")
+    stream = _stream.UnitStream([_stream.TargetRun(
+        0, cfg, specs, _plan.plan_fields(str(plate), cfg, specs, None, None), 0.0)])
+    assert stream.take() is not None and started.wait(30)  # A/2/0 being made ahead
+    # the garbage collector closes a dropped stream on whichever thread it runs, zarr's
+    # I/O thread among them, which the label image being made waits on: closing there
+    # must not wait for it (it did, and a suite hung on it)
+    closer = threading.Thread(target=stream._units.close)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive()
+    release.set()
+    stream.close()  # the driver's close waits for it, in its own thread
+    assert label_group_exists(open_plate(plate).field("A/2/0"), "d")
+    assert not [t for t in threading.enumerate() if t.name.startswith("label-plan")]
+    stream.close()  # once more: nothing left to do
 
 
 class EndpointConnectionError(Exception):
