@@ -112,7 +112,8 @@ def division_evidence(pos: np.ndarray, mother: int, daughters: Sequence[int], *,
     False
     """
     pair = list(daughters)
-    if overlaps and max(_iou(pos, mother, d, overlaps) for d in pair) >= DIVISION_SAME:
+    ious = [_iou(pos, mother, d, overlaps) for d in pair] if overlaps else []
+    if ious and max(ious) >= DIVISION_SAME:
         return False
     centre = pos[mother, :2]
     dist = np.hypot(*(pos[pair, :2] - centre).T)
@@ -123,7 +124,7 @@ def division_evidence(pos: np.ndarray, mother: int, daughters: Sequence[int], *,
         return True
     if not overlaps or midpoint > radius:
         return False
-    if min(_iou(pos, mother, d, overlaps) for d in pair) < DIVISION_OVERLAP:
+    if min(ious) < DIVISION_OVERLAP:
         return False
     areas = pos[pair, 2] ** 2
     return bool(areas.max() == 0 or areas.min() >= DIVISION_SISTERS * areas.max())

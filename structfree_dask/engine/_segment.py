@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from typing import Any, NamedTuple
 
 from ..config import SegmentationConfig
@@ -81,8 +82,8 @@ def _stream_targets(targets: list[Target], client: Any,
     started = time.perf_counter()
     prepared = _prepare(targets, started)  # every check before any write
     runs = [p for p in prepared if isinstance(p, TargetRun)]
-    stream = UnitStream(runs)
-    try:
+    # closed however the run ends: no label image left half made behind it
+    with closing(UnitStream(runs)) as stream:
         if stream.total:
             own_client = client is None
             if own_client:
@@ -97,8 +98,6 @@ def _stream_targets(targets: list[Target], client: Any,
 
                     close_client(client)
         stream.finish()
-    finally:
-        stream.close()  # however the run ended: no label image left half made behind it
     for run in runs:  # those not closed as their last unit finished
         run.close()
     return prepared

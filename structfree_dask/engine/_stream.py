@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -265,12 +266,10 @@ class UnitStream:
     def __init__(self, runs: list[TargetRun]) -> None:
         self.runs = runs
         self.total = sum(run.total for run in runs)
-        self._ahead: Any = None  # the thread making label images ahead, once units are taken
+        self._ahead: ThreadPoolExecutor | None = None  # makes label images ahead, once taking
         self._units = self._generate()
 
     def _generate(self) -> Iterator[tuple[TargetRun, Unit]]:
-        from concurrent.futures import ThreadPoolExecutor
-
         # Not a `with` block: leaving it would wait for the label image being made ahead,
         # and a stream dropped unfinished is closed wherever the garbage collector runs,
         # zarr's own I/O thread among them, which that label image waits on (a deadlock).
