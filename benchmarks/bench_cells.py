@@ -32,7 +32,10 @@ level, a plate simulated with that much stage jitter (``simulate --stage-jitter`
 seed, so the population differs only by the larger world it is drawn in), its ground-truth
 masks measured and tracked (the drift registered from the masks), and link and division
 precision / recall / F1 against the lineage, with the drift measured against the
-simulator's truth (largest error in px) and the registration's time.
+simulator's truth (largest error in px) and the registration's time. With several seeds
+(``--seed 7-18 --skip-readout``) each seed's table, then per line and level the scores of
+all its plates pooled (true / false / missed divisions summed), the worst plate, and how
+many plates fall below a division F1 of 0.85.
 
 With ``--motion 5,10``: cells faster than their radius (``simulate --motion-scale``; 256
 px, 8 timepoints, seed 4, no jitter): link precision / recall / F1 on ground-truth masks,
@@ -43,7 +46,8 @@ field (the latter tiled from the former), and their ratio.
 
 Run: ``python benchmarks/bench_cells.py [--size 384] [--timepoints 12] [--seed 7] [--skip-memory]
 [--zoo DIR [--epochs 20] [--tile-size 128]] [--jitter 0,5,10,15] [--motion 5,10]
-[--skip-readout] [--lines CL1,CL5]``
+[--skip-readout] [--lines CL1,CL5]``; ``--seed 7-18 --skip-readout --jitter 0,5,10,15`` for
+the jitter tables over twelve plates per level.
 """
 
 from __future__ import annotations
@@ -124,9 +128,25 @@ def _in_view(divisions: set, present: set) -> set:
             and all(x in present and x[1][0] == m[1][0] + 1 for x in ds)}
 
 
-def _tracking(plate: str, table: str, pred: str | None) -> tuple:
-    """Link scores, division scores (divisions in view) and the divisions' recall on all."""
+def _edge_cells(image) -> set:
+    """``(t, label)`` of the ground-truth cells that touch the field's edge."""
+    labels = open_labels(image, "gt_cyto").read()[:, 0]
+    out = set()
+    for t, plane in enumerate(labels):
+        rim = np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]])
+        out |= {(t, int(lb)) for lb in np.unique(rim) if lb}
+    return out
+
+
+def _tracking(plate: str, table: str, pred: str | None, *, edges: dict | None = None) -> tuple:
+    """Link scores, division scores (divisions in view) and the divisions' recall on all.
+
+    With ``edges`` (a dict) on ground-truth masks, the division links predicted
+    (``"pred"``), in view (``"true"``) and the nodes at the field's edge (``"edge"``) are
+    put in it.
+    """
     links_p, links_t, div_p, div_t, matches, present = set(), set(), set(), set(), {}, set()
+    at_edge = set()
     opened = open_plate(plate)
     for path in opened.field_paths:
         image = opened.field(path)
@@ -145,6 +165,8 @@ def _tracking(plate: str, table: str, pred: str | None) -> tuple:
         else:
             present |= {(key, (int(t), int(lb))) for t, lb in zip(rows["t"], rows["label"],
                                                                  strict=True)}
+            if edges is not None:
+                at_edge |= {(key, node) for node in _edge_cells(image)}
     if pred:  # compare on matched objects: predicted ends translated to true labels
         matched_true = {(k[0], (k[1][0], v[1])) for k, v in matches.items()}
         links_p, div_p = _translate(links_p, matches), _translate(div_p, matches)
@@ -152,7 +174,10 @@ def _tracking(plate: str, table: str, pred: str | None) -> tuple:
         div_t = {lk for lk in div_t if lk[0] in matched_true and lk[1] in matched_true}
         present = matched_true
     every = link_scores(div_p, div_t)
-    return link_scores(links_p, links_t), link_scores(div_p, _in_view(div_t, present)), every
+    in_view = _in_view(div_t, present)
+    if edges is not None:
+        edges.update(pred=div_p, true=in_view, edge=at_edge)
+    return link_scores(links_p, links_t), link_scores(div_p, in_view), every
 
 
 def _drift_error(plate: str, table: str) -> tuple[float, float]:
@@ -176,26 +201,71 @@ def _drift_error(plate: str, table: str) -> tuple[float, float]:
     return float(np.median(errors[1:] or errors)), max(errors)
 
 
-def _jitter(name: str, levels: list[int], folder: Path, args, client) -> None:
+def _jitter(name: str, levels: list[int], folder: Path, args, client) -> dict:
+    """The jitter table of one seed; returns the link and division scores per level."""
     print(f"\n{name} widefield, {args.size} px, 2 wells x {args.timepoints} timepoints, "
           f"seed {args.seed}, ground-truth masks; tracking through stage jitter")
-    print("| jitter | links P / R / F1 | divisions in view P / R / F1 | recall on every "
-          "division | drift error median / max | measure + track |")
+    print("| jitter | links P / R / F1 | divisions in view P / R / F1 (true / false / "
+          "missed) | recall on every division | drift error median / max | "
+          "measure + track |")
     print("|---|---|---|---|---|---|")
+    scores = {}
     for level in levels:
-        plate = str(folder / f"{name}-jitter{level}.zarr")
+        plate = str(folder / f"{name}-seed{args.seed}-jitter{level}.zarr")
         simulate_plate(plate, cell_line=name, rows=1, cols=2, timepoints=args.timepoints,
                        size=args.size, seed=args.seed, mode="widefield", stage_jitter_px=level)
         t0 = time.perf_counter()
         measure_plate(plate, labels="gt_cyto", nuclei="gt_nuclei", table="gt", client=client)
         track_plate(plate, table="gt", client=client)
         cost = time.perf_counter() - t0
-        links, divisions, every = _tracking(plate, "gt", None)
+        sets: dict = {}
+        links, divisions, every = _tracking(plate, "gt", None, edges=sets)
+        scores[level] = (links, divisions, _edge_split(sets))
         print(f"| {level} px | {links.precision:.3f} / {links.recall:.3f} / {links.f1:.3f} | "
-              f"{divisions.precision:.2f} / {divisions.recall:.2f} / {divisions.f1:.2f} | "
-              f"{every.recall:.2f} | "
+              f"{divisions.precision:.2f} / {divisions.recall:.2f} / {divisions.f1:.2f} "
+              f"({divisions.tp} / {divisions.fp} / {divisions.fn}) | {every.recall:.2f} | "
               "{:.1f} / {:.1f} px | ".format(*_drift_error(plate, "gt"))
               + f"{cost:.1f} s |", flush=True)
+    return scores
+
+
+def _edge_split(sets: dict) -> dict[str, tuple[int, int]]:
+    """True, false and missed division links: (with a cell at the edge, all)."""
+    pred, true, edge = sets["pred"], sets["true"], sets["edge"]
+    groups = {"true": pred & true, "false": pred - true, "missed": true - pred}
+    return {k: (sum(a in edge or b in edge for a, b in v), len(v)) for k, v in groups.items()}
+
+
+def _pooled(name: str, by_seed: dict[int, dict]) -> None:
+    """Per jitter level, the scores of every seed's plate pooled, and the worst plate."""
+    from structfree_dask.cells.tracking import LinkScores
+
+    def pool(scores: list) -> LinkScores:
+        tp, fp, fn = (sum(getattr(s, k) for s in scores) for k in ("tp", "fp", "fn"))
+        if not tp + fp + fn:
+            return LinkScores(0, 0, 0, 1.0, 1.0, 1.0)
+        return LinkScores(tp, fp, fn, tp / (tp + fp) if tp + fp else 0.0,
+                          tp / (tp + fn) if tp + fn else 0.0, 2 * tp / (2 * tp + fp + fn))
+
+    seeds = sorted(by_seed)
+    print(f"\n{name}: seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} plates per level) pooled")
+    print("| jitter | links F1 pooled / worst plate | divisions in view P / R / F1 pooled "
+          "(true / false / missed) | worst plate | plates below 0.85 |")
+    print("|---|---|---|---|---|")
+    for level in by_seed[seeds[0]]:
+        links = [by_seed[s][level][0] for s in seeds]
+        divs = [by_seed[s][level][1] for s in seeds]
+        lp, dp = pool(links), pool(divs)
+        worst = min(range(len(seeds)), key=lambda i: divs[i].f1)
+        below = sum(d.f1 < 0.85 for d in divs)
+        print(f"| {level} px | {lp.f1:.3f} / {min(x.f1 for x in links):.3f} | "
+              f"{dp.precision:.3f} / {dp.recall:.3f} / {dp.f1:.3f} ({dp.tp} / {dp.fp} / "
+              f"{dp.fn}) | {divs[worst].f1:.3f} (seed {seeds[worst]}: {divs[worst].tp} / "
+              f"{divs[worst].fp} / {divs[worst].fn}) | {below} |", flush=True)
+    split = {k: tuple(sum(by_seed[s][lv][2][k][i] for s in seeds for lv in by_seed[s])
+                      for i in (0, 1)) for k in ("true", "false", "missed")}
+    print("division links with a cell touching the field's edge (mother or daughter), all "
+          "levels: " + ", ".join(f"{k} {n} of {m}" for k, (n, m) in split.items()))
 
 
 def _fast(name: str, scales: list[float], folder: Path, args, client) -> None:
@@ -445,6 +515,17 @@ def _status_mib(key: str) -> float:
     raise KeyError(key)
 
 
+def _seeds(text: str) -> list[int]:
+    """``7``, ``7,9`` or ``7-18`` as a list of seeds."""
+    out: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        out += range(int(first), int(last or first) + 1)
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected seeds such as 7, 7,9 or 7-18; got {text!r}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=384)
@@ -454,7 +535,9 @@ def main() -> None:
     ap.add_argument("--zoo", help="segment with this zoo's selections (built if missing)")
     ap.add_argument("--epochs", type=int, default=20, help="zoo training: at most N epochs")
     ap.add_argument("--tile-size", type=int, default=128, help="zoo training tile side")
-    ap.add_argument("--seed", type=int, default=7, help="seed of the scored plates")
+    ap.add_argument("--seed", type=_seeds, default=[7],
+                    help="seed of the scored plates; several (7-18, or 7,9) for the jitter "
+                         "tables only (with --skip-readout), then also pooled per level")
     ap.add_argument("--train-seed", type=int, default=11, help="seed of the training plate")
     ap.add_argument("--train-fields", type=int, default=3,
                     help="fields per well of the training plate (split 80/10/10 by field)")
@@ -466,6 +549,10 @@ def main() -> None:
     args = ap.parse_args()
     levels = [int(v) for v in args.jitter.split(",") if v.strip()]
     scales = [float(v) for v in args.motion.split(",") if v.strip()]
+    seeds = args.seed
+    if len(seeds) > 1 and not args.skip_readout:
+        ap.error(f"several seeds ({len(seeds)}) are for the jitter tables: add --skip-readout")
+    args.seed = seeds[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         lines = [n for n in args.lines.split(",") if n and n != "none"]
@@ -476,7 +563,12 @@ def main() -> None:
                     if not args.skip_readout:
                         _line(name, folder, args, client)
                     if levels:
-                        _jitter(name, levels, folder, args, client)
+                        by_seed = {}
+                        for seed in seeds:
+                            args.seed = seed
+                            by_seed[seed] = _jitter(name, levels, folder, args, client)
+                        if len(seeds) > 1:
+                            _pooled(name, by_seed)
                     if scales:
                         _fast(name, scales, folder, args, client)
             finally:
