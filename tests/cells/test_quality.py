@@ -22,12 +22,22 @@ def test_metrics_of_a_unit():
     edge = np.array([0, 0, 0, 0, 0, 1, 1, 0, 0, 0], bool)
     n_nuclei = np.array([1, 0, 1, 0, 0, 0, 0, 1, 2, 1])
     m = unit_metrics(areas, edge, n_nuclei, [0.2, 0.3, 0.9],
-                     np.array([1.0, np.nan, 0.01, 30.0, 2.0]))
+                     np.array([1.0, np.nan, -0.5, 30.0, 2.0]))
     # checked: off the edge (8) and at least a quarter of the median area 430 (not 90, 20)
     assert m == {"cells": 10, "cells_checked": 6, "cells_without_nucleus": 1,
                  "nucleus_fraction": 0.3, "ratios": 4, "implausible_ratios": 2}
     empty = unit_metrics(np.zeros(0), np.zeros(0, bool), np.zeros(0), [], np.zeros(0))
     assert empty["cells"] == empty["cells_checked"] == 0 and empty["nucleus_fraction"] is None
+
+
+def test_a_reporter_kept_out_of_the_nucleus_has_plausible_ratios():
+    # background-corrected ratios near 0, some below it by noise (as mitochondria give)
+    ratios = np.array([0.0, 0.03, -0.05, 0.07, -0.12, 0.01, 0.9, 1.2])
+    m = unit_metrics(np.full(8, 400), np.zeros(8, bool), np.ones(8), [0.3] * 8, ratios)
+    assert m["implausible_ratios"] == 0 and flags(m) == []
+    # a nucleus far below its own background: the background or the objects are wrong
+    m = unit_metrics(np.full(8, 400), np.zeros(8, bool), np.ones(8), [0.3] * 8, ratios - 1)
+    assert m["implausible_ratios"] == 6 and flags(m) == ["implausible_ratios"]
 
 
 @pytest.mark.parametrize(("metrics", "expected"), [
