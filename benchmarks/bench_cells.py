@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -226,6 +227,7 @@ def _jitter(name: str, levels: list[int], folder: Path, args, client) -> dict:
               f"({divisions.tp} / {divisions.fp} / {divisions.fn}) | {every.recall:.2f} | "
               "{:.1f} / {:.1f} px | ".format(*_drift_error(plate, "gt"))
               + f"{cost:.1f} s |", flush=True)
+        shutil.rmtree(plate)  # scored: 96 plates of twelve seeds would take 3 GB
     return scores
 
 
