@@ -254,7 +254,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     whole = ny <= unit.region and nx <= unit.region
     background = None if whole else _field_background(unit, cells, image_arr, ny, nx)
     fractions: list[np.ndarray] = []
-    ratios: list[np.ndarray] = []
+    ratios: dict[str, list[np.ndarray]] = {name: [] for name in names}
     per_cell: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # for the nucleus check
     ratio_names = [ratio_column(n) for n in names]
     with ParquetStream(field_part, schema) as field_out, \
@@ -283,7 +283,8 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             linked_rows = cols["n_nuclei"] > 0
             per_cell.append((cols["area_px"], cols["touches_edge"], cols["n_nuclei"]))
             fractions.append((cols["nucleus_area_px"] / cols["area_px"])[linked_rows])
-            ratios.extend(cols[name] for name in ratio_names)
+            for name, column in zip(names, ratio_names, strict=True):
+                ratios[name].append(cols[column])
             plate_rows = _arrow_rows(cols, plate_schema, _plate_keys(image.path))
             plate_out.write(with_annotation(plate_rows, unit.annotation) if unit.annotated
                             else plate_rows)
@@ -293,7 +294,8 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
         if per_cell else (np.zeros(0),) * 3
     return unit_metrics(areas, edge, n_nuclei,
                         np.concatenate(fractions) if fractions else np.zeros(0),
-                        np.concatenate(ratios) if ratios else np.zeros(0))
+                        {name: np.concatenate(v) if v else np.zeros(0)
+                         for name, v in ratios.items()})
 
 
 @functools.lru_cache(maxsize=16)

@@ -74,7 +74,7 @@ FLAGS: dict[str, str] = {
     "implausible_ratios": (
         f"more than {MAX_IMPLAUSIBLE:.0%} of the nucleus/cytoplasm ratios outside "
         f"{PLAUSIBLE_RATIO[0]} to {PLAUSIBLE_RATIO[1]}: check the objects and the "
-        "background"),
+        "background (the report's quality table names the channels)"),
     "count_jump": (
         f"the cell count changed more than {MAX_COUNT_FACTOR:g}x from the timepoint before "
         "(out of focus, or a segmentation failure)"),
@@ -85,7 +85,8 @@ FLAGS: dict[str, str] = {
 
 
 def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarray,
-                 nucleus_fractions: Sequence[float], ratios: np.ndarray) -> dict[str, Any]:
+                 nucleus_fractions: Sequence[float],
+                 ratios: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Return the metrics of one (field, timepoint).
 
     Parameters
@@ -94,8 +95,9 @@ def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarr
         Each cell's area (pixels), whether it touches the field's edge, and its nuclei.
     nucleus_fractions : sequence of float
         Nucleus area / cell area of the cells with a nucleus.
-    ratios : numpy.ndarray
-        Every finite nucleus/cytoplasm ratio measured (all channels).
+    ratios : numpy.ndarray or mapping
+        The nucleus/cytoplasm ratios measured (all channels; NaN where a cell has none),
+        or each channel's, by name.
 
     Returns
     -------
@@ -103,7 +105,9 @@ def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarr
         ``cells``; ``cells_checked``, the cells off the field's edge of at least
         :data:`MIN_CELL_FRACTION` of the median cell area, and ``cells_without_nucleus``,
         those of them without a nucleus; ``nucleus_fraction`` (median); ``ratios`` and
-        ``implausible_ratios``.
+        ``implausible_ratios``; with ratios by channel, ``implausible_channels``: the
+        channels with implausible ratios and how many (``"mito: 12 of 60"``, empty when
+        none), so that a flag says which channel raised it.
 
     Examples
     --------
@@ -111,23 +115,40 @@ def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarr
     ...                  np.array([1, 0, 0, 0]), [0.2], np.array([1.0, 50.0]))
     >>> m["cells"], m["cells_checked"], m["cells_without_nucleus"], m["implausible_ratios"]
     (4, 2, 1, 1)
+    >>> unit_metrics(np.array([400, 380]), np.array([False, False]), np.array([1, 1]),
+    ...              [0.2, 0.3], {"ER": np.array([0.4, 0.5]),
+    ...                           "mito": np.array([-0.9, 0.1])})["implausible_channels"]
+    'mito: 1 of 2'
     """
     areas = np.asarray(areas, np.float64)
     checked = ~np.asarray(touches_edge, bool)
     if areas.size:
         checked &= areas >= MIN_CELL_FRACTION * float(np.median(areas))
-    ratios = np.asarray(ratios, np.float64)
-    ratios = ratios[np.isfinite(ratios)]
-    low, high = PLAUSIBLE_RATIO
-    return {
+    by_channel = dict(ratios) if isinstance(ratios, Mapping) else {"": ratios}
+    implausible: dict[str, tuple[int, int]] = {}
+    for name, values in by_channel.items():
+        v = np.asarray(values, np.float64)
+        v = v[np.isfinite(v)]
+        implausible[name] = (_implausible(v), int(v.size))
+    metrics = {
         "cells": int(areas.size),
         "cells_checked": int(np.count_nonzero(checked)),
         "cells_without_nucleus": int(np.count_nonzero(checked & (np.asarray(n_nuclei) == 0))),
         "nucleus_fraction": (float(np.median(nucleus_fractions)) if len(nucleus_fractions)
                              else None),
-        "ratios": int(ratios.size),
-        "implausible_ratios": int(np.count_nonzero((ratios < low) | (ratios > high))),
+        "ratios": sum(n for _, n in implausible.values()),
+        "implausible_ratios": sum(k for k, _ in implausible.values()),
     }
+    if isinstance(ratios, Mapping):
+        metrics["implausible_channels"] = ", ".join(
+            f"{name}: {k} of {n}" for name, (k, n) in implausible.items() if k)
+    return metrics
+
+
+def _implausible(ratios: np.ndarray) -> int:
+    """How many of the (finite) ratios lie outside :data:`PLAUSIBLE_RATIO`."""
+    low, high = PLAUSIBLE_RATIO
+    return int(np.count_nonzero((ratios < low) | (ratios > high)))
 
 
 def flags(metrics: Mapping[str, Any], previous_cells: int | None = None) -> list[str]:

@@ -293,3 +293,30 @@ def test_nuclei_like_their_cells_are_flagged_and_kept_with_the_table(tmp_path, c
                  "--table", "cli", "--no-link", "--no-progress", "--workers", "1"]) == 0
     err = capsys.readouterr().err
     assert f"warning: {FLAGS['nuclei_like_cells']} (A/1/0 t=0,1)" in err
+
+
+def test_the_channel_with_implausible_ratios_is_named_with_the_checks(tmp_path, cluster_client):
+    """A channel whose nuclei are far brighter than any reporter makes them: the checks say
+    which channel raised the flag."""
+    import zarr
+
+    from structfree_dask.cells.quality import QUALITY_ATTRIBUTE
+    from structfree_dask.io import table_attrs
+
+    path = tmp_path / "p.zarr"
+    simulate_plate(path, cell_line="CL2", timepoints=2, size=96, seed=6)
+    image = open_plate(path).field("A/1/0")
+    nuclei = open_labels(image, "gt_nuclei").read() > 0  # (t, c=1, z, y, x)
+    arr = zarr.open_array(str(path / "A" / "1" / "0" / "0"), mode="r+")
+    first_channel = arr[:, :1]
+    first_channel[nuclei] = np.iinfo(arr.dtype).max  # saturated nuclei: ratios far above 20
+    arr[:, :1] = first_channel
+    result = measure_plate(str(path), labels="gt_cyto", nuclei="gt_nuclei", link_labels=False,
+                           client=cluster_client)
+    kept = table_attrs(open_plate(path).field("A/1/0"), "gt_cyto_features")[QUALITY_ATTRIBUTE]
+    first, *others = image.channel_names
+    for t, m in kept.items():
+        assert m["implausible_channels"].startswith(f"{first}: ")
+        assert not any(name + ":" in m["implausible_channels"] for name in others)
+        assert m["implausible_ratios"] > 0
+        assert "implausible_ratios" in result.quality["A/1/0"][int(t)]
