@@ -241,13 +241,13 @@ def _edge_split(sets: dict) -> dict[str, tuple[int, int]]:
 def _pooled(name: str, by_seed: dict[int, dict]) -> None:
     """Per jitter level, the scores of every seed's plate pooled, and the worst plate."""
     from structfree_dask.cells.tracking import LinkScores
+    from structfree_dask.evaluation.metrics import pooled_f1
 
     def pool(scores: list) -> LinkScores:
         tp, fp, fn = (sum(getattr(s, k) for s in scores) for k in ("tp", "fp", "fn"))
-        if not tp + fp + fn:
-            return LinkScores(0, 0, 0, 1.0, 1.0, 1.0)
-        return LinkScores(tp, fp, fn, tp / (tp + fp) if tp + fp else 0.0,
-                          tp / (tp + fn) if tp + fn else 0.0, 2 * tp / (2 * tp + fp + fn))
+        return LinkScores(tp, fp, fn, tp / (tp + fp) if tp + fp else float(not fn),
+                          tp / (tp + fn) if tp + fn else float(not fp),
+                          float(pooled_f1([tp, fp, fn])))
 
     seeds = sorted(by_seed)
     print(f"\n{name}: seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} plates per level) pooled")

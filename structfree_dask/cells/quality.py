@@ -124,7 +124,7 @@ def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarr
     checked = ~np.asarray(touches_edge, bool)
     if areas.size:
         checked &= areas >= MIN_CELL_FRACTION * float(np.median(areas))
-    by_channel = dict(ratios) if isinstance(ratios, Mapping) else {"": ratios}
+    by_channel = ratios if isinstance(ratios, Mapping) else {"": ratios}
     implausible: dict[str, tuple[int, int]] = {}
     for name, values in by_channel.items():
         v = np.asarray(values, np.float64)
