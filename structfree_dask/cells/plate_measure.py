@@ -133,10 +133,17 @@ class CellsResult(PlateRun):
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Field path -> timepoint -> the quality flags raised (:mod:`.quality`; measuring).
     quality: dict[str, dict[int, list[str]]] = field(default_factory=dict)
+    #: Field path -> timepoint -> the channels with implausible ratios (the metrics'
+    #: ``implausible_channels``, e.g. ``"mito: 12 of 60"``) where ``implausible_ratios``
+    #: was raised.
+    implausible: dict[str, dict[int, str]] = field(default_factory=dict)
 
     def warnings(self) -> list[str]:
-        """Return one line per quality flag raised, with the (field, timepoint)s."""
-        return quality_warnings(self.quality)
+        """Return one line per quality flag raised, with the (field, timepoint)s.
+
+        The ``implausible_ratios`` line names the channels that raised it.
+        """
+        return quality_warnings(self.quality, self.implausible)
 
     def flagged(self) -> dict[str, int]:
         """Return the flagged objects summed over the units of the run."""
@@ -863,6 +870,10 @@ def _record_quality(unit: _Unit, new: dict[int, dict[str, Any]], result: CellsRe
     update_table_attrs(unit.image, unit.table,
                        **{QUALITY_ATTRIBUTE: {str(t): m for t, m in sorted(by_t.items())}})
     result.quality[path] = {t: fl for t, fl in flagged.items() if t in new}
+    named = {t: str(by_t[t].get("implausible_channels") or "") for t in new
+             if "implausible_ratios" in flagged[t]}
+    if any(named.values()):
+        result.implausible[path] = named
 
 
 def _record_links(outputs: list[LabelImage], timepoints: list[int]) -> None:

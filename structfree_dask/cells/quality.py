@@ -31,6 +31,7 @@ Examples
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ import numpy as np
 
 __all__ = ["MAX_NUCLEUS_FRACTION", "MAX_WITHOUT_NUCLEUS", "MIN_CELL_FRACTION",
            "PLAUSIBLE_RATIO", "MAX_IMPLAUSIBLE", "MAX_COUNT_FACTOR", "QUALITY_ATTRIBUTE",
-           "FLAGS", "unit_metrics", "flags", "field_flags", "warnings"]
+           "FLAGS", "unit_metrics", "flags", "field_flags", "warnings", "channel_names"]
 
 #: Largest median nucleus area / cell area of linked cells.
 MAX_NUCLEUS_FRACTION = 0.8
@@ -74,7 +75,8 @@ FLAGS: dict[str, str] = {
     "implausible_ratios": (
         f"more than {MAX_IMPLAUSIBLE:.0%} of the nucleus/cytoplasm ratios outside "
         f"{PLAUSIBLE_RATIO[0]} to {PLAUSIBLE_RATIO[1]}: check the objects and the "
-        "background (the report's quality table names the channels)"),
+        "background (the channels that raised it follow the field; the report's quality "
+        "table counts them per timepoint)"),
     "count_jump": (
         f"the cell count changed more than {MAX_COUNT_FACTOR:g}x from the timepoint before "
         "(out of focus, or a segmentation failure)"),
@@ -190,24 +192,49 @@ def field_flags(by_t: Mapping[int, Mapping[str, Any]]) -> dict[int, list[str]]:
     return out
 
 
-def warnings(flagged: Mapping[str, Mapping[int, Sequence[str]]]) -> list[str]:
+def warnings(flagged: Mapping[str, Mapping[int, Sequence[str]]],
+             channels: Mapping[str, Mapping[int, str]] | None = None) -> list[str]:
     """Return one line per flag raised: what it means, and where (field, timepoints).
 
     Parameters
     ----------
     flagged : mapping
         Field path -> timepoint -> flags.
+    channels : mapping, optional
+        Field path -> timepoint -> the metrics' ``implausible_channels``
+        (:func:`unit_metrics`): the ``implausible_ratios`` line then names the channels
+        that raised it, per field.
 
     Examples
     --------
     >>> warnings({"A/1/0": {0: ["count_jump"], 3: ["count_jump"]}, "B/1/0": {0: []}})[0]
     'the cell count changed more than 2x ... (A/1/0 t=0,3)'
+    >>> print(warnings({"A/1/0": {2: ["implausible_ratios"]}},
+    ...                {"A/1/0": {2: "mito: 12 of 60, ER: 7 of 60"}})[0])
+    more than 10% of the nucleus/cytoplasm ratios ... (A/1/0 t=2: mito, ER)
     """
     where: dict[str, list[str]] = {}
     for path, by_t in sorted(flagged.items()):
         for name in FLAGS:
             ts = sorted(t for t, fl in by_t.items() if name in fl)
             if ts:
-                where.setdefault(name, []).append(
-                    f"{path or '(image)'} t={','.join(map(str, ts))}")
+                place = f"{path or '(image)'} t={','.join(map(str, ts))}"
+                if name == "implausible_ratios" and channels:
+                    found = (channels.get(path) or {})
+                    names = list(dict.fromkeys(
+                        c for t in ts for c in channel_names(found.get(t, ""))))
+                    if names:
+                        place += f": {', '.join(names)}"
+                where.setdefault(name, []).append(place)
     return [f"{FLAGS[name]} ({'; '.join(places)})" for name, places in where.items()]
+
+
+def channel_names(implausible_channels: str) -> list[str]:
+    """Return the channel names of a metrics' ``implausible_channels`` text, in its order.
+
+    Examples
+    --------
+    >>> channel_names("mito: 12 of 60, ER: 3 of 60"), channel_names("")
+    (['mito', 'ER'], [])
+    """
+    return re.findall(r"(.+?): \d+ of \d+(?:, |$)", implausible_channels or "")

@@ -300,7 +300,7 @@ def test_the_channel_with_implausible_ratios_is_named_with_the_checks(tmp_path, 
     which channel raised the flag."""
     import zarr
 
-    from structfree_dask.cells.quality import QUALITY_ATTRIBUTE
+    from structfree_dask.cells.quality import FLAGS, QUALITY_ATTRIBUTE
     from structfree_dask.io import table_attrs
 
     path = tmp_path / "p.zarr"
@@ -320,3 +320,8 @@ def test_the_channel_with_implausible_ratios_is_named_with_the_checks(tmp_path, 
         assert not any(name + ":" in m["implausible_channels"] for name in others)
         assert m["implausible_ratios"] > 0
         assert "implausible_ratios" in result.quality["A/1/0"][int(t)]
+    # the warning line names that channel, and only it
+    [line] = [w for w in result.warnings() if w.startswith(FLAGS["implausible_ratios"])]
+    assert line.endswith(f"(A/1/0 t=0,1: {first})")
+    assert result.implausible["A/1/0"] == {int(t): m["implausible_channels"]
+                                           for t, m in kept.items()}
