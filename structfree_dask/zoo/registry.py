@@ -135,9 +135,35 @@ class Zoo:
         ------
         KeyError
             If the zoo has no such model.
+        FileNotFoundError
+            If a zoo on disk has the model's card but not its weights (removed by hand);
+            in a store, :meth:`check_weights` asks the store.
         """
         self._require(model_id)
-        return self._loc("models", model_id, WEIGHTS_FILE)
+        path = self._loc("models", model_id, WEIGHTS_FILE)
+        if isinstance(path, Path) and not path.is_file():
+            raise self._no_weights(model_id, path)
+        return path
+
+    def check_weights(self, model_id: str) -> None:
+        """Check that a model's weights file is there (one request in a store).
+
+        Raises
+        ------
+        KeyError
+            If the zoo has no such model.
+        FileNotFoundError
+            If the model has a card but no weights file.
+        """
+        path = self.weights_path(model_id)
+        if not isinstance(path, Path) and not self._is_file(path):
+            raise self._no_weights(model_id, path)
+
+    def _no_weights(self, model_id: str, path: Path | str) -> FileNotFoundError:
+        return FileNotFoundError(
+            f"model {model_id!r} in the zoo {self.where} has a card but no weights file "
+            f"({redact(path)}): add the model again (Zoo.add, or `zoo build` with --overwrite) "
+            "or select another")
 
     def local_weights(self, model_id: str) -> Path:
         """Return a local weights file of a model: its own, or a checked copy from a store.

@@ -74,6 +74,7 @@ def resolve_selection(zoo: str | Path | Zoo, selection: Selection,
     for c, model_id in selection.models:
         if model_id not in cards:
             cards[model_id] = card = z.get(model_id)
+            z.check_weights(model_id)
             found[model_id] = card.channels if names is None else check_compatible(card, names)
         card = cards[model_id]
         if c not in card.channels:

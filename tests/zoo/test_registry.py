@@ -92,6 +92,14 @@ def test_only_complete_models_are_in_the_zoo(small_base, tmp_path):
     (root / "models" / "m5" / "card.json").write_text(zoo.get("m1").to_json())
     with pytest.raises(CardError, match="card says model_id 'm1' but its folder is 'm5'"):
         zoo.get("m5")
+    # weights removed by hand: the card still lists the model, its weights are refused
+    (root / "models" / "m1" / "weights.pth").unlink()
+    assert zoo.ids() == ["m1", "m5"]
+    with pytest.raises(FileNotFoundError, match="model 'm1' in the zoo .* has a card but no "
+                                                "weights file .*weights.pth"):
+        zoo.weights_path("m1")
+    with pytest.raises(FileNotFoundError, match="has a card but no weights file"):
+        zoo.check_weights("m1")
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="exists and is not a folder"):
         Zoo(tmp_path / "file")

@@ -19,6 +19,7 @@ from structfree_dask.cli import main
 from structfree_dask.io import CACHE_ENV, StoreError, exists, filesystem, remove_tree
 from structfree_dask.simulate import simulate_plate
 from structfree_dask.zoo import ModelCard, Zoo, build_zoo, list_selections, training_jobs
+from structfree_dask.zoo.resolve import resolve_selection
 
 pytest.importorskip("torch")
 
@@ -109,6 +110,15 @@ def test_a_zoo_in_a_store_adds_lists_and_selects(s3_env, small_cpnet_path, tmp_p
     listed = {word for line in out.splitlines() for word in line.split()}
     assert {"cw0", "cw1", "mc01"} <= listed and "partial" not in listed
     assert "* selected for CL1/cyto" in out
+
+    # a model whose weights were removed: resolving its selection says so, before any run
+    fs.rm_file(f"{root}/models/cw1/weights.pth")
+    assert "cw1" in zoo  # the card is still there
+    with pytest.raises(FileNotFoundError, match="model 'cw1' in the zoo s3://plates/zoos/cards "
+                                                "has a card but no weights file"):
+        resolve_selection(zoo, zoo.selection("CL1", "cyto"), None)
+    zoo.add(CW1, small_cpnet_path, overwrite=True)
+    resolve_selection(zoo, zoo.selection("CL1", "cyto"), None)
 
     # a reader may read the zoo, not add to it
     s3_env("reader")
