@@ -67,7 +67,7 @@ from structfree_dask.cells.columns import ratio_column, true_ratio_column
 from structfree_dask.cells.plate_measure import measure_plate
 from structfree_dask.cells.plate_track import track_plate
 from structfree_dask.cells.report import quality_rows
-from structfree_dask.cells.tracking import link_scores, match_labels, track_links
+from structfree_dask.cells.track_scores import link_scores, match_labels, track_links
 from structfree_dask.io import open_labels, read_feature_table, read_plate_dataset
 from structfree_dask.runtime.cluster import close_client, local_client
 from structfree_dask.simulate import PRESETS
@@ -240,7 +240,7 @@ def _edge_split(sets: dict) -> dict[str, tuple[int, int]]:
 
 def _pooled(name: str, by_seed: dict[int, dict]) -> None:
     """Per jitter level, the scores of every seed's plate pooled, and the worst plate."""
-    from structfree_dask.cells.tracking import LinkScores
+    from structfree_dask.cells.track_scores import LinkScores
     from structfree_dask.evaluation.metrics import pooled_f1
 
     def pool(scores: list) -> LinkScores:

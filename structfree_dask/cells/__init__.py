@@ -3,9 +3,10 @@
 Pure functions on arrays and tables: :mod:`.columns` (the tables' column names),
 :mod:`.linking` (each nucleus to the cell that holds most of it, cytoplasm = cell minus
 nucleus, flagged objects), :mod:`.measure` (per-cell shape and per-channel intensities in
-nucleus, cytoplasm and whole cell), :mod:`.tracking` (tracks with divisions from laptrack,
-geff export, link scores), :mod:`.divisions` (which mother each daughter was born
-from). On the runtime's cluster (:mod:`structfree_dask.runtime`), as
+nucleus, cytoplasm and whole cell), :mod:`.tracking` (tracks with divisions from
+laptrack), :mod:`.track_scores` (a tracked table's links, scored against ground truth),
+:mod:`.geff_export` (the track graph as a geff), :mod:`.divisions` (which mother each
+daughter was born from). On the runtime's cluster (:mod:`structfree_dask.runtime`), as
 kinds of unit: :mod:`.plate_measure` (:func:`~.plate_measure.link_plate`,
 :func:`~.plate_measure.measure_plate`: one task per (field, timepoint), region by region,
 with :mod:`.planes` reading the regions) and :mod:`.plate_track`
@@ -29,6 +30,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "linking": ["Linking", "link", "linked_nuclei", "cytoplasm", "region_summary",
                 "merge_summaries"],
     "measure": ["measure_cells", "column_dtypes"],
-    "tracking": ["track_cells", "relabel_by_track", "write_geff", "link_scores",
-                 "match_labels"],
+    "tracking": ["track_cells", "relabel_by_track"],
+    "track_scores": ["link_scores", "match_labels"],
+    "geff_export": ["write_geff"],
 })

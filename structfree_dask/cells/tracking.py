@@ -3,8 +3,9 @@
 The tracker is :class:`laptrack.LapTrack` (Jaqaman et al. 2008: frame-to-frame linking by
 linear assignment, then gap closing and splitting between track segments); merging is off.
 This module only turns a per-cell table into laptrack's input and its graph back into
-track columns, exports the graph as `geff <https://liveimagetrackingtools.org/geff>`_ and
-scores links against ground truth.
+track columns; :mod:`.track_scores` gives a tracked table's links and scores them against
+ground truth, :mod:`.geff_export` writes its graph as
+`geff <https://liveimagetrackingtools.org/geff>`_.
 
 Definitions
 -----------
@@ -76,8 +77,8 @@ A cell that moves right and divides at ``t = 2``:
 >>> tracked = track_cells(table, max_distance=8.0)
 >>> tracked["track_id"].tolist(), tracked["parent_track_id"].tolist()
 ([1, 1, 1, 2, 3, 2, 3], [-1, -1, -1, 1, 1, 1, 1])
->>> links = track_links(tracked)
->>> sorted(links.divisions)
+>>> from structfree_dask.cells.track_scores import track_links
+>>> sorted(track_links(tracked).divisions)
 [((2, 1), (3, 2)), ((2, 1), (3, 3))]
 """
 
@@ -86,18 +87,15 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..config import LABEL_DTYPE
-from ..io import exists, memory_files, redact, remove_tree, store_files
-from ..pipeline.overlap import label_overlaps
 from .columns import KEYS, TRACK_COLUMNS
 from .divisions import DIVISION_MIDPOINT, DIVISION_SYMMETRY, assign_divisions
 
@@ -112,16 +110,10 @@ __all__ = [
     "SIZE_CHANGE",
     "TRACKER_VERSION",
     "POSITION_COLUMNS",
-    "LinkScores",
-    "TrackLinks",
-    "link_scores",
-    "match_labels",
+    "check_rows",
     "median_step",
-    "persistent_links",
     "relabel_by_track",
     "track_cells",
-    "track_links",
-    "write_geff",
 ]
 
 logger = logging.getLogger(__name__)
@@ -153,10 +145,6 @@ TRACKER_VERSION = 3
 #: ``1 - OVERLAP_WEIGHT * IoU`` of the two cells' registered masks.
 OVERLAP_WEIGHT = 0.5
 
-#: A cell at one timepoint, ``(t, label)``.
-Node = tuple[int, int]
-#: A link between two cells, ``((t, label), (t2, label2))``.
-Link = tuple[Node, Node]
 #: The IoU of two cells' registered masks, keyed ``(t, label, t2, label2)`` with ``t < t2``.
 Overlaps = Mapping[tuple[int, int, int, int], float]
 
@@ -257,7 +245,7 @@ def track_cells(
     [2]
     """
     params = _Params.of(max_distance, max_gap, division_distance, radius, overlaps)
-    _check_table(table, "table")
+    check_rows(table, "table")
     out = table.copy()
     out[_TRACK] = np.full(len(out), _NONE, dtype=np.int64)
     out[_PARENT] = np.full(len(out), _NONE, dtype=np.int64)
@@ -401,7 +389,14 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _check_table(table: pd.DataFrame, name: str, extra: tuple[str, ...] = ()) -> None:
+def check_rows(table: pd.DataFrame, name: str, extra: tuple[str, ...] = ()) -> None:
+    """Check that a table has the columns tracking reads and one row per ``(t, label)``.
+
+    Raises
+    ------
+    ValueError
+        Naming the missing columns, or the first duplicated ``(t, label)``.
+    """
     need = (_T, _LABEL, *POSITION_COLUMNS, *extra)
     missing = [c for c in need if c not in table.columns]
     if missing:
@@ -446,7 +441,7 @@ def _context(previous: pd.DataFrame | None, table: pd.DataFrame,
     """
     if previous is None or previous.empty:
         return _trackable(table.iloc[:0]), 1
-    _check_table(previous, "previous", TRACK_COLUMNS)
+    check_rows(previous, "previous", TRACK_COLUMNS)
     last_t = int(previous[_T].max())
     if len(table) and int(table[_T].min()) <= last_t:
         raise ValueError(f"table starts at t = {int(table[_T].min())}, not after the last "
@@ -590,347 +585,3 @@ def relabel_by_track(labels: np.ndarray, rows_at_t: pd.DataFrame) -> np.ndarray:
     hit = (keys[at] == flat) & (flat != 0)
     out[hit] = values[at[hit]]
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# links and scores
-
-
-class TrackLinks(NamedTuple):
-    """Links of a tracked table: within tracks, and from mothers to daughters."""
-
-    links: set[Link]
-    divisions: set[Link]
-
-
-def track_links(table: pd.DataFrame) -> TrackLinks:
-    """Return the links of a tracked table.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Rows with ``t``, ``label``, ``track_id`` and ``parent_track_id`` (rows with
-        ``track_id`` -1 have no links).
-
-    Returns
-    -------
-    TrackLinks
-        ``links``: each pair of consecutive rows of a track; ``divisions``: the last row of
-        each mother to the first row of each daughter (for mothers in the table).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> t = pd.DataFrame({"t": [0, 1, 2, 2], "label": [1, 1, 5, 6], "track_id": [1, 1, 2, 3],
-    ...                   "parent_track_id": [-1, -1, 1, 1]})
-    >>> links = track_links(t)
-    >>> links.links
-    {((0, 1), (1, 1))}
-    >>> sorted(links.divisions)
-    [((1, 1), (2, 5)), ((1, 1), (2, 6))]
-    """
-    missing = [c for c in (_T, _LABEL, *TRACK_COLUMNS) if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks the column(s) {missing}")
-    d = table.loc[table[_TRACK].to_numpy() >= 1, [_T, _LABEL, *TRACK_COLUMNS]]
-    d = d.astype(np.int64).sort_values([_TRACK, _T])
-    if d.empty:
-        return TrackLinks(set(), set())
-    track = d[_TRACK].to_numpy()
-    nodes = list(zip(d[_T].tolist(), d[_LABEL].tolist(), strict=True))
-    same = track[1:] == track[:-1]
-    links = {(nodes[i], nodes[i + 1]) for i in np.flatnonzero(same)}
-    first = np.flatnonzero(np.r_[True, ~same])
-    last_row = {int(track[i]): nodes[i] for i in np.r_[first[1:] - 1, len(d) - 1]}
-    parents = d[_PARENT].to_numpy()
-    divisions = {(last_row[int(parents[i])], nodes[i]) for i in first
-                 if int(parents[i]) in last_row}
-    return TrackLinks(links, divisions)
-
-
-def persistent_links(labels: np.ndarray) -> set[Link]:
-    """Return the links of a label stack whose IDs persist while a cell lives.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        Label images ``(t, y, x)`` (or ``(t, ...)``) in which a cell keeps its ID over
-        time and an ID is never reused, such as the simulator's ground truth (daughters get
-        new IDs).
-
-    Returns
-    -------
-    set of Link
-        ``((t, id), (t2, id))`` from each timepoint ``t`` where an ID is present to the
-        next one ``t2`` (usually ``t + 1``; later where the cell left the field for a while).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> stack = np.array([[[1, 2]], [[1, 0]], [[1, 2]]])
-    >>> sorted(persistent_links(stack))
-    [((0, 1), (1, 1)), ((0, 2), (2, 2)), ((1, 1), (2, 1))]
-    """
-    last: dict[int, int] = {}
-    out: set[Link] = set()
-    for t, plane in enumerate(np.asarray(labels)):
-        for i in np.unique(plane).tolist():
-            if i == 0:
-                continue
-            if i in last:
-                out.add(((last[i], int(i)), (t, int(i))))
-            last[i] = t
-    return out
-
-
-@dataclass(frozen=True)
-class LinkScores:
-    """Precision, recall and F1 of predicted links against true ones.
-
-    Attributes
-    ----------
-    tp, fp, fn : int
-        Links found, predicted but not true, true but not predicted.
-    precision, recall, f1 : float
-        All 1.0 when there are neither predicted nor true links; 0.0 when only one side is
-        empty.
-    """
-
-    tp: int
-    fp: int
-    fn: int
-    precision: float
-    recall: float
-    f1: float
-
-
-def link_scores(pred: Iterable[Link], true: Iterable[Link], *,
-                matches: Mapping[Node, int] | None = None) -> LinkScores:
-    """Score predicted links against true links (frame-to-frame links, or divisions).
-
-    Parameters
-    ----------
-    pred, true : iterable of Link
-        ``((t, label), (t2, label2))`` pairs, e.g. from :func:`track_links` and
-        :func:`persistent_links`.
-    matches : mapping, optional
-        Predicted object ``(t, label)`` to the true label it matches at ``t`` (see
-        :func:`match_labels`). When given, links are compared on matched objects only:
-        predicted links are translated to true labels and those with an unmatched end are
-        left out, as are true links with an end that no predicted object matches.
-        Without it the predicted and true labels name the same objects.
-
-    Returns
-    -------
-    LinkScores
-
-    Examples
-    --------
-    >>> true = {((0, 1), (1, 1)), ((1, 1), (2, 1))}
-    >>> link_scores({((0, 1), (1, 1)), ((1, 1), (2, 2))}, true)
-    LinkScores(tp=1, fp=1, fn=1, precision=0.5, recall=0.5, f1=0.5)
-    >>> matches = {(0, 7): 1, (1, 8): 1, (2, 9): 1}
-    >>> link_scores({((0, 7), (1, 8)), ((1, 8), (2, 9))}, true, matches=matches).f1
-    1.0
-    """
-    p, tr = set(pred), set(true)
-    if matches is not None:
-        seen = {(t, lab) for (t, _), lab in matches.items()}
-        p = {((a[0], matches[a]), (b[0], matches[b])) for a, b in p
-             if a in matches and b in matches}
-        tr = {(a, b) for a, b in tr if a in seen and b in seen}
-    tp = len(p & tr)
-    fp, fn = len(p) - tp, len(tr) - tp
-    if not p and not tr:
-        return LinkScores(0, 0, 0, 1.0, 1.0, 1.0)
-    precision = tp / len(p) if p else 0.0
-    recall = tp / len(tr) if tr else 0.0
-    return LinkScores(tp, fp, fn, precision, recall, 2 * tp / (2 * tp + fp + fn))
-
-
-def match_labels(true: np.ndarray, pred: np.ndarray, *,
-                 iou_threshold: float = 0.5) -> dict[int, int]:
-    """Match the objects of two label images of one timepoint by overlap.
-
-    Parameters
-    ----------
-    true, pred : numpy.ndarray
-        Label images of the same shape, 0 = background.
-    iou_threshold : float
-        Smallest intersection over union of a match, at least 0.5 (then each object
-        matches at most one other).
-
-    Returns
-    -------
-    dict
-        Predicted label to the true label it matches.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> true = np.array([[1, 1, 0, 2, 2]])
-    >>> pred = np.array([[5, 5, 0, 0, 3]])
-    >>> match_labels(true, pred)
-    {5: 1}
-    """
-    if not 0.5 <= iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in [0.5, 1], got {iou_threshold!r}")
-    if np.shape(true) != np.shape(pred):
-        raise ValueError(f"true and pred differ in shape: {np.shape(true)} vs {np.shape(pred)}")
-    o = label_overlaps(true, pred)
-    iou = o.iou()
-    ok = iou > iou_threshold if iou_threshold == 0.5 else iou >= iou_threshold
-    return {int(o.ids_b[j]): int(o.ids_a[i]) for i, j in zip(o.ia[ok], o.ib[ok], strict=True)}
-
-
-# --------------------------------------------------------------------------------------------
-# geff
-
-
-def write_geff(
-    location: str | os.PathLike[str],
-    table: pd.DataFrame,
-    *,
-    pixel_size_um: float | None = None,
-    time_interval_h: float | None = None,
-    columns: Iterable[str] = (),
-    overwrite: bool = False,
-    zarr_format: Literal[2, 3] = 2,
-) -> None:
-    """Write the track graph of a tracked table as a geff (a zarr group), with geff's writer.
-
-    Nodes are the rows (node ID = row position in ``table``) with the properties ``t``
-    (timepoint), ``y``, ``x`` (centroid, pixels), ``label``, ``track_id``,
-    ``parent_track_id`` and ``lineage_id`` (the track ID of the lineage's first track),
-    plus ``columns``; ``track_id`` and ``lineage_id`` are declared as geff's tracklet and
-    lineage properties (missing for untracked rows). Edges go from each row to the next
-    row of its track and from a mother's last row to each daughter's first row (edge
-    property ``division``: True for those).
-
-    Parameters
-    ----------
-    location : str or path-like
-        A local folder or a URL fsspec knows (``s3://bucket/plate.zarr/A/1/0/tracks``).
-    table : pandas.DataFrame
-        Tracked rows (``t``, ``label``, ``centroid_y``, ``centroid_x``, ``track_id``,
-        ``parent_track_id``), e.g. from :func:`track_cells`.
-    pixel_size_um : float, optional
-        Pixel size: the ``y`` and ``x`` axes get it as their scale to micrometres.
-    time_interval_h : float, optional
-        Hours between timepoints: the ``t`` axis gets it as its scale to hours.
-    columns : iterable of str
-        More numeric columns of ``table`` to store as node properties.
-    overwrite : bool
-        Replace whatever is at ``location``; otherwise an existing location is an error.
-    zarr_format : {2, 3}
-        Zarr format of the geff.
-
-    Raises
-    ------
-    FileExistsError
-        If something is at ``location`` and ``overwrite`` is False.
-    ValueError
-        Missing columns or duplicate ``(t, label)`` rows.
-
-    Notes
-    -----
-    ``geff.read`` takes a local path, or for a URL a writable zarr store
-    (``zarr.storage.FsspecStore.from_url(url)``): geff 1.3 opens the metadata in append mode,
-    which a read-only store refuses.
-
-    Examples
-    --------
-    >>> import tempfile, geff, pandas as pd
-    >>> table = pd.DataFrame({"t": [0, 1, 2, 2], "label": [1, 1, 5, 6],
-    ...                       "centroid_y": [4.0, 5.0, 3.0, 7.0],
-    ...                       "centroid_x": [4.0, 4.0, 4.0, 4.0],
-    ...                       "track_id": [1, 1, 2, 3], "parent_track_id": [-1, -1, 1, 1]})
-    >>> where = tempfile.mkdtemp() + "/tracks.geff"
-    >>> write_geff(where, table, pixel_size_um=0.65, time_interval_h=0.5)
-    >>> graph, meta = geff.read(where)
-    >>> graph.number_of_nodes(), graph.number_of_edges(), meta.track_node_props
-    (4, 3, {'tracklet': 'track_id', 'lineage': 'lineage_id'})
-    """
-    from geff.core_io import write_arrays
-    from geff_spec import GeffMetadata
-    from geff_spec.utils import axes_from_lists
-
-    _check_table(table, "table", TRACK_COLUMNS)
-    extra = list(columns)
-    missing = [c for c in extra if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks the column(s) {missing}")
-    text = str(location)
-    if exists(text):
-        if not overwrite:
-            raise FileExistsError(f"{redact(text)} exists (overwrite=True replaces it)")
-        remove_tree(text)
-    node_ids, edges, division = _graph_arrays(table)
-    props = _node_props(table, extra)
-    edge_props = {"division": {"values": division, "missing": None}}
-    axes = axes_from_lists(
-        axis_names=["t", "y", "x"], axis_types=["time", "space", "space"],
-        axis_units=["frame", "pixel", "pixel"],
-        axis_scales=[time_interval_h, pixel_size_um, pixel_size_um],
-        scaled_units=["hour" if time_interval_h else None,
-                      *(["micrometer" if pixel_size_um else None] * 2)],
-    )
-    meta = GeffMetadata(directed=True, axes=axes, node_props_metadata={},
-                        edge_props_metadata={},
-                        track_node_props={"tracklet": _TRACK, "lineage": "lineage_id"})
-    # geff's check of the written structure reads it all back (a quarter of the write):
-    # skipped here, where the arrays are ours; the tests read every geff back with geff.read
-    # written in memory first, then its files (a few dozen small ones) stored at once
-    store_files(text, memory_files(lambda store: write_arrays(
-        store, node_ids, props, edges, edge_props, meta,  # type: ignore[arg-type]
-        zarr_format=zarr_format, structure_validation=False)))
-    logger.debug("wrote a geff of %d nodes and %d edges to %s", len(node_ids), len(edges),
-                 redact(text))
-
-
-def _graph_arrays(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Node IDs (row positions), edges ``(n, 2)`` and their division flags."""
-    node_ids = np.arange(len(table), dtype=np.uint64)
-    key = {(int(t), int(lab)): i for i, (t, lab)
-           in enumerate(zip(table[_T].tolist(), table[_LABEL].tolist(), strict=True))}
-    links = track_links(table)
-    pairs = sorted(links.links) + sorted(links.divisions)
-    edges = np.array([(key[a], key[b]) for a, b in pairs], dtype=np.uint64).reshape(-1, 2)
-    division = np.r_[np.zeros(len(links.links), bool), np.ones(len(links.divisions), bool)]
-    return node_ids, edges, division
-
-
-def _node_props(table: pd.DataFrame, extra: list[str]) -> dict[str, dict[str, np.ndarray | None]]:
-    track = table[_TRACK].to_numpy(dtype=np.int64)
-    untracked = track < 1
-    props: dict[str, dict[str, np.ndarray | None]] = {
-        "t": {"values": table[_T].to_numpy(dtype=np.int64), "missing": None},
-        "y": {"values": table[POSITION_COLUMNS[0]].to_numpy(dtype=np.float64), "missing": None},
-        "x": {"values": table[POSITION_COLUMNS[1]].to_numpy(dtype=np.float64), "missing": None},
-        _LABEL: {"values": table[_LABEL].to_numpy(dtype=np.int64), "missing": None},
-        _TRACK: {"values": track, "missing": untracked if untracked.any() else None},
-        _PARENT: {"values": table[_PARENT].to_numpy(dtype=np.int64), "missing": None},
-        "lineage_id": {"values": _lineage(table),
-                       "missing": untracked if untracked.any() else None},
-    }
-    for c in extra:
-        props[c] = {"values": table[c].to_numpy(), "missing": None}
-    return props
-
-
-def _lineage(table: pd.DataFrame) -> np.ndarray:
-    """Return the first track ID of each row's lineage (-1 for untracked rows)."""
-    pairs = table.loc[table[_TRACK].to_numpy() >= 1, list(TRACK_COLUMNS)].drop_duplicates(_TRACK)
-    parent = dict(zip(pairs[_TRACK].tolist(), pairs[_PARENT].tolist(), strict=True))
-    root: dict[int, int] = {}
-    for track in parent:
-        chain: list[int] = []
-        cur = track
-        while cur in parent and cur not in root and cur not in chain:
-            chain.append(cur)
-            cur = parent[cur]
-        top = root[cur] if cur in root else min(chain) if cur in chain else chain[-1] \
-            if chain else track
-        for c in chain:
-            root[c] = top
-    return np.array([root.get(int(t), _NONE) for t in table[_TRACK].tolist()], dtype=np.int64)

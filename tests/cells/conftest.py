@@ -69,3 +69,26 @@ def tracked_plate(tmp_path_factory, cluster_client):
     measure_plate(str(store), labels="gt_cyto", nuclei="gt_nuclei", client=cluster_client)
     track_plate(str(store), table="gt_cyto_features", client=cluster_client)
     return store, "gt_cyto_features"
+
+
+def _centroid_table(labels: np.ndarray) -> pd.DataFrame:
+    """Rows (label, t, centroid_y, centroid_x, area_px) of a (t, y, x) label stack."""
+    from skimage.measure import regionprops_table
+
+    parts = []
+    for t, plane in enumerate(labels):
+        props = regionprops_table(plane, properties=("label", "centroid", "area"))
+        parts.append(pd.DataFrame({"label": props["label"], "t": t,
+                                   "centroid_y": props["centroid-0"],
+                                   "centroid_x": props["centroid-1"],
+                                   "area_px": props["area"]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def field():
+    """A CL1 confocal field, 160 px, 10 timepoints: its cell labels and centroid table."""
+    from structfree_dask.simulate import simulate_field
+
+    f = simulate_field("CL1", size=160, timepoints=10, seed=0)
+    return f.cyto, _centroid_table(f.cyto)

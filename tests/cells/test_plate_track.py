@@ -7,12 +7,8 @@ import pytest
 from structfree_dask import simulate_plate
 from structfree_dask.cells.plate_measure import measure_plate
 from structfree_dask.cells.plate_track import track_plate, tracked_name, tracks_location
-from structfree_dask.cells.tracking import (
-    TRACKER_VERSION,
-    link_scores,
-    persistent_links,
-    track_links,
-)
+from structfree_dask.cells.track_scores import link_scores, persistent_links, track_links
+from structfree_dask.cells.tracking import TRACKER_VERSION
 from structfree_dask.io import (
     open_labels,
     open_plate,

@@ -1,4 +1,4 @@
-"""Tracks with divisions from laptrack: simulated ground truth, hand-made tables, geff."""
+"""Tracks with divisions from laptrack: simulated ground truth, hand-made tables."""
 
 from __future__ import annotations
 
@@ -8,44 +8,17 @@ import pytest
 
 from structfree_dask.cells import tracking
 from structfree_dask.cells.columns import SHAPE_COLUMNS, TRACK_COLUMNS
+from structfree_dask.cells.track_scores import link_scores, persistent_links, track_links
 from structfree_dask.cells.tracking import (
     POSITION_COLUMNS,
-    link_scores,
-    match_labels,
     median_step,
-    persistent_links,
     relabel_by_track,
     track_cells,
-    track_links,
-    write_geff,
 )
-
-
-def centroid_table(labels: np.ndarray) -> pd.DataFrame:
-    """Rows (label, t, centroid_y, centroid_x, area_px) of a (t, y, x) label stack."""
-    from skimage.measure import regionprops_table
-
-    parts = []
-    for t, plane in enumerate(labels):
-        props = regionprops_table(plane, properties=("label", "centroid", "area"))
-        parts.append(pd.DataFrame({"label": props["label"], "t": t,
-                                   "centroid_y": props["centroid-0"],
-                                   "centroid_x": props["centroid-1"],
-                                   "area_px": props["area"]}))
-    return pd.concat(parts, ignore_index=True)
 
 
 def cell_radius(table: pd.DataFrame) -> float:
     return float(np.sqrt(table["area_px"].median() / np.pi))
-
-
-@pytest.fixture(scope="module")
-def field():
-    """A CL1 confocal field, 160 px, 10 timepoints: its cell labels and centroid table."""
-    from structfree_dask.simulate import simulate_field
-
-    f = simulate_field("CL1", size=160, timepoints=10, seed=0)
-    return f.cyto, centroid_table(f.cyto)
 
 
 def rows(*cells: tuple[int, int, float, float]) -> pd.DataFrame:
@@ -277,65 +250,6 @@ def test_a_tracked_label_stack_keeps_ids_over_time(field):
     expected = {((a[0], track_of[a]), (b[0], track_of[b]))
                 for a, b in track_links(tracked).links}
     assert persistent_links(stack) == expected
-
-
-def test_link_scores_on_matched_objects():
-    true = np.array([[[1, 1, 0, 2, 2]], [[1, 1, 0, 2, 2]]])
-    pred = np.array([[[4, 4, 0, 0, 6]], [[7, 7, 0, 9, 9]]])
-    matches = {(t, p): tr for t in range(2) for p, tr in match_labels(true[t], pred[t]).items()}
-    assert matches == {(0, 4): 1, (1, 7): 1, (1, 9): 2}
-    scores = link_scores({((0, 4), (1, 7)), ((0, 6), (1, 9))}, persistent_links(true),
-                         matches=matches)
-    assert (scores.tp, scores.fp, scores.fn, scores.f1) == (1, 0, 0, 1.0)
-    assert link_scores(set(), set()).f1 == 1.0
-    assert link_scores({((0, 1), (1, 1))}, set()).precision == 0.0
-
-
-# --------------------------------------------------------------------------------------------
-# geff
-
-
-def test_geff_round_trip(tmp_path, field):
-    import geff
-
-    _, table = field
-    tracked = track_cells(table, max_distance=cell_radius(table))
-    links = track_links(tracked)
-    where = tmp_path / "tracks.geff"
-    write_geff(where, tracked, pixel_size_um=1.24, time_interval_h=3.0, columns=["area_px"])
-    graph, meta = geff.read(str(where))
-    assert graph.is_directed()
-    assert graph.number_of_nodes() == len(tracked)
-    assert graph.number_of_edges() == len(links.links) + len(links.divisions)
-    assert sum(d["division"] for _, _, d in graph.edges(data=True)) == len(links.divisions)
-    node = graph.nodes[5]
-    row = tracked.iloc[5]
-    assert (node["t"], node["label"], node["track_id"]) == (row["t"], row["label"],
-                                                            row["track_id"])
-    assert (node["y"], node["x"], node["area_px"]) == (row["centroid_y"], row["centroid_x"],
-                                                        row["area_px"])
-    assert [a.name for a in meta.axes] == ["t", "y", "x"]
-    assert meta.axes[1].scale == 1.24 and meta.axes[0].scaled_unit == "hour"
-    assert meta.track_node_props == {"tracklet": "track_id", "lineage": "lineage_id"}
-    with pytest.raises(FileExistsError):
-        write_geff(where, tracked)
-    write_geff(where, tracked.iloc[:0], overwrite=True)
-    assert geff.read(str(where))[0].number_of_nodes() == 0
-
-
-def test_geff_lineages_and_urls():
-    import geff
-    from zarr.storage import FsspecStore
-
-    tracked = track_cells(division_table(), max_distance=8.0)
-    url = "memory://tracking-test/tracks.geff"
-    write_geff(url, tracked, overwrite=True)
-    graph, _ = geff.read(FsspecStore.from_url(url))
-    lineage = {n: d["lineage_id"] for n, d in graph.nodes(data=True)}
-    label = {n: (d["t"], d["label"]) for n, d in graph.nodes(data=True)}
-    by_label = {label[n]: lin for n, lin in lineage.items()}
-    assert by_label[(4, 2)] == by_label[(4, 3)] == by_label[(0, 1)] == 1
-    assert by_label[(0, 9)] == 2
 
 
 def test_overlap_prefers_the_cell_that_still_covers_it():
