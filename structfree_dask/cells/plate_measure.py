@@ -16,7 +16,6 @@ done at that timepoint, linked from the same images) instead of linking again; w
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
@@ -35,7 +34,6 @@ from ..io import (
     check_label_target,
     check_table_targets,
     completed_timepoints,
-    concurrently,
     create_feature_table,
     create_labels,
     downsample_to,
@@ -58,29 +56,27 @@ from ..io import (
     well_annotations,
     with_annotation,
     write_label_region,
-    write_parquet,
-    write_table_part,
 )
 from ..runtime.result import PlateRun
 from ..runtime.resume import Resume, decide_resume
 from ..runtime.selection import select_timepoints
-from .columns import PLATE_KEYS, ratio_column
+from .columns import ratio_column
 from .linking import Linking, cytoplasm, link, linked_nuclei, merge_summaries, region_summary
 from .measure import (
     BACKGROUND_GAP_PX,
     READOUT_VERSION,
     WINDOW_MARGIN,
     column_dtypes,
-    empty_measurements,
     field_background,
     measure_columns,
 )
 from .planes import level_shape, plane_index, read_labels, regions
 from .quality import QUALITY_ATTRIBUTE, field_flags, unit_metrics
 from .quality import warnings as quality_warnings
+from .table_rows import arrow_rows, plate_keys, row_schemas, well_of
 
 __all__ = ["CellsPlan", "CellsResult", "check_cells", "check_link_outputs", "check_table_output",
-           "linked_names", "link_plate", "measure_plate", "well_of", "write_rows"]
+           "linked_names", "link_plate", "measure_plate"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +246,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
     px = image.pixel_size
     boxes = linking.cell_boxes
     image_arr = image.open_array(0)
-    schema, plate_schema = _schemas(tuple(names))
+    schema, plate_schema = row_schemas(tuple(names))
     # with a plate map, the plate's parts end with its columns (io.with_annotation)
     stream_schema = (pa.schema([*plate_schema, *annotation_fields()]) if unit.annotated
                      else plate_schema)
@@ -292,10 +288,10 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
             fractions.append((cols["nucleus_area_px"] / cols["area_px"])[linked_rows])
             for name, column in zip(names, ratio_names, strict=True):
                 ratios[name].append(cols[column])
-            plate_rows = _arrow_rows(cols, plate_schema, _plate_keys(image.path))
+            plate_rows = arrow_rows(cols, plate_schema, plate_keys(image.path))
             plate_out.write(with_annotation(plate_rows, unit.annotation) if unit.annotated
                             else plate_rows)
-            field_out.write(_arrow_rows(cols, schema))
+            field_out.write(arrow_rows(cols, schema))
         # an empty unit still writes both parts, with every column (no row group)
     areas, edge, n_nuclei = (np.concatenate(c) for c in zip(*per_cell, strict=True)) \
         if per_cell else (np.zeros(0),) * 3
@@ -303,18 +299,6 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
                         np.concatenate(fractions) if fractions else np.zeros(0),
                         {name: np.concatenate(v) if v else np.zeros(0)
                          for name, v in ratios.items()})
-
-
-@functools.lru_cache(maxsize=16)
-def _schemas(names: tuple[str, ...]) -> tuple[Any, Any]:
-    """Return the Arrow schemas of a field's and the plate's table parts (cached)."""
-    import pyarrow as pa
-
-    schema = pa.Schema.from_pandas(empty_measurements(names), preserve_index=False)
-    plate_schema = pa.schema(
-        [pa.field(k, pa.int32() if k == "field" else pa.string()) for k in PLATE_KEYS]
-        + list(schema))
-    return schema, plate_schema
 
 
 def _field_background(unit: _Unit, cells: LabelImage, image_arr: Any, ny: int, nx: int
@@ -340,73 +324,6 @@ def _linked_region(unit: _Unit, linking: Linking, nuclei: LabelImage | None, cel
     if nuclei is None:
         return np.zeros(cells.shape, cells.dtype)
     return planes.linked(nuclei, linking, wy, wx)
-
-
-def _arrow_rows(cols: dict[str, np.ndarray], schema: Any, keys: dict[str, Any] | None = None
-                ) -> Any:
-    """Arrow table of measured columns in ``schema``; ``keys`` fill the plate's key columns."""
-    import pyarrow as pa
-
-    n = len(cols["label"])
-    keys = keys or {}
-    return pa.Table.from_arrays(
-        [pa.array(np.full(n, keys[f.name]) if f.name in keys else cols[f.name], type=f.type)
-         for f in schema], schema=schema)
-
-
-def well_of(annotations: dict[str, dict[str, Any]] | None, field_path: str
-            ) -> dict[str, Any] | None:
-    """Return the plate map's values of a field's well (None: no map, or not in it)."""
-    return (annotations or {}).get(_plate_keys(field_path)["well"])
-
-
-def _with_plate_keys(df: Any, field_path: str) -> Any:
-    keys = _plate_keys(field_path)
-    out = df.copy()
-    for i, k in enumerate(PLATE_KEYS):
-        value = keys[k]
-        out.insert(i, k, np.full(len(df), value, np.int32 if k == "field" else object))
-        if k != "field":
-            out[k] = out[k].astype(str)
-    return out
-
-
-def _plate_keys(field_path: str) -> dict[str, Any]:
-    parts = field_path.split("/") if field_path else ["", "", "0"]
-    row, column, fld = (parts + ["", "", "0"])[:3]
-    return {"well": f"{row}{column}", "row": row, "column": column, "field": int(fld)}
-
-
-def write_rows(image: ImageInfo, table: str, plate_store: str, df: Any,
-               annotation: dict[str, Any] | None = None, annotated: bool = False
-               ) -> list[int]:
-    """Write the rows of each timepoint in ``df`` over its parts (both tables).
-
-    ``annotated``: the plate has a plate map, whose columns (the well's values,
-    ``annotation``, from ``io.well_annotations``) end the plate's parts. Per timepoint
-    the plate-level part is written first, then the field's part: that one is the record
-    that the unit is complete. The frame is converted to Arrow once and sliced per
-    timepoint; the timepoints are written at once (:func:`~structfree_dask.io.concurrently`).
-    Returns the timepoints written, in order.
-    """
-    import pyarrow as pa
-
-    ordered = df.sort_values("t", kind="stable").reset_index(drop=True)
-    field_rows = pa.Table.from_pandas(ordered, preserve_index=False)
-    plate_rows = pa.Table.from_pandas(_with_plate_keys(ordered, image.path),
-                                      preserve_index=False)
-    if annotated:
-        plate_rows = with_annotation(plate_rows, annotation)
-    ts = ordered["t"].to_numpy()
-
-    def write(t: int) -> int:
-        start, stop = np.searchsorted(ts, t), np.searchsorted(ts, t, side="right")
-        location = plate_part_location(plate_store, table, image.path, t)
-        write_parquet(plate_rows.slice(start, stop - start), location)
-        write_table_part(image, table, t, field_rows.slice(start, stop - start))
-        return t
-
-    return concurrently(write, [int(t) for t in np.unique(ts)])  # timepoints at once
 
 
 def run_unit(unit: _Unit) -> dict[str, Any]:

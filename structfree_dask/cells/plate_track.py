@@ -47,9 +47,9 @@ from ..runtime.resume import Resume, decide_resume
 from .columns import TRACK_COLUMNS
 from .geff_export import write_geff
 from .planes import level_shape, read_labels, regions
-from .plate_measure import well_of, write_rows
 from .quality import warnings as quality_warnings
 from .registration import Shift, content_shift, drift, mask_spectrum, registered_overlaps
+from .table_rows import well_of, write_rows
 from .tracking import TRACKER_VERSION, median_step, relabel_by_track, track_cells
 
 __all__ = ["MOTION_FACTOR", "TrackPlan", "TrackResult", "cell_radius", "check_max_distance",
