@@ -28,3 +28,43 @@ def test_the_gpu_check_runs_its_steps_on_the_cpu(tmp_path):
     assert pooled >= 0.95  # the CPU's default precision against fp32, on simulated cells
     assert re.findall(r"\(c\) peak resident memory of tcp://127\.0\.0\.1:\d+: \d+ MiB", out)
     assert (tmp_path / "plate.zarr").is_dir()
+
+
+def _package_imports(path: Path) -> list[tuple[str, str | None, int]]:
+    """``(module, name or None, line)`` of each import of the package in a script, at any
+    depth (the scripts import most of what they use inside their functions)."""
+    import ast
+
+    out: list[tuple[str, str | None, int]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("structfree_dask"):
+            out += [(node.module, a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [(a.name, None, node.lineno) for a in node.names
+                    if a.name.startswith("structfree_dask")]
+    return out
+
+
+def test_every_name_the_benchmarks_import_from_the_package_exists():
+    """A name moved or renamed in the package breaks a benchmark only when it runs, often
+    on hardware the tests never see: every import of the package, however deep in a
+    script, names a module and a name that exist."""
+    import importlib
+
+    scripts = sorted((ROOT / "benchmarks").glob("*.py"))
+    found = [(s, *i) for s in scripts for i in _package_imports(s)]
+    assert len({s for s, *_ in found}) >= 8  # the scripts import the package
+    broken = []
+    for script, module, name, line in found:
+        where = f"{script.name}:{line}"
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as err:
+            broken.append(f"{where}: {module}: {err}")
+            continue
+        if name is not None and not hasattr(mod, name):
+            try:
+                importlib.import_module(f"{module}.{name}")
+            except ImportError:
+                broken.append(f"{where}: {module} has no {name!r}")
+    assert not broken, "\n".join(broken)
