@@ -220,7 +220,7 @@ def warnings(flagged: Mapping[str, Mapping[int, Sequence[str]]],
             if ts:
                 place = f"{path or '(image)'} t={','.join(map(str, ts))}"
                 if name == "implausible_ratios" and channels:
-                    found = (channels.get(path) or {})
+                    found = channels.get(path) or {}
                     names = list(dict.fromkeys(
                         c for t in ts for c in channel_names(found.get(t, ""))))
                     if names:
