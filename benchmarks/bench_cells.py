@@ -58,6 +58,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,12 @@ from structfree_dask.cells.columns import ratio_column, true_ratio_column
 from structfree_dask.cells.plate_measure import measure_plate
 from structfree_dask.cells.plate_track import track_plate
 from structfree_dask.cells.report import quality_rows
-from structfree_dask.cells.track_scores import link_scores, match_labels, track_links
+from structfree_dask.cells.track_scores import (
+    LinkScores,
+    link_scores,
+    match_labels,
+    track_links,
+)
 from structfree_dask.io import open_labels, read_feature_table, read_plate_dataset
 from structfree_dask.runtime.cluster import close_client, local_client
 from structfree_dask.simulate import PRESETS
@@ -139,15 +145,27 @@ def _edge_cells(image) -> set:
     return out
 
 
-def _tracking(plate: str, table: str, pred: str | None, *, edges: dict | None = None) -> tuple:
+class _Tracking(NamedTuple):
+    """What :func:`_tracking` scored: links, divisions in view, divisions on all; and the
+    division links predicted and in view, and the nodes at the field's edge (ground-truth
+    masks with ``at_edge``; else empty)."""
+
+    links: LinkScores
+    divisions: LinkScores
+    every: LinkScores
+    div_pred: set
+    div_in_view: set
+    at_edge: set
+
+
+def _tracking(plate: str, table: str, pred: str | None, *, at_edge: bool = False) -> _Tracking:
     """Link scores, division scores (divisions in view) and the divisions' recall on all.
 
-    With ``edges`` (a dict) on ground-truth masks, the division links predicted
-    (``"pred"``), in view (``"true"``) and the nodes at the field's edge (``"edge"``) are
-    put in it.
+    ``at_edge`` (ground-truth masks only): also find the cells at the field's edge (reads
+    the label images).
     """
     links_p, links_t, div_p, div_t, matches, present = set(), set(), set(), set(), {}, set()
-    at_edge = set()
+    edge_nodes = set()
     opened = open_plate(plate)
     for path in opened.field_paths:
         image = opened.field(path)
@@ -166,19 +184,17 @@ def _tracking(plate: str, table: str, pred: str | None, *, edges: dict | None = 
         else:
             present |= {(key, (int(t), int(lb))) for t, lb in zip(rows["t"], rows["label"],
                                                                  strict=True)}
-            if edges is not None:
-                at_edge |= {(key, node) for node in _edge_cells(image)}
+            if at_edge:
+                edge_nodes |= {(key, node) for node in _edge_cells(image)}
     if pred:  # compare on matched objects: predicted ends translated to true labels
         matched_true = {(k[0], (k[1][0], v[1])) for k, v in matches.items()}
         links_p, div_p = _translate(links_p, matches), _translate(div_p, matches)
         links_t = {lk for lk in links_t if lk[0] in matched_true and lk[1] in matched_true}
         div_t = {lk for lk in div_t if lk[0] in matched_true and lk[1] in matched_true}
         present = matched_true
-    every = link_scores(div_p, div_t)
     in_view = _in_view(div_t, present)
-    if edges is not None:
-        edges.update(pred=div_p, true=in_view, edge=at_edge)
-    return link_scores(links_p, links_t), link_scores(div_p, in_view), every
+    return _Tracking(link_scores(links_p, links_t), link_scores(div_p, in_view),
+                     link_scores(div_p, div_t), div_p, in_view, edge_nodes)
 
 
 def _drift_error(plate: str, table: str) -> tuple[float, float]:
@@ -219,9 +235,9 @@ def _jitter(name: str, levels: list[int], folder: Path, args, client) -> dict:
         measure_plate(plate, labels="gt_cyto", nuclei="gt_nuclei", table="gt", client=client)
         track_plate(plate, table="gt", client=client)
         cost = time.perf_counter() - t0
-        sets: dict = {}
-        links, divisions, every = _tracking(plate, "gt", None, edges=sets)
-        scores[level] = (links, divisions, _edge_split(sets))
+        scored = _tracking(plate, "gt", None, at_edge=True)
+        links, divisions, every = scored.links, scored.divisions, scored.every
+        scores[level] = (links, divisions, _edge_split(scored))
         print(f"| {level} px | {links.precision:.3f} / {links.recall:.3f} / {links.f1:.3f} | "
               f"{divisions.precision:.2f} / {divisions.recall:.2f} / {divisions.f1:.2f} "
               f"({divisions.tp} / {divisions.fp} / {divisions.fn}) | {every.recall:.2f} | "
@@ -231,16 +247,15 @@ def _jitter(name: str, levels: list[int], folder: Path, args, client) -> dict:
     return scores
 
 
-def _edge_split(sets: dict) -> dict[str, tuple[int, int]]:
+def _edge_split(scored: _Tracking) -> dict[str, tuple[int, int]]:
     """True, false and missed division links: (with a cell at the edge, all)."""
-    pred, true, edge = sets["pred"], sets["true"], sets["edge"]
+    pred, true, edge = scored.div_pred, scored.div_in_view, scored.at_edge
     groups = {"true": pred & true, "false": pred - true, "missed": true - pred}
     return {k: (sum(a in edge or b in edge for a, b in v), len(v)) for k, v in groups.items()}
 
 
 def _pooled(name: str, by_seed: dict[int, dict]) -> None:
     """Per jitter level, the scores of every seed's plate pooled, and the worst plate."""
-    from structfree_dask.cells.track_scores import LinkScores
     from structfree_dask.evaluation.metrics import pooled_f1
 
     def pool(scores: list) -> LinkScores:
@@ -285,7 +300,7 @@ def _fast(name: str, scales: list[float], folder: Path, args, client) -> None:
                        mode="widefield", motion_scale=scale)
         measure_plate(plate, labels="gt_cyto", nuclei="gt_nuclei", table="gt", client=client)
         track_plate(plate, table="gt", client=client)
-        links, _, _ = _tracking(plate, "gt", None)
+        links = _tracking(plate, "gt", None).links
         opened = open_plate(plate)
         table = read_feature_table(opened.field(opened.field_paths[0]), "gt")
         print(f"| {scale:g} | {median_step(table) / cell_radius(table):.2f} | "
@@ -431,7 +446,7 @@ def _line(name: str, folder: Path, args, client) -> None:
         mv, tv = np.concatenate(measured), np.concatenate(true_all)
         r = float(np.corrcoef(mv, tv)[0, 1]) if len(mv) > 2 else float("nan")
         mare = float(np.median(np.abs(mv - tv) / tv)) if len(mv) else float("nan")
-        links, divisions, _ = _tracking(plate, table, pred)
+        links, divisions = _tracking(plate, table, pred)[:2]
         print(f"| {label} | {len(mv)} | {r:.3f} | {mare:.3f} | {links.precision:.3f} / "
               f"{links.recall:.3f} / {links.f1:.3f} | {divisions.precision:.2f} / "
               f"{divisions.recall:.2f} / {divisions.f1:.2f} |")
