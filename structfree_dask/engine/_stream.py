@@ -61,7 +61,8 @@ class RunResult(PlateRun):
 
     The units, failures and ``error`` are :class:`~structfree_dask.runtime.result.PlateRun`'s;
     ``error`` says why this target stopped before its end (``segment_many``; ``segment``
-    raises).
+    raises). ``seconds`` runs from the start of the run to this target's end; a target with
+    nothing left to do ends when the stream reaches it.
     """
 
     cells: dict[str, int] = field(default_factory=dict)
@@ -184,6 +185,8 @@ class TargetRun:
         self.pending = 0  # units taken and not finished
         self.taken = False  # every unit taken, every label image opened
         self.closed = False
+        #: when the stream reached a target with no unit to do (its end; closed later)
+        self.reached: float | None = None
 
     @property
     def total(self) -> int:
@@ -237,7 +240,9 @@ class TargetRun:
         except Exception as err:  # noqa: BLE001 - this target's error; the others go on
             self.stop(err)
         res = self.result
-        res.seconds = time.perf_counter() - self.started
+        # a target with nothing to do ended when the stream reached it, not when another
+        # target's unit finished and closed it
+        res.seconds = (self.reached or time.perf_counter()) - self.started
         if self.error is not None:
             res.error = f"{type(self.error).__name__}: {self.error}"
             res.exception = self.error
@@ -295,6 +300,8 @@ class UnitStream:
                         run.pending += 1
                         yield run, Unit(fp.info, label, t)
                 run.taken = True
+                if not run.total:
+                    run.reached = time.perf_counter()
         finally:
             ahead.shutdown(wait=False, cancel_futures=True)
 

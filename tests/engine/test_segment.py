@@ -363,3 +363,20 @@ def test_a_target_runs_the_plan_validate_made(tmp_path, plate_small, reference, 
     labels = read_labels(path)
     for key, ref in reference.items():
         assert np.array_equal(labels[key][1], ref[1]), key  # the planned timepoint, bitwise
+
+
+def test_a_target_with_nothing_to_do_ends_when_the_stream_reaches_it(
+        tmp_path, plate_small, copy_plate, cluster_client):
+    """Resuming several targets (the one command segments cells, then nuclei): a target
+    whose units are all done took its planning's time, not the time until another
+    target's first unit finished and closed it."""
+    path = copy_plate(plate_small[0], tmp_path)
+    assert segment(str(path), SMALL, client=cluster_client, timepoints=[0]).ok
+    done, other = segment_many([Target(str(path), SMALL, None, [0]),
+                                Target(str(path), SMALL.replace(name="other"), None, [0])],
+                               client=cluster_client)
+    assert done.ok and done.done == [] and len(done.skipped) == 2
+    assert other.ok and len(other.done) == 2 and other.first_unit_seconds is not None
+    # reached before the other target's first unit was even submitted
+    assert done.seconds < other.first_unit_seconds
+    assert done.first_unit_seconds is None
