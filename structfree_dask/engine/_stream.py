@@ -240,6 +240,7 @@ class TargetRun:
         except Exception as err:  # noqa: BLE001 - this target's error; the others go on
             self.stop(err)
         res = self.result
+        res.done.sort()  # in plate order, not in the order the units finished
         # a target with nothing to do ended when the stream reached it, not when another
         # target's unit finished and closed it
         res.seconds = (self.reached or time.perf_counter()) - self.started

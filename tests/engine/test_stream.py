@@ -58,6 +58,7 @@ def test_units_stream_through_a_bounded_window(tmp_path, make_mosaic, cluster_cl
     streamed = segment(str(src), cfg, client=cluster_client,
                        progress=lambda done, total: seen.append((done, total)))
     assert streamed.ok and len(streamed.done) == 18
+    assert streamed.done == sorted(streamed.done)  # in plate order, not completion order
     assert streamed.max_in_flight == _stream._window(cluster_client) == 2
     assert seen == [(n, 18) for n in range(1, 19)]
     assert 0 < streamed.first_unit_seconds < streamed.seconds
