@@ -48,7 +48,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from ..config import DEFAULT_WELL_PAGES, linked_names
+from ..config import DEFAULT_WELL_PAGES, linked_names, screen_folder
 from ..io import (
     MEASUREMENTS_FOLDER,
     Plate,
@@ -56,6 +56,7 @@ from ..io import (
     check_output_folder,
     exists,
     is_url,
+    list_plate_datasets,
     list_tables,
     open_plate,
     plate_dataset,
@@ -824,8 +825,11 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
                               "report folder", outside=plate.store)
     where = plate_dataset(plate.store, table)
     if not exists(where):
+        tables = [n for n in list_plate_datasets(plate.store)
+                  if not n.endswith(screen_folder(""))]  # not the screen tables' folders
         raise FileNotFoundError(f"plate {redact(plate.store)} has no dataset {table!r} in "
-                                f"{MEASUREMENTS_FOLDER}/ (expected at {redact(where)})")
+                                f"{MEASUREMENTS_FOLDER}/ (expected at {redact(where)}); it "
+                                f"has: {', '.join(tables) or 'none (measure the plate first)'}")
     df = read_plate_dataset(plate.store, table)
     report = _Report(plate, df, out)
     channel = _readout_channel(df, report.first.channel_names, readout, table)

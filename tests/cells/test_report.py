@@ -174,7 +174,7 @@ def test_readout_defaults_and_bad_channel(campaign, tmp_path):
     text = page.read_text()
     assert f"Translocation readout: {READOUT}" in text
     assert "outlines of gt_cyto" in text  # from the fields' feature table
-    with pytest.raises(FileNotFoundError, match="no dataset 'absent'"):
+    with pytest.raises(FileNotFoundError, match="no dataset 'absent'.*; it has: .*cells"):
         write_report(store, table="absent", output=tmp_path / "x")
 
 
