@@ -326,11 +326,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JobError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    progress = ProgressBar(args, "field-timepoint")
     try:
-        record = run_job(job)
+        record = run_job(job, progress=progress)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: units that finished are recorded in their label "
                           "images and kept; run the job again to resume") from None
+    finally:
+        progress.close()
     print(f"{record['status']}: {record['done']} done, {record['skipped']} skipped, "
           f"{record['failed']} failed in {record['seconds']:.1f} s; record {record['record']}")
     for section in record.get("cells", []):
@@ -497,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "time. Exit status: 0 all done, 1 something failed, 2 bad "
                                    "job file.")
     p.add_argument("job", help="job file (YAML)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (default: a bar on a terminal, a line every 30 s in a log)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("evaluate", help="score predicted labels against ground truth",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from ..config import ClusterSettings, SettingsError
@@ -185,13 +186,26 @@ def start_client(args: argparse.Namespace, *, profile: bool = False) -> Any:
     return client
 
 
+#: Seconds between two progress lines when stderr is not a terminal (a log file).
+LOG_PROGRESS_EVERY = 30.0
+
+
 class ProgressBar:
-    """A progress bar on stderr, called as ``progress(done, total)``; keeps the last counts."""
+    """Progress on stderr, called as ``progress(done, total)``; keeps the last counts.
+
+    On a terminal, a bar (tqdm) whose rate and time left are averaged over the run since
+    this object was made (not over the last update: units finish in bursts). Where stderr
+    is not a terminal (a nightly job's log), plain lines instead: one every
+    :data:`LOG_PROGRESS_EVERY` seconds at most, and the last one, no carriage returns.
+    """
 
     def __init__(self, args: argparse.Namespace, unit: str, desc: str | None = None) -> None:
         self.done = self.total = 0
-        self._options = {"unit": f" {unit}", "desc": desc, "disable": args.no_progress,
-                         "file": sys.stderr}
+        self._unit, self._desc = unit, desc
+        self._disabled = bool(args.no_progress)
+        self._tty = sys.stderr.isatty()
+        self._started = time.time()
+        self._logged = self._started  # the last plain line (none before the first period)
         self._bar: Any = None  # drawn at the first count (no empty first frame)
 
     def __call__(self, done: int, total: int) -> None:
@@ -199,10 +213,21 @@ class ProgressBar:
 
         raise_if_interrupted()  # a Ctrl-C swallowed while the cluster started stops here
         self.done, self.total = done, total
+        if self._disabled:
+            return
+        if not self._tty:
+            now = time.time()
+            if done >= total or now - self._logged >= LOG_PROGRESS_EVERY:
+                self._logged = now
+                print(progress_line(self._desc, self._unit, done, total, now - self._started),
+                      file=sys.stderr, flush=True)
+            return
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, **self._options)
+            self._bar = tqdm(total=total, unit=f" {self._unit}", desc=self._desc,
+                             file=sys.stderr, smoothing=0)
+            self._bar.start_t = self._started  # the rate over the run, not since this count
         self._bar.total = total
         self._bar.n = done
         self._bar.refresh()
@@ -211,4 +236,27 @@ class ProgressBar:
         """Close the bar."""
         if self._bar is not None:
             self._bar.close()
+
+
+def progress_line(desc: str | None, unit: str, done: int, total: int, elapsed: float) -> str:
+    """One plain progress line: counts, share, time so far and, once started, time left.
+
+    Examples
+    --------
+    >>> progress_line(None, "field-timepoint", 30, 120, 90.0)
+    'progress: 30/120 field-timepoint (25%), 1:30 elapsed, about 4:30 left'
+    >>> progress_line("zoo build", "task", 0, 8, 5.0)
+    'zoo build: 0/8 task (0%), 0:05 elapsed'
+    """
+    share = f"{100 * done // total}%" if total else "-"
+    line = f"{desc or 'progress'}: {done}/{total} {unit} ({share}), {_clock(elapsed)} elapsed"
+    if 0 < done < total:
+        line += f", about {_clock(elapsed * (total - done) / done)} left"
+    return line
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,8 @@ def add_to_report(job: Job, section: dict[str, Any], place: ReportPlace,
 
 
 def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
-              client: Any, place: ReportPlace) -> None:
+              client: Any, place: ReportPlace,
+              progress: Callable[[int, int], None] | None = None) -> None:
     """Measure, track and report one segmented plate; fill its section.
 
     Parameters
@@ -229,6 +230,8 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
         The job's client.
     place : ReportPlace
         Where the report goes.
+    progress : callable, optional
+        ``progress(done, total)`` of the measuring units.
     """
     task = job.cells
     assert task is not None
@@ -240,7 +243,8 @@ def run_plate(job: Job, section: dict[str, Any], entries: list[dict[str, Any]],
     plate, table = section["plate"], section["table"]
     out = run_cells_steps(plate, task, client=client, wells=_wells(job), timepoints=timepoints,
                           write_report=lambda flagged: _write_report(section, place, flagged,
-                                                                     task))
+                                                                     task),
+                          progress=progress)
     for step, error in out.errors:
         _error(section, step, error)
     result = out.measured

@@ -23,6 +23,7 @@ import logging
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,14 +145,16 @@ def _fill_entry(entry: dict[str, Any], result: Any) -> None:
                 entry["label"], len(result.done), len(result.skipped), len(result.failed))
 
 
-def _run_entries(entries: list[tuple[dict[str, Any], Any]], client: Any) -> list[Any]:
+def _run_entries(entries: list[tuple[dict[str, Any], Any]], client: Any,
+                 progress: Callable[[int, int], None] | None) -> list[Any]:
     """Run every entry's target as one stream; fill the entries; return the results."""
     from ..engine import segment_many
 
     if not entries:
         return []
     try:
-        results = segment_many([target for _, target in entries], client=client)
+        results = segment_many([target for _, target in entries], client=client,
+                               progress=progress)
     except Exception as err:  # noqa: BLE001 - the stream itself failed: every entry says so
         for entry, _ in entries:
             _entry_error(entry, err)
@@ -169,7 +172,8 @@ def _check_records_outside(records: str, plates: list[str]) -> None:
                              "run records and reports go outside the plates")
 
 
-def run_job(job: Job, client: Any = None) -> dict[str, Any]:
+def run_job(job: Job, client: Any = None, *,
+            progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Segment (and measure) everything of a job not done yet; write and return the record.
 
     Parameters
@@ -178,6 +182,9 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
         From :func:`structfree_dask.jobs.schema.load_job`.
     client : distributed.Client, optional
         Default: the job's cluster (started here, closed at the end).
+    progress : callable, optional
+        ``progress(done, total)``: the (field, timepoint) units of the segmentation (every
+        plate and entry as one stream), then of each plate's measuring.
 
     Returns
     -------
@@ -244,12 +251,12 @@ def run_job(job: Job, client: Any = None) -> dict[str, Any]:
                     target = _target(entry, task, plate)
                     if target is not None:
                         targets.append((entry, target))
-            results = _run_entries(targets, client)
+            results = _run_entries(targets, client, progress)
             folders = report_folders(stem, plates)
             for section, folder in zip(sections, folders[:len(sections)], strict=True):
                 run_plate(job, section,
                           [e for e in record["entries"] if e["plate"] == section["plate"]],
-                          client, ReportPlace(records, folder))
+                          client, ReportPlace(records, folder), progress)
             for i, screen in enumerate(screens):  # in plate order, as the cells sections
                 run_screen_plate(job, screen, sections[i] if sections else None, client)
                 if sections:  # the plate's report gets its screen pages

@@ -277,7 +277,7 @@ def test_run_prints_a_cells_line_per_plate(tmp_path, capsys, monkeypatch):
                "track": {"tracks": 5, "divisions": 1, "timepoints": [], "failed": []}}
     record = {"status": "ok", "done": 1, "skipped": 0, "failed": 0, "seconds": 1.0,
               "record": "/r/run.json", "problems": [], "cells": [section]}
-    monkeypatch.setattr(runner, "run_job", lambda job: record)
+    monkeypatch.setattr(runner, "run_job", lambda job, progress=None: record)
     assert main(["run", str(job)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == ("/d/p.zarr: tables/cyto_features: 1 done, 0 skipped, 0 failed; "

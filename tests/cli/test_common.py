@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
@@ -82,3 +83,59 @@ def test_cluster_options_sit_in_their_own_help_group():
     groups = {g.title: [a.dest for a in g._group_actions] for g in p._action_groups}
     assert {"cluster_kind", "cluster_workers", "cluster_address", "cluster_timeout",
             "no_progress"} <= set(groups["cluster"])
+
+
+class _Terminal:
+    """A stderr that says whether it is a terminal, and keeps what is written to it."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_in_a_log_is_plain_lines_now_and_then(monkeypatch):
+    """Where stderr is a file (a nightly job's log): no carriage returns, at most one line
+    per period, and always the last count."""
+    from structfree_dask.cli import _common
+
+    err = _Terminal(tty=False)
+    monkeypatch.setattr(_common.sys, "stderr", err)
+    clock = iter([1000.0, 1001.0, 1010.0, 1031.0, 1032.0, 1040.0])
+    monkeypatch.setattr(_common.time, "time", lambda: next(clock))
+    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field")
+    for done in (1, 2, 3, 4, 5):  # at 1001, 1010, 1031, 1032 and 1040 s
+        progress(done, 5)
+    progress.close()
+    assert "\r" not in err.text
+    assert err.text.splitlines() == ["progress: 3/5 field (60%), 0:31 elapsed, about 0:21 left",
+                                     "progress: 5/5 field (100%), 0:40 elapsed"]
+    assert (progress.done, progress.total) == (5, 5)
+
+
+def test_progress_on_a_terminal_is_a_bar_whose_rate_is_over_the_run(monkeypatch):
+    from structfree_dask.cli import _common
+
+    err = _Terminal(tty=True)
+    monkeypatch.setattr(_common.sys, "stderr", err)
+    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field")
+    progress._started -= 10.0  # the run started 10 s before its first unit finished
+    progress(1, 4)
+    progress.close()
+    assert "1/4" in err.text and "\r" in err.text
+    # about 10 s per field over the run (the rate since the bar appeared would be huge)
+    rate = re.search(r"([\d.]+)s/ field", err.text)
+    assert rate and 9.0 < float(rate.group(1)) < 12.0, err.text
+    quiet = _Terminal(tty=False)
+    monkeypatch.setattr(_common.sys, "stderr", quiet)
+    silent = _common.ProgressBar(argparse.Namespace(no_progress=True), "field")
+    silent(4, 4)
+    assert quiet.text == "" and silent.done == 4

@@ -139,10 +139,13 @@ def test_plates_of_a_job_run_as_one_stream(tmp_path, cluster_client, make_plates
     whole = {**segment_entry, "tile_size": 2 * size}  # one region per field: fused units
     bad = {**segment_entry, "name": "nope", "channels": ["no-such-channel"]}
     job = load_job(write_job(tmp_path, {"kind": "local"}, segment=[whole, bad]))
-    record = run_job(job, client=cluster_client)
+    seen: list[tuple[int, int]] = []
+    record = run_job(job, client=cluster_client, progress=lambda d, n: seen.append((d, n)))
     good = [e for e in record["entries"] if e["label"] == job.tasks[0].label_name]
     broken = [e for e in record["entries"] if e["label"] == "nope"]
     assert len(good) == len(broken) == len(plates)
+    # progress over the whole stream: every unit of every plate, one count at a time
+    assert seen == [(n, record["done"]) for n in range(1, record["done"] + 1)]
     assert all(e["error"] is None and not e["failed"] and e["done"] for e in good)
     assert all("no-such-channel" in e["error"] for e in broken)
     assert record["status"] == "failed" and len(record["problems"]) == len(broken)
