@@ -193,10 +193,13 @@ LOG_PROGRESS_EVERY = 30.0
 class ProgressBar:
     """Progress on stderr, called as ``progress(done, total)``; keeps the last counts.
 
-    On a terminal, a bar (tqdm) whose rate and time left are averaged over the run since
-    this object was made (not over the last update: units finish in bursts). Where stderr
-    is not a terminal (a nightly job's log), plain lines instead: one every
+    On a terminal, a bar (tqdm) whose rate and time left are averaged over the step since
+    it began (not over the last update: units finish in bursts). Where stderr is not a
+    terminal (a nightly job's log), plain lines instead: one every
     :data:`LOG_PROGRESS_EVERY` seconds at most, and the last one, no carriage returns.
+    One object may follow several steps (segmenting, then measuring): a count after the
+    last unit of a step, or lower than the last count, starts the next step, timed from the
+    end of the one before.
     """
 
     def __init__(self, args: argparse.Namespace, unit: str, desc: str | None = None) -> None:
@@ -204,19 +207,26 @@ class ProgressBar:
         self._unit, self._desc = unit, desc
         self._disabled = bool(args.no_progress)
         self._tty = sys.stderr.isatty()
-        self._started = time.time()
+        self._started = time.time()  # of the step
         self._logged = self._started  # the last plain line (none before the first period)
+        self._ended: float | None = None  # when the step's last unit was counted
         self._bar: Any = None  # drawn at the first count (no empty first frame)
 
     def __call__(self, done: int, total: int) -> None:
         from ..runtime.interrupts import raise_if_interrupted
 
         raise_if_interrupted()  # a Ctrl-C swallowed while the cluster started stops here
+        now = time.time()
+        if self.total and (self.done >= self.total or done < self.done):  # the next step
+            self._started = self._ended or now
+            self.close()
+            self._bar = None
         self.done, self.total = done, total
+        if done >= total:
+            self._ended = now
         if self._disabled:
             return
         if not self._tty:
-            now = time.time()
             if done >= total or now - self._logged >= LOG_PROGRESS_EVERY:
                 self._logged = now
                 print(progress_line(self._desc, self._unit, done, total, now - self._started),
@@ -227,7 +237,7 @@ class ProgressBar:
 
             self._bar = tqdm(total=total, unit=f" {self._unit}", desc=self._desc,
                              file=sys.stderr, smoothing=0)
-            self._bar.start_t = self._started  # the rate over the run, not since this count
+            self._bar.start_t = self._started  # the rate over the step, not since this count
         self._bar.total = total
         self._bar.n = done
         self._bar.refresh()

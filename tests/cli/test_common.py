@@ -139,3 +139,23 @@ def test_progress_on_a_terminal_is_a_bar_whose_rate_is_over_the_run(monkeypatch)
     silent = _common.ProgressBar(argparse.Namespace(no_progress=True), "field")
     silent(4, 4)
     assert quiet.text == "" and silent.done == 4
+
+
+def test_progress_of_two_steps_times_each_from_the_end_of_the_one_before(monkeypatch):
+    """``segment --measure``: one progress for the segmentation, then the measuring; the
+    second step's time runs from the end of the first, not from the start of the run."""
+    from structfree_dask.cli import _common
+
+    err = _Terminal(tty=False)
+    monkeypatch.setattr(_common.sys, "stderr", err)
+    clock = iter([0.0, 40.0, 80.0, 90.0, 100.0])
+    monkeypatch.setattr(_common.time, "time", lambda: next(clock))
+    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field")
+    progress(1, 2)  # at 40 s: a line (the first period is over)
+    progress(2, 2)  # at 80 s: the segmentation's last unit
+    progress(1, 2)  # at 90 s: the measuring's first unit, 10 s after the segmentation ended
+    progress(2, 2)  # at 100 s
+    assert err.text.splitlines() == [
+        "progress: 1/2 field (50%), 0:40 elapsed, about 0:40 left",
+        "progress: 2/2 field (100%), 1:20 elapsed",
+        "progress: 2/2 field (100%), 0:20 elapsed"]
