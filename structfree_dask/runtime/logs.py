@@ -22,8 +22,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["VERBOSITY_ENV", "PRELOAD", "QUIET", "NOISE", "levels", "configure",
-           "cli_verbosity", "with_preload", "ignore_ctrl_c", "dask_setup"]
+__all__ = ["VERBOSITY_ENV", "PRELOAD", "QUIET", "NOISE", "STORE_CONNECTIONS", "levels",
+           "configure", "cli_verbosity", "with_preload", "ignore_ctrl_c", "dask_setup"]
 
 #: Environment variable holding the command line's verbosity (0, 1 or 2) for its workers.
 VERBOSITY_ENV = "STRUCTFREE_DASK_VERBOSITY"
@@ -83,6 +83,29 @@ class _DropCancelled(logging.Filter):
         return not isinstance(record.msg, asyncio.CancelledError)
 
 
+#: Logger of the records hidden by default when an object store's connection goes away
+#: (the store stopped, or the run ends with requests in flight): the HTTP client's
+#: orphaned write tasks and unclosed sessions, logged by asyncio with a traceback. The
+#: command says itself that the store stopped answering.
+STORE_CONNECTIONS = "asyncio"
+
+
+class _DropLostConnections(logging.Filter):
+    """Drop asyncio's reports of a lost connection's orphaned tasks and unclosed sessions.
+
+    An orphaned task is dropped only when it failed on a connection error or a timeout;
+    everything else asyncio reports is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.msg if isinstance(record.msg, str) else ""
+        if text.startswith(("Unclosed client session", "Unclosed connector")):
+            return False
+        if text.startswith("Task exception was never retrieved") and record.exc_info:
+            return not isinstance(record.exc_info[1], ConnectionError | TimeoutError)
+        return True
+
+
 class _DropNoise(logging.Filter):
     """Drop records whose message starts with one of some texts."""
 
@@ -110,9 +133,11 @@ def _apply(verbosity: int) -> Callable[[], None]:
             drop = _DropNoise(tuple(starts))
             lg.addFilter(drop)
             undo.append(lambda lg=lg, drop=drop: lg.removeFilter(drop))
-        lg, cancelled = logging.getLogger(CANCELLED_RECONNECT), _DropCancelled()
-        lg.addFilter(cancelled)
-        undo.append(lambda lg=lg, drop=cancelled: lg.removeFilter(drop))
+        for name, drop in ((CANCELLED_RECONNECT, _DropCancelled()),
+                           (STORE_CONNECTIONS, _DropLostConnections())):
+            lg = logging.getLogger(name)
+            lg.addFilter(drop)
+            undo.append(lambda lg=lg, drop=drop: lg.removeFilter(drop))
 
     def undo_all() -> None:
         for step in reversed(undo):

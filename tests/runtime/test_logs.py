@@ -171,6 +171,39 @@ def test_a_cancelled_reconnection_is_hidden_by_default(clean_logging):
         assert not logging.getLogger(logs.CANCELLED_RECONNECT).filters  # undone
 
 
+def test_a_lost_store_connection_is_not_a_traceback_by_default(clean_logging):
+    """An object store killed mid-run leaves the HTTP client's write tasks failed and
+    never awaited: asyncio reports each with a traceback when it is collected. Hidden
+    unless -v (the command says the store stopped answering); other orphaned task errors
+    and asyncio's other reports are shown."""
+
+    def orphan(exc: BaseException) -> None:
+        try:
+            raise exc
+        except BaseException as err:  # noqa: BLE001 - a report of it, as asyncio makes
+            logging.getLogger(logs.STORE_CONNECTIONS).error(
+                "Task exception was never retrieved\nfuture: <Task finished ...>",
+                exc_info=(type(err), err, err.__traceback__))
+
+    for verbosity in (0, 1):
+        undo = configure(verbosity)
+        try:
+            with _Collect(logs.STORE_CONNECTIONS) as shown:
+                orphan(ConnectionResetError("Cannot write to closing transport"))
+                orphan(TimeoutError())
+                logging.getLogger("asyncio").error("Unclosed client session\nclient: ...")
+                orphan(ValueError("a bug"))
+                logging.getLogger("asyncio").error("Event loop is closed")
+        finally:
+            undo()
+        lost = ["Task exception was never retrieved\nfuture: <Task finished ...>"] * 2 + [
+            "Unclosed client session\nclient: ..."]
+        kept = ["Task exception was never retrieved\nfuture: <Task finished ...>",
+                "Event loop is closed"]
+        assert shown.messages == (kept if verbosity == 0 else lost + kept)
+        assert not logging.getLogger(logs.STORE_CONNECTIONS).filters  # undone
+
+
 def test_quiet_loggers_hide_their_warnings_by_default(clean_logging):
     for verbosity in (0, 1):
         undo = configure(verbosity)
