@@ -446,7 +446,8 @@ def _line(name: str, folder: Path, args, client) -> None:
         mv, tv = np.concatenate(measured), np.concatenate(true_all)
         r = float(np.corrcoef(mv, tv)[0, 1]) if len(mv) > 2 else float("nan")
         mare = float(np.median(np.abs(mv - tv) / tv)) if len(mv) else float("nan")
-        links, divisions = _tracking(plate, table, pred)[:2]
+        scored = _tracking(plate, table, pred)
+        links, divisions = scored.links, scored.divisions
         print(f"| {label} | {len(mv)} | {r:.3f} | {mare:.3f} | {links.precision:.3f} / "
               f"{links.recall:.3f} / {links.f1:.3f} | {divisions.precision:.2f} / "
               f"{divisions.recall:.2f} / {divisions.f1:.2f} |")

@@ -220,7 +220,6 @@ class ProgressBar:
         if self.total and (self.done >= self.total or done < self.done):  # the next step
             self._started = self._ended or now
             self.close()
-            self._bar = None
         self.done, self.total = done, total
         if done >= total:
             self._ended = now
@@ -243,9 +242,10 @@ class ProgressBar:
         self._bar.refresh()
 
     def close(self) -> None:
-        """Close the bar."""
+        """Close the bar (the next count, if any, draws a new one)."""
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
 
 
 def progress_line(desc: str | None, unit: str, done: int, total: int, elapsed: float) -> str:
