@@ -48,7 +48,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from ..config import DEFAULT_WELL_PAGES, linked_names, screen_folder
+from ..config import DEFAULT_WELL_PAGES, linked_names
 from ..io import (
     MEASUREMENTS_FOLDER,
     Plate,
@@ -56,7 +56,7 @@ from ..io import (
     check_output_folder,
     exists,
     is_url,
-    list_plate_datasets,
+    list_cell_datasets,
     list_tables,
     open_plate,
     plate_dataset,
@@ -825,8 +825,7 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
                               "report folder", outside=plate.store)
     where = plate_dataset(plate.store, table)
     if not exists(where):
-        tables = [n for n in list_plate_datasets(plate.store)
-                  if not n.endswith(screen_folder(""))]  # not the screen tables' folders
+        tables = list_cell_datasets(plate.store)
         raise FileNotFoundError(f"plate {redact(plate.store)} has no dataset {table!r} in "
                                 f"{MEASUREMENTS_FOLDER}/ (expected at {redact(where)}); it "
                                 f"has: {', '.join(tables) or 'none (measure the plate first)'}")

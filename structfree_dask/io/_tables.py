@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import zarr
 
+from ..config import screen_folder
 from ._location import concurrently, exists, filesystem, is_url, join, remove_tree
 from ._ngff import metadata_errors, open_group_as
 from ._plate import ImageInfo, check_name
@@ -621,6 +622,15 @@ def list_plate_datasets(plate_store: str) -> list[str]:
         folder = Path(location)
         names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     return [n for n in names if not n.startswith(".")]
+
+
+def list_cell_datasets(plate_store: str) -> list[str]:
+    """Names of a plate's per-cell datasets.
+
+    :func:`list_plate_datasets` without the folders of screen tables beside them
+    (:func:`~structfree_dask.config.screen_folder`).
+    """
+    return [n for n in list_plate_datasets(plate_store) if not n.endswith(screen_folder(""))]
 
 
 def plate_dataset_parts(plate_store: str, name: str) -> list[str]:

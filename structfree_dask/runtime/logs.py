@@ -44,11 +44,15 @@ QUIET: dict[str, int] = {
 #: (logger, message start) of warnings hidden by default: a task held the GIL for a few
 #: seconds (the network and the flow integration do, by design); cellpose found cell
 #: pixels but no cell in a region (the region then has no cells: not news); a worker's
-#: traceback of a failed task (the run names each failed unit and its error itself).
+#: traceback of a failed task (the run names each failed unit and its error itself); an
+#: object store's HTTP sessions left open when its connection went away (the command says
+#: itself that the store stopped answering).
 NOISE: tuple[tuple[str, str], ...] = (
     ("distributed.core", "Event loop was unresponsive"),
     ("cellpose.dynamics", "no seeds found"),
     ("distributed.worker", "Compute Failed"),
+    ("asyncio", "Unclosed client session"),
+    ("asyncio", "Unclosed connector"),
 )
 
 _FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -85,13 +89,13 @@ class _DropCancelled(logging.Filter):
 
 #: Logger of the records hidden by default when an object store's connection goes away
 #: (the store stopped, or the run ends with requests in flight): the HTTP client's
-#: orphaned write tasks and unclosed sessions, logged by asyncio with a traceback. The
-#: command says itself that the store stopped answering.
+#: orphaned write tasks, logged by asyncio with a traceback (its unclosed sessions are
+#: :data:`NOISE`). The command says itself that the store stopped answering.
 STORE_CONNECTIONS = "asyncio"
 
 
 class _DropLostConnections(logging.Filter):
-    """Drop asyncio's reports of a lost connection's orphaned tasks and unclosed sessions.
+    """Drop asyncio's reports of a lost connection's orphaned tasks.
 
     An orphaned task is dropped only when it failed on a connection error or a timeout;
     everything else asyncio reports is kept.
@@ -99,8 +103,6 @@ class _DropLostConnections(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.msg if isinstance(record.msg, str) else ""
-        if text.startswith(("Unclosed client session", "Unclosed connector")):
-            return False
         if text.startswith("Task exception was never retrieved") and record.exc_info:
             return not isinstance(record.exc_info[1], ConnectionError | TimeoutError)
         return True

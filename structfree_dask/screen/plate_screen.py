@@ -45,6 +45,7 @@ from ..io import (
     checked_tree,
     exists,
     join,
+    list_cell_datasets,
     open_plate,
     parquet_schema,
     plate_dataset,
@@ -237,8 +238,11 @@ def check_screen(plate: str, table: str, *, readouts: Sequence[int | str] | None
     dataset = plate_dataset(opened.store, table)
     parts = plate_dataset_parts(opened.store, table)
     if not parts:
+        tables = list_cell_datasets(opened.store)
+        has = (f"it has: {', '.join(tables)}" if tables else
+               "it has none: measure the plate first (structfree-dask measure)")
         raise FileNotFoundError(f"{plate} has no measurements/{table} (or no part in it); "
-                                "measure the plate first (structfree-dask measure)")
+                                f"{has}")
     schema = parquet_schema(join(dataset, parts[0]))  # the footer: no cell is read here
     channels = opened.field(opened.field_paths[0]).channel_names
     source = f"measurements/{table}"

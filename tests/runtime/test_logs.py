@@ -90,7 +90,7 @@ def test_quiet_loggers_are_below_their_parents_only_by_default():
     assert all(level == logging.ERROR for level in QUIET.values())
     assert all(name.startswith("distributed.") for name in QUIET)
     assert {name for name, _ in NOISE} == {"distributed.core", "cellpose.dynamics",
-                                           "distributed.worker"}
+                                           "distributed.worker", "asyncio"}
 
 
 @pytest.mark.parametrize("verbosity", [0, 1, 2])

@@ -108,6 +108,10 @@ def test_screen_tables_are_read_by_pandas_pyarrow_polars_and_duckdb(plate, write
         f"'{plate}/tables/plate_map/table.parquet' m USING (well) GROUP BY m.role "
         "ORDER BY m.role").fetchall()
     assert [r[0] for r in joined] == ["negative", "positive", "sample"]
+    # a table the plate lacks: the error lists its per-cell tables, not the screen folder
+    with pytest.raises(FileNotFoundError, match=f"has no measurements/nope .*; it has: "
+                                                f"{TABLE}, gt_truth$"):
+        check_screen(str(plate), "nope")
 
 
 def test_screen_checks_everything_before_writing(plate, write_map, snapshot):
@@ -135,6 +139,16 @@ def test_screen_checks_everything_before_writing(plate, write_map, snapshot):
     assert plan.readouts == (RATIO,) and [u.well for u in plan.units] == [
         "A1", "A2", "A3", "B1", "B2", "B3"]
     assert all(len(u.parts) == 2 for u in plan.units)  # one field, two timepoints
+
+
+def test_a_plate_never_measured_is_told_to_measure_first(plate, write_map):
+    import shutil
+
+    shutil.rmtree(plate / "measurements")
+    annotate_plate(str(plate), write_map())
+    with pytest.raises(FileNotFoundError, match=f"has no measurements/{TABLE} .*; it has none: "
+                                                "measure the plate first"):
+        check_screen(str(plate), TABLE)
 
 
 def test_a_failed_well_writes_no_table(plate, write_map, cluster_client, snapshot):
