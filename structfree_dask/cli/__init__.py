@@ -69,8 +69,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for f in summary["fields"]:
         sizes = " ".join(f"{k}={v}" for k, v in f["sizes"].items())
         px = ", ".join(f"{k}={v:g}" for k, v in f["pixel_size"].items() if k in "zyx")
+        source = f"; from {f['source']}" if f.get("source") else ""
         print(f"  {f['path'] or '(image)'}: {sizes}; pixel size {px}; "
-              f"channels {', '.join(f'{i}={n}' for i, n in enumerate(f['channels']))}")
+              f"channels {', '.join(f'{i}={n}' for i, n in enumerate(f['channels']))}{source}")
         n_t = f["sizes"].get("t", 1)
         for lab in f["labels"]:
             done = lab.get("done")
@@ -126,15 +127,26 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Fields whose file ``import`` lists (the others: ``info``).
+IMPORT_LISTED = 8
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
-    from ..io import import_folder
+    from ..io import import_folder, open_plate
 
     out = import_folder(
         args.folder, args.out, channels=args.channels, channel_names=args.channel_names,
         mask_label=args.mask_label, ngff_version=args.ngff_version,
         pixel_size_um=args.pixel_size,
     )
-    print(f"wrote {out}")
+    fields = list(open_plate(out).fields())
+    wells = {f.path.rsplit("/", 1)[0] for f in fields}
+    print(f"wrote {out}: {len(fields)} field(s) in {len(wells)} well(s)")
+    for f in fields[:IMPORT_LISTED]:
+        print(f"  {f.source} -> {f.path}")
+    if len(fields) > IMPORT_LISTED:
+        print(f"  ... and {len(fields) - IMPORT_LISTED} more (structfree-dask info {out} "
+              "names each field's file)")
     return 0
 
 

@@ -248,6 +248,7 @@ def import_folder(
                 labels[mask_label] = np.asarray(_read(e.masks)).astype(np.uint32)
             plate.write_field(e.row, e.col, e.field, img, axes="cyx",
                               channel_names=channel_names,
-                              pixel_size_um=(pixel_size_um, pixel_size_um), labels=labels)
+                              pixel_size_um=(pixel_size_um, pixel_size_um), labels=labels,
+                              source=e.image.name)
             logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
     return as_location(out)

@@ -33,7 +33,7 @@ from ._ngff import (
     read_ome,
     write_ome,
 )
-from ._plate import ImageInfo, check_name
+from ._plate import RECORD_KEY, ImageInfo, check_name
 from ._safepath import check_no_links, checked_path, is_local
 
 __all__ = [
@@ -60,10 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: dtype of every label image this package writes.
-#: attribute key holding this package's run and completion records.
-RECORD_KEY = "structfree_dask"
 
 
 class LabelExistsError(FileExistsError):

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 #: Valid axis names, in the order NGFF requires them.
 AXIS_ORDER: tuple[str, ...] = ("t", "c", "z", "y", "x")
+#: Attribute key holding this package's records (an imported field's source file; a label
+#: image's run and completion records).
+RECORD_KEY = "structfree_dask"
 
 @dataclass(frozen=True)
 class Level:
@@ -91,6 +94,9 @@ class ImageInfo:
     ngff_version : str
     labels : tuple of str
         Names of the label images listed under ``labels/``.
+    source : str or None
+        The file the field was imported from (its name in the imported folder), as
+        :func:`~structfree_dask.io.import_folder` records it; None otherwise.
     """
 
     store: str
@@ -102,6 +108,7 @@ class ImageInfo:
     channel_names: tuple[str, ...]
     ngff_version: str
     labels: tuple[str, ...] = field(default=())
+    source: str | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -376,6 +383,8 @@ def read_image_info(store: str, path: str = "", version: str | None = None) -> I
         label_group = open_group_if_any(store, _join(path, "labels"), "r", found_version)
     if label_group is not None:
         label_names = _label_list(read_ome(label_group), f"{where}/labels")  # type: ignore[arg-type]
+    record = dict(group.attrs).get(RECORD_KEY)
+    source = record.get("source") if isinstance(record, dict) else None
     return ImageInfo(
         store=str(store),
         path=path,
@@ -386,6 +395,7 @@ def read_image_info(store: str, path: str = "", version: str | None = None) -> I
         channel_names=tuple(names),
         ngff_version=found_version,
         labels=label_names,
+        source=source if isinstance(source, str) else None,
     )
 
 

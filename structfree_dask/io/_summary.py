@@ -58,6 +58,7 @@ def plate_summary(plate: Plate) -> dict[str, Any]:
             "levels": len(info.levels),
             "labels": labels,
             "tables": _tables(info),
+            "source": info.source,
         })
     return {
         "store": plate.store,

@@ -17,7 +17,7 @@ from ome_zarr.writer import write_plate_metadata, write_well_metadata
 from ._labels import write_labels
 from ._location import basename, check_store, exists, is_url, redact, remove_tree
 from ._ngff import array_kwargs, format_for, write_ome
-from ._plate import AXIS_ORDER, ImageInfo, check_name, read_image_info
+from ._plate import AXIS_ORDER, RECORD_KEY, ImageInfo, check_name, read_image_info
 from ._safepath import check_no_links, checked_path, is_local
 
 __all__ = ["PlateWriter", "check_new_store", "create_plate", "create_image", "write_image_group",
@@ -226,6 +226,7 @@ class PlateWriter:
         time_interval_h: float = 1.0,
         labels: dict[str, np.ndarray] | None = None,
         chunk_yx: int = 512,
+        source: str | None = None,
     ) -> ImageInfo:
         """Write one field (and optional label images) into well ``row/col``.
 
@@ -244,6 +245,9 @@ class PlateWriter:
         labels : dict, optional
             Label name -> integer array with the image's axes minus ``c``.
         chunk_yx : int
+        source : str, optional
+            The file the field was read from, recorded in the field's attributes
+            (:attr:`ImageInfo.source`).
 
         Returns
         -------
@@ -265,6 +269,8 @@ class PlateWriter:
                           channel_names=channel_names, pixel_size_um=pixel_size_um,
                           time_interval_h=time_interval_h, chunk_yx=chunk_yx,
                           name=f"{wpath}/{fname}")
+        if source is not None:
+            group.attrs[RECORD_KEY] = {"source": str(source)}
         self._fields.setdefault(wpath, []).append(fname)
         fmt = format_for(self.version)
         write_well_metadata(well, [{"path": f, "acquisition": 0} for f in self._fields[wpath]],

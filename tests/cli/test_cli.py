@@ -98,8 +98,31 @@ def test_import_real_images(real_dev, tmp_path, capsys):
     out = tmp_path / "kc.zarr"
     assert main(["import", str(real_dev / "Kc167"), str(out), "--channels", "1,0",
                  "--channel-names", "cyto-stain,nuclear-stain"]) == 0
-    n_images = len(list((real_dev / "Kc167").glob("*_img.png")))  # 3 in tests/data/real
-    assert n_images >= 2 and len(open_plate(out).field_paths) == n_images
+    images = sorted(p.name for p in (real_dev / "Kc167").glob("*_img.png"))  # 3 here
+    assert len(images) >= 2 and len(open_plate(out).field_paths) == len(images)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"wrote {out}: {len(images)} field(s) in {len(images)} well(s)"
+    assert lines[1:] == [f"  {name} -> A/{i + 1}/0" for i, name in enumerate(images)]
+    assert main(["info", str(out)]) == 0
+    listed = [ln for ln in capsys.readouterr().out.splitlines() if "; from " in ln]
+    assert [ln.rsplit("; from ", 1)[1] for ln in listed] == images
+
+
+def test_import_lists_the_first_files_and_points_to_info(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    from structfree_dask.cli import IMPORT_LISTED
+
+    src = tmp_path / "src"
+    src.mkdir()
+    names = [f"field{i:02d}.png" for i in range(IMPORT_LISTED + 2)]
+    for name in names:
+        iio.imwrite(src / name, np.zeros((32, 32), "uint8"))
+    out = tmp_path / "o.zarr"
+    assert main(["import", str(src), str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:-1] == [f"  {n} -> A/{i + 1}/0" for i, n in enumerate(names[:IMPORT_LISTED])]
+    assert lines[-1] == f"  ... and 2 more (structfree-dask info {out} names each field's file)"
 
 
 @pytest.mark.parametrize(

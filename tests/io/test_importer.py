@@ -38,6 +38,9 @@ def test_import_named_wells_tiff(tmp_path):
     plate = open_plate(import_folder(src, tmp_path / "o.zarr"))
     assert plate.field_paths == ("B/3/0", "B/3/1", "C/1/0")
     assert plate.field("C/1/0").labels == ("gt_cyto",)
+    # each field records its file (field 0 of B/3 is B03_f0, whatever the name order)
+    assert [plate.field(p).source for p in plate.field_paths] == [
+        "B03_f0.tif", "B03_f1.tif", "C1_f0.tif"]
 
 
 # ----------------------------------------------------------------------------- scanning
