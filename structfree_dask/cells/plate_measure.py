@@ -26,9 +26,11 @@ import numpy as np
 
 from ..config import DEFAULT_CELLS_REGION, CellsSettings, features_table, linked_names
 from ..io import (
+    RECORD_KEY,
     ImageInfo,
     LabelImage,
     ParquetStream,
+    Plate,
     TableExistsError,
     annotation_fields,
     check_label_target,
@@ -76,12 +78,9 @@ from .quality import warnings as quality_warnings
 from .table_rows import arrow_rows, plate_keys, row_schemas, well_of
 
 __all__ = ["CellsPlan", "CellsResult", "check_cells", "check_link_outputs", "check_table_output",
-           "linked_names", "link_plate", "measure_plate"]
+           "linked_names", "link_plate", "measure_plate", "measured_without_nuclei"]
 
 logger = logging.getLogger(__name__)
-
-_RECORD = "structfree_dask"
-
 
 @dataclass(frozen=True)
 class _Unit:
@@ -142,9 +141,28 @@ class CellsResult(PlateRun):
         return quality_warnings(self.quality, self.implausible)
 
     def flagged(self) -> dict[str, int]:
-        """Return the flagged objects summed over the units of the run."""
+        """Return the flagged objects summed over the units of the run.
+
+        Empty when the units done had no nuclei (cells measured without ``nuclei``).
+        """
         keys = ("cells_without_nucleus", "cells_with_several_nuclei", "nuclei_outside_cells")
+        if self.counts and not any(keys[0] in c for c in self.counts.values()):
+            return {}
         return {k: sum(c.get(k, 0) for c in self.counts.values()) for k in keys}
+
+
+def measured_without_nuclei(plate: Plate, table: str) -> bool:
+    """Return whether a plate's table was measured without nuclei (its record says so).
+
+    Judged on the first field that has the table (a table is measured one way: resuming
+    with other images is refused); False where no field has it.
+    """
+    for path in plate.field_paths:
+        image = plate.field(path)
+        if table in list_tables(image):
+            record = table_attrs(image, table).get(RECORD_KEY)
+            return isinstance(record, dict) and "nuclei" in record and record["nuclei"] is None
+    return False
 
 
 # --------------------------------------------------------------------------------------
@@ -295,7 +313,8 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
         # an empty unit still writes both parts, with every column (no row group)
     areas, edge, n_nuclei = (np.concatenate(c) for c in zip(*per_cell, strict=True)) \
         if per_cell else (np.zeros(0),) * 3
-    return unit_metrics(areas, edge, n_nuclei,
+    with_nuclei = nuclei is not None or unit.linked is not None
+    return unit_metrics(areas, edge, n_nuclei if with_nuclei else None,
                         np.concatenate(fractions) if fractions else np.zeros(0),
                         {name: np.concatenate(v) if v else np.zeros(0)
                          for name, v in ratios.items()})
@@ -335,6 +354,8 @@ def run_unit(unit: _Unit) -> dict[str, Any]:
     if unit.outputs is not None:
         _write_linked(unit, linking, cells, nuclei, planes)
     counts: dict[str, Any] = dict(linking.counts())
+    if nuclei is None and unit.linked is None:  # no nuclei given: none to count or flag
+        counts = {"cells": counts["cells"]}
     if unit.table is not None:
         counts["quality"] = _measure_unit(unit, linking, cells, nuclei, planes)
     return counts
@@ -399,11 +420,11 @@ def _table_decision(image: ImageInfo, table: str, record: dict[str, Any], ts: li
     """Decide what happens to the field's table: created, recreated, or kept."""
     exists = table in list_tables(image)
     attrs = table_attrs(image, table) if exists else {}
-    ours = isinstance(attrs.get(_RECORD), dict)
+    ours = isinstance(attrs.get(RECORD_KEY), dict)
     written = feature_table_timepoints(image, table, verify=True) if exists else set()
     return decide_resume(
         f"table {table!r} of field {image.path or image.url!r}", exists=exists, ours=ours,
-        diffs=_record_diffs(attrs[_RECORD], record) if ours else "", done=written,
+        diffs=_record_diffs(attrs[RECORD_KEY], record) if ours else "", done=written,
         present=written, selected=ts, overwrite=overwrite, job="a measurement run",
         rename="table name (--table)", error=TableExistsError)
 
@@ -571,7 +592,7 @@ class _Prepared:
                 create_feature_table(image, table, reference_label=cells,
                                      overwrite=plan.table.action == "recreate",
                                      measurement_columns=columns, metadata_columns=["t"],
-                                     attrs={_RECORD: plan.record})
+                                     attrs={RECORD_KEY: plan.record})
                 remove_plate_parts(self.store, table, image.path)
         sources = [open_labels(image, name) for name in (cells, self.nuclei) if name]
         if plan.linked_done and not plan.links:

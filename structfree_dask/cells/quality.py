@@ -86,7 +86,7 @@ FLAGS: dict[str, str] = {
 }
 
 
-def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarray,
+def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarray | None,
                  nucleus_fractions: Sequence[float],
                  ratios: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Return the metrics of one (field, timepoint).
@@ -94,7 +94,9 @@ def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarr
     Parameters
     ----------
     areas, touches_edge, n_nuclei : numpy.ndarray
-        Each cell's area (pixels), whether it touches the field's edge, and its nuclei.
+        Each cell's area (pixels), whether it touches the field's edge, and its nuclei;
+        ``n_nuclei`` None where no nuclei were given (no ``cells_without_nucleus``: that
+        check judges nuclei that were segmented, not their absence).
     nucleus_fractions : sequence of float
         Nucleus area / cell area of the cells with a nucleus.
     ratios : numpy.ndarray or mapping
@@ -121,6 +123,9 @@ def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarr
     ...              [0.2, 0.3], {"ER": np.array([0.4, 0.5]),
     ...                           "mito": np.array([-0.9, 0.1])})["implausible_channels"]
     'mito: 1 of 2'
+    >>> "cells_without_nucleus" in unit_metrics(np.array([400]), np.array([False]), None,
+    ...                                         [], np.array([np.nan]))
+    False
     """
     areas = np.asarray(areas, np.float64)
     checked = ~np.asarray(touches_edge, bool)
@@ -135,12 +140,14 @@ def unit_metrics(areas: np.ndarray, touches_edge: np.ndarray, n_nuclei: np.ndarr
     metrics = {
         "cells": int(areas.size),
         "cells_checked": int(np.count_nonzero(checked)),
-        "cells_without_nucleus": int(np.count_nonzero(checked & (np.asarray(n_nuclei) == 0))),
         "nucleus_fraction": (float(np.median(nucleus_fractions)) if len(nucleus_fractions)
                              else None),
         "ratios": sum(n for _, n in implausible.values()),
         "implausible_ratios": sum(k for k, _ in implausible.values()),
     }
+    if n_nuclei is not None:
+        metrics["cells_without_nucleus"] = int(np.count_nonzero(
+            checked & (np.asarray(n_nuclei) == 0)))
     if isinstance(ratios, Mapping):
         metrics["implausible_channels"] = ", ".join(
             f"{name}: {k} of {n}" for name, (k, n) in implausible.items() if k)

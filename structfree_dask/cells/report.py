@@ -76,6 +76,7 @@ from ._report_figures import (
     well_over_time,
 )
 from .columns import ratio_column
+from .plate_measure import measured_without_nuclei
 
 __all__ = ["REPORT_PAGE", "WELL_PAGES", "ReportAddon", "ReportContext", "cells_per_well",
            "default_report_dir", "flagged_counts", "quality_rows", "ratio_channels",
@@ -98,6 +99,10 @@ _OUTPUTS = ("cells_per_well.png", "cells_per_well_t.png", "cells_per_well.csv", 
             "readout_median.png", "readout_per_well.csv", "quality.csv")
 _GLOBS = ("thumb-*.png", "well-*.html", "well-*.png", "screen-*")  # per field, well, add-on
 _NO_NUCLEUS = "cells without nucleus (n_nuclei = 0)"
+#: Notes of a table measured without nuclei (``measure`` without ``--nuclei``).
+_NO_READOUT = ("The table was measured without nuclei: no cell has a nucleus / cytoplasm "
+               "ratio (measure with --nuclei for the readout).")
+_NO_NUCLEI_FLAGS = "Measured without nuclei: no cell is flagged for its nuclei."
 _MANY_NUCLEI = "cells with several nuclei (n_nuclei >= 2)"
 
 
@@ -832,7 +837,10 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
     df = read_plate_dataset(plate.store, table)
     report = _Report(plate, df, out)
     channel = _readout_channel(df, report.first.channel_names, readout, table)
-    counts = flagged_counts(df, flagged)
+    without_nuclei = measured_without_nuclei(plate, table)
+    if without_nuclei:  # no cell has a nucleus, so none has a ratio or a nucleus flag
+        channel = None
+    counts = {"cells": len(df)} if without_nuclei else flagged_counts(df, flagged)
     out.mkdir(parents=True, exist_ok=True)
     prune(out, {REPORT_PAGE}, written_by_report)  # an earlier report's files (the page is replaced)
     facts = pd.DataFrame({"what": ["plate", "table", "wells", "fields", "timepoints",
@@ -840,7 +848,9 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
                                    "readout channel"],
                           "value": [redact(plate.store), table, len(report.positions),
                                     len(plate.field_paths), len(report.ts),
-                                    _step_text(report.step_h), len(df), channel or "none"]})
+                                    _step_text(report.step_h), len(df),
+                                    channel or ("none (measured without nuclei)"
+                                                if without_nuclei else "none")]})
     sections = [("Plate", _table_html(facts, header=False))]
     report.checks = quality_rows(plate, table)
     flags = well_flags(report.checks)
@@ -855,15 +865,19 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
     else:
         sections.append(("Cells per well", report.counts()))
         sections.append((f"Translocation readout: {channel}", report.readout(channel))
-                        if channel else ("Readout", '<p class="note">The table has no '
-                                         "nucleus / cytoplasm ratio column.</p>"))
+                        if channel else ("Readout", f'<p class="note">{_NO_READOUT}</p>'
+                                         if without_nuclei else '<p class="note">The table '
+                                         "has no nucleus / cytoplasm ratio column.</p>"))
     report.outline(channel, labels or _reference_label(report.first, table))
     title = f"{plate.name or basename(plate.store)}: {table}"
     if well_pages and len(report.positions):
         sections.append(("Wells", report.wells(well_pages, channel, title)))
     if thumbnails:
         sections.append(("Fields", report.thumbnails(thumbnails)))
-    sections.append(("Flagged objects", report.flagged(counts)))
+    sections.append(("Flagged objects", report.flagged(counts) if not without_nuclei else
+                     _table_html(pd.DataFrame({"objects": list(counts),
+                                               "count": list(counts.values())}))
+                     + f'<p class="note">{_NO_NUCLEI_FLAGS}</p>'))
     sections.append(("Quality checks", report.quality(table)))
     page = out / REPORT_PAGE
     with replacing(page) as tmp:

@@ -45,11 +45,12 @@ def print_cells_result(what: str, result: Any) -> None:
     """Print what a linking or measuring run did, and each failed unit on stderr."""
     flagged = result.flagged()
     cells = sum(c.get("cells", 0) for c in result.counts.values())
+    nuclei = (f"flagged: {flagged['cells_without_nucleus']} cell(s) without nucleus, "
+              f"{flagged['cells_with_several_nuclei']} with several, "
+              f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell"
+              if flagged else "no nuclei given (nucleus columns empty)")
     print(f"{what}: {len(result.done)} done, {len(result.skipped)} skipped (already done), "
-          f"{len(result.failed)} failed; {cells} cells in the units done; flagged: "
-          f"{flagged['cells_without_nucleus']} cell(s) without nucleus, "
-          f"{flagged['cells_with_several_nuclei']} with several, "
-          f"{flagged['nuclei_outside_cells']} nucleus/nuclei outside any cell")
+          f"{len(result.failed)} failed; {cells} cells in the units done; {nuclei}")
     for failure in result.failed:
         print(f"failed: {failure.line()}", file=sys.stderr)
     for line in result.warnings():
@@ -174,7 +175,8 @@ def add_cells_parsers(sub: Any) -> None:
     _common(p)
     p.add_argument("--labels", required=True, help="cell label image whose IDs key the rows")
     p.add_argument("--nuclei", default=None,
-                   help="nucleus label image to link (without it: no nucleus columns)")
+                   help="nucleus label image to link (without it: the nucleus and ratio "
+                        "columns are empty)")
     add_settings_options(p, CellsSettings, only=("table", "channels", "link", "region"),
                          options={"channels": "--channels"})
     p.set_defaults(func=_cmd_measure)

@@ -64,6 +64,7 @@ from ._objectstore import S3_CLIENT_VARIABLE, array_store, s3_client
 from ._outputs import check_output_file, check_output_folder, replacing
 from ._plate import (
     AXIS_ORDER,
+    RECORD_KEY,
     ImageInfo,
     Level,
     MetadataError,
@@ -120,6 +121,7 @@ from ._writer import PlateWriter, append_timepoints, create_image, create_plate
 
 __all__ = [
     "IO_THREADS",
+    "RECORD_KEY",
     "concurrently",
     "store_files",
     "group_files",

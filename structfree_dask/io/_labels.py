@@ -38,7 +38,6 @@ from ._safepath import check_no_links, checked_path, is_local
 
 __all__ = [
     "LABEL_DTYPE",
-    "RECORD_KEY",
     "LabelExistsError",
     "LabelImage",
     "create_labels",

@@ -33,6 +33,7 @@ from ._ngff import (
 
 __all__ = [
     "AXIS_ORDER",
+    "RECORD_KEY",
     "MetadataError",
     "Level",
     "ImageInfo",

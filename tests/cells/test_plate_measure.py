@@ -133,6 +133,10 @@ def test_new_timepoints_only_and_bad_input(plate, cluster_client):
     first = measure_plate(str(plate), labels="gt_cyto", table="grow", client=cluster_client,
                           timepoints=[0, 1], wells=["A/1"])
     assert sorted(first.done) == [("A/1/0", 0), ("A/1/0", 1)]
+    # without nuclei nothing is said about nuclei: no count, no flag, no warning
+    assert first.flagged() == {} and first.warnings() == []
+    assert all(set(c) == {"cells", "quality"} for c in first.counts.values())
+    assert all("cells_without_nucleus" not in c["quality"] for c in first.counts.values())
     image = open_plate(plate).field("A/1/0")
     part = plate / "A/1/0/tables/grow/table.parquet/t00000.parquet"
     stamp = part.stat().st_mtime_ns

@@ -234,6 +234,14 @@ def test_the_report_shows_the_quality_checks(tmp_path, cluster_client):
     html = page.read_text()
     assert "<h2>Quality checks</h2>" in html and FLAGS["nuclei_like_cells"] in html
     assert (tmp_path / "r" / "quality.csv").read_text().count("nuclei_like_cells") == 2
+    # the same cells measured without nuclei: no readout, no nucleus flag or count
+    measure_plate(str(path), labels="gt_cyto", table="bare", client=cluster_client)
+    page = write_report(str(path), table="bare", output=tmp_path / "b", thumbnails=0)
+    html = page.read_text()
+    assert "none (measured without nuclei)" in html and "measured without nuclei: no cell " \
+        "has a nucleus / cytoplasm ratio" in html
+    assert "no cell is flagged for its nuclei" in html and "cells without nucleus" not in html
+    assert "readout_per_well.csv" not in html and "<b>cells_without_nucleus</b>" not in html
 
 
 def _hrefs(page: Path) -> list[str]:

@@ -58,6 +58,10 @@ def test_cli_link_and_measure(plate, cli_env, capsys, tmp_path):
     assert main(["measure", str(plate), "--labels", "gt_cyto", "--table", "cli_features",
                  "--nuclei", "gt_nuclei", "--workers", "1", "--no-progress"]) == 0
     assert "tables/cli_features: 6 done" in capsys.readouterr().out
+    assert main(["measure", str(plate), "--labels", "gt_cyto", "--table", "bare",
+                 "--workers", "1", "--no-progress", "--wells", "A/2"]) == 0
+    out, err = capsys.readouterr()
+    assert "; no nuclei given (nucleus columns empty)" in out and "warning" not in err
     assert main(["measure", str(plate), "--labels", "gt_nuclei", "--table", "cli_features",
                  "--workers", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
