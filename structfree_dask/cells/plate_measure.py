@@ -17,7 +17,7 @@ done at that timepoint, linked from the same images) instead of linking again; w
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -78,7 +78,8 @@ from .quality import warnings as quality_warnings
 from .table_rows import arrow_rows, plate_keys, row_schemas, well_of
 
 __all__ = ["CellsPlan", "CellsResult", "check_cells", "check_link_outputs", "check_table_output",
-           "linked_names", "link_plate", "measure_plate", "measured_without_nuclei"]
+           "linked_names", "link_plate", "measure_plate", "measured_without_nuclei",
+           "without_nuclei"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +161,24 @@ def measured_without_nuclei(plate: Plate, table: str) -> bool:
     for path in plate.field_paths:
         image = plate.field(path)
         if table in list_tables(image):
-            record = table_attrs(image, table).get(RECORD_KEY)
-            return isinstance(record, dict) and "nuclei" in record and record["nuclei"] is None
+            return without_nuclei(table_attrs(image, table))
     return False
+
+
+def without_nuclei(attrs: Mapping[str, Any]) -> bool:
+    """Return whether a feature table's attributes record a measuring without nuclei.
+
+    Examples
+    --------
+    >>> without_nuclei({"structfree_dask": {"cells": "cyto", "nuclei": None}})
+    True
+    >>> without_nuclei({"structfree_dask": {"cells": "cyto", "nuclei": "nuclei"}})
+    False
+    >>> without_nuclei({})  # not a table this package measured
+    False
+    """
+    record = attrs.get(RECORD_KEY)
+    return isinstance(record, Mapping) and "nuclei" in record and record["nuclei"] is None
 
 
 # --------------------------------------------------------------------------------------

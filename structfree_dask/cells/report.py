@@ -76,7 +76,7 @@ from ._report_figures import (
     well_over_time,
 )
 from .columns import ratio_column
-from .plate_measure import measured_without_nuclei
+from .plate_measure import measured_without_nuclei, without_nuclei
 
 __all__ = ["REPORT_PAGE", "WELL_PAGES", "ReportAddon", "ReportContext", "cells_per_well",
            "default_report_dir", "flagged_counts", "quality_rows", "ratio_channels",
@@ -103,6 +103,8 @@ _NO_NUCLEUS = "cells without nucleus (n_nuclei = 0)"
 _NO_READOUT = ("The table was measured without nuclei: no cell has a nucleus / cytoplasm "
                "ratio (measure with --nuclei for the readout).")
 _NO_NUCLEI_FLAGS = "Measured without nuclei: no cell is flagged for its nuclei."
+#: The metric and flag of cells without a nucleus (:mod:`.quality`).
+_NO_NUCLEUS_METRIC = "cells_without_nucleus"
 _MANY_NUCLEI = "cells with several nuclei (n_nuclei >= 2)"
 
 
@@ -754,9 +756,13 @@ def quality_rows(plate: Plate, table: str) -> pd.DataFrame:
         attrs = table_attrs(image, table)
         quality = attrs.get(QUALITY_ATTRIBUTE) or {}
         drift = attrs.get(DRIFT_ATTRIBUTE) or {}
+        bare = without_nuclei(attrs)
         for t in sorted({*quality, *drift}, key=int):
             m = dict(quality.get(t, {}))
             flags = list(m.pop("flags", []))
+            if bare:  # kept by a measuring that still judged absent nuclei
+                m.pop(_NO_NUCLEUS_METRIC, None)
+                flags = [f for f in flags if f != _NO_NUCLEUS_METRIC]
             step = drift.get(t)
             if step is not None and not step[2]:
                 flags.append("unregistered")

@@ -242,6 +242,16 @@ def test_the_report_shows_the_quality_checks(tmp_path, cluster_client):
         "has a nucleus / cytoplasm ratio" in html
     assert "no cell is flagged for its nuclei" in html and "cells without nucleus" not in html
     assert "readout_per_well.csv" not in html and "<b>cells_without_nucleus</b>" not in html
+    # metrics kept by an earlier measuring, which judged the absent nuclei, are not shown
+    from structfree_dask.cells.quality import QUALITY_ATTRIBUTE
+    from structfree_dask.io import table_attrs, update_table_attrs
+
+    kept = table_attrs(image, "bare")[QUALITY_ATTRIBUTE]
+    old = {t: {**m, "cells_without_nucleus": m["cells"], "flags": ["cells_without_nucleus"]}
+           for t, m in kept.items()}
+    update_table_attrs(image, "bare", **{QUALITY_ATTRIBUTE: old})
+    rows = quality_rows(open_plate(path), "bare")
+    assert "cells_without_nucleus" not in rows.columns and (rows["flags"] == "").all()
 
 
 def _hrefs(page: Path) -> list[str]:
