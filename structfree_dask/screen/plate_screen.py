@@ -38,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..cells.columns import ratio_column
+from ..cells.plate_measure import measured_without_nuclei
 from ..cells.report import ratio_channels
 from ..config import screen_folder
 from ..io import (
@@ -251,6 +252,12 @@ def check_screen(plate: str, table: str, *, readouts: Sequence[int | str] | None
         kind = schema.field(c).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             raise ValueError(f"readout {c!r} of {source} is not numeric ({kind})")
+    ratios = [c for c in columns if c in {ratio_column(n) for n in ratio_channels(
+        pd.DataFrame(columns=list(schema.names)))}]
+    if ratios and measured_without_nuclei(opened, table):
+        raise ValueError(f"{source} was measured without nuclei: its nucleus/cytoplasm "
+                         f"ratios ({', '.join(ratios)}) are empty; measure it with --nuclei, "
+                         "or name whole-cell columns (--readouts area_um2,<channel>__cell_mean)")
     fields = {plate_part_name(p, 0)[: -len("t00000.parquet")]: p for p in opened.field_paths}
     by_well: dict[str, list[tuple[str, int]]] = {}
     for part in parts:

@@ -151,6 +151,20 @@ def test_a_plate_never_measured_is_told_to_measure_first(plate, write_map):
         check_screen(str(plate), TABLE)
 
 
+def test_ratios_of_a_table_measured_without_nuclei_are_refused(plate, write_map,
+                                                               cluster_client):
+    from structfree_dask.cells.plate_measure import measure_plate
+
+    measure_plate(str(plate), labels="gt_cyto", table="bare", client=cluster_client)
+    annotate_plate(str(plate), write_map())
+    with pytest.raises(ValueError, match="measurements/bare was measured without nuclei: its "
+                                         "nucleus/cytoplasm ratios .* are empty"):
+        check_screen(str(plate), "bare")
+    with pytest.raises(ValueError, match="without nuclei"):
+        check_screen(str(plate), "bare", readouts=["translocation-reporter", "area_um2"])
+    assert check_screen(str(plate), "bare", readouts=["area_um2"]).readouts == ("area_um2",)
+
+
 def test_a_failed_well_writes_no_table(plate, write_map, cluster_client, snapshot):
     annotate_plate(str(plate), write_map())
     part = sorted((plate / "measurements" / TABLE).glob("B-2-0-t*.parquet"))[0]
