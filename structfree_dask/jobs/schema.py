@@ -61,8 +61,9 @@ once the ``cells`` step has measured it (:mod:`structfree_dask.jobs.screen_step`
 docs/screen.md). It takes the fields of :class:`~structfree_dask.config.ScreenSettings`:
 ``plate_map`` (required: a local CSV file, relative to the job file, checked against
 every plate before anything is written; one map for every plate of the job), ``readouts``
-(channels or columns; default every channel's ratio), ``tables`` (default true: needs
-``cells``; false: only store the map) and ``overwrite`` (replace another plate map stored
+(channels or columns; default every channel's ratio: needs ``cells.nuclei``, a cell
+without nucleus has no ratio), ``tables`` (default true: needs ``cells``; false: only
+store the map) and ``overwrite`` (replace another plate map stored
 in a plate; default false).
 
 Numbers are checked against the bounds of :mod:`structfree_dask.limits` (inclusive).
@@ -636,9 +637,25 @@ def _screen(data: Any, cells: Any, base: Path, ck: _Checker, check_files: bool
             "measure") is False:
         ck.bad("screen.tables", "needs cells.measure (the screen tables summarize the per-cell "
                                 "table); set tables: false to only store the plate map")
+    elif (settings.get("tables", True) and isinstance(cells, Mapping)
+          and cells.get("nuclei") is None and _ratio_readouts(settings.get("readouts"))):
+        ck.bad("screen.readouts", "the cells are measured without nuclei (no cells.nuclei), so "
+                                  "they have no nucleus/cytoplasm ratio, which channel "
+                                  "readouts (the default) summarize; give cells.nuclei, or name "
+                                  "whole-cell columns (readouts: [area_um2, "
+                                  "<channel>__cell_mean])")
     if len(ck.problems) > before:
         return None
     return ScreenSettings(**settings)
+
+
+def _ratio_readouts(readouts: Any) -> bool:
+    """Whether screen readouts surely name ratios: the default, or a channel index.
+
+    A name may be a channel's (its ratio) or a column's: only the table can tell.
+    """
+    return readouts is None or any(isinstance(r, int) and not isinstance(r, bool)
+                                   for r in readouts)
 
 
 def _plates(plates: Any, base: Path, ck: _Checker) -> list[str]:

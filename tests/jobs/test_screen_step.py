@@ -52,6 +52,15 @@ def test_the_screen_section_is_checked_with_the_rest_of_the_job(tmp_path):
                   base=tmp_path)
     with pytest.raises(JobError, match="screen: expected a mapping with at least 'plate_map'"):
         parse_job(_job(screen="map.csv"), base=tmp_path)
+    bare = {"cells": "gt_cyto", "report": False}  # no nuclei: no ratios to summarize
+    for readouts in ({}, {"readouts": [1]}):
+        with pytest.raises(JobError, match="screen.readouts: the cells are measured without "
+                                           "nuclei .no cells.nuclei."):
+            parse_job(_job(cells=bare, screen={"plate_map": "map.csv", **readouts}),
+                      base=tmp_path)
+    named = parse_job(_job(cells=bare, screen={"plate_map": "map.csv",
+                                               "readouts": ["area_um2"]}), base=tmp_path)
+    assert named.screen.readouts == ("area_um2",)
     with pytest.raises(JobError, match="screen.plate_map: expected a local CSV file"):
         parse_job(_job(cells=CELLS, screen={"plate_map": "s3://b/map.csv"}), base=tmp_path)
 
