@@ -141,7 +141,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
     )
     fields = list(open_plate(out).fields())
     wells = {f.path.rsplit("/", 1)[0] for f in fields}
-    print(f"wrote {out}: {len(fields)} field(s) in {len(wells)} well(s)")
+    px = fields[0].pixel_size
+    print(f"wrote {out}: {len(fields)} field(s) in {len(wells)} well(s); pixel size "
+          f"y={px['y']:g}, x={px['x']:g} um")
     for f in fields[:IMPORT_LISTED]:
         print(f"  {f.source} -> {f.path}")
     if len(fields) > IMPORT_LISTED:
@@ -460,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="names of the kept channels, e.g. nuclear,cyto")
     p.add_argument("--mask-label", default="gt_cyto",
                    help="label image name for *_masks files (default gt_cyto)")
-    p.add_argument("--pixel-size", type=float, default=1.0, help="pixel size in um (default 1)")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="pixel size in um (default: the one the files record, OME-TIFF or "
+                        "ImageJ; else 1, with a warning)")
     _add_common_output(p)
     p.set_defaults(func=_cmd_import)
 

@@ -14,14 +14,17 @@ import tifffile
 
 from .. import limits
 from ._location import as_location
+from ._pixel_size import recorded_pixel_size
 from ._plate import check_name
 from ._writer import create_plate
 
-__all__ = ["import_folder", "scan_folder", "FieldFile"]
+__all__ = ["import_folder", "scan_folder", "folder_pixel_size", "FieldFile", "ASSUMED_PIXEL_SIZE"]
 
 logger = logging.getLogger(__name__)
 
 _EXTENSIONS = (".tif", ".tiff", ".png")
+#: Pixel size (um) written when neither the caller nor the files give one (with a warning).
+ASSUMED_PIXEL_SIZE = 1.0
 _WELL_RE = re.compile(
     r"^(?P<row>[A-Za-z]{1,2})[-_]?(?P<col>\d{1,3})"
     r"(?:[-_](?:f|s|field)?(?P<field>\d+))?(?:[-_].*)?$"
@@ -139,12 +142,58 @@ def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
     return np.moveaxis(data, axis, 0) if axis else data
 
 
+def folder_pixel_size(entries: Sequence[FieldFile]) -> tuple[float, float] | None:
+    """Return the ``(y, x)`` pixel size (um) the image files record, or None if none does.
+
+    Every file must record the same one (or none may): a plate has one pixel size.
+
+    Raises
+    ------
+    ValueError
+        Some files record a pixel size and others none, or they record different ones.
+    """
+    found = {e.image.name: recorded_pixel_size(e.image) for e in entries}
+    sizes = {name: size for name, size in found.items() if size is not None}
+    if not sizes:
+        return None
+    first_name, first = next(iter(sizes.items()))
+    for name, size in found.items():
+        if size is None:
+            raise ValueError(f"{first_name} records a pixel size of {_yx(first)} um and "
+                             f"{name} none: give the pixel size (--pixel-size)")
+        if any(abs(a - b) > 1e-6 * max(a, b) for a, b in zip(size, first, strict=True)):
+            raise ValueError(f"{first_name} records a pixel size of {_yx(first)} um and "
+                             f"{name} {_yx(size)} um (a plate has one): give the pixel size "
+                             "(--pixel-size)")
+    return first
+
+
+def _yx(size: tuple[float, float]) -> str:
+    return f"{size[0]:g}" if size[0] == size[1] else f"y={size[0]:g}, x={size[1]:g}"
+
+
+def _pixel_size(entries: Sequence[FieldFile], given: float | None) -> tuple[float, float]:
+    """Return the ``(y, x)`` pixel size to write: the caller's, the files', else assumed."""
+    if given is not None:
+        size = (float(given), float(given))
+    else:
+        recorded = folder_pixel_size(entries)
+        if recorded is None:
+            logger.warning("the image files record no pixel size: %g um assumed (areas and "
+                           "positions in um are only as right as that; give --pixel-size)",
+                           ASSUMED_PIXEL_SIZE)
+        size = recorded or (ASSUMED_PIXEL_SIZE, ASSUMED_PIXEL_SIZE)
+    for value in size:
+        problem = limits.number_problem(value, limits.PIXEL_SIZE, unit="um")
+        if problem is not None:
+            raise ValueError(f"pixel size{'' if given is not None else ' of the files'}: "
+                             f"{problem}")
+    return size
+
+
 def _check_entries(entries: list[FieldFile], channels: Sequence[int] | None,
-                   channel_names: Sequence[str] | None, pixel_size_um: float) -> None:
+                   channel_names: Sequence[str] | None) -> None:
     """Check every file of an import from its header, before anything is written."""
-    problem = limits.number_problem(pixel_size_um, limits.PIXEL_SIZE, unit="um")
-    if problem is not None:
-        raise ValueError(f"pixel size: {problem}")
     if channels is not None:
         if not channels:
             raise ValueError("channels: expected at least one channel index; got none")
@@ -188,7 +237,7 @@ def import_folder(
     mask_label: str = "gt_cyto",
     mask_suffix: str = "_masks",
     ngff_version: str = "0.4",
-    pixel_size_um: float = 1.0,
+    pixel_size_um: float | None = None,
     name: str | None = None,
 ) -> Path | str:
     """Import a folder of TIFF/PNG fields (and ``*_masks`` label files) as an OME-Zarr plate.
@@ -212,8 +261,10 @@ def import_folder(
         Label image name for the ``*_masks`` files.
     mask_suffix : str
     ngff_version : str
-    pixel_size_um : float
-        Within ``limits.PIXEL_SIZE``.
+    pixel_size_um : float, optional
+        Within ``limits.PIXEL_SIZE``. Default: the one the files record (OME-TIFF, ImageJ
+        TIFF, a TIFF resolution per centimetre: :func:`folder_pixel_size`), else
+        :data:`ASSUMED_PIXEL_SIZE` with a warning.
     name : str, optional
 
     Returns
@@ -229,11 +280,13 @@ def import_folder(
         If ``out`` exists.
     ValueError
         If images disagree in shape or channels, a mask does not match its image, a
-        channel index does not exist, or a name or the pixel size is invalid.
+        channel index does not exist, or a name or the pixel size is invalid; or the
+        files record different pixel sizes (or only some do) and none was given.
     """
     entries = scan_folder(folder, mask_suffix=mask_suffix)
     check_name(mask_label, "mask label name")
-    _check_entries(entries, channels, channel_names, pixel_size_um)
+    _check_entries(entries, channels, channel_names)
+    pixel_size = _pixel_size(entries, pixel_size_um)
     rows = sorted({e.row for e in entries}, key=lambda r: (len(r), r))
     cols = sorted({e.col for e in entries}, key=int)
     # written whole or not at all (create_plate: a hidden folder moved in place at the end)
@@ -248,7 +301,7 @@ def import_folder(
                 labels[mask_label] = np.asarray(_read(e.masks)).astype(np.uint32)
             plate.write_field(e.row, e.col, e.field, img, axes="cyx",
                               channel_names=channel_names,
-                              pixel_size_um=(pixel_size_um, pixel_size_um), labels=labels,
+                              pixel_size_um=pixel_size, labels=labels,
                               source=e.image.name)
             logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
     return as_location(out)

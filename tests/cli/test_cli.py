@@ -101,7 +101,8 @@ def test_import_real_images(real_dev, tmp_path, capsys):
     images = sorted(p.name for p in (real_dev / "Kc167").glob("*_img.png"))  # 3 here
     assert len(images) >= 2 and len(open_plate(out).field_paths) == len(images)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"wrote {out}: {len(images)} field(s) in {len(images)} well(s)"
+    assert lines[0] == (f"wrote {out}: {len(images)} field(s) in {len(images)} well(s); "
+                        "pixel size y=1, x=1 um")  # PNG files record none: 1 um assumed
     assert lines[1:] == [f"  {name} -> A/{i + 1}/0" for i, name in enumerate(images)]
     assert main(["info", str(out)]) == 0
     listed = [ln for ln in capsys.readouterr().out.splitlines() if "; from " in ln]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -84,6 +87,64 @@ def test_scan_folder_missing_or_without_images(tmp_path):
 
 
 # ----------------------------------------------------------------------------- importing
+
+
+def _tiffs(folder: Path, sizes: dict[str, object]) -> Path:
+    """Write 2-channel TIFF fields recording pixel sizes: name -> (kind, um) or None."""
+    folder.mkdir()
+    data = np.zeros((2, 32, 32), "uint16")
+    for name, size in sizes.items():
+        if size is None:
+            tifffile.imwrite(folder / name, data)
+        elif size[0] == "imagej":
+            tifffile.imwrite(folder / name, data, imagej=True, resolution=(1 / size[1],) * 2,
+                             metadata={"unit": size[2], "axes": "CYX"})
+        elif size[0] == "ome":
+            tifffile.imwrite(folder / name, data, ome=True, metadata={
+                "PhysicalSizeX": size[1], "PhysicalSizeY": size[1],
+                "PhysicalSizeXUnit": size[2], "PhysicalSizeYUnit": size[2], "axes": "CYX"})
+        else:  # a plain TIFF resolution, pixels per centimetre
+            tifffile.imwrite(folder / name, data, resolution=(1e4 / size[1],) * 2,
+                             resolutionunit="CENTIMETER")
+    return folder
+
+
+@pytest.mark.parametrize(("sizes", "expected"), [
+    ({"A1.tif": ("imagej", 0.65, "micron"), "A2.tif": ("imagej", 0.65, "\\u00B5m")}, 0.65),
+    ({"A1.tif": ("ome", 325.0, "nm"), "A2.tif": ("ome", 0.325, "µm")}, 0.325),
+    ({"A1.tif": ("cm", 0.5), "A2.tif": ("cm", 0.5)}, 0.5),
+])
+def test_the_pixel_size_the_files_record_is_written(tmp_path, sizes, expected):
+    plate = open_plate(import_folder(_tiffs(tmp_path / "src", sizes), tmp_path / "o.zarr"))
+    for path in plate.field_paths:
+        px = plate.field(path).pixel_size
+        assert px["y"] == pytest.approx(expected) and px["x"] == pytest.approx(expected)
+    # given, it wins over the files'
+    given = open_plate(import_folder(tmp_path / "src", tmp_path / "g.zarr", pixel_size_um=2))
+    assert given.field("A/1/0").pixel_size["x"] == 2
+
+
+def test_no_recorded_pixel_size_is_assumed_with_a_warning(tmp_path, caplog):
+    src = _tiffs(tmp_path / "src", {"A1.tif": None, "A2.tif": None})
+    plate = open_plate(import_folder(src, tmp_path / "o.zarr"))
+    assert plate.field("A/1/0").pixel_size["x"] == 1.0
+    assert "record no pixel size: 1 um assumed" in caplog.text
+
+
+@pytest.mark.parametrize(("sizes", "message"), [
+    ({"A1.tif": ("imagej", 0.65, "um"), "A2.tif": ("imagej", 0.5, "um")},
+     "A1.tif records a pixel size of 0.65 um and A2.tif 0.5 um (a plate has one)"),
+    ({"A1.tif": ("cm", 0.5), "A2.tif": None}, "A1.tif records a pixel size of 0.5 um and "
+                                              "A2.tif none: give the pixel size"),
+    ({"A1.tif": ("imagej", 5000.0, "um")}, "pixel size of the files: expected a finite number "
+                                            "between 0.001 and 1000 um"),
+])
+def test_pixel_sizes_that_disagree_are_refused_before_writing(tmp_path, sizes, message):
+    src = _tiffs(tmp_path / "src", sizes)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        import_folder(src, tmp_path / "o.zarr")
+    assert not (tmp_path / "o.zarr").exists()
+    import_folder(src, tmp_path / "o.zarr", pixel_size_um=0.5)  # given: the files' not read
 
 
 @pytest.fixture

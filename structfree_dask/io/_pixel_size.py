@@ -1,0 +1,107 @@
+"""The pixel size an image file records: OME-TIFF, ImageJ TIFF, or a TIFF resolution.
+
+Microscopes and their software write the physical pixel size into the files they export:
+OME-TIFF as ``PhysicalSizeY`` / ``PhysicalSizeX`` (with their units) in the OME-XML,
+ImageJ (Fiji) as the TIFF resolution in pixels per ``unit`` of its metadata, other
+software as the TIFF resolution in pixels per centimetre. A resolution per inch is a
+print setting (72 dpi by default), not a microscope's, and PNG files carry none of
+these: for them nothing is returned.
+
+Examples
+--------
+>>> import tempfile, numpy as np, tifffile
+>>> path = tempfile.mkdtemp() + "/field.tif"
+>>> tifffile.imwrite(path, np.zeros((64, 64), "uint16"), imagej=True,
+...                  resolution=(1 / 0.65, 1 / 0.65), metadata={"unit": "um"})
+>>> [round(v, 6) for v in recorded_pixel_size(path)]
+[0.65, 0.65]
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import tifffile
+
+__all__ = ["recorded_pixel_size", "UM_PER_UNIT"]
+
+#: Micrometres per unit of length, by the names files use for them.
+UM_PER_UNIT: dict[str, float] = {
+    "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "micron": 1.0, "microns": 1.0,
+    "micrometer": 1.0, "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3,
+    "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3, "cm": 1e4, "centimeter": 1e4,
+    "centimetre": 1e4, "m": 1e6, "meter": 1e6, "metre": 1e6,
+}
+#: TIFF ResolutionUnit of centimetres.
+_CENTIMETER = 3
+
+
+def _um(value: Any, unit: str) -> float | None:
+    """Return ``value`` in ``unit`` as micrometres (None: not a positive number or unit)."""
+    scale = UM_PER_UNIT.get(unit.strip().replace("\\u00B5", "µ").lower())
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        return None
+    return size * scale if scale is not None and size > 0 else None
+
+
+def _per_pixel(resolution: Any) -> float | None:
+    """Return units per pixel from a TIFF resolution (pixels per unit, a rational)."""
+    try:
+        num, den = resolution
+        return float(den) / float(num) if float(num) > 0 and float(den) > 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _ome(xml: str) -> tuple[float, float] | None:
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    y = _um(pixels.get("PhysicalSizeY"), pixels.get("PhysicalSizeYUnit", "µm"))
+    x = _um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
+    return (y, x) if y is not None and x is not None else None
+
+
+def recorded_pixel_size(path: str | Path) -> tuple[float, float] | None:
+    """Return the ``(y, x)`` pixel size in micrometres an image file records, or None.
+
+    Parameters
+    ----------
+    path : str or Path
+        A TIFF or PNG file (only its header is read).
+
+    Returns
+    -------
+    (float, float) or None
+        From the OME-XML of an OME-TIFF, the resolution and unit of an ImageJ TIFF, or a
+        TIFF resolution in pixels per centimetre; None for anything else.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            return _ome(tif.ome_metadata)
+        tags = tif.pages.first.tags
+        yres, xres = tags.get("YResolution"), tags.get("XResolution")
+        if yres is None or xres is None:
+            return None
+        y, x = _per_pixel(yres.value), _per_pixel(xres.value)
+        if y is None or x is None:
+            return None
+        if tif.is_imagej:
+            unit = str((tif.imagej_metadata or {}).get("unit", ""))
+            sy, sx = _um(y, unit), _um(x, unit)
+            return (sy, sx) if sy is not None and sx is not None else None
+        unit_tag = tags.get("ResolutionUnit")
+        if unit_tag is not None and int(unit_tag.value) == _CENTIMETER:
+            return (y * 1e4, x * 1e4)
+    return None

@@ -1,0 +1,50 @@
+"""structfree_dask.io._pixel_size: the pixel size image files record."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from structfree_dask.io._pixel_size import recorded_pixel_size
+
+DATA = np.zeros((2, 32, 48), "uint16")
+
+
+@pytest.mark.parametrize(("unit", "per_pixel", "expected"), [
+    ("micron", 0.65, 0.65), ("um", 0.5, 0.5), ("\\u00B5m", 0.25, 0.25),  # ImageJ escapes µ
+    ("nm", 325.0, 0.325), ("mm", 0.001, 1.0),
+])
+def test_imagej_resolution_in_its_unit(tmp_path, unit, per_pixel, expected):
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, DATA, imagej=True, resolution=(1 / per_pixel, 1 / per_pixel),
+                     metadata={"unit": unit, "axes": "CYX"})
+    assert recorded_pixel_size(path) == pytest.approx((expected, expected))
+
+
+def test_ome_physical_sizes_with_their_units_y_and_x_apart(tmp_path):
+    path = tmp_path / "f.ome.tif"
+    tifffile.imwrite(path, DATA, ome=True, metadata={
+        "axes": "CYX", "PhysicalSizeY": 400.0, "PhysicalSizeYUnit": "nm",
+        "PhysicalSizeX": 0.5})  # µm by default
+    assert recorded_pixel_size(path) == pytest.approx((0.4, 0.5))
+
+
+def test_a_resolution_per_centimetre_and_not_per_inch(tmp_path):
+    cm, inch = tmp_path / "cm.tif", tmp_path / "inch.tif"
+    tifffile.imwrite(cm, DATA[0], resolution=(1e4 / 0.3, 1e4 / 0.3), resolutionunit="CENTIMETER")
+    tifffile.imwrite(inch, DATA[0], resolution=(72, 72), resolutionunit="INCH")  # print dpi
+    assert recorded_pixel_size(cm) == pytest.approx((0.3, 0.3))
+    assert recorded_pixel_size(inch) is None
+
+
+def test_files_without_a_physical_size(tmp_path):
+    plain, png, pixels = tmp_path / "plain.tif", tmp_path / "f.png", tmp_path / "px.tif"
+    tifffile.imwrite(plain, DATA[0])
+    iio.imwrite(png, DATA[0].astype("uint8"))
+    tifffile.imwrite(pixels, DATA, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "pixel", "axes": "CYX"})  # ImageJ's "no unit"
+    ome = tmp_path / "no.ome.tif"
+    tifffile.imwrite(ome, DATA, ome=True, metadata={"axes": "CYX"})
+    assert [recorded_pixel_size(p) for p in (plain, png, pixels, ome)] == [None] * 4
