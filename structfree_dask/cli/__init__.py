@@ -459,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int_list, default=None,
                    help="channel indices to keep, e.g. 0,1 (default all)")
     p.add_argument("--channel-names", type=str_list, default=None,
-                   help="names of the kept channels, e.g. nuclear,cyto")
+                   help="names of the kept channels, e.g. nuclear,cyto (default: the names "
+                        "the files record, OME-TIFF or ImageJ)")
     p.add_argument("--mask-label", default="gt_cyto",
                    help="label image name for *_masks files (default gt_cyto)")
     p.add_argument("--pixel-size", type=float, default=None,

@@ -13,12 +13,13 @@ import numpy as np
 import tifffile
 
 from .. import limits
+from ._file_metadata import recorded_channel_names, recorded_pixel_size
 from ._location import as_location
-from ._pixel_size import recorded_pixel_size
 from ._plate import check_name
 from ._writer import create_plate
 
-__all__ = ["import_folder", "scan_folder", "folder_pixel_size", "FieldFile", "ASSUMED_PIXEL_SIZE"]
+__all__ = ["import_folder", "scan_folder", "folder_pixel_size", "folder_channel_names",
+           "FieldFile", "ASSUMED_PIXEL_SIZE"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,51 @@ def folder_pixel_size(entries: Sequence[FieldFile]) -> tuple[float, float] | Non
     return first
 
 
+def folder_channel_names(entries: Sequence[FieldFile]) -> tuple[str, ...] | None:
+    """Return the channel names the image files record (all channels), or None if none does.
+
+    Every file must name its channels the same (or none may): a plate has one set of
+    channels, and names that differ say that the files do not hold them in one order.
+
+    Raises
+    ------
+    ValueError
+        Some files name their channels and others not, or they name them differently.
+    """
+    found = {e.image.name: recorded_channel_names(e.image) for e in entries}
+    named = {name: names for name, names in found.items() if names is not None}
+    if not named:
+        return None
+    first_name, first = next(iter(named.items()))
+    for name, names in found.items():
+        if names != first:
+            raise ValueError(f"{first_name} names its channels {', '.join(first)} and {name} "
+                             f"{', '.join(names) if names else 'not'}: give the channel names "
+                             "(--channel-names) if they hold the same channels in one order")
+    return first
+
+
+def _channel_names(entries: Sequence[FieldFile], channels: Sequence[int] | None,
+                   given: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Return the kept channels' names: the caller's, else the files' (None: neither)."""
+    if given is not None:
+        return tuple(str(n) for n in given)
+    names = folder_channel_names(entries)
+    if names is None:
+        return None
+    n_channels = _cyx_shape(_shape(entries[0].image), entries[0].image)[0]
+    if len(names) != n_channels:
+        logger.warning("%s names %d channels and holds %d: its names are not used",
+                       entries[0].image.name, len(names), n_channels)
+        return None
+    kept = tuple(names[i] for i in channels) if channels is not None else names
+    if len(set(kept)) != len(kept):
+        logger.warning("the files name two channels alike (%s): their names are not used",
+                       ", ".join(kept))
+        return None
+    return kept
+
+
 def _yx(size: tuple[float, float]) -> str:
     return f"{size[0]:g}" if size[0] == size[1] else f"y={size[0]:g}, x={size[1]:g}"
 
@@ -256,7 +302,8 @@ def import_folder(
     channels : sequence of int, optional
         Channel indices to keep (default: all), each once.
     channel_names : sequence of str, optional
-        Names of the kept channels (distinct).
+        Names of the kept channels (distinct). Default: the names the files record
+        (OME-TIFF, ImageJ: :func:`folder_channel_names`), else none (``0``, ``1``, ...).
     mask_label : str
         Label image name for the ``*_masks`` files.
     mask_suffix : str
@@ -281,12 +328,14 @@ def import_folder(
     ValueError
         If images disagree in shape or channels, a mask does not match its image, a
         channel index does not exist, or a name or the pixel size is invalid; or the
-        files record different pixel sizes (or only some do) and none was given.
+        files record different pixel sizes or channel names (or only some do) and none
+        were given.
     """
     entries = scan_folder(folder, mask_suffix=mask_suffix)
     check_name(mask_label, "mask label name")
     _check_entries(entries, channels, channel_names)
     pixel_size = _pixel_size(entries, pixel_size_um)
+    channel_names = _channel_names(entries, channels, channel_names)
     rows = sorted({e.row for e in entries}, key=lambda r: (len(r), r))
     cols = sorted({e.col for e in entries}, key=int)
     # written whole or not at all (create_plate: a hidden folder moved in place at the end)

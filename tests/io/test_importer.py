@@ -147,6 +147,40 @@ def test_pixel_sizes_that_disagree_are_refused_before_writing(tmp_path, sizes, m
     import_folder(src, tmp_path / "o.zarr", pixel_size_um=0.5)  # given: the files' not read
 
 
+def _named(folder: Path, names: dict[str, list[str] | None]) -> Path:
+    """Write 3-channel OME-TIFF fields naming their channels: file -> names or None."""
+    folder.mkdir()
+    for file, channel_names in names.items():
+        meta = {"axes": "CYX", **({"Channel": {"Name": channel_names}} if channel_names else {})}
+        tifffile.imwrite(folder / file, np.zeros((3, 16, 16), "uint16"), ome=True, metadata=meta)
+    return folder
+
+
+def test_the_channel_names_the_files_record_are_written(tmp_path):
+    src = _named(tmp_path / "src", {"A1.tif": ["GFP", "mCherry", "Cy5"],
+                                    "A2.tif": ["GFP", "mCherry", "Cy5"]})
+    plate = open_plate(import_folder(src, tmp_path / "all.zarr"))
+    assert plate.field("A/2/0").channel_names == ("GFP", "mCherry", "Cy5")
+    kept = open_plate(import_folder(src, tmp_path / "kept.zarr", channels=[2, 0]))
+    assert kept.field("A/1/0").channel_names == ("Cy5", "GFP")
+    given = open_plate(import_folder(src, tmp_path / "given.zarr", channel_names=["a", "b", "c"]))
+    assert given.field("A/1/0").channel_names == ("a", "b", "c")
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    (["mCherry", "GFP", "Cy5"], "A1.tif names its channels GFP, mCherry, Cy5 and A2.tif "
+                                "mCherry, GFP, Cy5: give the channel names"),
+    (None, "A1.tif names its channels GFP, mCherry, Cy5 and A2.tif not"),
+])
+def test_channel_names_that_differ_between_files_are_refused(tmp_path, second, message):
+    src = _named(tmp_path / "src", {"A1.tif": ["GFP", "mCherry", "Cy5"], "A2.tif": second})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        import_folder(src, tmp_path / "o.zarr")
+    assert not (tmp_path / "o.zarr").exists()
+    named = import_folder(src, tmp_path / "o.zarr", channel_names=["x", "y", "z"])
+    assert open_plate(named).field("A/2/0").channel_names == ("x", "y", "z")
+
+
 @pytest.fixture
 def rgb_folder(tmp_path):
     """Two 3-channel PNG fields (channels last), one with a mask."""

@@ -1,4 +1,4 @@
-"""structfree_dask.io._pixel_size: the pixel size image files record."""
+"""structfree_dask.io._file_metadata: the pixel size and channel names image files record."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from structfree_dask.io._pixel_size import recorded_pixel_size
+from structfree_dask.io._file_metadata import recorded_channel_names, recorded_pixel_size
 
 DATA = np.zeros((2, 32, 48), "uint16")
 
@@ -48,3 +48,22 @@ def test_files_without_a_physical_size(tmp_path):
     ome = tmp_path / "no.ome.tif"
     tifffile.imwrite(ome, DATA, ome=True, metadata={"axes": "CYX"})
     assert [recorded_pixel_size(p) for p in (plain, png, pixels, ome)] == [None] * 4
+
+
+def test_channel_names_from_ome_and_imagej(tmp_path):
+    ome, ij = tmp_path / "f.ome.tif", tmp_path / "ij.tif"
+    tifffile.imwrite(ome, DATA, ome=True,
+                     metadata={"axes": "CYX", "Channel": {"Name": ["GFP", "mCherry"]}})
+    tifffile.imwrite(ij, DATA, imagej=True, metadata={"axes": "CYX", "Labels": ["ER", "mito"]})
+    assert recorded_channel_names(ome) == ("GFP", "mCherry")
+    assert recorded_channel_names(ij) == ("ER", "mito")
+
+
+def test_no_channel_names_where_a_file_does_not_give_each(tmp_path):
+    plain, unnamed, stack = tmp_path / "p.tif", tmp_path / "u.ome.tif", tmp_path / "z.tif"
+    tifffile.imwrite(plain, DATA)
+    tifffile.imwrite(unnamed, DATA, ome=True, metadata={"axes": "CYX"})
+    # ImageJ labels one per plane of a z-stack: not channel names
+    tifffile.imwrite(stack, np.zeros((3, 2, 8, 8), "uint16"), imagej=True,
+                     metadata={"axes": "ZCYX", "Labels": ["a", "b", "c", "d", "e", "f"]})
+    assert [recorded_channel_names(p) for p in (plain, unnamed, stack)] == [None] * 3

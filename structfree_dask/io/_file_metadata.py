@@ -1,20 +1,24 @@
-"""The pixel size an image file records: OME-TIFF, ImageJ TIFF, or a TIFF resolution.
+"""What an image file records about itself: its pixel size and its channels' names.
 
 Microscopes and their software write the physical pixel size into the files they export:
 OME-TIFF as ``PhysicalSizeY`` / ``PhysicalSizeX`` (with their units) in the OME-XML,
 ImageJ (Fiji) as the TIFF resolution in pixels per ``unit`` of its metadata, other
 software as the TIFF resolution in pixels per centimetre. A resolution per inch is a
 print setting (72 dpi by default), not a microscope's, and PNG files carry none of
-these: for them nothing is returned.
+these: for them nothing is returned. Channel names come from the OME-XML's ``Channel``
+``Name`` attributes or ImageJ's ``Labels``.
 
 Examples
 --------
 >>> import tempfile, numpy as np, tifffile
 >>> path = tempfile.mkdtemp() + "/field.tif"
->>> tifffile.imwrite(path, np.zeros((64, 64), "uint16"), imagej=True,
-...                  resolution=(1 / 0.65, 1 / 0.65), metadata={"unit": "um"})
+>>> tifffile.imwrite(path, np.zeros((2, 64, 64), "uint16"), imagej=True,
+...                  resolution=(1 / 0.65, 1 / 0.65),
+...                  metadata={"unit": "um", "axes": "CYX", "Labels": ["GFP", "mCherry"]})
 >>> [round(v, 6) for v in recorded_pixel_size(path)]
 [0.65, 0.65]
+>>> recorded_channel_names(path)
+('GFP', 'mCherry')
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 import tifffile
 
-__all__ = ["recorded_pixel_size", "UM_PER_UNIT"]
+__all__ = ["recorded_pixel_size", "recorded_channel_names", "UM_PER_UNIT"]
 
 #: Micrometres per unit of length, by the names files use for them.
 UM_PER_UNIT: dict[str, float] = {
@@ -57,12 +61,21 @@ def _per_pixel(resolution: Any) -> float | None:
         return None
 
 
-def _ome(xml: str) -> tuple[float, float] | None:
+def _ome_pixels(xml: str) -> ET.Element | None:
+    """Return the first image's ``Pixels`` element of an OME-XML text (None: none)."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return None
-    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    return next((e for e in root.iter() if _tag(e) == "Pixels"), None)
+
+
+def _tag(element: ET.Element) -> str:
+    return element.tag.rsplit("}", 1)[-1]
+
+
+def _ome(xml: str) -> tuple[float, float] | None:
+    pixels = _ome_pixels(xml)
     if pixels is None:
         return None
     y = _um(pixels.get("PhysicalSizeY"), pixels.get("PhysicalSizeYUnit", "µm"))
@@ -105,3 +118,32 @@ def recorded_pixel_size(path: str | Path) -> tuple[float, float] | None:
         if unit_tag is not None and int(unit_tag.value) == _CENTIMETER:
             return (y * 1e4, x * 1e4)
     return None
+
+
+def recorded_channel_names(path: str | Path) -> tuple[str, ...] | None:
+    """Return the names an image file gives its channels, in order, or None.
+
+    From the OME-XML's ``Channel`` elements of the first image (each with a ``Name``) or
+    ImageJ's ``Labels`` (one per channel of a one-plane image); None where a name is
+    missing or the file is not such a TIFF.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            pixels = _ome_pixels(tif.ome_metadata)
+            if pixels is None:
+                return None
+            names = [c.get("Name") for c in pixels if _tag(c) == "Channel"]
+        elif tif.is_imagej:
+            meta = tif.imagej_metadata or {}
+            labels = meta.get("Labels")
+            if not isinstance(labels, list | tuple) or len(labels) != meta.get("channels"):
+                return None  # no labels, or one per plane of a z-stack or time-lapse
+            names = [str(n) for n in labels]
+        else:
+            return None
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        return None
+    return tuple(str(n).strip() for n in names)
