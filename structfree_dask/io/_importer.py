@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import imageio.v3 as iio
 import numpy as np
@@ -22,6 +23,8 @@ __all__ = ["import_folder", "scan_folder", "folder_pixel_size", "folder_channel_
            "FieldFile", "ASSUMED_PIXEL_SIZE"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _EXTENSIONS = (".tif", ".tiff", ".png")
 #: Pixel size (um) written when neither the caller nor the files give one (with a warning).
@@ -153,20 +156,9 @@ def folder_pixel_size(entries: Sequence[FieldFile]) -> tuple[float, float] | Non
     ValueError
         Some files record a pixel size and others none, or they record different ones.
     """
-    found = {e.image.name: recorded_pixel_size(e.image) for e in entries}
-    sizes = {name: size for name, size in found.items() if size is not None}
-    if not sizes:
-        return None
-    first_name, first = next(iter(sizes.items()))
-    for name, size in found.items():
-        if size is None:
-            raise ValueError(f"{first_name} records a pixel size of {_yx(first)} um and "
-                             f"{name} none: give the pixel size (--pixel-size)")
-        if any(abs(a - b) > 1e-6 * max(a, b) for a, b in zip(size, first, strict=True)):
-            raise ValueError(f"{first_name} records a pixel size of {_yx(first)} um and "
-                             f"{name} {_yx(size)} um (a plate has one): give the pixel size "
-                             "(--pixel-size)")
-    return first
+    return _agreed({e.image.name: recorded_pixel_size(e.image) for e in entries},
+                   lambda a, b: bool(np.allclose(a, b, rtol=1e-6, atol=0)),
+                   lambda v: f"{_yx(v)} um", "the pixel size", "--pixel-size")
 
 
 def folder_channel_names(entries: Sequence[FieldFile]) -> tuple[str, ...] | None:
@@ -180,16 +172,22 @@ def folder_channel_names(entries: Sequence[FieldFile]) -> tuple[str, ...] | None
     ValueError
         Some files name their channels and others not, or they name them differently.
     """
-    found = {e.image.name: recorded_channel_names(e.image) for e in entries}
-    named = {name: names for name, names in found.items() if names is not None}
-    if not named:
+    return _agreed({e.image.name: recorded_channel_names(e.image) for e in entries},
+                   lambda a, b: a == b, ", ".join, "the channel names", "--channel-names")
+
+
+def _agreed(found: dict[str, T | None], same: Callable[[T, T], bool], text: Callable[[T], str],
+            what: str, option: str) -> T | None:
+    """Return what every file records alike (None: no file records it); raise if they differ."""
+    known = [(name, value) for name, value in found.items() if value is not None]
+    if not known:
         return None
-    first_name, first = next(iter(named.items()))
-    for name, names in found.items():
-        if names != first:
-            raise ValueError(f"{first_name} names its channels {', '.join(first)} and {name} "
-                             f"{', '.join(names) if names else 'not'}: give the channel names "
-                             "(--channel-names) if they hold the same channels in one order")
+    first_name, first = known[0]
+    for name, value in found.items():
+        if value is None or not same(value, first):
+            raise ValueError(f"{first_name} records {what} {text(first)} and {name} "
+                             f"{'none' if value is None else text(value)}: a plate has one; "
+                             f"give {option}")
     return first
 
 

@@ -133,9 +133,10 @@ def test_no_recorded_pixel_size_is_assumed_with_a_warning(tmp_path, caplog):
 
 @pytest.mark.parametrize(("sizes", "message"), [
     ({"A1.tif": ("imagej", 0.65, "um"), "A2.tif": ("imagej", 0.5, "um")},
-     "A1.tif records a pixel size of 0.65 um and A2.tif 0.5 um (a plate has one)"),
-    ({"A1.tif": ("cm", 0.5), "A2.tif": None}, "A1.tif records a pixel size of 0.5 um and "
-                                              "A2.tif none: give the pixel size"),
+     "A1.tif records the pixel size 0.65 um and A2.tif 0.5 um: a plate has one; give "
+     "--pixel-size"),
+    ({"A1.tif": ("cm", 0.5), "A2.tif": None}, "A1.tif records the pixel size 0.5 um and "
+                                              "A2.tif none: a plate has one"),
     ({"A1.tif": ("imagej", 5000.0, "um")}, "pixel size of the files: expected a finite number "
                                             "between 0.001 and 1000 um"),
 ])
@@ -168,9 +169,10 @@ def test_the_channel_names_the_files_record_are_written(tmp_path):
 
 
 @pytest.mark.parametrize(("second", "message"), [
-    (["mCherry", "GFP", "Cy5"], "A1.tif names its channels GFP, mCherry, Cy5 and A2.tif "
-                                "mCherry, GFP, Cy5: give the channel names"),
-    (None, "A1.tif names its channels GFP, mCherry, Cy5 and A2.tif not"),
+    (["mCherry", "GFP", "Cy5"], "A1.tif records the channel names GFP, mCherry, Cy5 and "
+                                "A2.tif mCherry, GFP, Cy5: a plate has one; give "
+                                "--channel-names"),
+    (None, "A1.tif records the channel names GFP, mCherry, Cy5 and A2.tif none"),
 ])
 def test_channel_names_that_differ_between_files_are_refused(tmp_path, second, message):
     src = _named(tmp_path / "src", {"A1.tif": ["GFP", "mCherry", "Cy5"], "A2.tif": second})
