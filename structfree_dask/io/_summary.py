@@ -58,7 +58,7 @@ def plate_summary(plate: Plate) -> dict[str, Any]:
             "levels": len(info.levels),
             "labels": labels,
             "tables": _tables(info),
-            "source": info.source,
+            **({"source": info.source} if info.source is not None else {}),
         })
     return {
         "store": plate.store,

@@ -107,6 +107,8 @@ def test_import_real_images(real_dev, tmp_path, capsys):
     assert main(["info", str(out)]) == 0
     listed = [ln for ln in capsys.readouterr().out.splitlines() if "; from " in ln]
     assert [ln.rsplit("; from ", 1)[1] for ln in listed] == images
+    assert main(["info", "--json", str(out)]) == 0
+    assert [f["source"] for f in json.loads(capsys.readouterr().out)["fields"]] == images
 
 
 def test_import_lists_the_first_files_and_points_to_info(tmp_path, capsys):
