@@ -453,7 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import a folder of TIFF/PNG fields as a plate",
                        description="Import a folder of TIFF/PNG images, one file per field "
-                                   "(optional *_masks label files), into an OME-Zarr plate.")
+                                   "or one per channel of each field (Harmony, MetaXpress, "
+                                   "CellVoyager names), with optional *_masks label files, "
+                                   "into an OME-Zarr plate.")
     p.add_argument("folder", help="folder of .tif/.tiff/.png files")
     p.add_argument("out", help="new plate path (.zarr)")
     p.add_argument("--channels", type=int_list, default=None,

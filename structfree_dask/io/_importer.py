@@ -15,6 +15,7 @@ import tifffile
 
 from .. import limits
 from ._file_metadata import recorded_channel_names, recorded_pixel_size
+from ._file_names import FileName, channel_number, parse_name
 from ._location import as_location
 from ._plate import check_name
 from ._writer import create_plate
@@ -29,21 +30,27 @@ T = TypeVar("T")
 _EXTENSIONS = (".tif", ".tiff", ".png")
 #: Pixel size (um) written when neither the caller nor the files give one (with a warning).
 ASSUMED_PIXEL_SIZE = 1.0
-_WELL_RE = re.compile(
-    r"^(?P<row>[A-Za-z]{1,2})[-_]?(?P<col>\d{1,3})"
-    r"(?:[-_](?:f|s|field)?(?P<field>\d+))?(?:[-_].*)?$"
-)
 
 
 @dataclass(frozen=True)
 class FieldFile:
-    """One image file and where it goes in the plate."""
+    """The image file(s) of one field and where the field goes in the plate."""
 
     image: Path
     masks: Path | None
     row: str
     col: str
     field: int
+    #: One file per channel, in channel order (``image`` is the first); empty where
+    #: ``image`` holds every channel.
+    channel_files: tuple[Path, ...] = ()
+    #: The channels as the file names write them (``w1``, ``ch2``), with ``channel_files``.
+    channel_labels: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every image file of the field."""
+        return self.channel_files or (self.image,)
 
 
 def _read(path: Path) -> np.ndarray:
@@ -55,9 +62,13 @@ def _read(path: Path) -> np.ndarray:
 def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[FieldFile]:
     """List the image files of a folder and assign each to a well and field.
 
-    Files named like ``B03_f2.tif`` / ``B3-1.png`` go to well B/3, field 2 / 1;
-    other files are placed in row A, one well per file, in name order. A file
-    ``<stem><mask_suffix>.<ext>`` next to an image holds its labels.
+    Names are read as :func:`._file_names.parse_name` does: a well and field, with all
+    channels in the file (``B03_f2.tif``, ``B3-1.png``), or one file per channel
+    (Harmony ``r02c03f01p01-ch1...``, MetaXpress ``Plate_B03_s1_w1...``, CellVoyager
+    ``..._B03_T0001F001L01A01Z01C01``, ``B03_f2_ch1``), whose files are grouped by field in
+    channel order. If any name says no well, every file is placed in row A, one well per
+    file, in name order. A file ``<stem><mask_suffix>.<ext>`` next to an image holds its
+    labels. MetaXpress thumbnails (``_thumb`` in the name) are left out.
 
     Parameters
     ----------
@@ -72,38 +83,80 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
     ------
     FileNotFoundError
         If the folder does not exist or holds no TIFF/PNG image.
+    ValueError
+        Two files go to one field (and channel), some names give a channel and others
+        not, or the fields do not all have the same channels.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"expected a folder of TIFF/PNG images at {folder}; not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _EXTENSIONS)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _EXTENSIONS
+                   and "_thumb" not in p.stem.lower())
     images = [p for p in files if not p.stem.endswith(mask_suffix)]
     if not images:
         raise FileNotFoundError(
             f"expected TIFF/PNG images ({', '.join(_EXTENSIONS)}) in {folder}; found none"
         )
     masks = {p.stem[: -len(mask_suffix)]: p for p in files if p.stem.endswith(mask_suffix)}
-    # strip a common image suffix such as "_img" so "095_img.png" pairs with "095_masks.png"
-    parsed = [_WELL_RE.match(p.stem) for p in images]
-    out: list[FieldFile] = []
-    use_names = all(parsed)
-    for i, (path, m) in enumerate(zip(images, parsed, strict=True)):
-        stem = path.stem
-        mask = masks.get(stem) or masks.get(re.sub(r"[-_](img|image)$", "", stem))
-        if use_names and m is not None:
-            row, col = m["row"].upper(), str(int(m["col"]))
-            field = int(m["field"]) if m["field"] else 0
-        else:
-            row, col, field = "A", str(i + 1), 0
-        out.append(FieldFile(path, mask, row, col, field))
+
+    def mask_of(path: Path) -> Path | None:
+        # strip a common image suffix such as "_img" so "095_img.png" pairs with "095_masks.png"
+        return masks.get(path.stem) or masks.get(re.sub(r"[-_](img|image)$", "", path.stem))
+
+    parsed = [parse_name(p.stem) for p in images]
+    if not all(parsed):
+        return [FieldFile(path, mask_of(path), "A", str(i + 1), 0)
+                for i, path in enumerate(images)]
+    names = [n for n in parsed if n is not None]
+    if any(n.channel for n in names):
+        return _channel_files(images, names, mask_of)
     seen: dict[tuple[str, str, int], Path] = {}
-    for f in out:
-        key = (f.row, f.col, f.field)
+    out = []
+    for path, n in zip(images, names, strict=True):
+        key = (n.row, n.col, n.field)
         if key in seen:
-            raise ValueError(f"{f.image.name} and {seen[key].name} both map to well "
-                             f"{f.row}/{f.col} field {f.field}")
-        seen[key] = f.image
+            raise ValueError(f"{path.name} and {seen[key].name} both map to well "
+                             f"{n.row}/{n.col} field {n.field}{_one_plane(n)}")
+        seen[key] = path
+        out.append(FieldFile(path, mask_of(path), n.row, n.col, n.field))
     return out
+
+
+def _one_plane(name: FileName) -> str:
+    return (" (a plate field holds one plane at one timepoint: import the files of one)"
+            if name.plane else "")
+
+
+def _channel_files(images: list[Path], names: list[FileName],
+                   mask_of: Callable[[Path], Path | None]) -> list[FieldFile]:
+    """Group one-channel files by field, in channel order (every field with the same)."""
+    fields: dict[tuple[str, str, int], dict[str, Path]] = {}
+    for path, n in zip(images, names, strict=True):
+        if n.channel is None:
+            other = next(p for p, m in zip(images, names, strict=True) if m.channel)
+            raise ValueError(f"{other.name} names a channel and {path.name} none: expected "
+                             "one file per channel for every field, or every channel in "
+                             "each file")
+        channels = fields.setdefault((n.row, n.col, n.field), {})
+        if n.channel in channels:
+            raise ValueError(f"{path.name} and {channels[n.channel].name} both map to well "
+                             f"{n.row}/{n.col} field {n.field} channel {n.channel}"
+                             f"{_one_plane(n)}")
+        channels[n.channel] = path
+    first_key, first = next(iter(fields.items()))
+    labels = tuple(sorted(first, key=channel_number))
+    out = []
+    for (row, col, field), channels in fields.items():
+        if set(channels) != set(labels):
+            these = ", ".join(sorted(channels, key=channel_number))
+            raise ValueError(f"well {row}/{col} field {field} has channels {these} and well "
+                             f"{first_key[0]}/{first_key[1]} field {first_key[2]} "
+                             f"{', '.join(labels)}: every field needs the same channels")
+        paths = tuple(channels[c] for c in labels)
+        found = [m for m in map(mask_of, paths) if m is not None]
+        out.append(FieldFile(paths[0], found[0] if found else None, row, col, field,
+                             channel_files=paths, channel_labels=labels))
+    return sorted(out, key=lambda f: (len(f.row), f.row, int(f.col), f.field))
 
 
 def _shape(path: Path) -> tuple[int, ...]:
@@ -137,6 +190,29 @@ def _cyx_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
         return (1, shape[0], shape[1])
     rest = [n for i, n in enumerate(shape) if i != axis]
     return (shape[axis], rest[0], rest[1])
+
+
+def _field_shape(entry: FieldFile) -> tuple[int, int, int]:
+    """Return the ``(c, y, x)`` shape of a field, from its files' headers."""
+    if not entry.channel_files:
+        return _cyx_shape(_shape(entry.image), entry.image)
+    shapes = [_shape(p) for p in entry.channel_files]
+    for path, shape, label in zip(entry.channel_files, shapes, entry.channel_labels,
+                                  strict=True):
+        if len(shape) != 2:
+            raise ValueError(f"{path.name}: expected one channel ({label}, as its name says) "
+                             f"in a 2D image; found shape {shape}")
+        if shape != shapes[0]:
+            raise ValueError(f"{path.name} is {shape} (y, x) and {entry.image.name} "
+                             f"{shapes[0]}: the channels of a field have one size")
+    return (len(shapes), *shapes[0])
+
+
+def _field_image(entry: FieldFile) -> np.ndarray:
+    """Read a field as ``(c, y, x)``."""
+    if not entry.channel_files:
+        return _to_cyx(_read(entry.image), entry.image)
+    return np.stack([_read(p) for p in entry.channel_files])
 
 
 def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
@@ -196,10 +272,13 @@ def _channel_names(entries: Sequence[FieldFile], channels: Sequence[int] | None,
     """Return the kept channels' names: the caller's, else the files' (None: neither)."""
     if given is not None:
         return tuple(str(n) for n in given)
-    names = folder_channel_names(entries)
+    if entries[0].channel_files:  # one file per channel: named as the file names write them
+        names: tuple[str, ...] | None = entries[0].channel_labels
+    else:
+        names = folder_channel_names(entries)
     if names is None:
         return None
-    n_channels = _cyx_shape(_shape(entries[0].image), entries[0].image)[0]
+    n_channels = _field_shape(entries[0])[0]
     if len(names) != n_channels:
         logger.warning("%s names %d channels and holds %d: its names are not used",
                        entries[0].image.name, len(names), n_channels)
@@ -246,7 +325,7 @@ def _check_entries(entries: list[FieldFile], channels: Sequence[int] | None,
     n_kept: int | None = None
     first: Path | None = None
     for e in entries:
-        c, y, x = _cyx_shape(_shape(e.image), e.image)
+        c, y, x = _field_shape(e)
         if channels is not None:
             bad = [i for i in channels if not 0 <= i < c]
             if bad:
@@ -294,7 +373,8 @@ def import_folder(
     Parameters
     ----------
     folder : str or Path
-        Folder with one image file per field (2D, or 3D with channels first or last).
+        Folder with one image file per field (2D, or 3D with channels first or last), or
+        one 2D file per channel of each field (:func:`scan_folder`).
     out : str or Path
         New plate: a local path or a URL such as ``s3://bucket/plate.zarr``.
     channels : sequence of int, optional
@@ -340,7 +420,7 @@ def import_folder(
     with create_plate(out, rows=rows, columns=cols, ngff_version=ngff_version,
                       name=name or Path(folder).name) as plate:  # refuses an existing store
         for e in entries:
-            img = _to_cyx(_read(e.image), e.image)
+            img = _field_image(e)
             if channels is not None:
                 img = img[list(channels)]
             labels = {}
@@ -349,6 +429,6 @@ def import_folder(
             plate.write_field(e.row, e.col, e.field, img, axes="cyx",
                               channel_names=channel_names,
                               pixel_size_um=pixel_size, labels=labels,
-                              source=e.image.name)
+                              source=", ".join(p.name for p in e.files))
             logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
     return as_location(out)

@@ -11,6 +11,7 @@ import pytest
 import tifffile
 
 from structfree_dask.io import import_folder, open_labels, open_plate
+from structfree_dask.io._file_names import channel_number
 from structfree_dask.io._importer import FieldFile, scan_folder
 
 VERSIONS = ["0.4", "0.5"]
@@ -146,6 +147,68 @@ def test_pixel_sizes_that_disagree_are_refused_before_writing(tmp_path, sizes, m
         import_folder(src, tmp_path / "o.zarr")
     assert not (tmp_path / "o.zarr").exists()
     import_folder(src, tmp_path / "o.zarr", pixel_size_um=0.5)  # given: the files' not read
+
+
+def _per_channel(folder: Path, stems: list[str], value_of=lambda i: i) -> Path:
+    """Write one 2D TIFF per stem, the i-th filled with ``value_of(i)``."""
+    folder.mkdir()
+    for i, stem in enumerate(stems):
+        tifffile.imwrite(folder / f"{stem}.tif", np.full((16, 24), value_of(i), "uint16"))
+    return folder
+
+
+@pytest.mark.parametrize("scheme", [
+    "r{row:02d}c{col:02d}f{field:02d}p01-ch{ch}sk1fk1fl1",   # Harmony
+    "Plate1_{well}_s{field}_w{ch}A1B2C3",                    # MetaXpress
+    "Plate1_{well}_T0001F{field:03d}L01A01Z01C{ch:02d}",     # CellVoyager
+    "{well}_f{field}_ch{ch}",
+])
+def test_one_file_per_channel_is_grouped_by_field(tmp_path, scheme):
+    wells = [(2, 3, "B03"), (3, 1, "C01")]
+    stems, values = [], {}
+    for row, col, well in wells:
+        for field in (1, 2):
+            for ch in (2, 1, 10):  # written out of order: read in channel number order
+                stems.append(scheme.format(row=row, col=col, well=well, field=field, ch=ch))
+                values[stems[-1]] = 1000 * row + 100 * field + ch
+    src = _per_channel(tmp_path / "src", stems, lambda i: values[stems[i]])
+    fields = scan_folder(src)
+    assert [(f.row, f.col, f.field) for f in fields] == [
+        ("B", "3", 1), ("B", "3", 2), ("C", "1", 1), ("C", "1", 2)]
+    plate = open_plate(import_folder(src, tmp_path / "o.zarr", channels=[2, 0]))
+    assert plate.field_paths == ("B/3/1", "B/3/2", "C/1/1", "C/1/2")
+    field = plate.field("C/1/2")
+    labels = fields[0].channel_labels
+    assert [channel_number(c) for c in labels] == [1, 2, 10]
+    assert field.channel_names == (labels[2], labels[0])  # as the names write them
+    assert field.to_dask()[:, 0, 0].compute().tolist() == [3210, 3201]  # (c, y, x)
+    assert field.source == ", ".join(p.name for p in fields[3].channel_files)
+
+
+@pytest.mark.parametrize(("stems", "message"), [
+    (["B03_s1_w1", "B03_s1_w2", "C01_s1_w1"],
+     "well C/1 field 1 has channels w1 and well B/3 field 1 w1, w2: every field needs the "
+     "same channels"),
+    (["B03_s1_w1", "B03_s1"], "B03_s1_w1.tif names a channel and B03_s1.tif none"),
+    (["r02c03f01p01-ch1sk1fk1fl1", "r02c03f01p02-ch1sk1fk1fl1"],
+     "both map to well B/3 field 1 channel ch1 (a plate field holds one plane at one "
+     "timepoint"),
+])
+def test_channel_files_that_do_not_make_a_plate_are_refused(tmp_path, stems, message):
+    src = _per_channel(tmp_path / "src", stems)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        import_folder(src, tmp_path / "o.zarr")
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_channel_file_of_another_size_or_with_channels_is_refused(tmp_path):
+    src = _per_channel(tmp_path / "src", ["B03_w1"])
+    tifffile.imwrite(src / "B03_w2.tif", np.zeros((8, 8), "uint16"))
+    with pytest.raises(ValueError, match=r"B03_w2.tif is \(8, 8\) \(y, x\) and B03_w1.tif"):
+        import_folder(src, tmp_path / "o.zarr")
+    tifffile.imwrite(src / "B03_w2.tif", np.zeros((2, 16, 24), "uint16"))
+    with pytest.raises(ValueError, match=r"B03_w2.tif: expected one channel \(w2, as its name"):
+        import_folder(src, tmp_path / "o.zarr")
 
 
 def _named(folder: Path, names: dict[str, list[str] | None]) -> Path:
