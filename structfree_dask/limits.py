@@ -25,6 +25,7 @@ __all__ = [
     "SCHEDULER_TIMEOUT",
     "MAX_DISTANCE",
     "PIXEL_SIZE",
+    "TIME_INTERVAL",
     "MAX_GAP",
     "CELLS_REGION",
     "WELL_PAGES",
@@ -57,6 +58,9 @@ SCHEDULER_TIMEOUT = (0.1, 3600.0)
 MAX_DISTANCE = (0.001, 100_000.0)
 #: (minimum, maximum) pixel size of an imported image, in micrometres (1 nm to 1 mm).
 PIXEL_SIZE = (0.001, 1000.0)
+#: (minimum, maximum) time between the timepoints of an imported time-lapse, in hours
+#: (a tenth of a second to a year).
+TIME_INTERVAL = (1 / 36000, 8760.0)
 #: (minimum, maximum) timepoints a track may skip where its cell was missed.
 MAX_GAP = (0, 100)
 #: (minimum, maximum) side in pixels of the regions a linking, measuring or tracking task

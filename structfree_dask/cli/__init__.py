@@ -137,7 +137,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     out = import_folder(
         args.folder, args.out, channels=args.channels, channel_names=args.channel_names,
         mask_label=args.mask_label, ngff_version=args.ngff_version,
-        pixel_size_um=args.pixel_size,
+        pixel_size_um=args.pixel_size, time_interval_h=args.time_interval,
     )
     fields = list(open_plate(out).fields())
     wells = {f.path.rsplit("/", 1)[0] for f in fields}
@@ -145,7 +145,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {len(fields)} field(s) in {len(wells)} well(s); pixel size "
           f"y={px['y']:g}, x={px['x']:g} um")
     for f in fields[:IMPORT_LISTED]:
-        print(f"  {f.source} -> {f.path}")
+        first, _, more = (f.source or "").partition(", ")  # a field of several files: its first
+        print(f"  {first}{' and more' if more else ''} -> {f.path}")
     if len(fields) > IMPORT_LISTED:
         print(f"  ... and {len(fields) - IMPORT_LISTED} more (structfree-dask info {out} "
               "names each field's file)")
@@ -453,9 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import a folder of TIFF/PNG fields as a plate",
                        description="Import a folder of TIFF/PNG images, one file per field "
-                                   "or one per channel of each field (Harmony, MetaXpress, "
-                                   "CellVoyager names), with optional *_masks label files, "
-                                   "into an OME-Zarr plate.")
+                                   "or one per channel and/or timepoint of each field "
+                                   "(Harmony, MetaXpress, CellVoyager names), with optional "
+                                   "*_masks label files, into an OME-Zarr plate.")
     p.add_argument("folder", help="folder of .tif/.tiff/.png files")
     p.add_argument("out", help="new plate path (.zarr)")
     p.add_argument("--channels", type=int_list, default=None,
@@ -465,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the files record, OME-TIFF or ImageJ)")
     p.add_argument("--mask-label", default="gt_cyto",
                    help="label image name for *_masks files (default gt_cyto)")
+    p.add_argument("--time-interval", type=float, default=None, metavar="HOURS",
+                   help="hours between the timepoints of time-lapse fields (files named by "
+                        "timepoint; default 1, with a warning)")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="pixel size in um (default: the one the files record, OME-TIFF or "
                         "ImageJ; else 1, with a warning)")

@@ -18,10 +18,10 @@ from ._file_metadata import recorded_channel_names, recorded_pixel_size
 from ._file_names import FileName, channel_number, parse_name
 from ._location import as_location
 from ._plate import check_name
-from ._writer import create_plate
+from ._writer import append_timepoints, create_plate
 
 __all__ = ["import_folder", "scan_folder", "folder_pixel_size", "folder_channel_names",
-           "FieldFile", "ASSUMED_PIXEL_SIZE"]
+           "FieldFile", "ASSUMED_PIXEL_SIZE", "ASSUMED_TIME_INTERVAL"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,9 @@ T = TypeVar("T")
 _EXTENSIONS = (".tif", ".tiff", ".png")
 #: Pixel size (um) written when neither the caller nor the files give one (with a warning).
 ASSUMED_PIXEL_SIZE = 1.0
+#: Hours between timepoints written when the caller gives none (with a warning where the
+#: fields are time-lapses).
+ASSUMED_TIME_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,15 @@ class FieldFile:
     channel_files: tuple[Path, ...] = ()
     #: The channels as the file names write them (``w1``, ``ch2``), with ``channel_files``.
     channel_labels: tuple[str, ...] = ()
+    #: A time-lapse: each timepoint's files (as ``channel_files``, or one file with every
+    #: channel), in timepoint order; empty where the field has one timepoint.
+    timepoint_files: tuple[tuple[Path, ...], ...] = ()
 
     @property
     def files(self) -> tuple[Path, ...]:
         """Every image file of the field."""
+        if self.timepoint_files:
+            return tuple(p for files in self.timepoint_files for p in files)
         return self.channel_files or (self.image,)
 
 
@@ -108,8 +116,8 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
         return [FieldFile(path, mask_of(path), "A", str(i + 1), 0)
                 for i, path in enumerate(images)]
     names = [n for n in parsed if n is not None]
-    if any(n.channel for n in names):
-        return _channel_files(images, names, mask_of)
+    if any(n.channel or n.timepoint is not None for n in names):
+        return _grouped(images, names, mask_of)
     seen: dict[tuple[str, str, int], Path] = {}
     out = []
     for path, n in zip(images, names, strict=True):
@@ -123,39 +131,54 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
 
 
 def _one_plane(name: FileName) -> str:
-    return (" (a plate field holds one plane at one timepoint: import the files of one)"
-            if name.plane else "")
+    return (" (a plate field holds one plane: import the files of one)" if name.plane
+            else "")
 
 
-def _channel_files(images: list[Path], names: list[FileName],
-                   mask_of: Callable[[Path], Path | None]) -> list[FieldFile]:
-    """Group one-channel files by field, in channel order (every field with the same)."""
-    fields: dict[tuple[str, str, int], dict[str, Path]] = {}
+def _grouped(images: list[Path], names: list[FileName],
+             mask_of: Callable[[Path], Path | None]) -> list[FieldFile]:
+    """Group files of one channel and/or one timepoint by field (every field alike)."""
+    for what, has in (("a channel", lambda n: n.channel is not None),
+                      ("a timepoint", lambda n: n.timepoint is not None)):
+        if any(map(has, names)) and not all(map(has, names)):
+            with_it = next(p for p, n in zip(images, names, strict=True) if has(n))
+            without = next(p for p, n in zip(images, names, strict=True) if not has(n))
+            raise ValueError(f"{with_it.name} names {what} and {without.name} none: expected "
+                             f"every file to name {what}, or none")
+    fields: dict[tuple[str, str, int], dict[tuple[int, str], Path]] = {}
     for path, n in zip(images, names, strict=True):
-        if n.channel is None:
-            other = next(p for p, m in zip(images, names, strict=True) if m.channel)
-            raise ValueError(f"{other.name} names a channel and {path.name} none: expected "
-                             "one file per channel for every field, or every channel in "
-                             "each file")
-        channels = fields.setdefault((n.row, n.col, n.field), {})
-        if n.channel in channels:
-            raise ValueError(f"{path.name} and {channels[n.channel].name} both map to well "
-                             f"{n.row}/{n.col} field {n.field} channel {n.channel}"
-                             f"{_one_plane(n)}")
-        channels[n.channel] = path
-    first_key, first = next(iter(fields.items()))
-    labels = tuple(sorted(first, key=channel_number))
-    out = []
-    for (row, col, field), channels in fields.items():
-        if set(channels) != set(labels):
-            these = ", ".join(sorted(channels, key=channel_number))
-            raise ValueError(f"well {row}/{col} field {field} has channels {these} and well "
-                             f"{first_key[0]}/{first_key[1]} field {first_key[2]} "
-                             f"{', '.join(labels)}: every field needs the same channels")
-        paths = tuple(channels[c] for c in labels)
-        found = [m for m in map(mask_of, paths) if m is not None]
-        out.append(FieldFile(paths[0], found[0] if found else None, row, col, field,
-                             channel_files=paths, channel_labels=labels))
+        files = fields.setdefault((n.row, n.col, n.field), {})
+        key = (n.timepoint or 0, n.channel or "")
+        if key in files:
+            at = "".join((f" timepoint {n.timepoint}" if n.timepoint is not None else "",
+                          f" channel {n.channel}" if n.channel else ""))
+            raise ValueError(f"{path.name} and {files[key].name} both map to well "
+                             f"{n.row}/{n.col} field {n.field}{at}{_one_plane(n)}")
+        files[key] = path
+    (first_key, first), out = next(iter(fields.items())), []
+    for (row, col, field), files in fields.items():
+        if set(files) != set(first):
+            t, channel = sorted(set(first) ^ set(files))[0]
+            what = " at ".join(filter(None, (f"channel {channel}" if channel else "",
+                                             f"timepoint {t}" if len(first) > 1 and any(
+                                                 n.timepoint is not None for n in names)
+                                             else "")))
+            raise ValueError(f"well {row}/{col} field {field} and well {first_key[0]}/"
+                             f"{first_key[1]} field {first_key[2]} differ: one has {what} and "
+                             "the other not (every field needs the same channels and "
+                             "timepoints)")
+        ts = sorted({t for t, _ in files})
+        channels = tuple(sorted({c for _, c in files}, key=channel_number))
+        by_t = tuple(tuple(files[(t, c)] for c in channels) for t in ts)
+        masks = [m for m in map(mask_of, (p for files_t in by_t for p in files_t))
+                 if m is not None]
+        if masks and len(by_t) > 1:
+            raise ValueError(f"{masks[0].name}: label files of time-lapse fields are not "
+                             "imported (move them out of the folder)")
+        out.append(FieldFile(by_t[0][0], masks[0] if masks else None, row, col, field,
+                             channel_files=by_t[0] if channels != ("",) else (),
+                             channel_labels=channels if channels != ("",) else (),
+                             timepoint_files=by_t if len(by_t) > 1 else ()))
     return sorted(out, key=lambda f: (len(f.row), f.row, int(f.col), f.field))
 
 
@@ -193,26 +216,38 @@ def _cyx_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
 
 
 def _field_shape(entry: FieldFile) -> tuple[int, int, int]:
-    """Return the ``(c, y, x)`` shape of a field, from its files' headers."""
+    """Return the ``(c, y, x)`` shape of a field (each timepoint's), from its files' headers."""
+    shapes = [_timepoint_shape(entry, files) for files in entry.timepoint_files or (None,)]
+    for files, shape in zip(entry.timepoint_files, shapes, strict=False):
+        if shape != shapes[0]:
+            raise ValueError(f"{files[0].name} is {shape} (c, y, x) and {entry.image.name} "
+                             f"{shapes[0]}: the timepoints of a field have one size")
+    return shapes[0]
+
+
+def _timepoint_shape(entry: FieldFile, files: tuple[Path, ...] | None) -> tuple[int, int, int]:
+    """Return the ``(c, y, x)`` shape of one timepoint's files (None: the field's only)."""
+    files = files or entry.channel_files or (entry.image,)
     if not entry.channel_files:
-        return _cyx_shape(_shape(entry.image), entry.image)
-    shapes = [_shape(p) for p in entry.channel_files]
-    for path, shape, label in zip(entry.channel_files, shapes, entry.channel_labels,
-                                  strict=True):
+        return _cyx_shape(_shape(files[0]), files[0])
+    shapes = [_shape(p) for p in files]
+    for path, shape, label in zip(files, shapes, entry.channel_labels, strict=True):
         if len(shape) != 2:
             raise ValueError(f"{path.name}: expected one channel ({label}, as its name says) "
                              f"in a 2D image; found shape {shape}")
         if shape != shapes[0]:
-            raise ValueError(f"{path.name} is {shape} (y, x) and {entry.image.name} "
+            raise ValueError(f"{path.name} is {shape} (y, x) and {files[0].name} "
                              f"{shapes[0]}: the channels of a field have one size")
     return (len(shapes), *shapes[0])
 
 
-def _field_image(entry: FieldFile) -> np.ndarray:
-    """Read a field as ``(c, y, x)``."""
+def _field_image(entry: FieldFile, t: int = 0) -> np.ndarray:
+    """Read a field's timepoint ``t`` (its ``t``-th in order) as ``(c, y, x)``."""
+    files = entry.timepoint_files[t] if entry.timepoint_files else (
+        entry.channel_files or (entry.image,))
     if not entry.channel_files:
-        return _to_cyx(_read(entry.image), entry.image)
-    return np.stack([_read(p) for p in entry.channel_files])
+        return _to_cyx(_read(files[0]), files[0])
+    return np.stack([_read(p) for p in files])
 
 
 def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
@@ -291,6 +326,27 @@ def _channel_names(entries: Sequence[FieldFile], channels: Sequence[int] | None,
     return kept
 
 
+def _time_interval(entries: Sequence[FieldFile], given: float | None) -> float:
+    """Return the hours between timepoints: the caller's, else assumed (for a time-lapse)."""
+    if given is None:
+        if any(e.timepoint_files for e in entries):
+            logger.warning("the file names give timepoints but not the time between them: "
+                           "%g h assumed (speeds and times in the tables depend on it; give "
+                           "--time-interval)", ASSUMED_TIME_INTERVAL)
+        return ASSUMED_TIME_INTERVAL
+    problem = limits.number_problem(given, limits.TIME_INTERVAL, unit="h")
+    if problem is not None:
+        raise ValueError(f"time interval: {problem}")
+    return float(given)
+
+
+def _source(files: Sequence[Path]) -> str:
+    """Return the field's files as its ``source`` (the first and last of a long list)."""
+    names = [p.name for p in files]
+    return ", ".join(names) if len(names) <= 8 else (
+        f"{names[0]}, ..., {names[-1]} ({len(names)} files)")
+
+
 def _yx(size: tuple[float, float]) -> str:
     return f"{size[0]:g}" if size[0] == size[1] else f"y={size[0]:g}, x={size[1]:g}"
 
@@ -361,6 +417,7 @@ def import_folder(
     mask_suffix: str = "_masks",
     ngff_version: str = "0.4",
     pixel_size_um: float | None = None,
+    time_interval_h: float | None = None,
     name: str | None = None,
 ) -> Path | str:
     """Import a folder of TIFF/PNG fields (and ``*_masks`` label files) as an OME-Zarr plate.
@@ -390,6 +447,10 @@ def import_folder(
         Within ``limits.PIXEL_SIZE``. Default: the one the files record (OME-TIFF, ImageJ
         TIFF, a TIFF resolution per centimetre: :func:`folder_pixel_size`), else
         :data:`ASSUMED_PIXEL_SIZE` with a warning.
+    time_interval_h : float, optional
+        Hours between the timepoints of time-lapse fields (files named by timepoint),
+        within ``limits.TIME_INTERVAL``; default :data:`ASSUMED_TIME_INTERVAL`, with a
+        warning (file names give the order of the timepoints, not their times).
     name : str, optional
 
     Returns
@@ -407,28 +468,32 @@ def import_folder(
         If images disagree in shape or channels, a mask does not match its image, a
         channel index does not exist, or a name or the pixel size is invalid; or the
         files record different pixel sizes or channel names (or only some do) and none
-        were given.
+        were given; or the time interval is invalid.
     """
     entries = scan_folder(folder, mask_suffix=mask_suffix)
     check_name(mask_label, "mask label name")
     _check_entries(entries, channels, channel_names)
     pixel_size = _pixel_size(entries, pixel_size_um)
     channel_names = _channel_names(entries, channels, channel_names)
+    interval = _time_interval(entries, time_interval_h)
     rows = sorted({e.row for e in entries}, key=lambda r: (len(r), r))
     cols = sorted({e.col for e in entries}, key=int)
     # written whole or not at all (create_plate: a hidden folder moved in place at the end)
     with create_plate(out, rows=rows, columns=cols, ngff_version=ngff_version,
                       name=name or Path(folder).name) as plate:  # refuses an existing store
+        kept = list(channels) if channels is not None else slice(None)
         for e in entries:
-            img = _field_image(e)
-            if channels is not None:
-                img = img[list(channels)]
             labels = {}
             if e.masks is not None:
                 labels[mask_label] = np.asarray(_read(e.masks)).astype(np.uint32)
-            plate.write_field(e.row, e.col, e.field, img, axes="cyx",
-                              channel_names=channel_names,
-                              pixel_size_um=pixel_size, labels=labels,
-                              source=", ".join(p.name for p in e.files))
+            timed = bool(e.timepoint_files)
+            img = _field_image(e)[kept]
+            info = plate.write_field(e.row, e.col, e.field, img[None] if timed else img,
+                                     axes="tcyx" if timed else "cyx",
+                                     channel_names=channel_names, pixel_size_um=pixel_size,
+                                     time_interval_h=interval, labels=labels,
+                                     source=_source(e.files))
+            for t in range(1, len(e.timepoint_files)):  # one timepoint in memory at a time
+                append_timepoints(info, _field_image(e, t)[kept][None])
             logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
     return as_location(out)

@@ -187,18 +187,55 @@ def test_one_file_per_channel_is_grouped_by_field(tmp_path, scheme):
 
 @pytest.mark.parametrize(("stems", "message"), [
     (["B03_s1_w1", "B03_s1_w2", "C01_s1_w1"],
-     "well C/1 field 1 has channels w1 and well B/3 field 1 w1, w2: every field needs the "
-     "same channels"),
+     "well C/1 field 1 and well B/3 field 1 differ: one has channel w2 and the other not "
+     "(every field needs the same channels and timepoints)"),
     (["B03_s1_w1", "B03_s1"], "B03_s1_w1.tif names a channel and B03_s1.tif none"),
+    (["B03_t1_w1", "B03_t2_w1", "C01_t1_w1"],
+     "well C/1 field 0 and well B/3 field 0 differ: one has channel w1 at timepoint 2"),
+    (["B03_t1", "B03"], "B03_t1.tif names a timepoint and B03.tif none"),
     (["r02c03f01p01-ch1sk1fk1fl1", "r02c03f01p02-ch1sk1fk1fl1"],
-     "both map to well B/3 field 1 channel ch1 (a plate field holds one plane at one "
-     "timepoint"),
+     "both map to well B/3 field 1 timepoint 1 channel ch1 (a plate field holds one "
+     "plane"),
 ])
 def test_channel_files_that_do_not_make_a_plate_are_refused(tmp_path, stems, message):
     src = _per_channel(tmp_path / "src", stems)
     with pytest.raises(ValueError, match=re.escape(message)):
         import_folder(src, tmp_path / "o.zarr")
     assert not (tmp_path / "o.zarr").exists()
+
+
+@pytest.mark.parametrize("scheme", [
+    "r02c03f01p01-ch{ch}sk{t}fk1fl1",                         # Harmony
+    "Plate1_B03_T{t:04d}F001L01A01Z01C{ch:02d}",               # CellVoyager
+    "B03_f1_t{t}_ch{ch}",
+])
+def test_a_time_lapse_of_one_file_per_channel_and_timepoint(tmp_path, scheme, caplog):
+    stems = [scheme.format(t=t, ch=ch) for t in (3, 1, 2) for ch in (1, 2)]
+    values = {scheme.format(t=t, ch=ch): 10 * t + ch for t in (1, 2, 3) for ch in (1, 2)}
+    src = _per_channel(tmp_path / "src", stems, lambda i: values[stems[i]])
+    plate = open_plate(import_folder(src, tmp_path / "o.zarr", channels=[1]))
+    field = plate.field("B/3/1")
+    assert field.axes == ("t", "c", "y", "x") and field.n_timepoints == 3
+    assert field.to_dask()[:, 0, 0, 0].compute().tolist() == [12, 22, 32]  # t order, ch2
+    assert "give --time-interval" in caplog.text  # 1 h assumed
+    timed = open_plate(import_folder(src, tmp_path / "h.zarr", time_interval_h=0.25))
+    assert timed.field("B/3/1").pixel_size["t"] == 0.25
+    with pytest.raises(ValueError, match="time interval: expected a finite number"):
+        import_folder(src, tmp_path / "bad.zarr", time_interval_h=0)
+
+
+def test_a_time_lapse_of_one_file_per_timepoint(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for t in (1, 2):
+        tifffile.imwrite(src / f"B03_t{t}.tif", np.full((2, 16, 24), t, "uint16"))
+    field = open_plate(import_folder(src, tmp_path / "o.zarr", time_interval_h=2)
+                       ).field("B/3/0")
+    assert field.to_dask().shape == (2, 2, 16, 24) and field.n_timepoints == 2
+    assert field.source == "B03_t1.tif, B03_t2.tif"
+    (src / "B03_t1_masks.tif").write_bytes((src / "B03_t1.tif").read_bytes())
+    with pytest.raises(ValueError, match="label files of time-lapse fields are not imported"):
+        import_folder(src, tmp_path / "m.zarr")
 
 
 def test_a_channel_file_of_another_size_or_with_channels_is_refused(tmp_path):
