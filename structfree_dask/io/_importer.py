@@ -71,12 +71,13 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
     """List the image files of a folder and assign each to a well and field.
 
     Names are read as :func:`._file_names.parse_name` does: a well and field, with all
-    channels in the file (``B03_f2.tif``, ``B3-1.png``), or one file per channel
-    (Harmony ``r02c03f01p01-ch1...``, MetaXpress ``Plate_B03_s1_w1...``, CellVoyager
-    ``..._B03_T0001F001L01A01Z01C01``, ``B03_f2_ch1``), whose files are grouped by field in
-    channel order. If any name says no well, every file is placed in row A, one well per
-    file, in name order. A file ``<stem><mask_suffix>.<ext>`` next to an image holds its
-    labels. MetaXpress thumbnails (``_thumb`` in the name) are left out.
+    channels in the file (``B03_f2.tif``, ``B3-1.png``), or one file per channel and/or
+    timepoint (Harmony ``r02c03f01p01-ch1sk1...``, MetaXpress ``Plate_B03_s1_w1...``,
+    CellVoyager ``..._B03_T0001F001L01A01Z01C01``, ``B03_f2_t3_ch1``), whose files are
+    grouped by field in timepoint and channel number order. If any name says no well,
+    every file is placed in row A, one well per file, in name order. A file
+    ``<stem><mask_suffix>.<ext>`` next to an image holds its labels. MetaXpress
+    thumbnails (``_thumb`` in the name) are left out.
 
     Parameters
     ----------
@@ -92,8 +93,9 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
     FileNotFoundError
         If the folder does not exist or holds no TIFF/PNG image.
     ValueError
-        Two files go to one field (and channel), some names give a channel and others
-        not, or the fields do not all have the same channels.
+        Two files go to one field (timepoint and channel), some names give a channel or a
+        timepoint and others not, the fields do not all have the same channels and
+        timepoints, or a time-lapse field has a label file.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -145,6 +147,7 @@ def _grouped(images: list[Path], names: list[FileName],
             without = next(p for p, n in zip(images, names, strict=True) if not has(n))
             raise ValueError(f"{with_it.name} names {what} and {without.name} none: expected "
                              f"every file to name {what}, or none")
+    timed = any(n.timepoint is not None for n in names)
     fields: dict[tuple[str, str, int], dict[tuple[int, str], Path]] = {}
     for path, n in zip(images, names, strict=True):
         files = fields.setdefault((n.row, n.col, n.field), {})
@@ -160,9 +163,7 @@ def _grouped(images: list[Path], names: list[FileName],
         if set(files) != set(first):
             t, channel = sorted(set(first) ^ set(files))[0]
             what = " at ".join(filter(None, (f"channel {channel}" if channel else "",
-                                             f"timepoint {t}" if len(first) > 1 and any(
-                                                 n.timepoint is not None for n in names)
-                                             else "")))
+                                             f"timepoint {t}" if timed else "")))
             raise ValueError(f"well {row}/{col} field {field} and well {first_key[0]}/"
                              f"{first_key[1]} field {first_key[2]} differ: one has {what} and "
                              "the other not (every field needs the same channels and "
