@@ -238,6 +238,16 @@ def test_a_time_lapse_of_one_file_per_timepoint(tmp_path):
         import_folder(src, tmp_path / "m.zarr")
 
 
+def test_a_time_lapse_imported_into_an_object_store(tmp_path, s3_env):
+    s3_env("admin")
+    src = _per_channel(tmp_path / "src", [f"B03_t{t}_ch{c}" for t in (1, 2, 3) for c in (1, 2)],
+                       lambda i: i)
+    url = "s3://plates/import-timelapse.zarr"
+    field = open_plate(import_folder(src, url, time_interval_h=0.5)).field("B/3/0")
+    assert field.n_timepoints == 3 and field.to_dask()[:, :, 0, 0].compute().tolist() == [
+        [0, 1], [2, 3], [4, 5]]
+
+
 def test_a_channel_file_of_another_size_or_with_channels_is_refused(tmp_path):
     src = _per_channel(tmp_path / "src", ["B03_w1"])
     tifffile.imwrite(src / "B03_w2.tif", np.zeros((8, 8), "uint16"))
