@@ -138,6 +138,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         args.folder, args.out, channels=args.channels, channel_names=args.channel_names,
         mask_label=args.mask_label, ngff_version=args.ngff_version,
         pixel_size_um=args.pixel_size, time_interval_h=args.time_interval,
+        z_projection=args.z_projection,
     )
     fields = list(open_plate(out).fields())
     wells = {f.path.rsplit("/", 1)[0] for f in fields}
@@ -466,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the files record, OME-TIFF or ImageJ)")
     p.add_argument("--mask-label", default="gt_cyto",
                    help="label image name for *_masks files (default gt_cyto)")
+    p.add_argument("--z-projection", choices=["max"], default=None,
+                   help="make the planes of a z-stack (files named by plane) one: max, their "
+                        "maximum intensity (default: a z-stack is refused)")
     p.add_argument("--time-interval", type=float, default=None, metavar="HOURS",
                    help="hours between the timepoints of time-lapse fields (files named by "
                         "timepoint; default 1, with a warning)")

@@ -10,10 +10,10 @@ channel. Recognised on a file's stem, first match wins:
 * CellVoyager (CV7000/CV8000): ``Plate1_B03_T0001F001L01A01Z01C01`` is well B/3, field 1,
   timepoint 1, channel ``C01`` (plane ``Z01``);
 * a well name first: ``B03_f2`` / ``B3-1`` (field 2 / 1, all channels in the file), with a
-  timepoint, a channel or both after it: ``B03_f2_t3``, ``B03_f2_ch1``, ``B03_s1_t3_w2``.
+  timepoint, a plane, a channel after it: ``B03_f2_t3``, ``B03_f2_ch1``, ``B03_s1_t3_z2_w2``.
 
-Field and timepoint numbers are kept as written (``f01`` is field 1). A file's plane, where
-its name has one, is part of what must be unique: a plate field holds one plane.
+Field and timepoint numbers are kept as written (``f01`` is field 1). A plate field holds
+one plane: the planes of a z-stack are refused, or projected by the importer.
 
 Examples
 --------
@@ -63,7 +63,7 @@ _CELLVOYAGER = re.compile(
     r"(?P<plane>Z\d+)(?P<channel>C\d+)$", re.IGNORECASE)
 _WELL_FIRST = re.compile(
     r"^(?P<row>[A-Za-z]{1,2})[-_]?(?P<col>\d{1,3})"
-    r"(?:[-_](?:f|s|field)?(?P<field>\d+))?(?:[-_]t(?P<t>\d+))?"
+    r"(?:[-_](?:f|s|field)?(?P<field>\d+))?(?:[-_]t(?P<t>\d+))?(?:[-_](?P<plane>z\d+))?"
     r"(?:[-_](?P<channel>(?:ch|c|w)\d+))?(?P<rest>[-_].*)?$", re.IGNORECASE)
 
 

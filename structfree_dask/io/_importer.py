@@ -21,7 +21,7 @@ from ._plate import check_name
 from ._writer import append_timepoints, create_plate
 
 __all__ = ["import_folder", "scan_folder", "folder_pixel_size", "folder_channel_names",
-           "FieldFile", "ASSUMED_PIXEL_SIZE", "ASSUMED_TIME_INTERVAL"]
+           "FieldFile", "ASSUMED_PIXEL_SIZE", "ASSUMED_TIME_INTERVAL", "Z_PROJECTIONS"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ ASSUMED_PIXEL_SIZE = 1.0
 #: Hours between timepoints written when the caller gives none (with a warning where the
 #: fields are time-lapses).
 ASSUMED_TIME_INTERVAL = 1.0
+#: How the planes of a z-stack become one: None (refused) or their maximum intensity.
+Z_PROJECTIONS: tuple[str | None, ...] = (None, "max")
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,20 @@ class FieldFile:
     #: A time-lapse: each timepoint's files (as ``channel_files``, or one file with every
     #: channel), in timepoint order; empty where the field has one timepoint.
     timepoint_files: tuple[tuple[Path, ...], ...] = ()
+    #: A z-stack projected: for each file above (its first plane), every plane's file, in
+    #: plane order; empty where each file is one plane.
+    plane_files: tuple[tuple[Path, ...], ...] = ()
+
+    def planes(self, path: Path) -> tuple[Path, ...]:
+        """Return the files of every plane of ``path`` (``(path,)`` where it is one)."""
+        return next((p for p in self.plane_files if p[0] == path), (path,))
 
     @property
     def files(self) -> tuple[Path, ...]:
         """Every image file of the field."""
-        if self.timepoint_files:
-            return tuple(p for files in self.timepoint_files for p in files)
-        return self.channel_files or (self.image,)
+        slots = (tuple(p for files in self.timepoint_files for p in files)
+                 if self.timepoint_files else self.channel_files or (self.image,))
+        return tuple(p for slot in slots for p in self.planes(slot))
 
 
 def _read(path: Path) -> np.ndarray:
@@ -67,7 +76,8 @@ def _read(path: Path) -> np.ndarray:
     return np.asarray(iio.imread(path))
 
 
-def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[FieldFile]:
+def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks",
+                z_projection: str | None = None) -> list[FieldFile]:
     """List the image files of a folder and assign each to a well and field.
 
     Names are read as :func:`._file_names.parse_name` does: a well and field, with all
@@ -83,6 +93,10 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
     ----------
     folder : str or Path
     mask_suffix : str
+    z_projection : {None, "max"}
+        How the planes of a z-stack (files named by plane: Harmony ``p02``, CellVoyager
+        ``Z02``, ``B03_z2``) become the field's one plane: ``"max"``, their maximum
+        intensity; None refuses a z-stack.
 
     Returns
     -------
@@ -93,9 +107,10 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
     FileNotFoundError
         If the folder does not exist or holds no TIFF/PNG image.
     ValueError
-        Two files go to one field (timepoint and channel), some names give a channel or a
-        timepoint and others not, the fields do not all have the same channels and
-        timepoints, or a time-lapse field has a label file.
+        Two files go to one field (timepoint and channel), a z-stack without
+        ``z_projection``, some names give a channel, timepoint or plane and others not,
+        the fields do not all have the same channels and timepoints, or a time-lapse
+        field has a label file.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -118,8 +133,8 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
         return [FieldFile(path, mask_of(path), "A", str(i + 1), 0)
                 for i, path in enumerate(images)]
     names = [n for n in parsed if n is not None]
-    if any(n.channel or n.timepoint is not None for n in names):
-        return _grouped(images, names, mask_of)
+    if any(n.channel or n.timepoint is not None or n.plane for n in names):
+        return _grouped(images, names, mask_of, z_projection)
     seen: dict[tuple[str, str, int], Path] = {}
     out = []
     for path, n in zip(images, names, strict=True):
@@ -133,15 +148,20 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks") -> list[Fiel
 
 
 def _one_plane(name: FileName) -> str:
-    return (" (a plate field holds one plane: import the files of one)" if name.plane
-            else "")
+    return (" (a plate field holds one plane: import the files of one, or project the "
+            "z-stack: --z-projection max)" if name.plane else "")
 
 
 def _grouped(images: list[Path], names: list[FileName],
-             mask_of: Callable[[Path], Path | None]) -> list[FieldFile]:
-    """Group files of one channel and/or one timepoint by field (every field alike)."""
+             mask_of: Callable[[Path], Path | None], z_projection: str | None
+             ) -> list[FieldFile]:
+    """Group files of one channel, timepoint or plane by field (every field alike)."""
+    if z_projection not in Z_PROJECTIONS:
+        raise ValueError(f"z projection: expected one of {', '.join(map(str, Z_PROJECTIONS))}; "
+                         f"got {z_projection!r}")
     for what, has in (("a channel", lambda n: n.channel is not None),
-                      ("a timepoint", lambda n: n.timepoint is not None)):
+                      ("a timepoint", lambda n: n.timepoint is not None),
+                      ("a plane", lambda n: bool(n.plane))):
         if any(map(has, names)) and not all(map(has, names)):
             with_it = next(p for p, n in zip(images, names, strict=True) if has(n))
             without = next(p for p, n in zip(images, names, strict=True) if not has(n))
@@ -149,15 +169,21 @@ def _grouped(images: list[Path], names: list[FileName],
                              f"every file to name {what}, or none")
     timed = any(n.timepoint is not None for n in names)
     fields: dict[tuple[str, str, int], dict[tuple[int, str], Path]] = {}
+    stacks: dict[Path, list[tuple[int, Path]]] = {}  # a slot's first file -> its planes
     for path, n in zip(images, names, strict=True):
         files = fields.setdefault((n.row, n.col, n.field), {})
         key = (n.timepoint or 0, n.channel or "")
-        if key in files:
+        if key in files and not (n.plane and z_projection):
             at = "".join((f" timepoint {n.timepoint}" if n.timepoint is not None else "",
                           f" channel {n.channel}" if n.channel else ""))
             raise ValueError(f"{path.name} and {files[key].name} both map to well "
                              f"{n.row}/{n.col} field {n.field}{at}{_one_plane(n)}")
-        files[key] = path
+        plane = (channel_number(n.plane), path)
+        if key in files:
+            stacks[files[key]].append(plane)
+        else:
+            files[key] = path
+            stacks[path] = [plane]
     (first_key, first), out = next(iter(fields.items())), []
     for (row, col, field), files in fields.items():
         if set(files) != set(first):
@@ -170,7 +196,12 @@ def _grouped(images: list[Path], names: list[FileName],
                              "timepoints)")
         ts = sorted({t for t, _ in files})
         channels = tuple(sorted({c for _, c in files}, key=channel_number))
-        by_t = tuple(tuple(files[(t, c)] for c in channels) for t in ts)
+        planes = {key: tuple(p for _, p in sorted(stacks[path])) for key, path in files.items()}
+        by_t = tuple(tuple(planes[(t, c)][0] for c in channels) for t in ts)
+        if len({len(p) for p in planes.values()}) > 1:
+            raise ValueError(f"well {row}/{col} field {field}: its channels or timepoints have "
+                             f"{' and '.join(sorted({str(len(p)) for p in planes.values()}))} "
+                             "planes (a z-stack needs the same planes everywhere)")
         masks = [m for m in map(mask_of, (p for files_t in by_t for p in files_t))
                  if m is not None]
         if masks and len(by_t) > 1:
@@ -179,7 +210,8 @@ def _grouped(images: list[Path], names: list[FileName],
         out.append(FieldFile(by_t[0][0], masks[0] if masks else None, row, col, field,
                              channel_files=by_t[0] if channels != ("",) else (),
                              channel_labels=channels if channels != ("",) else (),
-                             timepoint_files=by_t if len(by_t) > 1 else ()))
+                             timepoint_files=by_t if len(by_t) > 1 else (),
+                             plane_files=tuple(p for p in planes.values() if len(p) > 1)))
     return sorted(out, key=lambda f: (len(f.row), f.row, int(f.col), f.field))
 
 
@@ -230,8 +262,8 @@ def _timepoint_shape(entry: FieldFile, files: tuple[Path, ...] | None) -> tuple[
     """Return the ``(c, y, x)`` shape of one timepoint's files (None: the field's only)."""
     files = files or entry.channel_files or (entry.image,)
     if not entry.channel_files:
-        return _cyx_shape(_shape(files[0]), files[0])
-    shapes = [_shape(p) for p in files]
+        return _cyx_shape(_slot_shape(entry, files[0]), files[0])
+    shapes = [_slot_shape(entry, p) for p in files]
     for path, shape, label in zip(files, shapes, entry.channel_labels, strict=True):
         if len(shape) != 2:
             raise ValueError(f"{path.name}: expected one channel ({label}, as its name says) "
@@ -242,13 +274,32 @@ def _timepoint_shape(entry: FieldFile, files: tuple[Path, ...] | None) -> tuple[
     return (len(shapes), *shapes[0])
 
 
+def _slot_shape(entry: FieldFile, path: Path) -> tuple[int, ...]:
+    """Return the shape of a file, checked to be that of each of its planes' files."""
+    shape = _shape(path)
+    for plane in entry.planes(path)[1:]:
+        if _shape(plane) != shape:
+            raise ValueError(f"{plane.name} is {_shape(plane)} and {path.name} {shape}: the "
+                             "planes of a z-stack have one size")
+    return shape
+
+
+def _read_slot(entry: FieldFile, path: Path) -> np.ndarray:
+    """Read a file, or the maximum intensity projection of its planes' files."""
+    planes = entry.planes(path)
+    image = _read(planes[0]) if len(planes) == 1 else np.array(_read(planes[0]))
+    for plane in planes[1:]:  # one plane in memory besides the projection
+        np.maximum(image, _read(plane), out=image)
+    return image
+
+
 def _field_image(entry: FieldFile, t: int = 0) -> np.ndarray:
     """Read a field's timepoint ``t`` (its ``t``-th in order) as ``(c, y, x)``."""
     files = entry.timepoint_files[t] if entry.timepoint_files else (
         entry.channel_files or (entry.image,))
     if not entry.channel_files:
-        return _to_cyx(_read(files[0]), files[0])
-    return np.stack([_read(p) for p in files])
+        return _to_cyx(_read_slot(entry, files[0]), files[0])
+    return np.stack([_read_slot(entry, p) for p in files])
 
 
 def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
@@ -341,11 +392,13 @@ def _time_interval(entries: Sequence[FieldFile], given: float | None) -> float:
     return float(given)
 
 
-def _source(files: Sequence[Path]) -> str:
+def _source(entry: FieldFile) -> str:
     """Return the field's files as its ``source`` (the first and last of a long list)."""
-    names = [p.name for p in files]
-    return ", ".join(names) if len(names) <= 8 else (
+    names = [p.name for p in entry.files]
+    text = ", ".join(names) if len(names) <= 8 else (
         f"{names[0]}, ..., {names[-1]} ({len(names)} files)")
+    depth = max((len(p) for p in entry.plane_files), default=1)
+    return text + (f" (maximum intensity projection of {depth} planes)" if depth > 1 else "")
 
 
 def _yx(size: tuple[float, float]) -> str:
@@ -419,6 +472,7 @@ def import_folder(
     ngff_version: str = "0.4",
     pixel_size_um: float | None = None,
     time_interval_h: float | None = None,
+    z_projection: str | None = None,
     name: str | None = None,
 ) -> Path | str:
     """Import a folder of TIFF/PNG fields (and ``*_masks`` label files) as an OME-Zarr plate.
@@ -452,6 +506,9 @@ def import_folder(
         Hours between the timepoints of time-lapse fields (files named by timepoint),
         within ``limits.TIME_INTERVAL``; default :data:`ASSUMED_TIME_INTERVAL`, with a
         warning (file names give the order of the timepoints, not their times).
+    z_projection : {None, "max"}
+        How a z-stack's planes (files named by plane) become one (:func:`scan_folder`);
+        the field's ``source`` says so.
     name : str, optional
 
     Returns
@@ -471,7 +528,7 @@ def import_folder(
         files record different pixel sizes or channel names (or only some do) and none
         were given; or the time interval is invalid.
     """
-    entries = scan_folder(folder, mask_suffix=mask_suffix)
+    entries = scan_folder(folder, mask_suffix=mask_suffix, z_projection=z_projection)
     check_name(mask_label, "mask label name")
     _check_entries(entries, channels, channel_names)
     pixel_size = _pixel_size(entries, pixel_size_um)
@@ -493,7 +550,7 @@ def import_folder(
                                      axes="tcyx" if timed else "cyx",
                                      channel_names=channel_names, pixel_size_um=pixel_size,
                                      time_interval_h=interval, labels=labels,
-                                     source=_source(e.files))
+                                     source=_source(e))
             for t in range(1, len(e.timepoint_files)):  # one timepoint in memory at a time
                 append_timepoints(info, _field_image(e, t)[kept][None])
             logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)

@@ -111,6 +111,25 @@ def test_import_real_images(real_dev, tmp_path, capsys):
     assert [f["source"] for f in json.loads(capsys.readouterr().out)["fields"]] == images
 
 
+def test_import_of_a_z_stack_time_lapse_named_by_field(tmp_path, capsys):
+    import tifffile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for t in (1, 2):
+        for z in (1, 2):
+            tifffile.imwrite(src / f"B03_t{t}_z{z}_w1.tif", np.full((16, 16), 10 * t + z, "uint16"))
+    out = tmp_path / "o.zarr"
+    args = ["import", str(src), str(out), "--time-interval", "0.5", "--pixel-size", "0.65"]
+    assert main(args) == 2
+    assert "--z-projection max" in capsys.readouterr().err
+    assert main([*args, "--z-projection", "max"]) == 0
+    assert "B03_t1_z1_w1.tif and more -> B/3/0" in capsys.readouterr().out
+    field = open_plate(out).field("B/3/0")
+    assert field.to_dask()[:, 0, 0, 0].compute().tolist() == [12, 22]
+    assert field.pixel_size["t"] == 0.5 and field.channel_names == ("w1",)
+
+
 def test_import_lists_the_first_files_and_points_to_info(tmp_path, capsys):
     import imageio.v3 as iio
 

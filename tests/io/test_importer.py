@@ -238,6 +238,35 @@ def test_a_time_lapse_of_one_file_per_timepoint(tmp_path):
         import_folder(src, tmp_path / "m.zarr")
 
 
+@pytest.mark.parametrize("scheme", [
+    "r02c03f01p{z:02d}-ch{ch}sk1fk1fl1",                     # Harmony
+    "Plate1_B03_T0001F001L01A01Z{z:02d}C{ch:02d}",          # CellVoyager
+    "B03_f1_z{z}_ch{ch}",
+])
+def test_a_z_stack_is_refused_or_projected(tmp_path, scheme):
+    stems = [scheme.format(z=z, ch=ch) for z in (1, 2, 3) for ch in (1, 2)]
+    peak = {1: 2, 2: 3}  # the plane where each channel is brightest
+    src = _per_channel(tmp_path / "src", stems, lambda i: 100 * (
+        int(stems[i] == scheme.format(z=peak[1 + i % 2], ch=1 + i % 2))) + i)
+    with pytest.raises(ValueError, match="both map to well B/3 field 1 .*channel .*1 .a "
+                                         "plate field holds one plane: .*--z-projection max"):
+        import_folder(src, tmp_path / "o.zarr")
+    field = open_plate(import_folder(src, tmp_path / "o.zarr", z_projection="max")
+                       ).field("B/3/1")
+    assert field.to_dask().shape == (2, 16, 24)
+    assert field.to_dask()[:, 0, 0].compute().tolist() == [102, 105]  # planes 2 and 3
+    assert field.source.endswith("(maximum intensity projection of 3 planes)")
+
+
+def test_z_stacks_that_differ_are_refused(tmp_path):
+    src = _per_channel(tmp_path / "src", ["B03_z1_ch1", "B03_z2_ch1", "B03_z1_ch2"])
+    with pytest.raises(ValueError, match="well B/3 field 0: its channels or timepoints have 1 "
+                                         "and 2 planes"):
+        import_folder(src, tmp_path / "o.zarr", z_projection="max")
+    with pytest.raises(ValueError, match="z projection: expected one of None, max; got 'mean'"):
+        import_folder(src, tmp_path / "o.zarr", z_projection="mean")
+
+
 def test_a_time_lapse_imported_into_an_object_store(tmp_path, s3_env):
     s3_env("admin")
     src = _per_channel(tmp_path / "src", [f"B03_t{t}_ch{c}" for t in (1, 2, 3) for c in (1, 2)],
