@@ -11,8 +11,8 @@ import pytest
 import tifffile
 
 from structfree_dask.io import import_folder, open_labels, open_plate
+from structfree_dask.io._field_files import scan_folder
 from structfree_dask.io._file_names import channel_number
-from structfree_dask.io._importer import FieldFile, scan_folder
 
 VERSIONS = ["0.4", "0.5"]
 
@@ -45,46 +45,6 @@ def test_import_named_wells_tiff(tmp_path):
     # each field records its file (field 0 of B/3 is B03_f0, whatever the name order)
     assert [plate.field(p).source for p in plate.field_paths] == [
         "B03_f0.tif", "B03_f1.tif", "C1_f0.tif"]
-
-
-# ----------------------------------------------------------------------------- scanning
-
-
-def test_scan_folder_pairs_masks_and_numbers_unnamed_files(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    iio.imwrite(src / "b_img.png", np.zeros((64, 64, 3), "uint8"))
-    iio.imwrite(src / "b_masks.png", np.zeros((64, 64), "uint8"))
-    iio.imwrite(src / "a.png", np.zeros((64, 64, 3), "uint8"))
-    (src / "notes.txt").write_text("not an image")
-    assert scan_folder(src) == [
-        FieldFile(src / "a.png", None, "A", "1", 0),
-        FieldFile(src / "b_img.png", src / "b_masks.png", "A", "2", 0),
-    ]
-
-
-def test_scan_folder_reads_well_names(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("b3-2.tiff", "AA12_s1.TIF", "c007.png"):
-        (src / name).write_bytes(b"")  # scanning reads names only
-    found = {f.image.name: (f.row, f.col, f.field) for f in scan_folder(src)}
-    assert found == {"b3-2.tiff": ("B", "3", 2), "AA12_s1.TIF": ("AA", "12", 1),
-                     "c007.png": ("C", "7", 0)}
-    (src / "B03_f2.tif").write_bytes(b"")
-    with pytest.raises(ValueError, match="b3-2.tiff and B03_f2.tif both map to well B/3 field 2"):
-        scan_folder(src)
-
-
-def test_scan_folder_missing_or_without_images(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected a folder of TIFF/PNG images at .*; "
-                                                "not found"):
-        scan_folder(tmp_path / "nowhere")
-    (tmp_path / "only_masks_masks.png").write_bytes(b"")
-    (tmp_path / "readme.md").write_text("x")
-    with pytest.raises(FileNotFoundError, match=r"expected TIFF/PNG images \(\.tif, \.tiff, "
-                                                r"\.png\) in .*; found none"):
-        scan_folder(tmp_path)
 
 
 # ----------------------------------------------------------------------------- importing
