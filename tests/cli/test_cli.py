@@ -126,7 +126,7 @@ def test_import_of_a_z_stack_time_lapse_named_by_field(tmp_path, capsys):
     assert main([*args, "--z-projection", "max"]) == 0
     assert "B03_t1_z1_w1.tif and more -> B/3/0" in capsys.readouterr().out
     field = open_plate(out).field("B/3/0")
-    assert field.to_dask()[:, 0, 0, 0].compute().tolist() == [12, 22]
+    assert field.open_array(0)[:, 0, 0, 0].tolist() == [12, 22]
     assert field.pixel_size["t"] == 0.5 and field.channel_names == ("w1",)
 
 

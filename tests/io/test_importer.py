@@ -141,7 +141,7 @@ def test_one_file_per_channel_is_grouped_by_field(tmp_path, scheme):
     labels = fields[0].channel_labels
     assert [channel_number(c) for c in labels] == [1, 2, 10]
     assert field.channel_names == (labels[2], labels[0])  # as the names write them
-    assert field.to_dask()[:, 0, 0].compute().tolist() == [3210, 3201]  # (c, y, x)
+    assert field.open_array(0)[:, 0, 0].tolist() == [3210, 3201]  # (c, y, x)
     assert field.source == ", ".join(p.name for p in fields[3].channel_files)
 
 
@@ -176,7 +176,7 @@ def test_a_time_lapse_of_one_file_per_channel_and_timepoint(tmp_path, scheme, ca
     plate = open_plate(import_folder(src, tmp_path / "o.zarr", channels=[1]))
     field = plate.field("B/3/1")
     assert field.axes == ("t", "c", "y", "x") and field.n_timepoints == 3
-    assert field.to_dask()[:, 0, 0, 0].compute().tolist() == [12, 22, 32]  # t order, ch2
+    assert field.open_array(0)[:, 0, 0, 0].tolist() == [12, 22, 32]  # t order, ch2
     assert "give --time-interval" in caplog.text  # 1 h assumed
     timed = open_plate(import_folder(src, tmp_path / "h.zarr", time_interval_h=0.25))
     assert timed.field("B/3/1").pixel_size["t"] == 0.25
@@ -191,7 +191,7 @@ def test_a_time_lapse_of_one_file_per_timepoint(tmp_path):
         tifffile.imwrite(src / f"B03_t{t}.tif", np.full((2, 16, 24), t, "uint16"))
     field = open_plate(import_folder(src, tmp_path / "o.zarr", time_interval_h=2)
                        ).field("B/3/0")
-    assert field.to_dask().shape == (2, 2, 16, 24) and field.n_timepoints == 2
+    assert field.shape == (2, 2, 16, 24) and field.n_timepoints == 2
     assert field.source == "B03_t1.tif, B03_t2.tif"
     (src / "B03_t1_masks.tif").write_bytes((src / "B03_t1.tif").read_bytes())
     with pytest.raises(ValueError, match="label files of time-lapse fields are not imported"):
@@ -213,8 +213,8 @@ def test_a_z_stack_is_refused_or_projected(tmp_path, scheme):
         import_folder(src, tmp_path / "o.zarr")
     field = open_plate(import_folder(src, tmp_path / "o.zarr", z_projection="max")
                        ).field("B/3/1")
-    assert field.to_dask().shape == (2, 16, 24)
-    assert field.to_dask()[:, 0, 0].compute().tolist() == [102, 105]  # planes 2 and 3
+    assert field.shape == (2, 16, 24)
+    assert field.open_array(0)[:, 0, 0].tolist() == [102, 105]  # planes 2 and 3
     assert field.source.endswith("(maximum intensity projection of 3 planes)")
 
 
@@ -233,7 +233,7 @@ def test_a_time_lapse_imported_into_an_object_store(tmp_path, s3_env):
                        lambda i: i)
     url = "s3://plates/import-timelapse.zarr"
     field = open_plate(import_folder(src, url, time_interval_h=0.5)).field("B/3/0")
-    assert field.n_timepoints == 3 and field.to_dask()[:, :, 0, 0].compute().tolist() == [
+    assert field.n_timepoints == 3 and field.open_array(0)[:, :, 0, 0].tolist() == [
         [0, 1], [2, 3], [4, 5]]
 
 
