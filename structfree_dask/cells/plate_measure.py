@@ -83,6 +83,7 @@ __all__ = ["CellsPlan", "CellsResult", "check_cells", "check_link_outputs", "che
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class _Unit:
     """One (field, timepoint) of a run and what to do with it."""
@@ -104,6 +105,11 @@ class _Unit:
     #: has a map: the plate-level part carries them as columns.
     annotation: dict[str, Any] | None = None
     annotated: bool = False
+
+    @property
+    def with_nuclei(self) -> bool:
+        """Whether the unit has nuclei: given, or linked by an earlier run."""
+        return self.nuclei is not None or self.linked is not None
 
     def label(self, name: str) -> LabelImage:
         """Return the label image ``name``: as the driver opened it, else opened here."""
@@ -329,8 +335,7 @@ def _measure_unit(unit: _Unit, linking: Linking, cells: LabelImage,
         # an empty unit still writes both parts, with every column (no row group)
     areas, edge, n_nuclei = (np.concatenate(c) for c in zip(*per_cell, strict=True)) \
         if per_cell else (np.zeros(0),) * 3
-    with_nuclei = nuclei is not None or unit.linked is not None
-    return unit_metrics(areas, edge, n_nuclei if with_nuclei else None,
+    return unit_metrics(areas, edge, n_nuclei if unit.with_nuclei else None,
                         np.concatenate(fractions) if fractions else np.zeros(0),
                         {name: np.concatenate(v) if v else np.zeros(0)
                          for name, v in ratios.items()})
@@ -370,7 +375,7 @@ def run_unit(unit: _Unit) -> dict[str, Any]:
     if unit.outputs is not None:
         _write_linked(unit, linking, cells, nuclei, planes)
     counts: dict[str, Any] = dict(linking.counts())
-    if nuclei is None and unit.linked is None:  # no nuclei given: none to count or flag
+    if not unit.with_nuclei:  # no nuclei given: none to count or flag
         counts = {"cells": counts["cells"]}
     if unit.table is not None:
         counts["quality"] = _measure_unit(unit, linking, cells, nuclei, planes)
