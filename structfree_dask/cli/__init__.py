@@ -143,8 +143,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
     fields = list(open_plate(out).fields())
     wells = {f.path.rsplit("/", 1)[0] for f in fields}
     px = fields[0].pixel_size
-    print(f"wrote {out}: {len(fields)} field(s) in {len(wells)} well(s); pixel size "
-          f"y={px['y']:g}, x={px['x']:g} um")
+    names = ", ".join(fields[0].channel_names) if fields[0].channel_names else "unnamed"
+    print(f"wrote {out}: {len(fields)} field(s) in {len(wells)} well(s); channels {names}; "
+          f"pixel size y={px['y']:g}, x={px['x']:g} um")
     for f in fields[:IMPORT_LISTED]:
         first, _, more = (f.source or "").partition(", ")  # a field of several files: its first
         print(f"  {first}{' and more' if more else ''} -> {f.path}")
@@ -464,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channel indices to keep, e.g. 0,1 (default all)")
     p.add_argument("--channel-names", type=str_list, default=None,
                    help="names of the kept channels, e.g. nuclear,cyto (default: the names "
-                        "the files record, OME-TIFF or ImageJ)")
+                        "the index file (Harmony, MetaXpress) or the files (OME-TIFF, "
+                        "ImageJ, MetaSeries) record)")
     p.add_argument("--mask-label", default="gt_cyto",
                    help="label image name for *_masks files (default gt_cyto)")
     p.add_argument("--z-projection", choices=["max"], default=None,
@@ -472,10 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "maximum intensity (default: a z-stack is refused)")
     p.add_argument("--time-interval", type=float, default=None, metavar="HOURS",
                    help="hours between the timepoints of time-lapse fields (files named by "
-                        "timepoint; default 1, with a warning)")
+                        "timepoint; default: a Harmony index file's, else 1, with a warning)")
     p.add_argument("--pixel-size", type=float, default=None,
-                   help="pixel size in um (default: the one the files record, OME-TIFF or "
-                        "ImageJ; else 1, with a warning)")
+                   help="pixel size in um (default: the one the files (OME-TIFF, ImageJ, "
+                        "MetaSeries) or a Harmony index file record; else 1, with a warning)")
     _add_common_output(p)
     p.set_defaults(func=_cmd_import)
 

@@ -7,6 +7,7 @@ The files are only listed and grouped here; :mod:`._importer` checks and reads t
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ __all__ = ["FieldFile", "scan_folder", "EXTENSIONS", "Z_PROJECTIONS"]
 EXTENSIONS = (".tif", ".tiff", ".png")
 #: How the planes of a z-stack become one: None (refused) or their maximum intensity.
 Z_PROJECTIONS: tuple[str | None, ...] = (None, "max")
+#: MetaXpress's folders of one timepoint (in a plate folder) and of one plane (in those).
+TIMEPOINT_FOLDER = re.compile(r"^timepoint_(\d+)$", re.IGNORECASE)
+ZSTEP_FOLDER = re.compile(r"^zstep_(\d+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,9 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks",
     grouped by field in timepoint and channel number order. If any name says no well,
     every file is placed in row A, one well per file, in name order. A file
     ``<stem><mask_suffix>.<ext>`` next to an image holds its labels. MetaXpress
-    thumbnails (``_thumb`` in the name) are left out.
+    thumbnails (``_thumb`` in the name) are left out. A folder without images of its own
+    whose ``TimePoint_<n>`` folders hold them (MetaXpress) is read from those: their files
+    are timepoint ``n``, and those of their ``ZStep_<k>`` folders plane ``k``.
 
     Parameters
     ----------
@@ -94,8 +100,16 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks",
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"expected a folder of TIFF/PNG images at {folder}; not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS
-                   and "_thumb" not in p.stem.lower())
+    files = _image_files(folder)
+    placed = {}  # MetaXpress: a file's timepoint and plane from its folders
+    if not files:
+        for timepoint in _numbered(folder, TIMEPOINT_FOLDER):
+            t = int(TIMEPOINT_FOLDER.match(timepoint.name)[1])  # type: ignore[index]
+            placed.update(dict.fromkeys(_image_files(timepoint), (t, "")))
+            for step in _numbered(timepoint, ZSTEP_FOLDER):
+                z = f"z{int(ZSTEP_FOLDER.match(step.name)[1])}"  # type: ignore[index]
+                placed.update(dict.fromkeys(_image_files(step), (t, z)))
+        files = list(placed)
     images = [p for p in files if not p.stem.endswith(mask_suffix)]
     if not images:
         raise FileNotFoundError(
@@ -108,6 +122,13 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks",
         return masks.get(path.stem) or masks.get(re.sub(r"[-_](img|image)$", "", path.stem))
 
     parsed = [parse_name(p.stem) for p in images]
+    if placed:
+        bad = next((p for p, n in zip(images, parsed, strict=True) if n is None), None)
+        if bad is not None:
+            raise ValueError(f"{bad.relative_to(folder).as_posix()}: expected a well in the "
+                             "names of the files of TimePoint folders (Plate_B03_s1_w1)")
+        parsed = [dataclasses.replace(n, timepoint=placed[p][0], plane=placed[p][1] or n.plane)
+                  for p, n in zip(images, parsed, strict=True) if n is not None]
     if not all(parsed):
         return [FieldFile(path, mask_of(path), "A", str(i + 1), 0)
                 for i, path in enumerate(images)]
@@ -124,6 +145,18 @@ def scan_folder(folder: str | Path, *, mask_suffix: str = "_masks",
         seen[key] = path
         out.append(FieldFile(path, mask_of(path), n.row, n.col, n.field))
     return out
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Return a folder's image files (thumbnails left out), in name order."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS
+                  and "_thumb" not in p.stem.lower() and p.is_file())
+
+
+def _numbered(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
+    """Return a folder's folders named as ``pattern`` says, in number order."""
+    found = [p for p in folder.iterdir() if p.is_dir() and pattern.match(p.name)]
+    return sorted(found, key=lambda p: int(pattern.match(p.name)[1]))  # type: ignore[index]
 
 
 def _one_plane(name: FileName) -> str:

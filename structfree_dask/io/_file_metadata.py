@@ -3,10 +3,13 @@
 Microscopes and their software write the physical pixel size into the files they export:
 OME-TIFF as ``PhysicalSizeY`` / ``PhysicalSizeX`` (with their units) in the OME-XML,
 ImageJ (Fiji) as the TIFF resolution in pixels per ``unit`` of its metadata, other
+MetaSeries (MetaXpress) as its spatial calibration in the TIFF description, other
 software as the TIFF resolution in pixels per centimetre. A resolution per inch is a
 print setting (72 dpi by default), not a microscope's, and PNG files carry none of
 these: for them nothing is returned. Channel names come from the OME-XML's ``Channel``
-``Name`` attributes or ImageJ's ``Labels``.
+``Name`` attributes, ImageJ's ``Labels`` or, for a MetaSeries file of one channel, its
+illumination setting (``_IllumSetting_``: the wavelength's name in MetaXpress). The
+header is read once for all three (:func:`read_header`).
 
 Examples
 --------
@@ -24,12 +27,15 @@ Examples
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import tifffile
 
-__all__ = ["recorded_pixel_size", "recorded_channel_names", "UM_PER_UNIT"]
+__all__ = ["FileHeader", "read_header", "recorded_pixel_size", "recorded_channel_names",
+           "UM_PER_UNIT"]
 
 #: Micrometres per unit of length, by the names files use for them.
 UM_PER_UNIT: dict[str, float] = {
@@ -83,8 +89,20 @@ def _ome(xml: str) -> tuple[float, float] | None:
     return (y, x) if y is not None and x is not None else None
 
 
-def recorded_pixel_size(path: str | Path) -> tuple[float, float] | None:
-    """Return the ``(y, x)`` pixel size in micrometres an image file records, or None.
+@dataclass(frozen=True)
+class FileHeader:
+    """What an image file's header says: its array's shape, pixel size and channel names."""
+
+    #: The array's shape (the first series of a TIFF).
+    shape: tuple[int, ...]
+    #: The ``(y, x)`` pixel size in micrometres, or None where the file records none.
+    pixel_size: tuple[float, float] | None
+    #: The channels' names in order, or None where the file does not name each.
+    channel_names: tuple[str, ...] | None
+
+
+def read_header(path: str | Path) -> FileHeader:
+    """Read an image file's header once: its shape, pixel size and channel names.
 
     Parameters
     ----------
@@ -93,57 +111,103 @@ def recorded_pixel_size(path: str | Path) -> tuple[float, float] | None:
 
     Returns
     -------
-    (float, float) or None
-        From the OME-XML of an OME-TIFF, the resolution and unit of an ImageJ TIFF, or a
-        TIFF resolution in pixels per centimetre; None for anything else.
+    FileHeader
+        The pixel size from the OME-XML of an OME-TIFF, a MetaSeries (MetaXpress) TIFF's
+        spatial calibration, the resolution and unit of an ImageJ TIFF, or a TIFF
+        resolution in pixels per centimetre; the channel names from the OME-XML, ImageJ's
+        ``Labels`` or a MetaSeries TIFF's illumination setting (one channel). PNG files
+        record neither.
+
+    Raises
+    ------
+    ValueError
+        The file is not a readable TIFF or PNG image.
     """
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    with tifffile.TiffFile(path) as tif:
-        if tif.is_ome and tif.ome_metadata:
-            return _ome(tif.ome_metadata)
-        tags = tif.pages.first.tags
-        yres, xres = tags.get("YResolution"), tags.get("XResolution")
-        if yres is None or xres is None:
-            return None
-        y, x = _per_pixel(yres.value), _per_pixel(xres.value)
-        if y is None or x is None:
-            return None
-        if tif.is_imagej:
-            unit = str((tif.imagej_metadata or {}).get("unit", ""))
-            sy, sx = _um(y, unit), _um(x, unit)
-            return (sy, sx) if sy is not None and sx is not None else None
-        unit_tag = tags.get("ResolutionUnit")
-        if unit_tag is not None and int(unit_tag.value) == _CENTIMETER:
-            return (y * 1e4, x * 1e4)
-    return None
+    try:
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            return FileHeader(tuple(int(n) for n in iio.improps(path).shape), None, None)
+        with tifffile.TiffFile(path) as tif:
+            return FileHeader(tuple(int(n) for n in tif.series[0].shape), _pixel_size(tif),
+                              _channel_names(tif))
+    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
+        raise ValueError(f"{path.name}: not a readable TIFF/PNG image ({err})") from None
+
+
+def recorded_pixel_size(path: str | Path) -> tuple[float, float] | None:
+    """Return the ``(y, x)`` pixel size in micrometres an image file records, or None.
+
+    See :func:`read_header` for where it is read.
+    """
+    return read_header(path).pixel_size
 
 
 def recorded_channel_names(path: str | Path) -> tuple[str, ...] | None:
     """Return the names an image file gives its channels, in order, or None.
 
-    From the OME-XML's ``Channel`` elements of the first image (each with a ``Name``) or
-    ImageJ's ``Labels`` (one per channel of a one-plane image); None where a name is
-    missing or the file is not such a TIFF.
+    See :func:`read_header` for where they are read.
     """
-    path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    return read_header(path).channel_names
+
+
+def _metaseries(tif: tifffile.TiffFile) -> dict[str, Any] | None:
+    """Return a MetaSeries TIFF's plane information (None: not such a file)."""
+    if not tif.is_metaseries:
         return None
-    with tifffile.TiffFile(path) as tif:
-        if tif.is_ome and tif.ome_metadata:
-            pixels = _ome_pixels(tif.ome_metadata)
-            if pixels is None:
-                return None
-            names = [c.get("Name") for c in pixels if _tag(c) == "Channel"]
-        elif tif.is_imagej:
-            meta = tif.imagej_metadata or {}
-            labels = meta.get("Labels")
-            if not isinstance(labels, list | tuple) or len(labels) != meta.get("channels"):
-                return None  # no labels, or one per plane of a z-stack or time-lapse
-            names = [str(n) for n in labels]
-        else:
+    try:
+        meta = tif.metaseries_metadata or {}
+    except (ValueError, ET.ParseError):
+        return None
+    info = meta.get("PlaneInfo")
+    return info if isinstance(info, dict) else None
+
+
+def _pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
+    if tif.is_ome and tif.ome_metadata:
+        return _ome(tif.ome_metadata)
+    plane = _metaseries(tif)
+    if plane is not None:
+        if not plane.get("spatial-calibration-state", True):
+            return None  # the acquisition says it was not calibrated
+        unit = str(plane.get("spatial-calibration-units", ""))
+        y = _um(plane.get("spatial-calibration-y"), unit)
+        x = _um(plane.get("spatial-calibration-x"), unit)
+        return (y, x) if y is not None and x is not None else None
+    tags = tif.pages.first.tags
+    yres, xres = tags.get("YResolution"), tags.get("XResolution")
+    if yres is None or xres is None:
+        return None
+    y, x = _per_pixel(yres.value), _per_pixel(xres.value)
+    if y is None or x is None:
+        return None
+    if tif.is_imagej:
+        unit = str((tif.imagej_metadata or {}).get("unit", ""))
+        sy, sx = _um(y, unit), _um(x, unit)
+        return (sy, sx) if sy is not None and sx is not None else None
+    unit_tag = tags.get("ResolutionUnit")
+    if unit_tag is not None and int(unit_tag.value) == _CENTIMETER:
+        return (y * 1e4, x * 1e4)
+    return None
+
+
+def _channel_names(tif: tifffile.TiffFile) -> tuple[str, ...] | None:
+    names: list[Any]
+    if tif.is_ome and tif.ome_metadata:
+        pixels = _ome_pixels(tif.ome_metadata)
+        if pixels is None:
             return None
+        names = [c.get("Name") for c in pixels if _tag(c) == "Channel"]
+    elif tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        labels = meta.get("Labels")
+        if not isinstance(labels, list | tuple) or len(labels) != meta.get("channels"):
+            return None  # no labels, or one per plane of a z-stack or time-lapse
+        names = [str(n) for n in labels]
+    else:
+        plane = _metaseries(tif)
+        if plane is None or len(tif.series[0].shape) != 2:
+            return None
+        names = [plane.get("_IllumSetting_")]
     if not names or not all(isinstance(n, str) and n.strip() for n in names):
         return None
     return tuple(str(n).strip() for n in names)

@@ -1,7 +1,9 @@
 """Import a folder of TIFF/PNG images into an OME-Zarr plate: check, read, write.
 
 Which files make each field is :mod:`._field_files`' (:func:`scan_folder`); what the files
-record about themselves (pixel size, channel names) is :mod:`._file_metadata`'.
+record about themselves (pixel size, channel names) is :mod:`._file_metadata`'; what a
+microscope's index file beside them records is :mod:`._index_files`'. Each file's header
+is read once (:class:`Headers`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import numpy as np
 import tifffile
 
 from .. import limits
-from ._field_files import FieldFile, scan_folder
-from ._file_metadata import recorded_channel_names, recorded_pixel_size
+from ._field_files import TIMEPOINT_FOLDER, FieldFile, scan_folder
+from ._file_metadata import FileHeader, read_header
+from ._index_files import IndexFile, find_index
 from ._location import as_location
 from ._plate import check_name
 from ._writer import append_timepoints, create_plate
 
-__all__ = ["import_folder", "folder_pixel_size", "folder_channel_names", "ASSUMED_PIXEL_SIZE",
-           "ASSUMED_TIME_INTERVAL"]
+__all__ = ["import_folder", "folder_pixel_size", "folder_channel_names", "Headers",
+           "ASSUMED_PIXEL_SIZE", "ASSUMED_TIME_INTERVAL"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +45,16 @@ def _read(path: Path) -> np.ndarray:
     return np.asarray(iio.imread(path))
 
 
-def _shape(path: Path) -> tuple[int, ...]:
-    """Return the shape of an image file, from its header (the pixels are not read)."""
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            with tifffile.TiffFile(path) as tif:
-                return tuple(int(n) for n in tif.series[0].shape)
-        return tuple(int(n) for n in iio.improps(path).shape)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
-        raise ValueError(f"{path.name}: not a readable TIFF/PNG image ({err})") from None
+class Headers(dict[Path, FileHeader]):
+    """The headers of an import's files, each read once (:func:`read_header`) when asked."""
+
+    def __missing__(self, path: Path) -> FileHeader:
+        self[path] = header = read_header(path)
+        return header
+
+    def shape(self, path: Path) -> tuple[int, ...]:
+        """Return the shape of an image file (the pixels are not read)."""
+        return self[path].shape
 
 
 def _channel_axis(shape: tuple[int, ...], path: Path) -> int | None:
@@ -75,9 +79,10 @@ def _cyx_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
     return (shape[axis], rest[0], rest[1])
 
 
-def _field_shape(entry: FieldFile) -> tuple[int, int, int]:
+def _field_shape(entry: FieldFile, headers: Headers) -> tuple[int, int, int]:
     """Return the ``(c, y, x)`` shape of a field (each timepoint's), from its files' headers."""
-    shapes = [_timepoint_shape(entry, files) for files in entry.timepoint_files or (None,)]
+    shapes = [_timepoint_shape(entry, files, headers)
+              for files in entry.timepoint_files or (None,)]
     for files, shape in zip(entry.timepoint_files, shapes, strict=False):
         if shape != shapes[0]:
             raise ValueError(f"{files[0].name} is {shape} (c, y, x) and {entry.image.name} "
@@ -85,12 +90,13 @@ def _field_shape(entry: FieldFile) -> tuple[int, int, int]:
     return shapes[0]
 
 
-def _timepoint_shape(entry: FieldFile, files: tuple[Path, ...] | None) -> tuple[int, int, int]:
+def _timepoint_shape(entry: FieldFile, files: tuple[Path, ...] | None,
+                     headers: Headers) -> tuple[int, int, int]:
     """Return the ``(c, y, x)`` shape of one timepoint's files (None: the field's only)."""
     files = files or entry.channel_files or (entry.image,)
     if not entry.channel_files:
-        return _cyx_shape(_slot_shape(entry, files[0]), files[0])
-    shapes = [_slot_shape(entry, p) for p in files]
+        return _cyx_shape(_slot_shape(entry, files[0], headers), files[0])
+    shapes = [_slot_shape(entry, p, headers) for p in files]
     for path, shape, label in zip(files, shapes, entry.channel_labels, strict=True):
         if len(shape) != 2:
             raise ValueError(f"{path.name}: expected one channel ({label}, as its name says) "
@@ -101,13 +107,13 @@ def _timepoint_shape(entry: FieldFile, files: tuple[Path, ...] | None) -> tuple[
     return (len(shapes), *shapes[0])
 
 
-def _slot_shape(entry: FieldFile, path: Path) -> tuple[int, ...]:
+def _slot_shape(entry: FieldFile, path: Path, headers: Headers) -> tuple[int, ...]:
     """Return the shape of a file, checked to be that of each of its planes' files."""
-    shape = _shape(path)
+    shape = headers.shape(path)
     for plane in entry.planes(path)[1:]:
-        if _shape(plane) != shape:
-            raise ValueError(f"{plane.name} is {_shape(plane)} and {path.name} {shape}: the "
-                             "planes of a z-stack have one size")
+        if headers.shape(plane) != shape:
+            raise ValueError(f"{plane.name} is {headers.shape(plane)} and {path.name} {shape}: "
+                             "the planes of a z-stack have one size")
     return shape
 
 
@@ -136,7 +142,8 @@ def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
     return np.moveaxis(data, axis, 0) if axis else data
 
 
-def folder_pixel_size(entries: Sequence[FieldFile]) -> tuple[float, float] | None:
+def folder_pixel_size(entries: Sequence[FieldFile], headers: Headers | None = None
+                      ) -> tuple[float, float] | None:
     """Return the ``(y, x)`` pixel size (um) the image files record, or None if none does.
 
     Every file must record the same one (or none may): a plate has one pixel size.
@@ -146,24 +153,40 @@ def folder_pixel_size(entries: Sequence[FieldFile]) -> tuple[float, float] | Non
     ValueError
         Some files record a pixel size and others none, or they record different ones.
     """
-    return _agreed({e.image.name: recorded_pixel_size(e.image) for e in entries},
-                   lambda a, b: bool(np.allclose(a, b, rtol=1e-6, atol=0)),
-                   lambda v: f"{_yx(v)} um", "the pixel size", "--pixel-size")
+    headers = Headers() if headers is None else headers
+    return _agreed({e.image.name: headers[e.image].pixel_size for e in entries},
+                   _same_size, lambda v: f"{_yx(v)} um", "the pixel size", "--pixel-size")
 
 
-def folder_channel_names(entries: Sequence[FieldFile]) -> tuple[str, ...] | None:
+def folder_channel_names(entries: Sequence[FieldFile], headers: Headers | None = None
+                         ) -> tuple[str, ...] | None:
     """Return the channel names the image files record (all channels), or None if none does.
 
-    Every file must name its channels the same (or none may): a plate has one set of
-    channels, and names that differ say that the files do not hold them in one order.
+    A field's names are those of its file, or of its channel files (one name each) where
+    it has one file per channel. Every field must name its channels the same (or none
+    may): a plate has one set of channels, and names that differ say that the files do
+    not hold them in one order.
 
     Raises
     ------
     ValueError
         Some files name their channels and others not, or they name them differently.
     """
-    return _agreed({e.image.name: recorded_channel_names(e.image) for e in entries},
+    headers = Headers() if headers is None else headers
+
+    def names(entry: FieldFile) -> tuple[str, ...] | None:
+        if not entry.channel_files:
+            return headers[entry.image].channel_names
+        each = [headers[p].channel_names for p in entry.channel_files]
+        return (tuple(n[0] for n in each if n is not None)
+                if all(n is not None and len(n) == 1 for n in each) else None)
+
+    return _agreed({e.image.name: names(e) for e in entries},
                    lambda a, b: a == b, ", ".join, "the channel names", "--channel-names")
+
+
+def _same_size(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return bool(np.allclose(a, b, rtol=1e-6, atol=0))
 
 
 def _agreed(found: dict[str, T | None], same: Callable[[T, T], bool], text: Callable[[T], str],
@@ -182,17 +205,25 @@ def _agreed(found: dict[str, T | None], same: Callable[[T, T], bool], text: Call
 
 
 def _channel_names(entries: Sequence[FieldFile], channels: Sequence[int] | None,
-                   given: Sequence[str] | None) -> tuple[str, ...] | None:
-    """Return the kept channels' names: the caller's, else the files' (None: neither)."""
+                   given: Sequence[str] | None, index: IndexFile | None,
+                   headers: Headers) -> tuple[str, ...] | None:
+    """Return the kept channels' names (None: none known).
+
+    The caller's, else the index file's, else the files' own, else the channel files'
+    labels (``w1``).
+    """
     if given is not None:
         return tuple(str(n) for n in given)
-    if entries[0].channel_files:  # one file per channel: named as the file names write them
-        names: tuple[str, ...] | None = entries[0].channel_labels
+    labels = entries[0].channel_labels
+    indexed = index.channel_names if index is not None else {}
+    if labels and all(label.lower() in indexed for label in labels):
+        names: tuple[str, ...] | None = tuple(indexed[label.lower()] for label in labels)
     else:
-        names = folder_channel_names(entries)
+        # one file per channel: named as the file names write them where the files do not
+        names = folder_channel_names(entries, headers) or labels or None
     if names is None:
         return None
-    n_channels = _field_shape(entries[0])[0]
+    n_channels = _field_shape(entries[0], headers)[0]
     if len(names) != n_channels:
         logger.warning("%s names %d channels and holds %d: its names are not used",
                        entries[0].image.name, len(names), n_channels)
@@ -205,10 +236,14 @@ def _channel_names(entries: Sequence[FieldFile], channels: Sequence[int] | None,
     return kept
 
 
-def _time_interval(entries: Sequence[FieldFile], given: float | None) -> float:
-    """Return the hours between timepoints: the caller's, else assumed (for a time-lapse)."""
-    if given is None:
-        if any(e.timepoint_files for e in entries):
+def _time_interval(entries: Sequence[FieldFile], given: float | None,
+                   index: IndexFile | None) -> float:
+    """Return the hours between timepoints: the caller's, the index file's, else assumed."""
+    timed = any(e.timepoint_files for e in entries)
+    if given is None and timed and index is not None and index.time_interval_h is not None:
+        given = index.time_interval_h
+    elif given is None:
+        if timed:
             logger.warning("the file names give timepoints but not the time between them: "
                            "%g h assumed (speeds and times in the tables depend on it; give "
                            "--time-interval)", ASSUMED_TIME_INTERVAL)
@@ -219,9 +254,10 @@ def _time_interval(entries: Sequence[FieldFile], given: float | None) -> float:
     return float(given)
 
 
-def _source(entry: FieldFile) -> str:
+def _source(entry: FieldFile, folder: Path) -> str:
     """Return the field's files as its ``source`` (the first and last of a long list)."""
-    names = [p.name for p in entry.files]
+    names = [p.relative_to(folder).as_posix() if p.is_relative_to(folder) else p.name
+             for p in entry.files]
     text = ", ".join(names) if len(names) <= 8 else (
         f"{names[0]}, ..., {names[-1]} ({len(names)} files)")
     depth = max((len(p) for p in entry.plane_files), default=1)
@@ -232,12 +268,22 @@ def _yx(size: tuple[float, float]) -> str:
     return f"{size[0]:g}" if size[0] == size[1] else f"y={size[0]:g}, x={size[1]:g}"
 
 
-def _pixel_size(entries: Sequence[FieldFile], given: float | None) -> tuple[float, float]:
-    """Return the ``(y, x)`` pixel size to write: the caller's, the files', else assumed."""
+def _pixel_size(entries: Sequence[FieldFile], given: float | None, index: IndexFile | None,
+                headers: Headers) -> tuple[float, float]:
+    """Return the ``(y, x)`` pixel size to write.
+
+    The caller's, else the files' or the index file's (which must agree), else assumed.
+    """
     if given is not None:
         size = (float(given), float(given))
     else:
-        recorded = folder_pixel_size(entries)
+        recorded = folder_pixel_size(entries, headers)
+        indexed = index.pixel_size if index is not None else None
+        if recorded is not None and indexed is not None and not _same_size(recorded, indexed):
+            raise ValueError(f"{entries[0].image.name} records the pixel size {_yx(recorded)} "
+                             f"um and {index.name if index else ''} {_yx(indexed)} um: a "
+                             "plate has one; give --pixel-size")
+        recorded = recorded or indexed
         if recorded is None:
             logger.warning("the image files record no pixel size: %g um assumed (areas and "
                            "positions in um are only as right as that; give --pixel-size)",
@@ -252,7 +298,7 @@ def _pixel_size(entries: Sequence[FieldFile], given: float | None) -> tuple[floa
 
 
 def _check_entries(entries: list[FieldFile], channels: Sequence[int] | None,
-                   channel_names: Sequence[str] | None) -> None:
+                   channel_names: Sequence[str] | None, headers: Headers) -> None:
     """Check every file of an import from its header, before anything is written."""
     if channels is not None:
         if not channels:
@@ -262,7 +308,7 @@ def _check_entries(entries: list[FieldFile], channels: Sequence[int] | None,
     n_kept: int | None = None
     first: Path | None = None
     for e in entries:
-        c, y, x = _field_shape(e)
+        c, y, x = _field_shape(e, headers)
         if channels is not None:
             bad = [i for i in channels if not 0 <= i < c]
             if bad:
@@ -275,7 +321,7 @@ def _check_entries(entries: list[FieldFile], channels: Sequence[int] | None,
                              "a plate has the same channels)")
         n_kept, first = kept, first or e.image
         if e.masks is not None:
-            mask = _shape(e.masks)
+            mask = headers.shape(e.masks)
             if mask != (y, x):
                 raise ValueError(f"{e.masks.name} has shape {mask}; its image "
                                  f"{e.image.name} is {(y, x)} (y, x)")
@@ -313,26 +359,32 @@ def import_folder(
     ----------
     folder : str or Path
         Folder with one image file per field (2D, or 3D with channels first or last), or
-        one 2D file per channel of each field (:func:`scan_folder`).
+        one 2D file per channel of each field, or a MetaXpress plate folder of
+        ``TimePoint_<n>`` folders (:func:`scan_folder`). A microscope's index file in it
+        (Harmony ``Index.idx.xml``, MetaXpress ``.HTD``: :func:`._index_files.find_index`)
+        gives what the caller does not.
     out : str or Path
         New plate: a local path or a URL such as ``s3://bucket/plate.zarr``.
     channels : sequence of int, optional
         Channel indices to keep (default: all), each once.
     channel_names : sequence of str, optional
-        Names of the kept channels (distinct). Default: the names the files record
-        (OME-TIFF, ImageJ: :func:`folder_channel_names`), else none (``0``, ``1``, ...).
+        Names of the kept channels (distinct). Default: the index file's, else the names
+        the files record (OME-TIFF, ImageJ, MetaSeries: :func:`folder_channel_names`), else
+        the channel files' tokens (``w1``), else none (``0``, ``1``, ...).
     mask_label : str
         Label image name for the ``*_masks`` files.
     mask_suffix : str
     ngff_version : str
     pixel_size_um : float, optional
-        Within ``limits.PIXEL_SIZE``. Default: the one the files record (OME-TIFF, ImageJ
-        TIFF, a TIFF resolution per centimetre: :func:`folder_pixel_size`), else
+        Within ``limits.PIXEL_SIZE``. Default: the one the files record (OME-TIFF,
+        MetaSeries, ImageJ TIFF, a TIFF resolution per centimetre:
+        :func:`folder_pixel_size`) or a Harmony index file (both: they must agree), else
         :data:`ASSUMED_PIXEL_SIZE` with a warning.
     time_interval_h : float, optional
         Hours between the timepoints of time-lapse fields (files named by timepoint),
-        within ``limits.TIME_INTERVAL``; default :data:`ASSUMED_TIME_INTERVAL`, with a
-        warning (file names give the order of the timepoints, not their times).
+        within ``limits.TIME_INTERVAL``; default: a Harmony index file's, else
+        :data:`ASSUMED_TIME_INTERVAL`, with a warning (file names give the order of the
+        timepoints, not their times).
     z_projection : {None, "max"}
         How a z-stack's planes (files named by plane) become one (:func:`scan_folder`);
         the field's ``source`` says so.
@@ -353,14 +405,23 @@ def import_folder(
         If images disagree in shape or channels, a mask does not match its image, a
         channel index does not exist, or a name or the pixel size is invalid; or the
         files record different pixel sizes or channel names (or only some do) and none
-        were given; or the time interval is invalid.
+        were given, or the index file contradicts itself or the files; or the time interval
+        is invalid.
     """
     entries = scan_folder(folder, mask_suffix=mask_suffix, z_projection=z_projection)
     check_name(mask_label, "mask label name")
-    _check_entries(entries, channels, channel_names)
-    pixel_size = _pixel_size(entries, pixel_size_um)
-    channel_names = _channel_names(entries, channels, channel_names)
-    interval = _time_interval(entries, time_interval_h)
+    headers = Headers()
+    _check_entries(entries, channels, channel_names, headers)
+    index = find_index(folder) or (  # MetaXpress: the HTD file is in the plate's folder
+        find_index(Path(folder).parent) if TIMEPOINT_FOLDER.match(Path(folder).name) else None)
+    if index is not None:
+        logger.info("read %s: channel names %s; pixel size %s; time between timepoints %s",
+                    index.name, ", ".join(f"{k}={v}" for k, v in index.channel_names.items())
+                    or "none", f"{_yx(index.pixel_size)} um" if index.pixel_size else "none",
+                    f"{index.time_interval_h:g} h" if index.time_interval_h else "none")
+    pixel_size = _pixel_size(entries, pixel_size_um, index, headers)
+    channel_names = _channel_names(entries, channels, channel_names, index, headers)
+    interval = _time_interval(entries, time_interval_h, index)
     rows = sorted({e.row for e in entries}, key=lambda r: (len(r), r))
     cols = sorted({e.col for e in entries}, key=int)
     # written whole or not at all (create_plate: a hidden folder moved in place at the end)
@@ -377,7 +438,7 @@ def import_folder(
                                      axes="tcyx" if timed else "cyx",
                                      channel_names=channel_names, pixel_size_um=pixel_size,
                                      time_interval_h=interval, labels=labels,
-                                     source=_source(e))
+                                     source=_source(e, Path(folder)))
             for t in range(1, len(e.timepoint_files)):  # one timepoint in memory at a time
                 append_timepoints(info, _field_image(e, t)[kept][None])
             logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)

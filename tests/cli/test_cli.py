@@ -102,7 +102,8 @@ def test_import_real_images(real_dev, tmp_path, capsys):
     assert len(images) >= 2 and len(open_plate(out).field_paths) == len(images)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (f"wrote {out}: {len(images)} field(s) in {len(images)} well(s); "
-                        "pixel size y=1, x=1 um")  # PNG files record none: 1 um assumed
+                        "channels cyto-stain, nuclear-stain; pixel size y=1, x=1 um")
+    # (PNG files record no pixel size: 1 um assumed)
     assert lines[1:] == [f"  {name} -> A/{i + 1}/0" for i, name in enumerate(images)]
     assert main(["info", str(out)]) == 0
     listed = [ln for ln in capsys.readouterr().out.splitlines() if "; from " in ln]
@@ -128,6 +129,20 @@ def test_import_of_a_z_stack_time_lapse_named_by_field(tmp_path, capsys):
     field = open_plate(out).field("B/3/0")
     assert field.open_array(0)[:, 0, 0, 0].tolist() == [12, 22]
     assert field.pixel_size["t"] == 0.5 and field.channel_names == ("w1",)
+
+
+def test_import_of_a_metaxpress_plate_folder(tmp_path, capsys, caplog):
+    from ..io.test_importer import metaxpress_plate
+
+    plate = metaxpress_plate(tmp_path / "plate", timepoints=2)
+    out = tmp_path / "o.zarr"
+    assert main(["-v", "import", str(plate), str(out), "--time-interval", "0.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # the HTD file names the wavelengths; the MetaSeries TIFFs give the pixel size
+    assert lines[0] == (f"wrote {out}: 2 field(s) in 2 well(s); channels DAPI, FITC; "
+                        "pixel size y=0.65, x=0.65 um")
+    assert lines[1] == "  TimePoint_1/Plate1_B03_s1_w1A1B2C3.tif and more -> B/3/1"
+    assert "read Plate1.HTD: channel names w1=DAPI, w2=FITC" in caplog.text
 
 
 def test_import_lists_the_first_files_and_points_to_info(tmp_path, capsys):

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from structfree_dask.io._file_metadata import recorded_channel_names, recorded_pixel_size
+from structfree_dask.io._file_metadata import (
+    read_header,
+    recorded_channel_names,
+    recorded_pixel_size,
+)
 
 DATA = np.zeros((2, 32, 48), "uint16")
 
@@ -67,3 +71,40 @@ def test_no_channel_names_where_a_file_does_not_give_each(tmp_path):
     tifffile.imwrite(stack, np.zeros((3, 2, 8, 8), "uint16"), imagej=True,
                      metadata={"axes": "ZCYX", "Labels": ["a", "b", "c", "d", "e", "f"]})
     assert [recorded_channel_names(p) for p in (plain, unnamed, stack)] == [None] * 3
+
+
+def metaseries_tiff(path, data, um: float | None = 0.65, illumination: str | None = "DAPI",
+                    calibrated: str = "on"):
+    """Write a TIFF as MetaXpress does: MetaSeries properties in its description."""
+    props = [f'<prop id="spatial-calibration-state" type="bool" value="{calibrated}"/>']
+    if um is not None:
+        props += [f'<prop id="spatial-calibration-{a}" type="float" value="{um}"/>'
+                  for a in "xy"]
+        props.append('<prop id="spatial-calibration-units" type="string" value="um"/>')
+    if illumination is not None:
+        props.append(f'<prop id="_IllumSetting_" type="string" value="{illumination}"/>')
+    description = ('<MetaData><prop id="Description" type="string" value="a site"/>'
+                   f'<PlaneInfo>{"".join(props)}</PlaneInfo><SetInfo/></MetaData>')
+    tifffile.imwrite(path, data, description=description, software="MetaSeries",
+                     metadata=None)
+    return path
+
+
+def test_metaseries_calibration_and_illumination(tmp_path):
+    path = metaseries_tiff(tmp_path / "P_B03_s1_w1.tif", DATA[0])
+    header = read_header(path)
+    assert header.shape == (32, 48)
+    assert header.pixel_size == pytest.approx((0.65, 0.65))
+    assert header.channel_names == ("DAPI",)
+    # not calibrated, or without an illumination: neither is recorded
+    off = metaseries_tiff(tmp_path / "off.tif", DATA[0], calibrated="off", illumination=None)
+    assert (read_header(off).pixel_size, read_header(off).channel_names) == (None, None)
+    # a MetaSeries file of several planes is not named by one illumination
+    assert recorded_channel_names(metaseries_tiff(tmp_path / "two.tif", DATA)) is None
+
+
+def test_an_unreadable_file_says_so(tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff")
+    with pytest.raises(ValueError, match="bad.tif: not a readable TIFF/PNG image"):
+        read_header(bad)

@@ -14,6 +14,9 @@ from structfree_dask.io import import_folder, open_labels, open_plate
 from structfree_dask.io._field_files import scan_folder
 from structfree_dask.io._file_names import channel_number
 
+from .test_file_metadata import metaseries_tiff
+from .test_index_files import harmony_index, image
+
 VERSIONS = ["0.4", "0.5"]
 
 
@@ -280,6 +283,105 @@ def test_channel_names_that_differ_between_files_are_refused(tmp_path, second, m
     assert not (tmp_path / "o.zarr").exists()
     named = import_folder(src, tmp_path / "o.zarr", channel_names=["x", "y", "z"])
     assert open_plate(named).field("A/2/0").channel_names == ("x", "y", "z")
+
+
+# ------------------------------------------------ exports with a microscope's index file
+
+
+def test_a_harmony_export_is_named_sized_and_timed_by_its_index(tmp_path):
+    src = _per_channel(tmp_path / "Images", [f"r02c03f01p01-ch{c}sk{t}fk1fl1"
+                                             for t in (1, 2) for c in (1, 2)])
+    harmony_index(src, [image(c, name, t=t, MeasurementTimeOffset=900 * (t - 1),
+                              resolution="3.25E-07")
+                        for t in (1, 2) for c, name in ((1, "HOECHST 33342"), (2, "Alexa 488"))])
+    field = open_plate(import_folder(src, tmp_path / "o.zarr")).field("B/3/1")
+    assert field.channel_names == ("HOECHST 33342", "Alexa 488")
+    assert [field.pixel_size[a] for a in "tyx"] == pytest.approx([0.25, 0.325, 0.325])
+    # what the caller gives wins over the index
+    given = open_plate(import_folder(src, tmp_path / "g.zarr", channel_names=["a", "b"],
+                                     pixel_size_um=0.5, time_interval_h=2)).field("B/3/1")
+    assert given.channel_names == ("a", "b")
+    assert [given.pixel_size[a] for a in "tyx"] == pytest.approx([2, 0.5, 0.5])
+
+
+def test_an_index_and_files_that_disagree_on_the_pixel_size_are_refused(tmp_path):
+    src = tmp_path / "Images"
+    src.mkdir()
+    for c in (1, 2):
+        tifffile.imwrite(src / f"r02c03f01p01-ch{c}sk1fk1fl1.tif", np.zeros((16, 24), "uint16"),
+                         resolution=(1e4 / 0.65,) * 2, resolutionunit="CENTIMETER")
+    harmony_index(src, [image(c, resolution="3.25E-07") for c in (1, 2)])
+    with pytest.raises(ValueError, match=re.escape(
+            "r02c03f01p01-ch1sk1fk1fl1.tif records the pixel size 0.65 um and Index.idx.xml "
+            "0.325 um: a plate has one; give --pixel-size")):
+        import_folder(src, tmp_path / "o.zarr")
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def metaxpress_plate(plate: Path, timepoints: int, planes: int = 0) -> Path:
+    """Write a MetaXpress plate folder: an HTD file and TimePoint_<n>[/ZStep_<k>] folders."""
+    plate.mkdir()
+    (plate / "Plate1.HTD").write_text('"HTSInfoFile", Version 1.0\r\n"NWavelengths", 2\r\n'
+                                      '"WaveName1", "DAPI"\r\n"WaveName2", "FITC"\r\n')
+    for t in range(1, timepoints + 1):
+        for z in range(1, planes + 1) if planes else (0,):
+            folder = plate / f"TimePoint_{t}" / (f"ZStep_{z}" if planes else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            for well in ("B03", "C01"):
+                for w, wave in ((1, "DAPI"), (2, "FITC")):
+                    metaseries_tiff(folder / f"Plate1_{well}_s1_w{w}A1B2C3.tif",
+                                    np.full((16, 24), 100 * t + 10 * z + w, "uint16"),
+                                    um=0.65, illumination=wave)
+                    metaseries_tiff(folder / f"Plate1_{well}_s1_w{w}_thumbA1B2C3.tif",
+                                    np.zeros((4, 6), "uint16"))  # thumbnails: left out
+    return plate
+
+
+def test_ametaxpress_plate_folder_of_timepoint_folders(tmp_path):
+    plate = metaxpress_plate(tmp_path / "plate", timepoints=3)
+    field = open_plate(import_folder(plate, tmp_path / "o.zarr", time_interval_h=0.5)
+                       ).field("C/1/1")
+    assert field.n_timepoints == 3 and field.channel_names == ("DAPI", "FITC")
+    assert [field.pixel_size[a] for a in "tyx"] == pytest.approx([0.5, 0.65, 0.65])  # TIFFs'
+    assert field.open_array(0)[:, :, 0, 0].tolist() == [[101, 102], [201, 202], [301, 302]]
+    assert field.source.startswith("TimePoint_1/Plate1_C01_s1_w1A1B2C3.tif, "
+                                   "TimePoint_1/Plate1_C01_s1_w2A1B2C3.tif, TimePoint_2/")
+    # one timepoint's folder: its plate folder's HTD names the channels
+    one = open_plate(import_folder(plate / "TimePoint_2", tmp_path / "t2.zarr")).field("B/3/1")
+    assert one.axes == ("c", "y", "x") and one.channel_names == ("DAPI", "FITC")
+
+
+def test_metaxpress_z_steps_are_planes(tmp_path):
+    plate = metaxpress_plate(tmp_path / "plate", timepoints=1, planes=2)
+    with pytest.raises(ValueError, match="a plate field holds one plane"):
+        import_folder(plate, tmp_path / "o.zarr")
+    field = open_plate(import_folder(plate, tmp_path / "o.zarr", z_projection="max")
+                       ).field("B/3/1")
+    assert field.axes == ("c", "y", "x") and field.open_array(0)[:, 0, 0].tolist() == [121, 122]
+    assert field.source.endswith("(maximum intensity projection of 2 planes)")
+
+
+def test_metaseries_channel_files_without_an_index_are_named_by_their_illumination(tmp_path):
+    plate = metaxpress_plate(tmp_path / "plate", timepoints=1)
+    (plate / "Plate1.HTD").unlink()
+    field = open_plate(import_folder(plate / "TimePoint_1", tmp_path / "o.zarr")).field("B/3/1")
+    assert field.channel_names == ("DAPI", "FITC")
+
+
+def test_each_file_header_is_read_once(tmp_path, monkeypatch):
+    from structfree_dask.io import _importer
+
+    src = _per_channel(tmp_path / "src", [f"B03_s{f}_w{w}" for f in (1, 2) for w in (1, 2)])
+    read: list[str] = []
+    real = _importer.read_header
+
+    def counted(path):
+        read.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(_importer, "read_header", counted)
+    import_folder(src, tmp_path / "o.zarr")
+    assert sorted(read) == sorted(p.name for p in src.iterdir())
 
 
 @pytest.fixture

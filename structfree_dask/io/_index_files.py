@@ -1,0 +1,210 @@
+r"""What a microscope's index file says about its export: channel names, pixel size, times.
+
+High-content microscopes write, beside the image files of a plate, a file describing the
+acquisition. Two are read:
+
+* Harmony (Operetta, Opera Phenix): ``Index.idx.xml`` (also ``Index.xml``,
+  ``Index.ref.xml``), one ``Image`` element per file with its ``ChannelID`` and
+  ``ChannelName``, ``ImageResolutionX`` / ``ImageResolutionY`` (in metres unless a
+  ``Unit`` says otherwise) and ``TimepointID`` with ``MeasurementTimeOffset`` (seconds) or
+  ``AbsTime``; channel details may instead be in ``Maps/Map/Entry`` elements;
+* MetaXpress (ImageXpress): the plate's ``.HTD`` file, whose ``WaveName<n>`` lines name
+  the wavelength ``w<n>`` of the file names.
+
+The channels are keyed by the token the file names write (``ch1``, ``w2``, lower case), so
+that :mod:`._importer` can name the channel files it groups (:mod:`._field_files`).
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (folder / "Plate1.HTD").write_text(
+...     '"HTSInfoFile", Version 1.0\n"NWavelengths", 2\n"WaveName1", "DAPI"\n'
+...     '"WaveName2", "FITC"\n"EndFile"\n')
+>>> index = find_index(folder)
+>>> index.name, index.channel_names
+('Plate1.HTD', {'w1': 'DAPI', 'w2': 'FITC'})
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import statistics
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ._file_metadata import UM_PER_UNIT
+
+__all__ = ["IndexFile", "find_index", "read_harmony_index", "read_htd", "HARMONY_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+#: The names of a Harmony export's index file.
+HARMONY_NAMES = ("index.idx.xml", "index.xml", "index.ref.xml")
+#: Steps between timepoints that differ by more than this fraction of their median are
+#: said to be uneven (with a warning; the median is used).
+UNEVEN_STEPS = 0.1
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """What a microscope's index file records about the images beside it."""
+
+    #: The index file's name.
+    name: str
+    #: Channel names by the token the file names write for the channel (``ch1``, ``w2``).
+    channel_names: dict[str, str] = field(default_factory=dict)
+    #: The ``(y, x)`` pixel size in micrometres (None: not recorded).
+    pixel_size: tuple[float, float] | None = None
+    #: Hours between consecutive timepoints (None: not recorded, or one timepoint).
+    time_interval_h: float | None = None
+
+
+def find_index(folder: str | Path) -> IndexFile | None:
+    """Return the index file of a folder of exported images, read (None: it has none).
+
+    Parameters
+    ----------
+    folder : str or Path
+        The folder of the images (Harmony's ``Images`` folder, MetaXpress's plate folder).
+
+    Raises
+    ------
+    ValueError
+        The folder holds more than one index file, or one that cannot be read.
+    """
+    found = sorted(p for p in Path(folder).iterdir() if p.is_file() and (
+        p.name.lower() in HARMONY_NAMES or p.suffix.lower() == ".htd"))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ValueError(f"{', '.join(p.name for p in found)}: expected one index file in "
+                         f"{Path(folder).name}; found {len(found)} (move the others out)")
+    path = found[0]
+    return read_htd(path) if path.suffix.lower() == ".htd" else read_harmony_index(path)
+
+
+def read_htd(path: str | Path) -> IndexFile:
+    """Read a MetaXpress ``.HTD`` file: the names of its wavelengths (``w1``, ``w2``...).
+
+    Raises
+    ------
+    ValueError
+        The file is not an HTD file (it does not start with ``"HTSInfoFile"``).
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines or not lines[0].lstrip("\ufeff").startswith('"HTSInfoFile"'):
+        raise ValueError(f"{path.name}: expected a MetaXpress HTD file starting with "
+                         f'"HTSInfoFile"; found {lines[0][:40]!r}' if lines else
+                         f"{path.name}: expected a MetaXpress HTD file; found an empty file")
+    names = {}
+    for row in csv.reader(lines[1:], skipinitialspace=True):
+        key = row[0].strip() if row else ""
+        if key.lower().startswith("wavename") and key[8:].isdigit() and len(row) > 1:
+            if row[1].strip():
+                names[f"w{int(key[8:])}"] = row[1].strip()
+    return IndexFile(path.name, names)
+
+
+def read_harmony_index(path: str | Path) -> IndexFile:
+    """Read a Harmony ``Index.idx.xml``: channel names, pixel size, time between timepoints.
+
+    Raises
+    ------
+    ValueError
+        The file is not XML, or records different pixel sizes for its images (one plate,
+        one pixel size), or different names for one channel.
+    """
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(f"{path.name}: not a readable Harmony index file ({err})") from None
+    names: dict[str, str] = {}
+    sizes: set[tuple[float, float]] = set()
+    times: dict[tuple[str, ...], dict[int, float]] = defaultdict(dict)
+    for element in root.iter():
+        tag = _tag(element)
+        if tag not in ("Image", "Entry") or element.get("id") is not None:
+            continue  # a well's reference to an image, not an image
+        values = {_tag(c): c for c in element}
+        channel = element.get("ChannelID") or _text(values.get("ChannelID"))
+        name = _text(values.get("ChannelName"))
+        if channel and name:
+            key = f"ch{int(channel)}"
+            if names.setdefault(key, name) != name:
+                raise ValueError(f"{path.name} names channel {channel} {names[key]!r} and "
+                                 f"{name!r}: a channel has one name")
+        size = _size(values.get("ImageResolutionY")), _size(values.get("ImageResolutionX"))
+        if size[0] is not None and size[1] is not None:
+            sizes.add((round(size[0], 9), round(size[1], 9)))
+        if tag == "Image" and values.get("TimepointID") is not None:
+            seconds = _seconds(values)
+            if seconds is not None:
+                where = tuple(_text(values.get(k)) or "" for k in (
+                    "Row", "Col", "FieldID", "PlaneID", "ChannelID"))
+                times[where][int(_text(values["TimepointID"]) or 0)] = seconds
+    if len(sizes) > 1:
+        found = " and ".join(f"{y:g} x {x:g}" for y, x in sorted(sizes)[:2])
+        raise ValueError(f"{path.name} records pixel sizes {found} um: a plate has one; give "
+                         "--pixel-size")
+    return IndexFile(path.name, names, next(iter(sizes), None), _interval(times, path.name))
+
+
+def _tag(element: ET.Element) -> str:
+    return element.tag.rsplit("}", 1)[-1]
+
+
+def _text(element: ET.Element | None) -> str | None:
+    text = element.text.strip() if element is not None and element.text else ""
+    return text or None
+
+
+def _size(element: ET.Element | None) -> float | None:
+    """Return a resolution element in micrometres (metres unless its ``Unit`` says)."""
+    text = _text(element)
+    if element is None or text is None:
+        return None
+    scale = UM_PER_UNIT.get(element.get("Unit", "m").strip().lower())
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value * scale if scale is not None and value > 0 else None
+
+
+def _seconds(values: dict[str, ET.Element]) -> float | None:
+    """Return when an image was taken, in seconds (from the offset, else the time)."""
+    offset = _text(values.get("MeasurementTimeOffset"))
+    if offset is not None:
+        try:
+            return float(offset)
+        except ValueError:
+            pass
+    stamp = _text(values.get("AbsTime"))
+    try:
+        return datetime.fromisoformat(stamp).timestamp() if stamp else None
+    except ValueError:
+        return None
+
+
+def _interval(times: dict[tuple[str, ...], dict[int, float]], name: str) -> float | None:
+    """Return the median hours per timepoint step over every image's series (None: none)."""
+    steps = []
+    for by_t in times.values():
+        ts = sorted(by_t)
+        steps += [(by_t[b] - by_t[a]) / (b - a) / 3600 for a, b in zip(ts, ts[1:], strict=False)]
+    if not steps:
+        return None
+    median = statistics.median(steps)
+    if median <= 0:
+        return None
+    if max(steps) - min(steps) > UNEVEN_STEPS * median:
+        logger.warning("%s: the timepoints are not evenly spaced (%.3g to %.3g h apart): "
+                       "%.3g h (the median) is written", name, min(steps), max(steps), median)
+    return median

@@ -1,0 +1,113 @@
+"""structfree_dask.io._index_files: what Harmony and MetaXpress index files record."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from structfree_dask.io._index_files import find_index, read_harmony_index, read_htd
+
+HARMONY_NS = "http://www.perkinelmer.com/PEHH/HarmonyV5"
+
+
+def harmony_index(folder: Path, images: list[dict[str, object]], maps: str = "") -> Path:
+    """Write an ``Index.idx.xml`` as Harmony exports it: one Image element per file."""
+    rows = []
+    for i, image in enumerate(map(dict, images)):  # each element's own copy
+        unit = image.pop("unit", "m")
+        res = image.pop("resolution", None)
+        parts = [f"<id>{i}</id>"] + [f"<{k}>{v}</{k}>" for k, v in image.items()]
+        if res is not None:
+            parts += [f'<ImageResolutionX Unit="{unit}">{res}</ImageResolutionX>',
+                      f'<ImageResolutionY Unit="{unit}">{res}</ImageResolutionY>']
+        rows.append(f'<Image Version="1">{"".join(parts)}</Image>')
+    path = folder / "Index.idx.xml"
+    path.write_text(
+        f'<?xml version="1.0" encoding="utf-8"?><EvaluationInputData Version="2" '
+        f'xmlns="{HARMONY_NS}"><Plates><Plate><PlateRows>16</PlateRows></Plate></Plates>'
+        f'<Wells><Well><id>0203</id><Image id="0"/></Well></Wells>'
+        f'<Maps>{maps}</Maps><Images>{"".join(rows)}</Images></EvaluationInputData>')
+    return path
+
+
+def image(channel: int, name: str | None = "Alexa 488", t: int = 1, **more: object) -> dict:
+    element: dict[str, object] = {"URL": f"r02c03f01p01-ch{channel}sk{t}fk1fl1.tiff",
+                                  "Row": 2, "Col": 3, "FieldID": 1, "PlaneID": 1,
+                                  "TimepointID": t, "ChannelID": channel}
+    if name is not None:
+        element["ChannelName"] = name
+    element.update(more)
+    return element
+
+
+def test_harmony_channel_names_and_pixel_size(tmp_path):
+    harmony_index(tmp_path, [image(1, "HOECHST 33342", resolution="6.5E-07"),
+                             image(2, "Alexa 488", resolution="6.5E-07")])
+    index = read_harmony_index(tmp_path / "Index.idx.xml")
+    assert index.channel_names == {"ch1": "HOECHST 33342", "ch2": "Alexa 488"}
+    assert index.pixel_size == pytest.approx((0.65, 0.65))
+    assert index.time_interval_h is None  # one timepoint
+    assert find_index(tmp_path) == index
+
+
+def test_harmony_channels_described_in_its_maps(tmp_path):
+    maps = ('<Map><Entry ChannelID="1"><ChannelName>DAPI</ChannelName>'
+            '<ImageResolutionX Unit="um">0.3</ImageResolutionX>'
+            '<ImageResolutionY Unit="um">0.3</ImageResolutionY></Entry></Map>')
+    harmony_index(tmp_path, [image(1, None)], maps=maps)
+    index = read_harmony_index(tmp_path / "Index.idx.xml")
+    assert index.channel_names == {"ch1": "DAPI"}
+    assert index.pixel_size == pytest.approx((0.3, 0.3))
+
+
+def test_harmony_time_between_timepoints(tmp_path, caplog):
+    # two channels, three timepoints 30 min apart (offsets in seconds)
+    harmony_index(tmp_path, [image(c, t=t, MeasurementTimeOffset=1800 * (t - 1) + c)
+                             for t in (1, 2, 3) for c in (1, 2)])
+    assert read_harmony_index(tmp_path / "Index.idx.xml").time_interval_h == pytest.approx(0.5)
+    assert "not evenly spaced" not in caplog.text
+    # from the absolute times where no offset is given; the median of uneven steps, said
+    times = ["2024-03-01T10:00:00.0000000+01:00", "2024-03-01T12:00:00+01:00",
+             "2024-03-01T13:00:00+01:00"]
+    harmony_index(tmp_path, [image(1, t=t, AbsTime=times[t - 1]) for t in (1, 2, 3)])
+    assert read_harmony_index(tmp_path / "Index.idx.xml").time_interval_h == pytest.approx(1.5)
+    assert "the timepoints are not evenly spaced (1 to 2 h apart): 1.5 h" in caplog.text
+
+
+@pytest.mark.parametrize(("images", "message"), [
+    ([image(1, resolution="6.5E-07"), image(2, resolution="3.25E-07")],
+     "Index.idx.xml records pixel sizes 0.325 x 0.325 and 0.65 x 0.65 um: a plate has one"),
+    ([image(1, "DAPI"), image(1, "Hoechst", t=2)],
+     "Index.idx.xml names channel 1 'DAPI' and 'Hoechst': a channel has one name"),
+])
+def test_harmony_index_that_contradicts_itself_is_refused(tmp_path, images, message):
+    harmony_index(tmp_path, images)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_harmony_index(tmp_path / "Index.idx.xml")
+
+
+def test_metaxpress_htd_wavelength_names(tmp_path):
+    htd = tmp_path / "Plate1.HTD"
+    htd.write_text('"HTSInfoFile", Version 1.0\r\n"Description", "a plate, 2 waves"\r\n'
+                   '"TimePoints", 2\r\n"XWells", 24\r\n"Waves", TRUE\r\n"NWavelengths", 3\r\n'
+                   '"WaveName1", "DAPI"\r\n"WaveName2", "FITC"\r\n"WaveName3", ""\r\n'
+                   '"WaveCollect1", 1\r\n"EndFile"\r\n')
+    index = read_htd(htd)
+    assert index.name == "Plate1.HTD" and index.pixel_size is None
+    assert index.channel_names == {"w1": "DAPI", "w2": "FITC"}  # an empty name is none
+
+
+def test_bad_or_several_index_files_are_refused(tmp_path):
+    assert find_index(tmp_path) is None
+    (tmp_path / "Plate1.HTD").write_text("not an HTD file\n")
+    with pytest.raises(ValueError, match=re.escape(
+            "Plate1.HTD: expected a MetaXpress HTD file starting with \"HTSInfoFile\"")):
+        find_index(tmp_path)
+    (tmp_path / "Index.idx.xml").write_text("<EvaluationInputData>")
+    with pytest.raises(ValueError, match="expected one index file in"):
+        find_index(tmp_path)
+    (tmp_path / "Plate1.HTD").unlink()
+    with pytest.raises(ValueError, match="Index.idx.xml: not a readable Harmony index file"):
+        find_index(tmp_path)
