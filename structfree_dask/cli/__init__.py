@@ -70,6 +70,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         sizes = " ".join(f"{k}={v}" for k, v in f["sizes"].items())
         px = ", ".join(f"{k}={v:g}" for k, v in f["pixel_size"].items() if k in "zyx")
         source = f"; from {f['source']}" if f.get("source") else ""
+        if "t" in f["sizes"] and "t" in f["pixel_size"]:
+            px += f"; {f['pixel_size']['t']:.3g} h between timepoints"
         print(f"  {f['path'] or '(image)'}: {sizes}; pixel size {px}; "
               f"channels {', '.join(f'{i}={n}' for i, n in enumerate(f['channels']))}{source}")
         n_t = f["sizes"].get("t", 1)

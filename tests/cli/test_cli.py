@@ -143,6 +143,9 @@ def test_import_of_a_metaxpress_plate_folder(tmp_path, capsys, caplog):
                         "pixel size y=0.65, x=0.65 um")
     assert lines[1] == "  TimePoint_1/Plate1_B03_s1_w1A1B2C3.tif and more -> B/3/1"
     assert "read Plate1.HTD: channel names w1=DAPI, w2=FITC" in caplog.text
+    assert main(["info", str(out)]) == 0
+    assert ("B/3/1: t=2 c=2 y=16 x=24; pixel size y=0.65, x=0.65; 0.5 h between timepoints; "
+            "channels 0=DAPI, 1=FITC; from TimePoint_1/") in capsys.readouterr().out
 
 
 def test_import_lists_the_first_files_and_points_to_info(tmp_path, capsys):
