@@ -566,8 +566,11 @@ def _outlines_note(labels: str | None, nuclei: str | None) -> str:
 class _Report:
     """The figures and sections of the pages, written into ``out``."""
 
-    def __init__(self, plate: Plate, df: pd.DataFrame, out: Path) -> None:
+    def __init__(self, plate: Plate, df: pd.DataFrame, out: Path,
+                 without_nuclei: bool = False) -> None:
         self.plate, self.df, self.out = plate, df, out
+        #: The table was measured without nuclei: no cell has a nucleus, ratio or nucleus flag.
+        self.without_nuclei = without_nuclei
         self.first = plate.field(plate.field_paths[0])
         self.ts = sorted(set(range(self.first.n_timepoints)) | {int(t) for t in df.get("t", [])})
         self.step_h = time_step_h(self.first)
@@ -727,6 +730,8 @@ class _Report:
 
     def flagged(self, counts: dict[str, int]) -> str:
         text = _table_html(pd.DataFrame({"objects": list(counts), "count": counts.values()}))
+        if self.without_nuclei:
+            return text + f'<p class="note">{_NO_NUCLEI_FLAGS}</p>'
         if len(self.df) and "n_nuclei" in self.df.columns:
             df = self.df.astype({"well": str})
             by_t = _flags(df, "t").reindex(self.ts, fill_value=0).rename_axis("t")
@@ -841,9 +846,9 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
                                 f"{MEASUREMENTS_FOLDER}/ (expected at {redact(where)}); it "
                                 f"has: {', '.join(tables) or 'none (measure the plate first)'}")
     df = read_plate_dataset(plate.store, table)
-    report = _Report(plate, df, out)
-    channel = _readout_channel(df, report.first.channel_names, readout, table)
     without_nuclei = measured_without_nuclei(plate, table)
+    report = _Report(plate, df, out, without_nuclei)
+    channel = _readout_channel(df, report.first.channel_names, readout, table)
     if without_nuclei:  # no cell has a nucleus, so none has a ratio or a nucleus flag
         channel = None
     counts = {"cells": len(df)} if without_nuclei else flagged_counts(df, flagged)
@@ -880,10 +885,7 @@ def write_report(plate: str | Path | Plate, *, table: str, labels: str | None = 
         sections.append(("Wells", report.wells(well_pages, channel, title)))
     if thumbnails:
         sections.append(("Fields", report.thumbnails(thumbnails)))
-    sections.append(("Flagged objects", report.flagged(counts) if not without_nuclei else
-                     _table_html(pd.DataFrame({"objects": list(counts),
-                                               "count": list(counts.values())}))
-                     + f'<p class="note">{_NO_NUCLEI_FLAGS}</p>'))
+    sections.append(("Flagged objects", report.flagged(counts)))
     sections.append(("Quality checks", report.quality(table)))
     page = out / REPORT_PAGE
     with replacing(page) as tmp:

@@ -175,15 +175,20 @@ class ScreenResult:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+def _ratio_columns(columns: Sequence[str]) -> dict[str, str]:
+    """Return the nucleus/cytoplasm ratio column of each channel of a table that has one."""
+    return {c: ratio_column(c) for c in ratio_channels(pd.DataFrame(columns=list(columns)))}
+
+
 def _resolve_readouts(readouts: Sequence[int | str] | None, columns: list[str],
                       channels: Sequence[str], source: str) -> tuple[str, ...]:
     """Return the columns of the readouts: a channel's ratio, or a column itself."""
-    with_ratio = ratio_channels(pd.DataFrame(columns=columns))
+    with_ratio = _ratio_columns(columns)
     if readouts is None:
         if not with_ratio:
             raise ValueError(f"{source} has no nucleus/cytoplasm ratio column; name the "
                              "readouts (--readouts COLUMN,...)")
-        return tuple(ratio_column(c) for c in with_ratio)
+        return tuple(with_ratio.values())
     out = []
     for r in readouts:
         if isinstance(r, int) and not isinstance(r, bool):
@@ -252,8 +257,7 @@ def check_screen(plate: str, table: str, *, readouts: Sequence[int | str] | None
         kind = schema.field(c).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             raise ValueError(f"readout {c!r} of {source} is not numeric ({kind})")
-    ratios = [c for c in columns if c in {ratio_column(n) for n in ratio_channels(
-        pd.DataFrame(columns=list(schema.names)))}]
+    ratios = [c for c in columns if c in _ratio_columns(schema.names).values()]
     if ratios and measured_without_nuclei(opened, table):
         raise ValueError(f"{source} was measured without nuclei: its nucleus/cytoplasm "
                          f"ratios ({', '.join(ratios)}) are empty; measure it with --nuclei, "
