@@ -476,10 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "maximum intensity (default: a z-stack is refused)")
     p.add_argument("--time-interval", type=float, default=None, metavar="HOURS",
                    help="hours between the timepoints of time-lapse fields (files named by "
-                        "timepoint; default: a Harmony index file's, else 1, with a warning)")
+                        "timepoint; default: a Harmony or CellVoyager index file's, else 1, "
+                        "with a warning)")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="pixel size in um (default: the one the files (OME-TIFF, ImageJ, "
-                        "MetaSeries) or a Harmony index file record; else 1, with a warning)")
+                        "MetaSeries) or a Harmony or CellVoyager index file record; else 1, "
+                        "with a warning)")
     _add_common_output(p)
     p.set_defaults(func=_cmd_import)
 

@@ -361,7 +361,8 @@ def import_folder(
         Folder with one image file per field (2D, or 3D with channels first or last), or
         one 2D file per channel of each field, or a MetaXpress plate folder of
         ``TimePoint_<n>`` folders (:func:`scan_folder`). A microscope's index file in it
-        (Harmony ``Index.idx.xml``, MetaXpress ``.HTD``: :func:`._index_files.find_index`)
+        (Harmony ``Index.idx.xml``, MetaXpress ``.HTD``, CellVoyager
+        ``MeasurementDetail.mrf``: :func:`._index_files.find_index`)
         gives what the caller does not.
     out : str or Path
         New plate: a local path or a URL such as ``s3://bucket/plate.zarr``.
@@ -378,11 +379,11 @@ def import_folder(
     pixel_size_um : float, optional
         Within ``limits.PIXEL_SIZE``. Default: the one the files record (OME-TIFF,
         MetaSeries, ImageJ TIFF, a TIFF resolution per centimetre:
-        :func:`folder_pixel_size`) or a Harmony index file (both: they must agree), else
+        :func:`folder_pixel_size`) or an index file (both: they must agree), else
         :data:`ASSUMED_PIXEL_SIZE` with a warning.
     time_interval_h : float, optional
         Hours between the timepoints of time-lapse fields (files named by timepoint),
-        within ``limits.TIME_INTERVAL``; default: a Harmony index file's, else
+        within ``limits.TIME_INTERVAL``; default: the index file's, else
         :data:`ASSUMED_TIME_INTERVAL`, with a warning (file names give the order of the
         timepoints, not their times).
     z_projection : {None, "max"}

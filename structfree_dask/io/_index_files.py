@@ -9,7 +9,12 @@ acquisition. Two are read:
   ``Unit`` says otherwise) and ``TimepointID`` with ``MeasurementTimeOffset`` (seconds) or
   ``AbsTime``; channel details may instead be in ``Maps/Map/Entry`` elements;
 * MetaXpress (ImageXpress): the plate's ``.HTD`` file, whose ``WaveName<n>`` lines name
-  the wavelength ``w<n>`` of the file names.
+  the wavelength ``w<n>`` of the file names;
+* CellVoyager (CV7000, CV8000): ``MeasurementDetail.mrf``, whose ``MeasurementChannel``
+  elements give each channel's pixel size (``HorizontalPixelDimension`` /
+  ``VerticalPixelDimension``, micrometres), and beside it ``MeasurementData.mlf``, whose
+  image records (``Type="IMG"``) give each file's ``TimePoint`` and ``Time``. It names
+  no channel.
 
 The channels are keyed by the token the file names write (``ch1``, ``w2``, lower case), so
 that :mod:`._importer` can name the channel files it groups (:mod:`._field_files`).
@@ -39,12 +44,15 @@ from pathlib import Path
 
 from ._file_metadata import UM_PER_UNIT
 
-__all__ = ["IndexFile", "find_index", "read_harmony_index", "read_htd", "HARMONY_NAMES"]
+__all__ = ["IndexFile", "find_index", "read_harmony_index", "read_htd", "read_cellvoyager",
+           "HARMONY_NAMES", "CELLVOYAGER_DETAIL", "CELLVOYAGER_DATA"]
 
 logger = logging.getLogger(__name__)
 
 #: The names of a Harmony export's index file.
 HARMONY_NAMES = ("index.idx.xml", "index.xml", "index.ref.xml")
+#: A CellVoyager export's measurement settings and, beside it, its record of the images.
+CELLVOYAGER_DETAIL, CELLVOYAGER_DATA = "measurementdetail.mrf", "measurementdata.mlf"
 #: Steps between timepoints that differ by more than this fraction of their median are
 #: said to be uneven (with a warning; the median is used).
 UNEVEN_STEPS = 0.1
@@ -78,14 +86,18 @@ def find_index(folder: str | Path) -> IndexFile | None:
         The folder holds more than one index file, or one that cannot be read.
     """
     found = sorted(p for p in Path(folder).iterdir() if p.is_file() and (
-        p.name.lower() in HARMONY_NAMES or p.suffix.lower() == ".htd"))
+        p.name.lower() in (*HARMONY_NAMES, CELLVOYAGER_DETAIL) or p.suffix.lower() == ".htd"))
     if not found:
         return None
     if len(found) > 1:
         raise ValueError(f"{', '.join(p.name for p in found)}: expected one index file in "
                          f"{Path(folder).name}; found {len(found)} (move the others out)")
     path = found[0]
-    return read_htd(path) if path.suffix.lower() == ".htd" else read_harmony_index(path)
+    if path.suffix.lower() == ".htd":
+        return read_htd(path)
+    if path.name.lower() == CELLVOYAGER_DETAIL:
+        return read_cellvoyager(path)
+    return read_harmony_index(path)
 
 
 def read_htd(path: str | Path) -> IndexFile:
@@ -121,10 +133,7 @@ def read_harmony_index(path: str | Path) -> IndexFile:
         one pixel size), or different names for one channel.
     """
     path = Path(path)
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as err:
-        raise ValueError(f"{path.name}: not a readable Harmony index file ({err})") from None
+    root = _xml(path)
     names: dict[str, str] = {}
     sizes: set[tuple[float, float]] = set()
     times: dict[tuple[str, ...], dict[int, float]] = defaultdict(dict)
@@ -154,6 +163,63 @@ def read_harmony_index(path: str | Path) -> IndexFile:
         raise ValueError(f"{path.name} records pixel sizes {found} um: a plate has one; give "
                          "--pixel-size")
     return IndexFile(path.name, names, next(iter(sizes), None), _interval(times, path.name))
+
+
+def read_cellvoyager(path: str | Path) -> IndexFile:
+    """Read a CellVoyager ``MeasurementDetail.mrf`` (and the ``.mlf`` beside it).
+
+    Returns
+    -------
+    IndexFile
+        The pixel size of its channels and the hours between timepoints of its images
+        (from ``MeasurementData.mlf`` where it is beside; None without it); no names.
+
+    Raises
+    ------
+    ValueError
+        A file is not XML, or its channels have different pixel sizes.
+    """
+    path = Path(path)
+    sizes = set()
+    for element in _xml(path).iter():
+        if _tag(element) == "MeasurementChannel":
+            values = _attributes(element)
+            try:
+                size = (float(values["VerticalPixelDimension"]),
+                        float(values["HorizontalPixelDimension"]))
+            except (KeyError, ValueError):
+                continue
+            if min(size) > 0:
+                sizes.add((round(size[0], 9), round(size[1], 9)))
+    if len(sizes) > 1:
+        found = " and ".join(f"{y:g} x {x:g}" for y, x in sorted(sizes)[:2])
+        raise ValueError(f"{path.name} records pixel sizes {found} um for its channels: a "
+                         "plate has one; give --pixel-size")
+    data = next((p for p in path.parent.iterdir() if p.name.lower() == CELLVOYAGER_DATA), None)
+    times: dict[tuple[str, ...], dict[int, float]] = defaultdict(dict)
+    for element in _xml(data).iter() if data is not None else ():
+        values = _attributes(element)
+        if _tag(element) != "MeasurementRecord" or values.get("Type") != "IMG":
+            continue  # "ERR": an acquisition error
+        seconds = _timestamp(values.get("Time"))
+        if seconds is not None and values.get("TimePoint", "").isdigit():
+            where = tuple(values.get(k, "") for k in ("Row", "Column", "FieldIndex", "ZIndex",
+                                                       "Ch"))
+            times[where][int(values["TimePoint"])] = seconds
+    return IndexFile(path.name, {}, next(iter(sizes), None),
+                     _interval(times, data.name) if data is not None else None)
+
+
+def _xml(path: Path) -> ET.Element:
+    try:
+        return ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(f"{path.name}: not a readable index file ({err})") from None
+
+
+def _attributes(element: ET.Element) -> dict[str, str]:
+    """Return an element's attributes by their local names (``bts:Ch`` is ``Ch``)."""
+    return {k.rsplit("}", 1)[-1]: v for k, v in element.attrib.items()}
 
 
 def _tag(element: ET.Element) -> str:
@@ -186,7 +252,11 @@ def _seconds(values: dict[str, ET.Element]) -> float | None:
             return float(offset)
         except ValueError:
             pass
-    stamp = _text(values.get("AbsTime"))
+    return _timestamp(_text(values.get("AbsTime")))
+
+
+def _timestamp(stamp: str | None) -> float | None:
+    """Return an ISO 8601 time in seconds (None: none, or not such a time)."""
     try:
         return datetime.fromisoformat(stamp).timestamp() if stamp else None
     except ValueError:

@@ -15,7 +15,7 @@ from structfree_dask.io._field_files import scan_folder
 from structfree_dask.io._file_names import channel_number
 
 from .test_file_metadata import metaseries_tiff
-from .test_index_files import harmony_index, image
+from .test_index_files import cellvoyager_index, harmony_index, image
 
 VERSIONS = ["0.4", "0.5"]
 
@@ -316,6 +316,16 @@ def test_an_index_and_files_that_disagree_on_the_pixel_size_are_refused(tmp_path
             "0.325 um: a plate has one; give --pixel-size")):
         import_folder(src, tmp_path / "o.zarr")
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_cellvoyager_export_is_sized_and_timed_by_its_measurement_files(tmp_path):
+    stems = [f"P_B03_T{t:04d}F001L01A01Z01C{c:02d}" for t in (1, 2) for c in (1, 2)]
+    src = _per_channel(tmp_path / "src", stems)
+    cellvoyager_index(src, sizes=(0.325, 0.325), times={
+        1: "2024-03-01T10:00:00+09:00", 2: "2024-03-01T10:45:00+09:00"})
+    field = open_plate(import_folder(src, tmp_path / "o.zarr")).field("B/3/1")
+    assert [field.pixel_size[a] for a in "tyx"] == pytest.approx([0.75, 0.325, 0.325])
+    assert field.channel_names == ("C01", "C02")  # named as the file names write them
 
 
 def metaxpress_plate(plate: Path, timepoints: int, planes: int = 0) -> Path:

@@ -109,5 +109,48 @@ def test_bad_or_several_index_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="expected one index file in"):
         find_index(tmp_path)
     (tmp_path / "Plate1.HTD").unlink()
-    with pytest.raises(ValueError, match="Index.idx.xml: not a readable Harmony index file"):
+    with pytest.raises(ValueError, match="Index.idx.xml: not a readable index file"):
+        find_index(tmp_path)
+
+
+BTS = "http://www.yokogawa.co.jp/BTS/BTSSchema/1.0"
+
+
+def cellvoyager_index(folder: Path, sizes=(0.65, 0.65), times: dict[int, str] | None = None
+                      ) -> Path:
+    """Write a CellVoyager ``MeasurementDetail.mrf`` (one channel per size) and, with
+    ``times`` (timepoint -> time), a ``MeasurementData.mlf`` of two channels."""
+    channels = "".join(f'<bts:MeasurementChannel bts:Ch="{c}" bts:HorizontalPixelDimension="'
+                       f'{size}" bts:VerticalPixelDimension="{size}" bts:CameraNumber="1"/>'
+                       for c, size in enumerate(sizes, 1))
+    (folder / "MeasurementDetail.mrf").write_text(
+        f'<?xml version="1.0" encoding="utf-8"?><bts:MeasurementDetail xmlns:bts="{BTS}" '
+        f'bts:BeginTime="2024-03-01T10:00:00+09:00">{channels}</bts:MeasurementDetail>')
+    if times is not None:
+        records = "".join(
+            f'<bts:MeasurementRecord bts:Type="{kind}" bts:Time="{time}" bts:Row="2" '
+            f'bts:Column="3" bts:TimePoint="{t}" bts:FieldIndex="1" bts:ZIndex="1" '
+            f'bts:Ch="{c}">P_B03_T{t:04d}F001L01A01Z01C{c:02d}.tif</bts:MeasurementRecord>'
+            for t, time in times.items() for c in (1, 2)
+            for kind in ("IMG", "ERR"))  # an error record's time is not read
+        (folder / "MeasurementData.mlf").write_text(
+            f'<?xml version="1.0" encoding="utf-8"?><bts:MeasurementData xmlns:bts="{BTS}">'
+            f'{records}</bts:MeasurementData>')
+    return folder / "MeasurementDetail.mrf"
+
+
+def test_cellvoyager_pixel_size_and_time_between_timepoints(tmp_path):
+    cellvoyager_index(tmp_path, times={1: "2024-03-01T10:00:00.000+09:00",
+                                       2: "2024-03-01T10:20:00.000+09:00",
+                                       3: "2024-03-01T10:40:00.000+09:00"})
+    index = find_index(tmp_path)
+    assert index.name == "MeasurementDetail.mrf" and index.channel_names == {}
+    assert index.pixel_size == pytest.approx((0.65, 0.65))
+    assert index.time_interval_h == pytest.approx(1 / 3)
+    (tmp_path / "MeasurementData.mlf").unlink()  # the settings alone: no times
+    assert find_index(tmp_path).time_interval_h is None
+    cellvoyager_index(tmp_path, sizes=(0.65, 0.325))
+    with pytest.raises(ValueError, match=re.escape(
+            "MeasurementDetail.mrf records pixel sizes 0.325 x 0.325 and 0.65 x 0.65 um for "
+            "its channels: a plate has one")):
         find_index(tmp_path)
