@@ -254,6 +254,24 @@ def _time_interval(entries: Sequence[FieldFile], given: float | None,
     return float(given)
 
 
+def _check_complete(entries: Sequence[FieldFile], index: IndexFile | None) -> None:
+    """Warn where the index file lists images, or timepoints, that the folder lacks."""
+    if index is None:
+        return
+    found = {p.name for e in entries for p in e.files}
+    missing = sorted(index.files - found)
+    if missing:
+        logger.warning("%s lists %d image files and %d of them are not in the folder (%s%s): "
+                       "the plate is imported without them (an incomplete copy of the "
+                       "export?)", index.name, len(index.files), len(missing),
+                       ", ".join(missing[:3]), ", ..." if len(missing) > 3 else "")
+    taken = max((len(e.timepoint_files) or 1 for e in entries), default=1)
+    if index.timepoints is not None and taken < index.timepoints:
+        logger.warning("%s says %d timepoints were taken and the folder has %d: the plate is "
+                       "imported with %d (an incomplete copy of the export?)", index.name,
+                       index.timepoints, taken, taken)
+
+
 def _source(entry: FieldFile, folder: Path) -> str:
     """Return the field's files as its ``source`` (the first and last of a long list)."""
     names = [p.relative_to(folder).as_posix() if p.is_relative_to(folder) else p.name
@@ -415,6 +433,7 @@ def import_folder(
     _check_entries(entries, channels, channel_names, headers)
     index = find_index(folder) or (  # MetaXpress: the HTD file is in the plate's folder
         find_index(Path(folder).parent) if TIMEPOINT_FOLDER.match(Path(folder).name) else None)
+    _check_complete(entries, index)
     if index is not None:
         logger.info("read %s: channel names %s; pixel size %s; time between timepoints %s",
                     index.name, ", ".join(f"{k}={v}" for k, v in index.channel_names.items())

@@ -70,6 +70,10 @@ class IndexFile:
     pixel_size: tuple[float, float] | None = None
     #: Hours between consecutive timepoints (None: not recorded, or one timepoint).
     time_interval_h: float | None = None
+    #: The names of the image files it lists (empty: it lists none).
+    files: frozenset[str] = frozenset()
+    #: The number of timepoints it says were taken (None: not said).
+    timepoints: int | None = None
 
 
 def find_index(folder: str | Path) -> IndexFile | None:
@@ -114,13 +118,15 @@ def read_htd(path: str | Path) -> IndexFile:
         raise ValueError(f"{path.name}: expected a MetaXpress HTD file starting with "
                          f'"HTSInfoFile"; found {lines[0][:40]!r}' if lines else
                          f"{path.name}: expected a MetaXpress HTD file; found an empty file")
-    names = {}
+    names, timepoints = {}, None
     for row in csv.reader(lines[1:], skipinitialspace=True):
         key = row[0].strip() if row else ""
-        if key.lower().startswith("wavename") and key[8:].isdigit() and len(row) > 1:
-            if row[1].strip():
-                names[f"w{int(key[8:])}"] = row[1].strip()
-    return IndexFile(path.name, names)
+        value = row[1].strip() if len(row) > 1 else ""
+        if key.lower().startswith("wavename") and key[8:].isdigit() and value:
+            names[f"w{int(key[8:])}"] = value
+        elif key.lower() == "timepoints" and value.isdigit():
+            timepoints = int(value)
+    return IndexFile(path.name, names, timepoints=timepoints)
 
 
 def read_harmony_index(path: str | Path) -> IndexFile:
@@ -137,11 +143,15 @@ def read_harmony_index(path: str | Path) -> IndexFile:
     names: dict[str, str] = {}
     sizes: set[tuple[float, float]] = set()
     times: dict[tuple[str, ...], dict[int, float]] = defaultdict(dict)
+    files = set()
     for element in root.iter():
         tag = _tag(element)
         if tag not in ("Image", "Entry") or element.get("id") is not None:
             continue  # a well's reference to an image, not an image
         values = {_tag(c): c for c in element}
+        url = _text(values.get("URL"))
+        if tag == "Image" and url:
+            files.add(url.rsplit("/", 1)[-1])
         channel = element.get("ChannelID") or _text(values.get("ChannelID"))
         name = _text(values.get("ChannelName"))
         if channel and name:
@@ -162,7 +172,8 @@ def read_harmony_index(path: str | Path) -> IndexFile:
         found = " and ".join(f"{y:g} x {x:g}" for y, x in sorted(sizes)[:2])
         raise ValueError(f"{path.name} records pixel sizes {found} um: a plate has one; give "
                          "--pixel-size")
-    return IndexFile(path.name, names, next(iter(sizes), None), _interval(times, path.name))
+    return IndexFile(path.name, names, next(iter(sizes), None), _interval(times, path.name),
+                     frozenset(files))
 
 
 def read_cellvoyager(path: str | Path) -> IndexFile:
@@ -197,17 +208,20 @@ def read_cellvoyager(path: str | Path) -> IndexFile:
                          "plate has one; give --pixel-size")
     data = next((p for p in path.parent.iterdir() if p.name.lower() == CELLVOYAGER_DATA), None)
     times: dict[tuple[str, ...], dict[int, float]] = defaultdict(dict)
+    files = set()
     for element in _xml(data).iter() if data is not None else ():
         values = _attributes(element)
         if _tag(element) != "MeasurementRecord" or values.get("Type") != "IMG":
             continue  # "ERR": an acquisition error
+        if element.text and element.text.strip():
+            files.add(element.text.strip().rsplit("/", 1)[-1])
         seconds = _timestamp(values.get("Time"))
         if seconds is not None and values.get("TimePoint", "").isdigit():
             where = tuple(values.get(k, "") for k in ("Row", "Column", "FieldIndex", "ZIndex",
                                                        "Ch"))
             times[where][int(values["TimePoint"])] = seconds
     return IndexFile(path.name, {}, next(iter(sizes), None),
-                     _interval(times, data.name) if data is not None else None)
+                     _interval(times, data.name) if data is not None else None, frozenset(files))
 
 
 def _xml(path: Path) -> ET.Element:

@@ -304,6 +304,27 @@ def test_a_harmony_export_is_named_sized_and_timed_by_its_index(tmp_path):
     assert [given.pixel_size[a] for a in "tyx"] == pytest.approx([2, 0.5, 0.5])
 
 
+def test_images_or_timepoints_the_index_lists_and_the_folder_lacks_are_said(tmp_path, caplog):
+    fields = [f"r02c03f{f:02d}p01-ch{c}sk1fk1fl1" for f in (1, 2, 3) for c in (1, 2)]
+    src = _per_channel(tmp_path / "Images", fields[:4])  # field 3 was not copied
+    harmony_index(src, [image(c, URL=f"{stem}.tiff") for stem, c in zip(
+        fields, (1, 2) * 3, strict=True)])
+    for path in src.glob("*.tif"):
+        path.rename(path.with_suffix(".tiff"))
+    plate = open_plate(import_folder(src, tmp_path / "o.zarr"))
+    assert plate.field_paths == ("B/3/1", "B/3/2")
+    assert ("Index.idx.xml lists 6 image files and 2 of them are not in the folder "
+            "(r02c03f03p01-ch1sk1fk1fl1.tiff, r02c03f03p01-ch2sk1fk1fl1.tiff): the plate is "
+            "imported without them") in caplog.text
+    caplog.clear()
+    plate = metaxpress_plate(tmp_path / "plate", timepoints=2)
+    htd = plate / "Plate1.HTD"
+    htd.write_text(htd.read_text() + '"TimePoints", 3\r\n')
+    import_folder(plate, tmp_path / "m.zarr", time_interval_h=1)
+    assert ("Plate1.HTD says 3 timepoints were taken and the folder has 2: the plate is "
+            "imported with 2") in caplog.text
+
+
 def test_an_index_and_files_that_disagree_on_the_pixel_size_are_refused(tmp_path):
     src = tmp_path / "Images"
     src.mkdir()

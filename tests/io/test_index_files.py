@@ -50,6 +50,7 @@ def test_harmony_channel_names_and_pixel_size(tmp_path):
     assert index.pixel_size == pytest.approx((0.65, 0.65))
     assert index.time_interval_h is None  # one timepoint
     assert find_index(tmp_path) == index
+    assert index.files == {"r02c03f01p01-ch1sk1fk1fl1.tiff", "r02c03f01p01-ch2sk1fk1fl1.tiff"}
 
 
 def test_harmony_channels_described_in_its_maps(tmp_path):
@@ -97,6 +98,7 @@ def test_metaxpress_htd_wavelength_names(tmp_path):
     index = read_htd(htd)
     assert index.name == "Plate1.HTD" and index.pixel_size is None
     assert index.channel_names == {"w1": "DAPI", "w2": "FITC"}  # an empty name is none
+    assert index.timepoints == 2 and index.files == frozenset()
 
 
 def test_bad_or_several_index_files_are_refused(tmp_path):
@@ -130,9 +132,10 @@ def cellvoyager_index(folder: Path, sizes=(0.65, 0.65), times: dict[int, str] | 
         records = "".join(
             f'<bts:MeasurementRecord bts:Type="{kind}" bts:Time="{time}" bts:Row="2" '
             f'bts:Column="3" bts:TimePoint="{t}" bts:FieldIndex="1" bts:ZIndex="1" '
-            f'bts:Ch="{c}">P_B03_T{t:04d}F001L01A01Z01C{c:02d}.tif</bts:MeasurementRecord>'
+            f'bts:Ch="{c}">{"" if kind == "IMG" else "failed_"}P_B03_T{t:04d}F001L01A01Z01'
+            f'C{c:02d}.tif</bts:MeasurementRecord>'
             for t, time in times.items() for c in (1, 2)
-            for kind in ("IMG", "ERR"))  # an error record's time is not read
+            for kind in ("IMG", "ERR"))  # an error record is not read
         (folder / "MeasurementData.mlf").write_text(
             f'<?xml version="1.0" encoding="utf-8"?><bts:MeasurementData xmlns:bts="{BTS}">'
             f'{records}</bts:MeasurementData>')
@@ -147,6 +150,7 @@ def test_cellvoyager_pixel_size_and_time_between_timepoints(tmp_path):
     assert index.name == "MeasurementDetail.mrf" and index.channel_names == {}
     assert index.pixel_size == pytest.approx((0.65, 0.65))
     assert index.time_interval_h == pytest.approx(1 / 3)
+    assert len(index.files) == 6  # three timepoints of two channels; no error record
     (tmp_path / "MeasurementData.mlf").unlink()  # the settings alone: no times
     assert find_index(tmp_path).time_interval_h is None
     cellvoyager_index(tmp_path, sizes=(0.65, 0.325))
