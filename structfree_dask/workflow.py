@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import CellsSettings
+from .runtime.progress import for_step
 
 __all__ = ["CellsOutcome", "CellsSettings", "check_cells_steps", "run_cells_steps"]
 
@@ -119,7 +120,9 @@ def run_cells_steps(plate: str, steps: CellsSettings, *, client: Any,
         ``write_report(flagged) -> location`` when ``steps.report``: where the report goes
         is the caller's (a folder for the command line, the records for a job).
     progress : callable, optional
-        ``progress(done, total)`` of the measuring units.
+        ``progress(done, total)`` of the linking or measuring units, then of the tracked
+        fields (steps named ``link``, ``measure``, ``track``:
+        :func:`.runtime.progress.for_step`).
 
     Returns
     -------
@@ -138,7 +141,7 @@ def run_cells_steps(plate: str, steps: CellsSettings, *, client: Any,
                 out.measured = link_plate(plate, nuclei=steps.nuclei, cells=steps.cells,
                                           client=client, wells=wells, timepoints=timepoints,
                                           overwrite=overwrite, region=steps.region,
-                                          progress=progress)
+                                          progress=for_step(progress, "link"))
             except Exception as err:  # noqa: BLE001 - recorded for the caller
                 out.errors.append(("link", f"{type(err).__name__}: {err}"))
         out.seconds = round(time.time() - started, 3)
@@ -148,7 +151,7 @@ def run_cells_steps(plate: str, steps: CellsSettings, *, client: Any,
             plate, labels=steps.cells, nuclei=steps.nuclei, table=steps.table_name,
             channels=list(steps.channels) if steps.channels else None, client=client,
             wells=wells, timepoints=timepoints, overwrite=overwrite, link_labels=steps.link,
-            region=steps.region, progress=progress)
+            region=steps.region, progress=for_step(progress, "measure"))
     except Exception as err:  # noqa: BLE001 - recorded for the caller
         out.errors.append(("measure", f"{type(err).__name__}: {err}"))
         out.seconds = round(time.time() - started, 3)
@@ -159,7 +162,8 @@ def run_cells_steps(plate: str, steps: CellsSettings, *, client: Any,
                                       tracked_labels=steps.tracked_labels,
                                       max_distance=steps.max_distance, max_gap=steps.max_gap,
                                       divisions=steps.divisions, region=steps.region,
-                                      client=client, wells=wells, overwrite=overwrite)
+                                      client=client, wells=wells, overwrite=overwrite,
+                                      progress=for_step(progress, "track", "field"))
         except Exception as err:  # noqa: BLE001 - recorded; the report still runs
             out.errors.append(("track", f"{type(err).__name__}: {err}"))
     if steps.report and write_report is not None:

@@ -243,7 +243,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         with recording(client, args.performance_report):
             results = segment_many([Target(args.plate, c, args.wells, args.timepoints, p)
                                     for c, p in zip(configs, plans, strict=True)],
-                                   client=client, progress=progress)
+                                   client=client, progress=progress.named("segment"))
             cells = _cells_after_segment(args, configs, steps, results, client, progress)
         lost = workers_lost(client, since)
     except KeyboardInterrupt:

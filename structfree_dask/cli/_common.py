@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..config import ClusterSettings, SettingsError
@@ -199,12 +200,14 @@ class ProgressBar:
     :data:`LOG_PROGRESS_EVERY` seconds at most, and the last one, no carriage returns.
     One object may follow several steps (segmenting, then measuring): a count after the
     last unit of a step, or lower than the last count, starts the next step, timed from the
-    end of the one before.
+    end of the one before; so does a count of another named step (:meth:`named`), whose
+    name the bar and lines then show (``measure: 3/8 field-timepoint``).
     """
 
     def __init__(self, args: argparse.Namespace, unit: str, desc: str | None = None) -> None:
         self.done = self.total = 0
         self._unit, self._desc = unit, desc
+        self._units = unit  # what the steps count unless one says otherwise
         self._disabled = bool(args.no_progress)
         self._tty = sys.stderr.isatty()
         self._started = time.time()  # of the step
@@ -218,8 +221,7 @@ class ProgressBar:
         raise_if_interrupted()  # a Ctrl-C swallowed while the cluster started stops here
         now = time.time()
         if self.total and (self.done >= self.total or done < self.done):  # the next step
-            self._started = self._ended or now
-            self.close()
+            self._next_step(now)
         self.done, self.total = done, total
         if done >= total:
             self._ended = now
@@ -240,6 +242,25 @@ class ProgressBar:
         self._bar.total = total
         self._bar.n = done
         self._bar.refresh()
+
+    def named(self, step: str, unit: str | None = None) -> Callable[[int, int], None]:
+        """Return the ``progress(done, total)`` of one named step, shown with its name.
+
+        ``unit`` is what the step counts where it is not the bar's (``field``).
+        """
+        def count(done: int, total: int) -> None:
+            if step != self._desc:
+                if self.total:  # the step before ends here
+                    self._next_step(time.time())
+                self._desc, self._unit = step, unit or self._units
+            self(done, total)
+
+        return count
+
+    def _next_step(self, now: float) -> None:
+        self._started, self._ended = self._ended or now, None
+        self.close()
+        self.done = self.total = 0
 
     def close(self) -> None:
         """Close the bar (the next count, if any, draws a new one)."""

@@ -23,11 +23,11 @@ from ._common import (
 __all__ = ["add_cells_parsers", "print_cells_result", "print_track_result"]
 
 
-def _run_cells(args: argparse.Namespace, what: str, call: Any) -> int:
+def _run_cells(args: argparse.Namespace, what: str, step: str, call: Any) -> int:
     from ..runtime.cluster import close_client
 
     client = start_client(args)
-    progress = ProgressBar(args, "field-timepoint")
+    progress = ProgressBar(args, "field-timepoint", step)
     try:
         result = call(client, progress)
     except KeyboardInterrupt:
@@ -67,7 +67,7 @@ def _cmd_link(args: argparse.Namespace) -> int:
     plan = check_cells(args.plate, labels=args.cells, nuclei=args.nuclei, link_labels=True,
                        wells=args.wells, timepoints=args.timepoints, overwrite=args.overwrite)
     what = " and ".join(f"labels/{n}" for n in steps.outputs())
-    return _run_cells(args, what, lambda client, progress: link_plate(
+    return _run_cells(args, what, "link", lambda client, progress: link_plate(
         args.plate, nuclei=args.nuclei, cells=args.cells, client=client, wells=args.wells,
         timepoints=args.timepoints, overwrite=args.overwrite, region=steps.region,
         progress=progress, plan=plan))
@@ -83,7 +83,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     plan = check_cells(args.plate, labels=args.labels, nuclei=args.nuclei,
                        table=steps.table_name, link_labels=bool(steps.link), channels=channels,
                        wells=args.wells, timepoints=args.timepoints, overwrite=args.overwrite)
-    return _run_cells(args, f"tables/{steps.table_name}", lambda client, progress: measure_plate(
+    return _run_cells(args, f"tables/{steps.table_name}", "measure",
+                      lambda client, progress: measure_plate(
         args.plate, labels=args.labels, nuclei=args.nuclei, table=steps.table_name,
         channels=channels, client=client, wells=args.wells, timepoints=args.timepoints,
         overwrite=args.overwrite, link_labels=steps.link, region=steps.region,
@@ -101,7 +102,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     plan = check_tracks(args.plate, args.table, args.wells, overwrite=args.overwrite,
                         **{k: v for k, v in tracking.items() if k != "region"})
     client = start_client(args)
-    progress = ProgressBar(args, "field")
+    progress = ProgressBar(args, "field", "track")
     try:
         result = track_plate(args.plate, table=args.table, client=client, wells=args.wells,
                              overwrite=args.overwrite, progress=progress, plan=plan,

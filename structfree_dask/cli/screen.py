@@ -59,7 +59,7 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     readouts = given.get("readouts")
     plan = check_screen(args.plate, args.table, readouts=readouts)  # before a cluster starts
     client = start_client(args)
-    progress = ProgressBar(args, "well")
+    progress = ProgressBar(args, "well", "screen")
     try:
         result = screen_plate(args.plate, args.table, readouts=readouts, client=client,
                               progress=progress, plan=plan)

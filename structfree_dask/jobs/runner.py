@@ -31,6 +31,7 @@ from typing import Any
 
 from ..engine import FUSED, STAGES
 from ..io import check_store, is_inside, is_url, join, upload, write_text
+from ..runtime.progress import for_step
 from .cells_step import (
     ReportPlace,
     check_plate,
@@ -154,7 +155,7 @@ def _run_entries(entries: list[tuple[dict[str, Any], Any]], client: Any,
         return []
     try:
         results = segment_many([target for _, target in entries], client=client,
-                               progress=progress)
+                               progress=for_step(progress, "segment"))
     except Exception as err:  # noqa: BLE001 - the stream itself failed: every entry says so
         for entry, _ in entries:
             _entry_error(entry, err)

@@ -159,3 +159,28 @@ def test_progress_of_two_steps_times_each_from_the_end_of_the_one_before(monkeyp
         "progress: 1/2 field (50%), 0:40 elapsed, about 0:40 left",
         "progress: 2/2 field (100%), 1:20 elapsed",
         "progress: 2/2 field (100%), 0:20 elapsed"]
+
+
+def test_named_steps_say_their_name_and_unit(monkeypatch):
+    """``segment --measure --track``: each line names its step, a step its own unit."""
+    from structfree_dask.cli import _common
+    from structfree_dask.runtime.progress import for_step
+
+    err = _Terminal(tty=False)
+    monkeypatch.setattr(_common.sys, "stderr", err)
+    # the times read: the bar made, each count, and each change of step
+    clock = iter([0.0, 40.0, 45.0, 50.0, 60.0, 65.0, 75.0])
+    monkeypatch.setattr(_common.time, "time", lambda: next(clock))
+    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field-timepoint")
+    segment = progress.named("segment")
+    segment(2, 2)  # at 40 s
+    measure = for_step(progress, "measure")
+    measure(1, 2)  # at 50 s, 10 s after the segmentation ended: no line yet
+    measure(2, 2)  # at 60 s: 20 s since the segmentation ended
+    track = for_step(progress, "track", "field")
+    track(1, 1)  # at 75 s: 15 s since the measuring ended
+    assert err.text.splitlines() == [
+        "segment: 2/2 field-timepoint (100%), 0:40 elapsed",
+        "measure: 2/2 field-timepoint (100%), 0:20 elapsed",
+        "track: 1/1 field (100%), 0:15 elapsed"]
+    assert (progress.done, progress.total) == (1, 1)
