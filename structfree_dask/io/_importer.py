@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import imageio.v3 as iio
 import numpy as np
@@ -23,7 +24,7 @@ from ._file_metadata import FileHeader, read_header
 from ._index_files import IndexFile, find_index
 from ._location import as_location
 from ._plate import check_name
-from ._writer import append_timepoints, create_plate
+from ._writer import PlateWriter, append_timepoints, create_plate
 
 __all__ = ["import_folder", "folder_pixel_size", "folder_channel_names", "Headers",
            "ASSUMED_PIXEL_SIZE", "ASSUMED_TIME_INTERVAL"]
@@ -37,6 +38,9 @@ ASSUMED_PIXEL_SIZE = 1.0
 #: Hours between timepoints written when the caller gives none (with a warning where the
 #: fields are time-lapses).
 ASSUMED_TIME_INTERVAL = 1.0
+#: Fields read and written at once, each in a thread (1: one after the other). Reading,
+#: compressing and writing release the GIL; each field in flight is held in memory.
+IMPORT_THREADS = 4
 
 
 def _read(path: Path) -> np.ndarray:
@@ -133,6 +137,46 @@ def _field_image(entry: FieldFile, t: int = 0) -> np.ndarray:
     if not entry.channel_files:
         return _to_cyx(_read_slot(entry, files[0]), files[0])
     return np.stack([_read_slot(entry, p) for p in files])
+
+
+def _import_field(plate: PlateWriter, entry: FieldFile, kept: list[int] | slice,
+                  mask_label: str, folder: Path, **meta: Any) -> None:
+    """Read one field's files and write it (every timepoint) into the plate being written."""
+    labels = {} if entry.masks is None else {
+        mask_label: np.asarray(_read(entry.masks)).astype(np.uint32)}
+    timed = bool(entry.timepoint_files)
+    image = _field_image(entry)[kept]
+    info = plate.write_field(entry.row, entry.col, entry.field, image[None] if timed else image,
+                             axes="tcyx" if timed else "cyx", labels=labels,
+                             source=_source(entry, folder), **meta)
+    for t in range(1, len(entry.timepoint_files)):  # one timepoint in memory at a time
+        append_timepoints(info, _field_image(entry, t)[kept][None])
+    logger.info("imported %s -> %s/%s/%d", entry.image.name, entry.row, entry.col, entry.field)
+
+
+def _in_threads(call: Callable[[FieldFile], None], entries: Sequence[FieldFile]) -> None:
+    """Call ``call(entry)`` for every field, :data:`IMPORT_THREADS` at a time.
+
+    The first error stops the import: the fields not begun are not, those begun end, and
+    the error is raised once no thread writes any more (the plate is then discarded whole).
+    """
+    if IMPORT_THREADS <= 1:
+        for e in entries:
+            call(e)
+        return
+    pool = ThreadPoolExecutor(IMPORT_THREADS, thread_name_prefix="import")
+    try:
+        running: set[Future[None]] = set()
+        for e in entries:
+            if len(running) >= IMPORT_THREADS:  # a bounded window: few fields in memory
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # an error stops the import here
+            running.add(pool.submit(call, e))
+        for future in as_completed(running):
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # no thread writes after this
 
 
 def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
@@ -448,18 +492,7 @@ def import_folder(
     with create_plate(out, rows=rows, columns=cols, ngff_version=ngff_version,
                       name=name or Path(folder).name) as plate:  # refuses an existing store
         kept = list(channels) if channels is not None else slice(None)
-        for e in entries:
-            labels = {}
-            if e.masks is not None:
-                labels[mask_label] = np.asarray(_read(e.masks)).astype(np.uint32)
-            timed = bool(e.timepoint_files)
-            img = _field_image(e)[kept]
-            info = plate.write_field(e.row, e.col, e.field, img[None] if timed else img,
-                                     axes="tcyx" if timed else "cyx",
-                                     channel_names=channel_names, pixel_size_um=pixel_size,
-                                     time_interval_h=interval, labels=labels,
-                                     source=_source(e, Path(folder)))
-            for t in range(1, len(e.timepoint_files)):  # one timepoint in memory at a time
-                append_timepoints(info, _field_image(e, t)[kept][None])
-            logger.info("imported %s -> %s/%s/%d", e.image.name, e.row, e.col, e.field)
+        _in_threads(lambda e: _import_field(
+            plate, e, kept, mask_label, Path(folder), channel_names=channel_names,
+            pixel_size_um=pixel_size, time_interval_h=interval), entries)
     return as_location(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -169,6 +170,10 @@ class PlateWriter:
     stays until then); when the block raises, what was written is removed and nothing
     appears at the path. An object store's plate is written in place (no rename there) and
     removed when the block raises.
+
+    :meth:`write_field` may be called from several threads at once (different fields): the
+    groups and the wells' field lists are changed under a lock, the pixels outside it. The
+    caller waits for those threads before the block ends.
     """
 
     def __init__(self, path: str | Path, *, rows: Sequence[str], columns: Sequence[str],
@@ -181,6 +186,7 @@ class PlateWriter:
         self.name = name
         self.overwrite = overwrite
         self._fields: dict[str, list[str]] = {}
+        self._lock = threading.Lock()  # the groups and the wells' field lists
         check_new_store(self.target, overwrite)
         #: Where the plate is being written: a hidden sibling of a local path, until close.
         self.path = (self.target if is_url(self.target) else str(
@@ -260,21 +266,23 @@ class PlateWriter:
                            f"and columns {self.columns}")
         wpath = f"{row}/{col}"
         fname = str(int(field))
-        if fname in self._fields.get(wpath, []):
-            raise ValueError(f"field {wpath}/{fname} was already written")
         _check_image(image, axes, channel_names)  # before the field's group exists
-        well = self.root.require_group(row).require_group(col)
-        group = well.create_group(fname)
+        with self._lock:
+            if fname in self._fields.get(wpath, []):
+                raise ValueError(f"field {wpath}/{fname} was already written")
+            self._fields.setdefault(wpath, []).append(fname)  # taken: no other thread's
+            well = self.root.require_group(row).require_group(col)
+            group = well.create_group(fname)
         write_image_group(group, image, axes=axes, version=self.version,
                           channel_names=channel_names, pixel_size_um=pixel_size_um,
                           time_interval_h=time_interval_h, chunk_yx=chunk_yx,
                           name=f"{wpath}/{fname}")
         if source is not None:
             group.attrs[RECORD_KEY] = {"source": str(source)}
-        self._fields.setdefault(wpath, []).append(fname)
-        fmt = format_for(self.version)
-        write_well_metadata(well, [{"path": f, "acquisition": 0} for f in self._fields[wpath]],
-                            fmt=fmt)
+        with self._lock:  # the well lists its fields in number order, however they finish
+            fields = sorted(self._fields[wpath], key=int)
+            write_well_metadata(well, [{"path": f, "acquisition": 0} for f in fields],
+                                fmt=format_for(self.version))
         info = read_image_info(self.path, f"{wpath}/{fname}")
         for lname, data in (labels or {}).items():
             write_labels(info, lname, np.asarray(data), chunk_yx=chunk_yx)

@@ -399,6 +399,37 @@ def test_metaseries_channel_files_without_an_index_are_named_by_their_illuminati
     assert field.channel_names == ("DAPI", "FITC")
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_file_whose_pixels_cannot_be_read_leaves_no_plate(tmp_path, monkeypatch, threads):
+    from structfree_dask.io import _importer
+
+    monkeypatch.setattr(_importer, "IMPORT_THREADS", threads)
+    src = _per_channel(tmp_path / "src", [f"B{c:02d}_w1" for c in range(1, 7)],
+                       lambda i: i + 1)
+    bad = src / "B04_w1.tif"  # its header is whole, its pixels cut short
+    bad.write_bytes(bad.read_bytes()[:-400])
+    with pytest.raises(ValueError, match="failed to read"):
+        import_folder(src, tmp_path / "o.zarr")
+    assert not (tmp_path / "o.zarr").exists() and sorted(tmp_path.iterdir()) == [src]
+    bad.unlink()
+    plate = open_plate(import_folder(src, tmp_path / "o.zarr"))  # in order, each its own
+    assert [int(plate.field(p).open_array(0)[0, 0, 0]) for p in plate.field_paths] == [
+        1, 2, 3, 5, 6]
+
+
+def test_fields_of_one_well_written_at_once_are_all_listed_in_order(tmp_path, monkeypatch):
+    """Fields written by several threads: the well lists every one, in number order."""
+    from structfree_dask.io import _importer
+
+    monkeypatch.setattr(_importer, "IMPORT_THREADS", 4)
+    src = _per_channel(tmp_path / "src", [f"B03_s{f}_w{w}" for f in range(1, 13) for w in (1, 2)],
+                       lambda i: i)
+    plate = open_plate(import_folder(src, tmp_path / "o.zarr"))
+    assert plate.field_paths == tuple(f"B/3/{f}" for f in range(1, 13))
+    assert [plate.field(p).open_array(0)[:, 0, 0].tolist() for p in plate.field_paths] == [
+        [2 * i, 2 * i + 1] for i in range(12)]
+
+
 def test_each_file_header_is_read_once(tmp_path, monkeypatch):
     from structfree_dask.io import _importer
 
