@@ -87,10 +87,14 @@ def find_index(folder: str | Path) -> IndexFile | None:
     Raises
     ------
     ValueError
-        The folder holds more than one index file, or one that cannot be read.
+        The folder holds index files of more than one export (a Harmony folder may hold
+        several of its names: ``Index.idx.xml`` is read first), or one that cannot be read.
     """
     found = sorted(p for p in Path(folder).iterdir() if p.is_file() and (
         p.name.lower() in (*HARMONY_NAMES, CELLVOYAGER_DETAIL) or p.suffix.lower() == ".htd"))
+    harmony = sorted((p for p in found if p.name.lower() in HARMONY_NAMES),
+                     key=lambda p: HARMONY_NAMES.index(p.name.lower()))
+    found = [p for p in found if p not in harmony[1:]]  # Harmony's: Index.idx.xml first
     if not found:
         return None
     if len(found) > 1:

@@ -110,9 +110,14 @@ def test_bad_or_several_index_files_are_refused(tmp_path):
     (tmp_path / "Index.idx.xml").write_text("<EvaluationInputData>")
     with pytest.raises(ValueError, match="expected one index file in"):
         find_index(tmp_path)
+    (tmp_path / "Index.ref.xml").write_text("<EvaluationInputData/>")  # Harmony's own: one
+    with pytest.raises(ValueError, match="Index.idx.xml, Plate1.HTD: expected one index file"):
+        find_index(tmp_path)
     (tmp_path / "Plate1.HTD").unlink()
     with pytest.raises(ValueError, match="Index.idx.xml: not a readable index file"):
         find_index(tmp_path)
+    (tmp_path / "Index.idx.xml").unlink()
+    assert find_index(tmp_path).name == "Index.ref.xml"
 
 
 BTS = "http://www.yokogawa.co.jp/BTS/BTSSchema/1.0"
