@@ -247,10 +247,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             cells = _cells_after_segment(args, configs, steps, results, client, progress)
         lost = workers_lost(client, since)
     except KeyboardInterrupt:
-        finished = (f"{progress.done} of {progress.total} (field, timepoint) unit(s) of this "
-                    "run finished" if progress.total else "no unit of this run finished yet")
+        step = progress.step or "segment"
+        unit = "field(s)" if progress.unit == "field" else "(field, timepoint) unit(s)"
+        finished = (f"{progress.done} of {progress.total} {unit} of the {step} step finished"
+                    if progress.total else "no unit of this run finished yet")
+        kept = names if step == "segment" else f"{names} and the {step} step's outputs"
         raise Interrupted(
-            f"interrupted: {finished}; finished units are recorded in {names} and kept. "
+            f"interrupted: {finished}; finished units are recorded in {kept} and kept. "
             "Rerun the same command to resume") from None
     finally:
         progress.close()

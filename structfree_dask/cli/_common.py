@@ -243,6 +243,16 @@ class ProgressBar:
         self._bar.n = done
         self._bar.refresh()
 
+    @property
+    def step(self) -> str | None:
+        """The name of the step counted last (None: not named)."""
+        return self._desc
+
+    @property
+    def unit(self) -> str:
+        """What the step counted last counts (``field-timepoint``, ``field``)."""
+        return self._unit
+
     def named(self, step: str, unit: str | None = None) -> Callable[[int, int], None]:
         """Return the ``progress(done, total)`` of one named step, shown with its name.
 

@@ -184,3 +184,4 @@ def test_named_steps_say_their_name_and_unit(monkeypatch):
         "measure: 2/2 field-timepoint (100%), 0:20 elapsed",
         "track: 1/1 field (100%), 0:15 elapsed"]
     assert (progress.done, progress.total) == (1, 1)
+    assert (progress.step, progress.unit) == ("track", "field")  # for an interrupt's message
