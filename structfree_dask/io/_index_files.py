@@ -7,7 +7,8 @@ acquisition. Two are read:
   ``Index.ref.xml``), one ``Image`` element per file with its ``ChannelID`` and
   ``ChannelName``, ``ImageResolutionX`` / ``ImageResolutionY`` (in metres unless a
   ``Unit`` says otherwise) and ``TimepointID`` with ``MeasurementTimeOffset`` (seconds) or
-  ``AbsTime``; channel details may instead be in ``Maps/Map/Entry`` elements;
+  ``AbsTime``; channel details may instead be in ``Maps/Map/Entry`` elements; the
+  ``URL`` of each image whose ``State`` is ``Ok`` (or not given) names its file;
 * MetaXpress (ImageXpress): the plate's ``.HTD`` file, whose ``WaveName<n>`` lines name
   the wavelength ``w<n>`` of the file names;
 * CellVoyager (CV7000, CV8000): ``MeasurementDetail.mrf``, whose ``MeasurementChannel``
@@ -153,8 +154,8 @@ def read_harmony_index(path: str | Path) -> IndexFile:
         if tag not in ("Image", "Entry") or element.get("id") is not None:
             continue  # a well's reference to an image, not an image
         values = {_tag(c): c for c in element}
-        url = _text(values.get("URL"))
-        if tag == "Image" and url:
+        url, state = _text(values.get("URL")), _text(values.get("State"))
+        if tag == "Image" and url and state in (None, "Ok"):  # a failed image has no file
             files.add(url.rsplit("/", 1)[-1])
         channel = element.get("ChannelID") or _text(values.get("ChannelID"))
         name = _text(values.get("ChannelName"))

@@ -44,7 +44,8 @@ def image(channel: int, name: str | None = "Alexa 488", t: int = 1, **more: obje
 
 def test_harmony_channel_names_and_pixel_size(tmp_path):
     harmony_index(tmp_path, [image(1, "HOECHST 33342", resolution="6.5E-07"),
-                             image(2, "Alexa 488", resolution="6.5E-07")])
+                             image(2, "Alexa 488", resolution="6.5E-07"),
+                             image(2, "Alexa 488", t=2, State="Error")])  # no file
     index = read_harmony_index(tmp_path / "Index.idx.xml")
     assert index.channel_names == {"ch1": "HOECHST 33342", "ch2": "Alexa 488"}
     assert index.pixel_size == pytest.approx((0.65, 0.65))
