@@ -232,12 +232,17 @@ def test_z_stacks_that_differ_are_refused(tmp_path):
 
 def test_a_time_lapse_imported_into_an_object_store(tmp_path, s3_env):
     s3_env("admin")
-    src = _per_channel(tmp_path / "src", [f"B03_t{t}_ch{c}" for t in (1, 2, 3) for c in (1, 2)],
-                       lambda i: i)
+    # five fields, written by several threads at once into the bucket
+    stems = [f"{w}_t{t}_ch{c}" for w in ("B03", "B04", "C01", "C02", "D05") for t in (1, 2, 3)
+             for c in (1, 2)]
+    src = _per_channel(tmp_path / "src", stems, lambda i: i)
     url = "s3://plates/import-timelapse.zarr"
-    field = open_plate(import_folder(src, url, time_interval_h=0.5)).field("B/3/0")
-    assert field.n_timepoints == 3 and field.open_array(0)[:, :, 0, 0].tolist() == [
-        [0, 1], [2, 3], [4, 5]]
+    plate = open_plate(import_folder(src, url, time_interval_h=0.5))
+    assert plate.field_paths == ("B/3/0", "B/4/0", "C/1/0", "C/2/0", "D/5/0")
+    for k, path in enumerate(plate.field_paths):
+        field = plate.field(path)
+        assert field.n_timepoints == 3 and field.open_array(0)[:, :, 0, 0].tolist() == [
+            [6 * k, 6 * k + 1], [6 * k + 2, 6 * k + 3], [6 * k + 4, 6 * k + 5]]
 
 
 def test_a_channel_file_of_another_size_or_with_channels_is_refused(tmp_path):
