@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -155,28 +155,24 @@ def _import_field(plate: PlateWriter, entry: FieldFile, kept: list[int] | slice,
 
 
 def _in_threads(call: Callable[[FieldFile], None], entries: Sequence[FieldFile]) -> None:
-    """Call ``call(entry)`` for every field, :data:`IMPORT_THREADS` at a time.
+    """Call ``call(entry)`` for every field in :data:`IMPORT_THREADS` threads.
 
-    The first error stops the import: the fields not begun are not, those begun end, and
+    A field is read when its thread takes it, so at most that many fields are in memory.
+    An error stops the import: the fields not begun are cancelled, those begun end, and
     the error is raised once no thread writes any more (the plate is then discarded whole).
     """
     if IMPORT_THREADS <= 1:
         for e in entries:
             call(e)
         return
-    pool = ThreadPoolExecutor(IMPORT_THREADS, thread_name_prefix="import")
-    try:
-        running: set[Future[None]] = set()
-        for e in entries:
-            if len(running) >= IMPORT_THREADS:  # a bounded window: few fields in memory
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()  # an error stops the import here
-            running.add(pool.submit(call, e))
-        for future in as_completed(running):
-            future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # no thread writes after this
+    with ThreadPoolExecutor(IMPORT_THREADS, thread_name_prefix="import") as pool:
+        futures = [pool.submit(call, e) for e in entries]
+        try:
+            for future in futures:
+                future.result()  # the first error, in field order, stops the import here
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # no thread writes after this
+            raise
 
 
 def _to_cyx(data: np.ndarray, path: Path) -> np.ndarray:
