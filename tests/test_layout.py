@@ -278,3 +278,18 @@ def test_the_tests_mirror_the_package_module_by_module():
     missing = [f"{m}: {_mirror(m).relative_to(TESTS.parent)}" for m in modules
                if not _mirror(m).is_file()]
     assert not missing, "modules without their test file:\n" + "\n".join(missing)
+
+
+#: Attributes of the standard library that the session's cluster reads from its own threads
+#: (its event loop's clock, its streams): a test that replaced one for the whole process
+#: gave that loop a fake clock, which ran dry mid-test and stopped the cluster.
+_PROCESS_WIDE = re.compile(r"setattr\(\s*(?:\w+\.)*(?:time|sys|os|socket|threading|asyncio)\s*,")
+
+
+def test_no_test_replaces_the_process_clock_or_streams():
+    """Tests hand a fake clock or stream to what they test, never to the whole process."""
+    found = [f"{path.relative_to(TESTS)}:{n}"
+             for path in sorted(TESTS.rglob("*.py")) if path.name != "test_layout.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if _PROCESS_WIDE.search(line)]
+    assert found == [], found

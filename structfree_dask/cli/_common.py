@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from ..config import ClusterSettings, SettingsError
 
@@ -202,15 +202,22 @@ class ProgressBar:
     last unit of a step, or lower than the last count, starts the next step, timed from the
     end of the one before; so does a count of another named step (:meth:`named`), whose
     name the bar and lines then show (``measure: 3/8 field-timepoint``).
+
+    ``clock`` (seconds on ``time.time``'s scale, which tqdm's rate uses) and ``stream``
+    (default: ``sys.stderr`` as it is when the bar is made) are the time the bar reads and
+    where it writes.
     """
 
-    def __init__(self, args: argparse.Namespace, unit: str, desc: str | None = None) -> None:
+    def __init__(self, args: argparse.Namespace, unit: str, desc: str | None = None, *,
+                 clock: Callable[[], float] = time.time, stream: TextIO | None = None) -> None:
         self.done = self.total = 0
         self._unit, self._desc = unit, desc
         self._units = unit  # what the steps count unless one says otherwise
         self._disabled = bool(args.no_progress)
-        self._tty = sys.stderr.isatty()
-        self._started = time.time()  # of the step
+        self._clock = clock
+        self._stream = stream if stream is not None else sys.stderr
+        self._tty = self._stream.isatty()
+        self._started = clock()  # of the step
         self._logged = self._started  # the last plain line (none before the first period)
         self._ended: float | None = None  # when the step's last unit was counted
         self._bar: Any = None  # drawn at the first count (no empty first frame)
@@ -219,7 +226,7 @@ class ProgressBar:
         from ..runtime.interrupts import raise_if_interrupted
 
         raise_if_interrupted()  # a Ctrl-C swallowed while the cluster started stops here
-        now = time.time()
+        now = self._clock()
         if self.total and (self.done >= self.total or done < self.done):  # the next step
             self._next_step(now)
         self.done, self.total = done, total
@@ -231,13 +238,13 @@ class ProgressBar:
             if done >= total or now - self._logged >= LOG_PROGRESS_EVERY:
                 self._logged = now
                 print(progress_line(self._desc, self._unit, done, total, now - self._started),
-                      file=sys.stderr, flush=True)
+                      file=self._stream, flush=True)
             return
         if self._bar is None:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, unit=f" {self._unit}", desc=self._desc,
-                             file=sys.stderr, smoothing=0)
+                             file=self._stream, smoothing=0)
             self._bar.start_t = self._started  # the rate over the step, not since this count
         self._bar.total = total
         self._bar.n = done
@@ -261,7 +268,7 @@ class ProgressBar:
         def count(done: int, total: int) -> None:
             if step != self._desc:
                 if self.total:  # the step before ends here
-                    self._next_step(time.time())
+                    self._next_step(self._clock())
                 self._desc, self._unit = step, unit or self._units
             self(done, total)
 

@@ -102,16 +102,15 @@ class _Terminal:
         pass
 
 
-def test_progress_in_a_log_is_plain_lines_now_and_then(monkeypatch):
+def test_progress_in_a_log_is_plain_lines_now_and_then():
     """Where stderr is a file (a nightly job's log): no carriage returns, at most one line
     per period, and always the last count."""
     from structfree_dask.cli import _common
 
     err = _Terminal(tty=False)
-    monkeypatch.setattr(_common.sys, "stderr", err)
     clock = iter([1000.0, 1001.0, 1010.0, 1031.0, 1032.0, 1040.0])
-    monkeypatch.setattr(_common.time, "time", lambda: next(clock))
-    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field")
+    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field",
+                                   clock=lambda: next(clock), stream=err)
     for done in (1, 2, 3, 4, 5):  # at 1001, 1010, 1031, 1032 and 1040 s
         progress(done, 5)
     progress.close()
@@ -121,12 +120,11 @@ def test_progress_in_a_log_is_plain_lines_now_and_then(monkeypatch):
     assert (progress.done, progress.total) == (5, 5)
 
 
-def test_progress_on_a_terminal_is_a_bar_whose_rate_is_over_the_run(monkeypatch):
+def test_progress_on_a_terminal_is_a_bar_whose_rate_is_over_the_run():
     from structfree_dask.cli import _common
 
     err = _Terminal(tty=True)
-    monkeypatch.setattr(_common.sys, "stderr", err)
-    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field")
+    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field", stream=err)
     progress._started -= 10.0  # the run started 10 s before its first unit finished
     progress(1, 4)
     progress.close()
@@ -135,22 +133,20 @@ def test_progress_on_a_terminal_is_a_bar_whose_rate_is_over_the_run(monkeypatch)
     rate = re.search(r"([\d.]+)s/ field", err.text)
     assert rate and 9.0 < float(rate.group(1)) < 12.0, err.text
     quiet = _Terminal(tty=False)
-    monkeypatch.setattr(_common.sys, "stderr", quiet)
-    silent = _common.ProgressBar(argparse.Namespace(no_progress=True), "field")
+    silent = _common.ProgressBar(argparse.Namespace(no_progress=True), "field", stream=quiet)
     silent(4, 4)
     assert quiet.text == "" and silent.done == 4
 
 
-def test_progress_of_two_steps_times_each_from_the_end_of_the_one_before(monkeypatch):
+def test_progress_of_two_steps_times_each_from_the_end_of_the_one_before():
     """``segment --measure``: one progress for the segmentation, then the measuring; the
     second step's time runs from the end of the first, not from the start of the run."""
     from structfree_dask.cli import _common
 
     err = _Terminal(tty=False)
-    monkeypatch.setattr(_common.sys, "stderr", err)
     clock = iter([0.0, 40.0, 80.0, 90.0, 100.0])
-    monkeypatch.setattr(_common.time, "time", lambda: next(clock))
-    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field")
+    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field",
+                                   clock=lambda: next(clock), stream=err)
     progress(1, 2)  # at 40 s: a line (the first period is over)
     progress(2, 2)  # at 80 s: the segmentation's last unit
     progress(1, 2)  # at 90 s: the measuring's first unit, 10 s after the segmentation ended
@@ -161,17 +157,16 @@ def test_progress_of_two_steps_times_each_from_the_end_of_the_one_before(monkeyp
         "progress: 2/2 field (100%), 0:20 elapsed"]
 
 
-def test_named_steps_say_their_name_and_unit(monkeypatch):
+def test_named_steps_say_their_name_and_unit():
     """``segment --measure --track``: each line names its step, a step its own unit."""
     from structfree_dask.cli import _common
     from structfree_dask.runtime.progress import for_step
 
     err = _Terminal(tty=False)
-    monkeypatch.setattr(_common.sys, "stderr", err)
     # the times read: the bar made, each count, and each change of step
     clock = iter([0.0, 40.0, 45.0, 50.0, 60.0, 65.0, 75.0])
-    monkeypatch.setattr(_common.time, "time", lambda: next(clock))
-    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field-timepoint")
+    progress = _common.ProgressBar(argparse.Namespace(no_progress=False), "field-timepoint",
+                                   clock=lambda: next(clock), stream=err)
     segment = progress.named("segment")
     segment(2, 2)  # at 40 s
     measure = for_step(progress, "measure")
