@@ -287,7 +287,8 @@ class PlateWriter:
         for lname, data in (labels or {}).items():
             write_labels(info, lname, np.asarray(data), chunk_yx=chunk_yx)
         logger.info("wrote field %s/%s of %s", wpath, fname, self.path)
-        return read_image_info(self.path, f"{wpath}/{fname}")
+        # read once more only where labels were added (an import's fields have none)
+        return read_image_info(self.path, f"{wpath}/{fname}") if labels else info
 
     def close(self) -> None:
         """Write the plate metadata (wells in row-major order), and move a local plate in place.

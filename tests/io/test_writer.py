@@ -90,6 +90,23 @@ def test_plate_metadata_lists_written_wells_in_row_major_order(tmp_path, version
                                                                                    (1, 2)]
 
 
+def test_write_field_reads_the_field_back_once_unless_it_adds_labels(tmp_path, monkeypatch):
+    """The field's metadata is read back once (an import's fields), twice with labels; the
+    returned info lists the labels written."""
+    from structfree_dask.io import _writer
+
+    reads = []
+    real = _writer.read_image_info
+    monkeypatch.setattr(_writer, "read_image_info", lambda *a: reads.append(a) or real(*a))
+    image = np.zeros((1, 1, 64, 64), "uint16")
+    with create_plate(tmp_path / "p.zarr", rows=["A"], columns=["1"]) as plate:
+        info = plate.write_field("A", "1", 0, image)
+        assert len(reads) == 1 and info.labels == ()
+        info = plate.write_field("A", "1", 1, image,
+                                 labels={"cells": np.ones((1, 64, 64), "uint32")})
+        assert len(reads) == 3 and info.labels == ("cells",)
+
+
 def test_write_field_refuses_what_does_not_fit_the_plate(tmp_path):
     image = np.zeros((1, 1, 64, 64), "uint16")
     with create_plate(tmp_path / "p.zarr", rows=["A"], columns=["1"]) as plate:
