@@ -126,7 +126,12 @@ def own_small_cpnet_path(tmp_path, small_cpnet_path) -> Path:
 
 @pytest.fixture(scope="session")
 def cluster_client():
-    """A real multi-process LocalCluster with two single-threaded workers."""
+    """A real multi-process LocalCluster with two single-threaded workers.
+
+    distributed is imported here, inside a test, never at this file's import: imported
+    before pytest's session starts, its logger would carry pytest's capture handlers, and
+    this cluster would hold them at WARNING for the whole session (``test_layout``).
+    """
     from structfree_dask.runtime.cluster import local_client
 
     client = local_client(n_workers=2, threads_per_worker=1, memory_limit="6GiB")
