@@ -33,7 +33,7 @@ import re
 import string
 from dataclasses import dataclass
 
-__all__ = ["FileName", "parse_name", "channel_number"]
+__all__ = ["FileName", "parse_name", "channel_number", "row_letters"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,14 @@ _WELL_FIRST = re.compile(
     r"(?:[-_](?P<channel>(?:ch|c|w)\d+))?(?P<rest>[-_].*)?$", re.IGNORECASE)
 
 
-def _row_letters(number: int) -> str:
-    """Row 1 -> A, 26 -> Z, 27 -> AA (a 1536-well plate has 32 rows)."""
+def row_letters(number: int) -> str:
+    """Row 1 -> A, 26 -> Z, 27 -> AA (a 1536-well plate has 32 rows).
+
+    Examples
+    --------
+    >>> row_letters(1), row_letters(26), row_letters(32)
+    ('A', 'Z', 'AF')
+    """
     letters = string.ascii_uppercase
     first, last = divmod(number - 1, 26)
     return (letters[first - 1] if first else "") + letters[last]
@@ -84,7 +90,7 @@ def parse_name(stem: str) -> FileName | None:
     """
     m = _HARMONY.match(stem)
     if m is not None and int(m["row"]) >= 1:
-        return FileName(_row_letters(int(m["row"])), str(int(m["col"])), int(m["field"]),
+        return FileName(row_letters(int(m["row"])), str(int(m["col"])), int(m["field"]),
                         m["channel"], m["plane"], _number(m["t"]))
     first = _WELL_FIRST.match(stem)
     # a name read whole as a well first wins; else a vendor's well after a plate name;

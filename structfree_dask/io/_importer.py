@@ -310,6 +310,56 @@ def _check_complete(entries: Sequence[FieldFile], index: IndexFile | None) -> No
         logger.warning("%s says %d timepoints were taken and the folder has %d: the plate is "
                        "imported with %d (an incomplete copy of the export?)", index.name,
                        index.timepoints, taken, taken)
+    _check_selection(entries, index)
+
+
+def _well_key(well: tuple[str, str]) -> tuple[int, str, int]:
+    return len(well[0]), well[0], int(well[1])
+
+
+def _first(items: Sequence[str]) -> str:
+    """Return the first three items, and ``...`` where there are more."""
+    return ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+
+
+def _check_selection(entries: Sequence[FieldFile], index: IndexFile) -> None:
+    """Warn where the index says wells, sites or channels were taken that the folder lacks.
+
+    MetaXpress's HTD file names no file, only what was selected: wells, sites per well,
+    wavelengths. A well whose images are there and that it does not select is said too.
+    """
+    sites: dict[tuple[str, str], set[int]] = {}
+    for e in entries:
+        sites.setdefault((e.row, e.col), set()).add(e.field)
+    if index.wells is not None:
+        missing = [f"{r}/{c}" for r, c in sorted(index.wells - sites.keys(), key=_well_key)]
+        if missing:
+            logger.warning("%s says %d wells were taken and %d of them have no image in the "
+                           "folder (%s): the plate is imported without them (an incomplete "
+                           "copy of the export?)", index.name, len(index.wells), len(missing),
+                           _first(missing))
+        outside = [f"{r}/{c}" for r, c in sorted(sites.keys() - index.wells, key=_well_key)]
+        if outside:
+            logger.warning("%s does not say wells %s were taken, and the folder has images of "
+                           "them: they are imported (is it the index file of these images?)",
+                           index.name, _first(outside))
+    if index.sites is not None:
+        short = [f"{r}/{c} ({len(found)})" for (r, c), found in
+                 sorted(sites.items(), key=lambda item: _well_key(item[0]))
+                 if len(found) < index.sites]
+        if short:
+            logger.warning("%s says %d site(s) were taken in each well and %d well(s) have "
+                           "fewer in the folder (%s): the plate is imported without the "
+                           "missing ones (an incomplete copy of the export?)", index.name,
+                           index.sites, len(short), _first(short))
+    labels = {label.lower() for e in entries for label in e.channel_labels}
+    if index.channels is not None and labels:
+        missing = sorted(index.channels - labels, key=lambda w: int(w[1:]))
+        if missing:
+            logger.warning("%s says channels %s were taken and the folder has no file of %s: "
+                           "the plate is imported without them (an incomplete copy of the "
+                           "export?)", index.name, ", ".join(sorted(
+                               index.channels, key=lambda w: int(w[1:]))), ", ".join(missing))
 
 
 def _source(entry: FieldFile, folder: Path) -> str:

@@ -10,7 +10,10 @@ acquisition. Two are read:
   ``AbsTime``; channel details may instead be in ``Maps/Map/Entry`` elements; the
   ``URL`` of each image whose ``State`` is ``Ok`` (or not given) names its file;
 * MetaXpress (ImageXpress): the plate's ``.HTD`` file, whose ``WaveName<n>`` lines name
-  the wavelength ``w<n>`` of the file names;
+  the wavelength ``w<n>`` of the file names; ``WaveCollect<n>`` (0: not taken) say which
+  wavelengths were taken, ``XWells`` / ``YWells`` with one ``WellsSelection<row>`` line of
+  ``TRUE`` / ``FALSE`` per row which wells, and ``Sites`` with ``XSites`` / ``YSites``
+  (and ``SiteSelection<row>`` lines) how many sites of each well;
 * CellVoyager (CV7000, CV8000): ``MeasurementDetail.mrf``, whose ``MeasurementChannel``
   elements give each channel's pixel size (``HorizontalPixelDimension`` /
   ``VerticalPixelDimension``, micrometres), and beside it ``MeasurementData.mlf``, whose
@@ -44,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ._file_metadata import UM_PER_UNIT
+from ._file_names import row_letters
 
 __all__ = ["IndexFile", "find_index", "read_harmony_index", "read_htd", "read_cellvoyager",
            "HARMONY_NAMES", "CELLVOYAGER_DETAIL", "CELLVOYAGER_DATA"]
@@ -75,6 +79,12 @@ class IndexFile:
     files: frozenset[str] = frozenset()
     #: The number of timepoints it says were taken (None: not said).
     timepoints: int | None = None
+    #: The wells it says were taken, as ``(row letters, column number)`` (None: not said).
+    wells: frozenset[tuple[str, str]] | None = None
+    #: The number of sites (fields) it says were taken in each well (None: not said).
+    sites: int | None = None
+    #: The channels it says were taken, by their file-name token (None: not said).
+    channels: frozenset[str] | None = None
 
 
 def find_index(folder: str | Path) -> IndexFile | None:
@@ -123,15 +133,63 @@ def read_htd(path: str | Path) -> IndexFile:
         raise ValueError(f"{path.name}: expected a MetaXpress HTD file starting with "
                          f'"HTSInfoFile"; found {lines[0][:40]!r}' if lines else
                          f"{path.name}: expected a MetaXpress HTD file; found an empty file")
-    names, timepoints = {}, None
-    for row in csv.reader(lines[1:], skipinitialspace=True):
-        key = row[0].strip() if row else ""
-        value = row[1].strip() if len(row) > 1 else ""
-        if key.lower().startswith("wavename") and key[8:].isdigit() and value:
-            names[f"w{int(key[8:])}"] = value
-        elif key.lower() == "timepoints" and value.isdigit():
-            timepoints = int(value)
-    return IndexFile(path.name, names, timepoints=timepoints)
+    values = {row[0].strip().lower(): [v.strip() for v in row[1:]]
+              for row in csv.reader(lines[1:], skipinitialspace=True) if row}
+    names = {f"w{int(key[8:])}": v[0] for key, v in values.items()
+             if key.startswith("wavename") and key[8:].isdigit() and v and v[0]}
+    return IndexFile(path.name, names, timepoints=_htd_number(values, "timepoints"),
+                     wells=_htd_wells(values), sites=_htd_sites(values),
+                     channels=_htd_waves(values))
+
+
+def _htd_number(values: dict[str, list[str]], key: str) -> int | None:
+    value = (values.get(key) or [""])[0]
+    return int(value) if value.isdigit() else None
+
+
+def _htd_flag(values: dict[str, list[str]], key: str) -> bool | None:
+    value = (values.get(key) or [""])[0].upper()
+    return {"TRUE": True, "FALSE": False}.get(value)
+
+
+def _htd_selected(values: dict[str, list[str]], key: str, rows: int, cols: int
+                  ) -> list[tuple[int, int]] | None:
+    """``(row, column)`` (from 1) of the ``TRUE`` cells of ``<key><row>`` lines (None: none)."""
+    if not any(f"{key}{r}" in values for r in range(1, rows + 1)):
+        return None
+    return [(r, c) for r in range(1, rows + 1)
+            for c, v in enumerate(values.get(f"{key}{r}", [])[:cols], 1) if v.upper() == "TRUE"]
+
+
+def _htd_wells(values: dict[str, list[str]]) -> frozenset[tuple[str, str]] | None:
+    rows, cols = _htd_number(values, "ywells"), _htd_number(values, "xwells")
+    cells = _htd_selected(values, "wellsselection", rows or 0, cols or 0)
+    if cells is None:
+        return None
+    return frozenset((row_letters(r), str(c)) for r, c in cells)
+
+
+def _htd_sites(values: dict[str, list[str]]) -> int | None:
+    sites = _htd_flag(values, "sites")
+    if sites is None:
+        return None
+    if not sites:
+        return 1
+    xs, ys = _htd_number(values, "xsites"), _htd_number(values, "ysites")
+    if not xs or not ys:
+        return None
+    cells = _htd_selected(values, "siteselection", ys, xs)
+    return xs * ys if cells is None else len(cells)
+
+
+def _htd_waves(values: dict[str, list[str]]) -> frozenset[str] | None:
+    if _htd_flag(values, "waves") is False:
+        return None  # one wavelength: its files have no w<n> in their names
+    n = _htd_number(values, "nwavelengths")
+    if not n:
+        return None
+    return frozenset(f"w{k}" for k in range(1, n + 1)
+                     if _htd_number(values, f"wavecollect{k}") != 0)
 
 
 def read_harmony_index(path: str | Path) -> IndexFile:

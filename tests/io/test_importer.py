@@ -330,6 +330,41 @@ def test_images_or_timepoints_the_index_lists_and_the_folder_lacks_are_said(tmp_
             "imported with 2") in caplog.text
 
 
+def test_wells_sites_or_channels_an_htd_file_selects_and_the_folder_lacks_are_said(
+        tmp_path, caplog):
+    plate = metaxpress_plate(tmp_path / "plate", timepoints=1)  # B03 and C01, s1, w1 and w2
+    htd = plate / "Plate1.HTD"
+    text = htd.read_text()
+    htd.write_text(text + '"XWells", 4\r\n"YWells", 3\r\n"WellsSelection1", FALSE\r\n'
+                   '"WellsSelection2", FALSE, FALSE, TRUE, FALSE\r\n'
+                   '"WellsSelection3", TRUE, FALSE, FALSE, TRUE\r\n'
+                   '"Sites", TRUE\r\n"XSites", 2\r\n"YSites", 1\r\n'
+                   '"WaveCollect3", 1\r\n"NWavelengths", 3\r\n')
+    out = open_plate(import_folder(plate, tmp_path / "o.zarr", time_interval_h=1))
+    assert out.field_paths == ("B/3/1", "C/1/1")  # imported with what is there
+    assert ("Plate1.HTD says 3 wells were taken and 1 of them have no image in the folder "
+            "(C/4): the plate is imported without them") in caplog.text
+    assert ("Plate1.HTD says 2 site(s) were taken in each well and 2 well(s) have fewer in "
+            "the folder (B/3 (1), C/1 (1))") in caplog.text
+    assert ("Plate1.HTD says channels w1, w2, w3 were taken and the folder has no file of "
+            "w3") in caplog.text
+    assert "does not say wells" not in caplog.text
+    caplog.clear()
+    # a selection that matches the folder: nothing said; one that leaves out a well
+    # whose images are there: said
+    htd.write_text(text + '"XWells", 3\r\n"YWells", 3\r\n"WellsSelection2", FALSE, FALSE, TRUE\r\n'
+                   '"WellsSelection3", FALSE\r\n"Sites", FALSE\r\n')
+    import_folder(plate, tmp_path / "m.zarr", time_interval_h=1)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "Plate1.HTD does not say wells C/1 were taken, and the folder has images of them: "
+        "they are imported (is it the index file of these images?)"]
+    caplog.clear()
+    htd.write_text(text + '"XWells", 3\r\n"YWells", 3\r\n"WellsSelection2", FALSE, FALSE, TRUE\r\n'
+                   '"WellsSelection3", TRUE\r\n"Sites", FALSE\r\n')
+    import_folder(plate, tmp_path / "n.zarr", time_interval_h=1)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_an_index_and_files_that_disagree_on_the_pixel_size_are_refused(tmp_path):
     src = tmp_path / "Images"
     src.mkdir()

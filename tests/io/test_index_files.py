@@ -100,6 +100,30 @@ def test_metaxpress_htd_wavelength_names(tmp_path):
     assert index.name == "Plate1.HTD" and index.pixel_size is None
     assert index.channel_names == {"w1": "DAPI", "w2": "FITC"}  # an empty name is none
     assert index.timepoints == 2 and index.files == frozenset()
+    # wells, sites and wavelengths taken: not said here (no selection lines; WaveCollect
+    # lines only for some: the others were taken)
+    assert index.wells is None and index.sites is None
+    assert index.channels == frozenset({"w1", "w2", "w3"})
+
+
+def test_metaxpress_htd_wells_sites_and_wavelengths_taken(tmp_path):
+    htd = tmp_path / "Plate1.HTD"
+    htd.write_text('"HTSInfoFile", Version 1.0\r\n"XWells", 3\r\n"YWells", 28\r\n'
+                   '"WellsSelection1", FALSE, TRUE, FALSE\r\n'
+                   '"WellsSelection2", TRUE, FALSE, TRUE\r\n'
+                   '"WellsSelection28", FALSE, FALSE, TRUE, TRUE\r\n'  # a 4th column: not a well
+                   '"Sites", TRUE\r\n"XSites", 3\r\n"YSites", 2\r\n'
+                   '"SiteSelection1", TRUE, FALSE, TRUE\r\n"SiteSelection2", FALSE, TRUE, FALSE\r\n'
+                   '"Waves", TRUE\r\n"NWavelengths", 3\r\n"WaveName1", "DAPI"\r\n'
+                   '"WaveCollect1", 1\r\n"WaveCollect2", 0\r\n"WaveCollect3", 1\r\n"EndFile"\r\n')
+    index = read_htd(htd)
+    assert index.wells == frozenset({("A", "2"), ("B", "1"), ("B", "3"), ("AB", "3")})
+    assert index.sites == 3  # the selected sites of the 3 x 2 grid
+    assert index.channels == frozenset({"w1", "w3"})  # w2 not collected
+    htd.write_text('"HTSInfoFile", Version 1.0\r\n"Sites", FALSE\r\n"XSites", 2\r\n'
+                   '"Waves", FALSE\r\n"NWavelengths", 1\r\n')
+    index = read_htd(htd)
+    assert index.sites == 1 and index.channels is None and index.wells is None
 
 
 def test_bad_or_several_index_files_are_refused(tmp_path):
