@@ -249,8 +249,8 @@ def _channel_names(entries: Sequence[FieldFile], channels: Sequence[int] | None,
                    headers: Headers) -> tuple[str, ...] | None:
     """Return the kept channels' names (None: none known).
 
-    The caller's, else the index file's, else the files' own, else the channel files'
-    labels (``w1``).
+    The caller's, else the index file's (which must agree with the files' own where both
+    name them), else the files' own, else the channel files' labels (``w1``).
     """
     if given is not None:
         return tuple(str(n) for n in given)
@@ -258,6 +258,13 @@ def _channel_names(entries: Sequence[FieldFile], channels: Sequence[int] | None,
     indexed = index.channel_names if index is not None else {}
     if labels and all(label.lower() in indexed for label in labels):
         names: tuple[str, ...] | None = tuple(indexed[label.lower()] for label in labels)
+        recorded = folder_channel_names(entries, headers)
+        if recorded is not None and [n.strip().lower() for n in recorded] != [
+                n.strip().lower() for n in names]:
+            raise ValueError(f"{index.name if index else ''} names the channels "
+                             f"{', '.join(f'{k}={v}' for k, v in zip(labels, names, strict=True))}"
+                             f" and the files record {', '.join(recorded)}: channels in another "
+                             "order than the file names say? Give --channel-names")
     else:
         # one file per channel: named as the file names write them where the files do not
         names = folder_channel_names(entries, headers) or labels or None

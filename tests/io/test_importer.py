@@ -439,6 +439,24 @@ def test_metaseries_channel_files_without_an_index_are_named_by_their_illuminati
     assert field.channel_names == ("DAPI", "FITC")
 
 
+def test_an_index_that_names_the_channels_otherwise_than_the_files_is_refused(tmp_path):
+    plate = metaxpress_plate(tmp_path / "plate", timepoints=1)  # the TIFFs: DAPI, FITC
+    htd = plate / "Plate1.HTD"
+    htd.write_text(htd.read_text().replace('"DAPI"', '"dapi"'))  # case aside, the same
+    field = open_plate(import_folder(plate, tmp_path / "a.zarr")).field("B/3/1")
+    assert field.channel_names == ("dapi", "FITC")  # the index file's
+    htd.write_text(htd.read_text().replace('"dapi"', '"FITC"').replace(
+        '"WaveName2", "FITC"', '"WaveName2", "DAPI"'))
+    with pytest.raises(ValueError, match=re.escape(
+            "Plate1.HTD names the channels w1=FITC, w2=DAPI and the files record DAPI, FITC: "
+            "channels in another order than the file names say? Give --channel-names")):
+        import_folder(plate, tmp_path / "o.zarr")
+    assert not (tmp_path / "o.zarr").exists()
+    field = open_plate(import_folder(plate, tmp_path / "o.zarr", channel_names=["DAPI", "FITC"])
+                       ).field("B/3/1")
+    assert field.channel_names == ("DAPI", "FITC")
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_a_file_whose_pixels_cannot_be_read_leaves_no_plate(tmp_path, monkeypatch, threads):
     from structfree_dask.io import _importer
