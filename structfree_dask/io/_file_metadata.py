@@ -29,10 +29,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import imageio.v3 as iio
-import tifffile
+if TYPE_CHECKING:  # imported where used: only an import reads image files
+    import tifffile
 
 __all__ = ["FileHeader", "read_header", "recorded_pixel_size", "recorded_channel_names",
            "UM_PER_UNIT"]
@@ -123,6 +123,9 @@ def read_header(path: str | Path) -> FileHeader:
     ValueError
         The file is not a readable TIFF or PNG image.
     """
+    import imageio.v3 as iio
+    import tifffile
+
     path = Path(path)
     try:
         if path.suffix.lower() not in (".tif", ".tiff"):

@@ -14,9 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import imageio.v3 as iio
 import numpy as np
-import tifffile
 
 from .. import limits
 from ._field_files import TIMEPOINT_FOLDER, FieldFile, scan_folder
@@ -44,6 +42,9 @@ IMPORT_THREADS = 4
 
 
 def _read(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+    import tifffile
+
     if path.suffix.lower() in (".tif", ".tiff"):
         return np.asarray(tifffile.imread(path))
     return np.asarray(iio.imread(path))

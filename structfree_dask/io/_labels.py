@@ -32,6 +32,7 @@ from ._ngff import (
     open_group_if_any,
     read_ome,
     write_ome,
+    zarr_format_for,
 )
 from ._plate import RECORD_KEY, ImageInfo, check_name
 from ._safepath import check_no_links, checked_path, is_local
@@ -280,7 +281,7 @@ def create_labels(
         # made by zarr in memory, its metadata files then stored at once (zarr's own
         # creation checks every parent group's existence: ~50 requests per array on S3)
         store_files(join(image.store, _label_path(image, name)),
-                    group_files(format_for(version).zarr_format, build))
+                    group_files(zarr_format_for(version), build))
     except BaseException:
         try:
             _delete_group(image, name)
@@ -311,7 +312,7 @@ def _labels_root(image: ImageInfo) -> zarr.Group:
     else:
         raise MetadataError(f"{image.url}: 'labels' is an array; a group was expected")
     store_files(join(image.store, where),
-                group_files(format_for(version).zarr_format, lambda _: None))
+                group_files(zarr_format_for(version), lambda _: None))
     return open_group_as(image.store, where, "r+", version)
 
 

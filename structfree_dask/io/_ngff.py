@@ -8,16 +8,19 @@ OME group. Every other module reads and writes OME metadata through
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zarr
-from ome_zarr.format import Format, FormatV04, FormatV05, detect_format
+
+if TYPE_CHECKING:  # ome_zarr imported where used: a worker writing labels needs none of it
+    from ome_zarr.format import Format
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -26,6 +29,7 @@ __all__ = [
     "MetadataError",
     "metadata_errors",
     "format_for",
+    "zarr_format_for",
     "detect_version",
     "read_ome",
     "write_ome",
@@ -41,7 +45,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.4", "0.5")
-_FORMATS: dict[str, Format] = {"0.4": FormatV04(), "0.5": FormatV05()}
+#: The zarr format each NGFF version is stored in.
+_ZARR_FORMATS: dict[str, int] = {"0.4": 2, "0.5": 3}
 
 #: The zarr metadata files a group or array folder may hold (v3, then v2).
 METADATA_FILES: tuple[str, ...] = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
@@ -177,12 +182,37 @@ def format_for(version: str) -> Format:
     >>> format_for("0.5").zarr_format
     3
     """
-    try:
-        return _FORMATS[str(version)]
-    except KeyError:
+    return _formats()[_checked_version(version)]
+
+
+@functools.cache
+def _formats() -> dict[str, Format]:
+    from ome_zarr.format import FormatV04, FormatV05
+
+    return {"0.4": FormatV04(), "0.5": FormatV05()}
+
+
+def _checked_version(version: str) -> str:
+    if str(version) not in _ZARR_FORMATS:
         raise ValueError(
-            f"ngff_version must be one of {', '.join(SUPPORTED_VERSIONS)}; got {version!r}"
-        ) from None
+            f"ngff_version must be one of {', '.join(SUPPORTED_VERSIONS)}; got {version!r}")
+    return str(version)
+
+
+def zarr_format_for(version: str) -> int:
+    """Return the zarr format (2 or 3) that an NGFF version is stored in.
+
+    Raises
+    ------
+    ValueError
+        If the version is not supported.
+
+    Examples
+    --------
+    >>> zarr_format_for("0.4"), zarr_format_for("0.5")
+    (2, 3)
+    """
+    return _ZARR_FORMATS[_checked_version(version)]
 
 
 def _zarr_format(group: zarr.Group) -> int:
@@ -223,15 +253,18 @@ def detect_version(group: zarr.Group) -> str:
     -------
     str
     """
-    default = _FORMATS["0.5"] if _zarr_format(group) == 3 else _FORMATS["0.4"]
+    from ome_zarr.format import detect_format
+
+    formats = _formats()
+    default = formats["0.5"] if _zarr_format(group) == 3 else formats["0.4"]
     meta = read_ome(group)
     if _zarr_format(group) == 3:
         # detect_format understands the v2-style layout; give it the ome block's version.
         version = meta.get("version")
-        if version in _FORMATS:
+        if version in formats:
             return str(version)
     fmt = detect_format(meta, default)
-    return str(fmt.version) if fmt.version in _FORMATS else str(default.version)
+    return str(fmt.version) if fmt.version in formats else str(default.version)
 
 
 def write_ome(group: zarr.Group, metadata: dict[str, Any], *, version: str) -> None:
@@ -249,11 +282,10 @@ def write_ome(group: zarr.Group, metadata: dict[str, Any], *, version: str) -> N
     version : str
         The NGFF version of the store.
     """
-    fmt = format_for(version)
-    if fmt.zarr_format == 3:
+    if zarr_format_for(version) == 3:
         ome = read_ome(group)
         ome.update(metadata)
-        ome["version"] = fmt.version
+        ome["version"] = str(version)
         group.attrs["ome"] = ome
     else:
         group.update_attributes(metadata)  # one write (attrs.update writes per key)
@@ -291,7 +323,7 @@ def open_array_as(store: str | os.PathLike, path: str, mode: str, version: str) 
     target = array_store(store, read_only=mode == "r")
     options = store_options(store) if target is store else {}
     return zarr.open_array(store=target, path=path, mode=mode,
-                           zarr_format=format_for(version).zarr_format, **options)
+                           zarr_format=zarr_format_for(version), **options)
 
 
 def open_group_as(store: str | os.PathLike, path: str, mode: str, version: str | None
@@ -319,7 +351,7 @@ def open_group_if_any(store: str | os.PathLike, path: str, mode: str, version: s
     """
     try:
         return zarr.open_group(store=store, path=path, mode=mode, use_consolidated=False,
-                               zarr_format=format_for(version).zarr_format,
+                               zarr_format=zarr_format_for(version),
                                **store_options(store))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return None
@@ -405,6 +437,6 @@ def array_kwargs(version: str, axes: tuple[str, ...]) -> dict[str, Any]:
     >>> array_kwargs("0.5", ("y", "x"))
     {'dimension_names': ['y', 'x']}
     """
-    if format_for(version).zarr_format == 3:
+    if zarr_format_for(version) == 3:
         return {"dimension_names": list(axes)}
     return {"chunk_key_encoding": {"name": "v2", "separator": "/"}}

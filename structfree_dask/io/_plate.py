@@ -11,11 +11,9 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-import xarray as xr
 import zarr
 
 from ..config import check_name
@@ -42,6 +40,10 @@ __all__ = [
     "read_image_info",
     "check_name",
 ]
+
+if TYPE_CHECKING:  # imported where used: a worker reading pixels needs neither
+    import dask.array as da
+    import xarray as xr
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +243,8 @@ class ImageInfo:
         >>> info.to_dask().shape
         (2, 64, 64)
         """
+        import dask.array as da
+
         arr = self.open_array(level)
         return da.from_zarr(arr, chunks=arr.chunks)
 
@@ -250,6 +254,8 @@ class ImageInfo:
         Spatial and time coordinates are physical (from the scale and translation
         transforms); the ``c`` coordinate holds the channel names.
         """
+        import xarray as xr
+
         lvl = self.levels[level]
         data = self.to_dask(level)
         coords: dict[str, Any] = {}

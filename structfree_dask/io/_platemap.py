@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..config import SCREEN_ROLES, unknown_key
+
+if TYPE_CHECKING:  # imported where used: reading a plate's pixels needs no pandas
+    import pandas as pd
 
 __all__ = ["PLATE_MAP_ANNOTATION_COLUMNS", "PLATE_MAP_COLUMNS", "PLATE_MAP_STORED_COLUMNS",
            "PlateMapError", "parse_plate_map", "read_plate_map_csv"]
@@ -114,6 +115,8 @@ def read_plate_map_csv(path: str | Path) -> pd.DataFrame:
     if ragged:
         raise PlateMapError(str(p), [f"{expected}; the header has {len(header)} field(s) "
                                      f"and {_listed(ragged)}"])
+    import pandas as pd
+
     return pd.DataFrame([r for _, r in rows], columns=pd.Index(header, dtype=object),
                         index=pd.Index([i for i, _ in rows], name=_LINE), dtype=str)
 
@@ -183,6 +186,7 @@ def parse_plate_map(data: pd.DataFrame, wells: Sequence[str], source: str = "CSV
 
     Examples
     --------
+    >>> import pandas as pd
     >>> csv = pd.DataFrame({"well": ["A1", "A/2"], "condition": ["DMSO", "X 1 uM"],
     ...                     "compound": ["", "X"], "dose": ["", "1"],
     ...                     "role": ["negative", ""]})
@@ -246,6 +250,8 @@ def parse_plate_map(data: pd.DataFrame, wells: Sequence[str], source: str = "CSV
         problems.append(f"well(s) of the plate missing from the map: {_listed(missing)} "
                         "(every well needs a row; give empty wells a condition such as "
                         "'empty')")
+    import pandas as pd
+
     out = pd.DataFrame(rows, columns=list(_STORED))
     if not problems:
         problems += _treatment_problems(out)

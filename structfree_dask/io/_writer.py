@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import zarr
-from ome_zarr.writer import write_plate_metadata, write_well_metadata
 
 from ._labels import write_labels
 from ._location import basename, check_store, exists, is_url, redact, remove_tree
-from ._ngff import array_kwargs, format_for, write_ome
+from ._ngff import array_kwargs, format_for, write_ome, zarr_format_for
 from ._plate import AXIS_ORDER, RECORD_KEY, ImageInfo, check_name, read_image_info
 from ._safepath import check_no_links, checked_path, is_local
 
@@ -193,7 +192,7 @@ class PlateWriter:
             Path(self.target).with_name(f".{Path(self.target).name}.{uuid.uuid4().hex}.partial")))
         try:
             self.root = zarr.open_group(store=self.path, mode="w",
-                                        zarr_format=format_for(self.version).zarr_format)
+                                        zarr_format=zarr_format_for(self.version))
         except (PermissionError, OSError) as err:
             raise PermissionError(f"cannot write the plate at {redact(self.target)}: {err}"
                                   ) from err
@@ -279,6 +278,8 @@ class PlateWriter:
                           name=f"{wpath}/{fname}")
         if source is not None:
             group.attrs[RECORD_KEY] = {"source": str(source)}
+        from ome_zarr.writer import write_well_metadata
+
         with self._lock:  # the well lists its fields in number order, however they finish
             fields = sorted(self._fields[wpath], key=int)
             write_well_metadata(well, [{"path": f, "acquisition": 0} for f in fields],
@@ -296,6 +297,8 @@ class PlateWriter:
         Also a plate without fields is moved in place (a store with no plate metadata).
         """
         if self._fields:
+            from ome_zarr.writer import write_plate_metadata
+
             wells = [f"{r}/{c}" for r in self.rows for c in self.columns
                      if f"{r}/{c}" in self._fields]
             max_fields = max(len(v) for v in self._fields.values())
@@ -375,7 +378,7 @@ def create_image(path: str | Path, data: np.ndarray, *, axes: str | Sequence[str
     path = str(path)
     _check_image(data, axes, channel_names)  # before the store exists
     check_new_store(path, overwrite)
-    root = zarr.open_group(store=path, mode="w", zarr_format=format_for(ngff_version).zarr_format)
+    root = zarr.open_group(store=path, mode="w", zarr_format=zarr_format_for(ngff_version))
     write_image_group(root, data, axes=axes, version=format_for(ngff_version).version,
                       channel_names=channel_names, pixel_size_um=pixel_size_um,
                       time_interval_h=time_interval_h, chunk_yx=chunk_yx,

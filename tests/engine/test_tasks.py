@@ -33,3 +33,19 @@ def test_stats_name_the_channel_of_a_bad_plane(tmp_path):
     for task in (_tasks.stats_task, _tasks.planes_and_stats):
         with pytest.raises(ValueError, match=r"t=0 z=0 channel 1"):
             task(info, 0, (0, 1))
+
+
+def test_a_worker_loads_no_library_its_tasks_do_not_use():
+    """Unpickling a task imports this module in each new worker: the libraries of plate
+    metadata, tables and image files (ome-zarr, pandas, xarray, tifffile, imageio) are
+    imported where they are used, not here (they took 0.7 s of a worker's first task)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import structfree_dask.engine._tasks\n"
+            "heavy = [m for m in ('ome_zarr', 'pandas', 'xarray', 'tifffile', 'imageio',\n"
+            "                     'dask.array', 'pyarrow') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
