@@ -94,6 +94,27 @@ def make_mosaic():
     return mosaic
 
 
+def modules_loaded_by(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Run ``code`` in a new interpreter; return which of ``modules`` it imported.
+
+    The code's own assertions hold too (a failure raises with its error).
+    """
+    check = (f"{code}\nimport sys\n"
+             f"print('loaded:' + ','.join(m for m in {modules!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.splitlines()[-1]
+    assert last.startswith("loaded:"), out.stdout
+    return [m for m in last.removeprefix("loaded:").split(",") if m]
+
+
+@pytest.fixture(scope="session")
+def loaded_modules():
+    """``loaded_modules(code, modules)``: which of ``modules`` ``code`` imports, run anew."""
+    return modules_loaded_by
+
+
 @pytest.fixture(scope="session")
 def permutation_equal():
     """``permutation_equal(a, b)``: label images equal up to renumbering."""

@@ -295,7 +295,7 @@ def test_no_test_replaces_the_process_clock_or_streams():
     assert found == [], found
 
 
-def test_the_tests_conftest_does_not_import_distributed():
+def test_the_tests_conftest_does_not_import_distributed(loaded_modules):
     """distributed is first imported inside a test, never while pytest sets itself up.
 
     Imported before pytest's session starts, distributed gives its logger a handler of its
@@ -304,11 +304,4 @@ def test_the_tests_conftest_does_not_import_distributed():
     WARNING for as long as it runs (``silence_logs``): ``caplog`` then sees no INFO record
     of any test after the cluster started.
     """
-    import subprocess
-    import sys
-
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import tests.conftest; "
-            "print(sorted(m for m in ('distributed', 'dask.distributed') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code, str(TESTS.parent)],
-                         capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert loaded_modules("import tests.conftest", ("distributed",)) == []
