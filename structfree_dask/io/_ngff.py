@@ -44,9 +44,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_VERSIONS: tuple[str, ...] = ("0.4", "0.5")
-#: The zarr format each NGFF version is stored in.
+#: The zarr format each supported NGFF version is stored in.
 _ZARR_FORMATS: dict[str, int] = {"0.4": 2, "0.5": 3}
+SUPPORTED_VERSIONS: tuple[str, ...] = tuple(_ZARR_FORMATS)
 
 #: The zarr metadata files a group or array folder may hold (v3, then v2).
 METADATA_FILES: tuple[str, ...] = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")

@@ -16,6 +16,7 @@ from structfree_dask.io._ngff import (
     open_group_readonly,
     read_ome,
     write_ome,
+    zarr_format_for,
 )
 
 # ----------------------------------------------------------------------------- malformed JSON
@@ -130,6 +131,11 @@ def test_format_for_each_supported_version():
     assert format_for("0.5").zarr_format == 3 and format_for("0.5").version == "0.5"
     with pytest.raises(ValueError, match=r"^ngff_version must be one of 0\.4, 0\.5; got '0\.3'$"):
         format_for("0.3")
+    # the zarr format without ome-zarr (a worker's label writes): ome-zarr's own
+    assert [zarr_format_for(v) for v in SUPPORTED_VERSIONS] == [
+        format_for(v).zarr_format for v in SUPPORTED_VERSIONS]
+    with pytest.raises(ValueError, match=r"^ngff_version must be one of 0\.4, 0\.5; got '0\.6'$"):
+        zarr_format_for("0.6")
 
 
 def test_array_kwargs_per_version():
