@@ -302,8 +302,13 @@ def _time_interval(entries: Sequence[FieldFile], given: float | None,
     return float(given)
 
 
-def _check_complete(entries: Sequence[FieldFile], index: IndexFile | None) -> None:
-    """Warn where the index file lists images, or timepoints, that the folder lacks."""
+def _check_complete(entries: Sequence[FieldFile], index: IndexFile | None, *,
+                    all_timepoints: bool = True) -> None:
+    """Warn where the index file lists images, or timepoints, that the folder lacks.
+
+    ``all_timepoints`` False: the folder is one timepoint's, chosen (MetaXpress's
+    ``TimePoint_<n>``); the index file's other timepoints are not missing from it.
+    """
     if index is None:
         return
     found = {p.name for e in entries for p in e.files}
@@ -314,7 +319,7 @@ def _check_complete(entries: Sequence[FieldFile], index: IndexFile | None) -> No
                        "export?)", index.name, len(index.files), len(missing),
                        ", ".join(missing[:3]), ", ..." if len(missing) > 3 else "")
     taken = max((len(e.timepoint_files) or 1 for e in entries), default=1)
-    if index.timepoints is not None and taken < index.timepoints:
+    if all_timepoints and index.timepoints is not None and taken < index.timepoints:
         logger.warning("%s says %d timepoints were taken and the folder has %d: the plate is "
                        "imported with %d (an incomplete copy of the export?)", index.name,
                        index.timepoints, taken, taken)
@@ -529,9 +534,11 @@ def import_folder(
     check_name(mask_label, "mask label name")
     headers = Headers()
     _check_entries(entries, channels, channel_names, headers)
-    index = find_index(folder) or (  # MetaXpress: the HTD file is in the plate's folder
-        find_index(Path(folder).parent) if TIMEPOINT_FOLDER.match(Path(folder).name) else None)
-    _check_complete(entries, index)
+    index = find_index(folder)
+    one_timepoint = index is None and TIMEPOINT_FOLDER.match(Path(folder).name) is not None
+    if one_timepoint:  # MetaXpress: the HTD file is in the plate's folder
+        index = find_index(Path(folder).parent)
+    _check_complete(entries, index, all_timepoints=not one_timepoint)
     if index is not None:
         logger.info("read %s: channel names %s; pixel size %s; time between timepoints %s",
                     index.name, ", ".join(f"{k}={v}" for k, v in index.channel_names.items())

@@ -328,6 +328,9 @@ def test_images_or_timepoints_the_index_lists_and_the_folder_lacks_are_said(tmp_
     import_folder(plate, tmp_path / "m.zarr", time_interval_h=1)
     assert ("Plate1.HTD says 3 timepoints were taken and the folder has 2: the plate is "
             "imported with 2") in caplog.text
+    caplog.clear()  # one timepoint's folder, chosen: the others are not missing from it
+    import_folder(plate / "TimePoint_2", tmp_path / "t2.zarr")
+    assert "timepoints were taken" not in caplog.text
 
 
 def test_wells_sites_or_channels_an_htd_file_selects_and_the_folder_lacks_are_said(
