@@ -598,7 +598,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 1 when a run failed, 2 for bad input, 130 when interrupted (143 by
         SIGTERM), 141 when the output's reader went away.
     """
-    from ..runtime.interrupts import watch
+    try:
+        from ..runtime.interrupts import watch
+    except KeyboardInterrupt:  # Ctrl-C before the handlers below are in place
+        print("interrupted: nothing was done", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
     with watch() as interrupted_by:
         try:

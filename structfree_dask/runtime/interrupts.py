@@ -5,11 +5,16 @@ waiting) can be swallowed there, and the run would then finish as if nothing hap
 :func:`watch` installs handlers that *record* the signal before raising, so that the
 command line can check again at its own checkpoints (:func:`raise_if_interrupted`) and
 still stop, with the exit status of the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM.
+Where Python cannot raise at all (a signal that lands in a weak reference's callback, as
+the import system's locks have, or in a ``__del__``), it would print the interrupt as an
+"Exception ignored" traceback; while :func:`watch` runs, that one is not printed: it is
+recorded, and the next checkpoint stops the command.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +41,17 @@ def _handler(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _quiet_unraisable(previous: Callable[[Any], Any]) -> Callable[[Any], None]:
+    """Return an unraisable hook that drops interrupts already recorded, else calls ``previous``."""
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _STATE["signal"] is not None:
+            return  # recorded: the command stops at its next checkpoint
+        previous(unraisable)
+
+    return hook
+
+
 @contextmanager
 def watch() -> Iterator[Callable[[], int | None]]:
     """Record SIGINT and SIGTERM (and raise ``KeyboardInterrupt``) while the block runs.
@@ -58,9 +74,12 @@ def watch() -> Iterator[Callable[[], int | None]]:
     for s in before:
         if s not in ignored:  # a signal the caller chose to ignore stays ignored
             signal.signal(s, _handler)
+    hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable(hook)
     try:
         yield interrupted_by
     finally:
+        sys.unraisablehook = hook
         for s, h in before.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 

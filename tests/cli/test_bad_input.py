@@ -479,6 +479,22 @@ def test_an_error_a_library_made_of_the_signal_still_says_interrupted(where, cap
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted: ")
 
 
+def test_ctrl_c_before_the_handlers_are_in_place_says_interrupted():
+    """The signal handlers' own module may still be loading when Ctrl-C lands (its import
+    is the command line's first step): one line and status 130 there too."""
+    code = ("import sys\n"
+            "class Interrupted:  # Ctrl-C while the handlers' module is found\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'structfree_dask.runtime.interrupts':\n"
+            "            raise KeyboardInterrupt\n"
+            "from structfree_dask.cli import main\n"
+            "sys.meta_path.insert(0, Interrupted())\n"
+            "sys.exit(main(['info', 'x.zarr']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 130, out.stderr
+    assert out.stderr == "interrupted: nothing was done\n"
+
+
 @pytest.mark.parametrize(("delay", "signum", "status"), [
     (0.2, signal.SIGINT, 130), (1.0, signal.SIGINT, 130), (2.0, signal.SIGINT, 130),
     (3.0, signal.SIGINT, 130), (4.0, signal.SIGINT, 130), (3.0, signal.SIGTERM, 143),
