@@ -259,7 +259,10 @@ def _channel_names(entries: Sequence[FieldFile], channels: Sequence[int] | None,
     indexed = index.channel_names if index is not None else {}
     if labels and all(label.lower() in indexed for label in labels):
         names: tuple[str, ...] | None = tuple(indexed[label.lower()] for label in labels)
-        recorded = folder_channel_names(entries, headers)
+        try:
+            recorded = folder_channel_names(entries, headers)
+        except ValueError:  # the files disagree among themselves: the index file decides
+            recorded = None
         if recorded is not None and [n.strip().lower() for n in recorded] != [
                 n.strip().lower() for n in names]:
             raise ValueError(f"{index.name if index else ''} names the channels "

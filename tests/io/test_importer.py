@@ -458,6 +458,11 @@ def test_an_index_that_names_the_channels_otherwise_than_the_files_is_refused(tm
     field = open_plate(import_folder(plate, tmp_path / "o.zarr", channel_names=["DAPI", "FITC"])
                        ).field("B/3/1")
     assert field.channel_names == ("DAPI", "FITC")
+    # files that disagree among themselves cannot be checked: the index file names them
+    metaseries_tiff(plate / "TimePoint_1" / "Plate1_C01_s1_w1A1B2C3.tif",
+                    np.full((16, 24), 111, "uint16"), um=0.65, illumination="Cy5")
+    field = open_plate(import_folder(plate, tmp_path / "p.zarr")).field("C/1/1")
+    assert field.channel_names == ("FITC", "DAPI")
 
 
 @pytest.mark.parametrize("threads", [1, 3])
