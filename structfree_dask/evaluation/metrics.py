@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -163,6 +162,10 @@ def _one_to_one(
     r, c = rows[cand], cols[cand]
     if np.unique(r).size == r.size and np.unique(c).size == c.size:
         return cand  # already one-to-one: the usual case for thresholds >= 0.5
+    # imported here: rarely needed (pairs that compete), and 0.27 s to import, which the
+    # command line's start (its parser reads this layer's defaults) need not pay
+    from scipy.optimize import linear_sum_assignment
+
     ur, r_idx = np.unique(r, return_inverse=True)
     uc, c_idx = np.unique(c, return_inverse=True)
     n_nodes = ur.size + uc.size
