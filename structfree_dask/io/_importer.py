@@ -350,8 +350,8 @@ def _check_selection(entries: Sequence[FieldFile], index: IndexFile) -> None:
     if index.wells is not None:
         missing = [f"{r}/{c}" for r, c in sorted(index.wells - sites.keys(), key=_well_key)]
         if missing:
-            logger.warning("%s says %d wells were taken and %d of them have no image in the "
-                           "folder (%s): the plate is imported without them (an incomplete "
+            logger.warning("%s says %d wells were taken, and the folder has no image of %d "
+                           "of them (%s): the plate is imported without them (an incomplete "
                            "copy of the export?)", index.name, len(index.wells), len(missing),
                            _first(missing))
         outside = [f"{r}/{c}" for r, c in sorted(sites.keys() - index.wells, key=_well_key)]

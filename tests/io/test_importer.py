@@ -345,7 +345,7 @@ def test_wells_sites_or_channels_an_htd_file_selects_and_the_folder_lacks_are_sa
                    '"WaveCollect3", 1\r\n"NWavelengths", 3\r\n')
     out = open_plate(import_folder(plate, tmp_path / "o.zarr", time_interval_h=1))
     assert out.field_paths == ("B/3/1", "C/1/1")  # imported with what is there
-    assert ("Plate1.HTD says 3 wells were taken and 1 of them have no image in the folder "
+    assert ("Plate1.HTD says 3 wells were taken, and the folder has no image of 1 of them "
             "(C/4): the plate is imported without them") in caplog.text
     assert ("Plate1.HTD says 2 site(s) were taken in each well and 2 well(s) have fewer in "
             "the folder (B/3 (1), C/1 (1))") in caplog.text
