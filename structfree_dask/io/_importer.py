@@ -317,10 +317,9 @@ def _check_complete(entries: Sequence[FieldFile], index: IndexFile | None, *,
     found = {p.name for e in entries for p in e.files}
     missing = sorted(index.files - found)
     if missing:
-        logger.warning("%s lists %d image files and %d of them are not in the folder (%s%s): "
+        logger.warning("%s lists %d image files and %d of them are not in the folder (%s): "
                        "the plate is imported without them (an incomplete copy of the "
-                       "export?)", index.name, len(index.files), len(missing),
-                       ", ".join(missing[:3]), ", ..." if len(missing) > 3 else "")
+                       "export?)", index.name, len(index.files), len(missing), _first(missing))
     taken = max((len(e.timepoint_files) or 1 for e in entries), default=1)
     if all_timepoints and index.timepoints is not None and taken < index.timepoints:
         logger.warning("%s says %d timepoints were taken and the folder has %d: the plate is "
@@ -370,12 +369,12 @@ def _check_selection(entries: Sequence[FieldFile], index: IndexFile) -> None:
                            index.sites, len(short), _first(short))
     labels = {label.lower() for e in entries for label in e.channel_labels}
     if index.channels is not None and labels:
-        missing = sorted(index.channels - labels, key=lambda w: int(w[1:]))
+        taken = sorted(index.channels, key=lambda w: int(w[1:]))  # w1, w2, ...
+        missing = [w for w in taken if w not in labels]
         if missing:
             logger.warning("%s says channels %s were taken and the folder has no file of %s: "
                            "the plate is imported without them (an incomplete copy of the "
-                           "export?)", index.name, ", ".join(sorted(
-                               index.channels, key=lambda w: int(w[1:]))), ", ".join(missing))
+                           "export?)", index.name, ", ".join(taken), ", ".join(missing))
 
 
 def _source(entry: FieldFile, folder: Path) -> str:
