@@ -958,6 +958,11 @@ class ClusterSettings(_Settings):
             object.__setattr__(self, "kind", "scheduler")  # an address names the cluster
         self._check_fields()
 
+    @property
+    def workers_here(self) -> bool:
+        """Whether the workers run on this machine (a local or cuda cluster started here)."""
+        return self.kind in ("local", "cuda")
+
     def relation_problems(self) -> list[tuple[str, str]]:
         """Check: an address with ``scheduler`` only, workers without it, TLS files together."""
         problems: list[tuple[str, str]] = []

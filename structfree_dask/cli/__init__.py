@@ -27,6 +27,7 @@ from ._common import (
     add_settings_options,
     channel_list,
     check_cluster_options,
+    cluster_settings,
     given_settings,
     int_list,
     parse_timepoints,
@@ -225,8 +226,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.performance_report:
         check_output_file(args.performance_report, "--performance-report")
     configs = _segment_configs(args)
+    # precision auto of workers elsewhere: theirs, compared with a label image to resume
+    # once they answer (before any write)
+    auto = None if cluster_settings(args).workers_here else "auto"
     # every check (selection, model, label image, plate writable) before a cluster starts
-    plans = [validate(args.plate, config, wells=args.wells, timepoints=args.timepoints)
+    plans = [validate(args.plate, config, wells=args.wells, timepoints=args.timepoints,
+                      auto=auto)
              for config in configs]  # the plans the run uses: the plate is read once
     steps = _cells_steps(args, configs)
     if steps is not None:  # what follows the segmentation: checked before it starts too

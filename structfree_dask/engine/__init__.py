@@ -16,7 +16,8 @@ The engine knows nothing of the CLI; it takes a ``distributed.Client``.
 
 Modules: :mod:`._tasks` (worker-side task functions), :mod:`._graph` (the graph of one
 (field, timepoint), :data:`STAGES`), :mod:`._plan` (planning, label actions),
-:mod:`._stream` (the bounded stream of units, :class:`RunResult`), :mod:`._segment`
+:mod:`._stream` (the bounded stream of units, :class:`RunResult`), :mod:`._precision`
+(:func:`cluster_precision`: ``precision: auto`` resolved on the workers), :mod:`._segment`
 (:func:`segment`, :func:`segment_many`, :func:`validate`) and :mod:`._debug`
 (:func:`segment_field_block`: one region through the task functions, in this process).
 The configuration is :class:`structfree_dask.config.SegmentationConfig`; the kernels, the
@@ -27,6 +28,7 @@ model rules and the in-process reference
 
 from ._debug import segment_field_block
 from ._graph import FUSED, STAGES
+from ._precision import agreed_precision, cluster_precision
 from ._segment import Target, segment, segment_many, validate
 from ._stream import RunResult
 from ._tasks import worker_device
@@ -36,6 +38,8 @@ __all__ = [
     "STAGES",
     "RunResult",
     "Target",
+    "agreed_precision",
+    "cluster_precision",
     "segment",
     "segment_many",
     "segment_field_block",

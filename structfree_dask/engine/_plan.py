@@ -83,8 +83,14 @@ class FieldPlan:
 
 
 def _settings_diffs(old: dict[str, Any], record: dict[str, Any]) -> str:
+    """Return the settings that differ (``"key: old vs new, ..."``), empty where none do.
+
+    A precision still ``auto`` (a plan checked before the run's workers resolve it) is
+    compared when the run plans again at theirs.
+    """
     diffs = [k for k in _RESUME_KEYS if old.get(k) != record.get(k)
-             and not (k in _NEWER_KEYS and k not in old)]
+             and not (k in _NEWER_KEYS and k not in old)
+             and not (k == "precision" and record.get(k) == "auto")]
     return ", ".join(f"{k}: {old.get(k)!r} vs {record.get(k)!r}" for k in diffs)
 
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from ..config import SegmentationConfig
 from ..pipeline.segment import resolve_models
 from ._plan import FieldPlan, plan_fields
+from ._precision import cluster_precision
 from ._stream import RunResult, TargetRun, UnitStream, run_stream
 
 logger = logging.getLogger(__name__)
@@ -34,12 +35,17 @@ class Target(NamedTuple):
 
 def validate(
     plate: str, config: SegmentationConfig, *, wells: Sequence[str] | None = None,
-    timepoints: slice | Sequence[int] | None = None,
+    timepoints: slice | Sequence[int] | None = None, auto: str | None = None,
 ) -> list[FieldPlan]:
     """Check a run's input without writing anything; return its plan.
 
     Everything that can be known before work starts is checked here, for every
     selected field, so that a bad input stops the run before anything is created.
+
+    ``precision: auto`` is resolved on this machine unless ``auto`` says what it is
+    (``fp32``, ``bf16``, ``fp16``), or is ``"auto"``: left to the workers of the run
+    (which resolve it, :func:`cluster_precision`; the plan is checked at their precision
+    again as the run starts, and a label image to resume is compared with it then).
 
     Raises
     ------
@@ -53,11 +59,16 @@ def validate(
         A read-only plate, or a symbolic link on the way to the label image
         (:class:`~structfree_dask.io.UnsafePathError`).
     """
-    return plan_fields(plate, config, resolve_models(config), wells, timepoints)
+    return plan_fields(plate, config, resolve_models(config, auto=auto), wells,
+                       timepoints)
 
 
-def _prepare(targets: list[Target], started: float) -> list[TargetRun | Exception]:
-    """Plan and check every target before anything is written; a failure is its entry."""
+def _prepare(targets: list[Target], started: float,
+             auto: str | None = None) -> list[TargetRun | Exception]:
+    """Plan and check every target before anything is written; a failure is its entry.
+
+    ``auto``: what ``precision: auto`` is on the workers (None: on this machine).
+    """
     out: list[TargetRun | Exception] = []
     writes: dict[tuple[str, str], int] = {}  # (plate, label name) -> target writing it
     for i, target in enumerate(targets):
@@ -66,8 +77,15 @@ def _prepare(targets: list[Target], started: float) -> list[TargetRun | Exceptio
             if key in writes:
                 raise ValueError(f"labels/{key[1]} of {target.plate} is written by target "
                                  f"{writes[key]} of this run already")
-            specs = resolve_models(target.config)
-            plans = list(target.plans) if target.plans is not None else plan_fields(
+            specs = resolve_models(target.config, auto=auto)
+            plans = target.plans
+            if plans is not None and plans and plans[0].record.get("precision") != \
+                    specs[0].precision:  # checked at another (or an unresolved) precision
+                logger.info("labels/%s: planned again at precision %s (checked at %s before)",
+                            target.config.label_name, specs[0].precision,
+                            plans[0].record.get("precision"))
+                plans = None
+            plans = list(plans) if plans is not None else plan_fields(
                 target.plate, target.config, specs, target.wells, target.timepoints)
         except Exception as err:  # noqa: BLE001 - this target's error; the others still run
             out.append(err)
@@ -80,7 +98,10 @@ def _prepare(targets: list[Target], started: float) -> list[TargetRun | Exceptio
 def _stream_targets(targets: list[Target], client: Any,
                     progress: Callable[[int, int], None] | None) -> list[TargetRun | Exception]:
     started = time.perf_counter()
-    prepared = _prepare(targets, started)  # every check before any write
+    auto = None  # a cluster made here runs on this machine: auto is resolved here
+    if client is not None and any(t.config.precision == "auto" for t in targets):
+        auto = cluster_precision(client)  # the workers' hardware runs the network
+    prepared = _prepare(targets, started, auto)  # every check before any write
     runs = [p for p in prepared if isinstance(p, TargetRun)]
     # closed however the run ends: no label image left half made behind it
     with closing(UnitStream(runs)) as stream:

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import limits
 from ..backbones import (
+    PRECISIONS,
     ModelSpec,
     load_model,
     pick_device,
@@ -54,23 +55,33 @@ __all__ = [
 ModelLike = ModelSpec | str | Path | None
 
 
-def resolve_models(config: SegmentationConfig) -> tuple[ModelSpec, ...]:
+def resolve_models(config: SegmentationConfig, *,
+                   auto: str | None = None) -> tuple[ModelSpec, ...]:
     """Resolve the model of each channel of a configuration.
 
-    The precision is resolved here, on this machine (:func:`.backbones.resolve_precision`
-    of ``config.precision`` on :func:`.backbones.pick_device`), so that a run records the
-    precision it used and every worker runs at it.
+    The precision is resolved once for the run (every worker runs at it, and the run
+    records it): ``config.precision`` where named; where it is ``auto``, ``auto`` if
+    given (``fp32``, ``bf16`` or ``fp16``: what the workers of a cluster resolved; or
+    ``"auto"``: not resolved yet, for a plan checked before the workers are known),
+    else :func:`.backbones.resolve_precision` on this machine's
+    :func:`.backbones.pick_device`.
 
     Raises
     ------
     FileNotFoundError
         Unknown model.
     ValueError
-        Per-channel models trained at different diameters (``diam_mean``).
+        Per-channel models trained at different diameters (``diam_mean``); an ``auto``
+        that is not one of :data:`.backbones.PRECISIONS`.
     """
     cache: dict[str | None, ModelSpec] = {}
     specs = []
-    precision = resolve_precision(config.precision, pick_device())
+    if auto is not None and auto not in PRECISIONS:
+        raise ValueError(f"auto: expected one of {', '.join(PRECISIONS)}; got {auto!r}")
+    if config.precision == "auto" and auto is not None:
+        precision = auto
+    else:
+        precision = resolve_precision(config.precision, pick_device())
     for m in config.model_names():
         if m not in cache:
             cache[m] = dataclasses.replace(resolve_model(m), precision=precision)

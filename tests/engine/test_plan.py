@@ -135,6 +135,11 @@ def test_existing_label_images_that_cannot_be_resumed_are_refused(plate, specs):
     record = dict(label_record(label))
     del record["precision"]
     assert _plan._settings_diffs(record, {**record, "precision": "fp16"}) == ""
+    # a precision still auto (checked before the workers answer) is compared later
+    record["precision"] = "bf16"
+    assert _plan._settings_diffs(record, {**record, "precision": "auto"}) == ""
+    assert _plan._settings_diffs(record, {**record, "precision": "fp16"}) == \
+        "precision: 'bf16' vs 'fp16'"
     # another program's label image of that name
     info = open_plate(plate).field("A/2/0")
     write_labels(info, "gt", np.ones((3, 1, 96, 96), "uint32"))

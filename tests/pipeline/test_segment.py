@@ -92,6 +92,13 @@ def test_resolve_models_gives_one_spec_per_channel(nets):
     assert both == (a, b)
     named = resolve_models(SegmentationConfig(channels=(0,), model=a.path, precision="fp32"))
     assert named[0].precision == "fp32"
+    # auto as the workers resolved it (or not yet: "auto"); a named precision stays
+    cfg = SegmentationConfig(channels=(0,), model=a.path)
+    assert resolve_models(cfg, auto="fp16")[0].precision == "fp16"
+    assert resolve_models(cfg, auto="auto")[0].precision == "auto"
+    assert resolve_models(cfg.replace(precision="fp32"), auto="bf16")[0].precision == "fp32"
+    with pytest.raises(ValueError, match="auto: expected one of auto, fp32, bf16, fp16; got 'x'"):
+        resolve_models(cfg, auto="x")
 
 
 def test_resolve_models_refuses_two_scales_and_unknown_models(nets, tmp_path):

@@ -1,0 +1,101 @@
+"""``precision: auto`` resolved on the workers (engine._precision), on a real multi-process
+LocalCluster whose workers compute another precision fast than the driver does."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from structfree_dask.backbones import pick_device, resolve_precision
+from structfree_dask.cli import main
+from structfree_dask.config import SegmentationConfig
+from structfree_dask.engine import (
+    Target,
+    agreed_precision,
+    cluster_precision,
+    segment,
+    segment_many,
+    validate,
+)
+from structfree_dask.io import LabelExistsError, label_record, open_labels, open_plate
+
+CFG = SegmentationConfig(channels=(0, 1), tile_size=160, halo=48)
+
+
+def test_workers_that_agree_give_their_precision_and_others_fp32(caplog):
+    assert agreed_precision({"tcp://a:1": "fp16", "tcp://b:1": "fp16"}) == "fp16"
+    with caplog.at_level(logging.WARNING, logger="structfree_dask.engine"):
+        assert agreed_precision({"tcp://a:1": "bf16", "tcp://b:1": "fp16",
+                                 "tcp://c:1": "fp16"}) == "fp32"
+    assert "the workers differ (bf16 on 1 worker(s), fp16 on 2 worker(s))" in caplog.text
+    assert "--precision" in caplog.text
+    with pytest.raises(ValueError, match="no worker's precision"):
+        agreed_precision({})
+
+
+@pytest.fixture(scope="module")
+def fp32_workers():
+    """Two workers whose oneDNN is capped below bf16: ``auto`` is fp32 there."""
+    from structfree_dask.runtime.cluster import local_client
+
+    client = local_client(n_workers=2, threads_per_worker=1,
+                          env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    yield client
+    cluster = client.cluster
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def bf16_driver(monkeypatch):
+    """This process resolves ``auto`` to bf16 (as on a CPU with AMX), whatever its CPU."""
+    monkeypatch.setattr("structfree_dask.backbones.cellpose.native_bf16", lambda *a, **k: True)
+    assert resolve_precision("auto", pick_device()) in ("bf16", "fp16")
+
+
+def _precision(plate, name: str = "cyto") -> str:
+    return label_record(open_labels(open_plate(plate).field("A/1/0"), name))["precision"]
+
+
+def test_auto_is_the_workers_precision_recorded_and_resumed(
+        tmp_path, make_mosaic, write_plate, fp32_workers, bf16_driver):
+    assert cluster_precision(fp32_workers) == "fp32"
+    plate = str(write_plate(tmp_path / "p.zarr", [make_mosaic(200, seed=1)]))
+    first = segment(plate, CFG, client=fp32_workers)
+    assert first.ok and len(first.done) == 1
+    assert _precision(plate) == "fp32"  # the workers', not this machine's bf16
+    # resumed at the workers' precision: nothing refused, nothing redone
+    again = segment(plate, CFG, client=fp32_workers)
+    assert (len(again.done), len(again.skipped)) == (0, 1)
+    # a precision named is kept as named, and compared with the record
+    with pytest.raises(LabelExistsError, match=r"precision: 'fp32' vs 'bf16'"):
+        segment(plate, CFG.replace(precision="bf16"), client=fp32_workers)
+    # checked on this machine alone, auto is bf16 here: the record differs
+    with pytest.raises(LabelExistsError, match=r"precision: 'fp32' vs 'bf16'"):
+        validate(plate, CFG)
+    # checked with auto left to the workers: the plan is made again at theirs as the
+    # run starts, then compared with the record
+    plans = validate(plate, CFG, auto="auto")
+    assert plans[0].record["precision"] == "auto"
+    (res,) = segment_many([Target(plate, CFG.replace(name="cyto"), None, None, plans)],
+                          client=fp32_workers)
+    assert res.ok and (len(res.done), len(res.skipped)) == (0, 1)
+    (made,) = segment_many([Target(plate, CFG.replace(name="other"), None, None,
+                                   validate(plate, CFG.replace(name="other"), auto="auto"))],
+                           client=fp32_workers)
+    assert made.ok and len(made.done) == 1 and _precision(plate, "other") == "fp32"
+
+
+def test_cli_resumes_at_the_precision_of_workers_elsewhere(
+        tmp_path, make_mosaic, write_plate, fp32_workers, bf16_driver, capsys):
+    plate = str(write_plate(tmp_path / "p.zarr", [make_mosaic(200, seed=2)]))
+    args = ["segment", plate, "--channels", "0,1", "--tile-size", "160", "--halo", "48",
+            "--scheduler", fp32_workers.scheduler.address, "--no-progress"]
+    assert main(args) == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+    assert _precision(plate) == "fp32"
+    assert main(args) == 0  # not refused by this machine's bf16 before the workers answer
+    assert "0 done, 1 skipped" in capsys.readouterr().out
+    assert main([*args, "--precision", "bf16"]) == 2
+    assert "precision: 'fp32' vs 'bf16'" in capsys.readouterr().err
