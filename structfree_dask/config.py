@@ -486,8 +486,9 @@ class SegmentationConfig(_Settings):
         :func:`~structfree_dask.backbones.default_batch_size`).
     precision : str
         Network precision (:data:`~structfree_dask.backbones.PRECISIONS`): ``auto`` (bf16
-        on CPUs with native bf16, fp16 on CUDA GPUs, else fp32; resolved on the machine
-        that starts the run), ``fp32``, ``bf16`` or ``fp16``.
+        on CPUs with native bf16, fp16 on CUDA GPUs, else fp32; resolved on the run's
+        workers, :func:`structfree_dask.engine.cluster_precision`), ``fp32``, ``bf16`` or
+        ``fp16``.
     cellprob_threshold, flow_threshold : float
         Cellpose's thresholds.
     min_size : int

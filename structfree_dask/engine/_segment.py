@@ -143,7 +143,9 @@ def segment_many(
     targets : iterable of Target or tuple
         ``(plate, config[, wells[, timepoints]])`` each, as :func:`segment` takes them.
     client : distributed.Client, optional
-        Where to run. Default: a local cluster made for this call (loopback only).
+        Where to run; ``precision: auto`` is then resolved on its workers
+        (:func:`cluster_precision`). Default: a local cluster made for this call
+        (loopback only), ``auto`` resolved on this machine.
     progress : callable, optional
         Called as ``progress(done, total)`` each time a (field, timepoint) of any target
         finishes.
@@ -185,7 +187,9 @@ def segment(
         OME-Zarr plate or multiscale image.
     config : SegmentationConfig
     client : distributed.Client, optional
-        Where to run. Default: a local cluster made for this call (loopback only).
+        Where to run; ``precision: auto`` is then resolved on its workers
+        (:func:`cluster_precision`). Default: a local cluster made for this call
+        (loopback only), ``auto`` resolved on this machine.
     wells : sequence of str, optional
         Wells such as ``["A/1", "B/3"]`` (default all).
     timepoints : slice or sequence of int, optional
