@@ -38,6 +38,13 @@ def precision_here(asked: str) -> str:
     return resolve_precision(asked, worker_device())
 
 
+async def _answer(asked: str) -> str:
+    """:func:`precision_here` off the worker's event loop (importing torch takes a second)."""
+    import asyncio
+
+    return await asyncio.to_thread(precision_here, asked)
+
+
 def agreed_precision(answers: Mapping[str, str]) -> str:
     """Return one precision for every worker from what each resolved.
 
@@ -77,7 +84,7 @@ def cluster_precision(client: Any, asked: str = "auto") -> str | None:
         logger.info("waiting for a first worker: precision %s is resolved on the workers",
                     asked)
         client.wait_for_workers(1)
-    answers = client.run(precision_here, asked, on_error="return")
+    answers = client.run(_answer, asked, on_error="return")
     said = {w: p for w, p in answers.items() if isinstance(p, str)}
     for worker, err in answers.items():
         if not isinstance(err, str):
