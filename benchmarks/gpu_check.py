@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from structfree_dask.backbones import resolve_precision
     from structfree_dask.config import ClusterSettings
     from structfree_dask.evaluation.metrics import evaluate, pooled_f1
-    from structfree_dask.io import open_labels, open_plate
+    from structfree_dask.io import label_record, open_labels, open_plate
     from structfree_dask.runtime.cluster import close_client, local_client, make_client
 
     started = time.perf_counter()
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         close_client(client)
 
+    # auto as the workers resolved it (engine.cluster_precision): fp16 on GPU workers
+    recorded = label_record(open_labels(open_plate(plate).field(fields[0]), "gpu"))["precision"]
     scores = []
     for f in fields:
         info = open_plate(plate).field(f)
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{engine_mpx / n_gpus / fwd_mpx:.2f}")
     print(f"(a) forward only at fp32: {tiles32_s:.1f} tiles/s; {half} / fp32 = "
           f"{tiles_s / tiles32_s:.2f}x")
+    print(f"(a) precision auto as the workers resolved it, recorded in labels/gpu: {recorded} "
+          f"(expected {half}{'' if recorded == half else ': NOT MET'})")
     for f, s in scores:
         print(f"(b) {f}: matched F1 GPU (half) vs CPU (float32) = {s['f1']:.4f} "
               f"({s['n_pred']} vs {s['n_true']} cells)")
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for worker, mib in sorted(memory.items()):
         print(f"(c) peak {'resident' if dry else 'GPU'} memory of {worker}: {mib:.0f} MiB")
     print(f"total {time.perf_counter() - started:.0f} s; plate in {work}")
-    return 0 if gpu.ok and cpu.ok else 1
+    return 0 if gpu.ok and cpu.ok and recorded == half else 1
 
 
 if __name__ == "__main__":

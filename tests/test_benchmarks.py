@@ -24,6 +24,7 @@ def test_the_gpu_check_runs_its_steps_on_the_cpu(tmp_path):
     assert out.startswith("DRY RUN ON THE CPU")
     assert re.search(r"\(a\) forward only: [\d.]+ tiles/s .* ratio engine / forward-only", out)
     assert re.search(r"\(a\) forward only at fp32: [\d.]+ tiles/s; (bf16|fp32) / fp32", out)
+    assert re.search(r"recorded in labels/gpu: (bf16|fp32) \(expected \1\)", out)
     pooled = float(re.search(r"\(b\) pooled matched F1 = ([\d.]+)", out).group(1))
     assert pooled >= 0.95  # the CPU's default precision against fp32, on simulated cells
     assert re.findall(r"\(c\) peak resident memory of tcp://127\.0\.0\.1:\d+: \d+ MiB", out)
