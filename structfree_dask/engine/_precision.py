@@ -23,7 +23,10 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["precision_here", "agreed_precision", "cluster_precision"]
+__all__ = ["precision_here", "agreed_precision", "cluster_precision", "QUIET_WAIT"]
+
+#: Seconds :func:`cluster_precision` waits for a first worker before it says so.
+QUIET_WAIT = 10.0
 
 
 def precision_here(asked: str) -> str:
@@ -81,9 +84,13 @@ def cluster_precision(client: Any, asked: str = "auto") -> str | None:
         :func:`agreed_precision` of the workers' answers; None where no worker answered.
     """
     if not client.nthreads():
-        logger.info("waiting for a first worker: precision %s is resolved on the workers",
-                    asked)
-        client.wait_for_workers(1)
+        try:
+            client.wait_for_workers(1, timeout=QUIET_WAIT)
+        except TimeoutError:  # said once, then waited for as long as it takes
+            logger.warning("no worker after %g s; waiting for the first one (precision %s "
+                           "is resolved on the workers; SLURM jobs still queued?)",
+                           QUIET_WAIT, asked)
+            client.wait_for_workers(1)
     answers = client.run(_answer, asked, on_error="return")
     said = {w: p for w, p in answers.items() if isinstance(p, str)}
     for worker, err in answers.items():

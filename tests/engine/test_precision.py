@@ -34,6 +34,26 @@ def test_workers_that_agree_give_their_precision_and_others_fp32(caplog):
         agreed_precision({})
 
 
+def test_a_cluster_without_workers_is_waited_for(caplog, monkeypatch):
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    monkeypatch.setattr("structfree_dask.engine._precision.QUIET_WAIT", 0.5)
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        later = threading.Timer(2.0, cluster.scale, args=(1,))  # a queued job that starts
+        later.start()
+        try:
+            with caplog.at_level(logging.WARNING, logger="structfree_dask.engine"):
+                got = cluster_precision(client)
+        finally:
+            later.cancel()
+        assert len(client.nthreads()) == 1
+    assert got == resolve_precision("auto", pick_device())  # its worker runs here
+    assert "no worker after 0.5 s; waiting for the first one" in caplog.text
+
+
 @pytest.fixture(scope="module")
 def fp32_workers():
     """Two workers whose oneDNN is capped below bf16: ``auto`` is fp32 there."""
