@@ -4,6 +4,9 @@ LocalCluster whose workers compute another precision fast than the driver does."
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -52,6 +55,31 @@ def test_a_cluster_without_workers_is_waited_for(caplog, monkeypatch):
         assert len(client.nthreads()) == 1
     assert got == resolve_precision("auto", pick_device())  # its worker runs here
     assert "no worker after 0.5 s; waiting for the first one" in caplog.text
+
+
+def test_ctrl_c_while_waiting_for_a_first_worker(tmp_path, make_mosaic, write_plate,
+                                                 installed_command):
+    from distributed import LocalCluster
+
+    plate = write_plate(tmp_path / "p.zarr", [make_mosaic(96, seed=3)])
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:  # workers never come
+        proc = subprocess.Popen(
+            [*installed_command, "segment", str(plate), "--channels", "0",
+             "--scheduler", cluster.scheduler_address, "--no-progress"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        seen = [proc.stderr.readline()]
+        assert seen[0].startswith("dashboard: "), seen
+        time.sleep(1.5)  # in the wait for a worker
+        assert proc.poll() is None, seen
+        proc.send_signal(signal.SIGINT)
+        err = seen[0] + proc.stderr.read()
+        assert proc.wait(timeout=60) == 130, err
+    assert err.strip().splitlines()[-1].startswith(
+        "interrupted: no unit of this run finished yet"), err
+    assert "Traceback" not in err, err
+    assert not open_plate(plate).field("A/1/0").labels  # nothing written
 
 
 @pytest.fixture(scope="module")
