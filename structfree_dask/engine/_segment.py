@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -78,21 +79,35 @@ def _prepare(targets: list[Target], started: float,
                 raise ValueError(f"labels/{key[1]} of {target.plate} is written by target "
                                  f"{writes[key]} of this run already")
             specs = resolve_models(target.config, auto=auto)
-            plans = target.plans
-            if plans is not None and plans and plans[0].record.get("precision") != \
-                    specs[0].precision:  # checked at another (or an unresolved) precision
-                logger.info("labels/%s: planned again at precision %s (checked at %s before)",
-                            target.config.label_name, specs[0].precision,
-                            plans[0].record.get("precision"))
-                plans = None
-            plans = list(plans) if plans is not None else plan_fields(
-                target.plate, target.config, specs, target.wells, target.timepoints)
+            plans = None if target.plans is None else _at_precision(
+                list(target.plans), specs[0].precision, target.config.label_name)
+            if plans is None:
+                plans = plan_fields(target.plate, target.config, specs, target.wells,
+                                    target.timepoints)
         except Exception as err:  # noqa: BLE001 - this target's error; the others still run
             out.append(err)
             continue
         writes[key] = i
         out.append(TargetRun(i, target.config, specs, plans, started))
     return out
+
+
+def _at_precision(plans: list[FieldPlan], precision: str,
+                  name: str) -> list[FieldPlan] | None:
+    """Return plans checked at another (or a still open) precision made for ``precision``.
+
+    Plans that only create label images have nothing recorded to compare a precision
+    with: their records take it. Others are planned again (None), the label images they
+    keep compared with it.
+    """
+    if not plans or plans[0].record.get("precision") == precision:
+        return plans
+    if all(fp.action == "create" for fp in plans):
+        return [dataclasses.replace(fp, record={**fp.record, "precision": precision})
+                for fp in plans]
+    logger.info("labels/%s: planned again at precision %s (checked at %s before)", name,
+                precision, plans[0].record.get("precision"))
+    return None
 
 
 def _stream_targets(targets: list[Target], client: Any,

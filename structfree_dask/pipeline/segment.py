@@ -78,10 +78,12 @@ def resolve_models(config: SegmentationConfig, *,
     specs = []
     if auto is not None and auto not in PRECISIONS:
         raise ValueError(f"auto: expected one of {', '.join(PRECISIONS)}; got {auto!r}")
-    if config.precision == "auto" and auto is not None:
+    if config.precision != "auto":  # named: no device to ask (nor torch to import)
+        precision = config.precision
+    elif auto is not None:
         precision = auto
     else:
-        precision = resolve_precision(config.precision, pick_device())
+        precision = resolve_precision("auto", pick_device())
     for m in config.model_names():
         if m not in cache:
             cache[m] = dataclasses.replace(resolve_model(m), precision=precision)

@@ -107,7 +107,7 @@ def _precision(plate, name: str = "cyto") -> str:
 
 
 def test_auto_is_the_workers_precision_recorded_and_resumed(
-        tmp_path, make_mosaic, write_plate, fp32_workers, bf16_driver):
+        tmp_path, make_mosaic, write_plate, fp32_workers, bf16_driver, caplog):
     assert cluster_precision(fp32_workers) == "fp32"
     plate = str(write_plate(tmp_path / "p.zarr", [make_mosaic(200, seed=1)]))
     first = segment(plate, CFG, client=fp32_workers)
@@ -126,13 +126,21 @@ def test_auto_is_the_workers_precision_recorded_and_resumed(
     # run starts, then compared with the record
     plans = validate(plate, CFG, auto="auto")
     assert plans[0].record["precision"] == "auto"
-    (res,) = segment_many([Target(plate, CFG.replace(name="cyto"), None, None, plans)],
-                          client=fp32_workers)
+    with caplog.at_level(logging.INFO, logger="structfree_dask.engine"):
+        (res,) = segment_many([Target(plate, CFG.replace(name="cyto"), None, None, plans)],
+                              client=fp32_workers)
     assert res.ok and (len(res.done), len(res.skipped)) == (0, 1)
-    (made,) = segment_many([Target(plate, CFG.replace(name="other"), None, None,
-                                   validate(plate, CFG.replace(name="other"), auto="auto"))],
-                           client=fp32_workers)
+    assert "labels/cyto: planned again at precision fp32 (checked at auto before)" \
+        in caplog.text
+    caplog.clear()
+    # a label image made anew has nothing to compare: its plan takes the precision as it is
+    with caplog.at_level(logging.INFO, logger="structfree_dask.engine"):
+        (made,) = segment_many(
+            [Target(plate, CFG.replace(name="other"), None, None,
+                    validate(plate, CFG.replace(name="other"), auto="auto"))],
+            client=fp32_workers)
     assert made.ok and len(made.done) == 1 and _precision(plate, "other") == "fp32"
+    assert "planned again" not in caplog.text
 
 
 def test_cli_resumes_at_the_precision_of_workers_elsewhere(
