@@ -1,11 +1,12 @@
-"""``precision: auto`` resolved on the workers (engine._precision), on a real multi-process
-LocalCluster whose workers compute another precision fast than the driver does."""
+"""``precision: auto`` resolved on the workers (engine._precision), on real multi-process
+LocalClusters, one of them with workers that resolve ``auto`` otherwise than the driver."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -38,8 +39,6 @@ def test_workers_that_agree_give_their_precision_and_others_fp32(caplog):
 
 
 def test_a_cluster_without_workers_is_waited_for(caplog, monkeypatch):
-    import threading
-
     from distributed import Client, LocalCluster
 
     monkeypatch.setattr("structfree_dask.engine._precision.QUIET_WAIT", 0.5)
