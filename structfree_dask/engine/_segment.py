@@ -115,6 +115,10 @@ def _stream_targets(targets: list[Target], client: Any,
     started = time.perf_counter()
     auto = None  # a cluster made here runs on this machine: auto is resolved here
     if client is not None and any(t.config.precision == "auto" for t in targets):
+        if not client.nthreads():  # no worker yet: bad input said before waiting for one
+            checked = _prepare(targets, started, "auto")
+            if not any(isinstance(p, TargetRun) for p in checked):
+                return checked
         auto = cluster_precision(client)  # the workers' hardware runs the network
     prepared = _prepare(targets, started, auto)  # every check before any write
     runs = [p for p in prepared if isinstance(p, TargetRun)]

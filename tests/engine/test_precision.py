@@ -38,16 +38,22 @@ def test_workers_that_agree_give_their_precision_and_others_fp32(caplog):
         agreed_precision({})
 
 
-def test_a_cluster_without_workers_is_waited_for(caplog, monkeypatch):
+def test_a_cluster_without_workers_is_waited_for(caplog, monkeypatch, tmp_path, make_mosaic,
+                                                 write_plate):
     from distributed import Client, LocalCluster
 
     monkeypatch.setattr("structfree_dask.engine._precision.QUIET_WAIT", 0.5)
+    plate = str(write_plate(tmp_path / "p.zarr", [make_mosaic(96, seed=4)]))
     with LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         later = threading.Timer(2.0, cluster.scale, args=(1,))  # a queued job that starts
         later.start()
         try:
             with caplog.at_level(logging.WARNING, logger="structfree_dask.engine"):
+                # bad input is said at once, not after the wait for a worker
+                with pytest.raises(KeyError, match="DAPI"):
+                    segment(plate, SegmentationConfig(channels=("DAPI",)), client=client)
+                assert "no worker after" not in caplog.text
                 got = cluster_precision(client)
         finally:
             later.cancel()
